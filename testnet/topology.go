@@ -1,0 +1,138 @@
+package testnet
+
+import (
+	"fmt"
+	"net/netip"
+	"regexp"
+)
+
+// Topology describes a small network: nodes (each its own network
+// namespace) and point-to-point veth links between them. It is a plain Go
+// value; [Build] and [New] bring it up.
+type Topology struct {
+	Name  string
+	Nodes []NodeSpec
+	Links []LinkSpec
+}
+
+// NodeSpec is one host or router.
+type NodeSpec struct {
+	Name string
+	// Forward enables IPv4 and IPv6 forwarding (a router).
+	Forward bool
+	// Routes are installed after every link is up.
+	Routes []Route
+}
+
+// LinkSpec is a veth pair between nodes A and B. Interface names default to
+// "eth0", "eth1", ... in the order of the node's links.
+type LinkSpec struct {
+	A, B         string
+	AIf, BIf     string         // optional interface names (at most 15 bytes)
+	AAddr, BAddr []netip.Prefix // addresses with their prefix length
+	MTU          int            // 0 keeps the kernel default (1500)
+}
+
+// Route is a route on a node. A zero Dst of either family means default.
+type Route struct {
+	Dst netip.Prefix
+	Via netip.Addr
+}
+
+// Default4 and Default6 are the destinations of default routes.
+var (
+	Default4 = netip.MustParsePrefix("0.0.0.0/0")
+	Default6 = netip.MustParsePrefix("::/0")
+)
+
+// The only address space a testnet may use: the benchmarking range of
+// RFC 2544 and unique local IPv6 addresses. Nothing else is ever a target.
+var (
+	allowed4 = netip.MustParsePrefix("198.18.0.0/15")
+	allowed6 = netip.MustParsePrefix("fd00::/8")
+)
+
+// Allowed reports whether a is an address a testnet may use.
+func Allowed(a netip.Addr) bool {
+	return allowed4.Contains(a) || allowed6.Contains(a)
+}
+
+var nodeName = regexp.MustCompile(`^[a-z][a-z0-9]{0,11}$`)
+
+// Validate checks names, interface names and that every address lies in
+// 198.18.0.0/15 or fd00::/8.
+func (topo *Topology) Validate() error {
+	seen := map[string]bool{}
+	for _, n := range topo.Nodes {
+		if !nodeName.MatchString(n.Name) {
+			return fmt.Errorf("topology %s: node %q: name must match %s", topo.Name, n.Name, nodeName)
+		}
+		if seen[n.Name] {
+			return fmt.Errorf("topology %s: node %q defined twice", topo.Name, n.Name)
+		}
+		seen[n.Name] = true
+		for _, r := range n.Routes {
+			if r.Dst.Bits() != 0 && !Allowed(r.Dst.Addr()) {
+				return fmt.Errorf("topology %s: node %s: route to %s outside 198.18.0.0/15 and fd00::/8", topo.Name, n.Name, r.Dst)
+			}
+			if !Allowed(r.Via) {
+				return fmt.Errorf("topology %s: node %s: gateway %s outside 198.18.0.0/15 and fd00::/8", topo.Name, n.Name, r.Via)
+			}
+		}
+	}
+	for i, l := range topo.Links {
+		if !seen[l.A] || !seen[l.B] || l.A == l.B {
+			return fmt.Errorf("topology %s: link %d: needs two distinct defined nodes, have %q and %q", topo.Name, i, l.A, l.B)
+		}
+		for _, name := range []string{l.AIf, l.BIf} {
+			if len(name) > 15 {
+				return fmt.Errorf("topology %s: link %d: interface name %q longer than 15 bytes", topo.Name, i, name)
+			}
+		}
+		for _, p := range append(append([]netip.Prefix{}, l.AAddr...), l.BAddr...) {
+			if !p.IsValid() || !Allowed(p.Addr()) {
+				return fmt.Errorf("topology %s: link %d: address %s outside 198.18.0.0/15 and fd00::/8", topo.Name, i, p)
+			}
+		}
+		if l.MTU != 0 && (l.MTU < 1280 || l.MTU > 65535) {
+			return fmt.Errorf("topology %s: link %d: MTU %d outside 1280..65535", topo.Name, i, l.MTU)
+		}
+	}
+	return nil
+}
+
+func pfx(s string) netip.Prefix { return netip.MustParsePrefix(s) }
+func addr(s string) netip.Addr  { return netip.MustParseAddr(s) }
+
+// ClientRouterServer is the basic three-node line used by most tests and
+// benchmarks:
+//
+//	client eth0 198.18.1.2, fd00:1::2  <->  router eth0 198.18.1.1, fd00:1::1
+//	router eth1 198.18.2.1, fd00:2::1  <->  server eth0 198.18.2.2, fd00:2::2
+//
+// client and server route everything through router, which forwards.
+func ClientRouterServer() Topology {
+	return Topology{
+		Name: "crs",
+		Nodes: []NodeSpec{
+			{Name: "client", Routes: []Route{{Default4, addr("198.18.1.1")}, {Default6, addr("fd00:1::1")}}},
+			{Name: "router", Forward: true},
+			{Name: "server", Routes: []Route{{Default4, addr("198.18.2.1")}, {Default6, addr("fd00:2::1")}}},
+		},
+		Links: []LinkSpec{
+			{A: "client", B: "router",
+				AAddr: []netip.Prefix{pfx("198.18.1.2/24"), pfx("fd00:1::2/64")},
+				BAddr: []netip.Prefix{pfx("198.18.1.1/24"), pfx("fd00:1::1/64")}},
+			{A: "router", B: "server",
+				AAddr: []netip.Prefix{pfx("198.18.2.1/24"), pfx("fd00:2::1/64")},
+				BAddr: []netip.Prefix{pfx("198.18.2.2/24"), pfx("fd00:2::2/64")}},
+		},
+	}
+}
+
+// Topologies lists the named topologies the CLI can bring up.
+func Topologies() map[string]func() Topology {
+	return map[string]func() Topology{
+		"crs": ClientRouterServer,
+	}
+}
