@@ -18,7 +18,6 @@ type Proc struct {
 	Cmd  *exec.Cmd
 	name string
 
-	waitOnce sync.Once
 	done     chan struct{}
 	err      error
 	copying  sync.WaitGroup

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the tests and benchmarks need. Idempotent and
+# quick when everything is present: apt-get runs only for what is missing.
+set -euo pipefail
+
+# iproute2: ip and tc for the netns testbed; iperf3: throughput in tests and
+# benchmarks; iputils-ping: ping across the testbed.
+packages=(
+	iproute2
+	iperf3
+	iputils-ping
+	ca-certificates
+)
+
+missing=()
+for p in "${packages[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if ((${#missing[@]} == 0)); then
+	echo "deps: all present (${packages[*]})"
+	exit 0
+fi
+if [[ $(id -u) -ne 0 ]]; then
+	echo "deps: missing ${missing[*]}; run make deps as root (or apt-get install them)" >&2
+	exit 1
+fi
+echo "deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+echo "deps: installed ${missing[*]}"
