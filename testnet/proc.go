@@ -18,9 +18,9 @@ type Proc struct {
 	Cmd  *exec.Cmd
 	name string
 
-	done     chan struct{}
-	err      error
-	copying  sync.WaitGroup
+	done    chan struct{}
+	err     error
+	copying sync.WaitGroup
 }
 
 // Start starts name with args inside the node's namespace. The process runs

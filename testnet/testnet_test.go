@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -471,6 +472,54 @@ func TestDoRestoresNamespace(t *testing.T) {
 	for err := range errs {
 		if err != nil {
 			t.Fatal(err)
+		}
+	}
+}
+
+// TestSkipsWithoutRootUnlessCI re-runs a testbed test as an unprivileged
+// user: it must skip with the reason, and under CI=true fail loudly instead.
+func TestSkipsWithoutRootUnlessCI(t *testing.T) {
+	if os.Getenv("ONRAMP_TESTNET_CHILD") != "" {
+		t.Skip("child run")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to drop to an unprivileged user")
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, err := os.MkdirTemp("", "onramp-testnet-nobody-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bin := dir + "/testnet.test"
+	data, err := os.ReadFile(self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, ci := range []string{"false", "true"} {
+		cmd := exec.Command(bin, "-test.run", "^TestTCPEchoAcrossRouter$", "-test.v")
+		cmd.Dir = dir
+		cmd.Env = []string{"CI=" + ci, "ONRAMP_TESTNET_CHILD=1", "PATH=" + os.Getenv("PATH"), "HOME=" + dir}
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+		out, err := cmd.CombinedOutput()
+		switch ci {
+		case "false":
+			if err != nil || !strings.Contains(string(out), "--- SKIP") || !strings.Contains(string(out), "testnet needs root") {
+				t.Errorf("as nobody without CI: err=%v, want a skip naming root; output:\n%s", err, out)
+			}
+		case "true":
+			if err == nil || !strings.Contains(string(out), "--- FAIL") || !strings.Contains(string(out), "CI=true and the testbed cannot run: testnet needs root") {
+				t.Errorf("as nobody with CI=true: err=%v, want a loud failure; output:\n%s", err, out)
+			}
 		}
 	}
 }
