@@ -1,0 +1,101 @@
+package ingress
+
+import "strings"
+
+// index builds the match indexes. Rule indices fit in int32: a file with
+// more rules would not parse in any reasonable memory.
+func (c *Config) index() {
+	c.exact = make(map[string][]int32)
+	c.wild = make(map[string][]int32)
+	for i := range c.rules {
+		r := &c.rules[i]
+		switch {
+		case r.hostname == "":
+			c.any = append(c.any, int32(i))
+		case strings.HasPrefix(r.hostname, "*."):
+			c.wild[r.hostname[2:]] = append(c.wild[r.hostname[2:]], int32(i))
+		default:
+			c.exact[r.hostname] = append(c.exact[r.hostname], int32(i))
+		}
+	}
+}
+
+// Match returns the first rule, in file order, that matches a request for
+// host and path. It never returns nil for a Config from Parse or Load,
+// whose last rule matches everything.
+//
+// The host is compared case-insensitively (ASCII only) after dropping a
+// port ("a.test:443", "[fd00::1]:443") and one trailing dot. A rule
+// without hostname matches every host; "*.example.test" matches any name
+// with at least one more label ("a.example.test", "a.b.example.test") but
+// not "example.test". Hosts longer than 253 bytes match only rules without
+// hostname.
+//
+// The path is the request target of the first HTTP request on the
+// connection, in origin form ("/api/v1?x=1"); pass "" when there is none
+// (TCP, TLS passthrough). A rule with a path matches only when the path
+// starts with the rule's path at a segment boundary: "/api" matches
+// "/api", "/api/", "/api/x" and "/api?x", but not "/apix" or ""; a rule
+// path ending in "/" is a plain prefix. Paths are compared byte for byte,
+// without percent-decoding or dot-segment removal: path rules route, they
+// are not an access control.
+//
+// Match does not allocate.
+func (c *Config) Match(host, path string) *Rule {
+	if c == nil || len(c.any) == 0 {
+		return nil
+	}
+	best := int32(len(c.rules))
+	for _, i := range c.any {
+		if pathMatch(c.rules[i].path, path) {
+			best = i
+			break
+		}
+	}
+	host = trimHost(host)
+	if len(host) == 0 || len(host) > maxHostLen || best == 0 {
+		return c.rule(best)
+	}
+	var buf [maxHostLen]byte
+	lower := buf[:len(host)]
+	for i := 0; i < len(host); i++ {
+		b := host[i]
+		if 'A' <= b && b <= 'Z' {
+			b += 'a' - 'A'
+		}
+		lower[i] = b
+	}
+	if len(c.exact) > 0 {
+		best = c.first(c.exact[string(lower)], best, path)
+	}
+	if len(c.wild) > 0 {
+		// Try every proper suffix that follows a non-empty first label.
+		for i := 1; i < len(lower); i++ {
+			if lower[i] == '.' {
+				best = c.first(c.wild[string(lower[i+1:])], best, path)
+			}
+		}
+	}
+	return c.rule(best)
+}
+
+// first returns the first index in candidates below best whose rule
+// matches path, or best.
+func (c *Config) first(candidates []int32, best int32, path string) int32 {
+	for _, i := range candidates {
+		if i >= best {
+			break
+		}
+		if pathMatch(c.rules[i].path, path) {
+			return i
+		}
+	}
+	return best
+}
+
+func (c *Config) rule(i int32) *Rule {
+	if int(i) >= len(c.rules) {
+		return nil
+	}
+	return &c.rules[i]
+}
