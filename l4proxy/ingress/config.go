@@ -134,9 +134,10 @@ type ConfigError struct {
 }
 
 // Error formats the error as
-// `ingress rule 2 (hostname "a.test"): service: unsupported scheme "ftp" (...)`.
+// `ingress rule 2 (hostname "a.test"): service: unsupported scheme "ftp" (...)`,
+// or as `ingress config: originRequest.idleTimeout: ...` outside the rules.
 func (e *ConfigError) Error() string {
-	s := ""
+	s := "ingress config: "
 	if e.Rule >= 0 {
 		s = ruleName(e.Rule, e.Hostname) + ": "
 	}

@@ -33,6 +33,8 @@ type origin struct {
 	idleTimeout      *time.Duration
 	noTLSVerify      *bool
 	caPool           *x509.CertPool
+	caPoolPath       string // set, unloaded: loaded once the scheme is known
+	caPoolLine       int
 	originServerName *string
 
 	tlsField string // first TLS-only field set, for errors
@@ -114,6 +116,9 @@ func (p parser) parse(data []byte) (*Config, error) {
 				rulesNode = kv.val
 			case "originRequest":
 				o, ferr := p.parseOrigin(kv.val)
+				if ferr == nil {
+					ferr = p.loadOriginCAPool(&o)
+				}
 				if ferr != nil {
 					return nil, topErr(ferr.field, ferr.line, ferr.err)
 				}
@@ -240,6 +245,9 @@ func (p parser) parseRule(r *Rule, i int, n *yaml.Node, top origin) error {
 	if own.tlsField != "" && scheme != SchemeHTTPS {
 		return ferr(own.tlsField, own.tlsLine, fmt.Errorf("only valid for https services, not %s", scheme))
 	}
+	if err := p.loadOriginCAPool(&own); err != nil {
+		return ferr(err.field, err.line, err.err)
+	}
 	o := own.over(top)
 	r.connectTimeout = DefaultConnectTimeout
 	if o.connectTimeout != nil {
@@ -330,11 +338,10 @@ func (p parser) parseOrigin(n *yaml.Node) (origin, *fieldError) {
 			if err != nil {
 				return bad(err)
 			}
-			pool, err := p.loadCAPool(s)
-			if err != nil {
-				return bad(err)
+			if s == "" {
+				return bad(errors.New("empty path"))
 			}
-			o.caPool = pool
+			o.caPoolPath, o.caPoolLine = s, kv.val.Line
 		case "originServerName":
 			s, err := str(kv.val)
 			if err != nil {
@@ -351,11 +358,21 @@ func (p parser) parseOrigin(n *yaml.Node) (origin, *fieldError) {
 	return o, nil
 }
 
+// loadOriginCAPool loads the caPool file named in o, if any.
+func (p parser) loadOriginCAPool(o *origin) *fieldError {
+	if o.caPoolPath == "" {
+		return nil
+	}
+	pool, err := p.loadCAPool(o.caPoolPath)
+	if err != nil {
+		return &fieldError{"originRequest.caPool", o.caPoolLine, err}
+	}
+	o.caPool = pool
+	return nil
+}
+
 // loadCAPool reads a PEM bundle of CA certificates.
 func (p parser) loadCAPool(path string) (*x509.CertPool, error) {
-	if path == "" {
-		return nil, errors.New("empty path")
-	}
 	if p.baseDir != "" && !filepath.IsAbs(path) {
 		path = filepath.Join(p.baseDir, path)
 	}

@@ -94,7 +94,7 @@ func parseService(s string) (Service, error) {
 	switch scheme {
 	case "unix":
 		// Accept unix:/path and the URL form unix:///path.
-		if strings.HasPrefix(rest, "//") {
+		if strings.HasPrefix(rest, "///") {
 			rest = rest[2:]
 		}
 		if rest == "" {
