@@ -11,6 +11,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"io"
+	"log"
 	"math/big"
 	"net"
 	"net/http"
@@ -134,9 +135,11 @@ func TestDialUnix(t *testing.T) {
 }
 
 func TestDialHTTPS(t *testing.T) {
-	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "proto="+r.Proto+" tls="+r.TLS.NegotiatedProtocol)
 	}))
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // failed handshakes are the point
+	srv.StartTLS()
 	defer srv.Close()
 	caPath := filepath.Join(t.TempDir(), "ca.pem")
 	if err := os.WriteFile(caPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600); err != nil {

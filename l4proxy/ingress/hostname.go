@@ -78,13 +78,15 @@ func checkPath(p string) error {
 }
 
 // trimHost strips a port (":443", or the brackets and port of "[::1]:443")
-// and one trailing dot from a request host. A bare IPv6 address (more than
-// one colon, no brackets) is returned unchanged.
+// and one trailing dot from a request host. A host with more than one
+// colon outside brackets (a bare IPv6 address) keeps its colons.
 func trimHost(host string) string {
+	end := -1
 	if len(host) > 0 && host[0] == '[' {
-		if end := strings.IndexByte(host, ']'); end > 0 {
-			host = host[1:end]
-		}
+		end = strings.IndexByte(host, ']')
+	}
+	if end > 0 {
+		host = host[1:end]
 	} else if i := strings.IndexByte(host, ':'); i >= 0 && strings.LastIndexByte(host, ':') == i {
 		host = host[:i]
 	}

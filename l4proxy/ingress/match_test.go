@@ -81,6 +81,9 @@ func TestMatch(t *testing.T) {
 		{"fd00::1", "", 9},
 		{"nothing.test", "/api", 9},
 		{strings.Repeat("a", 300) + ".example.test", "", 9},
+		{"[x.example.test:1", "", 4},
+		{"[x.example.test]:1", "", 4},
+		{"[x.example.test", "", 4}, // malformed, but "[x" is a label
 	}
 	for _, tt := range tests {
 		r := c.Match(tt.host, tt.path)
