@@ -1,0 +1,241 @@
+package tunnel
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+)
+
+// ALPN protocol identifiers of the two transports.
+const (
+	ALPNQUIC  = "onramp-quic/1"
+	ALPNHTTP2 = "h2"
+)
+
+// ExporterLabel is the TLS exporter label of the authentication proof (RFC 8446 section 7.5).
+const ExporterLabel = "EXPORTER-onramp-auth"
+
+// Authenticator is how the edge finds a tunnel's secret. It must be safe for
+// concurrent use; it is called once per connection attempt, during authentication.
+type Authenticator interface {
+	// Secret returns the tunnel's secret, or ok=false if the tunnel is unknown
+	// (the connector is then refused with [AuthUnknownTunnel]).
+	Secret(tunnelID [16]byte) (secret []byte, ok bool)
+}
+
+// TunnelLookup is an optional extension of [Authenticator]: when the
+// Authenticator also implements it, the edge calls LookupTunnel instead of
+// Secret, so that it can refuse with a precise reason such as [AuthTunnelDeleted].
+// A reason other than [AuthOK] refuses the connector; secret is then ignored.
+type TunnelLookup interface {
+	LookupTunnel(tunnelID [16]byte) (secret []byte, reason AuthReason)
+}
+
+// StaticAuthenticator is an [Authenticator] over a fixed map, for tests and small edges.
+type StaticAuthenticator map[[16]byte][]byte
+
+// Secret implements [Authenticator].
+func (m StaticAuthenticator) Secret(id [16]byte) ([]byte, bool) {
+	s, ok := m[id]
+	return s, ok
+}
+
+func edgeTLSConfig(cert tls.Certificate, alpn string) *tls.Config {
+	return &tls.Config{
+		MinVersion:   tls.VersionTLS13,
+		Certificates: []tls.Certificate{cert},
+		NextProtos:   []string{alpn},
+	}
+}
+
+// connectorTLSConfig verifies the edge by its SPKI pin only: there is no CA and
+// no name check. The ALPN must match, so a QUIC token cannot be replayed over
+// the HTTP/2 transport's session or vice versa.
+func connectorTLSConfig(addr string, pin [32]byte, alpn string) *tls.Config {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil || net.ParseIP(host) != nil {
+		host = ""
+	}
+	return &tls.Config{
+		MinVersion:         tls.VersionTLS13,
+		ServerName:         host, // SNI only; not verified
+		InsecureSkipVerify: true, //nolint:gosec // verified by VerifyConnection against the pin
+		NextProtos:         []string{alpn},
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			if cs.Version != tls.VersionTLS13 {
+				return fmt.Errorf("verify edge: TLS version %x is not 1.3", cs.Version)
+			}
+			if cs.NegotiatedProtocol != alpn {
+				return fmt.Errorf("verify edge: ALPN %q, want %q", cs.NegotiatedProtocol, alpn)
+			}
+			if len(cs.PeerCertificates) == 0 {
+				return fmt.Errorf("verify edge: no certificate: %w", ErrPinMismatch)
+			}
+			if !pinMatches(cs.PeerCertificates[0].RawSubjectPublicKeyInfo, pin) {
+				return fmt.Errorf("verify edge: %w", ErrPinMismatch)
+			}
+			return nil
+		},
+	}
+}
+
+// pinError reports whether err is (or stands for) a pin mismatch: crypto/tls
+// keeps the VerifyConnection error in the chain on the TCP path, but QUIC only
+// surfaces a TLS alert, so both are recognised and normalised to ErrPinMismatch.
+func isPinError(err error) bool {
+	if errors.Is(err, ErrPinMismatch) {
+		return true
+	}
+	var ce *tls.CertificateVerificationError
+	if errors.As(err, &ce) {
+		return true
+	}
+	var ue x509.UnknownAuthorityError
+	return errors.As(err, &ue)
+}
+
+// authProof computes HMAC-SHA256(secret, EKM) where the EKM binds the TLS session,
+// the tunnel and the connector.
+func authProof(cs *tls.ConnectionState, secret []byte, tunnelID, connectorID [16]byte) ([32]byte, error) {
+	var ctx [32]byte
+	copy(ctx[:], tunnelID[:])
+	copy(ctx[16:], connectorID[:])
+	ekm, err := cs.ExportKeyingMaterial(ExporterLabel, ctx[:], 32)
+	if err != nil {
+		return [32]byte{}, fmt.Errorf("auth proof: exporter: %w", err)
+	}
+	m := hmac.New(sha256.New, secret)
+	m.Write(ekm)
+	var out [32]byte
+	m.Sum(out[:0])
+	return out, nil
+}
+
+// Control messages: type u8 | len u16 | payload. They travel on the QUIC control
+// stream and on the HTTP/2 "/auth" stream, which stays open as the control stream.
+const (
+	ctrlAuth       = 1 // connector -> edge: version u8 | tunnelID [16] | connectorID [16] | proof [32]
+	ctrlAuthResult = 2 // edge -> connector: reason u8 | msgLen u8 | msg
+	ctrlDrain      = 3 // connector -> edge: empty; no new streams on this connection
+	maxCtrlLen     = 1024
+)
+
+func writeCtrl(w io.Writer, typ byte, payload []byte) error {
+	var b [3 + maxCtrlLen]byte
+	if len(payload) > maxCtrlLen {
+		return fmt.Errorf("write control: %w", ErrTooLong)
+	}
+	b[0] = typ
+	binary.BigEndian.PutUint16(b[1:], uint16(len(payload)))
+	n := copy(b[3:], payload)
+	_, err := w.Write(b[:3+n])
+	return err
+}
+
+// readCtrl reads one control message into buf (at least maxCtrlLen bytes).
+func readCtrl(r io.Reader, buf []byte) (typ byte, payload []byte, err error) {
+	var h [3]byte
+	if _, err := io.ReadFull(r, h[:]); err != nil {
+		return 0, nil, err
+	}
+	l := int(binary.BigEndian.Uint16(h[1:]))
+	if l > maxCtrlLen {
+		return 0, nil, fmt.Errorf("read control: %d bytes: %w", l, ErrTooLong)
+	}
+	if _, err := io.ReadFull(r, buf[:l]); err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return 0, nil, err
+	}
+	return h[0], buf[:l], nil
+}
+
+type authHello struct {
+	tunnelID, connectorID [16]byte
+	proof                 [32]byte
+}
+
+// connectorSendAuth sends the connector's proof on the control channel.
+func connectorSendAuth(w io.Writer, cs *tls.ConnectionState, tok *Token, connectorID [16]byte) error {
+	proof, err := authProof(cs, tok.Secret[:], tok.TunnelID, connectorID)
+	if err != nil {
+		return err
+	}
+	var p [1 + 16 + 16 + 32]byte
+	p[0] = ProtocolVersion
+	copy(p[1:], tok.TunnelID[:])
+	copy(p[17:], connectorID[:])
+	copy(p[33:], proof[:])
+	return writeCtrl(w, ctrlAuth, p[:])
+}
+
+// connectorReadAuthResult reads the edge's verdict: nil or *AuthError.
+func connectorReadAuthResult(r io.Reader) error {
+	var buf [maxCtrlLen]byte
+	typ, p, err := readCtrl(r, buf[:])
+	if err != nil {
+		return fmt.Errorf("read auth result: %w", err)
+	}
+	if typ != ctrlAuthResult || len(p) < 2 || int(p[1]) != len(p)-2 {
+		return fmt.Errorf("read auth result: %w", ErrMalformed)
+	}
+	if AuthReason(p[0]) == AuthOK {
+		return nil
+	}
+	return &AuthError{Reason: AuthReason(p[0]), Message: string(p[2:])}
+}
+
+// edgeCheckAuth reads the connector's hello and checks its proof. It returns
+// the hello, and AuthOK or the reason to refuse.
+func edgeCheckAuth(r io.Reader, cs *tls.ConnectionState, auth Authenticator) (authHello, AuthReason, error) {
+	var h authHello
+	var buf [maxCtrlLen]byte
+	typ, p, err := readCtrl(r, buf[:])
+	if err != nil {
+		return h, AuthMalformed, fmt.Errorf("read auth: %w", err)
+	}
+	if typ != ctrlAuth || len(p) != 1+16+16+32 {
+		return h, AuthMalformed, fmt.Errorf("read auth: %w", ErrMalformed)
+	}
+	if p[0] != ProtocolVersion {
+		return h, AuthMalformed, fmt.Errorf("read auth: %w", ErrUnsupportedVersion)
+	}
+	copy(h.tunnelID[:], p[1:])
+	copy(h.connectorID[:], p[17:])
+	copy(h.proof[:], p[33:])
+	var secret []byte
+	if l, ok := auth.(TunnelLookup); ok {
+		var reason AuthReason
+		if secret, reason = l.LookupTunnel(h.tunnelID); reason != AuthOK {
+			return h, reason, nil
+		}
+	} else {
+		var ok bool
+		if secret, ok = auth.Secret(h.tunnelID); !ok {
+			return h, AuthUnknownTunnel, nil
+		}
+	}
+	want, err := authProof(cs, secret, h.tunnelID, h.connectorID)
+	if err != nil {
+		return h, AuthInternal, err
+	}
+	if !hmac.Equal(want[:], h.proof[:]) {
+		return h, AuthBadSecret, nil
+	}
+	return h, AuthOK, nil
+}
+
+func edgeWriteAuthResult(w io.Writer, reason AuthReason) error {
+	msg := reason.String()
+	p := make([]byte, 0, 2+len(msg))
+	p = append(p, byte(reason), byte(len(msg)))
+	p = append(p, msg...)
+	return writeCtrl(w, ctrlAuthResult, p)
+}

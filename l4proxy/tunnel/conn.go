@@ -1,0 +1,180 @@
+package tunnel
+
+import (
+	"context"
+	"io"
+	"net"
+	"time"
+)
+
+// Conn is one live, authenticated tunnel connection between an edge and a connector.
+// All methods are safe for concurrent use.
+type Conn interface {
+	// OpenStream (edge side) opens a stream to the connector and writes req at its head without waiting
+	// for an answer (no extra round trip): the connector's Response is read by the first Read on the stream;
+	// if the connector refused, that Read returns a *StreamError carrying the response status and message.
+	// req must pass [Request.Validate]. OpenStream blocks while the connector's stream limit is reached,
+	// until ctx is done. It returns [ErrDraining] once the connector called Drain, and [ErrWrongSide]
+	// on the connector side.
+	OpenStream(ctx context.Context, req *Request) (Stream, error)
+	// AcceptStream (connector side) returns the next stream and its parsed request. The connector must call
+	// stream.Respond(status, msg) before writing data (Respond with a non-OK status resets/closes the stream after sending).
+	// Streams whose request header is malformed or does not arrive within [Config.HeaderTimeout] are reset
+	// and never returned. It returns [ErrWrongSide] on the edge side.
+	AcceptStream(ctx context.Context) (Stream, *Request, error)
+	// SendDatagram sends one UDP-flow datagram (already framed with AppendDatagram). Unreliable on QUIC; on HTTP/2 it is
+	// length-framed on a dedicated stream and may block briefly under backpressure (never buffers unboundedly).
+	// b is not retained. A datagram too large for the path returns an error wrapping [ErrDatagramTooLarge].
+	SendDatagram(b []byte) error
+	// ReceiveDatagram copies the next datagram into b and returns its length.
+	// If b is too short the datagram is truncated to len(b) and io.ErrShortBuffer is returned with n = len(b).
+	ReceiveDatagram(ctx context.Context, b []byte) (int, error)
+	// Protocol returns "quic" or "http2".
+	Protocol() string
+	// RemoteAddr is the peer's UDP or TCP address.
+	RemoteAddr() net.Addr
+	// ConnectorID is the connector's process-stable identifier as it authenticated.
+	ConnectorID() [16]byte
+	// TunnelID is the authenticated tunnel.
+	TunnelID() [16]byte
+	// Context is canceled when the connection is gone (closed by either side, idle timeout, transport failure).
+	Context() context.Context
+	// CloseWithError closes the connection; on QUIC code and msg reach the peer in CONNECTION_CLOSE,
+	// on HTTP/2 they are sent in GOAWAY debug data when possible. Streams fail with an error.
+	CloseWithError(code uint64, msg string) error
+	// Drain (connector side) tells the edge to open no new streams on this connection; streams
+	// already open continue. It returns [ErrWrongSide] on the edge side.
+	Drain() error
+	// Draining reports whether Drain was called (connector side) or received (edge side).
+	Draining() bool
+}
+
+// Stream is one proxied user connection. Read and Write may be called concurrently
+// with each other; concurrent Reads, or concurrent Writes, are not supported.
+type Stream interface {
+	io.Reader
+	io.Writer
+	// Respond (connector side only) sends the answer to the stream's request; it must come before any Write.
+	// A non-OK status closes the stream after sending it: the edge's first Read returns a *StreamError.
+	// It returns [ErrWrongSide] on the edge and [ErrAlreadyResponded] on a second call.
+	Respond(status Status, msg string) error
+	// CloseWrite half-closes: the peer's Read sees io.EOF after the data.
+	CloseWrite() error
+	// Reset aborts both directions; the peer sees an error (not EOF) on Read/Write, wrapping [ErrStreamReset].
+	Reset()
+	// Close is a full close (CloseWrite + stop reading): data the peer sends afterwards is discarded
+	// and the peer's further Writes fail.
+	Close() error
+}
+
+// Listener is the edge side of a transport: it yields authenticated connections.
+type Listener interface {
+	// Accept returns the next authenticated connection. Connections that fail the handshake
+	// or authentication are closed and never returned.
+	Accept(ctx context.Context) (Conn, error)
+	Addr() net.Addr
+	// Close stops listening and closes connections not yet accepted; accepted ones stay open.
+	Close() error
+}
+
+// Application close codes sent when closing a connection.
+const (
+	// CloseNormal is an ordinary close.
+	CloseNormal uint64 = 0
+	// CloseAuthRefused plus an [AuthReason] is the code the edge closes a refused connection with.
+	CloseAuthRefused uint64 = 0x100
+)
+
+// Config tunes both transports. The zero value, or a nil *Config, means the defaults
+// documented on each field. The same Config is used on the edge and the connector.
+type Config struct {
+	// HandshakeTimeout bounds the TLS handshake plus authentication. Default 10s.
+	HandshakeTimeout time.Duration
+	// KeepAlivePeriod is the interval of keep-alive packets (QUIC) or PINGs (HTTP/2). Default 5s.
+	KeepAlivePeriod time.Duration
+	// MaxIdleTimeout is how long a silent peer is tolerated before the connection is declared dead.
+	// Default 20s. It must exceed KeepAlivePeriod.
+	MaxIdleTimeout time.Duration
+	// MaxStreamWindow bounds the per-stream receive window. Default 16 MiB.
+	MaxStreamWindow int
+	// MaxConnWindow bounds the per-connection receive window. Default 32 MiB.
+	MaxConnWindow int
+	// MaxIncomingStreams is how many concurrent streams the connector accepts from the edge. Default 10000.
+	MaxIncomingStreams int
+	// SocketBuffer is the UDP socket buffer size requested for QUIC (SO_RCVBUFFORCE/SO_SNDBUFFORCE
+	// when permitted, SO_RCVBUF/SO_SNDBUF otherwise). Default 8 MiB; negative leaves the OS default.
+	SocketBuffer int
+	// HeaderTimeout bounds the arrival of a stream's request header on the connector. Default 10s.
+	HeaderTimeout time.Duration
+	// AcceptQueueLen is how many streams with a parsed request may wait for AcceptStream. Default 256.
+	AcceptQueueLen int
+	// DatagramQueueLen bounds datagrams queued for sending or receiving on HTTP/2. Default 1024.
+	DatagramQueueLen int
+	// DatagramSendWait is how long SendDatagram on HTTP/2 waits for queue space before
+	// dropping with [ErrDatagramDropped]. Default 50ms.
+	DatagramSendWait time.Duration
+	// QUICHandshakeTimeout is how long [Dial] with "auto" waits for QUIC before falling back
+	// to HTTP/2. Default 3s.
+	QUICHandshakeTimeout time.Duration
+}
+
+func (c *Config) withDefaults() Config {
+	var o Config
+	if c != nil {
+		o = *c
+	}
+	def := func(v *time.Duration, d time.Duration) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	defInt := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	def(&o.HandshakeTimeout, 10*time.Second)
+	def(&o.KeepAlivePeriod, 5*time.Second)
+	def(&o.MaxIdleTimeout, 20*time.Second)
+	def(&o.HeaderTimeout, 10*time.Second)
+	def(&o.DatagramSendWait, 50*time.Millisecond)
+	def(&o.QUICHandshakeTimeout, 3*time.Second)
+	defInt(&o.MaxStreamWindow, 16<<20)
+	defInt(&o.MaxConnWindow, 32<<20)
+	defInt(&o.MaxIncomingStreams, 10000)
+	defInt(&o.AcceptQueueLen, 256)
+	defInt(&o.DatagramQueueLen, 1024)
+	if o.SocketBuffer == 0 {
+		o.SocketBuffer = 8 << 20
+	}
+	if o.MaxConnWindow < o.MaxStreamWindow {
+		o.MaxConnWindow = o.MaxStreamWindow
+	}
+	return o
+}
+
+// accepted is one connector-side stream whose request header was read.
+type accepted struct {
+	s   Stream
+	req *Request
+}
+
+// acceptFrom waits for the next accepted stream on ch.
+func acceptFrom(ctx, connCtx context.Context, ch <-chan accepted) (Stream, *Request, error) {
+	select {
+	case a := <-ch:
+		return a.s, a.req, nil
+	case <-ctx.Done():
+		return nil, nil, ctx.Err()
+	case <-connCtx.Done():
+		return nil, nil, connGoneErr(connCtx)
+	}
+}
+
+// connGoneErr is the error reported after the connection's context ended.
+func connGoneErr(ctx context.Context) error {
+	if c := context.Cause(ctx); c != nil && c != context.Canceled {
+		return c
+	}
+	return ErrClosed
+}

@@ -1,0 +1,511 @@
+package tunnel
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/quic-go/quic-go"
+)
+
+// QUIC stream error codes (RESET_STREAM / STOP_SENDING).
+const (
+	quicStreamClosed  quic.StreamErrorCode = 0 // STOP_SENDING after Close: the reader is gone
+	quicStreamReset   quic.StreamErrorCode = 1 // Stream.Reset
+	quicStreamRefused quic.StreamErrorCode = 2 // non-OK Respond, or a bad header
+)
+
+func quicConfig(cfg *Config, incomingStreams int) *quic.Config {
+	return &quic.Config{
+		HandshakeIdleTimeout:           cfg.HandshakeTimeout,
+		MaxIdleTimeout:                 cfg.MaxIdleTimeout,
+		KeepAlivePeriod:                cfg.KeepAlivePeriod,
+		InitialStreamReceiveWindow:     512 << 10,
+		MaxStreamReceiveWindow:         uint64(cfg.MaxStreamWindow),
+		InitialConnectionReceiveWindow: 1 << 20,
+		MaxConnectionReceiveWindow:     uint64(cfg.MaxConnWindow),
+		MaxIncomingStreams:             int64(incomingStreams),
+		MaxIncomingUniStreams:          -1,
+		EnableDatagrams:                true,
+	}
+}
+
+// QUICListener is the edge side of the QUIC transport. It implements [Listener].
+type QUICListener struct {
+	udp   *net.UDPConn
+	tr    *quic.Transport
+	ln    *quic.Listener
+	auth  Authenticator
+	cfg   Config
+	conns chan *quicConn
+	ctx   context.Context
+	stop  context.CancelFunc
+	once  sync.Once
+}
+
+var _ Listener = (*QUICListener)(nil)
+
+// ListenQUIC listens for connectors on the UDP address addr ("host:port"; port 0 picks one)
+// presenting cert (ALPN [ALPNQUIC], TLS 1.3 only) and authenticating them with auth.
+// cfg may be nil.
+func ListenQUIC(addr string, cert tls.Certificate, auth Authenticator, cfg *Config) (*QUICListener, error) {
+	c := cfg.withDefaults()
+	ua, err := net.ResolveUDPAddr("udp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen quic: %w", err)
+	}
+	udp, err := net.ListenUDP("udp", ua)
+	if err != nil {
+		return nil, fmt.Errorf("listen quic: %w", err)
+	}
+	setSocketBuffers(udp, c.SocketBuffer)
+	tr := &quic.Transport{Conn: udp}
+	// The edge accepts only the control stream from the connector.
+	ln, err := tr.Listen(edgeTLSConfig(cert, ALPNQUIC), quicConfig(&c, 4))
+	if err != nil {
+		tr.Close()
+		udp.Close()
+		return nil, fmt.Errorf("listen quic: %w", err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	l := &QUICListener{udp: udp, tr: tr, ln: ln, auth: auth, cfg: c, conns: make(chan *quicConn), ctx: ctx, stop: stop}
+	go l.acceptLoop()
+	return l, nil
+}
+
+// Addr returns the local UDP address.
+func (l *QUICListener) Addr() net.Addr { return l.udp.LocalAddr() }
+
+// Accept returns the next authenticated connection.
+func (l *QUICListener) Accept(ctx context.Context) (Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-l.ctx.Done():
+		return nil, fmt.Errorf("accept: %w", net.ErrClosed)
+	}
+}
+
+// Close stops the listener. Accepted connections are closed too, since they share its UDP socket.
+func (l *QUICListener) Close() error {
+	l.once.Do(func() {
+		l.stop()
+		l.ln.Close()
+		l.tr.Close()
+		l.udp.Close()
+	})
+	return nil
+}
+
+func (l *QUICListener) acceptLoop() {
+	for {
+		qc, err := l.ln.Accept(l.ctx)
+		if err != nil {
+			return
+		}
+		go l.authenticate(qc)
+	}
+}
+
+func (l *QUICListener) authenticate(qc *quic.Conn) {
+	ctx, cancel := context.WithTimeout(l.ctx, l.cfg.HandshakeTimeout)
+	defer cancel()
+	ctrl, err := qc.AcceptStream(ctx)
+	if err != nil {
+		qc.CloseWithError(quic.ApplicationErrorCode(CloseAuthRefused+uint64(AuthMalformed)), "no control stream")
+		return
+	}
+	dl, _ := ctx.Deadline()
+	ctrl.SetDeadline(dl)
+	cs := qc.ConnectionState().TLS
+	hello, reason, err := edgeCheckAuth(ctrl, &cs, l.auth)
+	if reason != AuthOK {
+		_ = err // the reason says enough to the connector; err is for debugging only
+		edgeWriteAuthResult(ctrl, reason)
+		ctrl.Close()
+		// Give the connector a moment to read the verdict and close by itself,
+		// then close with the reason in CONNECTION_CLOSE as a fallback.
+		select {
+		case <-qc.Context().Done():
+		case <-time.After(time.Second):
+		}
+		qc.CloseWithError(quic.ApplicationErrorCode(CloseAuthRefused+uint64(reason)), reason.String())
+		return
+	}
+	if err := edgeWriteAuthResult(ctrl, AuthOK); err != nil {
+		qc.CloseWithError(quic.ApplicationErrorCode(CloseNormal), "auth write failed")
+		return
+	}
+	ctrl.SetDeadline(time.Time{})
+	c := newQUICConn(qc, nil, nil, true, ctrl, hello.tunnelID, hello.connectorID, &l.cfg)
+	go c.edgeControlLoop()
+	select {
+	case l.conns <- c:
+	case <-l.ctx.Done():
+		qc.CloseWithError(quic.ApplicationErrorCode(CloseNormal), "listener closed")
+	}
+}
+
+// DialQUIC connects to the edge at addr over QUIC, verifies the edge by tok.EdgePin and
+// authenticates with tok's secret. A refusal by the edge is returned as an [*AuthError];
+// a certificate that does not match the pin as an error wrapping [ErrPinMismatch].
+// cfg may be nil. The returned Conn owns its UDP socket.
+func DialQUIC(ctx context.Context, addr string, tok Token, connectorID [16]byte, cfg *Config) (Conn, error) {
+	c := cfg.withDefaults()
+	ctx, cancel := context.WithTimeout(ctx, c.HandshakeTimeout)
+	defer cancel()
+	ra, err := net.ResolveUDPAddr("udp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("dial quic %s: %w", addr, err)
+	}
+	network := "udp4"
+	if ra.IP.To4() == nil {
+		network = "udp6"
+	}
+	udp, err := net.ListenUDP(network, nil)
+	if err != nil {
+		return nil, fmt.Errorf("dial quic %s: %w", addr, err)
+	}
+	setSocketBuffers(udp, c.SocketBuffer)
+	tr := &quic.Transport{Conn: udp}
+	fail := func(err error) (Conn, error) {
+		tr.Close()
+		udp.Close()
+		if isPinError(err) && !errors.Is(err, ErrPinMismatch) {
+			err = fmt.Errorf("%w: %w", ErrPinMismatch, err)
+		}
+		return nil, fmt.Errorf("dial quic %s: %w", addr, err)
+	}
+	qc, err := tr.Dial(ctx, ra, connectorTLSConfig(addr, tok.EdgePin, ALPNQUIC), quicConfig(&c, c.MaxIncomingStreams))
+	if err != nil {
+		return fail(err)
+	}
+	ctrl, err := qc.OpenStreamSync(ctx)
+	if err != nil {
+		qc.CloseWithError(0, "")
+		return fail(err)
+	}
+	dl, _ := ctx.Deadline()
+	ctrl.SetDeadline(dl)
+	cs := qc.ConnectionState().TLS
+	if err := connectorSendAuth(ctrl, &cs, &tok, connectorID); err != nil {
+		qc.CloseWithError(0, "")
+		return fail(err)
+	}
+	if err := connectorReadAuthResult(ctrl); err != nil {
+		var ae *quic.ApplicationError
+		if errors.As(err, &ae) && ae.Remote && uint64(ae.ErrorCode) > CloseAuthRefused && uint64(ae.ErrorCode) < CloseAuthRefused+0x100 {
+			err = &AuthError{Reason: AuthReason(uint64(ae.ErrorCode) - CloseAuthRefused), Message: ae.ErrorMessage}
+		}
+		qc.CloseWithError(0, "")
+		var authErr *AuthError
+		if errors.As(err, &authErr) {
+			tr.Close()
+			udp.Close()
+			return nil, err
+		}
+		return fail(err)
+	}
+	ctrl.SetDeadline(time.Time{})
+	conn := newQUICConn(qc, tr, udp, false, ctrl, tok.TunnelID, connectorID, &c)
+	go conn.connectorAcceptLoop()
+	go conn.connectorControlLoop()
+	return conn, nil
+}
+
+// quicConn implements Conn over a quic.Conn.
+type quicConn struct {
+	qc          *quic.Conn
+	tr          *quic.Transport // connector side: owned, closed with the conn
+	udp         *net.UDPConn    // connector side: owned
+	edge        bool
+	ctrl        *quic.Stream
+	ctrlMu      sync.Mutex
+	tunnelID    [16]byte
+	connectorID [16]byte
+	cfg         *Config
+	draining    atomic.Bool
+	accepts     chan accepted
+	closeOnce   sync.Once
+}
+
+func newQUICConn(qc *quic.Conn, tr *quic.Transport, udp *net.UDPConn, edge bool, ctrl *quic.Stream, tunnelID, connectorID [16]byte, cfg *Config) *quicConn {
+	c := &quicConn{qc: qc, tr: tr, udp: udp, edge: edge, ctrl: ctrl, tunnelID: tunnelID, connectorID: connectorID, cfg: cfg}
+	if !edge {
+		c.accepts = make(chan accepted, cfg.AcceptQueueLen)
+	}
+	if tr != nil {
+		// The connector owns its socket: release it whoever closes the connection.
+		context.AfterFunc(qc.Context(), c.releaseSocket)
+	}
+	return c
+}
+
+func (c *quicConn) releaseSocket() {
+	c.closeOnce.Do(func() {
+		c.tr.Close()
+		c.udp.Close()
+	})
+}
+
+func (c *quicConn) Protocol() string         { return "quic" }
+func (c *quicConn) RemoteAddr() net.Addr     { return c.qc.RemoteAddr() }
+func (c *quicConn) ConnectorID() [16]byte    { return c.connectorID }
+func (c *quicConn) TunnelID() [16]byte       { return c.tunnelID }
+func (c *quicConn) Context() context.Context { return c.qc.Context() }
+func (c *quicConn) Draining() bool           { return c.draining.Load() }
+func (c *quicConn) LocalAddr() net.Addr      { return c.qc.LocalAddr() }
+
+func (c *quicConn) CloseWithError(code uint64, msg string) error {
+	err := c.qc.CloseWithError(quic.ApplicationErrorCode(code), msg)
+	if c.tr != nil {
+		c.releaseSocket()
+	}
+	return err
+}
+
+func (c *quicConn) Drain() error {
+	if c.edge {
+		return fmt.Errorf("drain: %w", ErrWrongSide)
+	}
+	c.draining.Store(true)
+	c.ctrlMu.Lock()
+	defer c.ctrlMu.Unlock()
+	if err := writeCtrl(c.ctrl, ctrlDrain, nil); err != nil {
+		return fmt.Errorf("drain: %w", err)
+	}
+	return nil
+}
+
+// edgeControlLoop reads control messages from the connector.
+func (c *quicConn) edgeControlLoop() {
+	var buf [maxCtrlLen]byte
+	for {
+		typ, _, err := readCtrl(c.ctrl, buf[:])
+		if err != nil {
+			return
+		}
+		if typ == ctrlDrain {
+			c.draining.Store(true)
+		}
+	}
+}
+
+// connectorControlLoop drains the edge's side of the control stream; the edge sends
+// nothing after the verdict today, but reading keeps flow control moving.
+func (c *quicConn) connectorControlLoop() {
+	var buf [maxCtrlLen]byte
+	for {
+		if _, _, err := readCtrl(c.ctrl, buf[:]); err != nil {
+			return
+		}
+	}
+}
+
+func (c *quicConn) OpenStream(ctx context.Context, req *Request) (Stream, error) {
+	if !c.edge {
+		return nil, fmt.Errorf("open stream: %w", ErrWrongSide)
+	}
+	if c.draining.Load() {
+		return nil, fmt.Errorf("open stream: %w", ErrDraining)
+	}
+	if err := req.Validate(); err != nil {
+		return nil, fmt.Errorf("open stream: %w", err)
+	}
+	s, err := c.qc.OpenStreamSync(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("open stream: %w", err)
+	}
+	bp := getHeaderBuf()
+	*bp = AppendRequest(*bp, req)
+	_, err = s.Write(*bp)
+	putHeaderBuf(bp)
+	if err != nil {
+		s.CancelRead(quicStreamReset)
+		s.CancelWrite(quicStreamReset)
+		return nil, fmt.Errorf("open stream: %w", mapQUICErr(err))
+	}
+	return &quicStream{s: s, edge: true}, nil
+}
+
+func (c *quicConn) AcceptStream(ctx context.Context) (Stream, *Request, error) {
+	if c.edge {
+		return nil, nil, fmt.Errorf("accept stream: %w", ErrWrongSide)
+	}
+	s, r, err := acceptFrom(ctx, c.qc.Context(), c.accepts)
+	if err != nil {
+		return nil, nil, fmt.Errorf("accept stream: %w", err)
+	}
+	return s, r, nil
+}
+
+func (c *quicConn) connectorAcceptLoop() {
+	ctx := c.qc.Context()
+	for {
+		s, err := c.qc.AcceptStream(ctx)
+		if err != nil {
+			return
+		}
+		go c.readHeader(ctx, s)
+	}
+}
+
+// readHeader reads a stream's request in its own goroutine, so that one slow
+// header does not hold up the others.
+func (c *quicConn) readHeader(ctx context.Context, s *quic.Stream) {
+	s.SetReadDeadline(time.Now().Add(c.cfg.HeaderTimeout))
+	req, err := ReadRequest(s)
+	if err != nil {
+		s.CancelRead(quicStreamRefused)
+		s.CancelWrite(quicStreamRefused)
+		return
+	}
+	s.SetReadDeadline(time.Time{})
+	select {
+	case c.accepts <- accepted{s: &quicStream{s: s}, req: &req}:
+	case <-ctx.Done():
+		s.CancelRead(quicStreamReset)
+		s.CancelWrite(quicStreamReset)
+	}
+}
+
+func (c *quicConn) SendDatagram(b []byte) error {
+	if err := c.qc.SendDatagram(b); err != nil {
+		var tl *quic.DatagramTooLargeError
+		if errors.As(err, &tl) {
+			return fmt.Errorf("send datagram: %d bytes, max %d: %w", len(b), tl.MaxDatagramPayloadSize, ErrDatagramTooLarge)
+		}
+		return fmt.Errorf("send datagram: %w", err)
+	}
+	return nil
+}
+
+func (c *quicConn) ReceiveDatagram(ctx context.Context, b []byte) (int, error) {
+	d, err := c.qc.ReceiveDatagram(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("receive datagram: %w", err)
+	}
+	n := copy(b, d)
+	if n < len(d) {
+		return n, io.ErrShortBuffer
+	}
+	return n, nil
+}
+
+// quicStream implements Stream over a quic.Stream.
+type quicStream struct {
+	s    *quic.Stream
+	edge bool
+
+	// edge side: the response is read by the first Read.
+	respMu   sync.Mutex
+	respRead atomic.Bool
+	respErr  error
+
+	// connector side
+	responded atomic.Bool
+}
+
+func (s *quicStream) Read(p []byte) (int, error) {
+	if s.edge && !s.respRead.Load() {
+		if err := s.readResponse(); err != nil {
+			return 0, err
+		}
+	}
+	n, err := s.s.Read(p)
+	if err != nil && err != io.EOF {
+		err = mapQUICErr(err)
+	}
+	return n, err
+}
+
+func (s *quicStream) readResponse() error {
+	s.respMu.Lock()
+	defer s.respMu.Unlock()
+	if s.respRead.Load() {
+		return s.respErr
+	}
+	resp, err := ReadResponse(s.s)
+	switch {
+	case err != nil:
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			err = fmt.Errorf("%w: stream ended before the response", ErrStreamReset)
+		}
+		s.respErr = mapQUICErr(err)
+	case resp.Status != StatusOK:
+		s.respErr = &StreamError{Status: resp.Status, Message: resp.Message}
+	}
+	s.respRead.Store(true)
+	return s.respErr
+}
+
+func (s *quicStream) Write(p []byte) (int, error) {
+	if !s.edge && !s.responded.Load() {
+		return 0, ErrNotResponded
+	}
+	n, err := s.s.Write(p)
+	if err != nil {
+		err = mapQUICErr(err)
+	}
+	return n, err
+}
+
+func (s *quicStream) Respond(status Status, msg string) error {
+	if s.edge {
+		return fmt.Errorf("respond: %w", ErrWrongSide)
+	}
+	if !s.responded.CompareAndSwap(false, true) {
+		return fmt.Errorf("respond: %w", ErrAlreadyResponded)
+	}
+	bp := getHeaderBuf()
+	*bp = AppendResponse(*bp, &Response{Status: status, Message: msg})
+	_, err := s.s.Write(*bp)
+	putHeaderBuf(bp)
+	if status != StatusOK {
+		s.s.CancelRead(quicStreamRefused)
+		s.s.Close()
+	}
+	if err != nil {
+		return fmt.Errorf("respond: %w", mapQUICErr(err))
+	}
+	return nil
+}
+
+func (s *quicStream) CloseWrite() error {
+	if !s.edge && !s.responded.Load() {
+		return fmt.Errorf("close write: %w", ErrNotResponded)
+	}
+	return s.s.Close()
+}
+
+func (s *quicStream) Reset() {
+	s.s.CancelRead(quicStreamReset)
+	s.s.CancelWrite(quicStreamReset)
+}
+
+func (s *quicStream) Close() error {
+	if !s.edge && !s.responded.Load() {
+		s.Reset()
+		return nil
+	}
+	err := s.s.Close()
+	s.s.CancelRead(quicStreamClosed)
+	return err
+}
+
+// mapQUICErr makes a stream aborted by the peer recognisable as ErrStreamReset.
+func mapQUICErr(err error) error {
+	var se *quic.StreamError
+	if errors.As(err, &se) && se.Remote {
+		return fmt.Errorf("%w: %w", ErrStreamReset, err)
+	}
+	return err
+}
