@@ -30,8 +30,8 @@ bench: ## run every benchmark scenario and write BENCHMARKS.md
 fuzz: ## run every fuzz target for FUZZTIME (default 30s)
 	@FUZZTIME=$(FUZZTIME) scripts/fuzz.sh
 
-demo: ## bring up a local testnet with edge, connector and a private service
-	@echo "demo: the edge and connector do not exist yet (issue 4)" >&2; exit 1
+demo: deps ## bring up a local testnet with edge, connector and a private service; traffic through the tunnel
+	$(GO) run ./testnet/cmd/testnet demo $(if $(V),-v)
 
 generate: ## regenerate generated code and seed corpora (go generate)
 	$(GO) generate ./...

@@ -4,11 +4,13 @@
 set -euo pipefail
 
 # iproute2: ip and tc for the netns testbed; iperf3: throughput in tests and
-# benchmarks; iputils-ping: ping across the testbed.
+# benchmarks; iputils-ping: ping across the testbed; curl: a real HTTP
+# client in the end-to-end tests.
 packages=(
 	iproute2
 	iperf3
 	iputils-ping
+	curl
 	ca-certificates
 )
 

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -21,6 +22,28 @@ type Proc struct {
 	done    chan struct{}
 	err     error
 	copying sync.WaitGroup
+
+	outMu sync.Mutex
+	out   []string // the last maxOutputLines lines of output
+}
+
+const maxOutputLines = 2000
+
+// Output returns the last lines the process printed (stdout and stderr
+// interleaved), up to 2000.
+func (p *Proc) Output() string {
+	p.outMu.Lock()
+	defer p.outMu.Unlock()
+	return strings.Join(p.out, "\n")
+}
+
+func (p *Proc) keep(line string) {
+	p.outMu.Lock()
+	defer p.outMu.Unlock()
+	if len(p.out) == maxOutputLines {
+		p.out = append(p.out[:0], p.out[maxOutputLines/2:]...)
+	}
+	p.out = append(p.out, line)
 }
 
 // Start starts name with args inside the node's namespace. The process runs
@@ -64,6 +87,7 @@ func (node *Node) StartCmd(cmd *exec.Cmd) (*Proc, error) {
 			sc := bufio.NewScanner(r)
 			sc.Buffer(make([]byte, 64*1024), 1024*1024)
 			for sc.Scan() {
+				p.keep(sc.Text())
 				n.logf("[%s] %s", label, sc.Text())
 			}
 		}()

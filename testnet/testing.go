@@ -100,6 +100,7 @@ func Main(m *testing.M) {
 		}
 	}
 	code := m.Run()
+	RemoveBinaries()
 	if os.Geteuid() == 0 {
 		mine := fmt.Sprintf("%s%d-", TestPrefix, os.Getpid())
 		if left, _ := SweepPrefix(mine); len(left) > 0 {

@@ -133,6 +133,33 @@ func ClientRouterServer() Topology {
 // Topologies lists the named topologies the CLI can bring up.
 func Topologies() map[string]func() Topology {
 	return map[string]func() Topology{
-		"crs": ClientRouterServer,
+		"crs":    ClientRouterServer,
+		"tunnel": Tunnel,
+	}
+}
+
+// Tunnel is the L4 tunnel's world: a user reaches the edge; a connector
+// inside a private network dials the edge and reaches the origin. The user
+// and the edge have no route into the private network, so any byte that
+// arrives at the origin came through the tunnel.
+//
+//	user   eth0 198.18.10.2 fd00:10::2  <->  edge eth0 198.18.10.1 fd00:10::1
+//	edge   eth1 198.18.20.1 fd00:20::1  <->  conn eth0 198.18.20.2 fd00:20::2
+//	conn   eth1 198.18.30.1 fd00:30::1  <->  origin eth0 198.18.30.2 fd00:30::2
+func Tunnel() Topology {
+	return Topology{
+		Name:  "tunnel",
+		Nodes: []NodeSpec{{Name: "user"}, {Name: "edge"}, {Name: "conn"}, {Name: "origin"}},
+		Links: []LinkSpec{
+			{A: "user", B: "edge",
+				AAddr: []netip.Prefix{pfx("198.18.10.2/24"), pfx("fd00:10::2/64")},
+				BAddr: []netip.Prefix{pfx("198.18.10.1/24"), pfx("fd00:10::1/64")}},
+			{A: "edge", B: "conn",
+				AAddr: []netip.Prefix{pfx("198.18.20.1/24"), pfx("fd00:20::1/64")},
+				BAddr: []netip.Prefix{pfx("198.18.20.2/24"), pfx("fd00:20::2/64")}},
+			{A: "conn", B: "origin",
+				AAddr: []netip.Prefix{pfx("198.18.30.1/24"), pfx("fd00:30::1/64")},
+				BAddr: []netip.Prefix{pfx("198.18.30.2/24"), pfx("fd00:30::2/64")}},
+		},
 	}
 }

@@ -5,6 +5,7 @@
 //	testnet status     list the onrcli- namespaces and their addresses
 //	testnet down       delete every onrcli- namespace
 //	testnet list       name the topologies
+//	testnet demo [-v]  the L4 tunnel demo (make demo)
 package main
 
 import (
@@ -27,6 +28,8 @@ commands:
   status      show the onrcli- namespaces and their addresses
   down        delete every onrcli- namespace and what runs in it
   list        list the topologies
+  demo [-v]   run the demo: edge, connector and origins in a fresh testnet,
+              traffic through the tunnel over QUIC and HTTP/2, then teardown
 
 Enter a node with:  ip netns exec onrcli-client bash
 Needs root and ip(8) from iproute2.
@@ -49,6 +52,9 @@ func main() {
 func run(cmd string, args []string) error {
 	topos := testnet.Topologies()
 	switch cmd {
+	case "demo":
+		verbose := len(args) > 0 && args[0] == "-v"
+		return demo(verbose)
 	case "list":
 		var names []string
 		for name := range topos {

@@ -1,0 +1,224 @@
+// Command connector runs inside a private network and only dials out: it
+// joins a tunnel on the edge and sends the users' connections that arrive
+// through it to private services, by its ingress rules.
+//
+//	connector tunnel run --token TOKEN --config ingress.yml
+//	connector token inspect TOKEN
+package main
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/onramp-net/onramp/cmd/internal/cli"
+	"github.com/onramp-net/onramp/l4proxy/connector"
+	"github.com/onramp-net/onramp/l4proxy/ingress"
+	"github.com/onramp-net/onramp/l4proxy/tunnel"
+)
+
+func main() {
+	root := &cobra.Command{
+		Use:           "connector",
+		Short:         "onramp connector: joins private networks to the edge, dialing out only",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	var logFlags cli.LogFlags
+	root.PersistentFlags().StringVar(&logFlags.Format, "log-format", "text", "log format: text or json")
+	root.PersistentFlags().StringVar(&logFlags.Level, "log-level", "info", "log level: debug, info, warn, error")
+	tunnelCmd := &cobra.Command{Use: "tunnel", Short: "the L4 tunnel: TCP and UDP services reached through the edge"}
+	tunnelCmd.AddCommand(runCmd(&logFlags))
+	root.AddCommand(tunnelCmd, tokenCmd())
+	if err := root.Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "connector:", err)
+		os.Exit(1)
+	}
+}
+
+// tokenFlags reads the token from --token, --token-file or ONRAMP_TOKEN.
+type tokenFlags struct {
+	token, file string
+}
+
+func (f *tokenFlags) load() (tunnel.Token, error) {
+	s := f.token
+	source := "--token"
+	switch {
+	case s != "" && f.file != "":
+		return tunnel.Token{}, errors.New("give the token with --token or --token-file, not both")
+	case f.file != "":
+		b, err := os.ReadFile(f.file)
+		if err != nil {
+			return tunnel.Token{}, fmt.Errorf("--token-file: %w", err)
+		}
+		s, source = strings.TrimSpace(string(b)), "--token-file "+f.file
+	case s == "":
+		s, source = os.Getenv("ONRAMP_TOKEN"), "ONRAMP_TOKEN"
+	}
+	if s == "" {
+		return tunnel.Token{}, errors.New("no token: give --token, --token-file or ONRAMP_TOKEN (edge tunnel create NAME prints one)")
+	}
+	tok, err := tunnel.ParseToken(s)
+	if err != nil {
+		return tunnel.Token{}, fmt.Errorf("token from %s: %w", source, err)
+	}
+	return tok, nil
+}
+
+func runCmd(logFlags *cli.LogFlags) *cobra.Command {
+	var (
+		tf          tokenFlags
+		config      string
+		protocol    string
+		connections int
+		grace       time.Duration
+		metrics     string
+	)
+	cmd := &cobra.Command{
+		Use:   "run",
+		Short: "join the tunnel and serve its users until stopped",
+		Long: `Join the tunnel named by the token and send each user connection to the
+service its ingress rule names. Dials out only, over QUIC, or HTTP/2 over TLS
+where UDP is blocked (--protocol auto tries QUIC first).
+
+SIGTERM or SIGINT drains: the edge sends no new streams, live ones get up to
+--grace-period to finish. SIGHUP reloads the ingress file without dropping
+live streams; a bad file is refused and the old rules stay.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log, err := logFlags.Logger(os.Stderr)
+			if err != nil {
+				return err
+			}
+			tok, err := tf.load()
+			if err != nil {
+				return err
+			}
+			if config == "" {
+				return errors.New("--config: the ingress rules file is required")
+			}
+			rules, err := ingress.Load(config)
+			if err != nil {
+				return err
+			}
+			switch protocol {
+			case "quic", "http2", "auto":
+			default:
+				return fmt.Errorf("--protocol %q: want quic, http2 or auto", protocol)
+			}
+			return run(cmd.Context(), log, tok, config, rules, protocol, connections, grace, metrics)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&tf.token, "token", "", "the tunnel token (or --token-file, or ONRAMP_TOKEN)")
+	f.StringVar(&tf.file, "token-file", "", "read the token from this file")
+	f.StringVarP(&config, "config", "c", "", "ingress rules file (YAML)")
+	f.StringVar(&protocol, "protocol", "auto", "transport: quic, http2, or auto (QUIC, falling back to HTTP/2)")
+	f.IntVar(&connections, "connections", 4, "connections to keep to the edges (spread over the token's edge addresses)")
+	f.DurationVar(&grace, "grace-period", 30*time.Second, "on SIGTERM, how long live streams may take to finish")
+	f.StringVar(&metrics, "metrics", "", "serve /metrics and /ready on this address (e.g. 127.0.0.1:9200)")
+	return cmd
+}
+
+func run(ctx context.Context, log *slog.Logger, tok tunnel.Token, config string, rules *ingress.Config,
+	protocol string, connections int, grace time.Duration, metrics string) error {
+	reg := cli.NewRegistry()
+	c, err := connector.New(connector.Options{
+		Token:       tok,
+		Protocol:    protocol,
+		Connections: connections,
+		Ingress:     rules,
+		Logger:      log,
+		Registerer:  reg,
+	})
+	if err != nil {
+		return err
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if metrics != "" {
+		if err := cli.ServeMetrics(runCtx, log, metrics, reg, c.Ready); err != nil {
+			return err
+		}
+	}
+	log.Info("connector starting", "tunnel", tok.TunnelIDString(), "edges", strings.Join(tok.Edges, ","),
+		"protocol", protocol, "connections", connections, "rules", rules.Len())
+
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	done := make(chan error, 1)
+	go func() { done <- c.Run(runCtx) }()
+	for {
+		select {
+		case err := <-done:
+			var authErr *tunnel.AuthError
+			if errors.As(err, &authErr) {
+				return fmt.Errorf("the edge refused the tunnel: %w", err)
+			}
+			if err != nil && !errors.Is(err, context.Canceled) {
+				return err
+			}
+			return nil
+		case sig := <-sigs:
+			if sig == syscall.SIGHUP {
+				next, err := ingress.Load(config)
+				if err != nil {
+					log.Error("reload refused; keeping the old rules", "err", err)
+					continue
+				}
+				c.Reload(next)
+				log.Info("ingress rules reloaded", "file", config, "rules", next.Len())
+				continue
+			}
+			log.Info("draining", "signal", sig.String(), "grace", grace)
+			shut, cancelShut := context.WithTimeout(context.Background(), grace)
+			if err := c.Shutdown(shut); err != nil {
+				log.Warn("drain ended with streams still open", "err", err)
+			}
+			cancelShut()
+			cancel()
+			err := <-done
+			if err != nil && !errors.Is(err, context.Canceled) {
+				return err
+			}
+			log.Info("connector stopped")
+			return nil
+		}
+	}
+}
+
+func tokenCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "token", Short: "token helpers"}
+	var tf tokenFlags
+	inspect := &cobra.Command{
+		Use:   "inspect [TOKEN]",
+		Short: "show what a token holds (never the secret)",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 1 {
+				tf.token = args[0]
+			}
+			tok, err := tf.load()
+			if err != nil {
+				return err
+			}
+			fmt.Printf("tunnel   %s\nedges    %s\nedge pin %s\n", tok.TunnelIDString(),
+				strings.Join(tok.Edges, ", "), hex.EncodeToString(tok.EdgePin[:]))
+			return nil
+		},
+	}
+	inspect.Flags().StringVar(&tf.file, "token-file", "", "read the token from this file")
+	cmd.AddCommand(inspect)
+	return cmd
+}

@@ -1,0 +1,195 @@
+package main
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/onramp-net/onramp/l4proxy/edgeconfig"
+	"github.com/onramp-net/onramp/l4proxy/store"
+)
+
+// The admin API lives on a unix socket in the data directory (mode 0600), so
+// the tunnel subcommands act on a running edge: a deleted tunnel's
+// connections drop at once. Without a running edge they open the store
+// directly.
+
+// tunnelInfo is a tunnel as the admin API returns it.
+type tunnelInfo struct {
+	Name        string     `json:"name"`
+	ID          string     `json:"id"`
+	Created     time.Time  `json:"created"`
+	Token       string     `json:"token,omitempty"`
+	Connections []connInfo `json:"connections,omitempty"`
+}
+
+type connInfo struct {
+	Connector string    `json:"connector"`
+	Protocol  string    `json:"protocol"`
+	Remote    string    `json:"remote"`
+	Since     time.Time `json:"since"`
+	Streams   int       `json:"streams"`
+	Draining  bool      `json:"draining"`
+}
+
+type apiError struct {
+	Error string `json:"error"`
+}
+
+func (a *app) serveAdmin(path string) (func() error, error) {
+	_ = os.Remove(path) // a stale socket of a crashed edge; the store lock guards a live one
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("admin socket: %w", err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/tunnels", func(w http.ResponseWriter, r *http.Request) {
+		ts, err := a.store.ListTunnels()
+		if err != nil {
+			writeJSON(w, http.StatusInternalServerError, apiError{err.Error()})
+			return
+		}
+		conns := a.srv.Connections()
+		out := make([]tunnelInfo, 0, len(ts))
+		for _, t := range ts {
+			info := infoOf(t)
+			for _, c := range conns {
+				if c.Tunnel == t.ID {
+					info.Connections = append(info.Connections, connInfo{
+						Connector: hex.EncodeToString(c.Connector[:]), Protocol: c.Protocol,
+						Remote: fmt.Sprint(c.Remote), Since: c.Since, Streams: c.Streams, Draining: c.Draining,
+					})
+				}
+			}
+			out = append(out, info)
+		}
+		writeJSON(w, http.StatusOK, out)
+	})
+	mux.HandleFunc("POST /v1/tunnels/{name}", func(w http.ResponseWriter, r *http.Request) {
+		info, status, err := createTunnel(a.cfg, a.store, a.pin, r.PathValue("name"))
+		if err != nil {
+			writeJSON(w, status, apiError{err.Error()})
+			return
+		}
+		a.log.Info("tunnel created", "name", info.Name, "id", info.ID)
+		if err := a.apply(); err != nil {
+			a.log.Error("applying routes and bindings", "err", err)
+		}
+		writeJSON(w, http.StatusCreated, info)
+	})
+	mux.HandleFunc("DELETE /v1/tunnels/{name}", func(w http.ResponseWriter, r *http.Request) {
+		t, err := a.store.DeleteTunnel(r.PathValue("name"))
+		if err != nil {
+			writeJSON(w, statusOf(err), apiError{err.Error()})
+			return
+		}
+		a.srv.DropTunnel(t.ID)
+		a.log.Info("tunnel deleted; its connections dropped", "name", t.Name, "id", hex.EncodeToString(t.ID[:]))
+		if err := a.apply(); err != nil {
+			a.log.Error("applying routes and bindings", "err", err)
+		}
+		writeJSON(w, http.StatusOK, infoOf(t))
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	return func() error {
+		err := srv.Close()
+		_ = os.Remove(path)
+		return err
+	}, nil
+}
+
+// createTunnel records a tunnel and returns it with its token, and the HTTP
+// status that fits an error.
+func createTunnel(cfg *edgeconfig.Config, st *store.Store, pin [32]byte, name string) (tunnelInfo, int, error) {
+	if len(advertised(cfg)) == 0 { // refuse before recording a tunnel nobody can join
+		_, err := newToken(cfg, store.Tunnel{}, pin)
+		return tunnelInfo{}, http.StatusBadRequest, err
+	}
+	t, err := st.CreateTunnel(name)
+	if err != nil {
+		return tunnelInfo{}, statusOf(err), err
+	}
+	tok, err := newToken(cfg, t, pin)
+	if err != nil {
+		return tunnelInfo{}, http.StatusInternalServerError, err
+	}
+	info := infoOf(t)
+	info.Token = tok
+	return info, http.StatusCreated, nil
+}
+
+func infoOf(t store.Tunnel) tunnelInfo {
+	return tunnelInfo{Name: t.Name, ID: hex.EncodeToString(t.ID[:]), Created: t.Created}
+}
+
+func statusOf(err error) int {
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return http.StatusNotFound
+	case errors.Is(err, store.ErrExists):
+		return http.StatusConflict
+	case errors.Is(err, store.ErrInvalidName):
+		return http.StatusBadRequest
+	}
+	return http.StatusInternalServerError
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// adminClient talks to a running edge's admin socket.
+type adminClient struct {
+	http *http.Client
+}
+
+// dialAdmin returns a client if an edge answers on the socket, or nil.
+func dialAdmin(path string) *adminClient {
+	c, err := net.DialTimeout("unix", path, time.Second)
+	if err != nil {
+		return nil
+	}
+	c.Close()
+	return &adminClient{http: &http.Client{
+		Timeout: 10 * time.Second,
+		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", path)
+		}},
+	}}
+}
+
+// do sends a request and decodes the JSON answer into out, or returns the
+// API's error message.
+func (c *adminClient) do(method, path string, out any) error {
+	req, err := http.NewRequest(method, "http://edge"+path, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("admin socket: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		var e apiError
+		if json.NewDecoder(resp.Body).Decode(&e) == nil && e.Error != "" {
+			return errors.New(e.Error)
+		}
+		return fmt.Errorf("admin socket: %s", resp.Status)
+	}
+	return json.NewDecoder(resp.Body).Decode(out)
+}

@@ -1,0 +1,67 @@
+// Command edge is onramp's public relay: connectors dial it, users connect to
+// it, and it sends each user connection down a tunnel to a connector.
+//
+//	edge serve --config edge.yml      run the edge
+//	edge tunnel create NAME           record a tunnel and print its token
+//	edge tunnel list                  list tunnels and their live connections
+//	edge tunnel delete NAME           delete a tunnel, dropping its connections
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"github.com/onramp-net/onramp/cmd/internal/cli"
+	"github.com/onramp-net/onramp/l4proxy/edgeconfig"
+)
+
+// globals are the flags every subcommand shares.
+type globals struct {
+	config string
+	data   string
+	log    cli.LogFlags
+}
+
+// load returns the edge configuration: the file named by --config, or the
+// defaults, with --data applied.
+func (g *globals) load() (*edgeconfig.Config, error) {
+	cfg := edgeconfig.Default()
+	if g.config != "" {
+		c, err := edgeconfig.Load(g.config)
+		if err != nil {
+			return nil, err
+		}
+		cfg = c
+	}
+	if g.data != "" {
+		cfg.Data = g.data
+	}
+	return cfg, nil
+}
+
+func (g *globals) paths(cfg *edgeconfig.Config) (db, cert, key, admin string) {
+	return filepath.Join(cfg.Data, "edge.db"), filepath.Join(cfg.Data, "edge.crt"),
+		filepath.Join(cfg.Data, "edge.key"), filepath.Join(cfg.Data, "admin.sock")
+}
+
+func main() {
+	g := &globals{}
+	root := &cobra.Command{
+		Use:           "edge",
+		Short:         "onramp edge: the public relay that connectors dial and users reach",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.PersistentFlags().StringVarP(&g.config, "config", "c", "", "edge configuration file (YAML); without it the defaults apply")
+	root.PersistentFlags().StringVar(&g.data, "data", "", "data directory: tunnel store, certificate, admin socket (overrides the config; default "+edgeconfig.DefaultData+")")
+	root.PersistentFlags().StringVar(&g.log.Format, "log-format", "text", "log format: text or json")
+	root.PersistentFlags().StringVar(&g.log.Level, "log-level", "info", "log level: debug, info, warn, error")
+	root.AddCommand(serveCmd(g), tunnelCmd(g))
+	if err := root.Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "edge:", err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,297 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/onramp-net/onramp/cmd/internal/cli"
+	"github.com/onramp-net/onramp/l4proxy/edge"
+	"github.com/onramp-net/onramp/l4proxy/edgeconfig"
+	"github.com/onramp-net/onramp/l4proxy/store"
+	"github.com/onramp-net/onramp/l4proxy/tunnel"
+)
+
+func serveCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "serve",
+		Short: "run the edge: accept connectors and route users to their tunnels",
+		Long: `Run the edge. It listens for connectors (QUIC on UDP and HTTP/2 over TLS on TCP,
+same port), for users on the TLS (SNI), HTTP (Host) and bound TCP/UDP ports of
+its configuration, and serves its admin socket for the tunnel subcommands.
+SIGINT or SIGTERM stops it.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := g.load()
+			if err != nil {
+				return err
+			}
+			log, err := g.log.Logger(os.Stderr)
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
+			defer stop()
+			return serve(ctx, g, cfg, log)
+		},
+	}
+}
+
+// app is a running edge.
+type app struct {
+	g     *globals
+	cfg   *edgeconfig.Config
+	log   *slog.Logger
+	store *store.Store
+	srv   *edge.Server
+	pin   [32]byte
+	ctx   context.Context
+
+	mu    sync.Mutex
+	bound map[int]bool // indexes of cfg.Bindings that are listening
+}
+
+func serve(ctx context.Context, g *globals, cfg *edgeconfig.Config, log *slog.Logger) error {
+	dbPath, certPath, keyPath, adminPath := g.paths(cfg)
+	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	cert, pin, err := loadOrCreateCert(cfg, certPath, keyPath)
+	if err != nil {
+		return err
+	}
+	st, err := store.Open(dbPath)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+
+	reg := cli.NewRegistry()
+	a := &app{
+		g: g, cfg: cfg, log: log, store: st, pin: pin, ctx: ctx, bound: map[int]bool{},
+		srv: edge.NewServer(edge.Options{
+			Logger:              log,
+			Registerer:          reg,
+			MaxStreamsPerTunnel: cfg.Limits.MaxStreamsPerTunnel,
+			IdleTimeout:         time.Duration(cfg.Limits.IdleTimeout),
+			UDPFlowIdle:         time.Duration(cfg.Limits.UDPFlowIdle),
+		}),
+	}
+
+	var closers []func() error
+	defer func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			_ = closers[i]()
+		}
+	}()
+
+	qln, err := tunnel.ListenQUIC(cfg.Listen.Tunnels, cert, st, nil)
+	if err != nil {
+		return fmt.Errorf("tunnel listener (QUIC, udp %s): %w", cfg.Listen.Tunnels, err)
+	}
+	closers = append(closers, qln.Close)
+	hln, err := tunnel.ListenHTTP2(cfg.Listen.Tunnels, cert, st, nil)
+	if err != nil {
+		return fmt.Errorf("tunnel listener (HTTP/2, tcp %s): %w", cfg.Listen.Tunnels, err)
+	}
+	closers = append(closers, hln.Close)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for _, ln := range []tunnel.Listener{qln, hln} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := a.srv.ServeConnectors(ctx, ln); err != nil && ctx.Err() == nil {
+				log.Error("tunnel listener stopped", "addr", ln.Addr(), "err", err)
+			}
+		}()
+	}
+	log.Info("listening for connectors", "quic", qln.Addr().String(), "http2", hln.Addr().String(),
+		"pin", hex.EncodeToString(pin[:]))
+
+	if err := a.apply(); err != nil {
+		return err
+	}
+
+	for _, l := range []struct {
+		name, addr string
+		serve      func(context.Context, net.Listener) error
+	}{
+		{"tls (SNI)", cfg.Listen.TLS, a.srv.ServeTLS},
+		{"http (Host)", cfg.Listen.HTTP, a.srv.ServeHTTP},
+	} {
+		if l.addr == "" {
+			continue
+		}
+		ln, err := net.Listen("tcp", l.addr)
+		if err != nil {
+			return fmt.Errorf("%s listener: %w", l.name, err)
+		}
+		closers = append(closers, ln.Close)
+		log.Info("listening for users", "kind", l.name, "addr", ln.Addr().String())
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := l.serve(ctx, ln); err != nil && ctx.Err() == nil {
+				log.Error("listener stopped", "kind", l.name, "err", err)
+			}
+		}()
+	}
+
+	if cfg.Listen.Metrics != "" {
+		if err := cli.ServeMetrics(ctx, log, cfg.Listen.Metrics, reg, nil); err != nil {
+			return err
+		}
+	}
+
+	adm, err := a.serveAdmin(adminPath)
+	if err != nil {
+		return err
+	}
+	closers = append(closers, adm)
+
+	log.Info("edge ready")
+	<-ctx.Done()
+	log.Info("edge stopping")
+	return nil
+}
+
+// apply resolves the routes and bindings of the configuration against the
+// tunnels in the store. It runs at start and after a tunnel is created or
+// deleted: a route or binding naming a tunnel that does not exist yet is
+// skipped with a warning and applied once the tunnel exists.
+func (a *app) apply() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var routes []edge.Route
+	for _, r := range a.cfg.Routes {
+		t, err := a.store.TunnelByName(r.Tunnel)
+		if errors.Is(err, store.ErrNotFound) {
+			a.log.Warn("route names an unknown tunnel; skipped until it exists", "hostname", r.Hostname, "tunnel", r.Tunnel)
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		routes = append(routes, edge.Route{Hostname: r.Hostname, Tunnel: t.ID})
+	}
+	if err := a.srv.SetRoutes(routes); err != nil {
+		return fmt.Errorf("edge config: routes: %w", err)
+	}
+	for i, b := range a.cfg.Bindings {
+		if a.bound[i] {
+			continue
+		}
+		t, err := a.store.TunnelByName(b.Tunnel)
+		if errors.Is(err, store.ErrNotFound) {
+			a.log.Warn("binding names an unknown tunnel; not listening until it exists", "listen", b.Listen, "tunnel", b.Tunnel)
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		binding := edge.Binding{Tunnel: t.ID, Service: b.Service}
+		network, addr := b.Network()
+		switch network {
+		case "tcp":
+			ln, err := net.Listen("tcp", addr)
+			if err != nil {
+				return fmt.Errorf("edge config: bindings[%d]: %w", i, err)
+			}
+			go func() {
+				<-a.ctx.Done()
+				ln.Close()
+			}()
+			go func() {
+				if err := a.srv.ServeTCP(a.ctx, ln, binding); err != nil && a.ctx.Err() == nil {
+					a.log.Error("binding stopped", "listen", b.Listen, "err", err)
+				}
+			}()
+			a.log.Info("listening for users", "kind", "tcp binding", "addr", ln.Addr().String(), "tunnel", b.Tunnel, "service", b.Service)
+		case "udp":
+			pc, err := net.ListenPacket("udp", addr)
+			if err != nil {
+				return fmt.Errorf("edge config: bindings[%d]: %w", i, err)
+			}
+			go func() {
+				<-a.ctx.Done()
+				pc.Close()
+			}()
+			go func() {
+				if err := a.srv.ServeUDP(a.ctx, pc, binding); err != nil && a.ctx.Err() == nil {
+					a.log.Error("binding stopped", "listen", b.Listen, "err", err)
+				}
+			}()
+			a.log.Info("listening for users", "kind", "udp binding", "addr", pc.LocalAddr().String(), "tunnel", b.Tunnel, "service", b.Service)
+		}
+		a.bound[i] = true
+	}
+	return nil
+}
+
+// loadOrCreateCert loads the edge certificate from the data directory, or
+// makes a self-signed one on first use. Connectors pin its key.
+func loadOrCreateCert(cfg *edgeconfig.Config, certPath, keyPath string) (tls.Certificate, [32]byte, error) {
+	cert, err := tls.LoadX509KeyPair(certPath, keyPath)
+	if errors.Is(err, os.ErrNotExist) {
+		var hosts []string
+		for _, a := range advertised(cfg) {
+			if h, _, err := net.SplitHostPort(a); err == nil {
+				hosts = append(hosts, h)
+			}
+		}
+		var certPEM, keyPEM []byte
+		cert, certPEM, keyPEM, err = tunnel.GenerateEdgeCertificate(hosts...)
+		if err != nil {
+			return cert, [32]byte{}, err
+		}
+		if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
+			return cert, [32]byte{}, err
+		}
+		if err := os.WriteFile(keyPath, keyPEM, 0o600); err != nil {
+			return cert, [32]byte{}, fmt.Errorf("write edge key: %w", err)
+		}
+		if err := os.WriteFile(certPath, certPEM, 0o644); err != nil {
+			return cert, [32]byte{}, fmt.Errorf("write edge certificate: %w", err)
+		}
+	} else if err != nil {
+		return cert, [32]byte{}, fmt.Errorf("edge certificate %s: %w", certPath, err)
+	}
+	pin, err := tunnel.CertificatePin(&cert)
+	return cert, pin, err
+}
+
+// advertised returns the edge addresses to put into tokens: the configured
+// ones, or the tunnel listen address when it names a host.
+func advertised(cfg *edgeconfig.Config) []string {
+	if len(cfg.Advertise) > 0 {
+		return cfg.Advertise
+	}
+	host, _, err := net.SplitHostPort(cfg.Listen.Tunnels)
+	if err != nil || host == "" || net.ParseIP(host) != nil && net.ParseIP(host).IsUnspecified() {
+		return nil
+	}
+	return []string{cfg.Listen.Tunnels}
+}
+
+// newToken makes the token for a tunnel.
+func newToken(cfg *edgeconfig.Config, t store.Tunnel, pin [32]byte) (string, error) {
+	edges := advertised(cfg)
+	if len(edges) == 0 {
+		return "", fmt.Errorf("no edge address for the token: set advertise: [host:port] in the edge config (listen.tunnels %s names no host)", cfg.Listen.Tunnels)
+	}
+	tok := tunnel.Token{TunnelID: t.ID, Edges: edges, EdgePin: pin}
+	copy(tok.Secret[:], t.Secret)
+	return tunnel.EncodeToken(tok), nil
+}

@@ -1,0 +1,91 @@
+// Package cli holds what the edge and connector binaries share: logging
+// set-up, the metrics and readiness endpoint, and signal handling.
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// LogFlags are the --log-format and --log-level flags.
+type LogFlags struct {
+	Format string // text or json
+	Level  string // debug, info, warn, error
+}
+
+// Logger builds the process logger writing to w.
+func (f LogFlags) Logger(w io.Writer) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(f.Level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", f.Level)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch strings.ToLower(f.Format) {
+	case "", "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: want text or json", f.Format)
+}
+
+// NewRegistry returns a Prometheus registry with the Go and process
+// collectors.
+func NewRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
+}
+
+// ServeMetrics serves /metrics and, if ready is not nil, /ready (200 while
+// ready() is true, 503 otherwise) on addr until ctx is done. It returns once
+// the listener is bound, so a bad address is reported at start-up.
+func ServeMetrics(ctx context.Context, log *slog.Logger, addr string, reg *prometheus.Registry, ready func() bool) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("metrics listener: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	if ready != nil {
+		mux.HandleFunc("/ready", func(w http.ResponseWriter, r *http.Request) {
+			if ready() {
+				fmt.Fprintln(w, "ready")
+				return
+			}
+			http.Error(w, "not ready: no live tunnel connection", http.StatusServiceUnavailable)
+		})
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		<-ctx.Done()
+		shut, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_ = srv.Shutdown(shut)
+	}()
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("metrics server stopped", "err", err)
+		}
+	}()
+	log.Info("metrics listening", "addr", ln.Addr().String())
+	return nil
+}
+
+// Fatal prints err the way both binaries end on a fatal error.
+func Fatal(prog string, err error) {
+	fmt.Fprintf(os.Stderr, "%s: %v\n", prog, err)
+	os.Exit(1)
+}

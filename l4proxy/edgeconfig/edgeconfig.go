@@ -1,0 +1,258 @@
+// Package edgeconfig reads the edge's YAML configuration: where it listens,
+// which hostnames route to which tunnel, and which plain TCP and UDP ports
+// are bound to a tunnel's service.
+//
+//	data: /var/lib/onramp-edge          # tunnel store, certificate, admin socket
+//	listen:
+//	  tunnels: "[::]:7844"              # connectors: QUIC on UDP and HTTP/2 on TCP, same port
+//	  tls: "[::]:443"                   # users: TLS routed by SNI, passed through untouched
+//	  http: "[::]:80"                   # users: HTTP routed by Host
+//	  metrics: "127.0.0.1:9100"         # Prometheus /metrics
+//	advertise: ["edge.example.test:7844"] # edge addresses written into tokens
+//	routes:
+//	  - {hostname: "*.office.example.test", tunnel: office}
+//	bindings:
+//	  - {listen: "tcp://[::]:2222", tunnel: office, service: ssh.office}
+//	  - {listen: "udp://[::]:5353", tunnel: office, service: dns.office}
+//	limits: {maxStreamsPerTunnel: 10000, idleTimeout: 0s, udpFlowIdle: 60s}
+//
+// Every field is optional except what a feature needs; [Parse] fills the
+// defaults and names the field of any error.
+package edgeconfig
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Defaults.
+const (
+	DefaultData                = "/var/lib/onramp-edge"
+	DefaultTunnels             = "[::]:7844"
+	DefaultMaxStreamsPerTunnel = 10000
+	DefaultUDPFlowIdle         = 60 * time.Second
+)
+
+// Config is a parsed edge configuration.
+type Config struct {
+	Data      string    `yaml:"data"`
+	Listen    Listen    `yaml:"listen"`
+	Advertise []string  `yaml:"advertise"`
+	Routes    []Route   `yaml:"routes"`
+	Bindings  []Binding `yaml:"bindings"`
+	Limits    Limits    `yaml:"limits"`
+}
+
+// Listen holds the listening addresses; an empty one is off.
+type Listen struct {
+	Tunnels string `yaml:"tunnels"`
+	TLS     string `yaml:"tls"`
+	HTTP    string `yaml:"http"`
+	Metrics string `yaml:"metrics"`
+}
+
+// Route sends users whose SNI or Host matches Hostname to Tunnel (a name).
+type Route struct {
+	Hostname string `yaml:"hostname"`
+	Tunnel   string `yaml:"tunnel"`
+}
+
+// Binding binds a plain TCP or UDP listener to a tunnel's service.
+type Binding struct {
+	Listen  string `yaml:"listen"` // tcp://host:port or udp://host:port
+	Tunnel  string `yaml:"tunnel"`
+	Service string `yaml:"service"`
+}
+
+// Network returns "tcp" or "udp" and the host:port of a validated binding.
+func (b Binding) Network() (network, addr string) {
+	network, addr, _ = strings.Cut(b.Listen, "://")
+	return network, addr
+}
+
+// Limits bounds what users may hold open.
+type Limits struct {
+	MaxStreamsPerTunnel int      `yaml:"maxStreamsPerTunnel"`
+	IdleTimeout         Duration `yaml:"idleTimeout"`
+	UDPFlowIdle         Duration `yaml:"udpFlowIdle"`
+}
+
+// Duration is a time.Duration written as "30s", "5m".
+type Duration time.Duration
+
+// UnmarshalYAML reads a Go duration string.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %q is not a duration like 30s or 5m", n.Line, n.Value)
+	}
+	if v < 0 {
+		return fmt.Errorf("line %d: %q is negative", n.Line, n.Value)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// Default returns the configuration used without a file: the tunnel
+// listener on [::]:7844, no user listeners.
+func Default() *Config {
+	c := &Config{}
+	c.fill()
+	return c
+}
+
+// Load reads and parses the file at path.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("edge config: %w", err)
+	}
+	c, err := Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return c, nil
+}
+
+// Parse parses and validates a configuration. Unknown fields are errors.
+func Parse(data []byte) (*Config, error) {
+	c := &Config{}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	// An empty document (io.EOF) is the default configuration.
+	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("edge config: %w", err)
+	}
+	c.fill()
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *Config) fill() {
+	if c.Data == "" {
+		c.Data = DefaultData
+	}
+	if c.Listen.Tunnels == "" {
+		c.Listen.Tunnels = DefaultTunnels
+	}
+	if c.Limits.MaxStreamsPerTunnel == 0 {
+		c.Limits.MaxStreamsPerTunnel = DefaultMaxStreamsPerTunnel
+	}
+	if c.Limits.UDPFlowIdle == 0 {
+		c.Limits.UDPFlowIdle = Duration(DefaultUDPFlowIdle)
+	}
+}
+
+// Validate checks every field; the error names the first bad one.
+func (c *Config) Validate() error {
+	for _, f := range []struct{ name, v string }{
+		{"listen.tunnels", c.Listen.Tunnels},
+		{"listen.tls", c.Listen.TLS},
+		{"listen.http", c.Listen.HTTP},
+		{"listen.metrics", c.Listen.Metrics},
+	} {
+		if f.v == "" {
+			continue
+		}
+		if err := checkHostPort(f.v); err != nil {
+			return fmt.Errorf("edge config: %s: %w", f.name, err)
+		}
+	}
+	for i, a := range c.Advertise {
+		if err := checkHostPort(a); err != nil {
+			return fmt.Errorf("edge config: advertise[%d]: %w", i, err)
+		}
+		if h, _, _ := net.SplitHostPort(a); h == "" {
+			return fmt.Errorf("edge config: advertise[%d]: %q needs a host connectors can reach", i, a)
+		}
+	}
+	for i, r := range c.Routes {
+		if err := CheckPattern(r.Hostname); err != nil {
+			return fmt.Errorf("edge config: routes[%d].hostname: %w", i, err)
+		}
+		if err := checkTunnelName(r.Tunnel); err != nil {
+			return fmt.Errorf("edge config: routes[%d].tunnel: %w", i, err)
+		}
+	}
+	for i, b := range c.Bindings {
+		network, addr, ok := strings.Cut(b.Listen, "://")
+		if !ok || (network != "tcp" && network != "udp") {
+			return fmt.Errorf("edge config: bindings[%d].listen: %q: want tcp://host:port or udp://host:port", i, b.Listen)
+		}
+		if err := checkHostPort(addr); err != nil {
+			return fmt.Errorf("edge config: bindings[%d].listen: %w", i, err)
+		}
+		if err := checkTunnelName(b.Tunnel); err != nil {
+			return fmt.Errorf("edge config: bindings[%d].tunnel: %w", i, err)
+		}
+		if b.Service == "" || len(b.Service) > 255 {
+			return fmt.Errorf("edge config: bindings[%d].service: want a name of 1 to 255 bytes, have %d", i, len(b.Service))
+		}
+	}
+	if c.Limits.MaxStreamsPerTunnel < 0 {
+		return fmt.Errorf("edge config: limits.maxStreamsPerTunnel: %d is negative", c.Limits.MaxStreamsPerTunnel)
+	}
+	return nil
+}
+
+func checkHostPort(s string) error {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return fmt.Errorf("%q: want host:port ([v6]:port for IPv6): %v", s, err)
+	}
+	if strings.ContainsAny(host, " /") {
+		return fmt.Errorf("%q: bad host %q", s, host)
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil || p < 0 || p > 65535 {
+		return fmt.Errorf("%q: port %q is not a number 0-65535", s, port)
+	}
+	return nil
+}
+
+// checkTunnelName follows the store's rule: 1-63 of [a-z0-9-].
+func checkTunnelName(n string) error {
+	if n == "" || len(n) > 63 {
+		return fmt.Errorf("tunnel name %q: want 1 to 63 characters", n)
+	}
+	for _, r := range n {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-') {
+			return fmt.Errorf("tunnel name %q: only a-z, 0-9 and - are allowed", n)
+		}
+	}
+	return nil
+}
+
+// CheckPattern validates a route hostname: an exact DNS name or "*." and a
+// DNS name.
+func CheckPattern(p string) error {
+	name := strings.TrimPrefix(p, "*.")
+	if name == "" {
+		return fmt.Errorf("%q: empty hostname", p)
+	}
+	if len(name) > 253 {
+		return fmt.Errorf("%q: longer than 253 bytes", p)
+	}
+	for _, label := range strings.Split(name, ".") {
+		if label == "" || len(label) > 63 {
+			return fmt.Errorf("%q: empty or over-long label", p)
+		}
+		for _, r := range label {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+				return fmt.Errorf("%q: %q is not allowed in a hostname (a wildcard must be the whole first label: *.example.test)", p, r)
+			}
+		}
+	}
+	return nil
+}
