@@ -1,0 +1,86 @@
+package edgeconfig
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseFull(t *testing.T) {
+	c, err := Parse([]byte(`
+data: /tmp/edge
+listen: {tunnels: "198.18.0.1:7844", tls: "[::]:443", http: ":80", metrics: "127.0.0.1:9100"}
+advertise: ["edge.example.test:7844", "[fd00::1]:7844"]
+routes:
+  - {hostname: "*.office.example.test", tunnel: office}
+  - {hostname: app.example.test, tunnel: office-2}
+bindings:
+  - {listen: "tcp://[::]:2222", tunnel: office, service: ssh.office}
+  - {listen: "udp://198.18.0.1:5353", tunnel: office, service: dns.office}
+limits: {maxStreamsPerTunnel: 50, idleTimeout: 5m, udpFlowIdle: 30s}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Data != "/tmp/edge" || c.Listen.TLS != "[::]:443" || len(c.Advertise) != 2 || len(c.Routes) != 2 {
+		t.Errorf("parsed %+v", c)
+	}
+	if net, addr := c.Bindings[1].Network(); net != "udp" || addr != "198.18.0.1:5353" {
+		t.Errorf("binding network %q %q", net, addr)
+	}
+	if c.Limits.MaxStreamsPerTunnel != 50 || time.Duration(c.Limits.IdleTimeout) != 5*time.Minute || time.Duration(c.Limits.UDPFlowIdle) != 30*time.Second {
+		t.Errorf("limits %+v", c.Limits)
+	}
+}
+
+func TestDefaults(t *testing.T) {
+	for _, src := range []string{"", "# only a comment\n"} {
+		c, err := Parse([]byte(src))
+		if err != nil {
+			t.Fatalf("%q: %v", src, err)
+		}
+		if c.Data != DefaultData || c.Listen.Tunnels != DefaultTunnels ||
+			c.Limits.MaxStreamsPerTunnel != DefaultMaxStreamsPerTunnel || time.Duration(c.Limits.UDPFlowIdle) != DefaultUDPFlowIdle {
+			t.Errorf("%q: defaults not filled: %+v", src, c)
+		}
+	}
+	if d := Default(); d.Listen.Tunnels != DefaultTunnels {
+		t.Errorf("Default() = %+v", d)
+	}
+}
+
+func TestErrorsNameTheField(t *testing.T) {
+	for _, tc := range []struct{ src, want string }{
+		{"listen: {tunels: x}", "field tunels not found"},
+		{"listen: {tunnels: nonsense}", "listen.tunnels"},
+		{"listen: {http: \"[::]:99999\"}", "listen.http"},
+		{"advertise: [\":7844\"]", "advertise[0]: \":7844\" needs a host"},
+		{"routes: [{hostname: \"a.*.test\", tunnel: x}]", "routes[0].hostname"},
+		{"routes: [{hostname: \"\", tunnel: x}]", "routes[0].hostname"},
+		{"routes: [{hostname: a.test, tunnel: Office}]", "routes[0].tunnel"},
+		{"bindings: [{listen: \"sctp://:1\", tunnel: x, service: s}]", "bindings[0].listen"},
+		{"bindings: [{listen: \"tcp://nope\", tunnel: x, service: s}]", "bindings[0].listen"},
+		{"bindings: [{listen: \"tcp://:1\", tunnel: x}]", "bindings[0].service"},
+		{"limits: {idleTimeout: soon}", "not a duration"},
+		{"limits: {udpFlowIdle: -1s}", "negative"},
+		{"limits: {maxStreamsPerTunnel: -1}", "limits.maxStreamsPerTunnel"},
+	} {
+		_, err := Parse([]byte(tc.src))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Parse(%q) = %v, want an error containing %q", tc.src, err, tc.want)
+		}
+	}
+}
+
+func TestCheckPattern(t *testing.T) {
+	for _, ok := range []string{"a.test", "*.a.test", "x-y.example.test", "A.TEST"} {
+		if err := CheckPattern(ok); err != nil {
+			t.Errorf("CheckPattern(%q) = %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"", "*.", "*", "a..test", "*.*.test", "a b.test", "a.test.*", strings.Repeat("a", 64) + ".test"} {
+		if err := CheckPattern(bad); err == nil {
+			t.Errorf("CheckPattern(%q) accepted", bad)
+		}
+	}
+}
