@@ -156,6 +156,7 @@ func DialHTTP2(ctx context.Context, addr string, tok Token, connectorID [16]byte
 	conn.tunnelID = tok.TunnelID
 	conn.accepts = make(chan accepted, c.AcceptQueueLen)
 	conn.authResult = make(chan error, 1)
+	conn.authDone = make(chan struct{})
 	srv := &http2.Server{
 		MaxConcurrentStreams:         uint32(c.MaxIncomingStreams) + 2,
 		MaxReadFrameSize:             h2ReadFrameSize,
@@ -211,7 +212,8 @@ type h2Conn struct {
 	accepts    chan accepted
 	authResult chan error
 	authSeen   atomic.Bool
-	authed     atomic.Bool
+	authed     atomic.Bool   // set before authDone is closed
+	authDone   chan struct{} // closed once the edge's verdict was read (or auth failed)
 	dgSeen     atomic.Bool
 	ctrlMu     sync.Mutex
 	ctrlW      io.Writer // the /auth response, nil once its handler returned
@@ -391,6 +393,15 @@ func (c *h2Conn) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusMethodNotAllowed)
 		return
 	}
+	if r.URL.Path != h2PathAuth {
+		// The edge opens other streams right after sending its verdict, which
+		// the /auth handler may not have processed yet.
+		select {
+		case <-c.authDone:
+		case <-r.Context().Done():
+			return
+		}
+	}
 	switch r.URL.Path {
 	case h2PathAuth:
 		if !c.authSeen.CompareAndSwap(false, true) {
@@ -418,19 +429,21 @@ func (c *h2Conn) serveHTTP(w http.ResponseWriter, r *http.Request) {
 func (c *h2Conn) serveAuth(w http.ResponseWriter, r *http.Request) {
 	fw := &flushWriter{w: w, rc: http.NewResponseController(w)}
 	cs := c.tc.ConnectionState()
-	if err := connectorSendAuth(fw, &cs, c.tok, c.connectorID); err != nil {
-		c.authResult <- err
-		return
+	err := connectorSendAuth(fw, &cs, c.tok, c.connectorID)
+	if err == nil {
+		err = connectorReadAuthResult(r.Body)
 	}
-	err := connectorReadAuthResult(r.Body)
+	if err == nil {
+		c.ctrlMu.Lock()
+		c.ctrlW = fw
+		c.ctrlMu.Unlock()
+		c.authed.Store(true)
+	}
+	close(c.authDone)
 	c.authResult <- err
 	if err != nil {
 		return
 	}
-	c.ctrlMu.Lock()
-	c.ctrlW = fw
-	c.ctrlMu.Unlock()
-	c.authed.Store(true)
 	// The edge sends nothing more; the request body ends with the connection.
 	io.Copy(io.Discard, r.Body)
 	c.ctrlMu.Lock()

@@ -415,7 +415,7 @@ type quicStream struct {
 }
 
 func (s *quicStream) Read(p []byte) (int, error) {
-	if s.edge && !s.respRead.Load() {
+	if s.edge {
 		if err := s.readResponse(); err != nil {
 			return 0, err
 		}
@@ -427,7 +427,11 @@ func (s *quicStream) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// readResponse reads the connector's response once and returns the sticky result.
 func (s *quicStream) readResponse() error {
+	if s.respRead.Load() {
+		return s.respErr
+	}
 	s.respMu.Lock()
 	defer s.respMu.Unlock()
 	if s.respRead.Load() {
@@ -442,6 +446,11 @@ func (s *quicStream) readResponse() error {
 		s.respErr = mapQUICErr(err)
 	case resp.Status != StatusOK:
 		s.respErr = &StreamError{Status: resp.Status, Message: resp.Message}
+	}
+	if s.respErr != nil {
+		// Nothing useful follows a refusal: release the stream both ways.
+		s.s.CancelRead(quicStreamRefused)
+		s.s.CancelWrite(quicStreamRefused)
 	}
 	s.respRead.Store(true)
 	return s.respErr
