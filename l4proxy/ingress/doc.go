@@ -34,7 +34,8 @@
 // case-insensitive. A service URL may not carry a path (a lone "/" after
 // http or https is tolerated), a query, a fragment or user info.
 //
-// Hostnames are DNS names of letters, digits, '-' and '_' labels, compared
+// Hostnames are DNS names whose labels hold ASCII letters, digits, '-' and
+// '_' (internationalised names in their xn-- form), compared
 // case-insensitively; a trailing dot is ignored and a port is an error. A
 // wildcard has exactly one leading "*." label and matches any name with
 // at least one more label, not the apex. "*" alone is refused: omit

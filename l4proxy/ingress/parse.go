@@ -71,10 +71,10 @@ type parser struct {
 
 // Parse parses an ingress configuration (see the package documentation for
 // the schema). Parsing is strict: unknown or duplicate fields, values of
-// the wrong type and every semantic problem are errors. Errors other than
-// YAML syntax errors are *ConfigError values naming the rule, the field
-// and the reason. A relative caPool path is relative to the working
-// directory.
+// the wrong type and every semantic problem are errors. Every error is a
+// *ConfigError naming the rule, the field and the reason (YAML syntax
+// errors have Rule -1 and no Field). A relative caPool path is relative to
+// the working directory.
 //
 // Parse reads caPool files; it does nothing else with the outside world.
 func Parse(data []byte) (*Config, error) {
@@ -82,9 +82,11 @@ func Parse(data []byte) (*Config, error) {
 }
 
 func (p parser) parse(data []byte) (*Config, error) {
+	// Decode into a node tree and walk it, rather than decoding into
+	// structs with Decoder.KnownFields: the decoder's unknown-field errors
+	// cannot name the rule, and a walk checks known fields as strictly.
 	var doc yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
 	if err := dec.Decode(&doc); err != nil && !errors.Is(err, io.EOF) {
 		return nil, topErr("", 0, err)
 	}
