@@ -1,7 +1,10 @@
 package ingress
 
 import (
+	"fmt"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 )
 
@@ -176,6 +179,92 @@ func BenchmarkMatch(b *testing.B) {
 		{"exact-upper-port", "App.Example.Test:443", "/"},
 		{"wildcard", "a.b.example.test", "/index.html"},
 		{"catch-all", "unknown.host.test", "/"},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				c.Match(bc.host, bc.path)
+			}
+		})
+	}
+}
+
+// manyRules returns a configuration of n exact and n/4 wildcard rules, a
+// hostless path rule and a catch-all.
+func manyRules(tb testing.TB, n int) *Config {
+	tb.Helper()
+	var b strings.Builder
+	b.WriteString("ingress:\n")
+	for i := range n / 4 {
+		fmt.Fprintf(&b, "  - hostname: \"*.w%d.example.test\"\n    service: tcp://198.18.2.10:%d\n", i, 1+i)
+	}
+	for i := range n {
+		fmt.Fprintf(&b, "  - hostname: h%d.example.test\n    path: /api\n    service: http://198.18.2.11:%d\n", i, 1+i)
+		fmt.Fprintf(&b, "  - hostname: h%d.example.test\n    service: http://198.18.2.12:%d\n", i, 1+i)
+	}
+	b.WriteString("  - path: /health\n    service: http_status:204\n  - service: http_status:404\n")
+	c, err := Parse([]byte(b.String()))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return c
+}
+
+func TestMatchManyRules(t *testing.T) {
+	c := manyRules(t, 200)
+	for _, in := range [][2]string{
+		{"h199.example.test", "/api/x"}, {"h0.example.test", "/"}, {"x.w49.example.test", "/api"},
+		{"h5.example.test", "/health"}, {"nope.test", "/health"}, {"nope.test", ""},
+	} {
+		if got, want := c.Match(in[0], in[1]).Index(), refMatch(c, in[0], in[1]); got != want {
+			t.Errorf("Match(%q, %q) = rule %d, reference says %d", in[0], in[1], got, want)
+		}
+	}
+}
+
+// TestConcurrentSwap matches from several goroutines while the Config is
+// replaced, as a SIGHUP reload does; run it with -race.
+func TestConcurrentSwap(t *testing.T) {
+	var cur atomic.Pointer[Config]
+	first, err := Parse([]byte(matchYAML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur.Store(first)
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for range 4 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if r := cur.Load().Match("app.example.test:443", "/api/x"); r == nil || r.Service().Scheme != SchemeHTTP {
+					t.Error("bad match during swap")
+					return
+				}
+			}
+		})
+	}
+	for range 20 {
+		next, err := Parse([]byte(matchYAML))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cur.Store(next)
+	}
+	close(stop)
+	wg.Wait()
+}
+
+func BenchmarkMatchManyRules(b *testing.B) {
+	c := manyRules(b, 200)
+	for _, bc := range []struct{ name, host, path string }{
+		{"exact-last", "h199.example.test", "/"},
+		{"wildcard", "x.w49.example.test", "/"},
+		{"catch-all", "unknown.example.test", "/"},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			b.ReportAllocs()
