@@ -92,13 +92,16 @@ func ClassifyQUIC(p []byte, shortDCIDLen int) (QUICHeader, error) {
 		}
 		return QUICHeader{DCID: ConnIDFrom(p[1 : 1+shortDCIDLen]), DCIDLen: uint8(shortDCIDLen)}, nil
 	}
-	if len(p) < 6 {
+	if len(p) < 5 {
 		return QUICHeader{}, errQUICShort
 	}
 	h := QUICHeader{Long: true, Version: binary.BigEndian.Uint32(p[1:5])}
 	known := h.Version == QUICVersion1 || h.Version == QUICVersion2
 	if known && p[0]&0x40 == 0 {
 		return QUICHeader{}, errQUICFixed
+	}
+	if len(p) < 6 {
+		return QUICHeader{}, errQUICDCIDShort
 	}
 	h.DCIDLen = p[5]
 	if known && h.DCIDLen > MaxConnIDLen {

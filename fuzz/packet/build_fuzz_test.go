@@ -125,6 +125,12 @@ func FuzzBuild(f *testing.F) {
 			binary.BigEndian.PutUint32(d[12:], b)
 			src, dst = netip.AddrFrom16(s), netip.AddrFrom16(d)
 		}
+		if !v4 {
+			switch proto {
+			case packet.ProtoHopByHop, packet.ProtoRouting, packet.ProtoFragment, packet.ProtoDestOpts, packet.ProtoAH, 135, 139, 140:
+				proto = packet.ProtoNoNext // a raw payload behind an extension-header number would be walked as one
+			}
+		}
 		if proto == packet.ProtoTCP {
 			// Options only where gopacket sees none; otherwise they
 			// are round-tripped below.

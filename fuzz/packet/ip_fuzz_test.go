@@ -214,10 +214,15 @@ func FuzzIPv6(f *testing.F) {
 				wantErr(t, err, packet.ErrBadVersion)
 				return
 			case plen == 0:
-				if data[6] == packet.ProtoHopByHop {
+				switch data[6] {
+				case packet.ProtoHopByHop:
 					wantErr(t, err, packet.ErrLengthMismatch)
-				} else if err != nil || ip.PayloadLen() != 0 {
-					t.Fatalf("empty payload: %v", err)
+				case packet.ProtoRouting, packet.ProtoFragment, packet.ProtoDestOpts, packet.ProtoAH, 135, 139, 140:
+					wantErr(t, err, packet.ErrTruncated) // an extension header in an empty payload
+				default:
+					if err != nil || ip.PayloadLen() != 0 || ip.TransportOffset() != 40 {
+						t.Fatalf("empty payload: %v", err)
+					}
 				}
 				return
 			case 40+plen > len(data):

@@ -268,8 +268,12 @@ func encodeEntry(e entry) []byte {
 
 func writeCorpus(t *testing.T, target string, es []entry) {
 	dir := filepath.Join("testdata", "fuzz", target)
-	if err := os.RemoveAll(dir); err != nil {
-		t.Fatal(err)
+	// Replace the generated seeds only; inputs found by fuzzing stay.
+	old, _ := filepath.Glob(filepath.Join(dir, "seed-*"))
+	for _, f := range old {
+		if err := os.Remove(f); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
