@@ -29,6 +29,7 @@ type IPv6 struct {
 	b       []byte // header and payload
 	tOff    uint16 // offset of the upper-layer header (or of ESP / no-next)
 	fragOff uint16 // offset of the fragment header, 0 if none
+	rtOff   uint16 // offset of the routing header, 0 if none
 	proto   uint8  // upper-layer protocol
 	nExt    uint8  // extension headers walked
 }
@@ -90,6 +91,9 @@ func ParseIPv6(b []byte) (IPv6, error) {
 		}
 		ip.nExt++
 		next := ip.b[off]
+		if nh == ProtoRouting && ip.rtOff == 0 {
+			ip.rtOff = uint16(off)
+		}
 		if nh == ProtoFragment {
 			ip.fragOff = uint16(off)
 			if binary.BigEndian.Uint16(ip.b[off+2:off+4])&^7 != 0 {
@@ -198,18 +202,23 @@ func (ip IPv6) DecrementHopLimit() bool {
 // SetSrc rewrites the source address and fixes, incrementally, the TCP,
 // UDP or ICMPv6 checksum covering the pseudo-header when the upper-layer
 // header is present. a must be an IPv6 address (not IPv4).
-func (ip IPv6) SetSrc(a netip.Addr) { ip.setAddr(8, a) }
+func (ip IPv6) SetSrc(a netip.Addr) { ip.setAddr(8, a, true) }
 
 // SetDst is [IPv6.SetSrc] for the destination address. With a routing
-// header the pseudo-header uses the final destination; SetDst does not
-// handle that case.
-func (ip IPv6) SetDst(a netip.Addr) { ip.setAddr(24, a) }
+// header whose segments-left field is not zero the pseudo-header holds the
+// final destination, not this field (RFC 8200 section 8.1), so SetDst then
+// leaves the transport checksum alone.
+func (ip IPv6) SetDst(a netip.Addr) {
+	ip.setAddr(24, a, ip.rtOff == 0 || ip.b[ip.rtOff+3] == 0)
+}
 
-func (ip IPv6) setAddr(off int, a netip.Addr) {
+func (ip IPv6) setAddr(off int, a netip.Addr, fixL4 bool) {
 	old := netip.AddrFrom16([16]byte(ip.b[off : off+16]))
 	n := a.As16()
 	copy(ip.b[off:off+16], n[:])
-	fixTransportAddr(ip.proto, ip.Transport(), old, netip.AddrFrom16(n))
+	if fixL4 {
+		fixTransportAddr(ip.proto, ip.Transport(), old, netip.AddrFrom16(n))
+	}
 }
 
 // IPv6Header describes an IPv6 header for [AppendIPv6].
