@@ -570,3 +570,34 @@ func TestZeroAllocs(t *testing.T) {
 	}
 	_ = sink
 }
+
+func TestIPv6SetDstRoutingHeader(t *testing.T) {
+	inner := udp6Packet(t, 16)[40:]
+	for _, segLeft := range []byte{0, 1} {
+		rt := []byte{ProtoUDP, 2, 0, segLeft, 0, 0, 0, 0}
+		rt = append(rt, fill(16)...)
+		ip6 := &layers.IPv6{Version: 6, HopLimit: 9, NextHeader: layers.IPProtocolIPv6Routing, SrcIP: testSrc6, DstIP: testDst6}
+		b := serialize(t, ip6, gopacket.Payload(append(rt, inner...)))
+		ip, err := ParseIPv6(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		before := binary.BigEndian.Uint16(ip.Transport()[6:])
+		ip.SetDst(netip.MustParseAddr("fd00::77"))
+		after := binary.BigEndian.Uint16(ip.Transport()[6:])
+		if (before == after) != (segLeft != 0) {
+			t.Errorf("segments left %d: checksum %#x -> %#x", segLeft, before, after)
+		}
+	}
+}
+
+func TestErrorString(t *testing.T) {
+	_, err := ParseIPv4(make([]byte, 3))
+	if err.Error() != "ipv4 header: truncated" {
+		t.Fatalf("%q", err.Error())
+	}
+	_, err2 := ParseIPv4(make([]byte, 5))
+	if err != err2 {
+		t.Fatal("the same problem must give the same comparable error value")
+	}
+}
