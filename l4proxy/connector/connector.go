@@ -1,0 +1,428 @@
+package connector
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	mrand "math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/onramp-net/onramp/l4proxy/ingress"
+	"github.com/onramp-net/onramp/l4proxy/tunnel"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Defaults and timings.
+const (
+	// DefaultConnections is the number of HA connections kept up.
+	DefaultConnections = 4
+	// minBackoff and maxBackoff bound the redial delay; it doubles after
+	// each failed dial, with jitter, and starts again after a success.
+	minBackoff = time.Second
+	maxBackoff = 30 * time.Second
+)
+
+// quicRetryAfter is how long an "auto" connection that fell back to HTTP/2
+// lives before QUIC is tried again in the background. A variable for tests.
+var quicRetryAfter = 5 * time.Minute
+
+// Options configure a [Connector].
+type Options struct {
+	// Token names the tunnel, its secret and the edges.
+	Token tunnel.Token
+	// Protocol is "quic", "http2" or "auto" (the default): QUIC, falling
+	// back to HTTP/2 over TLS; a connection that fell back retries QUIC
+	// every 5 minutes and is replaced when QUIC works.
+	Protocol string
+	// Connections is the number of connections kept up, spread round-robin
+	// over Token.Edges. Default 4.
+	Connections int
+	// Ingress holds the rules for streams and flows. Required.
+	Ingress *ingress.Config
+	// Logger receives connection-level events; nil means slog.Default().
+	Logger *slog.Logger
+	// Registerer receives the onramp_connector_* metrics; nil means no metrics.
+	Registerer prometheus.Registerer
+	// Tunnel tunes the transports; nil means the defaults.
+	Tunnel *tunnel.Config
+}
+
+// ConnInfo describes one live edge connection.
+type ConnInfo struct {
+	Edge     string // the edge address dialed
+	Protocol string // "quic" or "http2"
+	Since    time.Time
+	Streams  int // streams being proxied on it now
+}
+
+// Connector is the connector half of the L4 tunnel: it keeps connections to
+// the edge, accepts the streams and flows the edge opens on them and proxies
+// them to the origins its ingress rules name. Methods are safe for concurrent
+// use; Run may be called once.
+type Connector struct {
+	opts    Options
+	proto   string
+	log     *slog.Logger
+	m       *metrics
+	id      [16]byte // stable for the life of the process
+	ingress atomic.Pointer[ingress.Config]
+
+	running  atomic.Bool
+	stopping chan struct{} // closed when Shutdown starts
+	stopOnce sync.Once
+	done     chan struct{} // closed when Shutdown finished
+	abort    chan struct{} // closed to reset every stream still proxied
+	abortOne sync.Once
+
+	mu    sync.Mutex
+	conns map[*edgeConn]struct{}
+
+	wg sync.WaitGroup // connection and stream goroutines
+
+	active atomic.Int64 // streams being proxied, all connections
+}
+
+// edgeConn is one live connection to the edge.
+type edgeConn struct {
+	conn    tunnel.Conn
+	edge    string
+	since   time.Time
+	streams atomic.Int64
+
+	flowMu sync.Mutex
+	flows  map[uint32]*flow
+}
+
+// New checks opts and returns a Connector; Run starts it.
+func New(opts Options) (*Connector, error) {
+	if opts.Ingress == nil {
+		return nil, errors.New("connector: no ingress rules")
+	}
+	if len(opts.Token.Edges) == 0 {
+		return nil, errors.New("connector: token has no edge address")
+	}
+	switch opts.Protocol {
+	case "":
+		opts.Protocol = tunnel.ProtoAuto
+	case tunnel.ProtoAuto, tunnel.ProtoQUIC, tunnel.ProtoHTTP2:
+	default:
+		return nil, fmt.Errorf("connector: unknown protocol %q (want quic, http2 or auto)", opts.Protocol)
+	}
+	if opts.Connections <= 0 {
+		opts.Connections = DefaultConnections
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	m, err := newMetrics(opts.Registerer)
+	if err != nil {
+		opts.Logger.Warn("connector: metrics not registered", "err", err)
+	}
+	c := &Connector{
+		opts:     opts,
+		proto:    opts.Protocol,
+		log:      opts.Logger.With("tunnel", opts.Token.TunnelIDString()),
+		m:        m,
+		stopping: make(chan struct{}),
+		done:     make(chan struct{}),
+		abort:    make(chan struct{}),
+		conns:    make(map[*edgeConn]struct{}),
+	}
+	if _, err := rand.Read(c.id[:]); err != nil {
+		return nil, fmt.Errorf("connector: %w", err)
+	}
+	c.ingress.Store(opts.Ingress)
+	return c, nil
+}
+
+// Reload atomically replaces the ingress rules. Streams already proxied keep
+// their origin; new streams and flows use cfg. A nil cfg is ignored.
+func (c *Connector) Reload(cfg *ingress.Config) {
+	if cfg != nil {
+		c.ingress.Store(cfg)
+	}
+}
+
+// Ready reports whether at least one connection to the edge is up.
+func (c *Connector) Ready() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.conns) > 0
+}
+
+// Connections lists the live edge connections.
+func (c *Connector) Connections() []ConnInfo {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]ConnInfo, 0, len(c.conns))
+	for ec := range c.conns {
+		out = append(out, ConnInfo{Edge: ec.edge, Protocol: ec.conn.Protocol(), Since: ec.since, Streams: int(ec.streams.Load())})
+	}
+	return out
+}
+
+func (c *Connector) isStopping() bool {
+	select {
+	case <-c.stopping:
+		return true
+	default:
+		return false
+	}
+}
+
+// Run keeps Connections connections to the edge up, redialing with
+// exponential backoff (1s to 30s, with jitter) when one fails or ends,
+// and serves the streams and datagrams arriving on them.
+//
+// It returns nil when ctx is done — after Shutdown finished, if it was
+// called — or when Shutdown finished; then every connection is closed and
+// every stream ended. An [*tunnel.AuthError] from the edge (bad or deleted
+// tunnel) is fatal: Run returns it at once.
+func (c *Connector) Run(ctx context.Context) error {
+	if !c.running.CompareAndSwap(false, true) {
+		return errors.New("connector: Run called twice")
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	fatal := make(chan error, c.opts.Connections)
+	var workers sync.WaitGroup
+	for i := range c.opts.Connections {
+		edge := c.opts.Token.Edges[i%len(c.opts.Token.Edges)]
+		workers.Add(1)
+		go func() {
+			defer workers.Done()
+			c.keep(ctx, edge, fatal)
+		}()
+	}
+	var err error
+	select {
+	case err = <-fatal:
+	case <-ctx.Done():
+	case <-c.done:
+	}
+	if err == nil && c.isStopping() {
+		<-c.done
+	}
+	cancel()
+	workers.Wait()
+	c.closeAll("connector stopped")
+	c.abortOne.Do(func() { close(c.abort) })
+	c.wg.Wait()
+	return err
+}
+
+// keep keeps one connection to edge up until ctx is done or Shutdown starts.
+func (c *Connector) keep(ctx context.Context, edge string, fatal chan<- error) {
+	backoff := time.Duration(0)
+	log := c.log.With("edge", edge)
+	for {
+		if ctx.Err() != nil || c.isStopping() {
+			return
+		}
+		conn, err := tunnel.Dial(ctx, c.proto, edge, c.opts.Token, c.id, c.opts.Tunnel)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			var ae *tunnel.AuthError
+			if errors.As(err, &ae) {
+				c.m.error(errAuth)
+				log.Error("connector: edge refused the tunnel", "err", err)
+				fatal <- fmt.Errorf("connector: %w", err)
+				return
+			}
+			backoff = min(max(2*backoff, minBackoff), maxBackoff)
+			log.Warn("connector: dial failed", "err", err, "retry_in", backoff)
+			if !c.sleep(ctx, jitter(backoff)) {
+				return
+			}
+			continue
+		}
+		backoff = 0
+		if c.isStopping() {
+			_ = conn.CloseWithError(tunnel.CloseNormal, "connector shutting down")
+			return
+		}
+		ec := c.serve(conn, edge)
+		if !c.watch(ctx, ec, log) {
+			return
+		}
+		if !c.sleep(ctx, jitter(minBackoff)) {
+			return
+		}
+	}
+}
+
+// watch waits for ec to end, replacing it by a QUIC connection if it is an
+// "auto" connection that fell back to HTTP/2 and QUIC works again. It
+// returns false if ctx is done or Shutdown started.
+func (c *Connector) watch(ctx context.Context, ec *edgeConn, log *slog.Logger) bool {
+	retry := time.NewTimer(quicRetryAfter)
+	defer retry.Stop()
+	for {
+		var retryC <-chan time.Time
+		if c.proto == tunnel.ProtoAuto && ec.conn.Protocol() == tunnel.ProtoHTTP2 {
+			retry.Reset(quicRetryAfter)
+			retryC = retry.C
+		}
+		select {
+		case <-ec.conn.Context().Done():
+			log.Warn("connector: connection lost", "protocol", ec.conn.Protocol(), "reason", context.Cause(ec.conn.Context()))
+			return ctx.Err() == nil && !c.isStopping()
+		case <-ctx.Done():
+			return false
+		case <-c.stopping:
+			return false
+		case <-retryC:
+			qc, err := tunnel.DialQUIC(ctx, ec.edge, c.opts.Token, c.id, c.opts.Tunnel)
+			if err != nil {
+				log.Debug("connector: QUIC still unavailable", "err", err)
+				continue
+			}
+			log.Info("connector: QUIC works again; replacing the HTTP/2 connection")
+			old := ec
+			ec = c.serve(qc, old.edge)
+			c.retire(old)
+		}
+	}
+}
+
+// retire drains ec and closes it once its streams are done (at most 10 minutes).
+func (c *Connector) retire(ec *edgeConn) {
+	_ = ec.conn.Drain()
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		deadline := time.Now().Add(10 * time.Minute)
+		for ec.streams.Load() > 0 && time.Now().Before(deadline) {
+			select {
+			case <-ec.conn.Context().Done():
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+		_ = ec.conn.CloseWithError(tunnel.CloseNormal, "replaced by a QUIC connection")
+	}()
+}
+
+func (c *Connector) sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	case <-c.stopping:
+		return false
+	}
+}
+
+// jitter returns d plus up to half of d, at random.
+func jitter(d time.Duration) time.Duration {
+	return d + time.Duration(mrand.Int64N(int64(d)/2+1))
+}
+
+// serve registers conn and starts serving its streams and datagrams.
+func (c *Connector) serve(conn tunnel.Conn, edge string) *edgeConn {
+	ec := &edgeConn{conn: conn, edge: edge, since: time.Now(), flows: make(map[uint32]*flow)}
+	c.mu.Lock()
+	c.conns[ec] = struct{}{}
+	c.mu.Unlock()
+	proto := conn.Protocol()
+	c.m.conns.WithLabelValues(proto).Inc()
+	c.log.Info("connector: connected", "edge", edge, "protocol", proto)
+	c.wg.Add(2)
+	go func() {
+		defer c.wg.Done()
+		c.acceptStreams(ec)
+	}()
+	go func() {
+		defer c.wg.Done()
+		c.receiveDatagrams(ec)
+		<-conn.Context().Done()
+		c.closeFlows(ec)
+		c.mu.Lock()
+		delete(c.conns, ec)
+		c.mu.Unlock()
+		c.m.conns.WithLabelValues(proto).Dec()
+	}()
+	return ec
+}
+
+func (c *Connector) acceptStreams(ec *edgeConn) {
+	ctx := ec.conn.Context()
+	for {
+		st, req, err := ec.conn.AcceptStream(ctx)
+		if err != nil {
+			return
+		}
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			c.handleStream(ec, st, req)
+		}()
+	}
+}
+
+// closeAll closes every connection.
+func (c *Connector) closeAll(msg string) {
+	c.mu.Lock()
+	conns := make([]*edgeConn, 0, len(c.conns))
+	for ec := range c.conns {
+		conns = append(conns, ec)
+	}
+	c.mu.Unlock()
+	for _, ec := range conns {
+		_ = ec.conn.CloseWithError(tunnel.CloseNormal, msg)
+	}
+}
+
+// Shutdown stops gracefully: it drains every connection (the edge opens no
+// new streams on them and moves UDP flows elsewhere), waits until the
+// streams being proxied end or ctx is done — then resets them — and closes
+// the connections. Run then returns. It returns ctx.Err() if streams had to
+// be reset.
+func (c *Connector) Shutdown(ctx context.Context) error {
+	first := false
+	c.stopOnce.Do(func() {
+		first = true
+		close(c.stopping)
+	})
+	if !first {
+		select {
+		case <-c.done:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	defer close(c.done)
+	c.mu.Lock()
+	for ec := range c.conns {
+		if err := ec.conn.Drain(); err != nil {
+			c.log.Debug("connector: drain", "edge", ec.edge, "err", err)
+		}
+	}
+	n := len(c.conns)
+	c.mu.Unlock()
+	c.log.Info("connector: shutting down", "connections", n, "streams", c.active.Load())
+	var err error
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for c.active.Load() > 0 && err == nil {
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			err = ctx.Err()
+			c.log.Warn("connector: shutdown deadline: resetting streams", "streams", c.active.Load())
+			c.abortOne.Do(func() { close(c.abort) })
+		}
+	}
+	c.closeAll("connector shutting down")
+	return err
+}

@@ -1,0 +1,340 @@
+package edge
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/onramp-net/onramp/l4proxy/tunnel"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Defaults of [Options].
+const (
+	DefaultMaxStreamsPerTunnel = 10000
+	DefaultUDPFlowIdle         = 60 * time.Second
+	// openTimeout bounds OpenStream, which blocks while the connector is at
+	// its stream limit.
+	openTimeout = 10 * time.Second
+)
+
+// Options configure a [Server]. The zero value is usable.
+type Options struct {
+	// Logger receives connection-level events; nil means slog.Default().
+	Logger *slog.Logger
+	// Registerer receives the onramp_edge_* metrics; nil means no metrics.
+	Registerer prometheus.Registerer
+	// MaxStreamsPerTunnel bounds the concurrent streams plus UDP flows of
+	// one tunnel, over all its connections. Default 10000. When it is hit,
+	// new users are refused: TCP and TLS connections are closed (and the
+	// reason logged), HTTP ones answered "503 Service Unavailable" with a
+	// body naming the limit, new UDP flows dropped.
+	MaxStreamsPerTunnel int
+	// IdleTimeout closes a proxied TCP connection that moved no byte in
+	// either direction for this long. 0, the default, means never.
+	IdleTimeout time.Duration
+	// UDPFlowIdle ends a UDP flow that saw no datagram either way for this
+	// long. Default 60s.
+	UDPFlowIdle time.Duration
+}
+
+// ConnInfo describes one live connector connection.
+type ConnInfo struct {
+	Tunnel    [16]byte
+	Connector [16]byte
+	Protocol  string // "quic" or "http2"
+	Remote    net.Addr
+	Draining  bool
+	Since     time.Time
+	Streams   int // streams open on this connection now
+}
+
+// Server is the edge half of the L4 tunnel: it keeps the connector
+// connections of every tunnel and proxies users to them. All methods are
+// safe for concurrent use.
+type Server struct {
+	opts Options
+	log  *slog.Logger
+	m    *metrics
+
+	routes atomic.Pointer[routeTable]
+
+	mu      sync.RWMutex
+	tunnels map[[16]byte]*tunnelEntry
+
+	rr atomic.Uint32 // rotates the start of the least-loaded scan
+
+	flowMu   sync.RWMutex
+	flows    map[uint32]*udpFlow
+	nextFlow atomic.Uint32
+}
+
+// tunnelEntry is the state of one tunnel. Entries are never removed, so that
+// the stream count of a tunnel survives its connections coming and going.
+type tunnelEntry struct {
+	id     [16]byte
+	conns  []*liveConn  // guarded by Server.mu; live ones only
+	active atomic.Int64 // streams + UDP flows, against MaxStreamsPerTunnel
+}
+
+// liveConn is one registered connector connection.
+type liveConn struct {
+	conn    tunnel.Conn
+	since   time.Time
+	streams atomic.Int64
+}
+
+// NewServer returns a Server with no routes and no connections.
+func NewServer(opts Options) *Server {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.MaxStreamsPerTunnel <= 0 {
+		opts.MaxStreamsPerTunnel = DefaultMaxStreamsPerTunnel
+	}
+	if opts.UDPFlowIdle <= 0 {
+		opts.UDPFlowIdle = DefaultUDPFlowIdle
+	}
+	m, err := newMetrics(opts.Registerer)
+	if err != nil {
+		opts.Logger.Warn("edge: metrics not registered", "err", err)
+	}
+	s := &Server{
+		opts:    opts,
+		log:     opts.Logger,
+		m:       m,
+		tunnels: make(map[[16]byte]*tunnelEntry),
+		flows:   make(map[uint32]*udpFlow),
+	}
+	s.routes.Store(&routeTable{})
+	return s
+}
+
+// tunnelName formats a tunnel ID for logs.
+func tunnelName(id [16]byte) string { return hex.EncodeToString(id[:]) }
+
+// ServeConnectors accepts connector connections from ln and registers each
+// under its TunnelID until its Context ends. It returns nil when ctx is done
+// (the connections it accepted are then closed) and an error if ln fails.
+// It does not close ln.
+func (s *Server) ServeConnectors(ctx context.Context, ln tunnel.Listener) error {
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer func() {
+		cancel()
+		wg.Wait()
+	}()
+	for {
+		c, err := ln.Accept(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("edge: accept connector: %w", err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.serveConn(ctx, c)
+		}()
+	}
+}
+
+// serveConn registers c, receives its datagrams and unregisters it when it ends.
+func (s *Server) serveConn(ctx context.Context, c tunnel.Conn) {
+	lc := &liveConn{conn: c, since: time.Now()}
+	te := s.register(lc)
+	proto := c.Protocol()
+	log := s.log.With("tunnel", tunnelName(te.id), "connector", hex.EncodeToString(lc.idBytes()), "protocol", proto, "remote", c.RemoteAddr())
+	log.Info("connector connected")
+	s.m.conns.WithLabelValues(proto).Inc()
+	stop := context.AfterFunc(ctx, func() {
+		_ = c.CloseWithError(tunnel.CloseNormal, "edge shutting down")
+	})
+	s.receiveDatagrams(lc)
+	<-c.Context().Done()
+	stop()
+	s.unregister(te, lc)
+	s.m.conns.WithLabelValues(proto).Dec()
+	log.Info("connector disconnected", "reason", context.Cause(c.Context()))
+}
+
+func (lc *liveConn) idBytes() []byte { id := lc.conn.ConnectorID(); return id[:] }
+
+func (s *Server) entry(id [16]byte) *tunnelEntry {
+	s.mu.RLock()
+	te := s.tunnels[id]
+	s.mu.RUnlock()
+	if te != nil {
+		return te
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if te = s.tunnels[id]; te == nil {
+		te = &tunnelEntry{id: id}
+		s.tunnels[id] = te
+	}
+	return te
+}
+
+func (s *Server) register(lc *liveConn) *tunnelEntry {
+	te := s.entry(lc.conn.TunnelID())
+	s.mu.Lock()
+	te.conns = append(te.conns, lc)
+	s.mu.Unlock()
+	return te
+}
+
+func (s *Server) unregister(te *tunnelEntry, lc *liveConn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if i := slices.Index(te.conns, lc); i >= 0 {
+		te.conns = slices.Delete(te.conns, i, i+1)
+	}
+}
+
+// acquire takes one of the tunnel's MaxStreamsPerTunnel slots.
+func (s *Server) acquire(te *tunnelEntry) bool {
+	if te.active.Add(1) > int64(s.opts.MaxStreamsPerTunnel) {
+		te.active.Add(-1)
+		return false
+	}
+	return true
+}
+
+func (s *Server) release(te *tunnelEntry) { te.active.Add(-1) }
+
+// pick returns the tunnel's live, non-draining connection with the fewest
+// open streams, skipping those in tried; ties are broken by rotation.
+func (s *Server) pick(te *tunnelEntry, tried []*liveConn) *liveConn {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	n := len(te.conns)
+	if n == 0 {
+		return nil
+	}
+	start := int(s.rr.Add(1) % uint32(n))
+	var best *liveConn
+	var bestN int64
+	for i := range n {
+		lc := te.conns[(start+i)%n]
+		if lc.conn.Context().Err() != nil || lc.conn.Draining() || slices.Contains(tried, lc) {
+			continue
+		}
+		if k := lc.streams.Load(); best == nil || k < bestN {
+			best, bestN = lc, k
+		}
+	}
+	return best
+}
+
+// errOffline and errLimitHit are the refusals of openStream.
+var (
+	errOffline  = errors.New("tunnel offline: no live connection")
+	errLimitHit = errors.New("tunnel stream limit reached")
+)
+
+// openStream opens a stream for req on one of the tunnel's connections,
+// trying the others if one is draining or dead. On success the caller owns a
+// slot of the tunnel (release with s.release) and one stream count of lc.
+func (s *Server) openStream(ctx context.Context, id [16]byte, req *tunnel.Request) (tunnel.Stream, *tunnelEntry, *liveConn, error) {
+	te := s.entry(id)
+	if !s.acquire(te) {
+		return nil, nil, nil, errLimitHit
+	}
+	var tried []*liveConn
+	var lastErr error
+	for {
+		lc := s.pick(te, tried)
+		if lc == nil {
+			s.release(te)
+			if lastErr != nil {
+				return nil, nil, nil, fmt.Errorf("%w (last error: %v)", errOffline, lastErr)
+			}
+			return nil, nil, nil, errOffline
+		}
+		lc.streams.Add(1)
+		octx, cancel := context.WithTimeout(ctx, openTimeout)
+		st, err := lc.conn.OpenStream(octx, req)
+		cancel()
+		if err == nil {
+			return st, te, lc, nil
+		}
+		lc.streams.Add(-1)
+		if ctx.Err() != nil {
+			s.release(te)
+			return nil, nil, nil, ctx.Err()
+		}
+		var ve error
+		if errors.Is(err, tunnel.ErrMalformed) || errors.Is(err, tunnel.ErrTooLong) {
+			ve = err
+		}
+		if ve != nil {
+			s.release(te)
+			return nil, nil, nil, ve
+		}
+		lastErr = err
+		tried = append(tried, lc)
+	}
+}
+
+// DropTunnel closes every live connection of the tunnel (after it was
+// deleted), telling the connector why. Users then find the tunnel offline.
+func (s *Server) DropTunnel(id [16]byte) {
+	s.mu.RLock()
+	var conns []*liveConn
+	if te := s.tunnels[id]; te != nil {
+		conns = slices.Clone(te.conns)
+	}
+	s.mu.RUnlock()
+	for _, lc := range conns {
+		_ = lc.conn.CloseWithError(tunnel.CloseAuthRefused+uint64(tunnel.AuthTunnelDeleted), "tunnel deleted")
+	}
+	if len(conns) > 0 {
+		s.log.Info("tunnel dropped", "tunnel", tunnelName(id), "connections", len(conns))
+	}
+}
+
+// Connections lists the live connector connections of every tunnel.
+func (s *Server) Connections() []ConnInfo {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var out []ConnInfo
+	for _, te := range s.tunnels {
+		for _, lc := range te.conns {
+			out = append(out, ConnInfo{
+				Tunnel:    te.id,
+				Connector: lc.conn.ConnectorID(),
+				Protocol:  lc.conn.Protocol(),
+				Remote:    lc.conn.RemoteAddr(),
+				Draining:  lc.conn.Draining(),
+				Since:     lc.since,
+				Streams:   int(lc.streams.Load()),
+			})
+		}
+	}
+	return out
+}
+
+// addrPort returns the user's address for the stream request.
+// IPv4-mapped addresses are unmapped; zones are dropped.
+func addrPort(a net.Addr) netip.AddrPort {
+	var ap netip.AddrPort
+	switch a := a.(type) {
+	case *net.TCPAddr:
+		ap = a.AddrPort()
+	case *net.UDPAddr:
+		ap = a.AddrPort()
+	default:
+		ap, _ = netip.ParseAddrPort(a.String())
+	}
+	return netip.AddrPortFrom(ap.Addr().Unmap().WithZone(""), ap.Port())
+}

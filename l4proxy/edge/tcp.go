@@ -1,0 +1,245 @@
+package edge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/onramp-net/onramp/l4proxy/tunnel"
+)
+
+// peekTimeout bounds the reading of a TLS ClientHello or an HTTP request head.
+const peekTimeout = 10 * time.Second
+
+// ServeTCP proxies every connection accepted from ln to the tunnel of b, as
+// a [tunnel.KindTCP] stream with Hostname b.Service. It returns nil when ctx
+// is done, after closing ln and aborting the connections it proxies, and an
+// error if ln fails.
+func (s *Server) ServeTCP(ctx context.Context, ln net.Listener, b Binding) error {
+	if len(b.Service) > tunnel.MaxHostnameLen {
+		return fmt.Errorf("edge: serve tcp: service name of %d bytes (max %d)", len(b.Service), tunnel.MaxHostnameLen)
+	}
+	return s.serveListener(ctx, ln, "tcp", func(ctx context.Context, c net.Conn) {
+		req := &tunnel.Request{Kind: tunnel.KindTCP, Hostname: b.Service, Remote: addrPort(c.RemoteAddr())}
+		s.proxyStream(ctx, c, b.Tunnel, req, nil)
+	})
+}
+
+// ServeTLS proxies TLS connections accepted from ln by the SNI of their
+// ClientHello, without terminating TLS: the ClientHello is read (at most
+// maxHelloLen bytes, within peekTimeout), the route for its SNI picked, and
+// the bytes read forwarded first on a [tunnel.KindTLS] stream. Connections
+// without a route are closed. It returns as ServeTCP does.
+func (s *Server) ServeTLS(ctx context.Context, ln net.Listener) error {
+	return s.serveListener(ctx, ln, "tls", func(ctx context.Context, c net.Conn) {
+		_ = c.SetReadDeadline(time.Now().Add(peekTimeout))
+		sni, head, err := peekClientHello(c)
+		_ = c.SetReadDeadline(time.Time{})
+		if err != nil {
+			s.log.Debug("edge: tls: no ClientHello", "user", c.RemoteAddr(), "err", err)
+			c.Close()
+			return
+		}
+		id, ok := s.routes.Load().lookup(sni)
+		if !ok {
+			s.m.error(errNoRoute)
+			s.log.Info("edge: tls: no route", "user", c.RemoteAddr(), "sni", sni)
+			c.Close()
+			return
+		}
+		req := &tunnel.Request{Kind: tunnel.KindTLS, Hostname: sni, Remote: addrPort(c.RemoteAddr())}
+		s.proxyStream(ctx, c, id, req, head)
+	})
+}
+
+// ServeHTTP proxies HTTP/1 connections accepted from ln by the Host of their
+// first request: the request head is read (at most maxHeadLen bytes, within
+// peekTimeout), the route for the Host picked, and the bytes read forwarded
+// first on a [tunnel.KindHTTP] stream with Hostname the Host (port
+// stripped) and Path the request-target; then bytes flow both ways
+// untouched, so later requests on the connection go to the same origin.
+//
+// The edge itself answers 400 to a malformed head, 431 to one too large,
+// 404 when no route matches, 502 when the tunnel is offline or the
+// connector refused the stream, and 503 when the tunnel is at
+// MaxStreamsPerTunnel. It returns as ServeTCP does.
+func (s *Server) ServeHTTP(ctx context.Context, ln net.Listener) error {
+	return s.serveListener(ctx, ln, "http", func(ctx context.Context, c net.Conn) {
+		bp := getBuf()
+		defer putBuf(bp)
+		_ = c.SetReadDeadline(time.Now().Add(peekTimeout))
+		h, err := readHTTPHead(c, (*bp)[:maxHeadLen])
+		_ = c.SetReadDeadline(time.Time{})
+		if err != nil {
+			var he *httpError
+			if errors.As(err, &he) {
+				s.log.Debug("edge: http: bad request head", "user", c.RemoteAddr(), "err", err)
+				s.answer(c, he.code, he.msg)
+				return
+			}
+			s.log.Debug("edge: http: no request head", "user", c.RemoteAddr(), "err", err)
+			c.Close()
+			return
+		}
+		id, ok := s.routes.Load().lookup(h.host)
+		if !ok {
+			s.m.error(errNoRoute)
+			s.log.Info("edge: http: no route", "user", c.RemoteAddr(), "host", h.host)
+			s.answer(c, 404, "no route for host "+strconv.Quote(h.host))
+			return
+		}
+		req := &tunnel.Request{Kind: tunnel.KindHTTP, Hostname: h.host, Path: h.path, Remote: addrPort(c.RemoteAddr())}
+		s.proxyStream(ctx, c, id, req, h.raw)
+	})
+}
+
+// serveListener runs the accept loop shared by ServeTCP, ServeTLS and ServeHTTP.
+func (s *Server) serveListener(ctx context.Context, ln net.Listener, what string, handle func(context.Context, net.Conn)) error {
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	stop := context.AfterFunc(ctx, func() { ln.Close() })
+	defer func() {
+		stop()
+		cancel()
+		wg.Wait()
+	}()
+	var delay time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return fmt.Errorf("edge: serve %s: %w", what, err)
+			}
+			// EMFILE, ECONNABORTED and the like: back off and go on.
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			s.log.Warn("edge: accept failed", "listener", ln.Addr(), "err", err, "retry_in", delay)
+			select {
+			case <-time.After(delay):
+			case <-ctx.Done():
+				return nil
+			}
+			continue
+		}
+		delay = 0
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			handle(ctx, c)
+		}()
+	}
+}
+
+// proxyStream opens a stream for req and proxies c over it, writing prefix
+// (bytes already read from c) first. It owns c.
+func (s *Server) proxyStream(ctx context.Context, c net.Conn, id [16]byte, req *tunnel.Request, prefix []byte) {
+	isHTTP := req.Kind == tunnel.KindHTTP
+	log := s.log.With("user", c.RemoteAddr(), "tunnel", tunnelName(id), "kind", req.Kind.String(), "hostname", req.Hostname)
+	st, te, lc, err := s.openStream(ctx, id, req)
+	if err != nil {
+		switch {
+		case errors.Is(err, errLimitHit):
+			s.m.error(errLimit)
+			msg := fmt.Sprintf("tunnel stream limit reached (%d concurrent streams and UDP flows)", s.opts.MaxStreamsPerTunnel)
+			log.Warn("edge: user refused", "reason", msg)
+			if isHTTP {
+				s.answer(c, 503, msg)
+				return
+			}
+		case errors.Is(err, errOffline):
+			s.m.error(errTunnelOffline)
+			log.Info("edge: user refused", "reason", err)
+			if isHTTP {
+				s.answer(c, 502, "tunnel offline")
+				return
+			}
+		default:
+			log.Info("edge: user refused", "reason", err)
+			if isHTTP {
+				s.answer(c, 502, "cannot open tunnel stream")
+				return
+			}
+		}
+		c.Close()
+		return
+	}
+	kind := req.Kind.String()
+	s.m.streamsTotal.WithLabelValues(kind).Inc()
+	open := s.m.streamsOpen.WithLabelValues(kind)
+	open.Inc()
+	defer func() {
+		open.Dec()
+		lc.streams.Add(-1)
+		s.release(te)
+	}()
+	p := &proxy{
+		a: connSide{c}, b: streamSide{st}, prefix: prefix,
+		aToB: s.m.bytesToOrigin, bToA: s.m.bytesToUser,
+		idle: s.opts.IdleTimeout,
+	}
+	if isHTTP {
+		p.onRefused = func(se *tunnel.StreamError) {
+			_ = c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+			_ = writeHTTPError(c, 502, se.Error())
+		}
+	}
+	res := p.run(ctx.Done())
+	s.logResult(log, res)
+}
+
+// logResult counts and logs how a proxied connection ended.
+func (s *Server) logResult(log *slog.Logger, res result) {
+	switch {
+	case res.refused != nil:
+		if res.refused.Status == tunnel.StatusOriginUnreachable {
+			s.m.error(errOrigin)
+		} else {
+			s.m.error(errRefused)
+		}
+		log.Info("edge: connector refused the stream", "reason", res.refused)
+	case res.idle:
+		log.Debug("edge: connection closed after idle timeout", "to_origin", res.aToB, "to_user", res.bToA)
+	case errors.Is(res.err, errStopped):
+		log.Debug("edge: connection closed on shutdown", "to_origin", res.aToB, "to_user", res.bToA)
+	case res.err != nil:
+		s.m.error(errReset)
+		log.Info("edge: connection reset", "reason", res.err, "to_origin", res.aToB, "to_user", res.bToA)
+	default:
+		log.Debug("edge: connection closed", "to_origin", res.aToB, "to_user", res.bToA)
+	}
+}
+
+// answer writes an HTTP error response and closes c in an orderly way.
+func (s *Server) answer(c net.Conn, code int, msg string) {
+	_ = c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	if err := writeHTTPError(c, code, msg); err != nil {
+		c.Close()
+		return
+	}
+	lingeringClose(c)
+}
+
+// lingeringClose half-closes c and reads what the client still sends for a
+// moment before closing, so that the close does not turn into an RST that
+// destroys the answer just written.
+func lingeringClose(c net.Conn) {
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+		_ = c.SetReadDeadline(time.Now().Add(time.Second))
+		bp := getBuf()
+		for range 16 {
+			if _, err := c.Read(*bp); err != nil {
+				break
+			}
+		}
+		putBuf(bp)
+	}
+	c.Close()
+}
