@@ -1,0 +1,90 @@
+package tunnel
+
+import (
+	"bytes"
+	"net/netip"
+	"testing"
+)
+
+func FuzzParseRequest(f *testing.F) {
+	f.Add(AppendRequest(nil, &Request{Kind: KindTCP, Hostname: "svc"}))
+	f.Add(AppendRequest(nil, &Request{Kind: KindHTTP, Hostname: "a.b", Path: "/x", Remote: netip.MustParseAddrPort("[fd00::1]:1")}))
+	f.Add(AppendRequest(nil, &Request{Kind: KindTLS, Hostname: "s", Remote: netip.MustParseAddrPort("198.18.0.1:2")}))
+	f.Add([]byte{0, 3, 1, 1, 0})
+	f.Add([]byte{0xff, 0xff})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, n, err := ParseRequest(b)
+		if err != nil {
+			return
+		}
+		if n > len(b) || n > MaxRequestLen {
+			t.Fatalf("consumed %d of %d", n, len(b))
+		}
+		if err := r.Validate(); err != nil {
+			t.Fatalf("parsed request does not validate: %v", err)
+		}
+		again := AppendRequest(nil, &r)
+		if !bytes.Equal(again, b[:n]) {
+			t.Fatalf("re-encoding differs:\n%x\n%x", again, b[:n])
+		}
+		r2, err := ReadRequest(bytes.NewReader(b))
+		if err != nil || r2 != r {
+			t.Fatalf("ReadRequest disagrees: %+v %v", r2, err)
+		}
+	})
+}
+
+func FuzzParseResponse(f *testing.F) {
+	f.Add(AppendResponse(nil, &Response{Status: StatusOK}))
+	f.Add(AppendResponse(nil, &Response{Status: StatusNoRule, Message: "no rule"}))
+	f.Add([]byte{0, 3, 1, 0, 5})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, n, err := ParseResponse(b)
+		if err != nil {
+			return
+		}
+		if n > len(b) || n > MaxResponseLen {
+			t.Fatalf("consumed %d of %d", n, len(b))
+		}
+		again := AppendResponse(nil, &r)
+		if !bytes.Equal(again, b[:n]) {
+			t.Fatalf("re-encoding differs:\n%x\n%x", again, b[:n])
+		}
+		r2, err := ReadResponse(bytes.NewReader(b))
+		if err != nil || r2 != r {
+			t.Fatalf("ReadResponse disagrees: %+v %v", r2, err)
+		}
+	})
+}
+
+func FuzzParseDatagram(f *testing.F) {
+	f.Add(AppendDatagram(nil, 1, []byte("x")))
+	fo, _ := AppendFlowOpen(nil, 2, &FlowOpen{Hostname: "dns", Remote: netip.MustParseAddrPort("198.18.0.1:53")})
+	f.Add(fo)
+	f.Add(AppendFlowClose(nil, 3, FlowClosed))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		typ, flow, body, err := ParseDatagram(b)
+		if err != nil {
+			return
+		}
+		switch typ {
+		case DatagramData:
+			if !bytes.Equal(AppendDatagram(nil, flow, body), b) {
+				t.Fatal("data re-encoding differs")
+			}
+		case DatagramFlowOpen:
+			m, err := ParseFlowOpen(body)
+			if err != nil {
+				return
+			}
+			again, err := AppendFlowOpen(nil, flow, &m)
+			if err != nil || !bytes.Equal(again, b) {
+				t.Fatalf("flow open re-encoding differs: %v", err)
+			}
+		case DatagramFlowClose:
+			if r, err := ParseFlowClose(body); err == nil && !bytes.Equal(AppendFlowClose(nil, flow, r), b) {
+				t.Fatal("flow close re-encoding differs")
+			}
+		}
+	})
+}
