@@ -252,4 +252,3 @@ func (c *Connector) closeFlows(ec *edgeConn) {
 		c.closeFlow(f, tunnel.FlowClosed, false)
 	}
 }
-

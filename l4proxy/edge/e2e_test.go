@@ -211,9 +211,8 @@ func TestHTTPRefused(t *testing.T) {
 		if code != 502 || !strings.Contains(body, "udp service") {
 			t.Errorf("refused: got %d %q", code, body)
 		}
-		if v := edgetest.Metric(t, e.Registry, "onramp_edge_errors_total", "refused"); v != 1 {
-			t.Errorf("errors{refused} = %v, want 1", v)
-		}
+		// Counted when the proxy ends, just after the answer was sent.
+		waitMetric(t, func() float64 { return edgetest.Metric(t, e.Registry, "onramp_edge_errors_total", "refused") }, 1)
 		if v := edgetest.Metric(t, e.Registry, "onramp_edge_errors_total", "tunnel_offline"); v != 1 {
 			t.Errorf("errors{tunnel_offline} = %v, want 1", v)
 		}

@@ -175,7 +175,7 @@ type Running struct {
 	// Registry holds the connector's metrics (nil if mod set a Registerer
 	// that is not a *prometheus.Registry).
 	Registry *prometheus.Registry
-	stop context.CancelFunc
+	stop     context.CancelFunc
 }
 
 // Stop cancels Run's context and waits for it to return.
@@ -335,4 +335,3 @@ func Metric(t testing.TB, g prometheus.Gatherer, name, label string) float64 {
 	}
 	return 0
 }
-
