@@ -39,8 +39,8 @@ type Conn interface {
 	TunnelID() [16]byte
 	// Context is canceled when the connection is gone (closed by either side, idle timeout, transport failure).
 	Context() context.Context
-	// CloseWithError closes the connection; on QUIC code and msg reach the peer in CONNECTION_CLOSE,
-	// on HTTP/2 they are sent in GOAWAY debug data when possible. Streams fail with an error.
+	// CloseWithError closes the connection and fails its streams. On QUIC code and msg reach the
+	// peer in CONNECTION_CLOSE; on HTTP/2 they are not transmitted (the peer sees the TCP connection end).
 	CloseWithError(code uint64, msg string) error
 	// Drain (connector side) tells the edge to open no new streams on this connection; streams
 	// already open continue. It returns [ErrWrongSide] on the edge side.
@@ -73,7 +73,8 @@ type Listener interface {
 	// or authentication are closed and never returned.
 	Accept(ctx context.Context) (Conn, error)
 	Addr() net.Addr
-	// Close stops listening and closes connections not yet accepted; accepted ones stay open.
+	// Close stops listening and closes connections not yet accepted. Accepted HTTP/2 connections
+	// stay open; accepted QUIC connections share the listener's UDP socket and are closed with it.
 	Close() error
 }
 

@@ -79,7 +79,7 @@ type pair struct {
 }
 
 func testConfig() *Config {
-	return &Config{HandshakeTimeout: 5 * time.Second, SocketBuffer: -1}
+	return &Config{HandshakeTimeout: 5 * time.Second}
 }
 
 // newPair listens with tr on addr, dials it and returns both authenticated ends.

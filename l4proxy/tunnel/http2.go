@@ -289,6 +289,7 @@ func newEdgeH2Conn(ctx context.Context, tc *tls.Conn, auth Authenticator, cfg *C
 	t2.ReadIdleTimeout = cfg.KeepAlivePeriod
 	t2.PingTimeout = cfg.MaxIdleTimeout - cfg.KeepAlivePeriod
 	t2.StrictMaxConcurrentStreams = true
+	t2.DisableCompression = true
 	cc, err := t2.NewClientConn(c.nc)
 	if err != nil {
 		tc.Close()

@@ -241,8 +241,9 @@ func (s *h2EdgeStream) Reset() {
 }
 
 // Close half-closes, then, once the transport consumed the end of the request body
-// (or after a second), closes the response body, which resets the stream if the
-// connector has not finished.
+// (or after a second), closes the response body, which resets the stream
+// (RST_STREAM CANCEL) if the connector has not finished. A stream still waiting
+// for the connector's response headers at that point is reset.
 func (s *h2EdgeStream) Close() error {
 	err := s.pw.Close()
 	go func() {
@@ -252,9 +253,13 @@ func (s *h2EdgeStream) Close() error {
 		case <-s.body.eof:
 		case <-t.C:
 		}
-		<-s.rtDone
-		if s.resp != nil {
-			s.resp.Body.Close()
+		select {
+		case <-s.rtDone:
+			if s.resp != nil {
+				s.resp.Body.Close()
+			}
+		default:
+			s.cancel()
 		}
 	}()
 	return err

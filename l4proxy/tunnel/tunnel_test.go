@@ -9,6 +9,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/netip"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -518,5 +519,40 @@ func TestDialAuto(t *testing.T) {
 
 	if _, err := Dial(ctx, "sctp", port, tok, [16]byte{1}, cfg); err == nil {
 		t.Fatal("unknown protocol accepted")
+	}
+}
+
+// TestNoGoroutineLeak opens and finishes streams, closes both ends and checks that
+// the goroutine count returns to where it was.
+func TestNoGoroutineLeak(t *testing.T) {
+	for _, tr := range transports {
+		t.Run(tr.name, func(t *testing.T) {
+			before := runtime.NumGoroutine()
+			func() {
+				p := newPair(t, tr, "127.0.0.1:0")
+				serveEcho(t, p.connector)
+				for range 20 {
+					s, err := p.edge.OpenStream(context.Background(), testReq)
+					if err != nil {
+						t.Fatal(err)
+					}
+					s.Write([]byte("x"))
+					s.CloseWrite()
+					io.ReadAll(s)
+					s.Close()
+				}
+				p.connector.CloseWithError(0, "")
+				p.edge.CloseWithError(0, "")
+				p.ln.Close()
+			}()
+			deadline := time.Now().Add(5 * time.Second)
+			for runtime.NumGoroutine() > before+2 {
+				if time.Now().After(deadline) {
+					buf := make([]byte, 1<<20)
+					t.Fatalf("%d goroutines, %d before:\n%s", runtime.NumGoroutine(), before, buf[:runtime.Stack(buf, true)])
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		})
 	}
 }
