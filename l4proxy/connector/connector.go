@@ -263,12 +263,26 @@ func (c *Connector) keep(ctx context.Context, edge string, fatal chan<- error) {
 func (c *Connector) watch(ctx context.Context, ec *edgeConn, log *slog.Logger) bool {
 	retry := time.NewTimer(quicRetryAfter)
 	defer retry.Stop()
-	for {
-		var retryC <-chan time.Time
-		if c.proto == tunnel.ProtoAuto && ec.conn.Protocol() == tunnel.ProtoHTTP2 {
-			retry.Reset(quicRetryAfter)
-			retryC = retry.C
+	upgradable := func() bool { return c.proto == tunnel.ProtoAuto && ec.conn.Protocol() == tunnel.ProtoHTTP2 }
+	if !upgradable() {
+		retry.Stop()
+	}
+	type dialed struct {
+		conn tunnel.Conn
+		err  error
+	}
+	results := make(chan dialed, 1)
+	dialing := false
+	defer func() {
+		if dialing { // close a QUIC connection that arrives too late
+			go func() {
+				if d := <-results; d.conn != nil {
+					_ = d.conn.CloseWithError(tunnel.CloseNormal, "not needed")
+				}
+			}()
 		}
+	}()
+	for {
 		select {
 		case <-ec.conn.Context().Done():
 			log.Warn("connector: connection lost", "protocol", ec.conn.Protocol(), "reason", context.Cause(ec.conn.Context()))
@@ -277,18 +291,39 @@ func (c *Connector) watch(ctx context.Context, ec *edgeConn, log *slog.Logger) b
 			return false
 		case <-c.stopping:
 			return false
-		case <-retryC:
-			qc, err := tunnel.DialQUIC(ctx, ec.edge, c.opts.Token, c.id, c.opts.Tunnel)
-			if err != nil {
-				log.Debug("connector: QUIC still unavailable", "err", err)
+		case <-retry.C:
+			dialing = true
+			go func() {
+				dctx, cancel := context.WithTimeout(ctx, c.quicTimeout())
+				defer cancel()
+				qc, err := tunnel.DialQUIC(dctx, ec.edge, c.opts.Token, c.id, c.opts.Tunnel)
+				results <- dialed{qc, err}
+			}()
+		case d := <-results:
+			dialing = false
+			if d.err != nil {
+				log.Debug("connector: QUIC still unavailable", "err", d.err)
+				retry.Reset(quicRetryAfter)
 				continue
+			}
+			if c.isStopping() {
+				_ = d.conn.CloseWithError(tunnel.CloseNormal, "connector shutting down")
+				return false
 			}
 			log.Info("connector: QUIC works again; replacing the HTTP/2 connection")
 			old := ec
-			ec = c.serve(qc, old.edge)
+			ec = c.serve(d.conn, old.edge)
 			c.retire(old)
 		}
 	}
+}
+
+// quicTimeout bounds a background QUIC dial.
+func (c *Connector) quicTimeout() time.Duration {
+	if c.opts.Tunnel != nil && c.opts.Tunnel.QUICHandshakeTimeout > 0 {
+		return c.opts.Tunnel.QUICHandshakeTimeout
+	}
+	return 3 * time.Second
 }
 
 // retire drains ec and closes it once its streams are done (at most 10 minutes).

@@ -5,6 +5,7 @@ package edgetest
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"log/slog"
 	"net"
@@ -76,7 +77,8 @@ type Env struct {
 	Server   *edge.Server
 	Registry *prometheus.Registry
 	Auth     *Auth
-	Token    tunnel.Token // the tunnel every connector joins by default
+	Token    tunnel.Token    // the tunnel every connector joins by default
+	Cert     tls.Certificate // the edge certificate pinned in Token
 	Listener tunnel.Listener
 	Ctx      context.Context
 	cancel   context.CancelFunc
@@ -108,7 +110,7 @@ func Start(t testing.TB, proto, host string, opts edge.Options) *Env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &Env{T: t, Proto: proto, Host: host, Auth: &Auth{}, Registry: prometheus.NewRegistry()}
+	e := &Env{T: t, Proto: proto, Host: host, Auth: &Auth{}, Registry: prometheus.NewRegistry(), Cert: cert}
 	cfg := TunnelConfig()
 	addr := net.JoinHostPort(host, "0")
 	switch proto {
@@ -170,8 +172,9 @@ func (e *Env) Go(f func()) {
 // Running is a connector started by [Env.StartConnector].
 type Running struct {
 	*connector.Connector
-	// Done receives Run's result.
-	Done chan error
+	// Done is closed when Run returned; Err then returns its result.
+	Done chan struct{}
+	err  error
 	// Registry holds the connector's metrics (nil if mod set a Registerer
 	// that is not a *prometheus.Registry).
 	Registry *prometheus.Registry
@@ -181,7 +184,14 @@ type Running struct {
 // Stop cancels Run's context and waits for it to return.
 func (r *Running) Stop() error {
 	r.stop()
-	return <-r.Done
+	<-r.Done
+	return r.err
+}
+
+// Err returns Run's result once Done is closed.
+func (r *Running) Err() error {
+	<-r.Done
+	return r.err
 }
 
 // Ingress parses an ingress configuration or fails the test.
@@ -217,10 +227,13 @@ func (e *Env) StartConnector(rules string, mod func(*connector.Options)) *Runnin
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &Running{Connector: c, Done: make(chan error, 1), stop: cancel}
+	r := &Running{Connector: c, Done: make(chan struct{}), stop: cancel}
 	r.Registry, _ = opts.Registerer.(*prometheus.Registry)
 	before := len(e.Server.Connections())
-	go func() { r.Done <- c.Run(ctx) }()
+	go func() {
+		r.err = c.Run(ctx)
+		close(r.Done)
+	}()
 	t.Cleanup(func() {
 		cancel()
 		select {
@@ -235,8 +248,8 @@ func (e *Env) StartConnector(rules string, mod func(*connector.Options)) *Runnin
 			t.Fatalf("connector: %d of %d connections up after 15s (edge sees %d)", len(c.Connections()), opts.Connections, len(e.Server.Connections()))
 		}
 		select {
-		case err := <-r.Done:
-			t.Fatalf("connector Run returned early: %v", err)
+		case <-r.Done:
+			t.Fatalf("connector Run returned early: %v", r.err)
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
