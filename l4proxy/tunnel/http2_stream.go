@@ -240,29 +240,37 @@ func (s *h2EdgeStream) Reset() {
 	s.cancel()
 }
 
-// Close half-closes, then, once the transport consumed the end of the request body
-// (or after a second), closes the response body, which resets the stream
-// (RST_STREAM CANCEL) if the connector has not finished. A stream still waiting
-// for the connector's response headers at that point is reset.
+// Close half-closes and stops reading. x/net/http2 gives no signal that END_STREAM
+// was written, and resetting the stream right after the request body ended can
+// overtake it, so Close waits until the transport consumed the end of the body,
+// then discards the response for at most h2CloseGrace: if the connector finishes
+// in that time the stream ends cleanly, otherwise it is reset (RST_STREAM CANCEL),
+// after which the connector's writes fail. A stream whose body end the transport
+// has not consumed within h2CloseGrace is reset.
 func (s *h2EdgeStream) Close() error {
 	err := s.pw.Close()
-	go func() {
-		t := time.NewTimer(time.Second)
-		defer t.Stop()
-		select {
-		case <-s.body.eof:
-		case <-t.C:
-		}
-		select {
-		case <-s.rtDone:
-			if s.resp != nil {
-				s.resp.Body.Close()
-			}
-		default:
-			s.cancel()
-		}
-	}()
+	go s.finishClose()
 	return err
+}
+
+const h2CloseGrace = time.Second
+
+func (s *h2EdgeStream) finishClose() {
+	t := time.NewTimer(h2CloseGrace)
+	select {
+	case <-s.body.eof:
+		t.Stop()
+	case <-t.C:
+		s.cancel()
+		return
+	}
+	t = time.AfterFunc(h2CloseGrace, s.cancel)
+	defer t.Stop()
+	<-s.rtDone
+	if s.resp != nil {
+		io.Copy(io.Discard, s.resp.Body)
+		s.resp.Body.Close()
+	}
 }
 
 // ---- connector side stream ----
@@ -299,9 +307,13 @@ func newH2ConnectorStream(w http.ResponseWriter, rc *http.ResponseController, r 
 func (s *h2ConnectorStream) doneReading() { s.readOnce.Do(func() { close(s.readDone) }) }
 func (s *h2ConnectorStream) doneWriting() { s.writeOnce.Do(func() { close(s.writeDone) }) }
 
-// serve runs on the handler goroutine.
+// serve runs on the handler goroutine. When the stream is closed by the peer
+// (its context ends) it still waits for the reader: returning would make
+// net/http break the request body and discard data received before the peer's
+// END_STREAM or RST_STREAM, which the reader has yet to see. The body pipe
+// already holds its final error then, so the reader cannot block forever.
 func (s *h2ConnectorStream) serve() {
-	readDone, writeDone := s.readDone, s.writeDone
+	readDone, writeDone, ctxDone := s.readDone, s.writeDone, s.ctx.Done()
 loop:
 	for readDone != nil || writeDone != nil {
 		select {
@@ -311,8 +323,8 @@ loop:
 			writeDone = nil
 		case <-s.resetCh:
 			break loop
-		case <-s.ctx.Done():
-			break loop
+		case <-ctxDone:
+			ctxDone, writeDone = nil, nil // writes fail from now on
 		}
 	}
 	s.writeMu.Lock()
