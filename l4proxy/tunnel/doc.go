@@ -35,6 +35,9 @@
 // edge's END_STREAM (or called Close/Reset), and only then END_STREAM is sent.
 // Consequences: a connector must eventually Close or Reset every stream it
 // accepted, and each connector write carries 4 bytes of framing.
+// The edge's Close ends the request body, then discards the response for up to
+// a second before resetting, because a reset sent at once can overtake the
+// END_STREAM (x/net/http2 does not report when END_STREAM is written).
 // The edge's Reset cancels the request (RST_STREAM CANCEL). The connector's Reset
 // sets a write deadline in the past, which x/net/http2 turns into RST_STREAM
 // INTERNAL_ERROR at once, even while a Write waits for flow control.

@@ -224,6 +224,7 @@ func newH2Conn(edge bool, tc *tls.Conn, cfg *Config) *h2Conn {
 	c := &h2Conn{edge: edge, tc: tc, cfg: cfg, ctx: ctx, cancel: cancel}
 	c.nc = &watchConn{Conn: tc, tc: tc, cancel: cancel}
 	c.dg = newH2Datagrams(ctx, cfg)
+	c.dg.fail = c.shutdown
 	return c
 }
 

@@ -479,6 +479,9 @@ type h2Datagrams struct {
 	recvq   chan *[]byte // datagram only
 	wait    time.Duration
 	dropped atomic.Uint64
+	// fail is called when the datagram stream breaks while the connection is
+	// up; the connection is then shut down, as it cannot carry UDP flows any more.
+	fail func(error)
 }
 
 func newH2Datagrams(ctx context.Context, cfg *Config) *h2Datagrams {
@@ -504,6 +507,12 @@ func getDG(n int) *[]byte {
 func putDG(bp *[]byte) {
 	*bp = (*bp)[:0]
 	dgPool.Put(bp)
+}
+
+func (d *h2Datagrams) broken(err error) {
+	if d.ctx.Err() == nil && d.fail != nil {
+		d.fail(fmt.Errorf("datagram stream: %w", err))
+	}
 }
 
 func (d *h2Datagrams) send(b []byte) error {
@@ -566,6 +575,7 @@ func (d *h2Datagrams) writeLoop(w io.Writer, flush func() error) {
 				_, err := w.Write(*bp)
 				putDG(bp)
 				if err != nil {
+					d.broken(err)
 					return
 				}
 				select {
@@ -577,6 +587,7 @@ func (d *h2Datagrams) writeLoop(w io.Writer, flush func() error) {
 			}
 			if flush != nil {
 				if err := flush(); err != nil {
+					d.broken(err)
 					return
 				}
 			}
@@ -591,11 +602,13 @@ func (d *h2Datagrams) readLoop(r io.Reader) {
 	var h [2]byte
 	for {
 		if _, err := io.ReadFull(r, h[:]); err != nil {
+			d.broken(err)
 			return
 		}
 		bp := getDG(int(binary.BigEndian.Uint16(h[:])))
 		if _, err := io.ReadFull(r, *bp); err != nil {
 			putDG(bp)
+			d.broken(err)
 			return
 		}
 		select {

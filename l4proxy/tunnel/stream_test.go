@@ -202,3 +202,18 @@ func TestHTTP2UnknownPath(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+func TestDatagramTooLarge(t *testing.T) {
+	for _, tr := range transports {
+		t.Run(tr.name, func(t *testing.T) {
+			p := newPair(t, tr, "127.0.0.1:0")
+			size := MaxDatagramLen + 1
+			if tr.name == ProtoQUIC {
+				size = 1500 // more than one packet
+			}
+			if err := p.edge.SendDatagram(make([]byte, size)); !errors.Is(err, ErrDatagramTooLarge) {
+				t.Fatalf("got %v, want ErrDatagramTooLarge", err)
+			}
+		})
+	}
+}
