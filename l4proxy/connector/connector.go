@@ -180,8 +180,9 @@ func (c *Connector) isStopping() bool {
 //
 // It returns nil when ctx is done — after Shutdown finished, if it was
 // called — or when Shutdown finished; then every connection is closed and
-// every stream ended. An [*tunnel.AuthError] from the edge (bad or deleted
-// tunnel) is fatal: Run returns it at once.
+// every stream ended. An [*tunnel.AuthError] from the edge (unknown, bad or
+// deleted tunnel) is fatal: Run returns it at once, wrapped ("connector: %w").
+// Only [tunnel.AuthInternal], an edge failing to check, is retried.
 func (c *Connector) Run(ctx context.Context) error {
 	if !c.running.CompareAndSwap(false, true) {
 		return errors.New("connector: Run called twice")
@@ -229,12 +230,14 @@ func (c *Connector) keep(ctx context.Context, edge string, fatal chan<- error) {
 				return
 			}
 			var ae *tunnel.AuthError
-			if errors.As(err, &ae) {
+			if errors.As(err, &ae) && ae.Reason != tunnel.AuthInternal {
 				c.m.error(errAuth)
 				log.Error("connector: edge refused the tunnel", "err", err)
 				fatal <- fmt.Errorf("connector: %w", err)
 				return
 			}
+			// Anything else, an edge failing to check the token included,
+			// may be transient.
 			backoff = min(max(2*backoff, minBackoff), maxBackoff)
 			log.Warn("connector: dial failed", "err", err, "retry_in", backoff)
 			if !c.sleep(ctx, jitter(backoff)) {

@@ -305,3 +305,72 @@ func TestAutoFallback(t *testing.T) {
 	n := connect(t, addr)
 	n.roundTrip("over quic")
 }
+
+// udpExchange sends msg from c until the answer comes (datagrams may be
+// lost while a flow moves) and returns it, or "" after tries attempts.
+func udpExchange(c net.Conn, msg string, tries int) string {
+	buf := make([]byte, 2048)
+	for range tries {
+		c.Write([]byte(msg))
+		c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+		if n, err := c.Read(buf); err == nil {
+			return string(buf[:n])
+		}
+	}
+	return ""
+}
+
+// TestUDPFailover: a flow follows the tunnel to the other connector when
+// the one carrying it shuts down.
+func TestUDPFailover(t *testing.T) {
+	forEach(t, func(t *testing.T, proto string) {
+		e := edgetest.Start(t, proto, "127.0.0.1", edge.Options{})
+		origin := edgetest.EchoUDP(t, "127.0.0.1", "echo:")
+		rules := "ingress:\n  - hostname: dns.internal\n    service: udp://" + origin + "\n  - service: http_status:404\n"
+		a := e.StartConnector(rules, nil)
+		c, err := net.Dial("udp", e.ServeUDP("dns.internal"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if got := udpExchange(c, "one", 20); got != "echo:one" {
+			t.Fatalf("got %q", got)
+		}
+		b := e.StartConnector(rules, nil)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := a.Shutdown(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if got := udpExchange(c, "two", 20); got != "echo:two" {
+			t.Fatalf("after failover: got %q", got)
+		}
+		if v := edgetest.Metric(t, b.Registry, "onramp_connector_udp_flows_total", ""); v != 1 {
+			t.Errorf("connector b opened %v flows, want 1", v)
+		}
+		if v := edgetest.Metric(t, e.Registry, "onramp_edge_udp_flows_total", ""); v != 1 {
+			t.Errorf("edge opened %v flows, want 1 (the same flow moved)", v)
+		}
+	})
+}
+
+// TestUDPNoRule: a flow whose service has no udp rule is closed by the
+// connector, and the edge counts the refusal.
+func TestUDPNoRule(t *testing.T) {
+	e := edgetest.Start(t, "quic", "127.0.0.1", edge.Options{})
+	r := e.StartConnector("ingress:\n  - service: http_status:404\n", nil)
+	c, err := net.Dial("udp", e.ServeUDP("nothing.internal"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if got := udpExchange(c, "hello", 3); got != "" {
+		t.Fatalf("answer %q", got)
+	}
+	if v := edgetest.Metric(t, r.Registry, "onramp_connector_errors_total", "no_rule"); v < 1 {
+		t.Errorf("connector errors{no_rule} = %v", v)
+	}
+	if v := edgetest.Metric(t, e.Registry, "onramp_edge_errors_total", "refused"); v < 1 {
+		t.Errorf("edge errors{refused} = %v", v)
+	}
+}

@@ -94,6 +94,9 @@ type proxy struct {
 	onRefused func(err *tunnel.StreamError)
 
 	last      atomic.Int64 // unix nanoseconds of the last read on either side
+	timerMu   sync.Mutex
+	timer     *time.Timer // the idle timer, re-armed by checkIdle
+	finished  bool        // guarded by timerMu: the idle timer must not re-arm
 	refused   atomic.Bool
 	abortOnce sync.Once
 	abortErr  error // set once, before aborted is set
@@ -116,9 +119,10 @@ type result struct {
 // stop, if not nil, aborts the proxy when closed.
 func (p *proxy) run(stop <-chan struct{}) result {
 	p.touch()
-	var timer *time.Timer
 	if p.idle > 0 {
-		timer = time.AfterFunc(p.idle, p.checkIdle)
+		p.timerMu.Lock()
+		p.timer = time.AfterFunc(p.idle, p.checkIdle)
+		p.timerMu.Unlock()
 	}
 	var res result
 	var wg sync.WaitGroup
@@ -141,9 +145,12 @@ func (p *proxy) run(stop <-chan struct{}) result {
 	res.bToA, refused = p.copyBToA()
 	wg.Wait()
 	close(done)
-	if timer != nil {
-		timer.Stop()
+	p.timerMu.Lock()
+	p.finished = true
+	if p.timer != nil {
+		p.timer.Stop()
 	}
+	p.timerMu.Unlock()
 	_ = p.a.close()
 	_ = p.b.close()
 	res.refused = refused
@@ -160,15 +167,17 @@ var errStopped = errors.New("server shutting down")
 func (p *proxy) touch() { p.last.Store(time.Now().UnixNano()) }
 
 func (p *proxy) checkIdle() {
-	if p.aborted.Load() {
+	p.timerMu.Lock()
+	defer p.timerMu.Unlock()
+	if p.finished || p.aborted.Load() {
 		return
 	}
 	since := time.Duration(time.Now().UnixNano() - p.last.Load())
 	if since >= p.idle {
-		p.abort(errIdle)
+		go p.abort(errIdle) // resets may block; not under timerMu
 		return
 	}
-	time.AfterFunc(p.idle-since, p.checkIdle)
+	p.timer.Reset(p.idle - since)
 }
 
 // abort resets both sides once, recording why.
@@ -229,9 +238,15 @@ func (p *proxy) copyBToA() (int64, *tunnel.StreamError) {
 				p.onRefused(se)
 			}
 			p.b.reset()
+			if p.onRefused == nil {
+				// Nothing to tell the user: close at once.
+				_ = p.a.close()
+				return 0, se
+			}
 			_ = p.a.closeWrite()
 			if c, ok := p.a.(connSide); ok {
-				// Unblock the other direction if the user keeps the connection open.
+				// Unblock the other direction if the user keeps the connection
+				// open; it drains until then.
 				_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
 			}
 			return 0, se
@@ -241,12 +256,9 @@ func (p *proxy) copyBToA() (int64, *tunnel.StreamError) {
 	return n, nil
 }
 
-// drain reads and discards from s for a short while, so that closing it does
-// not send an RST that destroys the answer just written.
+// drain reads and discards from s (whose read deadline is set) so that
+// closing it does not send an RST that destroys the answer just written.
 func drain(s side) {
-	if c, ok := s.(connSide); ok {
-		_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
-	}
 	bp := getBuf()
 	defer putBuf(bp)
 	for range 64 {

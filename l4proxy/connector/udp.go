@@ -3,6 +3,7 @@ package connector
 import (
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/netip"
 	"sync"
@@ -153,10 +154,7 @@ func (c *Connector) openFlow(ec *edgeConn, id uint32, body []byte) {
 	}()
 }
 
-func (c *Connector) startFlow(f *flow, rule *ingress.Rule, log interface {
-	Warn(string, ...any)
-	Debug(string, ...any)
-}) {
+func (c *Connector) startFlow(f *flow, rule *ingress.Rule, log *slog.Logger) {
 	uc, err := rule.DialUDP(f.ec.conn.Context())
 	if err != nil {
 		c.m.error(errOriginDial)

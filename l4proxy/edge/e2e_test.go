@@ -453,3 +453,53 @@ func TestIdleTimeout(t *testing.T) {
 		t.Fatalf("closed after %v, want about 300ms", d)
 	}
 }
+
+// TestResetPropagation: an origin that resets makes the user see a reset
+// (not EOF), and a user that resets makes the origin see one.
+func TestResetPropagation(t *testing.T) {
+	forEach(t, func(t *testing.T, proto string) {
+		e := edgetest.Start(t, proto, "127.0.0.1", edge.Options{})
+		originErr := make(chan error, 1)
+		origin := edgetest.ServeTCPOrigin(t, "127.0.0.1", func(c net.Conn) {
+			b := make([]byte, 5)
+			if _, err := io.ReadFull(c, b); err != nil {
+				originErr <- err
+				return
+			}
+			if string(b) == "reset" {
+				c.(*net.TCPConn).SetLinger(0)
+				return // closed by ServeTCPOrigin: RST
+			}
+			c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			_, err := io.ReadAll(c)
+			originErr <- err
+		})
+		e.StartConnector(fmt.Sprintf("ingress:\n  - service: tcp://%s\n", origin), nil)
+		addr := e.ServeTCP("r")
+
+		// Origin resets.
+		c := dial(t, addr)
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		c.Write([]byte("reset"))
+		_, err := io.ReadAll(c)
+		if err == nil || !isReset(err) {
+			t.Fatalf("user read after origin reset: %v, want connection reset", err)
+		}
+		waitMetric(t, func() float64 { return edgetest.Metric(t, e.Registry, "onramp_edge_errors_total", "reset") }, 1)
+
+		// User resets.
+		c = dial(t, addr)
+		c.Write([]byte("hello"))
+		time.Sleep(100 * time.Millisecond) // let the stream reach the origin
+		c.SetLinger(0)
+		c.Close()
+		select {
+		case err := <-originErr:
+			if err == nil || !isReset(err) {
+				t.Fatalf("origin read after user reset: %v, want connection reset", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("origin saw nothing after the user reset")
+		}
+	})
+}

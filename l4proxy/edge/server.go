@@ -153,7 +153,8 @@ func (s *Server) serveConn(ctx context.Context, c tunnel.Conn) {
 	lc := &liveConn{conn: c, since: time.Now()}
 	te := s.register(lc)
 	proto := c.Protocol()
-	log := s.log.With("tunnel", tunnelName(te.id), "connector", hex.EncodeToString(lc.idBytes()), "protocol", proto, "remote", c.RemoteAddr())
+	cid := c.ConnectorID()
+	log := s.log.With("tunnel", tunnelName(te.id), "connector", hex.EncodeToString(cid[:]), "protocol", proto, "remote", c.RemoteAddr())
 	log.Info("connector connected")
 	s.m.conns.WithLabelValues(proto).Inc()
 	stop := context.AfterFunc(ctx, func() {
@@ -166,8 +167,6 @@ func (s *Server) serveConn(ctx context.Context, c tunnel.Conn) {
 	s.m.conns.WithLabelValues(proto).Dec()
 	log.Info("connector disconnected", "reason", context.Cause(c.Context()))
 }
-
-func (lc *liveConn) idBytes() []byte { id := lc.conn.ConnectorID(); return id[:] }
 
 func (s *Server) entry(id [16]byte) *tunnelEntry {
 	s.mu.RLock()
@@ -273,13 +272,10 @@ func (s *Server) openStream(ctx context.Context, id [16]byte, req *tunnel.Reques
 			s.release(te)
 			return nil, nil, nil, ctx.Err()
 		}
-		var ve error
 		if errors.Is(err, tunnel.ErrMalformed) || errors.Is(err, tunnel.ErrTooLong) {
-			ve = err
-		}
-		if ve != nil {
+			// The request itself is bad: another connection would refuse it too.
 			s.release(te)
-			return nil, nil, nil, ve
+			return nil, nil, nil, err
 		}
 		lastErr = err
 		tried = append(tried, lc)
