@@ -1,0 +1,27 @@
+// Package connector is the private half of the L4 tunnel. A [Connector]
+// dials out to the edges named by its token (QUIC, or HTTP/2 over TLS as
+// fallback), keeps [Options.Connections] connections up, and serves the
+// streams and UDP flows the edge opens on them: each stream is matched
+// against the ingress rules ([ingress.Config.Match]) and proxied to the
+// origin the rule names; each flow is relayed over a connected UDP socket to
+// the origin of a udp rule.
+//
+// Lifecycle: [Connector.Run] keeps the connections up, redialing with
+// exponential backoff, and returns the [*tunnel.AuthError] if the edge
+// refuses the tunnel; [Connector.Shutdown] drains; [Connector.Reload] swaps
+// the rules without touching live streams.
+//
+// The copy loop is the edge's (see package edge): one goroutine and one
+// pooled 32 KiB buffer per direction, half-close and resets propagated, the
+// rule's idleTimeout honoured. Datagram buffers are pooled too.
+//
+// # Metrics
+//
+// With [Options.Registerer] set: onramp_connector_connections{protocol},
+// onramp_connector_streams_open{kind}, onramp_connector_streams_total{kind},
+// onramp_connector_udp_flows_open, onramp_connector_udp_flows_total,
+// onramp_connector_bytes_total{direction}, onramp_connector_datagrams_total{direction}
+// (direction to_origin or to_edge), onramp_connector_datagrams_dropped_total
+// and onramp_connector_errors_total{kind} with kind no_rule, origin_dial,
+// reset or auth.
+package connector

@@ -1,0 +1,44 @@
+// Package edge is the public half of the L4 tunnel: it keeps the connector
+// connections of every tunnel ([Server.ServeConnectors]) and proxies users to
+// them, one tunnel stream per user connection:
+//
+//   - [Server.ServeTCP]: a plain TCP port bound to a tunnel ([Binding]);
+//   - [Server.ServeTLS]: TLS routed by the ClientHello's SNI, not terminated;
+//   - [Server.ServeHTTP]: HTTP/1 routed by the first request's Host (and the
+//     connector's ingress rules by its path);
+//   - [Server.ServeUDP]: a UDP port bound to a tunnel, one flow per user
+//     address, carried in datagrams.
+//
+// Hostname routes ([Route], [Server.SetRoutes]) say which tunnel serves an SNI
+// or Host. A new stream goes to the least loaded live, non-draining
+// connection of the tunnel; if opening fails there (draining, dead), the
+// next one is tried. A UDP flow sticks to its connection while it lives and
+// moves to another when it dies or drains.
+//
+// # Data path
+//
+// Each proxied connection runs one goroutine per direction, each with one
+// pooled 32 KiB buffer: a read is written out before the next read, so
+// back-pressure reaches the sender and nothing is queued. EOF on one side
+// half-closes the other (TCP CloseWrite, stream CloseWrite); an error or a
+// reset on one side resets the other (RST via SO_LINGER 0, stream Reset).
+// Reads and datagrams do not allocate.
+//
+// # Refusals
+//
+// A user the edge cannot serve is refused with a reason in the log and in
+// onramp_edge_errors_total{kind}: no_route, tunnel_offline, limit (the
+// tunnel is at [Options.MaxStreamsPerTunnel]), refused and origin (the
+// connector answered the stream with an error), reset. TCP and TLS users
+// are closed; HTTP users get 404 (no route), 502 (tunnel offline, connector
+// refusal, with its message) or 503 (limit) from the edge itself.
+//
+// # Metrics
+//
+// With [Options.Registerer] set: onramp_edge_connector_connections{protocol},
+// onramp_edge_streams_open{kind}, onramp_edge_streams_total{kind},
+// onramp_edge_udp_flows_open, onramp_edge_udp_flows_total,
+// onramp_edge_bytes_total{direction}, onramp_edge_datagrams_total{direction}
+// (direction to_origin or to_user), onramp_edge_datagrams_dropped_total and
+// onramp_edge_errors_total{kind}.
+package edge
