@@ -192,11 +192,10 @@ func (c *Connector) Run(ctx context.Context) error {
 	fatal := make(chan error, c.opts.Connections)
 	var workers sync.WaitGroup
 	for i := range c.opts.Connections {
-		edge := c.opts.Token.Edges[i%len(c.opts.Token.Edges)]
 		workers.Add(1)
 		go func() {
 			defer workers.Done()
-			c.keep(ctx, edge, fatal)
+			c.keep(ctx, i, fatal)
 		}()
 	}
 	var err error
@@ -216,14 +215,18 @@ func (c *Connector) Run(ctx context.Context) error {
 	return err
 }
 
-// keep keeps one connection to edge up until ctx is done or Shutdown starts.
-func (c *Connector) keep(ctx context.Context, edge string, fatal chan<- error) {
+// keep keeps connection number i up until ctx is done or Shutdown starts.
+// It dials edge i modulo the token's edges, and moves on to the next edge
+// after a failed dial.
+func (c *Connector) keep(ctx context.Context, i int, fatal chan<- error) {
 	backoff := time.Duration(0)
-	log := c.log.With("edge", edge)
+	edges := c.opts.Token.Edges
 	for {
 		if ctx.Err() != nil || c.isStopping() {
 			return
 		}
+		edge := edges[i%len(edges)]
+		log := c.log.With("edge", edge)
 		conn, err := tunnel.Dial(ctx, c.proto, edge, c.opts.Token, c.id, c.opts.Tunnel)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -240,6 +243,7 @@ func (c *Connector) keep(ctx context.Context, edge string, fatal chan<- error) {
 			// may be transient.
 			backoff = min(max(2*backoff, minBackoff), maxBackoff)
 			log.Warn("connector: dial failed", "err", err, "retry_in", backoff)
+			i++ // try the next edge, if there are several
 			if !c.sleep(ctx, jitter(backoff)) {
 				return
 			}

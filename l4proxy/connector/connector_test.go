@@ -374,3 +374,18 @@ func TestUDPNoRule(t *testing.T) {
 		t.Errorf("edge errors{refused} = %v", v)
 	}
 }
+
+// TestEdgeFailover: a connection whose edge is down moves on to the next
+// edge address of the token.
+func TestEdgeFailover(t *testing.T) {
+	e := edgetest.Start(t, "http2", "127.0.0.1", edge.Options{})
+	dead := edgetest.ClosedPort(t, "127.0.0.1")
+	r := e.StartConnector("ingress:\n  - service: http_status:404\n", func(o *connector.Options) {
+		o.Token.Edges = []string{dead, e.Listener.Addr().String()}
+	})
+	for _, ci := range r.Connections() {
+		if ci.Edge != e.Listener.Addr().String() {
+			t.Errorf("connection to %s", ci.Edge)
+		}
+	}
+}
