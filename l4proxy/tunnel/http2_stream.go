@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptrace"
 	"sync"
@@ -20,6 +21,7 @@ var (
 	errH2NoFIN       = fmt.Errorf("%w: stream ended without FIN", ErrStreamReset)
 	errLocalReset    = errors.New("stream reset locally")
 	errWriteAfterFIN = errors.New("write after CloseWrite")
+	errReadClosed    = fmt.Errorf("read after Close: %w", net.ErrClosed)
 )
 
 // mapH2Err makes an HTTP/2 stream aborted by the peer recognisable as ErrStreamReset.
@@ -75,6 +77,8 @@ type h2EdgeStream struct {
 	rtDone chan struct{} // closed when RoundTrip returned; then resp/rtErr are set
 	resp   *http.Response
 	rtErr  error
+
+	closed atomic.Bool // Close was called; the response body belongs to finishClose
 
 	// Read state; Reads are not concurrent.
 	respRead  bool
@@ -171,6 +175,9 @@ func (s *h2EdgeStream) readResponse() error {
 }
 
 func (s *h2EdgeStream) Read(p []byte) (int, error) {
+	if s.closed.Load() {
+		return 0, errReadClosed
+	}
 	if !s.respRead {
 		if err := s.readResponse(); err != nil {
 			return 0, err
@@ -248,6 +255,9 @@ func (s *h2EdgeStream) Reset() {
 // after which the connector's writes fail. A stream whose body end the transport
 // has not consumed within h2CloseGrace is reset.
 func (s *h2EdgeStream) Close() error {
+	if s.closed.Swap(true) {
+		return nil
+	}
 	err := s.pw.Close()
 	go s.finishClose()
 	return err
