@@ -162,10 +162,6 @@ func run(ctx context.Context, log *slog.Logger, tok tunnel.Token, config string,
 	for {
 		select {
 		case err := <-done:
-			var authErr *tunnel.AuthError
-			if errors.As(err, &authErr) {
-				return fmt.Errorf("the edge refused the tunnel: %w", err)
-			}
 			if err != nil && !errors.Is(err, context.Canceled) {
 				return err
 			}
