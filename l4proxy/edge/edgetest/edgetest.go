@@ -150,7 +150,7 @@ func Start(t testing.TB, proto, host string, opts edge.Options) *Env {
 
 // TunnelConfig is the transport configuration of the tests.
 func TunnelConfig() *tunnel.Config {
-	return &tunnel.Config{SocketBuffer: -1}
+	return &tunnel.Config{}
 }
 
 // Close stops everything the Env started.
