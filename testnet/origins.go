@@ -28,6 +28,7 @@ const (
 	OriginEcho   = 7    // TCP and UDP echo
 	OriginSum    = 9    // TCP: reads to EOF, answers "<bytes> <sha256 hex>\n", closes
 	OriginSource = 19   // TCP: reads a decimal count and "\n", sends that many bytes of [Pattern], closes
+	OriginSlow   = 13   // TCP: a slow reader, 16 KiB every 50 ms (320 KB/s), for backpressure tests
 	OriginHTTP   = 8080 // HTTP: "/" greets with the client's address, "/bytes?n=N" sends N bytes of Pattern
 	OriginHTTPS  = 8443 // the same over TLS, with a certificate for *.demo.test signed by Origins.CAPEM
 )
@@ -70,7 +71,7 @@ func (node *Node) ServeOrigins() (*Origins, error) {
 		for _, svc := range []struct {
 			port  int
 			serve func(net.Conn)
-		}{{OriginEcho, echoConn}, {OriginSum, sumConn}, {OriginSource, sourceConn}} {
+		}{{OriginEcho, echoConn}, {OriginSum, sumConn}, {OriginSource, sourceConn}, {OriginSlow, slowConn}} {
 			ln, err := net.Listen("tcp", fmt.Sprintf("[::]:%d", svc.port))
 			if err != nil {
 				return err
@@ -165,6 +166,16 @@ func sumConn(c net.Conn) {
 		return
 	}
 	fmt.Fprintf(c, "%d %s\n", n, hex.EncodeToString(h.Sum(nil)))
+}
+
+func slowConn(c net.Conn) {
+	buf := make([]byte, 16*1024)
+	for {
+		if _, err := io.ReadFull(c, buf); err != nil {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 func sourceConn(c net.Conn) {

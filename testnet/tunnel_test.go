@@ -433,3 +433,85 @@ func TestTunnelMetrics(t *testing.T) {
 		t.Errorf("connector /metrics lacks onramp_connector_")
 	}
 }
+
+// TestTunnelBackpressure has 100 users upload as fast as they can to an
+// origin that reads 320 KB/s each: the edge's and connector's memory must
+// stay bounded and flat (flow control pushes back to the users) instead of
+// buffering what the origin cannot take.
+func TestTunnelBackpressure(t *testing.T) {
+	for _, proto := range []string{"quic", "http2"} {
+		t.Run(proto, func(t *testing.T) {
+			w := newTunnelWorld(t)
+			c := w.connector("conn", proto, "")
+			const users = 100
+			stop := make(chan struct{})
+			var wg sync.WaitGroup
+			var sent [users]int64
+			for i := range users {
+				conn, err := w.user.Dial("tcp", w.addr(false, testnet.EdgeSlowPort))
+				if err != nil {
+					t.Fatal(err)
+				}
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					defer conn.Close()
+					buf := make([]byte, 64*1024)
+					for {
+						select {
+						case <-stop:
+							return
+						default:
+						}
+						_ = conn.SetWriteDeadline(time.Now().Add(200 * time.Millisecond))
+						n, err := conn.Write(buf)
+						sent[i] += int64(n)
+						if err != nil && !os.IsTimeout(err) {
+							return
+						}
+					}
+				}()
+			}
+			rss := func() (edge, conn int64) {
+				e, err := w.rig.Edge.RSS()
+				if err != nil {
+					t.Fatal(err)
+				}
+				k, err := c.RSS()
+				if err != nil {
+					t.Fatal(err)
+				}
+				return e, k
+			}
+			time.Sleep(3 * time.Second)
+			edge1, conn1 := rss()
+			time.Sleep(3 * time.Second)
+			edge2, conn2 := rss()
+			close(stop)
+			wg.Wait()
+			var total int64
+			for _, n := range sent {
+				total += n
+			}
+			t.Logf("%s: users sent %d MB in 6 s; edge RSS %d -> %d MB, connector RSS %d -> %d MB",
+				proto, total>>20, edge1>>20, edge2>>20, conn1>>20, conn2>>20)
+			// 100 users at 320 KB/s drain about 190 MB in 6 s; what the
+			// users got to send beyond that sits in windows and buffers.
+			const limit = 400 << 20
+			for _, m := range []struct {
+				name   string
+				v1, v2 int64
+			}{{"edge", edge1, edge2}, {"connector", conn1, conn2}} {
+				if m.v2 > limit {
+					t.Errorf("%s RSS %d MB exceeds %d MB", m.name, m.v2>>20, limit>>20)
+				}
+				if m.v2 > m.v1+m.v1/2+(32<<20) {
+					t.Errorf("%s RSS grows under sustained overload: %d MB -> %d MB", m.name, m.v1>>20, m.v2>>20)
+				}
+			}
+			if total > 190<<20+users*(32<<20) {
+				t.Errorf("users sent %d MB: more than the origin read plus bounded windows", total>>20)
+			}
+		})
+	}
+}

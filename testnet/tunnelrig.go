@@ -27,6 +27,7 @@ const (
 	EdgeEchoPort   = 7000 // users: tcp and udp bindings to the echo origin
 	EdgeSumPort    = 7009 // users: tcp binding to the sum origin
 	EdgeSourcePort = 7019 // users: tcp binding to the source origin
+	EdgeSlowPort   = 7013 // users: tcp binding to the slow origin
 )
 
 // TunnelRig runs the real edge and connector binaries in a [Tunnel]
@@ -63,7 +64,8 @@ bindings:
   - {listen: "udp://[::]:%[2]d", tunnel: %[1]s, service: udpecho.internal}
   - {listen: "tcp://[::]:%[3]d", tunnel: %[1]s, service: sum.internal}
   - {listen: "tcp://[::]:%[4]d", tunnel: %[1]s, service: source.internal}
-`, tunnelName, EdgeEchoPort, EdgeSumPort, EdgeSourcePort)
+  - {listen: "tcp://[::]:%[5]d", tunnel: %[1]s, service: slow.internal}
+`, tunnelName, EdgeEchoPort, EdgeSumPort, EdgeSourcePort, EdgeSlowPort)
 }
 
 // DefaultIngressYAML sends the services of DefaultEdgeYAML to the origins
@@ -78,12 +80,13 @@ func DefaultIngressYAML(originAddr string) string {
   - {hostname: udpecho.internal, service: "udp://%[1]s:%[2]d"}
   - {hostname: sum.internal, service: "tcp://%[1]s:%[3]d"}
   - {hostname: source.internal, service: "tcp://%[1]s:%[4]d"}
+  - {hostname: slow.internal, service: "tcp://%[1]s:%[7]d"}
   - {hostname: web.demo.test, path: /api, service: "http_status:418"}
   - {hostname: web.demo.test, service: "http://%[1]s:%[5]d"}
   - {hostname: secure.demo.test, service: "tcp://%[1]s:%[6]d"}
   - {hostname: "*.demo.test", service: "http://%[1]s:%[5]d"}
   - service: "http_status:404"
-`, host, OriginEcho, OriginSum, OriginSource, OriginHTTP, OriginHTTPS)
+`, host, OriginEcho, OriginSum, OriginSource, OriginHTTP, OriginHTTPS, OriginSlow)
 }
 
 // StartTunnelRig builds the binaries, writes the edge configuration, creates
@@ -222,6 +225,24 @@ func (c *Connector) WaitReady(timeout time.Duration) error {
 			return fmt.Errorf("connector not ready after %v (last: %v)", timeout, err)
 		}
 	}
+}
+
+// RSS returns the process's resident set size in bytes (VmRSS).
+func (p *Proc) RSS() (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.Cmd.Process.Pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			var kb int64
+			if _, err := fmt.Sscanf(strings.TrimSpace(v), "%d kB", &kb); err != nil {
+				return 0, err
+			}
+			return kb * 1024, nil
+		}
+	}
+	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", p.Cmd.Process.Pid)
 }
 
 // Dial connects from inside the node.
