@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/onramp-net/onramp/l4proxy/ingress"
+	"github.com/onramp-net/onramp/l4proxy/internal/pipe"
 	"github.com/onramp-net/onramp/l4proxy/tunnel"
 )
 
@@ -59,22 +60,22 @@ func (c *Connector) handleStream(ec *edgeConn, st tunnel.Stream, req *tunnel.Req
 		log.Debug("connector: respond", "err", err)
 		return
 	}
-	p := &proxy{
-		a: connSide{origin}, b: streamSide{st},
-		aToB: c.m.bytesToEdge, bToA: c.m.bytesToOrigin,
-		idle: rule.IdleTimeout(),
+	p := &pipe.Proxy{
+		A: pipe.ConnSide{Conn: origin}, B: st,
+		AToB: c.m.bytesToEdge, BToA: c.m.bytesToOrigin,
+		Idle: rule.IdleTimeout(),
 	}
-	res := p.run(c.abort)
+	res := p.Run(c.abort)
 	switch {
-	case res.idle:
-		log.Debug("connector: stream closed after idle timeout", "to_origin", res.bToA, "to_edge", res.aToB)
-	case errors.Is(res.err, errStopped):
-		log.Info("connector: stream reset on shutdown", "to_origin", res.bToA, "to_edge", res.aToB)
-	case res.err != nil:
+	case res.Idle:
+		log.Debug("connector: stream closed after idle timeout", "to_origin", res.BToA, "to_edge", res.AToB)
+	case errors.Is(res.Err, pipe.ErrStopped):
+		log.Info("connector: stream reset on shutdown", "to_origin", res.BToA, "to_edge", res.AToB)
+	case res.Err != nil:
 		c.m.error(errReset)
-		log.Info("connector: stream reset", "reason", res.err, "to_origin", res.bToA, "to_edge", res.aToB)
+		log.Info("connector: stream reset", "reason", res.Err, "to_origin", res.BToA, "to_edge", res.AToB)
 	default:
-		log.Debug("connector: stream closed", "to_origin", res.bToA, "to_edge", res.aToB)
+		log.Debug("connector: stream closed", "to_origin", res.BToA, "to_edge", res.AToB)
 	}
 }
 
@@ -93,13 +94,13 @@ func (c *Connector) answerStatus(st tunnel.Stream, code int) {
 	// Read what the user still sends (the rest of the request) until it
 	// closes, so that the response is not lost to a reset; give up after 2s.
 	t := time.AfterFunc(2*time.Second, st.Reset)
-	bp := getBuf()
+	bp := pipe.GetBuf()
 	for {
 		if _, err := st.Read(*bp); err != nil {
 			break
 		}
 	}
-	putBuf(bp)
+	pipe.PutBuf(bp)
 	t.Stop()
 	_ = st.Close()
 }

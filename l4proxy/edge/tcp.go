@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/onramp-net/onramp/l4proxy/internal/pipe"
 	"github.com/onramp-net/onramp/l4proxy/tunnel"
 )
 
@@ -70,8 +71,8 @@ func (s *Server) ServeTLS(ctx context.Context, ln net.Listener) error {
 // MaxStreamsPerTunnel. It returns as ServeTCP does.
 func (s *Server) ServeHTTP(ctx context.Context, ln net.Listener) error {
 	return s.serveListener(ctx, ln, "http", func(ctx context.Context, c net.Conn) {
-		bp := getBuf()
-		defer putBuf(bp)
+		bp := pipe.GetBuf()
+		defer pipe.PutBuf(bp)
 		_ = c.SetReadDeadline(time.Now().Add(peekTimeout))
 		h, err := readHTTPHead(c, (*bp)[:maxHeadLen])
 		_ = c.SetReadDeadline(time.Time{})
@@ -179,40 +180,40 @@ func (s *Server) proxyStream(ctx context.Context, c net.Conn, id [16]byte, req *
 		lc.streams.Add(-1)
 		s.release(te)
 	}()
-	p := &proxy{
-		a: connSide{c}, b: streamSide{st}, prefix: prefix,
-		aToB: s.m.bytesToOrigin, bToA: s.m.bytesToUser,
-		idle: s.opts.IdleTimeout,
+	p := &pipe.Proxy{
+		A: pipe.ConnSide{Conn: c}, B: st, Prefix: prefix,
+		AToB: s.m.bytesToOrigin, BToA: s.m.bytesToUser,
+		Idle: s.opts.IdleTimeout,
 	}
 	if isHTTP {
-		p.onRefused = func(se *tunnel.StreamError) {
+		p.OnRefused = func(se *tunnel.StreamError) {
 			_ = c.SetWriteDeadline(time.Now().Add(5 * time.Second))
 			_ = writeHTTPError(c, 502, se.Error())
 		}
 	}
-	res := p.run(ctx.Done())
+	res := p.Run(ctx.Done())
 	s.logResult(log, res)
 }
 
 // logResult counts and logs how a proxied connection ended.
-func (s *Server) logResult(log *slog.Logger, res result) {
+func (s *Server) logResult(log *slog.Logger, res pipe.Result) {
 	switch {
-	case res.refused != nil:
-		if res.refused.Status == tunnel.StatusOriginUnreachable {
+	case res.Refused != nil:
+		if res.Refused.Status == tunnel.StatusOriginUnreachable {
 			s.m.error(errOrigin)
 		} else {
 			s.m.error(errRefused)
 		}
-		log.Info("edge: connector refused the stream", "reason", res.refused)
-	case res.idle:
-		log.Debug("edge: connection closed after idle timeout", "to_origin", res.aToB, "to_user", res.bToA)
-	case errors.Is(res.err, errStopped):
-		log.Debug("edge: connection closed on shutdown", "to_origin", res.aToB, "to_user", res.bToA)
-	case res.err != nil:
+		log.Info("edge: connector refused the stream", "reason", res.Refused)
+	case res.Idle:
+		log.Debug("edge: connection closed after idle timeout", "to_origin", res.AToB, "to_user", res.BToA)
+	case errors.Is(res.Err, pipe.ErrStopped):
+		log.Debug("edge: connection closed on shutdown", "to_origin", res.AToB, "to_user", res.BToA)
+	case res.Err != nil:
 		s.m.error(errReset)
-		log.Info("edge: connection reset", "reason", res.err, "to_origin", res.aToB, "to_user", res.bToA)
+		log.Info("edge: connection reset", "reason", res.Err, "to_origin", res.AToB, "to_user", res.BToA)
 	default:
-		log.Debug("edge: connection closed", "to_origin", res.aToB, "to_user", res.bToA)
+		log.Debug("edge: connection closed", "to_origin", res.AToB, "to_user", res.BToA)
 	}
 }
 
@@ -233,13 +234,13 @@ func lingeringClose(c net.Conn) {
 	if cw, ok := c.(interface{ CloseWrite() error }); ok {
 		_ = cw.CloseWrite()
 		_ = c.SetReadDeadline(time.Now().Add(time.Second))
-		bp := getBuf()
+		bp := pipe.GetBuf()
 		for range 16 {
 			if _, err := c.Read(*bp); err != nil {
 				break
 			}
 		}
-		putBuf(bp)
+		pipe.PutBuf(bp)
 	}
 	c.Close()
 }

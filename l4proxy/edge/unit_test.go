@@ -5,7 +5,6 @@ import (
 	"io"
 	"net"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -134,58 +133,5 @@ func TestPeekClientHello(t *testing.T) {
 	go func() { client.Write([]byte("GET / HTTP/1.1\r\n\r\n")); client.Close() }()
 	if _, _, err := peekClientHello(server); err == nil {
 		t.Error("plain HTTP accepted as a ClientHello")
-	}
-}
-
-// chunkReader returns a full chunk on every Read, forever.
-type chunkReader struct {
-	n     int
-	reads int
-	limit int
-}
-
-func (r *chunkReader) Read(p []byte) (int, error) {
-	if r.reads == r.limit {
-		return 0, io.EOF
-	}
-	r.reads++
-	return min(r.n, len(p)), nil
-}
-
-func (r *chunkReader) Write(p []byte) (int, error) { return len(p), nil }
-
-// TestCopyLoopAllocs holds the copy loop to zero allocations per read.
-func TestCopyLoopAllocs(t *testing.T) {
-	m, _ := newMetrics(nil)
-	var last atomic.Int64
-	src := &chunkReader{n: bufSize, limit: 1000}
-	copyLoop(discard{}, src, m.bytesToOrigin, &last) // warm the pool
-	allocs := testing.AllocsPerRun(10, func() {
-		src.reads = 0
-		copyLoop(discard{}, src, m.bytesToOrigin, &last)
-	})
-	// At most the buffer, if the pool was emptied (the race detector drops
-	// pooled items at random); never one per read.
-	if allocs > 1 {
-		t.Errorf("%.0f allocations per 1000 reads, want at most 1 (the pooled buffer)", allocs)
-	}
-}
-
-type discard struct{}
-
-func (discard) Read(p []byte) (int, error)  { return 0, io.EOF }
-func (discard) Write(p []byte) (int, error) { return len(p), nil }
-
-// BenchmarkCopyLoop: one op is one 32 KiB read and write; allocs/op must be 0.
-func BenchmarkCopyLoop(b *testing.B) {
-	m, _ := newMetrics(nil)
-	var last atomic.Int64
-	b.ReportAllocs()
-	b.SetBytes(bufSize)
-	src := &chunkReader{n: bufSize, limit: b.N}
-	b.ResetTimer()
-	n, err, eof := copyLoop(discard{}, src, m.bytesToOrigin, &last)
-	if err != nil || !eof || n != int64(b.N)*bufSize {
-		b.Fatal(n, err, eof)
 	}
 }

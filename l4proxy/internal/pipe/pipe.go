@@ -1,0 +1,306 @@
+// Package pipe is the copy loop both halves of the L4 tunnel share: bytes
+// both ways between a socket and a tunnel stream with pooled buffers,
+// half-close and resets propagated, an idle timeout, and back-pressure
+// instead of buffering.
+package pipe
+
+import (
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/onramp-net/onramp/l4proxy/tunnel"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// BufSize is the size of the pooled copy buffers: one per direction of each
+// proxied connection, held only while the direction is copying.
+const BufSize = 32 << 10
+
+// bufPool holds *[]byte of exactly BufSize bytes. A buffer belongs to the
+// goroutine that took it until it puts it back; nothing keeps a reference.
+var bufPool = sync.Pool{New: func() any { b := make([]byte, BufSize); return &b }}
+
+// GetBuf takes a BufSize buffer from the pool; the caller owns it until PutBuf.
+func GetBuf() *[]byte { return bufPool.Get().(*[]byte) }
+
+// PutBuf returns a buffer taken with GetBuf; the caller must not use it after.
+func PutBuf(b *[]byte) { bufPool.Put(b) }
+
+// Side is one end of a proxied connection: the user's (or origin's) socket
+// wrapped in a ConnSide, or the tunnel stream.
+type Side interface {
+	io.Reader
+	io.Writer
+	// CloseWrite propagates EOF to the peer.
+	CloseWrite() error
+	// Reset aborts both directions so that the peer sees an error, not EOF.
+	Reset()
+	// Close is an orderly full close.
+	Close() error
+}
+
+// ConnSide adapts a net.Conn.
+type ConnSide struct{ net.Conn }
+
+func (c ConnSide) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return c.Conn.Close()
+}
+
+// Reset closes with SO_LINGER 0 so that a TCP peer gets an RST.
+func (c ConnSide) Reset() {
+	nc := c.Conn
+	if u, ok := nc.(interface{ NetConn() net.Conn }); ok { // *tls.Conn
+		nc = u.NetConn()
+	}
+	if tc, ok := nc.(*net.TCPConn); ok {
+		_ = tc.SetLinger(0)
+	}
+	_ = nc.Close()
+}
+
+func (c ConnSide) Close() error { return c.Conn.Close() }
+
+// A tunnel.Stream is a Side as it is.
+var _ Side = tunnel.Stream(nil)
+
+// ErrIdle is the abort reason after the idle timeout.
+var ErrIdle = errors.New("idle timeout")
+
+// Proxy copies bytes both ways between a (the user's or the origin's socket)
+// and b (the tunnel stream), one goroutine per direction, with back-pressure:
+// each direction holds one buffer and writes what it read before reading
+// again, so nothing is queued beyond the buffer.
+//
+// EOF on one Side half-closes the other (closeWrite). A read or write error on
+// either Side resets both. When both directions are done, both are closed.
+type Proxy struct {
+	A, B Side
+	// Prefix is written to b before copying a to b (bytes already read
+	// from a while peeking at it).
+	Prefix []byte
+	// AToB and BToA count the bytes copied; nil counters are not used.
+	AToB, BToA prometheus.Counter
+	// Idle, if positive, aborts the proxy after that long without a read on
+	// either side.
+	Idle time.Duration
+	// OnRefused, if set, is called when the first Read of b fails with a
+	// *tunnel.StreamError before anything was written to a. It answers the
+	// user if it can; the Proxy then closes a in an orderly way.
+	OnRefused func(err *tunnel.StreamError)
+
+	last      atomic.Int64 // unix nanoseconds of the last read on either Side
+	timerMu   sync.Mutex
+	timer     *time.Timer // the idle timer, re-armed by checkIdle
+	finished  bool        // guarded by timerMu: the idle timer must not re-arm
+	refused   atomic.Bool
+	abortOnce sync.Once
+	abortErr  error // set once, before aborted is set
+	aborted   atomic.Bool
+}
+
+// Result is what a finished Proxy reports.
+type Result struct {
+	AToB, BToA int64
+	// Err is the reason the connection was aborted (nil after an orderly
+	// close on both sides).
+	Err error
+	// Refused is set if B's first read returned a *tunnel.StreamError.
+	Refused *tunnel.StreamError
+	// Idle is set if the idle timeout fired.
+	Idle bool
+}
+
+// Run copies until both directions are done, then closes both sides.
+// stop, if not nil, aborts the Proxy when closed.
+func (p *Proxy) Run(stop <-chan struct{}) Result {
+	p.touch()
+	if p.Idle > 0 {
+		p.timerMu.Lock()
+		p.timer = time.AfterFunc(p.Idle, p.checkIdle)
+		p.timerMu.Unlock()
+	}
+	var res Result
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		res.AToB = p.copyAToB()
+	}()
+	done := make(chan struct{})
+	if stop != nil {
+		go func() {
+			select {
+			case <-stop:
+				p.abort(ErrStopped)
+			case <-done:
+			}
+		}()
+	}
+	var refused *tunnel.StreamError
+	res.BToA, refused = p.copyBToA()
+	wg.Wait()
+	close(done)
+	p.timerMu.Lock()
+	p.finished = true
+	if p.timer != nil {
+		p.timer.Stop()
+	}
+	p.timerMu.Unlock()
+	_ = p.A.Close()
+	_ = p.B.Close()
+	res.Refused = refused
+	if p.aborted.Load() {
+		res.Err = p.abortErr
+		res.Idle = p.abortErr == ErrIdle
+	}
+	return res
+}
+
+// ErrStopped is the abort reason when the server shuts down.
+var ErrStopped = errors.New("server shutting down")
+
+func (p *Proxy) touch() { p.last.Store(time.Now().UnixNano()) }
+
+func (p *Proxy) checkIdle() {
+	p.timerMu.Lock()
+	defer p.timerMu.Unlock()
+	if p.finished || p.aborted.Load() {
+		return
+	}
+	since := time.Duration(time.Now().UnixNano() - p.last.Load())
+	if since >= p.Idle {
+		go p.abort(ErrIdle) // resets may block; not under timerMu
+		return
+	}
+	p.timer.Reset(p.Idle - since)
+}
+
+// abort resets both sides once, recording why.
+func (p *Proxy) abort(err error) {
+	p.abortOnce.Do(func() {
+		p.abortErr = err
+		p.aborted.Store(true)
+		p.A.Reset()
+		p.B.Reset()
+	})
+}
+
+func (p *Proxy) copyAToB() int64 {
+	var n int64
+	if len(p.Prefix) > 0 {
+		if _, err := p.B.Write(p.Prefix); err != nil {
+			p.failAToB(err)
+			return 0
+		}
+		n += int64(len(p.Prefix))
+		add(p.AToB, len(p.Prefix))
+	}
+	m, err, eof := CopyLoop(p.B, p.A, p.AToB, &p.last)
+	n += m
+	switch {
+	case eof:
+		if err := p.B.CloseWrite(); err != nil && !p.refused.Load() {
+			p.abort(err)
+		}
+	case err != nil:
+		p.failAToB(err)
+	}
+	return n
+}
+
+// failAToB handles an error copying a to b: after a refusal the stream is
+// already gone and the user's answer is on its way, so a is only drained.
+func (p *Proxy) failAToB(err error) {
+	if p.refused.Load() {
+		drain(p.A)
+		return
+	}
+	p.abort(err)
+}
+
+func (p *Proxy) copyBToA() (int64, *tunnel.StreamError) {
+	n, err, eof := CopyLoop(p.A, p.B, p.BToA, &p.last)
+	switch {
+	case eof:
+		if err := p.A.CloseWrite(); err != nil {
+			p.abort(err)
+		}
+	case err != nil:
+		var se *tunnel.StreamError
+		if n == 0 && errors.As(err, &se) {
+			p.refused.Store(true)
+			if p.OnRefused != nil {
+				p.OnRefused(se)
+			}
+			p.B.Reset()
+			if p.OnRefused == nil {
+				// Nothing to tell the user: close at once.
+				_ = p.A.Close()
+				return 0, se
+			}
+			_ = p.A.CloseWrite()
+			if c, ok := p.A.(ConnSide); ok {
+				// Unblock the other direction if the user keeps the connection
+				// open; it drains until then.
+				_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+			}
+			return 0, se
+		}
+		p.abort(err)
+	}
+	return n, nil
+}
+
+// drain reads and discards from s (whose read deadline is set) so that
+// closing it does not send an RST that destroys the answer just written.
+func drain(s Side) {
+	bp := GetBuf()
+	defer PutBuf(bp)
+	for range 64 {
+		if _, err := s.Read(*bp); err != nil {
+			return
+		}
+	}
+}
+
+// CopyLoop copies from src to dst until EOF (eof=true, err=nil) or an error.
+// It does not allocate: the buffer comes from bufPool.
+func CopyLoop(dst, src io.ReadWriter, c prometheus.Counter, last *atomic.Int64) (n int64, err error, eof bool) {
+	bp := GetBuf()
+	defer PutBuf(bp)
+	buf := *bp
+	for {
+		nr, rerr := src.Read(buf)
+		if nr > 0 {
+			last.Store(time.Now().UnixNano())
+			nw, werr := dst.Write(buf[:nr])
+			n += int64(nw)
+			add(c, nw)
+			if werr != nil {
+				return n, werr, false
+			}
+			if nw != nr {
+				return n, io.ErrShortWrite, false
+			}
+		}
+		if rerr != nil {
+			if rerr == io.EOF {
+				return n, nil, true
+			}
+			return n, rerr, false
+		}
+	}
+}
+
+func add(c prometheus.Counter, n int) {
+	if c != nil && n > 0 {
+		c.Add(float64(n))
+	}
+}
