@@ -161,6 +161,12 @@ func parseHTTPHead(b []byte) (httpHead, error) {
 		return h, &httpError{400, "missing Host header"}
 	}
 	h.host = stripPort(host)
+	if h.host == "" {
+		return h, &httpError{400, "empty host in Host header"}
+	}
+	if !validHost(h.host) {
+		return h, &httpError{400, "invalid characters in Host"}
+	}
 	if len(h.host) > tunnel.MaxHostnameLen {
 		return h, &httpError{400, "Host too long"}
 	}
@@ -168,6 +174,19 @@ func parseHTTPHead(b []byte) (httpHead, error) {
 		return h, &httpError{414, "request target longer than " + strconv.Itoa(tunnel.MaxPathLen) + " bytes"}
 	}
 	return h, nil
+}
+
+// validHost reports whether h holds only what a DNS name or an IP literal
+// (IPv6 with a zone) may hold.
+func validHost(h string) bool {
+	for i := 0; i < len(h); i++ {
+		c := h[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
+			c == '.' || c == '-' || c == '_' || c == ':' || c == '%') {
+			return false
+		}
+	}
+	return true
 }
 
 // stripPort removes a port from a Host value ("a.test:8080", "[fd00::1]:80").
