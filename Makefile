@@ -24,8 +24,14 @@ test: deps ## vet, then unit and end-to-end tests with -race (root for the netns
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 30m ./...
 
-bench: ## run every benchmark scenario and write BENCHMARKS.md
-	@echo "bench: the benchmark harness does not exist yet (issue 5)" >&2; exit 1
+bench: ## run every benchmark scenario, write BENCHMARKS.md (QUICK=1: smoke run; ONLY=regexp: subset)
+	@scripts/bench-deps.sh
+	$(GO) run ./bench/cmd/bench $(if $(filter 1 true yes,$(QUICK)),-quick) $(if $(ONLY),-only '$(ONLY)')
+
+.PHONY: bench-compare
+bench-compare: ## compare two bench results: OLD=a.json NEW=b.json (noise ranges, benchstat)
+	@test -n "$(OLD)" -a -n "$(NEW)" || { echo "usage: make bench-compare OLD=bench/results/a.json NEW=bench/results/b.json" >&2; exit 2; }
+	$(GO) run ./bench/cmd/bench compare '$(OLD)' '$(NEW)'
 
 fuzz: ## run every fuzz target for FUZZTIME (default 30s)
 	@FUZZTIME=$(FUZZTIME) scripts/fuzz.sh

@@ -1,0 +1,307 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/onramp-net/onramp/testnet"
+)
+
+// Every world has the shape of the tunnel's: user - edge - conn - origin,
+// addresses as in [testnet.Tunnel]. The system under test (or the peer
+// proxy) runs in "edge" (and "conn" for the tunnel); iperf3 -s and the
+// echo origin run in "origin", the load generators in "user".
+const (
+	bulkPort  = 5201 // iperf3 on the origin, and the proxies' port for it
+	echoPort  = 7000 // the proxies' port for the echo origin
+	rawPort   = 4433 // raw quic-go and raw TLS receivers in "conn"
+	edgeUser  = "198.18.10.1"
+	connAddr  = "198.18.20.2"
+	originIP  = "198.18.30.2"
+	tunnelDir = "onramp-bench-"
+)
+
+func hostPort(h string, p int) string { return fmt.Sprintf("%s:%d", h, p) }
+
+// RoutedLine is [testnet.Tunnel] with forwarding in "edge" and "conn" and
+// routes end to end: the kernel path and the place of the peer proxies.
+func RoutedLine() testnet.Topology {
+	t := testnet.Tunnel()
+	t.Name = "routed"
+	a := netip.MustParseAddr
+	p := netip.MustParsePrefix
+	for i := range t.Nodes {
+		n := &t.Nodes[i]
+		switch n.Name {
+		case "user":
+			n.Routes = []testnet.Route{{Dst: testnet.Default4, Via: a("198.18.10.1")}, {Dst: testnet.Default6, Via: a("fd00:10::1")}}
+		case "edge":
+			n.Forward = true
+			n.Routes = []testnet.Route{{Dst: p("198.18.30.0/24"), Via: a("198.18.20.2")}, {Dst: p("fd00:30::/64"), Via: a("fd00:20::2")}}
+		case "conn":
+			n.Forward = true
+			n.Routes = []testnet.Route{{Dst: p("198.18.10.0/24"), Via: a("198.18.20.1")}, {Dst: p("fd00:10::/64"), Via: a("fd00:20::1")}}
+		case "origin":
+			n.Routes = []testnet.Route{{Dst: testnet.Default4, Via: a("198.18.30.1")}, {Dst: testnet.Default6, Via: a("fd00:30::1")}}
+		}
+	}
+	return t
+}
+
+// newRig builds topo and starts the origins: the echo service of testnet
+// (in the harness, on the load CPUs) and iperf3 -s.
+func newRig(ctx context.Context, env *Env, topo testnet.Topology) (*Rig, error) {
+	n, err := env.Build(ctx, topo)
+	if err != nil {
+		return nil, err
+	}
+	r := &Rig{Net: n, Client: n.Node("user"), Addr: map[string]string{}}
+	r.OnClose(n.Close)
+	origin := n.Node("origin")
+	if _, err := origin.ServeOrigins(); err != nil {
+		r.Close()
+		return nil, err
+	}
+	if _, err := origin.Start("iperf3", "-s", "-p", fmt.Sprint(bulkPort)); err != nil {
+		r.Close()
+		return nil, err
+	}
+	if err := waitListen(ctx, origin, "tcp", bulkPort); err != nil {
+		r.Close()
+		return nil, err
+	}
+	return r, nil
+}
+
+// waitListen waits until something listens on port in node (by ss, so
+// that no probe connection disturbs the server).
+func waitListen(ctx context.Context, node *testnet.Node, network string, port int) error {
+	flag := "-Hltn"
+	if network == "udp" {
+		flag = "-Hlun"
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		out, err := node.Command(ctx, "ss", flag, "sport", "=", fmt.Sprintf(":%d", port)).Output()
+		if err == nil && strings.TrimSpace(string(out)) != "" {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("nothing listens on %s port %d in %s after 15s", network, port, node.Name)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func tempDir(r *Rig) (string, error) {
+	d, err := os.MkdirTemp("", tunnelDir)
+	if err != nil {
+		return "", err
+	}
+	r.OnClose(func() error { return os.RemoveAll(d) })
+	return d, nil
+}
+
+// startKernel: no proxy; the user reaches the origin through two routers.
+func startKernel(ctx context.Context, env *Env) (*Rig, error) {
+	r, err := newRig(ctx, env, RoutedLine())
+	if err != nil {
+		return nil, err
+	}
+	r.Addr["bulk"] = hostPort(originIP, bulkPort)
+	r.Addr["echo"] = hostPort(originIP, testnet.OriginEcho)
+	return r, nil
+}
+
+// haproxyConfig is HAProxy as a plain TCP proxy: one thread, kernel
+// splicing both ways.
+func haproxyConfig() string {
+	return fmt.Sprintf(`global
+    nbthread 1
+    maxconn 8000
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 120s
+    timeout server 120s
+    option splice-request
+    option splice-response
+frontend bulk
+    bind %[1]s:%[2]d
+    default_backend bulk
+backend bulk
+    server origin %[3]s:%[2]d
+frontend echo
+    bind %[1]s:%[4]d
+    default_backend echo
+backend echo
+    server origin %[3]s:%[5]d
+`, edgeUser, bulkPort, originIP, echoPort, testnet.OriginEcho)
+}
+
+// startHAProxy runs HAProxy in "edge", pinned to the SUT CPUs.
+func startHAProxy(ctx context.Context, env *Env) (*Rig, error) {
+	r, err := newRig(ctx, env, RoutedLine())
+	if err != nil {
+		return nil, err
+	}
+	fail := func(err error) (*Rig, error) { r.Close(); return nil, err }
+	dir, err := tempDir(r)
+	if err != nil {
+		return fail(err)
+	}
+	cfg := filepath.Join(dir, "haproxy.cfg")
+	if err := os.WriteFile(cfg, []byte(haproxyConfig()), 0o644); err != nil {
+		return fail(err)
+	}
+	edge := r.Net.Node("edge")
+	p, err := env.StartSUT(edge, "haproxy", "-f", cfg, "-db")
+	if err != nil {
+		return fail(err)
+	}
+	if err := waitListen(ctx, edge, "tcp", echoPort); err != nil {
+		return fail(fmt.Errorf("haproxy: %w\n%s", err, p.Output()))
+	}
+	r.Measured = []int{p.Cmd.Process.Pid}
+	r.Addr["bulk"] = hostPort(edgeUser, bulkPort)
+	r.Addr["echo"] = hostPort(edgeUser, echoPort)
+	return r, nil
+}
+
+// startSocat runs two forking socat relays in "edge", pinned to the SUT
+// CPUs (their children inherit it).
+func startSocat(ctx context.Context, env *Env) (*Rig, error) {
+	r, err := newRig(ctx, env, RoutedLine())
+	if err != nil {
+		return nil, err
+	}
+	edge := r.Net.Node("edge")
+	for _, fw := range []struct{ listen, to int }{{bulkPort, bulkPort}, {echoPort, testnet.OriginEcho}} {
+		p, err := env.StartSUT(edge, "socat",
+			fmt.Sprintf("TCP-LISTEN:%d,bind=%s,fork,reuseaddr", fw.listen, edgeUser),
+			fmt.Sprintf("TCP:%s:%d", originIP, fw.to))
+		if err != nil {
+			r.Close()
+			return nil, err
+		}
+		if err := waitListen(ctx, edge, "tcp", fw.listen); err != nil {
+			r.Close()
+			return nil, err
+		}
+		r.Measured = append(r.Measured, p.Cmd.Process.Pid)
+	}
+	r.Addr["bulk"] = hostPort(edgeUser, bulkPort)
+	r.Addr["echo"] = hostPort(edgeUser, echoPort)
+	return r, nil
+}
+
+// tunnelEdgeYAML binds the bench ports on the edge to the tunnel.
+func tunnelEdgeYAML(tunnel string) string {
+	return fmt.Sprintf(`bindings:
+  - {listen: "tcp://%[2]s:%[3]d", tunnel: %[1]s, service: bulk.bench}
+  - {listen: "tcp://%[2]s:%[4]d", tunnel: %[1]s, service: echo.bench}
+limits: {maxStreamsPerTunnel: 50000}
+`, tunnel, edgeUser, bulkPort, echoPort)
+}
+
+// tunnelIngressYAML sends the bench services to the origin.
+func tunnelIngressYAML() string {
+	return fmt.Sprintf(`ingress:
+  - {hostname: bulk.bench, service: "tcp://%[1]s:%[2]d"}
+  - {hostname: echo.bench, service: "tcp://%[1]s:%[3]d"}
+  - service: "http_status:404"
+`, originIP, bulkPort, testnet.OriginEcho)
+}
+
+// startTunnel runs the real edge and connector binaries (testnet's
+// TunnelRig) with the connector on protocol, both pinned to the SUT CPUs.
+func startTunnel(protocol string) func(ctx context.Context, env *Env) (*Rig, error) {
+	return func(ctx context.Context, env *Env) (*Rig, error) {
+		r, err := newRig(ctx, env, testnet.Tunnel())
+		if err != nil {
+			return nil, err
+		}
+		fail := func(err error) (*Rig, error) { r.Close(); return nil, err }
+		dir, err := tempDir(r)
+		if err != nil {
+			return fail(err)
+		}
+		rig, err := testnet.StartTunnelRig(ctx, r.Net, testnet.RigOptions{Dir: dir, TunnelName: "bench", EdgeYAML: tunnelEdgeYAML("bench")})
+		if err != nil {
+			return fail(fmt.Errorf("tunnel rig: %w", err))
+		}
+		if err := env.PinSUT(rig.Edge.Cmd.Process.Pid); err != nil {
+			return fail(err)
+		}
+		c, err := rig.StartConnector(r.Net.Node("conn"), "bench", protocol, tunnelIngressYAML())
+		if err != nil {
+			return fail(err)
+		}
+		if err := env.PinSUT(c.Cmd.Process.Pid); err != nil {
+			return fail(err)
+		}
+		if err := c.WaitReady(20 * time.Second); err != nil {
+			return fail(fmt.Errorf("connector: %w\n%s", err, c.Output()))
+		}
+		// Threads started while connecting inherited the pinning; pin
+		// again in case one was cloned before it.
+		for _, pid := range []int{rig.Edge.Cmd.Process.Pid, c.Cmd.Process.Pid} {
+			if err := env.PinSUT(pid); err != nil {
+				return fail(err)
+			}
+		}
+		r.Measured = []int{rig.Edge.Cmd.Process.Pid, c.Cmd.Process.Pid}
+		r.Addr["bulk"] = hostPort(edgeUser, bulkPort)
+		r.Addr["echo"] = hostPort(edgeUser, echoPort)
+		r.State = rig
+		return r, nil
+	}
+}
+
+// startRaw runs the receiver of a raw transport (bench/cmd/rawquic or
+// rawtls) in "conn", pinned to the SUT CPUs; Run starts the sender in
+// "edge", so the bytes cross the same link as the tunnel's.
+func startRaw(bin, network string) func(ctx context.Context, env *Env) (*Rig, error) {
+	return func(ctx context.Context, env *Env) (*Rig, error) {
+		n, err := env.Build(ctx, testnet.Tunnel())
+		if err != nil {
+			return nil, err
+		}
+		r := &Rig{Net: n, Client: n.Node("edge"), Addr: map[string]string{}}
+		r.OnClose(n.Close)
+		conn := n.Node("conn")
+		p, err := env.StartSUT(conn, env.Bins[bin], "recv", "-listen", hostPort(connAddr, rawPort))
+		if err != nil {
+			r.Close()
+			return nil, err
+		}
+		if err := waitListen(ctx, conn, network, rawPort); err != nil {
+			r.Close()
+			return nil, fmt.Errorf("%s: %w\n%s", bin, err, p.Output())
+		}
+		r.Measured = []int{p.Cmd.Process.Pid}
+		r.Addr["raw"] = hostPort(connAddr, rawPort)
+		return r, nil
+	}
+}
+
+// startNothing is for scenarios that need no namespaces.
+func startNothing(context.Context, *Env) (*Rig, error) { return &Rig{}, nil }
+
+// cpuOf is the CPU time of a finished command.
+func cpuOf(cmd *exec.Cmd) float64 {
+	if cmd.ProcessState == nil {
+		return 0
+	}
+	return (cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()).Seconds()
+}

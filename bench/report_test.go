@@ -1,0 +1,162 @@
+package bench
+
+import (
+	"bytes"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata")
+
+func loadFixture(t *testing.T) *Run {
+	t.Helper()
+	r, err := LoadRun("testdata/run-fixture.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func TestMarkdownFromFixture(t *testing.T) {
+	r := loadFixture(t)
+	md := Markdown(r, Areas, ReportOptions{ResultsPath: "bench/results/fixture.json",
+		Charts: map[string]string{"l4-bulk-1": "bench/charts/l4-bulk-1.svg"}})
+	for _, want := range []string{
+		"Measured 2026-11-27 01:00 UTC, full run, commit `0123456789ab`",
+		"| CPU | Test CPU, 2 cores |",
+		"processes under test on CPU 1; harness, iperf3, load generator and origins on CPU 0",
+		// The goal: 9.5 / 10, range 9/10 .. 10/10.
+		"| onramp tunnel, QUIC / raw quic-go, one stream, throughput: goal >= 0.90 | 0.95 (0.90–1.00) | yes |",
+		"![L4 tunnel: single-stream bulk throughput](bench/charts/l4-bulk-1.svg)",
+		"| **onramp tunnel, QUIC** | 9.50 (9.00–10.0) | 1.20 (1.10–1.30) |",
+		"| raw quic-go, one stream | 10.0 | 1.00 |",
+		"| HAProxy TCP (splice) | failed | failed |",
+		"| kernel routing (ceiling) | 22.0 (20.0–25.0) | n/a |",
+		"| onramp tunnel, QUIC | raw quic-go, one stream | throughput (higher is better) | 0.95 (0.90–1.00) | >= 0.90 (met) |",
+		"| onramp tunnel, QUIC | kernel routing (ceiling) | throughput (higher is better) | 0.43 (0.36–0.50) |  |",
+		"`throughput`: the iperf3 receiver's figure; or raw peers: the receiver's count",
+		"`go run ./bench/cmd/bench -only '^kernel/bulk1$'`",
+		"| dataplane/packet | ParseIPv4 | 41.0 (40.1–42.3) | 1561 (1513–1596) | 0 | 0 |",
+		"- `haproxy/bulk1`: setup: haproxy: nothing listens \\| on port 7000",
+		"## L3 connector (WireGuard)",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("markdown lacks %q", want)
+		}
+	}
+	// No ratio against a failed peer, nor a ratio to CPU n/a.
+	if strings.Contains(md, "| onramp tunnel, QUIC | HAProxy") {
+		t.Error("ratio against a failed peer")
+	}
+	if strings.Contains(md, "kernel routing (ceiling) | cpu_per_gb") {
+		t.Error("ratio against an unmeasured metric")
+	}
+	golden := "testdata/run-fixture.md"
+	if *update {
+		if err := os.WriteFile(golden, []byte(md), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if md != string(want) {
+		t.Errorf("markdown differs from %s (go test ./bench -run Markdown -update to accept):\n%s", golden, md)
+	}
+}
+
+func TestWriteAndLoadRoundTrip(t *testing.T) {
+	r := loadFixture(t)
+	dir := t.TempDir()
+	path, err := r.Write(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if filepath.Base(path) != "20261127T010000Z-0123456789ab.json" {
+		t.Errorf("file name %s", path)
+	}
+	newest, err := Newest(dir)
+	if err != nil || newest != path {
+		t.Errorf("Newest = %s, %v", newest, err)
+	}
+	back, err := LoadRun(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := Markdown(r, Areas, ReportOptions{})
+	b := Markdown(back, Areas, ReportOptions{})
+	if a != b {
+		t.Error("markdown changed after a write/load round trip")
+	}
+}
+
+func TestCharts(t *testing.T) {
+	dir := t.TempDir()
+	charts, err := WriteCharts(loadFixture(t), Areas, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(charts) != 2 || charts["l4-bulk-1"] != "l4-bulk-1.svg" || charts["l4-latency"] != "l4-latency.svg" {
+		t.Fatalf("charts %v", charts)
+	}
+	svg, err := os.ReadFile(filepath.Join(dir, "l4-bulk-1.svg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(svg, []byte("<svg")) || !bytes.Contains(svg, []byte("raw quic-go")) {
+		t.Error("chart is not an SVG naming its bars")
+	}
+}
+
+func TestCompare(t *testing.T) {
+	old := loadFixture(t)
+	cur := loadFixture(t)
+	q := cur.Scenario("tunnel-quic/bulk1").Metric("throughput")
+	q.Summary = Summary{N: 3, Median: 12, Min: 11, Max: 13}
+	var b bytes.Buffer
+	Compare(&b, old, cur)
+	out := b.String()
+	for _, want := range []string{
+		"tunnel-quic/bulk1", "9.50 (9.00–10.0) Gbit/s", "12.0 (11.0–13.0) Gbit/s", "+26.3%", "better",
+		"rawquic/bulk1", "~ (ranges overlap: noise)",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("compare output lacks %q:\n%s", want, out)
+		}
+	}
+	a, c := GoBenchFiles(old, cur)
+	if !strings.Contains(a, "BenchmarkParseIPv4-2") || a != c {
+		t.Errorf("benchstat input: %q", a)
+	}
+}
+
+func TestScenariosValid(t *testing.T) {
+	all := Scenarios()
+	if err := Validate(all, Areas); err != nil {
+		t.Fatal(err)
+	}
+	// Every onramp L4 scenario has at least one peer.
+	for _, s := range all {
+		if !s.Onramp || s.Area == "go" {
+			continue
+		}
+		peers := 0
+		for _, p := range all {
+			if contains(p.PeerOf, s.Name) {
+				peers++
+			}
+		}
+		if peers == 0 {
+			t.Errorf("%s has no peer", s.Name)
+		}
+	}
+	bad := append([]Scenario{}, all...)
+	bad = append(bad, all[0])
+	if err := Validate(bad, Areas); err == nil {
+		t.Error("duplicate name accepted")
+	}
+}

@@ -1,0 +1,153 @@
+package bench
+
+import "context"
+
+// Areas, in the order of BENCHMARKS.md.
+var Areas = []Area{
+	{Key: "l4-bulk-1", Only: "/bulk1$", Title: "L4 tunnel: single-stream bulk throughput", Compare: []string{"throughput", "cpu_per_gb"},
+		Intro: "One TCP stream, iperf3 from `user` to `origin` through whatever is in the middle."},
+	{Key: "l4-bulk-8", Only: "/bulk8$", Title: "L4 tunnel: 8 parallel streams", Compare: []string{"throughput", "cpu_per_gb"},
+		Intro: "iperf3 -P 8: eight TCP streams at once (one tunnel connection carries all of them)."},
+	{Key: "l4-latency", Only: "/echo$", Title: "L4 tunnel: request/response latency", Compare: []string{"p50", "p99"},
+		Intro: "Sequential 64-byte echoes on one warm connection (harness load generator), after 200 unrecorded warm-up echoes."},
+	{Key: "l4-connrate", Only: "/connrate$", Title: "L4 tunnel: new connections per second", Compare: []string{"rate", "p99"},
+		Intro: "Concurrent dialers each opening a connection, doing a 1-byte echo and closing it, through a warm tunnel."},
+	{Key: "l4-streams", Only: "/streams$", Title: "L4 tunnel: many concurrent streams", Compare: []string{"per_stream", "rss_held"},
+		Intro: "Streams held open at once, a tenth of them echoing continuously, the rest idle; resident memory of the processes under test sampled every 100 ms."},
+	{Key: "l3", Only: "^l3", Title: "L3 connector (WireGuard)", Compare: []string{"throughput"},
+		Intro: "To come with issue 6: onramp's L3 path against the stock wireguard-go build and the kernel's WireGuard. Add scenarios with Area \"l3\"."},
+	{Key: "go", Only: "^go/", Title: "Go microbenchmarks of the dataplane", Compare: nil,
+		Intro: "go test -bench over ./dataplane/... and ./l4proxy/..., all CPUs, not pinned."},
+}
+
+// Metric sets shared by the scenarios.
+var (
+	bulkMetrics = []Metric{
+		{Name: "throughput", Unit: "Gbit/s", Note: "the iperf3 receiver's figure"},
+		{Name: "cpu_per_gb", Unit: "CPU-s/GB", Lower: true, Note: "utime+stime of the processes under test (and their children) per 10^9 payload bytes"},
+		{Name: "rss_peak", Unit: "MiB", Lower: true, Note: "sum of VmHWM of the processes under test"},
+		{Name: "retransmits", Unit: "", Lower: true, Note: "TCP retransmits iperf3 counted on the sender"},
+	}
+	rawMetrics = []Metric{
+		{Name: "throughput", Unit: "Gbit/s", Note: "raw peers: the receiver's count, first byte to EOF"},
+		{Name: "cpu_per_gb", Unit: "CPU-s/GB", Lower: true, Note: "raw peers: sender and receiver, both on the SUT CPUs"},
+		{Name: "rss_peak", Unit: "MiB", Lower: true, Note: "raw peers: VmHWM of the receiver"},
+	}
+	echoMetrics = []Metric{
+		{Name: "p50", Unit: "µs", Lower: true}, {Name: "p90", Unit: "µs", Lower: true},
+		{Name: "p99", Unit: "µs", Lower: true}, {Name: "max", Unit: "µs", Lower: true},
+		{Name: "cpu_per_kop", Unit: "CPU-ms/1k", Lower: true, Note: "CPU of the processes under test per 1000 echoes"},
+	}
+	connMetrics = []Metric{
+		{Name: "rate", Unit: "conn/s"},
+		{Name: "p50", Unit: "µs", Lower: true, Note: "connect + 1-byte echo + close"},
+		{Name: "p99", Unit: "µs", Lower: true},
+		{Name: "cpu_per_kop", Unit: "CPU-ms/1k", Lower: true, Note: "CPU of the processes under test per 1000 connections"},
+		{Name: "rss_peak", Unit: "MiB", Lower: true},
+	}
+	streamMetrics = []Metric{
+		{Name: "per_stream", Unit: "KiB", Lower: true, Note: "(peak VmRSS while held − VmRSS before) / streams, summed over the processes under test"},
+		{Name: "rss_held", Unit: "MiB", Lower: true, Note: "peak VmRSS sum while the streams are held"},
+		{Name: "rss_peak", Unit: "MiB", Lower: true, Note: "VmHWM sum after the run"},
+		{Name: "open_time", Unit: "ms", Lower: true, Note: "time to open and echo once on every stream, 16 dialers"},
+	}
+)
+
+// Where things run, in words.
+const (
+	setupTunnel = "edge in `edge`, connector in `conn` (both on the SUT CPUs); iperf3 server and echo origin in `origin`, load in `user`"
+	setupKernel = "no proxy: `edge` and `conn` route in the kernel; iperf3 server and echo origin in `origin`, load in `user`"
+	setupHAP    = "HAProxy (TCP mode, nbthread 1, splice both ways) in `edge` on the SUT CPUs, `conn` routes; origin and load as for the tunnel"
+	setupSocat  = "socat TCP-LISTEN,fork,reuseaddr in `edge` on the SUT CPUs, `conn` routes; origin and load as for the tunnel"
+	setupRawQ   = "bench/cmd/rawquic sender in `edge`, receiver in `conn`, both on the SUT CPUs; same windows and socket buffers as the tunnel"
+	setupRawT   = "bench/cmd/rawtls sender in `edge`, receiver in `conn`, both on the SUT CPUs; Go crypto/tls 1.3 over one TCP connection"
+)
+
+// estimates in seconds, for the time-left line.
+func estBulk(env *Env) float64 { return 6 + float64(env.Reps*(env.BulkSeconds+1)) }
+func estEcho(env *Env) float64 { return 6 + float64(env.Reps)*(1+float64(env.Echoes)/5000) }
+func estConn(env *Env) float64 { return 6 + float64(env.Reps)*(env.ConnSeconds+0.5) }
+func estStrm(env *Env) float64 {
+	h := 5.0
+	if env.Quick {
+		h = 2
+	}
+	return float64(env.Reps) * (h + 8)
+}
+func estGo(env *Env) float64 {
+	if env.Quick {
+		return 60
+	}
+	return 300
+}
+
+// Scenarios is every scenario the harness knows, in run order. Adding one
+// is adding a value here: a name, an area, what it is a peer of, how it
+// starts and what one run does.
+func Scenarios() []Scenario {
+	tq, th := startTunnel("quic"), startTunnel("http2")
+	bothTunnels := func(suffix string) []string { return []string{"tunnel-quic/" + suffix, "tunnel-http2/" + suffix} }
+	var s []Scenario
+	add := func(x Scenario) { s = append(s, x) }
+
+	// Single-stream bulk.
+	add(Scenario{Name: "tunnel-quic/bulk1", Area: "l4-bulk-1", Label: "onramp tunnel, QUIC", Onramp: true, Setup: setupTunnel,
+		Goals:   []Goal{{Peer: "rawquic/bulk1", Metric: "throughput", Op: ">=", Ratio: 0.90}},
+		Metrics: bulkMetrics, Estimate: estBulk, Start: tq, Run: runBulk(1)})
+	add(Scenario{Name: "tunnel-http2/bulk1", Area: "l4-bulk-1", Label: "onramp tunnel, HTTP/2", Onramp: true, Setup: setupTunnel,
+		Metrics: bulkMetrics, Estimate: estBulk, Start: th, Run: runBulk(1)})
+	add(Scenario{Name: "rawquic/bulk1", Area: "l4-bulk-1", Label: "raw quic-go, one stream", PeerOf: []string{"tunnel-quic/bulk1"}, Setup: setupRawQ,
+		Metrics: rawMetrics, Estimate: estBulk, Start: startRaw("rawquic", "udp"), Run: runRaw("rawquic")})
+	add(Scenario{Name: "rawtls/bulk1", Area: "l4-bulk-1", Label: "raw TLS over TCP, one stream", PeerOf: []string{"tunnel-http2/bulk1"}, Setup: setupRawT,
+		Metrics: rawMetrics, Estimate: estBulk, Start: startRaw("rawtls", "tcp"), Run: runRaw("rawtls")})
+	add(Scenario{Name: "haproxy/bulk1", Area: "l4-bulk-1", Label: "HAProxy TCP (splice)", PeerOf: bothTunnels("bulk1"), Setup: setupHAP,
+		Metrics: bulkMetrics, Estimate: estBulk, Start: startHAProxy, Run: runBulk(1)})
+	add(Scenario{Name: "socat/bulk1", Area: "l4-bulk-1", Label: "socat", PeerOf: bothTunnels("bulk1"), Setup: setupSocat,
+		Metrics: bulkMetrics, Estimate: estBulk, Start: startSocat, Run: runBulk(1)})
+	add(Scenario{Name: "kernel/bulk1", Area: "l4-bulk-1", Label: "kernel routing (ceiling)", PeerOf: bothTunnels("bulk1"), Setup: setupKernel,
+		Metrics: bulkMetrics, Estimate: estBulk, Start: startKernel, Run: runBulk(1)})
+
+	// The other L4 areas: the two tunnels against HAProxy, socat and the kernel.
+	type l4area struct {
+		suffix, area string
+		metrics      []Metric
+		est          func(*Env) float64
+		run          func(context.Context, *Env, *Rig) (Sample, error)
+		peers        []string // which peers apply
+		fresh        bool     // a new world per run
+	}
+	for _, a := range []l4area{
+		{"bulk8", "l4-bulk-8", bulkMetrics, estBulk, runBulk(8), []string{"haproxy", "socat", "kernel"}, false},
+		{"echo", "l4-latency", echoMetrics, estEcho, runEcho, []string{"haproxy", "socat", "kernel"}, false},
+		{"connrate", "l4-connrate", connMetrics, estConn, runConnRate, []string{"haproxy", "socat", "kernel"}, false},
+		// socat forks a process per stream (memory not comparable by
+		// parent RSS); the kernel holds no user-space state.
+		{"streams", "l4-streams", streamMetrics, estStrm, runStreams, []string{"haproxy"}, true},
+	} {
+		add(Scenario{Name: "tunnel-quic/" + a.suffix, Area: a.area, Label: "onramp tunnel, QUIC", Onramp: true, Setup: setupTunnel,
+			Metrics: a.metrics, Estimate: a.est, Start: tq, Run: a.run, FreshPerRun: a.fresh})
+		add(Scenario{Name: "tunnel-http2/" + a.suffix, Area: a.area, Label: "onramp tunnel, HTTP/2", Onramp: true, Setup: setupTunnel,
+			Metrics: a.metrics, Estimate: a.est, Start: th, Run: a.run, FreshPerRun: a.fresh})
+		for _, p := range a.peers {
+			sc := Scenario{Name: p + "/" + a.suffix, Area: a.area, PeerOf: bothTunnels(a.suffix),
+				Metrics: a.metrics, Estimate: a.est, Run: a.run, FreshPerRun: a.fresh}
+			switch p {
+			case "haproxy":
+				sc.Label, sc.Setup, sc.Start = "HAProxy TCP (splice)", setupHAP, startHAProxy
+			case "socat":
+				sc.Label, sc.Setup, sc.Start = "socat", setupSocat, startSocat
+			case "kernel":
+				sc.Label, sc.Setup, sc.Start = "kernel routing (ceiling)", setupKernel, startKernel
+			}
+			add(sc)
+		}
+	}
+
+	// L3 (issue 6) goes here: onramp's L3 connector against wireguard-go
+	// and kernel WireGuard, Area "l3".
+
+	add(Scenario{Name: "go/microbench", Area: "go", Label: "go test -bench", Onramp: true, Reps: 1,
+		Setup:   "the module's Go benchmarks, all CPUs",
+		Metrics: []Metric{{Name: "benchmarks", Unit: ""}}, Estimate: estGo, Start: startNothing, Run: runGoBench})
+	return s
+}
