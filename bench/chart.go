@@ -22,6 +22,11 @@ var (
 // area's first compared metric: median bars, min–max whiskers) as
 // dir/<area>.svg, and returns the file names by area key.
 func WriteCharts(run *Run, areas []Area, dir string) (map[string]string, error) {
+	return writeCharts(run, areas, dir, ".svg")
+}
+
+// writeCharts draws in the format of ext (".svg", ".png").
+func writeCharts(run *Run, areas []Area, dir, ext string) (map[string]string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
@@ -106,7 +111,7 @@ func WriteCharts(run *Run, areas []Area, dir string) (map[string]string, error) 
 		p.Add(eb)
 		p.X.Max = maxX * 1.05
 		p.NominalY(names...)
-		name := a.Key + ".svg"
+		name := a.Key + ext
 		h := vg.Points(float64(60 + 24*len(names)))
 		if err := p.Save(6*vg.Inch, h, filepath.Join(dir, name)); err != nil {
 			return nil, err

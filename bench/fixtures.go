@@ -68,11 +68,12 @@ func newRig(ctx context.Context, env *Env, topo testnet.Topology) (*Rig, error) 
 		r.Close()
 		return nil, err
 	}
-	if _, err := origin.Start("iperf3", "-s", "-p", fmt.Sprint(bulkPort)); err != nil {
+	iperf, err := origin.Start("iperf3", "-s", "-p", fmt.Sprint(bulkPort))
+	if err != nil {
 		r.Close()
 		return nil, err
 	}
-	if err := waitListen(ctx, origin, "tcp", bulkPort); err != nil {
+	if err := waitListen(ctx, origin, "tcp", bulkPort, iperf); err != nil {
 		r.Close()
 		return nil, err
 	}
@@ -80,8 +81,9 @@ func newRig(ctx context.Context, env *Env, topo testnet.Topology) (*Rig, error) 
 }
 
 // waitListen waits until something listens on port in node (by ss, so
-// that no probe connection disturbs the server).
-func waitListen(ctx context.Context, node *testnet.Node, network string, port int) error {
+// that no probe connection disturbs the server). If p is not nil and
+// exits first, its output is the error.
+func waitListen(ctx context.Context, node *testnet.Node, network string, port int, p ...*testnet.Proc) error {
 	flag := "-Hltn"
 	if network == "udp" {
 		flag = "-Hlun"
@@ -94,6 +96,13 @@ func waitListen(ctx context.Context, node *testnet.Node, network string, port in
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("nothing listens on %s port %d in %s after 15s", network, port, node.Name)
+		}
+		for _, proc := range p {
+			select {
+			case <-proc.Done():
+				return fmt.Errorf("%s exited before listening on %s port %d: %v\n%s", proc.Cmd.Args[len(proc.Cmd.Args)-1], network, port, proc.Wait(), proc.Output())
+			default:
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -128,7 +137,7 @@ func startKernel(ctx context.Context, env *Env) (*Rig, error) {
 func haproxyConfig() string {
 	return fmt.Sprintf(`global
     nbthread 1
-    maxconn 8000
+    maxconn 4000
 defaults
     mode tcp
     timeout connect 5s
@@ -169,8 +178,8 @@ func startHAProxy(ctx context.Context, env *Env) (*Rig, error) {
 	if err != nil {
 		return fail(err)
 	}
-	if err := waitListen(ctx, edge, "tcp", echoPort); err != nil {
-		return fail(fmt.Errorf("haproxy: %w\n%s", err, p.Output()))
+	if err := waitListen(ctx, edge, "tcp", echoPort, p); err != nil {
+		return fail(fmt.Errorf("haproxy: %w", err))
 	}
 	r.Measured = []int{p.Cmd.Process.Pid}
 	r.Addr["bulk"] = hostPort(edgeUser, bulkPort)
@@ -194,7 +203,7 @@ func startSocat(ctx context.Context, env *Env) (*Rig, error) {
 			r.Close()
 			return nil, err
 		}
-		if err := waitListen(ctx, edge, "tcp", fw.listen); err != nil {
+		if err := waitListen(ctx, edge, "tcp", fw.listen, p); err != nil {
 			r.Close()
 			return nil, err
 		}
@@ -285,9 +294,9 @@ func startRaw(bin, network string) func(ctx context.Context, env *Env) (*Rig, er
 			r.Close()
 			return nil, err
 		}
-		if err := waitListen(ctx, conn, network, rawPort); err != nil {
+		if err := waitListen(ctx, conn, network, rawPort, p); err != nil {
 			r.Close()
-			return nil, fmt.Errorf("%s: %w\n%s", bin, err, p.Output())
+			return nil, fmt.Errorf("%s: %w", bin, err)
 		}
 		r.Measured = []int{p.Cmd.Process.Pid}
 		r.Addr["raw"] = hostPort(connAddr, rawPort)

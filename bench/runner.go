@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"sort"
 	"strings"
 	"time"
 )
@@ -255,14 +254,4 @@ func fmtSummary(s Summary, unit string) string {
 		return fmtNum(s.Median) + " " + unit
 	}
 	return fmt.Sprintf("%s (%s–%s) %s", fmtNum(s.Median), fmtNum(s.Min), fmtNum(s.Max), unit)
-}
-
-// sortedKeys is for deterministic output.
-func sortedKeys[V any](m map[string]V) []string {
-	k := make([]string, 0, len(m))
-	for s := range m {
-		k = append(k, s)
-	}
-	sort.Strings(k)
-	return k
 }

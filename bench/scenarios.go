@@ -24,7 +24,7 @@ var Areas = []Area{
 var (
 	bulkMetrics = []Metric{
 		{Name: "throughput", Unit: "Gbit/s", Note: "the iperf3 receiver's figure"},
-		{Name: "cpu_per_gb", Unit: "CPU-s/GB", Lower: true, Note: "utime+stime of the processes under test (and their children) per 10^9 payload bytes"},
+		{Name: "cpu_per_gb", Unit: "CPU-s/GB", Lower: true, Note: "utime+stime of the processes under test (and their children) per 10^9 payload bytes; stime includes the softirq work veth makes the kernel do in the sender's context, alike for every system in the middle"},
 		{Name: "rss_peak", Unit: "MiB", Lower: true, Note: "sum of VmHWM of the processes under test"},
 		{Name: "retransmits", Unit: "", Lower: true, Note: "TCP retransmits iperf3 counted on the sender"},
 	}
@@ -96,9 +96,9 @@ func Scenarios() []Scenario {
 		Metrics: bulkMetrics, Estimate: estBulk, Start: tq, Run: runBulk(1)})
 	add(Scenario{Name: "tunnel-http2/bulk1", Area: "l4-bulk-1", Label: "onramp tunnel, HTTP/2", Onramp: true, Setup: setupTunnel,
 		Metrics: bulkMetrics, Estimate: estBulk, Start: th, Run: runBulk(1)})
-	add(Scenario{Name: "rawquic/bulk1", Area: "l4-bulk-1", Label: "raw quic-go, one stream", PeerOf: []string{"tunnel-quic/bulk1"}, Setup: setupRawQ,
+	add(Scenario{Name: "rawquic/bulk1", Area: "l4-bulk-1", Label: "raw quic-go", PeerOf: []string{"tunnel-quic/bulk1"}, Setup: setupRawQ,
 		Metrics: rawMetrics, Estimate: estBulk, Start: startRaw("rawquic", "udp"), Run: runRaw("rawquic")})
-	add(Scenario{Name: "rawtls/bulk1", Area: "l4-bulk-1", Label: "raw TLS over TCP, one stream", PeerOf: []string{"tunnel-http2/bulk1"}, Setup: setupRawT,
+	add(Scenario{Name: "rawtls/bulk1", Area: "l4-bulk-1", Label: "raw TLS over TCP", PeerOf: []string{"tunnel-http2/bulk1"}, Setup: setupRawT,
 		Metrics: rawMetrics, Estimate: estBulk, Start: startRaw("rawtls", "tcp"), Run: runRaw("rawtls")})
 	add(Scenario{Name: "haproxy/bulk1", Area: "l4-bulk-1", Label: "HAProxy TCP (splice)", PeerOf: bothTunnels("bulk1"), Setup: setupHAP,
 		Metrics: bulkMetrics, Estimate: estBulk, Start: startHAProxy, Run: runBulk(1)})
