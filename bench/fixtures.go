@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/onramp-net/onramp/testnet"
@@ -270,6 +271,7 @@ func startTunnel(protocol string) func(ctx context.Context, env *Env) (*Rig, err
 			}
 		}
 		r.Measured = []int{rig.Edge.Cmd.Process.Pid, c.Cmd.Process.Pid}
+		r.Roles = map[int]string{rig.Edge.Cmd.Process.Pid: "edge", c.Cmd.Process.Pid: "connector"}
 		r.Addr["bulk"] = hostPort(edgeUser, bulkPort)
 		r.Addr["echo"] = hostPort(edgeUser, echoPort)
 		r.State = rig
@@ -313,4 +315,15 @@ func cpuOf(cmd *exec.Cmd) float64 {
 		return 0
 	}
 	return (cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()).Seconds()
+}
+
+// maxRSSOf is the peak resident memory of a finished command in KiB.
+func maxRSSOf(cmd *exec.Cmd) float64 {
+	if cmd.ProcessState == nil {
+		return 0
+	}
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		return float64(ru.Maxrss) // KiB on Linux
+	}
+	return 0
 }

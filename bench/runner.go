@@ -169,7 +169,7 @@ func (r *Runner) runOne(ctx context.Context, s Scenario) (res ScenarioResult) {
 					hwm += m.VmHWM
 				}
 				if hwm > 0 {
-					v["rss_peak"] = float64(hwm) / 1024
+					v["rss_peak"] = (float64(hwm) + smp.ExtraRSS) / 1024
 				}
 			}
 		}

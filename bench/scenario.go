@@ -76,8 +76,10 @@ type Sample struct {
 	Bytes  float64 // payload bytes moved: gives "cpu_per_gb"
 	Ops    float64 // operations (echoes, connections): gives "cpu_per_kop"
 	// ExtraCPU is CPU seconds of measured processes that started and
-	// exited within the run (from their rusage).
+	// exited within the run (from their rusage); ExtraRSS their peak
+	// resident memory in KiB (ru_maxrss), added to rss_peak.
 	ExtraCPU float64
+	ExtraRSS float64
 }
 
 // Rig is a scenario's running world.
@@ -86,6 +88,9 @@ type Rig struct {
 	// Measured are the PIDs of the processes under test: their CPU time
 	// (with their descendants') and memory are recorded.
 	Measured []int
+	// Roles names some measured PIDs ("edge", "connector") for
+	// per-process figures.
+	Roles map[int]string
 	// Addr of the service the load generators target, by role ("bulk": an
 	// iperf3 server, "echo": a TCP echo), as seen from the client node.
 	Addr   map[string]string

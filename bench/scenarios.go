@@ -31,7 +31,7 @@ var (
 	rawMetrics = []Metric{
 		{Name: "throughput", Unit: "Gbit/s", Note: "raw peers: the receiver's count, first byte to EOF"},
 		{Name: "cpu_per_gb", Unit: "CPU-s/GB", Lower: true, Note: "raw peers: sender and receiver, both on the SUT CPUs"},
-		{Name: "rss_peak", Unit: "MiB", Lower: true, Note: "raw peers: VmHWM of the receiver"},
+		{Name: "rss_peak", Unit: "MiB", Lower: true, Note: "raw peers: VmHWM of the receiver plus ru_maxrss of the sender"},
 	}
 	echoMetrics = []Metric{
 		{Name: "p50", Unit: "µs", Lower: true}, {Name: "p90", Unit: "µs", Lower: true},
@@ -48,6 +48,8 @@ var (
 	streamMetrics = []Metric{
 		{Name: "per_stream", Unit: "KiB", Lower: true, Note: "(peak VmRSS while held − VmRSS before) / streams, summed over the processes under test"},
 		{Name: "rss_held", Unit: "MiB", Lower: true, Note: "peak VmRSS sum while the streams are held"},
+		{Name: "edge_rss_held", Unit: "MiB", Lower: true, Note: "the tunnel's edge alone"},
+		{Name: "connector_rss_held", Unit: "MiB", Lower: true, Note: "the tunnel's connector alone"},
 		{Name: "rss_peak", Unit: "MiB", Lower: true, Note: "VmHWM sum after the run"},
 		{Name: "open_time", Unit: "ms", Lower: true, Note: "time to open and echo once on every stream, 16 dialers"},
 	}

@@ -75,7 +75,7 @@ func runRaw(bin string) func(ctx context.Context, env *Env, rig *Rig) (Sample, e
 		if s <= 0 {
 			return Sample{}, fmt.Errorf("%s: receiver counted nothing", bin)
 		}
-		return Sample{Bytes: float64(rep.Bytes), ExtraCPU: cpuOf(cmd), Values: map[string]float64{
+		return Sample{Bytes: float64(rep.Bytes), ExtraCPU: cpuOf(cmd), ExtraRSS: maxRSSOf(cmd), Values: map[string]float64{
 			"throughput": b * 8 / s / 1e9,
 		}}, nil
 	}
@@ -143,6 +143,8 @@ func runConnRate(ctx context.Context, env *Env, rig *Rig) (Sample, error) {
 // continuously, the rest idle) and samples the resident memory of the
 // measured processes meanwhile.
 func runStreams(ctx context.Context, env *Env, rig *Rig) (Sample, error) {
+	// peaks holds the highest VmRSS (KiB) seen per role.
+	peaks := map[string]float64{}
 	rss := func() (float64, error) {
 		var sum uint64
 		for _, pid := range rig.Measured {
@@ -151,6 +153,9 @@ func runStreams(ctx context.Context, env *Env, rig *Rig) (Sample, error) {
 				return 0, err
 			}
 			sum += m.VmRSS
+			if role := rig.Roles[pid]; role != "" {
+				peaks[role] = max(peaks[role], float64(m.VmRSS))
+			}
 		}
 		return float64(sum), nil // KiB
 	}
@@ -158,6 +163,7 @@ func runStreams(ctx context.Context, env *Env, rig *Rig) (Sample, error) {
 	if err != nil {
 		return Sample{}, err
 	}
+	clear(peaks)
 	hold := 5 * time.Second
 	if env.Quick {
 		hold = 2 * time.Second
@@ -209,6 +215,12 @@ func runStreams(ctx context.Context, env *Env, rig *Rig) (Sample, error) {
 	if len(rig.Measured) > 0 {
 		v["rss_held"] = peak / 1024
 		v["per_stream"] = (peak - base) / float64(rep.Opened)
+	}
+	for _, role := range []string{"edge", "connector"} {
+		v[role+"_rss_held"] = math.NaN()
+		if p, ok := peaks[role]; ok {
+			v[role+"_rss_held"] = p / 1024
+		}
 	}
 	return Sample{Ops: float64(rep.ActiveEchoes), Values: v}, nil
 }
