@@ -26,47 +26,47 @@ var (
 // IPv4 or IPv6 by the version nibble. It returns the IP parse error, or
 // the TCP or UDP parse error if the ports cannot be read from a packet that
 // is not a non-first fragment.
-func ParseFlowKey(b []byte) (FlowKey, error) {
+func ParseFlowKey(b []byte) (k FlowKey, err error) {
 	if len(b) == 0 {
-		return FlowKey{}, errFlowEmpty
+		return k, errFlowEmpty
 	}
 	switch b[0] >> 4 {
 	case 4:
 		ip, err := ParseIPv4(b)
 		if err != nil {
-			return FlowKey{}, err
+			return k, err
 		}
 		return FlowKeyIPv4(ip)
 	case 6:
 		ip, err := ParseIPv6(b)
 		if err != nil {
-			return FlowKey{}, err
+			return k, err
 		}
 		return FlowKeyIPv6(ip)
 	}
-	return FlowKey{}, errFlowVersion
+	return k, errFlowVersion
 }
 
 // FlowKeyIPv4 returns the flow key of a parsed IPv4 packet; see
 // [ParseFlowKey].
-func FlowKeyIPv4(ip IPv4) (FlowKey, error) {
-	k := FlowKey{Proto: ip.Protocol(), Family: 4}
-	k.Src[10], k.Src[11] = 0xff, 0xff
-	k.Dst[10], k.Dst[11] = 0xff, 0xff
+func FlowKeyIPv4(ip IPv4) (k FlowKey, err error) {
+	k.Proto, k.Family = ip.Protocol(), 4
+	binary.BigEndian.PutUint64(k.Src[4:12], 0xffff)
+	binary.BigEndian.PutUint64(k.Dst[4:12], 0xffff)
 	copy(k.Src[12:], ip.b[12:16])
 	copy(k.Dst[12:], ip.b[16:20])
-	err := k.setPorts(ip.Transport(), ip.IsNonFirstFragment())
+	err = k.setPorts(ip.Transport(), ip.IsNonFirstFragment())
 	return k, err
 }
 
 // FlowKeyIPv6 returns the flow key of a parsed IPv6 packet; see
 // [ParseFlowKey]. Proto is the upper-layer protocol after the extension
 // headers.
-func FlowKeyIPv6(ip IPv6) (FlowKey, error) {
-	k := FlowKey{Proto: ip.Protocol(), Family: 6}
-	copy(k.Src[:], ip.b[8:24])
-	copy(k.Dst[:], ip.b[24:40])
-	err := k.setPorts(ip.Transport(), ip.IsNonFirstFragment())
+func FlowKeyIPv6(ip IPv6) (k FlowKey, err error) {
+	k.Proto, k.Family = ip.Protocol(), 6
+	k.Src = [16]byte(ip.b[8:24])
+	k.Dst = [16]byte(ip.b[24:40])
+	err = k.setPorts(ip.Transport(), ip.IsNonFirstFragment())
 	return k, err
 }
 

@@ -56,6 +56,18 @@ type IPv4 struct {
 // padding) are ignored. It does not verify the header checksum (see
 // [IPv4.ChecksumValid]) and it accepts fragments, which the view reports.
 func ParseIPv4(b []byte) (IPv4, error) {
+	// Fast path, small enough to inline: version 4, no options, total
+	// length within the buffer.
+	if len(b) >= IPv4MinHeaderLen && b[0] == 0x45 {
+		if tlen := int(binary.BigEndian.Uint16(b[2:4])); tlen >= IPv4MinHeaderLen && tlen <= len(b) {
+			return IPv4{b: b[:tlen:tlen]}, nil
+		}
+	}
+	return parseIPv4(b)
+}
+
+// parseIPv4 is ParseIPv4 for every case.
+func parseIPv4(b []byte) (IPv4, error) {
 	if len(b) < IPv4MinHeaderLen {
 		return IPv4{}, errIPv4Short
 	}

@@ -26,12 +26,21 @@ var (
 // IPv6 is a view of a parsed IPv6 packet cut to 40 + payload length bytes,
 // with its extension-header chain walked. It aliases the parsed buffer.
 type IPv6 struct {
-	b       []byte // header and payload
-	tOff    uint16 // offset of the upper-layer header (or of ESP / no-next)
-	fragOff uint16 // offset of the fragment header, 0 if none
-	rtOff   uint16 // offset of the routing header, 0 if none
-	proto   uint8  // upper-layer protocol
-	nExt    uint8  // extension headers walked
+	b []byte // header and payload
+	// meta packs what the walk found, so that the view is returned in
+	// registers: bits 0-15 the offset of the upper-layer header (or of
+	// ESP / no-next), 16-31 the offset of the fragment header (0 if none),
+	// 32-47 the offset of the first routing header (0 if none), 48-55 the
+	// upper-layer protocol, 56-63 the number of extension headers walked.
+	meta uint64
+}
+
+func (ip IPv6) tOff() int    { return int(uint16(ip.meta)) }
+func (ip IPv6) fragOff() int { return int(uint16(ip.meta >> 16)) }
+func (ip IPv6) rtOff() int   { return int(uint16(ip.meta >> 32)) }
+
+func ipv6Meta(tOff, fragOff, rtOff int, proto uint8, nExt int) uint64 {
+	return uint64(tOff) | uint64(fragOff)<<16 | uint64(rtOff)<<32 | uint64(proto)<<48 | uint64(nExt)<<56
 }
 
 // ParseIPv6 parses the IPv6 packet at the start of b. It checks the version
@@ -45,6 +54,25 @@ type IPv6 struct {
 // fragment header with a non-zero offset. Each walked header must fit in the
 // payload. Option contents are not interpreted.
 func ParseIPv6(b []byte) (IPv6, error) {
+	// Fast path, small enough to inline: no extension header.
+	if len(b) >= IPv6HeaderLen && b[0]>>4 == 6 && ipv6ExtHeaders[b[6]>>6]&(1<<(b[6]&63)) == 0 {
+		if n := IPv6HeaderLen + int(binary.BigEndian.Uint16(b[4:6])); n <= len(b) {
+			return IPv6{b: b[:n:n], meta: IPv6HeaderLen | uint64(b[6])<<48}, nil
+		}
+	}
+	return parseIPv6(b)
+}
+
+// ipv6ExtHeaders is the set of next-header values ParseIPv6 walks.
+var ipv6ExtHeaders = func() (set [4]uint64) {
+	for _, nh := range []uint8{ProtoHopByHop, ProtoRouting, ProtoFragment, ProtoDestOpts, ProtoAH, 135, 139, 140} {
+		set[nh>>6] |= 1 << (nh & 63)
+	}
+	return set
+}()
+
+// parseIPv6 is ParseIPv6 for every case.
+func parseIPv6(b []byte) (IPv6, error) {
 	if len(b) < IPv6HeaderLen {
 		return IPv6{}, errIPv6Short
 	}
@@ -58,9 +86,10 @@ func ParseIPv6(b []byte) (IPv6, error) {
 	if IPv6HeaderLen+plen > len(b) {
 		return IPv6{}, errIPv6PayShort
 	}
-	ip := IPv6{b: b[: IPv6HeaderLen+plen : IPv6HeaderLen+plen]}
+	b = b[: IPv6HeaderLen+plen : IPv6HeaderLen+plen]
 	nh := b[6]
 	off := IPv6HeaderLen
+	var fragOff, rtOff, nExt int
 	for {
 		var hlen int
 		switch nh {
@@ -68,38 +97,36 @@ func ParseIPv6(b []byte) (IPv6, error) {
 			if nh == ProtoHopByHop && off != IPv6HeaderLen {
 				return IPv6{}, errIPv6ExtHopByHop
 			}
-			if off+2 > len(ip.b) {
+			if off+2 > len(b) {
 				return IPv6{}, errIPv6ExtShort
 			}
-			hlen = (int(ip.b[off+1]) + 1) * 8
+			hlen = (int(b[off+1]) + 1) * 8
 		case ProtoAH:
-			if off+2 > len(ip.b) {
+			if off+2 > len(b) {
 				return IPv6{}, errIPv6ExtShort
 			}
-			hlen = (int(ip.b[off+1]) + 2) * 4
+			hlen = (int(b[off+1]) + 2) * 4
 		case ProtoFragment:
 			hlen = 8
 		default:
-			ip.tOff, ip.proto = uint16(off), nh
-			return ip, nil
+			return IPv6{b: b, meta: ipv6Meta(off, fragOff, rtOff, nh, nExt)}, nil
 		}
-		if ip.nExt == MaxIPv6ExtensionHeaders {
+		if nExt == MaxIPv6ExtensionHeaders {
 			return IPv6{}, errIPv6ExtChain
 		}
-		if off+hlen > len(ip.b) {
+		if off+hlen > len(b) {
 			return IPv6{}, errIPv6ExtShort
 		}
-		ip.nExt++
-		next := ip.b[off]
-		if nh == ProtoRouting && ip.rtOff == 0 {
-			ip.rtOff = uint16(off)
+		nExt++
+		next := b[off]
+		if nh == ProtoRouting && rtOff == 0 {
+			rtOff = off
 		}
 		if nh == ProtoFragment {
-			ip.fragOff = uint16(off)
-			if binary.BigEndian.Uint16(ip.b[off+2:off+4])&^7 != 0 {
+			fragOff = off
+			if binary.BigEndian.Uint16(b[off+2:off+4])&^7 != 0 {
 				// A non-first fragment: what follows is not a header.
-				ip.tOff, ip.proto = uint16(off+hlen), next
-				return ip, nil
+				return IPv6{b: b, meta: ipv6Meta(off+hlen, fragOff, rtOff, next, nExt)}, nil
 			}
 		}
 		off += hlen
@@ -139,15 +166,15 @@ func (ip IPv6) Src() netip.Addr { return netip.AddrFrom16([16]byte(ip.b[8:24])) 
 func (ip IPv6) Dst() netip.Addr { return netip.AddrFrom16([16]byte(ip.b[24:40])) }
 
 // ExtensionHeaders returns how many extension headers were walked.
-func (ip IPv6) ExtensionHeaders() int { return int(ip.nExt) }
+func (ip IPv6) ExtensionHeaders() int { return int(ip.meta >> 56) }
 
 // Protocol returns the next header value that ended the walk: the
 // upper-layer protocol, ProtoESP, ProtoNoNext, or for a non-first fragment
 // the fragment header's next header.
-func (ip IPv6) Protocol() uint8 { return ip.proto }
+func (ip IPv6) Protocol() uint8 { return uint8(ip.meta >> 48) }
 
 // TransportOffset returns the offset in Bytes where the walk stopped.
-func (ip IPv6) TransportOffset() int { return int(ip.tOff) }
+func (ip IPv6) TransportOffset() int { return ip.tOff() }
 
 // Transport returns the upper-layer header and payload, or nil for a
 // non-first fragment.
@@ -155,11 +182,11 @@ func (ip IPv6) Transport() []byte {
 	if ip.IsNonFirstFragment() {
 		return nil
 	}
-	return ip.b[ip.tOff:]
+	return ip.b[ip.tOff():]
 }
 
 // IsFragment reports whether the packet has a fragment header.
-func (ip IPv6) IsFragment() bool { return ip.fragOff != 0 }
+func (ip IPv6) IsFragment() bool { return ip.fragOff() != 0 }
 
 // IsNonFirstFragment reports whether the packet has a fragment header with a
 // non-zero offset.
@@ -168,23 +195,23 @@ func (ip IPv6) IsNonFirstFragment() bool { return ip.FragmentOffset() != 0 }
 // FragmentOffset returns the fragment offset in 8-byte units (0 without a
 // fragment header).
 func (ip IPv6) FragmentOffset() uint16 {
-	if ip.fragOff == 0 {
+	if ip.fragOff() == 0 {
 		return 0
 	}
-	return binary.BigEndian.Uint16(ip.b[ip.fragOff+2:]) >> 3
+	return binary.BigEndian.Uint16(ip.b[ip.fragOff()+2:]) >> 3
 }
 
 // MoreFragments reports whether the fragment header has the M flag.
 func (ip IPv6) MoreFragments() bool {
-	return ip.fragOff != 0 && ip.b[ip.fragOff+3]&1 != 0
+	return ip.fragOff() != 0 && ip.b[ip.fragOff()+3]&1 != 0
 }
 
 // FragmentID returns the fragment header's identification (0 without one).
 func (ip IPv6) FragmentID() uint32 {
-	if ip.fragOff == 0 {
+	if ip.fragOff() == 0 {
 		return 0
 	}
-	return binary.BigEndian.Uint32(ip.b[ip.fragOff+4:])
+	return binary.BigEndian.Uint32(ip.b[ip.fragOff()+4:])
 }
 
 // DecrementHopLimit lowers the hop limit by one. IPv6 has no header
@@ -209,7 +236,7 @@ func (ip IPv6) SetSrc(a netip.Addr) { ip.setAddr(8, a, true) }
 // final destination, not this field (RFC 8200 section 8.1), so SetDst then
 // leaves the transport checksum alone.
 func (ip IPv6) SetDst(a netip.Addr) {
-	ip.setAddr(24, a, ip.rtOff == 0 || ip.b[ip.rtOff+3] == 0)
+	ip.setAddr(24, a, ip.rtOff() == 0 || ip.b[ip.rtOff()+3] == 0)
 }
 
 func (ip IPv6) setAddr(off int, a netip.Addr, fixL4 bool) {
@@ -217,7 +244,7 @@ func (ip IPv6) setAddr(off int, a netip.Addr, fixL4 bool) {
 	n := a.As16()
 	copy(ip.b[off:off+16], n[:])
 	if fixL4 {
-		fixTransportAddr(ip.proto, ip.Transport(), old, netip.AddrFrom16(n))
+		fixTransportAddr(ip.Protocol(), ip.Transport(), old, netip.AddrFrom16(n))
 	}
 }
 

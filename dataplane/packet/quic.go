@@ -76,7 +76,7 @@ var (
 // Errors: ErrTruncated, ErrFixedBit, ErrBadConnIDLength (also when
 // shortDCIDLen is out of range for a short header). Coalesced packets and
 // the fields after the IDs are not examined.
-func ClassifyQUIC(p []byte, shortDCIDLen int) (QUICHeader, error) {
+func ClassifyQUIC(p []byte, shortDCIDLen int) (h QUICHeader, err error) {
 	if len(p) < 1 {
 		return QUICHeader{}, errQUICShort
 	}
@@ -90,12 +90,14 @@ func ClassifyQUIC(p []byte, shortDCIDLen int) (QUICHeader, error) {
 		if len(p) < 1+shortDCIDLen {
 			return QUICHeader{}, errQUICDCIDShort
 		}
-		return QUICHeader{DCID: ConnIDFrom(p[1 : 1+shortDCIDLen]), DCIDLen: uint8(shortDCIDLen)}, nil
+		h.DCIDLen = uint8(shortDCIDLen)
+		h.DCID.n = uint8(copy(h.DCID.b[:], p[1:1+shortDCIDLen]))
+		return h, nil
 	}
 	if len(p) < 5 {
 		return QUICHeader{}, errQUICShort
 	}
-	h := QUICHeader{Long: true, Version: binary.BigEndian.Uint32(p[1:5])}
+	h.Long, h.Version = true, binary.BigEndian.Uint32(p[1:5])
 	known := h.Version == QUICVersion1 || h.Version == QUICVersion2
 	if known && p[0]&0x40 == 0 {
 		return QUICHeader{}, errQUICFixed
@@ -114,7 +116,7 @@ func ClassifyQUIC(p []byte, shortDCIDLen int) (QUICHeader, error) {
 	if len(p) < off+1 {
 		return QUICHeader{}, errQUICSCIDShort
 	}
-	h.DCID = ConnIDFrom(p[6:off])
+	h.DCID.n = uint8(copy(h.DCID.b[:], p[6:off]))
 	h.SCIDLen = p[off]
 	if known && h.SCIDLen > MaxConnIDLen {
 		return QUICHeader{}, errQUICSCIDLen
@@ -122,6 +124,6 @@ func ClassifyQUIC(p []byte, shortDCIDLen int) (QUICHeader, error) {
 	if len(p) < off+1+int(h.SCIDLen) {
 		return QUICHeader{}, errQUICSCIDShort
 	}
-	h.SCID = ConnIDFrom(p[off+1 : off+1+int(h.SCIDLen)])
+	h.SCID.n = uint8(copy(h.SCID.b[:], p[off+1:off+1+int(h.SCIDLen)]))
 	return h, nil
 }
