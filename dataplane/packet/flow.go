@@ -36,13 +36,15 @@ func ParseFlowKey(b []byte) (k FlowKey, err error) {
 		if err != nil {
 			return k, err
 		}
-		return FlowKeyIPv4(ip)
+		err = k.fromIPv4(ip)
+		return k, err
 	case 6:
 		ip, err := ParseIPv6(b)
 		if err != nil {
 			return k, err
 		}
-		return FlowKeyIPv6(ip)
+		err = k.fromIPv6(ip)
+		return k, err
 	}
 	return k, errFlowVersion
 }
@@ -50,12 +52,7 @@ func ParseFlowKey(b []byte) (k FlowKey, err error) {
 // FlowKeyIPv4 returns the flow key of a parsed IPv4 packet; see
 // [ParseFlowKey].
 func FlowKeyIPv4(ip IPv4) (k FlowKey, err error) {
-	k.Proto, k.Family = ip.Protocol(), 4
-	binary.BigEndian.PutUint64(k.Src[4:12], 0xffff)
-	binary.BigEndian.PutUint64(k.Dst[4:12], 0xffff)
-	copy(k.Src[12:], ip.b[12:16])
-	copy(k.Dst[12:], ip.b[16:20])
-	err = k.setPorts(ip.Transport(), ip.IsNonFirstFragment())
+	err = k.fromIPv4(ip)
 	return k, err
 }
 
@@ -63,11 +60,24 @@ func FlowKeyIPv4(ip IPv4) (k FlowKey, err error) {
 // [ParseFlowKey]. Proto is the upper-layer protocol after the extension
 // headers.
 func FlowKeyIPv6(ip IPv6) (k FlowKey, err error) {
+	err = k.fromIPv6(ip)
+	return k, err
+}
+
+func (k *FlowKey) fromIPv4(ip IPv4) error {
+	k.Proto, k.Family = ip.Protocol(), 4
+	binary.BigEndian.PutUint64(k.Src[4:12], 0xffff)
+	binary.BigEndian.PutUint64(k.Dst[4:12], 0xffff)
+	copy(k.Src[12:], ip.b[12:16])
+	copy(k.Dst[12:], ip.b[16:20])
+	return k.setPorts(ip.Transport(), ip.IsNonFirstFragment())
+}
+
+func (k *FlowKey) fromIPv6(ip IPv6) error {
 	k.Proto, k.Family = ip.Protocol(), 6
 	k.Src = [16]byte(ip.b[8:24])
 	k.Dst = [16]byte(ip.b[24:40])
-	err = k.setPorts(ip.Transport(), ip.IsNonFirstFragment())
-	return k, err
+	return k.setPorts(ip.Transport(), ip.IsNonFirstFragment())
 }
 
 func (k *FlowKey) setPorts(t []byte, nonFirst bool) error {
@@ -129,13 +139,13 @@ func mum(a, b uint64) uint64 {
 // independent-looking hashes; pick a random seed per process to resist
 // chosen collisions cheaply.
 func (k FlowKey) Hash(seed uint64) uint64 {
-	return hashHalves(
+	return hashWords(
 		binary.LittleEndian.Uint64(k.Src[0:8]), binary.LittleEndian.Uint64(k.Src[8:16]),
 		binary.LittleEndian.Uint64(k.Dst[0:8]), binary.LittleEndian.Uint64(k.Dst[8:16]),
 		uint64(k.SrcPort)<<16|uint64(k.DstPort), seed^uint64(k.Proto)<<8^uint64(k.Family))
 }
 
-func hashHalves(s0, s1, d0, d1, ports, seed uint64) uint64 {
+func hashWords(s0, s1, d0, d1, ports, seed uint64) uint64 {
 	h := mum(s0^hashK0, s1^seed^hashK1)
 	h = mum(h^d0^hashK2, d1^hashK1)
 	h = mum(h^ports^hashK3, seed^hashK0)
@@ -146,10 +156,14 @@ func hashHalves(s0, s1, d0, d1, ports, seed uint64) uint64 {
 // smaller (address, port) source endpoint, so both directions of a flow
 // hash alike.
 func (k FlowKey) SymmetricHash(seed uint64) uint64 {
-	s0, s1 := binary.BigEndian.Uint64(k.Src[0:8]), binary.BigEndian.Uint64(k.Src[8:16])
-	d0, d1 := binary.BigEndian.Uint64(k.Dst[0:8]), binary.BigEndian.Uint64(k.Dst[8:16])
-	if s0 > d0 || s0 == d0 && (s1 > d1 || s1 == d1 && k.SrcPort > k.DstPort) {
-		k = k.Reverse()
+	s0, s1 := binary.LittleEndian.Uint64(k.Src[0:8]), binary.LittleEndian.Uint64(k.Src[8:16])
+	d0, d1 := binary.LittleEndian.Uint64(k.Dst[0:8]), binary.LittleEndian.Uint64(k.Dst[8:16])
+	sp, dp := k.SrcPort, k.DstPort
+	// Order endpoints by (address, port) in network byte order.
+	bs0, bd0 := bits.ReverseBytes64(s0), bits.ReverseBytes64(d0)
+	bs1, bd1 := bits.ReverseBytes64(s1), bits.ReverseBytes64(d1)
+	if bs0 > bd0 || bs0 == bd0 && (bs1 > bd1 || bs1 == bd1 && sp > dp) {
+		s0, s1, d0, d1, sp, dp = d0, d1, s0, s1, dp, sp
 	}
-	return k.Hash(seed)
+	return hashWords(s0, s1, d0, d1, uint64(sp)<<16|uint64(dp), seed^uint64(k.Proto)<<8^uint64(k.Family))
 }
