@@ -377,13 +377,23 @@ func (r *Router) Write(bufs [][]byte, offset int) (int, error) {
 	var vs [BatchSize]verdict
 	for start := 0; start < len(bufs); start += BatchSize {
 		chunk := bufs[start:min(start+BatchSize, len(bufs))]
+		// Counters are summed over runs of packets of one peer (a
+		// Write batch normally comes from one peer and goes to few),
+		// to keep atomic adds on shared cache lines off the
+		// per-packet path.
+		rx, tx := tally{rx: true}, tally{}
 		need := 0
 		for i, b := range chunk {
-			r.classify(st, b, offset, &vs[i])
-			if vs[i].kind != vDrop {
+			v := &vs[i]
+			r.classify(st, b, offset, v)
+			if v.src != nil {
+				rx.add(v.src, len(v.pkt))
+			}
+			if v.kind != vDrop {
 				need++
 			}
 		}
+		rx.flush()
 		if need == 0 {
 			continue
 		}
@@ -402,21 +412,50 @@ func (r *Router) Write(bufs [][]byte, offset int) (int, error) {
 			free--
 			if v.kind == vForward {
 				s.n = copy(s.buf, v.pkt)
-				v.dst.txPackets.Add(1)
-				v.dst.txBytes.Add(uint64(s.n))
+				tx.add(v.dst, s.n)
 			} else {
 				s.n = r.putICMP(s.buf, v)
 				if s.n > 0 {
 					r.icmpErrors.Add(1)
-					v.src.txPackets.Add(1)
-					v.src.txBytes.Add(uint64(s.n))
+					tx.add(v.src, s.n)
 				}
 			}
 			r.ring.publish(s)
 		}
+		tx.flush()
 		r.ring.wake()
 	}
 	return len(bufs), nil
+}
+
+// tally sums packets and bytes of consecutive packets of one peer.
+type tally struct {
+	p              *peer
+	packets, bytes uint64
+	rx             bool // counts rx, else tx
+}
+
+func (t *tally) add(p *peer, n int) {
+	if p != t.p {
+		t.flush()
+		t.p = p
+	}
+	t.packets++
+	t.bytes += uint64(n)
+}
+
+func (t *tally) flush() {
+	if t.p == nil {
+		return
+	}
+	if t.rx {
+		t.p.rxPackets.Add(t.packets)
+		t.p.rxBytes.Add(t.bytes)
+	} else {
+		t.p.txPackets.Add(t.packets)
+		t.p.txBytes.Add(t.bytes)
+	}
+	t.p, t.packets, t.bytes = nil, 0, 0
 }
 
 // verdict kinds.
@@ -499,8 +538,6 @@ func (r *Router) classify(st *dataState, b []byte, offset int, v *verdict) {
 		return
 	}
 	v.src = f.srcP
-	v.src.rxPackets.Add(1)
-	v.src.rxBytes.Add(uint64(len(v.pkt)))
 	if f.dstP == nil {
 		r.reject(v, DropNoRoute, packet.ICMPv4DestUnreachable, packet.ICMPv4CodeNetUnreachable,
 			packet.ICMPv6DestUnreachable, packet.ICMPv6CodeNoRoute, 0)
