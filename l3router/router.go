@@ -329,6 +329,9 @@ func (r *Router) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 	if len(sizes) < len(bufs) {
 		bufs = bufs[:len(sizes)]
 	}
+	if len(bufs) == 0 {
+		return 0, nil
+	}
 	for {
 		if n := r.ring.drain(bufs, sizes, offset, &r.readShort); n > 0 {
 			return n, nil

@@ -172,6 +172,7 @@ func hopLimit(p []byte) uint8 {
 // connector conn-a, each with a channel TUN, talking over UDP on 127.0.0.1
 // to an edge device whose TUN is the Router.
 func TestWireGuard(t *testing.T) {
+	checkGoroutines(t)
 	h := newHub(t, nil)
 
 	t.Run("client to subnet", func(t *testing.T) {
