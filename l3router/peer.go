@@ -143,8 +143,10 @@ type Stats struct {
 	// peer sent a packet; see [Router.Write]).
 	Unattributed [NumDropReasons]uint64
 	// ICMPErrors counts ICMP errors queued; ICMPRateLimited those not
-	// sent because of the rate limit.
-	ICMPErrors, ICMPRateLimited uint64
+	// sent because of the rate limit, ICMPQueueFull those not sent
+	// because the queue was full. The packets they answer are counted
+	// in the sending peer's Drops by the reason of the error.
+	ICMPErrors, ICMPRateLimited, ICMPQueueFull uint64
 	// ReadShort counts packets lost because a Read buffer was too small.
 	ReadShort uint64
 }

@@ -85,6 +85,7 @@ type Router struct {
 
 	unattributed            [NumDropReasons]atomic.Uint64
 	icmpErrors, icmpLimited atomic.Uint64
+	icmpQueueFull           atomic.Uint64
 	readShort               atomic.Uint64
 	events                  chan tun.Event
 	closed                  chan struct{}
@@ -276,6 +277,7 @@ func (r *Router) Stats() Stats {
 		Peers:           make(map[PeerID]PeerStats, len(peers)),
 		ICMPErrors:      r.icmpErrors.Load(),
 		ICMPRateLimited: r.icmpLimited.Load(),
+		ICMPQueueFull:   r.icmpQueueFull.Load(),
 		ReadShort:       r.readShort.Load(),
 	}
 	for _, p := range peers {
@@ -407,7 +409,13 @@ func (r *Router) Write(bufs [][]byte, offset int) (int, error) {
 				continue
 			}
 			if free == 0 {
-				v.src.drops[DropQueueFull].Add(1)
+				if v.kind == vForward {
+					v.src.drops[DropQueueFull].Add(1)
+				} else {
+					// The packet is already counted by the reason
+					// of the error; the error itself is lost.
+					r.icmpQueueFull.Add(1)
+				}
 				continue
 			}
 			s := r.ring.at(pos)
