@@ -16,6 +16,9 @@ func Compare(w io.Writer, old, cur *Run) {
 	fmt.Fprintf(w, "old: %s commit %s%s (%d runs)\nnew: %s commit %s%s (%d runs)\n\n",
 		old.Date.UTC().Format("2006-01-02 15:04"), short(old.Machine.Commit), quickTag(old), old.Params.Reps,
 		cur.Date.UTC().Format("2006-01-02 15:04"), short(cur.Machine.Commit), quickTag(cur), cur.Params.Reps)
+	if old.Quick != cur.Quick {
+		fmt.Fprintf(w, "warning: one run is QUICK (shorter runs, smaller sizes): differences say little\n\n")
+	}
 	if old.Machine.CPUModel != cur.Machine.CPUModel || old.Machine.Cores != cur.Machine.Cores {
 		fmt.Fprintf(w, "warning: different machines (%s, %d cores vs %s, %d cores)\n\n",
 			old.Machine.CPUModel, old.Machine.Cores, cur.Machine.CPUModel, cur.Machine.Cores)
@@ -70,11 +73,20 @@ func fmtChange(a, b Summary) string {
 	return fmt.Sprintf("%+.1f%%", (b.Median/a.Median-1)*100)
 }
 
+// MinChange is the smallest relative change of the medians that
+// [Verdict] reports, however tight the ranges: figures such as memory
+// barely vary between runs, and 1% of them means nothing.
+const MinChange = 0.02
+
 // Verdict says whether new differs from old beyond the noise (ranges
-// that do not overlap), and in which direction.
+// that do not overlap, and a change of at least MinChange), and in which
+// direction.
 func Verdict(old, cur Summary, lower bool) string {
 	if Overlap(old, cur) {
 		return "~ (ranges overlap: noise)"
+	}
+	if old.Median != 0 && math.Abs(cur.Median/old.Median-1) < MinChange {
+		return "~ (under 2%)"
 	}
 	better := cur.Median > old.Median
 	if lower {

@@ -128,4 +128,7 @@ func TestVerdict(t *testing.T) {
 	if v := Verdict(old, Summary{N: 3, Median: 13, Min: 12, Max: 14}, true); v != "WORSE" {
 		t.Errorf("higher latency: %s", v)
 	}
+	if v := Verdict(Summary{N: 3, Median: 100, Min: 100, Max: 100}, Summary{N: 3, Median: 101, Min: 101, Max: 101}, true); v != "~ (under 2%)" {
+		t.Errorf("1%% on steady figures: %s", v)
+	}
 }

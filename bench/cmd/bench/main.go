@@ -269,7 +269,7 @@ func compare(args []string) error {
 		return err
 	}
 	fmt.Println("\nGo microbenchmarks (benchstat old new):")
-	cmd := exec.Command("go", "tool", "benchstat", oldF, newF)
+	cmd := exec.Command("go", "tool", "benchstat", "old="+oldF, "new="+newF)
 	cmd.Dir = modRoot()
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	return cmd.Run()
