@@ -1,0 +1,71 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"math"
+	"strings"
+	"testing"
+)
+
+// The runner on scenarios that need no namespaces.
+func TestRunnerRecordsSamplesAndFailures(t *testing.T) {
+	starts := 0
+	ok := Scenario{Name: "fake/ok", Area: "l4-bulk-1", Label: "fake", Onramp: true, Setup: "nothing",
+		Metrics: []Metric{{Name: "throughput", Unit: "Gbit/s"}, {Name: "cpu_per_gb", Unit: "CPU-s/GB", Lower: true}, {Name: "missing", Unit: "x"}},
+		FreshPerRun: true,
+		Start: func(context.Context, *Env) (*Rig, error) {
+			starts++
+			return &Rig{}, nil
+		},
+		Run: func(_ context.Context, env *Env, _ *Rig) (Sample, error) {
+			env.Logf("a run of %d", starts)
+			return Sample{Bytes: 1e9, Values: map[string]float64{"throughput": float64(starts)}}, nil
+		}}
+	bad := Scenario{Name: "fake/bad", Area: "l4-bulk-1", Label: "fails", Setup: "nothing",
+		Metrics: []Metric{{Name: "throughput", Unit: "Gbit/s"}},
+		Start:   startNothing,
+		Run: func(_ context.Context, env *Env, _ *Rig) (Sample, error) {
+			env.Logf("the peer said no")
+			return Sample{}, errors.New("peer refused")
+		}}
+	var out bytes.Buffer
+	r := &Runner{Env: &Env{Reps: 3}, Out: &out}
+	res := r.RunAll(context.Background(), []Scenario{ok, bad})
+	if len(res) != 2 {
+		t.Fatalf("%d results", len(res))
+	}
+	if starts != 3 {
+		t.Errorf("FreshPerRun: %d starts; want 3", starts)
+	}
+	tp := res[0].Metric("throughput")
+	if res[0].Error != "" || tp == nil || len(tp.Samples) != 3 || tp.Summary.Median != 2 || tp.Summary.Min != 1 || tp.Summary.Max != 3 {
+		t.Errorf("ok scenario: %+v", res[0])
+	}
+	// No measured process: CPU per GB is not measured, not zero.
+	if c := res[0].Metric("cpu_per_gb"); c == nil || c.Summary.N != 0 || !math.IsNaN(float64(c.Samples[0])) {
+		t.Errorf("cpu_per_gb without processes: %+v", c)
+	}
+	if m := res[0].Metric("missing"); m == nil || m.Summary.N != 0 {
+		t.Errorf("a metric the run did not report: %+v", m)
+	}
+	if res[1].Error == "" || !strings.Contains(res[1].Error, "run 1 of 3: peer refused") || !strings.Contains(res[1].LogTail, "the peer said no") {
+		t.Errorf("failed scenario: error %q, log %q", res[1].Error, res[1].LogTail)
+	}
+	for _, want := range []string{"[1/2] fake/ok", "[2/2] fake/bad", "left in the run", "run 3/3: throughput 3.00 Gbit/s", "FAILED", "the peer said no"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("progress lacks %q:\n%s", want, out.String())
+		}
+	}
+}
+
+func TestRunnerRecoversPanic(t *testing.T) {
+	s := Scenario{Name: "fake/panic", Area: "l4-bulk-1", Label: "panics", Metrics: []Metric{{Name: "throughput"}},
+		Start: startNothing,
+		Run:   func(context.Context, *Env, *Rig) (Sample, error) { panic("boom") }}
+	res := (&Runner{Env: &Env{Reps: 1}, Out: &bytes.Buffer{}}).RunAll(context.Background(), []Scenario{s})
+	if !strings.Contains(res[0].Error, "panic: boom") {
+		t.Errorf("error %q", res[0].Error)
+	}
+}
