@@ -13,7 +13,7 @@ import (
 func TestRunnerRecordsSamplesAndFailures(t *testing.T) {
 	starts := 0
 	ok := Scenario{Name: "fake/ok", Area: "l4-bulk-1", Label: "fake", Onramp: true, Setup: "nothing",
-		Metrics: []Metric{{Name: "throughput", Unit: "Gbit/s"}, {Name: "cpu_per_gb", Unit: "CPU-s/GB", Lower: true}, {Name: "missing", Unit: "x"}},
+		Metrics:     []Metric{{Name: "throughput", Unit: "Gbit/s"}, {Name: "cpu_per_gb", Unit: "CPU-s/GB", Lower: true}, {Name: "missing", Unit: "x"}},
 		FreshPerRun: true,
 		Start: func(context.Context, *Env) (*Rig, error) {
 			starts++
