@@ -66,9 +66,9 @@ const (
 )
 
 // estimates in seconds, for the time-left line.
-func estBulk(env *Env) float64 { return 6 + float64(env.Reps*(env.BulkSeconds+1)) }
-func estEcho(env *Env) float64 { return 6 + float64(env.Reps)*(1+float64(env.Echoes)/1700) }
-func estConn(env *Env) float64 { return 6 + float64(env.Reps)*(env.ConnSeconds+0.5) }
+func estBulk(env *Env) float64 { return 3 + float64(env.Reps*(env.BulkSeconds+1)) }
+func estEcho(env *Env) float64 { return 3 + float64(env.Reps)*(1+float64(env.Echoes)/1700) }
+func estConn(env *Env) float64 { return 3 + float64(env.Reps)*(env.ConnSeconds+0.5) }
 func estStrm(env *Env) float64 {
 	h := 5.0
 	if env.Quick {
