@@ -103,11 +103,9 @@ func TestRouteErrors(t *testing.T) {
 func TestRouteLookupRandom(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	var tbl routeTable
-	var ps []*peer
 	seen := map[netip.Prefix]bool{}
 	for i := range 300 {
 		p := &peer{id: PeerID(rune('a' + i%26)), kind: KindConnector, idx: i}
-		ps = append(ps, p)
 		var pf netip.Prefix
 		if i%2 == 0 {
 			a := netip.AddrFrom4([4]byte{198, 18 + byte(rng.IntN(2)), byte(rng.IntN(256)), byte(rng.IntN(256))})

@@ -121,11 +121,6 @@ func TestParseIPv6ExtensionHeaders(t *testing.T) {
 	}
 }
 
-func ipv4With(mod func(b []byte) []byte) []byte {
-	b := udp4Packet(nil, 8)
-	return mod(b)
-}
-
 func TestErrors(t *testing.T) {
 	v4 := func(b []byte) (err error) { _, err = ParseIPv4(b); return }
 	v6 := func(b []byte) (err error) { _, err = ParseIPv6(b); return }

@@ -3,7 +3,6 @@ package tunnel
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"io"
 	"net"
 	"os"
@@ -155,9 +154,4 @@ func forEach(t *testing.T, f func(t *testing.T, tr transportCase, addr string)) 
 			t.Run(tr.name+"/"+addr, func(t *testing.T) { f(t, tr, addr) })
 		}
 	}
-}
-
-func isTimeout(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
 }

@@ -1,3 +1,9 @@
+// The HTTP/2 transport reverses roles on one TLS connection (the dialing
+// connector serves, the edge is the client), which needs x/net/http2's
+// ServeConn and NewClientConn on an existing net.Conn; net/http has no
+// equivalent for a connection it did not accept or dial itself.
+//lint:file-ignore SA1019 ServeConn and ClientConn on an existing conn are what this transport needs
+
 package tunnel
 
 import (
