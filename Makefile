@@ -8,7 +8,7 @@ BIN      := bin
 CMDS := $(wildcard cmd/*) testnet/cmd/testnet
 
 .DEFAULT_GOAL := help
-.PHONY: help build test deps bench fuzz demo generate lint clean
+.PHONY: help build test deps bench bench-smoke fuzz demo generate lint clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -20,9 +20,15 @@ build: ## build the binaries into ./bin
 deps: ## install the Debian packages the tests and benchmarks need (idempotent)
 	@scripts/deps.sh
 
-test: deps ## vet, then unit and end-to-end tests with -race (root for the netns tests)
+test: deps ## vet, unit and end-to-end tests with -race (root for the netns tests), then the bench smoke run
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 30m ./...
+	$(MAKE) bench-smoke
+
+bench-smoke: ## make bench QUICK=1 into a temporary directory (proves the harness; leaves BENCHMARKS.md alone)
+	@scripts/bench-deps.sh
+	@d=$$(mktemp -d); trap 'rm -rf "$$d"' EXIT; \
+	$(GO) run ./bench/cmd/bench -quick -out "$$d/results" -md "$$d/BENCHMARKS.md" -charts "$$d/charts"
 
 bench: ## run every benchmark scenario, write BENCHMARKS.md (QUICK=1: smoke run; ONLY=regexp: subset)
 	@scripts/bench-deps.sh
