@@ -206,7 +206,7 @@ func (c *Connector) flowReader(f *flow) {
 			return
 		}
 		f.touch()
-		d := tunnel.AppendDatagram(buf[:0], f.id, buf[tunnel.DatagramHeaderLen:tunnel.DatagramHeaderLen+n])
+		d := tunnel.FrameDatagram(buf, f.id, n)
 		if err := f.ec.conn.SendDatagram(d); err != nil {
 			c.m.dropped.Inc()
 			if f.ec.conn.Context().Err() != nil {

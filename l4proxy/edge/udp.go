@@ -192,9 +192,8 @@ func (s *Server) sendToOrigin(f *udpFlow, buf []byte, n int) {
 	if !f.confirmed.Load() {
 		_ = lc.conn.SendDatagram(f.open)
 	}
-	// The payload already sits after the header room: AppendDatagram
-	// copies it onto itself.
-	d := tunnel.AppendDatagram(buf[:0], f.id, buf[tunnel.DatagramHeaderLen:tunnel.DatagramHeaderLen+n])
+	// The payload already sits after the header room: frame it in place.
+	d := tunnel.FrameDatagram(buf, f.id, n)
 	if err := lc.conn.SendDatagram(d); err != nil {
 		s.m.dropped.Inc()
 		s.log.Debug("edge: udp datagram dropped", "user", f.user, "flow", f.id, "err", err)

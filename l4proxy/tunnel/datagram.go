@@ -37,6 +37,16 @@ func AppendDatagram(b []byte, flow uint32, payload []byte) []byte {
 	return append(b, payload...)
 }
 
+// FrameDatagram writes the [DatagramData] header for flow into b[:DatagramHeaderLen],
+// in front of a payload of n bytes the caller already placed at b[DatagramHeaderLen:]
+// (for example by reading a UDP socket into it), and returns the datagram: no copy of
+// the payload. b must hold DatagramHeaderLen+n bytes.
+func FrameDatagram(b []byte, flow uint32, n int) []byte {
+	b[0] = byte(DatagramData)
+	binary.BigEndian.PutUint32(b[1:DatagramHeaderLen], flow)
+	return b[:DatagramHeaderLen+n]
+}
+
 // ParseDatagram splits a datagram into its type, flow ID and body. body is a
 // subslice of b (no copy, no allocation): for [DatagramData] it is the UDP
 // payload, for other types the message to pass to [ParseFlowOpen] or

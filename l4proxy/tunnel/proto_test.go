@@ -109,6 +109,11 @@ func TestDatagramCodec(t *testing.T) {
 	if &body[0] != &b[DatagramHeaderLen] {
 		t.Fatal("payload is a copy")
 	}
+	inPlace := make([]byte, 64)
+	copy(inPlace[DatagramHeaderLen:], "payload")
+	if f := FrameDatagram(inPlace, 0xdeadbeef, len("payload")); string(f) != string(b) {
+		t.Fatalf("FrameDatagram = %x, AppendDatagram = %x", f, b)
+	}
 	fo := FlowOpen{Hostname: "dns", Remote: netip.MustParseAddrPort("[fd00::53]:53")}
 	b, err = AppendFlowOpen(nil, 3, &fo)
 	if err != nil {
