@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/onramp-net/onramp/l4proxy/ingress"
+	"github.com/onramp-net/onramp/l4proxy/internal/metrics"
 	"github.com/onramp-net/onramp/l4proxy/tunnel"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -67,7 +68,7 @@ type Connector struct {
 	opts    Options
 	proto   string
 	log     *slog.Logger
-	m       *metrics
+	m       *metrics.Set
 	id      [16]byte // stable for the life of the process
 	ingress atomic.Pointer[ingress.Config]
 
@@ -118,7 +119,7 @@ func New(opts Options) (*Connector, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	m, err := newMetrics(opts.Registerer)
+	m, err := metrics.New(opts.Registerer, metricsSpec)
 	if err != nil {
 		opts.Logger.Warn("connector: metrics not registered", "err", err)
 	}
@@ -234,7 +235,7 @@ func (c *Connector) keep(ctx context.Context, i int, fatal chan<- error) {
 			}
 			var ae *tunnel.AuthError
 			if errors.As(err, &ae) && ae.Reason != tunnel.AuthInternal {
-				c.m.error(errAuth)
+				c.m.Error(errAuth)
 				log.Error("connector: edge refused the tunnel", "err", err)
 				fatal <- fmt.Errorf("connector: %w", err)
 				return
@@ -376,7 +377,7 @@ func (c *Connector) serve(conn tunnel.Conn, edge string) *edgeConn {
 	c.conns[ec] = struct{}{}
 	c.mu.Unlock()
 	proto := conn.Protocol()
-	c.m.conns.WithLabelValues(proto).Inc()
+	c.m.Conns.WithLabelValues(proto).Inc()
 	c.log.Info("connector: connected", "edge", edge, "protocol", proto)
 	c.wg.Add(2)
 	go func() {
@@ -391,7 +392,7 @@ func (c *Connector) serve(conn tunnel.Conn, edge string) *edgeConn {
 		c.mu.Lock()
 		delete(c.conns, ec)
 		c.mu.Unlock()
-		c.m.conns.WithLabelValues(proto).Dec()
+		c.m.Conns.WithLabelValues(proto).Dec()
 	}()
 	return ec
 }

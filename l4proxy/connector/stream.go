@@ -18,8 +18,8 @@ func (c *Connector) handleStream(ec *edgeConn, st tunnel.Stream, req *tunnel.Req
 		_ = st.Respond(tunnel.StatusDraining, "connector shutting down")
 		return
 	}
-	c.m.streamsTotal.WithLabelValues(kind).Inc()
-	open := c.m.streamsOpen.WithLabelValues(kind)
+	c.m.StreamsTotal.WithLabelValues(kind).Inc()
+	open := c.m.StreamsOpen.WithLabelValues(kind)
 	open.Inc()
 	ec.streams.Add(1)
 	c.active.Add(1)
@@ -31,7 +31,7 @@ func (c *Connector) handleStream(ec *edgeConn, st tunnel.Stream, req *tunnel.Req
 
 	rule := c.ingress.Load().Match(req.Hostname, req.Path)
 	if rule == nil {
-		c.m.error(errNoRule)
+		c.m.Error(errNoRule)
 		log.Info("connector: no ingress rule")
 		_ = st.Respond(tunnel.StatusNoRule, "no ingress rule for "+req.Hostname)
 		return
@@ -42,14 +42,14 @@ func (c *Connector) handleStream(ec *edgeConn, st tunnel.Stream, req *tunnel.Req
 		c.answerStatus(st, rule.Service().Status)
 		return
 	case ingress.SchemeUDP:
-		c.m.error(errNoRule)
+		c.m.Error(errNoRule)
 		log.Info("connector: stream matched a udp rule")
 		_ = st.Respond(tunnel.StatusNoRule, rule.String()+" is a udp service; a stream cannot use it")
 		return
 	}
 	origin, err := rule.DialStream(ec.conn.Context(), req.Kind == tunnel.KindTLS)
 	if err != nil {
-		c.m.error(errOriginDial)
+		c.m.Error(errOriginDial)
 		log.Warn("connector: origin unreachable", "err", err)
 		_ = st.Respond(tunnel.StatusOriginUnreachable, err.Error())
 		return
@@ -62,7 +62,7 @@ func (c *Connector) handleStream(ec *edgeConn, st tunnel.Stream, req *tunnel.Req
 	}
 	p := &pipe.Proxy{
 		A: pipe.ConnSide{Conn: origin}, B: st,
-		AToB: c.m.bytesToEdge, BToA: c.m.bytesToOrigin,
+		AToB: c.m.BytesToPeer, BToA: c.m.BytesToOrigin,
 		Idle: rule.IdleTimeout(),
 	}
 	res := p.Run(c.abort)
@@ -72,7 +72,7 @@ func (c *Connector) handleStream(ec *edgeConn, st tunnel.Stream, req *tunnel.Req
 	case errors.Is(res.Err, pipe.ErrStopped):
 		log.Info("connector: stream reset on shutdown", "to_origin", res.BToA, "to_edge", res.AToB)
 	case res.Err != nil:
-		c.m.error(errReset)
+		c.m.Error(errReset)
 		log.Info("connector: stream reset", "reason", res.Err, "to_origin", res.BToA, "to_edge", res.AToB)
 	default:
 		log.Debug("connector: stream closed", "to_origin", res.BToA, "to_edge", res.AToB)

@@ -59,7 +59,7 @@ func (c *Connector) receiveDatagrams(ec *edgeConn) {
 		}
 		typ, id, body, err := tunnel.ParseDatagram(buf[:n])
 		if err != nil {
-			c.m.dropped.Inc()
+			c.m.Dropped.Inc()
 			continue
 		}
 		switch typ {
@@ -68,20 +68,20 @@ func (c *Connector) receiveDatagrams(ec *edgeConn) {
 			f := ec.flows[id]
 			ec.flowMu.Unlock()
 			if f == nil {
-				c.m.dropped.Inc()
+				c.m.Dropped.Inc()
 				_ = ec.conn.SendDatagram(tunnel.AppendFlowClose(ctl[:0], id, tunnel.FlowUnknown))
 				continue
 			}
 			if !f.ready.Load() {
-				c.m.dropped.Inc()
+				c.m.Dropped.Inc()
 				continue
 			}
 			f.touch()
 			if _, err := f.uc.Write(body); err != nil {
-				c.m.dropped.Inc()
+				c.m.Dropped.Inc()
 				continue
 			}
-			c.m.dgToOrigin.Inc()
+			c.m.DgToOrigin.Inc()
 		case tunnel.DatagramFlowOpen:
 			c.openFlow(ec, id, body)
 		case tunnel.DatagramFlowClose:
@@ -110,7 +110,7 @@ func (c *Connector) openFlow(ec *edgeConn, id uint32, body []byte) {
 	}
 	fo, err := tunnel.ParseFlowOpen(body)
 	if err != nil {
-		c.m.dropped.Inc()
+		c.m.Dropped.Inc()
 		return
 	}
 	if c.isStopping() {
@@ -125,7 +125,7 @@ func (c *Connector) openFlow(ec *edgeConn, id uint32, body []byte) {
 	}
 	rule := c.ingress.Load().Match(fo.Hostname, "")
 	if rule == nil || rule.Service().Scheme != ingress.SchemeUDP {
-		c.m.error(errNoRule)
+		c.m.Error(errNoRule)
 		log.Info("connector: udp flow refused: no udp ingress rule")
 		refuse(tunnel.FlowNoRule)
 		return
@@ -139,8 +139,8 @@ func (c *Connector) openFlow(ec *edgeConn, id uint32, body []byte) {
 	ec.flowMu.Lock()
 	ec.flows[id] = f
 	ec.flowMu.Unlock()
-	c.m.flowsOpen.Inc()
-	c.m.flowsTotal.Inc()
+	c.m.FlowsOpen.Inc()
+	c.m.FlowsTotal.Inc()
 	// An IP literal dials at once (a socket and a connect); a name may
 	// take a DNS lookup, which must not hold up the other flows.
 	if _, err := netip.ParseAddr(rule.Service().Host()); err == nil {
@@ -157,7 +157,7 @@ func (c *Connector) openFlow(ec *edgeConn, id uint32, body []byte) {
 func (c *Connector) startFlow(f *flow, rule *ingress.Rule, log *slog.Logger) {
 	uc, err := rule.DialUDP(f.ec.conn.Context())
 	if err != nil {
-		c.m.error(errOriginDial)
+		c.m.Error(errOriginDial)
 		log.Warn("connector: udp origin unreachable", "err", err)
 		c.closeFlow(f, tunnel.FlowOriginUnreachable, true)
 		return
@@ -200,7 +200,7 @@ func (c *Connector) flowReader(f *flow) {
 				continue
 			}
 			// ECONNREFUSED after an ICMP port unreachable, and the like.
-			c.m.error(errOriginDial)
+			c.m.Error(errOriginDial)
 			c.log.Info("connector: udp origin failed", "flow", f.id, "err", err)
 			c.closeFlow(f, tunnel.FlowOriginUnreachable, true)
 			return
@@ -208,13 +208,13 @@ func (c *Connector) flowReader(f *flow) {
 		f.touch()
 		d := tunnel.FrameDatagram(buf, f.id, n)
 		if err := f.ec.conn.SendDatagram(d); err != nil {
-			c.m.dropped.Inc()
+			c.m.Dropped.Inc()
 			if f.ec.conn.Context().Err() != nil {
 				return
 			}
 			continue
 		}
-		c.m.dgToEdge.Inc()
+		c.m.DgToPeer.Inc()
 	}
 }
 
@@ -228,7 +228,7 @@ func (c *Connector) closeFlow(f *flow, reason tunnel.FlowCloseReason, notify boo
 		delete(f.ec.flows, f.id)
 	}
 	f.ec.flowMu.Unlock()
-	c.m.flowsOpen.Dec()
+	c.m.FlowsOpen.Dec()
 	if f.ready.Load() {
 		f.uc.Close()
 	}

@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/onramp-net/onramp/l4proxy/internal/metrics"
 	"github.com/onramp-net/onramp/l4proxy/tunnel"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -63,7 +64,7 @@ type ConnInfo struct {
 type Server struct {
 	opts Options
 	log  *slog.Logger
-	m    *metrics
+	m    *metrics.Set
 
 	routes atomic.Pointer[routeTable]
 
@@ -103,7 +104,7 @@ func NewServer(opts Options) *Server {
 	if opts.UDPFlowIdle <= 0 {
 		opts.UDPFlowIdle = DefaultUDPFlowIdle
 	}
-	m, err := newMetrics(opts.Registerer)
+	m, err := metrics.New(opts.Registerer, metricsSpec)
 	if err != nil {
 		opts.Logger.Warn("edge: metrics not registered", "err", err)
 	}
@@ -156,7 +157,7 @@ func (s *Server) serveConn(ctx context.Context, c tunnel.Conn) {
 	cid := c.ConnectorID()
 	log := s.log.With("tunnel", tunnelName(te.id), "connector", hex.EncodeToString(cid[:]), "protocol", proto, "remote", c.RemoteAddr())
 	log.Info("connector connected")
-	s.m.conns.WithLabelValues(proto).Inc()
+	s.m.Conns.WithLabelValues(proto).Inc()
 	stop := context.AfterFunc(ctx, func() {
 		_ = c.CloseWithError(tunnel.CloseNormal, "edge shutting down")
 	})
@@ -164,7 +165,7 @@ func (s *Server) serveConn(ctx context.Context, c tunnel.Conn) {
 	<-c.Context().Done()
 	stop()
 	s.unregister(te, lc)
-	s.m.conns.WithLabelValues(proto).Dec()
+	s.m.Conns.WithLabelValues(proto).Dec()
 	log.Info("connector disconnected", "reason", context.Cause(c.Context()))
 }
 

@@ -48,7 +48,7 @@ func (s *Server) ServeTLS(ctx context.Context, ln net.Listener) error {
 		}
 		id, ok := s.routes.Load().lookup(sni)
 		if !ok {
-			s.m.error(errNoRoute)
+			s.m.Error(errNoRoute)
 			s.log.Info("edge: tls: no route", "user", c.RemoteAddr(), "sni", sni)
 			c.Close()
 			return
@@ -89,7 +89,7 @@ func (s *Server) ServeHTTP(ctx context.Context, ln net.Listener) error {
 		}
 		id, ok := s.routes.Load().lookup(h.host)
 		if !ok {
-			s.m.error(errNoRoute)
+			s.m.Error(errNoRoute)
 			s.log.Info("edge: http: no route", "user", c.RemoteAddr(), "host", h.host)
 			s.answer(c, 404, "no route for host "+strconv.Quote(h.host))
 			return
@@ -147,7 +147,7 @@ func (s *Server) proxyStream(ctx context.Context, c net.Conn, id [16]byte, req *
 	if err != nil {
 		switch {
 		case errors.Is(err, errLimitHit):
-			s.m.error(errLimit)
+			s.m.Error(errLimit)
 			msg := fmt.Sprintf("tunnel stream limit reached (%d concurrent streams and UDP flows)", s.opts.MaxStreamsPerTunnel)
 			log.Warn("edge: user refused", "reason", msg)
 			if isHTTP {
@@ -155,7 +155,7 @@ func (s *Server) proxyStream(ctx context.Context, c net.Conn, id [16]byte, req *
 				return
 			}
 		case errors.Is(err, errOffline):
-			s.m.error(errTunnelOffline)
+			s.m.Error(errTunnelOffline)
 			log.Info("edge: user refused", "reason", err)
 			if isHTTP {
 				s.answer(c, 502, "tunnel offline")
@@ -172,8 +172,8 @@ func (s *Server) proxyStream(ctx context.Context, c net.Conn, id [16]byte, req *
 		return
 	}
 	kind := req.Kind.String()
-	s.m.streamsTotal.WithLabelValues(kind).Inc()
-	open := s.m.streamsOpen.WithLabelValues(kind)
+	s.m.StreamsTotal.WithLabelValues(kind).Inc()
+	open := s.m.StreamsOpen.WithLabelValues(kind)
 	open.Inc()
 	defer func() {
 		open.Dec()
@@ -182,7 +182,7 @@ func (s *Server) proxyStream(ctx context.Context, c net.Conn, id [16]byte, req *
 	}()
 	p := &pipe.Proxy{
 		A: pipe.ConnSide{Conn: c}, B: st, Prefix: prefix,
-		AToB: s.m.bytesToOrigin, BToA: s.m.bytesToUser,
+		AToB: s.m.BytesToOrigin, BToA: s.m.BytesToPeer,
 		Idle: s.opts.IdleTimeout,
 	}
 	if isHTTP {
@@ -200,9 +200,9 @@ func (s *Server) logResult(log *slog.Logger, res pipe.Result) {
 	switch {
 	case res.Refused != nil:
 		if res.Refused.Status == tunnel.StatusOriginUnreachable {
-			s.m.error(errOrigin)
+			s.m.Error(errOrigin)
 		} else {
-			s.m.error(errRefused)
+			s.m.Error(errRefused)
 		}
 		log.Info("edge: connector refused the stream", "reason", res.Refused)
 	case res.Idle:
@@ -210,7 +210,7 @@ func (s *Server) logResult(log *slog.Logger, res pipe.Result) {
 	case errors.Is(res.Err, pipe.ErrStopped):
 		log.Debug("edge: connection closed on shutdown", "to_origin", res.AToB, "to_user", res.BToA)
 	case res.Err != nil:
-		s.m.error(errReset)
+		s.m.Error(errReset)
 		log.Info("edge: connection reset", "reason", res.Err, "to_origin", res.AToB, "to_user", res.BToA)
 	default:
 		log.Debug("edge: connection closed", "to_origin", res.AToB, "to_user", res.BToA)

@@ -116,7 +116,7 @@ func (s *Server) ServeUDP(ctx context.Context, pc net.PacketConn, b Binding) err
 		l.mu.Unlock()
 		if f == nil {
 			if f = s.newFlow(l, from); f == nil {
-				s.m.dropped.Inc()
+				s.m.Dropped.Inc()
 				continue
 			}
 		}
@@ -129,14 +129,14 @@ func (s *Server) ServeUDP(ctx context.Context, pc net.PacketConn, b Binding) err
 func (s *Server) newFlow(l *udpListener, user netip.AddrPort) *udpFlow {
 	te := s.entry(l.b.Tunnel)
 	if !s.acquire(te) {
-		s.m.error(errLimit)
+		s.m.Error(errLimit)
 		s.log.Debug("edge: udp flow refused: tunnel stream limit reached", "user", user, "tunnel", tunnelName(te.id), "limit", s.opts.MaxStreamsPerTunnel)
 		return nil
 	}
 	lc := s.pick(te, nil)
 	if lc == nil {
 		s.release(te)
-		s.m.error(errTunnelOffline)
+		s.m.Error(errTunnelOffline)
 		s.log.Debug("edge: udp flow refused: tunnel offline", "user", user, "tunnel", tunnelName(te.id))
 		return nil
 	}
@@ -158,8 +158,8 @@ func (s *Server) newFlow(l *udpListener, user netip.AddrPort) *udpFlow {
 	l.mu.Lock()
 	l.byAddr[user] = f
 	l.mu.Unlock()
-	s.m.flowsOpen.Inc()
-	s.m.flowsTotal.Inc()
+	s.m.FlowsOpen.Inc()
+	s.m.FlowsTotal.Inc()
 	s.log.Debug("edge: udp flow opened", "user", user, "tunnel", tunnelName(te.id), "flow", id)
 	return f
 }
@@ -185,7 +185,7 @@ func (s *Server) flowConn(f *udpFlow) *liveConn {
 func (s *Server) sendToOrigin(f *udpFlow, buf []byte, n int) {
 	lc := s.flowConn(f)
 	if lc == nil {
-		s.m.dropped.Inc()
+		s.m.Dropped.Inc()
 		return
 	}
 	f.touch()
@@ -195,11 +195,11 @@ func (s *Server) sendToOrigin(f *udpFlow, buf []byte, n int) {
 	// The payload already sits after the header room: frame it in place.
 	d := tunnel.FrameDatagram(buf, f.id, n)
 	if err := lc.conn.SendDatagram(d); err != nil {
-		s.m.dropped.Inc()
+		s.m.Dropped.Inc()
 		s.log.Debug("edge: udp datagram dropped", "user", f.user, "flow", f.id, "err", err)
 		return
 	}
-	s.m.dgToOrigin.Inc()
+	s.m.DgToOrigin.Inc()
 }
 
 func (s *Server) lookupFlow(id uint32) *udpFlow {
@@ -228,24 +228,24 @@ func (s *Server) receiveDatagrams(lc *liveConn) {
 		}
 		typ, id, body, err := tunnel.ParseDatagram(buf[:n])
 		if err != nil {
-			s.m.dropped.Inc()
+			s.m.Dropped.Inc()
 			continue
 		}
 		f := s.lookupFlow(id)
 		switch typ {
 		case tunnel.DatagramData:
 			if f == nil || f.closed.Load() {
-				s.m.dropped.Inc()
+				s.m.Dropped.Inc()
 				_ = lc.conn.SendDatagram(tunnel.AppendFlowClose(ctl[:0], id, tunnel.FlowClosed))
 				continue
 			}
 			f.confirmed.Store(true)
 			f.touch()
 			if err := f.l.write(body, f.user); err != nil {
-				s.m.dropped.Inc()
+				s.m.Dropped.Inc()
 				continue
 			}
-			s.m.dgToUser.Inc()
+			s.m.DgToPeer.Inc()
 		case tunnel.DatagramFlowClose:
 			reason, err := tunnel.ParseFlowClose(body)
 			if err != nil || f == nil {
@@ -259,9 +259,9 @@ func (s *Server) receiveDatagrams(lc *liveConn) {
 			}
 			switch reason {
 			case tunnel.FlowOriginUnreachable:
-				s.m.error(errOrigin)
+				s.m.Error(errOrigin)
 			case tunnel.FlowNoRule, tunnel.FlowTooMany:
-				s.m.error(errRefused)
+				s.m.Error(errRefused)
 			}
 			s.log.Info("edge: udp flow closed by connector", "user", f.user, "tunnel", tunnelName(f.te.id), "flow", id, "reason", flowReason(reason))
 			s.closeFlow(f, false)
@@ -299,7 +299,7 @@ func (s *Server) closeFlow(f *udpFlow, notify bool) {
 	}
 	f.l.mu.Unlock()
 	s.release(f.te)
-	s.m.flowsOpen.Dec()
+	s.m.FlowsOpen.Dec()
 	if notify {
 		f.mu.Lock()
 		lc := f.lc
