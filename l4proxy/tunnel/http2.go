@@ -47,14 +47,11 @@ const h2ReadFrameSize = 1 << 20
 
 // HTTP2Listener is the edge side of the HTTP/2 transport. It implements [Listener].
 type HTTP2Listener struct {
-	ln    net.Listener
-	cert  tls.Certificate
-	auth  Authenticator
-	cfg   Config
-	conns chan *h2Conn
-	ctx   context.Context
-	stop  context.CancelFunc
-	once  sync.Once
+	ln   net.Listener
+	cert tls.Certificate
+	auth Authenticator
+	cfg  Config
+	acceptQueue
 }
 
 var _ Listener = (*HTTP2Listener)(nil)
@@ -66,8 +63,7 @@ func ListenHTTP2(addr string, cert tls.Certificate, auth Authenticator, cfg *Con
 	if err != nil {
 		return nil, fmt.Errorf("listen http2: %w", err)
 	}
-	ctx, stop := context.WithCancel(context.Background())
-	l := &HTTP2Listener{ln: ln, cert: cert, auth: auth, cfg: cfg.withDefaults(), conns: make(chan *h2Conn), ctx: ctx, stop: stop}
+	l := &HTTP2Listener{ln: ln, cert: cert, auth: auth, cfg: cfg.withDefaults(), acceptQueue: newAcceptQueue()}
 	go l.acceptLoop()
 	return l, nil
 }
@@ -75,24 +71,9 @@ func ListenHTTP2(addr string, cert tls.Certificate, auth Authenticator, cfg *Con
 // Addr returns the local TCP address.
 func (l *HTTP2Listener) Addr() net.Addr { return l.ln.Addr() }
 
-// Accept returns the next authenticated connection.
-func (l *HTTP2Listener) Accept(ctx context.Context) (Conn, error) {
-	select {
-	case c := <-l.conns:
-		return c, nil
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	case <-l.ctx.Done():
-		return nil, fmt.Errorf("accept: %w", net.ErrClosed)
-	}
-}
-
 // Close stops listening. Accepted connections stay open.
 func (l *HTTP2Listener) Close() error {
-	l.once.Do(func() {
-		l.stop()
-		l.ln.Close()
-	})
+	l.close(func() { l.ln.Close() })
 	return nil
 }
 
@@ -128,9 +109,7 @@ func (l *HTTP2Listener) handshake(raw net.Conn) {
 	if err != nil {
 		return
 	}
-	select {
-	case l.conns <- c:
-	case <-l.ctx.Done():
+	if !l.offer(c) {
 		c.CloseWithError(CloseNormal, "listener closed")
 	}
 }

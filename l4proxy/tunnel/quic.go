@@ -38,15 +38,12 @@ func quicConfig(cfg *Config, incomingStreams int) *quic.Config {
 
 // QUICListener is the edge side of the QUIC transport. It implements [Listener].
 type QUICListener struct {
-	udp   *net.UDPConn
-	tr    *quic.Transport
-	ln    *quic.Listener
-	auth  Authenticator
-	cfg   Config
-	conns chan *quicConn
-	ctx   context.Context
-	stop  context.CancelFunc
-	once  sync.Once
+	udp  *net.UDPConn
+	tr   *quic.Transport
+	ln   *quic.Listener
+	auth Authenticator
+	cfg  Config
+	acceptQueue
 }
 
 var _ Listener = (*QUICListener)(nil)
@@ -73,8 +70,7 @@ func ListenQUIC(addr string, cert tls.Certificate, auth Authenticator, cfg *Conf
 		udp.Close()
 		return nil, fmt.Errorf("listen quic: %w", err)
 	}
-	ctx, stop := context.WithCancel(context.Background())
-	l := &QUICListener{udp: udp, tr: tr, ln: ln, auth: auth, cfg: c, conns: make(chan *quicConn), ctx: ctx, stop: stop}
+	l := &QUICListener{udp: udp, tr: tr, ln: ln, auth: auth, cfg: c, acceptQueue: newAcceptQueue()}
 	go l.acceptLoop()
 	return l, nil
 }
@@ -82,22 +78,9 @@ func ListenQUIC(addr string, cert tls.Certificate, auth Authenticator, cfg *Conf
 // Addr returns the local UDP address.
 func (l *QUICListener) Addr() net.Addr { return l.udp.LocalAddr() }
 
-// Accept returns the next authenticated connection.
-func (l *QUICListener) Accept(ctx context.Context) (Conn, error) {
-	select {
-	case c := <-l.conns:
-		return c, nil
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	case <-l.ctx.Done():
-		return nil, fmt.Errorf("accept: %w", net.ErrClosed)
-	}
-}
-
 // Close stops the listener. Accepted connections are closed too, since they share its UDP socket.
 func (l *QUICListener) Close() error {
-	l.once.Do(func() {
-		l.stop()
+	l.close(func() {
 		l.ln.Close()
 		l.tr.Close()
 		l.udp.Close()
@@ -147,9 +130,7 @@ func (l *QUICListener) authenticate(qc *quic.Conn) {
 	ctrl.SetDeadline(time.Time{})
 	c := newQUICConn(qc, nil, nil, true, ctrl, hello.tunnelID, hello.connectorID, &l.cfg)
 	go c.edgeControlLoop()
-	select {
-	case l.conns <- c:
-	case <-l.ctx.Done():
+	if !l.offer(c) {
 		qc.CloseWithError(quic.ApplicationErrorCode(CloseNormal), "listener closed")
 	}
 }
