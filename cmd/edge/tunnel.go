@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/hex"
 	"fmt"
 	"net/http"
 	"os"
@@ -31,29 +30,20 @@ the pin of the edge's key: keep it secret, give it to the connector with
 --token, --token-file or ONRAMP_TOKEN. NAME is 1-63 characters of a-z, 0-9, -.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, err := g.load()
-			if err != nil {
-				return err
-			}
-			_, certPath, keyPath, adminPath := g.paths(cfg)
 			var info tunnelInfo
-			if c := dialAdmin(adminPath); c != nil {
-				if err := c.do(http.MethodPost, "/v1/tunnels/"+args[0], &info); err != nil {
-					return err
-				}
-			} else {
+			err := withEdge(g, func(c *adminClient) error {
+				return c.do(http.MethodPost, "/v1/tunnels/"+args[0], &info)
+			}, func(cfg *edgeconfig.Config, st *store.Store) error {
+				_, certPath, keyPath, _ := g.paths(cfg)
 				_, pin, err := loadOrCreateCert(cfg, certPath, keyPath)
 				if err != nil {
 					return err
 				}
-				st, err := openStore(g, cfg)
-				if err != nil {
-					return err
-				}
-				defer st.Close()
-				if info, _, err = createTunnel(cfg, st, pin, args[0]); err != nil {
-					return err
-				}
+				info, _, err = createTunnel(cfg, st, pin, args[0])
+				return err
+			})
+			if err != nil {
+				return err
 			}
 			fmt.Fprintf(os.Stderr, "tunnel %s created (id %s); its token:\n", info.Name, info.ID)
 			fmt.Println(info.Token)
@@ -65,31 +55,20 @@ the pin of the edge's key: keep it secret, give it to the connector with
 		Short: "list tunnels and their live connections",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := g.load()
-			if err != nil {
-				return err
-			}
-			_, _, _, adminPath := g.paths(cfg)
 			var infos []tunnelInfo
 			live := false
-			if c := dialAdmin(adminPath); c != nil {
+			err := withEdge(g, func(c *adminClient) error {
 				live = true
-				if err := c.do(http.MethodGet, "/v1/tunnels", &infos); err != nil {
-					return err
-				}
-			} else {
-				st, err := openStore(g, cfg)
-				if err != nil {
-					return err
-				}
-				defer st.Close()
+				return c.do(http.MethodGet, "/v1/tunnels", &infos)
+			}, func(_ *edgeconfig.Config, st *store.Store) error {
 				ts, err := st.ListTunnels()
-				if err != nil {
-					return err
-				}
 				for _, t := range ts {
 					infos = append(infos, infoOf(t))
 				}
+				return err
+			})
+			if err != nil {
+				return err
 			}
 			w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(w, "NAME\tID\tCREATED\tCONNECTIONS")
@@ -114,27 +93,16 @@ the pin of the edge's key: keep it secret, give it to the connector with
 		Short: "delete a tunnel; its live connections are dropped and its token stops working",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, err := g.load()
+			var info tunnelInfo
+			err := withEdge(g, func(c *adminClient) error {
+				return c.do(http.MethodDelete, "/v1/tunnels/"+args[0], &info)
+			}, func(_ *edgeconfig.Config, st *store.Store) error {
+				t, err := st.DeleteTunnel(args[0])
+				info = infoOf(t)
+				return err
+			})
 			if err != nil {
 				return err
-			}
-			_, _, _, adminPath := g.paths(cfg)
-			var info tunnelInfo
-			if c := dialAdmin(adminPath); c != nil {
-				if err := c.do(http.MethodDelete, "/v1/tunnels/"+args[0], &info); err != nil {
-					return err
-				}
-			} else {
-				st, err := openStore(g, cfg)
-				if err != nil {
-					return err
-				}
-				defer st.Close()
-				t, err := st.DeleteTunnel(args[0])
-				if err != nil {
-					return err
-				}
-				info = tunnelInfo{Name: t.Name, ID: hex.EncodeToString(t.ID[:])}
 			}
 			fmt.Fprintf(os.Stderr, "tunnel %s deleted (id %s)\n", info.Name, info.ID)
 			return nil
@@ -143,10 +111,25 @@ the pin of the edge's key: keep it secret, give it to the connector with
 	return cmd
 }
 
-func openStore(g *globals, cfg *edgeconfig.Config) (*store.Store, error) {
-	dbPath, _, _, _ := g.paths(cfg)
-	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
-		return nil, fmt.Errorf("data directory: %w", err)
+// withEdge runs online against a running edge's admin socket, so that the
+// edge acts at once (a deleted tunnel's connections drop); without a running
+// edge it runs offline on the tunnel store.
+func withEdge(g *globals, online func(*adminClient) error, offline func(*edgeconfig.Config, *store.Store) error) error {
+	cfg, err := g.load()
+	if err != nil {
+		return err
 	}
-	return store.Open(dbPath)
+	dbPath, _, _, adminPath := g.paths(cfg)
+	if c := dialAdmin(adminPath); c != nil {
+		return online(c)
+	}
+	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	st, err := store.Open(dbPath)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	return offline(cfg, st)
 }
