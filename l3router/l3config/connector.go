@@ -1,0 +1,209 @@
+package l3config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Connector defaults.
+const (
+	DefaultMTU       = 1420 // as wireguard-go's device.DefaultMTU
+	MinMTU           = 1280
+	MaxMTU           = 65535
+	DefaultInterface = "onr0"
+	DefaultKeepalive = 25 * time.Second
+)
+
+// Connector is the configuration of `connector l3 run` (l3.yml).
+//
+//	name: site-a
+//	privateKey: <base64>
+//	addresses: [198.18.96.2/32, fd00:96::2/128]
+//	interface: onr0
+//	mtu: 1420
+//	listenPort: 0
+//	edge:
+//	  publicKey: <base64>
+//	  endpoint: edge.example.net:51820
+//	  keepalive: 25s
+//	subnets: [198.18.30.0/24, fd00:30::/64]
+//	routes: [198.18.96.0/20, fd00:96::/48]
+//	forwarding: true
+type Connector struct {
+	// Name is the connector's name on the edge (informational here).
+	Name string `yaml:"name"`
+	// PrivateKey is the connector's WireGuard private key.
+	PrivateKey Key `yaml:"privateKey"`
+	// Addresses are the connector's own virtual addresses, set on its TUN:
+	// host prefixes (/32, /128) from the edge's pools.
+	Addresses []netip.Prefix `yaml:"addresses"`
+	// Interface names the TUN device (DefaultInterface if empty).
+	Interface string `yaml:"interface"`
+	// MTU of the TUN device (DefaultMTU if 0).
+	MTU int `yaml:"mtu"`
+	// ListenPort is the WireGuard UDP port; 0 picks one (the connector
+	// only dials out, so the port does not matter).
+	ListenPort int `yaml:"listenPort"`
+	// Edge is the one peer: the edge's WireGuard device.
+	Edge EdgePeer `yaml:"edge"`
+	// Subnets are the private subnets this connector advertises; the edge
+	// routes packets for them here. The connector forwards them to its LAN.
+	Subnets []netip.Prefix `yaml:"subnets"`
+	// Routes are installed through the TUN: the edge's client pools, and
+	// other connectors' subnets for site to site.
+	Routes []netip.Prefix `yaml:"routes"`
+	// Forwarding enables IPv4 and IPv6 forwarding on the host (default
+	// true): LAN hosts reach clients through the connector.
+	Forwarding *bool `yaml:"forwarding"`
+}
+
+// EdgePeer is the edge as the connector's WireGuard peer.
+type EdgePeer struct {
+	PublicKey Key      `yaml:"publicKey"`
+	Endpoint  string   `yaml:"endpoint"` // host:port
+	Keepalive Duration `yaml:"keepalive"`
+}
+
+// Duration is a time.Duration written as "25s".
+type Duration time.Duration
+
+// MarshalText implements encoding.TextMarshaler.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil || v < 0 {
+		return fmt.Errorf("%q is not a duration like 25s", b)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// LoadConnector reads and validates a connector configuration file.
+func LoadConnector(path string) (*Connector, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	c, err := ParseConnector(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return c, nil
+}
+
+// ParseConnector parses and validates a connector configuration. Unknown
+// fields are refused.
+func ParseConnector(data []byte) (*Connector, error) {
+	c := &Connector{}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil {
+		return nil, fmt.Errorf("parse: %w", err)
+	}
+	c.fill()
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *Connector) fill() {
+	if c.Interface == "" {
+		c.Interface = DefaultInterface
+	}
+	if c.MTU == 0 {
+		c.MTU = DefaultMTU
+	}
+	if c.Edge.Keepalive == 0 {
+		c.Edge.Keepalive = Duration(DefaultKeepalive)
+	}
+	if c.Forwarding == nil {
+		t := true
+		c.Forwarding = &t
+	}
+}
+
+// Validate checks c, naming the field at fault.
+func (c *Connector) Validate() error {
+	switch {
+	case c.PrivateKey.IsZero():
+		return errors.New("privateKey: missing")
+	case c.Edge.PublicKey.IsZero():
+		return errors.New("edge.publicKey: missing")
+	case c.Edge.Endpoint == "":
+		return errors.New("edge.endpoint: missing (host:port of the edge's WireGuard listener)")
+	case len(c.Interface) > 15:
+		return fmt.Errorf("interface: %q is longer than 15 characters", c.Interface)
+	case c.MTU < MinMTU || c.MTU > MaxMTU:
+		return fmt.Errorf("mtu: %d is outside %d-%d", c.MTU, MinMTU, MaxMTU)
+	case c.ListenPort < 0 || c.ListenPort > 65535:
+		return fmt.Errorf("listenPort: %d is not a port", c.ListenPort)
+	}
+	if _, port, err := net.SplitHostPort(c.Edge.Endpoint); err != nil {
+		return fmt.Errorf("edge.endpoint: %q is not host:port", c.Edge.Endpoint)
+	} else if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
+		return fmt.Errorf("edge.endpoint: %q has no valid port", c.Edge.Endpoint)
+	}
+	for i, a := range c.Addresses {
+		if !a.IsValid() || a.Bits() != a.Addr().BitLen() {
+			return fmt.Errorf("addresses[%d]: %s is not a host prefix (/32 or /128)", i, a)
+		}
+	}
+	if err := checkPrefixes("subnets", c.Subnets); err != nil {
+		return err
+	}
+	if err := checkPrefixes("routes", c.Routes); err != nil {
+		return err
+	}
+	for i, r := range c.Routes {
+		for j, s := range c.Subnets {
+			if r.Overlaps(s) {
+				return fmt.Errorf("routes[%d]: %s overlaps subnets[%d] %s: a prefix is either behind this connector or reached through the edge", i, r, j, s)
+			}
+		}
+	}
+	return nil
+}
+
+// checkPrefixes refuses invalid, non-canonical and overlapping prefixes.
+func checkPrefixes(field string, ps []netip.Prefix) error {
+	for i, p := range ps {
+		if !p.IsValid() {
+			return fmt.Errorf("%s[%d]: invalid prefix", field, i)
+		}
+		if p != p.Masked() {
+			return fmt.Errorf("%s[%d]: %s has host bits set (did you mean %s?)", field, i, p, p.Masked())
+		}
+		for j := range i {
+			if p.Overlaps(ps[j]) {
+				return fmt.Errorf("%s[%d]: %s overlaps %s[%d] %s", field, i, p, field, j, ps[j])
+			}
+		}
+	}
+	return nil
+}
+
+// Marshal returns c as YAML, headed by a comment.
+func (c *Connector) Marshal() ([]byte, error) {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "# onramp L3 connector %q: run it with\n#   connector l3 run --config THIS_FILE\n# It holds the connector's private key: keep it secret.\n", c.Name)
+	enc := yaml.NewEncoder(&b)
+	enc.SetIndent(2)
+	if err := enc.Encode(c); err != nil {
+		return nil, err
+	}
+	if err := enc.Close(); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}
