@@ -5,13 +5,15 @@ set -euo pipefail
 
 # iproute2: ip and tc for the netns testbed; iperf3: throughput in tests and
 # benchmarks; iputils-ping: ping across the testbed; curl: a real HTTP
-# client in the end-to-end tests.
+# client in the end-to-end tests; wireguard-tools: wg and wg-quick, which
+# configure the stock WireGuard client (wireguard-go) in the L3 tests.
 packages=(
 	iproute2
 	iperf3
 	iputils-ping
 	curl
 	ca-certificates
+	wireguard-tools
 )
 
 missing=()
