@@ -1,6 +1,7 @@
 package testnet
 
 import (
+	"context"
 	"fmt"
 	"net/netip"
 	"regexp"
@@ -135,6 +136,7 @@ func Topologies() map[string]func() Topology {
 	return map[string]func() Topology{
 		"crs":    ClientRouterServer,
 		"tunnel": Tunnel,
+		"l3":     L3,
 	}
 }
 
@@ -162,4 +164,86 @@ func Tunnel() Topology {
 				BAddr: []netip.Prefix{pfx("198.18.30.2/24"), pfx("fd00:30::2/64")}},
 		},
 	}
+}
+
+// L3 is the L3 on-ramp's world: a WireGuard client and two sites, each a
+// connector host in front of a LAN host, all reaching the edge's one public
+// address (198.18.100.1, fd00:100::1 on the edge's loopback) through the
+// edge's links. The edge forwards in the kernel only so that the
+// benchmarks' point-to-point WireGuard peer (client straight to a
+// connector host) crosses the same links; onramp's packets end in the
+// edge's WireGuard hub. The LAN hosts route the virtual client pool
+// (198.18.160.0/20, fd00:160::/48) and the other site through their
+// connector host.
+//
+//	client eth0 198.18.110.2 fd00:110::2  <->  edge eth0 198.18.110.1 fd00:110::1
+//	edge   eth1 198.18.120.1 fd00:120::1  <->  conn eth0 198.18.120.2 fd00:120::2
+//	conn   eth1 198.18.130.1 fd00:130::1  <->  lan eth0 198.18.130.2 fd00:130::2
+//	edge   eth2 198.18.121.1 fd00:121::1  <->  conn2 eth0 198.18.121.2 fd00:121::2
+//	conn2  eth1 198.18.140.1 fd00:140::1  <->  lan2 eth0 198.18.140.2 fd00:140::2
+func L3() Topology {
+	viaEdge := func(a4, a6 string) []Route {
+		return []Route{{Default4, addr(a4)}, {Default6, addr(a6)}}
+	}
+	return Topology{
+		Name: "l3",
+		Nodes: []NodeSpec{
+			{Name: "client", Routes: viaEdge("198.18.110.1", "fd00:110::1")},
+			// No routes into the sites: a packet reaches a LAN only
+			// through WireGuard.
+			{Name: "edge", Forward: true},
+			{Name: "conn", Routes: viaEdge("198.18.120.1", "fd00:120::1")},
+			{Name: "lan", Routes: []Route{
+				{pfx("198.18.160.0/20"), addr("198.18.130.1")}, {pfx("fd00:160::/48"), addr("fd00:130::1")},
+				{pfx("198.18.140.0/24"), addr("198.18.130.1")}, {pfx("fd00:140::/64"), addr("fd00:130::1")},
+			}},
+			{Name: "conn2", Routes: viaEdge("198.18.121.1", "fd00:121::1")},
+			{Name: "lan2", Routes: []Route{
+				{pfx("198.18.160.0/20"), addr("198.18.140.1")}, {pfx("fd00:160::/48"), addr("fd00:140::1")},
+				{pfx("198.18.130.0/24"), addr("198.18.140.1")}, {pfx("fd00:130::/64"), addr("fd00:140::1")},
+			}},
+		},
+		Links: []LinkSpec{
+			{A: "client", B: "edge",
+				AAddr: []netip.Prefix{pfx("198.18.110.2/24"), pfx("fd00:110::2/64")},
+				BAddr: []netip.Prefix{pfx("198.18.110.1/24"), pfx("fd00:110::1/64")}},
+			{A: "edge", B: "conn",
+				AAddr: []netip.Prefix{pfx("198.18.120.1/24"), pfx("fd00:120::1/64")},
+				BAddr: []netip.Prefix{pfx("198.18.120.2/24"), pfx("fd00:120::2/64")}},
+			{A: "conn", B: "lan",
+				AAddr: []netip.Prefix{pfx("198.18.130.1/24"), pfx("fd00:130::1/64")},
+				BAddr: []netip.Prefix{pfx("198.18.130.2/24"), pfx("fd00:130::2/64")}},
+			{A: "edge", B: "conn2",
+				AAddr: []netip.Prefix{pfx("198.18.121.1/24"), pfx("fd00:121::1/64")},
+				BAddr: []netip.Prefix{pfx("198.18.121.2/24"), pfx("fd00:121::2/64")}},
+			{A: "conn2", B: "lan2",
+				AAddr: []netip.Prefix{pfx("198.18.140.1/24"), pfx("fd00:140::1/64")},
+				BAddr: []netip.Prefix{pfx("198.18.140.2/24"), pfx("fd00:140::2/64")}},
+		},
+	}
+}
+
+// L3 addresses: the edge's public address (on its loopback once
+// [AddL3EdgeAddress] ran) and the virtual client pools the L3 topology's
+// routes expect.
+var (
+	L3Edge4 = addr("198.18.100.1")
+	L3Edge6 = addr("fd00:100::1")
+	L3Pool4 = pfx("198.18.160.0/20")
+	L3Pool6 = pfx("fd00:160::/48")
+)
+
+// AddL3EdgeAddress puts the edge's public addresses (L3Edge4, L3Edge6) on
+// the loopback of n's "edge" node, which every other node routes through.
+func AddL3EdgeAddress(ctx context.Context, n *Net) error {
+	edge := n.Node("edge")
+	if edge == nil {
+		return fmt.Errorf("testnet %s has no edge node", n.Topology.Name)
+	}
+	for _, a := range []netip.Addr{L3Edge4, L3Edge6} {
+		if err := edge.IP(ctx, "addr", "add", netip.PrefixFrom(a, a.BitLen()).String(), "dev", "lo"); err != nil {
+			return err
+		}
+	}
+	return nil
 }
