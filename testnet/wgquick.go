@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -105,4 +106,28 @@ func (w *WGQuick) Show(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("wg show %s: %w: %s", w.Iface, err, strings.TrimSpace(string(out)))
 	}
 	return string(out), nil
+}
+
+// Pid returns the PID of the wireguard-go daemon serving the interface
+// (wg-quick starts it and it detaches), found by its command line.
+func (w *WGQuick) Pid() (int, error) {
+	procs, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0, err
+	}
+	for _, p := range procs {
+		pid, err := strconv.Atoi(p.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + p.Name() + "/cmdline")
+		if err != nil {
+			continue
+		}
+		args := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
+		if len(args) == 2 && args[1] == w.Iface && filepath.Base(args[0]) == filepath.Base(WireGuardGoPkg) {
+			return pid, nil
+		}
+	}
+	return 0, fmt.Errorf("no wireguard-go process serves %s", w.Iface)
 }
