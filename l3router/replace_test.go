@@ -66,3 +66,21 @@ func TestReplacePeer(t *testing.T) {
 		t.Fatalf("Lookup = %v %v", p, ok)
 	}
 }
+
+func TestACLCheck(t *testing.T) {
+	c := ACLConfig{Rules: []RuleConfig{
+		{Action: "allow", From: Selector{Peers: []PeerID{"alice"}, Groups: []string{"eng"}}, To: Selector{Peers: []PeerID{"bob", "alice"}}},
+		{Action: "reject", From: Selector{Groups: []string{"eng", "ops"}}, Proto: "tcp", Ports: []string{"22"}},
+	}}
+	peers, groups := c.Names()
+	if !slices.Equal(peers, []PeerID{"alice", "bob"}) || !slices.Equal(groups, []string{"eng", "ops"}) {
+		t.Fatalf("Names = %v %v", peers, groups)
+	}
+	if err := c.Check(); err != nil {
+		t.Fatal(err)
+	}
+	c.Rules[1].Proto = "udp-lite"
+	if err := c.Check(); !errors.Is(err, ErrBadRule) || err.Error() != `acl rule 2: proto "udp-lite": want tcp, udp, icmp, any or a number 0-255 (bad acl rule)` {
+		t.Fatalf("Check = %v", err)
+	}
+}

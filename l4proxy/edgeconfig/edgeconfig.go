@@ -15,6 +15,7 @@
 //	  - {listen: "tcp://[::]:2222", tunnel: office, service: ssh.office}
 //	  - {listen: "udp://[::]:5353", tunnel: office, service: dns.office}
 //	limits: {maxStreamsPerTunnel: 10000, idleTimeout: 0s, udpFlowIdle: 60s}
+//	l3: {listen: "[::]:51820"}            # the L3 on-ramp (WireGuard); see L3
 //
 // Every field is optional except what a feature needs; [Parse] fills the
 // defaults and names the field of any error.
@@ -50,6 +51,7 @@ type Config struct {
 	Routes    []Route   `yaml:"routes"`
 	Bindings  []Binding `yaml:"bindings"`
 	Limits    Limits    `yaml:"limits"`
+	L3        L3        `yaml:"l3"`
 }
 
 // Listen holds the listening addresses; an empty one is off.
@@ -152,6 +154,7 @@ func (c *Config) fill() {
 	if c.Limits.UDPFlowIdle == 0 {
 		c.Limits.UDPFlowIdle = Duration(DefaultUDPFlowIdle)
 	}
+	c.fillL3()
 }
 
 // Validate checks every field; the error names the first bad one.
@@ -203,7 +206,7 @@ func (c *Config) Validate() error {
 	if c.Limits.MaxStreamsPerTunnel < 0 {
 		return fmt.Errorf("edge config: limits.maxStreamsPerTunnel: %d is negative", c.Limits.MaxStreamsPerTunnel)
 	}
-	return nil
+	return c.validateL3()
 }
 
 func checkHostPort(s string) error {

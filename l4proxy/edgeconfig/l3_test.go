@@ -1,0 +1,69 @@
+package edgeconfig
+
+import (
+	"net/netip"
+	"strings"
+	"testing"
+)
+
+func TestL3(t *testing.T) {
+	c, err := Parse([]byte(`
+advertise: ["edge.example.test:7844"]
+l3:
+  listen: "[::]:51820"
+  pools: {ipv4: 198.18.96.0/20, ipv6: "fd00:96::/48"}
+  dns: [198.18.30.53, corp.example.test]
+  acl:
+    builtin_deny: reject
+    rules:
+      - {action: allow, from: {groups: [eng]}, to: {prefixes: [198.18.30.0/24]}, proto: tcp, ports: ["22", "8000-8100"]}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := c.L3
+	if !l.Enabled() || l.ListenPort() != 51820 || l.Endpoint != "edge.example.test:51820" {
+		t.Errorf("listen %q port %d endpoint %q", l.Listen, l.ListenPort(), l.Endpoint)
+	}
+	if l.Pools.IPv4 != netip.MustParsePrefix("198.18.96.0/20") || l.Pools.IPv6 != netip.MustParsePrefix("fd00:96::/48") || l.MTU != DefaultL3MTU {
+		t.Errorf("pools %+v mtu %d", l.Pools, l.MTU)
+	}
+	if len(l.ACL.Rules) != 1 || l.ACL.Rules[0].Ports[1] != "8000-8100" || l.ACL.BuiltinDeny != "reject" {
+		t.Errorf("acl %+v", l.ACL)
+	}
+
+	d := Default()
+	if d.L3.Enabled() || d.L3.Pools.IPv4 != DefaultPool4 || d.L3.Pools.IPv6 != DefaultPool6 || d.L3.Endpoint != "" {
+		t.Errorf("default l3 %+v", d.L3)
+	}
+	// An explicit endpoint wins over advertise.
+	c, err = Parse([]byte("advertise: [\"a.example.test:1\"]\nl3: {listen: \":51820\", endpoint: \"[fd00::1]:4000\"}\n"))
+	if err != nil || c.L3.Endpoint != "[fd00::1]:4000" {
+		t.Errorf("endpoint %q, %v", c.L3.Endpoint, err)
+	}
+}
+
+func TestL3Errors(t *testing.T) {
+	for _, tc := range []struct{ src, want string }{
+		{`l3: {listen: "198.18.0.1:51820"}`, "l3.listen: \"198.18.0.1:51820\": the WireGuard device listens on every address"},
+		{`l3: {listen: "51820"}`, "l3.listen"},
+		{`l3: {endpoint: ":51820"}`, "l3.endpoint: \":51820\" needs a host"},
+		{`l3: {endpoint: "edge.example.test:0"}`, "l3.endpoint"},
+		{`l3: {pools: {ipv4: "fd00::/48"}}`, "l3.pools.ipv4: fd00::/48 is not an IPv4 prefix"},
+		{`l3: {pools: {ipv6: 198.18.0.0/16}}`, "l3.pools.ipv6: 198.18.0.0/16 is not an IPv6 prefix"},
+		{`l3: {pools: {ipv4: 198.18.96.1/20}}`, "l3.pools.ipv4: 198.18.96.1/20 has host bits set (did you mean 198.18.96.0/20?)"},
+		{`l3: {pools: {ipv4: 198.18.96.0/31}}`, "l3.pools.ipv4: 198.18.96.0/31 is too small"},
+		{`l3: {pools: {ipv4: 198.18.96.0/33}}`, "198.18.96.0/33\"): prefix length out of range"},
+		{`l3: {mtu: 1000}`, "l3.mtu: 1000 is outside 1280-65535"},
+		{`l3: {dns: ["a b"]}`, "l3.dns[0]: \"a b\" is neither"},
+		{`l3: {acl: {rules: [{action: permit}]}}`, "l3.acl: acl rule 1: action \"permit\""},
+		{`l3: {acl: {rules: [{action: allow, proto: icmp, ports: ["1"]}]}}`, "l3.acl: acl rule 1: ports [1]: need proto tcp or udp"},
+		{`l3: {acl: {default: maybe}}`, "l3.acl: acl default"},
+		{`l3: {bogus: 1}`, "field bogus not found"},
+	} {
+		_, err := Parse([]byte(tc.src))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: error %v, want it to contain %q", tc.src, err, tc.want)
+		}
+	}
+}
