@@ -97,6 +97,12 @@ func Open(path string) (*Store, error) {
 	return &Store{db: db}, nil
 }
 
+// DB returns the open bbolt database, so that other parts of the edge (the
+// L3 hub's clients and connectors) keep their own buckets in the same file:
+// bbolt lets one process hold it. They must not touch this package's
+// buckets (meta, tunnels, tunnel_names). It is closed by Close.
+func (store *Store) DB() *bolt.DB { return store.db }
+
 // Close closes the store and releases the file lock. Calls after Close
 // fail.
 func (store *Store) Close() error {
