@@ -145,8 +145,7 @@ func Scenarios() []Scenario {
 		}
 	}
 
-	// L3 (issue 6) goes here: onramp's L3 connector against wireguard-go
-	// and kernel WireGuard, Area "l3".
+	s = append(s, l3Scenarios()...)
 
 	add(Scenario{Name: "go/microbench", Area: "go", Label: "go test -bench", Onramp: true, Reps: 1,
 		Setup:   "the module's Go benchmarks, all CPUs",

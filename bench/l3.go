@@ -1,0 +1,161 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/onramp-net/onramp/l3router/l3config"
+	"github.com/onramp-net/onramp/testnet"
+)
+
+// The L3 worlds are [testnet.L3]: a stock WireGuard client (wireguard-go
+// from go.mod, set up by wg-quick) in "client", iperf3 -s in "lan" behind
+// the connector host "conn". The load (iperf3 client, the client's
+// wireguard-go) runs on the load CPUs; the processes under test on the SUT
+// CPUs.
+const (
+	l3LanIP     = "198.18.130.2"
+	l3ConnIP    = "198.18.120.2"
+	l3ClientIP  = "198.18.110.2"
+	l3ClientVIP = "198.18.160.2" // the client's virtual address (pool 198.18.160.0/20)
+	l3ConnVIP   = "198.18.160.3" // the connector host's tunnel address in the stock world
+	l3LanNet    = "198.18.130.0/24"
+	l3WGPort    = 51820
+	l3PPSLen    = 64 // UDP payload of the packet-rate runs
+)
+
+// l3Iface returns a machine-unique WireGuard interface name: wireguard-go's
+// control sockets are not per namespace.
+func l3Iface(role string) string { return fmt.Sprintf("ob%s%d", role, os.Getpid()%1000000) }
+
+// newL3Rig builds the L3 world with iperf3 -s in "lan".
+func newL3Rig(ctx context.Context, env *Env) (*Rig, error) {
+	n, err := env.Build(ctx, testnet.L3())
+	if err != nil {
+		return nil, err
+	}
+	r := &Rig{Net: n, Client: n.Node("client"), Addr: map[string]string{}}
+	r.OnClose(n.Close)
+	if err := testnet.WGQuickAvailable(); err != nil {
+		r.Close()
+		return nil, err
+	}
+	lan := n.Node("lan")
+	iperf, err := lan.Start("iperf3", "-s", "-p", fmt.Sprint(bulkPort))
+	if err != nil {
+		r.Close()
+		return nil, err
+	}
+	if err := waitListen(ctx, lan, "tcp", bulkPort, iperf); err != nil {
+		r.Close()
+		return nil, err
+	}
+	r.Addr["bulk"] = hostPort(l3LanIP, bulkPort)
+	return r, nil
+}
+
+// wgQuickConf renders a wg-quick file with one peer.
+func wgQuickConf(priv l3config.Key, addr string, listen int, peer l3config.Key, endpoint string, allowed ...string) []byte {
+	var b strings.Builder
+	fmt.Fprintf(&b, "[Interface]\nPrivateKey = %s\nAddress = %s\n", priv, addr)
+	if listen > 0 {
+		fmt.Fprintf(&b, "ListenPort = %d\n", listen)
+	}
+	fmt.Fprintf(&b, "\n[Peer]\nPublicKey = %s\nAllowedIPs = %s\n", peer, strings.Join(allowed, ", "))
+	if endpoint != "" {
+		fmt.Fprintf(&b, "Endpoint = %s\nPersistentKeepalive = 25\n", endpoint)
+	}
+	return []byte(b.String())
+}
+
+// startL3Stock is the point-to-point peer: the client's stock wireguard-go
+// peers directly with a stock wireguard-go on the connector host, which
+// forwards to the LAN in the kernel. No edge process.
+func startL3Stock(ctx context.Context, env *Env) (*Rig, error) {
+	r, err := newL3Rig(ctx, env)
+	if err != nil {
+		return nil, err
+	}
+	fail := func(err error) (*Rig, error) { r.Close(); return nil, err }
+	conn := r.Net.Node("conn")
+	if err := conn.Sysctl("net/ipv4/ip_forward", "1"); err != nil {
+		return fail(err)
+	}
+	kc, err := l3config.GeneratePrivateKey()
+	if err != nil {
+		return fail(err)
+	}
+	ks, err := l3config.GeneratePrivateKey()
+	if err != nil {
+		return fail(err)
+	}
+	server, err := conn.WGQuickUp(ctx, l3Iface("s"), wgQuickConf(ks, l3ConnVIP+"/32", l3WGPort, kc.PublicKey(), "", l3ClientVIP+"/32"))
+	if err != nil {
+		return fail(err)
+	}
+	pid, err := server.Pid()
+	if err != nil {
+		return fail(err)
+	}
+	if err := env.PinSUT(pid); err != nil {
+		return fail(err)
+	}
+	if _, err := r.Client.WGQuickUp(ctx, l3Iface("c"), wgQuickConf(kc, l3ClientVIP+"/32", 0, ks.PublicKey(),
+		hostPort(l3ConnIP, l3WGPort), l3ConnVIP+"/32", l3LanNet)); err != nil {
+		return fail(err)
+	}
+	r.Measured = []int{pid}
+	r.Roles = map[int]string{pid: "wireguard-go"}
+	return r, nil
+}
+
+// runL3PPS sends 64-byte UDP datagrams with iperf3 as fast as two senders
+// can for BulkSeconds and reports the packets per second the LAN host
+// received.
+func runL3PPS(ctx context.Context, env *Env, rig *Rig) (Sample, error) {
+	host, port, _ := strings.Cut(rig.Addr["bulk"], ":")
+	args := []string{"-c", host, "-p", port, "-t", fmt.Sprint(env.BulkSeconds), "-J", "-u", "-b", "0",
+		"-l", fmt.Sprint(l3PPSLen), "-P", "2"}
+	out, err := output(env, rig.Client.Command(ctx, "iperf3", args...))
+	if err != nil {
+		return Sample{}, err
+	}
+	res, err := ParseIperf3(out)
+	if err != nil {
+		return Sample{}, err
+	}
+	// Bytes counts payload; each datagram is l3PPSLen bytes.
+	pkts := res.Bytes / l3PPSLen
+	return Sample{Ops: pkts, Values: map[string]float64{"pps": pkts / res.Seconds / 1e3}}, nil
+}
+
+var (
+	l3BulkMetrics = []Metric{
+		{Name: "throughput", Unit: "Gbit/s", Note: "the iperf3 receiver's figure (TCP through WireGuard)"},
+		{Name: "cpu_per_gb", Unit: "CPU-s/GB", Lower: true, Note: "utime+stime of the processes under test per 10^9 payload bytes"},
+		{Name: "rss_peak", Unit: "MiB", Lower: true, Note: "sum of VmHWM of the processes under test"},
+		{Name: "retransmits", Unit: "", Lower: true, Note: "TCP retransmits iperf3 counted on the sender"},
+	}
+	l3PPSMetrics = []Metric{
+		{Name: "pps", Unit: "kpkt/s", Note: "64-byte UDP datagrams the LAN host received per second (iperf3 -u -b 0 -l 64 -P 2)"},
+		{Name: "cpu_per_kop", Unit: "CPU-µs/pkt", Lower: true, Note: "CPU of the processes under test per packet delivered"},
+	}
+)
+
+const setupL3Stock = "stock wireguard-go on `conn` (SUT CPUs) peering directly with the client's stock wireguard-go (load CPUs), kernel forwarding to iperf3 -s in `lan`; no edge"
+
+func estL3(env *Env) float64 { return 5 + float64(env.Reps*(env.BulkSeconds+1)) }
+
+// l3Scenarios are the L3 on-ramp's scenarios (area "l3").
+func l3Scenarios() []Scenario {
+	return []Scenario{
+		{Name: "l3-wggo/bulk1", Area: "l3", Label: "stock wireguard-go, point to point", Setup: setupL3Stock,
+			Metrics: l3BulkMetrics, Estimate: estL3, Start: startL3Stock, Run: runBulk(1)},
+		{Name: "l3-wggo/bulk4", Area: "l3", Label: "stock wireguard-go, point to point, 4 streams", Setup: setupL3Stock,
+			Metrics: l3BulkMetrics, Estimate: estL3, Start: startL3Stock, Run: runBulk(4)},
+		{Name: "l3-wggo/pps64", Area: "l3", Label: "stock wireguard-go, point to point, 64 B UDP", Setup: setupL3Stock,
+			Metrics: l3PPSMetrics, Estimate: estL3, Start: startL3Stock, Run: runL3PPS},
+	}
+}
