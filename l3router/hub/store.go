@@ -1,0 +1,468 @@
+package hub
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/onramp-net/onramp/l3router"
+	"github.com/onramp-net/onramp/l3router/l3config"
+)
+
+// Sentinel errors of the store and the hub, wrapped with what is wrong:
+// test with errors.Is.
+var (
+	// ErrNotFound means no peer has the name (or not of that kind).
+	ErrNotFound = errors.New("not found")
+	// ErrExists means a client or connector already has the name or the
+	// public key.
+	ErrExists = errors.New("already exists")
+	// ErrInvalid means a name, group, key or subnet breaks a rule.
+	ErrInvalid = errors.New("invalid")
+	// ErrPoolExhausted means a pool has no free address left.
+	ErrPoolExhausted = errors.New("address pool exhausted")
+	// ErrOverlap means a subnet overlaps a pool, another connector's
+	// subnet or a peer's address. It is the router's sentinel.
+	ErrOverlap = l3router.ErrOverlap
+	// ErrCorrupt means a stored record is not what this code writes.
+	ErrCorrupt = errors.New("corrupt L3 store")
+)
+
+// MaxNameLength bounds peer and group names.
+const MaxNameLength = 63
+
+// Pools are the virtual address pools. The first address of each is the
+// router's own; peers get the following ones.
+type Pools struct {
+	IPv4, IPv6 netip.Prefix
+}
+
+// Router returns the router's own addresses: the first of each pool.
+func (p Pools) Router() (v4, v6 netip.Addr) {
+	return p.IPv4.Addr().Next(), p.IPv6.Addr().Next()
+}
+
+// Prefixes returns the two pools.
+func (p Pools) Prefixes() []netip.Prefix { return []netip.Prefix{p.IPv4, p.IPv6} }
+
+func (p Pools) check() error {
+	if !p.IPv4.IsValid() || !p.IPv4.Addr().Is4() || p.IPv4 != p.IPv4.Masked() || p.IPv4.Bits() > 30 {
+		return fmt.Errorf("ipv4 pool %v: want a masked IPv4 prefix of /30 or shorter: %w", p.IPv4, ErrInvalid)
+	}
+	if !p.IPv6.IsValid() || !p.IPv6.Addr().Is6() || p.IPv6.Addr().Is4In6() || p.IPv6 != p.IPv6.Masked() || p.IPv6.Bits() > 126 {
+		return fmt.Errorf("ipv6 pool %v: want a masked IPv6 prefix of /126 or shorter: %w", p.IPv6, ErrInvalid)
+	}
+	return nil
+}
+
+// Peer is a client or a connector the edge knows.
+type Peer struct {
+	Name string            `json:"name"`
+	Kind l3router.PeerKind `json:"kind"`
+	// PublicKey is the peer's WireGuard public key.
+	PublicKey l3config.Key `json:"public_key"`
+	// PrivateKey is a connector's private key, kept so that the edge can
+	// print its configuration again (with the routes of connectors added
+	// since). Zero for clients: the edge never sees a client's private
+	// key.
+	PrivateKey l3config.Key `json:"private_key"`
+	// Address4 and Address6 are the peer's virtual addresses from the
+	// pools.
+	Address4 netip.Addr `json:"address4"`
+	Address6 netip.Addr `json:"address6"`
+	// Groups are the ACL groups of a client.
+	Groups []string `json:"groups,omitempty"`
+	// Subnets are the private subnets a connector advertises.
+	Subnets []netip.Prefix `json:"subnets,omitempty"`
+	Created time.Time      `json:"created"`
+}
+
+// Addresses returns the peer's virtual addresses as host prefixes.
+func (p *Peer) Addresses() []netip.Prefix {
+	var out []netip.Prefix
+	for _, a := range []netip.Addr{p.Address4, p.Address6} {
+		if a.IsValid() {
+			out = append(out, netip.PrefixFrom(a, a.BitLen()))
+		}
+	}
+	return out
+}
+
+// Routes returns what the peer owns on the edge router, which is also its
+// allowed_ip list on the edge's WireGuard device: its virtual addresses
+// and, for a connector, its subnets.
+func (p *Peer) Routes() []netip.Prefix {
+	return append(p.Addresses(), p.Subnets...)
+}
+
+// ValidName checks a peer or group name: 1 to 63 characters of a-z, 0-9
+// and '-' (the tunnel names' rule).
+func ValidName(what, name string) error {
+	if name == "" {
+		return fmt.Errorf("%s name: empty: %w", what, ErrInvalid)
+	}
+	if len(name) > MaxNameLength {
+		return fmt.Errorf("%s name %q: %d characters, want at most %d: %w", what, name, len(name), MaxNameLength, ErrInvalid)
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-') {
+			return fmt.Errorf("%s name %q: character %q at %d, want a-z, 0-9 or '-': %w", what, name, c, i, ErrInvalid)
+		}
+	}
+	return nil
+}
+
+// Store keeps the L3 on-ramp's state in buckets of the edge's bbolt
+// database: the edge's WireGuard key, and the clients and connectors with
+// their keys and virtual addresses. It is safe for concurrent use; bbolt
+// serializes the writes.
+//
+//	l3_meta   "private_key" -> the edge's private key (32 bytes)
+//	l3_peers  name -> JSON peer record
+//
+// Clients and connectors share one namespace, the router's.
+type Store struct {
+	db    *bolt.DB
+	pools Pools
+}
+
+var (
+	bucketMeta  = []byte("l3_meta")
+	bucketPeers = []byte("l3_peers")
+	keyPrivate  = []byte("private_key")
+)
+
+// record is a stored peer; V is the record version.
+type record struct {
+	V int `json:"v"`
+	Peer
+}
+
+const recordVersion = 1
+
+// OpenStore creates the L3 buckets in db if needed. New addresses come
+// from pools.
+func OpenStore(db *bolt.DB, pools Pools) (*Store, error) {
+	if err := pools.check(); err != nil {
+		return nil, err
+	}
+	err := db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bucketMeta, bucketPeers} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("l3 store: %w", err)
+	}
+	return &Store{db: db, pools: pools}, nil
+}
+
+// Pools returns the pools the store allocates from.
+func (s *Store) Pools() Pools { return s.pools }
+
+// EdgeKey returns the edge's WireGuard private key, generating and storing
+// it on first use.
+func (s *Store) EdgeKey() (l3config.Key, error) {
+	var k l3config.Key
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketMeta)
+		if v := b.Get(keyPrivate); v != nil {
+			if len(v) != l3config.KeySize {
+				return fmt.Errorf("%w: edge private key of %d bytes", ErrCorrupt, len(v))
+			}
+			copy(k[:], v)
+			return nil
+		}
+		var err error
+		if k, err = l3config.GeneratePrivateKey(); err != nil {
+			return err
+		}
+		return b.Put(keyPrivate, k[:])
+	})
+	if err != nil {
+		return l3config.Key{}, fmt.Errorf("l3 store: edge key: %w", err)
+	}
+	return k, nil
+}
+
+// Add records a new client or connector: p's Name, Kind, PublicKey,
+// PrivateKey (connectors), Groups (clients) and Subnets (connectors).
+// It allocates the virtual addresses, sets Created and returns the record.
+//
+// It refuses, with an error naming the reason, a bad name, group or
+// subnet (ErrInvalid), a name or public key already in use (ErrExists), a
+// subnet overlapping a pool, another connector's subnet or a peer's
+// address (ErrOverlap), and a full pool (ErrPoolExhausted).
+func (s *Store) Add(p Peer) (Peer, error) {
+	if err := s.check(&p); err != nil {
+		return Peer{}, fmt.Errorf("l3 store: add %v %q: %w", p.Kind, p.Name, err)
+	}
+	p.Created = time.Unix(0, time.Now().UnixNano()).UTC()
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketPeers)
+		if b.Get([]byte(p.Name)) != nil {
+			return fmt.Errorf("name %q is taken by a client or connector: %w", p.Name, ErrExists)
+		}
+		if k := tx.Bucket(bucketMeta).Get(keyPrivate); len(k) == l3config.KeySize && l3config.Key(k).PublicKey() == p.PublicKey {
+			return fmt.Errorf("public key %v is the edge's own: %w", p.PublicKey, ErrInvalid)
+		}
+		peers, err := list(tx)
+		if err != nil {
+			return err
+		}
+		used := map[netip.Addr]bool{}
+		for _, o := range peers {
+			if o.PublicKey == p.PublicKey {
+				return fmt.Errorf("public key %v is already %v %q's: %w", p.PublicKey, o.Kind, o.Name, ErrExists)
+			}
+			used[o.Address4], used[o.Address6] = true, true
+			if err := overlaps(p.Subnets, &o); err != nil {
+				return err
+			}
+		}
+		if p.Address4, err = allocate(s.pools.IPv4, used); err != nil {
+			return err
+		}
+		if p.Address6, err = allocate(s.pools.IPv6, used); err != nil {
+			return err
+		}
+		v, err := json.Marshal(record{V: recordVersion, Peer: p})
+		if err != nil {
+			return err
+		}
+		return b.Put([]byte(p.Name), v)
+	})
+	if err != nil {
+		return Peer{}, fmt.Errorf("l3 store: add %v %q: %w", p.Kind, p.Name, err)
+	}
+	return p, nil
+}
+
+// check validates the fields of a new peer that need no other record.
+func (s *Store) check(p *Peer) error {
+	if err := ValidName(p.Kind.String(), p.Name); err != nil {
+		return err
+	}
+	if p.PublicKey.IsZero() {
+		return fmt.Errorf("public key: missing: %w", ErrInvalid)
+	}
+	switch p.Kind {
+	case l3router.KindClient:
+		if len(p.Subnets) > 0 {
+			return fmt.Errorf("subnets %v: a client advertises no subnets: %w", p.Subnets, ErrInvalid)
+		}
+		if !p.PrivateKey.IsZero() {
+			return fmt.Errorf("private key: the edge does not keep clients' private keys: %w", ErrInvalid)
+		}
+	case l3router.KindConnector:
+		if len(p.Subnets) == 0 {
+			return fmt.Errorf("subnets: a connector advertises at least one: %w", ErrInvalid)
+		}
+		if len(p.Groups) > 0 {
+			return fmt.Errorf("groups %v: only clients have groups: %w", p.Groups, ErrInvalid)
+		}
+	default:
+		return fmt.Errorf("kind %v: want client or connector: %w", p.Kind, ErrInvalid)
+	}
+	for _, g := range p.Groups {
+		if err := ValidName("group", g); err != nil {
+			return err
+		}
+	}
+	p.Groups = slices.Compact(slices.Sorted(slices.Values(p.Groups)))
+	for i, sn := range p.Subnets {
+		if err := CheckSubnet(sn); err != nil {
+			return fmt.Errorf("subnet %d: %w", i+1, err)
+		}
+		for j := range i {
+			if sn.Overlaps(p.Subnets[j]) {
+				return fmt.Errorf("subnet %v overlaps subnet %v of the same connector: %w", sn, p.Subnets[j], ErrInvalid)
+			}
+		}
+		for _, pool := range s.pools.Prefixes() {
+			if sn.Overlaps(pool) {
+				return fmt.Errorf("subnet %v overlaps the client pool %v (l3.pools): %w", sn, pool, ErrOverlap)
+			}
+		}
+	}
+	return nil
+}
+
+// CheckSubnet checks a subnet a connector advertises: a valid, masked
+// prefix of unicast addresses.
+func CheckSubnet(p netip.Prefix) error {
+	a := p.Addr()
+	switch {
+	case !p.IsValid():
+		return fmt.Errorf("invalid prefix: %w", ErrInvalid)
+	case a.Is4In6():
+		return fmt.Errorf("%v: IPv4-mapped IPv6, write it as IPv4: %w", p, ErrInvalid)
+	case a.Zone() != "":
+		return fmt.Errorf("%v: has a zone: %w", p, ErrInvalid)
+	case p != p.Masked():
+		return fmt.Errorf("%v: host bits set (did you mean %v?): %w", p, p.Masked(), ErrInvalid)
+	case p.Bits() == 0:
+		return fmt.Errorf("%v: a default route is not a subnet: %w", p, ErrInvalid)
+	case a.IsLoopback() || a.IsMulticast() || a.IsLinkLocalUnicast() || a.IsLinkLocalMulticast() || a.IsInterfaceLocalMulticast():
+		return fmt.Errorf("%v: loopback, link-local or multicast addresses are not routed through the edge: %w", p, ErrInvalid)
+	}
+	return nil
+}
+
+// overlaps refuses subnets that overlap o's subnets or addresses.
+func overlaps(subnets []netip.Prefix, o *Peer) error {
+	for _, sn := range subnets {
+		for _, os := range o.Subnets {
+			if sn.Overlaps(os) {
+				return fmt.Errorf("subnet %v overlaps subnet %v of connector %q (one connector per subnet; failover is not supported yet): %w", sn, os, o.Name, ErrOverlap)
+			}
+		}
+		for _, a := range o.Addresses() {
+			if sn.Overlaps(a) {
+				return fmt.Errorf("subnet %v contains the address %v of %v %q: %w", sn, a.Addr(), o.Kind, o.Name, ErrOverlap)
+			}
+		}
+	}
+	return nil
+}
+
+// allocate returns the lowest address of pool that is not used, skipping
+// the network address, the router's (the first) and, in IPv4, the last.
+func allocate(pool netip.Prefix, used map[netip.Addr]bool) (netip.Addr, error) {
+	last := netip.Addr{}
+	if pool.Addr().Is4() {
+		b := pool.Addr().As4()
+		n := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+		n |= 1<<(32-pool.Bits()) - 1
+		last = netip.AddrFrom4([4]byte{byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n)})
+	}
+	a := pool.Addr().Next() // the router's
+	for a = a.Next(); a.IsValid() && pool.Contains(a) && a != last; a = a.Next() {
+		if !used[a] {
+			return a, nil
+		}
+	}
+	fam := "ipv6"
+	if pool.Addr().Is4() {
+		fam = "ipv4"
+	}
+	return netip.Addr{}, fmt.Errorf("pool %v has no free address left: remove a client or connector, or widen l3.pools.%s in the edge config: %w", pool, fam, ErrPoolExhausted)
+}
+
+// Get returns the peer named name.
+func (s *Store) Get(name string) (Peer, error) {
+	var p Peer
+	err := s.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketPeers).Get([]byte(name))
+		if v == nil {
+			return fmt.Errorf("no client or connector is named %q: %w", name, ErrNotFound)
+		}
+		var err error
+		p, err = parse(name, v)
+		return err
+	})
+	if err != nil {
+		return Peer{}, fmt.Errorf("l3 store: %w", err)
+	}
+	return p, nil
+}
+
+// List returns every client and connector, sorted by name.
+func (s *Store) List() ([]Peer, error) {
+	var peers []Peer
+	err := s.db.View(func(tx *bolt.Tx) error {
+		var err error
+		peers, err = list(tx)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("l3 store: list: %w", err)
+	}
+	return peers, nil
+}
+
+func list(tx *bolt.Tx) ([]Peer, error) {
+	var peers []Peer
+	err := tx.Bucket(bucketPeers).ForEach(func(k, v []byte) error {
+		p, err := parse(string(k), v)
+		if err != nil {
+			return err
+		}
+		peers = append(peers, p)
+		return nil
+	})
+	return peers, err
+}
+
+func parse(name string, v []byte) (Peer, error) {
+	var r record
+	if err := json.Unmarshal(v, &r); err != nil || r.V != recordVersion || r.Name != name {
+		return Peer{}, fmt.Errorf("%w: record %q (version %d): %v", ErrCorrupt, name, r.V, err)
+	}
+	return r.Peer, nil
+}
+
+// Remove deletes the peer named name, which must be of the given kind, and
+// returns it: its addresses are free again.
+func (s *Store) Remove(kind l3router.PeerKind, name string) (Peer, error) {
+	var p Peer
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketPeers)
+		v := b.Get([]byte(name))
+		if v == nil {
+			return fmt.Errorf("no %v is named %q: %w", kind, name, ErrNotFound)
+		}
+		var err error
+		if p, err = parse(name, v); err != nil {
+			return err
+		}
+		if p.Kind != kind {
+			return fmt.Errorf("%q is a %v, not a %v: %w", name, p.Kind, kind, ErrNotFound)
+		}
+		return b.Delete([]byte(name))
+	})
+	if err != nil {
+		return Peer{}, fmt.Errorf("l3 store: remove %v %q: %w", kind, name, err)
+	}
+	return p, nil
+}
+
+// Subnets returns the subnets of every connector but the one named except,
+// sorted: what a connector routes through the edge for site to site, and
+// (with except empty) what clients route.
+func Subnets(peers []Peer, except string) []netip.Prefix {
+	var out []netip.Prefix
+	for _, p := range peers {
+		if p.Kind == l3router.KindConnector && p.Name != except {
+			out = append(out, p.Subnets...)
+		}
+	}
+	slices.SortFunc(out, func(a, b netip.Prefix) int {
+		if c := a.Addr().Compare(b.Addr()); c != 0 {
+			return c
+		}
+		return a.Bits() - b.Bits()
+	})
+	return out
+}
+
+// String describes a peer for logs: kind, name and addresses.
+func (p *Peer) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%v %s (%v, %v", p.Kind, p.Name, p.Address4, p.Address6)
+	for _, s := range p.Subnets {
+		fmt.Fprintf(&b, ", %v", s)
+	}
+	b.WriteString(")")
+	return b.String()
+}

@@ -1,0 +1,257 @@
+package hub
+
+import (
+	"errors"
+	"net/netip"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/onramp-net/onramp/l3router"
+	"github.com/onramp-net/onramp/l3router/l3config"
+)
+
+// Test pools: inside 198.18.0.0/15 and fd00::/8.
+var testPools = Pools{IPv4: netip.MustParsePrefix("198.18.96.0/20"), IPv6: netip.MustParsePrefix("fd00:96::/48")}
+
+func openDB(t *testing.T, path string) *bolt.DB {
+	t.Helper()
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return db
+}
+
+func openTestStore(t *testing.T, pools Pools) (*Store, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "edge.db")
+	db := openDB(t, path)
+	t.Cleanup(func() { db.Close() })
+	s, err := OpenStore(db, pools)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, path
+}
+
+func newKey(t testing.TB) l3config.Key {
+	t.Helper()
+	k, err := l3config.GeneratePrivateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func client(t testing.TB, name string, groups ...string) Peer {
+	return Peer{Name: name, Kind: l3router.KindClient, PublicKey: newKey(t).PublicKey(), Groups: groups}
+}
+
+func connector(t testing.TB, name string, subnets ...string) Peer {
+	p := Peer{Name: name, Kind: l3router.KindConnector}
+	p.PrivateKey = newKey(t)
+	p.PublicKey = p.PrivateKey.PublicKey()
+	for _, s := range subnets {
+		p.Subnets = append(p.Subnets, netip.MustParsePrefix(s))
+	}
+	return p
+}
+
+func mustAdd(t *testing.T, s *Store, p Peer) Peer {
+	t.Helper()
+	got, err := s.Add(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+func TestStoreAllocation(t *testing.T) {
+	s, _ := openTestStore(t, testPools)
+	a := mustAdd(t, s, client(t, "alice", "eng", "eng", "ops"))
+	if a.Address4 != netip.MustParseAddr("198.18.96.2") || a.Address6 != netip.MustParseAddr("fd00:96::2") {
+		t.Fatalf("first addresses %v %v: want the one after the router's", a.Address4, a.Address6)
+	}
+	if !slices.Equal(a.Groups, []string{"eng", "ops"}) || a.Created.IsZero() {
+		t.Fatalf("groups %v created %v", a.Groups, a.Created)
+	}
+	c := mustAdd(t, s, connector(t, "site-a", "198.18.30.0/24", "fd00:30::/64"))
+	b := mustAdd(t, s, client(t, "bob"))
+	if c.Address4 != netip.MustParseAddr("198.18.96.3") || b.Address4 != netip.MustParseAddr("198.18.96.4") || b.Address6 != netip.MustParseAddr("fd00:96::4") {
+		t.Fatalf("addresses %v %v %v", c.Address4, b.Address4, b.Address6)
+	}
+	if got := c.Routes(); !slices.Equal(got, []netip.Prefix{
+		netip.MustParsePrefix("198.18.96.3/32"), netip.MustParsePrefix("fd00:96::3/128"),
+		netip.MustParsePrefix("198.18.30.0/24"), netip.MustParsePrefix("fd00:30::/64"),
+	}) {
+		t.Fatalf("connector routes %v", got)
+	}
+	// A freed address is handed out again, never a live one.
+	if _, err := s.Remove(l3router.KindClient, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	d := mustAdd(t, s, client(t, "dave"))
+	e := mustAdd(t, s, client(t, "erin"))
+	if d.Address4 != a.Address4 || e.Address4 != netip.MustParseAddr("198.18.96.5") {
+		t.Fatalf("after remove: dave %v erin %v", d.Address4, e.Address4)
+	}
+	peers, err := s.List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[netip.Addr]string{}
+	for _, p := range peers {
+		for _, a := range []netip.Addr{p.Address4, p.Address6} {
+			if o, ok := seen[a]; ok {
+				t.Fatalf("%v given to %s and %s", a, o, p.Name)
+			}
+			seen[a] = p.Name
+		}
+	}
+	if names := []string{peers[0].Name, peers[1].Name, peers[2].Name, peers[3].Name}; !slices.Equal(names, []string{"bob", "dave", "erin", "site-a"}) {
+		t.Fatalf("List order %v", names)
+	}
+}
+
+func TestStoreExhausted(t *testing.T) {
+	// A /29: network .0, router .1, broadcast .7: five peer addresses.
+	s, _ := openTestStore(t, Pools{IPv4: netip.MustParsePrefix("198.18.96.0/29"), IPv6: testPools.IPv6})
+	var last Peer
+	for i := range 5 {
+		last = mustAdd(t, s, client(t, "c"+string(rune('a'+i))))
+	}
+	if last.Address4 != netip.MustParseAddr("198.18.96.6") {
+		t.Fatalf("last address %v", last.Address4)
+	}
+	_, err := s.Add(client(t, "full"))
+	if !errors.Is(err, ErrPoolExhausted) || !strings.Contains(err.Error(), "pool 198.18.96.0/29 has no free address left") ||
+		!strings.Contains(err.Error(), "l3.pools.ipv4") {
+		t.Fatalf("exhausted: %v", err)
+	}
+	if _, err := s.Get("full"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("a failed add was recorded: %v", err)
+	}
+}
+
+func TestStoreRefusals(t *testing.T) {
+	s, _ := openTestStore(t, testPools)
+	a := mustAdd(t, s, client(t, "alice"))
+	mustAdd(t, s, connector(t, "site-a", "198.18.30.0/24", "fd00:30::/64"))
+	edge, err := s.EdgeKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameKey := client(t, "alice2")
+	sameKey.PublicKey = a.PublicKey
+	edgeKey := client(t, "mallory")
+	edgeKey.PublicKey = edge.PublicKey()
+	withPriv := client(t, "carol")
+	withPriv.PrivateKey = newKey(t)
+	for _, tc := range []struct {
+		name string
+		p    Peer
+		is   error
+		want string
+	}{
+		{"name taken", client(t, "alice"), ErrExists, `name "alice" is taken`},
+		{"name taken by a connector", connector(t, "site-a", "198.18.40.0/24"), ErrExists, `name "site-a" is taken`},
+		{"bad name", client(t, "Alice"), ErrInvalid, `client name "Alice": character 'A' at 0`},
+		{"empty name", client(t, ""), ErrInvalid, "client name: empty"},
+		{"bad group", client(t, "bob", "eng team"), ErrInvalid, `group name "eng team"`},
+		{"key taken", sameKey, ErrExists, `is already client "alice"'s`},
+		{"edge key", edgeKey, ErrInvalid, "is the edge's own"},
+		{"client private key", withPriv, ErrInvalid, "does not keep clients' private keys"},
+		{"no subnets", connector(t, "site-b"), ErrInvalid, "at least one"},
+		{"same subnet", connector(t, "site-b", "198.18.30.0/24"), ErrOverlap,
+			`subnet 198.18.30.0/24 overlaps subnet 198.18.30.0/24 of connector "site-a"`},
+		{"inside a subnet", connector(t, "site-b", "fd00:30::/96"), ErrOverlap, `overlaps subnet fd00:30::/64 of connector "site-a"`},
+		{"around a subnet", connector(t, "site-b", "198.18.0.0/18"), ErrOverlap, "overlaps subnet 198.18.30.0/24"},
+		{"pool", connector(t, "site-b", "198.18.100.0/24"), ErrOverlap, "subnet 198.18.100.0/24 overlaps the client pool 198.18.96.0/20"},
+		{"around the pools", connector(t, "site-b", "fd00::/8"), ErrOverlap, "overlaps the client pool fd00:96::/48"},
+		{"own subnets", connector(t, "site-b", "198.18.40.0/24", "198.18.40.128/25"), ErrInvalid, "overlaps subnet 198.18.40.0/24 of the same connector"},
+		{"host bits", connector(t, "site-b", "198.18.40.1/24"), ErrInvalid, "host bits set (did you mean 198.18.40.0/24?)"},
+		{"default route", connector(t, "site-b", "0.0.0.0/0"), ErrInvalid, "a default route is not a subnet"},
+		{"link local", connector(t, "site-b", "fe80::/64"), ErrInvalid, "link-local"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := s.Add(tc.p)
+			if !errors.Is(err, tc.is) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want %v containing %q", err, tc.is, tc.want)
+			}
+		})
+	}
+	peers, _ := s.List()
+	if len(peers) != 2 {
+		t.Fatalf("refused peers were recorded: %d peers", len(peers))
+	}
+	// Removing with the wrong kind is refused.
+	if _, err := s.Remove(l3router.KindClient, "site-a"); !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), `"site-a" is a connector, not a client`) {
+		t.Fatalf("remove wrong kind: %v", err)
+	}
+	if _, err := s.Remove(l3router.KindClient, "nobody"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("remove unknown: %v", err)
+	}
+}
+
+func TestStorePersistence(t *testing.T) {
+	s, path := openTestStore(t, testPools)
+	k1, err := s.EdgeKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := mustAdd(t, s, client(t, "alice", "eng"))
+	c := mustAdd(t, s, connector(t, "site-a", "198.18.30.0/24"))
+	// The cleanup of openTestStore closes the first handle; close it now
+	// to reopen the file.
+	s.db.Close()
+
+	db := openDB(t, path)
+	defer db.Close()
+	s2, err := OpenStore(db, testPools)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k2, err := s2.EdgeKey()
+	if err != nil || k2 != k1 {
+		t.Fatalf("edge key changed across reopen: %v", err)
+	}
+	peers, err := s2.List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(peers) != 2 {
+		t.Fatalf("%d peers after reopen", len(peers))
+	}
+	ga, gc := peers[0], peers[1]
+	if ga.PublicKey != a.PublicKey || ga.Address4 != a.Address4 || ga.Address6 != a.Address6 || !slices.Equal(ga.Groups, a.Groups) ||
+		!ga.Created.Equal(a.Created) || ga.Kind != l3router.KindClient || !ga.PrivateKey.IsZero() {
+		t.Fatalf("client after reopen %+v, want %+v", ga, a)
+	}
+	if gc.PrivateKey != c.PrivateKey || !slices.Equal(gc.Subnets, c.Subnets) || gc.Kind != l3router.KindConnector {
+		t.Fatalf("connector after reopen %+v, want %+v", gc, c)
+	}
+	// The next allocation skips the stored addresses.
+	if b := mustAdd(t, s2, client(t, "bob")); b.Address4 != netip.MustParseAddr("198.18.96.4") {
+		t.Fatalf("bob %v", b.Address4)
+	}
+}
+
+func TestSubnets(t *testing.T) {
+	peers := []Peer{
+		connector(t, "b", "198.18.40.0/24", "fd00:40::/64"),
+		client(t, "c"),
+		connector(t, "a", "198.18.30.0/24"),
+	}
+	got := Subnets(peers, "")
+	want := []netip.Prefix{netip.MustParsePrefix("198.18.30.0/24"), netip.MustParsePrefix("198.18.40.0/24"), netip.MustParsePrefix("fd00:40::/64")}
+	if !slices.Equal(got, want) {
+		t.Fatalf("Subnets = %v", got)
+	}
+	if got := Subnets(peers, "b"); !slices.Equal(got, want[:1]) {
+		t.Fatalf("Subnets except b = %v", got)
+	}
+}
