@@ -306,6 +306,38 @@ func startRaw(bin, network string) func(ctx context.Context, env *Env) (*Rig, er
 	}
 }
 
+// startRawRelay runs a raw transport as a relay in the tunnel's shape: the
+// receiver in "conn" relaying to iperf3 -s in "origin", the relay in
+// "edge" accepting the user's connections on the tunnel's bulk address,
+// both pinned to the SUT CPUs. iperf3 from "user" measures it (runBulk).
+func startRawRelay(bin, network string) func(ctx context.Context, env *Env) (*Rig, error) {
+	return func(ctx context.Context, env *Env) (*Rig, error) {
+		r, err := newRig(ctx, env, testnet.Tunnel())
+		if err != nil {
+			return nil, err
+		}
+		fail := func(err error) (*Rig, error) { r.Close(); return nil, fmt.Errorf("%s: %w", bin, err) }
+		conn, edge := r.Net.Node("conn"), r.Net.Node("edge")
+		recv, err := env.StartSUT(conn, env.Bins[bin], "recv", "-listen", hostPort(connAddr, rawPort), "-to", hostPort(originIP, bulkPort))
+		if err != nil {
+			return fail(err)
+		}
+		if err := waitListen(ctx, conn, network, rawPort, recv); err != nil {
+			return fail(err)
+		}
+		relay, err := env.StartSUT(edge, env.Bins[bin], "relay", "-listen", hostPort(edgeUser, bulkPort), "-addr", hostPort(connAddr, rawPort))
+		if err != nil {
+			return fail(err)
+		}
+		if err := waitListen(ctx, edge, "tcp", bulkPort, relay); err != nil {
+			return fail(err)
+		}
+		r.Measured = []int{relay.Cmd.Process.Pid, recv.Cmd.Process.Pid}
+		r.Addr["bulk"] = hostPort(edgeUser, bulkPort)
+		return r, nil
+	}
+}
+
 // startNothing is for scenarios that need no namespaces.
 func startNothing(context.Context, *Env) (*Rig, error) { return &Rig{}, nil }
 
