@@ -39,6 +39,7 @@ func main() {
 	tunnelCmd := &cobra.Command{Use: "tunnel", Short: "the L4 tunnel: TCP and UDP services reached through the edge"}
 	tunnelCmd.AddCommand(runCmd(&logFlags))
 	root.AddCommand(tunnelCmd, tokenCmd())
+	root.AddCommand(l3Cmd(&logFlags))
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "connector:", err)
 		os.Exit(1)

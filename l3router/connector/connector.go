@@ -1,0 +1,366 @@
+// Package connector is the connector half of the L3 on-ramp: it joins a
+// private network to the edge's WireGuard hub.
+//
+// [Start] creates a kernel TUN device with wireguard-go's virtio-net
+// offloads (the kernel hands TCP and UDP super-segments to wireguard-go,
+// which writes coalesced ones back: GSO and GRO in batches), a wireguard-go
+// device on the standard UDP bind (UDP GSO and GRO on its socket) with the
+// edge as its only peer, the connector's virtual addresses on the TUN,
+// routes for the edge's client pools and other sites through it, and IP
+// forwarding, so that hosts of the LAN reach the clients through this host
+// and the clients' packets reach the LAN with their virtual source address.
+// [Connector.Close] removes the TUN, and its addresses and routes with it.
+//
+// All per-packet work happens inside wireguard-go and the kernel; the
+// connector only counts packets at the TUN, per batch (see [Stats]).
+//
+// The device's state is the connector's, not the interface's: the TUN's
+// up and down events are not passed to wireguard-go, so the UDP socket is
+// opened once, by Start, in the network namespace Start runs in, and an
+// administrator setting the interface down does not rebind it (it shows in
+// [Stats].LinkUp and [Stats.Ready]).
+package connector
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"golang.zx2c4.com/wireguard/tun"
+
+	"github.com/onramp-net/onramp/l3router/l3config"
+)
+
+// ReadyWindow is how recent the last handshake with the edge must be for
+// the connector to be ready: WireGuard rejects a session older than this
+// (Reject-After-Time), and with a persistent keepalive a live session is
+// renewed every two minutes.
+const ReadyWindow = 3 * time.Minute
+
+// Plan is what [Start] does for a configuration, derived without touching
+// the host. `connector l3 check` prints it.
+type Plan struct {
+	Interface string
+	MTU       int
+	// Addresses go on the TUN.
+	Addresses []netip.Prefix
+	// Routes go through the TUN, each with the preferred source address of
+	// its family from Addresses (invalid if there is none).
+	Routes []Route
+	// AllowedIPs are the edge peer's allowed IPs: packets from the edge
+	// whose source is outside them are dropped by wireguard-go, and packets
+	// to them go to the edge. They are the routes.
+	AllowedIPs []netip.Prefix
+	// Forward4 and Forward6 tell which forwarding sysctls Start turns on:
+	// those of the families that the routes or subnets use, if the
+	// configuration's forwarding is true.
+	Forward4, Forward6 bool
+	Edge               l3config.EdgePeer
+	ListenPort         int
+	Subnets            []netip.Prefix
+}
+
+// Route is a route through the TUN.
+type Route struct {
+	Dst netip.Prefix
+	Src netip.Addr
+}
+
+// String formats r as ip(8) would, without the device.
+func (r Route) String() string { return r.Dst.String() + r.srcString() }
+
+func (r Route) srcString() string {
+	if r.Src.IsValid() {
+		return " src " + r.Src.String()
+	}
+	return ""
+}
+
+// NewPlan derives the plan of a validated configuration.
+func NewPlan(cfg *l3config.Connector) Plan {
+	p := Plan{
+		Interface:  cfg.Interface,
+		MTU:        cfg.MTU,
+		Addresses:  slices.Clone(cfg.Addresses),
+		AllowedIPs: slices.Clone(cfg.Routes),
+		Edge:       cfg.Edge,
+		ListenPort: cfg.ListenPort,
+		Subnets:    slices.Clone(cfg.Subnets),
+	}
+	var src4, src6 netip.Addr
+	for _, a := range cfg.Addresses {
+		if a.Addr().Is4() && !src4.IsValid() {
+			src4 = a.Addr()
+		}
+		if a.Addr().Is6() && !src6.IsValid() {
+			src6 = a.Addr()
+		}
+	}
+	for _, r := range cfg.Routes {
+		src := src6
+		if r.Addr().Is4() {
+			src = src4
+		}
+		p.Routes = append(p.Routes, Route{Dst: r, Src: src})
+	}
+	if cfg.Forwarding == nil || *cfg.Forwarding {
+		for _, q := range append(slices.Clone(cfg.Routes), cfg.Subnets...) {
+			if q.Addr().Is4() {
+				p.Forward4 = true
+			} else {
+				p.Forward6 = true
+			}
+		}
+	}
+	return p
+}
+
+// Steps describes the plan, one action a line.
+func (p Plan) Steps() []string {
+	var s []string
+	s = append(s, fmt.Sprintf("create TUN %s, MTU %d, with virtio-net offloads (TSO/USO segments in, GRO-coalesced out)", p.Interface, p.MTU))
+	if len(p.Addresses) > 0 {
+		s = append(s, fmt.Sprintf("add addresses %s to %s and set it up", joinPrefixes(p.Addresses), p.Interface))
+	} else {
+		s = append(s, fmt.Sprintf("set %s up (no addresses: this host's own packets to clients have no virtual source)", p.Interface))
+	}
+	for _, r := range p.Routes {
+		s = append(s, "route "+r.Dst.String()+" dev "+p.Interface+r.srcString())
+	}
+	port := "a random UDP port"
+	if p.ListenPort != 0 {
+		port = "UDP port " + strconv.Itoa(p.ListenPort)
+	}
+	s = append(s, fmt.Sprintf("peer with the edge %s at %s from %s, keepalive %s",
+		p.Edge.PublicKey, p.Edge.Endpoint, port, time.Duration(p.Edge.Keepalive)))
+	if len(p.AllowedIPs) > 0 {
+		s = append(s, "accept packets from the edge whose source is in "+joinPrefixes(p.AllowedIPs))
+	} else {
+		s = append(s, "accept no packets from the edge (routes is empty: WireGuard drops packets whose source is not in the peer's allowed IPs)")
+	}
+	for _, f := range []struct {
+		on   bool
+		name string
+	}{{p.Forward4, "IPv4 forwarding (net.ipv4.ip_forward)"}, {p.Forward6, "IPv6 forwarding (net.ipv6.conf.all.forwarding)"}} {
+		if f.on {
+			s = append(s, "enable "+f.name)
+		}
+	}
+	return s
+}
+
+func joinPrefixes(ps []netip.Prefix) string {
+	s := make([]string, len(ps))
+	for i, p := range ps {
+		s[i] = p.String()
+	}
+	return strings.Join(s, ", ")
+}
+
+// Stats are the connector's counters and the state of its session with
+// the edge.
+type Stats struct {
+	// ToEdge counts IP packets read from the TUN (from the LAN or this host,
+	// to be encrypted and sent to the edge); FromEdge those decrypted from
+	// the edge and written to the TUN. Bytes are IP packet sizes.
+	ToEdgePackets, ToEdgeBytes     uint64
+	FromEdgePackets, FromEdgeBytes uint64
+	// TUNWriteErrors counts batches the kernel refused in part or whole.
+	TUNWriteErrors uint64
+	// WireGuardTxBytes and WireGuardRxBytes are the UDP payload bytes sent
+	// to and received from the edge, WireGuard's overhead included.
+	WireGuardTxBytes, WireGuardRxBytes uint64
+	// LastHandshake is when the last handshake with the edge completed;
+	// zero if none has.
+	LastHandshake time.Time
+	// Endpoint is the edge's address as wireguard-go has it now.
+	Endpoint string
+	// LinkUp reports whether the TUN interface is up and running.
+	LinkUp bool
+}
+
+// Ready reports whether the session with the edge can carry packets at
+// now: the last handshake is less than [ReadyWindow] old and the TUN is up.
+func (s Stats) Ready(now time.Time) bool {
+	return s.LinkUp && !s.LastHandshake.IsZero() && now.Sub(s.LastHandshake) < ReadyWindow
+}
+
+// peerStats fills the WireGuard fields of s from the output of
+// device.IpcGet for a device with one peer, and returns the listen port.
+func parseIpcGet(out string, s *Stats) (listenPort int, err error) {
+	var sec, nsec int64
+	for line := range strings.SplitSeq(out, "\n") {
+		k, v, ok := strings.Cut(line, "=")
+		if !ok {
+			continue
+		}
+		var perr error
+		switch k {
+		case "listen_port":
+			listenPort, perr = strconv.Atoi(v)
+		case "endpoint":
+			s.Endpoint = v
+		case "tx_bytes":
+			s.WireGuardTxBytes, perr = strconv.ParseUint(v, 10, 64)
+		case "rx_bytes":
+			s.WireGuardRxBytes, perr = strconv.ParseUint(v, 10, 64)
+		case "last_handshake_time_sec":
+			sec, perr = strconv.ParseInt(v, 10, 64)
+		case "last_handshake_time_nsec":
+			nsec, perr = strconv.ParseInt(v, 10, 64)
+		}
+		if perr != nil {
+			return 0, fmt.Errorf("wireguard-go status: %s=%q: %w", k, v, perr)
+		}
+	}
+	if sec != 0 || nsec != 0 {
+		s.LastHandshake = time.Unix(sec, nsec)
+	}
+	return listenPort, nil
+}
+
+// tunDev wraps the kernel TUN for wireguard-go: it counts the packets of
+// each batch, and it keeps the interface's up and down events from the
+// device (see the package doc), recording them instead.
+type tunDev struct {
+	tun.Device
+	events chan tun.Event
+	up     atomic.Bool
+
+	toEdgePackets, toEdgeBytes     atomic.Uint64
+	fromEdgePackets, fromEdgeBytes atomic.Uint64
+	writeErrors                    atomic.Uint64
+}
+
+func newTunDev(d tun.Device) *tunDev {
+	t := &tunDev{Device: d, events: make(chan tun.Event, 8)}
+	go t.forwardEvents()
+	return t
+}
+
+// forwardEvents passes MTU updates on and records up and down. It ends
+// when the TUN closes its event channel, and closes the device's.
+func (t *tunDev) forwardEvents() {
+	defer close(t.events)
+	for e := range t.Device.Events() {
+		if e&tun.EventUp != 0 {
+			t.up.Store(true)
+		}
+		if e&tun.EventDown != 0 {
+			t.up.Store(false)
+		}
+		if e&tun.EventMTUUpdate != 0 {
+			t.events <- tun.EventMTUUpdate
+		}
+	}
+}
+
+// Events implements tun.Device.
+func (t *tunDev) Events() <-chan tun.Event { return t.events }
+
+// Read implements tun.Device: packets on their way to the edge.
+func (t *tunDev) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
+	n, err := t.Device.Read(bufs, sizes, offset)
+	if n > 0 {
+		var b int
+		for _, s := range sizes[:n] {
+			b += s
+		}
+		t.toEdgePackets.Add(uint64(n))
+		t.toEdgeBytes.Add(uint64(b))
+	}
+	return n, err
+}
+
+// Write implements tun.Device: packets from the edge. Every packet handed
+// to the kernel is counted; a batch with an error is counted once more in
+// writeErrors.
+func (t *tunDev) Write(bufs [][]byte, offset int) (int, error) {
+	var b int
+	for _, p := range bufs {
+		b += len(p) - offset
+	}
+	n, err := t.Device.Write(bufs, offset)
+	t.fromEdgePackets.Add(uint64(len(bufs)))
+	t.fromEdgeBytes.Add(uint64(b))
+	if err != nil {
+		t.writeErrors.Add(1)
+	}
+	return n, err
+}
+
+// stats fills the TUN counters of s.
+func (t *tunDev) stats(s *Stats) {
+	s.ToEdgePackets = t.toEdgePackets.Load()
+	s.ToEdgeBytes = t.toEdgeBytes.Load()
+	s.FromEdgePackets = t.fromEdgePackets.Load()
+	s.FromEdgeBytes = t.fromEdgeBytes.Load()
+	s.TUNWriteErrors = t.writeErrors.Load()
+	s.LinkUp = t.up.Load()
+}
+
+// Info describes a started connector.
+type Info struct {
+	Plan
+	// EdgeAddr is the edge endpoint as resolved at start.
+	EdgeAddr netip.AddrPort
+	// Port is the UDP port the device listens on.
+	Port int
+	// Offloads are what the TUN and the UDP socket do in batches.
+	Offloads Offloads
+	// ForwardingEnabled lists the sysctls Start turned on (those already on
+	// are not listed).
+	ForwardingEnabled []string
+}
+
+// Offloads are what the TUN and the UDP socket do in batches. wireguard-go
+// enables them itself and does not export what it got, so the connector
+// asks the kernel the same questions (see probeOffloads).
+type Offloads struct {
+	// TUNBatch is how many packets one TUN read or write may carry; more
+	// than 1 when the TUN has virtio-net headers.
+	TUNBatch int
+	// TSO: the TUN takes TCP segmentation and checksum offload (TSO4,
+	// TSO6, CSUM): the kernel hands wireguard-go TCP super-segments of up
+	// to 64 KiB, which it splits, and wireguard-go writes TCP packets
+	// back coalesced (GRO).
+	TSO bool
+	// USO: the same for UDP (USO4, USO6; Linux 6.2 and later).
+	USO bool
+	// UDPGSO and UDPGRO: the UDP socket to the edge sends batches of
+	// equal-sized datagrams as one (UDP_SEGMENT) and receives them
+	// coalesced (UDP_GRO).
+	UDPGSO, UDPGRO bool
+	// BindBatch is how many datagrams one socket send or receive carries.
+	BindBatch int
+}
+
+// String lists the offloads, for example
+// "tun: csum tso4 tso6 uso4 uso6, batch 128; udp: gso gro, batch 128".
+func (o Offloads) String() string {
+	var tunF, udpF []string
+	if o.TSO {
+		tunF = append(tunF, "csum", "tso4", "tso6")
+	}
+	if o.USO {
+		tunF = append(tunF, "uso4", "uso6")
+	}
+	if len(tunF) == 0 {
+		tunF = append(tunF, "none")
+	}
+	if o.UDPGSO {
+		udpF = append(udpF, "gso")
+	}
+	if o.UDPGRO {
+		udpF = append(udpF, "gro")
+	}
+	if len(udpF) == 0 {
+		udpF = append(udpF, "none")
+	}
+	return "tun: " + strings.Join(tunF, " ") + ", batch " + strconv.Itoa(o.TUNBatch) +
+		"; udp: " + strings.Join(udpF, " ") + ", batch " + strconv.Itoa(o.BindBatch)
+}

@@ -1,0 +1,282 @@
+package connector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+	"golang.zx2c4.com/wireguard/conn"
+	"golang.zx2c4.com/wireguard/device"
+	"golang.zx2c4.com/wireguard/tun"
+
+	"github.com/onramp-net/onramp/l3router/l3config"
+)
+
+// Connector is a running L3 connector: a kernel TUN, a wireguard-go device
+// peered with the edge, and the host's addresses and routes through it.
+type Connector struct {
+	info Info
+	tun  *tunDev
+	dev  *device.Device
+	nl   *netlink.Handle // in the namespace Start ran in
+	log  *slog.Logger
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Start brings the connector up as cfg says (see the package doc) in the
+// calling thread's network namespace, and returns once the device is
+// configured; the handshake with the edge follows in the background (see
+// [Connector.Stats]). An error names the step that failed; whatever was
+// made is removed again.
+func Start(ctx context.Context, cfg *l3config.Connector, log *slog.Logger) (*Connector, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	plan := NewPlan(cfg)
+	edge, err := resolveEndpoint(ctx, cfg.Edge.Endpoint)
+	if err != nil {
+		return nil, err
+	}
+	nl, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+	if err != nil {
+		return nil, fmt.Errorf("open rtnetlink: %w%s", err, hint(err))
+	}
+	td, err := tun.CreateTUN(cfg.Interface, cfg.MTU)
+	if err != nil {
+		nl.Close()
+		return nil, fmt.Errorf("create TUN %s: %w%s", cfg.Interface, err, hint(err))
+	}
+	c := &Connector{
+		info: Info{Plan: plan, EdgeAddr: edge, Offloads: probeOffloads(td)},
+		tun:  newTunDev(td),
+		nl:   nl,
+		log:  log,
+	}
+	c.dev = device.NewDevice(c.tun, conn.NewDefaultBind(), wgLogger(log))
+	ok := false
+	defer func() {
+		if !ok {
+			_ = c.Close() // the interface, its addresses and routes go
+		}
+	}()
+	if err := c.dev.IpcSet(uapiConfig(cfg, edge)); err != nil {
+		return nil, fmt.Errorf("configure WireGuard: %w", err)
+	}
+	// Up opens the UDP socket here, in this thread's namespace (TUN events
+	// never reach the device: see tunDev).
+	if err := c.dev.Up(); err != nil {
+		return nil, fmt.Errorf("open WireGuard UDP port %d: %w", cfg.ListenPort, err)
+	}
+	var s Stats
+	if c.info.Port, err = c.ipcStats(&s); err != nil {
+		return nil, err
+	}
+	if err := setupLink(nl, plan); err != nil {
+		return nil, err
+	}
+	if c.info.ForwardingEnabled, err = enableForwarding(plan); err != nil {
+		return nil, err
+	}
+	ok = true
+	return c, nil
+}
+
+// Info describes the connector.
+func (c *Connector) Info() Info { return c.info }
+
+// Stats returns the counters and the state of the session with the edge.
+func (c *Connector) Stats() (Stats, error) {
+	var s Stats
+	c.tun.stats(&s)
+	_, err := c.ipcStats(&s)
+	return s, err
+}
+
+// Ready reports whether the session with the edge can carry packets now
+// (see [Stats.Ready]).
+func (c *Connector) Ready() bool {
+	s, err := c.Stats()
+	return err == nil && s.Ready(time.Now())
+}
+
+func (c *Connector) ipcStats(s *Stats) (int, error) {
+	out, err := c.dev.IpcGet()
+	if err != nil {
+		return 0, fmt.Errorf("wireguard-go status: %w", err)
+	}
+	return parseIpcGet(out, s)
+}
+
+// Close stops the device and removes the TUN; its addresses and routes go
+// with it. Forwarding stays as it is: other services on the host (or a
+// second connector) may rely on it. Close is safe to call more than once.
+func (c *Connector) Close() error {
+	c.closeOnce.Do(func() {
+		c.dev.Close()
+		// The kernel removes a TUN when its last file descriptor closes,
+		// which device.Close does before it returns; check, so that a
+		// leftover interface is reported rather than found later.
+		if _, err := c.nl.LinkByName(c.info.Interface); err == nil {
+			c.closeErr = fmt.Errorf("close: interface %s still exists after its TUN closed", c.info.Interface)
+		}
+		c.nl.Close()
+	})
+	return c.closeErr
+}
+
+// uapiConfig is the wireguard-go configuration (UAPI set operation).
+func uapiConfig(cfg *l3config.Connector, edge netip.AddrPort) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "private_key=%s\nlisten_port=%d\nreplace_peers=true\n", cfg.PrivateKey.Hex(), cfg.ListenPort)
+	fmt.Fprintf(&b, "public_key=%s\nendpoint=%s\npersistent_keepalive_interval=%d\nreplace_allowed_ips=true\n",
+		cfg.Edge.PublicKey.Hex(), edge, int(time.Duration(cfg.Edge.Keepalive).Seconds()))
+	for _, r := range cfg.Routes {
+		fmt.Fprintf(&b, "allowed_ip=%s\n", r)
+	}
+	return b.String()
+}
+
+// resolveEndpoint turns host:port into an address, resolving a name.
+func resolveEndpoint(ctx context.Context, endpoint string) (netip.AddrPort, error) {
+	host, portStr, err := net.SplitHostPort(endpoint)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("edge.endpoint %q: %w", endpoint, err)
+	}
+	port, err := strconv.ParseUint(portStr, 10, 16)
+	if err != nil || port == 0 {
+		return netip.AddrPort{}, fmt.Errorf("edge.endpoint %q: no valid port", endpoint)
+	}
+	if a, err := netip.ParseAddr(host); err == nil {
+		return netip.AddrPortFrom(a.Unmap(), uint16(port)), nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	addrs, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("resolve edge.endpoint %s: %w", host, err)
+	}
+	if len(addrs) == 0 {
+		return netip.AddrPort{}, fmt.Errorf("resolve edge.endpoint %s: no addresses", host)
+	}
+	return netip.AddrPortFrom(addrs[0].Unmap(), uint16(port)), nil
+}
+
+// setupLink adds the addresses, sets the TUN up and adds the routes.
+func setupLink(nl *netlink.Handle, p Plan) error {
+	link, err := nl.LinkByName(p.Interface)
+	if err != nil {
+		return fmt.Errorf("find interface %s: %w", p.Interface, err)
+	}
+	for _, a := range p.Addresses {
+		addr := &netlink.Addr{IPNet: ipNet(a)}
+		if a.Addr().Is6() {
+			addr.Flags = unix.IFA_F_NODAD // a /128 of our own: nothing to detect
+		}
+		if err := nl.AddrAdd(link, addr); err != nil {
+			return fmt.Errorf("add address %s to %s: %w%s", a, p.Interface, err, hint(err))
+		}
+	}
+	// Loose reverse-path filtering on the TUN: the effective value is the
+	// higher of conf/all and the interface's, so 2 is loose whatever all
+	// says. Sources reached through the edge then always pass.
+	rp := "/proc/sys/net/ipv4/conf/" + p.Interface + "/rp_filter"
+	if err := os.WriteFile(rp, []byte("2"), 0); err != nil {
+		return fmt.Errorf("set %s to 2 (loose): %w%s", rp, err, hint(err))
+	}
+	if err := nl.LinkSetUp(link); err != nil {
+		return fmt.Errorf("set %s up: %w%s", p.Interface, err, hint(err))
+	}
+	for _, r := range p.Routes {
+		rt := &netlink.Route{LinkIndex: link.Attrs().Index, Dst: ipNet(r.Dst)}
+		if r.Dst.Addr().Is4() {
+			rt.Scope = netlink.SCOPE_LINK
+		}
+		if r.Src.IsValid() {
+			rt.Src = r.Src.AsSlice()
+		}
+		if err := nl.RouteAdd(rt); err != nil {
+			h := hint(err)
+			if errors.Is(err, unix.EEXIST) {
+				h = fmt.Sprintf(": a route to %s exists already (see ip route show %s): remove it, or the prefix from routes", r.Dst, r.Dst)
+			}
+			return fmt.Errorf("add route %s dev %s: %w%s", r, p.Interface, err, h)
+		}
+	}
+	return nil
+}
+
+func ipNet(p netip.Prefix) *net.IPNet {
+	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
+}
+
+// Forwarding sysctls; they are per network namespace.
+const (
+	forward4 = "/proc/sys/net/ipv4/ip_forward"
+	forward6 = "/proc/sys/net/ipv6/conf/all/forwarding"
+)
+
+// enableForwarding turns on the forwarding the plan asks for and returns
+// the sysctls it changed.
+func enableForwarding(p Plan) ([]string, error) {
+	var changed []string
+	for _, f := range []struct {
+		on   bool
+		path string
+	}{{p.Forward4, forward4}, {p.Forward6, forward6}} {
+		if !f.on {
+			continue
+		}
+		b, err := os.ReadFile(f.path)
+		if err != nil {
+			return changed, fmt.Errorf("enable forwarding: %w", err)
+		}
+		if strings.TrimSpace(string(b)) == "1" {
+			continue
+		}
+		if err := os.WriteFile(f.path, []byte("1"), 0); err != nil {
+			return changed, fmt.Errorf("enable forwarding: write %s: %w%s", f.path, err, hint(err))
+		}
+		changed = append(changed, f.path)
+	}
+	return changed, nil
+}
+
+// hint adds the likely cause of a system error a user can fix.
+func hint(err error) string {
+	switch {
+	case errors.Is(err, unix.EPERM), errors.Is(err, unix.EACCES), errors.Is(err, unix.EROFS):
+		return ": are you root? (needs CAP_NET_ADMIN)"
+	case errors.Is(err, unix.EBUSY):
+		return ": an interface of that name exists and is busy (another connector running?)"
+	}
+	return ""
+}
+
+// wgLogger sends wireguard-go's log to log: its errors as warnings (a
+// failed handshake send is not fatal), its verbose lines at debug.
+func wgLogger(log *slog.Logger) *device.Logger {
+	l := &device.Logger{
+		Verbosef: device.DiscardLogf,
+		Errorf: func(format string, args ...any) {
+			log.Warn(fmt.Sprintf(format, args...), "from", "wireguard-go")
+		},
+	}
+	if log.Enabled(context.Background(), slog.LevelDebug) {
+		l.Verbosef = func(format string, args ...any) {
+			log.Debug(fmt.Sprintf(format, args...), "from", "wireguard-go")
+		}
+	}
+	return l
+}
