@@ -100,6 +100,7 @@ func (a *app) serveAdmin(path string) (func() error, error) {
 		}
 		writeJSON(w, http.StatusOK, infoOf(t))
 	})
+	a.serveL3(mux)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
 	return func() error {

@@ -57,6 +57,7 @@ type app struct {
 	srv   *edge.Server
 	pin   [32]byte
 	ctx   context.Context
+	l3    *l3ctl
 
 	mu    sync.Mutex
 	bound map[int]bool // indexes of cfg.Bindings that are listening
@@ -122,6 +123,16 @@ func serve(ctx context.Context, g *globals, cfg *edgeconfig.Config, log *slog.Lo
 
 	if err := a.apply(); err != nil {
 		return err
+	}
+
+	if a.l3, err = newL3ctl(cfg, st); err != nil {
+		return err
+	}
+	if cfg.L3.Enabled() {
+		if a.l3.hub, err = startHub(a.l3, log, reg); err != nil {
+			return err
+		}
+		closers = append(closers, a.l3.hub.Close)
 	}
 
 	for _, l := range []struct {

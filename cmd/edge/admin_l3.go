@@ -1,0 +1,383 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/onramp-net/onramp/l3router"
+	"github.com/onramp-net/onramp/l3router/hub"
+	"github.com/onramp-net/onramp/l3router/l3config"
+	"github.com/onramp-net/onramp/l4proxy/edgeconfig"
+	"github.com/onramp-net/onramp/l4proxy/store"
+)
+
+// The L3 admin API: the l3 subcommands act through it on a running edge,
+// so that a new peer is live at once and a removed one is cut at once.
+// Without a running edge they use an l3ctl on the store directly.
+
+// l3ctl performs the L3 operations on the store and, in a running edge with
+// L3 on, on the hub.
+type l3ctl struct {
+	cfg   *edgeconfig.Config
+	store *hub.Store
+	hub   *hub.Hub // nil offline or with L3 off
+
+	mu sync.Mutex // one change at a time: store and hub stay in step
+}
+
+func newL3ctl(cfg *edgeconfig.Config, st *store.Store) (*l3ctl, error) {
+	s, err := hub.OpenStore(st.DB(), poolsOf(cfg))
+	if err != nil {
+		return nil, err
+	}
+	return &l3ctl{cfg: cfg, store: s}, nil
+}
+
+func poolsOf(cfg *edgeconfig.Config) hub.Pools {
+	return hub.Pools{IPv4: cfg.L3.Pools.IPv4, IPv6: cfg.L3.Pools.IPv6}
+}
+
+// l3PeerInfo is a client or connector as the admin API lists it. It never
+// carries a private key.
+type l3PeerInfo struct {
+	Name      string         `json:"name"`
+	Kind      string         `json:"kind"`
+	PublicKey string         `json:"public_key"`
+	Address4  netip.Addr     `json:"address4"`
+	Address6  netip.Addr     `json:"address6"`
+	Groups    []string       `json:"groups,omitempty"`
+	Subnets   []netip.Prefix `json:"subnets,omitempty"`
+	Created   time.Time      `json:"created"`
+	// Live is set when the running edge's hub has the peer; the rest
+	// is only known then.
+	Live          bool      `json:"live"`
+	LastHandshake time.Time `json:"last_handshake"`
+	Endpoint      string    `json:"endpoint,omitempty"`
+	RxBytes       uint64    `json:"rx_bytes"`
+	TxBytes       uint64    `json:"tx_bytes"`
+	Drops         uint64    `json:"drops"`
+}
+
+func peerInfo(p *hub.Peer) l3PeerInfo {
+	return l3PeerInfo{
+		Name: p.Name, Kind: p.Kind.String(), PublicKey: p.PublicKey.String(),
+		Address4: p.Address4, Address6: p.Address6, Groups: p.Groups, Subnets: p.Subnets, Created: p.Created,
+	}
+}
+
+// l3AddClient is the body of POST /v1/l3/clients. The client's private key
+// stays with the CLI.
+type l3AddClient struct {
+	Name      string       `json:"name"`
+	Groups    []string     `json:"groups"`
+	PublicKey l3config.Key `json:"public_key"`
+}
+
+// l3AddConnector is the body of POST /v1/l3/connectors.
+type l3AddConnector struct {
+	Name    string         `json:"name"`
+	Subnets []netip.Prefix `json:"subnets"`
+}
+
+// configErr marks an error of the edge configuration (400).
+type configErr struct{ error }
+
+func (e configErr) Unwrap() error { return e.error }
+
+// endpoint returns where clients and connectors dial, or why there is none.
+func (c *l3ctl) endpoint() (string, error) {
+	if !c.cfg.L3.Enabled() {
+		return "", configErr{errors.New(`edge config: l3.listen is not set, the L3 on-ramp is off: set it (e.g. l3: {listen: "[::]:51820"}) first`)}
+	}
+	if c.cfg.L3.Endpoint == "" {
+		return "", configErr{errors.New("edge config: l3.endpoint is not set and there is no advertise host to derive it from: set l3.endpoint: HOST:PORT that clients and connectors can reach")}
+	}
+	return c.cfg.L3.Endpoint, nil
+}
+
+// add records p and, on a running edge, makes it live; a peer the hub
+// refuses is not kept.
+func (c *l3ctl) add(p hub.Peer) (hub.Peer, []hub.Peer, error) {
+	if _, err := c.endpoint(); err != nil {
+		return hub.Peer{}, nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	p, err := c.store.Add(p)
+	if err != nil {
+		return hub.Peer{}, nil, err
+	}
+	if c.hub != nil {
+		if err := c.hub.AddPeer(p); err != nil {
+			if _, rerr := c.store.Remove(p.Kind, p.Name); rerr != nil {
+				err = errors.Join(err, rerr)
+			}
+			return hub.Peer{}, nil, err
+		}
+	}
+	peers, err := c.store.List()
+	return p, peers, err
+}
+
+func (c *l3ctl) addClient(req l3AddClient) (l3config.Client, error) {
+	p, peers, err := c.add(hub.Peer{Name: req.Name, Kind: l3router.KindClient, PublicKey: req.PublicKey, Groups: req.Groups})
+	if err != nil {
+		return l3config.Client{}, err
+	}
+	return c.clientConfig(&p, peers)
+}
+
+// clientConfig is p's wg-quick config without its private key.
+func (c *l3ctl) clientConfig(p *hub.Peer, peers []hub.Peer) (l3config.Client, error) {
+	ep, err := c.endpoint()
+	if err != nil {
+		return l3config.Client{}, err
+	}
+	key, err := c.store.EdgeKey()
+	if err != nil {
+		return l3config.Client{}, err
+	}
+	return l3config.Client{
+		Name:          p.Name,
+		PublicKey:     p.PublicKey,
+		Addresses:     p.Addresses(),
+		DNS:           c.cfg.L3.DNS,
+		MTU:           c.cfg.L3.MTU,
+		EdgePublicKey: key.PublicKey(),
+		Endpoint:      ep,
+		AllowedIPs:    append(poolsOf(c.cfg).Prefixes(), hub.Subnets(peers, "")...),
+		Keepalive:     l3config.DefaultClientKeepalive,
+	}, nil
+}
+
+func (c *l3ctl) addConnector(req l3AddConnector) (l3config.Connector, error) {
+	priv, err := l3config.GeneratePrivateKey()
+	if err != nil {
+		return l3config.Connector{}, err
+	}
+	p, peers, err := c.add(hub.Peer{Name: req.Name, Kind: l3router.KindConnector, PrivateKey: priv, PublicKey: priv.PublicKey(), Subnets: req.Subnets})
+	if err != nil {
+		return l3config.Connector{}, err
+	}
+	return c.connectorConfig(&p, peers)
+}
+
+// connectorConfig is p's l3.yml: its routes are the pools and the other
+// connectors' subnets as they are now.
+func (c *l3ctl) connectorConfig(p *hub.Peer, peers []hub.Peer) (l3config.Connector, error) {
+	ep, err := c.endpoint()
+	if err != nil {
+		return l3config.Connector{}, err
+	}
+	key, err := c.store.EdgeKey()
+	if err != nil {
+		return l3config.Connector{}, err
+	}
+	fwd := true
+	cc := l3config.Connector{
+		Name:       p.Name,
+		PrivateKey: p.PrivateKey,
+		Addresses:  p.Addresses(),
+		Interface:  l3config.DefaultInterface,
+		MTU:        c.cfg.L3.MTU,
+		Edge:       l3config.EdgePeer{PublicKey: key.PublicKey(), Endpoint: ep, Keepalive: l3config.Duration(l3config.DefaultKeepalive)},
+		Subnets:    p.Subnets,
+		Routes:     append(poolsOf(c.cfg).Prefixes(), hub.Subnets(peers, p.Name)...),
+		Forwarding: &fwd,
+	}
+	if err := cc.Validate(); err != nil {
+		return l3config.Connector{}, fmt.Errorf("connector %q: config: %w", p.Name, err)
+	}
+	return cc, nil
+}
+
+// config returns the config of the peer named name of the given kind.
+func (c *l3ctl) config(kind l3router.PeerKind, name string) (any, error) {
+	peers, err := c.store.List()
+	if err != nil {
+		return nil, err
+	}
+	for i := range peers {
+		p := &peers[i]
+		if p.Name != name {
+			continue
+		}
+		if p.Kind != kind {
+			return nil, fmt.Errorf("%q is a %v, not a %v: %w", name, p.Kind, kind, hub.ErrNotFound)
+		}
+		if kind == l3router.KindClient {
+			return c.clientConfig(p, peers)
+		}
+		return c.connectorConfig(p, peers)
+	}
+	return nil, fmt.Errorf("no %v is named %q: %w", kind, name, hub.ErrNotFound)
+}
+
+// remove deletes the peer from the store and cuts it on a running edge.
+func (c *l3ctl) remove(kind l3router.PeerKind, name string) (l3PeerInfo, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	p, err := c.store.Remove(kind, name)
+	if err != nil {
+		return l3PeerInfo{}, err
+	}
+	if c.hub != nil {
+		if _, err := c.hub.RemovePeer(name); err != nil && !errors.Is(err, hub.ErrNotFound) {
+			return l3PeerInfo{}, err
+		}
+	}
+	return peerInfo(&p), nil
+}
+
+// list returns the peers of the given kind with what the hub knows of them.
+func (c *l3ctl) list(kind l3router.PeerKind) ([]l3PeerInfo, error) {
+	peers, err := c.store.List()
+	if err != nil {
+		return nil, err
+	}
+	stats := map[string]hub.PeerStats{}
+	if c.hub != nil {
+		st, err := c.hub.Stats()
+		if err != nil {
+			return nil, err
+		}
+		for _, s := range st.Peers {
+			stats[s.Name] = s
+		}
+	}
+	out := []l3PeerInfo{}
+	for i := range peers {
+		if peers[i].Kind != kind {
+			continue
+		}
+		info := peerInfo(&peers[i])
+		if s, ok := stats[info.Name]; ok {
+			info.Live = true
+			info.LastHandshake, info.Endpoint = s.LastHandshake, s.Endpoint
+			info.RxBytes, info.TxBytes = s.Router.RxBytes, s.Router.TxBytes
+			for _, d := range s.Router.Drops {
+				info.Drops += d
+			}
+		}
+		out = append(out, info)
+	}
+	return out, nil
+}
+
+// l3Status is the HTTP status that fits an L3 error.
+func l3Status(err error) int {
+	var ce configErr
+	switch {
+	case errors.Is(err, hub.ErrNotFound):
+		return http.StatusNotFound
+	case errors.Is(err, hub.ErrExists):
+		return http.StatusConflict
+	case errors.Is(err, hub.ErrInvalid), errors.Is(err, hub.ErrOverlap), errors.Is(err, hub.ErrPoolExhausted), errors.As(err, &ce):
+		return http.StatusBadRequest
+	}
+	return http.StatusInternalServerError
+}
+
+func kindOf(s string) l3router.PeerKind {
+	if s == "connectors" {
+		return l3router.KindConnector
+	}
+	return l3router.KindClient
+}
+
+// serveL3 adds the L3 endpoints to the admin API.
+func (a *app) serveL3(mux *http.ServeMux) {
+	c := a.l3
+	fail := func(w http.ResponseWriter, err error) { writeJSON(w, l3Status(err), apiError{err.Error()}) }
+	for _, kinds := range []string{"clients", "connectors"} {
+		kind := kindOf(kinds)
+		mux.HandleFunc("GET /v1/l3/"+kinds, func(w http.ResponseWriter, r *http.Request) {
+			out, err := c.list(kind)
+			if err != nil {
+				fail(w, err)
+				return
+			}
+			writeJSON(w, http.StatusOK, out)
+		})
+		mux.HandleFunc("GET /v1/l3/"+kinds+"/{name}/config", func(w http.ResponseWriter, r *http.Request) {
+			out, err := c.config(kind, r.PathValue("name"))
+			if err != nil {
+				fail(w, err)
+				return
+			}
+			writeJSON(w, http.StatusOK, out)
+		})
+		mux.HandleFunc("DELETE /v1/l3/"+kinds+"/{name}", func(w http.ResponseWriter, r *http.Request) {
+			info, err := c.remove(kind, r.PathValue("name"))
+			if err != nil {
+				fail(w, err)
+				return
+			}
+			a.log.Info("l3 "+kind.String()+" removed; cut at once", "name", info.Name)
+			writeJSON(w, http.StatusOK, info)
+		})
+	}
+	mux.HandleFunc("POST /v1/l3/clients", func(w http.ResponseWriter, r *http.Request) {
+		var req l3AddClient
+		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+			writeJSON(w, http.StatusBadRequest, apiError{"request: " + err.Error()})
+			return
+		}
+		out, err := c.addClient(req)
+		if err != nil {
+			fail(w, err)
+			return
+		}
+		a.log.Info("l3 client added", "name", out.Name, "addresses", out.Addresses)
+		writeJSON(w, http.StatusCreated, out)
+	})
+	mux.HandleFunc("POST /v1/l3/connectors", func(w http.ResponseWriter, r *http.Request) {
+		var req l3AddConnector
+		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+			writeJSON(w, http.StatusBadRequest, apiError{"request: " + err.Error()})
+			return
+		}
+		out, err := c.addConnector(req)
+		if err != nil {
+			fail(w, err)
+			return
+		}
+		a.log.Info("l3 connector added", "name", out.Name, "addresses", out.Addresses, "subnets", out.Subnets)
+		writeJSON(w, http.StatusCreated, out)
+	})
+}
+
+// call sends a request with a JSON body (if in is not nil) and decodes the
+// answer into out, or returns the API's error message.
+func (c *adminClient) call(method, path string, in, out any) error {
+	var body bytes.Buffer
+	if in != nil {
+		if err := json.NewEncoder(&body).Encode(in); err != nil {
+			return err
+		}
+	}
+	req, err := http.NewRequest(method, "http://edge"+path, &body)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("admin socket: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		var e apiError
+		if json.NewDecoder(resp.Body).Decode(&e) == nil && e.Error != "" {
+			return errors.New(e.Error)
+		}
+		return fmt.Errorf("admin socket: %s", resp.Status)
+	}
+	return json.NewDecoder(resp.Body).Decode(out)
+}

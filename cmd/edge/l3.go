@@ -1,0 +1,430 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/skip2/go-qrcode"
+	"github.com/spf13/cobra"
+
+	"github.com/onramp-net/onramp/l3router"
+	"github.com/onramp-net/onramp/l3router/hub"
+	"github.com/onramp-net/onramp/l3router/l3config"
+	"github.com/onramp-net/onramp/l4proxy/edgeconfig"
+	"github.com/onramp-net/onramp/l4proxy/store"
+)
+
+// startHub starts the L3 hub of a running edge with every stored client and
+// connector, and exports its counters on reg.
+func startHub(c *l3ctl, log *slog.Logger, reg prometheus.Registerer) (*hub.Hub, error) {
+	key, err := c.store.EdgeKey()
+	if err != nil {
+		return nil, err
+	}
+	peers, err := c.store.List()
+	if err != nil {
+		return nil, err
+	}
+	l3 := &c.cfg.L3
+	h, err := hub.New(hub.Config{
+		ListenPort: l3.ListenPort(), PrivateKey: key, Pools: poolsOf(c.cfg), MTU: l3.MTU, ACL: l3.ACL, Logger: log,
+	}, peers)
+	if err != nil {
+		return nil, fmt.Errorf("l3 (edge config l3.listen %s): %w", l3.Listen, err)
+	}
+	if err := reg.Register(h.Collector()); err != nil {
+		h.Close()
+		return nil, fmt.Errorf("l3 metrics: %w", err)
+	}
+	clients := 0
+	for _, p := range peers {
+		if p.Kind == l3router.KindClient {
+			clients++
+		}
+	}
+	log.Info("l3 hub listening", "udp", l3.Listen, "port", h.Port(), "endpoint", l3.Endpoint,
+		"clients", clients, "connectors", len(peers)-clients, "public_key", h.PublicKey().String())
+	return h, nil
+}
+
+func l3Cmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "l3",
+		Short: "manage the L3 on-ramp: WireGuard clients and connectors",
+		Long: `Manage the L3 on-ramp's clients (any standard WireGuard app) and connectors
+(connector l3 run). The edge config's l3: section turns it on (l3.listen) and
+says where peers dial (l3.endpoint) and which pools virtual addresses come from.
+
+With a running edge these talk to it through the admin socket in its data
+directory (a new peer is live at once, a removed one is cut at once);
+otherwise they open the store directly.`,
+	}
+	cmd.AddCommand(l3ClientCmd(g), l3ConnectorCmd(g))
+	return cmd
+}
+
+// withL3 runs online against a running edge or offline on the L3 store.
+func withL3(g *globals, online func(*adminClient) error, offline func(*l3ctl) error) error {
+	return withEdge(g, online, func(cfg *edgeconfig.Config, st *store.Store) error {
+		c, err := newL3ctl(cfg, st)
+		if err != nil {
+			return err
+		}
+		return offline(c)
+	})
+}
+
+// writeOut writes a config to path (mode 0600: it may hold a private key)
+// or to standard output.
+func writeOut(path string, data []byte) error {
+	if path == "" {
+		_, err := os.Stdout.Write(data)
+		return err
+	}
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		return err
+	}
+	return os.Chmod(path, 0o600) // WriteFile keeps the mode of an existing file
+}
+
+func l3ClientCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "client", Short: "add, list and remove WireGuard clients"}
+
+	var groups []string
+	var pubKey, out string
+	var qr bool
+	add := &cobra.Command{
+		Use:   "add NAME",
+		Short: "add a client and print its wg-quick config",
+		Long: `Add a client: allocate its virtual IPv4 and IPv6 addresses from the pools and
+print a standard wg-quick config for it (to --out FILE, else standard output),
+which any WireGuard app imports. The config holds the client's private key,
+generated here and never given to the edge; with --public-key the user keeps
+their own key and the config has a placeholder for it. AllowedIPs are the pools
+and the subnets of the connectors known now (edge l3 client config NAME prints
+it again later). --qr also draws the config as a QR code on standard error for
+the mobile apps. NAME is 1-63 characters of a-z, 0-9, -.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			req := l3AddClient{Name: args[0], Groups: groups}
+			var priv l3config.Key
+			if pubKey != "" {
+				k, err := l3config.ParseKey(strings.TrimSpace(pubKey))
+				if err != nil {
+					return fmt.Errorf("--public-key: %w", err)
+				}
+				req.PublicKey = k
+			} else {
+				var err error
+				if priv, err = l3config.GeneratePrivateKey(); err != nil {
+					return err
+				}
+				req.PublicKey = priv.PublicKey()
+			}
+			var cc l3config.Client
+			err := withL3(g, func(c *adminClient) error {
+				return c.call(http.MethodPost, "/v1/l3/clients", req, &cc)
+			}, func(c *l3ctl) error {
+				var err error
+				cc, err = c.addClient(req)
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			cc.PrivateKey = priv
+			data, err := cc.Marshal()
+			if err != nil {
+				return err
+			}
+			if err := writeOut(out, data); err != nil {
+				return err
+			}
+			fmt.Fprintf(os.Stderr, "client %s added: %s\n", cc.Name, joinPrefixes(cc.Addresses))
+			if qr {
+				return printQR(os.Stderr, data)
+			}
+			return nil
+		},
+	}
+	add.Flags().StringArrayVar(&groups, "group", nil, "ACL group of the client (repeat for several)")
+	add.Flags().StringVar(&pubKey, "public-key", "", "the client's own WireGuard public key (base64); the config then has no private key")
+	add.Flags().BoolVar(&qr, "qr", false, "also draw the config as a QR code (on standard error)")
+	add.Flags().StringVar(&out, "out", "", "write the config to this file (mode 0600) instead of standard output")
+	cmd.AddCommand(add)
+
+	var cfgOut string
+	config := &cobra.Command{
+		Use:   "config NAME",
+		Short: "print a client's wg-quick config again, with the current AllowedIPs",
+		Long: `Print a client's wg-quick config with the connectors' subnets as they are now.
+The edge never had the client's private key: the config has a placeholder for it.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var cc l3config.Client
+			err := withL3(g, func(c *adminClient) error {
+				return c.call(http.MethodGet, "/v1/l3/clients/"+args[0]+"/config", nil, &cc)
+			}, func(c *l3ctl) error {
+				v, err := c.config(l3router.KindClient, args[0])
+				if err == nil {
+					cc = v.(l3config.Client)
+				}
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			data, err := cc.Marshal()
+			if err != nil {
+				return err
+			}
+			return writeOut(cfgOut, data)
+		},
+	}
+	config.Flags().StringVar(&cfgOut, "out", "", "write the config to this file instead of standard output")
+	cmd.AddCommand(config)
+
+	cmd.AddCommand(&cobra.Command{
+		Use:   "list",
+		Short: "list clients: addresses, groups, key, and on a running edge last handshake and traffic",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return l3List(g, l3router.KindClient)
+		},
+	})
+	cmd.AddCommand(l3RemoveCmd(g, l3router.KindClient))
+	return cmd
+}
+
+func l3ConnectorCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "connector", Short: "add, list and remove L3 connectors"}
+
+	var subnets []string
+	var out string
+	add := &cobra.Command{
+		Use:   "add NAME --subnet PREFIX [--subnet PREFIX]...",
+		Short: "register a connector and print its l3.yml",
+		Long: `Register a connector advertising the given private subnets and print its
+configuration for connector l3 run --config (to --out FILE, else standard
+output). It holds the connector's private key, which the edge keeps so that
+edge l3 connector config NAME can print the file again.
+
+The connector's routes are the client pools and the subnets of the other
+connectors known now. Site to site: after adding a connector, print the
+others' configs again (edge l3 connector config NAME) and restart them, and
+allow connector-to-connector traffic with an ACL rule (the built-in policy
+denies it). Clients added before need the new subnets in AllowedIPs too
+(edge l3 client config NAME).`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			req := l3AddConnector{Name: args[0]}
+			if len(subnets) == 0 {
+				return fmt.Errorf("--subnet: a connector advertises at least one subnet")
+			}
+			for i, s := range subnets {
+				p, err := netip.ParsePrefix(strings.TrimSpace(s))
+				if err != nil {
+					return fmt.Errorf("--subnet %d (%q): %w", i+1, s, err)
+				}
+				req.Subnets = append(req.Subnets, p)
+			}
+			var cc l3config.Connector
+			var others []l3PeerInfo
+			err := withL3(g, func(c *adminClient) error {
+				if err := c.call(http.MethodPost, "/v1/l3/connectors", req, &cc); err != nil {
+					return err
+				}
+				return c.call(http.MethodGet, "/v1/l3/connectors", nil, &others)
+			}, func(c *l3ctl) error {
+				var err error
+				if cc, err = c.addConnector(req); err != nil {
+					return err
+				}
+				others, err = c.list(l3router.KindConnector)
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			data, err := cc.Marshal()
+			if err != nil {
+				return err
+			}
+			if err := writeOut(out, data); err != nil {
+				return err
+			}
+			fmt.Fprintf(os.Stderr, "connector %s added: %s, subnets %s\n", cc.Name, joinPrefixes(cc.Addresses), joinPrefixes(cc.Subnets))
+			var stale []string
+			for _, o := range others {
+				if o.Name != cc.Name {
+					stale = append(stale, o.Name)
+				}
+			}
+			if len(stale) > 0 {
+				fmt.Fprintf(os.Stderr, "site to site: connectors %s do not route %s yet: print their configs again with edge l3 connector config NAME\n",
+					strings.Join(stale, ", "), joinPrefixes(cc.Subnets))
+			}
+			return nil
+		},
+	}
+	add.Flags().StringArrayVar(&subnets, "subnet", nil, "private subnet the connector advertises, e.g. 10.1.0.0/16 (repeat for several)")
+	add.Flags().StringVar(&out, "out", "", "write the config to this file (mode 0600) instead of standard output")
+	cmd.AddCommand(add)
+
+	var cfgOut string
+	config := &cobra.Command{
+		Use:   "config NAME",
+		Short: "print a connector's l3.yml again, with the other connectors' subnets as they are now",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var cc l3config.Connector
+			err := withL3(g, func(c *adminClient) error {
+				return c.call(http.MethodGet, "/v1/l3/connectors/"+args[0]+"/config", nil, &cc)
+			}, func(c *l3ctl) error {
+				v, err := c.config(l3router.KindConnector, args[0])
+				if err == nil {
+					cc = v.(l3config.Connector)
+				}
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			data, err := cc.Marshal()
+			if err != nil {
+				return err
+			}
+			return writeOut(cfgOut, data)
+		},
+	}
+	config.Flags().StringVar(&cfgOut, "out", "", "write the config to this file (mode 0600) instead of standard output")
+	cmd.AddCommand(config)
+
+	cmd.AddCommand(&cobra.Command{
+		Use:   "list",
+		Short: "list connectors: addresses, subnets, key, and on a running edge last handshake and traffic",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return l3List(g, l3router.KindConnector)
+		},
+	})
+	cmd.AddCommand(l3RemoveCmd(g, l3router.KindConnector))
+	return cmd
+}
+
+func l3RemoveCmd(g *globals, kind l3router.PeerKind) *cobra.Command {
+	return &cobra.Command{
+		Use:   "remove NAME",
+		Short: "remove a " + kind.String() + "; on a running edge it is cut at once",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var info l3PeerInfo
+			live := false
+			err := withL3(g, func(c *adminClient) error {
+				live = true
+				return c.call(http.MethodDelete, "/v1/l3/"+kind.String()+"s/"+args[0], nil, &info)
+			}, func(c *l3ctl) error {
+				var err error
+				info, err = c.remove(kind, args[0])
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			how := "(the edge is not running)"
+			if live {
+				how = "and cut on the running edge"
+			}
+			fmt.Fprintf(os.Stderr, "%s %s removed %s; its addresses %v, %v are free\n", kind, info.Name, how, info.Address4, info.Address6)
+			return nil
+		},
+	}
+}
+
+// l3List prints the peers of kind as a table.
+func l3List(g *globals, kind l3router.PeerKind) error {
+	var infos []l3PeerInfo
+	live := false
+	err := withL3(g, func(c *adminClient) error {
+		live = true
+		return c.call(http.MethodGet, "/v1/l3/"+kind.String()+"s", nil, &infos)
+	}, func(c *l3ctl) error {
+		var err error
+		infos, err = c.list(kind)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	extra := "GROUPS"
+	if kind == l3router.KindConnector {
+		extra = "SUBNETS"
+	}
+	fmt.Fprintf(w, "NAME\tADDRESSES\t%s\tPUBLIC KEY\tHANDSHAKE\tRX BYTES\tTX BYTES\tDROPS\n", extra)
+	now := time.Now()
+	for _, p := range infos {
+		col := strings.Join(p.Groups, ",")
+		if kind == l3router.KindConnector {
+			col = joinPrefixes(p.Subnets)
+		}
+		if col == "" {
+			col = "-"
+		}
+		hs, rx, tx, drops := "-", "-", "-", "-"
+		if p.Live {
+			hs = "never"
+			if !p.LastHandshake.IsZero() {
+				hs = now.Sub(p.LastHandshake).Round(time.Second).String() + " ago"
+			}
+			rx, tx, drops = fmt.Sprint(p.RxBytes), fmt.Sprint(p.TxBytes), fmt.Sprint(p.Drops)
+		}
+		fmt.Fprintf(w, "%s\t%v,%v\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, p.Address4, p.Address6, col, p.PublicKey, hs, rx, tx, drops)
+	}
+	if !live {
+		fmt.Fprintln(w, "(the edge is not running: handshakes and traffic unknown)")
+	} else if len(infos) > 0 && !infos[0].Live {
+		fmt.Fprintln(w, "(the L3 on-ramp is off on the running edge: l3.listen is not set)")
+	}
+	return w.Flush()
+}
+
+func joinPrefixes(ps []netip.Prefix) string {
+	s := make([]string, len(ps))
+	for i, p := range ps {
+		s[i] = p.String()
+	}
+	return strings.Join(s, ",")
+}
+
+// qrText is the config as the QR code holds it: without comment lines,
+// for a smaller code.
+func qrText(conf []byte) string {
+	var b strings.Builder
+	for _, l := range strings.SplitAfter(string(conf), "\n") {
+		if !strings.HasPrefix(l, "#") {
+			b.WriteString(l)
+		}
+	}
+	return b.String()
+}
+
+// printQR draws the config as a QR code with Unicode half blocks, two rows
+// of modules per line, light modules drawn: it reads right on a dark
+// terminal, where phone scanners expect dark modules on a light ground.
+func printQR(w io.Writer, conf []byte) error {
+	q, err := qrcode.New(qrText(conf), qrcode.Low)
+	if err != nil {
+		return fmt.Errorf("qr code: %w", err)
+	}
+	_, err = io.WriteString(w, q.ToSmallString(false))
+	return err
+}
