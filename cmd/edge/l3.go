@@ -52,6 +52,9 @@ func startHub(c *l3ctl, log *slog.Logger, reg prometheus.Registerer) (*hub.Hub, 
 	}
 	log.Info("l3 hub listening", "udp", l3.Listen, "port", h.Port(), "endpoint", l3.Endpoint,
 		"clients", clients, "connectors", len(peers)-clients, "public_key", h.PublicKey().String())
+	if l3.Endpoint == "" {
+		log.Warn("l3.endpoint is not set and advertise names no host: edge l3 client add and connector add will refuse until it is")
+	}
 	return h, nil
 }
 
