@@ -166,6 +166,7 @@ func TestL3CLI(t *testing.T) {
 		t.Fatalf("client config:\n%s", conf)
 	}
 	checkQR(t, stderr, conf)
+	wgQuickAccepts(t, conf)
 
 	bobKey, _ := l3config.GeneratePrivateKey()
 	bobConf, _ := e.mustRun(t, "l3", "client", "add", "bob", "--public-key", bobKey.PublicKey().String())
@@ -176,6 +177,7 @@ func TestL3CLI(t *testing.T) {
 	if err != nil || bob.PublicKey != bobKey.PublicKey() {
 		t.Fatalf("bob's config: %v\n%s", err, bobConf)
 	}
+	wgQuickAccepts(t, []byte(strings.Replace(bobConf, "# PrivateKey = <", "PrivateKey = "+bobKey.String()+" # <", 1)))
 
 	rows := e.list(t, "client")
 	if a := rows["alice"]; a.key != alice.PrivateKey.PublicKey().String() || a.addresses != "198.18.96.3,fd00:96::3" || a.extra != "eng" || a.handshake != "-" {
@@ -266,6 +268,41 @@ func TestL3CLI(t *testing.T) {
 	// The store kept what the running edge did.
 	if rows := e.list(t, "client"); len(rows) != 1 || rows["dave"].name != "dave" {
 		t.Fatalf("after restart: %+v", rows)
+	}
+}
+
+// wgQuickAccepts checks that Debian's wg-quick parses conf: `wg-quick
+// strip` reads the file as `wg-quick up` does and prints what it would give
+// to wg. It needs root (wg-quick re-runs itself with sudo otherwise) and
+// wireguard-tools; CI has both.
+func wgQuickAccepts(t *testing.T, conf []byte) {
+	t.Helper()
+	_, err := exec.LookPath("wg-quick")
+	switch {
+	case os.Getenv("CI") == "true" && (err != nil || os.Geteuid() != 0):
+		t.Fatalf("CI: wg-quick needs root and wireguard-tools (make deps): %v", err)
+	case err != nil:
+		t.Logf("not checked with wg-quick: %v", err)
+		return
+	case os.Geteuid() != 0:
+		t.Log("not checked with wg-quick: not root")
+		return
+	}
+	path := filepath.Join(t.TempDir(), "onr-test.conf") // the name is the interface name
+	if err := os.WriteFile(path, conf, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("wg-quick", "strip", path).CombinedOutput()
+	if err != nil {
+		t.Fatalf("wg-quick strip: %v\n%s\nconfig:\n%s", err, out, conf)
+	}
+	for _, want := range []string{"PrivateKey = ", "PublicKey = ", "AllowedIPs = ", "Endpoint = "} {
+		if !strings.Contains(string(out), want) {
+			t.Fatalf("wg-quick strip output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(string(out), "Address") || strings.Contains(string(out), "MTU") {
+		t.Fatalf("wg-quick did not take Address or MTU as its own:\n%s", out)
 	}
 }
 
