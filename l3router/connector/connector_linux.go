@@ -55,14 +55,27 @@ func Start(ctx context.Context, cfg *l3config.Connector, log *slog.Logger) (*Con
 	}
 	td, err := tun.CreateTUN(cfg.Interface, cfg.MTU)
 	if err != nil {
+		h := hint(err)
+		if _, lerr := nl.LinkByName(cfg.Interface); lerr == nil && h == "" {
+			h = fmt.Sprintf(": an interface named %s exists already (ip link show %s): another connector, or not a TUN", cfg.Interface, cfg.Interface)
+		}
 		nl.Close()
-		return nil, fmt.Errorf("create TUN %s: %w%s", cfg.Interface, err, hint(err))
+		return nil, fmt.Errorf("create TUN %s: %w%s", cfg.Interface, err, h)
 	}
 	c := &Connector{
 		info: Info{Plan: plan, EdgeAddr: edge, Offloads: probeOffloads(td)},
 		tun:  newTunDev(td),
 		nl:   nl,
 		log:  log,
+	}
+	// The device asks for the MTU again on each change of the link; ask
+	// in the namespace Start runs in, whichever thread asks.
+	c.tun.mtu = func() (int, error) {
+		l, err := nl.LinkByName(cfg.Interface)
+		if err != nil {
+			return 0, fmt.Errorf("MTU of %s: %w", cfg.Interface, err)
+		}
+		return l.Attrs().MTU, nil
 	}
 	c.dev = device.NewDevice(c.tun, conn.NewDefaultBind(), wgLogger(log))
 	ok := false
@@ -211,7 +224,7 @@ func setupLink(nl *netlink.Handle, p Plan) error {
 			if errors.Is(err, unix.EEXIST) {
 				h = fmt.Sprintf(": a route to %s exists already (see ip route show %s): remove it, or the prefix from routes", r.Dst, r.Dst)
 			}
-			return fmt.Errorf("add route %s dev %s: %w%s", r, p.Interface, err, h)
+			return fmt.Errorf("add route %s dev %s%s: %w%s", r.Dst, p.Interface, r.srcString(), err, h)
 		}
 	}
 	return nil
@@ -258,8 +271,6 @@ func hint(err error) string {
 	switch {
 	case errors.Is(err, unix.EPERM), errors.Is(err, unix.EACCES), errors.Is(err, unix.EROFS):
 		return ": are you root? (needs CAP_NET_ADMIN)"
-	case errors.Is(err, unix.EBUSY):
-		return ": an interface of that name exists and is busy (another connector running?)"
 	}
 	return ""
 }

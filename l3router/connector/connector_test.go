@@ -1,0 +1,220 @@
+package connector
+
+import (
+	"errors"
+	"net/netip"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.zx2c4.com/wireguard/tun"
+
+	"github.com/onramp-net/onramp/l3router/l3config"
+)
+
+func pfx(s string) netip.Prefix { return netip.MustParsePrefix(s) }
+
+// testConfig is a valid connector configuration with test addresses, as
+// ParseConnector fills it.
+func testConfig(t testing.TB) *l3config.Connector {
+	t.Helper()
+	priv, err := l3config.GeneratePrivateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	edge, err := l3config.GeneratePrivateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &l3config.Connector{
+		Name:       "site-a",
+		PrivateKey: priv,
+		Addresses:  []netip.Prefix{pfx("198.18.96.2/32"), pfx("fd00:96::2/128")},
+		Edge:       l3config.EdgePeer{PublicKey: edge.PublicKey(), Endpoint: "198.18.20.1:51820"},
+		Subnets:    []netip.Prefix{pfx("198.18.30.0/24"), pfx("fd00:30::/64")},
+		Routes:     []netip.Prefix{pfx("198.18.96.0/20"), pfx("fd00:96::/48")},
+	}
+	data, err := c.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err = l3config.ParseConnector(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func TestPlan(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Addresses = cfg.Addresses[:1] // IPv4 only
+	p := NewPlan(cfg)
+	want := []Route{
+		{Dst: pfx("198.18.96.0/20"), Src: netip.MustParseAddr("198.18.96.2")},
+		{Dst: pfx("fd00:96::/48")}, // no IPv6 address: no source
+	}
+	if !slices.Equal(p.Routes, want) {
+		t.Fatalf("routes %v, want %v", p.Routes, want)
+	}
+	if !slices.Equal(p.AllowedIPs, cfg.Routes) {
+		t.Fatalf("allowed IPs %v, want the routes %v", p.AllowedIPs, cfg.Routes)
+	}
+	if !p.Forward4 || !p.Forward6 {
+		t.Fatalf("forwarding %v %v, want both", p.Forward4, p.Forward6)
+	}
+	steps := strings.Join(p.Steps(), "\n")
+	for _, s := range []string{
+		"create TUN onr0, MTU 1420",
+		"route 198.18.96.0/20 dev onr0 src 198.18.96.2\n",
+		"route fd00:96::/48 dev onr0\n",
+		"at 198.18.20.1:51820 from a random UDP port, keepalive 25s",
+		"enable IPv6 forwarding",
+	} {
+		if !strings.Contains(steps, s) {
+			t.Errorf("steps lack %q:\n%s", s, steps)
+		}
+	}
+
+	// Forwarding only for the families in use, and none when turned off.
+	cfg.Routes = cfg.Routes[:1]
+	cfg.Subnets = cfg.Subnets[:1]
+	if p := NewPlan(cfg); !p.Forward4 || p.Forward6 {
+		t.Fatalf("IPv4-only config: forwarding %v %v, want IPv4 only", p.Forward4, p.Forward6)
+	}
+	off := false
+	cfg.Forwarding = &off
+	if p := NewPlan(cfg); p.Forward4 || p.Forward6 {
+		t.Fatal("forwarding: false still enables forwarding")
+	}
+	cfg.Routes = nil
+	if s := strings.Join(NewPlan(cfg).Steps(), "\n"); !strings.Contains(s, "accept no packets from the edge") {
+		t.Fatalf("empty routes not pointed out:\n%s", s)
+	}
+}
+
+func TestParseIpcGet(t *testing.T) {
+	// What device.IpcGet returns for a device with one peer.
+	out := "private_key=1111111111111111111111111111111111111111111111111111111111111111\n" +
+		"listen_port=40123\n" +
+		"public_key=2222222222222222222222222222222222222222222222222222222222222222\n" +
+		"preshared_key=0000000000000000000000000000000000000000000000000000000000000000\n" +
+		"protocol_version=1\n" +
+		"endpoint=198.18.20.1:51820\n" +
+		"last_handshake_time_sec=1700000000\n" +
+		"last_handshake_time_nsec=500000000\n" +
+		"tx_bytes=1234\n" +
+		"rx_bytes=5678\n" +
+		"persistent_keepalive_interval=25\n" +
+		"allowed_ip=198.18.96.0/20\n"
+	var s Stats
+	port, err := parseIpcGet(out, &s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if port != 40123 || s.Endpoint != "198.18.20.1:51820" || s.WireGuardTxBytes != 1234 || s.WireGuardRxBytes != 5678 {
+		t.Fatalf("port %d stats %+v", port, s)
+	}
+	if !s.LastHandshake.Equal(time.Unix(1700000000, 500000000)) {
+		t.Fatalf("last handshake %v", s.LastHandshake)
+	}
+	var never Stats
+	if _, err := parseIpcGet(strings.ReplaceAll(strings.ReplaceAll(out, "1700000000", "0"), "500000000", "0"), &never); err != nil || !never.LastHandshake.IsZero() {
+		t.Fatalf("no handshake: %v %v", never.LastHandshake, err)
+	}
+	if _, err := parseIpcGet("tx_bytes=x\n", &s); err == nil || !strings.Contains(err.Error(), "tx_bytes") {
+		t.Fatalf("bad number: %v", err)
+	}
+}
+
+func TestStatsReady(t *testing.T) {
+	now := time.Now()
+	for _, tc := range []struct {
+		s    Stats
+		want bool
+	}{
+		{Stats{LinkUp: true}, false},
+		{Stats{LinkUp: true, LastHandshake: now.Add(-10 * time.Second)}, true},
+		{Stats{LinkUp: true, LastHandshake: now.Add(-ReadyWindow - time.Second)}, false},
+		{Stats{LinkUp: false, LastHandshake: now}, false},
+	} {
+		if got := tc.s.Ready(now); got != tc.want {
+			t.Errorf("%+v: ready %v, want %v", tc.s, got, tc.want)
+		}
+	}
+}
+
+// fakeTUN is a tun.Device that returns batches of fixed sizes.
+type fakeTUN struct {
+	events   chan tun.Event
+	sizes    []int // of each Read's packets
+	written  int
+	writeErr error
+}
+
+func (f *fakeTUN) File() *os.File           { return nil }
+func (f *fakeTUN) MTU() (int, error)        { return 1420, nil }
+func (f *fakeTUN) Name() (string, error)    { return "fake", nil }
+func (f *fakeTUN) Events() <-chan tun.Event { return f.events }
+func (f *fakeTUN) Close() error             { close(f.events); return nil }
+func (f *fakeTUN) BatchSize() int           { return len(f.sizes) }
+
+func (f *fakeTUN) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
+	return copy(sizes, f.sizes), nil
+}
+
+func (f *fakeTUN) Write(bufs [][]byte, offset int) (int, error) {
+	f.written += len(bufs)
+	return len(bufs), f.writeErr
+}
+
+func TestTunDev(t *testing.T) {
+	f := &fakeTUN{events: make(chan tun.Event), sizes: []int{100, 1400, 60}}
+	d := newTunDev(f)
+	bufs := make([][]byte, 3)
+	for i := range bufs {
+		bufs[i] = make([]byte, 2000)
+	}
+	sizes := make([]int, 3)
+	if n, err := d.Read(bufs, sizes, 16); n != 3 || err != nil {
+		t.Fatalf("read %d %v", n, err)
+	}
+	out := [][]byte{make([]byte, 16+84), make([]byte, 16+1280)}
+	if _, err := d.Write(out, 16); err != nil {
+		t.Fatal(err)
+	}
+	f.writeErr = errors.New("refused")
+	if _, err := d.Write(out[:1], 16); err == nil {
+		t.Fatal("write error lost")
+	}
+
+	// Up and down are recorded, not passed on; MTU updates are.
+	f.events <- tun.EventDown
+	f.events <- tun.EventUp
+	f.events <- tun.EventMTUUpdate
+	select {
+	case e := <-d.Events():
+		if e != tun.EventMTUUpdate {
+			t.Fatalf("event %v passed to the device", e)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("MTU update not passed on")
+	}
+	var s Stats
+	d.stats(&s)
+	want := Stats{ToEdgePackets: 3, ToEdgeBytes: 1560, FromEdgePackets: 3, FromEdgeBytes: 84 + 1280 + 84,
+		TUNWriteErrors: 1, LinkUp: true}
+	if s != want {
+		t.Fatalf("stats\n%+v, want\n%+v", s, want)
+	}
+	f.events <- tun.EventDown
+	f.Close()
+	if _, ok := <-d.Events(); ok {
+		t.Fatal("device's event channel not closed after the TUN's")
+	}
+	d.stats(&s)
+	if s.LinkUp {
+		t.Fatal("link down not recorded")
+	}
+}
