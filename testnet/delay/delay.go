@@ -41,7 +41,9 @@ type Options struct {
 	// Delay is held in each direction. Zero forwards at once.
 	Delay time.Duration
 	// Slots is how many chunks (TCP reads of up to 16 KiB) or datagrams one
-	// direction of one connection or UDP client holds at most. Default 256.
+	// direction of one connection or UDP client queues. Default 256. The
+	// direction holds at most Slots+2 buffers: the queue, the chunk being
+	// written, and (TCP) the read waiting for room.
 	Slots int
 	// MaxSessions bounds the UDP client addresses relayed at once; the
 	// datagrams of further clients are dropped. Default 64. Sessions last

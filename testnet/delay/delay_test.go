@@ -228,7 +228,7 @@ func TestUDPRoundTrip(t *testing.T) {
 }
 
 // TestUDPBounded: a burst larger than the queue is dropped beyond Slots
-// datagrams per direction, not buffered.
+// (+1) datagrams per direction, not buffered.
 func TestUDPBounded(t *testing.T) {
 	r := udpRelay(t, echoUDP(t), Options{Delay: 50 * time.Millisecond, Slots: 4})
 	c, err := net.Dial("udp", r.Addr().String())
@@ -249,8 +249,9 @@ func TestUDPBounded(t *testing.T) {
 		got++
 	}
 	s := r.Stats()
-	if got == 0 || got > 4 || s.Dropped < 96 {
-		t.Fatalf("%d datagrams back, stats %+v: want 1 to 4 back and at least 96 dropped", got, s)
+	// Slots queued plus the one the writer holds while it waits.
+	if got == 0 || got > 5 || s.Dropped < 95 {
+		t.Fatalf("%d datagrams back, stats %+v: want 1 to 5 back and at least 95 dropped", got, s)
 	}
 }
 
