@@ -353,7 +353,16 @@ func TestFirstByteRoundTrips(t *testing.T) {
 // tunnel round trips (tunnel-RTTs/op: 1.0 is the floor, 2.0 would be an
 // extra round trip; tls-request needs 2 by itself) and in milliseconds
 // (first-byte-ms). R = 2 × rttDelay. One op is one user connection.
+// BenchmarkFirstByte/floor/{tcp,udp} is the floor measured the same way:
+// one echo on a warm connection (or socket) through a relay of the same
+// delay, without tunnel.
 func BenchmarkFirstByte(b *testing.B) {
+	report := func(b *testing.B, s []time.Duration, r time.Duration) {
+		slices.Sort(s)
+		m := median(s)
+		b.ReportMetric(float64(m)/float64(r), "tunnel-RTTs/op")
+		b.ReportMetric(float64(m)/1e6, "first-byte-ms")
+	}
 	for _, proto := range protos {
 		b.Run(proto, func(b *testing.B) {
 			rig := startRTTRig(b, proto, rttDelay)
@@ -370,12 +379,69 @@ func BenchmarkFirstByte(b *testing.B) {
 						}
 						s = append(s, d)
 					}
-					slices.Sort(s)
-					m := median(s)
-					b.ReportMetric(float64(m)/float64(rig.R), "tunnel-RTTs/op")
-					b.ReportMetric(float64(m)/1e6, "first-byte-ms")
+					report(b, s, rig.R)
 				})
 			}
 		})
 	}
+	b.Run("floor", func(b *testing.B) {
+		for _, network := range []string{"tcp", "udp"} {
+			b.Run(network, func(b *testing.B) {
+				c := floorConn(b, network, rttDelay)
+				buf := make([]byte, 16)
+				echo := func() (time.Duration, error) {
+					start := time.Now()
+					if _, err := c.Write([]byte("ping")); err != nil {
+						return 0, err
+					}
+					if _, err := io.ReadAtLeast(c, buf, 4); err != nil {
+						return 0, err
+					}
+					return time.Since(start), nil
+				}
+				for range 2 {
+					if _, err := echo(); err != nil {
+						b.Fatal(err)
+					}
+				}
+				var s []time.Duration
+				for b.Loop() {
+					d, err := echo()
+					if err != nil {
+						b.Fatal(err)
+					}
+					s = append(s, d)
+				}
+				report(b, s, 2*rttDelay)
+			})
+		}
+	})
+}
+
+// floorConn is a connection (or connected UDP socket) to an echo origin
+// through a relay that delays oneWay each way.
+func floorConn(tb testing.TB, network string, oneWay time.Duration) net.Conn {
+	var relay string
+	if network == "tcp" {
+		r, err := delay.ListenTCP("127.0.0.1:0", edgetest.EchoTCP(tb, "127.0.0.1"), delay.Options{Delay: oneWay})
+		if err != nil {
+			tb.Fatal(err)
+		}
+		tb.Cleanup(func() { r.Close() })
+		relay = r.Addr().String()
+	} else {
+		r, err := delay.ListenUDP("127.0.0.1:0", edgetest.EchoUDP(tb, "127.0.0.1", ""), delay.Options{Delay: oneWay})
+		if err != nil {
+			tb.Fatal(err)
+		}
+		tb.Cleanup(func() { r.Close() })
+		relay = r.Addr().String()
+	}
+	c, err := net.Dial(network, relay)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(time.Hour))
+	return c
 }
