@@ -14,6 +14,7 @@ var Areas = []Area{
 		Intro: "Concurrent dialers each opening a connection, doing a 1-byte echo and closing it, through a warm tunnel."},
 	{Key: "l4-streams", Only: "/streams$", Title: "L4 tunnel: many concurrent streams", Compare: []string{"per_stream", "rss_held"},
 		Intro: "Streams held open at once, a tenth of them echoing continuously, the rest idle; resident memory of the processes under test sampled every 100 ms."},
+	firstByteArea, // scenarios_rtt.go
 	{Key: "l3", Only: "^l3", Title: "L3 connector (WireGuard)", Compare: []string{"throughput"},
 		Intro: "To come with issue 6: onramp's L3 path against the stock wireguard-go build and the kernel's WireGuard. Add scenarios with Area \"l3\"."},
 	{Key: "go", Only: "^go/", Title: "Go microbenchmarks of the dataplane", Compare: nil,
@@ -154,6 +155,7 @@ func Scenarios() []Scenario {
 			add(sc)
 		}
 	}
+	s = append(s, firstByteScenarios()...) // scenarios_rtt.go
 
 	s = append(s, l3Scenarios()...)
 
