@@ -220,15 +220,22 @@ func (s *Store) Add(p Peer) (Peer, error) {
 		if err != nil {
 			return err
 		}
-		used := map[netip.Addr]bool{}
+		addrs := map[netip.Addr]bool{}
+		var subnets []netip.Prefix
 		for _, o := range peers {
 			if o.PublicKey == p.PublicKey {
 				return fmt.Errorf("public key %v is already %v %q's: %w", p.PublicKey, o.Kind, o.Name, ErrExists)
 			}
-			used[o.Address4], used[o.Address6] = true, true
+			addrs[o.Address4], addrs[o.Address6] = true, true
+			subnets = append(subnets, o.Subnets...)
 			if err := overlaps(p.Subnets, &o); err != nil {
 				return err
 			}
+		}
+		// Subnets never overlap the pools when added, but the pools in
+		// the edge config may have changed since.
+		used := func(a netip.Addr) bool {
+			return addrs[a] || slices.ContainsFunc(subnets, func(s netip.Prefix) bool { return s.Contains(a) })
 		}
 		if p.Address4, err = allocate(s.pools.IPv4, used); err != nil {
 			return err
@@ -338,7 +345,7 @@ func overlaps(subnets []netip.Prefix, o *Peer) error {
 
 // allocate returns the lowest address of pool that is not used, skipping
 // the network address, the router's (the first) and, in IPv4, the last.
-func allocate(pool netip.Prefix, used map[netip.Addr]bool) (netip.Addr, error) {
+func allocate(pool netip.Prefix, used func(netip.Addr) bool) (netip.Addr, error) {
 	last := netip.Addr{}
 	if pool.Addr().Is4() {
 		b := pool.Addr().As4()
@@ -348,7 +355,7 @@ func allocate(pool netip.Prefix, used map[netip.Addr]bool) (netip.Addr, error) {
 	}
 	a := pool.Addr().Next() // the router's
 	for a = a.Next(); a.IsValid() && pool.Contains(a) && a != last; a = a.Next() {
-		if !used[a] {
+		if !used(a) {
 			return a, nil
 		}
 	}

@@ -240,6 +240,17 @@ func TestStorePersistence(t *testing.T) {
 	}
 }
 
+// TestStorePoolChanged: after the pools change to cover a connector's
+// subnet, new addresses skip the subnet.
+func TestStorePoolChanged(t *testing.T) {
+	s, _ := openTestStore(t, testPools)
+	mustAdd(t, s, connector(t, "site-a", "198.18.112.0/30"))
+	s.pools.IPv4 = netip.MustParsePrefix("198.18.112.0/29") // router .1; .2 and .3 are site-a's subnet
+	if a := mustAdd(t, s, client(t, "alice")); a.Address4 != netip.MustParseAddr("198.18.112.4") {
+		t.Fatalf("alice %v: want the first address outside site-a's subnet", a.Address4)
+	}
+}
+
 func TestSubnets(t *testing.T) {
 	peers := []Peer{
 		connector(t, "b", "198.18.40.0/24", "fd00:40::/64"),
