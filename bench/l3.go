@@ -3,7 +3,9 @@ package bench
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/onramp-net/onramp/l3router/l3config"
@@ -111,6 +113,132 @@ func startL3Stock(ctx context.Context, env *Env) (*Rig, error) {
 	return r, nil
 }
 
+// startL3Onramp is onramp's two-leg path: the client's stock wireguard-go
+// peers with the edge's WireGuard hub (`edge serve`), which routes to
+// `connector l3 run` on the connector host, which forwards to the LAN. The
+// configurations are the ones `edge l3 client add` and `edge l3 connector
+// add` print.
+func startL3Onramp(ctx context.Context, env *Env) (*Rig, error) {
+	r, err := newL3Rig(ctx, env)
+	if err != nil {
+		return nil, err
+	}
+	fail := func(err error) (*Rig, error) { r.Close(); return nil, err }
+	dir, err := tempDir(r)
+	if err != nil {
+		return fail(err)
+	}
+	w, err := testnet.StartL3World(ctx, r.Net, dir, "")
+	if err != nil {
+		return fail(err)
+	}
+	site := filepath.Join(dir, "site.yml")
+	if _, err := w.EdgeCLI(ctx, "l3", "connector", "add", "site", "--subnet", l3LanNet, "--out", site); err != nil {
+		return fail(err)
+	}
+	conf, err := w.EdgeCLI(ctx, "l3", "client", "add", "bench")
+	if err != nil {
+		return fail(err)
+	}
+	c, err := w.StartConnector(r.Net.Node("conn"), site)
+	if err != nil {
+		return fail(err)
+	}
+	if _, err := r.Client.WGQuickUp(ctx, l3Iface("c"), []byte(conf)); err != nil {
+		return fail(err)
+	}
+	edge, conn := w.Edge.Cmd.Process.Pid, c.Cmd.Process.Pid
+	for _, pid := range []int{edge, conn} {
+		if err := env.PinSUT(pid); err != nil {
+			return fail(err)
+		}
+	}
+	r.Measured = []int{edge, conn}
+	r.Roles = map[int]string{edge: "edge", conn: "connector"}
+	return r, nil
+}
+
+// startL3Direct is onramp's connector leg alone: the client's stock
+// wireguard-go peers directly with `connector l3 run` (its l3.yml names
+// the client as its one peer), which forwards to the LAN.
+func startL3Direct(ctx context.Context, env *Env) (*Rig, error) {
+	r, err := newL3Rig(ctx, env)
+	if err != nil {
+		return nil, err
+	}
+	fail := func(err error) (*Rig, error) { r.Close(); return nil, err }
+	dir, err := tempDir(r)
+	if err != nil {
+		return fail(err)
+	}
+	kc, err := l3config.GeneratePrivateKey()
+	if err != nil {
+		return fail(err)
+	}
+	kn, err := l3config.GeneratePrivateKey()
+	if err != nil {
+		return fail(err)
+	}
+	if _, err := r.Client.WGQuickUp(ctx, l3Iface("c"), wgQuickConf(kc, l3ClientVIP+"/32", l3WGPort, kn.PublicKey(), "",
+		l3ConnVIP+"/32", l3LanNet)); err != nil {
+		return fail(err)
+	}
+	cfg := &l3config.Connector{
+		Name:       "direct",
+		PrivateKey: kn,
+		Addresses:  []netip.Prefix{netip.MustParsePrefix(l3ConnVIP + "/32")},
+		Edge:       l3config.EdgePeer{PublicKey: kc.PublicKey(), Endpoint: hostPort(l3ClientIP, l3WGPort)},
+		Subnets:    []netip.Prefix{netip.MustParsePrefix(l3LanNet)},
+		Routes:     []netip.Prefix{netip.MustParsePrefix(l3ClientVIP + "/32")},
+	}
+	y, err := cfg.Marshal()
+	if err != nil {
+		return fail(err)
+	}
+	site := filepath.Join(dir, "direct.yml")
+	if err := os.WriteFile(site, y, 0o600); err != nil {
+		return fail(err)
+	}
+	w := &testnet.L3World{Net: r.Net}
+	if w.ConnectorBin, err = testnet.BuildBinary(testnet.ConnectorPkg); err != nil {
+		return fail(err)
+	}
+	c, err := w.StartConnector(r.Net.Node("conn"), site)
+	if err != nil {
+		return fail(err)
+	}
+	pid := c.Cmd.Process.Pid
+	if err := env.PinSUT(pid); err != nil {
+		return fail(err)
+	}
+	r.Measured = []int{pid}
+	r.Roles = map[int]string{pid: "connector"}
+	return r, nil
+}
+
+// withEdgeCPU wraps run to add the edge's own CPU seconds per GB (the
+// hub's cost alone, without the connector's).
+func withEdgeCPU(run func(context.Context, *Env, *Rig) (Sample, error)) func(context.Context, *Env, *Rig) (Sample, error) {
+	return func(ctx context.Context, env *Env, rig *Rig) (Sample, error) {
+		var edge []int
+		for pid, role := range rig.Roles {
+			if role == "edge" {
+				edge = append(edge, pid)
+			}
+		}
+		c0, err0 := TreeCPUSeconds(edge)
+		smp, err := run(ctx, env, rig)
+		if err != nil {
+			return smp, err
+		}
+		c1, err1 := TreeCPUSeconds(edge)
+		if len(edge) > 0 && err0 == nil && err1 == nil && smp.Bytes > 0 {
+			smp.Values["edge_cpu_per_gb"] = (c1 - c0) / (smp.Bytes / 1e9)
+		}
+		return smp, nil
+	}
+}
+
 // runL3PPS sends 64-byte UDP datagrams with iperf3 as fast as two senders
 // can for BulkSeconds and reports the packets per second the LAN host
 // received.
@@ -144,18 +272,42 @@ var (
 	}
 )
 
+const (
+	setupL3Onramp = "stock wireguard-go client in `client` (load CPUs) -> `edge serve` WireGuard hub in `edge` -> `connector l3 run` in `conn` (both on the SUT CPUs) -> iperf3 -s in `lan`; configs printed by edge l3 client/connector add"
+	setupL3Direct = "stock wireguard-go client in `client` (load CPUs) peering directly with `connector l3 run` in `conn` (SUT CPUs) -> iperf3 -s in `lan`; no edge"
+)
+
 const setupL3Stock = "stock wireguard-go on `conn` (SUT CPUs) peering directly with the client's stock wireguard-go (load CPUs), kernel forwarding to iperf3 -s in `lan`; no edge"
 
 func estL3(env *Env) float64 { return 5 + float64(env.Reps*(env.BulkSeconds+1)) }
 
 // l3Scenarios are the L3 on-ramp's scenarios (area "l3").
 func l3Scenarios() []Scenario {
+	edgeCPU := Metric{Name: "edge_cpu_per_gb", Unit: "CPU-s/GB", Lower: true, Note: "the edge process alone"}
+	onrampBulk := append(append([]Metric{}, l3BulkMetrics...), edgeCPU)
 	return []Scenario{
+		{Name: "l3/bulk1", Area: "l3", Label: "onramp L3, client -> edge -> connector", Onramp: true, Setup: setupL3Onramp,
+			Goals:   []Goal{{Peer: "l3-wggo/bulk1", Metric: "throughput", Op: ">=", Ratio: 0.7}},
+			Metrics: onrampBulk, Estimate: estL3, Start: startL3Onramp, Run: withEdgeCPU(runBulk(1))},
+		{Name: "l3/bulk4", Area: "l3", Label: "onramp L3, client -> edge -> connector, 4 streams", Onramp: true, Setup: setupL3Onramp,
+			Goals:   []Goal{{Peer: "l3-wggo/bulk4", Metric: "throughput", Op: ">=", Ratio: 0.7}},
+			Metrics: onrampBulk, Estimate: estL3, Start: startL3Onramp, Run: withEdgeCPU(runBulk(4))},
+		{Name: "l3/pps64", Area: "l3", Label: "onramp L3, client -> edge -> connector, 64 B UDP", Onramp: true, Setup: setupL3Onramp,
+			Metrics: l3PPSMetrics, Estimate: estL3, Start: startL3Onramp, Run: runL3PPS},
+		{Name: "l3-direct/bulk1", Area: "l3", Label: "onramp L3 connector leg alone (client peers with the connector)", Onramp: true, Setup: setupL3Direct,
+			Goals:   []Goal{{Peer: "l3-wggo/bulk1", Metric: "throughput", Op: ">=", Ratio: 1.0}},
+			Metrics: l3BulkMetrics, Estimate: estL3, Start: startL3Direct, Run: runBulk(1)},
+		{Name: "l3-direct/bulk4", Area: "l3", Label: "onramp L3 connector leg alone, 4 streams", Onramp: true, Setup: setupL3Direct,
+			Goals:   []Goal{{Peer: "l3-wggo/bulk4", Metric: "throughput", Op: ">=", Ratio: 1.0}},
+			Metrics: l3BulkMetrics, Estimate: estL3, Start: startL3Direct, Run: runBulk(4)},
 		{Name: "l3-wggo/bulk1", Area: "l3", Label: "stock wireguard-go, point to point", Setup: setupL3Stock,
+			PeerOf:  []string{"l3/bulk1", "l3-direct/bulk1"},
 			Metrics: l3BulkMetrics, Estimate: estL3, Start: startL3Stock, Run: runBulk(1)},
 		{Name: "l3-wggo/bulk4", Area: "l3", Label: "stock wireguard-go, point to point, 4 streams", Setup: setupL3Stock,
+			PeerOf:  []string{"l3/bulk4", "l3-direct/bulk4"},
 			Metrics: l3BulkMetrics, Estimate: estL3, Start: startL3Stock, Run: runBulk(4)},
 		{Name: "l3-wggo/pps64", Area: "l3", Label: "stock wireguard-go, point to point, 64 B UDP", Setup: setupL3Stock,
+			PeerOf:  []string{"l3/pps64"},
 			Metrics: l3PPSMetrics, Estimate: estL3, Start: startL3Stock, Run: runL3PPS},
 	}
 }
