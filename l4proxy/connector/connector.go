@@ -75,9 +75,9 @@ type Connector struct {
 	running  atomic.Bool
 	stopping chan struct{} // closed when Shutdown starts
 	stopOnce sync.Once
-	done     chan struct{} // closed when Shutdown finished
-	abort    chan struct{} // closed to reset every stream still proxied
-	abortOne sync.Once
+	done     chan struct{}   // closed when Shutdown finished
+	abort    context.Context // done to reset every stream still proxied
+	abortAll context.CancelFunc
 
 	mu    sync.Mutex
 	conns map[*edgeConn]struct{}
@@ -130,9 +130,9 @@ func New(opts Options) (*Connector, error) {
 		m:        m,
 		stopping: make(chan struct{}),
 		done:     make(chan struct{}),
-		abort:    make(chan struct{}),
 		conns:    make(map[*edgeConn]struct{}),
 	}
+	c.abort, c.abortAll = context.WithCancel(context.Background())
 	if _, err := rand.Read(c.id[:]); err != nil {
 		return nil, fmt.Errorf("connector: %w", err)
 	}
@@ -211,7 +211,7 @@ func (c *Connector) Run(ctx context.Context) error {
 	cancel()
 	workers.Wait()
 	c.closeAll("connector stopped")
-	c.abortOne.Do(func() { close(c.abort) })
+	c.abortAll()
 	c.wg.Wait()
 	return err
 }
@@ -463,7 +463,7 @@ func (c *Connector) Shutdown(ctx context.Context) error {
 		case <-ctx.Done():
 			err = ctx.Err()
 			c.log.Warn("connector: shutdown deadline: resetting streams", "streams", c.active.Load())
-			c.abortOne.Do(func() { close(c.abort) })
+			c.abortAll()
 		}
 	}
 	c.closeAll("connector shutting down")

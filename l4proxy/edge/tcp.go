@@ -191,7 +191,7 @@ func (s *Server) proxyStream(ctx context.Context, c net.Conn, id [16]byte, req *
 			_ = writeHTTPError(c, 502, se.Error())
 		}
 	}
-	res := p.Run(ctx.Done())
+	res := p.Run(ctx)
 	s.logResult(log, res)
 }
 

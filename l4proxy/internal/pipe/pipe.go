@@ -5,6 +5,7 @@
 package pipe
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -16,26 +17,39 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// BufSize is the size of the pooled copy buffers a direction starts with:
-// one per direction of each proxied connection, held while the direction
-// is copying (an idle connection holds two).
+// Copy buffers. Each direction of a proxied connection reads into a
+// pooled buffer whose size follows the traffic:
+//
+//   - SmallBufSize while little arrives at a time (interactive traffic,
+//     and the start of every direction);
+//   - BigBufSize once a read fills the small buffer, that is once data
+//     arrives faster than it is written out (a bulk transfer). A read then
+//     takes up to 256 KiB from the socket or stream and the write hands all
+//     of it on at once: eight times fewer system calls, wake-ups and
+//     QUIC/HTTP/2 write hand-offs than with 32 KiB. A read shorter than
+//     SmallBufSize moves the direction back to a small buffer.
+//
+// A direction that reads a TCP or Unix socket holds no buffer at all while
+// the socket has nothing to read: after a read that did not fill its
+// buffer it puts the buffer back and waits for the socket to become
+// readable without one (see readWaiter), then takes one of the same size. Only the tunnel-stream side of an idle connection holds a
+// small buffer, so 1000 idle connections cost 8 MiB of buffers for the
+// edge and the connector together instead of 128 MiB.
+const (
+	SmallBufSize = 4 << 10
+	BigBufSize   = 256 << 10
+)
+
+// BufSize is the size of the buffers of GetBuf, for reading a request head
+// or draining a connection.
 const BufSize = 32 << 10
 
-// BigBufSize is the buffer a direction moves to once a read fills its
-// BufSize buffer, that is once data arrives faster than it is written out
-// (a bulk transfer). A read then takes up to 256 KiB from the socket or
-// stream, and the write hands all of it to the other side at once: eight
-// times fewer system calls, wake-ups and QUIC/HTTP/2 write hand-offs than
-// with 32 KiB. A direction whose read returns less than BufSize moves back
-// to a small buffer, so an idle connection does not hold a big one.
-const BigBufSize = 256 << 10
-
-// bufPool holds *[]byte of exactly BufSize bytes, bigPool of BigBufSize. A
-// buffer belongs to the goroutine that took it until it puts it back;
-// nothing keeps a reference.
+// The pools hold *[]byte of exactly their size. A buffer belongs to the
+// goroutine that took it until it puts it back; nothing keeps a reference.
 var (
-	bufPool = sync.Pool{New: func() any { b := make([]byte, BufSize); return &b }}
-	bigPool = sync.Pool{New: func() any { b := make([]byte, BigBufSize); return &b }}
+	bufPool   = sync.Pool{New: func() any { b := make([]byte, BufSize); return &b }}
+	smallPool = sync.Pool{New: func() any { b := make([]byte, SmallBufSize); return &b }}
+	bigPool   = sync.Pool{New: func() any { b := make([]byte, BigBufSize); return &b }}
 )
 
 // GetBuf takes a BufSize buffer from the pool; the caller owns it until PutBuf.
@@ -43,6 +57,38 @@ func GetBuf() *[]byte { return bufPool.Get().(*[]byte) }
 
 // PutBuf returns a buffer taken with GetBuf; the caller must not use it after.
 func PutBuf(b *[]byte) { bufPool.Put(b) }
+
+// heldBufs counts the copy buffers CopyLoop holds now (for the tests).
+var heldBufs atomic.Int64
+
+// copyBuf is the buffer of one direction: none, small or big.
+type copyBuf struct {
+	bp  *[]byte
+	big bool
+}
+
+func (b *copyBuf) get(big bool) {
+	if big {
+		b.bp = bigPool.Get().(*[]byte)
+	} else {
+		b.bp = smallPool.Get().(*[]byte)
+	}
+	b.big = big
+	heldBufs.Add(1)
+}
+
+func (b *copyBuf) put() {
+	if b.bp == nil {
+		return
+	}
+	if b.big {
+		bigPool.Put(b.bp)
+	} else {
+		smallPool.Put(b.bp)
+	}
+	b.bp = nil
+	heldBufs.Add(-1)
+}
 
 // Side is one end of a proxied connection: the user's (or origin's) socket
 // wrapped in a ConnSide, or the tunnel stream.
@@ -132,8 +178,8 @@ type Result struct {
 }
 
 // Run copies until both directions are done, then closes both sides.
-// stop, if not nil, aborts the Proxy when closed.
-func (p *Proxy) Run(stop <-chan struct{}) Result {
+// When ctx is done first, the Proxy is aborted with [ErrStopped].
+func (p *Proxy) Run(ctx context.Context) Result {
 	p.touch()
 	if p.Idle > 0 {
 		p.timerMu.Lock()
@@ -147,20 +193,13 @@ func (p *Proxy) Run(stop <-chan struct{}) Result {
 		defer wg.Done()
 		res.AToB = p.copyAToB()
 	}()
-	done := make(chan struct{})
-	if stop != nil {
-		go func() {
-			select {
-			case <-stop:
-				p.abort(ErrStopped)
-			case <-done:
-			}
-		}()
-	}
+	// A callback, not a goroutine waiting for ctx: one goroutine less
+	// per connection.
+	stop := context.AfterFunc(ctx, func() { p.abort(ErrStopped) })
 	var refused *tunnel.StreamError
 	res.BToA, refused = p.copyBToA()
 	wg.Wait()
-	close(done)
+	stop()
 	p.timerMu.Lock()
 	p.finished = true
 	if p.timer != nil {
@@ -285,19 +324,23 @@ func drain(s Side) {
 }
 
 // CopyLoop copies from src to dst until EOF (eof=true, err=nil) or an error.
-// It does not allocate: its buffer comes from a pool, BufSize bytes at first
-// and BigBufSize while reads fill the buffer (see [BigBufSize]).
+// It does not allocate per read: its buffer comes from a pool and follows
+// the traffic, SmallBufSize or BigBufSize (see [SmallBufSize]); while a
+// socket src has nothing to read it holds no buffer.
 func CopyLoop(dst, src io.ReadWriter, c prometheus.Counter, last *atomic.Int64) (n int64, err error, eof bool) {
-	bp, big := GetBuf(), false
-	defer func() {
-		if big {
-			bigPool.Put(bp)
-		} else {
-			bufPool.Put(bp)
-		}
-	}()
+	w := newReadWaiter(src)
+	var b copyBuf
+	defer b.put()
+	big := false // the buffer size to take next
 	for {
-		buf := *bp
+		if b.bp == nil {
+			if w != nil {
+				// An error (deadline, closed) comes again from the Read.
+				_ = w.wait()
+			}
+			b.get(big)
+		}
+		buf := *b.bp
 		nr, rerr := src.Read(buf)
 		if nr > 0 {
 			last.Store(time.Now().UnixNano())
@@ -319,11 +362,16 @@ func CopyLoop(dst, src io.ReadWriter, c prometheus.Counter, last *atomic.Int64) 
 		}
 		switch {
 		case !big && nr == len(buf):
-			bufPool.Put(bp)
-			bp, big = bigPool.Get().(*[]byte), true
-		case big && nr < BufSize:
-			bigPool.Put(bp)
-			bp, big = bufPool.Get().(*[]byte), false
+			big = true
+			b.put()
+		case big && nr < SmallBufSize:
+			big = false
+			b.put()
+		case w != nil && nr < len(buf):
+			// The socket is drained: wait for more without a buffer. On a
+			// bulk transfer that costs a ppoll per read, which finds data
+			// at once.
+			b.put()
 		}
 	}
 }

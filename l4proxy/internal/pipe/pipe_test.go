@@ -1,10 +1,16 @@
 package pipe
 
 import (
+	"crypto/tls"
+	"fmt"
 	"io"
+	"net"
+	"runtime"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -79,15 +85,19 @@ func (r *scriptReader) Write(p []byte) (int, error) { return len(p), nil }
 // checkWriter checks that it is written the counting sequence.
 type checkWriter struct {
 	t     *testing.T
+	mu    sync.Mutex
 	next  byte
 	total int
 }
 
 func (w *checkWriter) Read(p []byte) (int, error) { return 0, io.EOF }
 func (w *checkWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	for i, b := range p {
 		if b != w.next {
-			w.t.Fatalf("byte %d: got %d, want %d", w.total+i, b, w.next)
+			w.t.Errorf("byte %d: got %d, want %d", w.total+i, b, w.next)
+			return 0, io.ErrShortWrite
 		}
 		w.next++
 	}
@@ -95,25 +105,143 @@ func (w *checkWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// TestCopyLoopBufferSizes: a direction starts with a BufSize buffer, moves
-// to BigBufSize when a read fills it, stays there while reads bring at
-// least BufSize and goes back to BufSize after a smaller read; the bytes
-// arrive intact throughout.
+func (w *checkWriter) totalNow() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.total
+}
+
+// TestCopyLoopBufferSizes: a direction starts with a SmallBufSize buffer,
+// moves to BigBufSize when a read fills it, stays there while reads bring
+// at least SmallBufSize and goes back to SmallBufSize after a smaller read;
+// the bytes arrive intact throughout.
 func TestCopyLoopBufferSizes(t *testing.T) {
 	var last atomic.Int64
-	src := &scriptReader{script: []int{-1, -1, BufSize, 100, 10, -1, -1, BufSize - 1, -1}}
+	src := &scriptReader{script: []int{-1, -1, SmallBufSize, 100, 10, -1, -1, SmallBufSize - 1, -1}}
 	dst := &checkWriter{t: t}
 	n, err, eof := CopyLoop(dst, src, nil, &last)
 	if err != nil || !eof {
 		t.Fatalf("CopyLoop: err %v, eof %v; want nil, true", err, eof)
 	}
-	want := []int{BufSize, BigBufSize, BigBufSize, BigBufSize, BufSize, BufSize, BigBufSize, BigBufSize, BufSize}
+	want := []int{SmallBufSize, BigBufSize, BigBufSize, BigBufSize, SmallBufSize, SmallBufSize, BigBufSize, BigBufSize, SmallBufSize}
 	if !slices.Equal(src.seen, want) {
 		t.Errorf("buffer sizes read into: %v, want %v", src.seen, want)
 	}
-	wantN := int64(BufSize + BigBufSize + BufSize + 100 + 10 + BufSize + BigBufSize + BufSize - 1 + BufSize)
+	wantN := int64(SmallBufSize + BigBufSize + SmallBufSize + 100 + 10 + SmallBufSize + BigBufSize + SmallBufSize - 1 + SmallBufSize)
 	if n != wantN || int64(dst.total) != wantN {
 		t.Errorf("copied %d, written %d, want %d", n, dst.total, wantN)
+	}
+	if h := heldBufs.Load(); h != 0 {
+		t.Errorf("%d buffers held after CopyLoop returned", h)
+	}
+}
+
+// tcpPair returns both ends of a loopback TCP connection.
+func tcpPair(t *testing.T) (*net.TCPConn, *net.TCPConn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	a, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close(); b.Close() })
+	return a.(*net.TCPConn), b.(*net.TCPConn)
+}
+
+// waitHeld waits up to a second for heldBufs to reach want.
+func waitHeld(t *testing.T, want int64, when string) {
+	t.Helper()
+	deadline := time.Now().Add(time.Second)
+	for heldBufs.Load() != want {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %d copy buffers held, want %d", when, heldBufs.Load(), want)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestCopyLoopIdleSocketHoldsNoBuffer: a direction reading a TCP socket
+// that has nothing to read holds no buffer (on Linux), bursts and bulk
+// data still arrive intact, and a read deadline still ends the loop.
+func TestCopyLoopIdleSocketHoldsNoBuffer(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("the bufferless wait is Linux only")
+	}
+	user, edge := tcpPair(t)
+	var last atomic.Int64
+	dst := &checkWriter{t: t}
+	type result struct {
+		n   int64
+		err error
+		eof bool
+	}
+	done := make(chan result, 1)
+	go func() {
+		n, err, eof := CopyLoop(dst, ConnSide{edge}, nil, &last)
+		done <- result{n, err, eof}
+	}()
+	time.Sleep(20 * time.Millisecond)
+	waitHeld(t, 0, "idle before any data")
+	var next byte
+	send := func(n int) {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = next
+			next++
+		}
+		if _, err := user.Write(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	total := 0
+	for _, n := range []int{64, 1, SmallBufSize + 1, 8 << 20, 100} {
+		send(n)
+		total += n
+		deadline := time.Now().Add(5 * time.Second)
+		for dst.totalNow() < total {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d of %d bytes arrived", dst.totalNow(), total)
+			}
+			time.Sleep(time.Millisecond)
+		}
+		waitHeld(t, 0, fmt.Sprintf("idle after %d bytes", n))
+	}
+	edge.SetReadDeadline(time.Now())
+	r := <-done
+	if r.err == nil || r.eof || r.n != int64(total) {
+		t.Fatalf("after the deadline: copied %d (want %d), err %v, eof %v; want a timeout", r.n, total, r.err, r.eof)
+	}
+}
+
+// TestReadWaiterAllocs: waiting for a readable socket allocates nothing.
+func TestReadWaiterAllocs(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("the bufferless wait is Linux only")
+	}
+	user, edge := tcpPair(t)
+	if _, err := user.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	w := newReadWaiter(ConnSide{edge})
+	if w == nil {
+		t.Fatal("no waiter for a TCP connection")
+	}
+	if err := w.wait(); err != nil { // let the byte arrive
+		t.Fatal(err)
+	}
+	if allocs := testing.AllocsPerRun(100, func() { w.wait() }); allocs != 0 {
+		t.Errorf("%.1f allocations per wait, want 0", allocs)
+	}
+	if newReadWaiter(ConnSide{tls.Client(edge, nil)}) != nil {
+		t.Error("a waiter for a TLS connection, which may hold decrypted bytes")
 	}
 }
 
@@ -128,7 +256,35 @@ func BenchmarkCopyLoop(b *testing.B) {
 	b.ResetTimer()
 	n, err, eof := CopyLoop(discard{}, src, c, &last)
 	// The first read fills the small buffer only.
-	if err != nil || !eof || n != int64(b.N)*BigBufSize+BufSize {
+	if err != nil || !eof || n != int64(b.N)*BigBufSize+SmallBufSize {
 		b.Fatal(n, err, eof)
+	}
+}
+
+// TestCopyLoopSocketReset: a reset of an idle socket ends the loop with an
+// error, not EOF (the wait for readability must not consume the error).
+func TestCopyLoopSocketReset(t *testing.T) {
+	user, edge := tcpPair(t)
+	var last atomic.Int64
+	type result struct {
+		err error
+		eof bool
+	}
+	done := make(chan result, 1)
+	go func() {
+		_, err, eof := CopyLoop(discard{}, ConnSide{edge}, nil, &last)
+		done <- result{err, eof}
+	}()
+	user.Write([]byte("hello"))
+	time.Sleep(20 * time.Millisecond) // the loop is waiting again
+	user.SetLinger(0)
+	user.Close()
+	select {
+	case r := <-done:
+		if r.eof || r.err == nil {
+			t.Fatalf("after a reset: err %v, eof %v; want an error", r.err, r.eof)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("CopyLoop still running 5s after the reset")
 	}
 }

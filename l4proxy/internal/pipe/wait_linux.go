@@ -1,0 +1,61 @@
+package pipe
+
+import (
+	"io"
+	"net"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// readWaiter waits until a read from a socket would not block, without a
+// buffer: the Go poller waits for readability, and a ppoll(2) with a zero
+// timeout tells data, EOF or an error from a spurious wake-up. (A MSG_PEEK
+// read would do the same but consume a pending error such as a reset,
+// which the read after it would then report as EOF.)
+type readWaiter struct {
+	rc   syscall.RawConn
+	peek func(fd uintptr) bool // made once: no allocation per wait
+}
+
+// newReadWaiter returns a waiter for src if it is a ConnSide over a TCP or
+// Unix socket, nil otherwise. A TLS connection gets none: it may hold
+// decrypted bytes while its socket is not readable.
+func newReadWaiter(src io.Reader) *readWaiter {
+	cs, ok := src.(ConnSide)
+	if !ok {
+		return nil
+	}
+	var sc syscall.Conn
+	switch c := cs.Conn.(type) {
+	case *net.TCPConn:
+		sc = c
+	case *net.UnixConn:
+		sc = c
+	default:
+		return nil
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	return &readWaiter{rc: rc, peek: peekReadable}
+}
+
+// peekReadable reports whether a read from fd would return at once: with
+// data, EOF or an error.
+func peekReadable(fd uintptr) bool {
+	pfd := unix.PollFd{Fd: int32(fd), Events: unix.POLLIN}
+	var ts unix.Timespec // zero: do not wait
+	n, _, errno := unix.Syscall6(unix.SYS_PPOLL, uintptr(unsafe.Pointer(&pfd)), 1, uintptr(unsafe.Pointer(&ts)), 0, 0, 0)
+	if errno != 0 {
+		// EINTR or worse: let the read find out.
+		return errno != unix.EINTR
+	}
+	return n > 0
+}
+
+// wait returns when the socket is readable, or with the error a read would
+// return (deadline, closed).
+func (w *readWaiter) wait() error { return w.rc.Read(w.peek) }
