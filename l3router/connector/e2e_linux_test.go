@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -66,11 +67,11 @@ var (
 
 const metricsAddr = "127.0.0.1:9200"
 
-func connectorBinary(t *testing.T) string {
-	t.Helper()
+func connectorBinary(tb testing.TB) string {
+	tb.Helper()
 	bin, err := testnet.BuildBinary(testnet.ConnectorPkg)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	return bin
 }
@@ -87,25 +88,25 @@ func TestConnectorBinary(t *testing.T) {
 	}
 }
 
-func testConnectorBinary(t *testing.T, edgeAddr string) {
-	n := testnet.New(t, l3World())
-	bin := connectorBinary(t)
-	ctx := context.Background()
-	edge, conn, lan := n.Node("edge"), n.Node("conn"), n.Node("lan")
-	if _, err := lan.ServeOrigins(); err != nil {
-		t.Fatal(err)
-	}
+// l3Rig is l3World with the stock WireGuard peer up in "edge" and the
+// connector's configuration written, not started.
+type l3Rig struct {
+	n               *testnet.Net
+	edge, conn, lan *testnet.Node
+	cfg             *l3config.Connector
+	path            string // of l3.yml
+}
 
-	cfg := testConfig(t)
+func newL3Rig(tb testing.TB, edgeAddr string) *l3Rig {
+	tb.Helper()
+	n := testnet.New(tb, l3World())
+	r := &l3Rig{n: n, edge: n.Node("edge"), conn: n.Node("conn"), lan: n.Node("lan"), cfg: testConfig(tb)}
 	edgeKey, err := l3config.GeneratePrivateKey()
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	cfg.Edge.PublicKey = edgeKey.PublicKey()
-	cfg.Edge.Endpoint = net.JoinHostPort(edgeAddr, "51820")
-	var r [3]byte
-	_, _ = rand.Read(r[:])
-	iface := "onrwg" + hex.EncodeToString(r[:])
+	r.cfg.Edge.PublicKey = edgeKey.PublicKey()
+	r.cfg.Edge.Endpoint = net.JoinHostPort(edgeAddr, "51820")
 	wgConf := fmt.Sprintf(`[Interface]
 PrivateKey = %s
 ListenPort = 51820
@@ -114,30 +115,61 @@ Address = %s/32, %s/128
 [Peer]
 PublicKey = %s
 AllowedIPs = 198.18.30.0/24, fd00:30::/64, 198.18.96.2/32, fd00:96::2/128
-`, edgeKey, client4, client6, cfg.PrivateKey.PublicKey())
-	if _, err := edge.WGQuickUp(ctx, iface, []byte(wgConf)); err != nil {
+`, edgeKey, client4, client6, r.cfg.PrivateKey.PublicKey())
+	if _, err := r.edge.WGQuickUp(context.Background(), uniqueIface("onrwg"), []byte(wgConf)); err != nil {
 		if err := testnet.WGQuickAvailable(); err != nil {
-			testnet.SkipOrFail(t, "%v", err)
+			testnet.SkipOrFail(tb, "%v", err)
 		}
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
+	yml, err := r.cfg.Marshal()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	r.path = filepath.Join(tb.TempDir(), "l3.yml")
+	if err := os.WriteFile(r.path, yml, 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	return r
+}
 
-	yml, err := cfg.Marshal()
+// uniqueIface returns an interface name unique on the machine (for
+// wireguard-go, whose control sockets are not per namespace).
+func uniqueIface(prefix string) string {
+	var r [3]byte
+	_, _ = rand.Read(r[:])
+	return prefix + hex.EncodeToString(r[:])
+}
+
+// startConnector runs `connector l3 run` in "conn" and waits until it is
+// ready (a handshake with the stock peer).
+func (r *l3Rig) startConnector(tb testing.TB) *testnet.Proc {
+	tb.Helper()
+	p, err := r.conn.Start(connectorBinary(tb), "l3", "run", "--config", r.path, "--metrics", metricsAddr)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	path := filepath.Join(t.TempDir(), "l3.yml")
-	if err := os.WriteFile(path, yml, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	p, err := conn.Start(bin, "l3", "run", "--config", path, "--metrics", metricsAddr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &testnet.Connector{Proc: p, Node: conn, Metrics: metricsAddr}
+	c := &testnet.Connector{Proc: p, Node: r.conn, Metrics: metricsAddr}
 	if err := c.WaitReady(20 * time.Second); err != nil {
-		t.Fatalf("%v\n%s", err, p.Output())
+		tb.Fatalf("%v\n%s", err, p.Output())
 	}
+	return p
+}
+
+func testConnectorBinary(t *testing.T, edgeAddr string) {
+	r := newL3Rig(t, edgeAddr)
+	ctx := context.Background()
+	edge, conn, lan := r.edge, r.conn, r.lan
+	// Strict reverse-path filtering, a common distribution default, must
+	// not get in the way.
+	if err := conn.Sysctl("net/ipv4/conf/all/rp_filter", "1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lan.ServeOrigins(); err != nil {
+		t.Fatal(err)
+	}
+	p := r.startConnector(t)
+
 	for _, fam := range []struct {
 		name        string
 		client, lan netip.Addr
@@ -365,5 +397,90 @@ func TestConnectorBinaryRefuses(t *testing.T) {
 	out, err = cmd.CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "create TUN onr0: ") || !strings.Contains(string(out), "are you root?") {
 		t.Errorf("l3 run without privileges: %v\n%s", err, out)
+	}
+}
+
+// startStock is the baseline for the connector: a stock wireguard-go set
+// up by wg-quick in "conn" with the connector's key, addresses and routes,
+// and kernel forwarding on, as a user would run it without onramp.
+func (r *l3Rig) startStock(tb testing.TB) {
+	tb.Helper()
+	conf := fmt.Sprintf(`[Interface]
+PrivateKey = %s
+Address = 198.18.96.2/32, fd00:96::2/128
+
+[Peer]
+PublicKey = %s
+Endpoint = %s
+PersistentKeepalive = 25
+AllowedIPs = 198.18.96.0/20, fd00:96::/48
+`, r.cfg.PrivateKey, r.cfg.Edge.PublicKey, r.cfg.Edge.Endpoint)
+	if _, err := r.conn.WGQuickUp(context.Background(), uniqueIface("onrst"), []byte(conf)); err != nil {
+		tb.Fatal(err)
+	}
+	for _, k := range []string{"net/ipv4/ip_forward", "net/ipv6/conf/all/forwarding"} {
+		if err := r.conn.Sysctl(k, "1"); err != nil {
+			tb.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkConnectorLeg measures TCP throughput from a stock WireGuard
+// client ("edge") to the LAN host through the connector host with iperf3,
+// 3 seconds an iteration: "onramp" runs `connector l3 run` on the
+// connector host, "stock" runs stock wireguard-go there (see startStock).
+// It reports the receiver's Gbit/s; compare the two in one run:
+//
+//	go test -run XXX -bench ConnectorLeg ./l3router/connector
+func BenchmarkConnectorLeg(b *testing.B) {
+	for _, peer := range []string{"onramp", "stock"} {
+		for _, streams := range []int{1, 4} {
+			b.Run(fmt.Sprintf("%s/streams=%d", peer, streams), func(b *testing.B) {
+				r := newL3Rig(b, "198.18.20.1")
+				if peer == "onramp" {
+					r.startConnector(b)
+				} else {
+					r.startStock(b)
+				}
+				if _, err := r.lan.Start("iperf3", "-s", "-B", lan4.String()); err != nil {
+					b.Fatal(err)
+				}
+				var sum float64
+				runs := 0
+				for b.Loop() {
+					sum += iperf3(b, r.edge, lan4, streams)
+					runs++
+				}
+				b.ReportMetric(sum/float64(runs), "Gbit/s")
+			})
+		}
+	}
+}
+
+// iperf3 runs an iperf3 client in node against dst for 3 seconds and
+// returns the receiver's throughput in Gbit/s, retrying for up to 5
+// seconds while the server is not ready.
+func iperf3(tb testing.TB, node *testnet.Node, dst netip.Addr, streams int) float64 {
+	tb.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		out, err := node.Command(context.Background(), "iperf3", "-c", dst.String(), "-t", "3",
+			"-P", strconv.Itoa(streams), "-J").Output()
+		var res struct {
+			Error string `json:"error"`
+			End   struct {
+				SumReceived struct {
+					BitsPerSecond float64 `json:"bits_per_second"`
+				} `json:"sum_received"`
+			} `json:"end"`
+		}
+		jerr := json.Unmarshal(out, &res)
+		if err == nil && jerr == nil && res.Error == "" && res.End.SumReceived.BitsPerSecond > 0 {
+			return res.End.SumReceived.BitsPerSecond / 1e9
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("iperf3: %v %v %s\n%s", err, jerr, res.Error, out)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }

@@ -109,7 +109,6 @@ func TestStartClose(t *testing.T) {
 	for k, want := range map[string]string{
 		"net/ipv4/ip_forward":          "1",
 		"net/ipv6/conf/all/forwarding": "1",
-		"net/ipv4/conf/onr0/rp_filter": "2",
 	} {
 		if got := sysctl(t, node, k); got != want {
 			t.Errorf("%s = %s, want %s", k, got, want)
