@@ -115,23 +115,28 @@ func TestStartClose(t *testing.T) {
 		}
 	}
 
-	// This host's own packet to a client goes into the TUN, towards the
-	// edge (which is not there: no handshake).
-	_, _ = node.Run(context.Background(), "ping", "-c", "1", "-W", "1", "198.18.96.10")
-	deadline := time.Now().Add(5 * time.Second)
+	// This host's own packets to a client go into the TUN, towards the
+	// edge (which is not there: no handshake). 1028-byte packets, so
+	// that the kernel's own small IPv6 packets on the new link (router
+	// solicitations, MLD) cannot make up the count.
 	var s Stats
-	for {
+	for deadline := time.Now().Add(5 * time.Second); !s.LinkUp && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 		var err error
 		if s, err = c.Stats(); err != nil {
 			t.Fatal(err)
 		}
-		if s.LinkUp && s.ToEdgePackets > 0 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
 	}
-	if !s.LinkUp || s.ToEdgePackets == 0 || s.ToEdgeBytes < 84 {
-		t.Errorf("stats %+v: want the link up and the ping counted", s)
+	if !s.LinkUp {
+		t.Fatalf("link not up in Stats: %+v", s)
+	}
+	before := s
+	_, _ = node.Run(context.Background(), "ping", "-c", "5", "-i", "0.1", "-W", "1", "-s", "1000", "198.18.96.10")
+	s, err := c.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := s.ToEdgeBytes - before.ToEdgeBytes; s.ToEdgePackets-before.ToEdgePackets < 5 || got < 5*1028 {
+		t.Errorf("stats %+v after %+v: want the 5 pings of 1028 bytes counted", s, before)
 	}
 	if !s.LastHandshake.IsZero() || c.Ready() {
 		t.Errorf("ready without an edge: %+v", s)
@@ -211,5 +216,23 @@ func TestStartRefusesBadConfig(t *testing.T) {
 	_, err := Start(context.Background(), cfg, testLogger(t))
 	if err == nil || !strings.Contains(err.Error(), "routes[2]: 198.18.30.128/25 overlaps subnets[0]") {
 		t.Fatalf("error %v, want the field named", err)
+	}
+}
+
+func TestResolveEndpoint(t *testing.T) {
+	for in, want := range map[string]string{
+		"198.18.20.1:51820":         "198.18.20.1:51820",
+		"[fd00:20::1]:51820":        "[fd00:20::1]:51820",
+		"[::ffff:198.18.20.1]:4500": "198.18.20.1:4500",
+	} {
+		if got, err := resolveEndpoint(context.Background(), in); err != nil || got.String() != want {
+			t.Errorf("%s: %v %v, want %s", in, got, err, want)
+		}
+	}
+	if got, err := resolveEndpoint(context.Background(), "localhost:51820"); err != nil || !got.Addr().IsLoopback() || got.Port() != 51820 {
+		t.Errorf("localhost: %v %v", got, err)
+	}
+	if _, err := resolveEndpoint(context.Background(), "198.18.20.1:0"); err == nil || !strings.Contains(err.Error(), "edge.endpoint") {
+		t.Errorf("port 0: %v", err)
 	}
 }
