@@ -93,7 +93,7 @@ func runL3(ctx context.Context, log *slog.Logger, cfg *l3config.Connector, metri
 	reg := cli.NewRegistry()
 	reg.MustRegister(newL3Collector(c))
 	if metrics != "" {
-		if err := cli.ServeMetrics(ctx, log, metrics, reg, c.Ready); err != nil {
+		if err := cli.ServeMetrics(ctx, log, metrics, reg, c.Ready, "no WireGuard handshake with the edge in the last 3 minutes"); err != nil {
 			return err
 		}
 	}

@@ -50,9 +50,10 @@ func NewRegistry() *prometheus.Registry {
 }
 
 // ServeMetrics serves /metrics and, if ready is not nil, /ready (200 while
-// ready() is true, 503 otherwise) on addr until ctx is done. It returns once
-// the listener is bound, so a bad address is reported at start-up.
-func ServeMetrics(ctx context.Context, log *slog.Logger, addr string, reg *prometheus.Registry, ready func() bool) error {
+// ready() is true, else 503 with "not ready: " and notReady) on addr until
+// ctx is done. It returns once the listener is bound, so a bad address is
+// reported at start-up.
+func ServeMetrics(ctx context.Context, log *slog.Logger, addr string, reg *prometheus.Registry, ready func() bool, notReady string) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("metrics listener: %w", err)
@@ -65,7 +66,7 @@ func ServeMetrics(ctx context.Context, log *slog.Logger, addr string, reg *prome
 				fmt.Fprintln(w, "ready")
 				return
 			}
-			http.Error(w, "not ready: no live tunnel connection", http.StatusServiceUnavailable)
+			http.Error(w, "not ready: "+notReady, http.StatusServiceUnavailable)
 		})
 	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
