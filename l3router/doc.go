@@ -31,8 +31,10 @@
 // soon as it returns and owns the buffers of a Read.
 //
 // Backpressure: a full ring drops (DropQueueFull) rather than blocking the
-// writer; see [Router.Write]. There is no per-peer share of the ring yet, so
-// one flooding peer can crowd out the others.
+// writer; see [Router.Write]. One sending peer may hold at most half of the
+// ring (counted per slot, returned as the reader frees slots), so a single
+// flooding peer leaves the other half to everyone else. This is a cap, not
+// fair queuing: two flooders together can still fill the ring.
 //
 // Route table: the control plane keeps a list of (prefix, owner) and
 // refuses overlaps between different owners; every change compiles an

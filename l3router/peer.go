@@ -120,6 +120,11 @@ type peer struct {
 	rxPackets, rxBytes atomic.Uint64 // received from the peer (by source)
 	txPackets, txBytes atomic.Uint64 // queued for the peer (by destination)
 	drops              [NumDropReasons]atomic.Uint64
+	// held is the number of ring slots holding the peer's packets
+	// (those it sent, and ICMP errors answering them): at most the
+	// router's per-peer share. It may dip below zero for a moment (the
+	// reader frees a slot before the writer counted it).
+	held atomic.Int64
 }
 
 // PeerStats is a snapshot of a peer's counters.

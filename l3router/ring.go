@@ -11,6 +11,9 @@ type slot struct {
 	ready atomic.Uint32
 	n     int    // packet length; 0 means a reserved slot left empty
 	buf   []byte // len = the router's MTU
+	// owner is the peer whose packet (or whose ICMP error) fills the
+	// slot; its held count drops when the consumer frees the slot.
+	owner *peer
 }
 
 // ring is a bounded multi-producer, single-consumer queue of packets in a
@@ -88,14 +91,28 @@ func (r *ring) wake() {
 // unpublished slot or when bufs is full. Empty slots are skipped. A packet
 // that does not fit its buffer is dropped and counted in short. Only one
 // goroutine may drain at a time.
+//
+// The owners of the freed slots get their held counts back, summed over
+// runs of one owner (a batch normally has few).
 func (r *ring) drain(bufs [][]byte, sizes []int, offset int, short *atomic.Uint64) int {
 	h := r.head.Load()
 	t := r.tail.Load()
 	n := 0
+	var owner *peer
+	var freed int64
 	for h != t && n < len(bufs) {
 		s := r.at(h)
 		if s.ready.Load() == 0 {
 			break
+		}
+		if s.owner != owner {
+			if owner != nil {
+				owner.held.Add(-freed)
+			}
+			owner, freed = s.owner, 0
+		}
+		if s.owner != nil {
+			freed++
 		}
 		if s.n > 0 {
 			if offset+s.n <= len(bufs[n]) {
@@ -106,8 +123,12 @@ func (r *ring) drain(bufs [][]byte, sizes []int, offset int, short *atomic.Uint6
 			}
 		}
 		s.n = 0
+		s.owner = nil
 		s.ready.Store(0)
 		h++
+	}
+	if owner != nil {
+		owner.held.Add(-freed)
 	}
 	r.head.Store(h)
 	return n

@@ -19,7 +19,7 @@ const (
 	DefaultMTU      = 1420 // as wireguard-go's device.DefaultMTU
 	MinMTU          = 1280 // the IPv6 minimum MTU; also fits every ICMP error
 	MaxMTU          = 65535
-	DefaultQueueLen = 1024
+	DefaultQueueLen = 2048
 	DefaultICMPRate = 1000
 	DefaultName     = "onramp-l3"
 )
@@ -36,7 +36,8 @@ type Config struct {
 	// ICMP fragmentation needed (IPv4 with DF) or packet too big (IPv6).
 	MTU int `yaml:"mtu"`
 	// QueueLen is the number of packet buffers between Write and Read, a
-	// power of two (DefaultQueueLen if 0). Each holds MTU bytes.
+	// power of two (DefaultQueueLen if 0). Each holds MTU bytes. One
+	// sending peer may hold at most half of them.
 	QueueLen int `yaml:"queue_len"`
 	// Address4 and Address6 are the router's own addresses, the sources
 	// of the ICMP errors it sends. If one is unset, the router sends no
@@ -86,10 +87,12 @@ type Router struct {
 	unattributed            [NumDropReasons]atomic.Uint64
 	icmpErrors, icmpLimited atomic.Uint64
 	icmpQueueFull           atomic.Uint64
-	readShort               atomic.Uint64
-	events                  chan tun.Event
-	closed                  chan struct{}
-	closeOnce               sync.Once
+	// peerShare is the most ring slots one sending peer may hold.
+	peerShare int64
+	readShort atomic.Uint64
+	events    chan tun.Event
+	closed    chan struct{}
+	closeOnce sync.Once
 }
 
 var _ tun.Device = (*Router)(nil)
@@ -146,6 +149,7 @@ func New(cfg Config) (*Router, error) {
 	r.aclCfg = cfg.ACL
 	r.state.Store(&dataState{fib: r.routes.compile(), acl: a})
 	r.ring = newRing(qlen, r.mtu)
+	r.peerShare = max(1, int64(qlen)/2)
 	r.events <- tun.EventUp
 	return r, nil
 }
@@ -356,9 +360,9 @@ func (r *Router) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 // may modify bufs[i][offset:] (the TTL) and keeps no reference to bufs after
 // Write returns: accepted packets are copied into the queue.
 //
-// Write never blocks: when the queue towards Read is full the remaining
-// packets are dropped (DropQueueFull), as a router's full egress queue
-// does. Blocking instead would stall the sending peer's receive goroutine
+// Write never blocks: when the queue towards Read is full, or the sending
+// peer already holds its share of it (half), the remaining packets are
+// dropped (DropQueueFull), as a router's full egress queue does. Blocking instead would stall the sending peer's receive goroutine
 // in wireguard-go (and with it that peer's keepalive and handshake timers)
 // behind whichever peers the device is slow to send to, and it would give
 // one flooding peer the power to hold up every other.
@@ -388,39 +392,57 @@ func (r *Router) Write(bufs [][]byte, offset int) (int, error) {
 		// per-packet path.
 		rx, tx := tally{rx: true}, tally{}
 		need := 0
+		// The sender's share of the ring: a Write batch comes from
+		// one peer, whose held count is read once per run of it.
+		var sharer *peer
+		var held int64
 		for i, b := range chunk {
 			v := &vs[i]
 			r.classify(st, b, offset, v)
 			if v.src != nil {
 				rx.add(v.src, len(v.pkt))
 			}
-			if v.kind != vDrop {
-				need++
+			if v.kind == vDrop {
+				continue
 			}
+			if v.src != sharer {
+				sharer, held = v.src, v.src.held.Load()
+			}
+			if held >= r.peerShare {
+				r.queueFull(v)
+				v.kind = vDrop
+				continue
+			}
+			held++
+			need++
 		}
 		rx.flush()
 		if need == 0 {
 			continue
 		}
 		pos, free := r.ring.reserve(need)
+		var owner *peer
+		var taken int64
 		for i := range chunk {
 			v := &vs[i]
 			if v.kind == vDrop {
 				continue
 			}
 			if free == 0 {
-				if v.kind == vForward {
-					v.src.drops[DropQueueFull].Add(1)
-				} else {
-					// The packet is already counted by the reason
-					// of the error; the error itself is lost.
-					r.icmpQueueFull.Add(1)
-				}
+				r.queueFull(v)
 				continue
 			}
 			s := r.ring.at(pos)
 			pos++
 			free--
+			s.owner = v.src
+			if v.src != owner {
+				if owner != nil {
+					owner.held.Add(taken)
+				}
+				owner, taken = v.src, 0
+			}
+			taken++
 			if v.kind == vForward {
 				s.n = copy(s.buf, v.pkt)
 				tx.add(v.dst, s.n)
@@ -433,10 +455,24 @@ func (r *Router) Write(bufs [][]byte, offset int) (int, error) {
 			}
 			r.ring.publish(s)
 		}
+		if owner != nil {
+			owner.held.Add(taken)
+		}
 		tx.flush()
 		r.ring.wake()
 	}
 	return len(bufs), nil
+}
+
+// queueFull counts a packet the ring has no room for: a forwarded packet
+// against its sender; an ICMP error (whose packet is already counted by
+// the error's reason) in the router's lost-errors count.
+func (r *Router) queueFull(v *verdict) {
+	if v.kind == vForward {
+		v.src.drops[DropQueueFull].Add(1)
+	} else {
+		r.icmpQueueFull.Add(1)
+	}
 }
 
 // tally sums packets and bytes of consecutive packets of one peer.

@@ -233,16 +233,31 @@ func TestTooBig(t *testing.T) {
 
 func TestQueueFull(t *testing.T) {
 	r := newTestRouter(t, func(c *Config) { c.QueueLen = 8 })
-	p := udpPacket(t, aliceV4, hostA4, 64, 100)
-	bufs := make([][]byte, 20)
-	for i := range bufs {
-		bufs[i] = bytes.Clone(p)
+	write := func(src netip.Addr, count int) {
+		t.Helper()
+		p := udpPacket(t, src, hostA4, 64, 100)
+		bufs := make([][]byte, count)
+		for i := range bufs {
+			bufs[i] = bytes.Clone(p)
+		}
+		if n, err := r.Write(bufs, 0); n != count || err != nil {
+			t.Fatalf("Write = %d, %v", n, err)
+		}
 	}
-	if n, err := r.Write(bufs, 0); n != 20 || err != nil {
-		t.Fatalf("Write = %d, %v", n, err)
+	// One sender holds at most half the queue.
+	write(aliceV4, 20)
+	if d := r.Stats().Peers["alice"].Drops[DropQueueFull]; d != 16 {
+		t.Fatalf("alice queue_full %d, want 16 (she may hold 4 of 8 slots)", d)
 	}
-	if d := r.Stats().Peers["alice"].Drops[DropQueueFull]; d != 12 {
-		t.Fatalf("queue_full %d, want 12", d)
+	// Another sender still finds room: the other half.
+	write(bobV4, 20)
+	if d := r.Stats().Peers["bob"].Drops[DropQueueFull]; d != 16 {
+		t.Fatalf("bob queue_full %d, want 16", d)
+	}
+	// Now the queue is full: nobody gets in.
+	write(aliceV4, 1)
+	if d := r.Stats().Peers["alice"].Drops[DropQueueFull]; d != 17 {
+		t.Fatalf("alice queue_full %d, want 17", d)
 	}
 	rb := make([][]byte, BatchSize)
 	for i := range rb {
@@ -252,9 +267,52 @@ func TestQueueFull(t *testing.T) {
 	if n, err := r.Read(rb, sizes, 4); n != 8 || err != nil {
 		t.Fatalf("Read = %d, %v", n, err)
 	}
-	// Room again.
-	if out := pass(t, r, 0, p); len(out) != 1 {
-		t.Fatal("queue did not drain")
+	// Room again, and the shares were given back: alice gets 4 again.
+	write(aliceV4, 5)
+	if d := r.Stats().Peers["alice"].Drops[DropQueueFull]; d != 18 {
+		t.Fatalf("alice queue_full %d after the queue drained, want 18", d)
+	}
+	if n, err := r.Read(rb, sizes, 4); n != 4 || err != nil {
+		t.Fatalf("Read = %d, %v", n, err)
+	}
+}
+
+// TestQueueShareUnderFlood: while one peer floods without pause, another
+// peer's occasional packets all get through.
+func TestQueueShareUnderFlood(t *testing.T) {
+	r := newTestRouter(t, func(c *Config) { c.QueueLen = 64 })
+	flood := udpPacket(t, aliceV4, hostA4, 64, 1000)
+	bufs := make([][]byte, BatchSize)
+	for i := range bufs {
+		bufs[i] = bytes.Clone(flood)
+	}
+	rb := make([][]byte, BatchSize)
+	for i := range rb {
+		rb[i] = make([]byte, 2000)
+	}
+	sizes := make([]int, BatchSize)
+	light := udpPacket(t, bobV4, hostA4, 64, 100)
+	for round := range 100 {
+		// The flooder writes more than the whole queue each round...
+		for range 4 {
+			if _, err := r.Write(bufs, 0); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// ...yet the light peer's packet is accepted...
+		if _, err := r.Write([][]byte{bytes.Clone(light)}, 0); err != nil {
+			t.Fatal(err)
+		}
+		// ...and the reader, slower than the flood, drains a batch.
+		if _, err := r.Read(rb, sizes, 0); err != nil {
+			t.Fatal(err)
+		}
+		if d := r.Stats().Peers["bob"].Drops[DropQueueFull]; d != 0 {
+			t.Fatalf("round %d: bob lost %d packets to alice's flood", round, d)
+		}
+	}
+	if r.Stats().Peers["alice"].Drops[DropQueueFull] == 0 {
+		t.Fatal("the flood never filled alice's share: the test proves nothing")
 	}
 }
 
