@@ -228,8 +228,10 @@ func runStreams(ctx context.Context, env *Env, rig *Rig) (Sample, error) {
 // runGoBench runs the Go microbenchmarks of the dataplane on every CPU
 // and keeps their raw output for benchstat.
 func runGoBench(ctx context.Context, env *Env, rig *Rig) (Sample, error) {
-	args := append([]string{"test", "-run", "^$", "-bench", ".", "-benchmem"}, env.GoBenchArgs...)
-	args = append(args, "./dataplane/...", "./l4proxy/...")
+	// The benchmarks measured by their own scenarios (round trips, the
+	// connector leg against iperf3) are skipped here.
+	args := append([]string{"test", "-run", "^$", "-bench", ".", "-skip", "^(BenchmarkFirstByte|BenchmarkConnectorLeg)$", "-benchmem"}, env.GoBenchArgs...)
+	args = append(args, "./dataplane/...", "./l4proxy/...", "./l3router/...")
 	name, full := "go", args
 	if env.AllCPUs != "" {
 		name, full = "taskset", append([]string{"-c", env.AllCPUs, "go"}, args...)
