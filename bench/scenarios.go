@@ -16,9 +16,9 @@ var Areas = []Area{
 		Intro: "Streams held open at once, a tenth of them echoing continuously, the rest idle; resident memory of the processes under test sampled every 100 ms."},
 	firstByteArea, // scenarios_rtt.go
 	{Key: "l3", Only: "^l3", Title: "L3 connector (WireGuard)", Compare: []string{"throughput"},
-		Intro: "To come with issue 6: onramp's L3 path against the stock wireguard-go build and the kernel's WireGuard. Add scenarios with Area \"l3\"."},
+		Intro: "iperf3 from a stock WireGuard client (wireguard-go from go.mod, set up by wg-quick) to a LAN host behind a connector. onramp: through the edge hub and `connector l3 run` (both on the SUT CPUs), or the connector leg alone; peer: stock wireguard-go on the connector host, point to point. This kernel has no WireGuard module, so there is no kernel peer."},
 	{Key: "go", Only: "^go/", Title: "Go microbenchmarks of the dataplane", Compare: nil,
-		Intro: "go test -bench over ./dataplane/... and ./l4proxy/..., all CPUs, not pinned."},
+		Intro: "go test -bench over ./dataplane/..., ./l4proxy/... and ./l3router/..., all CPUs, not pinned."},
 }
 
 // Metric sets shared by the scenarios.
