@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"strings"
 	"time"
@@ -52,7 +53,9 @@ func NewRegistry() *prometheus.Registry {
 // ServeMetrics serves /metrics and, if ready is not nil, /ready (200 while
 // ready() is true, else 503 with "not ready: " and notReady) on addr until
 // ctx is done. It returns once the listener is bound, so a bad address is
-// reported at start-up.
+// reported at start-up. With ONRAMP_PPROF=1 in the environment it also
+// serves Go's profiler under /debug/pprof/ (for profiling a live edge or
+// connector; the metrics address should then not be public).
 func ServeMetrics(ctx context.Context, log *slog.Logger, addr string, reg *prometheus.Registry, ready func() bool, notReady string) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -68,6 +71,12 @@ func ServeMetrics(ctx context.Context, log *slog.Logger, addr string, reg *prome
 			}
 			http.Error(w, "not ready: "+notReady, http.StatusServiceUnavailable)
 		})
+	}
+	if os.Getenv("ONRAMP_PPROF") == "1" {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		log.Warn("profiler on: /debug/pprof/ on the metrics address (ONRAMP_PPROF=1)", "addr", ln.Addr())
 	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
