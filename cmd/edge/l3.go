@@ -164,36 +164,10 @@ the mobile apps. NAME is 1-63 characters of a-z, 0-9, -.`,
 	add.Flags().StringVar(&out, "out", "", "write the config to this file (mode 0600) instead of standard output")
 	cmd.AddCommand(add)
 
-	var cfgOut string
-	config := &cobra.Command{
-		Use:   "config NAME",
-		Short: "print a client's wg-quick config again, with the current AllowedIPs",
-		Long: `Print a client's wg-quick config with the connectors' subnets as they are now.
-The edge never had the client's private key: the config has a placeholder for it.`,
-		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			var cc l3config.Client
-			err := withL3(g, func(c *adminClient) error {
-				return c.call(http.MethodGet, "/v1/l3/clients/"+args[0]+"/config", nil, &cc)
-			}, func(c *l3ctl) error {
-				v, err := c.config(l3router.KindClient, args[0])
-				if err == nil {
-					cc = v.(l3config.Client)
-				}
-				return err
-			})
-			if err != nil {
-				return err
-			}
-			data, err := cc.Marshal()
-			if err != nil {
-				return err
-			}
-			return writeOut(cfgOut, data)
-		},
-	}
-	config.Flags().StringVar(&cfgOut, "out", "", "write the config to this file instead of standard output")
-	cmd.AddCommand(config)
+	cmd.AddCommand(l3ConfigCmd[l3config.Client](g, l3router.KindClient,
+		"print a client's wg-quick config again, with the current AllowedIPs",
+		`Print a client's wg-quick config with the connectors' subnets as they are now.
+The edge never had the client's private key: the config has a placeholder for it.`))
 
 	cmd.AddCommand(&cobra.Command{
 		Use:   "list",
@@ -282,34 +256,8 @@ denies it). Clients added before need the new subnets in AllowedIPs too
 	add.Flags().StringVar(&out, "out", "", "write the config to this file (mode 0600) instead of standard output")
 	cmd.AddCommand(add)
 
-	var cfgOut string
-	config := &cobra.Command{
-		Use:   "config NAME",
-		Short: "print a connector's l3.yml again, with the other connectors' subnets as they are now",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			var cc l3config.Connector
-			err := withL3(g, func(c *adminClient) error {
-				return c.call(http.MethodGet, "/v1/l3/connectors/"+args[0]+"/config", nil, &cc)
-			}, func(c *l3ctl) error {
-				v, err := c.config(l3router.KindConnector, args[0])
-				if err == nil {
-					cc = v.(l3config.Connector)
-				}
-				return err
-			})
-			if err != nil {
-				return err
-			}
-			data, err := cc.Marshal()
-			if err != nil {
-				return err
-			}
-			return writeOut(cfgOut, data)
-		},
-	}
-	config.Flags().StringVar(&cfgOut, "out", "", "write the config to this file (mode 0600) instead of standard output")
-	cmd.AddCommand(config)
+	cmd.AddCommand(l3ConfigCmd[l3config.Connector](g, l3router.KindConnector,
+		"print a connector's l3.yml again, with the other connectors' subnets as they are now", ""))
 
 	cmd.AddCommand(&cobra.Command{
 		Use:   "list",
@@ -430,4 +378,41 @@ func printQR(w io.Writer, conf []byte) error {
 	}
 	_, err = io.WriteString(w, q.ToSmallString(false))
 	return err
+}
+
+// l3ConfigCmd is `edge l3 client|connector config NAME`: the peer's file
+// (a wg-quick config or an l3.yml, T) printed again as it is now.
+func l3ConfigCmd[T any, PT interface {
+	*T
+	Marshal() ([]byte, error)
+}](g *globals, kind l3router.PeerKind, short, long string) *cobra.Command {
+	var out string
+	cmd := &cobra.Command{
+		Use:   "config NAME",
+		Short: short,
+		Long:  long,
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var cc T
+			err := withL3(g, func(c *adminClient) error {
+				return c.call(http.MethodGet, "/v1/l3/"+kind.String()+"s/"+args[0]+"/config", nil, &cc)
+			}, func(c *l3ctl) error {
+				v, err := c.config(kind, args[0])
+				if err == nil {
+					cc = v.(T)
+				}
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			data, err := PT(&cc).Marshal()
+			if err != nil {
+				return err
+			}
+			return writeOut(out, data)
+		},
+	}
+	cmd.Flags().StringVar(&out, "out", "", "write the file to this path (mode 0600) instead of standard output")
+	return cmd
 }
