@@ -115,6 +115,16 @@ func TestL3(t *testing.T) {
 		if !strings.Contains(out, "alice") || !strings.Contains(out, e.vip4.String()) {
 			t.Fatalf("edge l3 client list does not show alice at %s:\n%s", e.vip4, out)
 		}
+		// Printed again: the same addresses and edge, and a placeholder
+		// instead of the private key the edge never kept.
+		again, err := l3config.ParseClient([]byte(cli("l3", "client", "config", "alice")))
+		if err != nil {
+			t.Fatalf("edge l3 client config: %v", err)
+		}
+		if !again.PrivateKey.IsZero() || again.PublicKey != alice.PrivateKey.PublicKey() ||
+			fmt.Sprint(again.Addresses) != fmt.Sprint(alice.Addresses) || again.Endpoint != alice.Endpoint {
+			t.Fatalf("edge l3 client config differs from what client add printed: %+v", again)
+		}
 		// Removing the client on the running edge cuts her at once.
 		cli("l3", "client", "remove", "alice")
 		echo := netip.AddrPortFrom(lanAddr(false), testnet.OriginEcho)
