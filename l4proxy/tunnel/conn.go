@@ -63,9 +63,8 @@ type Stream interface {
 	// Reset aborts both directions; the peer sees an error (not EOF) on Read/Write, wrapping [ErrStreamReset].
 	Reset()
 	// Close is a full close (CloseWrite + stop reading): data the peer sends afterwards is discarded
-	// and the peer's further Writes fail (on HTTP/2, when the edge closes, after a grace of up to
-	// one second in which the connector may still finish cleanly). Every stream must end with
-	// Close or Reset, or its resources stay held until the connection ends.
+	// and the peer's further Writes fail. Every stream must end with Close or Reset, or its
+	// resources stay held until the connection ends.
 	Close() error
 }
 

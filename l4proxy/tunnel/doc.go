@@ -26,19 +26,12 @@
 // (STOP_SENDING + RESET_STREAM); Close is FIN + STOP_SENDING. The control
 // stream is the first bidirectional stream, opened by the connector.
 //
-// HTTP/2: one POST per user connection, issued by the edge (the HTTP/2 client).
-// The edge's CloseWrite ends the request body (END_STREAM). The connector's
-// CloseWrite cannot use END_STREAM: x/net/http2 ends a response only when the
-// handler returns, and then it also resets the request body. So the response
-// body is framed (len u32 | data) and a zero-length frame is an in-band FIN;
-// the handler returns once the connector has both sent its FIN and read the
-// edge's END_STREAM (or called Close/Reset), and only then END_STREAM is sent.
-// Consequences: a connector must eventually Close or Reset every stream it
-// accepted, and each connector write carries 4 bytes of framing.
-// The edge's Close ends the request body, then discards the response for up to
-// a second before resetting, because a reset sent at once can overtake the
-// END_STREAM (x/net/http2 does not report when END_STREAM is written).
-// The edge's Reset cancels the request (RST_STREAM CANCEL). The connector's Reset
-// sets a write deadline in the past, which x/net/http2 turns into RST_STREAM
-// INTERNAL_ERROR at once, even while a Write waits for flow control.
+// HTTP/2: one POST per user connection, issued by the edge (the HTTP/2 client)
+// on a purpose-built multiplexer (h2mux: RFC 9113 framing, HPACK, flow control;
+// not net/http). The request body carries the encoded [Request] then the user's
+// bytes; the response (:status 200) body the encoded [Response] then the
+// origin's bytes. CloseWrite is END_STREAM on the writer's body; Reset is
+// RST_STREAM(CANCEL); Close is END_STREAM then, if the peer is still sending,
+// RST_STREAM(NO_ERROR), which after the peer's END_STREAM means "I read no
+// more": the peer's writes fail while what it already received stays readable.
 package tunnel

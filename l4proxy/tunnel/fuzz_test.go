@@ -88,3 +88,26 @@ func FuzzParseDatagram(f *testing.F) {
 		}
 	})
 }
+
+// FuzzH2Frames feeds arbitrary bytes to the HTTP/2 frame reader, as the
+// server (what a connector reads from an edge) and as the client (what an
+// edge reads from anything that completed TLS with it, before
+// authentication): it must end with an error or EOF, never panic, and
+// keep within its limits.
+func FuzzH2Frames(f *testing.F) {
+	server := func() *h2Frames { return &h2Frames{b: []byte(h2Preface)} }
+	f.Add(false, server().settings().headers(1, ":method", "POST", ":path", "/stream").
+		frame(h2FrameData, h2FlagEndStream, 1, []byte("hello")).b)
+	f.Add(false, server().settings().frame(h2FrameHeaders, 0, 1, nil).frame(h2FrameContinuation, h2FlagEndHeaders, 1, nil).
+		frame(h2FrameData, h2FlagPadded, 1, []byte{2, 'x', 0, 0}).frame(h2FrameRSTStream, 0, 1, make([]byte, 4)).b)
+	f.Add(true, (&h2Frames{}).settings().headers(1, ":status", "200").frame(h2FrameData, 0, 1, []byte("data")).
+		frame(h2FrameWindowUpdate, 0, 1, []byte{0, 0, 1, 0}).frame(h2FramePing, 0, 0, make([]byte, 8)).
+		frame(h2FrameGoAway, 0, 0, make([]byte, 8)).b)
+	f.Add(true, (&h2Frames{}).frame(h2FrameSettings, 0, 0, []byte{0, 4, 0, 1, 0, 0, 0, 5, 0, 0, 64, 0}).b)
+	f.Fuzz(func(t *testing.T, client bool, b []byte) {
+		err := muxOn(client, b)
+		if err == nil {
+			t.Fatal("reader ended without an error")
+		}
+	})
+}

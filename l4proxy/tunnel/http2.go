@@ -1,9 +1,3 @@
-// The HTTP/2 transport reverses roles on one TLS connection (the dialing
-// connector serves, the edge is the client), which needs x/net/http2's
-// ServeConn and NewClientConn on an existing net.Conn; net/http has no
-// equivalent for a connection it did not accept or dial itself.
-//lint:file-ignore SA1019 ServeConn and ClientConn on an existing conn are what this transport needs
-
 package tunnel
 
 import (
@@ -13,37 +7,32 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"golang.org/x/net/http2"
 )
 
-// The HTTP/2 transport reverses roles after TLS: the connector (TLS client) runs
-// an http2.Server on its connection and the edge (TLS server) an http2.ClientConn,
-// so that the edge can open streams. Every tunnel stream is one POST request:
+// The HTTP/2 transport reverses roles after TLS: the connector (TLS client)
+// is the HTTP/2 server and the edge (TLS server) the HTTP/2 client, so that
+// the edge can open streams. Both ends run h2mux. Every tunnel stream is one
+// POST request:
 //
 //	"/auth"      the first request; stays open as the control stream.
 //	             response body: connector -> edge control messages (proof, drain)
 //	             request body:  edge -> connector control messages (verdict)
 //	"/datagrams" one long-lived request; both bodies carry datagrams as len u16 | datagram.
 //	"/stream"    one per user connection.
-//	             request body:  encoded Request, then the user's bytes (END_STREAM = half-close)
-//	             response body: encoded Response, then data frames: len u32 | data;
-//	                            a frame of length 0 is the connector's half-close (in-band FIN).
+//	             request body:  encoded Request, then the user's bytes
+//	             response:      :status 200, then a body of the encoded Response
+//	                            and the origin's bytes
+//	             END_STREAM on either body is that side's half-close;
+//	             RST_STREAM(CANCEL) a reset; RST_STREAM(NO_ERROR) after
+//	             END_STREAM a close (the sender reads no more).
 const (
 	h2PathAuth      = "/auth"
 	h2PathDatagrams = "/datagrams"
 	h2PathStream    = "/stream"
-	h2URLBase       = "https://onramp.tunnel"
-	h2MaxChunk      = 1 << 20 // connector -> edge data frame payload limit
 )
-
-// h2ReadFrameSize is the largest HTTP/2 frame either side accepts; large frames
-// cut per-frame overhead on bulk streams.
-const h2ReadFrameSize = 1 << 20
 
 // HTTP2Listener is the edge side of the HTTP/2 transport. It implements [Listener].
 type HTTP2Listener struct {
@@ -96,7 +85,8 @@ func (l *HTTP2Listener) handshake(raw net.Conn) {
 	setTCPOptions(raw, l.cfg.KeepAlivePeriod)
 	ctx, cancel := context.WithTimeout(l.ctx, l.cfg.HandshakeTimeout)
 	defer cancel()
-	tc := tls.Server(raw, edgeTLSConfig(l.cert, ALPNHTTP2))
+	bc := &batchConn{Conn: raw}
+	tc := tls.Server(bc, edgeTLSConfig(l.cert, ALPNHTTP2))
 	if err := tc.HandshakeContext(ctx); err != nil {
 		raw.Close()
 		return
@@ -105,7 +95,7 @@ func (l *HTTP2Listener) handshake(raw net.Conn) {
 		tc.Close()
 		return
 	}
-	c, err := newEdgeH2Conn(ctx, tc, l.auth, &l.cfg)
+	c, err := newEdgeH2Conn(ctx, tc, bc, l.auth, &l.cfg)
 	if err != nil {
 		return
 	}
@@ -127,7 +117,8 @@ func DialHTTP2(ctx context.Context, addr string, tok Token, connectorID [16]byte
 		return nil, fmt.Errorf("dial http2 %s: %w", addr, err)
 	}
 	setTCPOptions(raw, c.KeepAlivePeriod)
-	tc := tls.Client(raw, connectorTLSConfig(addr, tok.EdgePin, ALPNHTTP2))
+	bc := &batchConn{Conn: raw}
+	tc := tls.Client(bc, connectorTLSConfig(addr, tok.EdgePin, ALPNHTTP2))
 	if err := tc.HandshakeContext(ctx); err != nil {
 		raw.Close()
 		if isPinError(err) && !errors.Is(err, ErrPinMismatch) {
@@ -135,35 +126,23 @@ func DialHTTP2(ctx context.Context, addr string, tok Token, connectorID [16]byte
 		}
 		return nil, fmt.Errorf("dial http2 %s: %w", addr, err)
 	}
-	conn := newH2Conn(false, tc, &c)
+	conn := newH2Conn(false, tc, bc, &c)
 	conn.tok = &tok
 	conn.connectorID = connectorID
 	conn.tunnelID = tok.TunnelID
 	conn.accepts = make(chan accepted, c.AcceptQueueLen)
 	conn.authResult = make(chan error, 1)
 	conn.authDone = make(chan struct{})
-	srv := &http2.Server{
-		MaxConcurrentStreams:         uint32(c.MaxIncomingStreams) + 2,
-		MaxReadFrameSize:             h2ReadFrameSize,
-		MaxUploadBufferPerConnection: int32(c.MaxConnWindow),
-		MaxUploadBufferPerStream:     int32(c.MaxStreamWindow),
-		ReadIdleTimeout:              c.KeepAlivePeriod,
-		PingTimeout:                  c.MaxIdleTimeout - c.KeepAlivePeriod,
+	conn.mux.onStream = conn.onStream
+	if err := conn.mux.start(); err != nil {
+		return nil, fmt.Errorf("dial http2 %s: %w", addr, err)
 	}
-	go func() {
-		srv.ServeConn(conn.nc, &http2.ServeConnOpts{
-			Context:    conn.ctx,
-			Handler:    http.HandlerFunc(conn.serveHTTP),
-			BaseConfig: &http.Server{ErrorLog: discardLogger},
-		})
-		conn.shutdown(ErrClosed)
-	}()
 	select {
 	case err = <-conn.authResult:
 	case <-ctx.Done():
 		err = ctx.Err()
-	case <-conn.ctx.Done():
-		err = connGoneErr(conn.ctx)
+	case <-conn.mux.ctx.Done():
+		err = connGoneErr(conn.mux.ctx)
 	}
 	if err != nil {
 		conn.shutdown(err)
@@ -176,21 +155,19 @@ func DialHTTP2(ctx context.Context, addr string, tok Token, connectorID [16]byte
 	return conn, nil
 }
 
-// h2Conn implements Conn over HTTP/2; edge is the HTTP/2 client, the connector the server.
+// h2Conn implements Conn over an h2mux; the edge is the HTTP/2 client, the
+// connector the server.
 type h2Conn struct {
 	edge        bool
 	tc          *tls.Conn
-	nc          *watchConn
+	mux         *h2mux
 	cfg         *Config
-	ctx         context.Context
-	cancel      context.CancelCauseFunc
 	tunnelID    [16]byte
 	connectorID [16]byte
 	draining    atomic.Bool
 	dg          *h2Datagrams
-
-	// edge side
-	cc *http2.ClientConn
+	ctrlMu      sync.Mutex
+	ctrl        *h2stream // the control stream; nil once it ended (connector)
 
 	// connector side
 	tok        *Token
@@ -200,37 +177,29 @@ type h2Conn struct {
 	authed     atomic.Bool   // set before authDone is closed
 	authDone   chan struct{} // closed once the edge's verdict was read (or auth failed)
 	dgSeen     atomic.Bool
-	ctrlMu     sync.Mutex
-	ctrlW      io.Writer // the /auth response, nil once its handler returned
 }
 
-func newH2Conn(edge bool, tc *tls.Conn, cfg *Config) *h2Conn {
-	ctx, cancel := context.WithCancelCause(context.Background())
-	c := &h2Conn{edge: edge, tc: tc, cfg: cfg, ctx: ctx, cancel: cancel}
-	c.nc = &watchConn{Conn: tc, tc: tc, cancel: cancel}
-	c.dg = newH2Datagrams(ctx, cfg)
+func newH2Conn(edge bool, tc *tls.Conn, bc *batchConn, cfg *Config) *h2Conn {
+	c := &h2Conn{edge: edge, tc: tc, cfg: cfg}
+	c.mux = newH2Mux(edge, tc, bc, cfg)
+	c.dg = newH2Datagrams(c.mux.ctx, cfg)
 	c.dg.fail = c.shutdown
 	return c
 }
 
-func (c *h2Conn) shutdown(cause error) {
-	c.cancel(cause)
-	if c.cc != nil {
-		c.cc.Close()
-	}
-	c.tc.Close()
-}
+// shutdown ends the connection with cause, telling the peer (GOAWAY).
+func (c *h2Conn) shutdown(cause error) { c.mux.goAway(cause) }
 
 func (c *h2Conn) Protocol() string         { return "http2" }
 func (c *h2Conn) RemoteAddr() net.Addr     { return c.tc.RemoteAddr() }
 func (c *h2Conn) LocalAddr() net.Addr      { return c.tc.LocalAddr() }
 func (c *h2Conn) ConnectorID() [16]byte    { return c.connectorID }
 func (c *h2Conn) TunnelID() [16]byte       { return c.tunnelID }
-func (c *h2Conn) Context() context.Context { return c.ctx }
+func (c *h2Conn) Context() context.Context { return c.mux.ctx }
 func (c *h2Conn) Draining() bool           { return c.draining.Load() }
 
-// CloseWithError closes the TCP connection. On HTTP/2 code and msg are not
-// transmitted; the peer sees the connection end.
+// CloseWithError closes the connection (GOAWAY, then the TCP connection).
+// On HTTP/2 code and msg are not transmitted; the peer sees the connection end.
 func (c *h2Conn) CloseWithError(code uint64, msg string) error {
 	c.shutdown(fmt.Errorf("closed locally with code %d: %s: %w", code, msg, ErrClosed))
 	return nil
@@ -243,10 +212,10 @@ func (c *h2Conn) Drain() error {
 	c.draining.Store(true)
 	c.ctrlMu.Lock()
 	defer c.ctrlMu.Unlock()
-	if c.ctrlW == nil {
+	if c.ctrl == nil {
 		return fmt.Errorf("drain: %w", ErrClosed)
 	}
-	if err := writeCtrl(c.ctrlW, ctrlDrain, nil); err != nil {
+	if err := writeCtrl(c.ctrl, ctrlDrain, nil); err != nil {
 		return fmt.Errorf("drain: %w", err)
 	}
 	return nil
@@ -260,28 +229,11 @@ func (c *h2Conn) ReceiveDatagram(ctx context.Context, b []byte) (int, error) {
 
 // ---- edge side ----
 
-func newEdgeH2Conn(ctx context.Context, tc *tls.Conn, auth Authenticator, cfg *Config) (*h2Conn, error) {
-	c := newH2Conn(true, tc, cfg)
-	t1 := &http.Transport{HTTP2: &http.HTTP2Config{
-		MaxReceiveBufferPerConnection: cfg.MaxConnWindow,
-		MaxReceiveBufferPerStream:     cfg.MaxStreamWindow,
-	}}
-	t2, err := http2.ConfigureTransports(t1)
-	if err != nil {
-		tc.Close()
+func newEdgeH2Conn(ctx context.Context, tc *tls.Conn, bc *batchConn, auth Authenticator, cfg *Config) (*h2Conn, error) {
+	c := newH2Conn(true, tc, bc, cfg)
+	if err := c.mux.start(); err != nil {
 		return nil, err
 	}
-	t2.MaxReadFrameSize = h2ReadFrameSize
-	t2.ReadIdleTimeout = cfg.KeepAlivePeriod
-	t2.PingTimeout = cfg.MaxIdleTimeout - cfg.KeepAlivePeriod
-	t2.StrictMaxConcurrentStreams = true
-	t2.DisableCompression = true
-	cc, err := t2.NewClientConn(c.nc)
-	if err != nil {
-		tc.Close()
-		return nil, err
-	}
-	c.cc = cc
 	// The handshake deadline covers authentication.
 	stopTimer := context.AfterFunc(ctx, func() {
 		if ctx.Err() == context.DeadlineExceeded {
@@ -289,63 +241,63 @@ func newEdgeH2Conn(ctx context.Context, tc *tls.Conn, auth Authenticator, cfg *C
 		}
 	})
 	defer stopTimer()
-
-	ctrlR, ctrlW := io.Pipe()
-	resp, err := c.roundTrip(c.ctx, h2PathAuth, ctrlR)
-	if err != nil {
+	fail := func(err error) (*h2Conn, error) {
 		c.shutdown(err)
 		return nil, err
+	}
+
+	ctrl, err := c.roundTrip(c.mux.ctx, h2PathAuth, nil)
+	if err != nil {
+		return fail(err)
 	}
 	cs := tc.ConnectionState()
-	hello, reason, _ := edgeCheckAuth(resp.Body, &cs, auth)
+	hello, reason, _ := edgeCheckAuth(ctrl, &cs, auth)
 	if reason != AuthOK {
-		edgeWriteAuthResult(ctrlW, reason)
-		ctrlW.Close()
+		edgeWriteAuthResult(ctrl, reason)
+		ctrl.CloseWrite()
+		// Give the connector a moment to read the verdict and close by itself.
 		select {
-		case <-c.ctx.Done():
+		case <-c.mux.ctx.Done():
 		case <-time.After(time.Second):
 		}
-		c.shutdown(&AuthError{Reason: reason})
-		return nil, &AuthError{Reason: reason}
+		return fail(&AuthError{Reason: reason})
 	}
-	if err := edgeWriteAuthResult(ctrlW, AuthOK); err != nil {
-		c.shutdown(err)
-		return nil, err
+	if err := edgeWriteAuthResult(ctrl, AuthOK); err != nil {
+		return fail(err)
 	}
 	c.tunnelID, c.connectorID = hello.tunnelID, hello.connectorID
-	go c.edgeControlLoop(resp.Body, ctrlW)
+	c.ctrl = ctrl
+	go c.edgeControlLoop(ctrl)
 
-	dgR, dgW := io.Pipe()
-	dresp, err := c.roundTrip(c.ctx, h2PathDatagrams, dgR)
+	dg, err := c.roundTrip(c.mux.ctx, h2PathDatagrams, nil)
 	if err != nil {
-		c.shutdown(err)
-		return nil, err
+		return fail(err)
 	}
-	go c.dg.writeLoop(dgW, nil)
-	go c.dg.readLoop(dresp.Body)
+	go c.dg.writeLoop(dg, nil)
+	go c.dg.readLoop(dg)
 	return c, nil
 }
 
-func (c *h2Conn) roundTrip(ctx context.Context, path string, body io.Reader) (*http.Response, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h2URLBase+path, body)
+// roundTrip (edge) opens a stream to path with data as the start of the
+// request body and waits for the response headers: an error unless 200.
+func (c *h2Conn) roundTrip(ctx context.Context, path string, data []byte) (*h2stream, error) {
+	s, err := c.mux.openStream(ctx, path, data)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	req.ContentLength = -1
-	resp, err := c.cc.RoundTrip(req)
+	status, err := s.responseStatus()
 	if err != nil {
-		return nil, err
+		s.Reset()
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	if resp.StatusCode != http.StatusOK {
-		resp.Body.Close()
-		return nil, fmt.Errorf("%s: HTTP status %d", path, resp.StatusCode)
+	if status != "200" {
+		s.Reset()
+		return nil, fmt.Errorf("%s: HTTP status %s", path, status)
 	}
-	return resp, nil
+	return s, nil
 }
 
-func (c *h2Conn) edgeControlLoop(r io.ReadCloser, w *io.PipeWriter) {
-	defer r.Close()
-	defer w.Close()
+func (c *h2Conn) edgeControlLoop(r io.Reader) {
 	var buf [maxCtrlLen]byte
 	for {
 		typ, _, err := readCtrl(r, buf[:])
@@ -364,7 +316,7 @@ func (c *h2Conn) AcceptStream(ctx context.Context) (Stream, *Request, error) {
 	if c.edge {
 		return nil, nil, fmt.Errorf("accept stream: %w", ErrWrongSide)
 	}
-	s, r, err := acceptFrom(ctx, c.ctx, c.accepts)
+	s, r, err := acceptFrom(ctx, c.mux.ctx, c.accepts)
 	if err != nil {
 		return nil, nil, fmt.Errorf("accept stream: %w", err)
 	}
@@ -373,56 +325,54 @@ func (c *h2Conn) AcceptStream(ctx context.Context) (Stream, *Request, error) {
 
 // ---- connector side ----
 
-var discardLogger = newDiscardLogger()
-
-func (c *h2Conn) serveHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodPost {
-		w.WriteHeader(http.StatusMethodNotAllowed)
-		return
-	}
-	if r.URL.Path != h2PathAuth {
-		// The edge opens other streams right after sending its verdict, which
-		// the /auth handler may not have processed yet.
-		select {
-		case <-c.authDone:
-		case <-r.Context().Done():
-			return
-		}
-	}
-	switch r.URL.Path {
+// onStream is called by the reader for each stream the edge opens.
+func (c *h2Conn) onStream(s *h2stream, path string) {
+	switch path {
 	case h2PathAuth:
 		if !c.authSeen.CompareAndSwap(false, true) {
-			w.WriteHeader(http.StatusConflict)
+			go c.refuse(s, "409")
 			return
 		}
-		c.serveAuth(w, r)
+		go c.serveAuth(s)
 	case h2PathDatagrams:
-		if !c.authed.Load() || !c.dgSeen.CompareAndSwap(false, true) {
-			w.WriteHeader(http.StatusForbidden)
-			return
-		}
-		c.serveDatagrams(w, r)
+		go c.serveDatagrams(s)
 	case h2PathStream:
-		if !c.authed.Load() {
-			w.WriteHeader(http.StatusForbidden)
-			return
-		}
-		c.serveStream(w, r)
+		go c.serveStream(s)
 	default:
-		w.WriteHeader(http.StatusNotFound)
+		go c.refuse(s, "404")
 	}
 }
 
-func (c *h2Conn) serveAuth(w http.ResponseWriter, r *http.Request) {
-	fw := &flushWriter{w: w, rc: http.NewResponseController(w)}
-	cs := c.tc.ConnectionState()
-	err := connectorSendAuth(fw, &cs, c.tok, c.connectorID)
+// refuse answers a request with status and no body, and reads no more of it.
+func (c *h2Conn) refuse(s *h2stream, status string) {
+	c.mux.respond(s, status, nil, true)
+	s.stopReading()
+}
+
+// waitAuth waits, on a stream other than the control stream, for the end
+// of authentication: the edge opens streams right after sending its
+// verdict, which serveAuth may not have read yet.
+func (c *h2Conn) waitAuth() bool {
+	select {
+	case <-c.authDone:
+		return c.authed.Load()
+	case <-c.mux.ctx.Done():
+		return false
+	}
+}
+
+func (c *h2Conn) serveAuth(s *h2stream) {
+	err := c.mux.respond(s, "200", nil, false)
 	if err == nil {
-		err = connectorReadAuthResult(r.Body)
+		cs := c.tc.ConnectionState()
+		err = connectorSendAuth(s, &cs, c.tok, c.connectorID)
+	}
+	if err == nil {
+		err = connectorReadAuthResult(s)
 	}
 	if err == nil {
 		c.ctrlMu.Lock()
-		c.ctrlW = fw
+		c.ctrl = s
 		c.ctrlMu.Unlock()
 		c.authed.Store(true)
 	}
@@ -432,39 +382,39 @@ func (c *h2Conn) serveAuth(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// The edge sends nothing more; the request body ends with the connection.
-	io.Copy(io.Discard, r.Body)
+	io.Copy(io.Discard, s)
 	c.ctrlMu.Lock()
-	c.ctrlW = nil
+	c.ctrl = nil
 	c.ctrlMu.Unlock()
 	c.shutdown(fmt.Errorf("control stream ended: %w", ErrClosed))
 }
 
-func (c *h2Conn) serveDatagrams(w http.ResponseWriter, r *http.Request) {
-	rc := http.NewResponseController(w)
-	w.WriteHeader(http.StatusOK)
-	if err := rc.Flush(); err != nil {
+func (c *h2Conn) serveDatagrams(s *h2stream) {
+	if !c.waitAuth() || !c.dgSeen.CompareAndSwap(false, true) {
+		c.refuse(s, "403")
 		return
 	}
-	go c.dg.readLoop(r.Body)
-	c.dg.writeLoop(w, rc.Flush) // returns when the stream or connection ends
+	if err := c.mux.respond(s, "200", nil, false); err != nil {
+		return
+	}
+	go c.dg.readLoop(s)
+	c.dg.writeLoop(s, nil) // returns when the stream or connection ends
 }
 
-func (c *h2Conn) serveStream(w http.ResponseWriter, r *http.Request) {
-	rc := http.NewResponseController(w)
-	rc.SetReadDeadline(time.Now().Add(c.cfg.HeaderTimeout))
-	req, err := ReadRequest(r.Body)
-	if err != nil {
-		rc.SetWriteDeadline(time.Now().Add(-time.Second)) // RST_STREAM
+func (c *h2Conn) serveStream(s *h2stream) {
+	if !c.waitAuth() {
+		c.refuse(s, "403")
 		return
 	}
-	rc.SetReadDeadline(time.Time{})
-	s := newH2ConnectorStream(w, rc, r)
+	t := time.AfterFunc(c.cfg.HeaderTimeout, s.Reset)
+	req, err := ReadRequest(s)
+	if !t.Stop() || err != nil {
+		s.Reset()
+		return
+	}
 	select {
-	case c.accepts <- accepted{s: s, req: &req}:
-	case <-r.Context().Done():
-		return
-	case <-c.ctx.Done():
-		return
+	case c.accepts <- accepted{s: &h2ConnectorStream{s: s}, req: &req}:
+	case <-c.mux.ctx.Done():
+		s.Reset()
 	}
-	s.serve()
 }

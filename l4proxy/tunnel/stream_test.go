@@ -175,9 +175,9 @@ func TestBadHeaderIsReset(t *testing.T) {
 			s.Write(garbage)
 			_, readErr = io.ReadAll(s)
 		case *h2Conn:
-			resp, err := e.roundTrip(ctx, h2PathStream, strings.NewReader(string(garbage)))
+			s, err := e.roundTrip(ctx, h2PathStream, garbage)
 			if err == nil {
-				_, readErr = io.ReadAll(resp.Body)
+				_, readErr = io.ReadAll(s)
 			} else {
 				readErr = err
 			}
@@ -197,7 +197,7 @@ func TestBadHeaderIsReset(t *testing.T) {
 func TestHTTP2UnknownPath(t *testing.T) {
 	p := newPair(t, transports[1], "127.0.0.1:0")
 	e := p.edge.(*h2Conn)
-	_, err := e.roundTrip(context.Background(), "/nope", strings.NewReader(""))
+	_, err := e.roundTrip(context.Background(), "/nope", nil)
 	if err == nil || !strings.Contains(err.Error(), "404") {
 		t.Fatalf("got %v", err)
 	}

@@ -1,0 +1,250 @@
+package tunnel
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"golang.org/x/net/http2/hpack"
+)
+
+// h2Pair returns both ends of an HTTP/2 stream on a fresh connection pair,
+// the connector's response sent.
+func h2Pair(t *testing.T, p *pair) (edge, connector *h2stream) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	es, err := p.edge.OpenStream(ctx, testReq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs, _, err := p.connector.AcceptStream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cs.Respond(StatusOK, ""); err != nil {
+		t.Fatal(err)
+	}
+	// Read the response on the edge side.
+	if _, err := es.Read(nil); err != nil {
+		t.Fatal(err)
+	}
+	return es.(*h2EdgeStream).s, cs.(*h2ConnectorStream).s
+}
+
+// buffered is how many bytes wait in s's receive buffer.
+func buffered(s *h2stream) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buffered
+}
+
+// TestH2Backpressure: a stream whose reader stops holds at most its window
+// in the receiver's memory and blocks the writer; another stream on the
+// same connection goes on meanwhile; all bytes arrive in order once read.
+func TestH2Backpressure(t *testing.T) {
+	p := newPair(t, transports[1], "127.0.0.1:0")
+	es, cs := h2Pair(t, p)
+	const total = 4 << 20
+	sent := make(chan error, 1)
+	go func() {
+		buf := make([]byte, 64<<10)
+		for n := 0; n < total; n += len(buf) {
+			for i := range buf {
+				buf[i] = byte((n + i) % 251)
+			}
+			if _, err := es.Write(buf); err != nil {
+				sent <- err
+				return
+			}
+		}
+		sent <- es.CloseWrite()
+	}()
+	// Wait until the window (less the request header read) is full and the
+	// writer blocked.
+	deadline := time.Now().Add(5 * time.Second)
+	for buffered(cs) < int(cs.m.streamInitial)-MaxRequestLen {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d bytes buffered after 5s, want the window of %d", buffered(cs), cs.m.streamInitial)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond)
+	if b := buffered(cs); b > int(cs.m.streamInitial) {
+		t.Fatalf("%d bytes buffered, more than the window of %d", b, cs.m.streamInitial)
+	}
+	select {
+	case err := <-sent:
+		t.Fatalf("the writer finished (%v) while the reader read nothing", err)
+	default:
+	}
+
+	// Another stream is not held up by the stalled one.
+	es2, cs2 := h2Pair(t, p)
+	go func() {
+		es2.Write(bytes.Repeat([]byte("y"), 2<<20))
+		es2.CloseWrite()
+	}()
+	if n, err := io.Copy(io.Discard, cs2); err != nil || n != 2<<20 {
+		t.Fatalf("second stream: %d bytes, %v", n, err)
+	}
+
+	got := make([]byte, 0, total)
+	buf := make([]byte, 100_000)
+	for {
+		n, err := cs.Read(buf)
+		got = append(got, buf[:n]...)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("read after %d bytes: %v", len(got), err)
+		}
+	}
+	if err := <-sent; err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != total {
+		t.Fatalf("read %d bytes, want %d", len(got), total)
+	}
+	for i, b := range got {
+		if b != byte(i%251) {
+			t.Fatalf("byte %d is %d, want %d", i, b, i%251)
+		}
+	}
+}
+
+// TestH2WindowGrows: a stream read as fast as it arrives on a connection
+// with a long round trip gets a larger window, up to MaxStreamWindow.
+func TestH2WindowGrows(t *testing.T) {
+	p := newPair(t, transports[1], "127.0.0.1:0")
+	es, cs := h2Pair(t, p)
+	cs.m.rtt.Store(int64(time.Second)) // a window consumed within 4 RTTs grows
+	go func() {
+		es.Write(make([]byte, 32<<20))
+		es.CloseWrite()
+	}()
+	if _, err := io.Copy(io.Discard, cs); err != nil {
+		t.Fatal(err)
+	}
+	cs.mu.Lock()
+	w := cs.window
+	cs.mu.Unlock()
+	if w != cs.m.streamMax {
+		t.Fatalf("window %d after 32 MiB, want the maximum %d", w, cs.m.streamMax)
+	}
+}
+
+// muxOn runs a mux of the given role reading input, writing to nowhere,
+// and returns what its reader ended with.
+func muxOn(client bool, input []byte) error {
+	a, b := net.Pipe()
+	defer a.Close()
+	go io.Copy(io.Discard, a)
+	go func() {
+		a.Write(input)
+		a.Close()
+	}()
+	cfg := (&Config{}).withDefaults()
+	m := newH2Mux(client, b, &batchConn{Conn: b}, &cfg)
+	m.onStream = func(s *h2stream, path string) {}
+	m.nextID = 3 // as if the client had opened stream 1
+	if client {
+		m.newStreamLocked(1)
+		m.active++
+	}
+	err := m.read()
+	m.fail(err)
+	return err
+}
+
+// h2Frames builds input for muxOn.
+type h2Frames struct{ b []byte }
+
+func (f *h2Frames) frame(typ, flags byte, id uint32, payload []byte) *h2Frames {
+	f.b = appendFrame(f.b, typ, flags, id, payload)
+	return f
+}
+
+func (f *h2Frames) settings() *h2Frames { return f.frame(h2FrameSettings, 0, 0, nil) }
+
+func (f *h2Frames) headers(id uint32, fields ...string) *h2Frames {
+	var buf bytes.Buffer
+	enc := hpack.NewEncoder(&buf)
+	for i := 0; i+1 < len(fields); i += 2 {
+		enc.WriteField(hpack.HeaderField{Name: fields[i], Value: fields[i+1]})
+	}
+	return f.frame(h2FrameHeaders, h2FlagEndHeaders, id, buf.Bytes())
+}
+
+// TestH2ProtocolErrors: a peer breaking the protocol ends the connection
+// with the error code RFC 9113 asks for.
+func TestH2ProtocolErrors(t *testing.T) {
+	server := func() *h2Frames { return &h2Frames{b: []byte(h2Preface)} }
+	bigData := make([]byte, h2InitialStreamWindow+1)
+	cases := []struct {
+		name   string
+		client bool
+		input  []byte
+		code   uint32
+	}{
+		{"bad preface", false, []byte("GET / HTTP/1.1\r\nHost: example\r\n\r\n"), h2ErrProtocol},
+		{"first frame not settings", false, server().frame(h2FramePing, 0, 0, make([]byte, 8)).b, h2ErrProtocol},
+		{"frame too large", false, append(server().settings().b, appendFrameHeader(nil, h2ReadFrameSize+1, h2FrameData, 0, 1)...), h2ErrFrameSize},
+		{"data on stream 0", false, server().settings().frame(h2FrameData, 0, 0, []byte("x")).b, h2ErrProtocol},
+		{"data beyond the stream window", false, server().settings().headers(1, ":method", "POST", ":path", "/stream").
+			frame(h2FrameData, 0, 1, bigData).b, h2ErrFlowControl},
+		{"data on an idle stream", false, server().settings().frame(h2FrameData, 0, 7, []byte("x")).b, h2ErrProtocol},
+		{"stream IDs going down", false, server().settings().headers(5, ":path", "/stream").headers(3, ":path", "/stream").b, h2ErrProtocol},
+		{"continuation alone", false, server().settings().frame(h2FrameContinuation, h2FlagEndHeaders, 1, nil).b, h2ErrProtocol},
+		{"header block not continued", false, server().settings().frame(h2FrameHeaders, 0, 1, nil).frame(h2FramePing, 0, 0, make([]byte, 8)).b, h2ErrProtocol},
+		{"push promise", true, (&h2Frames{}).settings().frame(h2FramePushPromise, h2FlagEndHeaders, 1, make([]byte, 4)).b, h2ErrProtocol},
+		{"bad settings length", true, (&h2Frames{}).frame(h2FrameSettings, 0, 0, make([]byte, 5)).b, h2ErrProtocol},
+		{"window overflow", true, (&h2Frames{}).settings().frame(h2FrameWindowUpdate, 0, 0, binary.BigEndian.AppendUint32(nil, h2MaxWindow)).b, h2ErrFlowControl},
+		{"zero window update", true, (&h2Frames{}).settings().frame(h2FrameWindowUpdate, 0, 0, make([]byte, 4)).b, h2ErrProtocol},
+		{"bad max frame size", true, (&h2Frames{}).frame(h2FrameSettings, 0, 0, []byte{0, h2SettingMaxFrameSize, 0, 0, 0, 1}).b, h2ErrProtocol},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			err := muxOn(c.client, c.input)
+			var he *h2Error
+			if !errors.As(err, &he) || he.code != c.code {
+				t.Fatalf("reader ended with %v, want error code %d", err, c.code)
+			}
+		})
+	}
+}
+
+// TestH2ControlFlood: a peer that sends PINGs and never reads the answers
+// is cut off once the answers waiting pass h2MaxCtrlQueue.
+func TestH2ControlFlood(t *testing.T) {
+	a, b := net.Pipe() // nobody reads a: writes to b block
+	defer a.Close()
+	cfg := (&Config{}).withDefaults()
+	m := newH2Mux(true, b, &batchConn{Conn: b}, &cfg)
+	go m.ctrlLoop()
+	ping := appendFrame(nil, h2FramePing, 0, 0, make([]byte, 8))
+	go func() {
+		a.Write(appendFrame(nil, h2FrameSettings, 0, 0, nil))
+		for range 2 * h2MaxCtrlQueue / len(ping) {
+			if _, err := a.Write(ping); err != nil {
+				return
+			}
+		}
+	}()
+	go m.readLoop()
+	select {
+	case <-m.ctx.Done():
+		var he *h2Error
+		if cause := context.Cause(m.ctx); !errors.As(cause, &he) || he.code != h2ErrEnhanceYourCalm {
+			t.Fatalf("connection ended with %v, want ENHANCE_YOUR_CALM", cause)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("connection still up after a flood of unanswered PINGs")
+	}
+}
