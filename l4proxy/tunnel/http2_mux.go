@@ -59,6 +59,7 @@ type h2mux struct {
 	hbuf    bytes.Buffer // HPACK output, under wmu
 	ctrlMu  sync.Mutex
 	ctrlBuf []byte        // control frames queued for the control writer
+	ctrlOut []byte        // the other buffer, under wmu
 	ctrlSig chan struct{} // cap 1: ctrlBuf is not empty
 
 	// Send flow control: the peer's windows, under fcMu.
@@ -309,30 +310,44 @@ func (m *h2mux) queueCtrl(frames []byte) {
 
 // ctrlLoop writes queued control frames until the connection ends.
 func (m *h2mux) ctrlLoop() {
-	var out []byte
 	for {
 		select {
 		case <-m.ctrlSig:
 		case <-m.ctx.Done():
 			return
 		}
-		m.ctrlMu.Lock()
-		out, m.ctrlBuf = m.ctrlBuf, out[:0]
-		m.ctrlMu.Unlock()
-		if len(out) == 0 {
-			continue
-		}
 		m.wmu.Lock()
-		_, err := m.tc.Write(out)
+		err := m.flushCtrlLocked()
 		m.wmu.Unlock()
 		if err != nil {
-			m.fail(fmt.Errorf("http2: write: %w", err))
 			return
 		}
-		if cap(out) > 64<<10 {
-			out = nil
-		}
 	}
+}
+
+// flushCtrlLocked writes the queued control frames. wmu is held: frames
+// queued before a write under wmu reach the wire before it (openStream
+// relies on it: the RST_STREAM that freed a slot goes before the HEADERS
+// that take it).
+func (m *h2mux) flushCtrlLocked() error {
+	m.ctrlMu.Lock()
+	out := m.ctrlBuf
+	m.ctrlBuf = m.ctrlOut[:0]
+	m.ctrlMu.Unlock()
+	if len(out) == 0 {
+		m.ctrlOut = out
+		return nil
+	}
+	_, err := m.tc.Write(out)
+	if cap(out) > 64<<10 {
+		out = nil
+	}
+	m.ctrlOut = out
+	if err != nil {
+		m.fail(fmt.Errorf("http2: write: %w", err))
+		return err
+	}
+	return nil
 }
 
 // keepaliveTick pings a quiet peer and ends the connection when the peer
@@ -524,11 +539,13 @@ func (m *h2mux) openStream(ctx context.Context, path string, data []byte) (*h2st
 	s := m.newStreamLocked(id)
 	m.mu.Unlock()
 	inline := len(data) > 0 && m.tryReserve(s, len(data))
-	var err error
-	if inline {
-		err = m.writeHeadersLocked(id, fields, data, false)
-	} else {
-		err = m.writeHeadersLocked(id, fields, nil, false)
+	err := m.flushCtrlLocked()
+	if err == nil {
+		if inline {
+			err = m.writeHeadersLocked(id, fields, data, false)
+		} else {
+			err = m.writeHeadersLocked(id, fields, nil, false)
+		}
 	}
 	m.wmu.Unlock()
 	if err == nil && !inline && len(data) > 0 {
