@@ -453,3 +453,19 @@ func (s *h2stream) responseStatus() (string, error) {
 	}
 	return s.status, nil
 }
+
+// WaitReadable returns when a Read would not block: data, EOF or an error
+// is there. The copy loop waits with it instead of holding a buffer in a
+// blocked Read.
+func (s *h2stream) WaitReadable() error {
+	s.mu.Lock()
+	for s.buffered == 0 && !s.recvEnd && s.readErr == nil && !s.readStop {
+		s.mu.Unlock()
+		<-s.readable
+		s.mu.Lock()
+	}
+	s.mu.Unlock()
+	// Read waits on readable too: leave the signal for it.
+	s.signal()
+	return nil
+}

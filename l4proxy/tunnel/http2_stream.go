@@ -89,6 +89,15 @@ func (s *h2EdgeStream) Read(p []byte) (int, error) {
 
 func (s *h2EdgeStream) Write(p []byte) (int, error) { return s.s.Write(p) }
 
+// WaitReadable returns when a Read would not block (see
+// l4proxy/internal/pipe): before the response was read, at once.
+func (s *h2EdgeStream) WaitReadable() error {
+	if !s.respRead {
+		return nil
+	}
+	return s.s.WaitReadable()
+}
+
 // CloseWrite ends the request body (END_STREAM).
 func (s *h2EdgeStream) CloseWrite() error { return s.s.CloseWrite() }
 
@@ -140,6 +149,10 @@ func (s *h2ConnectorStream) CloseWrite() error {
 }
 
 func (s *h2ConnectorStream) Read(p []byte) (int, error) { return s.s.Read(p) }
+
+// WaitReadable returns when a Read would not block (see
+// l4proxy/internal/pipe).
+func (s *h2ConnectorStream) WaitReadable() error { return s.s.WaitReadable() }
 
 // Reset sends RST_STREAM(CANCEL).
 func (s *h2ConnectorStream) Reset() { s.s.Reset() }

@@ -234,10 +234,10 @@ func TestReadWaiterAllocs(t *testing.T) {
 	if w == nil {
 		t.Fatal("no waiter for a TCP connection")
 	}
-	if err := w.wait(); err != nil { // let the byte arrive
+	if err := w.WaitReadable(); err != nil { // let the byte arrive
 		t.Fatal(err)
 	}
-	if allocs := testing.AllocsPerRun(100, func() { w.wait() }); allocs != 0 {
+	if allocs := testing.AllocsPerRun(100, func() { w.WaitReadable() }); allocs != 0 {
 		t.Errorf("%.1f allocations per wait, want 0", allocs)
 	}
 	if newReadWaiter(ConnSide{tls.Client(edge, nil)}) != nil {
@@ -286,5 +286,64 @@ func TestCopyLoopSocketReset(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("CopyLoop still running 5s after the reset")
+	}
+}
+
+// waitingSource is a Side-like source with WaitReadable, as the HTTP/2
+// tunnel streams are: chunks come from a channel.
+type waitingSource struct {
+	ch   chan []byte
+	next []byte
+}
+
+func (s *waitingSource) WaitReadable() error {
+	if s.next == nil {
+		s.next = <-s.ch
+	}
+	return nil
+}
+
+func (s *waitingSource) Read(p []byte) (int, error) {
+	if s.next == nil {
+		s.next = <-s.ch
+	}
+	if len(s.next) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, s.next)
+	s.next = s.next[n:]
+	if len(s.next) == 0 {
+		s.next = nil
+	}
+	return n, nil
+}
+
+func (s *waitingSource) Write(p []byte) (int, error) { return len(p), nil }
+
+// TestCopyLoopWaiterHoldsNoBuffer: a source with WaitReadable is waited
+// for without a buffer, like a socket.
+func TestCopyLoopWaiterHoldsNoBuffer(t *testing.T) {
+	src := &waitingSource{ch: make(chan []byte)}
+	dst := &checkWriter{t: t}
+	var last atomic.Int64
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		CopyLoop(dst, src, nil, &last)
+	}()
+	var next byte
+	for _, n := range []int{10, SmallBufSize, 100} {
+		waitHeld(t, 0, "waiting")
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = next
+			next++
+		}
+		src.ch <- b
+	}
+	src.ch <- []byte{} // EOF
+	<-done
+	if dst.totalNow() != 10+SmallBufSize+100 {
+		t.Fatalf("%d bytes copied, want %d", dst.totalNow(), 10+SmallBufSize+100)
 	}
 }

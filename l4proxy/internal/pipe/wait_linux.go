@@ -9,20 +9,25 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// readWaiter waits until a read from a socket would not block, without a
+// socketWaiter waits until a read from a socket would not block, without a
 // buffer: the Go poller waits for readability, and a ppoll(2) with a zero
 // timeout tells data, EOF or an error from a spurious wake-up. (A MSG_PEEK
 // read would do the same but consume a pending error such as a reset,
 // which the read after it would then report as EOF.)
-type readWaiter struct {
-	rc   syscall.RawConn
-	peek func(fd uintptr) bool // made once: no allocation per wait
+type socketWaiter struct {
+	rc syscall.RawConn
 }
 
-// newReadWaiter returns a waiter for src if it is a ConnSide over a TCP or
-// Unix socket, nil otherwise. A TLS connection gets none: it may hold
-// decrypted bytes while its socket is not readable.
-func newReadWaiter(src io.Reader) *readWaiter {
+func (w socketWaiter) WaitReadable() error { return w.rc.Read(peekReadable) }
+
+// newReadWaiter returns a waiter for src if src waits by itself (a tunnel
+// stream with WaitReadable) or is a ConnSide over a TCP or Unix socket,
+// nil otherwise. A TLS connection gets none: it may hold decrypted bytes
+// while its socket is not readable.
+func newReadWaiter(src io.Reader) readWaiter {
+	if w, ok := src.(readWaiter); ok {
+		return w
+	}
 	cs, ok := src.(ConnSide)
 	if !ok {
 		return nil
@@ -40,7 +45,7 @@ func newReadWaiter(src io.Reader) *readWaiter {
 	if err != nil {
 		return nil
 	}
-	return &readWaiter{rc: rc, peek: peekReadable}
+	return socketWaiter{rc}
 }
 
 // peekReadable reports whether a read from fd would return at once: with
@@ -55,7 +60,3 @@ func peekReadable(fd uintptr) bool {
 	}
 	return n > 0
 }
-
-// wait returns when the socket is readable, or with the error a read would
-// return (deadline, closed).
-func (w *readWaiter) wait() error { return w.rc.Read(w.peek) }

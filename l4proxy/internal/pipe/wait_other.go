@@ -4,10 +4,12 @@ package pipe
 
 import "io"
 
-// readWaiter is Linux only: elsewhere every direction keeps a small buffer
-// while idle.
-type readWaiter struct{}
-
-func newReadWaiter(io.Reader) *readWaiter { return nil }
-
-func (*readWaiter) wait() error { return nil }
+// newReadWaiter returns src's own waiter if it has one (a tunnel stream
+// with WaitReadable). Sockets get none outside Linux: their direction keeps
+// a small buffer while idle.
+func newReadWaiter(src io.Reader) readWaiter {
+	if w, ok := src.(readWaiter); ok {
+		return w
+	}
+	return nil
+}
