@@ -29,7 +29,14 @@ func (c *Connector) handleStream(ec *edgeConn, st tunnel.Stream, req *tunnel.Req
 		open.Dec()
 	}()
 
-	rule := c.ingress.Load().Match(req.Hostname, req.Path)
+	cfg := c.ingress.Load()
+	if req.Kind == tunnel.KindHTTP && cfg.PathRouted(req.Hostname) {
+		// Later requests on the connection may have other paths and so
+		// other rules: match each (httproute.go).
+		c.serveHTTPRoutes(st, req, cfg, log)
+		return
+	}
+	rule := cfg.Match(req.Hostname, req.Path)
 	if rule == nil {
 		c.m.Error(errNoRule)
 		log.Info("connector: no ingress rule")
