@@ -185,7 +185,29 @@ func newRig(t *testing.T, acl l3router.ACLConfig) *rig {
 			r.ca = n
 		}
 	}
-	return r
+	// Every node's keepalive starts a handshake; the hub can send to a
+	// peer only once it knows its endpoint, so wait for all of them
+	// (a loaded machine may take a while).
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		st, err := h.Stats()
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := 0
+		for _, p := range st.Peers {
+			if !p.LastHandshake.IsZero() {
+				done++
+			}
+		}
+		if done == len(peers) {
+			return r
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d peers completed a handshake with the hub in 20s", done, len(peers))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // roundTrip checks that c reaches the hosts behind site-a and their
