@@ -84,12 +84,18 @@ func testConfig() *Config {
 // newPair listens with tr on addr, dials it and returns both authenticated ends.
 func newPair(t testing.TB, tr transportCase, addr string) *pair {
 	t.Helper()
+	return newPairConfig(t, tr, addr, testConfig())
+}
+
+// newPairConfig is newPair with cfg on both ends.
+func newPairConfig(t testing.TB, tr transportCase, addr string, cfg *Config) *pair {
+	t.Helper()
 	cert, pin := edgeCert(t)
 	tok, err := NewToken([]string{"edge.example:443"}, pin)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := tr.listen(addr, cert, StaticAuthenticator{tok.TunnelID: tok.Secret[:]}, testConfig())
+	ln, err := tr.listen(addr, cert, StaticAuthenticator{tok.TunnelID: tok.Secret[:]}, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,7 +112,7 @@ func newPair(t testing.TB, tr transportCase, addr string) *pair {
 		ch <- res{c, err}
 	}()
 	cid := [16]byte{1, 2, 3}
-	conn, err := tr.dial(ctx, ln.Addr().String(), tok, cid, testConfig())
+	conn, err := tr.dial(ctx, ln.Addr().String(), tok, cid, cfg)
 	if err != nil {
 		t.Fatalf("dial: %v", err)
 	}

@@ -357,17 +357,20 @@ func (s *h2stream) onReset(code uint32) {
 // connection.
 func (s *h2stream) abort(readErr, writeErr error) {
 	s.mu.Lock()
+	dropped := 0
 	if readErr != nil && s.readErr == nil && !s.readStop {
 		s.readErr = readErr
+		dropped = s.buffered
 		s.releaseLocked()
 		s.signal()
 	}
-	first := s.writeErr == nil
-	if first {
+	if s.writeErr == nil {
 		s.writeErr = writeErr
 		close(s.done)
 	}
 	s.mu.Unlock()
+	// The dropped bytes' window goes back to the connection.
+	s.m.consumed(dropped)
 	s.hdrOnce.Do(func() { close(s.headersCh) })
 	s.finish()
 }

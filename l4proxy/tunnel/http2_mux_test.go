@@ -248,3 +248,31 @@ func TestH2ControlFlood(t *testing.T) {
 		t.Fatal("connection still up after a flood of unanswered PINGs")
 	}
 }
+
+// TestH2ResetReturnsWindow: data a stream had buffered when it was reset
+// or closed unread gives its connection window back, so a connection
+// whose streams end that way over and over keeps moving data.
+func TestH2ResetReturnsWindow(t *testing.T) {
+	cfg := testConfig()
+	cfg.MaxStreamWindow, cfg.MaxConnWindow = 256<<10, 256<<10
+	p := newPairConfig(t, transports[1], "127.0.0.1:0", cfg)
+	for i := range 8 {
+		es, cs := h2Pair(t, p)
+		if _, err := es.Write(make([]byte, 200<<10)); err != nil {
+			t.Fatalf("stream %d: %v", i, err)
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for buffered(cs) < 200<<10 {
+			if time.Now().After(deadline) {
+				t.Fatalf("stream %d: %d bytes arrived, want %d", i, buffered(cs), 200<<10)
+			}
+			time.Sleep(time.Millisecond)
+		}
+		if i%2 == 0 {
+			cs.Reset()
+		} else {
+			cs.Close()
+		}
+		es.Reset()
+	}
+}
