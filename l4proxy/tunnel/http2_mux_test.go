@@ -258,8 +258,18 @@ func TestH2ResetReturnsWindow(t *testing.T) {
 	p := newPairConfig(t, transports[1], "127.0.0.1:0", cfg)
 	for i := range 8 {
 		es, cs := h2Pair(t, p)
-		if _, err := es.Write(make([]byte, 200<<10)); err != nil {
-			t.Fatalf("stream %d: %v", i, err)
+		wrote := make(chan error, 1)
+		go func() {
+			_, err := es.Write(make([]byte, 200<<10))
+			wrote <- err
+		}()
+		select {
+		case err := <-wrote:
+			if err != nil {
+				t.Fatalf("stream %d: %v", i, err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("stream %d: write blocked for 10s: the connection window was not given back", i)
 		}
 		deadline := time.Now().Add(5 * time.Second)
 		for buffered(cs) < 200<<10 {
