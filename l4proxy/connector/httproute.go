@@ -41,8 +41,10 @@ const (
 	originMaxIdle = 64
 	// originMaxResponseHeader bounds an origin's response head.
 	originMaxResponseHeader = 1 << 20
-	// streamReadBuf is the size of the buffer a routed stream reads into.
-	streamReadBuf = 16 << 10
+	// A routed stream reads into a small buffer, and into a big one while
+	// reads fill the small one (a request body in bulk).
+	streamSmallBuf = 4 << 10
+	streamBigBuf   = 64 << 10
 )
 
 // serveHTTPRoutes serves a KindHTTP stream whose hostname is path-routed
@@ -395,6 +397,8 @@ func newOriginProxy(rule *ingress.Rule) *originProxy {
 		DisableCompression:     true,
 		ExpectContinueTimeout:  time.Second,
 		MaxResponseHeaderBytes: originMaxResponseHeader,
+		ReadBufferSize:         64 << 10,
+		WriteBufferSize:        64 << 10,
 		Protocols:              &protos,
 	}
 	op := &originProxy{transport: t, scheme: "http", host: rule.Service().Addr}
@@ -415,7 +419,7 @@ func newOriginProxy(rule *ingress.Rule) *originProxy {
 // proxyBuffers lends ReverseProxy 32 KiB copy buffers from a pool.
 type proxyBuffers struct{}
 
-var proxyBufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+var proxyBufPool = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
 
 func (proxyBuffers) Get() []byte  { return *proxyBufPool.Get().(*[]byte) }
 func (proxyBuffers) Put(b []byte) { proxyBufPool.Put(&b) }
@@ -463,10 +467,9 @@ type streamConn struct {
 
 	want chan struct{}   // Read asks readLoop for the next chunk
 	got  chan readResult // readLoop's answer
-	buf  []byte          // filled by readLoop between want and got
 	// Read's side, used by one Read at a time (net/http serialises them).
 	pending bool   // a want is sent, its got not yet received
-	data    []byte // the unread rest of buf
+	data    []byte // the unread rest of the last read
 	rerr    error  // the stream's read error, after data
 
 	rdl deadline
@@ -478,8 +481,8 @@ type streamConn struct {
 }
 
 type readResult struct {
-	n   int
-	err error
+	data []byte // readLoop's buffer; Read owns it until its next want
+	err  error
 }
 
 func newStreamConn(st tunnel.Stream, remote netip.AddrPort, c *Connector) *streamConn {
@@ -487,7 +490,6 @@ func newStreamConn(st tunnel.Stream, remote netip.AddrPort, c *Connector) *strea
 		st: st, c: c,
 		want: make(chan struct{}, 1),
 		got:  make(chan readResult, 1),
-		buf:  make([]byte, streamReadBuf),
 		done: make(chan struct{}),
 	}
 	sc.rdl.init()
@@ -500,19 +502,33 @@ func newStreamConn(st tunnel.Stream, remote netip.AddrPort, c *Connector) *strea
 	return sc
 }
 
-// readLoop reads the stream into buf each time Read asks, until the stream
-// fails, ends or is closed.
+// readLoop reads the stream each time Read asks, until the stream fails,
+// ends or is closed. It reads into a small buffer, switching to a big one
+// when a read fills the small one and back when a read is small again, so
+// that a stream waiting for its next request holds little.
 func (sc *streamConn) readLoop() {
+	small := make([]byte, streamSmallBuf)
+	var big []byte
+	buf := small
 	for {
 		select {
 		case <-sc.want:
 		case <-sc.done:
 			return
 		}
-		n, err := sc.st.Read(sc.buf)
-		sc.got <- readResult{n, err}
+		n, err := sc.st.Read(buf)
+		sc.got <- readResult{buf[:n], err}
 		if err != nil {
 			return
+		}
+		switch {
+		case n == len(buf) && len(buf) < streamBigBuf:
+			if big == nil {
+				big = make([]byte, streamBigBuf)
+			}
+			buf = big
+		case n < streamSmallBuf && len(buf) > streamSmallBuf:
+			buf, big = small, nil
 		}
 	}
 }
@@ -540,10 +556,10 @@ func (sc *streamConn) Read(p []byte) (int, error) {
 		select {
 		case r := <-sc.got:
 			sc.pending = false
-			sc.data, sc.rerr = sc.buf[:r.n], r.err
-			if r.n > 0 {
-				sc.readBytes.Add(int64(r.n))
-				sc.c.m.BytesToOrigin.Add(float64(r.n))
+			sc.data, sc.rerr = r.data, r.err
+			if n := len(r.data); n > 0 {
+				sc.readBytes.Add(int64(n))
+				sc.c.m.BytesToOrigin.Add(float64(n))
 			}
 		case <-sc.rdl.expired():
 			return 0, os.ErrDeadlineExceeded
