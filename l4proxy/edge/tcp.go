@@ -63,7 +63,9 @@ func (s *Server) ServeTLS(ctx context.Context, ln net.Listener) error {
 // peekTimeout), the route for the Host picked, and the bytes read forwarded
 // first on a [tunnel.KindHTTP] stream with Hostname the Host (port
 // stripped) and Path the request-target; then bytes flow both ways
-// untouched, so later requests on the connection go to the same origin.
+// untouched. The connector matches later requests on the connection by
+// their own paths when the host has path rules (see connector's
+// httproute.go); the edge routes the connection by its first Host.
 //
 // The edge itself answers 400 to a malformed head, 431 to one too large,
 // 404 when no route matches, 502 when the tunnel is offline or the

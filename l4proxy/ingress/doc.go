@@ -1,6 +1,6 @@
 // Package ingress holds the connector's ingress rules: which origin in the
 // private network serves a user connection, given the hostname (TLS SNI or
-// HTTP Host) and, for HTTP, the path of the first request. It parses the
+// HTTP Host) and, for HTTP, the path of each request. It parses the
 // rules from YAML, in the spirit of cloudflared's configuration, matches
 // requests against them and dials the origins.
 //

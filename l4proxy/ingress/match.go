@@ -31,14 +31,17 @@ func (c *Config) index() {
 // not "example.test". Hosts longer than 253 bytes match only rules without
 // hostname.
 //
-// The path is the request target of the first HTTP request on the
-// connection, in origin form ("/api/v1?x=1"); pass "" when there is none
+// The path is the request target of an HTTP request, in origin form
+// ("/api/v1?x=1"); the connector matches every request of a keep-alive
+// connection to a host with path rules (see [Config.PathRouted]). Pass ""
+// when there is none
 // (TCP, TLS passthrough). A rule with a path matches only when the path
 // starts with the rule's path at a segment boundary: "/api" matches
 // "/api", "/api/", "/api/x" and "/api?x", but not "/apix" or ""; a rule
 // path ending in "/" is a plain prefix. Paths are compared byte for byte,
-// without percent-decoding or dot-segment removal: path rules route, they
-// are not an access control.
+// without percent-decoding or dot-segment removal; the connector refuses
+// (400) a request whose decoded, cleaned path would match another rule,
+// so that an encoded spelling cannot slip past a rule.
 //
 // Match does not allocate.
 func (c *Config) Match(host, path string) *Rule {
