@@ -41,6 +41,9 @@ import (
 //
 // The edge is the HTTP/2 client (it opens streams: odd IDs), the connector
 // the server.
+//
+// Locks, in the order they may be taken: wmu, mu, fcMu, a stream's mu;
+// ctrlMu is taken alone.
 type h2mux struct {
 	client bool
 	tc     net.Conn   // the TLS connection
