@@ -96,7 +96,7 @@ func FuzzParseDatagram(f *testing.F) {
 // keep within its limits.
 func FuzzH2Frames(f *testing.F) {
 	server := func() *h2Frames { return &h2Frames{b: []byte(h2Preface)} }
-	f.Add(false, server().settings().headers(1, ":method", "POST", ":path", "/stream").
+	f.Add(false, server().settings().headers(1, ":method", "POST", ":path", h2PathStream).
 		frame(h2FrameData, h2FlagEndStream, 1, []byte("hello")).b)
 	f.Add(false, server().settings().frame(h2FrameHeaders, 0, 1, nil).frame(h2FrameContinuation, h2FlagEndHeaders, 1, nil).
 		frame(h2FrameData, h2FlagPadded, 1, []byte{2, 'x', 0, 0}).frame(h2FrameRSTStream, 0, 1, make([]byte, 4)).b)

@@ -21,17 +21,21 @@ import (
 //	             response body: connector -> edge control messages (proof, drain)
 //	             request body:  edge -> connector control messages (verdict)
 //	"/datagrams" one long-lived request; both bodies carry datagrams as len u16 | datagram.
-//	"/stream"    one per user connection.
+//	"/stream/2"  one per user connection.
 //	             request body:  encoded Request, then the user's bytes
 //	             response:      :status 200, then a body of the encoded Response
 //	                            and the origin's bytes
 //	             END_STREAM on either body is that side's half-close;
 //	             RST_STREAM(CANCEL) a reset; RST_STREAM(NO_ERROR) after
 //	             END_STREAM a close (the sender reads no more).
+//	             The "/2" is the body format: builds on x/net/http2 used
+//	             "/stream" with a length-framed response body, so an edge and
+//	             a connector of different formats refuse each other's
+//	             streams (HTTP 404) instead of misreading them.
 const (
 	h2PathAuth      = "/auth"
 	h2PathDatagrams = "/datagrams"
-	h2PathStream    = "/stream"
+	h2PathStream    = "/stream/2"
 )
 
 // HTTP2Listener is the edge side of the HTTP/2 transport. It implements [Listener].

@@ -197,10 +197,10 @@ func TestH2ProtocolErrors(t *testing.T) {
 		{"first frame not settings", false, server().frame(h2FramePing, 0, 0, make([]byte, 8)).b, h2ErrProtocol},
 		{"frame too large", false, append(server().settings().b, appendFrameHeader(nil, h2ReadFrameSize+1, h2FrameData, 0, 1)...), h2ErrFrameSize},
 		{"data on stream 0", false, server().settings().frame(h2FrameData, 0, 0, []byte("x")).b, h2ErrProtocol},
-		{"data beyond the stream window", false, server().settings().headers(1, ":method", "POST", ":path", "/stream").
+		{"data beyond the stream window", false, server().settings().headers(1, ":method", "POST", ":path", h2PathStream).
 			frame(h2FrameData, 0, 1, bigData).b, h2ErrFlowControl},
 		{"data on an idle stream", false, server().settings().frame(h2FrameData, 0, 7, []byte("x")).b, h2ErrProtocol},
-		{"stream IDs going down", false, server().settings().headers(5, ":path", "/stream").headers(3, ":path", "/stream").b, h2ErrProtocol},
+		{"stream IDs going down", false, server().settings().headers(5, ":path", h2PathStream).headers(3, ":path", h2PathStream).b, h2ErrProtocol},
 		{"continuation alone", false, server().settings().frame(h2FrameContinuation, h2FlagEndHeaders, 1, nil).b, h2ErrProtocol},
 		{"header block not continued", false, server().settings().frame(h2FrameHeaders, 0, 1, nil).frame(h2FramePing, 0, 0, make([]byte, 8)).b, h2ErrProtocol},
 		{"push promise", true, (&h2Frames{}).settings().frame(h2FramePushPromise, h2FlagEndHeaders, 1, make([]byte, 4)).b, h2ErrProtocol},

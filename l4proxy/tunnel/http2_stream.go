@@ -17,7 +17,7 @@ var (
 
 // ---- edge side stream ----
 
-// h2EdgeStream is the edge's end of a "/stream" request.
+// h2EdgeStream is the edge's end of a "/stream/2" request.
 type h2EdgeStream struct {
 	s *h2stream
 
@@ -111,7 +111,7 @@ func (s *h2EdgeStream) Close() error { return s.s.Close() }
 
 // ---- connector side stream ----
 
-// h2ConnectorStream is the connector's end of a "/stream" request.
+// h2ConnectorStream is the connector's end of a "/stream/2" request.
 type h2ConnectorStream struct {
 	s         *h2stream
 	responded atomic.Bool
