@@ -69,16 +69,20 @@ func newRig(ctx context.Context, env *Env, topo testnet.Topology) (*Rig, error) 
 		r.Close()
 		return nil, err
 	}
-	iperf, err := origin.Start("iperf3", "-s", "-p", fmt.Sprint(bulkPort))
-	if err != nil {
-		r.Close()
-		return nil, err
-	}
-	if err := waitListen(ctx, origin, "tcp", bulkPort, iperf); err != nil {
+	if err := startIperf(ctx, origin); err != nil {
 		r.Close()
 		return nil, err
 	}
 	return r, nil
+}
+
+// startIperf starts iperf3 -s on bulkPort in node and waits until it listens.
+func startIperf(ctx context.Context, node *testnet.Node) error {
+	iperf, err := node.Start("iperf3", "-s", "-p", fmt.Sprint(bulkPort))
+	if err != nil {
+		return err
+	}
+	return waitListen(ctx, node, "tcp", bulkPort, iperf)
 }
 
 // waitListen waits until something listens on port in node (by ss, so

@@ -44,13 +44,7 @@ func newL3Rig(ctx context.Context, env *Env) (*Rig, error) {
 		r.Close()
 		return nil, err
 	}
-	lan := n.Node("lan")
-	iperf, err := lan.Start("iperf3", "-s", "-p", fmt.Sprint(bulkPort))
-	if err != nil {
-		r.Close()
-		return nil, err
-	}
-	if err := waitListen(ctx, lan, "tcp", bulkPort, iperf); err != nil {
+	if err := startIperf(ctx, n.Node("lan")); err != nil {
 		r.Close()
 		return nil, err
 	}
