@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 
 	"github.com/onramp-net/onramp/l3router/l3config"
 	"github.com/onramp-net/onramp/testnet"
@@ -29,8 +30,13 @@ const (
 )
 
 // l3Iface returns a machine-unique WireGuard interface name: wireguard-go's
-// control sockets are not per namespace.
-func l3Iface(role string) string { return fmt.Sprintf("ob%s%d", role, os.Getpid()%1000000) }
+// control sockets are not per namespace, and the rigs of a goal group are
+// up together.
+func l3Iface(role string) string {
+	return fmt.Sprintf("ob%s%d-%d", role, os.Getpid()%100000, l3IfaceSeq.Add(1)%1000)
+}
+
+var l3IfaceSeq atomic.Int64
 
 // newL3Rig builds the L3 world with iperf3 -s in "lan".
 func newL3Rig(ctx context.Context, env *Env) (*Rig, error) {

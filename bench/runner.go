@@ -6,18 +6,28 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"regexp"
 	"strings"
 	"time"
 )
 
 // Runner runs scenarios one after another and records every sample.
+//
+// An onramp scenario with goals and the peers its goals name (those of
+// them that run) form a group whose runs are interleaved: every rig of the
+// group is up, and repetition i runs each member once, in an order that
+// turns around every repetition (A B, B A, A B, ...). The figures a goal
+// compares then come from the same minutes of the machine, so a slow
+// spell (other load, the host) shows on both sides of the ratio instead
+// of on one.
 type Runner struct {
 	Env     *Env
 	Out     io.Writer // progress
 	Verbose bool      // also stream each scenario's log to Out
 }
 
-// RunAll runs the scenarios in order and returns their results. A failed
+// RunAll runs the scenarios in order (each goal group where its first
+// member stands) and returns their results in the order given. A failed
 // scenario is recorded with its error and log tail; the others still run.
 func (r *Runner) RunAll(ctx context.Context, scenarios []Scenario) []ScenarioResult {
 	total := 0.0
@@ -26,30 +36,97 @@ func (r *Runner) RunAll(ctx context.Context, scenarios []Scenario) []ScenarioRes
 		est[i] = estimate(s, r.Env)
 		total += est[i]
 	}
+	groups := goalGroups(scenarios)
 	start := time.Now()
 	doneEst := 0.0
-	var out []ScenarioResult
-	for i, s := range scenarios {
+	out := make([]ScenarioResult, len(scenarios))
+	ran := make([]bool, len(scenarios))
+	for i := range scenarios {
+		if ran[i] {
+			continue
+		}
+		members := groups[i]
 		left := total - doneEst
 		if doneEst > 0 {
 			// Scale what is left by how the estimates fared so far.
 			left *= time.Since(start).Seconds() / doneEst
 		}
-		fmt.Fprintf(r.Out, "\n[%d/%d] %s: %s (%s)\n      about %s left in the run\n",
-			i+1, len(scenarios), s.Name, s.Label, s.Setup, fmtDur(left))
-		res := r.runOne(ctx, s)
-		doneEst += est[i]
-		if res.Error != "" {
-			fmt.Fprintf(r.Out, "  FAILED after %.0fs: %s\n  log tail:\n%s\n", res.Seconds, res.Error, indent(res.LogTail, "    "))
-		} else {
-			fmt.Fprintf(r.Out, "  done in %.0fs: %s\n", res.Seconds, oneLine(res))
+		for _, m := range members {
+			s := scenarios[m]
+			fmt.Fprintf(r.Out, "\n[%d/%d] %s: %s (%s)\n", m+1, len(scenarios), s.Name, s.Label, s.Setup)
 		}
-		out = append(out, res)
+		if len(members) > 1 {
+			fmt.Fprintf(r.Out, "      runs interleaved with each other\n")
+		}
+		fmt.Fprintf(r.Out, "      about %s left in the run\n", fmtDur(left))
+		res := r.runGroup(ctx, scenarios, members)
+		for k, m := range members {
+			ran[m] = true
+			out[m] = res[k]
+			doneEst += est[m]
+			prefix := ""
+			if len(members) > 1 {
+				prefix = scenarios[m].Name + " "
+			}
+			if res[k].Error != "" {
+				fmt.Fprintf(r.Out, "  %sFAILED after %.0fs: %s\n  log tail:\n%s\n", prefix, res[k].Seconds, res[k].Error, indent(res[k].LogTail, "    "))
+			} else {
+				fmt.Fprintf(r.Out, "  %sdone in %.0fs: %s\n", prefix, res[k].Seconds, oneLine(res[k]))
+			}
+		}
 		if ctx.Err() != nil {
-			break
+			var done []ScenarioResult
+			for j := range out {
+				if ran[j] {
+					done = append(done, out[j])
+				}
+			}
+			return done
 		}
 	}
 	return out
+}
+
+// goalGroups returns, for every scenario index, the indexes of its group
+// in list order: the scenarios joined by goals (an onramp scenario and the
+// peers its goals name), or the scenario alone.
+func goalGroups(scenarios []Scenario) [][]int {
+	parent := make([]int, len(scenarios))
+	for i := range parent {
+		parent[i] = i
+	}
+	var find func(int) int
+	find = func(i int) int {
+		for parent[i] != i {
+			parent[i] = parent[parent[i]]
+			i = parent[i]
+		}
+		return i
+	}
+	index := map[string]int{}
+	for i, s := range scenarios {
+		index[s.Name] = i
+	}
+	for i, s := range scenarios {
+		for _, g := range s.Goals {
+			if j, ok := index[g.Peer]; ok {
+				a, b := find(i), find(j)
+				if a != b {
+					parent[max(a, b)] = min(a, b)
+				}
+			}
+		}
+	}
+	groups := make([][]int, len(scenarios))
+	byRoot := map[int][]int{}
+	for i := range scenarios {
+		root := find(i)
+		byRoot[root] = append(byRoot[root], i)
+	}
+	for i := range scenarios {
+		groups[i] = byRoot[find(i)]
+	}
+	return groups
 }
 
 func estimate(s Scenario, env *Env) float64 {
@@ -59,134 +136,226 @@ func estimate(s Scenario, env *Env) float64 {
 	return 10
 }
 
-func (r *Runner) runOne(ctx context.Context, s Scenario) (res ScenarioResult) {
-	t0 := time.Now()
-	res = ScenarioResult{Name: s.Name, Area: s.Area, Label: s.Label, Onramp: s.Onramp,
-		PeerOf: s.PeerOf, Goals: s.Goals, Setup: s.Setup,
-		Reproduce: fmt.Sprintf("go run ./bench/cmd/bench -only '^%s$'", s.Name)}
+// runGroup runs the scenarios of members (indexes into scenarios),
+// interleaving their repetitions, and returns their results in the order
+// of members.
+func (r *Runner) runGroup(ctx context.Context, scenarios []Scenario, members []int) []ScenarioResult {
+	bound := 0.0
+	for _, m := range members {
+		// A generous bound: three times the estimate, plus a minute.
+		bound += 3*estimate(scenarios[m], r.Env) + 60
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Duration(bound)*time.Second)
+	defer cancel()
 	var logW io.Writer
 	if r.Verbose {
 		logW = r.Out
 	}
 	r.Env.log = newRingLog(400, logW)
 	defer func() { r.Env.log = nil }()
-	samples := map[string][]float64{}
-	fail := func(err error) {
-		res.Error = err.Error()
-		res.LogTail = r.Env.log.tail(40)
+
+	runs := make([]*scenarioRun, len(members))
+	reps := 0
+	for k, m := range members {
+		runs[k] = &scenarioRun{r: r, s: scenarios[m], t0: time.Now(), samples: map[string][]float64{}}
+		runs[k].reps = r.Env.Reps
+		if runs[k].s.Reps > 0 {
+			runs[k].reps = runs[k].s.Reps
+		}
+		reps = max(reps, runs[k].reps)
 	}
 	defer func() {
-		if v := recover(); v != nil {
-			fail(fmt.Errorf("panic: %v", v))
-		}
-		res.Seconds = time.Since(t0).Seconds()
-		for _, m := range s.Metrics {
-			xs := samples[m.Name]
-			mr := MetricResult{Name: m.Name, Unit: m.Unit, Lower: m.Lower, Note: m.Note, Summary: Summarize(xs)}
-			for _, x := range xs {
-				mr.Samples = append(mr.Samples, JSONNum(x))
-			}
-			res.Metrics = append(res.Metrics, mr)
+		for _, sr := range runs {
+			sr.stop()
 		}
 	}()
-
-	// A generous bound: three times the estimate, plus a minute.
-	ctx, cancel := context.WithTimeout(ctx, time.Duration(3*estimate(s, r.Env)+60)*time.Second)
-	defer cancel()
-	var rig *Rig
-	start := func() error {
-		var err error
-		if rig, err = s.Start(ctx, r.Env); err != nil {
-			rig = nil
-			return fmt.Errorf("setup: %w", err)
-		}
-		return nil
+	for _, sr := range runs {
+		sr.guard(func() {
+			if err := sr.start(ctx); err != nil {
+				sr.fail(err)
+			}
+		})
 	}
-	stop := func() {
-		if rig == nil {
+	for rep := 1; rep <= reps && ctx.Err() == nil; rep++ {
+		for k := range runs {
+			if rep%2 == 0 {
+				k = len(runs) - 1 - k
+			}
+			sr := runs[k]
+			if sr.failed || rep > sr.reps {
+				continue
+			}
+			sr.guard(func() { sr.runRep(ctx, rep, len(runs) > 1) })
+		}
+	}
+	var names []string
+	for _, sr := range runs {
+		names = append(names, regexp.QuoteMeta(sr.s.Name))
+	}
+	out := make([]ScenarioResult, len(runs))
+	for k, sr := range runs {
+		sr.stop()
+		if !sr.failed && ctx.Err() != nil && sr.done < sr.reps {
+			sr.fail(fmt.Errorf("after %d of %d runs: %w", sr.done, sr.reps, ctx.Err()))
+		}
+		out[k] = sr.result()
+		if len(runs) > 1 {
+			out[k].Reproduce = fmt.Sprintf("go run ./bench/cmd/bench -only '^(%s)$'", strings.Join(names, "|"))
+		}
+	}
+	return out
+}
+
+// scenarioRun is one scenario's rig and samples while its group runs.
+type scenarioRun struct {
+	r       *Runner
+	s       Scenario
+	t0      time.Time
+	seconds float64 // time spent in this scenario's setup and runs
+	rig     *Rig
+	reps    int
+	done    int
+	wants   map[string]bool
+	samples map[string][]float64
+	failed  bool
+	err     string
+	logTail string
+}
+
+// guard runs f, recording a panic as the scenario's failure, and adds
+// the time it took to the scenario's.
+func (sr *scenarioRun) guard(f func()) {
+	t := time.Now()
+	defer func() {
+		if v := recover(); v != nil {
+			sr.fail(fmt.Errorf("panic: %v", v))
+		}
+		sr.seconds += time.Since(t).Seconds()
+	}()
+	f()
+}
+
+func (sr *scenarioRun) fail(err error) {
+	if sr.failed {
+		return
+	}
+	sr.failed = true
+	sr.err = err.Error()
+	sr.logTail = sr.r.Env.log.tail(40)
+	sr.stop()
+}
+
+func (sr *scenarioRun) start(ctx context.Context) error {
+	rig, err := sr.s.Start(ctx, sr.r.Env)
+	if err != nil {
+		return fmt.Errorf("setup: %w", err)
+	}
+	sr.rig = rig
+	return nil
+}
+
+func (sr *scenarioRun) stop() {
+	if sr.rig == nil {
+		return
+	}
+	if err := sr.rig.Close(); err != nil {
+		sr.r.Env.Logf("close: %v", err)
+	}
+	sr.rig = nil
+}
+
+// runRep runs repetition rep and records its sample; named says to put
+// the scenario's name on the progress line.
+func (sr *scenarioRun) runRep(ctx context.Context, rep int, named bool) {
+	env, s := sr.r.Env, sr.s
+	if s.FreshPerRun && rep > 1 {
+		sr.stop()
+		if err := sr.start(ctx); err != nil {
+			sr.fail(fmt.Errorf("run %d of %d: %w", rep, sr.reps, err))
 			return
 		}
-		if err := rig.Close(); err != nil {
-			r.Env.Logf("close: %v", err)
-		}
-		rig = nil
 	}
-	defer stop()
-	if err := start(); err != nil {
-		fail(err)
-		return res
-	}
-	reps := r.Env.Reps
-	if s.Reps > 0 {
-		reps = s.Reps
-	}
-	wants := map[string]bool{}
-	for _, m := range s.Metrics {
-		wants[m.Name] = true
-	}
-	for rep := 1; rep <= reps; rep++ {
-		if s.FreshPerRun && rep > 1 {
-			stop()
-			if err := start(); err != nil {
-				fail(fmt.Errorf("run %d of %d: %w", rep, reps, err))
-				return res
-			}
-		}
-		cpu0, cpuErr := TreeCPUSeconds(rig.Measured)
-		smp, err := s.Run(ctx, r.Env, rig)
-		if err != nil {
-			fail(fmt.Errorf("run %d of %d: %w", rep, reps, err))
-			return res
-		}
-		cpu1, cpuErr1 := TreeCPUSeconds(rig.Measured)
-		v := smp.Values
-		if v == nil {
-			v = map[string]float64{}
-		}
-		cpu := math.NaN()
-		if len(rig.Measured) > 0 && cpuErr == nil && cpuErr1 == nil {
-			cpu = cpu1 - cpu0 + smp.ExtraCPU
-		} else if cpuErr != nil || cpuErr1 != nil {
-			r.Env.Logf("cpu: %v", errors.Join(cpuErr, cpuErr1))
-		}
-		if wants["cpu_per_gb"] {
-			v["cpu_per_gb"] = nanIf(smp.Bytes <= 0, cpu/(smp.Bytes/1e9))
-		}
-		if wants["cpu_per_kop"] {
-			v["cpu_per_kop"] = nanIf(smp.Ops <= 0, cpu*1e3/(smp.Ops/1e3)) // CPU-ms per 1000 ops
-		}
-		if wants["rss_peak"] {
-			v["rss_peak"] = math.NaN()
-			if len(rig.Measured) > 0 {
-				var hwm uint64
-				for _, pid := range rig.Measured {
-					m, err := ReadMem(pid)
-					if err != nil {
-						r.Env.Logf("memory of %d: %v", pid, err)
-						hwm = 0
-						break
-					}
-					hwm += m.VmHWM
-				}
-				if hwm > 0 {
-					v["rss_peak"] = (float64(hwm) + smp.ExtraRSS) / 1024
-				}
-			}
-		}
-		var parts []string
+	if sr.wants == nil {
+		sr.wants = map[string]bool{}
 		for _, m := range s.Metrics {
-			x, ok := v[m.Name]
-			if !ok {
-				x = math.NaN()
-			}
-			samples[m.Name] = append(samples[m.Name], x)
-			parts = append(parts, fmt.Sprintf("%s %s", m.Name, fmtVal(x, m.Unit)))
+			sr.wants[m.Name] = true
 		}
-		fmt.Fprintf(r.Out, "  run %d/%d: %s\n", rep, reps, strings.Join(parts, ", "))
+	}
+	rig := sr.rig
+	cpu0, cpuErr := TreeCPUSeconds(rig.Measured)
+	smp, err := s.Run(ctx, env, rig)
+	if err != nil {
+		sr.fail(fmt.Errorf("run %d of %d: %w", rep, sr.reps, err))
+		return
+	}
+	cpu1, cpuErr1 := TreeCPUSeconds(rig.Measured)
+	v := smp.Values
+	if v == nil {
+		v = map[string]float64{}
+	}
+	cpu := math.NaN()
+	if len(rig.Measured) > 0 && cpuErr == nil && cpuErr1 == nil {
+		cpu = cpu1 - cpu0 + smp.ExtraCPU
+	} else if cpuErr != nil || cpuErr1 != nil {
+		env.Logf("cpu: %v", errors.Join(cpuErr, cpuErr1))
+	}
+	if sr.wants["cpu_per_gb"] {
+		v["cpu_per_gb"] = nanIf(smp.Bytes <= 0, cpu/(smp.Bytes/1e9))
+	}
+	if sr.wants["cpu_per_kop"] {
+		v["cpu_per_kop"] = nanIf(smp.Ops <= 0, cpu*1e3/(smp.Ops/1e3)) // CPU-ms per 1000 ops
+	}
+	if sr.wants["rss_peak"] {
+		v["rss_peak"] = math.NaN()
+		if len(rig.Measured) > 0 {
+			var hwm uint64
+			for _, pid := range rig.Measured {
+				m, err := ReadMem(pid)
+				if err != nil {
+					env.Logf("memory of %d: %v", pid, err)
+					hwm = 0
+					break
+				}
+				hwm += m.VmHWM
+			}
+			if hwm > 0 {
+				v["rss_peak"] = (float64(hwm) + smp.ExtraRSS) / 1024
+			}
+		}
+	}
+	var parts []string
+	for _, m := range s.Metrics {
+		x, ok := v[m.Name]
+		if !ok {
+			x = math.NaN()
+		}
+		sr.samples[m.Name] = append(sr.samples[m.Name], x)
+		parts = append(parts, fmt.Sprintf("%s %s", m.Name, fmtVal(x, m.Unit)))
+	}
+	sr.done++
+	name := ""
+	if named {
+		name = s.Name + " "
+	}
+	fmt.Fprintf(sr.r.Out, "  %srun %d/%d: %s\n", name, rep, sr.reps, strings.Join(parts, ", "))
+}
+
+func (sr *scenarioRun) result() ScenarioResult {
+	s := sr.s
+	res := ScenarioResult{Name: s.Name, Area: s.Area, Label: s.Label, Onramp: s.Onramp,
+		PeerOf: s.PeerOf, Goals: s.Goals, Setup: s.Setup,
+		Reproduce: fmt.Sprintf("go run ./bench/cmd/bench -only '^%s$'", s.Name),
+		Seconds:   sr.seconds, Error: sr.err, LogTail: sr.logTail}
+	for _, m := range s.Metrics {
+		xs := sr.samples[m.Name]
+		mr := MetricResult{Name: m.Name, Unit: m.Unit, Lower: m.Lower, Note: m.Note, Summary: Summarize(xs)}
+		for _, x := range xs {
+			mr.Samples = append(mr.Samples, JSONNum(x))
+		}
+		res.Metrics = append(res.Metrics, mr)
 	}
 	return res
 }
-
 func nanIf(cond bool, v float64) float64 {
 	if cond {
 		return math.NaN()

@@ -69,3 +69,61 @@ func TestRunnerRecoversPanic(t *testing.T) {
 		t.Errorf("error %q", res[0].Error)
 	}
 }
+
+// An onramp scenario and the peer its goal names run interleaved, with
+// both rigs up, in an order that turns around every repetition; a
+// scenario without goals runs alone.
+func TestRunnerInterleavesGoalGroups(t *testing.T) {
+	var order []string
+	up := map[string]bool{}
+	var bothUp bool
+	mk := func(name string, onramp bool, goals []Goal) Scenario {
+		return Scenario{Name: name, Area: "l4-bulk-1", Label: name, Onramp: onramp, Setup: "nothing", Goals: goals,
+			Metrics: []Metric{{Name: "throughput", Unit: "Gbit/s"}},
+			Start: func(context.Context, *Env) (*Rig, error) {
+				up[name] = true
+				r := &Rig{}
+				r.OnClose(func() error { up[name] = false; return nil })
+				return r, nil
+			},
+			Run: func(context.Context, *Env, *Rig) (Sample, error) {
+				order = append(order, name)
+				if up["o"] && up["p"] {
+					bothUp = true
+				}
+				return Sample{Values: map[string]float64{"throughput": 1}}, nil
+			}}
+	}
+	scenarios := []Scenario{
+		mk("o", true, []Goal{{Peer: "p", Metric: "throughput", Op: ">=", Ratio: 0.9}}),
+		mk("alone", false, nil),
+		mk("p", false, nil),
+	}
+	var out bytes.Buffer
+	res := (&Runner{Env: &Env{Reps: 4}, Out: &out}).RunAll(context.Background(), scenarios)
+	if got, want := strings.Join(order, " "), "o p p o o p p o alone alone alone alone"; got != want {
+		t.Errorf("run order %q, want %q", got, want)
+	}
+	if !bothUp {
+		t.Error("the group's rigs were not up together")
+	}
+	if up["o"] || up["p"] || up["alone"] {
+		t.Errorf("rigs left up: %v", up)
+	}
+	if len(res) != 3 || res[0].Name != "o" || res[1].Name != "alone" || res[2].Name != "p" {
+		t.Fatalf("results not in the order given: %+v", res)
+	}
+	for _, r := range []ScenarioResult{res[0], res[2]} {
+		if tp := r.Metric("throughput"); r.Error != "" || tp == nil || len(tp.Samples) != 4 {
+			t.Errorf("%s: %+v", r.Name, r)
+		}
+		if !strings.Contains(r.Reproduce, "'^(o|p)$'") {
+			t.Errorf("%s: reproduce %q does not run the group", r.Name, r.Reproduce)
+		}
+	}
+	for _, want := range []string{"runs interleaved", "o run 2/4", "p run 2/4", "p done in"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("progress lacks %q:\n%s", want, out.String())
+		}
+	}
+}
