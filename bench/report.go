@@ -46,6 +46,7 @@ func Markdown(run *Run, areas []Area, opt ReportOptions) string {
 	p("| sizes | %d runs per scenario; iperf3 -t %gs; %d echoes; %gs of new connections with %d dialers; %d streams |\n\n",
 		pr.Reps, pr.BulkSeconds, pr.Echoes, pr.ConnSeconds, pr.ConnWorkers, pr.Streams)
 	p("Every figure is the median of the runs with the range (min–max) in brackets. A ratio is onramp's median over the peer's, from the same run. ")
+	p("A goal's two scenarios run interleaved, with both set up at once: each repetition runs both, in an order that turns around every time, so a slow spell of the machine falls on both sides of the ratio. ")
 	p("Topology (testnet namespaces, veth links): `user` - `edge` - `conn` - `origin`; the tunnel runs its edge in `edge` and its connector in `conn`; ")
 	p("the proxies run in `edge` while `conn` routes; for the kernel ceiling both route. Reproduce everything with `make bench` (as root), ")
 	p("one area with `make bench ONLY=<regexp>`, one scenario with the command under its table. Compare two runs with `make bench-compare OLD=a.json NEW=b.json`.\n\n")
