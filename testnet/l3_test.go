@@ -69,9 +69,6 @@ func TestL3(t *testing.T) {
 	siteA, siteB := filepath.Join(dir, "site-a.yml"), filepath.Join(dir, "site-b.yml")
 	cli("l3", "connector", "add", "site-a", "--subnet", "198.18.130.0/24", "--subnet", "fd00:130::/64", "--out", siteA)
 	cli("l3", "connector", "add", "site-b", "--subnet", "198.18.140.0/24", "--subnet", "fd00:140::/64", "--out", siteB)
-	// site-a was printed before site-b existed: print it again (as the
-	// CLI tells the user to) so that it routes site B's subnets.
-	cli("l3", "connector", "config", "site-a", "--out", siteA)
 	conf := cli("l3", "client", "add", "alice")
 	alice, err := l3config.ParseClient([]byte(conf))
 	if err != nil {
@@ -89,11 +86,31 @@ func TestL3(t *testing.T) {
 		t.Fatalf("alice's addresses %v are not from the pools %s, %s", alice.Addresses, testnet.L3Pool4, testnet.L3Pool6)
 	}
 
-	if _, err := w.StartConnector(n.Node("conn"), siteA); err != nil {
+	connA, err := w.StartConnector(n.Node("conn"), siteA)
+	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := w.StartConnector(n.Node("conn2"), siteB); err != nil {
 		t.Fatal(err)
+	}
+	// site-a's l3.yml was printed before site-b existed, so it does not
+	// route site B's subnets. The user's way to fix that, live: print it
+	// again and send SIGHUP.
+	if out, _ := n.Node("conn").Run(ctx, "ip", "route", "show", "198.18.140.0/24"); strings.Contains(string(out), "dev") {
+		t.Fatalf("site-a routes site B before its config names it: %s", out)
+	}
+	cli("l3", "connector", "config", "site-a", "--out", siteA)
+	if err := connA.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	if err := waitFor(10*time.Second, func() bool {
+		out, _ := n.Node("conn").Run(ctx, "ip", "route", "show", "fd00:140::/64")
+		return strings.Contains(string(out), "dev")
+	}); err != nil {
+		t.Fatalf("no route to site B on site-a's host after SIGHUP: %v\n%s", err, connA.Output())
+	}
+	if !strings.Contains(connA.Output(), "reloaded") {
+		t.Errorf("site-a's log does not report the reload:\n%s", connA.Output())
 	}
 	e.aliceIf = fmt.Sprintf("onra%d", os.Getpid()%1000000)
 	if _, err := n.Node("client").WGQuickUp(ctx, e.aliceIf, []byte(conf)); err != nil {
@@ -485,4 +502,16 @@ func udp4(src netip.Addr, dst netip.AddrPort, payload []byte) []byte {
 	p[24], p[25] = byte(ul>>8), byte(ul)
 	copy(p[28:], payload)
 	return p
+}
+
+// waitFor polls cond every 100 ms until it holds or d has passed.
+func waitFor(d time.Duration, cond func() bool) error {
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("not after %s", d)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return nil
 }

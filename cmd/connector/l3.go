@@ -44,8 +44,12 @@ through this host (route the client pools via its LAN address) and see their
 virtual addresses as sources. Needs root (CAP_NET_ADMIN).
 
 /ready on --metrics answers 200 while the last handshake with the edge is
-less than 3 minutes old. SIGTERM or SIGINT removes the interface and its
-routes and exits.`,
+less than 3 minutes old. SIGHUP reads l3.yml again and applies changed
+routes, edge endpoint, keepalive or key without dropping the session: after
+the edge added or removed another site, write the new file (edge l3 connector
+config NAME) and send SIGHUP. Changes to the key, interface, MTU, port or
+addresses need a restart and are refused (the connector keeps running as it
+was). SIGTERM or SIGINT removes the interface and its routes and exits.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := logFlags.Logger(os.Stderr)
@@ -59,7 +63,7 @@ routes and exits.`,
 			if err != nil {
 				return err
 			}
-			return runL3(cmd.Context(), log, cfg, metrics)
+			return runL3(cmd.Context(), log, cfg, config, metrics)
 		},
 	}
 	f := cmd.Flags()
@@ -72,11 +76,14 @@ routes and exits.`,
 // worth a warning.
 const noHandshakeWarning = 30 * time.Second
 
-func runL3(ctx context.Context, log *slog.Logger, cfg *l3config.Connector, metrics string) error {
+func runL3(ctx context.Context, log *slog.Logger, cfg *l3config.Connector, path, metrics string) error {
 	// Signals first: one during start-up still shuts down cleanly.
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(sigs)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
@@ -125,6 +132,10 @@ func runL3(ctx context.Context, log *slog.Logger, cfg *l3config.Connector, metri
 			log.Info("l3 connector stopped", "interface", info.Interface, "to_edge_packets", s.ToEdgePackets,
 				"from_edge_packets", s.FromEdgePackets)
 			return nil
+		case <-hup:
+			if next, ok := reloadL3(ctx, log, c, path); ok {
+				cfg = next
+			}
 		case <-ctx.Done():
 			return ctx.Err()
 		case now := <-tick.C:
@@ -157,6 +168,21 @@ func runL3(ctx context.Context, log *slog.Logger, cfg *l3config.Connector, metri
 			}
 		}
 	}
+}
+
+// reloadL3 reads path again and applies it to c, logging what changed or
+// why nothing did; ok says it was applied.
+func reloadL3(ctx context.Context, log *slog.Logger, c *connector.Connector, path string) (*l3config.Connector, bool) {
+	cfg, err := l3config.LoadConnector(path)
+	if err == nil {
+		var res connector.Reloaded
+		if res, err = c.Reload(ctx, cfg); err == nil {
+			log.Info("reloaded "+path, "changes", res.String())
+			return cfg, true
+		}
+	}
+	log.Error("reload refused; running the previous configuration", "config", path, "err", err)
+	return nil, false
 }
 
 func joinPrefixes(ps []netip.Prefix) string {

@@ -196,7 +196,8 @@ edge l3 connector config NAME can print the file again.
 
 The connector's routes are the client pools and the subnets of the other
 connectors known now. Site to site: after adding a connector, print the
-others' configs again (edge l3 connector config NAME) and restart them, and
+others' configs again (edge l3 connector config NAME), copy them to their
+hosts and send each connector SIGHUP (it applies the new routes live), and
 allow connector-to-connector traffic with an ACL rule (the built-in policy
 denies it). Clients added before need the new subnets in AllowedIPs too
 (edge l3 client config NAME).`,
@@ -246,7 +247,7 @@ denies it). Clients added before need the new subnets in AllowedIPs too
 				}
 			}
 			if len(stale) > 0 {
-				fmt.Fprintf(os.Stderr, "site to site: connectors %s do not route %s yet: print their configs again with edge l3 connector config NAME\n",
+				fmt.Fprintf(os.Stderr, "site to site: connectors %s do not route %s yet: print their configs again with edge l3 connector config NAME and send them SIGHUP\n",
 					strings.Join(stale, ", "), joinPrefixes(cc.Subnets))
 			}
 			return nil

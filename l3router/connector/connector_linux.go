@@ -25,7 +25,9 @@ import (
 // Connector is a running L3 connector: a kernel TUN, a wireguard-go device
 // peered with the edge, and the host's addresses and routes through it.
 type Connector struct {
+	mu   sync.Mutex // guards info and cfg, and serialises Reload
 	info Info
+	cfg  *l3config.Connector // the configuration running now
 	tun  *tunDev
 	dev  *device.Device
 	nl   *netlink.Handle // in the namespace Start ran in
@@ -64,6 +66,7 @@ func Start(ctx context.Context, cfg *l3config.Connector, log *slog.Logger) (*Con
 	}
 	c := &Connector{
 		info: Info{Plan: plan, EdgeAddr: edge, Offloads: probeOffloads(td)},
+		cfg:  cfg,
 		tun:  newTunDev(td),
 		nl:   nl,
 		log:  log,
@@ -107,7 +110,11 @@ func Start(ctx context.Context, cfg *l3config.Connector, log *slog.Logger) (*Con
 }
 
 // Info describes the connector.
-func (c *Connector) Info() Info { return c.info }
+func (c *Connector) Info() Info {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.info
+}
 
 // Stats returns the counters and the state of the session with the edge.
 func (c *Connector) Stats() (Stats, error) {
@@ -141,8 +148,11 @@ func (c *Connector) Close() error {
 		// The kernel removes a TUN when its last file descriptor closes,
 		// which device.Close does before it returns; check, so that a
 		// leftover interface is reported rather than found later.
-		if _, err := c.nl.LinkByName(c.info.Interface); err == nil {
-			c.closeErr = fmt.Errorf("close: interface %s still exists after its TUN closed", c.info.Interface)
+		c.mu.Lock()
+		name := c.info.Interface
+		c.mu.Unlock()
+		if _, err := c.nl.LinkByName(name); err == nil {
+			c.closeErr = fmt.Errorf("close: interface %s still exists after its TUN closed", name)
 		}
 		c.nl.Close()
 	})
@@ -153,6 +163,14 @@ func (c *Connector) Close() error {
 func uapiConfig(cfg *l3config.Connector, edge netip.AddrPort) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "private_key=%s\nlisten_port=%d\nreplace_peers=true\n", cfg.PrivateKey.Hex(), cfg.ListenPort)
+	b.WriteString(peerSection(cfg, edge))
+	return b.String()
+}
+
+// peerSection is the UAPI section of the edge peer: its endpoint,
+// keepalive and allowed IPs (the routes), replacing those it had.
+func peerSection(cfg *l3config.Connector, edge netip.AddrPort) string {
+	var b strings.Builder
 	fmt.Fprintf(&b, "public_key=%s\nendpoint=%s\npersistent_keepalive_interval=%d\nreplace_allowed_ips=true\n",
 		cfg.Edge.PublicKey.Hex(), edge, int(time.Duration(cfg.Edge.Keepalive).Seconds()))
 	for _, r := range cfg.Routes {
@@ -209,14 +227,7 @@ func setupLink(nl *netlink.Handle, p Plan) error {
 		return fmt.Errorf("set %s up: %w%s", p.Interface, err, hint(err))
 	}
 	for _, r := range p.Routes {
-		rt := &netlink.Route{LinkIndex: link.Attrs().Index, Dst: ipNet(r.Dst)}
-		if r.Dst.Addr().Is4() {
-			rt.Scope = netlink.SCOPE_LINK
-		}
-		if r.Src.IsValid() {
-			rt.Src = r.Src.AsSlice()
-		}
-		if err := nl.RouteAdd(rt); err != nil {
+		if err := nl.RouteAdd(netlinkRoute(link, r)); err != nil {
 			h := hint(err)
 			if errors.Is(err, unix.EEXIST) {
 				h = fmt.Sprintf(": a route to %s exists already (see ip route show %s): remove it, or the prefix from routes", r.Dst, r.Dst)

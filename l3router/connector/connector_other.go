@@ -28,6 +28,11 @@ func (c *Connector) Stats() (Stats, error) { return Stats{}, errors.ErrUnsupport
 // Ready reports whether the session with the edge can carry packets.
 func (c *Connector) Ready() bool { return false }
 
+// Reload fails: the L3 connector runs on Linux only.
+func (c *Connector) Reload(ctx context.Context, cfg *l3config.Connector) (Reloaded, error) {
+	return Reloaded{}, errors.ErrUnsupported
+}
+
 // Close stops the connector.
 func (c *Connector) Close() error { return nil }
 

@@ -1,0 +1,145 @@
+package connector
+
+import (
+	"context"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/onramp-net/onramp/l3router/l3config"
+	"github.com/onramp-net/onramp/testnet"
+)
+
+// changed returns a copy of cfg (through its YAML, as a reload reads it)
+// with f applied.
+func changed(t *testing.T, cfg *l3config.Connector, f func(c *l3config.Connector)) *l3config.Connector {
+	t.Helper()
+	data, err := cfg.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := l3config.ParseConnector(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f(c)
+	return c
+}
+
+// TestReload changes a running connector's routes and edge peer as a
+// SIGHUP with a re-printed l3.yml does, and checks with ip(8) and the
+// device's own state that the change is made, and that a refused change
+// leaves everything as it was.
+func TestReload(t *testing.T) {
+	n := testnet.New(t, twoNodes())
+	node := n.Node("conn")
+	cfg := testConfig(t)
+	var c *Connector
+	if err := node.Do(func() (err error) {
+		c, err = Start(context.Background(), cfg, testLogger(t))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	reload := func(cfg *l3config.Connector) (Reloaded, error) {
+		var res Reloaded
+		err := node.Do(func() (err error) {
+			res, err = c.Reload(context.Background(), cfg)
+			return err
+		})
+		return res, err
+	}
+	routes := func() string {
+		return run(t, node, "ip", "-4", "route", "show", "dev", "onr0") + run(t, node, "ip", "-6", "route", "show", "dev", "onr0")
+	}
+	ipc := func() string {
+		out, err := c.dev.IpcGet()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+
+	// Another site appears at the edge: its subnets come in.
+	site2 := changed(t, cfg, func(c *l3config.Connector) {
+		c.Routes = append(c.Routes, pfx("198.18.140.0/24"), pfx("fd00:140::/64"))
+	})
+	res, err := reload(site2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := joinPrefixes(res.RoutesAdded); got != "198.18.140.0/24, fd00:140::/64" || len(res.RoutesRemoved) != 0 || res.Edge {
+		t.Errorf("reload result %+v", res)
+	}
+	r := routes()
+	for _, want := range []string{"198.18.140.0/24 scope link src 198.18.96.2", "fd00:140::/64 src fd00:96::2", "198.18.96.0/20 scope link", "fd00:96::/48"} {
+		if !strings.Contains(r, want) {
+			t.Errorf("routes lack %q:\n%s", want, r)
+		}
+	}
+	for _, want := range []string{"allowed_ip=198.18.140.0/24", "allowed_ip=fd00:140::/64", "allowed_ip=198.18.96.0/20"} {
+		if !strings.Contains(ipc(), want) {
+			t.Errorf("peer lacks %s:\n%s", want, ipc())
+		}
+	}
+
+	// The site goes again, and the edge moves: routes leave, the peer
+	// follows.
+	moved := changed(t, site2, func(c *l3config.Connector) {
+		c.Routes = c.Routes[:2]
+		c.Edge.Endpoint = "198.18.20.9:51821"
+		c.Edge.Keepalive = l3config.Duration(10 * time.Second)
+	})
+	if res, err = reload(moved); err != nil {
+		t.Fatal(err)
+	}
+	if got := joinPrefixes(res.RoutesRemoved); got != "198.18.140.0/24, fd00:140::/64" || len(res.RoutesAdded) != 0 || !res.Edge {
+		t.Errorf("reload result %+v", res)
+	}
+	if r := routes(); strings.Contains(r, "198.18.140.0") || strings.Contains(r, "fd00:140::") || !strings.Contains(r, "198.18.96.0/20") {
+		t.Errorf("routes after removal:\n%s", r)
+	}
+	s := ipc()
+	for _, want := range []string{"endpoint=198.18.20.9:51821", "persistent_keepalive_interval=10", "allowed_ip=198.18.96.0/20", "allowed_ip=fd00:96::/48"} {
+		if !strings.Contains(s, want) {
+			t.Errorf("peer lacks %s:\n%s", want, s)
+		}
+	}
+	if strings.Contains(s, "198.18.140.0") {
+		t.Errorf("peer keeps the removed site:\n%s", s)
+	}
+	if got := c.Info().EdgeAddr; got != netip.MustParseAddrPort("198.18.20.9:51821") {
+		t.Errorf("Info().EdgeAddr = %v", got)
+	}
+
+	// A route the host has already: refused, and the route added before
+	// it in the same reload is taken back.
+	run(t, node, "ip", "route", "add", "198.18.150.0/24", "via", "198.18.30.2")
+	clash := changed(t, moved, func(c *l3config.Connector) {
+		c.Routes = append(c.Routes, pfx("198.18.151.0/24"), pfx("198.18.150.0/24"))
+	})
+	beforeRoutes, beforePeer := routes(), ipc()
+	if _, err := reload(clash); err == nil || !strings.Contains(err.Error(), "exists already") || !strings.Contains(err.Error(), "nothing changed") {
+		t.Errorf("reload with a clashing route: %v", err)
+	}
+	if r, p := routes(), ipc(); r != beforeRoutes || p != beforePeer {
+		t.Errorf("a refused reload changed things:\nroutes %s\nwas %s\npeer has 198.18.151: %v", r, beforeRoutes, strings.Contains(p, "198.18.151"))
+	}
+
+	// What only a restart can change.
+	restart := changed(t, moved, func(c *l3config.Connector) {
+		c.MTU = 1380
+		c.Addresses = c.Addresses[:1]
+	})
+	if _, err := reload(restart); err == nil || !strings.Contains(err.Error(), "mtu, addresses changed: restart") {
+		t.Errorf("reload with a new MTU and addresses: %v", err)
+	}
+	if l := run(t, node, "ip", "link", "show", "onr0"); !strings.Contains(l, "mtu 1420") {
+		t.Errorf("link after a refused reload:\n%s", l)
+	}
+	if res, err := reload(moved); err != nil || res.Changed() {
+		t.Errorf("reloading the running configuration: %+v, %v", res, err)
+	}
+}
