@@ -83,7 +83,7 @@ func estGo(env *Env) float64 {
 	if env.Quick {
 		return 60
 	}
-	return 300
+	return 500 // about 8 minutes at -count 6 on 2 cores (2026-11)
 }
 
 // Scenarios is every scenario the harness knows, in run order. Adding one

@@ -104,7 +104,7 @@ func TestL3(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := waitFor(10*time.Second, func() bool {
-		out, _ := n.Node("conn").Run(ctx, "ip", "route", "show", "fd00:140::/64")
+		out, _ := n.Node("conn").Run(ctx, "ip", "-6", "route", "show", "fd00:140::/64")
 		return strings.Contains(string(out), "dev")
 	}); err != nil {
 		t.Fatalf("no route to site B on site-a's host after SIGHUP: %v\n%s", err, connA.Output())
