@@ -20,6 +20,7 @@ const (
 	MinMTU          = 1280 // the IPv6 minimum MTU; also fits every ICMP error
 	MaxMTU          = 65535
 	DefaultQueueLen = 2048
+	MaxQueueLen     = 1 << 20
 	DefaultICMPRate = 1000
 	DefaultName     = "onramp-l3"
 )
@@ -123,8 +124,8 @@ func New(cfg Config) (*Router, error) {
 	if qlen == 0 {
 		qlen = DefaultQueueLen
 	}
-	if qlen < 1 || qlen&(qlen-1) != 0 || qlen > 1<<20 {
-		return nil, fmt.Errorf("queue_len %d: want a power of two up to %d: %w", cfg.QueueLen, 1<<20, ErrBadConfig)
+	if qlen < 1 || qlen&(qlen-1) != 0 || qlen > MaxQueueLen {
+		return nil, fmt.Errorf("queue_len %d: want a power of two up to %d: %w", cfg.QueueLen, MaxQueueLen, ErrBadConfig)
 	}
 	if r.addr4.IsValid() && !r.addr4.Is4() {
 		return nil, fmt.Errorf("address4 %v: not IPv4: %w", r.addr4, ErrBadConfig)

@@ -29,6 +29,7 @@ const DefaultL3MTU = l3router.DefaultMTU
 //	  endpoint: "edge.example.test:51820"    # what clients and connectors dial
 //	  pools: {ipv4: 100.96.0.0/12, ipv6: "fd6f:6e72:616d::/48"}
 //	  mtu: 1420
+//	  queue_len: 2048                        # router packet queue (power of two)
 //	  dns: [198.18.30.53]                    # optional, written into client configs
 //	  acl:                                   # l3router.ACLConfig
 //	    builtin_deny: reject
@@ -47,6 +48,12 @@ type L3 struct {
 	Pools Pools `yaml:"pools"`
 	// MTU of the WireGuard device and of client configs (DefaultL3MTU).
 	MTU int `yaml:"mtu"`
+	// QueueLen is the number of packets the edge router queues between
+	// the peers that send and those it sends to, a power of two
+	// (l3router.DefaultQueueLen, 2048, if 0). One sender may hold half.
+	// A longer queue drops fewer packets of a burst (a sender's TCP then
+	// retransmits less) and holds up to MTU bytes a slot.
+	QueueLen int `yaml:"queue_len"`
 	// DNS servers (addresses) or search domains written into client
 	// configs; optional.
 	DNS []string `yaml:"dns"`
@@ -126,6 +133,9 @@ func (c *Config) validateL3() error {
 	}
 	if l.MTU < l3router.MinMTU || l.MTU > l3router.MaxMTU {
 		return fmt.Errorf("edge config: l3.mtu: %d is outside %d-%d", l.MTU, l3router.MinMTU, l3router.MaxMTU)
+	}
+	if q := l.QueueLen; q != 0 && (q < 2*l3router.BatchSize || q > l3router.MaxQueueLen || q&(q-1) != 0) {
+		return fmt.Errorf("edge config: l3.queue_len: %d: want a power of two from %d to %d (0: %d)", q, 2*l3router.BatchSize, l3router.MaxQueueLen, l3router.DefaultQueueLen)
 	}
 	for i, d := range l.DNS {
 		if _, err := netip.ParseAddr(d); err == nil {
