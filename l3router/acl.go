@@ -245,6 +245,9 @@ func compileACL(cfg *ACLConfig, peers []*peer) (*acl, error) {
 	byName := make(map[PeerID]*peer, len(peers))
 	groups := make(map[string]bool)
 	for _, p := range peers {
+		if p.id == "" {
+			continue // a forgotten peer's tombstone: in no set
+		}
 		byName[p.id] = p
 		for _, g := range p.groups {
 			groups[g] = true

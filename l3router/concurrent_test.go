@@ -44,6 +44,7 @@ func TestConcurrent(t *testing.T) {
 	go func() {
 		defer close(ctlDone)
 		extra := netip.MustParsePrefix("198.19.11.0/24")
+		dave4 := netip.MustParseAddr("198.18.1.5")
 		for i := 0; ; i++ {
 			select {
 			case <-stop:
@@ -57,6 +58,11 @@ func TestConcurrent(t *testing.T) {
 				r.AddRoute(lanA4, "conn-a")
 				r.AddRoute(lanA6, "conn-a")
 			}
+			// A client comes and goes: its slot is reused while batches run.
+			if err := r.AddPeer(PeerConfig{Name: "dave", Kind: KindClient, Groups: []string{"eng"}, Routes: []netip.Prefix{host(dave4)}}); err != nil {
+				t.Errorf("add dave: %v", err)
+			}
+			r.Forget("dave")
 			r.SetACL(ACLConfig{BuiltinDeny: []string{"drop", "reject"}[i%2]})
 			_ = r.Stats()
 			time.Sleep(100 * time.Microsecond)

@@ -108,9 +108,11 @@ func (r DropReason) String() string {
 	return fmt.Sprintf("DropReason(%d)", uint8(r))
 }
 
-// peer is the router's state of a peer. Pointers to it are stable for the
-// router's lifetime (peers are never forgotten, so their counters survive
-// route changes), and the data path reaches it through the route table.
+// peer is the router's state of a peer. Pointers to it are stable while
+// the peer is configured (its counters survive route changes), and the data
+// path reaches it through the route table. A forgotten peer is left to the
+// batches still holding it; its index goes to a tombstone (no id, no kind,
+// no groups: in no ACL set) until a new peer takes it.
 type peer struct {
 	id     PeerID
 	kind   PeerKind

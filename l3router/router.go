@@ -75,7 +75,8 @@ type Router struct {
 	state atomic.Pointer[dataState]
 
 	mu     sync.Mutex // guards the control plane below
-	peers  []*peer
+	peers  []*peer    // by index; a forgotten peer's slot holds a tombstone (no id)
+	free   []int      // indexes of tombstones, taken again by the next peers
 	byName map[PeerID]*peer
 	routes routeTable
 	aclCfg ACLConfig
@@ -165,7 +166,14 @@ func (r *Router) addPeerLocked(pc PeerConfig) error {
 	if pc.Kind != KindClient && pc.Kind != KindConnector {
 		return fmt.Errorf("peer %q: kind %v: want client or connector: %w", pc.Name, pc.Kind, ErrBadConfig)
 	}
-	p := &peer{id: pc.Name, kind: pc.Kind, groups: append([]string(nil), pc.Groups...), idx: len(r.peers)}
+	// A forgotten peer's index is taken again (see Forget), so that the
+	// peer list and the ACL's peer sets follow the peers there are, not
+	// all there ever were.
+	idx := len(r.peers)
+	if n := len(r.free); n > 0 {
+		idx = r.free[n-1]
+	}
+	p := &peer{id: pc.Name, kind: pc.Kind, groups: append([]string(nil), pc.Groups...), idx: idx}
 	saved := len(r.routes.routes)
 	for _, pf := range pc.Routes {
 		if err := r.routes.add(pf, p); err != nil {
@@ -173,7 +181,12 @@ func (r *Router) addPeerLocked(pc PeerConfig) error {
 			return fmt.Errorf("peer %q: %w", pc.Name, err)
 		}
 	}
-	r.peers = append(r.peers, p)
+	if idx < len(r.peers) {
+		r.free = r.free[:len(r.free)-1]
+		r.peers[idx] = p
+	} else {
+		r.peers = append(r.peers, p)
+	}
 	r.byName[p.id] = p
 	return nil
 }
@@ -286,7 +299,9 @@ func (r *Router) Stats() Stats {
 		ReadShort:       r.readShort.Load(),
 	}
 	for _, p := range peers {
-		s.Peers[p.id] = p.stats()
+		if p.id != "" {
+			s.Peers[p.id] = p.stats()
+		}
 	}
 	for i := range s.Unattributed {
 		s.Unattributed[i] = r.unattributed[i].Load()

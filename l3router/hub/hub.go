@@ -190,7 +190,7 @@ func (h *Hub) AddPeer(p Peer) error {
 	}
 	id := l3router.PeerID(p.Name)
 	// ReplacePeer: the name may be known to the router already, as a
-	// removed peer or a name the ACL mentions.
+	// name the ACL mentions (see Router.Forget).
 	err := h.router.ReplacePeer(l3router.PeerConfig{Name: id, Kind: p.Kind, Groups: p.Groups, Routes: p.Routes()})
 	if err != nil {
 		return fmt.Errorf("l3 hub: add %v %q: %w", p.Kind, p.Name, err)
@@ -198,7 +198,7 @@ func (h *Hub) AddPeer(p Peer) error {
 	var b strings.Builder
 	h.writePeer(&b, &p)
 	if err := h.dev.IpcSet(b.String()); err != nil {
-		h.router.RemoveOwner(id)
+		h.router.Forget(id)
 		return fmt.Errorf("l3 hub: add %v %q: configure device: %w", p.Kind, p.Name, err)
 	}
 	h.peers[p.Name] = p
@@ -219,7 +219,9 @@ func (h *Hub) RemovePeer(name string) (Peer, error) {
 	if err := h.dev.IpcSet("public_key=" + p.PublicKey.Hex() + "\nremove=true\n"); err != nil {
 		return Peer{}, fmt.Errorf("l3 hub: remove %v %q: configure device: %w", p.Kind, name, err)
 	}
-	h.router.RemoveOwner(l3router.PeerID(name))
+	// The router forgets it too (routes, counters, its slot), unless the
+	// ACL names it or a group only it was in: then it stays route-less.
+	h.router.Forget(l3router.PeerID(name))
 	delete(h.peers, name)
 	return p, nil
 }

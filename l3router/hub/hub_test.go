@@ -321,6 +321,10 @@ func TestHub(t *testing.T) {
 	if _, err := h.RemovePeer("alice"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("second removal: %v", err)
 	}
+	// The router forgot her too: no counters or slot left behind.
+	if _, ok := h.Router().Stats().Peers["alice"]; ok {
+		t.Fatal("the router still holds removed alice")
+	}
 
 	// alice comes back with a new key (same name, a freed address): the
 	// new key works, the old one stays cut.
