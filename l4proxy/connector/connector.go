@@ -466,6 +466,31 @@ func (c *Connector) Shutdown(ctx context.Context) error {
 			c.abortAll()
 		}
 	}
+	if err == nil {
+		c.linger(ctx)
+	}
 	c.closeAll("connector shutting down")
 	return err
+}
+
+// linger gives the transports a few round trips to deliver the last
+// streams' final bytes and end-of-stream before the connections close: a
+// QUIC connection closed at once drops what it has not sent, or not had
+// acknowledged, yet, and the edge would reset the user's connection
+// instead of closing it. At most a second, and not past ctx.
+func (c *Connector) linger(ctx context.Context) {
+	var rtt time.Duration
+	c.mu.Lock()
+	for ec := range c.conns {
+		if r, ok := ec.conn.(interface{ SmoothedRTT() time.Duration }); ok {
+			rtt = max(rtt, r.SmoothedRTT())
+		}
+	}
+	c.mu.Unlock()
+	t := time.NewTimer(min(4*rtt+50*time.Millisecond, time.Second))
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
 }

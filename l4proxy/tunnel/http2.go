@@ -209,6 +209,10 @@ func (c *h2Conn) CloseWithError(code uint64, msg string) error {
 	return nil
 }
 
+// SmoothedRTT is the round-trip time measured with PINGs (0 until one came
+// back).
+func (c *h2Conn) SmoothedRTT() time.Duration { return time.Duration(c.mux.rtt.Load()) }
+
 func (c *h2Conn) Drain() error {
 	if c.edge {
 		return fmt.Errorf("drain: %w", ErrWrongSide)

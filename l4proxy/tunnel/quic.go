@@ -253,6 +253,9 @@ func (c *quicConn) CloseWithError(code uint64, msg string) error {
 	return err
 }
 
+// SmoothedRTT is quic-go's smoothed round-trip time of the connection.
+func (c *quicConn) SmoothedRTT() time.Duration { return c.qc.ConnectionStats().SmoothedRTT }
+
 func (c *quicConn) Drain() error {
 	if c.edge {
 		return fmt.Errorf("drain: %w", ErrWrongSide)
