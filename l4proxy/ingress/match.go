@@ -60,14 +60,7 @@ func (c *Config) Match(host, path string) *Rule {
 		return c.rule(best)
 	}
 	var buf [maxHostLen]byte
-	lower := buf[:len(host)]
-	for i := 0; i < len(host); i++ {
-		b := host[i]
-		if 'A' <= b && b <= 'Z' {
-			b += 'a' - 'A'
-		}
-		lower[i] = b
-	}
+	lower := lowerHost(&buf, host)
 	if len(c.exact) > 0 {
 		best = c.first(c.exact[string(lower)], best, path)
 	}
@@ -80,6 +73,23 @@ func (c *Config) Match(host, path string) *Rule {
 		}
 	}
 	return c.rule(best)
+}
+
+// lowerHost writes host (at most maxHostLen bytes) into buf in ASCII lower
+// case and returns that part of buf: the key of the hostname indexes.
+func lowerHost(buf *[maxHostLen]byte, host string) []byte {
+	lower := buf[:len(host)]
+	for i := 0; i < len(host); i++ {
+		lower[i] = lowerByte(host[i])
+	}
+	return lower
+}
+
+func lowerByte(b byte) byte {
+	if 'A' <= b && b <= 'Z' {
+		b += 'a' - 'A'
+	}
+	return b
 }
 
 // first returns the first index in candidates below best whose rule

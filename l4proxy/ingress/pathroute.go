@@ -21,14 +21,7 @@ func (c *Config) PathRouted(host string) bool {
 	host = trimHost(host)
 	if len(host) > 0 && len(host) <= maxHostLen && plain > 0 {
 		var buf [maxHostLen]byte
-		lower := buf[:len(host)]
-		for i := 0; i < len(host); i++ {
-			b := host[i]
-			if 'A' <= b && b <= 'Z' {
-				b += 'a' - 'A'
-			}
-			lower[i] = b
-		}
+		lower := lowerHost(&buf, host)
 		if len(c.exact) > 0 {
 			p, q := firstPlainAndPathed(c, c.exact[string(lower)], plain)
 			plain, pathed = min(plain, p), min(pathed, q)
@@ -73,14 +66,7 @@ func SameHost(a, b string) bool {
 		return false
 	}
 	for i := 0; i < len(a); i++ {
-		x, y := a[i], b[i]
-		if 'A' <= x && x <= 'Z' {
-			x += 'a' - 'A'
-		}
-		if 'A' <= y && y <= 'Z' {
-			y += 'a' - 'A'
-		}
-		if x != y {
+		if lowerByte(a[i]) != lowerByte(b[i]) {
 			return false
 		}
 	}
