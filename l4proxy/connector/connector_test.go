@@ -33,6 +33,8 @@ func greeter(t *testing.T, name string) string {
 	})
 }
 
+// client is one TCP connection of a user to the edge: echoed lines
+// (roundTrip) or HTTP requests one after the other (do, get).
 type client struct {
 	t *testing.T
 	c *net.TCPConn

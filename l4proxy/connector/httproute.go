@@ -67,14 +67,12 @@ func (c *Connector) serveHTTPRoutes(st tunnel.Stream, req *tunnel.Request, cfg *
 	conn := newStreamConn(st, req.Remote, c)
 	errLog := slog.NewLogLogger(log.Handler(), slog.LevelDebug)
 	rs := &routedStream{c: c, cfg: cfg, hostname: req.Hostname, log: log, errLog: errLog, conn: conn}
-	var protos http.Protocols
-	protos.SetHTTP1(true)
 	srv := &http.Server{
 		Handler:           rs,
 		ReadHeaderTimeout: httpHeaderTimeout,
 		MaxHeaderBytes:    httpMaxHeaderBytes,
 		ErrorLog:          errLog,
-		Protocols:         &protos,
+		Protocols:         http1Only(),
 	}
 	if first := cfg.Match(req.Hostname, req.Path); first != nil {
 		// The first request's rule bounds the wait for the next request.
@@ -388,8 +386,6 @@ func newOriginProxy(rule *ingress.Rule) *originProxy {
 	if idle <= 0 {
 		idle = originIdleTimeout
 	}
-	var protos http.Protocols
-	protos.SetHTTP1(true)
 	t := &http.Transport{
 		MaxIdleConns:           originMaxIdle,
 		MaxIdleConnsPerHost:    originMaxIdle,
@@ -399,7 +395,7 @@ func newOriginProxy(rule *ingress.Rule) *originProxy {
 		MaxResponseHeaderBytes: originMaxResponseHeader,
 		ReadBufferSize:         64 << 10,
 		WriteBufferSize:        64 << 10,
-		Protocols:              &protos,
+		Protocols:              http1Only(),
 	}
 	op := &originProxy{transport: t, scheme: "http", host: rule.Service().Addr}
 	switch rule.Service().Scheme {
@@ -676,4 +672,12 @@ func isClosed(ch chan struct{}) bool {
 	default:
 		return false
 	}
+}
+
+// http1Only is the protocol set of the routed streams' server and of the
+// origin Transports: HTTP/1.1 only.
+func http1Only() *http.Protocols {
+	var p http.Protocols
+	p.SetHTTP1(true)
+	return &p
 }

@@ -48,7 +48,19 @@ func (o *recordingOrigin) requests() []seen {
 //	/ws      with "Upgrade: echo": 101, then echoes raw bytes until the
 //	         client half-closes, then writes "bye" and closes
 //	/hold    "held" once release is closed
-//	anything else  "origin: METHOD PATH host=HOST"
+//
+// startWiki starts an edge on proto, a recording origin and a connector
+// with wikiRules (the blocked service on a closed port), with wiki routed.
+func startWiki(t *testing.T, proto string) (*edgetest.Env, *recordingOrigin, *edgetest.Running) {
+	t.Helper()
+	e := edgetest.Start(t, proto, "127.0.0.1", edge.Options{})
+	origin := startOrigin(t)
+	r := e.StartConnector(wikiRules(origin.addr, edgetest.ClosedPort(t, "127.0.0.1")), nil)
+	e.Route(wiki)
+	return e, origin, r
+}
+
+// anything else  "origin: METHOD PATH host=HOST"
 func startOrigin(t *testing.T) *recordingOrigin {
 	o := &recordingOrigin{release: make(chan struct{})}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -102,27 +114,8 @@ func startOrigin(t *testing.T) *recordingOrigin {
 	return o
 }
 
-// userConn is one TCP connection of a user to the edge's HTTP listener,
-// carrying requests one after the other.
-type userConn struct {
-	t *testing.T
-	c *net.TCPConn
-	r *bufio.Reader
-}
-
-func dialUser(t *testing.T, addr string) *userConn {
-	t.Helper()
-	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	c.SetDeadline(time.Now().Add(30 * time.Second))
-	return &userConn{t: t, c: c.(*net.TCPConn), r: bufio.NewReader(c)}
-}
-
 // do writes req on the connection and reads the response and its body.
-func (u *userConn) do(req *http.Request) (*http.Response, string) {
+func (u *client) do(req *http.Request) (*http.Response, string) {
 	u.t.Helper()
 	if err := req.Write(u.c); err != nil {
 		u.t.Fatalf("%s %s: write: %v", req.Method, req.URL, err)
@@ -130,7 +123,7 @@ func (u *userConn) do(req *http.Request) (*http.Response, string) {
 	return u.read(req)
 }
 
-func (u *userConn) read(req *http.Request) (*http.Response, string) {
+func (u *client) read(req *http.Request) (*http.Response, string) {
 	u.t.Helper()
 	resp, err := http.ReadResponse(u.r, req)
 	if err != nil {
@@ -144,7 +137,7 @@ func (u *userConn) read(req *http.Request) (*http.Response, string) {
 	return resp, string(b)
 }
 
-func (u *userConn) get(host, target string) (int, string) {
+func (u *client) get(host, target string) (int, string) {
 	u.t.Helper()
 	resp, body := u.do(newRequest(u.t, "GET", host, target, nil))
 	if resp.Close {
@@ -184,11 +177,8 @@ func wikiRules(origin, down string) string {
 // are refused; pipelined requests are matched each on its own.
 func TestHTTPPathRulesPerRequest(t *testing.T) {
 	forEach(t, func(t *testing.T, proto string) {
-		e := edgetest.Start(t, proto, "127.0.0.1", edge.Options{})
-		origin := startOrigin(t)
-		r := e.StartConnector(wikiRules(origin.addr, edgetest.ClosedPort(t, "127.0.0.1")), nil)
-		e.Route(wiki)
-		u := dialUser(t, e.ServeHTTP())
+		e, origin, r := startWiki(t, proto)
+		u := connect(t, e.ServeHTTP())
 
 		for i, step := range []struct {
 			target string
@@ -271,11 +261,8 @@ func TestHTTPPathRulesPerRequest(t *testing.T) {
 // half-close reaches the origin, whose last bytes still reach the user.
 func TestHTTPPathRoutedUpgrade(t *testing.T) {
 	forEach(t, func(t *testing.T, proto string) {
-		e := edgetest.Start(t, proto, "127.0.0.1", edge.Options{})
-		origin := startOrigin(t)
-		e.StartConnector(wikiRules(origin.addr, edgetest.ClosedPort(t, "127.0.0.1")), nil)
-		e.Route(wiki)
-		u := dialUser(t, e.ServeHTTP())
+		e, _, _ := startWiki(t, proto)
+		u := connect(t, e.ServeHTTP())
 		if code, _ := u.get(wiki, "/"); code != 200 {
 			t.Fatalf("GET /: %d", code)
 		}
@@ -320,11 +307,8 @@ func TestHTTPPathRoutedUpgrade(t *testing.T) {
 // on the same connection: the request framing holds across bodies.
 func TestHTTPPathRoutedBodies(t *testing.T) {
 	forEach(t, func(t *testing.T, proto string) {
-		e := edgetest.Start(t, proto, "127.0.0.1", edge.Options{})
-		origin := startOrigin(t)
-		e.StartConnector(wikiRules(origin.addr, edgetest.ClosedPort(t, "127.0.0.1")), nil)
-		e.Route(wiki)
-		u := dialUser(t, e.ServeHTTP())
+		e, _, _ := startWiki(t, proto)
+		u := connect(t, e.ServeHTTP())
 		for _, chunked := range []bool{false, true} {
 			data := make([]byte, 3<<20+17)
 			rand.Read(data)
@@ -368,7 +352,7 @@ func TestHTTPRawPathWithoutPathRules(t *testing.T) {
 		e.Route(wiki, "raw.example.test")
 		addr := e.ServeHTTP()
 
-		u := dialUser(t, addr)
+		u := connect(t, addr)
 		if code, body := u.get("raw.example.test", "/admin"); code != 200 || body != "raw" {
 			t.Fatalf("GET /admin on raw.example.test: %d %q", code, body)
 		}
@@ -382,7 +366,7 @@ func TestHTTPRawPathWithoutPathRules(t *testing.T) {
 		}
 
 		// The same bytes on a path-routed host are parsed, and refused.
-		w := dialUser(t, addr)
+		w := connect(t, addr)
 		if code, _ := w.get(wiki, "/"); code != 200 {
 			t.Fatalf("GET / on %s: %d", wiki, code)
 		}
@@ -417,13 +401,10 @@ func (o *recordingOrigin) waitFor(t *testing.T, target string) {
 // having to reset anything.
 func TestHTTPPathRoutedShutdown(t *testing.T) {
 	forEach(t, func(t *testing.T, proto string) {
-		e := edgetest.Start(t, proto, "127.0.0.1", edge.Options{})
-		origin := startOrigin(t)
-		r := e.StartConnector(wikiRules(origin.addr, edgetest.ClosedPort(t, "127.0.0.1")), nil)
-		e.Route(wiki)
+		e, origin, r := startWiki(t, proto)
 		addr := e.ServeHTTP()
-		idle, busy := dialUser(t, addr), dialUser(t, addr)
-		for _, u := range []*userConn{idle, busy} {
+		idle, busy := connect(t, addr), connect(t, addr)
+		for _, u := range []*client{idle, busy} {
 			if code, _ := u.get(wiki, "/"); code != 200 {
 				t.Fatalf("GET /: %d", code)
 			}
@@ -471,11 +452,8 @@ func TestHTTPPathRoutedShutdown(t *testing.T) {
 // TestHTTPPathRoutedShutdownDeadline: a request still in flight when the
 // Shutdown deadline passes is cut: the user's connection ends (no hang).
 func TestHTTPPathRoutedShutdownDeadline(t *testing.T) {
-	e := edgetest.Start(t, "quic", "127.0.0.1", edge.Options{})
-	origin := startOrigin(t)
-	r := e.StartConnector(wikiRules(origin.addr, edgetest.ClosedPort(t, "127.0.0.1")), nil)
-	e.Route(wiki)
-	u := dialUser(t, e.ServeHTTP())
+	e, origin, r := startWiki(t, "quic")
+	u := connect(t, e.ServeHTTP())
 	if err := newRequest(t, "GET", wiki, "/hold", nil).Write(u.c); err != nil {
 		t.Fatal(err)
 	}
