@@ -35,14 +35,7 @@ func TestReload(t *testing.T) {
 	n := testnet.New(t, twoNodes())
 	node := n.Node("conn")
 	cfg := testConfig(t)
-	var c *Connector
-	if err := node.Do(func() (err error) {
-		c, err = Start(context.Background(), cfg, testLogger(t))
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
+	c := startIn(t, node, cfg)
 	reload := func(cfg *l3config.Connector) (Reloaded, error) {
 		var res Reloaded
 		err := node.Do(func() (err error) {

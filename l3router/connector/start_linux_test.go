@@ -61,13 +61,10 @@ func sysctl(t *testing.T, node *testnet.Node, key string) string {
 	return strings.TrimSpace(string(v))
 }
 
-func TestStartClose(t *testing.T) {
-	n := testnet.New(t, twoNodes())
-	node := n.Node("conn")
-	cfg := testConfig(t)
-	if sysctl(t, node, "net/ipv4/ip_forward") != "0" || sysctl(t, node, "net/ipv6/conf/all/forwarding") != "0" {
-		t.Fatal("the namespace forwards already: the test would prove nothing")
-	}
+// startIn starts a connector for cfg in node's namespace, closed when the
+// test ends.
+func startIn(t *testing.T, node *testnet.Node, cfg *l3config.Connector) *Connector {
+	t.Helper()
 	var c *Connector
 	if err := node.Do(func() (err error) {
 		c, err = Start(context.Background(), cfg, testLogger(t))
@@ -76,6 +73,17 @@ func TestStartClose(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func TestStartClose(t *testing.T) {
+	n := testnet.New(t, twoNodes())
+	node := n.Node("conn")
+	cfg := testConfig(t)
+	if sysctl(t, node, "net/ipv4/ip_forward") != "0" || sysctl(t, node, "net/ipv6/conf/all/forwarding") != "0" {
+		t.Fatal("the namespace forwards already: the test would prove nothing")
+	}
+	c := startIn(t, node, cfg)
 
 	info := c.Info()
 	t.Logf("offloads: %s", info.Offloads)
