@@ -157,11 +157,7 @@ func (r *Runner) runGroup(ctx context.Context, scenarios []Scenario, members []i
 	runs := make([]*scenarioRun, len(members))
 	reps := 0
 	for k, m := range members {
-		runs[k] = &scenarioRun{r: r, s: scenarios[m], t0: time.Now(), samples: map[string][]float64{}}
-		runs[k].reps = r.Env.Reps
-		if runs[k].s.Reps > 0 {
-			runs[k].reps = runs[k].s.Reps
-		}
+		runs[k] = newScenarioRun(r, scenarios[m])
 		reps = max(reps, runs[k].reps)
 	}
 	defer func() {
@@ -210,7 +206,6 @@ func (r *Runner) runGroup(ctx context.Context, scenarios []Scenario, members []i
 type scenarioRun struct {
 	r       *Runner
 	s       Scenario
-	t0      time.Time
 	seconds float64 // time spent in this scenario's setup and runs
 	rig     *Rig
 	reps    int
@@ -220,6 +215,17 @@ type scenarioRun struct {
 	failed  bool
 	err     string
 	logTail string
+}
+
+func newScenarioRun(r *Runner, s Scenario) *scenarioRun {
+	sr := &scenarioRun{r: r, s: s, reps: r.Env.Reps, wants: map[string]bool{}, samples: map[string][]float64{}}
+	if s.Reps > 0 {
+		sr.reps = s.Reps
+	}
+	for _, m := range s.Metrics {
+		sr.wants[m.Name] = true
+	}
+	return sr
 }
 
 // guard runs f, recording a panic as the scenario's failure, and adds
@@ -273,12 +279,6 @@ func (sr *scenarioRun) runRep(ctx context.Context, rep int, named bool) {
 		if err := sr.start(ctx); err != nil {
 			sr.fail(fmt.Errorf("run %d of %d: %w", rep, sr.reps, err))
 			return
-		}
-	}
-	if sr.wants == nil {
-		sr.wants = map[string]bool{}
-		for _, m := range s.Metrics {
-			sr.wants[m.Name] = true
 		}
 	}
 	rig := sr.rig
