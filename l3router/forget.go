@@ -23,12 +23,11 @@ func (r *Router) Forget(owner PeerID) bool {
 	if !ok {
 		return false
 	}
-	removed := r.routes.removeOwner(p)
-	names, _ := r.aclCfg.Names()
-	if !slices.Contains(names, owner) {
+	if names, _ := r.aclCfg.Names(); !slices.Contains(names, owner) {
 		r.peers[p.idx] = &peer{idx: p.idx}
 		delete(r.byName, owner)
 		if a, err := compileACL(&r.aclCfg, r.peers); err == nil {
+			r.routes.removeOwner(p)
 			r.free = append(r.free, p.idx)
 			r.state.Store(&dataState{fib: r.routes.compile(), acl: a})
 			return true
@@ -37,8 +36,6 @@ func (r *Router) Forget(owner PeerID) bool {
 		r.peers[p.idx] = p
 		r.byName[owner] = p
 	}
-	if removed > 0 {
-		r.state.Store(&dataState{fib: r.routes.compile(), acl: r.state.Load().acl})
-	}
+	r.removeRoutesLocked(p)
 	return false
 }

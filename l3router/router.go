@@ -241,9 +241,14 @@ func (r *Router) RemoveOwner(owner PeerID) int {
 	if !ok {
 		return 0
 	}
+	return r.removeRoutesLocked(p)
+}
+
+// removeRoutesLocked removes p's routes and publishes the route table if
+// that changed it; the ACL compiled before still applies. mu is held.
+func (r *Router) removeRoutesLocked(p *peer) int {
 	n := r.routes.removeOwner(p)
 	if n > 0 {
-		// Only the fib changes; the ACL compiled before still applies.
 		r.state.Store(&dataState{fib: r.routes.compile(), acl: r.state.Load().acl})
 	}
 	return n

@@ -64,7 +64,7 @@ func restartOnly(run, cfg *l3config.Connector) []string {
 	if cfg.ListenPort != run.ListenPort {
 		d = append(d, "listenPort")
 	}
-	if !slices.Equal(sortedPrefixes(cfg.Addresses), sortedPrefixes(run.Addresses)) {
+	if added, removed := diffPrefixes(run.Addresses, cfg.Addresses); len(added)+len(removed) > 0 {
 		d = append(d, "addresses")
 	}
 	return d
@@ -84,12 +84,6 @@ func diffPrefixes(a, b []netip.Prefix) (added, removed []netip.Prefix) {
 		}
 	}
 	return added, removed
-}
-
-func sortedPrefixes(ps []netip.Prefix) []netip.Prefix {
-	s := slices.Clone(ps)
-	slices.SortFunc(s, func(a, b netip.Prefix) int { return a.Addr().Compare(b.Addr())*256 + (a.Bits() - b.Bits()) })
-	return s
 }
 
 // errRestart is the error of a reload that asks for a restart.
