@@ -127,7 +127,12 @@ type peer struct {
 	// router's per-peer share. It may dip below zero for a moment (the
 	// reader frees a slot before the writer counted it).
 	held atomic.Int64
+	// att is what Attach attached: the data path's own handle of the
+	// peer, returned by Route.
+	att atomic.Pointer[attachment]
 }
+
+type attachment struct{ v any }
 
 // PeerStats is a snapshot of a peer's counters.
 type PeerStats struct {

@@ -419,7 +419,7 @@ func (r *Router) Write(bufs [][]byte, offset int) (int, error) {
 		var held int64
 		for i, b := range chunk {
 			v := &vs[i]
-			r.classify(st, b, offset, v)
+			r.classify(st, b, offset, v, false, nil)
 			if v.src != nil {
 				rx.add(v.src, len(v.pkt))
 			}
@@ -546,8 +546,9 @@ type verdict struct {
 }
 
 // classify decides the fate of bufs[offset:] and sets v. For vForward it
-// has decremented the TTL or hop limit; it counts rx and drops.
-func (r *Router) classify(st *dataState, b []byte, offset int, v *verdict) {
+// has decremented the TTL or hop limit; it counts drops. With direct set
+// (Route), the source must belong to the peer attached as from.
+func (r *Router) classify(st *dataState, b []byte, offset int, v *verdict, direct bool, from any) {
 	*v = verdict{}
 	if offset < 0 || offset >= len(b) {
 		r.unattributed[DropMalformed].Add(1)
@@ -604,6 +605,12 @@ func (r *Router) classify(st *dataState, b []byte, offset int, v *verdict) {
 	if f.srcP == nil {
 		r.unattributed[DropSpoofed].Add(1)
 		return
+	}
+	if direct {
+		if a := f.srcP.att.Load(); a == nil || a.v != from {
+			r.unattributed[DropSpoofed].Add(1)
+			return
+		}
 	}
 	v.src = f.srcP
 	if f.dstP == nil {

@@ -1,11 +1,12 @@
-// Package hub is the edge's L3 hub: a wireguard-go device whose TUN is an
-// in-memory [l3router.Router], listening on a UDP port with wireguard-go's
-// default bind (UDP GSO/GRO), with the clients and connectors of a [Store]
-// as its peers.
+// Package hub is the edge's L3 hub: the edge's WireGuard device (package
+// wg) forwarding through an in-memory [l3router.Router], listening on a UDP
+// port with UDP GSO/GRO, with the clients and connectors of a [Store] as its
+// peers.
 //
-// The hub keeps the device's peers and the router's routes equal: a peer's
-// allowed_ip lines are exactly [l3router.Router.AllowedIPs] of its name.
-// Peers are added and removed live; removing one cuts it at once (the
+// Each device peer is attached to the router peer of its name: the router
+// checks that a packet's source is the sending peer's and picks the
+// destination peer by its routes (the device has no allowed IPs of its
+// own). Peers are added and removed live; removing one cuts it at once (the
 // device forgets its key, the router its routes).
 //
 // ACL rules may name peers and groups that do not exist yet, or no longer
@@ -15,21 +16,16 @@
 package hub
 
 import (
-	"bufio"
-	"context"
 	"fmt"
 	"log/slog"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
-	"golang.zx2c4.com/wireguard/conn"
-	"golang.zx2c4.com/wireguard/device"
-
 	"github.com/onramp-net/onramp/l3router"
 	"github.com/onramp-net/onramp/l3router/l3config"
+	"github.com/onramp-net/onramp/l3router/wg"
 )
 
 // Config configures a Hub.
@@ -48,20 +44,24 @@ type Config struct {
 	QueueLen int
 	// ACL is the router's access policy.
 	ACL l3router.ACLConfig
-	// Logger receives the device's errors (and its verbose log at debug
-	// level); slog.Default() if nil.
+	// Logger receives the device's handshake failures at debug level;
+	// slog.Default() if nil.
 	Logger *slog.Logger
+	// Loops is the device's receive loops per address family
+	// (GOMAXPROCS if 0).
+	Loops int
 }
 
 // Hub is a running L3 hub. Its methods are safe for concurrent use.
 type Hub struct {
 	router *l3router.Router
-	dev    *device.Device
+	dev    *wg.Device
 	pub    l3config.Key
 	port   int
 
-	mu    sync.Mutex
-	peers map[string]Peer // live peers by name
+	mu      sync.Mutex
+	peers   map[string]Peer     // live peers by name
+	devPeer map[string]*wg.Peer // their device peers
 }
 
 // groupPlaceholder names the router peer that keeps an ACL group defined
@@ -107,58 +107,24 @@ func New(cfg Config, peers []Peer) (*Hub, error) {
 	if err != nil {
 		return nil, fmt.Errorf("l3 hub: router: %w", err)
 	}
-	h := &Hub{router: router, pub: cfg.PrivateKey.PublicKey(), peers: make(map[string]Peer, len(peers))}
-	h.dev = device.NewDevice(router, conn.NewDefaultBind(), wgLogger(log))
-	var b strings.Builder
-	fmt.Fprintf(&b, "private_key=%s\nlisten_port=%d\nreplace_peers=true\n", cfg.PrivateKey.Hex(), cfg.ListenPort)
+	h := &Hub{router: router, pub: cfg.PrivateKey.PublicKey(), peers: make(map[string]Peer, len(peers)),
+		devPeer: make(map[string]*wg.Peer, len(peers))}
+	h.dev, err = wg.New(wg.Config{PrivateKey: cfg.PrivateKey, ListenPort: cfg.ListenPort, Router: router,
+		MTU: cfg.MTU, Loops: cfg.Loops, Logger: log})
+	if err != nil {
+		router.Close()
+		return nil, fmt.Errorf("l3 hub: %w", err)
+	}
 	for _, p := range peers {
-		h.writePeer(&b, &p)
-		h.peers[p.Name] = p
-	}
-	if err := h.dev.IpcSet(b.String()); err != nil {
-		h.dev.Close()
-		return nil, fmt.Errorf("l3 hub: configure device: %w", err)
-	}
-	if err := h.dev.Up(); err != nil {
-		h.dev.Close()
-		return nil, fmt.Errorf("l3 hub: listen on udp port %d: %w", cfg.ListenPort, err)
-	}
-	h.port = cfg.ListenPort
-	if h.port == 0 {
-		st, err := h.deviceStats()
-		if err != nil || st.port == 0 {
-			h.dev.Close()
-			return nil, fmt.Errorf("l3 hub: listen port unknown: %v", err)
+		dp, err := h.dev.AddPeer(l3router.PeerID(p.Name), p.PublicKey)
+		if err != nil {
+			h.Close()
+			return nil, fmt.Errorf("l3 hub: %v %q: %w", p.Kind, p.Name, err)
 		}
-		h.port = st.port
+		h.peers[p.Name], h.devPeer[p.Name] = p, dp
 	}
+	h.port = h.dev.Port()
 	return h, nil
-}
-
-// writePeer writes the UAPI lines of p: its key and allowed IPs, which are
-// the router's routes of p.
-func (h *Hub) writePeer(b *strings.Builder, p *Peer) {
-	fmt.Fprintf(b, "public_key=%s\nreplace_allowed_ips=true\n", p.PublicKey.Hex())
-	for _, pf := range h.router.AllowedIPs(l3router.PeerID(p.Name)) {
-		fmt.Fprintf(b, "allowed_ip=%v\n", pf)
-	}
-}
-
-// wgLogger adapts slog to wireguard-go's logger: errors at warn level (a
-// peer's failure is not the edge's), verbose lines at debug level.
-func wgLogger(log *slog.Logger) *device.Logger {
-	l := &device.Logger{
-		Verbosef: device.DiscardLogf,
-		Errorf: func(format string, args ...any) {
-			log.Warn("l3 wireguard: " + fmt.Sprintf(format, args...))
-		},
-	}
-	if log.Enabled(context.Background(), slog.LevelDebug) {
-		l.Verbosef = func(format string, args ...any) {
-			log.Debug("l3 wireguard: " + fmt.Sprintf(format, args...))
-		}
-	}
-	return l
 }
 
 // Port returns the UDP port the device listens on.
@@ -195,13 +161,12 @@ func (h *Hub) AddPeer(p Peer) error {
 	if err != nil {
 		return fmt.Errorf("l3 hub: add %v %q: %w", p.Kind, p.Name, err)
 	}
-	var b strings.Builder
-	h.writePeer(&b, &p)
-	if err := h.dev.IpcSet(b.String()); err != nil {
+	dp, err := h.dev.AddPeer(id, p.PublicKey)
+	if err != nil {
 		h.router.Forget(id)
-		return fmt.Errorf("l3 hub: add %v %q: configure device: %w", p.Kind, p.Name, err)
+		return fmt.Errorf("l3 hub: add %v %q: %w", p.Kind, p.Name, err)
 	}
-	h.peers[p.Name] = p
+	h.peers[p.Name], h.devPeer[p.Name] = p, dp
 	return nil
 }
 
@@ -216,9 +181,8 @@ func (h *Hub) RemovePeer(name string) (Peer, error) {
 	if !ok {
 		return Peer{}, fmt.Errorf("l3 hub: remove %q: not a live peer: %w", name, ErrNotFound)
 	}
-	if err := h.dev.IpcSet("public_key=" + p.PublicKey.Hex() + "\nremove=true\n"); err != nil {
-		return Peer{}, fmt.Errorf("l3 hub: remove %v %q: configure device: %w", p.Kind, name, err)
-	}
+	h.dev.RemovePeer(p.PublicKey)
+	delete(h.devPeer, name)
 	// The router forgets it too (routes, counters, its slot), unless the
 	// ACL names it or a group only it was in: then it stays route-less.
 	h.router.Forget(l3router.PeerID(name))
@@ -268,88 +232,34 @@ type Stats struct {
 
 // Stats returns the live peers' counters and handshake times.
 func (h *Hub) Stats() (Stats, error) {
+	h.mu.Lock()
+	dev := make(map[string]wg.PeerStats, len(h.devPeer))
+	for n, dp := range h.devPeer {
+		dev[n] = dp.Stats()
+	}
+	h.mu.Unlock()
 	peers := h.Peers()
 	rs := h.router.Stats()
-	ds, err := h.deviceStats()
-	if err != nil {
-		return Stats{}, err
-	}
 	s := Stats{
 		Unattributed: rs.Unattributed,
 		ICMPErrors:   rs.ICMPErrors, ICMPRateLimited: rs.ICMPRateLimited, ICMPQueueFull: rs.ICMPQueueFull,
 	}
 	for _, p := range peers {
 		ps := PeerStats{Name: p.Name, Kind: p.Kind, Router: rs.Peers[l3router.PeerID(p.Name)]}
-		if d, ok := ds.peers[p.PublicKey.Hex()]; ok {
-			ps.LastHandshake, ps.Endpoint, ps.WireRxBytes, ps.WireTxBytes = d.handshake, d.endpoint, d.rx, d.tx
+		if d, ok := dev[p.Name]; ok {
+			ps.LastHandshake, ps.WireRxBytes, ps.WireTxBytes = d.LastHandshake, d.RxBytes, d.TxBytes
+			if d.Endpoint.IsValid() {
+				ps.Endpoint = d.Endpoint.String()
+			}
 		}
 		s.Peers = append(s.Peers, ps)
 	}
 	return s, nil
 }
 
-type devicePeer struct {
-	handshake time.Time
-	endpoint  string
-	rx, tx    uint64
-}
-
-type deviceStats struct {
-	port  int
-	peers map[string]*devicePeer // by hex public key
-}
-
-// deviceStats parses the device's UAPI get output.
-func (h *Hub) deviceStats() (deviceStats, error) {
-	out, err := h.dev.IpcGet()
-	if err != nil {
-		return deviceStats{}, fmt.Errorf("l3 hub: device stats: %w", err)
-	}
-	ds := deviceStats{peers: map[string]*devicePeer{}}
-	var cur *devicePeer
-	var sec, nsec int64
-	flush := func() {
-		if cur != nil && (sec != 0 || nsec != 0) {
-			cur.handshake = time.Unix(sec, nsec)
-		}
-		sec, nsec = 0, 0
-	}
-	sc := bufio.NewScanner(strings.NewReader(out))
-	for sc.Scan() {
-		k, v, ok := strings.Cut(sc.Text(), "=")
-		if !ok {
-			continue
-		}
-		switch k {
-		case "listen_port":
-			ds.port, _ = strconv.Atoi(v)
-		case "public_key":
-			flush()
-			cur = &devicePeer{}
-			ds.peers[v] = cur
-		}
-		if cur == nil {
-			continue
-		}
-		switch k {
-		case "endpoint":
-			cur.endpoint = v
-		case "last_handshake_time_sec":
-			sec, _ = strconv.ParseInt(v, 10, 64)
-		case "last_handshake_time_nsec":
-			nsec, _ = strconv.ParseInt(v, 10, 64)
-		case "rx_bytes":
-			cur.rx, _ = strconv.ParseUint(v, 10, 64)
-		case "tx_bytes":
-			cur.tx, _ = strconv.ParseUint(v, 10, 64)
-		}
-	}
-	flush()
-	return ds, nil
-}
-
 // Close stops the device and the router. It is idempotent.
 func (h *Hub) Close() error {
 	h.dev.Close()
+	h.router.Close()
 	return nil
 }

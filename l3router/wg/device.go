@@ -1,0 +1,375 @@
+// Package wg is the edge's own WireGuard data path: a WireGuard device (the
+// protocol of wireguard.com, interoperable with every WireGuard
+// implementation) built for one job, forwarding between peers through an
+// [l3router.Router].
+//
+// A general device (wireguard-go's) moves each packet through a pipeline:
+// the receive goroutine splits a GRO batch into buffers, a worker decrypts,
+// the peer's goroutine writes to the TUN, the TUN reader reads it back, a
+// worker encrypts, the peer's goroutine coalesces the batch for GSO and
+// sends. Forwarding between two peers, this device does all of that in one
+// place and in place: a loop reads a batch of datagrams (recvmmsg with UDP
+// GRO, up to 64 KiB each), and for each message decrypts it in the receive
+// buffer, asks the router where it goes (l3router.Router.Route), encrypts
+// it in the same bytes for the destination peer (a transport header is as
+// long as the one it replaces, the padding is kept) and queues those bytes
+// for sendmmsg with UDP GSO. The segments of one received super-datagram
+// that go to one peer leave as one GSO message pointing into the receive
+// buffer. No packet is copied and nothing is allocated per packet.
+//
+// Each address family has one socket per loop, all on the same port
+// (SO_REUSEPORT): the kernel spreads peers over the loops by their
+// address, so the device uses as many cores as it has loops (Config.Loops,
+// GOMAXPROCS by default) while a peer's packets stay in order on one loop.
+//
+// Handshakes (Noise IK, noise.go) are handled on the loop that receives
+// them, limited to handshakesPerSecond for the whole device; the device
+// never sends cookie replies (a handshake flood is dropped at the limit
+// instead), but it honours those of its peers. Timers (retransmission of
+// initiations, keepalives, rekeying, expiry) run on one housekeeping
+// goroutine.
+package wg
+
+import (
+	"crypto/cipher"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/onramp-net/onramp/l3router"
+	"github.com/onramp-net/onramp/l3router/l3config"
+)
+
+// Config configures a Device.
+type Config struct {
+	PrivateKey l3config.Key
+	// ListenPort is the UDP port on every address; 0 picks a free one.
+	ListenPort int
+	// Router forwards the decrypted packets. Each peer is attached to it
+	// under its name (Router.Attach), by AddPeer.
+	Router *l3router.Router
+	// MTU is the largest inner packet (l3router.DefaultMTU if 0).
+	MTU int
+	// Loops is the number of receive loops per address family (and of
+	// sockets sharing the port); GOMAXPROCS if 0.
+	Loops int
+	// Logger receives peers' handshake failures at debug level.
+	Logger *slog.Logger
+}
+
+const (
+	handshakesPerSecond = 2000
+	maxStaged           = 128 // packets held per peer while a handshake is under way
+	tickEvery           = 100 * time.Millisecond
+)
+
+// Device is a running WireGuard device. Its methods are safe for
+// concurrent use.
+type Device struct {
+	id     identity
+	router *l3router.Router
+	mtu    int
+	log    *slog.Logger
+	start  time.Time
+	port   int
+	socks4 []*socket
+	socks6 []*socket
+
+	mu    sync.Mutex
+	peers map[l3config.Key]*Peer
+
+	idxMu sync.RWMutex
+	index map[uint32]indexEntry
+
+	hsMu     sync.Mutex
+	hsTokens float64
+	hsLast   int64
+
+	closed    chan struct{}
+	closeOnce sync.Once
+	wg        sync.WaitGroup
+}
+
+// indexEntry is what a local index names: a keypair, or (kp nil) the
+// initiation of a handshake in progress.
+type indexEntry struct {
+	peer *Peer
+	kp   *keypair
+}
+
+// keypair is one session's transport keys.
+type keypair struct {
+	send, recv  cipher.AEAD
+	sendCtr     atomic.Uint64
+	replayMu    sync.Mutex
+	replay      replayWindow
+	created     int64 // device clock
+	initiator   bool
+	local       uint32
+	remoteIndex uint32
+	peer        *Peer
+}
+
+func (kp *keypair) fresh(now int64) bool {
+	return kp != nil && now-kp.created < int64(rejectAfterTime)
+}
+
+// Handshake states.
+const (
+	hsNone = iota
+	hsInitSent
+)
+
+// Peer is a peer of the device.
+type Peer struct {
+	dev    *Device
+	name   l3router.PeerID
+	remote remote
+
+	mu            sync.Mutex // handshake state and key rotation
+	hs            handshake
+	hsState       int
+	hsStarted     int64
+	lastInitSent  int64
+	lastTimestamp [12]byte
+	lastInitRecv  int64
+	seenInit      bool
+	cookie        [16]byte
+	cookieSet     int64
+	hasCookie     bool
+	lastMAC1      [16]byte
+	staged        [][]byte
+	removed       bool
+
+	endpoint                atomic.Pointer[netip.AddrPort]
+	current, previous, next atomic.Pointer[keypair]
+	lastSent, lastRecv      atomic.Int64 // device clock, any packet
+	lastRecvData            atomic.Int64 // device clock, a data packet (not a keepalive)
+	unanswered              atomic.Int64 // device clock of the first send since the last receive; 0 if none
+	lastHandshake           atomic.Int64 // unix nanoseconds of the last completed handshake
+	lastKeyed               atomic.Int64 // device clock of the last completed handshake
+	initAt                  atomic.Int64 // device clock of the last initiation sent while one is pending; 0 if none
+	rxBytes, txBytes        atomic.Uint64
+}
+
+// New starts a device: it binds the port for IPv4 and IPv6 (as far as the
+// host has them), starts the loops and the timers.
+func New(cfg Config) (*Device, error) {
+	if cfg.Router == nil {
+		return nil, errors.New("wg: no router")
+	}
+	d := &Device{
+		id:     newIdentity(cfg.PrivateKey),
+		router: cfg.Router,
+		mtu:    cfg.MTU,
+		log:    cfg.Logger,
+		start:  time.Now(),
+		peers:  map[l3config.Key]*Peer{},
+		index:  map[uint32]indexEntry{},
+		closed: make(chan struct{}),
+	}
+	if d.mtu == 0 {
+		d.mtu = l3router.DefaultMTU
+	}
+	if d.log == nil {
+		d.log = slog.Default()
+	}
+	d.hsTokens = handshakesPerSecond
+	loops := cfg.Loops
+	if loops <= 0 {
+		loops = runtime.GOMAXPROCS(0)
+	}
+	port := cfg.ListenPort
+	var err4, err6 error
+	for i := 0; i < loops; i++ {
+		s, err := listen("udp4", port)
+		if err != nil {
+			err4 = err
+			break
+		}
+		port = s.port()
+		d.socks4 = append(d.socks4, s)
+	}
+	for i := 0; i < loops; i++ {
+		s, err := listen("udp6", port)
+		if err != nil {
+			err6 = err
+			break
+		}
+		port = s.port()
+		d.socks6 = append(d.socks6, s)
+	}
+	if len(d.socks4) == 0 && len(d.socks6) == 0 {
+		return nil, fmt.Errorf("wg: listen on udp port %d: %w", cfg.ListenPort, errors.Join(err4, err6))
+	}
+	d.port = port
+	for _, s := range append(append([]*socket{}, d.socks4...), d.socks6...) {
+		d.wg.Add(1)
+		go d.loop(s)
+	}
+	d.wg.Add(1)
+	go d.timers()
+	return d, nil
+}
+
+// Port returns the UDP port.
+func (d *Device) Port() int { return d.port }
+
+// PublicKey returns the device's public key.
+func (d *Device) PublicKey() l3config.Key { return d.id.pub }
+
+func (d *Device) now() int64 { return int64(time.Since(d.start)) }
+
+// Close stops the loops and timers and closes the sockets.
+func (d *Device) Close() error {
+	d.closeOnce.Do(func() {
+		close(d.closed)
+		for _, s := range append(append([]*socket{}, d.socks4...), d.socks6...) {
+			s.conn.Close()
+		}
+	})
+	d.wg.Wait()
+	return nil
+}
+
+// AddPeer adds the peer with key pub, routed by the router's peer name,
+// and attaches it to the router under that name.
+func (d *Device) AddPeer(name l3router.PeerID, pub l3config.Key) (*Peer, error) {
+	r, err := newRemote(&d.id, pub)
+	if err != nil {
+		return nil, fmt.Errorf("wg: peer %q: %w", name, err)
+	}
+	p := &Peer{dev: d, name: name, remote: r}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if _, ok := d.peers[pub]; ok {
+		return nil, fmt.Errorf("wg: peer %q: key already a peer", name)
+	}
+	if err := d.router.Attach(name, p); err != nil {
+		return nil, fmt.Errorf("wg: peer %q: %w", name, err)
+	}
+	d.peers[pub] = p
+	return p, nil
+}
+
+// Attach attaches p to the router again (after the router replaced the
+// peer of its name).
+func (d *Device) Attach(p *Peer) error { return d.router.Attach(p.name, p) }
+
+// RemovePeer removes the peer with key pub at once: its sessions end, its
+// packets are no longer decrypted.
+func (d *Device) RemovePeer(pub l3config.Key) {
+	d.mu.Lock()
+	p, ok := d.peers[pub]
+	delete(d.peers, pub)
+	d.mu.Unlock()
+	if !ok {
+		return
+	}
+	p.mu.Lock()
+	p.removed = true
+	p.staged = nil
+	p.hsState = hsNone
+	d.dropIndex(p.hs.localIndex, p)
+	for _, slot := range []*atomic.Pointer[keypair]{&p.current, &p.previous, &p.next} {
+		if kp := slot.Swap(nil); kp != nil {
+			d.dropIndex(kp.local, p)
+		}
+	}
+	p.mu.Unlock()
+}
+
+// PeerStats is what the device knows of a peer.
+type PeerStats struct {
+	LastHandshake    time.Time // zero if none yet
+	Endpoint         netip.AddrPort
+	RxBytes, TxBytes uint64 // encrypted bytes received and sent
+}
+
+// Stats returns the peer's counters.
+func (p *Peer) Stats() PeerStats {
+	s := PeerStats{RxBytes: p.rxBytes.Load(), TxBytes: p.txBytes.Load()}
+	if t := p.lastHandshake.Load(); t != 0 {
+		s.LastHandshake = time.Unix(0, t)
+	}
+	if ep := p.endpoint.Load(); ep != nil {
+		s.Endpoint = *ep
+	}
+	return s
+}
+
+// SetEndpoint sets the peer's address before it has sent anything (the
+// device learns it from each authenticated packet anyway).
+func (p *Peer) SetEndpoint(ep netip.AddrPort) { p.endpoint.Store(&ep) }
+
+// newIndex registers a fresh random local index for e.
+func (d *Device) newIndex(e indexEntry) uint32 {
+	d.idxMu.Lock()
+	defer d.idxMu.Unlock()
+	for {
+		i := randomIndex()
+		if _, taken := d.index[i]; !taken && i != 0 {
+			d.index[i] = e
+			return i
+		}
+	}
+}
+
+// dropIndex forgets index i if it is still p's.
+func (d *Device) dropIndex(i uint32, p *Peer) {
+	if i == 0 {
+		return
+	}
+	d.idxMu.Lock()
+	if e, ok := d.index[i]; ok && e.peer == p {
+		delete(d.index, i)
+	}
+	d.idxMu.Unlock()
+}
+
+func (d *Device) lookup(i uint32) indexEntry {
+	d.idxMu.RLock()
+	e := d.index[i]
+	d.idxMu.RUnlock()
+	return e
+}
+
+// sockFor returns the socket of dst's family for loop k.
+func (d *Device) sockFor(dst netip.AddrPort, k int) *socket {
+	socks := d.socks6
+	if dst.Addr().Is4() || dst.Addr().Is4In6() {
+		socks = d.socks4
+	}
+	if len(socks) == 0 {
+		return nil
+	}
+	return socks[k%len(socks)]
+}
+
+// sendControl sends one message (a handshake message, a keepalive, a
+// staged packet) to dst at once.
+func (d *Device) sendControl(dst netip.AddrPort, msg []byte) {
+	if s := d.sockFor(dst, 0); s != nil {
+		s.sendOne(dst, msg)
+	}
+}
+
+// allowHandshake is the device-wide handshake rate limit.
+func (d *Device) allowHandshake(now int64) bool {
+	d.hsMu.Lock()
+	defer d.hsMu.Unlock()
+	d.hsTokens = min(handshakesPerSecond, d.hsTokens+float64(now-d.hsLast)/1e9*handshakesPerSecond)
+	d.hsLast = now
+	if d.hsTokens < 1 {
+		return false
+	}
+	d.hsTokens--
+	return true
+}
+
+func (d *Device) debug(msg string, args ...any) { d.log.Debug("l3 wireguard: "+msg, args...) }

@@ -1,0 +1,497 @@
+package wg
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/onramp-net/onramp/l3router"
+	"github.com/onramp-net/onramp/l3router/l3config"
+)
+
+// loop is the state of one receive loop.
+type loop struct {
+	d      *Device
+	s      *socket
+	out4   *sender
+	out6   *sender
+	dec    l3router.Decision
+	nonce  [12]byte
+	arena  []byte // ICMP errors of the current batch
+	used   int
+	cIdx   uint32 // the last index looked up in this batch, and its keypair
+	cKP    *keypair
+	cValid bool
+}
+
+const arenaSize = 64 << 10
+
+func (d *Device) loop(s *socket) {
+	defer d.wg.Done()
+	k := 0
+	for i, o := range d.socks4 {
+		if o == s {
+			k = i
+		}
+	}
+	for i, o := range d.socks6 {
+		if o == s {
+			k = i
+		}
+	}
+	l := &loop{d: d, s: s, arena: make([]byte, arenaSize)}
+	if len(d.socks4) > 0 {
+		l.out4 = &sender{s: d.socks4[k%len(d.socks4)]}
+	}
+	if len(d.socks6) > 0 {
+		l.out6 = &sender{s: d.socks6[k%len(d.socks6)]}
+	}
+	for {
+		n, err := s.recv()
+		if err != nil {
+			select {
+			case <-d.closed:
+				return
+			default:
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			d.debug("receive", "err", err)
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		now := d.now()
+		l.cValid, l.used = false, 0
+		for i := 0; i < n; i++ {
+			size := int(s.rmsgs[i].Len)
+			buf := s.rbufs[i][:size]
+			seg := s.segment(i)
+			src := s.source(i)
+			for off := 0; off < size; off += seg {
+				l.handle(buf[off:min(off+seg, size)], src, now)
+			}
+		}
+		l.flush()
+	}
+}
+
+func (l *loop) flush() {
+	for _, o := range []*sender{l.out4, l.out6} {
+		if o != nil {
+			if err := o.flush(); err != nil {
+				l.d.debug("send", "err", err)
+			}
+		}
+	}
+}
+
+// handle takes one datagram.
+func (l *loop) handle(b []byte, src netip.AddrPort, now int64) {
+	if len(b) < 4 {
+		return
+	}
+	switch binary.LittleEndian.Uint32(b) {
+	case typeTransport:
+		l.transport(b, src, now)
+	case typeInitiation:
+		l.d.consumeInitiation(b, src, now)
+	case typeResponse:
+		l.d.consumeResponse(b, src, now)
+	case typeCookie:
+		l.d.consumeCookie(b)
+	}
+}
+
+// transport decrypts a transport message in place and forwards what it
+// carries.
+func (l *loop) transport(b []byte, src netip.AddrPort, now int64) {
+	if len(b) < sizeKeepalive {
+		return
+	}
+	idx := binary.LittleEndian.Uint32(b[4:8])
+	var kp *keypair
+	if l.cValid && l.cIdx == idx {
+		kp = l.cKP
+	} else {
+		kp = l.d.lookup(idx).kp
+		l.cIdx, l.cKP, l.cValid = idx, kp, true
+	}
+	if !kp.fresh(now) {
+		return
+	}
+	ctr := binary.LittleEndian.Uint64(b[8:16])
+	binary.LittleEndian.PutUint64(l.nonce[4:], ctr)
+	ct := b[sizeTransportHdr:]
+	pt, err := kp.recv.Open(ct[:0], l.nonce[:], ct, nil)
+	if err != nil {
+		return
+	}
+	kp.replayMu.Lock()
+	ok := kp.replay.accept(ctr)
+	kp.replayMu.Unlock()
+	if !ok {
+		return
+	}
+	p := kp.peer
+	p.rxBytes.Add(uint64(len(b)))
+	p.lastRecv.Store(now)
+	if p.unanswered.Load() != 0 {
+		p.unanswered.Store(0)
+	}
+	if ep := p.endpoint.Load(); ep == nil || *ep != src {
+		p.setEndpoint(src)
+	}
+	if kp != p.current.Load() && kp == p.next.Load() {
+		l.d.confirm(p, kp, now)
+	}
+	if kp.initiator && now-kp.created >= int64(rejectAfterTime-keepaliveTimeout-rekeyTimeout) {
+		l.d.initiate(p, now)
+	}
+	if len(pt) == 0 {
+		return // keepalive
+	}
+	p.lastRecvData.Store(now)
+	l.d.router.Route(pt, p, &l.dec)
+	switch l.dec.Action {
+	case l3router.ActForward:
+		dst, _ := l.dec.To.(*Peer)
+		if dst == nil {
+			return
+		}
+		clear(pt[l.dec.Len:])
+		l.send(dst, b, len(pt), now)
+	case l3router.ActReply:
+		room := l.arena[l.used:]
+		if len(room) < sizeTransportHdr+l.d.mtu+sizeTag {
+			return // the batch's reply space is used up: the error is not sent
+		}
+		m := l.d.router.PutReply(room[sizeTransportHdr:sizeTransportHdr+l.d.mtu], &l.dec)
+		if m == 0 {
+			return
+		}
+		n := padded(m, l.d.mtu)
+		clear(room[sizeTransportHdr+m : sizeTransportHdr+n])
+		msg := room[:sizeTransportHdr+n+sizeTag]
+		l.used += len(msg)
+		l.send(p, msg, n, now)
+	}
+}
+
+// padded is the plaintext length of an n-byte packet: a multiple of 16,
+// at most the MTU (or n).
+func padded(n, mtu int) int {
+	return max(n, min((n+15)&^15, mtu))
+}
+
+// send encrypts msg[16:16+n] in place for p and queues msg[:16+n+16] for
+// p's endpoint. Without a session it stages the packet and starts a
+// handshake.
+func (l *loop) send(p *Peer, msg []byte, n int, now int64) {
+	kp := p.current.Load()
+	ep := p.endpoint.Load()
+	if !kp.fresh(now) || ep == nil {
+		l.d.stage(p, msg[sizeTransportHdr:sizeTransportHdr+n], now)
+		return
+	}
+	ctr := kp.sendCtr.Add(1) - 1
+	if ctr >= rejectAfterMessages {
+		l.d.stage(p, msg[sizeTransportHdr:sizeTransportHdr+n], now)
+		return
+	}
+	msg = msg[:sizeTransportHdr+n+sizeTag]
+	putHeader(msg, kp.remoteIndex, ctr)
+	binary.LittleEndian.PutUint64(l.nonce[4:], ctr)
+	kp.send.Seal(msg[sizeTransportHdr:sizeTransportHdr], l.nonce[:], msg[sizeTransportHdr:sizeTransportHdr+n], nil)
+	dst := *ep
+	out := l.out6
+	if dst.Addr().Is4() {
+		out = l.out4
+	}
+	if out == nil {
+		return
+	}
+	if err := out.queue(dst, msg); err != nil {
+		l.d.debug("send", "err", err)
+	}
+	p.txBytes.Add(uint64(len(msg)))
+	p.lastSent.Store(now)
+	if p.unanswered.Load() == 0 {
+		p.unanswered.Store(now)
+	}
+	if kp.initiator && (now-kp.created >= int64(rekeyAfterTime) || ctr >= rekeyAfterMessages) {
+		l.d.initiate(p, now)
+	}
+}
+
+func putHeader(msg []byte, receiver uint32, ctr uint64) {
+	binary.LittleEndian.PutUint32(msg[0:4], typeTransport)
+	binary.LittleEndian.PutUint32(msg[4:8], receiver)
+	binary.LittleEndian.PutUint64(msg[8:16], ctr)
+}
+
+func (p *Peer) setEndpoint(ep netip.AddrPort) { p.endpoint.Store(&ep) }
+
+// stage keeps a copy of pkt until p has a session, and starts a handshake.
+func (d *Device) stage(p *Peer, pkt []byte, now int64) {
+	p.mu.Lock()
+	if !p.removed {
+		if len(p.staged) >= maxStaged {
+			p.staged = p.staged[1:]
+		}
+		p.staged = append(p.staged, bytes.Clone(pkt))
+	}
+	p.mu.Unlock()
+	d.initiate(p, now)
+}
+
+// sendPlain encrypts pkt (nil: a keepalive) for p into a new buffer and
+// sends it at once. It reports false if p has no session.
+func (d *Device) sendPlain(p *Peer, pkt []byte, now int64) bool {
+	kp := p.current.Load()
+	ep := p.endpoint.Load()
+	if !kp.fresh(now) || ep == nil {
+		return false
+	}
+	ctr := kp.sendCtr.Add(1) - 1
+	if ctr >= rejectAfterMessages {
+		return false
+	}
+	n := 0
+	if len(pkt) > 0 {
+		n = padded(len(pkt), d.mtu)
+	}
+	msg := make([]byte, sizeTransportHdr+n+sizeTag)
+	copy(msg[sizeTransportHdr:], pkt)
+	putHeader(msg, kp.remoteIndex, ctr)
+	var nonce [12]byte
+	binary.LittleEndian.PutUint64(nonce[4:], ctr)
+	kp.send.Seal(msg[sizeTransportHdr:sizeTransportHdr], nonce[:], msg[sizeTransportHdr:sizeTransportHdr+n], nil)
+	d.sendControl(*ep, msg)
+	p.txBytes.Add(uint64(len(msg)))
+	p.lastSent.Store(now)
+	return true
+}
+
+// sendStaged sends what waited for a session, or a keepalive if nothing
+// did (which confirms a new session to its responder).
+func (d *Device) sendStaged(p *Peer, staged [][]byte, now int64) {
+	if len(staged) == 0 {
+		d.sendPlain(p, nil, now)
+		return
+	}
+	for _, pkt := range staged {
+		if !d.sendPlain(p, pkt, now) {
+			return
+		}
+	}
+}
+
+// confirm makes kp, the session p answered as responder, current: the
+// initiator has used it.
+func (d *Device) confirm(p *Peer, kp *keypair, now int64) {
+	p.mu.Lock()
+	if p.next.Load() != kp {
+		p.mu.Unlock()
+		return
+	}
+	p.next.Store(nil)
+	if old := p.previous.Swap(p.current.Swap(kp)); old != nil {
+		d.dropIndex(old.local, p)
+	}
+	staged := p.staged
+	p.staged = nil
+	p.mu.Unlock()
+	for _, pkt := range staged {
+		d.sendPlain(p, pkt, now)
+	}
+}
+
+// initiate sends a handshake initiation to p unless one went out less than
+// rekeyTimeout ago.
+func (d *Device) initiate(p *Peer, now int64) {
+	if t := p.initAt.Load(); t != 0 && now-t < int64(rekeyTimeout) {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.removed || p.hsState == hsInitSent && now-p.lastInitSent < int64(rekeyTimeout) {
+		return
+	}
+	if p.hsState != hsInitSent {
+		p.hsStarted = now
+	}
+	d.sendInitiationLocked(p, now)
+}
+
+// sendInitiationLocked sends a new initiation to p's endpoint. p.mu is
+// held.
+func (d *Device) sendInitiationLocked(p *Peer, now int64) {
+	ep := p.endpoint.Load()
+	if ep == nil {
+		return
+	}
+	if p.hsState == hsInitSent {
+		d.dropPending(p.hs.localIndex, p)
+	}
+	idx := d.newIndex(indexEntry{peer: p})
+	msg := make([]byte, sizeInitiation)
+	hs, err := d.id.createInitiation(msg, &p.remote, idx, time.Now())
+	if err != nil {
+		d.dropPending(idx, p)
+		d.debug("handshake initiation", "peer", p.name, "err", err)
+		return
+	}
+	p.lastMAC1 = addMACs(msg, p.remote.mac1Key[:], p.cookieFor(now))
+	p.hs, p.hsState, p.lastInitSent = hs, hsInitSent, now
+	p.initAt.Store(now)
+	d.sendControl(*ep, msg)
+	p.lastSent.Store(now)
+}
+
+// cookieFor returns p's cookie if it is fresh. p.mu is held.
+func (p *Peer) cookieFor(now int64) *[16]byte {
+	if p.hasCookie && now-p.cookieSet < int64(cookieRefreshTime) {
+		return &p.cookie
+	}
+	return nil
+}
+
+// dropPending forgets index i if it names p's handshake in progress.
+func (d *Device) dropPending(i uint32, p *Peer) {
+	d.idxMu.Lock()
+	if e, ok := d.index[i]; ok && e.peer == p && e.kp == nil {
+		delete(d.index, i)
+	}
+	d.idxMu.Unlock()
+}
+
+func (d *Device) peerByKey(k l3config.Key) *Peer {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.peers[k]
+}
+
+// consumeInitiation answers a handshake initiation.
+func (d *Device) consumeInitiation(b []byte, src netip.AddrPort, now int64) {
+	if len(b) != sizeInitiation || !d.id.checkMAC1(b) || !d.allowHandshake(now) {
+		return
+	}
+	var p *Peer
+	in, r, err := d.id.consumeInitiation(b, func(k l3config.Key) *remote {
+		if p = d.peerByKey(k); p == nil {
+			return nil
+		}
+		return &p.remote
+	})
+	if err != nil {
+		d.debug("handshake initiation", "from", src, "err", err)
+		return
+	}
+	p.mu.Lock()
+	if p.removed {
+		p.mu.Unlock()
+		return
+	}
+	if p.seenInit && bytes.Compare(in.timestamp[:], p.lastTimestamp[:]) <= 0 {
+		p.mu.Unlock()
+		d.debug("handshake initiation", "peer", p.name, "err", errReplay)
+		return
+	}
+	if p.seenInit && now-p.lastInitRecv < int64(initiationMinGap) {
+		p.mu.Unlock()
+		d.debug("handshake initiation", "peer", p.name, "err", errFlood)
+		return
+	}
+	p.seenInit, p.lastTimestamp, p.lastInitRecv = true, in.timestamp, now
+	kp := &keypair{peer: p, created: now, remoteIndex: in.hs.remoteIndex}
+	kp.local = d.newIndex(indexEntry{peer: p, kp: kp})
+	msg := make([]byte, sizeResponse)
+	keys, err := createResponse(msg, &in.hs, r, kp.local)
+	if err != nil {
+		d.dropIndex(kp.local, p)
+		p.mu.Unlock()
+		d.debug("handshake response", "peer", p.name, "err", err)
+		return
+	}
+	kp.send, kp.recv = newAEAD(&keys.send), newAEAD(&keys.recv)
+	if old := p.next.Swap(kp); old != nil {
+		d.dropIndex(old.local, p)
+	}
+	p.lastMAC1 = addMACs(msg, p.remote.mac1Key[:], p.cookieFor(now))
+	p.setEndpoint(src)
+	p.lastKeyed.Store(now)
+	p.lastHandshake.Store(time.Now().UnixNano())
+	p.mu.Unlock()
+	p.lastRecv.Store(now)
+	d.sendControl(src, msg)
+	p.lastSent.Store(now)
+}
+
+// consumeResponse completes a handshake this device initiated.
+func (d *Device) consumeResponse(b []byte, src netip.AddrPort, now int64) {
+	if len(b) != sizeResponse || !d.id.checkMAC1(b) || !d.allowHandshake(now) {
+		return
+	}
+	idx := binary.LittleEndian.Uint32(b[8:12])
+	e := d.lookup(idx)
+	p := e.peer
+	if p == nil || e.kp != nil {
+		return
+	}
+	p.mu.Lock()
+	if p.removed || p.hsState != hsInitSent || p.hs.localIndex != idx {
+		p.mu.Unlock()
+		return
+	}
+	keys, remoteIdx, err := d.id.consumeResponse(b, &p.hs, &p.remote)
+	if err != nil {
+		p.mu.Unlock()
+		d.debug("handshake response", "peer", p.name, "err", err)
+		return
+	}
+	kp := &keypair{peer: p, created: now, initiator: true, local: idx, remoteIndex: remoteIdx,
+		send: newAEAD(&keys.send), recv: newAEAD(&keys.recv)}
+	d.idxMu.Lock()
+	d.index[idx] = indexEntry{peer: p, kp: kp}
+	d.idxMu.Unlock()
+	p.hsState = hsNone
+	p.initAt.Store(0)
+	if old := p.next.Swap(nil); old != nil {
+		d.dropIndex(old.local, p)
+	}
+	if old := p.previous.Swap(p.current.Swap(kp)); old != nil {
+		d.dropIndex(old.local, p)
+	}
+	p.setEndpoint(src)
+	p.lastKeyed.Store(now)
+	p.lastHandshake.Store(time.Now().UnixNano())
+	staged := p.staged
+	p.staged = nil
+	p.mu.Unlock()
+	p.lastRecv.Store(now)
+	p.unanswered.Store(0)
+	d.sendStaged(p, staged, now)
+}
+
+// consumeCookie takes a peer's cookie reply to our last handshake message.
+func (d *Device) consumeCookie(b []byte) {
+	if len(b) != sizeCookie {
+		return
+	}
+	e := d.lookup(binary.LittleEndian.Uint32(b[4:8]))
+	p := e.peer
+	if p == nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	c, err := consumeCookie(b, &p.remote, p.lastMAC1)
+	if err != nil {
+		return
+	}
+	p.cookie, p.cookieSet, p.hasCookie = c, d.now(), true
+}

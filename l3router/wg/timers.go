@@ -1,0 +1,70 @@
+package wg
+
+import (
+	"math/rand/v2"
+	"sync/atomic"
+	"time"
+)
+
+// timers runs the protocol's timers for every peer, every tickEvery:
+// initiation retransmits and give-up, keepalives, a new handshake when
+// sends go unanswered, and the expiry of old sessions.
+func (d *Device) timers() {
+	defer d.wg.Done()
+	t := time.NewTicker(tickEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-d.closed:
+			return
+		case <-t.C:
+		}
+		now := d.now()
+		d.mu.Lock()
+		peers := make([]*Peer, 0, len(d.peers))
+		for _, p := range d.peers {
+			peers = append(peers, p)
+		}
+		d.mu.Unlock()
+		for _, p := range peers {
+			d.tick(p, now)
+		}
+	}
+}
+
+func (d *Device) tick(p *Peer, now int64) {
+	p.mu.Lock()
+	if p.removed {
+		p.mu.Unlock()
+		return
+	}
+	if p.hsState == hsInitSent {
+		switch {
+		case now-p.hsStarted >= int64(rekeyAttemptTime):
+			// Give up; the next packet for the peer starts again.
+			d.dropPending(p.hs.localIndex, p)
+			p.hsState = hsNone
+			p.initAt.Store(0)
+			p.staged = nil
+		case now-p.lastInitSent >= int64(rekeyTimeout)+rand.Int64N(int64(time.Second/3)):
+			d.sendInitiationLocked(p, now)
+		}
+	}
+	for _, slot := range []*atomic.Pointer[keypair]{&p.previous, &p.next, &p.current} {
+		if kp := slot.Load(); kp != nil && !kp.fresh(now) {
+			slot.Store(nil)
+			d.dropIndex(kp.local, p)
+		}
+	}
+	p.mu.Unlock()
+	// Passive keepalive: data came in and nothing went out since.
+	if r := p.lastRecvData.Load(); r > p.lastSent.Load() && now-r >= int64(keepaliveTimeout) {
+		d.sendPlain(p, nil, now)
+	}
+	// Sent and heard nothing back for a while: the session may be dead
+	// at the other end.
+	if u := p.unanswered.Load(); u != 0 && now-u >= int64(keepaliveTimeout+rekeyTimeout) {
+		p.unanswered.Store(now)
+		d.initiate(p, now)
+	}
+}
