@@ -155,6 +155,7 @@ type Peer struct {
 	lastKeyed               atomic.Int64 // device clock of the last completed handshake
 	initAt                  atomic.Int64 // device clock of the last initiation sent while one is pending; 0 if none
 	rxBytes, txBytes        atomic.Uint64
+	handshakes              atomic.Uint64 // completed, either side
 }
 
 // New starts a device: it binds the port for IPv4 and IPv6 (as far as the
@@ -288,12 +289,13 @@ func (d *Device) RemovePeer(pub l3config.Key) {
 type PeerStats struct {
 	LastHandshake    time.Time // zero if none yet
 	Endpoint         netip.AddrPort
+	Handshakes       uint64 // completed handshakes, as initiator or responder
 	RxBytes, TxBytes uint64 // encrypted bytes received and sent
 }
 
 // Stats returns the peer's counters.
 func (p *Peer) Stats() PeerStats {
-	s := PeerStats{RxBytes: p.rxBytes.Load(), TxBytes: p.txBytes.Load()}
+	s := PeerStats{RxBytes: p.rxBytes.Load(), TxBytes: p.txBytes.Load(), Handshakes: p.handshakes.Load()}
 	if t := p.lastHandshake.Load(); t != 0 {
 		s.LastHandshake = time.Unix(0, t)
 	}

@@ -3,7 +3,6 @@ package wg
 import (
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -314,5 +313,3 @@ func (s *socket) sendOne(dst netip.AddrPort, msg []byte) error {
 	_, err := s.conn.WriteToUDPAddrPort(msg, dst)
 	return err
 }
-
-var errClosed = errors.New("device closed")

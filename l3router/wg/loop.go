@@ -425,6 +425,7 @@ func (d *Device) consumeInitiation(b []byte, src netip.AddrPort, now int64) {
 	p.setEndpoint(src)
 	p.lastKeyed.Store(now)
 	p.lastHandshake.Store(time.Now().UnixNano())
+	p.handshakes.Add(1)
 	p.mu.Unlock()
 	p.lastRecv.Store(now)
 	d.sendControl(src, msg)
@@ -469,6 +470,7 @@ func (d *Device) consumeResponse(b []byte, src netip.AddrPort, now int64) {
 	p.setEndpoint(src)
 	p.lastKeyed.Store(now)
 	p.lastHandshake.Store(time.Now().UnixNano())
+	p.handshakes.Add(1)
 	staged := p.staged
 	p.staged = nil
 	p.mu.Unlock()

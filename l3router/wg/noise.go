@@ -41,26 +41,29 @@ const (
 const (
 	rekeyAfterMessages  = 1 << 60
 	rejectAfterMessages = ^uint64(0) - (1 << 13)
-	rekeyAfterTime      = 120 * time.Second
-	rejectAfterTime     = 180 * time.Second
-	rekeyAttemptTime    = 90 * time.Second
-	rekeyTimeout        = 5 * time.Second
-	keepaliveTimeout    = 10 * time.Second
 	cookieRefreshTime   = 120 * time.Second
 	// A peer may start at most this many handshakes a second.
 	initiationMinGap = time.Second / 50
 )
 
+// The protocol's timers; variables only so that tests can run sessions
+// through their whole life in seconds.
 var (
-	errShort     = errors.New("wrong message size")
-	errMAC1      = errors.New("bad mac1")
-	errDecrypt   = errors.New("authentication failed")
-	errUnknown   = errors.New("unknown peer key")
-	errReplay    = errors.New("replayed or old timestamp")
-	errFlood     = errors.New("handshakes too frequent")
-	errLowOrder  = errors.New("low-order public key")
-	errNoState   = errors.New("no handshake in progress for this index")
-	errNoSession = errors.New("no session")
+	rekeyAfterTime   = 120 * time.Second
+	rejectAfterTime  = 180 * time.Second
+	rekeyAttemptTime = 90 * time.Second
+	rekeyTimeout     = 5 * time.Second
+	keepaliveTimeout = 10 * time.Second
+)
+
+var (
+	errShort    = errors.New("wrong message size")
+	errMAC1     = errors.New("bad mac1")
+	errDecrypt  = errors.New("authentication failed")
+	errUnknown  = errors.New("unknown peer key")
+	errReplay   = errors.New("replayed or old timestamp")
+	errFlood    = errors.New("handshakes too frequent")
+	errLowOrder = errors.New("low-order public key")
 )
 
 var (
