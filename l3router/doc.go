@@ -1,6 +1,12 @@
 // Package l3router is the edge's in-memory, batched IP router for the L3
 // on-ramp.
 //
+// The edge's own WireGuard device (package wg) hands the router one
+// decrypted packet at a time with [Router.Route], which checks it the same
+// way and names the peer to encrypt it for; nothing is queued or copied
+// (see route.go). The rest of this documentation is about the other
+// interface, a tun.Device, which any wireguard-go device can use:
+//
 // A [Router] is the tun.Device of one wireguard-go device.Device. The device
 // writes decrypted packets from its peers to [Router.Write]; the router
 // validates each packet, looks up the peer that owns its source and its

@@ -208,6 +208,12 @@ func New(cfg Config) (*Device, error) {
 	if len(d.socks4) == 0 && len(d.socks6) == 0 {
 		return nil, fmt.Errorf("wg: listen on udp port %d: %w", cfg.ListenPort, errors.Join(err4, err6))
 	}
+	if err4 != nil && len(d.socks4) == 0 {
+		d.log.Warn("l3 wireguard: no IPv4 socket", "port", port, "err", err4)
+	}
+	if err6 != nil && len(d.socks6) == 0 {
+		d.log.Warn("l3 wireguard: no IPv6 socket", "port", port, "err", err6)
+	}
 	d.port = port
 	for _, s := range append(append([]*socket{}, d.socks4...), d.socks6...) {
 		d.wg.Add(1)
