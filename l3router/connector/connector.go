@@ -189,40 +189,6 @@ func (s Stats) Ready(now time.Time) bool {
 	return s.LinkUp && !s.LastHandshake.IsZero() && now.Sub(s.LastHandshake) < ReadyWindow
 }
 
-// peerStats fills the WireGuard fields of s from the output of
-// device.IpcGet for a device with one peer, and returns the listen port.
-func parseIpcGet(out string, s *Stats) (listenPort int, err error) {
-	var sec, nsec int64
-	for line := range strings.SplitSeq(out, "\n") {
-		k, v, ok := strings.Cut(line, "=")
-		if !ok {
-			continue
-		}
-		var perr error
-		switch k {
-		case "listen_port":
-			listenPort, perr = strconv.Atoi(v)
-		case "endpoint":
-			s.Endpoint = v
-		case "tx_bytes":
-			s.WireGuardTxBytes, perr = strconv.ParseUint(v, 10, 64)
-		case "rx_bytes":
-			s.WireGuardRxBytes, perr = strconv.ParseUint(v, 10, 64)
-		case "last_handshake_time_sec":
-			sec, perr = strconv.ParseInt(v, 10, 64)
-		case "last_handshake_time_nsec":
-			nsec, perr = strconv.ParseInt(v, 10, 64)
-		}
-		if perr != nil {
-			return 0, fmt.Errorf("wireguard-go status: %s=%q: %w", k, v, perr)
-		}
-	}
-	if sec != 0 || nsec != 0 {
-		s.LastHandshake = time.Unix(sec, nsec)
-	}
-	return listenPort, nil
-}
-
 // tunDev wraps the kernel TUN for wireguard-go: it counts the packets of
 // each batch, and it keeps the interface's up and down events from the
 // device (see the package doc), recording them instead.

@@ -15,21 +15,22 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
-	"golang.zx2c4.com/wireguard/conn"
-	"golang.zx2c4.com/wireguard/device"
 	"golang.zx2c4.com/wireguard/tun"
 
 	"github.com/onramp-net/onramp/l3router/l3config"
+	"github.com/onramp-net/onramp/l3router/wg"
 )
 
-// Connector is a running L3 connector: a kernel TUN, a wireguard-go device
-// peered with the edge, and the host's addresses and routes through it.
+// Connector is a running L3 connector: a kernel TUN, a WireGuard device
+// (package wg) peered with the edge, and the host's addresses and routes
+// through it.
 type Connector struct {
-	mu   sync.Mutex // guards info and cfg, and serialises Reload
+	mu   sync.Mutex // guards info, cfg and peer, and serialises Reload
 	info Info
 	cfg  *l3config.Connector // the configuration running now
 	tun  *tunDev
-	dev  *device.Device
+	dev  *wg.Device
+	peer *wg.Peer        // the edge
 	nl   *netlink.Handle // in the namespace Start ran in
 	log  *slog.Logger
 
@@ -80,25 +81,25 @@ func Start(ctx context.Context, cfg *l3config.Connector, log *slog.Logger) (*Con
 		}
 		return l.Attrs().MTU, nil
 	}
-	c.dev = device.NewDevice(c.tun, conn.NewDefaultBind(), wgLogger(log))
+	// The device opens its UDP sockets here, in this thread's namespace
+	// (TUN events never reach it: see tunDev).
+	c.dev, err = wg.New(wg.Config{PrivateKey: cfg.PrivateKey, ListenPort: cfg.ListenPort, TUN: c.tun,
+		MTU: cfg.MTU, Loops: 1, Logger: log})
+	if err != nil {
+		c.tun.Close()
+		nl.Close()
+		return nil, fmt.Errorf("open WireGuard UDP port %d: %w%s", cfg.ListenPort, err, hint(err))
+	}
 	ok := false
 	defer func() {
 		if !ok {
 			_ = c.Close() // the interface, its addresses and routes go
 		}
 	}()
-	if err := c.dev.IpcSet(uapiConfig(cfg, edge)); err != nil {
+	if err := c.setPeer(cfg, edge, true); err != nil {
 		return nil, fmt.Errorf("configure WireGuard: %w", err)
 	}
-	// Up opens the UDP socket here, in this thread's namespace (TUN events
-	// never reach the device: see tunDev).
-	if err := c.dev.Up(); err != nil {
-		return nil, fmt.Errorf("open WireGuard UDP port %d: %w", cfg.ListenPort, err)
-	}
-	var s Stats
-	if c.info.Port, err = c.ipcStats(&s); err != nil {
-		return nil, err
-	}
+	c.info.Port = c.dev.Port()
 	if err := setupLink(nl, plan); err != nil {
 		return nil, err
 	}
@@ -120,8 +121,14 @@ func (c *Connector) Info() Info {
 func (c *Connector) Stats() (Stats, error) {
 	var s Stats
 	c.tun.stats(&s)
-	_, err := c.ipcStats(&s)
-	return s, err
+	c.mu.Lock()
+	ps := c.peer.Stats()
+	c.mu.Unlock()
+	s.WireGuardTxBytes, s.WireGuardRxBytes, s.LastHandshake = ps.TxBytes, ps.RxBytes, ps.LastHandshake
+	if ps.Endpoint.IsValid() {
+		s.Endpoint = ps.Endpoint.String()
+	}
+	return s, nil
 }
 
 // Ready reports whether the session with the edge can carry packets now
@@ -131,14 +138,6 @@ func (c *Connector) Ready() bool {
 	return err == nil && s.Ready(time.Now())
 }
 
-func (c *Connector) ipcStats(s *Stats) (int, error) {
-	out, err := c.dev.IpcGet()
-	if err != nil {
-		return 0, fmt.Errorf("wireguard-go status: %w", err)
-	}
-	return parseIpcGet(out, s)
-}
-
 // Close stops the device and removes the TUN; its addresses and routes go
 // with it. Forwarding stays as it is: other services on the host (or a
 // second connector) may rely on it. Close is safe to call more than once.
@@ -146,7 +145,7 @@ func (c *Connector) Close() error {
 	c.closeOnce.Do(func() {
 		c.dev.Close()
 		// The kernel removes a TUN when its last file descriptor closes,
-		// which device.Close does before it returns; check, so that a
+		// which Close does before it returns; check, so that a
 		// leftover interface is reported rather than found later.
 		c.mu.Lock()
 		name := c.info.Interface
@@ -159,24 +158,24 @@ func (c *Connector) Close() error {
 	return c.closeErr
 }
 
-// uapiConfig is the wireguard-go configuration (UAPI set operation).
-func uapiConfig(cfg *l3config.Connector, edge netip.AddrPort) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "private_key=%s\nlisten_port=%d\nreplace_peers=true\n", cfg.PrivateKey.Hex(), cfg.ListenPort)
-	b.WriteString(peerSection(cfg, edge))
-	return b.String()
-}
-
-// peerSection is the UAPI section of the edge peer: its endpoint,
-// keepalive and allowed IPs (the routes), replacing those it had.
-func peerSection(cfg *l3config.Connector, edge netip.AddrPort) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "public_key=%s\nendpoint=%s\npersistent_keepalive_interval=%d\nreplace_allowed_ips=true\n",
-		cfg.Edge.PublicKey.Hex(), edge, int(time.Duration(cfg.Edge.Keepalive).Seconds()))
-	for _, r := range cfg.Routes {
-		fmt.Fprintf(&b, "allowed_ip=%s\n", r)
+// setPeer configures the edge peer as cfg says: a new one if fresh or the
+// edge's key changed (a new session), else endpoint, keepalive and allowed
+// IPs in place. c.mu is held, or c not yet shared.
+func (c *Connector) setPeer(cfg *l3config.Connector, edge netip.AddrPort, fresh bool) error {
+	if fresh || c.peer.PublicKey() != cfg.Edge.PublicKey {
+		if c.peer != nil {
+			c.dev.RemovePeer(c.peer.PublicKey())
+		}
+		p, err := c.dev.AddPeer("edge", cfg.Edge.PublicKey)
+		if err != nil {
+			return err
+		}
+		c.peer = p
 	}
-	return b.String()
+	c.peer.SetAllowedIPs(cfg.Routes)
+	c.peer.SetEndpoint(edge)
+	c.peer.SetKeepalive(time.Duration(cfg.Edge.Keepalive))
+	return nil
 }
 
 // resolveEndpoint turns host:port into an address, resolving a name.
@@ -220,7 +219,7 @@ func setupLink(nl *netlink.Handle, p Plan) error {
 		}
 	}
 	// Reverse-path filtering, even strict, passes every packet from the
-	// edge: wireguard-go accepts only sources in the peer's allowed IPs,
+	// edge: the device accepts only sources in the peer's allowed IPs,
 	// and those are exactly the routes through the TUN. Loosening it would
 	// cost a route lookup per packet where it is off.
 	if err := nl.LinkSetUp(link); err != nil {
@@ -281,21 +280,4 @@ func hint(err error) string {
 		return ": are you root? (needs CAP_NET_ADMIN)"
 	}
 	return ""
-}
-
-// wgLogger sends wireguard-go's log to log: its errors as warnings (a
-// failed handshake send is not fatal), its verbose lines at debug.
-func wgLogger(log *slog.Logger) *device.Logger {
-	l := &device.Logger{
-		Verbosef: device.DiscardLogf,
-		Errorf: func(format string, args ...any) {
-			log.Warn(fmt.Sprintf(format, args...), "from", "wireguard-go")
-		},
-	}
-	if log.Enabled(context.Background(), slog.LevelDebug) {
-		l.Verbosef = func(format string, args ...any) {
-			log.Debug(fmt.Sprintf(format, args...), "from", "wireguard-go")
-		}
-	}
-	return l
 }

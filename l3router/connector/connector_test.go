@@ -94,40 +94,6 @@ func TestPlan(t *testing.T) {
 	}
 }
 
-func TestParseIpcGet(t *testing.T) {
-	// What device.IpcGet returns for a device with one peer.
-	out := "private_key=1111111111111111111111111111111111111111111111111111111111111111\n" +
-		"listen_port=40123\n" +
-		"public_key=2222222222222222222222222222222222222222222222222222222222222222\n" +
-		"preshared_key=0000000000000000000000000000000000000000000000000000000000000000\n" +
-		"protocol_version=1\n" +
-		"endpoint=198.18.20.1:51820\n" +
-		"last_handshake_time_sec=1700000000\n" +
-		"last_handshake_time_nsec=500000000\n" +
-		"tx_bytes=1234\n" +
-		"rx_bytes=5678\n" +
-		"persistent_keepalive_interval=25\n" +
-		"allowed_ip=198.18.96.0/20\n"
-	var s Stats
-	port, err := parseIpcGet(out, &s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if port != 40123 || s.Endpoint != "198.18.20.1:51820" || s.WireGuardTxBytes != 1234 || s.WireGuardRxBytes != 5678 {
-		t.Fatalf("port %d stats %+v", port, s)
-	}
-	if !s.LastHandshake.Equal(time.Unix(1700000000, 500000000)) {
-		t.Fatalf("last handshake %v", s.LastHandshake)
-	}
-	var never Stats
-	if _, err := parseIpcGet(strings.ReplaceAll(strings.ReplaceAll(out, "1700000000", "0"), "500000000", "0"), &never); err != nil || !never.LastHandshake.IsZero() {
-		t.Fatalf("no handshake: %v %v", never.LastHandshake, err)
-	}
-	if _, err := parseIpcGet("tx_bytes=x\n", &s); err == nil || !strings.Contains(err.Error(), "tx_bytes") {
-		t.Fatalf("bad number: %v", err)
-	}
-}
-
 func TestStatsReady(t *testing.T) {
 	now := time.Now()
 	for _, tc := range []struct {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/netip"
 	"slices"
 
 	"github.com/vishvananda/netlink"
@@ -72,9 +71,9 @@ func (c *Connector) Reload(ctx context.Context, cfg *l3config.Connector) (Reload
 	}
 	// The peer: a new edge key replaces the peer (a new session);
 	// otherwise endpoint, keepalive and allowed IPs change in place.
-	if err := c.dev.IpcSet(peerConfig(cfg, edge, cfg.Edge.PublicKey != c.cfg.Edge.PublicKey)); err != nil {
+	if err := c.setPeer(cfg, edge, false); err != nil {
 		undo()
-		_ = c.dev.IpcSet(peerConfig(c.cfg, c.info.EdgeAddr, false))
+		_ = c.setPeer(c.cfg, c.info.EdgeAddr, false)
 		return Reloaded{}, fmt.Errorf("reload: configure WireGuard: %w (nothing changed)", err)
 	}
 	for _, r := range old.Routes {
@@ -108,14 +107,4 @@ func netlinkRoute(link netlink.Link, r Route) *netlink.Route {
 		rt.Src = r.Src.AsSlice()
 	}
 	return rt
-}
-
-// peerConfig is the UAPI set operation for the edge peer alone; replace
-// drops every peer first (a new edge key).
-func peerConfig(cfg *l3config.Connector, edge netip.AddrPort, replace bool) string {
-	s := ""
-	if replace {
-		s = "replace_peers=true\n"
-	}
-	return s + peerSection(cfg, edge)
 }

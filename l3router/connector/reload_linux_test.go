@@ -2,6 +2,7 @@ package connector
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
@@ -47,12 +48,18 @@ func TestReload(t *testing.T) {
 	routes := func() string {
 		return run(t, node, "ip", "-4", "route", "show", "dev", "onr0") + run(t, node, "ip", "-6", "route", "show", "dev", "onr0")
 	}
+	// The edge peer's state in the device, written as UAPI lines.
 	ipc := func() string {
-		out, err := c.dev.IpcGet()
-		if err != nil {
-			t.Fatal(err)
+		c.mu.Lock()
+		p := c.peer
+		c.mu.Unlock()
+		var b strings.Builder
+		fmt.Fprintf(&b, "public_key=%s\nendpoint=%s\npersistent_keepalive_interval=%d\n",
+			p.PublicKey().Hex(), p.Stats().Endpoint, int(p.Keepalive().Seconds()))
+		for _, a := range p.AllowedIPs() {
+			fmt.Fprintf(&b, "allowed_ip=%s\n", a)
 		}
-		return out
+		return b.String()
 	}
 
 	// Another site appears at the edge: its subnets come in.

@@ -41,6 +41,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.zx2c4.com/wireguard/tun"
+
 	"github.com/onramp-net/onramp/l3router"
 	"github.com/onramp-net/onramp/l3router/l3config"
 )
@@ -53,6 +55,12 @@ type Config struct {
 	// Router forwards the decrypted packets. Each peer is attached to it
 	// under its name (Router.Attach), by AddPeer.
 	Router *l3router.Router
+	// TUN, instead of a router, makes a device with one peer (a
+	// connector's, whose peer is the edge): packets from the peer whose
+	// source is in its allowed IPs are written to the TUN, packets read
+	// from it whose destination is in them go to the peer. The device
+	// drains the TUN's events and closes it on Close.
+	TUN tun.Device
 	// MTU is the largest inner packet (l3router.DefaultMTU if 0).
 	MTU int
 	// Loops is the number of receive loops per address family (and of
@@ -73,12 +81,15 @@ const (
 type Device struct {
 	id     identity
 	router *l3router.Router
-	mtu    int
-	log    *slog.Logger
-	start  time.Time
-	port   int
-	socks4 []*socket
-	socks6 []*socket
+	tun    tun.Device
+	// tunPeer is the peer of a TUN device.
+	tunPeer atomic.Pointer[Peer]
+	mtu     int
+	log     *slog.Logger
+	start   time.Time
+	port    int
+	socks4  []*socket
+	socks6  []*socket
 
 	mu    sync.Mutex
 	peers map[l3config.Key]*Peer
@@ -155,18 +166,22 @@ type Peer struct {
 	lastKeyed               atomic.Int64 // device clock of the last completed handshake
 	initAt                  atomic.Int64 // device clock of the last initiation sent while one is pending; 0 if none
 	rxBytes, txBytes        atomic.Uint64
-	handshakes              atomic.Uint64 // completed, either side
+	handshakes              atomic.Uint64                  // completed, either side
+	allowed                 atomic.Pointer[[]netip.Prefix] // TUN device: sources accepted, destinations sent
+	keepalive               atomic.Int64                   // persistent keepalive interval (ns); 0: none
+	dropped                 atomic.Uint64                  // TUN device: packets from the peer outside its allowed IPs or malformed
 }
 
 // New starts a device: it binds the port for IPv4 and IPv6 (as far as the
 // host has them), starts the loops and the timers.
 func New(cfg Config) (*Device, error) {
-	if cfg.Router == nil {
-		return nil, errors.New("wg: no router")
+	if (cfg.Router == nil) == (cfg.TUN == nil) {
+		return nil, errors.New("wg: want a router or a TUN")
 	}
 	d := &Device{
 		id:     newIdentity(cfg.PrivateKey),
 		router: cfg.Router,
+		tun:    cfg.TUN,
 		mtu:    cfg.MTU,
 		log:    cfg.Logger,
 		start:  time.Now(),
@@ -221,6 +236,15 @@ func New(cfg Config) (*Device, error) {
 	}
 	d.wg.Add(1)
 	go d.timers()
+	if d.tun != nil {
+		d.wg.Add(2)
+		go d.tunReader()
+		go func() {
+			defer d.wg.Done()
+			for range d.tun.Events() {
+			}
+		}()
+	}
 	return d, nil
 }
 
@@ -238,6 +262,9 @@ func (d *Device) Close() error {
 		close(d.closed)
 		for _, s := range append(append([]*socket{}, d.socks4...), d.socks6...) {
 			s.conn.Close()
+		}
+		if d.tun != nil {
+			d.tun.Close()
 		}
 	})
 	d.wg.Wait()
@@ -257,8 +284,12 @@ func (d *Device) AddPeer(name l3router.PeerID, pub l3config.Key) (*Peer, error) 
 	if _, ok := d.peers[pub]; ok {
 		return nil, fmt.Errorf("wg: peer %q: key already a peer", name)
 	}
-	if err := d.router.Attach(name, p); err != nil {
-		return nil, fmt.Errorf("wg: peer %q: %w", name, err)
+	if d.router != nil {
+		if err := d.router.Attach(name, p); err != nil {
+			return nil, fmt.Errorf("wg: peer %q: %w", name, err)
+		}
+	} else if !d.tunPeer.CompareAndSwap(nil, p) {
+		return nil, fmt.Errorf("wg: peer %q: a TUN device has one peer", name)
 	}
 	d.peers[pub] = p
 	return p, nil
@@ -278,6 +309,7 @@ func (d *Device) RemovePeer(pub l3config.Key) {
 	if !ok {
 		return
 	}
+	d.tunPeer.CompareAndSwap(p, nil)
 	p.mu.Lock()
 	p.removed = true
 	p.staged = nil
@@ -297,11 +329,12 @@ type PeerStats struct {
 	Endpoint         netip.AddrPort
 	Handshakes       uint64 // completed handshakes, as initiator or responder
 	RxBytes, TxBytes uint64 // encrypted bytes received and sent
+	Dropped          uint64 // TUN device: packets from the peer dropped (source not allowed, malformed)
 }
 
 // Stats returns the peer's counters.
 func (p *Peer) Stats() PeerStats {
-	s := PeerStats{RxBytes: p.rxBytes.Load(), TxBytes: p.txBytes.Load(), Handshakes: p.handshakes.Load()}
+	s := PeerStats{RxBytes: p.rxBytes.Load(), TxBytes: p.txBytes.Load(), Handshakes: p.handshakes.Load(), Dropped: p.dropped.Load()}
 	if t := p.lastHandshake.Load(); t != 0 {
 		s.LastHandshake = time.Unix(0, t)
 	}
@@ -314,6 +347,54 @@ func (p *Peer) Stats() PeerStats {
 // SetEndpoint sets the peer's address before it has sent anything (the
 // device learns it from each authenticated packet anyway).
 func (p *Peer) SetEndpoint(ep netip.AddrPort) { p.endpoint.Store(&ep) }
+
+// PublicKey returns the peer's key.
+func (p *Peer) PublicKey() l3config.Key { return p.remote.pub }
+
+// Keepalive returns the persistent keepalive interval (0: none).
+func (p *Peer) Keepalive() time.Duration { return time.Duration(p.keepalive.Load()) }
+
+// AllowedIPs returns a TUN device's peer's allowed IPs.
+func (p *Peer) AllowedIPs() []netip.Prefix {
+	if ps := p.allowed.Load(); ps != nil {
+		return append([]netip.Prefix(nil), (*ps)...)
+	}
+	return nil
+}
+
+// SetAllowedIPs sets a TUN device's peer's allowed IPs: the sources it may
+// send from and the destinations sent to it.
+func (p *Peer) SetAllowedIPs(ps []netip.Prefix) {
+	c := append([]netip.Prefix(nil), ps...)
+	p.allowed.Store(&c)
+}
+
+// allows reports whether a is in p's allowed IPs.
+func (p *Peer) allows(a netip.Addr) bool {
+	ps := p.allowed.Load()
+	if ps == nil {
+		return false
+	}
+	for _, pf := range *ps {
+		if pf.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// SetKeepalive sets the persistent keepalive interval (0: none). With
+// one, the device starts a session with the peer at once, as wireguard-go
+// does, and keeps it alive.
+func (p *Peer) SetKeepalive(d time.Duration) {
+	p.keepalive.Store(int64(d))
+	if d > 0 {
+		now := p.dev.now()
+		if !p.dev.sendPlain(p, nil, now) {
+			p.dev.initiate(p, now)
+		}
+	}
+}
 
 // newIndex registers a fresh random local index for e.
 func (d *Device) newIndex(e indexEntry) uint32 {

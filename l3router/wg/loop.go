@@ -6,7 +6,10 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"os"
 	"time"
+
+	"golang.zx2c4.com/wireguard/tun"
 
 	"github.com/onramp-net/onramp/l3router"
 	"github.com/onramp-net/onramp/l3router/l3config"
@@ -25,6 +28,27 @@ type loop struct {
 	cIdx   uint32 // the last index looked up in this batch, and its keypair
 	cKP    *keypair
 	cValid bool
+	// TUN device: packets decrypted straight into tunMem, written to the
+	// TUN in batches of tunBatchLen.
+	tunMem   [][]byte
+	tunBatch [][]byte
+	ntun     int
+}
+
+const (
+	// tunOffset is where packets start in TUN buffers: room for a
+	// transport header (and the TUN's virtio-net header before it).
+	tunOffset   = sizeTransportHdr
+	tunBatchLen = 128
+	tunBufSize  = tunOffset + 1<<16
+)
+
+func (l *loop) initTUN() {
+	l.tunMem = make([][]byte, tunBatchLen)
+	l.tunBatch = make([][]byte, tunBatchLen)
+	for i := range l.tunMem {
+		l.tunMem[i] = make([]byte, tunBufSize)
+	}
 }
 
 const arenaSize = 64 << 10
@@ -43,6 +67,9 @@ func (d *Device) loop(s *socket) {
 		}
 	}
 	l := &loop{d: d, s: s, arena: make([]byte, arenaSize)}
+	if d.tun != nil {
+		l.initTUN()
+	}
 	if len(d.socks4) > 0 {
 		l.out4 = &sender{s: d.socks4[k%len(d.socks4)]}
 	}
@@ -80,6 +107,9 @@ func (d *Device) loop(s *socket) {
 }
 
 func (l *loop) flush() {
+	if l.ntun > 0 {
+		l.flushTUN()
+	}
 	for _, o := range []*sender{l.out4, l.out6} {
 		if o != nil {
 			if err := o.flush(); err != nil {
@@ -126,7 +156,17 @@ func (l *loop) transport(b []byte, src netip.AddrPort, now int64) {
 	ctr := binary.LittleEndian.Uint64(b[8:16])
 	binary.LittleEndian.PutUint64(l.nonce[4:], ctr)
 	ct := b[sizeTransportHdr:]
-	pt, err := kp.recv.Open(ct[:0], l.nonce[:], ct, nil)
+	var pt []byte
+	var err error
+	if l.tunMem != nil {
+		// Decrypt into the TUN batch (the TUN's GRO coalesces there).
+		if l.ntun == len(l.tunMem) {
+			l.flushTUN()
+		}
+		pt, err = kp.recv.Open(l.tunMem[l.ntun][tunOffset:tunOffset], l.nonce[:], ct, nil)
+	} else {
+		pt, err = kp.recv.Open(ct[:0], l.nonce[:], ct, nil)
+	}
 	if err != nil {
 		return
 	}
@@ -155,6 +195,10 @@ func (l *loop) transport(b []byte, src netip.AddrPort, now int64) {
 		return // keepalive
 	}
 	p.lastRecvData.Store(now)
+	if l.tunMem != nil {
+		l.toTUN(p, pt)
+		return
+	}
 	l.d.router.Route(pt, p, &l.dec)
 	switch l.dec.Action {
 	case l3router.ActForward:
@@ -273,6 +317,9 @@ func (d *Device) sendPlain(p *Peer, pkt []byte, now int64) bool {
 	d.sendControl(*ep, msg)
 	p.txBytes.Add(uint64(len(msg)))
 	p.lastSent.Store(now)
+	if kp.initiator && now-kp.created >= int64(rekeyAfterTime) {
+		d.initiate(p, now)
+	}
 	return true
 }
 
@@ -496,4 +543,104 @@ func (d *Device) consumeCookie(b []byte) {
 		return
 	}
 	p.cookie, p.cookieSet, p.hasCookie = c, d.now(), true
+}
+
+// toTUN queues the decrypted packet pt (in tunMem[ntun]) for the TUN if
+// its source is in p's allowed IPs.
+func (l *loop) toTUN(p *Peer, pt []byte) {
+	n, src, _ := ipAddrs(pt)
+	if n == 0 || !p.allows(src) {
+		p.dropped.Add(1)
+		return
+	}
+	l.tunBatch[l.ntun] = l.tunMem[l.ntun][:tunOffset+n]
+	l.ntun++
+}
+
+func (l *loop) flushTUN() {
+	if _, err := l.d.tun.Write(l.tunBatch[:l.ntun], tunOffset); err != nil {
+		l.d.debug("write to TUN", "err", err)
+	}
+	l.ntun = 0
+}
+
+// ipAddrs returns the IP length of the packet at the start of b (0 if b
+// is not a whole IPv4 or IPv6 packet) and its addresses.
+func ipAddrs(b []byte) (n int, src, dst netip.Addr) {
+	if len(b) < 20 {
+		return 0, src, dst
+	}
+	switch b[0] >> 4 {
+	case 4:
+		n = int(binary.BigEndian.Uint16(b[2:4]))
+		if n < 20 || n > len(b) {
+			return 0, src, dst
+		}
+		return n, netip.AddrFrom4([4]byte(b[12:16])), netip.AddrFrom4([4]byte(b[16:20]))
+	case 6:
+		if len(b) < 40 {
+			return 0, src, dst
+		}
+		n = 40 + int(binary.BigEndian.Uint16(b[4:6]))
+		if n > len(b) {
+			return 0, src, dst
+		}
+		return n, netip.AddrFrom16([16]byte(b[8:24])), netip.AddrFrom16([16]byte(b[24:40]))
+	}
+	return 0, src, dst
+}
+
+// tunReader reads packets from the TUN, encrypts them in place for the
+// peer and sends them in GSO batches.
+func (d *Device) tunReader() {
+	defer d.wg.Done()
+	l := &loop{d: d}
+	if len(d.socks4) > 0 {
+		l.out4 = &sender{s: d.socks4[0]}
+	}
+	if len(d.socks6) > 0 {
+		l.out6 = &sender{s: d.socks6[0]}
+	}
+	bs := max(1, d.tun.BatchSize())
+	mem := make([][]byte, bs)
+	bufs := make([][]byte, bs)
+	sizes := make([]int, bs)
+	for i := range mem {
+		mem[i] = make([]byte, tunOffset+max(d.mtu, 1<<16)+sizeTag+16)
+	}
+	for {
+		copy(bufs, mem)
+		n, err := d.tun.Read(bufs, sizes, tunOffset)
+		if err != nil {
+			select {
+			case <-d.closed:
+				return
+			default:
+			}
+			if errors.Is(err, os.ErrClosed) {
+				return
+			}
+			if !errors.Is(err, tun.ErrTooManySegments) {
+				d.debug("read from TUN", "err", err)
+				time.Sleep(10 * time.Millisecond)
+			}
+			continue
+		}
+		now := d.now()
+		p := d.tunPeer.Load()
+		if p == nil {
+			continue
+		}
+		for i := 0; i < n; i++ {
+			m := sizes[i]
+			pkt := mem[i][tunOffset : tunOffset+m]
+			if k, _, dst := ipAddrs(pkt); k == 0 || !p.allows(dst) {
+				continue // not for the peer (wireguard-go drops these too)
+			}
+			pad := padded(m, d.mtu)
+			clear(mem[i][tunOffset+m : tunOffset+pad])
+			l.send(p, mem[i], pad, now)
+		}
+		l.flush()
+	}
 }

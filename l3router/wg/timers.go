@@ -57,6 +57,12 @@ func (d *Device) tick(p *Peer, now int64) {
 		}
 	}
 	p.mu.Unlock()
+	// Persistent keepalive.
+	if ka := p.keepalive.Load(); ka > 0 && now-p.lastSent.Load() >= ka {
+		if !d.sendPlain(p, nil, now) {
+			d.initiate(p, now)
+		}
+	}
 	// Passive keepalive: data came in and nothing went out since.
 	if r := p.lastRecvData.Load(); r > p.lastSent.Load() && now-r >= int64(keepaliveTimeout) {
 		d.sendPlain(p, nil, now)
