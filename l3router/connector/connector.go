@@ -1,21 +1,22 @@
 // Package connector is the connector half of the L3 on-ramp: it joins a
 // private network to the edge's WireGuard hub.
 //
-// [Start] creates a kernel TUN device with wireguard-go's virtio-net
-// offloads (the kernel hands TCP and UDP super-segments to wireguard-go,
-// which writes coalesced ones back: GSO and GRO in batches), a wireguard-go
-// device on the standard UDP bind (UDP GSO and GRO on its socket) with the
-// edge as its only peer, the connector's virtual addresses on the TUN,
-// routes for the edge's client pools and other sites through it, and IP
-// forwarding, so that hosts of the LAN reach the clients through this host
-// and the clients' packets reach the LAN with their virtual source address.
+// [Start] creates a kernel TUN device with virtio-net offloads (the kernel
+// hands TCP and UDP super-segments to the connector, which writes coalesced
+// ones back: GSO and GRO in batches), the WireGuard device of package wg in
+// TUN mode with the edge as its only peer (UDP GSO and GRO on its socket),
+// the connector's virtual addresses on the TUN, routes for the edge's
+// client pools and other sites through it, and IP forwarding, so that
+// hosts of the LAN reach the clients through this host and the clients'
+// packets reach the LAN with their virtual source address.
 // [Connector.Close] removes the TUN, and its addresses and routes with it.
 //
-// All per-packet work happens inside wireguard-go and the kernel; the
-// connector only counts packets at the TUN, per batch (see [Stats]).
+// Per packet, the device decrypts what the edge sends straight into the
+// TUN's write batch and encrypts what the TUN reads in place (see package
+// wg); the connector counts packets at the TUN, per batch (see [Stats]).
 //
 // The device's state is the connector's, not the interface's: the TUN's
-// up and down events are not passed to wireguard-go, so the UDP socket is
+// up and down events are not passed to the device, so the UDP socket is
 // opened once, by Start, in the network namespace Start runs in, and an
 // administrator setting the interface down does not rebind it (it shows in
 // [Stats].LinkUp and [Stats.Ready]).
@@ -52,8 +53,8 @@ type Plan struct {
 	// its family from Addresses (invalid if there is none).
 	Routes []Route
 	// AllowedIPs are the edge peer's allowed IPs: packets from the edge
-	// whose source is outside them are dropped by wireguard-go, and packets
-	// to them go to the edge. They are the routes.
+	// whose source is outside them are dropped, and packets to them go to
+	// the edge. They are the routes.
 	AllowedIPs []netip.Prefix
 	// Forward4 and Forward6 tell which forwarding sysctls Start turns on:
 	// those of the families that the routes or subnets use, if the
@@ -177,7 +178,7 @@ type Stats struct {
 	// LastHandshake is when the last handshake with the edge completed;
 	// zero if none has.
 	LastHandshake time.Time
-	// Endpoint is the edge's address as wireguard-go has it now.
+	// Endpoint is the edge's address as the device has it now.
 	Endpoint string
 	// LinkUp reports whether the TUN interface is up and running.
 	LinkUp bool
@@ -189,7 +190,7 @@ func (s Stats) Ready(now time.Time) bool {
 	return s.LinkUp && !s.LastHandshake.IsZero() && now.Sub(s.LastHandshake) < ReadyWindow
 }
 
-// tunDev wraps the kernel TUN for wireguard-go: it counts the packets of
+// tunDev wraps the kernel TUN for the device: it counts the packets of
 // each batch, and it keeps the interface's up and down events from the
 // device (see the package doc), recording them instead.
 type tunDev struct {
@@ -294,17 +295,17 @@ type Info struct {
 	ForwardingEnabled []string
 }
 
-// Offloads are what the TUN and the UDP socket do in batches. wireguard-go
-// enables them itself and does not export what it got, so the connector
-// asks the kernel the same questions (see probeOffloads).
+// Offloads are what the TUN and the UDP socket do in batches.
+// tun.CreateTUN enables the TUN's itself and does not export what it got,
+// so the connector asks the kernel the same questions (see probeOffloads).
 type Offloads struct {
 	// TUNBatch is how many packets one TUN read or write may carry; more
 	// than 1 when the TUN has virtio-net headers.
 	TUNBatch int
 	// TSO: the TUN takes TCP segmentation and checksum offload (TSO4,
-	// TSO6, CSUM): the kernel hands wireguard-go TCP super-segments of up
-	// to 64 KiB, which it splits, and wireguard-go writes TCP packets
-	// back coalesced (GRO).
+	// TSO6, CSUM): the kernel hands the connector TCP super-segments of
+	// up to 64 KiB, which it splits, and it writes TCP packets back
+	// coalesced (GRO).
 	TSO bool
 	// USO: the same for UDP (USO4, USO6; Linux 6.2 and later).
 	USO bool
@@ -312,7 +313,8 @@ type Offloads struct {
 	// equal-sized datagrams as one (UDP_SEGMENT) and receives them
 	// coalesced (UDP_GRO).
 	UDPGSO, UDPGRO bool
-	// BindBatch is how many datagrams one socket send or receive carries.
+	// BindBatch is how many datagrams one socket receive carries (each a
+	// GRO super-datagram of up to 64 KiB).
 	BindBatch int
 }
 

@@ -2,8 +2,9 @@ package connector
 
 import (
 	"golang.org/x/sys/unix"
-	"golang.zx2c4.com/wireguard/conn"
 	"golang.zx2c4.com/wireguard/tun"
+
+	"github.com/onramp-net/onramp/l3router/wg"
 )
 
 // TUN offload flags as tun.CreateTUN sets them (tun_linux.go).
@@ -12,15 +13,15 @@ const (
 	tunUDPOffloads = unix.TUN_F_USO4 | unix.TUN_F_USO6
 )
 
-// probeOffloads finds out what wireguard-go enabled. A TUN with
+// probeOffloads finds out what tun.CreateTUN enabled. A TUN with
 // virtio-net headers has a batch size above 1 and the TCP offloads
 // (tun.CreateTUN fails without them). For UDP it sets the same flags again
 // (TUNSETOFFLOAD replaces the set; the kernel refuses unknown flags before
-// changing anything), which succeeds exactly when wireguard-go's own
-// attempt did. The socket's UDP_SEGMENT and UDP_GRO are asked of a
-// throwaway socket in the same namespace, as conn.StdNetBind asks its own.
+// changing anything), which succeeds exactly when its own attempt did.
+// The socket's UDP_SEGMENT and UDP_GRO are asked of a throwaway socket in
+// the same namespace.
 func probeOffloads(td tun.Device) Offloads {
-	o := Offloads{TUNBatch: td.BatchSize(), BindBatch: conn.IdealBatchSize}
+	o := Offloads{TUNBatch: td.BatchSize(), BindBatch: wg.RecvBatch}
 	if o.TUNBatch > 1 {
 		o.TSO = true
 		if rc, err := td.File().SyscallConn(); err == nil {

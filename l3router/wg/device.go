@@ -22,6 +22,13 @@
 // address, so the device uses as many cores as it has loops (Config.Loops,
 // GOMAXPROCS by default) while a peer's packets stay in order on one loop.
 //
+// The connector runs the same device in TUN mode (Config.TUN): one peer,
+// the edge; a message from it is decrypted straight into a buffer of the
+// TUN's write batch (whose virtio-net GRO coalesces TCP segments before
+// the kernel sees them), and packets read from the TUN (super-segments
+// split by its GSO) are encrypted in place and sent with UDP GSO. Allowed
+// IPs are checked both ways, as wireguard-go's cryptokey routing does.
+//
 // Handshakes (Noise IK, noise.go) are handled on the loop that receives
 // them, limited to handshakesPerSecond for the whole device; the device
 // never sends cookie replies (a handshake flood is dropped at the limit

@@ -13,6 +13,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// RecvBatch is how many datagrams one receive takes (recvmmsg), each a
+// GRO super-datagram of up to 64 KiB.
+const RecvBatch = recvBatch
+
 // Batch sizes of the socket layer.
 const (
 	recvBatch   = 16      // datagrams per recvmmsg, each up to recvBufSize with GRO
@@ -40,6 +44,12 @@ type socket struct {
 	rnames [recvBatch]unix.RawSockaddrInet6
 	roob   [recvBatch][64]byte
 	rbufs  [recvBatch][]byte
+	// recvFn is the recvmmsg call for rc.Read, made once (a closure per
+	// call would be allocated per batch); it leaves its result in rn,
+	// rerr.
+	recvFn func(fd uintptr) bool
+	rn     int
+	rerr   syscall.Errno
 }
 
 // sender is one loop's batch of messages to send on a socket: the
@@ -58,6 +68,12 @@ type sender struct {
 	lastSegs int
 	lastLen  int
 	lastOpen bool // the last message may take more segments
+	// sendFn is the sendmmsg call for rc.Write from message done on,
+	// made once; it leaves its result in sn, serr.
+	sendFn func(fd uintptr) bool
+	done   int
+	sn     int
+	serr   syscall.Errno
 }
 
 // listen opens a socket of network ("udp4" or "udp6") on port with
@@ -116,23 +132,23 @@ func (s *socket) recv() (int, error) {
 		h.SetControllen(len(s.roob[i]))
 		h.Flags = 0
 	}
-	var n int
-	var errno syscall.Errno
-	err := s.rc.Read(func(fd uintptr) bool {
-		r, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&s.rmsgs[0])), recvBatch, 0, 0, 0)
-		if e == unix.EAGAIN {
-			return false
+	if s.recvFn == nil {
+		s.recvFn = func(fd uintptr) bool {
+			r, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&s.rmsgs[0])), recvBatch, 0, 0, 0)
+			if e == unix.EAGAIN {
+				return false
+			}
+			s.rn, s.rerr = int(r), e
+			return true
 		}
-		n, errno = int(r), e
-		return true
-	})
-	if err != nil {
+	}
+	if err := s.rc.Read(s.recvFn); err != nil {
 		return 0, err
 	}
-	if errno != 0 {
-		return 0, errno
+	if s.rerr != 0 {
+		return 0, s.rerr
 	}
-	return n, nil
+	return s.rn, nil
 }
 
 // source returns the sender of datagram i.
@@ -249,19 +265,22 @@ func (s *sender) flush() error {
 			h.SetControllen(unix.CmsgSpace(2))
 		}
 	}
-	var last error
-	done := 0
-	for done < s.nmsgs {
-		var n int
-		var errno syscall.Errno
-		err := s.s.rc.Write(func(fd uintptr) bool {
-			r, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&s.smsgs[done])), uintptr(s.nmsgs-done), 0, 0, 0)
+	if s.sendFn == nil {
+		s.sendFn = func(fd uintptr) bool {
+			r, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&s.smsgs[s.done])), uintptr(s.nmsgs-s.done), 0, 0, 0)
 			if e == unix.EAGAIN {
 				return false
 			}
-			n, errno = int(r), e
+			s.sn, s.serr = int(r), e
 			return true
-		})
+		}
+	}
+	var last error
+	s.done = 0
+	for s.done < s.nmsgs {
+		done := s.done
+		err := s.s.rc.Write(s.sendFn)
+		n, errno := s.sn, s.serr
 		if err != nil {
 			last = err
 			break
@@ -275,10 +294,10 @@ func (s *sender) flush() error {
 			} else {
 				last = errno
 			}
-			done++ // drop the message at fault, go on with the rest
+			s.done = done + 1 // drop the message at fault, go on with the rest
 			continue
 		}
-		done += n
+		s.done = done + n
 	}
 	s.nmsgs, s.niovs, s.lastOpen = 0, 0, false
 	return last

@@ -508,10 +508,18 @@ func (d *Device) consumeResponse(b []byte, src netip.AddrPort, now int64) {
 	d.idxMu.Unlock()
 	p.hsState = hsNone
 	p.initAt.Store(0)
-	if old := p.next.Swap(nil); old != nil {
-		d.dropIndex(old.local, p)
+	// The new session becomes current; the one before stays usable for
+	// receiving as previous. That is a session we answered and the peer
+	// has not used yet, if there is one (handshakes crossed: it may be
+	// the one the peer sends on now), else the current one.
+	prev := p.next.Swap(nil)
+	cur := p.current.Swap(kp)
+	if prev == nil {
+		prev = cur
+	} else if cur != nil {
+		d.dropIndex(cur.local, p)
 	}
-	if old := p.previous.Swap(p.current.Swap(kp)); old != nil {
+	if old := p.previous.Swap(prev); old != nil {
 		d.dropIndex(old.local, p)
 	}
 	p.setEndpoint(src)
@@ -611,6 +619,9 @@ func (d *Device) tunReader() {
 	for {
 		copy(bufs, mem)
 		n, err := d.tun.Read(bufs, sizes, tunOffset)
+		if p := d.tunPeer.Load(); p != nil && n > 0 {
+			l.fromTUN(p, mem, sizes[:n], d.now())
+		}
 		if err != nil {
 			select {
 			case <-d.closed:
@@ -624,23 +635,21 @@ func (d *Device) tunReader() {
 				d.debug("read from TUN", "err", err)
 				time.Sleep(10 * time.Millisecond)
 			}
-			continue
 		}
-		now := d.now()
-		p := d.tunPeer.Load()
-		if p == nil {
-			continue
-		}
-		for i := 0; i < n; i++ {
-			m := sizes[i]
-			pkt := mem[i][tunOffset : tunOffset+m]
-			if k, _, dst := ipAddrs(pkt); k == 0 || !p.allows(dst) {
-				continue // not for the peer (wireguard-go drops these too)
-			}
-			pad := padded(m, d.mtu)
-			clear(mem[i][tunOffset+m : tunOffset+pad])
-			l.send(p, mem[i], pad, now)
-		}
-		l.flush()
 	}
+}
+
+// fromTUN encrypts the packets read from the TUN (packet i at
+// mem[i][tunOffset:][:sizes[i]]) in place for p and sends them.
+func (l *loop) fromTUN(p *Peer, mem [][]byte, sizes []int, now int64) {
+	for i, m := range sizes {
+		pkt := mem[i][tunOffset : tunOffset+m]
+		if k, _, dst := ipAddrs(pkt); k == 0 || !p.allows(dst) {
+			continue // not for the peer (wireguard-go drops these too)
+		}
+		pad := padded(m, l.d.mtu)
+		clear(mem[i][tunOffset+m : tunOffset+pad])
+		l.send(p, mem[i], pad, now)
+	}
+	l.flush()
 }
