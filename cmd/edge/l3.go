@@ -34,8 +34,11 @@ func startHub(c *l3ctl, log *slog.Logger, reg prometheus.Registerer) (*hub.Hub, 
 		return nil, err
 	}
 	l3 := &c.cfg.L3
+	if l3.QueueLen != 0 {
+		log.Warn("edge config: l3.queue_len is obsolete and ignored: the edge's WireGuard device forwards each packet in place, without a queue")
+	}
 	h, err := hub.New(hub.Config{
-		ListenPort: l3.ListenPort(), PrivateKey: key, Pools: poolsOf(c.cfg), MTU: l3.MTU, QueueLen: l3.QueueLen, ACL: l3.ACL, Logger: log,
+		ListenPort: l3.ListenPort(), PrivateKey: key, Pools: poolsOf(c.cfg), MTU: l3.MTU, ACL: l3.ACL, Logger: log,
 	}, peers)
 	if err != nil {
 		return nil, fmt.Errorf("l3 (edge config l3.listen %s): %w", l3.Listen, err)

@@ -40,8 +40,6 @@ type Config struct {
 	Pools Pools
 	// MTU of the device and the router (l3router.DefaultMTU if 0).
 	MTU int
-	// QueueLen is the router's packet queue (l3router.DefaultQueueLen if 0).
-	QueueLen int
 	// ACL is the router's access policy.
 	ACL l3router.ACLConfig
 	// Logger receives the device's handshake failures at debug level;
@@ -86,7 +84,7 @@ func New(cfg Config, peers []Peer) (*Hub, error) {
 		log = slog.Default()
 	}
 	r4, r6 := cfg.Pools.Router()
-	rc := l3router.Config{MTU: cfg.MTU, QueueLen: cfg.QueueLen, Address4: r4, Address6: r6, ACL: cfg.ACL}
+	rc := l3router.Config{MTU: cfg.MTU, Address4: r4, Address6: r6, ACL: cfg.ACL}
 	known := map[l3router.PeerID]bool{}
 	for _, p := range peers {
 		rc.Peers = append(rc.Peers, l3router.PeerConfig{

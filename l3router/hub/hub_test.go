@@ -392,23 +392,3 @@ func TestHubACL(t *testing.T) {
 }
 
 // The router's queue length comes from the hub's configuration.
-func TestHubQueueLen(t *testing.T) {
-	s, _ := openTestStore(t, testPools)
-	edgeKey, err := s.EdgeKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := Config{PrivateKey: edgeKey, Pools: testPools, QueueLen: 3, Logger: slog.New(slog.DiscardHandler)}
-	if h, err := New(cfg, nil); err == nil || !strings.Contains(err.Error(), "queue_len 3") {
-		if h != nil {
-			h.Close()
-		}
-		t.Fatalf("QueueLen 3: %v, want the router's queue_len error", err)
-	}
-	cfg.QueueLen = 4096
-	h, err := New(cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.Close()
-}

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -39,7 +40,7 @@ type node struct {
 // newNode starts a wireguard-go device peered with d. With dial it knows
 // d's endpoint and keeps the session alive (as clients and connectors
 // do); without it, it waits for d to reach it.
-func newNode(t *testing.T, d *Device, name string, key l3config.Key, dial bool) *node {
+func newNode(t *testing.T, d *Device, name string, key l3config.Key, dial bool, host string) *node {
 	t.Helper()
 	ct := tuntest.NewChannelTUN()
 	dev := device.NewDevice(ct.TUN(), conn.NewDefaultBind(), device.NewLogger(device.LogLevelError, name+": "))
@@ -47,7 +48,7 @@ func newNode(t *testing.T, d *Device, name string, key l3config.Key, dial bool) 
 	var b strings.Builder
 	fmt.Fprintf(&b, "private_key=%s\nlisten_port=0\npublic_key=%s\nallowed_ip=0.0.0.0/0\n", key.Hex(), d.PublicKey().Hex())
 	if dial {
-		fmt.Fprintf(&b, "endpoint=127.0.0.1:%d\npersistent_keepalive_interval=1\n", d.Port())
+		fmt.Fprintf(&b, "endpoint=%s\npersistent_keepalive_interval=1\n", net.JoinHostPort(host, fmt.Sprint(d.Port())))
 	}
 	if err := dev.IpcSet(b.String()); err != nil {
 		t.Fatal(err)
@@ -127,7 +128,10 @@ type rig struct {
 
 // newRig starts a device whose router has the client (clientIP) and the
 // connector site (198.18.30.0/24), and wireguard-go nodes for both.
-func newRig(t *testing.T, clientDials bool) *rig {
+func newRig(t *testing.T, clientDials bool) *rig { return newRigOn(t, clientDials, "127.0.0.1") }
+
+// newRigOn is newRig with the nodes dialing the device at host.
+func newRigOn(t *testing.T, clientDials bool, host string) *rig {
 	t.Helper()
 	router, err := l3router.New(l3router.Config{
 		Address4: netip.MustParseAddr("198.18.160.1"),
@@ -152,8 +156,8 @@ func newRig(t *testing.T, clientDials bool) *rig {
 	if r.pSite, err = d.AddPeer("site", ks.PublicKey()); err != nil {
 		t.Fatal(err)
 	}
-	r.client = newNode(t, d, "client", kc, clientDials)
-	r.site = newNode(t, d, "site", ks, true)
+	r.client = newNode(t, d, "client", kc, clientDials, host)
+	r.site = newNode(t, d, "site", ks, true, host)
 	return r
 }
 
@@ -178,6 +182,18 @@ func TestForward(t *testing.T) {
 	rs := r.router.Stats().Peers["site"]
 	if rs.RxPackets < 51 || rs.TxPackets < 51 {
 		t.Errorf("router counted site rx %d tx %d packets, want >= 51", rs.RxPackets, rs.TxPackets)
+	}
+}
+
+// TestForwardIPv6: the same over IPv6 (the device's IPv6 sockets).
+func TestForwardIPv6(t *testing.T) {
+	r := newRigOn(t, true, "::1")
+	r.both(t, "first", 10*time.Second)
+	for i := range 20 {
+		r.both(t, fmt.Sprint("packet ", i), 5*time.Second)
+	}
+	if ep := r.pSite.Stats().Endpoint; !ep.Addr().Is6() || ep.Addr().Is4In6() {
+		t.Errorf("site endpoint %v, want an IPv6 address", ep)
 	}
 }
 

@@ -289,6 +289,14 @@ func (d *Device) stage(p *Peer, pkt []byte, now int64) {
 		p.staged = append(p.staged, bytes.Clone(pkt))
 	}
 	p.mu.Unlock()
+	// A session the peer has just started (answered, not yet used) is
+	// confirmed by its first packet, due within a round trip; the staged
+	// packets go then. Starting a handshake of our own now would cross
+	// the peer's (wireguard-go, for one, can lose a session when two
+	// cross). If the confirmation is late, the timers start one.
+	if nx := p.next.Load(); nx != nil && now-nx.created < int64(rekeyTimeout) {
+		return
+	}
 	d.initiate(p, now)
 }
 
@@ -352,6 +360,7 @@ func (d *Device) confirm(p *Peer, kp *keypair, now int64) {
 	staged := p.staged
 	p.staged = nil
 	p.mu.Unlock()
+	d.debug("session confirmed", "peer", p.name, "index", kp.local, "staged", len(staged))
 	for _, pkt := range staged {
 		d.sendPlain(p, pkt, now)
 	}
@@ -397,6 +406,7 @@ func (d *Device) sendInitiationLocked(p *Peer, now int64) {
 	p.initAt.Store(now)
 	d.sendControl(*ep, msg)
 	p.lastSent.Store(now)
+	d.debug("handshake initiated", "peer", p.name, "to", *ep, "index", idx)
 }
 
 // cookieFor returns p's cookie if it is fresh. p.mu is held.
@@ -477,6 +487,7 @@ func (d *Device) consumeInitiation(b []byte, src netip.AddrPort, now int64) {
 	p.lastRecv.Store(now)
 	d.sendControl(src, msg)
 	p.lastSent.Store(now)
+	d.debug("handshake answered", "peer", p.name, "from", src, "index", kp.local)
 }
 
 // consumeResponse completes a handshake this device initiated.
@@ -531,6 +542,7 @@ func (d *Device) consumeResponse(b []byte, src netip.AddrPort, now int64) {
 	p.mu.Unlock()
 	p.lastRecv.Store(now)
 	p.unanswered.Store(0)
+	d.debug("handshake completed", "peer", p.name, "from", src, "index", idx, "staged", len(staged))
 	d.sendStaged(p, staged, now)
 }
 

@@ -50,7 +50,14 @@ func (d *Device) tick(p *Peer, now int64) {
 			d.sendInitiationLocked(p, now)
 		}
 	}
-	for _, slot := range []*atomic.Pointer[keypair]{&p.previous, &p.next, &p.current} {
+	// Packets wait for a session the peer started and has not confirmed
+	// in time: start one ourselves.
+	if nx := p.next.Load(); len(p.staged) > 0 && p.hsState != hsInitSent && !p.current.Load().fresh(now) &&
+		(nx == nil || now-nx.created >= int64(rekeyTimeout)) {
+		p.hsStarted = now
+		d.sendInitiationLocked(p, now)
+	}
+		for _, slot := range []*atomic.Pointer[keypair]{&p.previous, &p.next, &p.current} {
 		if kp := slot.Load(); kp != nil && !kp.fresh(now) {
 			slot.Store(nil)
 			d.dropIndex(kp.local, p)

@@ -29,7 +29,6 @@ const DefaultL3MTU = l3router.DefaultMTU
 //	  endpoint: "edge.example.test:51820"    # what clients and connectors dial
 //	  pools: {ipv4: 100.96.0.0/12, ipv6: "fd6f:6e72:616d::/48"}
 //	  mtu: 1420
-//	  queue_len: 2048                        # router packet queue (power of two)
 //	  dns: [198.18.30.53]                    # optional, written into client configs
 //	  acl:                                   # l3router.ACLConfig
 //	    builtin_deny: reject
@@ -37,8 +36,8 @@ const DefaultL3MTU = l3router.DefaultMTU
 //	      - {action: allow, from: {kinds: [connector]}, to: {kinds: [connector]}}
 type L3 struct {
 	// Listen is the UDP address of the WireGuard device. The device binds
-	// the port on every address (wireguard-go's bind), so the host must be
-	// empty or unspecified. Empty: the L3 on-ramp is off.
+	// the port on every address, so the host must be empty or
+	// unspecified. Empty: the L3 on-ramp is off.
 	Listen string `yaml:"listen"`
 	// Endpoint is the host:port clients and connectors are told to dial.
 	// If empty, it is the host of advertise[0] with the port of Listen.
@@ -48,11 +47,11 @@ type L3 struct {
 	Pools Pools `yaml:"pools"`
 	// MTU of the WireGuard device and of client configs (DefaultL3MTU).
 	MTU int `yaml:"mtu"`
-	// QueueLen is the number of packets the edge router queues between
-	// the peers that send and those it sends to, a power of two
-	// (l3router.DefaultQueueLen, 2048, if 0). One sender may hold half.
-	// A longer queue drops fewer packets of a burst (a sender's TCP then
-	// retransmits less) and holds up to MTU bytes a slot.
+	// QueueLen is obsolete and ignored (the edge logs a warning if it is
+	// set): it sized the router's queue between wireguard-go's decryption
+	// and encryption, and the edge's own WireGuard device forwards each
+	// packet in place, without a queue. Accepted so that configurations
+	// written for that version still load.
 	QueueLen int `yaml:"queue_len"`
 	// DNS servers (addresses) or search domains written into client
 	// configs; optional.
@@ -133,9 +132,6 @@ func (c *Config) validateL3() error {
 	}
 	if l.MTU < l3router.MinMTU || l.MTU > l3router.MaxMTU {
 		return fmt.Errorf("edge config: l3.mtu: %d is outside %d-%d", l.MTU, l3router.MinMTU, l3router.MaxMTU)
-	}
-	if q := l.QueueLen; q != 0 && (q < 2*l3router.BatchSize || q > l3router.MaxQueueLen || q&(q-1) != 0) {
-		return fmt.Errorf("edge config: l3.queue_len: %d: want a power of two from %d to %d (0: %d)", q, 2*l3router.BatchSize, l3router.MaxQueueLen, l3router.DefaultQueueLen)
 	}
 	for i, d := range l.DNS {
 		if _, err := netip.ParseAddr(d); err == nil {

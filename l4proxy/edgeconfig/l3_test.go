@@ -55,8 +55,6 @@ func TestL3Errors(t *testing.T) {
 		{`l3: {pools: {ipv4: 198.18.96.0/31}}`, "l3.pools.ipv4: 198.18.96.0/31 is too small"},
 		{`l3: {pools: {ipv4: 198.18.96.0/33}}`, "198.18.96.0/33\"): prefix length out of range"},
 		{`l3: {mtu: 1000}`, "l3.mtu: 1000 is outside 1280-65535"},
-		{`l3: {queue_len: 3000}`, "l3.queue_len: 3000: want a power of two from 256 to 1048576 (0: 2048)"},
-		{`l3: {queue_len: 128}`, "l3.queue_len: 128: want a power of two"},
 		{`l3: {dns: ["a b"]}`, "l3.dns[0]: \"a b\" is neither"},
 		{`l3: {acl: {rules: [{action: permit}]}}`, "l3.acl: acl rule 1: action \"permit\""},
 		{`l3: {acl: {rules: [{action: allow, proto: icmp, ports: ["1"]}]}}`, "l3.acl: acl rule 1: ports [1]: need proto tcp or udp"},
