@@ -57,7 +57,7 @@ func (d *Device) tick(p *Peer, now int64) {
 		p.hsStarted = now
 		d.sendInitiationLocked(p, now)
 	}
-		for _, slot := range []*atomic.Pointer[keypair]{&p.previous, &p.next, &p.current} {
+	for _, slot := range []*atomic.Pointer[keypair]{&p.previous, &p.next, &p.current} {
 		if kp := slot.Load(); kp != nil && !kp.fresh(now) {
 			slot.Store(nil)
 			d.dropIndex(kp.local, p)
