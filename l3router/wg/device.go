@@ -30,9 +30,9 @@
 // IPs are checked both ways, as wireguard-go's cryptokey routing does.
 //
 // Handshakes (Noise IK, noise.go) are handled on the loop that receives
-// them, limited to handshakesPerSecond for the whole device; the device
-// never sends cookie replies (a handshake flood is dropped at the limit
-// instead), but it honours those of its peers. Timers (retransmission of
+// them, limited to handshakesPerSecond for the whole device; under load the
+// device asks for cookies and limits each proven address (cookie.go), and
+// it honours the cookie replies of its peers. Timers (retransmission of
 // initiations, keepalives, rekeying, expiry) run on one housekeeping
 // goroutine.
 package wg
@@ -107,6 +107,9 @@ type Device struct {
 	hsMu     sync.Mutex
 	hsTokens float64
 	hsLast   int64
+
+	cookies     cookieJar
+	cookiesSent atomic.Uint64
 
 	closed    chan struct{}
 	closeOnce sync.Once

@@ -312,3 +312,16 @@ func newKey(t testing.TB) l3config.Key {
 	}
 	return k
 }
+
+// TestUnderLoad: under load the device answers an initiation without a
+// cookie with a cookie reply; stock wireguard-go's next attempt carries
+// the cookie (mac2) and gets its session.
+func TestUnderLoad(t *testing.T) {
+	underLoadForTest.Store(true)
+	t.Cleanup(func() { underLoadForTest.Store(false) }) // runs after the rig's cleanups
+	r := newRig(t, true)
+	r.both(t, "with a cookie", 15*time.Second)
+	if n := r.dev.cookiesSent.Load(); n < 2 {
+		t.Errorf("%d cookie replies sent, want one per node at least", n)
+	}
+}

@@ -434,7 +434,7 @@ func (d *Device) peerByKey(k l3config.Key) *Peer {
 
 // consumeInitiation answers a handshake initiation.
 func (d *Device) consumeInitiation(b []byte, src netip.AddrPort, now int64) {
-	if len(b) != sizeInitiation || !d.id.checkMAC1(b) || !d.allowHandshake(now) {
+	if len(b) != sizeInitiation || !d.id.checkMAC1(b) || !d.admitHandshake(b, src, now) {
 		return
 	}
 	var p *Peer
@@ -492,7 +492,7 @@ func (d *Device) consumeInitiation(b []byte, src netip.AddrPort, now int64) {
 
 // consumeResponse completes a handshake this device initiated.
 func (d *Device) consumeResponse(b []byte, src netip.AddrPort, now int64) {
-	if len(b) != sizeResponse || !d.id.checkMAC1(b) || !d.allowHandshake(now) {
+	if len(b) != sizeResponse || !d.id.checkMAC1(b) || !d.admitHandshake(b, src, now) {
 		return
 	}
 	idx := binary.LittleEndian.Uint32(b[8:12])
