@@ -188,7 +188,10 @@ func (l *loop) transport(b []byte, src netip.AddrPort, now int64) {
 	if kp != p.current.Load() && kp == p.next.Load() {
 		l.d.confirm(p, kp, now)
 	}
-	if kp.initiator && now-kp.created >= int64(rejectAfterTime-keepaliveTimeout-rekeyTimeout) {
+	// Receiving on an old session we started: renew it before it
+	// expires (the current one only: packets still in flight on the
+	// previous one must not start another).
+	if kp.initiator && now-kp.created >= int64(rejectAfterTime-keepaliveTimeout-rekeyTimeout) && kp == p.current.Load() {
 		l.d.initiate(p, now)
 	}
 	if len(pt) == 0 {
