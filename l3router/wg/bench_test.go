@@ -2,11 +2,8 @@ package wg
 
 import (
 	"encoding/binary"
-	"net"
 	"net/netip"
 	"testing"
-
-	"github.com/onramp-net/onramp/l3router"
 )
 
 // session gives p a current session with fixed keys (recvKey for what it
@@ -45,27 +42,12 @@ func sealFor(kp *keypair, key byte, ctr uint64, pkt []byte) []byte {
 // site's endpoint a UDP socket that nobody reads (the kernel drops what
 // overflows it).
 func benchRig(tb testing.TB) (*Device, *loop, *keypair, netip.AddrPort) {
-	router, err := l3router.New(l3router.Config{
-		Address4: netip.MustParseAddr("198.18.160.1"),
-		Peers: []l3router.PeerConfig{
-			{Name: "client", Kind: l3router.KindClient, Routes: []netip.Prefix{netip.PrefixFrom(clientIP, 32)}},
-			{Name: "site", Kind: l3router.KindConnector, Routes: []netip.Prefix{netip.MustParsePrefix("198.18.30.0/24")}},
-		},
-	})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	d, err := New(Config{PrivateKey: newKey(tb), Router: router, Loops: 1, Logger: testLogger})
+	d, err := New(Config{PrivateKey: newKey(tb), Router: testRouter(tb), Loops: 1, Logger: testLogger})
 	if err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { d.Close() })
-	sink, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { sink.Close() })
-	ep := sink.LocalAddr().(*net.UDPAddr).AddrPort()
+	ep := sink(tb)
 	pc, err := d.AddPeer("client", newKey(tb).PublicKey())
 	if err != nil {
 		tb.Fatal(err)

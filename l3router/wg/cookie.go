@@ -29,12 +29,7 @@ type cookieJar struct {
 	secret    [32]byte
 	secretSet int64 // device clock; rotated every cookieRefreshTime
 	hasSecret bool
-	limits    map[netip.Addr]*addrLimit
-}
-
-type addrLimit struct {
-	tokens float64
-	last   int64
+	limits    map[netip.Addr]*bucket
 }
 
 // underLoad reports whether the handshake budget is more than half spent.
@@ -44,8 +39,8 @@ func (d *Device) underLoad(now int64) bool {
 	}
 	d.hsMu.Lock()
 	defer d.hsMu.Unlock()
-	tokens := min(handshakesPerSecond, d.hsTokens+float64(now-d.hsLast)/1e9*handshakesPerSecond)
-	return tokens < handshakesPerSecond/2
+	d.hsBucket.refill(now, handshakesPerSecond, handshakesPerSecond)
+	return d.hsBucket.tokens < handshakesPerSecond/2
 }
 
 // underLoadForTest makes the device always under load.
@@ -97,20 +92,14 @@ func (d *Device) allowAddr(a netip.Addr, now int64) bool {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	if j.limits == nil || len(j.limits) > maxAddrLimits {
-		j.limits = map[netip.Addr]*addrLimit{}
+		j.limits = map[netip.Addr]*bucket{}
 	}
 	l := j.limits[a]
 	if l == nil {
-		l = &addrLimit{tokens: perAddrBurst, last: now}
+		l = &bucket{tokens: perAddrBurst, last: now}
 		j.limits[a] = l
 	}
-	l.tokens = min(perAddrBurst, l.tokens+float64(now-l.last)/1e9*perAddrPerSecond)
-	l.last = now
-	if l.tokens < 1 {
-		return false
-	}
-	l.tokens--
-	return true
+	return l.take(now, perAddrPerSecond, perAddrBurst)
 }
 
 // admitHandshake decides whether to process a handshake message (mac1

@@ -105,8 +105,7 @@ type Device struct {
 	index map[uint32]indexEntry
 
 	hsMu     sync.Mutex
-	hsTokens float64
-	hsLast   int64
+	hsBucket bucket // the device's handshake budget
 
 	cookies     cookieJar
 	cookiesSent atomic.Uint64
@@ -205,7 +204,7 @@ func New(cfg Config) (*Device, error) {
 	if d.log == nil {
 		d.log = slog.Default()
 	}
-	d.hsTokens = handshakesPerSecond
+	d.hsBucket = bucket{tokens: handshakesPerSecond}
 	loops := cfg.Loops
 	if loops <= 0 {
 		loops = runtime.GOMAXPROCS(0)
@@ -462,12 +461,28 @@ func (d *Device) sendControl(dst netip.AddrPort, msg []byte) {
 func (d *Device) allowHandshake(now int64) bool {
 	d.hsMu.Lock()
 	defer d.hsMu.Unlock()
-	d.hsTokens = min(handshakesPerSecond, d.hsTokens+float64(now-d.hsLast)/1e9*handshakesPerSecond)
-	d.hsLast = now
-	if d.hsTokens < 1 {
+	return d.hsBucket.take(now, handshakesPerSecond, handshakesPerSecond)
+}
+
+// bucket is a token bucket on the device clock.
+type bucket struct {
+	tokens float64
+	last   int64
+}
+
+// refill adds the tokens earned since the last call, up to burst.
+func (b *bucket) refill(now int64, rate, burst float64) {
+	b.tokens = min(burst, b.tokens+float64(now-b.last)/1e9*rate)
+	b.last = now
+}
+
+// take takes a token if there is one.
+func (b *bucket) take(now int64, rate, burst float64) bool {
+	b.refill(now, rate, burst)
+	if b.tokens < 1 {
 		return false
 	}
-	d.hsTokens--
+	b.tokens--
 	return true
 }
 

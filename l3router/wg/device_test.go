@@ -133,16 +133,7 @@ func newRig(t *testing.T, clientDials bool) *rig { return newRigOn(t, clientDial
 // newRigOn is newRig with the nodes dialing the device at host.
 func newRigOn(t *testing.T, clientDials bool, host string) *rig {
 	t.Helper()
-	router, err := l3router.New(l3router.Config{
-		Address4: netip.MustParseAddr("198.18.160.1"),
-		Peers: []l3router.PeerConfig{
-			{Name: "client", Kind: l3router.KindClient, Routes: []netip.Prefix{netip.PrefixFrom(clientIP, 32)}},
-			{Name: "site", Kind: l3router.KindConnector, Routes: []netip.Prefix{netip.MustParsePrefix("198.18.30.0/24")}},
-		},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	router := testRouter(t)
 	d, err := New(Config{PrivateKey: newKey(t), Router: router, Logger: testLogger})
 	if err != nil {
 		t.Fatal(err)
@@ -324,4 +315,31 @@ func TestUnderLoad(t *testing.T) {
 	if n := r.dev.cookiesSent.Load(); n < 2 {
 		t.Errorf("%d cookie replies sent, want one per node at least", n)
 	}
+}
+
+// testRouter is a router with the client (clientIP) and the connector
+// site (198.18.30.0/24).
+func testRouter(tb testing.TB) *l3router.Router {
+	router, err := l3router.New(l3router.Config{
+		Address4: netip.MustParseAddr("198.18.160.1"),
+		Peers: []l3router.PeerConfig{
+			{Name: "client", Kind: l3router.KindClient, Routes: []netip.Prefix{netip.PrefixFrom(clientIP, 32)}},
+			{Name: "site", Kind: l3router.KindConnector, Routes: []netip.Prefix{netip.MustParsePrefix("198.18.30.0/24")}},
+		},
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return router
+}
+
+// sink returns the address of a UDP socket on 127.0.0.1 that nobody
+// reads (the kernel drops what overflows it).
+func sink(tb testing.TB) netip.AddrPort {
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { c.Close() })
+	return c.LocalAddr().(*net.UDPAddr).AddrPort()
 }

@@ -58,7 +58,6 @@ var (
 
 var (
 	errShort    = errors.New("wrong message size")
-	errMAC1     = errors.New("bad mac1")
 	errDecrypt  = errors.New("authentication failed")
 	errUnknown  = errors.New("unknown peer key")
 	errReplay   = errors.New("replayed or old timestamp")

@@ -1,7 +1,6 @@
 package wg
 
 import (
-	"net"
 	"net/netip"
 	"os"
 	"sync"
@@ -51,17 +50,12 @@ func tunRig(tb testing.TB) (*Device, *nullTUN, *Peer, *keypair) {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { d.Close() })
-	sink, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { sink.Close() })
 	p, err := d.AddPeer("edge", newKey(tb).PublicKey())
 	if err != nil {
 		tb.Fatal(err)
 	}
 	p.SetAllowedIPs([]netip.Prefix{netip.MustParsePrefix("198.18.160.0/20")})
-	kp := session(d, p, 1, 2, sink.LocalAddr().(*net.UDPAddr).AddrPort())
+	kp := session(d, p, 1, 2, sink(tb))
 	return d, nt, p, kp
 }
 
