@@ -197,9 +197,6 @@ type tunDev struct {
 	tun.Device
 	events chan tun.Event
 	up     atomic.Bool
-	// mtu, if set, replaces the TUN's MTU method, which asks the kernel
-	// by interface name in the calling thread's namespace.
-	mtu func() (int, error)
 
 	toEdgePackets, toEdgeBytes     atomic.Uint64
 	fromEdgePackets, fromEdgeBytes atomic.Uint64
@@ -227,14 +224,6 @@ func (t *tunDev) forwardEvents() {
 			t.events <- tun.EventMTUUpdate
 		}
 	}
-}
-
-// MTU implements tun.Device.
-func (t *tunDev) MTU() (int, error) {
-	if t.mtu != nil {
-		return t.mtu()
-	}
-	return t.Device.MTU()
 }
 
 // Events implements tun.Device.

@@ -72,15 +72,6 @@ func Start(ctx context.Context, cfg *l3config.Connector, log *slog.Logger) (*Con
 		nl:   nl,
 		log:  log,
 	}
-	// The device asks for the MTU again on each change of the link; ask
-	// in the namespace Start runs in, whichever thread asks.
-	c.tun.mtu = func() (int, error) {
-		l, err := nl.LinkByName(cfg.Interface)
-		if err != nil {
-			return 0, fmt.Errorf("MTU of %s: %w", cfg.Interface, err)
-		}
-		return l.Attrs().MTU, nil
-	}
 	// The device opens its UDP sockets here, in this thread's namespace
 	// (TUN events never reach it: see tunDev).
 	c.dev, err = wg.New(wg.Config{PrivateKey: cfg.PrivateKey, ListenPort: cfg.ListenPort, TUN: c.tun,

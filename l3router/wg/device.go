@@ -172,7 +172,6 @@ type Peer struct {
 	lastRecvData            atomic.Int64 // device clock, a data packet (not a keepalive)
 	unanswered              atomic.Int64 // device clock of the first send since the last receive; 0 if none
 	lastHandshake           atomic.Int64 // unix nanoseconds of the last completed handshake
-	lastKeyed               atomic.Int64 // device clock of the last completed handshake
 	initAt                  atomic.Int64 // device clock of the last initiation sent while one is pending; 0 if none
 	rxBytes, txBytes        atomic.Uint64
 	handshakes              atomic.Uint64                  // completed, either side
@@ -304,10 +303,6 @@ func (d *Device) AddPeer(name l3router.PeerID, pub l3config.Key) (*Peer, error) 
 	return p, nil
 }
 
-// Attach attaches p to the router again (after the router replaced the
-// peer of its name).
-func (d *Device) Attach(p *Peer) error { return d.router.Attach(p.name, p) }
-
 // RemovePeer removes the peer with key pub at once: its sessions end, its
 // packets are no longer decrypted.
 func (d *Device) RemovePeer(pub l3config.Key) {
@@ -437,8 +432,8 @@ func (d *Device) lookup(i uint32) indexEntry {
 	return e
 }
 
-// sockFor returns the socket of dst's family for loop k.
-func (d *Device) sockFor(dst netip.AddrPort, k int) *socket {
+// sockFor returns the first socket of dst's family.
+func (d *Device) sockFor(dst netip.AddrPort) *socket {
 	socks := d.socks6
 	if dst.Addr().Is4() || dst.Addr().Is4In6() {
 		socks = d.socks4
@@ -446,13 +441,13 @@ func (d *Device) sockFor(dst netip.AddrPort, k int) *socket {
 	if len(socks) == 0 {
 		return nil
 	}
-	return socks[k%len(socks)]
+	return socks[0]
 }
 
 // sendControl sends one message (a handshake message, a keepalive, a
 // staged packet) to dst at once.
 func (d *Device) sendControl(dst netip.AddrPort, msg []byte) {
-	if s := d.sockFor(dst, 0); s != nil {
+	if s := d.sockFor(dst); s != nil {
 		s.sendOne(dst, msg)
 	}
 }

@@ -59,15 +59,17 @@ type sender struct {
 	smsgs  [sendBatch]unix.Mmsghdr
 	snames [sendBatch]unix.RawSockaddrInet6
 	soob   [sendBatch][unix.SizeofCmsghdr + 8]byte
-	sseg   [sendBatch]int // segment size of each message
+	// each message's destination, segment size, segments and bytes
+	sdst   [sendBatch]netip.AddrPort
+	sseg   [sendBatch]int
+	nsegs  [sendBatch]int
+	nbytes [sendBatch]int
 	siovs  [maxIovs]unix.Iovec
 	nmsgs  int
 	niovs  int
-	// what the last message is, for appending segments to it
-	lastAddr netip.AddrPort
-	lastSegs int
-	lastLen  int
-	lastOpen bool // the last message may take more segments
+	// lastOpen: the last message may take more segments (all so far
+	// were of its segment size)
+	lastOpen bool
 	// sendFn is the sendmmsg call for rc.Write from message done on,
 	// made once; it leaves its result in sn, serr.
 	sendFn func(fd uintptr) bool
@@ -191,8 +193,9 @@ func cmsgAlign(n int) int { return (n + 7) &^ 7 }
 // datagrams to one address of equal size (the last may be shorter) go out
 // as one GSO message. msg must stay untouched until flush.
 func (s *sender) queue(dst netip.AddrPort, msg []byte) error {
-	if s.lastOpen && !s.s.noGSO.Load() && dst == s.lastAddr && len(msg) <= s.sseg[s.nmsgs-1] &&
-		s.lastSegs < maxSegments && s.lastLen+len(msg) <= maxGSOBytes && s.niovs < maxIovs {
+	j := s.nmsgs - 1
+	if s.lastOpen && !s.s.noGSO.Load() && dst == s.sdst[j] && len(msg) <= s.sseg[j] &&
+		s.nsegs[j] < maxSegments && s.nbytes[j]+len(msg) <= maxGSOBytes && s.niovs < maxIovs {
 		prev := &s.siovs[s.niovs-1]
 		// Segments of one received super-datagram are adjacent: extend
 		// the iovec instead of adding one.
@@ -202,11 +205,11 @@ func (s *sender) queue(dst netip.AddrPort, msg []byte) error {
 			s.siovs[s.niovs] = unix.Iovec{Base: &msg[0]}
 			s.siovs[s.niovs].SetLen(len(msg))
 			s.niovs++
-			s.smsgs[s.nmsgs-1].Hdr.Iovlen++
+			s.smsgs[j].Hdr.Iovlen++
 		}
-		s.lastSegs++
-		s.lastLen += len(msg)
-		s.lastOpen = len(msg) == s.sseg[s.nmsgs-1]
+		s.nsegs[j]++
+		s.nbytes[j] += len(msg)
+		s.lastOpen = len(msg) == s.sseg[j]
 		return nil
 	}
 	if s.nmsgs == sendBatch || s.niovs == maxIovs {
@@ -220,10 +223,10 @@ func (s *sender) queue(dst netip.AddrPort, msg []byte) error {
 	h := &s.smsgs[i].Hdr
 	*h = unix.Msghdr{Iov: &s.siovs[s.niovs], Iovlen: 1}
 	h.Name, h.Namelen = putSockaddr(&s.snames[i], dst, s.s.v6)
-	s.sseg[i] = len(msg)
+	s.sdst[i], s.sseg[i], s.nsegs[i], s.nbytes[i] = dst, len(msg), 1, len(msg)
 	s.niovs++
 	s.nmsgs++
-	s.lastAddr, s.lastSegs, s.lastLen, s.lastOpen = dst, 1, len(msg), true
+	s.lastOpen = true
 	return nil
 }
 
@@ -248,14 +251,7 @@ func (s *sender) flush() error {
 	}
 	for i := 0; i < s.nmsgs; i++ {
 		h := &s.smsgs[i].Hdr
-		segs := 0
-		iov := unsafe.Slice(h.Iov, h.Iovlen)
-		total := 0
-		for _, v := range iov {
-			total += int(v.Len)
-		}
-		segs = (total + s.sseg[i] - 1) / s.sseg[i]
-		if segs > 1 {
+		if s.nsegs[i] > 1 {
 			oob := s.soob[i][:]
 			c := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
 			c.Level, c.Type = unix.IPPROTO_UDP, unix.UDP_SEGMENT
@@ -290,7 +286,7 @@ func (s *sender) flush() error {
 				// No UDP GSO on this path: send segment by
 				// segment from now on.
 				s.s.noGSO.Store(true)
-				s.sendSplit(&s.smsgs[done], s.sseg[done])
+				s.sendSplit(done)
 			} else {
 				last = errno
 			}
@@ -303,24 +299,15 @@ func (s *sender) flush() error {
 	return last
 }
 
-// sendSplit sends a GSO message's segments one by one (the fallback when
-// the kernel refuses UDP_SEGMENT).
-func (s *sender) sendSplit(m *unix.Mmsghdr, seg int) {
+// sendSplit sends message i's segments one by one (the fallback when the
+// kernel refuses UDP_SEGMENT).
+func (s *sender) sendSplit(i int) {
 	var buf []byte
-	for _, v := range unsafe.Slice(m.Hdr.Iov, m.Hdr.Iovlen) {
+	for _, v := range unsafe.Slice(s.smsgs[i].Hdr.Iov, s.smsgs[i].Hdr.Iovlen) {
 		buf = append(buf, unsafe.Slice(v.Base, v.Len)...)
 	}
-	name := unsafe.Slice(m.Hdr.Name, m.Hdr.Namelen)
-	sa := (*unix.RawSockaddrInet6)(unsafe.Pointer(&name[0]))
-	var dst netip.AddrPort
-	if sa.Family == unix.AF_INET {
-		sa4 := (*unix.RawSockaddrInet4)(unsafe.Pointer(sa))
-		dst = netip.AddrPortFrom(netip.AddrFrom4(sa4.Addr), binary.BigEndian.Uint16((*[2]byte)(unsafe.Pointer(&sa4.Port))[:]))
-	} else {
-		dst = netip.AddrPortFrom(netip.AddrFrom16(sa.Addr), binary.BigEndian.Uint16((*[2]byte)(unsafe.Pointer(&sa.Port))[:]))
-	}
-	for off := 0; off < len(buf); off += seg {
-		s.s.sendOne(dst, buf[off:min(off+seg, len(buf))])
+	for off := 0; off < len(buf); off += s.sseg[i] {
+		s.s.sendOne(s.sdst[i], buf[off:min(off+s.sseg[i], len(buf))])
 	}
 }
 

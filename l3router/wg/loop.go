@@ -183,7 +183,7 @@ func (l *loop) transport(b []byte, src netip.AddrPort, now int64) {
 		p.unanswered.Store(0)
 	}
 	if ep := p.endpoint.Load(); ep == nil || *ep != src {
-		p.setEndpoint(src)
+		p.SetEndpoint(src)
 	}
 	if kp != p.current.Load() && kp == p.next.Load() {
 		l.d.confirm(p, kp, now)
@@ -238,40 +238,50 @@ func padded(n, mtu int) int {
 // p's endpoint. Without a session it stages the packet and starts a
 // handshake.
 func (l *loop) send(p *Peer, msg []byte, n int, now int64) {
-	kp := p.current.Load()
-	ep := p.endpoint.Load()
-	if !kp.fresh(now) || ep == nil {
+	out, dst, ok := p.seal(msg, n, now, &l.nonce)
+	if !ok {
 		l.d.stage(p, msg[sizeTransportHdr:sizeTransportHdr+n], now)
 		return
 	}
-	ctr := kp.sendCtr.Add(1) - 1
-	if ctr >= rejectAfterMessages {
-		l.d.stage(p, msg[sizeTransportHdr:sizeTransportHdr+n], now)
-		return
-	}
-	msg = msg[:sizeTransportHdr+n+sizeTag]
-	putHeader(msg, kp.remoteIndex, ctr)
-	binary.LittleEndian.PutUint64(l.nonce[4:], ctr)
-	kp.send.Seal(msg[sizeTransportHdr:sizeTransportHdr], l.nonce[:], msg[sizeTransportHdr:sizeTransportHdr+n], nil)
-	dst := *ep
-	out := l.out6
-	if dst.Addr().Is4() {
-		out = l.out4
-	}
-	if out == nil {
-		return
-	}
-	if err := out.queue(dst, msg); err != nil {
-		l.d.debug("send", "err", err)
-	}
-	p.txBytes.Add(uint64(len(msg)))
-	p.lastSent.Store(now)
 	if p.unanswered.Load() == 0 {
 		p.unanswered.Store(now)
 	}
-	if kp.initiator && (now-kp.created >= int64(rekeyAfterTime) || ctr >= rekeyAfterMessages) {
-		l.d.initiate(p, now)
+	o := l.out6
+	if dst.Addr().Is4() {
+		o = l.out4
 	}
+	if o == nil {
+		return
+	}
+	if err := o.queue(dst, out); err != nil {
+		l.d.debug("send", "err", err)
+	}
+}
+
+// seal encrypts msg[16:16+n] in place with p's current session and writes
+// the transport header; it returns the message (msg[:16+n+16]) and p's
+// endpoint, and starts a renewal of a session of ours that is due. Without
+// a session (or endpoint) it writes nothing and reports false.
+func (p *Peer) seal(msg []byte, n int, now int64, nonce *[12]byte) ([]byte, netip.AddrPort, bool) {
+	kp := p.current.Load()
+	ep := p.endpoint.Load()
+	if !kp.fresh(now) || ep == nil {
+		return nil, netip.AddrPort{}, false
+	}
+	ctr := kp.sendCtr.Add(1) - 1
+	if ctr >= rejectAfterMessages {
+		return nil, netip.AddrPort{}, false
+	}
+	msg = msg[:sizeTransportHdr+n+sizeTag]
+	putHeader(msg, kp.remoteIndex, ctr)
+	binary.LittleEndian.PutUint64(nonce[4:], ctr)
+	kp.send.Seal(msg[sizeTransportHdr:sizeTransportHdr], nonce[:], msg[sizeTransportHdr:sizeTransportHdr+n], nil)
+	p.txBytes.Add(uint64(len(msg)))
+	p.lastSent.Store(now)
+	if kp.initiator && (now-kp.created >= int64(rekeyAfterTime) || ctr >= rekeyAfterMessages) {
+		p.dev.initiate(p, now)
+	}
+	return msg, *ep, true
 }
 
 func putHeader(msg []byte, receiver uint32, ctr uint64) {
@@ -279,8 +289,6 @@ func putHeader(msg []byte, receiver uint32, ctr uint64) {
 	binary.LittleEndian.PutUint32(msg[4:8], receiver)
 	binary.LittleEndian.PutUint64(msg[8:16], ctr)
 }
-
-func (p *Peer) setEndpoint(ep netip.AddrPort) { p.endpoint.Store(&ep) }
 
 // stage keeps a copy of pkt until p has a session, and starts a handshake.
 func (d *Device) stage(p *Peer, pkt []byte, now int64) {
@@ -297,41 +305,33 @@ func (d *Device) stage(p *Peer, pkt []byte, now int64) {
 	// packets go then. Starting a handshake of our own now would cross
 	// the peer's (wireguard-go, for one, can lose a session when two
 	// cross). If the confirmation is late, the timers start one.
-	if nx := p.next.Load(); nx != nil && now-nx.created < int64(rekeyTimeout) {
-		return
+	if !p.confirmDue(now) {
+		d.initiate(p, now)
 	}
-	d.initiate(p, now)
+}
+
+// confirmDue reports whether p has a session it started, answered by us
+// less than rekeyTimeout ago and not used yet: its first packet is due.
+func (p *Peer) confirmDue(now int64) bool {
+	nx := p.next.Load()
+	return nx != nil && now-nx.created < int64(rekeyTimeout)
 }
 
 // sendPlain encrypts pkt (nil: a keepalive) for p into a new buffer and
 // sends it at once. It reports false if p has no session.
 func (d *Device) sendPlain(p *Peer, pkt []byte, now int64) bool {
-	kp := p.current.Load()
-	ep := p.endpoint.Load()
-	if !kp.fresh(now) || ep == nil {
-		return false
-	}
-	ctr := kp.sendCtr.Add(1) - 1
-	if ctr >= rejectAfterMessages {
-		return false
-	}
 	n := 0
 	if len(pkt) > 0 {
 		n = padded(len(pkt), d.mtu)
 	}
 	msg := make([]byte, sizeTransportHdr+n+sizeTag)
 	copy(msg[sizeTransportHdr:], pkt)
-	putHeader(msg, kp.remoteIndex, ctr)
 	var nonce [12]byte
-	binary.LittleEndian.PutUint64(nonce[4:], ctr)
-	kp.send.Seal(msg[sizeTransportHdr:sizeTransportHdr], nonce[:], msg[sizeTransportHdr:sizeTransportHdr+n], nil)
-	d.sendControl(*ep, msg)
-	p.txBytes.Add(uint64(len(msg)))
-	p.lastSent.Store(now)
-	if kp.initiator && now-kp.created >= int64(rekeyAfterTime) {
-		d.initiate(p, now)
+	out, dst, ok := p.seal(msg, n, now, &nonce)
+	if ok {
+		d.sendControl(dst, out)
 	}
-	return true
+	return ok
 }
 
 // sendStaged sends what waited for a session, or a keepalive if nothing
@@ -482,8 +482,7 @@ func (d *Device) consumeInitiation(b []byte, src netip.AddrPort, now int64) {
 		d.dropIndex(old.local, p)
 	}
 	p.lastMAC1 = addMACs(msg, p.remote.mac1Key[:], p.cookieFor(now))
-	p.setEndpoint(src)
-	p.lastKeyed.Store(now)
+	p.SetEndpoint(src)
 	p.lastHandshake.Store(time.Now().UnixNano())
 	p.handshakes.Add(1)
 	p.mu.Unlock()
@@ -536,8 +535,7 @@ func (d *Device) consumeResponse(b []byte, src netip.AddrPort, now int64) {
 	if old := p.previous.Swap(prev); old != nil {
 		d.dropIndex(old.local, p)
 	}
-	p.setEndpoint(src)
-	p.lastKeyed.Store(now)
+	p.SetEndpoint(src)
 	p.lastHandshake.Store(time.Now().UnixNano())
 	p.handshakes.Add(1)
 	staged := p.staged

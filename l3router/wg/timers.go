@@ -52,8 +52,7 @@ func (d *Device) tick(p *Peer, now int64) {
 	}
 	// Packets wait for a session the peer started and has not confirmed
 	// in time: start one ourselves.
-	if nx := p.next.Load(); len(p.staged) > 0 && p.hsState != hsInitSent && !p.current.Load().fresh(now) &&
-		(nx == nil || now-nx.created >= int64(rekeyTimeout)) {
+	if len(p.staged) > 0 && p.hsState != hsInitSent && !p.current.Load().fresh(now) && !p.confirmDue(now) {
 		p.hsStarted = now
 		d.sendInitiationLocked(p, now)
 	}
