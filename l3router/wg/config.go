@@ -1,3 +1,40 @@
+// Package wg is the edge's own WireGuard data path: a WireGuard device (the
+// protocol of wireguard.com, interoperable with every WireGuard
+// implementation) built for one job, forwarding between peers through an
+// [l3router.Router].
+//
+// A general device (wireguard-go's) moves each packet through a pipeline:
+// the receive goroutine splits a GRO batch into buffers, a worker decrypts,
+// the peer's goroutine writes to the TUN, the TUN reader reads it back, a
+// worker encrypts, the peer's goroutine coalesces the batch for GSO and
+// sends. Forwarding between two peers, this device does all of that in one
+// place and in place: a loop reads a batch of datagrams (recvmmsg with UDP
+// GRO, up to 64 KiB each), and for each message decrypts it in the receive
+// buffer, asks the router where it goes (l3router.Router.Route), encrypts
+// it in the same bytes for the destination peer (a transport header is as
+// long as the one it replaces, the padding is kept) and queues those bytes
+// for sendmmsg with UDP GSO. The segments of one received super-datagram
+// that go to one peer leave as one GSO message pointing into the receive
+// buffer. No packet is copied and nothing is allocated per packet.
+//
+// Each address family has one socket per loop, all on the same port
+// (SO_REUSEPORT): the kernel spreads peers over the loops by their
+// address, so the device uses as many cores as it has loops (Config.Loops,
+// GOMAXPROCS by default) while a peer's packets stay in order on one loop.
+//
+// The connector runs the same device in TUN mode (Config.TUN): one peer,
+// the edge; a message from it is decrypted straight into a buffer of the
+// TUN's write batch (whose virtio-net GRO coalesces TCP segments before
+// the kernel sees them), and packets read from the TUN (super-segments
+// split by its GSO) are encrypted in place and sent with UDP GSO. Allowed
+// IPs are checked both ways, as wireguard-go's cryptokey routing does.
+//
+// Handshakes (Noise IK, noise.go) are handled on the loop that receives
+// them, limited to handshakesPerSecond for the whole device; under load the
+// device asks for cookies and limits each proven address (cookie.go), and
+// it honours the cookie replies of its peers. Timers (retransmission of
+// initiations, keepalives, rekeying, expiry) run on one housekeeping
+// goroutine.
 package wg
 
 import (
