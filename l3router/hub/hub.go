@@ -57,9 +57,14 @@ type Hub struct {
 	pub    l3config.Key
 	port   int
 
-	mu      sync.Mutex
-	peers   map[string]Peer     // live peers by name
-	devPeer map[string]*wg.Peer // their device peers
+	mu    sync.Mutex
+	peers map[string]livePeer // by name
+}
+
+// livePeer is a live peer and its device peer.
+type livePeer struct {
+	Peer
+	dev *wg.Peer
 }
 
 // groupPlaceholder names the router peer that keeps an ACL group defined
@@ -105,8 +110,7 @@ func New(cfg Config, peers []Peer) (*Hub, error) {
 	if err != nil {
 		return nil, fmt.Errorf("l3 hub: router: %w", err)
 	}
-	h := &Hub{router: router, pub: cfg.PrivateKey.PublicKey(), peers: make(map[string]Peer, len(peers)),
-		devPeer: make(map[string]*wg.Peer, len(peers))}
+	h := &Hub{router: router, pub: cfg.PrivateKey.PublicKey(), peers: make(map[string]livePeer, len(peers))}
 	h.dev, err = wg.New(wg.Config{PrivateKey: cfg.PrivateKey, ListenPort: cfg.ListenPort, Router: router,
 		MTU: cfg.MTU, Loops: cfg.Loops, Logger: log})
 	if err != nil {
@@ -119,7 +123,7 @@ func New(cfg Config, peers []Peer) (*Hub, error) {
 			h.Close()
 			return nil, fmt.Errorf("l3 hub: %v %q: %w", p.Kind, p.Name, err)
 		}
-		h.peers[p.Name], h.devPeer[p.Name] = p, dp
+		h.peers[p.Name] = livePeer{p, dp}
 	}
 	h.port = h.dev.Port()
 	return h, nil
@@ -164,7 +168,7 @@ func (h *Hub) AddPeer(p Peer) error {
 		h.router.Forget(id)
 		return fmt.Errorf("l3 hub: add %v %q: %w", p.Kind, p.Name, err)
 	}
-	h.peers[p.Name], h.devPeer[p.Name] = p, dp
+	h.peers[p.Name] = livePeer{p, dp}
 	return nil
 }
 
@@ -180,12 +184,11 @@ func (h *Hub) RemovePeer(name string) (Peer, error) {
 		return Peer{}, fmt.Errorf("l3 hub: remove %q: not a live peer: %w", name, ErrNotFound)
 	}
 	h.dev.RemovePeer(p.PublicKey)
-	delete(h.devPeer, name)
 	// The router forgets it too (routes, counters, its slot), unless the
 	// ACL names it or a group only it was in: then it stays route-less.
 	h.router.Forget(l3router.PeerID(name))
 	delete(h.peers, name)
-	return p, nil
+	return p.Peer, nil
 }
 
 // Peers returns the live peers, sorted by name.
@@ -194,7 +197,7 @@ func (h *Hub) Peers() []Peer {
 	defer h.mu.Unlock()
 	out := make([]Peer, 0, len(h.peers))
 	for _, p := range h.peers {
-		out = append(out, p)
+		out = append(out, p.Peer)
 	}
 	slices.SortFunc(out, func(a, b Peer) int { return strings.Compare(a.Name, b.Name) })
 	return out
@@ -231,24 +234,23 @@ type Stats struct {
 // Stats returns the live peers' counters and handshake times.
 func (h *Hub) Stats() (Stats, error) {
 	h.mu.Lock()
-	dev := make(map[string]wg.PeerStats, len(h.devPeer))
-	for n, dp := range h.devPeer {
-		dev[n] = dp.Stats()
+	live := make([]livePeer, 0, len(h.peers))
+	for _, p := range h.peers {
+		live = append(live, p)
 	}
 	h.mu.Unlock()
-	peers := h.Peers()
+	slices.SortFunc(live, func(a, b livePeer) int { return strings.Compare(a.Name, b.Name) })
 	rs := h.router.Stats()
 	s := Stats{
 		Unattributed: rs.Unattributed,
 		ICMPErrors:   rs.ICMPErrors, ICMPRateLimited: rs.ICMPRateLimited, ICMPQueueFull: rs.ICMPQueueFull,
 	}
-	for _, p := range peers {
-		ps := PeerStats{Name: p.Name, Kind: p.Kind, Router: rs.Peers[l3router.PeerID(p.Name)]}
-		if d, ok := dev[p.Name]; ok {
-			ps.LastHandshake, ps.WireRxBytes, ps.WireTxBytes = d.LastHandshake, d.RxBytes, d.TxBytes
-			if d.Endpoint.IsValid() {
-				ps.Endpoint = d.Endpoint.String()
-			}
+	for _, p := range live {
+		d := p.dev.Stats()
+		ps := PeerStats{Name: p.Name, Kind: p.Kind, Router: rs.Peers[l3router.PeerID(p.Name)],
+			LastHandshake: d.LastHandshake, WireRxBytes: d.RxBytes, WireTxBytes: d.TxBytes}
+		if d.Endpoint.IsValid() {
+			ps.Endpoint = d.Endpoint.String()
 		}
 		s.Peers = append(s.Peers, ps)
 	}
