@@ -4,8 +4,9 @@ GO       ?= go
 FUZZTIME ?= 30s
 BIN      := bin
 
-# Packages with binaries, built into ./bin.
-CMDS := $(wildcard cmd/*) testnet/cmd/testnet
+# Packages with binaries, built into ./bin (cmd/internal holds their shared
+# code, not a binary).
+CMDS := $(filter-out cmd/internal,$(wildcard cmd/*)) testnet/cmd/testnet
 
 .DEFAULT_GOAL := help
 .PHONY: help build test deps bench bench-smoke fuzz demo generate lint clean
@@ -20,8 +21,7 @@ build: ## build the binaries into ./bin
 deps: ## install the Debian packages the tests and benchmarks need (idempotent)
 	@scripts/deps.sh
 
-test: deps ## vet, unit and end-to-end tests with -race (root for the netns tests), then the bench smoke run
-	$(GO) vet ./...
+test: deps build lint ## build, lint, unit and end-to-end tests with -race (root for the netns tests), then the bench smoke run
 	$(GO) test -race -count=1 -timeout 30m ./...
 	$(MAKE) bench-smoke
 
