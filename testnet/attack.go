@@ -2,7 +2,10 @@ package testnet
 
 import (
 	"fmt"
+	"io"
+	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -113,3 +116,40 @@ func (p *Proc) MemStatus() (rss, peak int64, err error) {
 
 // MiB formats a byte count in MiB for test output.
 func MiB(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
+
+// Metrics returns the Prometheus /metrics text served at addr, fetched from
+// inside the node.
+func (node *Node) Metrics(addr string) (string, error) {
+	resp, err := node.HTTPClient(5 * time.Second).Get("http://" + addr + "/metrics")
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("GET %s/metrics: %s", addr, resp.Status)
+	}
+	return string(b), err
+}
+
+// MetricValue returns the value of the first sample of name in a /metrics
+// text whose labels contain every labels entry (`key="value"`), or 0.
+func MetricValue(text, name string, labels ...string) float64 {
+	for _, line := range strings.Split(text, "\n") {
+		rest, ok := strings.CutPrefix(line, name)
+		if !ok || rest == "" || (rest[0] != '{' && rest[0] != ' ') {
+			continue
+		}
+		match := true
+		for _, l := range labels {
+			match = match && strings.Contains(rest, l)
+		}
+		if !match {
+			continue
+		}
+		f := strings.Fields(rest)
+		v, _ := strconv.ParseFloat(f[len(f)-1], 64)
+		return v
+	}
+	return 0
+}

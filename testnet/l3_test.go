@@ -9,7 +9,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -243,27 +242,6 @@ func (e *l3Env) siteToSite(t *testing.T) {
 	})
 }
 
-// metricValue returns the value of the first sample of name whose labels
-// contain every labels entry (`key="value"`), or 0.
-func metricValue(text, name string, labels ...string) float64 {
-	for _, line := range strings.Split(text, "\n") {
-		if !strings.HasPrefix(line, name+"{") {
-			continue
-		}
-		ok := true
-		for _, l := range labels {
-			ok = ok && strings.Contains(line, l)
-		}
-		if !ok {
-			continue
-		}
-		f := strings.Fields(line)
-		v, _ := strconv.ParseFloat(f[len(f)-1], 64)
-		return v
-	}
-	return 0
-}
-
 // aclDeny: the rule rejecting alice's TCP to site B's port 9 holds (the
 // client gets the ICMP administratively-prohibited answer at once) and is
 // counted, while the same host's other ports stay open to her.
@@ -302,7 +280,7 @@ func (e *l3Env) aclDeny(t *testing.T) {
 		t.Fatal(err)
 	}
 	const m = "onramp_edge_l3_peer_drops_total"
-	b, a := metricValue(before, m, `peer="alice"`, `reason="acl"`), metricValue(after, m, `peer="alice"`, `reason="acl"`)
+	b, a := testnet.MetricValue(before, m, `peer="alice"`, `reason="acl"`), testnet.MetricValue(after, m, `peer="alice"`, `reason="acl"`)
 	if a-b < 2 {
 		t.Fatalf("%s{peer=alice,reason=acl} went from %v to %v, want at least one per family", m, b, a)
 	}
@@ -462,8 +440,8 @@ func (e *l3Env) badPackets(t *testing.T) {
 	// (wireguard-go drops sources outside her allowed IPs and lengths
 	// beyond the packet), and the garbage never decrypts.
 	const m = "onramp_edge_l3_unattributed_drops_total"
-	b := metricValue(before, m, `reason="malformed"`)
-	a := metricValue(after, m, `reason="malformed"`)
+	b := testnet.MetricValue(before, m, `reason="malformed"`)
+	a := testnet.MetricValue(after, m, `reason="malformed"`)
 	if a-b < float64(bad) {
 		t.Fatalf("%s{reason=malformed} went from %v to %v after %d packets with a bad checksum", m, b, a, bad)
 	}

@@ -141,19 +141,5 @@ func (w *L3World) StartConnector(node *Node, config string) (*Proc, error) {
 
 // EdgeMetrics returns the edge's /metrics text.
 func (w *L3World) EdgeMetrics() (string, error) {
-	resp, err := w.Net.Node("edge").HTTPClient(5 * time.Second).Get("http://" + L3EdgeMetrics + "/metrics")
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	var b strings.Builder
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := resp.Body.Read(buf)
-		b.Write(buf[:n])
-		if err != nil {
-			break
-		}
-	}
-	return b.String(), nil
+	return w.Net.Node("edge").Metrics(L3EdgeMetrics)
 }

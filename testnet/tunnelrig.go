@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 )
@@ -117,7 +118,7 @@ listen:
   metrics: "%s"
 advertise: ["%s", "%s"]
 %s`, filepath.Join(opt.Dir, "edge-data"), EdgeTunnelPort, EdgeTLSPort, EdgeHTTPPort,
-		net.JoinHostPort(edgeAddr.String(), "9100"),
+		r.EdgeMetricsAddr(),
 		net.JoinHostPort(edgeAddr.String(), fmt.Sprint(EdgeTunnelPort)),
 		net.JoinHostPort(edgeAddr6.String(), fmt.Sprint(EdgeTunnelPort)), opt.EdgeYAML)
 	r.EdgeConfig = filepath.Join(opt.Dir, "edge.yml")
@@ -184,17 +185,61 @@ type Connector struct {
 	Metrics string // its /metrics and /ready address, inside Node
 }
 
+// EdgeMetricsAddr is where the rig's edge serves /metrics, inside the edge node.
+func (r *TunnelRig) EdgeMetricsAddr() string {
+	return net.JoinHostPort(r.Net.Addr("edge", "conn", false).String(), "9100")
+}
+
+// EdgeMetrics returns the edge's /metrics text.
+func (r *TunnelRig) EdgeMetrics() (string, error) {
+	return r.Net.Node("edge").Metrics(r.EdgeMetricsAddr())
+}
+
+// AddTunnel creates another tunnel on the running edge (edge tunnel create
+// over its admin socket, which applies the routes and bindings of the edge
+// configuration that name it) and writes its token to a file in the rig's
+// directory, whose path it returns: a second tenant, for the tests that play
+// one tunnel's connector against another's users.
+func (r *TunnelRig) AddTunnel(ctx context.Context, name string) (tokenFile string, err error) {
+	out, err := r.EdgeCLI(ctx, "tunnel", "create", name)
+	if err != nil {
+		return "", err
+	}
+	tokenFile = filepath.Join(r.Dir, name+".token")
+	if err := os.WriteFile(tokenFile, []byte(strings.TrimSpace(out)+"\n"), 0o600); err != nil {
+		return "", err
+	}
+	return tokenFile, nil
+}
+
 // StartConnector writes ingress to a file and starts a connector in node
 // with the rig's token, the transport protocol ("quic", "http2", "auto")
 // and extra flags.
 func (r *TunnelRig) StartConnector(node *Node, name, protocol, ingress string, extra ...string) (*Connector, error) {
+	return r.StartTunnelConnector(node, r.TokenFile, name, protocol, ingress, extra...)
+}
+
+// StartTunnelConnector is [TunnelRig.StartConnector] with the token in
+// tokenFile (from [TunnelRig.AddTunnel]). Each connector of a node needs
+// its own metrics address: pass --metrics in extra for a second one.
+func (r *TunnelRig) StartTunnelConnector(node *Node, tokenFile, name, protocol, ingress string, extra ...string) (*Connector, error) {
 	path := filepath.Join(r.Dir, name+"-ingress.yml")
 	if err := os.WriteFile(path, []byte(ingress), 0o644); err != nil {
 		return nil, err
 	}
 	c := &Connector{Node: node, Ingress: path, Metrics: "127.0.0.1:9200"}
-	args := append([]string{"tunnel", "run", "--token-file", r.TokenFile, "--config", path,
-		"--protocol", protocol, "--metrics", c.Metrics}, extra...)
+	for i, a := range extra {
+		if a == "--metrics" && i+1 < len(extra) {
+			c.Metrics = extra[i+1]
+		} else if v, ok := strings.CutPrefix(a, "--metrics="); ok {
+			c.Metrics = v
+		}
+	}
+	args := []string{"tunnel", "run", "--token-file", tokenFile, "--config", path, "--protocol", protocol}
+	if !slices.Contains(extra, "--metrics") && !slices.ContainsFunc(extra, func(a string) bool { return strings.HasPrefix(a, "--metrics=") }) {
+		args = append(args, "--metrics", c.Metrics)
+	}
+	args = append(args, extra...)
 	p, err := node.Start(r.ConnectorBin, args...)
 	if err != nil {
 		return nil, err
