@@ -28,7 +28,8 @@ var (
 	descICMP = prometheus.NewDesc("onramp_edge_l3_icmp_errors_total",
 		"ICMP errors of the edge router: sent, or not sent because of the rate limit or a full queue.", []string{"result"}, nil)
 	descHandshakes = prometheus.NewDesc("onramp_edge_l3_handshake_messages_total",
-		"WireGuard handshake messages (with a valid mac1) the edge received, by result: processed; cookie (under load, answered with a cookie reply); "+
+		"WireGuard handshake messages (with a valid mac1) the edge received, by result: processed (within the device's 2000/s while not under load); "+
+			"processed_under_load (with a valid mac2, within the source's limit); cookie (under load, answered with a cookie reply); "+
 			"over_budget (the device's 2000/s, not under load); source_limit (under load, 20/s per IPv4 address or IPv6 /64); "+
 			"table_full (under load, a new source while 16384 are tracked).", []string{"result"}, nil)
 	descHandshakeSources = prometheus.NewDesc("onramp_edge_l3_handshake_limited_sources",
@@ -85,6 +86,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	cnt(descICMP, s.ICMPQueueFull, "queue_full")
 	hs := s.Handshakes
 	cnt(descHandshakes, hs.Processed, "processed")
+	cnt(descHandshakes, hs.Proven, "processed_under_load")
 	cnt(descHandshakes, hs.Cookies, "cookie")
 	cnt(descHandshakes, hs.OverBudget, "over_budget")
 	cnt(descHandshakes, hs.SourceLimited, "source_limit")

@@ -85,8 +85,13 @@ type PeerStats struct {
 // and responses with a valid mac1) the device received.
 type HandshakeStats struct {
 	// Processed messages went on to the Noise handshake (whether or not
-	// it then succeeded).
+	// it then succeeded) within the device's budget, while not under
+	// load.
 	Processed uint64
+	// Proven messages went on to the Noise handshake under load: with a
+	// valid mac2 (the source got our cookie) and within the source's
+	// limit.
+	Proven uint64
 	// OverBudget were refused for the device's budget
 	// (handshakesPerSecond), while not under load.
 	OverBudget uint64

@@ -55,7 +55,7 @@ type cookieJar struct {
 
 // hsCounters are the device's HandshakeStats counters.
 type hsCounters struct {
-	processed, overBudget, cookies, sourceLimited, tableFull atomic.Uint64
+	processed, proven, overBudget, cookies, sourceLimited, tableFull atomic.Uint64
 }
 
 // HandshakeStats returns the handshake counters.
@@ -64,7 +64,7 @@ func (d *Device) HandshakeStats() HandshakeStats {
 	d.cookies.mu.Lock()
 	n := len(d.cookies.limits)
 	d.cookies.mu.Unlock()
-	return HandshakeStats{Processed: c.processed.Load(), OverBudget: c.overBudget.Load(), Cookies: c.cookies.Load(),
+	return HandshakeStats{Processed: c.processed.Load(), Proven: c.proven.Load(), OverBudget: c.overBudget.Load(), Cookies: c.cookies.Load(),
 		SourceLimited: c.sourceLimited.Load(), TableFull: c.tableFull.Load(), Sources: n}
 }
 
@@ -217,6 +217,6 @@ func (d *Device) admitHandshake(msg []byte, src netip.AddrPort, now int64) bool 
 	if !d.allowAddr(src.Addr(), now) {
 		return false
 	}
-	d.hsCount.processed.Add(1)
+	d.hsCount.proven.Add(1)
 	return true
 }

@@ -77,8 +77,9 @@ func TestHandshakeLimitPer64(t *testing.T) {
 	}
 	// A second later the /64 has earned what one address earns.
 	later := now + int64(time.Second)
-	if a, b := admitted(d, one, later), admitted(d, in64("fd00:118::/64", 101), later); a != b {
-		t.Fatalf("one second later: %d processed from one address, %d from the /64, want the same", a, b)
+	a2, b2 := admitted(d, one, later), admitted(d, in64("fd00:118::/64", 101), later)
+	if a2 != b2 {
+		t.Fatalf("one second later: %d processed from one address, %d from the /64, want the same", a2, b2)
 	}
 	// Others are not held back by the attacker's /64.
 	other := in64("fd00:117::/64", 1)
@@ -91,8 +92,8 @@ func TestHandshakeLimitPer64(t *testing.T) {
 	if k := limitKey(mapped.Addr()); k != netip.MustParseAddr("198.18.110.2") {
 		t.Fatalf("limit key of %v is %v", mapped, k)
 	}
-	if s := d.HandshakeStats(); s.Processed == 0 || s.SourceLimited == 0 {
-		t.Fatalf("stats %+v: want processed and source-limited messages counted", s)
+	if s, n := d.HandshakeStats(), uint64(a+b+a2+b2+3); s.Proven != n || s.SourceLimited == 0 || s.Processed != 0 {
+		t.Fatalf("stats %+v: want the %d messages let through counted as proven, and the source-limited ones", s, n)
 	}
 }
 
