@@ -224,10 +224,10 @@ func (e *l3HardenEnv) addressReuse(t *testing.T) {
 	e.cli(t, "l3", "client", "remove", "bob")
 	carol, bobAgain := add("carol"), add("bob")
 	t.Logf("bob had %v; after his removal carol got %v and bob, added again, %v", bob.Addresses, carol.Addresses, bobAgain.Addresses)
-	for _, c := range []*l3config.Client{carol, bobAgain} {
+	for name, c := range map[string]*l3config.Client{"carol": carol, "bob added again": bobAgain} {
 		for _, a := range c.Addresses {
 			if slices.Contains(bob.Addresses, a) {
-				t.Errorf("%s got %v, removed bob's address", c.Name, a)
+				t.Errorf("%s got %v, removed bob's address", name, a)
 			}
 		}
 	}
@@ -339,10 +339,14 @@ func (e *l3HardenEnv) handshakeFlood(t *testing.T) {
 	// handshake (a few initiations of his own source) comes on top.
 	limit := 5 + 20*window.Seconds() + 5
 	if got := d("processed_under_load"); got > limit {
-		t.Errorf("the edge processed %v proven handshake messages in %v, want at most %v: the attacker's addresses of one /64 share one limit", got, window, limit)
+		t.Errorf("the edge processed %v proven handshake messages in %v, want at most %.0f: the attacker's addresses of one /64 share one limit",
+			got, window.Round(time.Millisecond), limit)
 	}
 	if answered := float64(answered2 - answered1); answered < 10*limit || d("source_limit") < answered/2 {
 		t.Errorf("the attacker answered %v cookies and %v were refused for the source limit: the flood did not test the limit", answered, d("source_limit"))
+	}
+	if out := e.w.Edge.Output(); !strings.Contains(out, "handshake limit under load") || !strings.Contains(out, "source="+floodPrefix.String()) {
+		t.Errorf("the edge's log does not name the handshake limit and the attacker's /64:\n%s", out)
 	}
 	if r := loop.Rate(); r < 0.99 {
 		t.Errorf("alice's success rate under the flood: %.1f%%, want at least 99%%", 100*r)
