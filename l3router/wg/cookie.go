@@ -199,7 +199,7 @@ func (d *Device) warnLimited(now int64, why error, k netip.Addr) {
 // admitHandshake decides whether to process a handshake message (mac1
 // checked) from src: within the budget when not under load; under load
 // only with a valid mac2 (else a cookie reply goes back) and within its
-// address's limit.
+// source's limit (its IPv4 address or IPv6 /64).
 func (d *Device) admitHandshake(msg []byte, src netip.AddrPort, now int64) bool {
 	if !d.underLoad(now) {
 		if !d.allowHandshake(now) {
