@@ -119,7 +119,8 @@ func runL3(ctx context.Context, log *slog.Logger, cfg *l3config.Connector, path,
 
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
-	var last time.Time
+	var last, warnedDrops time.Time
+	var drops uint64
 	ready, lost, warned := false, false, false
 	for {
 		select {
@@ -150,6 +151,12 @@ func runL3(ctx context.Context, log *slog.Logger, cfg *l3config.Connector, path,
 						"after", s.LastHandshake.Sub(started).Round(time.Millisecond))
 				}
 				last = s.LastHandshake
+			}
+			if s.DroppedDestination > drops && now.Sub(warnedDrops) >= time.Minute {
+				log.Warn("packets from the edge to destinations outside the subnets and this host's addresses dropped: "+
+					"does the edge route a subnet to this connector that its l3.yml does not list?",
+					"dropped", s.DroppedDestination-drops, "subnets", joinPrefixes(cfg.Subnets), "addresses", joinPrefixes(cfg.Addresses))
+				drops, warnedDrops = s.DroppedDestination, now
 			}
 			if last.IsZero() && !warned && now.Sub(started) > noHandshakeWarning {
 				warned = true
@@ -229,8 +236,8 @@ func l3CheckCmd() *cobra.Command {
 
 // l3Collector exports the connector's Stats, read at each scrape.
 type l3Collector struct {
-	c                                           *connector.Connector
-	packets, bytes, wgBytes, writeErrs, hs, rdy *prometheus.Desc
+	c                                                    *connector.Connector
+	packets, bytes, wgBytes, writeErrs, dropped, hs, rdy *prometheus.Desc
 }
 
 func newL3Collector(c *connector.Connector) *l3Collector {
@@ -246,6 +253,9 @@ func newL3Collector(c *connector.Connector) *l3Collector {
 			"UDP payload bytes to (tx) and from (rx) the edge, WireGuard overhead included.", dir, nil),
 		writeErrs: prometheus.NewDesc(p+"tun_write_errors_total",
 			"Batches from the edge the kernel refused in part or whole.", nil, nil),
+		dropped: prometheus.NewDesc(p+"dropped_packets_total",
+			"Packets from the edge dropped, by reason: destination (neither in the subnets nor this host's addresses: not forwarded), "+
+				"source (outside the routes, or not an IP packet).", []string{"reason"}, nil),
 		hs: prometheus.NewDesc(p+"last_handshake_timestamp_seconds",
 			"Unix time of the last handshake with the edge; 0 before the first.", nil, nil),
 		rdy: prometheus.NewDesc(p+"ready",
@@ -255,7 +265,7 @@ func newL3Collector(c *connector.Connector) *l3Collector {
 
 // Describe implements prometheus.Collector.
 func (m *l3Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{m.packets, m.bytes, m.wgBytes, m.writeErrs, m.hs, m.rdy} {
+	for _, d := range []*prometheus.Desc{m.packets, m.bytes, m.wgBytes, m.writeErrs, m.dropped, m.hs, m.rdy} {
 		ch <- d
 	}
 }
@@ -277,6 +287,8 @@ func (m *l3Collector) Collect(ch chan<- prometheus.Metric) {
 	counter(m.wgBytes, s.WireGuardTxBytes, "tx")
 	counter(m.wgBytes, s.WireGuardRxBytes, "rx")
 	counter(m.writeErrs, s.TUNWriteErrors)
+	counter(m.dropped, s.DroppedDestination, "destination")
+	counter(m.dropped, s.DroppedSource, "source")
 	var hs float64
 	if !s.LastHandshake.IsZero() {
 		hs = float64(s.LastHandshake.UnixNano()) / 1e9

@@ -32,7 +32,7 @@ type l3ctl struct {
 }
 
 func newL3ctl(cfg *edgeconfig.Config, st *store.Store) (*l3ctl, error) {
-	s, err := hub.OpenStore(st.DB(), poolsOf(cfg))
+	s, err := hub.OpenStore(st.DB(), poolsOf(cfg), cfg.L3.ReuseDelay())
 	if err != nil {
 		return nil, err
 	}
@@ -115,7 +115,7 @@ func (c *l3ctl) add(p hub.Peer) (hub.Peer, []hub.Peer, error) {
 	}
 	if c.hub != nil {
 		if err := c.hub.AddPeer(p); err != nil {
-			if _, rerr := c.store.Remove(p.Kind, p.Name); rerr != nil {
+			if _, rerr := c.store.Discard(p.Kind, p.Name); rerr != nil {
 				err = errors.Join(err, rerr)
 			}
 			return hub.Peer{}, nil, err

@@ -298,7 +298,8 @@ func l3RemoveCmd(g *globals, kind l3router.PeerKind) *cobra.Command {
 			if live {
 				how = "and cut on the running edge"
 			}
-			fmt.Fprintf(os.Stderr, "%s %s removed %s; its addresses %v, %v are free\n", kind, info.Name, how, info.Address4, info.Address6)
+			fmt.Fprintf(os.Stderr, "%s %s removed %s; its addresses %v, %v go to no new peer before l3.address_reuse_delay has passed\n",
+				kind, info.Name, how, info.Address4, info.Address6)
 			return nil
 		},
 	}

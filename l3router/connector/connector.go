@@ -14,6 +14,9 @@
 // Per packet, the device decrypts what the edge sends straight into the
 // TUN's write batch and encrypts what the TUN reads in place (see package
 // wg); the connector counts packets at the TUN, per batch (see [Stats]).
+// Of the packets from the edge, only those to the connector's subnets and
+// its own addresses reach the TUN: the host would route any other
+// destination wherever it reaches (see accept.go).
 //
 // The device's state is the connector's, not the interface's: the TUN's
 // up and down events are not passed to the device, so the UDP socket is
@@ -143,6 +146,11 @@ func (p Plan) Steps() []string {
 	} else {
 		s = append(s, "accept no packets from the edge (routes is empty: WireGuard drops packets whose source is not in the peer's allowed IPs)")
 	}
+	if dst := append(slices.Clone(p.Subnets), p.Addresses...); len(dst) > 0 {
+		s = append(s, "forward from the edge only packets to "+joinPrefixes(dst)+" (the subnets and this host's addresses); drop and count the rest")
+	} else {
+		s = append(s, "forward no packets from the edge (no subnets or addresses): drop and count them")
+	}
 	for _, f := range []struct {
 		on   bool
 		name string
@@ -172,6 +180,14 @@ type Stats struct {
 	FromEdgePackets, FromEdgeBytes uint64
 	// TUNWriteErrors counts batches the kernel refused in part or whole.
 	TUNWriteErrors uint64
+	// DroppedDestination counts packets from the edge dropped because
+	// their destination is neither in the subnets nor one of the
+	// connector's addresses: they are not the LAN's, and the host would
+	// route them anywhere it reaches.
+	DroppedDestination uint64
+	// DroppedSource counts packets from the edge the WireGuard device
+	// dropped: a source outside the routes, or not an IP packet.
+	DroppedSource uint64
 	// WireGuardTxBytes and WireGuardRxBytes are the UDP payload bytes sent
 	// to and received from the edge, WireGuard's overhead included.
 	WireGuardTxBytes, WireGuardRxBytes uint64
@@ -190,24 +206,34 @@ func (s Stats) Ready(now time.Time) bool {
 	return s.LinkUp && !s.LastHandshake.IsZero() && now.Sub(s.LastHandshake) < ReadyWindow
 }
 
-// tunDev wraps the kernel TUN for the device: it counts the packets of
-// each batch, and it keeps the interface's up and down events from the
-// device (see the package doc), recording them instead.
+// tunDev wraps the kernel TUN for the device: it writes only the packets
+// whose destination the connector accepts (see acceptSet), counts the
+// packets of each batch, and keeps the interface's up and down events from
+// the device (see the package doc), recording them instead.
 type tunDev struct {
 	tun.Device
 	events chan tun.Event
 	up     atomic.Bool
+	accept atomic.Pointer[acceptSet]
 
 	toEdgePackets, toEdgeBytes     atomic.Uint64
 	fromEdgePackets, fromEdgeBytes atomic.Uint64
 	writeErrors                    atomic.Uint64
+	droppedDst                     atomic.Uint64
 }
 
-func newTunDev(d tun.Device) *tunDev {
+// newTunDev wraps d, accepting from the edge packets to the subnets and
+// addresses of p.
+func newTunDev(d tun.Device, p Plan) *tunDev {
 	t := &tunDev{Device: d, events: make(chan tun.Event, 8)}
+	t.setAccept(p)
 	go t.forwardEvents()
 	return t
 }
+
+// setAccept makes the destinations accepted from the edge p's subnets and
+// addresses.
+func (t *tunDev) setAccept(p Plan) { t.accept.Store(newAcceptSet(p.Subnets, p.Addresses)) }
 
 // forwardEvents passes MTU updates on and records up and down. It ends
 // when the TUN closes its event channel, and closes the device's.
@@ -243,16 +269,29 @@ func (t *tunDev) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 	return n, err
 }
 
-// Write implements tun.Device: packets from the edge. Every packet handed
-// to the kernel is counted; a batch with an error is counted once more in
-// writeErrors.
+// Write implements tun.Device: packets from the edge. Those whose
+// destination is not accepted are dropped (bufs is compacted in place) and
+// counted in droppedDst; every packet handed to the kernel is counted; a
+// batch with an error is counted once more in writeErrors.
 func (t *tunDev) Write(bufs [][]byte, offset int) (int, error) {
+	a := t.accept.Load()
+	keep := bufs[:0]
 	var b int
 	for _, p := range bufs {
+		if !a.accepts(p[offset:]) {
+			continue
+		}
+		keep = append(keep, p)
 		b += len(p) - offset
 	}
-	n, err := t.Device.Write(bufs, offset)
-	t.fromEdgePackets.Add(uint64(len(bufs)))
+	if d := len(bufs) - len(keep); d > 0 {
+		t.droppedDst.Add(uint64(d))
+	}
+	if len(keep) == 0 {
+		return 0, nil
+	}
+	n, err := t.Device.Write(keep, offset)
+	t.fromEdgePackets.Add(uint64(len(keep)))
 	t.fromEdgeBytes.Add(uint64(b))
 	if err != nil {
 		t.writeErrors.Add(1)
@@ -267,6 +306,7 @@ func (t *tunDev) stats(s *Stats) {
 	s.FromEdgePackets = t.fromEdgePackets.Load()
 	s.FromEdgeBytes = t.fromEdgeBytes.Load()
 	s.TUNWriteErrors = t.writeErrors.Load()
+	s.DroppedDestination = t.droppedDst.Load()
 	s.LinkUp = t.up.Load()
 }
 

@@ -33,6 +33,9 @@ type Connector struct {
 	peer *wg.Peer        // the edge
 	nl   *netlink.Handle // in the namespace Start ran in
 	log  *slog.Logger
+	// droppedBefore is what the edge peers replaced so far dropped
+	// (PeerStats.Dropped), so that Stats.DroppedSource does not go back.
+	droppedBefore uint64
 
 	closeOnce sync.Once
 	closeErr  error
@@ -68,7 +71,7 @@ func Start(ctx context.Context, cfg *l3config.Connector, log *slog.Logger) (*Con
 	c := &Connector{
 		info: Info{Plan: plan, EdgeAddr: edge, Offloads: probeOffloads(td)},
 		cfg:  cfg,
-		tun:  newTunDev(td),
+		tun:  newTunDev(td, plan),
 		nl:   nl,
 		log:  log,
 	}
@@ -116,6 +119,7 @@ func (c *Connector) Stats() (Stats, error) {
 	ps := c.peer.Stats()
 	c.mu.Unlock()
 	s.WireGuardTxBytes, s.WireGuardRxBytes, s.LastHandshake = ps.TxBytes, ps.RxBytes, ps.LastHandshake
+	s.DroppedSource = c.droppedBefore + ps.Dropped
 	if ps.Endpoint.IsValid() {
 		s.Endpoint = ps.Endpoint.String()
 	}
@@ -156,6 +160,7 @@ func (c *Connector) setPeer(cfg *l3config.Connector, edge netip.AddrPort, fresh 
 	if fresh || c.peer.PublicKey() != cfg.Edge.PublicKey {
 		if c.peer != nil {
 			c.dev.RemovePeer(c.peer.PublicKey())
+			c.droppedBefore += c.peer.Stats().Dropped
 		}
 		p, err := c.dev.AddPeer("edge", cfg.Edge.PublicKey)
 		if err != nil {

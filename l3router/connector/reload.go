@@ -14,6 +14,10 @@ type Reloaded struct {
 	// RoutesAdded and RoutesRemoved are the routes through the TUN (and
 	// the edge peer's allowed IPs) that came and went.
 	RoutesAdded, RoutesRemoved []netip.Prefix
+	// SubnetsAdded and SubnetsRemoved are the subnets that came and went:
+	// packets from the edge to them are forwarded into the LAN, or no
+	// longer.
+	SubnetsAdded, SubnetsRemoved []netip.Prefix
 	// Edge is set when the edge peer's key, endpoint or keepalive changed.
 	Edge bool
 	// ForwardingEnabled lists the forwarding sysctls turned on for
@@ -23,7 +27,7 @@ type Reloaded struct {
 
 // Changed reports whether the reload changed anything.
 func (r Reloaded) Changed() bool {
-	return len(r.RoutesAdded)+len(r.RoutesRemoved)+len(r.ForwardingEnabled) > 0 || r.Edge
+	return len(r.RoutesAdded)+len(r.RoutesRemoved)+len(r.SubnetsAdded)+len(r.SubnetsRemoved)+len(r.ForwardingEnabled) > 0 || r.Edge
 }
 
 // String is a one-line summary for a log.
@@ -37,6 +41,12 @@ func (r Reloaded) String() string {
 	}
 	if len(r.RoutesRemoved) > 0 {
 		s = append(s, "routes removed "+joinPrefixes(r.RoutesRemoved))
+	}
+	if len(r.SubnetsAdded) > 0 {
+		s = append(s, "subnets added "+joinPrefixes(r.SubnetsAdded))
+	}
+	if len(r.SubnetsRemoved) > 0 {
+		s = append(s, "subnets removed "+joinPrefixes(r.SubnetsRemoved))
 	}
 	if r.Edge {
 		s = append(s, "edge peer updated")

@@ -15,7 +15,8 @@ import (
 // Reload applies a changed configuration to the running connector without
 // dropping its session with the edge: routes through the TUN added and
 // removed (with the edge peer's allowed IPs), the edge's endpoint,
-// keepalive and key, the subnets it advertises, and forwarding for a
+// keepalive and key, the subnets it advertises (the destinations it
+// forwards from the edge into the LAN), and forwarding for a
 // family new routes bring in. This is what a site needs after the edge
 // added or removed another connector (`edge l3 connector config NAME`
 // prints the new l3.yml). A change that only a restart applies (private
@@ -41,6 +42,7 @@ func (c *Connector) Reload(ctx context.Context, cfg *l3config.Connector) (Reload
 	}
 	old, plan := c.info.Plan, NewPlan(cfg)
 	res.RoutesAdded, res.RoutesRemoved = diffPrefixes(c.cfg.Routes, cfg.Routes)
+	res.SubnetsAdded, res.SubnetsRemoved = diffPrefixes(c.cfg.Subnets, cfg.Subnets)
 	res.Edge = cfg.Edge != c.cfg.Edge || edge != c.info.EdgeAddr
 
 	link, err := c.nl.LinkByName(plan.Interface)
@@ -76,6 +78,7 @@ func (c *Connector) Reload(ctx context.Context, cfg *l3config.Connector) (Reload
 		_ = c.setPeer(c.cfg, c.info.EdgeAddr, false)
 		return Reloaded{}, fmt.Errorf("reload: configure WireGuard: %w (nothing changed)", err)
 	}
+	c.tun.setAccept(plan)
 	for _, r := range old.Routes {
 		if !slices.Contains(res.RoutesRemoved, r.Dst) {
 			continue

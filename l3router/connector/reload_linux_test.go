@@ -62,16 +62,27 @@ func TestReload(t *testing.T) {
 		return b.String()
 	}
 
-	// Another site appears at the edge: its subnets come in.
+	// Another site appears at the edge: its subnets come in. This site
+	// advertises one more subnet: packets from the edge to it are now
+	// forwarded.
+	toNewSubnet := ipPacket(netip.MustParseAddr("198.18.96.10"), netip.MustParseAddr("198.18.31.2"), 60)[16:]
+	if c.tun.accept.Load().accepts(toNewSubnet) {
+		t.Fatal("a packet to a subnet not advertised yet is accepted from the edge")
+	}
 	site2 := changed(t, cfg, func(c *l3config.Connector) {
 		c.Routes = append(c.Routes, pfx("198.18.140.0/24"), pfx("fd00:140::/64"))
+		c.Subnets = append(c.Subnets, pfx("198.18.31.0/24"))
 	})
 	res, err := reload(site2)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := joinPrefixes(res.RoutesAdded); got != "198.18.140.0/24, fd00:140::/64" || len(res.RoutesRemoved) != 0 || res.Edge {
+	if got := joinPrefixes(res.RoutesAdded); got != "198.18.140.0/24, fd00:140::/64" || len(res.RoutesRemoved) != 0 || res.Edge ||
+		joinPrefixes(res.SubnetsAdded) != "198.18.31.0/24" {
 		t.Errorf("reload result %+v", res)
+	}
+	if !c.tun.accept.Load().accepts(toNewSubnet) {
+		t.Error("after the reload a packet to the new subnet is still refused")
 	}
 	r := routes()
 	for _, want := range []string{"198.18.140.0/24 scope link src 198.18.96.2", "fd00:140::/64 src fd00:96::2", "198.18.96.0/20 scope link", "fd00:96::/48"} {

@@ -229,6 +229,9 @@ type Stats struct {
 	// ICMP errors sent, not sent for the rate limit, not sent for a full
 	// queue.
 	ICMPErrors, ICMPRateLimited, ICMPQueueFull uint64
+	// Handshakes counts the handshake messages the device processed,
+	// answered with a cookie or refused, by reason.
+	Handshakes wg.HandshakeStats
 }
 
 // Stats returns the live peers' counters and handshake times.
@@ -244,6 +247,7 @@ func (h *Hub) Stats() (Stats, error) {
 	s := Stats{
 		Unattributed: rs.Unattributed,
 		ICMPErrors:   rs.ICMPErrors, ICMPRateLimited: rs.ICMPRateLimited, ICMPQueueFull: rs.ICMPQueueFull,
+		Handshakes: h.dev.HandshakeStats(),
 	}
 	for _, p := range live {
 		d := p.dev.Stats()

@@ -271,6 +271,13 @@ func TestHub(t *testing.T) {
 	if n, err := testutil.GatherAndCount(reg, "onramp_edge_l3_peer_rx_packets_total", "onramp_edge_l3_peer_last_handshake_seconds"); err != nil || n != 6 {
 		t.Fatalf("per-peer series %d, %v", n, err)
 	}
+	// Every peer's handshake was processed (not under load: no cookies).
+	if hs := st.Handshakes; hs.Processed < 3 || hs.Cookies != 0 {
+		t.Fatalf("handshake stats %+v, want at least one processed per peer", hs)
+	}
+	if n, err := testutil.GatherAndCount(reg, "onramp_edge_l3_handshake_messages_total", "onramp_edge_l3_handshake_limited_sources"); err != nil || n != 7 {
+		t.Fatalf("handshake series %d, %v: want 6 results and the sources", n, err)
+	}
 
 	// Garbage on the UDP port and a packet of bob spoofing alice's address
 	// are dropped; the others' flows go on.

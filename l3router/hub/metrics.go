@@ -27,6 +27,13 @@ var (
 		"Packets the edge router dropped without a peer to blame (malformed, or a source no peer owns), by reason.", []string{"reason"}, nil)
 	descICMP = prometheus.NewDesc("onramp_edge_l3_icmp_errors_total",
 		"ICMP errors of the edge router: sent, or not sent because of the rate limit or a full queue.", []string{"result"}, nil)
+	descHandshakes = prometheus.NewDesc("onramp_edge_l3_handshake_messages_total",
+		"WireGuard handshake messages (with a valid mac1) the edge received, by result: processed (within the device's 2000/s while not under load); "+
+			"processed_under_load (with a valid mac2, within the source's limit); cookie (under load, answered with a cookie reply); "+
+			"over_budget (the device's 2000/s, not under load); source_limit (under load, 20/s per IPv4 address or IPv6 /64); "+
+			"table_full (under load, a new source while 16384 are tracked).", []string{"result"}, nil)
+	descHandshakeSources = prometheus.NewDesc("onramp_edge_l3_handshake_limited_sources",
+		"Sources (IPv4 addresses, IPv6 /64s) with a handshake limit the edge tracks now.", nil, nil)
 )
 
 // Collector returns a Prometheus collector of the hub's counters, read at
@@ -37,7 +44,7 @@ type collector struct{ h *Hub }
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descPeers, descRxPackets, descRxBytes, descTxPackets, descTxBytes,
-		descDrops, descHandshake, descUnattributed, descICMP} {
+		descDrops, descHandshake, descUnattributed, descICMP, descHandshakes, descHandshakeSources} {
 		ch <- d
 	}
 }
@@ -77,4 +84,12 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	cnt(descICMP, s.ICMPErrors, "sent")
 	cnt(descICMP, s.ICMPRateLimited, "rate_limited")
 	cnt(descICMP, s.ICMPQueueFull, "queue_full")
+	hs := s.Handshakes
+	cnt(descHandshakes, hs.Processed, "processed")
+	cnt(descHandshakes, hs.Proven, "processed_under_load")
+	cnt(descHandshakes, hs.Cookies, "cookie")
+	cnt(descHandshakes, hs.OverBudget, "over_budget")
+	cnt(descHandshakes, hs.SourceLimited, "source_limit")
+	cnt(descHandshakes, hs.TableFull, "table_full")
+	ch <- prometheus.MustNewConstMetric(descHandshakeSources, prometheus.GaugeValue, float64(hs.Sources))
 }

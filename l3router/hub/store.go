@@ -120,24 +120,41 @@ func ValidName(what, name string) error {
 }
 
 // Store keeps the L3 on-ramp's state in buckets of the edge's bbolt
-// database: the edge's WireGuard key, and the clients and connectors with
-// their keys and virtual addresses. It is safe for concurrent use; bbolt
-// serializes the writes.
+// database: the edge's WireGuard key, the clients and connectors with
+// their keys and virtual addresses, and the addresses of removed ones. It
+// is safe for concurrent use; bbolt serializes the writes.
 //
-//	l3_meta   "private_key" -> the edge's private key (32 bytes)
-//	l3_peers  name -> JSON peer record
+//	l3_meta      "private_key" -> the edge's private key (32 bytes)
+//	l3_peers     name -> JSON peer record
+//	l3_released  address (4 or 16 bytes) -> JSON release record
 //
 // Clients and connectors share one namespace, the router's.
+//
+// A removed peer's addresses are not given to a new peer until the reuse
+// delay has passed since the removal: the LAN hosts behind connectors know
+// peers by address (firewall rules, logs, open connections, caches), and
+// would take the newcomer for the old peer.
 type Store struct {
-	db    *bolt.DB
-	pools Pools
+	db         *bolt.DB
+	pools      Pools
+	reuseDelay time.Duration
+	now        func() time.Time
 }
 
 var (
-	bucketMeta  = []byte("l3_meta")
-	bucketPeers = []byte("l3_peers")
-	keyPrivate  = []byte("private_key")
+	bucketMeta     = []byte("l3_meta")
+	bucketPeers    = []byte("l3_peers")
+	bucketReleased = []byte("l3_released")
+	keyPrivate     = []byte("private_key")
 )
+
+// released is the record of a removed peer's address.
+type released struct {
+	V    int               `json:"v"`
+	At   time.Time         `json:"released"`
+	Name string            `json:"name"` // of the peer that had it
+	Kind l3router.PeerKind `json:"kind"`
+}
 
 // record is a stored peer; V is the record version.
 type record struct {
@@ -148,13 +165,17 @@ type record struct {
 const recordVersion = 1
 
 // OpenStore creates the L3 buckets in db if needed. New addresses come
-// from pools.
-func OpenStore(db *bolt.DB, pools Pools) (*Store, error) {
+// from pools; a removed peer's addresses are held back for reuseDelay
+// (l3.address_reuse_delay; 0: given out again at once).
+func OpenStore(db *bolt.DB, pools Pools, reuseDelay time.Duration) (*Store, error) {
 	if err := pools.check(); err != nil {
 		return nil, err
 	}
+	if reuseDelay < 0 {
+		return nil, fmt.Errorf("address reuse delay %v: negative: %w", reuseDelay, ErrInvalid)
+	}
 	err := db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketMeta, bucketPeers} {
+		for _, b := range [][]byte{bucketMeta, bucketPeers, bucketReleased} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -164,7 +185,7 @@ func OpenStore(db *bolt.DB, pools Pools) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("l3 store: %w", err)
 	}
-	return &Store{db: db, pools: pools}, nil
+	return &Store{db: db, pools: pools, reuseDelay: reuseDelay, now: time.Now}, nil
 }
 
 // Pools returns the pools the store allocates from.
@@ -199,6 +220,9 @@ func (s *Store) EdgeKey() (l3config.Key, error) {
 // PrivateKey (connectors), Groups (clients) and Subnets (connectors).
 // It allocates the virtual addresses, sets Created and returns the record.
 //
+// The addresses are the lowest free ones of the pools, skipping those of
+// peers removed less than the reuse delay ago.
+//
 // It refuses, with an error naming the reason, a bad name, group or
 // subnet (ErrInvalid), a name or public key already in use (ErrExists), a
 // subnet overlapping a pool, another connector's subnet or a peer's
@@ -207,7 +231,8 @@ func (s *Store) Add(p Peer) (Peer, error) {
 	if err := s.check(&p); err != nil {
 		return Peer{}, fmt.Errorf("l3 store: add %v %q: %w", p.Kind, p.Name, err)
 	}
-	p.Created = time.Unix(0, time.Now().UnixNano()).UTC()
+	now := s.now()
+	p.Created = time.Unix(0, now.UnixNano()).UTC()
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketPeers)
 		if b.Get([]byte(p.Name)) != nil {
@@ -237,10 +262,14 @@ func (s *Store) Add(p Peer) (Peer, error) {
 		used := func(a netip.Addr) bool {
 			return addrs[a] || slices.ContainsFunc(subnets, func(s netip.Prefix) bool { return s.Contains(a) })
 		}
-		if p.Address4, err = allocate(s.pools.IPv4, used); err != nil {
+		held, err := s.held(tx, now)
+		if err != nil {
 			return err
 		}
-		if p.Address6, err = allocate(s.pools.IPv6, used); err != nil {
+		if p.Address4, err = s.allocate(s.pools.IPv4, used, held); err != nil {
+			return err
+		}
+		if p.Address6, err = s.allocate(s.pools.IPv6, used, held); err != nil {
 			return err
 		}
 		v, err := json.Marshal(record{V: recordVersion, Peer: p})
@@ -343,9 +372,53 @@ func overlaps(subnets []netip.Prefix, o *Peer) error {
 	return nil
 }
 
-// allocate returns the lowest address of pool that is not used, skipping
-// the network address, the router's (the first) and, in IPv4, the last.
-func allocate(pool netip.Prefix, used func(netip.Addr) bool) (netip.Addr, error) {
+// held returns the addresses of removed peers still held back at now,
+// with the time each is free again, and forgets those whose delay is over.
+func (s *Store) held(tx *bolt.Tx, now time.Time) (map[netip.Addr]time.Time, error) {
+	b := tx.Bucket(bucketReleased)
+	held := map[netip.Addr]time.Time{}
+	var expired [][]byte
+	err := b.ForEach(func(k, v []byte) error {
+		a, ok := netip.AddrFromSlice(k)
+		var r released
+		if !ok || json.Unmarshal(v, &r) != nil || r.V != recordVersion {
+			return fmt.Errorf("%w: released address record %x", ErrCorrupt, k)
+		}
+		if free := r.At.Add(s.reuseDelay); now.Before(free) {
+			held[a] = free
+		} else {
+			expired = append(expired, k)
+		}
+		return nil
+	})
+	for _, k := range expired {
+		if err == nil {
+			err = b.Delete(k)
+		}
+	}
+	return held, err
+}
+
+// release records that p's addresses were freed at now.
+func release(tx *bolt.Tx, p *Peer, now time.Time) error {
+	v, err := json.Marshal(released{V: recordVersion, At: now.UTC(), Name: p.Name, Kind: p.Kind})
+	if err != nil {
+		return err
+	}
+	for _, a := range []netip.Addr{p.Address4, p.Address6} {
+		if a.IsValid() {
+			if err := tx.Bucket(bucketReleased).Put(a.AsSlice(), v); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// allocate returns the lowest address of pool that is neither used nor
+// held, skipping the network address, the router's (the first) and, in
+// IPv4, the last.
+func (s *Store) allocate(pool netip.Prefix, used func(netip.Addr) bool, held map[netip.Addr]time.Time) (netip.Addr, error) {
 	last := netip.Addr{}
 	if pool.Addr().Is4() {
 		b := pool.Addr().As4()
@@ -353,15 +426,30 @@ func allocate(pool netip.Prefix, used func(netip.Addr) bool) (netip.Addr, error)
 		n |= 1<<(32-pool.Bits()) - 1
 		last = netip.AddrFrom4([4]byte{byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n)})
 	}
+	var nheld int
+	var first time.Time     // when the first held address is free again
 	a := pool.Addr().Next() // the router's
 	for a = a.Next(); a.IsValid() && pool.Contains(a) && a != last; a = a.Next() {
-		if !used(a) {
-			return a, nil
+		if used(a) {
+			continue
 		}
+		if free, ok := held[a]; ok {
+			if nheld++; first.IsZero() || free.Before(first) {
+				first = free
+			}
+			continue
+		}
+		return a, nil
 	}
 	fam := "ipv6"
 	if pool.Addr().Is4() {
 		fam = "ipv4"
+	}
+	if nheld > 0 {
+		return netip.Addr{}, fmt.Errorf("pool %v has no free address left: %d more are held back for l3.address_reuse_delay (%v) after their "+
+			"clients or connectors were removed, so that no new peer is taken for an old one; the first is free at %s: wait, "+
+			"remove a client or connector, widen l3.pools.%s or shorten l3.address_reuse_delay in the edge config: %w",
+			pool, nheld, s.reuseDelay, first.UTC().Format(time.RFC3339), fam, ErrPoolExhausted)
 	}
 	return netip.Addr{}, fmt.Errorf("pool %v has no free address left: remove a client or connector, or widen l3.pools.%s in the edge config: %w", pool, fam, ErrPoolExhausted)
 }
@@ -420,8 +508,18 @@ func parse(name string, v []byte) (Peer, error) {
 }
 
 // Remove deletes the peer named name, which must be of the given kind, and
-// returns it: its addresses are free again.
+// returns it. Its addresses are free again after the reuse delay.
 func (s *Store) Remove(kind l3router.PeerKind, name string) (Peer, error) {
+	return s.remove(kind, name, true)
+}
+
+// Discard deletes a peer that was never live (an Add the hub then
+// refused): its addresses are free again at once.
+func (s *Store) Discard(kind l3router.PeerKind, name string) (Peer, error) {
+	return s.remove(kind, name, false)
+}
+
+func (s *Store) remove(kind l3router.PeerKind, name string, hold bool) (Peer, error) {
 	var p Peer
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketPeers)
@@ -435,6 +533,11 @@ func (s *Store) Remove(kind l3router.PeerKind, name string) (Peer, error) {
 		}
 		if p.Kind != kind {
 			return fmt.Errorf("%q is a %v, not a %v: %w", name, p.Kind, kind, ErrNotFound)
+		}
+		if hold {
+			if err := release(tx, &p, s.now()); err != nil {
+				return err
+			}
 		}
 		return b.Delete([]byte(name))
 	})

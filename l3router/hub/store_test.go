@@ -2,11 +2,13 @@ package hub
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -26,16 +28,31 @@ func openDB(t *testing.T, path string) *bolt.DB {
 	return db
 }
 
+// testReuseDelay is the stores' address reuse delay in the tests.
+const testReuseDelay = 24 * time.Hour
+
 func openTestStore(t *testing.T, pools Pools) (*Store, string) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "edge.db")
 	db := openDB(t, path)
 	t.Cleanup(func() { db.Close() })
-	s, err := OpenStore(db, pools)
+	s, err := OpenStore(db, pools, testReuseDelay)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return s, path
+}
+
+// fakeClock is a store's clock that the test moves.
+type fakeClock struct{ t time.Time }
+
+func (c *fakeClock) now() time.Time          { return c.t }
+func (c *fakeClock) advance(d time.Duration) { c.t = c.t.Add(d) }
+
+func withClock(s *Store) *fakeClock {
+	c := &fakeClock{t: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)}
+	s.now = c.now
+	return c
 }
 
 func newKey(t testing.TB) l3config.Key {
@@ -90,13 +107,14 @@ func TestStoreAllocation(t *testing.T) {
 	}) {
 		t.Fatalf("connector routes %v", got)
 	}
-	// A freed address is handed out again, never a live one.
+	// A freed address is not handed out again at once (see
+	// TestStoreAddressReuse), and never a live one.
 	if _, err := s.Remove(l3router.KindClient, "alice"); err != nil {
 		t.Fatal(err)
 	}
 	d := mustAdd(t, s, client(t, "dave"))
 	e := mustAdd(t, s, client(t, "erin"))
-	if d.Address4 != a.Address4 || e.Address4 != netip.MustParseAddr("198.18.96.5") {
+	if d.Address4 != netip.MustParseAddr("198.18.96.5") || e.Address4 != netip.MustParseAddr("198.18.96.6") {
 		t.Fatalf("after remove: dave %v erin %v", d.Address4, e.Address4)
 	}
 	peers, err := s.List()
@@ -134,6 +152,98 @@ func TestStoreExhausted(t *testing.T) {
 	}
 	if _, err := s.Get("full"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("a failed add was recorded: %v", err)
+	}
+}
+
+// TestStoreAddressReuse: a removed peer's addresses go to no new peer
+// until the reuse delay has passed, across a restart of the edge; then
+// the lowest free address is given out again.
+func TestStoreAddressReuse(t *testing.T) {
+	s, path := openTestStore(t, testPools)
+	clock := withClock(s)
+	alice := mustAdd(t, s, client(t, "alice"))
+	mustAdd(t, s, connector(t, "site-a", "198.18.30.0/24"))
+	if _, err := s.Remove(l3router.KindClient, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	clock.advance(time.Hour)
+	bob := mustAdd(t, s, client(t, "bob"))
+	if bob.Address4 == alice.Address4 || bob.Address6 == alice.Address6 {
+		t.Fatalf("bob got removed alice's addresses (%v, %v) an hour after she was removed", bob.Address4, bob.Address6)
+	}
+	// The same name back is a new peer too.
+	again := mustAdd(t, s, client(t, "alice"))
+	if again.Address4 == alice.Address4 || again.Address6 == alice.Address6 {
+		t.Fatalf("alice added again got her old addresses %v, %v", again.Address4, again.Address6)
+	}
+	// Removing a connector holds its addresses back the same way.
+	if _, err := s.Remove(l3router.KindConnector, "site-a"); err != nil {
+		t.Fatal(err)
+	}
+
+	// The edge restarts: the held addresses stay held.
+	s.db.Close()
+	db := openDB(t, path)
+	defer db.Close()
+	s, err := OpenStore(db, testPools, testReuseDelay)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.now = clock.now
+	clock.advance(testReuseDelay - time.Hour - time.Second) // alice was removed a second less than the delay ago
+	carol := mustAdd(t, s, client(t, "carol"))
+	if carol.Address4 == alice.Address4 {
+		t.Fatalf("carol got alice's address %v a second before the delay was over", carol.Address4)
+	}
+	clock.advance(time.Second)
+	dave := mustAdd(t, s, client(t, "dave"))
+	if dave.Address4 != alice.Address4 || dave.Address6 != alice.Address6 {
+		t.Fatalf("dave got %v, %v once the delay was over, want the lowest free ones, alice's %v, %v",
+			dave.Address4, dave.Address6, alice.Address4, alice.Address6)
+	}
+
+	// A delay of 0 gives an address out again at once.
+	s0, _ := openTestStore(t, testPools)
+	s0.reuseDelay = 0
+	a := mustAdd(t, s0, client(t, "alice"))
+	if _, err := s0.Remove(l3router.KindClient, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	if b := mustAdd(t, s0, client(t, "bob")); b.Address4 != a.Address4 {
+		t.Fatalf("with no delay bob got %v, want alice's %v", b.Address4, a.Address4)
+	}
+	// So does discarding a peer that never went live (the hub refused it).
+	if _, err := s.Discard(l3router.KindClient, "dave"); err != nil {
+		t.Fatal(err)
+	}
+	if e := mustAdd(t, s, client(t, "erin")); e.Address4 != dave.Address4 {
+		t.Fatalf("erin got %v, want discarded dave's %v", e.Address4, dave.Address4)
+	}
+}
+
+// TestStoreExhaustedByHeld: a pool whose only free addresses are held
+// back says so, naming the key that holds them, instead of reusing them.
+func TestStoreExhaustedByHeld(t *testing.T) {
+	s, _ := openTestStore(t, Pools{IPv4: netip.MustParsePrefix("198.18.96.0/29"), IPv6: testPools.IPv6})
+	clock := withClock(s)
+	for i := range 5 {
+		mustAdd(t, s, client(t, "c"+string(rune('a'+i))))
+	}
+	gone, err := s.Remove(l3router.KindClient, "cc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock.advance(time.Minute)
+	_, err = s.Add(client(t, "new"))
+	for _, want := range []string{"pool 198.18.96.0/29 has no free address left", "1 more are held back",
+		"held back for l3.address_reuse_delay (24h0m0s)", "free at 2030-01-03T03:04:05Z", "l3.pools.ipv4"} {
+		if !errors.Is(err, ErrPoolExhausted) || !strings.Contains(fmt.Sprint(err), want) {
+			t.Fatalf("add to a pool whose free address is held: %v, want ErrPoolExhausted saying %q", err, want)
+		}
+	}
+	clock.advance(testReuseDelay)
+	if p := mustAdd(t, s, client(t, "new")); p.Address4 != gone.Address4 {
+		t.Fatalf("after the delay: %v, want the held %v", p.Address4, gone.Address4)
 	}
 }
 
@@ -211,7 +321,7 @@ func TestStorePersistence(t *testing.T) {
 
 	db := openDB(t, path)
 	defer db.Close()
-	s2, err := OpenStore(db, testPools)
+	s2, err := OpenStore(db, testPools, testReuseDelay)
 	if err != nil {
 		t.Fatal(err)
 	}

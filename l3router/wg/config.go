@@ -31,7 +31,8 @@
 //
 // Handshakes (Noise IK, noise.go) are handled on the loop that receives
 // them, limited to handshakesPerSecond for the whole device; under load the
-// device asks for cookies and limits each proven address (cookie.go), and
+// device asks for cookies and limits each proven source, an IPv4 address
+// or an IPv6 /64, in a capped table (cookie.go; see [HandshakeStats]), and
 // it honours the cookie replies of its peers. Timers (retransmission of
 // initiations, keepalives, rekeying, expiry) run on one housekeeping
 // goroutine.
@@ -78,4 +79,31 @@ type PeerStats struct {
 	Handshakes       uint64 // completed handshakes, as initiator or responder
 	RxBytes, TxBytes uint64 // encrypted bytes received and sent
 	Dropped          uint64 // TUN device: packets from the peer dropped (source not allowed, malformed)
+}
+
+// HandshakeStats counts what became of the handshake messages (initiations
+// and responses with a valid mac1) the device received.
+type HandshakeStats struct {
+	// Processed messages went on to the Noise handshake (whether or not
+	// it then succeeded) within the device's budget, while not under
+	// load.
+	Processed uint64
+	// Proven messages went on to the Noise handshake under load: with a
+	// valid mac2 (the source got our cookie) and within the source's
+	// limit.
+	Proven uint64
+	// OverBudget were refused for the device's budget
+	// (handshakesPerSecond), while not under load.
+	OverBudget uint64
+	// Cookies were answered with a cookie reply (under load, no valid
+	// mac2).
+	Cookies uint64
+	// SourceLimited were refused for their source's limit (under load:
+	// perAddrPerSecond per IPv4 address or IPv6 /64).
+	SourceLimited uint64
+	// TableFull were refused because the table of source limits was full
+	// (maxAddrLimits) and theirs was a new source.
+	TableFull uint64
+	// Sources is the number of sources in the table now.
+	Sources int
 }

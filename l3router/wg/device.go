@@ -49,8 +49,8 @@ type Device struct {
 	hsMu     sync.Mutex
 	hsBucket bucket // the device's handshake budget
 
-	cookies     cookieJar
-	cookiesSent atomic.Uint64
+	cookies cookieJar
+	hsCount hsCounters
 
 	closed    chan struct{}
 	closeOnce sync.Once

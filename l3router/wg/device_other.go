@@ -32,6 +32,9 @@ func (*Device) AddPeer(l3router.PeerID, l3config.Key) (*Peer, error) { return ni
 // RemovePeer does nothing.
 func (*Device) RemovePeer(l3config.Key) {}
 
+// HandshakeStats returns nothing.
+func (*Device) HandshakeStats() HandshakeStats { return HandshakeStats{} }
+
 // Close does nothing.
 func (*Device) Close() error { return nil }
 

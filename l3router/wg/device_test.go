@@ -314,7 +314,7 @@ func TestUnderLoad(t *testing.T) {
 	t.Cleanup(func() { underLoadForTest.Store(false) }) // runs after the rig's cleanups
 	r := newRig(t, true)
 	r.both(t, "with a cookie", 15*time.Second)
-	if n := r.dev.cookiesSent.Load(); n < 2 {
+	if n := r.dev.HandshakeStats().Cookies; n < 2 {
 		t.Errorf("%d cookie replies sent, want one per node at least", n)
 	}
 }

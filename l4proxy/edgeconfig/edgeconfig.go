@@ -15,7 +15,7 @@
 //	  - {listen: "tcp://[::]:2222", tunnel: office, service: ssh.office}
 //	  - {listen: "udp://[::]:5353", tunnel: office, service: dns.office}
 //	limits: {maxStreamsPerTunnel: 10000, idleTimeout: 0s, udpFlowIdle: 60s}
-//	l3: {listen: "[::]:51820"}            # the L3 on-ramp (WireGuard); see L3
+//	l3: {listen: "[::]:51820", address_reuse_delay: 24h} # the L3 on-ramp (WireGuard); see L3
 //
 // Every field is optional except what a feature needs; [Parse] fills the
 // defaults and names the field of any error.

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/onramp-net/onramp/l3router"
 )
@@ -21,6 +22,17 @@ var (
 
 // DefaultL3MTU is the default MTU of the L3 on-ramp (wireguard-go's).
 const DefaultL3MTU = l3router.DefaultMTU
+
+// DefaultAddressReuseDelay is how long a removed client's or connector's
+// virtual addresses are held back before a new peer gets them. LAN hosts
+// know peers by address: firewall rules, logs, connection tracking and
+// caches outlive the peer. A day outlasts what the network itself keeps
+// about an address (a WireGuard session, connections whose peer has gone
+// silent) and the day's logs an administrator reads to tell who was
+// there, while costing little: the default IPv4 pool holds about a million
+// addresses, so only a pool sized to the peers fills up with held ones,
+// and then the error says so.
+const DefaultAddressReuseDelay = 24 * time.Hour
 
 // L3 configures the L3 on-ramp, the edge's WireGuard hub:
 //
@@ -58,12 +70,24 @@ type L3 struct {
 	DNS []string `yaml:"dns"`
 	// ACL is the access policy between clients and connectors.
 	ACL l3router.ACLConfig `yaml:"acl"`
+	// AddressReuseDelay is how long a removed client's or connector's
+	// virtual addresses are held back before a new peer gets them
+	// (DefaultAddressReuseDelay if unset; 0: given out again at once).
+	AddressReuseDelay *Duration `yaml:"address_reuse_delay"`
 }
 
 // Pools are the virtual address pools of the L3 on-ramp.
 type Pools struct {
 	IPv4 netip.Prefix `yaml:"ipv4"`
 	IPv6 netip.Prefix `yaml:"ipv6"`
+}
+
+// ReuseDelay returns AddressReuseDelay (the default if unset).
+func (l *L3) ReuseDelay() time.Duration {
+	if l.AddressReuseDelay == nil {
+		return DefaultAddressReuseDelay
+	}
+	return time.Duration(*l.AddressReuseDelay)
 }
 
 // Enabled reports whether the L3 on-ramp is on (Listen is set).
@@ -89,6 +113,10 @@ func (c *Config) fillL3() {
 	}
 	if l.MTU == 0 {
 		l.MTU = DefaultL3MTU
+	}
+	if l.AddressReuseDelay == nil {
+		d := Duration(DefaultAddressReuseDelay)
+		l.AddressReuseDelay = &d
 	}
 	if l.Endpoint == "" && l.Listen != "" && len(c.Advertise) > 0 {
 		host, _, err1 := net.SplitHostPort(c.Advertise[0])

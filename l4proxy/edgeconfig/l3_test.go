@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestL3(t *testing.T) {
@@ -30,6 +31,20 @@ l3:
 	}
 	if len(l.ACL.Rules) != 1 || l.ACL.Rules[0].Ports[1] != "8000-8100" || l.ACL.BuiltinDeny != "reject" {
 		t.Errorf("acl %+v", l.ACL)
+	}
+
+	if got := l.ReuseDelay(); got != DefaultAddressReuseDelay || time.Duration(*l.AddressReuseDelay) != got {
+		t.Errorf("address_reuse_delay %v, want the default %v", got, DefaultAddressReuseDelay)
+	}
+	for src, want := range map[string]time.Duration{
+		"l3: {address_reuse_delay: 0s}":  0,
+		"l3: {address_reuse_delay: 0}":   0,
+		"l3: {address_reuse_delay: 72h}": 72 * time.Hour,
+	} {
+		c, err := Parse([]byte(src))
+		if err != nil || c.L3.ReuseDelay() != want {
+			t.Errorf("%s: %v, %v; want %v", src, c, err, want)
+		}
 	}
 
 	d := Default()
@@ -60,6 +75,8 @@ func TestL3Errors(t *testing.T) {
 		{`l3: {acl: {rules: [{action: allow, proto: icmp, ports: ["1"]}]}}`, "l3.acl: acl rule 1: ports [1]: need proto tcp or udp"},
 		{`l3: {acl: {default: maybe}}`, "l3.acl: acl default"},
 		{`l3: {bogus: 1}`, "field bogus not found"},
+		{`l3: {address_reuse_delay: -1h}`, "\"-1h\" is negative"},
+		{`l3: {address_reuse_delay: 1 day}`, "is not a duration"},
 	} {
 		_, err := Parse([]byte(tc.src))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
