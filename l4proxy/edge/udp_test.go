@@ -178,12 +178,19 @@ func TestUDPFlowOwnership(t *testing.T) {
 		e.Auth.Add(tokB)
 		attackers := []*rawConn{dialRaw(t, e, tokB), dialRaw(t, e, e.Token)}
 		const spoofed = "spoofed answer"
-		for range 3 { // datagrams may be lost; the attacker repeats
-			for _, a := range attackers {
-				a.SendDatagram(tunnel.AppendDatagram(nil, victim, []byte(spoofed)))
-				a.SendDatagram(tunnel.AppendFlowClose(nil, victim, tunnel.FlowUnknown))
-				a.SendDatagram(tunnel.AppendFlowClose(nil, victim, tunnel.FlowClosed))
+		// A spoofed answer, then "unknown flow", then a close; each three
+		// times, as datagrams may be lost.
+		for _, d := range [][]byte{
+			tunnel.AppendDatagram(nil, victim, []byte(spoofed)),
+			tunnel.AppendFlowClose(nil, victim, tunnel.FlowUnknown),
+			tunnel.AppendFlowClose(nil, victim, tunnel.FlowClosed),
+		} {
+			for range 3 {
+				for _, a := range attackers {
+					a.SendDatagram(d)
+				}
 			}
+			time.Sleep(100 * time.Millisecond)
 		}
 
 		// The user receives nothing from them.

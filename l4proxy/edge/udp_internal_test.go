@@ -1,10 +1,16 @@
 package edge
 
 import (
+	"bytes"
+	"context"
 	"math/rand/v2"
+	"net"
 	"net/netip"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/onramp-net/onramp/l4proxy/tunnel"
 )
 
 func TestGCRA(t *testing.T) {
@@ -122,5 +128,86 @@ func TestLogLimiter(t *testing.T) {
 	ok, held := l.allow(now + int64(time.Second))
 	if !ok || held != 5 {
 		t.Fatalf("after a second: %v, %d held back; want true, 5", ok, held)
+	}
+}
+
+// recConn is a tunnel.Conn of a given tunnel that records what is sent on
+// it and can die.
+type recConn struct {
+	tunnel.Conn // nil: methods not overridden panic
+	tunnelID    [16]byte
+	ctx         context.Context
+	kill        context.CancelFunc
+	mu          sync.Mutex
+	sent        [][]byte
+}
+
+func newRecConn(tunnelID byte) *recConn {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &recConn{tunnelID: [16]byte{tunnelID}, ctx: ctx, kill: cancel}
+}
+
+func (c *recConn) SendDatagram(b []byte) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.sent = append(c.sent, bytes.Clone(b))
+	return nil
+}
+func (c *recConn) Context() context.Context { return c.ctx }
+func (c *recConn) Draining() bool           { return false }
+func (c *recConn) TunnelID() [16]byte       { return c.tunnelID }
+func (c *recConn) ConnectorID() [16]byte    { return [16]byte{} }
+func (c *recConn) RemoteAddr() net.Addr     { return &net.UDPAddr{} }
+
+// TestUDPFlowMovesTables: a flow whose connection dies moves to another
+// connection of its tunnel under a new ID, leaving the old one's table; the
+// old ID then names nothing on either connection.
+func TestUDPFlowMovesTables(t *testing.T) {
+	s, _, _, l := udpBench(t, Options{})
+	te := s.entry([16]byte{1})
+	s.unregister(te, te.conns[0]) // only the connections below
+	a, b := newRecConn(1), newRecConn(1)
+	la, lb := &liveConn{conn: a}, &liveConn{conn: b}
+	s.register(la)
+	user := netip.MustParseAddrPort("127.0.0.1:9")
+	f := s.newFlow(l, user)
+	if f == nil {
+		t.Fatal("no flow")
+	}
+	s.register(lb)
+	buf := make([]byte, tunnel.DatagramHeaderLen+10)
+	s.sendToOrigin(f, buf, 10)
+	old := f.id
+	if f.lc != la || la.flow(old) != f {
+		t.Fatal("flow not on the first connection")
+	}
+	a.kill()
+	s.sendToOrigin(f, buf, 10)
+	f.mu.Lock()
+	lc, id := f.lc, f.id
+	f.mu.Unlock()
+	if lc != lb || id == old || lb.flow(id) != f || la.flow(old) != nil || lb.flow(old) != nil {
+		t.Fatalf("after the move: on %p (b %p) as %d (was %d); a has it %v", lc, lb, id, old, la.flow(old) != nil)
+	}
+	// b was told of the flow (FlowOpen, then the datagram) under its new ID.
+	b.mu.Lock()
+	got := b.sent
+	b.mu.Unlock()
+	if len(got) != 2 {
+		t.Fatalf("b got %d datagrams, want FlowOpen and data", len(got))
+	}
+	for i, want := range []tunnel.DatagramType{tunnel.DatagramFlowOpen, tunnel.DatagramData} {
+		if typ, gid, _, _ := tunnel.ParseDatagram(got[i]); typ != want || gid != id {
+			t.Errorf("b's datagram %d: type %d flow %d, want type %d flow %d", i, typ, gid, want, id)
+		}
+	}
+	// The old ID from b is not the flow's.
+	s.handleDatagram(lb, te, tunnel.AppendFlowClose(nil, old, tunnel.FlowClosed), nil)
+	if f.closed.Load() {
+		t.Error("a close naming the old ID closed the flow")
+	}
+	s.closeFlow(f, true)
+	if lb.flow(id) != nil || len(s.flowIDs) != 0 || te.udpFlows.Load() != 0 {
+		t.Errorf("closed flow still held: table %v, index %d, count %d", lb.flow(id) != nil, len(s.flowIDs), te.udpFlows.Load())
 	}
 }
