@@ -284,7 +284,7 @@ func (s *Server) refuseFlow(reason int, te *tunnelEntry, user netip.AddrPort, no
 	case refusedFlowLimit:
 		msg = fmt.Sprintf("limits.maxUDPFlowsPerTunnel (%d) reached for tunnel %s", s.opts.MaxUDPFlowsPerTunnel, tunnelName(te.id))
 	}
-	s.log.Warn("edge: new udp flow refused: "+msg, "user", user, "tunnel", tunnelName(te.id),
+	s.log.Warn("edge: new udp flow refused: "+msg, "user", netip.AddrPortFrom(user.Addr().Unmap(), user.Port()), "tunnel", tunnelName(te.id),
 		"refused_since_last_line", held)
 }
 
