@@ -53,6 +53,8 @@ type RigOptions struct {
 	// EdgeYAML replaces the routes, bindings and limits of the default edge
 	// configuration ([DefaultEdgeYAML]).
 	EdgeYAML string
+	// EdgeArgs are global flags for edge serve, such as "--log-level", "debug".
+	EdgeArgs []string
 }
 
 // DefaultEdgeYAML binds the echo, sum and source origins to edge ports and
@@ -135,7 +137,8 @@ advertise: ["%s", "%s"]
 	if err := os.WriteFile(r.TokenFile, []byte(r.Token+"\n"), 0o600); err != nil {
 		return nil, err
 	}
-	if r.Edge, err = edge.Start(r.EdgeBin, "--config", r.EdgeConfig, "serve"); err != nil {
+	args := append(append([]string{"--config", r.EdgeConfig}, opt.EdgeArgs...), "serve")
+	if r.Edge, err = edge.Start(r.EdgeBin, args...); err != nil {
 		return nil, err
 	}
 	// Ready when its admin socket answers (it binds that last).

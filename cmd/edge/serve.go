@@ -87,6 +87,11 @@ func serve(ctx context.Context, g *globals, cfg *edgeconfig.Config, log *slog.Lo
 			MaxStreamsPerTunnel: cfg.Limits.MaxStreamsPerTunnel,
 			IdleTimeout:         time.Duration(cfg.Limits.IdleTimeout),
 			UDPFlowIdle:         time.Duration(cfg.Limits.UDPFlowIdle),
+
+			MaxUDPFlowsPerTunnel: cfg.Limits.MaxUDPFlowsPerTunnel,
+			UDPNewFlowsPerSource: cfg.Limits.UDPNewFlowsPerSource,
+			UDPNewFlowsPerTunnel: cfg.Limits.UDPNewFlowsPerTunnel,
+			UDPUnrepliedIdle:     time.Duration(cfg.Limits.UDPUnrepliedIdle),
 		}),
 	}
 

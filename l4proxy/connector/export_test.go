@@ -9,3 +9,11 @@ func SetQUICRetryAfter(d time.Duration) func() {
 	quicRetryAfter = d
 	return func() { quicRetryAfter = old }
 }
+
+// SetFlowUnrepliedIdle changes how long a UDP flow the origin never
+// answered lives without a datagram, and returns a function restoring it.
+func SetFlowUnrepliedIdle(d time.Duration) func() {
+	old := flowUnrepliedIdle
+	flowUnrepliedIdle = d
+	return func() { flowUnrepliedIdle = old }
+}

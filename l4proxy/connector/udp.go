@@ -17,6 +17,15 @@ import (
 // defaultFlowIdle ends a UDP flow whose rule sets no idleTimeout.
 const defaultFlowIdle = 60 * time.Second
 
+// flowUnrepliedIdle ends a UDP flow the origin never answered sooner, as
+// the edge does (its limits.udpUnrepliedIdle, 10s by default): should the
+// edge's FlowClose be lost (datagrams are unreliable), a flood of spoofed
+// sources at a binding still leaves no origin socket open for long here.
+// Closing early costs a flow nothing: until the origin answers, the edge
+// sends FlowOpen before each datagram, which opens it again. A variable
+// for tests.
+var flowUnrepliedIdle = 10 * time.Second
+
 // maxFlowsPerConn bounds the UDP flows of one connection; more are refused
 // with FlowTooMany.
 const maxFlowsPerConn = 10000
@@ -177,12 +186,14 @@ func (c *Connector) startFlow(f *flow, rule *ingress.Rule, log *slog.Logger) {
 }
 
 // flowReader relays the origin's datagrams to the edge and expires the flow
-// when idle. Its buffer comes from dgPool: no allocation per datagram.
+// when idle: after f.idle, or flowUnrepliedIdle until the origin answered.
+// Its buffer comes from dgPool: no allocation per datagram.
 func (c *Connector) flowReader(f *flow) {
 	bp := dgPool.Get().(*[]byte)
 	defer dgPool.Put(bp)
 	buf := *bp
-	_ = f.uc.SetReadDeadline(time.Now().Add(f.idle))
+	idle := min(f.idle, flowUnrepliedIdle) // until the origin answers
+	_ = f.uc.SetReadDeadline(time.Now().Add(idle))
 	for {
 		n, err := f.uc.Read(buf[tunnel.DatagramHeaderLen:])
 		if err != nil {
@@ -192,11 +203,11 @@ func (c *Connector) flowReader(f *flow) {
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() {
 				last := time.Unix(0, f.last.Load())
-				if time.Since(last) >= f.idle {
+				if time.Since(last) >= idle {
 					c.closeFlow(f, tunnel.FlowClosed, true)
 					return
 				}
-				_ = f.uc.SetReadDeadline(last.Add(f.idle))
+				_ = f.uc.SetReadDeadline(last.Add(idle))
 				continue
 			}
 			// ECONNREFUSED after an ICMP port unreachable, and the like.
@@ -206,6 +217,7 @@ func (c *Connector) flowReader(f *flow) {
 			return
 		}
 		f.touch()
+		idle = f.idle // answered
 		d := tunnel.FrameDatagram(buf, f.id, n)
 		if err := f.ec.conn.SendDatagram(d); err != nil {
 			c.m.Dropped.Inc()

@@ -24,6 +24,26 @@
 // reset on one side resets the other (RST via SO_LINGER 0, stream Reset).
 // Reads and datagrams do not allocate.
 //
+// # UDP flows
+//
+// A flow belongs to the one connection that carries it: it sits in that
+// connection's table under an ID drawn at random (ChaCha8 seeded from
+// crypto/rand) and unique on the edge, and a datagram from a connector is
+// looked up in its own connection's table only. A connector of another
+// tunnel, or another connection of the same one, can neither write into a
+// flow, close it, nor get its FlowOpen (user address, service) back, even
+// knowing its ID; it is answered as for an unknown flow, counted in
+// onramp_edge_udp_flow_mismatches_total{reason} and logged at most once a
+// second. A flow that moves to another connection takes a new ID there.
+//
+// A binding sends a user nothing but what the origin answered it. What a
+// spoofed-source flood can make it hold is bounded: new flows are limited
+// per source prefix (/24, /64; [Options.UDPNewFlowsPerSource], in a fixed
+// table of token buckets) and per tunnel ([Options.UDPNewFlowsPerTunnel]),
+// a tunnel's flows have their own budget ([Options.MaxUDPFlowsPerTunnel]),
+// apart from its streams, and a flow the origin never answered expires
+// after [Options.UDPUnrepliedIdle] instead of [Options.UDPFlowIdle].
+//
 // # Refusals
 //
 // A user the edge cannot serve is refused with a reason in the log and in
@@ -31,7 +51,10 @@
 // tunnel is at [Options.MaxStreamsPerTunnel]), refused and origin (the
 // connector answered the stream with an error), reset. TCP and TLS users
 // are closed; HTTP users get 404 (no route), 502 (tunnel offline, connector
-// refusal, with its message) or 503 (limit) from the edge itself.
+// refusal, with its message) or 503 (limit) from the edge itself. A new UDP
+// flow refused by a limit is dropped and counted in
+// onramp_edge_udp_flows_refused_total{reason}: flow_limit, source_rate,
+// tunnel_rate; the log line, at most one a second, names the limit.
 //
 // # Metrics
 //
@@ -39,6 +62,8 @@
 // onramp_edge_streams_open{kind}, onramp_edge_streams_total{kind},
 // onramp_edge_udp_flows_open, onramp_edge_udp_flows_total,
 // onramp_edge_bytes_total{direction}, onramp_edge_datagrams_total{direction}
-// (direction to_origin or to_user), onramp_edge_datagrams_dropped_total and
-// onramp_edge_errors_total{kind}.
+// (direction to_origin or to_user), onramp_edge_datagrams_dropped_total,
+// onramp_edge_errors_total{kind}, onramp_edge_udp_flows_refused_total{reason}
+// and onramp_edge_udp_flow_mismatches_total{reason} (unknown_flow,
+// other_connection, other_tunnel).
 package edge

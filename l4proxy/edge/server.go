@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"slices"
@@ -27,17 +28,25 @@ const (
 	openTimeout = 10 * time.Second
 )
 
+// Defaults of the UDP limits of [Options].
+const (
+	DefaultMaxUDPFlowsPerTunnel = 10000
+	DefaultUDPNewFlowsPerSource = 100
+	DefaultUDPNewFlowsPerTunnel = 1000
+	DefaultUDPUnrepliedIdle     = 10 * time.Second
+)
+
 // Options configure a [Server]. The zero value is usable.
 type Options struct {
 	// Logger receives connection-level events; nil means slog.Default().
 	Logger *slog.Logger
 	// Registerer receives the onramp_edge_* metrics; nil means no metrics.
 	Registerer prometheus.Registerer
-	// MaxStreamsPerTunnel bounds the concurrent streams plus UDP flows of
-	// one tunnel, over all its connections. Default 10000. When it is hit,
-	// new users are refused: TCP and TLS connections are closed (and the
-	// reason logged), HTTP ones answered "503 Service Unavailable" with a
-	// body naming the limit, new UDP flows dropped.
+	// MaxStreamsPerTunnel bounds the concurrent streams of one tunnel, over
+	// all its connections. Default 10000. When it is hit, new users are
+	// refused: TCP and TLS connections are closed (and the reason logged),
+	// HTTP ones answered "503 Service Unavailable" with a body naming the
+	// limit. UDP flows do not count here: they have their own budget.
 	MaxStreamsPerTunnel int
 	// IdleTimeout closes a proxied TCP connection that moved no byte in
 	// either direction for this long. 0, the default, means never.
@@ -45,6 +54,22 @@ type Options struct {
 	// UDPFlowIdle ends a UDP flow that saw no datagram either way for this
 	// long. Default 60s.
 	UDPFlowIdle time.Duration
+	// UDPUnrepliedIdle is UDPFlowIdle for a flow the origin never answered
+	// (conntrack's unreplied state): a spoofed source holds a flow only
+	// this long. Default 10s; at most UDPFlowIdle.
+	UDPUnrepliedIdle time.Duration
+	// MaxUDPFlowsPerTunnel bounds the UDP flows of one tunnel, over all its
+	// bindings and connections, apart from its streams. Default 10000.
+	// When it is hit, the datagrams of new user addresses are dropped.
+	MaxUDPFlowsPerTunnel int
+	// UDPNewFlowsPerSource bounds the new UDP flows per second from one
+	// source prefix (/24 for IPv4, /64 for IPv6) on one binding, with a
+	// burst of one second's worth. Default 100.
+	UDPNewFlowsPerSource int
+	// UDPNewFlowsPerTunnel bounds the new UDP flows per second of one
+	// tunnel over all its bindings, with a burst of one second's worth.
+	// Default 1000.
+	UDPNewFlowsPerTunnel int
 }
 
 // ConnInfo describes one live connector connection.
@@ -73,9 +98,18 @@ type Server struct {
 
 	rr atomic.Uint32 // rotates the start of the least-loaded scan
 
-	flowMu   sync.RWMutex
-	flows    map[uint32]*udpFlow
-	nextFlow atomic.Uint32
+	// UDP flows live in the table of their connection (liveConn.flows).
+	// flowIDs indexes every live flow by ID, to draw IDs unique over the
+	// server and to tell, when a connection names a flow it does not own,
+	// whose flow that is (for the metrics and the log only).
+	flowMu  sync.RWMutex
+	flowIDs map[uint32]*udpFlow
+	flowRNG *rand.ChaCha8 // draws flow IDs; guarded by flowMu
+
+	udp            udpMetrics
+	udpTunnelRate  rate
+	logUDPRefused  [numUDPRefusals]logLimiter
+	logUDPMismatch logLimiter
 }
 
 // tunnelEntry is the state of one tunnel. Entries are never removed, so that
@@ -83,7 +117,10 @@ type Server struct {
 type tunnelEntry struct {
 	id     [16]byte
 	conns  []*liveConn  // guarded by Server.mu; live ones only
-	active atomic.Int64 // streams + UDP flows, against MaxStreamsPerTunnel
+	active atomic.Int64 // streams, against MaxStreamsPerTunnel
+
+	udpFlows   atomic.Int64 // UDP flows, against MaxUDPFlowsPerTunnel
+	udpNewRate gcra         // new UDP flows, against UDPNewFlowsPerTunnel
 }
 
 // liveConn is one registered connector connection.
@@ -91,6 +128,11 @@ type liveConn struct {
 	conn    tunnel.Conn
 	since   time.Time
 	streams atomic.Int64
+
+	// flows are the UDP flows carried on this connection, by ID: the only
+	// ones its datagrams may name.
+	flowMu sync.Mutex
+	flows  map[uint32]*udpFlow
 }
 
 // NewServer returns a Server with no routes and no connections.
@@ -104,16 +146,34 @@ func NewServer(opts Options) *Server {
 	if opts.UDPFlowIdle <= 0 {
 		opts.UDPFlowIdle = DefaultUDPFlowIdle
 	}
+	if opts.UDPUnrepliedIdle <= 0 {
+		opts.UDPUnrepliedIdle = DefaultUDPUnrepliedIdle
+	}
+	opts.UDPUnrepliedIdle = min(opts.UDPUnrepliedIdle, opts.UDPFlowIdle)
+	if opts.MaxUDPFlowsPerTunnel <= 0 {
+		opts.MaxUDPFlowsPerTunnel = DefaultMaxUDPFlowsPerTunnel
+	}
+	if opts.UDPNewFlowsPerSource <= 0 {
+		opts.UDPNewFlowsPerSource = DefaultUDPNewFlowsPerSource
+	}
+	if opts.UDPNewFlowsPerTunnel <= 0 {
+		opts.UDPNewFlowsPerTunnel = DefaultUDPNewFlowsPerTunnel
+	}
 	m, err := metrics.New(opts.Registerer, metricsSpec)
 	if err != nil {
 		opts.Logger.Warn("edge: metrics not registered", "err", err)
 	}
 	s := &Server{
-		opts:    opts,
-		log:     opts.Logger,
-		m:       m,
-		tunnels: make(map[[16]byte]*tunnelEntry),
-		flows:   make(map[uint32]*udpFlow),
+		opts:          opts,
+		log:           opts.Logger,
+		m:             m,
+		tunnels:       make(map[[16]byte]*tunnelEntry),
+		flowIDs:       make(map[uint32]*udpFlow),
+		flowRNG:       newFlowRNG(),
+		udpTunnelRate: perSecond(opts.UDPNewFlowsPerTunnel),
+	}
+	if err := s.udp.init(opts.Registerer); err != nil {
+		opts.Logger.Warn("edge: udp metrics not registered", "err", err)
 	}
 	s.routes.Store(&routeTable{})
 	return s
@@ -161,7 +221,7 @@ func (s *Server) serveConn(ctx context.Context, c tunnel.Conn) {
 	stop := context.AfterFunc(ctx, func() {
 		_ = c.CloseWithError(tunnel.CloseNormal, "edge shutting down")
 	})
-	s.receiveDatagrams(lc)
+	s.receiveDatagrams(lc, te)
 	<-c.Context().Done()
 	stop()
 	s.unregister(te, lc)

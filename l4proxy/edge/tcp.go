@@ -150,7 +150,7 @@ func (s *Server) proxyStream(ctx context.Context, c net.Conn, id [16]byte, req *
 		switch {
 		case errors.Is(err, errLimitHit):
 			s.m.Error(errLimit)
-			msg := fmt.Sprintf("tunnel stream limit reached (%d concurrent streams and UDP flows)", s.opts.MaxStreamsPerTunnel)
+			msg := fmt.Sprintf("tunnel stream limit reached (%d concurrent streams)", s.opts.MaxStreamsPerTunnel)
 			log.Warn("edge: user refused", "reason", msg)
 			if isHTTP {
 				s.answer(c, 503, msg)

@@ -14,7 +14,14 @@
 //	bindings:
 //	  - {listen: "tcp://[::]:2222", tunnel: office, service: ssh.office}
 //	  - {listen: "udp://[::]:5353", tunnel: office, service: dns.office}
-//	limits: {maxStreamsPerTunnel: 10000, idleTimeout: 0s, udpFlowIdle: 60s}
+//	limits:
+//	  maxStreamsPerTunnel: 10000        # TCP/TLS/HTTP streams open per tunnel
+//	  idleTimeout: 0s                   # a proxied TCP connection silent this long is closed; 0 never
+//	  maxUDPFlowsPerTunnel: 10000       # UDP flows open per tunnel, apart from its streams
+//	  udpNewFlowsPerSource: 100         # new UDP flows a second per source /24 (IPv4) or /64 (IPv6)
+//	  udpNewFlowsPerTunnel: 1000        # new UDP flows a second per tunnel, all sources
+//	  udpFlowIdle: 60s                  # a UDP flow silent this long is closed
+//	  udpUnrepliedIdle: 10s             # ... or this long if the origin never answered it
 //	l3: {listen: "[::]:51820", address_reuse_delay: 24h} # the L3 on-ramp (WireGuard); see L3
 //
 // Every field is optional except what a feature needs; [Parse] fills the
@@ -42,6 +49,18 @@ const (
 	DefaultMaxStreamsPerTunnel = 10000
 	DefaultUDPFlowIdle         = 60 * time.Second
 )
+
+// Defaults of the UDP limits.
+const (
+	DefaultMaxUDPFlowsPerTunnel = 10000
+	DefaultUDPNewFlowsPerSource = 100
+	DefaultUDPNewFlowsPerTunnel = 1000
+	DefaultUDPUnrepliedIdle     = 10 * time.Second
+)
+
+// maxUDPRate bounds the UDP rates: the edge keeps them at nanosecond
+// resolution.
+const maxUDPRate = 1_000_000
 
 // Config is a parsed edge configuration.
 type Config struct {
@@ -81,11 +100,18 @@ func (b Binding) Network() (network, addr string) {
 	return network, addr
 }
 
-// Limits bounds what users may hold open.
+// Limits bounds what users may hold open. The UDP rates are new flows per
+// second, with a burst of one second's worth; a source is its /24 (IPv4)
+// or /64 (IPv6). udpUnrepliedIdle, the idle timeout of a flow the origin
+// never answered, is at most udpFlowIdle.
 type Limits struct {
-	MaxStreamsPerTunnel int      `yaml:"maxStreamsPerTunnel"`
-	IdleTimeout         Duration `yaml:"idleTimeout"`
-	UDPFlowIdle         Duration `yaml:"udpFlowIdle"`
+	MaxStreamsPerTunnel  int      `yaml:"maxStreamsPerTunnel"`
+	IdleTimeout          Duration `yaml:"idleTimeout"`
+	UDPFlowIdle          Duration `yaml:"udpFlowIdle"`
+	MaxUDPFlowsPerTunnel int      `yaml:"maxUDPFlowsPerTunnel"`
+	UDPNewFlowsPerSource int      `yaml:"udpNewFlowsPerSource"`
+	UDPNewFlowsPerTunnel int      `yaml:"udpNewFlowsPerTunnel"`
+	UDPUnrepliedIdle     Duration `yaml:"udpUnrepliedIdle"`
 }
 
 // Duration is a time.Duration written as "30s", "5m".
@@ -154,6 +180,18 @@ func (c *Config) fill() {
 	if c.Limits.UDPFlowIdle == 0 {
 		c.Limits.UDPFlowIdle = Duration(DefaultUDPFlowIdle)
 	}
+	if c.Limits.MaxUDPFlowsPerTunnel == 0 {
+		c.Limits.MaxUDPFlowsPerTunnel = DefaultMaxUDPFlowsPerTunnel
+	}
+	if c.Limits.UDPNewFlowsPerSource == 0 {
+		c.Limits.UDPNewFlowsPerSource = DefaultUDPNewFlowsPerSource
+	}
+	if c.Limits.UDPNewFlowsPerTunnel == 0 {
+		c.Limits.UDPNewFlowsPerTunnel = DefaultUDPNewFlowsPerTunnel
+	}
+	if c.Limits.UDPUnrepliedIdle == 0 {
+		c.Limits.UDPUnrepliedIdle = Duration(min(DefaultUDPUnrepliedIdle, time.Duration(c.Limits.UDPFlowIdle)))
+	}
 	c.fillL3()
 }
 
@@ -203,8 +241,33 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("edge config: bindings[%d].service: want a name of 1 to 255 bytes, have %d", i, len(b.Service))
 		}
 	}
-	if c.Limits.MaxStreamsPerTunnel < 0 {
-		return fmt.Errorf("edge config: limits.maxStreamsPerTunnel: %d is negative", c.Limits.MaxStreamsPerTunnel)
+	for _, l := range []struct {
+		name string
+		v    int
+	}{
+		{"maxStreamsPerTunnel", c.Limits.MaxStreamsPerTunnel},
+		{"maxUDPFlowsPerTunnel", c.Limits.MaxUDPFlowsPerTunnel},
+		{"udpNewFlowsPerSource", c.Limits.UDPNewFlowsPerSource},
+		{"udpNewFlowsPerTunnel", c.Limits.UDPNewFlowsPerTunnel},
+	} {
+		if l.v < 0 {
+			return fmt.Errorf("edge config: limits.%s: %d is negative", l.name, l.v)
+		}
+	}
+	for _, l := range []struct {
+		name string
+		v    int
+	}{
+		{"udpNewFlowsPerSource", c.Limits.UDPNewFlowsPerSource},
+		{"udpNewFlowsPerTunnel", c.Limits.UDPNewFlowsPerTunnel},
+	} {
+		if l.v > maxUDPRate {
+			return fmt.Errorf("edge config: limits.%s: %d new flows a second is more than %d", l.name, l.v, maxUDPRate)
+		}
+	}
+	if c.Limits.UDPUnrepliedIdle > c.Limits.UDPFlowIdle {
+		return fmt.Errorf("edge config: limits.udpUnrepliedIdle: %v is longer than limits.udpFlowIdle (%v)",
+			time.Duration(c.Limits.UDPUnrepliedIdle), time.Duration(c.Limits.UDPFlowIdle))
 	}
 	return c.validateL3()
 }

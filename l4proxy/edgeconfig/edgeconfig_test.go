@@ -84,3 +84,36 @@ func TestCheckPattern(t *testing.T) {
 		}
 	}
 }
+
+func TestUDPLimits(t *testing.T) {
+	c, err := Parse([]byte("limits: {maxUDPFlowsPerTunnel: 500, udpNewFlowsPerSource: 5, udpNewFlowsPerTunnel: 50, udpUnrepliedIdle: 3s}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l := c.Limits; l.MaxUDPFlowsPerTunnel != 500 || l.UDPNewFlowsPerSource != 5 || l.UDPNewFlowsPerTunnel != 50 ||
+		time.Duration(l.UDPUnrepliedIdle) != 3*time.Second || time.Duration(l.UDPFlowIdle) != DefaultUDPFlowIdle {
+		t.Errorf("limits %+v", l)
+	}
+	d := Default().Limits
+	if d.MaxUDPFlowsPerTunnel != DefaultMaxUDPFlowsPerTunnel || d.UDPNewFlowsPerSource != DefaultUDPNewFlowsPerSource ||
+		d.UDPNewFlowsPerTunnel != DefaultUDPNewFlowsPerTunnel || time.Duration(d.UDPUnrepliedIdle) != DefaultUDPUnrepliedIdle {
+		t.Errorf("default limits %+v", d)
+	}
+	// A short udpFlowIdle shortens the default udpUnrepliedIdle with it.
+	c, err = Parse([]byte("limits: {udpFlowIdle: 4s}\n"))
+	if err != nil || time.Duration(c.Limits.UDPUnrepliedIdle) != 4*time.Second {
+		t.Errorf("udpFlowIdle 4s: udpUnrepliedIdle %v, %v", time.Duration(c.Limits.UDPUnrepliedIdle), err)
+	}
+	for _, tc := range []struct{ src, want string }{
+		{"limits: {maxUDPFlowsPerTunnel: -1}", "limits.maxUDPFlowsPerTunnel"},
+		{"limits: {udpNewFlowsPerSource: -5}", "limits.udpNewFlowsPerSource"},
+		{"limits: {udpNewFlowsPerTunnel: 2000000}", "limits.udpNewFlowsPerTunnel"},
+		{"limits: {udpUnrepliedIdle: 2m}", "limits.udpUnrepliedIdle"},
+		{"limits: {udpUnrepliedIdle: -1s}", "negative"},
+	} {
+		_, err := Parse([]byte(tc.src))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Parse(%q) = %v, want an error containing %q", tc.src, err, tc.want)
+		}
+	}
+}
