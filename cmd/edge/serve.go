@@ -125,7 +125,7 @@ func serve(ctx context.Context, g *globals, cfg *edgeconfig.Config, log *slog.Lo
 		return err
 	}
 
-	if a.l3, err = newL3ctl(cfg, st); err != nil {
+	if a.l3, err = newL3ctl(cfg, st, log); err != nil {
 		return err
 	}
 	if cfg.L3.Enabled() {
