@@ -123,8 +123,12 @@ func withEdge(g *globals, online func(*adminClient) error, offline func(*edgecon
 	if c := dialAdmin(adminPath); c != nil {
 		return online(c)
 	}
-	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
-		return fmt.Errorf("data directory: %w", err)
+	log, err := g.log.Logger(os.Stderr)
+	if err != nil {
+		return err
+	}
+	if err := secureData(cfg.Data, log); err != nil {
+		return err
 	}
 	st, err := store.Open(dbPath)
 	if err != nil {
