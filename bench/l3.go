@@ -117,7 +117,8 @@ func startL3Stock(ctx context.Context, env *Env) (*Rig, error) {
 // peers with the edge's WireGuard hub (`edge serve`), which routes to
 // `connector l3 run` on the connector host, which forwards to the LAN. The
 // configurations are the ones `edge l3 client add` and `edge l3 connector
-// add` print.
+// add` print, the connector's key the one `connector l3 init` made on its
+// host.
 func startL3Onramp(ctx context.Context, env *Env) (*Rig, error) {
 	r, err := newL3Rig(ctx, env)
 	if err != nil {
@@ -133,7 +134,7 @@ func startL3Onramp(ctx context.Context, env *Env) (*Rig, error) {
 		return fail(err)
 	}
 	site := filepath.Join(dir, "site.yml")
-	if _, err := w.EdgeCLI(ctx, "l3", "connector", "add", "site", "--subnet", l3LanNet, "--out", site); err != nil {
+	if _, err := w.AddConnector(ctx, r.Net.Node("conn"), "site", site, l3LanNet); err != nil {
 		return fail(err)
 	}
 	conf, err := w.EdgeCLI(ctx, "l3", "client", "add", "bench")
@@ -273,7 +274,7 @@ var (
 )
 
 const (
-	setupL3Onramp = "stock wireguard-go client in `client` (load CPUs) -> `edge serve` WireGuard hub in `edge` -> `connector l3 run` in `conn` (both on the SUT CPUs) -> iperf3 -s in `lan`; configs printed by edge l3 client/connector add"
+	setupL3Onramp = "stock wireguard-go client in `client` (load CPUs) -> `edge serve` WireGuard hub in `edge` -> `connector l3 run` in `conn` (both on the SUT CPUs) -> iperf3 -s in `lan`; configs printed by edge l3 client/connector add, the connector's key made by connector l3 init"
 	setupL3Direct = "stock wireguard-go client in `client` (load CPUs) peering directly with `connector l3 run` in `conn` (SUT CPUs) -> iperf3 -s in `lan`; no edge"
 )
 

@@ -64,8 +64,9 @@ func TestL3Hardening(t *testing.T) {
 	// the host's other networks (an address on its loopback: a packet the
 	// host forwarded there would be delivered to the host itself).
 	path := filepath.Join(dir, "site-a.yml")
-	e.cli(t, "l3", "connector", "add", "site-a", "--subnet", "198.18.130.0/24", "--subnet", "fd00:130::/64",
-		"--subnet", "198.18.131.0/24", "--out", path)
+	if _, err := w.AddConnector(ctx, n.Node("conn"), "site-a", path, "198.18.130.0/24", "fd00:130::/64", "198.18.131.0/24"); err != nil {
+		t.Fatal(err)
+	}
 	if e.siteA, err = l3config.LoadConnector(path); err != nil {
 		t.Fatal(err)
 	}

@@ -65,9 +65,18 @@ func TestL3(t *testing.T) {
 		}
 		return out
 	}
+	// Each connector makes its key on its host (connector l3 init); the
+	// edge registers the public key and prints an l3.yml that names the
+	// key file and holds no key.
 	siteA, siteB := filepath.Join(dir, "site-a.yml"), filepath.Join(dir, "site-b.yml")
-	cli("l3", "connector", "add", "site-a", "--subnet", "198.18.130.0/24", "--subnet", "fd00:130::/64", "--out", siteA)
-	cli("l3", "connector", "add", "site-b", "--subnet", "198.18.140.0/24", "--subnet", "fd00:140::/64", "--out", siteB)
+	pubA, err := w.AddConnector(ctx, n.Node("conn"), "site-a", siteA, "198.18.130.0/24", "fd00:130::/64")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.AddConnector(ctx, n.Node("conn2"), "site-b", siteB, "198.18.140.0/24", "fd00:140::/64"); err != nil {
+		t.Fatal(err)
+	}
+	checkNoConnectorKey(t, siteA, pubA)
 	conf := cli("l3", "client", "add", "alice")
 	alice, err := l3config.ParseClient([]byte(conf))
 	if err != nil {
@@ -99,6 +108,7 @@ func TestL3(t *testing.T) {
 		t.Fatalf("site-a routes site B before its config names it: %s", out)
 	}
 	cli("l3", "connector", "config", "site-a", "--out", siteA)
+	checkNoConnectorKey(t, siteA, pubA)
 	if err := connA.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
@@ -151,6 +161,31 @@ func TestL3(t *testing.T) {
 			t.Fatalf("alice still listed after remove:\n%s", out)
 		}
 	})
+}
+
+// checkNoConnectorKey checks that the l3.yml the edge printed names the
+// key file connector l3 init wrote, with the key of public key pub, and
+// holds no private key itself.
+func checkNoConnectorKey(t *testing.T, config, pub string) {
+	t.Helper()
+	data, err := os.ReadFile(config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := l3config.ParseConnector(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.PrivateKey.IsZero() || c.PrivateKeyFile == "" {
+		t.Fatalf("%s holds a private key or names no key file:\n%s", config, data)
+	}
+	key, err := l3config.ReadKeyFile(c.KeyPath(config))
+	if err != nil || key.PublicKey().String() != pub {
+		t.Fatalf("%s names key file %s: %v, not the key of %s", config, c.KeyPath(config), err, pub)
+	}
+	if fi, err := os.Stat(c.KeyPath(config)); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("key file %s: mode %v %v, want 0600", c.KeyPath(config), fi.Mode().Perm(), err)
+	}
 }
 
 // lanAddr returns site A's LAN host address of the family.

@@ -110,6 +110,31 @@ func (w *L3World) EdgeCLI(ctx context.Context, args ...string) (string, error) {
 	return string(out), nil
 }
 
+// AddConnector registers an L3 connector as a user does, the connector
+// making its own key: `connector l3 init --key KEY` in node (the
+// connector's host) writes the private key to KEY (config with ".key" for
+// its ".yml") and prints the public key, which `edge l3 connector add NAME
+// --subnet ... --public-key PUB --key-file KEY --out config` registers on
+// the edge. It returns the public key.
+func (w *L3World) AddConnector(ctx context.Context, node *Node, name, config string, subnets ...string) (string, error) {
+	key := strings.TrimSuffix(config, ".yml") + ".key"
+	cmd := node.Command(ctx, w.ConnectorBin, "l3", "init", "--key", key)
+	out, err := cmd.Output()
+	w.Net.logf("[%s] connector l3 init --key %s\n%s", node.Name, key, out)
+	if err != nil {
+		return "", fmt.Errorf("connector l3 init in %s: %w", node.Name, exitDetail(err))
+	}
+	pub := strings.TrimSpace(string(out))
+	args := []string{"l3", "connector", "add", name, "--public-key", pub, "--key-file", key, "--out", config}
+	for _, s := range subnets {
+		args = append(args, "--subnet", s)
+	}
+	if _, err := w.EdgeCLI(ctx, args...); err != nil {
+		return "", err
+	}
+	return pub, nil
+}
+
 // StartConnector runs `connector l3 run` with the l3.yml at config in
 // node and waits until its /ready answers 200 (its first handshake with
 // the edge).

@@ -26,11 +26,11 @@ func l3Cmd(logFlags *cli.LogFlags) *cobra.Command {
 		Use:   "l3",
 		Short: "the L3 on-ramp: IP packets between the edge's WireGuard clients and this network",
 	}
-	cmd.AddCommand(l3RunCmd(logFlags), l3CheckCmd())
+	cmd.AddCommand(l3InitCmd(), l3RunCmd(logFlags), l3CheckCmd())
 	return cmd
 }
 
-const noConfig = "--config: the l3.yml file is required (edge l3 connector add NAME prints one)"
+const noConfig = "--config: the l3.yml file is required (connector l3 init makes the key, edge l3 connector add NAME --public-key KEY prints the file)"
 
 func l3RunCmd(logFlags *cli.LogFlags) *cobra.Command {
 	var config, metrics string
@@ -63,6 +63,7 @@ was). SIGTERM or SIGINT removes the interface and its routes and exits.`,
 			if err != nil {
 				return err
 			}
+			warnKeyModes(log, cfg, config)
 			return runL3(cmd.Context(), log, cfg, config, metrics)
 		},
 	}

@@ -2,8 +2,10 @@
 // joins a tunnel on the edge and sends the users' connections that arrive
 // through it to private services, by its ingress rules.
 //
-//	connector tunnel run --token TOKEN --config ingress.yml
+//	connector tunnel run --token-file FILE --config ingress.yml   (or TUNNEL_TOKEN=...)
 //	connector token inspect TOKEN
+//	connector l3 init --key /etc/onramp/l3.key       make the L3 key, print the public key
+//	connector l3 run --config l3.yml
 package main
 
 import (
@@ -46,34 +48,50 @@ func main() {
 	}
 }
 
-// tokenFlags reads the token from --token, --token-file or ONRAMP_TOKEN.
+// tokenFlags reads the token from --token-file, the TUNNEL_TOKEN
+// environment variable (ONRAMP_TOKEN is an alias) or --token.
 type tokenFlags struct {
 	token, file string
 }
 
-func (f *tokenFlags) load() (tunnel.Token, error) {
+// Environment variables that hold the token: TUNNEL_TOKEN, and the name
+// earlier releases read.
+const (
+	tokenEnv      = "TUNNEL_TOKEN"
+	tokenEnvAlias = "ONRAMP_TOKEN"
+)
+
+// argvWarning is printed when the token is given with --token.
+const argvWarning = "the token is in the command line (--token), which every local user can read in /proc/PID/cmdline or ps: give it with --token-file or the " + tokenEnv + " environment variable"
+
+// load returns the token, and a warning to log if it came from argv.
+func (f *tokenFlags) load() (tok tunnel.Token, warning string, err error) {
 	s := f.token
 	source := "--token"
 	switch {
 	case s != "" && f.file != "":
-		return tunnel.Token{}, errors.New("give the token with --token or --token-file, not both")
+		return tunnel.Token{}, "", errors.New("give the token with --token or --token-file, not both")
 	case f.file != "":
 		b, err := os.ReadFile(f.file)
 		if err != nil {
-			return tunnel.Token{}, fmt.Errorf("--token-file: %w", err)
+			return tunnel.Token{}, "", fmt.Errorf("--token-file: %w", err)
 		}
 		s, source = strings.TrimSpace(string(b)), "--token-file "+f.file
-	case s == "":
-		s, source = os.Getenv("ONRAMP_TOKEN"), "ONRAMP_TOKEN"
+	case s != "":
+		warning = argvWarning
+	case os.Getenv(tokenEnv) != "":
+		s, source = os.Getenv(tokenEnv), tokenEnv
+	default:
+		s, source = os.Getenv(tokenEnvAlias), tokenEnvAlias
 	}
 	if s == "" {
-		return tunnel.Token{}, errors.New("no token: give --token, --token-file or ONRAMP_TOKEN (edge tunnel create NAME prints one)")
+		return tunnel.Token{}, "", errors.New("no token: give --token-file or " + tokenEnv + " (edge tunnel create NAME prints one)")
 	}
-	tok, err := tunnel.ParseToken(s)
+	tok, err = tunnel.ParseToken(s)
 	if err != nil {
-		return tunnel.Token{}, fmt.Errorf("token from %s: %w", source, err)
+		return tunnel.Token{}, "", fmt.Errorf("token from %s: %w", source, err)
 	}
-	return tok, nil
+	return tok, warning, nil
 }
 
 func runCmd(logFlags *cli.LogFlags) *cobra.Command {
@@ -92,6 +110,10 @@ func runCmd(logFlags *cli.LogFlags) *cobra.Command {
 service its ingress rule names. Dials out only, over QUIC, or HTTP/2 over TLS
 where UDP is blocked (--protocol auto tries QUIC first).
 
+The token comes from --token-file or the TUNNEL_TOKEN environment variable
+(ONRAMP_TOKEN is read too). --token works but is warned about: a process's
+arguments are readable by every local user.
+
 SIGTERM or SIGINT drains: the edge sends no new streams, live ones get up to
 --grace-period to finish. SIGHUP reloads the ingress file without dropping
 live streams; a bad file is refused and the old rules stay.`,
@@ -101,9 +123,12 @@ live streams; a bad file is refused and the old rules stay.`,
 			if err != nil {
 				return err
 			}
-			tok, err := tf.load()
+			tok, warning, err := tf.load()
 			if err != nil {
 				return err
+			}
+			if warning != "" {
+				log.Warn(warning)
 			}
 			if config == "" {
 				return errors.New("--config: the ingress rules file is required")
@@ -121,8 +146,8 @@ live streams; a bad file is refused and the old rules stay.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&tf.token, "token", "", "the tunnel token (or --token-file, or ONRAMP_TOKEN)")
-	f.StringVar(&tf.file, "token-file", "", "read the token from this file")
+	f.StringVar(&tf.file, "token-file", "", "read the tunnel token from this file (or set "+tokenEnv+")")
+	f.StringVar(&tf.token, "token", "", "the tunnel token; avoid: other local users can read a process's arguments (use --token-file or "+tokenEnv+")")
 	f.StringVarP(&config, "config", "c", "", "ingress rules file (YAML)")
 	f.StringVar(&protocol, "protocol", "auto", "transport: quic, http2, or auto (QUIC, falling back to HTTP/2)")
 	f.IntVar(&connections, "connections", 4, "connections to keep to the edges (spread over the token's edge addresses)")
@@ -200,13 +225,13 @@ func tokenCmd() *cobra.Command {
 	var tf tokenFlags
 	inspect := &cobra.Command{
 		Use:   "inspect [TOKEN]",
-		Short: "show what a token holds (never the secret)",
+		Short: "show what a token holds (never the secret); the token from TOKEN, --token-file or " + tokenEnv,
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 1 {
 				tf.token = args[0]
 			}
-			tok, err := tf.load()
+			tok, _, err := tf.load()
 			if err != nil {
 				return err
 			}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -15,7 +16,8 @@ import (
 	"github.com/onramp-net/onramp/l4proxy/store"
 )
 
-// The admin API lives on a unix socket in the data directory (mode 0600), so
+// The admin API lives on a unix socket in the data directory (mode 0600 in
+// a directory of mode 0700, and only for root and the edge's own uid), so
 // the tunnel subcommands act on a running edge: a deleted tunnel's
 // connections drop at once. Without a running edge they open the store
 // directly.
@@ -42,16 +44,53 @@ type apiError struct {
 	Error string `json:"error"`
 }
 
+// Admin API budgets: a request is small JSON, answered at once; a caller
+// that stalls is cut. Variables for the tests.
+var (
+	adminMaxBody           int64 = 64 << 10
+	adminReadHeaderTimeout       = 5 * time.Second
+	adminReadTimeout             = 10 * time.Second
+	adminWriteTimeout            = 30 * time.Second
+	adminIdleTimeout             = 60 * time.Second
+)
+
+// serveAdmin serves the admin API on a unix socket at path, created with
+// mode 0600 (listenAdmin), for callers of the edge's own uid and root only
+// (authorize), until the returned function closes it.
 func (a *app) serveAdmin(path string) (func() error, error) {
-	_ = os.Remove(path) // a stale socket of a crashed edge; the store lock guards a live one
-	ln, err := net.Listen("unix", path)
+	ln, err := listenAdmin(path)
 	if err != nil {
 		return nil, fmt.Errorf("admin socket: %w", err)
 	}
-	if err := os.Chmod(path, 0o600); err != nil {
-		ln.Close()
-		return nil, err
+	srv := &http.Server{
+		Handler:           a.authorize(a.adminHandler()),
+		ReadHeaderTimeout: adminReadHeaderTimeout,
+		ReadTimeout:       adminReadTimeout,
+		WriteTimeout:      adminWriteTimeout,
+		IdleTimeout:       adminIdleTimeout,
+		MaxHeaderBytes:    int(adminMaxBody),
+		ConnContext:       withPeer,
+		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelDebug),
 	}
+	go func() { _ = srv.Serve(ln) }()
+	return func() error {
+		err := srv.Close()
+		_ = os.Remove(path)
+		return err
+	}, nil
+}
+
+// adminHandler is the admin API: the tunnel and L3 endpoints, with request
+// bodies bounded. serveAdmin puts the caller check in front of it.
+func (a *app) adminHandler() http.Handler {
+	mux := a.adminMux()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.Body = http.MaxBytesReader(w, r.Body, adminMaxBody)
+		mux.ServeHTTP(w, r)
+	})
+}
+
+func (a *app) adminMux() *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/tunnels", func(w http.ResponseWriter, r *http.Request) {
 		ts, err := a.store.ListTunnels()
@@ -101,13 +140,7 @@ func (a *app) serveAdmin(path string) (func() error, error) {
 		writeJSON(w, http.StatusOK, infoOf(t))
 	})
 	a.serveL3(mux)
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = srv.Serve(ln) }()
-	return func() error {
-		err := srv.Close()
-		_ = os.Remove(path)
-		return err
-	}, nil
+	return mux
 }
 
 // createTunnel records a tunnel and returns it with its token, and the HTTP

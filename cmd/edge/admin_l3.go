@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/netip"
 	"sync"
@@ -31,10 +32,24 @@ type l3ctl struct {
 	mu sync.Mutex // one change at a time: store and hub stay in step
 }
 
-func newL3ctl(cfg *edgeconfig.Config, st *store.Store) (*l3ctl, error) {
+// newL3ctl opens the L3 store. Private keys of connectors that a store of
+// an earlier edge kept are dropped, each with a warning: the connector's
+// l3.yml still holds its key and goes on working.
+func newL3ctl(cfg *edgeconfig.Config, st *store.Store, log *slog.Logger) (*l3ctl, error) {
 	s, err := hub.OpenStore(st.DB(), poolsOf(cfg), cfg.L3.ReuseDelay())
 	if err != nil {
 		return nil, err
+	}
+	dropped, err := s.DropPrivateKeys()
+	if err != nil {
+		return nil, err
+	}
+	for _, name := range dropped {
+		log.Warn("l3 store: deleted the private key an earlier edge made and kept for connector "+name+
+			": the edge keeps no connector's private key now. The connector goes on with the key in its l3.yml; "+
+			"an l3.yml printed again names "+l3config.DefaultKeyFile+" instead (connector l3 init --from-config OLD_L3_YML "+
+			"moves the key there). As the edge held the key, better make a new one on the connector's host "+
+			"(connector l3 init) and register it (edge l3 connector remove, then add --public-key)", "connector", name)
 	}
 	return &l3ctl{cfg: cfg, store: s}, nil
 }
@@ -79,10 +94,15 @@ type l3AddClient struct {
 	PublicKey l3config.Key `json:"public_key"`
 }
 
-// l3AddConnector is the body of POST /v1/l3/connectors.
+// l3AddConnector is the body of POST /v1/l3/connectors. The connector
+// made its key pair (connector l3 init): the edge gets the public key and
+// where the private one is kept on the connector's host (KeyFile, default
+// l3config.DefaultKeyFile), which it writes into the l3.yml.
 type l3AddConnector struct {
-	Name    string         `json:"name"`
-	Subnets []netip.Prefix `json:"subnets"`
+	Name      string         `json:"name"`
+	Subnets   []netip.Prefix `json:"subnets"`
+	PublicKey l3config.Key   `json:"public_key"`
+	KeyFile   string         `json:"key_file,omitempty"`
 }
 
 // configErr marks an error of the edge configuration (400).
@@ -156,12 +176,17 @@ func (c *l3ctl) clientConfig(p *hub.Peer, peers []hub.Peer) (l3config.Client, er
 	}, nil
 }
 
+// errNoConnectorKey is the refusal of a connector without a public key.
+var errNoConnectorKey = fmt.Errorf("public key: missing: run connector l3 init on the connector's host and register the public key it prints (--public-key): %w", hub.ErrInvalid)
+
 func (c *l3ctl) addConnector(req l3AddConnector) (l3config.Connector, error) {
-	priv, err := l3config.GeneratePrivateKey()
-	if err != nil {
-		return l3config.Connector{}, err
+	if req.PublicKey.IsZero() {
+		return l3config.Connector{}, errNoConnectorKey
 	}
-	p, peers, err := c.add(hub.Peer{Name: req.Name, Kind: l3router.KindConnector, PrivateKey: priv, PublicKey: priv.PublicKey(), Subnets: req.Subnets})
+	if req.KeyFile == "" {
+		req.KeyFile = l3config.DefaultKeyFile
+	}
+	p, peers, err := c.add(hub.Peer{Name: req.Name, Kind: l3router.KindConnector, PublicKey: req.PublicKey, KeyFile: req.KeyFile, Subnets: req.Subnets})
 	if err != nil {
 		return l3config.Connector{}, err
 	}
@@ -169,7 +194,8 @@ func (c *l3ctl) addConnector(req l3AddConnector) (l3config.Connector, error) {
 }
 
 // connectorConfig is p's l3.yml: its routes are the pools and the other
-// connectors' subnets as they are now.
+// connectors' subnets as they are now, and it names the connector's key
+// file, never a key.
 func (c *l3ctl) connectorConfig(p *hub.Peer, peers []hub.Peer) (l3config.Connector, error) {
 	ep, err := c.endpoint()
 	if err != nil {
@@ -179,17 +205,21 @@ func (c *l3ctl) connectorConfig(p *hub.Peer, peers []hub.Peer) (l3config.Connect
 	if err != nil {
 		return l3config.Connector{}, err
 	}
+	keyFile := p.KeyFile
+	if keyFile == "" { // registered by an edge that made its key
+		keyFile = l3config.DefaultKeyFile
+	}
 	fwd := true
 	cc := l3config.Connector{
-		Name:       p.Name,
-		PrivateKey: p.PrivateKey,
-		Addresses:  p.Addresses(),
-		Interface:  l3config.DefaultInterface,
-		MTU:        c.cfg.L3.MTU,
-		Edge:       l3config.EdgePeer{PublicKey: key.PublicKey(), Endpoint: ep, Keepalive: l3config.Duration(l3config.DefaultKeepalive)},
-		Subnets:    p.Subnets,
-		Routes:     append(poolsOf(c.cfg).Prefixes(), hub.Subnets(peers, p.Name)...),
-		Forwarding: &fwd,
+		Name:           p.Name,
+		PrivateKeyFile: keyFile,
+		Addresses:      p.Addresses(),
+		Interface:      l3config.DefaultInterface,
+		MTU:            c.cfg.L3.MTU,
+		Edge:           l3config.EdgePeer{PublicKey: key.PublicKey(), Endpoint: ep, Keepalive: l3config.Duration(l3config.DefaultKeepalive)},
+		Subnets:        p.Subnets,
+		Routes:         append(poolsOf(c.cfg).Prefixes(), hub.Subnets(peers, p.Name)...),
+		Forwarding:     &fwd,
 	}
 	if err := cc.Validate(); err != nil {
 		return l3config.Connector{}, fmt.Errorf("connector %q: config: %w", p.Name, err)

@@ -15,6 +15,7 @@ import (
 	"github.com/skip2/go-qrcode"
 	"github.com/spf13/cobra"
 
+	"github.com/onramp-net/onramp/cmd/internal/cli"
 	"github.com/onramp-net/onramp/l3router"
 	"github.com/onramp-net/onramp/l3router/hub"
 	"github.com/onramp-net/onramp/l3router/l3config"
@@ -80,7 +81,11 @@ otherwise they open the store directly.`,
 // withL3 runs online against a running edge or offline on the L3 store.
 func withL3(g *globals, online func(*adminClient) error, offline func(*l3ctl) error) error {
 	return withEdge(g, online, func(cfg *edgeconfig.Config, st *store.Store) error {
-		c, err := newL3ctl(cfg, st)
+		log, err := g.log.Logger(os.Stderr)
+		if err != nil {
+			return err
+		}
+		c, err := newL3ctl(cfg, st, log)
 		if err != nil {
 			return err
 		}
@@ -88,17 +93,14 @@ func withL3(g *globals, online func(*adminClient) error, offline func(*l3ctl) er
 	})
 }
 
-// writeOut writes a config to path (mode 0600: it may hold a private key)
-// or to standard output.
+// writeOut writes a config to path (mode 0600, atomically: it may hold a
+// private key) or to standard output.
 func writeOut(path string, data []byte) error {
 	if path == "" {
 		_, err := os.Stdout.Write(data)
 		return err
 	}
-	if err := os.WriteFile(path, data, 0o600); err != nil {
-		return err
-	}
-	return os.Chmod(path, 0o600) // WriteFile keeps the mode of an existing file
+	return cli.WriteFile(path, data, 0o600)
 }
 
 func l3ClientCmd(g *globals) *cobra.Command {
@@ -188,14 +190,17 @@ func l3ConnectorCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "connector", Short: "add, list and remove L3 connectors"}
 
 	var subnets []string
-	var out string
+	var out, pubKey, keyFile string
 	add := &cobra.Command{
-		Use:   "add NAME --subnet PREFIX [--subnet PREFIX]...",
+		Use:   "add NAME --subnet PREFIX [--subnet PREFIX]... --public-key KEY",
 		Short: "register a connector and print its l3.yml",
 		Long: `Register a connector advertising the given private subnets and print its
 configuration for connector l3 run --config (to --out FILE, else standard
-output). It holds the connector's private key, which the edge keeps so that
-edge l3 connector config NAME can print the file again.
+output). The connector makes its own key: on its host, connector l3 init
+--key FILE writes the private key to FILE and prints the public key, which
+--public-key gives here. The edge never has the private key: the l3.yml
+names the file that holds it (--key-file, default ` + l3config.DefaultKeyFile + `)
+and holds no secret; edge l3 connector config NAME prints it again.
 
 The connector's routes are the client pools and the subnets of the other
 connectors known now. Site to site: after adding a connector, print the
@@ -206,10 +211,18 @@ denies it). Clients added before need the new subnets in AllowedIPs too
 (edge l3 client config NAME).`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			req := l3AddConnector{Name: args[0]}
+			req := l3AddConnector{Name: args[0], KeyFile: keyFile}
 			if len(subnets) == 0 {
 				return fmt.Errorf("--subnet: a connector advertises at least one subnet")
 			}
+			if pubKey == "" {
+				return fmt.Errorf("--public-key: missing: run connector l3 init --key %s on the connector's host and give the public key it prints", keyFile)
+			}
+			k, err := l3config.ParseKey(strings.TrimSpace(pubKey))
+			if err != nil {
+				return fmt.Errorf("--public-key: %w", err)
+			}
+			req.PublicKey = k
 			for i, s := range subnets {
 				p, err := netip.ParsePrefix(strings.TrimSpace(s))
 				if err != nil {
@@ -219,7 +232,7 @@ denies it). Clients added before need the new subnets in AllowedIPs too
 			}
 			var cc l3config.Connector
 			var others []l3PeerInfo
-			err := withL3(g, func(c *adminClient) error {
+			err = withL3(g, func(c *adminClient) error {
 				if err := c.call(http.MethodPost, "/v1/l3/connectors", req, &cc); err != nil {
 					return err
 				}
@@ -257,11 +270,16 @@ denies it). Clients added before need the new subnets in AllowedIPs too
 		},
 	}
 	add.Flags().StringArrayVar(&subnets, "subnet", nil, "private subnet the connector advertises, e.g. 10.1.0.0/16 (repeat for several)")
+	add.Flags().StringVar(&pubKey, "public-key", "", "the connector's WireGuard public key (base64), as connector l3 init printed it")
+	add.Flags().StringVar(&keyFile, "key-file", l3config.DefaultKeyFile, "where the connector keeps its private key (connector l3 init --key): the l3.yml names it")
 	add.Flags().StringVar(&out, "out", "", "write the config to this file (mode 0600) instead of standard output")
 	cmd.AddCommand(add)
 
 	cmd.AddCommand(l3ConfigCmd[l3config.Connector](g, l3router.KindConnector,
-		"print a connector's l3.yml again, with the other connectors' subnets as they are now", ""))
+		"print a connector's l3.yml again, with the other connectors' subnets as they are now",
+		`Print a connector's l3.yml with the other connectors' subnets as they are now.
+It names the connector's key file (--key-file at add) and holds no key: the
+edge never had the connector's private key.`))
 
 	cmd.AddCommand(&cobra.Command{
 		Use:   "list",

@@ -135,12 +135,19 @@ func prefixes(ss ...string) []netip.Prefix {
 func TestL3CLI(t *testing.T) {
 	e, wgPort, metricsPort := newEdgeCLI(t)
 
-	// Offline: a connector, a client with a generated key, one with its own.
-	yml, _ := e.mustRun(t, "l3", "connector", "add", "site-a", "--subnet", "198.18.30.0/24", "--subnet", "fd00:30::/64")
+	// Offline: a connector with the key it made (connector l3 init), a
+	// client with a generated key, one with its own.
+	siteKey, _ := l3config.GeneratePrivateKey()
+	yml, _ := e.mustRun(t, "l3", "connector", "add", "site-a", "--subnet", "198.18.30.0/24", "--subnet", "fd00:30::/64",
+		"--public-key", siteKey.PublicKey().String())
 	site, err := l3config.ParseConnector([]byte(yml))
 	if err != nil {
 		t.Fatalf("connector config: %v\n%s", err, yml)
 	}
+	if !site.PrivateKey.IsZero() || site.PrivateKeyFile != l3config.DefaultKeyFile {
+		t.Fatalf("connector config holds a key or no key file:\n%s", yml)
+	}
+	site.PrivateKey = siteKey // what connector l3 run reads from the key file
 	if !slices.Equal(site.Subnets, prefixes("198.18.30.0/24", "fd00:30::/64")) || !slices.Equal(site.Routes, prefixes("198.18.96.0/20", "fd00:96::/48")) ||
 		site.Edge.Endpoint != fmt.Sprintf("127.0.0.1:%d", wgPort) || !slices.Equal(site.Addresses, prefixes("198.18.96.2/32", "fd00:96::2/128")) {
 		t.Fatalf("connector config %+v", site)
@@ -186,12 +193,13 @@ func TestL3CLI(t *testing.T) {
 	if b := rows["bob"]; b.key != bobKey.PublicKey().String() || b.addresses != joinAddrs(bob.Addresses) || b.extra != "-" {
 		t.Fatalf("bob listed as %+v", b)
 	}
-	if c := e.list(t, "connector")["site-a"]; c.key != site.PrivateKey.PublicKey().String() || c.extra != "198.18.30.0/24,fd00:30::/64" {
+	if c := e.list(t, "connector")["site-a"]; c.key != siteKey.PublicKey().String() || c.extra != "198.18.30.0/24,fd00:30::/64" {
 		t.Fatalf("site-a listed as %+v", c)
 	}
 
 	// Refusals name the reason.
-	if _, s, err := e.run(t, "l3", "connector", "add", "site-b", "--subnet", "198.18.30.128/25"); err == nil || !strings.Contains(s, `overlaps subnet 198.18.30.0/24 of connector "site-a"`) {
+	siteBKey, _ := l3config.GeneratePrivateKey()
+	if _, s, err := e.run(t, "l3", "connector", "add", "site-b", "--subnet", "198.18.30.128/25", "--public-key", siteBKey.PublicKey().String()); err == nil || !strings.Contains(s, `overlaps subnet 198.18.30.0/24 of connector "site-a"`) {
 		t.Fatalf("overlapping subnet: %v %s", err, s)
 	}
 	if _, s, err := e.run(t, "l3", "client", "add", "carol", "--public-key", "nope"); err == nil || !strings.Contains(s, "--public-key: not a WireGuard key") {

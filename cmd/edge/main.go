@@ -6,7 +6,7 @@
 //	edge tunnel list                  list tunnels and their live connections
 //	edge tunnel delete NAME           delete a tunnel, dropping its connections
 //	edge l3 client add NAME           add a WireGuard client, print its wg-quick config
-//	edge l3 connector add NAME ...    register an L3 connector, print its l3.yml
+//	edge l3 connector add NAME ...    register an L3 connector's public key, print its l3.yml
 package main
 
 import (

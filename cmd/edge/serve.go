@@ -65,8 +65,8 @@ type app struct {
 
 func serve(ctx context.Context, g *globals, cfg *edgeconfig.Config, log *slog.Logger) error {
 	dbPath, certPath, keyPath, adminPath := g.paths(cfg)
-	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
-		return fmt.Errorf("data directory: %w", err)
+	if err := secureData(cfg.Data, log); err != nil {
+		return err
 	}
 	cert, pin, err := loadOrCreateCert(cfg, certPath, keyPath)
 	if err != nil {
@@ -130,7 +130,7 @@ func serve(ctx context.Context, g *globals, cfg *edgeconfig.Config, log *slog.Lo
 		return err
 	}
 
-	if a.l3, err = newL3ctl(cfg, st); err != nil {
+	if a.l3, err = newL3ctl(cfg, st, log); err != nil {
 		return err
 	}
 	if cfg.L3.Enabled() {
@@ -275,11 +275,12 @@ func loadOrCreateCert(cfg *edgeconfig.Config, certPath, keyPath string) (tls.Cer
 		if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
 			return cert, [32]byte{}, err
 		}
-		if err := os.WriteFile(keyPath, keyPEM, 0o600); err != nil {
-			return cert, [32]byte{}, fmt.Errorf("write edge key: %w", err)
+		// The key first: a certificate without its key is never left.
+		if err := cli.WriteFile(keyPath, keyPEM, 0o600); err != nil {
+			return cert, [32]byte{}, fmt.Errorf("edge key: %w", err)
 		}
-		if err := os.WriteFile(certPath, certPEM, 0o644); err != nil {
-			return cert, [32]byte{}, fmt.Errorf("write edge certificate: %w", err)
+		if err := cli.WriteFile(certPath, certPEM, 0o644); err != nil {
+			return cert, [32]byte{}, fmt.Errorf("edge certificate: %w", err)
 		}
 	} else if err != nil {
 		return cert, [32]byte{}, fmt.Errorf("edge certificate %s: %w", certPath, err)

@@ -27,7 +27,8 @@ open the tunnel store directly.`,
 		Long: `Record a tunnel and print its token on standard output. The token holds the
 tunnel ID, its secret, the edge addresses (advertise: in the edge config) and
 the pin of the edge's key: keep it secret, give it to the connector with
---token, --token-file or ONRAMP_TOKEN. NAME is 1-63 characters of a-z, 0-9, -.`,
+--token-file or TUNNEL_TOKEN (not --token: other local users can read a
+process's arguments). NAME is 1-63 characters of a-z, 0-9, -.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var info tunnelInfo
@@ -123,8 +124,12 @@ func withEdge(g *globals, online func(*adminClient) error, offline func(*edgecon
 	if c := dialAdmin(adminPath); c != nil {
 		return online(c)
 	}
-	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
-		return fmt.Errorf("data directory: %w", err)
+	log, err := g.log.Logger(os.Stderr)
+	if err != nil {
+		return err
+	}
+	if err := secureData(cfg.Data, log); err != nil {
+		return err
 	}
 	st, err := store.Open(dbPath)
 	if err != nil {

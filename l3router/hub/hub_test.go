@@ -160,8 +160,10 @@ func newRig(t *testing.T, acl l3router.ACLConfig) *rig {
 	ak, bk := newKey(t), newKey(t)
 	add(Peer{Name: "alice", Kind: l3router.KindClient, PublicKey: ak.PublicKey(), Groups: []string{"eng"}}, ak)
 	add(Peer{Name: "bob", Kind: l3router.KindClient, PublicKey: bk.PublicKey()}, bk)
+	ck := newKey(t)
 	ca := connector(t, "site-a", "198.18.30.0/24", "fd00:30::/64")
-	add(ca, ca.PrivateKey)
+	ca.PublicKey = ck.PublicKey()
+	add(ca, ck)
 	peers, err := s.List()
 	if err != nil {
 		t.Fatal(err)

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -65,13 +67,13 @@ func (p Pools) check() error {
 type Peer struct {
 	Name string            `json:"name"`
 	Kind l3router.PeerKind `json:"kind"`
-	// PublicKey is the peer's WireGuard public key.
+	// PublicKey is the peer's WireGuard public key. The edge never has a
+	// client's or a connector's private key: each makes its own.
 	PublicKey l3config.Key `json:"public_key"`
-	// PrivateKey is a connector's private key, kept so that the edge can
-	// print its configuration again (with the routes of connectors added
-	// since). Zero for clients: the edge never sees a client's private
-	// key.
-	PrivateKey l3config.Key `json:"private_key"`
+	// KeyFile is where a connector keeps its private key on its host
+	// (connector l3 init --key): the edge writes it into the l3.yml it
+	// prints, and nothing else.
+	KeyFile string `json:"key_file,omitempty"`
 	// Address4 and Address6 are the peer's virtual addresses from the
 	// pools.
 	Address4 netip.Addr `json:"address4"`
@@ -121,8 +123,8 @@ func ValidName(what, name string) error {
 
 // Store keeps the L3 on-ramp's state in buckets of the edge's bbolt
 // database: the edge's WireGuard key, the clients and connectors with
-// their keys and virtual addresses, and the addresses of removed ones. It
-// is safe for concurrent use; bbolt serializes the writes.
+// their public keys and virtual addresses, and the addresses of removed
+// ones. It is safe for concurrent use; bbolt serializes the writes.
 //
 //	l3_meta      "private_key" -> the edge's private key (32 bytes)
 //	l3_peers     name -> JSON peer record
@@ -188,6 +190,77 @@ func OpenStore(db *bolt.DB, pools Pools, reuseDelay time.Duration) (*Store, erro
 	return &Store{db: db, pools: pools, reuseDelay: reuseDelay, now: time.Now}, nil
 }
 
+// DropPrivateKeys removes the private keys that stores of earlier edges
+// kept for connectors whose key the edge made, and returns the names of
+// those connectors. The edge runs it at open: from then on it never holds
+// a connector's private key. The connectors keep working with the key in
+// their l3.yml; their records get no key file (the edge prints its
+// default one in their l3.yml from then on).
+func (s *Store) DropPrivateKeys() ([]string, error) {
+	// Look first: most opens find nothing, and need no write.
+	var stale int
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketPeers).ForEach(func(_, v []byte) error {
+			if hasPrivateKey(v) != nil {
+				stale++
+			}
+			return nil
+		})
+	})
+	if err != nil || stale == 0 {
+		return nil, err
+	}
+	var names []string
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketPeers)
+		var keys [][]byte
+		err := b.ForEach(func(k, v []byte) error {
+			if pk := hasPrivateKey(v); pk != nil {
+				keys = append(keys, k)
+				if !pk.IsZero() {
+					names = append(names, string(k))
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		// Rewritten from the parsed record, which has no private key
+		// field (clients' records carried a zero one).
+		for _, k := range keys {
+			p, err := parse(string(k), b.Get(k))
+			if err != nil {
+				return err
+			}
+			v, err := json.Marshal(record{V: recordVersion, Peer: p})
+			if err != nil {
+				return err
+			}
+			if err := b.Put(k, v); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("l3 store: drop connectors' private keys: %w", err)
+	}
+	return names, nil
+}
+
+// hasPrivateKey returns the private key field of a stored record written
+// by an earlier edge, or nil if it has none.
+func hasPrivateKey(v []byte) *l3config.Key {
+	var legacy struct {
+		PrivateKey *l3config.Key `json:"private_key"`
+	}
+	if json.Unmarshal(v, &legacy) != nil {
+		return nil
+	}
+	return legacy.PrivateKey
+}
+
 // Pools returns the pools the store allocates from.
 func (s *Store) Pools() Pools { return s.pools }
 
@@ -217,7 +290,7 @@ func (s *Store) EdgeKey() (l3config.Key, error) {
 }
 
 // Add records a new client or connector: p's Name, Kind, PublicKey,
-// PrivateKey (connectors), Groups (clients) and Subnets (connectors).
+// Groups (clients), Subnets and KeyFile (connectors).
 // It allocates the virtual addresses, sets Created and returns the record.
 //
 // The addresses are the lowest free ones of the pools, skipping those of
@@ -297,8 +370,8 @@ func (s *Store) check(p *Peer) error {
 		if len(p.Subnets) > 0 {
 			return fmt.Errorf("subnets %v: a client advertises no subnets: %w", p.Subnets, ErrInvalid)
 		}
-		if !p.PrivateKey.IsZero() {
-			return fmt.Errorf("private key: the edge does not keep clients' private keys: %w", ErrInvalid)
+		if p.KeyFile != "" {
+			return fmt.Errorf("key file %q: only connectors have one: %w", p.KeyFile, ErrInvalid)
 		}
 	case l3router.KindConnector:
 		if len(p.Subnets) == 0 {
@@ -306,6 +379,9 @@ func (s *Store) check(p *Peer) error {
 		}
 		if len(p.Groups) > 0 {
 			return fmt.Errorf("groups %v: only clients have groups: %w", p.Groups, ErrInvalid)
+		}
+		if err := checkKeyFile(p.KeyFile); err != nil {
+			return err
 		}
 	default:
 		return fmt.Errorf("kind %v: want client or connector: %w", p.Kind, ErrInvalid)
@@ -330,6 +406,24 @@ func (s *Store) check(p *Peer) error {
 				return fmt.Errorf("subnet %v overlaps the client pool %v (l3.pools): %w", sn, pool, ErrOverlap)
 			}
 		}
+	}
+	return nil
+}
+
+// MaxKeyFileLength bounds a connector's key file path.
+const MaxKeyFileLength = 1024
+
+// checkKeyFile checks a connector's key file path: it goes into the
+// l3.yml the edge prints, so it is printable text of bounded length.
+func checkKeyFile(path string) error {
+	if path == "" {
+		return fmt.Errorf("key file: missing (where connector l3 init --key wrote the connector's private key): %w", ErrInvalid)
+	}
+	if len(path) > MaxKeyFileLength {
+		return fmt.Errorf("key file: %d bytes, want at most %d: %w", len(path), MaxKeyFileLength, ErrInvalid)
+	}
+	if !utf8.ValidString(path) || strings.ContainsFunc(path, unicode.IsControl) {
+		return fmt.Errorf("key file %q: control characters or invalid UTF-8: %w", path, ErrInvalid)
 	}
 	return nil
 }

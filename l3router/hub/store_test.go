@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -68,10 +69,10 @@ func client(t testing.TB, name string, groups ...string) Peer {
 	return Peer{Name: name, Kind: l3router.KindClient, PublicKey: newKey(t).PublicKey(), Groups: groups}
 }
 
+// connector is a connector whose private key, made on its host, the test
+// does not need.
 func connector(t testing.TB, name string, subnets ...string) Peer {
-	p := Peer{Name: name, Kind: l3router.KindConnector}
-	p.PrivateKey = newKey(t)
-	p.PublicKey = p.PrivateKey.PublicKey()
+	p := Peer{Name: name, Kind: l3router.KindConnector, PublicKey: newKey(t).PublicKey(), KeyFile: "/etc/onramp/" + name + ".key"}
 	for _, s := range subnets {
 		p.Subnets = append(p.Subnets, netip.MustParsePrefix(s))
 	}
@@ -259,8 +260,12 @@ func TestStoreRefusals(t *testing.T) {
 	sameKey.PublicKey = a.PublicKey
 	edgeKey := client(t, "mallory")
 	edgeKey.PublicKey = edge.PublicKey()
-	withPriv := client(t, "carol")
-	withPriv.PrivateKey = newKey(t)
+	withKeyFile := client(t, "carol")
+	withKeyFile.KeyFile = "carol.key"
+	noKeyFile := connector(t, "site-b", "198.18.40.0/24")
+	noKeyFile.KeyFile = ""
+	badKeyFile := connector(t, "site-b", "198.18.40.0/24")
+	badKeyFile.KeyFile = "site.key\nprivateKey: x"
 	for _, tc := range []struct {
 		name string
 		p    Peer
@@ -274,7 +279,9 @@ func TestStoreRefusals(t *testing.T) {
 		{"bad group", client(t, "bob", "eng team"), ErrInvalid, `group name "eng team"`},
 		{"key taken", sameKey, ErrExists, `is already client "alice"'s`},
 		{"edge key", edgeKey, ErrInvalid, "is the edge's own"},
-		{"client private key", withPriv, ErrInvalid, "does not keep clients' private keys"},
+		{"client key file", withKeyFile, ErrInvalid, "only connectors have one"},
+		{"connector without key file", noKeyFile, ErrInvalid, "key file: missing"},
+		{"key file with a newline", badKeyFile, ErrInvalid, "control characters"},
 		{"no subnets", connector(t, "site-b"), ErrInvalid, "at least one"},
 		{"same subnet", connector(t, "site-b", "198.18.30.0/24"), ErrOverlap,
 			`subnet 198.18.30.0/24 overlaps subnet 198.18.30.0/24 of connector "site-a"`},
@@ -338,10 +345,10 @@ func TestStorePersistence(t *testing.T) {
 	}
 	ga, gc := peers[0], peers[1]
 	if ga.PublicKey != a.PublicKey || ga.Address4 != a.Address4 || ga.Address6 != a.Address6 || !slices.Equal(ga.Groups, a.Groups) ||
-		!ga.Created.Equal(a.Created) || ga.Kind != l3router.KindClient || !ga.PrivateKey.IsZero() {
+		!ga.Created.Equal(a.Created) || ga.Kind != l3router.KindClient || ga.KeyFile != "" {
 		t.Fatalf("client after reopen %+v, want %+v", ga, a)
 	}
-	if gc.PrivateKey != c.PrivateKey || !slices.Equal(gc.Subnets, c.Subnets) || gc.Kind != l3router.KindConnector {
+	if gc.PublicKey != c.PublicKey || gc.KeyFile != c.KeyFile || !slices.Equal(gc.Subnets, c.Subnets) || gc.Kind != l3router.KindConnector {
 		t.Fatalf("connector after reopen %+v, want %+v", gc, c)
 	}
 	// The next allocation skips the stored addresses.
@@ -375,4 +382,65 @@ func TestSubnets(t *testing.T) {
 	if got := Subnets(peers, "b"); !slices.Equal(got, want[:1]) {
 		t.Fatalf("Subnets except b = %v", got)
 	}
+}
+
+// TestSecretsStoreDropsPrivateKeys: a store of an earlier edge, which kept
+// the private key of each connector it made a key for (and a zero one for
+// clients), loses every private key at DropPrivateKeys, which names the
+// connectors it held one for; the records are otherwise unchanged and a
+// second run finds nothing.
+func TestSecretsStoreDropsPrivateKeys(t *testing.T) {
+	s, path := openTestStore(t, testPools)
+	a := mustAdd(t, s, client(t, "alice", "eng"))
+	c := mustAdd(t, s, connector(t, "site-a", "198.18.30.0/24"))
+	legacyKey := newKey(t)
+	// Rewrite the records as an earlier edge stored them.
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketPeers)
+		for _, p := range []struct {
+			peer Peer
+			priv l3config.Key
+		}{{a, l3config.Key{}}, {c, legacyKey}} {
+			p.peer.KeyFile = ""
+			v, err := json.Marshal(struct {
+				record
+				PrivateKey l3config.Key `json:"private_key"`
+			}{record{V: recordVersion, Peer: p.peer}, p.priv})
+			if err != nil {
+				return err
+			}
+			if err := b.Put([]byte(p.peer.Name), v); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	names, err := s.DropPrivateKeys()
+	if err != nil || !slices.Equal(names, []string{"site-a"}) {
+		t.Fatalf("dropped %v, %v: want site-a's", names, err)
+	}
+	if again, err := s.DropPrivateKeys(); err != nil || len(again) != 0 {
+		t.Fatalf("second run dropped %v, %v", again, err)
+	}
+	peers, err := s.List()
+	if err != nil || len(peers) != 2 || peers[0].PublicKey != a.PublicKey || peers[1].PublicKey != c.PublicKey ||
+		!slices.Equal(peers[1].Subnets, c.Subnets) || peers[1].Address4 != c.Address4 {
+		t.Fatalf("records changed: %+v %v", peers, err)
+	}
+	// Reopened: the records hold no key. (Freed pages of the file may,
+	// until bbolt reuses them: the upgrade note asks for a new key.)
+	s.db.Close()
+	db := openDB(t, path)
+	defer db.Close()
+	_ = db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketPeers).ForEach(func(k, v []byte) error {
+			if strings.Contains(string(v), "private_key") || strings.Contains(string(v), legacyKey.String()) {
+				t.Errorf("record %s still holds a private key: %s", k, v)
+			}
+			return nil
+		})
+	})
 }

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strconv"
 	"time"
 
@@ -20,12 +22,16 @@ const (
 	MaxMTU           = 65535
 	DefaultInterface = "onr0"
 	DefaultKeepalive = 25 * time.Second
+	// DefaultKeyFile is where `connector l3 init` writes the connector's
+	// private key and what the edge names in l3.yml unless told another
+	// path.
+	DefaultKeyFile = "/etc/onramp/l3.key"
 )
 
 // Connector is the configuration of `connector l3 run` (l3.yml).
 //
 //	name: site-a
-//	privateKey: <base64>
+//	privateKeyFile: /etc/onramp/l3.key   # or privateKey: <base64> inline
 //	addresses: [198.18.96.2/32, fd00:96::2/128]
 //	interface: onr0
 //	mtu: 1420
@@ -40,8 +46,16 @@ const (
 type Connector struct {
 	// Name is the connector's name on the edge (informational here).
 	Name string `yaml:"name"`
-	// PrivateKey is the connector's WireGuard private key.
-	PrivateKey Key `yaml:"privateKey"`
+	// PrivateKeyFile names the file holding the connector's WireGuard
+	// private key (base64, as `wg genkey` and `connector l3 init` write
+	// it); a relative path is relative to the l3.yml's directory. It is
+	// what the edge prints: the connector makes its own key and the edge
+	// never has it.
+	PrivateKeyFile string `yaml:"privateKeyFile,omitempty"`
+	// PrivateKey is the connector's WireGuard private key: read from
+	// PrivateKeyFile by [LoadConnector], or written inline in l3.yml
+	// (the form edges before connector-made keys printed; still read).
+	PrivateKey Key `yaml:"privateKey,omitempty"`
 	// Addresses are the connector's own virtual addresses, set on its TUN:
 	// host prefixes (/32, /128) from the edge's pools.
 	Addresses []netip.Prefix `yaml:"addresses"`
@@ -88,7 +102,8 @@ func (d *Duration) UnmarshalText(b []byte) error {
 	return nil
 }
 
-// LoadConnector reads and validates a connector configuration file.
+// LoadConnector reads and validates a connector configuration file and
+// reads the private key from the file privateKeyFile names.
 func LoadConnector(path string) (*Connector, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -98,17 +113,45 @@ func LoadConnector(path string) (*Connector, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
+	if c.PrivateKeyFile != "" {
+		if c.PrivateKey, err = ReadKeyFile(c.KeyPath(path)); err != nil {
+			return nil, fmt.Errorf("%s: privateKeyFile: %w", path, err)
+		}
+	}
 	return c, nil
 }
 
+// KeyPath returns the path of the private key file of the l3.yml at
+// config: PrivateKeyFile, relative to config's directory unless absolute.
+// It is empty if the key is inline.
+func (c *Connector) KeyPath(config string) string {
+	if c.PrivateKeyFile == "" || filepath.IsAbs(c.PrivateKeyFile) {
+		return c.PrivateKeyFile
+	}
+	return filepath.Join(filepath.Dir(config), c.PrivateKeyFile)
+}
+
 // ParseConnector parses and validates a connector configuration. Unknown
-// fields are refused.
+// fields and a second YAML document are refused. The key file that
+// privateKeyFile names is not read: [LoadConnector] does.
 func ParseConnector(data []byte) (*Connector, error) {
 	c := &Connector{}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(c); err != nil {
 		return nil, fmt.Errorf("parse: %w", err)
+	}
+	// A second document would be ignored: refuse it rather than run a
+	// configuration that is not the whole file.
+	var extra yaml.Node
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		if err != nil {
+			return nil, fmt.Errorf("parse: %w", err)
+		}
+		return nil, fmt.Errorf("parse: line %d: more than one YAML document", extra.Line)
+	}
+	if !c.PrivateKey.IsZero() && c.PrivateKeyFile != "" {
+		return nil, errors.New("privateKey and privateKeyFile: give the key inline or name its file, not both")
 	}
 	c.fill()
 	if err := c.Validate(); err != nil {
@@ -136,8 +179,8 @@ func (c *Connector) fill() {
 // Validate checks c, naming the field at fault.
 func (c *Connector) Validate() error {
 	switch {
-	case c.PrivateKey.IsZero():
-		return errors.New("privateKey: missing")
+	case c.PrivateKey.IsZero() && c.PrivateKeyFile == "":
+		return errors.New("privateKeyFile: missing (the file connector l3 init --key wrote)")
 	case c.Edge.PublicKey.IsZero():
 		return errors.New("edge.publicKey: missing")
 	case c.Edge.Endpoint == "":
@@ -193,13 +236,21 @@ func checkPrefixes(field string, ps []netip.Prefix) error {
 	return nil
 }
 
-// Marshal returns c as YAML, headed by a comment.
+// Marshal returns c as YAML, headed by a comment. With PrivateKeyFile set
+// the key is not written inline, even if loaded.
 func (c *Connector) Marshal() ([]byte, error) {
 	var b bytes.Buffer
-	fmt.Fprintf(&b, "# onramp L3 connector %q: run it with\n#   connector l3 run --config THIS_FILE\n# It holds the connector's private key: keep it secret.\n", c.Name)
+	fmt.Fprintf(&b, "# onramp L3 connector %q: run it with\n#   connector l3 run --config THIS_FILE\n", c.Name)
+	out := *c
+	if out.PrivateKeyFile != "" {
+		out.PrivateKey = Key{}
+		fmt.Fprintf(&b, "# Its private key is in %s (connector l3 init --key made it there).\n", out.PrivateKeyFile)
+	} else {
+		b.WriteString("# It holds the connector's private key: keep it secret.\n")
+	}
 	enc := yaml.NewEncoder(&b)
 	enc.SetIndent(2)
-	if err := enc.Encode(c); err != nil {
+	if err := enc.Encode(&out); err != nil {
 		return nil, err
 	}
 	if err := enc.Close(); err != nil {

@@ -2,6 +2,8 @@ package l3config
 
 import (
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -88,5 +90,119 @@ func TestKey(t *testing.T) {
 	}
 	if _, err := ParseKey("short"); err == nil {
 		t.Fatal("short key accepted")
+	}
+}
+
+// TestSecretsConnectorKeyFile: the l3.yml the edge prints names the key
+// file and holds no key; LoadConnector reads the key from it (a relative
+// path from the l3.yml's directory); a missing or bad key file, or a key
+// both inline and in a file, is refused naming the field.
+func TestSecretsConnectorKeyFile(t *testing.T) {
+	c := testConnector(t)
+	priv := c.PrivateKey
+	c.PrivateKey, c.PrivateKeyFile = Key{}, "site-a.key"
+	data, err := c.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(data)
+	if strings.Contains(text, priv.String()) || strings.Contains(text, "privateKey:") || !strings.Contains(text, "privateKeyFile: site-a.key") {
+		t.Fatalf("printed l3.yml:\n%s", text)
+	}
+	dir := t.TempDir()
+	config := filepath.Join(dir, "l3.yml")
+	if err := os.WriteFile(config, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadConnector(config); err == nil || !strings.Contains(err.Error(), "privateKeyFile") || !strings.Contains(err.Error(), "site-a.key") {
+		t.Fatalf("missing key file: %v", err)
+	}
+	keyPath := filepath.Join(dir, "site-a.key")
+	if err := os.WriteFile(keyPath, []byte("not a key\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadConnector(config); err == nil || !strings.Contains(err.Error(), "not a WireGuard key") {
+		t.Fatalf("bad key file: %v", err)
+	}
+	if err := os.WriteFile(keyPath, priv.KeyFileData(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	got, err := LoadConnector(config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.PrivateKey != priv || got.KeyPath(config) != keyPath {
+		t.Fatalf("key from file: %v at %s", got.PrivateKey == priv, got.KeyPath(config))
+	}
+	// Marshal of a loaded config still names the file only.
+	again, _ := got.Marshal()
+	if strings.Contains(string(again), priv.String()) {
+		t.Fatalf("re-marshalled config holds the key:\n%s", again)
+	}
+	// An absolute path is taken as is.
+	got.PrivateKeyFile = keyPath
+	if got.KeyPath("/elsewhere/l3.yml") != keyPath {
+		t.Fatal("absolute key path changed")
+	}
+
+	// The old form, the key inline, still loads.
+	c.PrivateKey, c.PrivateKeyFile = priv, ""
+	inline, _ := c.Marshal()
+	if got, err := ParseConnector(inline); err != nil || got.PrivateKey != priv {
+		t.Fatalf("inline key: %v", err)
+	}
+	both := strings.Replace(string(inline), "name: site-a", "name: site-a\nprivateKeyFile: site-a.key", 1)
+	if _, err := ParseConnector([]byte(both)); err == nil || !strings.Contains(err.Error(), "not both") {
+		t.Fatalf("key inline and in a file: %v", err)
+	}
+	neither := strings.Replace(string(inline), "privateKey: "+priv.String(), "", 1)
+	if _, err := ParseConnector([]byte(neither)); err == nil || !strings.Contains(err.Error(), "privateKeyFile: missing") {
+		t.Fatalf("no key: %v", err)
+	}
+}
+
+// TestSecretsConnectorSecondDocument: a second YAML document in l3.yml is
+// refused, not ignored.
+func TestSecretsConnectorSecondDocument(t *testing.T) {
+	good, err := testConnector(t).Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, extra := range []string{"---\nname: other\n", "---\n", "--- 1\n", "---\n: [\n"} {
+		_, err := ParseConnector(append(append([]byte{}, good...), extra...))
+		if err == nil || !strings.Contains(err.Error(), "parse:") {
+			t.Errorf("l3.yml followed by %q: %v", extra, err)
+		}
+	}
+}
+
+func TestReadKeyFile(t *testing.T) {
+	dir := t.TempDir()
+	k, _ := GeneratePrivateKey()
+	for _, tc := range []struct {
+		name, data, want string
+	}{
+		{"wg genkey form", k.String() + "\n", ""},
+		{"white space", "  " + k.String() + " \r\n\n", ""},
+		{"empty", "", "not a WireGuard key"},
+		{"too long", strings.Repeat("A", MaxKeyFileSize+1), "not a WireGuard key"},
+		{"zero", Key{}.String(), "all zeros"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := filepath.Join(dir, "k")
+			if err := os.WriteFile(p, []byte(tc.data), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			got, err := ReadKeyFile(p)
+			if tc.want == "" {
+				if err != nil || got != k {
+					t.Fatalf("%v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), p) {
+				t.Fatalf("error %v, want %q naming the file", err, tc.want)
+			}
+		})
 	}
 }

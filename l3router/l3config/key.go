@@ -1,7 +1,10 @@
 // Package l3config holds the formats the L3 on-ramp's two halves share:
-// WireGuard keys, the connector's configuration file (l3.yml), which the
-// edge prints with `edge l3 connector add` and `connector l3 run` reads,
-// and the wg-quick configuration the edge prints for clients.
+// WireGuard keys and key files, the connector's configuration file
+// (l3.yml), which the edge prints with `edge l3 connector add` and
+// `connector l3 run` reads, and the wg-quick configuration the edge prints
+// for clients. The edge never holds a connector's or a client's private
+// key: a connector's l3.yml names the key file `connector l3 init` wrote on
+// its host.
 package l3config
 
 import (
@@ -10,6 +13,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
+	"os"
+	"strings"
 
 	"golang.org/x/crypto/curve25519"
 )
@@ -69,6 +75,39 @@ func ParseKey(s string) (Key, error) {
 
 // MarshalText implements encoding.TextMarshaler (base64).
 func (k Key) MarshalText() ([]byte, error) { return []byte(k.String()), nil }
+
+// MaxKeyFileSize bounds a key file: a base64 key and a newline, with room
+// for white space.
+const MaxKeyFileSize = 256
+
+// ReadKeyFile reads a private key file: the base64 key (as `wg genkey`
+// prints it) and optional white space.
+func ReadKeyFile(path string) (Key, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return Key{}, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, MaxKeyFileSize+1))
+	if err != nil {
+		return Key{}, fmt.Errorf("%s: %w", path, err)
+	}
+	if len(b) > MaxKeyFileSize {
+		return Key{}, fmt.Errorf("%s: %w", path, ErrBadKey)
+	}
+	k, err := ParseKey(strings.TrimSpace(string(b)))
+	if err != nil {
+		return Key{}, fmt.Errorf("%s: %w", path, err)
+	}
+	if k.IsZero() {
+		return Key{}, fmt.Errorf("%s: the key is all zeros", path)
+	}
+	return k, nil
+}
+
+// KeyFileData is what a private key file holds: the base64 key and a
+// newline.
+func (k Key) KeyFileData() []byte { return []byte(k.String() + "\n") }
 
 // UnmarshalText implements encoding.TextUnmarshaler (base64).
 func (k *Key) UnmarshalText(b []byte) error {

@@ -151,7 +151,8 @@ func Load(path string) (*Config, error) {
 	return c, nil
 }
 
-// Parse parses and validates a configuration. Unknown fields are errors.
+// Parse parses and validates a configuration. Unknown fields and a second
+// YAML document are errors.
 func Parse(data []byte) (*Config, error) {
 	c := &Config{}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
@@ -159,6 +160,15 @@ func Parse(data []byte) (*Config, error) {
 	// An empty document (io.EOF) is the default configuration.
 	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("edge config: %w", err)
+	}
+	// A second document would be ignored: refuse it rather than run a
+	// configuration that is not the whole file.
+	var extra yaml.Node
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		if err != nil {
+			return nil, fmt.Errorf("edge config: %w", err)
+		}
+		return nil, fmt.Errorf("edge config: line %d: more than one YAML document", extra.Line)
 	}
 	c.fill()
 	if err := c.Validate(); err != nil {

@@ -1,5 +1,6 @@
 // Package cli holds what the edge and connector binaries share: logging
-// set-up, the metrics and readiness endpoint, and signal handling.
+// set-up, the metrics and readiness endpoint, signal handling, and writing
+// files that hold keys ([WriteFile]).
 package cli
 
 import (

@@ -51,14 +51,23 @@ func demoL3(ctx context.Context, logf func(string, ...any)) error {
 	}
 	say("[l3] edge: WireGuard hub on %s:%d, client pools %s and %s", testnet.L3Edge4, testnet.L3EdgePort, testnet.L3Pool4, testnet.L3Pool6)
 	siteA, siteB := filepath.Join(dir, "site-a.yml"), filepath.Join(dir, "site-b.yml")
-	for _, c := range [][]string{
-		{"l3", "connector", "add", "site-a", "--subnet", "198.18.130.0/24", "--subnet", "fd00:130::/64", "--out", siteA},
-		{"l3", "connector", "add", "site-b", "--subnet", "198.18.140.0/24", "--subnet", "fd00:140::/64", "--out", siteB},
-		{"l3", "connector", "config", "site-a", "--out", siteA},
+	// Each connector host makes its own key (connector l3 init); the edge
+	// registers the public key and prints an l3.yml naming the key file.
+	for _, c := range []struct {
+		node, name, file string
+		subnets          []string
+	}{
+		{"conn", "site-a", siteA, []string{"198.18.130.0/24", "fd00:130::/64"}},
+		{"conn2", "site-b", siteB, []string{"198.18.140.0/24", "fd00:140::/64"}},
 	} {
-		if _, err := w.EdgeCLI(ctx, c...); err != nil {
+		pub, err := w.AddConnector(ctx, n.Node(c.node), c.name, c.file, c.subnets...)
+		if err != nil {
 			return err
 		}
+		say("[l3] %s: connector l3 init made its key, public key %s; edge l3 connector add %s --public-key registered it", c.node, pub, c.name)
+	}
+	if _, err := w.EdgeCLI(ctx, "l3", "connector", "config", "site-a", "--out", siteA); err != nil {
+		return err
 	}
 	conf, err := w.EdgeCLI(ctx, "l3", "client", "add", "alice")
 	if err != nil {
