@@ -5,6 +5,7 @@ package edgetest
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"errors"
 	"log/slog"
@@ -22,26 +23,30 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Auth is a mutable [tunnel.Authenticator] that can mark tunnels deleted.
+// Auth is a mutable [tunnel.Authenticator] that can mark tunnels deleted
+// and rotate their secrets. Its Admit is the matching [edge.Options.Admit].
 type Auth struct {
 	mu      sync.Mutex
 	secrets map[[16]byte][]byte
+	gens    map[[16]byte]uint64
 	deleted map[[16]byte]bool
 }
 
-// Add allows the tunnel of tok.
+// Add allows the tunnel of tok, at generation 1.
 func (a *Auth) Add(tok tunnel.Token) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.secrets == nil {
 		a.secrets = make(map[[16]byte][]byte)
+		a.gens = make(map[[16]byte]uint64)
 		a.deleted = make(map[[16]byte]bool)
 	}
 	a.secrets[tok.TunnelID] = tok.Secret[:]
+	a.gens[tok.TunnelID] = 1
 	delete(a.deleted, tok.TunnelID)
 }
 
-// Delete refuses the tunnel from now on with [tunnel.AuthTunnelDeleted].
+// Delete refuses the tunnel from now on (reason [tunnel.AuthTunnelDeleted]).
 func (a *Auth) Delete(id [16]byte) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -49,24 +54,37 @@ func (a *Auth) Delete(id [16]byte) {
 	a.deleted[id] = true
 }
 
+// Rotate gives the tunnel of tok a new secret and the next generation, and
+// returns tok with the new secret.
+func (a *Auth) Rotate(tok tunnel.Token) tunnel.Token {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if _, err := rand.Read(tok.Secret[:]); err != nil {
+		panic(err)
+	}
+	a.secrets[tok.TunnelID] = tok.Secret[:]
+	a.gens[tok.TunnelID]++
+	return tok
+}
+
 // Secret implements [tunnel.Authenticator].
 func (a *Auth) Secret(id [16]byte) ([]byte, bool) {
-	s, r := a.LookupTunnel(id)
+	s, _, r := a.LookupTunnel(id)
 	return s, r == tunnel.AuthOK
 }
 
 // LookupTunnel implements [tunnel.TunnelLookup].
-func (a *Auth) LookupTunnel(id [16]byte) ([]byte, tunnel.AuthReason) {
+func (a *Auth) LookupTunnel(id [16]byte) ([]byte, uint64, tunnel.AuthReason) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.deleted[id] {
-		return nil, tunnel.AuthTunnelDeleted
+		return nil, 0, tunnel.AuthTunnelDeleted
 	}
 	s, ok := a.secrets[id]
 	if !ok {
-		return nil, tunnel.AuthUnknownTunnel
+		return nil, 0, tunnel.AuthUnknownTunnel
 	}
-	return s, tunnel.AuthOK
+	return s, a.gens[id], tunnel.AuthOK
 }
 
 // Env is one edge with one tunnel listener, and the connectors started on it.
