@@ -229,6 +229,50 @@ func TestDropTunnel(t *testing.T) {
 	})
 }
 
+// TestRotatedToken: the tunnel's token is rotated at the edge; the
+// connector of the old token stops at once, saying why, and does not
+// redial; its redial would be refused, while a connector with the new
+// token joins and serves.
+func TestRotatedToken(t *testing.T) {
+	forEach(t, func(t *testing.T, proto string) {
+		e := edgetest.Start(t, proto, "127.0.0.1", edge.Options{})
+		rules := fmt.Sprintf("ingress:\n  - service: tcp://%s\n", greeter(t, "origin"))
+		old := e.StartConnector(rules, nil)
+		start := time.Now()
+		rotated := e.Auth.Rotate(e.Token)
+		if n := e.Server.Revalidate(e.Token.TunnelID); n != 2 {
+			t.Errorf("Revalidate closed %d connections, want 2", n)
+		}
+		select {
+		case <-old.Done:
+		case <-time.After(5 * time.Second):
+			t.Fatal("the old token's connector still runs")
+		}
+		err := old.Err()
+		var ae *tunnel.AuthError
+		if !errors.As(err, &ae) || ae.Reason != tunnel.AuthRotated || !strings.Contains(err.Error(), "token rotated") {
+			t.Fatalf("Run = %v, want the AuthError of a rotated token", err)
+		}
+		if d := time.Since(start); d > time.Second {
+			t.Errorf("the old connector stopped after %v; want at once", d)
+		}
+		t.Logf("old connector: %v", err)
+		if v := edgetest.Metric(t, old.Registry, "onramp_connector_errors_total", "auth"); v < 1 {
+			t.Errorf("errors{auth} = %v", v)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if _, err := tunnel.Dial(ctx, proto, e.Token.Edges[0], e.Token, [16]byte{1}, edgetest.TunnelConfig()); !errors.As(err, &ae) || ae.Reason != tunnel.AuthDenied {
+			t.Errorf("dial with the old token: %v, want the refusal", err)
+		}
+		e.StartConnector(rules, func(o *connector.Options) { o.Token = rotated })
+		c := connect(t, e.ServeTCP("svc"))
+		if line := c.line(); line != "origin" {
+			t.Errorf("through the new token's connector: %q", line)
+		}
+	})
+}
+
 // TestBadSecret: a wrong secret makes Run return at once, with the one
 // refusal the edge gives for an unknown tunnel or a wrong secret.
 func TestBadSecret(t *testing.T) {

@@ -127,7 +127,7 @@ func (s *Server) ServeUDP(ctx context.Context, pc net.PacketConn, b Binding) err
 // newFlow creates the flow of user on l, or returns nil (logged and counted)
 // if the tunnel is at its limit or offline.
 func (s *Server) newFlow(l *udpListener, user netip.AddrPort) *udpFlow {
-	te := s.entry(l.b.Tunnel)
+	te := s.tunnelNamed(l.b.Tunnel)
 	if !s.acquire(te) {
 		s.m.Error(errLimit)
 		s.log.Debug("edge: udp flow refused: tunnel stream limit reached", "user", user, "tunnel", tunnelName(te.id), "limit", s.opts.MaxStreamsPerTunnel)

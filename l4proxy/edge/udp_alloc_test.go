@@ -24,6 +24,7 @@ func (c *fakeConn) TunnelID() [16]byte          { return [16]byte{1} }
 // lookup, header in place, send) to zero allocations once the flow exists.
 func TestUDPForwardAllocs(t *testing.T) {
 	s := NewServer(Options{})
+	s.SetTunnels(map[string][16]byte{"t": {1}})
 	fc := &fakeConn{}
 	s.register(&liveConn{conn: fc})
 	pc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
@@ -31,7 +32,7 @@ func TestUDPForwardAllocs(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pc.Close()
-	l := &udpListener{pc: pc, upc: pc, b: Binding{Tunnel: [16]byte{1}, Service: "svc"}, byAddr: make(map[netip.AddrPort]*udpFlow)}
+	l := &udpListener{pc: pc, upc: pc, b: Binding{Tunnel: "t", Service: "svc"}, byAddr: make(map[netip.AddrPort]*udpFlow)}
 	user := netip.MustParseAddrPort("127.0.0.1:5353")
 	f := s.newFlow(l, user)
 	if f == nil {
