@@ -19,8 +19,14 @@ import (
 // The admin API lives on a unix socket in the data directory (mode 0600 in
 // a directory of mode 0700, and only for root and the edge's own uid), so
 // the tunnel subcommands act on a running edge: a deleted tunnel's
-// connections drop at once. Without a running edge they open the store
-// directly.
+// connections, and those of a rotated token, drop at once. Without a
+// running edge they open the store directly.
+//
+//	GET    /v1/tunnels              the tunnels and their live connections
+//	POST   /v1/tunnels/{name}        create; the answer holds the token
+//	DELETE /v1/tunnels/{name}        delete; its connections are dropped
+//	POST   /v1/tunnels/{name}/rotate a new secret; the answer holds the new
+//	                                token, the old one's connections are dropped
 
 // tunnelInfo is a tunnel as the admin API returns it.
 type tunnelInfo struct {
@@ -121,8 +127,8 @@ func (a *app) adminMux() *http.ServeMux {
 			return
 		}
 		a.log.Info("tunnel created", "name", info.Name, "id", info.ID)
-		if err := a.apply(); err != nil {
-			a.log.Error("applying routes and bindings", "err", err)
+		if err := a.syncTunnels(); err != nil {
+			a.log.Error("routes and bindings keep the tunnels they had", "err", err)
 		}
 		writeJSON(w, http.StatusCreated, info)
 	})
@@ -132,12 +138,23 @@ func (a *app) adminMux() *http.ServeMux {
 			writeJSON(w, statusOf(err), apiError{err.Error()})
 			return
 		}
-		a.srv.DropTunnel(t.ID)
-		a.log.Info("tunnel deleted; its connections dropped", "name", t.Name, "id", hex.EncodeToString(t.ID[:]))
-		if err := a.apply(); err != nil {
-			a.log.Error("applying routes and bindings", "err", err)
+		// The store first: a connection registering from now on is refused.
+		n := a.srv.Revalidate(t.ID)
+		if err := a.syncTunnels(); err != nil {
+			a.log.Error("routes and bindings keep the tunnels they had", "err", err)
 		}
+		a.log.Info("tunnel deleted; its connections dropped", "name", t.Name, "id", hex.EncodeToString(t.ID[:]), "connections", n)
 		writeJSON(w, http.StatusOK, infoOf(t))
+	})
+	mux.HandleFunc("POST /v1/tunnels/{name}/rotate", func(w http.ResponseWriter, r *http.Request) {
+		info, t, status, err := rotateTunnel(a.cfg, a.store, a.pin, r.PathValue("name"))
+		if err != nil {
+			writeJSON(w, status, apiError{err.Error()})
+			return
+		}
+		n := a.srv.Revalidate(t.ID)
+		a.log.Info("tunnel token rotated; the old token's connections dropped", "name", t.Name, "id", info.ID, "generation", t.Generation, "connections", n)
+		writeJSON(w, http.StatusOK, info)
 	})
 	a.serveL3(mux)
 	return mux
@@ -161,6 +178,27 @@ func createTunnel(cfg *edgeconfig.Config, st *store.Store, pin [32]byte, name st
 	info := infoOf(t)
 	info.Token = tok
 	return info, http.StatusCreated, nil
+}
+
+// rotateTunnel gives a tunnel a new secret and returns it with its new
+// token, the tunnel, and the HTTP status that fits an error. The caller
+// drops the connections of the old secret.
+func rotateTunnel(cfg *edgeconfig.Config, st *store.Store, pin [32]byte, name string) (tunnelInfo, store.Tunnel, int, error) {
+	if len(advertised(cfg)) == 0 { // refuse before revoking a token that cannot be replaced
+		_, err := newToken(cfg, store.Tunnel{}, pin)
+		return tunnelInfo{}, store.Tunnel{}, http.StatusBadRequest, err
+	}
+	t, err := st.RotateTunnel(name)
+	if err != nil {
+		return tunnelInfo{}, store.Tunnel{}, statusOf(err), err
+	}
+	tok, err := newToken(cfg, t, pin)
+	if err != nil {
+		return tunnelInfo{}, store.Tunnel{}, http.StatusInternalServerError, err
+	}
+	info := infoOf(t)
+	info.Token = tok
+	return info, t, http.StatusOK, nil
 }
 
 func infoOf(t store.Tunnel) tunnelInfo {

@@ -73,7 +73,7 @@ l3:
 		}
 	}
 	a := &app{
-		cfg: cfg, log: log, store: st, pin: pin, ctx: context.Background(), bound: map[int]bool{},
+		cfg: cfg, log: log, store: st, pin: pin, ctx: context.Background(),
 		srv: edge.NewServer(edge.Options{Logger: log}),
 	}
 	if a.l3, err = newL3ctl(cfg, st, log); err != nil {
@@ -178,11 +178,14 @@ func (f *adminFuzz) check(t testing.TB, req *http.Request, code int, body string
 	if code >= 500 {
 		t.Fatalf("%s: server error: %s", what, body)
 	}
-	if code == http.StatusCreated && req.Method == http.MethodPost && strings.HasPrefix(req.URL.Path, "/v1/tunnels/") {
-		// A create call answers with the new tunnel's token, once.
+	create := code == http.StatusCreated && req.Method == http.MethodPost && strings.HasPrefix(req.URL.Path, "/v1/tunnels/")
+	rotate := code == http.StatusOK && req.Method == http.MethodPost && strings.HasPrefix(req.URL.Path, "/v1/tunnels/") &&
+		strings.HasSuffix(req.URL.Path, "/rotate")
+	if create || rotate {
+		// A create or rotate call answers with the tunnel's new token, once.
 		var info tunnelInfo
 		if err := json.Unmarshal([]byte(body), &info); err != nil || info.Token == "" {
-			t.Fatalf("%s: create answered without a token: %s", what, body)
+			t.Fatalf("%s: create or rotate answered without a token: %s", what, body)
 		}
 		tok, err := tunnel.ParseToken(info.Token)
 		if err != nil || hex.EncodeToString(tok.TunnelID[:]) != info.ID {

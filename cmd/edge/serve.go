@@ -59,8 +59,7 @@ type app struct {
 	ctx   context.Context
 	l3    *l3ctl
 
-	mu    sync.Mutex
-	bound map[int]bool // indexes of cfg.Bindings that are listening
+	mu sync.Mutex // orders syncTunnels
 }
 
 func serve(ctx context.Context, g *globals, cfg *edgeconfig.Config, log *slog.Logger) error {
@@ -79,20 +78,23 @@ func serve(ctx context.Context, g *globals, cfg *edgeconfig.Config, log *slog.Lo
 	defer st.Close()
 
 	reg := cli.NewRegistry()
-	a := &app{
-		g: g, cfg: cfg, log: log, store: st, pin: pin, ctx: ctx, bound: map[int]bool{},
-		srv: edge.NewServer(edge.Options{
-			Logger:              log,
-			Registerer:          reg,
-			MaxStreamsPerTunnel: cfg.Limits.MaxStreamsPerTunnel,
-			IdleTimeout:         time.Duration(cfg.Limits.IdleTimeout),
-			UDPFlowIdle:         time.Duration(cfg.Limits.UDPFlowIdle),
+	a := &app{g: g, cfg: cfg, log: log, store: st, pin: pin, ctx: ctx}
+	a.srv = edge.NewServer(edge.Options{
+		Logger:              log,
+		Registerer:          reg,
+		MaxStreamsPerTunnel: cfg.Limits.MaxStreamsPerTunnel,
+		IdleTimeout:         time.Duration(cfg.Limits.IdleTimeout),
+		UDPFlowIdle:         time.Duration(cfg.Limits.UDPFlowIdle),
 
-			MaxUDPFlowsPerTunnel: cfg.Limits.MaxUDPFlowsPerTunnel,
-			UDPNewFlowsPerSource: cfg.Limits.UDPNewFlowsPerSource,
-			UDPNewFlowsPerTunnel: cfg.Limits.UDPNewFlowsPerTunnel,
-			UDPUnrepliedIdle:     time.Duration(cfg.Limits.UDPUnrepliedIdle),
-		}),
+		MaxUDPFlowsPerTunnel: cfg.Limits.MaxUDPFlowsPerTunnel,
+		UDPNewFlowsPerSource: cfg.Limits.UDPNewFlowsPerSource,
+		UDPNewFlowsPerTunnel: cfg.Limits.UDPNewFlowsPerTunnel,
+		UDPUnrepliedIdle:     time.Duration(cfg.Limits.UDPUnrepliedIdle),
+
+		Admit: a.admit,
+	})
+	if err := a.syncTunnels(); err != nil {
+		return err
 	}
 
 	var closers []func() error
@@ -102,12 +104,12 @@ func serve(ctx context.Context, g *globals, cfg *edgeconfig.Config, log *slog.Lo
 		}
 	}()
 
-	qln, err := tunnel.ListenQUIC(cfg.Listen.Tunnels, cert, st, nil)
+	qln, err := tunnel.ListenQUIC(cfg.Listen.Tunnels, cert, storeAuth{st}, nil)
 	if err != nil {
 		return fmt.Errorf("tunnel listener (QUIC, udp %s): %w", cfg.Listen.Tunnels, err)
 	}
 	closers = append(closers, qln.Close)
-	hln, err := tunnel.ListenHTTP2(cfg.Listen.Tunnels, cert, st, nil)
+	hln, err := tunnel.ListenHTTP2(cfg.Listen.Tunnels, cert, storeAuth{st}, nil)
 	if err != nil {
 		return fmt.Errorf("tunnel listener (HTTP/2, tcp %s): %w", cfg.Listen.Tunnels, err)
 	}
@@ -183,41 +185,34 @@ func serve(ctx context.Context, g *globals, cfg *edgeconfig.Config, log *slog.Lo
 	return nil
 }
 
-// apply resolves the routes and bindings of the configuration against the
-// tunnels in the store. It runs at start and after a tunnel is created or
-// deleted: a route or binding naming a tunnel that does not exist yet is
-// skipped with a warning and applied once the tunnel exists.
+// apply sets the routes and opens the bindings of the configuration. They
+// name their tunnel, which the Server resolves through the table that
+// syncTunnels keeps: a route or binding naming a tunnel that does not exist
+// (yet, or any more) finds it offline, and serves it once it exists.
 func (a *app) apply() error {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	var routes []edge.Route
+	tunnels, err := a.store.ListTunnels()
+	if err != nil {
+		return err
+	}
+	known := map[string]bool{}
+	for _, t := range tunnels {
+		known[t.Name] = true
+	}
+	routes := make([]edge.Route, 0, len(a.cfg.Routes))
 	for _, r := range a.cfg.Routes {
-		t, err := a.store.TunnelByName(r.Tunnel)
-		if errors.Is(err, store.ErrNotFound) {
-			a.log.Warn("route names an unknown tunnel; skipped until it exists", "hostname", r.Hostname, "tunnel", r.Tunnel)
-			continue
+		if !known[r.Tunnel] {
+			a.log.Warn("route names an unknown tunnel; its users find the tunnel offline until it is created", "hostname", r.Hostname, "tunnel", r.Tunnel)
 		}
-		if err != nil {
-			return err
-		}
-		routes = append(routes, edge.Route{Hostname: r.Hostname, Tunnel: t.ID})
+		routes = append(routes, edge.Route{Hostname: r.Hostname, Tunnel: r.Tunnel})
 	}
 	if err := a.srv.SetRoutes(routes); err != nil {
 		return fmt.Errorf("edge config: routes: %w", err)
 	}
 	for i, b := range a.cfg.Bindings {
-		if a.bound[i] {
-			continue
+		if !known[b.Tunnel] {
+			a.log.Warn("binding names an unknown tunnel; its users find the tunnel offline until it is created", "listen", b.Listen, "tunnel", b.Tunnel)
 		}
-		t, err := a.store.TunnelByName(b.Tunnel)
-		if errors.Is(err, store.ErrNotFound) {
-			a.log.Warn("binding names an unknown tunnel; not listening until it exists", "listen", b.Listen, "tunnel", b.Tunnel)
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		binding := edge.Binding{Tunnel: t.ID, Service: b.Service}
+		binding := edge.Binding{Tunnel: b.Tunnel, Service: b.Service}
 		network, addr := b.Network()
 		switch network {
 		case "tcp":
@@ -251,9 +246,65 @@ func (a *app) apply() error {
 			}()
 			a.log.Info("listening for users", "kind", "udp binding", "addr", pc.LocalAddr().String(), "tunnel", b.Tunnel, "service", b.Service)
 		}
-		a.bound[i] = true
 	}
 	return nil
+}
+
+// syncTunnels gives the Server the names of the tunnels in the store. It
+// runs at start and after each tunnel is created or deleted, after the
+// store change: the lock keeps the last table set the one of the last
+// listing.
+func (a *app) syncTunnels() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	tunnels, err := a.store.ListTunnels()
+	if err != nil {
+		return err
+	}
+	ids := make(map[string][16]byte, len(tunnels))
+	for _, t := range tunnels {
+		ids[t.Name] = t.ID
+	}
+	a.srv.SetTunnels(ids)
+	return nil
+}
+
+// admit is the Server's Options.Admit: a connection may be served while
+// its tunnel exists and still has the secret generation it proved.
+func (a *app) admit(id [16]byte, generation uint64) tunnel.AuthReason {
+	t, err := a.store.GetTunnel(id)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return tunnel.AuthTunnelDeleted
+	case err != nil:
+		a.log.Error("tunnel store", "err", err)
+		return tunnel.AuthInternal
+	case t.Generation != generation:
+		return tunnel.AuthRotated
+	}
+	return tunnel.AuthOK
+}
+
+// storeAuth authenticates connectors against the tunnel store: each
+// connection keeps the generation of the secret it proved.
+type storeAuth struct{ st *store.Store }
+
+// Secret implements tunnel.Authenticator.
+func (s storeAuth) Secret(id [16]byte) ([]byte, bool) {
+	secret, _, r := s.LookupTunnel(id)
+	return secret, r == tunnel.AuthOK
+}
+
+// LookupTunnel implements tunnel.TunnelLookup.
+func (s storeAuth) LookupTunnel(id [16]byte) ([]byte, uint64, tunnel.AuthReason) {
+	t, err := s.st.GetTunnel(id)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return nil, 0, tunnel.AuthUnknownTunnel
+	case err != nil:
+		return nil, 0, tunnel.AuthInternal
+	}
+	return t.Secret, t.Generation, tunnel.AuthOK
 }
 
 // loadOrCreateCert loads the edge certificate from the data directory, or

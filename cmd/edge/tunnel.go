@@ -16,10 +16,10 @@ import (
 func tunnelCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "tunnel",
-		Short: "create, list and delete tunnels",
+		Short: "create, list, rotate and delete tunnels",
 		Long: `Manage tunnels. With a running edge these talk to it through the admin socket in
-its data directory (a deleted tunnel's connections drop at once); otherwise they
-open the tunnel store directly.`,
+its data directory (the connections of a deleted tunnel or a rotated token drop
+at once); otherwise they open the tunnel store directly.`,
 	}
 	cmd.AddCommand(&cobra.Command{
 		Use:   "create NAME",
@@ -87,6 +87,36 @@ process's arguments). NAME is 1-63 characters of a-z, 0-9, -.`,
 				fmt.Fprintln(w, "(the edge is not running: connections unknown)")
 			}
 			return w.Flush()
+		},
+	})
+	cmd.AddCommand(&cobra.Command{
+		Use:   "rotate NAME",
+		Short: "give a tunnel a new token; the old one stops working and its connections drop",
+		Long: `Give the tunnel a new secret and print its new token on standard output, once.
+The tunnel keeps its ID and name, so its routes and bindings are unchanged.
+The old token is refused from now on, and a running edge drops the
+connections made with it at once: their connectors stop, saying the token
+was rotated. Give the new token to the connectors and start them again.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var info tunnelInfo
+			err := withEdge(g, func(c *adminClient) error {
+				return c.do(http.MethodPost, "/v1/tunnels/"+args[0]+"/rotate", &info)
+			}, func(cfg *edgeconfig.Config, st *store.Store) error {
+				_, certPath, keyPath, _ := g.paths(cfg)
+				_, pin, err := loadOrCreateCert(cfg, certPath, keyPath)
+				if err != nil {
+					return err
+				}
+				info, _, _, err = rotateTunnel(cfg, st, pin, args[0])
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(os.Stderr, "tunnel %s rotated (id %s); the old token no longer works; the new token:\n", info.Name, info.ID)
+			fmt.Println(info.Token)
+			return nil
 		},
 	})
 	cmd.AddCommand(&cobra.Command{

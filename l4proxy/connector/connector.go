@@ -181,9 +181,12 @@ func (c *Connector) isStopping() bool {
 //
 // It returns nil when ctx is done — after Shutdown finished, if it was
 // called — or when Shutdown finished; then every connection is closed and
-// every stream ended. An [*tunnel.AuthError] from the edge (unknown, bad or
-// deleted tunnel) is fatal: Run returns it at once, wrapped ("connector: %w").
-// Only [tunnel.AuthInternal], an edge failing to check, is retried.
+// every stream ended. An [*tunnel.AuthError] from the edge is fatal: a
+// refused dial (unknown tunnel or bad secret) or a live connection the
+// edge closed because the tunnel was deleted or its token rotated. Run
+// returns it at once, wrapped ("connector: %w"), rather than knock on the
+// edge again with a token that cannot work. Only [tunnel.AuthInternal], an
+// edge failing to check, is retried.
 func (c *Connector) Run(ctx context.Context) error {
 	if !c.running.CompareAndSwap(false, true) {
 		return errors.New("connector: Run called twice")
@@ -256,7 +259,14 @@ func (c *Connector) keep(ctx context.Context, i int, fatal chan<- error) {
 			return
 		}
 		ec := c.serve(conn, edge)
-		if !c.watch(ctx, ec, log) {
+		again, err := c.watch(ctx, ec, log)
+		if err != nil {
+			c.m.Error(errAuth)
+			log.Error("connector: the edge revoked the tunnel", "err", err)
+			fatal <- fmt.Errorf("connector: %w", err)
+			return
+		}
+		if !again {
 			return
 		}
 		if !c.sleep(ctx, jitter(minBackoff)) {
@@ -267,8 +277,10 @@ func (c *Connector) keep(ctx context.Context, i int, fatal chan<- error) {
 
 // watch waits for ec to end, replacing it by a QUIC connection if it is an
 // "auto" connection that fell back to HTTP/2 and QUIC works again. It
-// returns false if ctx is done or Shutdown started.
-func (c *Connector) watch(ctx context.Context, ec *edgeConn, log *slog.Logger) bool {
+// returns false if ctx is done or Shutdown started, and the edge's
+// [*tunnel.AuthError] if the edge closed the connection for an auth reason
+// (tunnel deleted, token rotated).
+func (c *Connector) watch(ctx context.Context, ec *edgeConn, log *slog.Logger) (again bool, revoked error) {
 	retry := time.NewTimer(quicRetryAfter)
 	defer retry.Stop()
 	upgradable := func() bool { return c.proto == tunnel.ProtoAuto && ec.conn.Protocol() == tunnel.ProtoHTTP2 }
@@ -293,12 +305,17 @@ func (c *Connector) watch(ctx context.Context, ec *edgeConn, log *slog.Logger) b
 	for {
 		select {
 		case <-ec.conn.Context().Done():
-			log.Warn("connector: connection lost", "protocol", ec.conn.Protocol(), "reason", context.Cause(ec.conn.Context()))
-			return ctx.Err() == nil && !c.isStopping()
+			cause := context.Cause(ec.conn.Context())
+			var ae *tunnel.AuthError
+			if errors.As(cause, &ae) && ae.Reason != tunnel.AuthInternal {
+				return false, ae
+			}
+			log.Warn("connector: connection lost", "protocol", ec.conn.Protocol(), "reason", cause)
+			return ctx.Err() == nil && !c.isStopping(), nil
 		case <-ctx.Done():
-			return false
+			return false, nil
 		case <-c.stopping:
-			return false
+			return false, nil
 		case <-retry.C:
 			dialing = true
 			go func() {
@@ -316,7 +333,7 @@ func (c *Connector) watch(ctx context.Context, ec *edgeConn, log *slog.Logger) b
 			}
 			if c.isStopping() {
 				_ = d.conn.CloseWithError(tunnel.CloseNormal, "connector shutting down")
-				return false
+				return false, nil
 			}
 			log.Info("connector: QUIC works again; replacing the HTTP/2 connection")
 			old := ec

@@ -215,6 +215,11 @@ func TestDropTunnel(t *testing.T) {
 		case <-time.After(15 * time.Second):
 			t.Fatal("Run did not return after the tunnel was dropped")
 		}
+		// The edge closes an HTTP/2 connection within a second of sending
+		// the reason (at once when the connector closes it on reading it).
+		for deadline := time.Now().Add(2 * time.Second); len(e.Server.Connections()) != 0 && time.Now().Before(deadline); {
+			time.Sleep(10 * time.Millisecond)
+		}
 		if n := len(e.Server.Connections()); n != 0 {
 			t.Errorf("edge still has %d connections", n)
 		}
@@ -224,7 +229,52 @@ func TestDropTunnel(t *testing.T) {
 	})
 }
 
-// TestBadSecret: a wrong secret makes Run return at once.
+// TestRotatedToken: the tunnel's token is rotated at the edge; the
+// connector of the old token stops at once, saying why, and does not
+// redial; its redial would be refused, while a connector with the new
+// token joins and serves.
+func TestRotatedToken(t *testing.T) {
+	forEach(t, func(t *testing.T, proto string) {
+		e := edgetest.Start(t, proto, "127.0.0.1", edge.Options{})
+		rules := fmt.Sprintf("ingress:\n  - service: tcp://%s\n", greeter(t, "origin"))
+		old := e.StartConnector(rules, nil)
+		start := time.Now()
+		rotated := e.Auth.Rotate(e.Token)
+		if n := e.Server.Revalidate(e.Token.TunnelID); n != 2 {
+			t.Errorf("Revalidate closed %d connections, want 2", n)
+		}
+		select {
+		case <-old.Done:
+		case <-time.After(5 * time.Second):
+			t.Fatal("the old token's connector still runs")
+		}
+		err := old.Err()
+		var ae *tunnel.AuthError
+		if !errors.As(err, &ae) || ae.Reason != tunnel.AuthRotated || !strings.Contains(err.Error(), "token rotated") {
+			t.Fatalf("Run = %v, want the AuthError of a rotated token", err)
+		}
+		if d := time.Since(start); d > time.Second {
+			t.Errorf("the old connector stopped after %v; want at once", d)
+		}
+		t.Logf("old connector: %v", err)
+		if v := edgetest.Metric(t, old.Registry, "onramp_connector_errors_total", "auth"); v < 1 {
+			t.Errorf("errors{auth} = %v", v)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if _, err := tunnel.Dial(ctx, proto, e.Token.Edges[0], e.Token, [16]byte{1}, edgetest.TunnelConfig()); !errors.As(err, &ae) || ae.Reason != tunnel.AuthDenied {
+			t.Errorf("dial with the old token: %v, want the refusal", err)
+		}
+		e.StartConnector(rules, func(o *connector.Options) { o.Token = rotated })
+		c := connect(t, e.ServeTCP("svc"))
+		if line := c.line(); line != "origin" {
+			t.Errorf("through the new token's connector: %q", line)
+		}
+	})
+}
+
+// TestBadSecret: a wrong secret makes Run return at once, with the one
+// refusal the edge gives for an unknown tunnel or a wrong secret.
 func TestBadSecret(t *testing.T) {
 	e := edgetest.Start(t, "quic", "127.0.0.1", edge.Options{})
 	tok := e.Token
@@ -238,8 +288,8 @@ func TestBadSecret(t *testing.T) {
 	defer cancel()
 	err = c.Run(ctx)
 	var ae *tunnel.AuthError
-	if !errors.As(err, &ae) || ae.Reason != tunnel.AuthBadSecret {
-		t.Fatalf("Run = %v, want an AuthError (bad secret)", err)
+	if !errors.As(err, &ae) || ae.Reason != tunnel.AuthDenied {
+		t.Fatalf("Run = %v, want an AuthError (unknown tunnel or bad secret)", err)
 	}
 }
 

@@ -8,8 +8,10 @@
 //
 // Lifecycle: [Connector.Run] keeps the connections up, redialing with
 // exponential backoff, and returns the [*tunnel.AuthError] if the edge
-// refuses the tunnel; [Connector.Shutdown] drains; [Connector.Reload] swaps
-// the rules without touching live streams.
+// refuses the tunnel or closes a connection because the tunnel was deleted
+// or its token rotated (a token that stopped working is not retried);
+// [Connector.Shutdown] drains; [Connector.Reload] swaps the rules without
+// touching live streams.
 //
 // The copy loop is the edge's (see package edge): one goroutine and one
 // pooled 32 KiB buffer per direction, half-close and resets propagated, the

@@ -10,10 +10,26 @@
 //     address, carried in datagrams.
 //
 // Hostname routes ([Route], [Server.SetRoutes]) say which tunnel serves an SNI
-// or Host. A new stream goes to the least loaded live, non-draining
-// connection of the tunnel; if opening fails there (draining, dead), the
-// next one is tried. A UDP flow sticks to its connection while it lives and
+// or Host. Routes and bindings name their tunnel; [Server.SetTunnels] maps
+// the names to tunnel IDs, and each new user is resolved through it, so a
+// tunnel deleted and created again under its name is served at once, and a
+// deleted one's users find it offline. A new stream goes to the least
+// loaded live, non-draining connection of the tunnel; if opening fails
+// there (draining, dead), the next one is tried. A UDP flow sticks to its connection while it lives and
 // moves to another when it dies or drains.
+//
+// # Revocation
+//
+// A connector connection authenticates in the tunnel listener and registers
+// with the Server later ([Server.ServeConnectors]); on HTTP/2 the connector
+// can stretch that gap to the handshake timeout. [Options.Admit] is asked at
+// registration whether the secret generation the connection proved is still
+// the tunnel's; [Server.Revalidate], called after a store change (delete,
+// rotate), asks it again for the live connections. Both run under one lock,
+// so no connection of a deleted tunnel or a replaced secret survives the
+// change, whatever the interleaving. Revoked connections are closed with
+// the reason ("tunnel deleted", "token rotated"), which the connector
+// reports, and take no new stream meanwhile.
 //
 // # Data path
 //
@@ -63,7 +79,9 @@
 // onramp_edge_udp_flows_open, onramp_edge_udp_flows_total,
 // onramp_edge_bytes_total{direction}, onramp_edge_datagrams_total{direction}
 // (direction to_origin or to_user), onramp_edge_datagrams_dropped_total,
-// onramp_edge_errors_total{kind}, onramp_edge_udp_flows_refused_total{reason}
-// and onramp_edge_udp_flow_mismatches_total{reason} (unknown_flow,
-// other_connection, other_tunnel).
+// onramp_edge_errors_total{kind}, onramp_edge_udp_flows_refused_total{reason},
+// onramp_edge_udp_flow_mismatches_total{reason} (unknown_flow,
+// other_connection, other_tunnel) and
+// onramp_edge_connector_revocations_total{reason,stage} (reason
+// tunnel_deleted or token_rotated; stage registration or live).
 package edge

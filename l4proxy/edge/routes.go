@@ -3,6 +3,7 @@ package edge
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"strings"
 )
 
@@ -13,28 +14,33 @@ import (
 // wildcard over a shorter one.
 type Route struct {
 	Hostname string
-	Tunnel   [16]byte
+	// Tunnel is the tunnel's name, resolved to its ID ([Server.SetTunnels])
+	// for each user: a tunnel deleted and created again under the name is
+	// served by the route at once.
+	Tunnel string
 }
 
 // Binding ties a plain TCP or UDP listener to a tunnel. Service is the
 // hostname sent in the stream request or flow open; the connector matches
 // it against its ingress rules.
 type Binding struct {
-	Tunnel  [16]byte
+	// Tunnel is the tunnel's name, resolved as a Route's is; while no
+	// tunnel has the name the binding's users find the tunnel offline.
+	Tunnel  string
 	Service string
 }
 
-// routeTable is an immutable set of routes.
+// routeTable is an immutable set of routes, hostname to tunnel name.
 type routeTable struct {
-	exact map[string][16]byte // lowercase hostname
-	wild  map[string][16]byte // "example.test" for "*.example.test"
+	exact map[string]string // lowercase hostname
+	wild  map[string]string // "example.test" for "*.example.test"
 }
 
 // SetRoutes atomically replaces the hostname routes. Hostnames are
 // validated; the error names the first bad one, and the old routes stay.
 // Two routes for the same hostname to different tunnels are an error.
 func (s *Server) SetRoutes(routes []Route) error {
-	t := &routeTable{exact: make(map[string][16]byte), wild: make(map[string][16]byte)}
+	t := &routeTable{exact: make(map[string]string), wild: make(map[string]string)}
 	for i, r := range routes {
 		name, wild, err := normalizeRoute(r.Hostname)
 		if err != nil {
@@ -45,8 +51,8 @@ func (s *Server) SetRoutes(routes []Route) error {
 			m = t.wild
 		}
 		if prev, ok := m[name]; ok && prev != r.Tunnel {
-			return fmt.Errorf("edge: route %d: hostname %q routed to two tunnels (%s and %s)",
-				i, r.Hostname, tunnelName(prev), tunnelName(r.Tunnel))
+			return fmt.Errorf("edge: route %d: hostname %q routed to two tunnels (%q and %q)",
+				i, r.Hostname, prev, r.Tunnel)
 		}
 		m[name] = r.Tunnel
 	}
@@ -54,29 +60,50 @@ func (s *Server) SetRoutes(routes []Route) error {
 	return nil
 }
 
-// lookup returns the tunnel for host (an SNI, or a Host without its port).
-func (t *routeTable) lookup(host string) ([16]byte, bool) {
+// SetTunnels atomically replaces the table that resolves the tunnel names
+// of routes and bindings to tunnel IDs. Call it with every tunnel after
+// each change of the set (create, delete): from then on new users of a
+// deleted tunnel find it offline, and those of a tunnel created again under
+// its name reach the new one. Streams and flows already open stay on the
+// tunnel they were opened on. The map is copied.
+func (s *Server) SetTunnels(ids map[string][16]byte) {
+	m := maps.Clone(ids)
+	s.names.Store(&m)
+}
+
+// tunnelNamed returns the entry of the tunnel called name now, or
+// s.noTunnel, which never has a connection, if no tunnel has that name.
+func (s *Server) tunnelNamed(name string) *tunnelEntry {
+	if id, ok := (*s.names.Load())[name]; ok {
+		return s.entry(id)
+	}
+	return s.noTunnel
+}
+
+// lookup returns the name of the tunnel for host (an SNI, or a Host
+// without its port).
+func (t *routeTable) lookup(host string) (string, bool) {
 	host = strings.TrimSuffix(host, ".")
 	if host == "" || len(host) > 253 {
-		return [16]byte{}, false
+		return "", false
 	}
 	host = strings.ToLower(host)
-	if id, ok := t.exact[host]; ok {
-		return id, true
+	if name, ok := t.exact[host]; ok {
+		return name, true
 	}
 	if len(t.wild) == 0 {
-		return [16]byte{}, false
+		return "", false
 	}
 	// Longest suffix first: "a.b.example.test" tries "b.example.test",
 	// then "example.test", then "test".
 	for i := 0; i < len(host); i++ {
 		if host[i] == '.' && i > 0 {
-			if id, ok := t.wild[host[i+1:]]; ok {
-				return id, true
+			if name, ok := t.wild[host[i+1:]]; ok {
+				return name, true
 			}
 		}
 	}
-	return [16]byte{}, false
+	return "", false
 }
 
 // normalizeRoute validates a route hostname and returns it in lowercase

@@ -70,6 +70,17 @@ type Options struct {
 	// tunnel over all its bindings, with a burst of one second's worth.
 	// Default 1000.
 	UDPNewFlowsPerTunnel int
+	// Admit, if set, decides whether a connector connection may still be
+	// served: it is asked when the connection registers, with its tunnel and
+	// the generation of the secret it authenticated with
+	// ([tunnel.Conn.Generation]), and again for each live connection of a
+	// tunnel by [Server.Revalidate]. A reason other than [tunnel.AuthOK]
+	// (the tunnel deleted, its token rotated) closes the connection with that
+	// reason, which the connector reports. Admit should read the tunnel store
+	// itself, not a copy: it runs under the lock that orders registrations
+	// with Revalidate. Keep it quick and do not call the Server from it.
+	// Without Admit every authenticated connection registers.
+	Admit func(tunnelID [16]byte, generation uint64) tunnel.AuthReason
 }
 
 // ConnInfo describes one live connector connection.
@@ -91,7 +102,14 @@ type Server struct {
 	log  *slog.Logger
 	m    *metrics.Set
 
-	routes atomic.Pointer[routeTable]
+	routes   atomic.Pointer[routeTable]
+	names    atomic.Pointer[map[string][16]byte] // tunnel name -> ID (SetTunnels)
+	noTunnel *tunnelEntry                        // what an unknown name resolves to: never connected
+
+	// regMu orders registrations with Revalidate and DropTunnel (see
+	// register). Taken before mu, never while holding it.
+	regMu       sync.Mutex
+	revocations *revocationMetrics
 
 	mu      sync.RWMutex
 	tunnels map[[16]byte]*tunnelEntry
@@ -133,6 +151,7 @@ type liveConn struct {
 	// ones its datagrams may name.
 	flowMu sync.Mutex
 	flows  map[uint32]*udpFlow
+	revoked atomic.Bool // being closed for an auth reason: no new streams or flows
 }
 
 // NewServer returns a Server with no routes and no connections.
@@ -171,11 +190,14 @@ func NewServer(opts Options) *Server {
 		flowIDs:       make(map[uint32]*udpFlow),
 		flowRNG:       newFlowRNG(),
 		udpTunnelRate: perSecond(opts.UDPNewFlowsPerTunnel),
+		noTunnel:      &tunnelEntry{},
 	}
 	if err := s.udp.init(opts.Registerer); err != nil {
 		opts.Logger.Warn("edge: udp metrics not registered", "err", err)
 	}
+	s.revocations = newRevocationMetrics(opts.Registerer, opts.Logger)
 	s.routes.Store(&routeTable{})
+	s.names.Store(&map[string][16]byte{})
 	return s
 }
 
@@ -209,13 +231,18 @@ func (s *Server) ServeConnectors(ctx context.Context, ln tunnel.Listener) error 
 	}
 }
 
-// serveConn registers c, receives its datagrams and unregisters it when it ends.
+// serveConn registers c, receives its datagrams and unregisters it when it
+// ends. A connection Admit refuses is closed at once.
 func (s *Server) serveConn(ctx context.Context, c tunnel.Conn) {
 	lc := &liveConn{conn: c, since: time.Now()}
-	te := s.register(lc)
 	proto := c.Protocol()
 	cid := c.ConnectorID()
-	log := s.log.With("tunnel", tunnelName(te.id), "connector", hex.EncodeToString(cid[:]), "protocol", proto, "remote", c.RemoteAddr())
+	log := s.log.With("tunnel", tunnelName(c.TunnelID()), "connector", hex.EncodeToString(cid[:]), "protocol", proto, "remote", c.RemoteAddr())
+	te, reason := s.register(lc)
+	if te == nil {
+		s.revoke(lc, reason, "registration", log)
+		return
+	}
 	log.Info("connector connected")
 	s.m.Conns.WithLabelValues(proto).Inc()
 	stop := context.AfterFunc(ctx, func() {
@@ -245,12 +272,29 @@ func (s *Server) entry(id [16]byte) *tunnelEntry {
 	return te
 }
 
-func (s *Server) register(lc *liveConn) *tunnelEntry {
-	te := s.entry(lc.conn.TunnelID())
+// register adds lc to its tunnel if Admit accepts it, and returns the
+// tunnel, or nil and Admit's reason. It holds regMu while asking Admit and
+// adding lc: a store change (delete, rotate) followed by Revalidate, which
+// takes regMu too, then either finds lc registered and closes it, or
+// happened before Admit looked at the store, which refuses lc. Without this
+// a connection that authenticated before the change and registered after it
+// would survive: the listener's check and the registration are apart (the
+// HTTP/2 transport opens the datagram stream in between, and a connector
+// may take the whole handshake timeout to answer it).
+func (s *Server) register(lc *liveConn) (*tunnelEntry, tunnel.AuthReason) {
+	id := lc.conn.TunnelID()
+	s.regMu.Lock()
+	defer s.regMu.Unlock()
+	if s.opts.Admit != nil {
+		if r := s.opts.Admit(id, lc.conn.Generation()); r != tunnel.AuthOK {
+			return nil, r
+		}
+	}
+	te := s.entry(id)
 	s.mu.Lock()
 	te.conns = append(te.conns, lc)
 	s.mu.Unlock()
-	return te
+	return te, tunnel.AuthOK
 }
 
 func (s *Server) unregister(te *tunnelEntry, lc *liveConn) {
@@ -286,7 +330,7 @@ func (s *Server) pick(te *tunnelEntry, tried []*liveConn) *liveConn {
 	var bestN int64
 	for i := range n {
 		lc := te.conns[(start+i)%n]
-		if lc.conn.Context().Err() != nil || lc.conn.Draining() || slices.Contains(tried, lc) {
+		if lc.conn.Context().Err() != nil || lc.conn.Draining() || lc.revoked.Load() || slices.Contains(tried, lc) {
 			continue
 		}
 		if k := lc.streams.Load(); best == nil || k < bestN {
@@ -302,11 +346,10 @@ var (
 	errLimitHit = errors.New("tunnel stream limit reached")
 )
 
-// openStream opens a stream for req on one of the tunnel's connections,
+// openStream opens a stream for req on one of the connections of te,
 // trying the others if one is draining or dead. On success the caller owns a
 // slot of the tunnel (release with s.release) and one stream count of lc.
-func (s *Server) openStream(ctx context.Context, id [16]byte, req *tunnel.Request) (tunnel.Stream, *tunnelEntry, *liveConn, error) {
-	te := s.entry(id)
+func (s *Server) openStream(ctx context.Context, te *tunnelEntry, req *tunnel.Request) (tunnel.Stream, *tunnelEntry, *liveConn, error) {
 	if !s.acquire(te) {
 		return nil, nil, nil, errLimitHit
 	}
@@ -340,23 +383,6 @@ func (s *Server) openStream(ctx context.Context, id [16]byte, req *tunnel.Reques
 		}
 		lastErr = err
 		tried = append(tried, lc)
-	}
-}
-
-// DropTunnel closes every live connection of the tunnel (after it was
-// deleted), telling the connector why. Users then find the tunnel offline.
-func (s *Server) DropTunnel(id [16]byte) {
-	s.mu.RLock()
-	var conns []*liveConn
-	if te := s.tunnels[id]; te != nil {
-		conns = slices.Clone(te.conns)
-	}
-	s.mu.RUnlock()
-	for _, lc := range conns {
-		_ = lc.conn.CloseWithError(tunnel.CloseAuthRefused+uint64(tunnel.AuthTunnelDeleted), "tunnel deleted")
-	}
-	if len(conns) > 0 {
-		s.log.Info("tunnel dropped", "tunnel", tunnelName(id), "connections", len(conns))
 	}
 }
 

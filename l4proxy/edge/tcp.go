@@ -46,7 +46,7 @@ func (s *Server) ServeTLS(ctx context.Context, ln net.Listener) error {
 			c.Close()
 			return
 		}
-		id, ok := s.routes.Load().lookup(sni)
+		name, ok := s.routes.Load().lookup(sni)
 		if !ok {
 			s.m.Error(errNoRoute)
 			s.log.Info("edge: tls: no route", "user", c.RemoteAddr(), "sni", sni)
@@ -54,7 +54,7 @@ func (s *Server) ServeTLS(ctx context.Context, ln net.Listener) error {
 			return
 		}
 		req := &tunnel.Request{Kind: tunnel.KindTLS, Hostname: sni, Remote: addrPort(c.RemoteAddr())}
-		s.proxyStream(ctx, c, id, req, head)
+		s.proxyStream(ctx, c, name, req, head)
 	})
 }
 
@@ -89,7 +89,7 @@ func (s *Server) ServeHTTP(ctx context.Context, ln net.Listener) error {
 			c.Close()
 			return
 		}
-		id, ok := s.routes.Load().lookup(h.host)
+		name, ok := s.routes.Load().lookup(h.host)
 		if !ok {
 			s.m.Error(errNoRoute)
 			s.log.Info("edge: http: no route", "user", c.RemoteAddr(), "host", h.host)
@@ -97,7 +97,7 @@ func (s *Server) ServeHTTP(ctx context.Context, ln net.Listener) error {
 			return
 		}
 		req := &tunnel.Request{Kind: tunnel.KindHTTP, Hostname: h.host, Path: h.path, Remote: addrPort(c.RemoteAddr())}
-		s.proxyStream(ctx, c, id, req, h.raw)
+		s.proxyStream(ctx, c, name, req, h.raw)
 	})
 }
 
@@ -140,12 +140,13 @@ func (s *Server) serveListener(ctx context.Context, ln net.Listener, what string
 	}
 }
 
-// proxyStream opens a stream for req and proxies c over it, writing prefix
-// (bytes already read from c) first. It owns c.
-func (s *Server) proxyStream(ctx context.Context, c net.Conn, id [16]byte, req *tunnel.Request, prefix []byte) {
+// proxyStream opens a stream for req on the tunnel called name now and
+// proxies c over it, writing prefix (bytes already read from c) first. It
+// owns c.
+func (s *Server) proxyStream(ctx context.Context, c net.Conn, name string, req *tunnel.Request, prefix []byte) {
 	isHTTP := req.Kind == tunnel.KindHTTP
-	log := s.log.With("user", c.RemoteAddr(), "tunnel", tunnelName(id), "kind", req.Kind.String(), "hostname", req.Hostname)
-	st, te, lc, err := s.openStream(ctx, id, req)
+	log := s.log.With("user", c.RemoteAddr(), "tunnel", name, "kind", req.Kind.String(), "hostname", req.Hostname)
+	st, te, lc, err := s.openStream(ctx, s.tunnelNamed(name), req)
 	if err != nil {
 		switch {
 		case errors.Is(err, errLimitHit):

@@ -226,7 +226,7 @@ func (s *Server) ServeUDP(ctx context.Context, pc net.PacketConn, b Binding) err
 // tunnel is offline. A refusal does not allocate: a spoofed flood is
 // refused at the cost of a hash and a few atomic operations per datagram.
 func (s *Server) newFlow(l *udpListener, user netip.AddrPort) *udpFlow {
-	te := s.entry(l.b.Tunnel)
+	te := s.tunnelNamed(l.b.Tunnel)
 	now := time.Now().UnixNano()
 	// The source's own prefix first: a flood from one prefix then spends
 	// none of the tunnel's rate.

@@ -29,6 +29,7 @@ func udpBench(tb testing.TB, opts Options) (*Server, *fakeConn, *liveConn, *udpL
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := NewServer(opts)
+	s.SetTunnels(map[string][16]byte{"t": {1}})
 	fc := &fakeConn{}
 	lc := &liveConn{conn: fc}
 	s.register(lc)
@@ -37,7 +38,7 @@ func udpBench(tb testing.TB, opts Options) (*Server, *fakeConn, *liveConn, *udpL
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { pc.Close() })
-	return s, fc, lc, s.newUDPListener(pc, Binding{Tunnel: [16]byte{1}, Service: "svc"})
+	return s, fc, lc, s.newUDPListener(pc, Binding{Tunnel: "t", Service: "svc"})
 }
 
 // forward is ServeUDP's work for one datagram once read: flow lookup (or

@@ -241,14 +241,16 @@ func TestUDPFlowIDsUnguessable(t *testing.T) {
 	addr := e.ServeUDP("u")
 	const n = 64
 	for i := range n {
+		// Each user keeps its socket to the end: a closed one's port could
+		// be the next user's, and so its flow.
 		c, err := net.Dial("udp", addr)
 		if err != nil {
 			t.Fatal(err)
 		}
+		defer c.Close()
 		if got := exchange(c, "x", 20); got != "x" {
 			t.Fatalf("user %d: got %q", i, got)
 		}
-		c.Close()
 	}
 	ids := flowIDs(t, log.String(), "")
 	if len(ids) != n {

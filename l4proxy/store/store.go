@@ -1,5 +1,7 @@
 // Package store is the edge's persistent state: the tunnels it accepts and
-// their secrets, kept in a bbolt file that survives restarts.
+// their secrets, kept in a bbolt file that survives restarts. Each secret
+// has a generation, one more at each rotation, so that the edge can tell
+// the connections of a revoked secret from those of the current one.
 //
 // A Store is safe for concurrent use. One process at a time may hold the
 // file open: bbolt locks it, and Open gives up after LockTimeout with an

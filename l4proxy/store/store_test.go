@@ -262,20 +262,138 @@ func TestOpenErrors(t *testing.T) {
 }
 
 func TestRecordCodec(t *testing.T) {
-	tun := Tunnel{ID: [IDSize]byte{1, 2}, Name: "n", Secret: []byte{9, 8, 7}, Created: time.Unix(0, 1234567890123).UTC()}
+	tun := Tunnel{ID: [IDSize]byte{1, 2}, Name: "n", Secret: []byte{9, 8, 7}, Created: time.Unix(0, 1234567890123).UTC(), Generation: 1<<40 + 3}
 	got, err := parseTunnel(tun.ID[:], appendTunnel(nil, tun))
 	if err != nil || !equal(got, tun) {
 		t.Errorf("round trip: %+v, %v", got, err)
 	}
-	for _, bad := range [][]byte{nil, {1}, {2, 0, 0, 0, 0, 0, 0, 0, 0, 0}, {1, 0, 0, 0, 0, 0, 0, 0, 0, 5, 1}} {
+	// A version 1 record, written before rotation existed: generation 1.
+	v1 := []byte{1, 0, 0, 0, 0x11, 0x22, 0x33, 0x44, 0x55, 3, 9, 8, 7, 'o', 'l', 'd'}
+	got, err = parseTunnel(tun.ID[:], v1)
+	want := Tunnel{ID: tun.ID, Name: "old", Secret: []byte{9, 8, 7}, Created: time.Unix(0, 0x1122334455).UTC(), Generation: 1}
+	if err != nil || !equal(got, want) {
+		t.Errorf("version 1 record: %+v, %v, want %+v", got, err, want)
+	}
+	for _, bad := range [][]byte{
+		nil, {1}, {3, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+		{1, 0, 0, 0, 0, 0, 0, 0, 0, 5, 1},                            // v1, short secret
+		{2, 0, 0, 0, 0, 0, 0, 0, 0, 0},                               // v2, short header
+		{2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 5, 1, 2}, // v2, short secret
+	} {
 		if _, err := parseTunnel(tun.ID[:], bad); !errors.Is(err, ErrCorrupt) {
 			t.Errorf("parseTunnel(%x): %v", bad, err)
 		}
 	}
 }
 
+// TestRotate: a new secret and generation for the same tunnel; the old
+// secret no longer authenticates; other tunnels are untouched; the
+// rotation survives a reopen; deleting ends the generations (a tunnel
+// created again under the name starts over with a new ID).
+func TestRotate(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "edge.db")
+	store, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := store.CreateTunnel("a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := store.CreateTunnel("b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Generation != 1 {
+		t.Errorf("new tunnel has generation %d, want 1", a.Generation)
+	}
+	r1, err := store.RotateTunnel("a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r1.ID != a.ID || r1.Name != a.Name || !r1.Created.Equal(a.Created) || r1.Generation != 2 {
+		t.Errorf("rotated %+v, want the same ID, name and creation time with generation 2", r1)
+	}
+	if len(r1.Secret) != SecretSize || bytes.Equal(r1.Secret, a.Secret) {
+		t.Errorf("rotated secret %x (old %x)", r1.Secret, a.Secret)
+	}
+	secret, gen, ok := store.Credential(a.ID)
+	if !ok || gen != 2 || !bytes.Equal(secret, r1.Secret) {
+		t.Errorf("Credential after rotate = %x, %d, %v; want the new secret, generation 2", secret, gen, ok)
+	}
+	if s, _ := store.Secret(a.ID); !bytes.Equal(s, r1.Secret) {
+		t.Error("Secret after rotate is not the new secret")
+	}
+	r2, err := store.RotateTunnel("a")
+	if err != nil || r2.Generation != 3 || bytes.Equal(r2.Secret, r1.Secret) {
+		t.Errorf("second rotation: %+v, %v", r2, err)
+	}
+	if got, _ := store.GetTunnel(b.ID); !equal(got, b) {
+		t.Errorf("rotating a changed b: %+v, want %+v", got, b)
+	}
+	if _, err := store.RotateTunnel("nope"); !errors.Is(err, ErrNotFound) || err.Error() != `store: rotate tunnel "nope": not found` {
+		t.Errorf("rotating an unknown tunnel: %v", err)
+	}
+	if err := store.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	store, err = Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	if got, err := store.TunnelByName("a"); err != nil || !equal(got, r2) {
+		t.Errorf("after reopen: %+v, %v, want %+v", got, err, r2)
+	}
+	if _, err := store.DeleteTunnel("a"); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, ok := store.Credential(a.ID); ok {
+		t.Error("Credential of a deleted tunnel")
+	}
+	again, err := store.CreateTunnel("a")
+	if err != nil || again.ID == a.ID || again.Generation != 1 {
+		t.Errorf("re-created %+v, %v; want a new ID at generation 1", again, err)
+	}
+}
+
+// TestConcurrentRotate: concurrent rotations of one tunnel each get their
+// own generation; the last one's secret is the one stored.
+func TestConcurrentRotate(t *testing.T) {
+	store, _ := openTemp(t)
+	if _, err := store.CreateTunnel("r"); err != nil {
+		t.Fatal(err)
+	}
+	const n = 16
+	results := make(chan Tunnel, n)
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			r, err := store.RotateTunnel("r")
+			if err != nil {
+				t.Error(err)
+			}
+			results <- r
+		})
+	}
+	wg.Wait()
+	close(results)
+	gens := map[uint64]Tunnel{}
+	for r := range results {
+		gens[r.Generation] = r
+	}
+	if len(gens) != n {
+		t.Errorf("%d distinct generations from %d rotations", len(gens), n)
+	}
+	cur, err := store.TunnelByName("r")
+	if err != nil || cur.Generation != n+1 || !bytes.Equal(cur.Secret, gens[n+1].Secret) {
+		t.Errorf("stored %+v, %v; want generation %d with that rotation's secret", cur, err, n+1)
+	}
+}
+
 func equal(a, b Tunnel) bool {
-	return a.ID == b.ID && a.Name == b.Name && bytes.Equal(a.Secret, b.Secret) && a.Created.Equal(b.Created)
+	return a.ID == b.ID && a.Name == b.Name && bytes.Equal(a.Secret, b.Secret) && a.Created.Equal(b.Created) && a.Generation == b.Generation
 }
 
 func tunnelNames(list []Tunnel) []string {

@@ -24,6 +24,11 @@ type Tunnel struct {
 	Name    string
 	Secret  []byte // SecretSize random bytes; the caller's copy
 	Created time.Time
+	// Generation counts the tunnel's secrets: 1 when created, one more at
+	// each RotateTunnel. A connection remembers the generation it
+	// authenticated with, so that the edge can tell, after a rotation,
+	// which connections hold a revoked secret.
+	Generation uint64
 }
 
 // ValidName reports whether name may name a tunnel: 1 to 63 characters,
@@ -56,9 +61,10 @@ func (store *Store) CreateTunnel(name string) (Tunnel, error) {
 		return Tunnel{}, fmt.Errorf("store: create tunnel %q: %w", name, err)
 	}
 	t := Tunnel{
-		Name:    name,
-		Secret:  make([]byte, SecretSize),
-		Created: time.Unix(0, time.Now().UnixNano()).UTC(),
+		Name:       name,
+		Secret:     make([]byte, SecretSize),
+		Created:    time.Unix(0, time.Now().UnixNano()).UTC(),
+		Generation: tunnelFirstGeneration,
 	}
 	if _, err := rand.Read(t.Secret); err != nil {
 		return Tunnel{}, fmt.Errorf("store: create tunnel %q: %w", name, err)
@@ -159,15 +165,48 @@ func (store *Store) DeleteTunnel(name string) (Tunnel, error) {
 	return t, nil
 }
 
+// RotateTunnel gives the tunnel named name a new random secret and the
+// next generation, and returns it; its ID, name and creation time stay. The
+// old secret stops authenticating at once; the caller drops the live
+// connections that authenticated with it (their generation is older). It
+// returns an error wrapping ErrNotFound if there is no such tunnel.
+func (store *Store) RotateTunnel(name string) (Tunnel, error) {
+	secret := make([]byte, SecretSize)
+	if _, err := rand.Read(secret); err != nil {
+		return Tunnel{}, fmt.Errorf("store: rotate tunnel %q: %w", name, err)
+	}
+	var t Tunnel
+	err := store.db.Update(func(tx *bolt.Tx) error {
+		var err error
+		if t, err = tunnelByName(tx, name); err != nil {
+			return err
+		}
+		t.Secret = secret
+		t.Generation++
+		return tx.Bucket(bucketTunnels).Put(t.ID[:], appendTunnel(nil, t))
+	})
+	if err != nil {
+		return Tunnel{}, fmt.Errorf("store: rotate tunnel %q: %w", name, err)
+	}
+	return t, nil
+}
+
 // Secret returns a copy of the secret of the tunnel with the given ID, and
 // false if there is no such tunnel or the store cannot be read. It lets a
 // Store authenticate connectors; compare secrets in constant time.
 func (store *Store) Secret(id [IDSize]byte) ([]byte, bool) {
+	secret, _, ok := store.Credential(id)
+	return secret, ok
+}
+
+// Credential is Secret with the secret's generation, which the edge keeps
+// with each connection that authenticates with it.
+func (store *Store) Credential(id [IDSize]byte) (secret []byte, generation uint64, ok bool) {
 	t, err := store.GetTunnel(id)
 	if err != nil {
-		return nil, false
+		return nil, 0, false
 	}
-	return t.Secret, true
+	return t.Secret, t.Generation, true
 }
 
 func tunnelByName(tx *bolt.Tx, name string) (Tunnel, error) {
@@ -186,17 +225,24 @@ func getTunnel(tx *bolt.Tx, id []byte) (Tunnel, error) {
 	return parseTunnel(id, v)
 }
 
-// Tunnel records: version (1 byte, 1), Created in Unix nanoseconds (8
-// bytes, big endian), secret length (1 byte), secret, name (the rest).
+// Tunnel records, version 2: version (1 byte, 2), Created in Unix
+// nanoseconds (8 bytes, big endian), Generation (8 bytes, big endian),
+// secret length (1 byte), secret, name (the rest). Version 1 records, from
+// before rotation existed, have no Generation: they read as generation 1
+// and are rewritten as version 2 by the next rotation.
 const (
-	tunnelRecordVersion = 1
-	tunnelRecordHeader  = 1 + 8 + 1
+	tunnelRecordVersion   = 2
+	tunnelRecordV1        = 1
+	tunnelRecordHeader    = 1 + 8 + 8 + 1
+	tunnelRecordV1Header  = 1 + 8 + 1
+	tunnelFirstGeneration = 1
 )
 
 // appendTunnel appends the record for t to b.
 func appendTunnel(b []byte, t Tunnel) []byte {
 	b = append(b, tunnelRecordVersion)
 	b = binary.BigEndian.AppendUint64(b, uint64(t.Created.UnixNano()))
+	b = binary.BigEndian.AppendUint64(b, t.Generation)
 	b = append(b, byte(len(t.Secret)))
 	b = append(b, t.Secret...)
 	return append(b, t.Name...)
@@ -205,17 +251,27 @@ func appendTunnel(b []byte, t Tunnel) []byte {
 // parseTunnel decodes a record stored under id. The result shares no
 // memory with v, which bbolt owns.
 func parseTunnel(id, v []byte) (Tunnel, error) {
-	if len(id) != IDSize || len(v) < tunnelRecordHeader || v[0] != tunnelRecordVersion {
+	if len(id) != IDSize || len(v) == 0 {
 		return Tunnel{}, fmt.Errorf("%w: bad tunnel record %x", ErrCorrupt, id)
 	}
-	n := int(v[9])
-	if len(v) < tunnelRecordHeader+n {
+	header, gen := tunnelRecordHeader, uint64(0)
+	switch {
+	case v[0] == tunnelRecordVersion && len(v) >= tunnelRecordHeader:
+		gen = binary.BigEndian.Uint64(v[9:17])
+	case v[0] == tunnelRecordV1 && len(v) >= tunnelRecordV1Header:
+		header, gen = tunnelRecordV1Header, tunnelFirstGeneration
+	default:
+		return Tunnel{}, fmt.Errorf("%w: bad tunnel record %x", ErrCorrupt, id)
+	}
+	n := int(v[header-1])
+	if len(v) < header+n {
 		return Tunnel{}, fmt.Errorf("%w: short tunnel record %x", ErrCorrupt, id)
 	}
 	t := Tunnel{
-		Secret:  bytes.Clone(v[tunnelRecordHeader : tunnelRecordHeader+n]),
-		Name:    string(v[tunnelRecordHeader+n:]),
-		Created: time.Unix(0, int64(binary.BigEndian.Uint64(v[1:9]))).UTC(),
+		Secret:     bytes.Clone(v[header : header+n]),
+		Name:       string(v[header+n:]),
+		Created:    time.Unix(0, int64(binary.BigEndian.Uint64(v[1:9]))).UTC(),
+		Generation: gen,
 	}
 	copy(t.ID[:], id)
 	return t, nil

@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+
+	"github.com/quic-go/quic-go"
 )
 
 // ALPN protocol identifiers of the two transports.
@@ -25,16 +27,21 @@ const ExporterLabel = "EXPORTER-onramp-auth"
 // concurrent use; it is called once per connection attempt, during authentication.
 type Authenticator interface {
 	// Secret returns the tunnel's secret, or ok=false if the tunnel is unknown
-	// (the connector is then refused with [AuthUnknownTunnel]).
+	// (the connector is then refused with [AuthDenied]; the edge's own
+	// reason is [AuthUnknownTunnel]).
 	Secret(tunnelID [16]byte) (secret []byte, ok bool)
 }
 
 // TunnelLookup is an optional extension of [Authenticator]: when the
 // Authenticator also implements it, the edge calls LookupTunnel instead of
-// Secret, so that it can refuse with a precise reason such as [AuthTunnelDeleted].
-// A reason other than [AuthOK] refuses the connector; secret is then ignored.
+// Secret. A reason other than [AuthOK] refuses the connector (the edge's
+// own reason, such as [AuthTunnelDeleted]; the peer is sent [AuthDenied]
+// for the reasons that would tell whether the tunnel exists); secret is
+// then ignored. generation is the secret's generation, which the
+// connection keeps ([Conn.Generation]) so that the edge can drop it when
+// the secret is replaced; an Authenticator without TunnelLookup gives 0.
 type TunnelLookup interface {
-	LookupTunnel(tunnelID [16]byte) (secret []byte, reason AuthReason)
+	LookupTunnel(tunnelID [16]byte) (secret []byte, generation uint64, reason AuthReason)
 }
 
 // StaticAuthenticator is an [Authenticator] over a fixed map, for tests and small edges.
@@ -123,6 +130,7 @@ const (
 	ctrlAuth       = 1 // connector -> edge: version u8 | tunnelID [16] | connectorID [16] | proof [32]
 	ctrlAuthResult = 2 // edge -> connector: reason u8 | msgLen u8 | msg
 	ctrlDrain      = 3 // connector -> edge: empty; no new streams on this connection
+	ctrlClose      = 4 // edge -> connector (HTTP/2 only): reason u8 | msgLen u8 | msg; the edge closes the connection
 	maxCtrlLen     = 1024
 )
 
@@ -160,6 +168,7 @@ func readCtrl(r io.Reader, buf []byte) (typ byte, payload []byte, err error) {
 type authHello struct {
 	tunnelID, connectorID [16]byte
 	proof                 [32]byte
+	generation            uint64 // of the tunnel's secret, from TunnelLookup
 }
 
 // connectorSendAuth sends the connector's proof on the control channel.
@@ -183,17 +192,59 @@ func connectorReadAuthResult(r io.Reader) error {
 	if err != nil {
 		return fmt.Errorf("read auth result: %w", err)
 	}
-	if typ != ctrlAuthResult || len(p) < 2 || int(p[1]) != len(p)-2 {
+	if typ != ctrlAuthResult {
 		return fmt.Errorf("read auth result: %w", ErrMalformed)
 	}
-	if AuthReason(p[0]) == AuthOK {
+	ae, err := parseVerdict(p)
+	if err != nil {
+		return fmt.Errorf("read auth result: %w", err)
+	}
+	if ae.Reason == AuthOK {
 		return nil
 	}
-	return &AuthError{Reason: AuthReason(p[0]), Message: string(p[2:])}
+	return ae
 }
 
+// parseVerdict decodes the payload of ctrlAuthResult and ctrlClose.
+func parseVerdict(p []byte) (*AuthError, error) {
+	if len(p) < 2 || int(p[1]) != len(p)-2 {
+		return nil, ErrMalformed
+	}
+	return &AuthError{Reason: AuthReason(p[0]), Message: string(p[2:])}, nil
+}
+
+// appendVerdict encodes the payload of ctrlAuthResult and ctrlClose; msg
+// is cut to 255 bytes.
+func appendVerdict(b []byte, reason AuthReason, msg string) []byte {
+	msg = msg[:min(len(msg), 255)]
+	b = append(b, byte(reason), byte(len(msg)))
+	return append(b, msg...)
+}
+
+// authCloseError returns the [*AuthError] that a connection close by the
+// peer carries in its application error code ([CloseAuthRefused] + reason,
+// on QUIC), or err unchanged.
+func authCloseError(err error) error {
+	var ae *quic.ApplicationError
+	if errors.As(err, &ae) && ae.Remote && uint64(ae.ErrorCode) > CloseAuthRefused && uint64(ae.ErrorCode) < CloseAuthRefused+0x100 {
+		return &AuthError{Reason: AuthReason(uint64(ae.ErrorCode) - CloseAuthRefused), Message: ae.ErrorMessage}
+	}
+	return err
+}
+
+// isAuthClose reports whether code closes a connection for an [AuthReason].
+func isAuthClose(code uint64) bool {
+	return code > CloseAuthRefused && code < CloseAuthRefused+0x100
+}
+
+// unknownSecret stands in for the secret of an unknown tunnel, so that the
+// proof is checked, and takes as long, whether the tunnel exists or not.
+var unknownSecret [32]byte
+
 // edgeCheckAuth reads the connector's hello and checks its proof. It returns
-// the hello, and AuthOK or the reason to refuse.
+// the hello (with the secret's generation), and AuthOK or the edge's own
+// reason to refuse, such as AuthUnknownTunnel or AuthBadSecret; the peer is
+// to be sent reason.onWire(), as edgeWriteAuthResult does.
 func edgeCheckAuth(r io.Reader, cs *tls.ConnectionState, auth Authenticator) (authHello, AuthReason, error) {
 	var h authHello
 	var buf [maxCtrlLen]byte
@@ -211,31 +262,33 @@ func edgeCheckAuth(r io.Reader, cs *tls.ConnectionState, auth Authenticator) (au
 	copy(h.connectorID[:], p[17:])
 	copy(h.proof[:], p[33:])
 	var secret []byte
+	reason := AuthOK
 	if l, ok := auth.(TunnelLookup); ok {
-		var reason AuthReason
-		if secret, reason = l.LookupTunnel(h.tunnelID); reason != AuthOK {
-			return h, reason, nil
-		}
+		secret, h.generation, reason = l.LookupTunnel(h.tunnelID)
+	} else if s, ok := auth.Secret(h.tunnelID); ok {
+		secret = s
 	} else {
-		var ok bool
-		if secret, ok = auth.Secret(h.tunnelID); !ok {
-			return h, AuthUnknownTunnel, nil
-		}
+		reason = AuthUnknownTunnel
+	}
+	if reason != AuthOK {
+		secret = unknownSecret[:]
 	}
 	want, err := authProof(cs, secret, h.tunnelID, h.connectorID)
-	if err != nil {
+	switch {
+	case err != nil:
 		return h, AuthInternal, err
-	}
-	if !hmac.Equal(want[:], h.proof[:]) {
+	case reason != AuthOK:
+		return h, reason, nil
+	case !hmac.Equal(want[:], h.proof[:]):
 		return h, AuthBadSecret, nil
 	}
 	return h, AuthOK, nil
 }
 
+// edgeWriteAuthResult sends the verdict for the edge's reason: the peer
+// gets reason.onWire().
 func edgeWriteAuthResult(w io.Writer, reason AuthReason) error {
-	msg := reason.String()
-	p := make([]byte, 0, 2+len(msg))
-	p = append(p, byte(reason), byte(len(msg)))
-	p = append(p, msg...)
-	return writeCtrl(w, ctrlAuthResult, p)
+	reason = reason.onWire()
+	var b [2 + 255]byte
+	return writeCtrl(w, ctrlAuthResult, appendVerdict(b[:0], reason, reason.String()))
 }

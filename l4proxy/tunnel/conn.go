@@ -37,15 +37,25 @@ type Conn interface {
 	ConnectorID() [16]byte
 	// TunnelID is the authenticated tunnel.
 	TunnelID() [16]byte
+	// Generation (edge side) is the generation of the secret the connector
+	// proved, as the edge's [TunnelLookup] gave it (0 without one), so
+	// that the edge can drop the connections of a replaced secret. It is
+	// 0 on the connector side.
+	Generation() uint64
 	// Context is canceled when the connection is gone (closed by either side, idle timeout, transport failure).
+	// On the connector side, when the edge closed it for an [AuthReason] (the tunnel deleted, the token
+	// rotated), its cause is an [*AuthError].
 	Context() context.Context
 	// CloseWithError closes the connection and fails its streams. On QUIC code and msg reach the
-	// peer in CONNECTION_CLOSE; on HTTP/2 they are not transmitted (the peer sees the TCP connection end).
+	// peer in CONNECTION_CLOSE. On HTTP/2 only the edge's [CloseAuthRefused]+reason codes reach the
+	// connector (on the control stream; the edge then opens no new stream and closes within a second);
+	// others are not transmitted (the peer sees the TCP connection end).
 	CloseWithError(code uint64, msg string) error
 	// Drain (connector side) tells the edge to open no new streams on this connection; streams
 	// already open continue. It returns [ErrWrongSide] on the edge side.
 	Drain() error
-	// Draining reports whether Drain was called (connector side) or received (edge side).
+	// Draining reports whether Drain was called (connector side) or received (edge side), or the edge
+	// is closing an HTTP/2 connection for an [AuthReason].
 	Draining() bool
 }
 

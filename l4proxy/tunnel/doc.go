@@ -17,7 +17,17 @@
 //
 // The proof is bound to this TLS session, so it cannot be replayed on another
 // connection. The edge answers with OK or a refusal carrying an [AuthReason];
-// the connector's dial then fails with an [*AuthError].
+// the connector's dial then fails with an [*AuthError]. An unknown tunnel
+// and a wrong secret get the same refusal, [AuthDenied], so that a peer
+// cannot learn whether a tunnel ID exists; the edge knows which it was.
+//
+// Revocation: the edge's [Conn] carries the generation of the secret it
+// authenticated with ([Conn.Generation], from [TunnelLookup]), so that the
+// edge can tell, after a rotation, the connections of the old secret. The
+// edge closes such a connection, or one of a deleted tunnel, with code
+// [CloseAuthRefused] + reason ([AuthRotated], [AuthTunnelDeleted]): in
+// CONNECTION_CLOSE on QUIC, in a control message on HTTP/2. The connector's
+// [Conn.Context] then ends with the [*AuthError] as its cause.
 //
 // # Stream semantics per transport
 //

@@ -3,6 +3,7 @@ package tunnel
 import (
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // Sentinel errors. Functions wrap them as "op: %w"; test with [errors.Is].
@@ -39,17 +40,35 @@ var (
 	ErrClosed = errors.New("tunnel connection closed")
 )
 
-// AuthReason is the edge's verdict on a connector's proof, sent on the wire as one byte.
+// AuthReason is the edge's verdict on a connector's proof, sent on the wire
+// as one byte, and the reason it closes an authenticated connection for
+// (code [CloseAuthRefused] + reason).
+//
+// The edge knows why it refuses a proof, but a peer that has not proved
+// anything must not learn whether a tunnel ID exists: an unknown tunnel, a
+// tunnel deleted before the proof and a wrong secret all go on the wire as
+// [AuthDenied]. The edge keeps the precise reason for its logs and
+// counters.
 type AuthReason uint8
 
-// Authentication verdicts.
+// Authentication verdicts and close reasons.
 const (
-	AuthOK            AuthReason = 0
+	AuthOK AuthReason = 0
+	// AuthUnknownTunnel (no such tunnel) and AuthBadSecret (wrong proof)
+	// are the edge's own reasons; the peer is sent AuthDenied.
 	AuthUnknownTunnel AuthReason = 1
 	AuthBadSecret     AuthReason = 2
+	// AuthTunnelDeleted closes the connections of a tunnel deleted after
+	// they authenticated. A proof for a deleted tunnel gets AuthDenied.
 	AuthTunnelDeleted AuthReason = 3
 	AuthMalformed     AuthReason = 4 // the proof message could not be parsed
 	AuthInternal      AuthReason = 5 // the edge failed to check (lookup error, exporter failure)
+	// AuthDenied is the one refusal of a proof the edge cannot accept:
+	// unknown tunnel or wrong secret, without saying which.
+	AuthDenied AuthReason = 6
+	// AuthRotated closes the connections that authenticated with a secret
+	// the tunnel no longer has (edge tunnel rotate): the token was replaced.
+	AuthRotated AuthReason = 7
 )
 
 func (r AuthReason) String() string {
@@ -66,19 +85,38 @@ func (r AuthReason) String() string {
 		return "malformed authentication"
 	case AuthInternal:
 		return "edge internal error"
+	case AuthDenied:
+		return "unknown tunnel or bad secret"
+	case AuthRotated:
+		return "token rotated"
 	}
 	return fmt.Sprintf("auth reason %d", uint8(r))
 }
 
+// onWire is the reason sent to a peer whose proof was refused for r.
+func (r AuthReason) onWire() AuthReason {
+	switch r {
+	case AuthUnknownTunnel, AuthBadSecret, AuthTunnelDeleted:
+		return AuthDenied
+	}
+	return r
+}
+
 // AuthError is returned by the connector's dial functions when the edge refused
-// the tunnel. Reason is machine-readable; Message is the edge's text (may be empty).
+// the tunnel, and is the cause of a connector-side [Conn.Context] when the
+// edge closed the connection with an [AuthReason] (the tunnel deleted, the
+// token rotated). Reason is machine-readable; Message is the edge's text
+// (may be empty).
 type AuthError struct {
 	Reason  AuthReason
 	Message string
 }
 
 func (e *AuthError) Error() string {
-	if e.Message == "" || e.Message == e.Reason.String() {
+	if strings.HasPrefix(e.Message, e.Reason.String()) { // the edge's text starts with the reason
+		return "tunnel refused by edge: " + e.Message
+	}
+	if e.Message == "" {
 		return "tunnel refused by edge: " + e.Reason.String()
 	}
 	return "tunnel refused by edge: " + e.Reason.String() + ": " + e.Message

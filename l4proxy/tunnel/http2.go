@@ -168,6 +168,7 @@ type h2Conn struct {
 	cfg         *Config
 	tunnelID    [16]byte
 	connectorID [16]byte
+	generation  uint64 // edge side: of the secret the connector proved
 	draining    atomic.Bool
 	dg          *h2Datagrams
 	ctrlMu      sync.Mutex
@@ -199,13 +200,35 @@ func (c *h2Conn) RemoteAddr() net.Addr     { return c.tc.RemoteAddr() }
 func (c *h2Conn) LocalAddr() net.Addr      { return c.tc.LocalAddr() }
 func (c *h2Conn) ConnectorID() [16]byte    { return c.connectorID }
 func (c *h2Conn) TunnelID() [16]byte       { return c.tunnelID }
+func (c *h2Conn) Generation() uint64       { return c.generation }
 func (c *h2Conn) Context() context.Context { return c.mux.ctx }
 func (c *h2Conn) Draining() bool           { return c.draining.Load() }
 
 // CloseWithError closes the connection (GOAWAY, then the TCP connection).
-// On HTTP/2 code and msg are not transmitted; the peer sees the connection end.
+// HTTP/2 has no close code: the edge sends an auth close (CloseAuthRefused
+// + reason) on the control stream instead, and the connector closes when it
+// reads it; the edge then stops opening streams and closes after at most a
+// second. Other codes are not transmitted.
 func (c *h2Conn) CloseWithError(code uint64, msg string) error {
-	c.shutdown(fmt.Errorf("closed locally with code %d: %s: %w", code, msg, ErrClosed))
+	cause := fmt.Errorf("closed locally with code %d: %s: %w", code, msg, ErrClosed)
+	c.ctrlMu.Lock()
+	ctrl := c.ctrl
+	c.ctrlMu.Unlock()
+	if !c.edge || !isAuthClose(code) || ctrl == nil || c.mux.ctx.Err() != nil {
+		c.shutdown(cause)
+		return nil
+	}
+	c.draining.Store(true)
+	t := time.AfterFunc(time.Second, func() { c.shutdown(cause) })
+	context.AfterFunc(c.mux.ctx, func() { t.Stop() })
+	go func() {
+		// Written aside: a connector that does not read its control
+		// stream blocks the write until the timer closes the connection.
+		var b [2 + 255]byte
+		if writeCtrl(ctrl, ctrlClose, appendVerdict(b[:0], AuthReason(code-CloseAuthRefused), msg)) != nil {
+			c.shutdown(cause)
+		}
+	}()
 	return nil
 }
 
@@ -273,7 +296,7 @@ func newEdgeH2Conn(ctx context.Context, tc *tls.Conn, bc *batchConn, auth Authen
 	if err := edgeWriteAuthResult(ctrl, AuthOK); err != nil {
 		return fail(err)
 	}
-	c.tunnelID, c.connectorID = hello.tunnelID, hello.connectorID
+	c.tunnelID, c.connectorID, c.generation = hello.tunnelID, hello.connectorID, hello.generation
 	c.ctrl = ctrl
 	go c.edgeControlLoop(ctrl)
 
@@ -389,12 +412,24 @@ func (c *h2Conn) serveAuth(s *h2stream) {
 	if err != nil {
 		return
 	}
-	// The edge sends nothing more; the request body ends with the connection.
-	io.Copy(io.Discard, s)
+	// After the verdict the edge sends at most the reason it closes the
+	// connection for (ctrlClose); the request body ends with the connection.
+	cause := fmt.Errorf("control stream ended: %w", ErrClosed)
+	var buf [maxCtrlLen]byte
+	for {
+		typ, p, err := readCtrl(s, buf[:])
+		if err != nil {
+			break
+		}
+		if ae, err := parseVerdict(p); typ == ctrlClose && err == nil {
+			cause = ae
+			break
+		}
+	}
 	c.ctrlMu.Lock()
 	c.ctrl = nil
 	c.ctrlMu.Unlock()
-	c.shutdown(fmt.Errorf("control stream ended: %w", ErrClosed))
+	c.shutdown(cause)
 }
 
 func (c *h2Conn) serveDatagrams(s *h2stream) {

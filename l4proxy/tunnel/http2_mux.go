@@ -276,8 +276,10 @@ func (m *h2mux) fail(cause error) {
 }
 
 // goAway tells the peer the connection ends (best effort, without waiting
-// behind a blocked write) and fails it.
+// behind a blocked write) and fails it. cause is set first: the reader must
+// not report the peer's reaction to the GOAWAY as the cause.
 func (m *h2mux) goAway(cause error) {
+	m.cancel(cause)
 	if m.wmu.TryLock() {
 		m.mu.Lock()
 		last := m.lastPeerID

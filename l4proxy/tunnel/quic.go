@@ -120,7 +120,8 @@ func (l *QUICListener) authenticate(qc *quic.Conn) {
 		case <-qc.Context().Done():
 		case <-time.After(time.Second):
 		}
-		qc.CloseWithError(quic.ApplicationErrorCode(CloseAuthRefused+uint64(reason)), reason.String())
+		wire := reason.onWire()
+		qc.CloseWithError(quic.ApplicationErrorCode(CloseAuthRefused+uint64(wire)), wire.String())
 		return
 	}
 	if err := edgeWriteAuthResult(ctrl, AuthOK); err != nil {
@@ -129,6 +130,7 @@ func (l *QUICListener) authenticate(qc *quic.Conn) {
 	}
 	ctrl.SetDeadline(time.Time{})
 	c := newQUICConn(qc, nil, nil, true, ctrl, hello.tunnelID, hello.connectorID, &l.cfg)
+	c.generation = hello.generation
 	go c.edgeControlLoop()
 	if !l.offer(c) {
 		qc.CloseWithError(quic.ApplicationErrorCode(CloseNormal), "listener closed")
@@ -182,10 +184,7 @@ func DialQUIC(ctx context.Context, addr string, tok Token, connectorID [16]byte,
 		return fail(err)
 	}
 	if err := connectorReadAuthResult(ctrl); err != nil {
-		var ae *quic.ApplicationError
-		if errors.As(err, &ae) && ae.Remote && uint64(ae.ErrorCode) > CloseAuthRefused && uint64(ae.ErrorCode) < CloseAuthRefused+0x100 {
-			err = &AuthError{Reason: AuthReason(uint64(ae.ErrorCode) - CloseAuthRefused), Message: ae.ErrorMessage}
-		}
+		err = authCloseError(err)
 		qc.CloseWithError(0, "")
 		var authErr *AuthError
 		if errors.As(err, &authErr) {
@@ -212,16 +211,21 @@ type quicConn struct {
 	ctrlMu      sync.Mutex
 	tunnelID    [16]byte
 	connectorID [16]byte
+	generation  uint64 // edge side: of the secret the connector proved
 	cfg         *Config
 	draining    atomic.Bool
 	accepts     chan accepted
 	closeOnce   sync.Once
+	ctx         context.Context // connector side: qc's, with an edge's auth close as an *AuthError
 }
 
 func newQUICConn(qc *quic.Conn, tr *quic.Transport, udp *net.UDPConn, edge bool, ctrl *quic.Stream, tunnelID, connectorID [16]byte, cfg *Config) *quicConn {
-	c := &quicConn{qc: qc, tr: tr, udp: udp, edge: edge, ctrl: ctrl, tunnelID: tunnelID, connectorID: connectorID, cfg: cfg}
+	c := &quicConn{qc: qc, tr: tr, udp: udp, edge: edge, ctrl: ctrl, tunnelID: tunnelID, connectorID: connectorID, cfg: cfg, ctx: qc.Context()}
 	if !edge {
 		c.accepts = make(chan accepted, cfg.AcceptQueueLen)
+		ctx, cancel := context.WithCancelCause(context.Background())
+		context.AfterFunc(qc.Context(), func() { cancel(authCloseError(context.Cause(qc.Context()))) })
+		c.ctx = ctx
 	}
 	if tr != nil {
 		// The connector owns its socket: release it whoever closes the connection.
@@ -241,7 +245,8 @@ func (c *quicConn) Protocol() string         { return "quic" }
 func (c *quicConn) RemoteAddr() net.Addr     { return c.qc.RemoteAddr() }
 func (c *quicConn) ConnectorID() [16]byte    { return c.connectorID }
 func (c *quicConn) TunnelID() [16]byte       { return c.tunnelID }
-func (c *quicConn) Context() context.Context { return c.qc.Context() }
+func (c *quicConn) Generation() uint64       { return c.generation }
+func (c *quicConn) Context() context.Context { return c.ctx }
 func (c *quicConn) Draining() bool           { return c.draining.Load() }
 func (c *quicConn) LocalAddr() net.Addr      { return c.qc.LocalAddr() }
 

@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/netip"
 	"runtime"
 	"strings"
@@ -31,16 +33,26 @@ func TestAuthOK(t *testing.T) {
 	})
 }
 
-type lookupAuth struct{ deleted [16]byte }
-
-func (lookupAuth) Secret([16]byte) ([]byte, bool) { return nil, false }
-func (a lookupAuth) LookupTunnel(id [16]byte) ([]byte, AuthReason) {
-	if id == a.deleted {
-		return nil, AuthTunnelDeleted
-	}
-	return nil, AuthUnknownTunnel
+type lookupAuth struct {
+	deleted    [16]byte
+	live       Token
+	generation uint64
 }
 
+func (lookupAuth) Secret([16]byte) ([]byte, bool) { return nil, false }
+func (a lookupAuth) LookupTunnel(id [16]byte) ([]byte, uint64, AuthReason) {
+	switch id {
+	case a.deleted:
+		return nil, 0, AuthTunnelDeleted
+	case a.live.TunnelID:
+		return a.live.Secret[:], a.generation, AuthOK
+	}
+	return nil, 0, AuthUnknownTunnel
+}
+
+// TestAuthRefused: an unknown tunnel, a deleted one and a wrong secret get
+// one and the same refusal on the wire, so that a peer cannot tell whether
+// a tunnel ID exists; a malformed proof gets its own.
 func TestAuthRefused(t *testing.T) {
 	cert, pin := edgeCert(t)
 	tok, _ := NewToken([]string{"e:1"}, pin)
@@ -51,13 +63,15 @@ func TestAuthRefused(t *testing.T) {
 		name string
 		auth Authenticator
 		tok  Token
-		want AuthReason
 	}{
-		{"bad secret", StaticAuthenticator{tok.TunnelID: tok.Secret[:]}, wrong, AuthBadSecret},
-		{"unknown tunnel", StaticAuthenticator{tok.TunnelID: tok.Secret[:]}, other, AuthUnknownTunnel},
-		{"deleted", lookupAuth{deleted: tok.TunnelID}, tok, AuthTunnelDeleted},
+		{"bad secret", StaticAuthenticator{tok.TunnelID: tok.Secret[:]}, wrong},
+		{"unknown tunnel", StaticAuthenticator{tok.TunnelID: tok.Secret[:]}, other},
+		{"bad secret (lookup)", lookupAuth{live: tok}, wrong},
+		{"unknown tunnel (lookup)", lookupAuth{live: tok}, other},
+		{"deleted", lookupAuth{deleted: tok.TunnelID}, tok},
 	}
 	for _, tr := range transports {
+		seen := map[string]string{}
 		for _, c := range cases {
 			t.Run(tr.name+"/"+c.name, func(t *testing.T) {
 				ln, err := tr.listen("127.0.0.1:0", cert, c.auth, testConfig())
@@ -78,16 +92,182 @@ func TestAuthRefused(t *testing.T) {
 				if !errors.As(err, &ae) {
 					t.Fatalf("error %v (%T) is not *AuthError", err, err)
 				}
-				if ae.Reason != c.want {
-					t.Fatalf("reason %v, want %v", ae.Reason, c.want)
+				if ae.Reason != AuthDenied || err.Error() != "tunnel refused by edge: unknown tunnel or bad secret" {
+					t.Fatalf("refusal %v (reason %d), want %v", err, ae.Reason, AuthDenied)
 				}
+				seen[c.name] = fmt.Sprintf("%d %q", ae.Reason, ae.Message)
 				if d := time.Since(start); d > 900*time.Millisecond {
 					t.Errorf("refusal took %v", d)
 				}
 				t.Logf("%v", err)
 			})
 		}
+		for name, got := range seen {
+			if got != seen["bad secret"] {
+				t.Errorf("%s: %s sees %s, a bad secret %s", tr.name, name, got, seen["bad secret"])
+			}
+		}
 	}
+}
+
+// TestEdgeCheckAuth: the edge keeps the precise reason of a refusal (for
+// its logs and counters) and the generation of the secret that
+// authenticated, while the verdict it writes merges the reasons.
+func TestEdgeCheckAuth(t *testing.T) {
+	cert, pin := edgeCert(t)
+	tok, _ := NewToken([]string{"e:1"}, pin)
+	wrong := tok
+	wrong.Secret[0] ^= 1
+	other, _ := NewToken([]string{"e:1"}, pin)
+	garbled := func(w io.Writer) { writeCtrl(w, ctrlAuth, []byte{ProtocolVersion, 1, 2}) }
+	for _, c := range []struct {
+		name    string
+		auth    Authenticator
+		tok     Token
+		send    func(io.Writer) // instead of a proof from tok
+		reason  AuthReason
+		gen     uint64
+		verdict AuthReason
+	}{
+		{"ok", lookupAuth{live: tok, generation: 42}, tok, nil, AuthOK, 42, AuthOK},
+		{"ok (static)", StaticAuthenticator{tok.TunnelID: tok.Secret[:]}, tok, nil, AuthOK, 0, AuthOK},
+		{"bad secret", lookupAuth{live: tok, generation: 42}, wrong, nil, AuthBadSecret, 42, AuthDenied},
+		{"unknown tunnel", lookupAuth{live: tok}, other, nil, AuthUnknownTunnel, 0, AuthDenied},
+		{"unknown tunnel (static)", StaticAuthenticator{tok.TunnelID: tok.Secret[:]}, other, nil, AuthUnknownTunnel, 0, AuthDenied},
+		{"deleted", lookupAuth{deleted: tok.TunnelID}, tok, nil, AuthTunnelDeleted, 0, AuthDenied},
+		{"malformed", lookupAuth{live: tok}, tok, garbled, AuthMalformed, 0, AuthMalformed},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			client, server := tlsPair(t, cert)
+			go func() {
+				cs := client.ConnectionState()
+				if c.send != nil {
+					c.send(client)
+				} else {
+					connectorSendAuth(client, &cs, &c.tok, [16]byte{9})
+				}
+			}()
+			cs := server.ConnectionState()
+			hello, reason, _ := edgeCheckAuth(server, &cs, c.auth)
+			if reason != c.reason || hello.generation != c.gen {
+				t.Errorf("edgeCheckAuth: reason %v, generation %d; want %v, %d", reason, hello.generation, c.reason, c.gen)
+			}
+			var buf bytes.Buffer
+			if err := edgeWriteAuthResult(&buf, reason); err != nil {
+				t.Fatal(err)
+			}
+			err := connectorReadAuthResult(&buf)
+			var ae *AuthError
+			if c.verdict == AuthOK && err != nil || c.verdict != AuthOK && (!errors.As(err, &ae) || ae.Reason != c.verdict) {
+				t.Errorf("the connector reads %v, want %v", err, c.verdict)
+			}
+		})
+	}
+}
+
+// tlsPair returns the two ends of a TLS 1.3 session over a pipe.
+func tlsPair(t *testing.T, cert tls.Certificate) (client, server *tls.Conn) {
+	a, b := net.Pipe()
+	t.Cleanup(func() { a.Close(); b.Close() })
+	server = tls.Server(b, edgeTLSConfig(cert, ALPNQUIC))
+	client = tls.Client(a, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{ALPNQUIC}, MinVersion: tls.VersionTLS13})
+	errc := make(chan error, 1)
+	go func() { errc <- server.Handshake() }()
+	if err := client.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	return client, server
+}
+
+// TestAuthGeneration: the edge's Conn carries the generation its
+// TunnelLookup gave for the secret that authenticated.
+func TestAuthGeneration(t *testing.T) {
+	cert, pin := edgeCert(t)
+	tok, _ := NewToken([]string{"e:1"}, pin)
+	for _, tr := range transports {
+		t.Run(tr.name, func(t *testing.T) {
+			ln, err := tr.listen("127.0.0.1:0", cert, lookupAuth{live: tok, generation: 7}, testConfig())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			conn, err := tr.dial(ctx, ln.Addr().String(), tok, [16]byte{9}, testConfig())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.CloseWithError(0, "")
+			ec, err := ln.Accept(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ec.CloseWithError(0, "")
+			if ec.Generation() != 7 || conn.Generation() != 0 {
+				t.Errorf("generation: edge %d, connector %d; want 7 and 0", ec.Generation(), conn.Generation())
+			}
+		})
+	}
+}
+
+// TestAuthClose: the edge closes a live connection for an auth reason (the
+// token rotated); the connector's Context ends at once with that reason as
+// an *AuthError, on both transports (HTTP/2 has no close code: the reason
+// travels on the control stream).
+func TestAuthClose(t *testing.T) {
+	forEach(t, func(t *testing.T, tr transportCase, addr string) {
+		p := newPair(t, tr, addr)
+		serveEcho(t, p.connector)
+		start := time.Now()
+		p.edge.CloseWithError(CloseAuthRefused+uint64(AuthRotated), "token rotated: ask for the new token")
+		if tr.name == ProtoHTTP2 {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			_, err := p.edge.OpenStream(ctx, testReq)
+			cancel()
+			if !errors.Is(err, ErrDraining) && p.edge.Context().Err() == nil {
+				t.Errorf("OpenStream on a connection being closed: %v, want ErrDraining", err)
+			}
+		}
+		select {
+		case <-p.connector.Context().Done():
+		case <-time.After(5 * time.Second):
+			t.Fatal("the connector's connection is still up")
+		}
+		if d := time.Since(start); d > 500*time.Millisecond {
+			t.Errorf("the connector noticed after %v; want at once", d)
+		}
+		cause := context.Cause(p.connector.Context())
+		var ae *AuthError
+		if !errors.As(cause, &ae) || ae.Reason != AuthRotated || ae.Error() != "tunnel refused by edge: token rotated: ask for the new token" {
+			t.Fatalf("cause %v (%T), want the AuthError of a rotated token", cause, cause)
+		}
+		select {
+		case <-p.edge.Context().Done():
+		case <-time.After(5 * time.Second):
+			t.Fatal("the edge's connection is still up")
+		}
+		t.Logf("%v", cause)
+	})
+}
+
+// TestOtherCloseNoAuthError: an ordinary close is not reported as a refusal.
+func TestOtherCloseNoAuthError(t *testing.T) {
+	forEach(t, func(t *testing.T, tr transportCase, addr string) {
+		p := newPair(t, tr, addr)
+		p.edge.CloseWithError(CloseNormal, "bye")
+		select {
+		case <-p.connector.Context().Done():
+		case <-time.After(5 * time.Second):
+			t.Fatal("the connector's connection is still up")
+		}
+		var ae *AuthError
+		if cause := context.Cause(p.connector.Context()); errors.As(cause, &ae) {
+			t.Errorf("cause %v after an ordinary close", cause)
+		}
+	})
 }
 
 func TestWrongPin(t *testing.T) {

@@ -5,6 +5,7 @@ package edgetest
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"errors"
 	"log/slog"
@@ -22,26 +23,30 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Auth is a mutable [tunnel.Authenticator] that can mark tunnels deleted.
+// Auth is a mutable [tunnel.Authenticator] that can mark tunnels deleted
+// and rotate their secrets. Its Admit is the matching [edge.Options.Admit].
 type Auth struct {
 	mu      sync.Mutex
 	secrets map[[16]byte][]byte
+	gens    map[[16]byte]uint64
 	deleted map[[16]byte]bool
 }
 
-// Add allows the tunnel of tok.
+// Add allows the tunnel of tok, at generation 1.
 func (a *Auth) Add(tok tunnel.Token) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.secrets == nil {
 		a.secrets = make(map[[16]byte][]byte)
+		a.gens = make(map[[16]byte]uint64)
 		a.deleted = make(map[[16]byte]bool)
 	}
 	a.secrets[tok.TunnelID] = tok.Secret[:]
+	a.gens[tok.TunnelID] = 1
 	delete(a.deleted, tok.TunnelID)
 }
 
-// Delete refuses the tunnel from now on with [tunnel.AuthTunnelDeleted].
+// Delete refuses the tunnel from now on (reason [tunnel.AuthTunnelDeleted]).
 func (a *Auth) Delete(id [16]byte) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -49,25 +54,55 @@ func (a *Auth) Delete(id [16]byte) {
 	a.deleted[id] = true
 }
 
+// Rotate gives the tunnel of tok a new secret and the next generation, and
+// returns tok with the new secret.
+func (a *Auth) Rotate(tok tunnel.Token) tunnel.Token {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if _, err := rand.Read(tok.Secret[:]); err != nil {
+		panic(err)
+	}
+	a.secrets[tok.TunnelID] = tok.Secret[:]
+	a.gens[tok.TunnelID]++
+	return tok
+}
+
 // Secret implements [tunnel.Authenticator].
 func (a *Auth) Secret(id [16]byte) ([]byte, bool) {
-	s, r := a.LookupTunnel(id)
+	s, _, r := a.LookupTunnel(id)
 	return s, r == tunnel.AuthOK
 }
 
 // LookupTunnel implements [tunnel.TunnelLookup].
-func (a *Auth) LookupTunnel(id [16]byte) ([]byte, tunnel.AuthReason) {
+func (a *Auth) LookupTunnel(id [16]byte) ([]byte, uint64, tunnel.AuthReason) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.deleted[id] {
-		return nil, tunnel.AuthTunnelDeleted
+		return nil, 0, tunnel.AuthTunnelDeleted
 	}
 	s, ok := a.secrets[id]
 	if !ok {
-		return nil, tunnel.AuthUnknownTunnel
+		return nil, 0, tunnel.AuthUnknownTunnel
 	}
-	return s, tunnel.AuthOK
+	return s, a.gens[id], tunnel.AuthOK
 }
+
+// Admit is the [edge.Options.Admit] that matches a: a deleted or unknown
+// tunnel is refused with [tunnel.AuthTunnelDeleted], a generation other than
+// the current one with [tunnel.AuthRotated].
+func (a *Auth) Admit(id [16]byte, generation uint64) tunnel.AuthReason {
+	_, gen, r := a.LookupTunnel(id)
+	switch {
+	case r != tunnel.AuthOK:
+		return tunnel.AuthTunnelDeleted
+	case gen != generation:
+		return tunnel.AuthRotated
+	}
+	return tunnel.AuthOK
+}
+
+// TunnelName is the name of the Env's tunnel in routes and bindings.
+const TunnelName = "test"
 
 // Env is one edge with one tunnel listener, and the connectors started on it.
 type Env struct {
@@ -98,8 +133,9 @@ func Logger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 }
 
-// Start starts an edge server with a tunnel listener of proto on host.
-// opts.Registerer and opts.Logger are filled in if nil.
+// Start starts an edge server with a tunnel listener of proto on host and
+// one tunnel, named TunnelName. opts.Registerer, opts.Logger and opts.Admit
+// (e.Auth.Admit) are filled in if nil.
 func Start(t testing.TB, proto, host string, opts edge.Options) *Env {
 	t.Helper()
 	cert, _, _, err := tunnel.GenerateEdgeCertificate(host)
@@ -130,12 +166,16 @@ func Start(t testing.TB, proto, host string, opts edge.Options) *Env {
 	if opts.Logger == nil {
 		opts.Logger = Logger().With("side", "edge")
 	}
+	if opts.Admit == nil {
+		opts.Admit = e.Auth.Admit
+	}
 	e.Server = edge.NewServer(opts)
 	e.Token, err = tunnel.NewToken([]string{e.Listener.Addr().String()}, pin)
 	if err != nil {
 		t.Fatal(err)
 	}
 	e.Auth.Add(e.Token)
+	e.Server.SetTunnels(map[string][16]byte{TunnelName: e.Token.TunnelID})
 	e.Ctx, e.cancel = context.WithCancel(context.Background())
 	e.wg.Add(1)
 	go func() {
@@ -269,7 +309,7 @@ func (e *Env) Listen() net.Listener {
 // ServeTCP starts a TCP port binding of the tunnel for service and returns its address.
 func (e *Env) ServeTCP(service string) string {
 	ln := e.Listen()
-	b := edge.Binding{Tunnel: e.Token.TunnelID, Service: service}
+	b := edge.Binding{Tunnel: TunnelName, Service: service}
 	e.Go(func() { e.check("ServeTCP", e.Server.ServeTCP(e.Ctx, ln, b)) })
 	return ln.Addr().String()
 }
@@ -294,7 +334,7 @@ func (e *Env) ServeUDP(service string) string {
 	if err != nil {
 		e.T.Fatal(err)
 	}
-	b := edge.Binding{Tunnel: e.Token.TunnelID, Service: service}
+	b := edge.Binding{Tunnel: TunnelName, Service: service}
 	e.Go(func() { e.check("ServeUDP", e.Server.ServeUDP(e.Ctx, pc, b)) })
 	return pc.LocalAddr().String()
 }
@@ -309,7 +349,7 @@ func (e *Env) check(what string, err error) {
 func (e *Env) Route(hostnames ...string) {
 	routes := make([]edge.Route, len(hostnames))
 	for i, h := range hostnames {
-		routes[i] = edge.Route{Hostname: h, Tunnel: e.Token.TunnelID}
+		routes[i] = edge.Route{Hostname: h, Tunnel: TunnelName}
 	}
 	if err := e.Server.SetRoutes(routes); err != nil {
 		e.T.Fatal(err)
