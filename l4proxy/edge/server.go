@@ -149,8 +149,8 @@ type liveConn struct {
 
 	// flows are the UDP flows carried on this connection, by ID: the only
 	// ones its datagrams may name.
-	flowMu sync.Mutex
-	flows  map[uint32]*udpFlow
+	flowMu  sync.Mutex
+	flows   map[uint32]*udpFlow
 	revoked atomic.Bool // being closed for an auth reason: no new streams or flows
 }
 
