@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -24,12 +25,21 @@ func TestTunnelFollowsName(t *testing.T) {
 	forEach(t, func(t *testing.T, proto string) {
 		e := edgetest.Start(t, proto, "127.0.0.1", edge.Options{})
 		echo := edgetest.EchoTCP(t, "127.0.0.1")
-		rules := fmt.Sprintf("ingress:\n  - hostname: echo.internal\n    service: tcp://%s\n  - service: http://%s\n", echo, httpOrigin(t, "web"))
+		udpEcho := edgetest.EchoUDP(t, "127.0.0.1", "")
+		rules := fmt.Sprintf("ingress:\n  - hostname: echo.internal\n    service: tcp://%s\n  - hostname: udp.internal\n    service: udp://%s\n  - service: http://%s\n",
+			echo, udpEcho, httpOrigin(t, "web"))
 		one := func(o *connector.Options) { o.Connections = 1 }
 		first := e.StartConnector(rules, one)
 		e.Route("app.example.test")
 		hc := httpClient(e.ServeHTTP())
 		bound := e.ServeTCP("echo.internal")
+		// One UDP user throughout: its flow must not stay with the
+		// deleted tunnel.
+		udpUser, err := net.Dial("udp", e.ServeUDP("udp.internal"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer udpUser.Close()
 		served := func(when string) {
 			t.Helper()
 			if code, body := get(t, hc, "http://app.example.test/x"); code != 200 || body != "web host=app.example.test path=/x" {
@@ -43,6 +53,9 @@ func TestTunnelFollowsName(t *testing.T) {
 				t.Errorf("%s: binding: %q, %v", when, got, err)
 			}
 			c.Close()
+			if got := exchange(udpUser, "dns?", 30); got != "dns?" {
+				t.Errorf("%s: udp binding: got %q", when, got)
+			}
 		}
 		served("before")
 
@@ -67,6 +80,9 @@ func TestTunnelFollowsName(t *testing.T) {
 		io.WriteString(c, "ping")
 		if n, err := c.Read(make([]byte, 4)); n != 0 || err == nil {
 			t.Errorf("deleted: binding answered %d bytes, %v; want the connection closed", n, err)
+		}
+		if got := exchange(udpUser, "dns?", 2); got != "" {
+			t.Errorf("deleted: udp binding answered %q", got)
 		}
 
 		again, err := tunnel.NewToken(e.Token.Edges, e.Token.EdgePin)

@@ -322,6 +322,13 @@ func (s *Server) sendToOrigin(f *udpFlow, buf []byte, n int) {
 	lc, id, open := s.flowConn(f)
 	if lc == nil {
 		s.m.Dropped.Inc()
+		if s.tunnelNamed(f.l.b.Tunnel) != f.te {
+			// The binding's tunnel was deleted (and maybe created again
+			// under its name): the flow's tunnel will never come back.
+			// End it, so that the user's next datagram opens a flow on
+			// the tunnel the binding names now.
+			s.closeFlow(f, false)
+		}
 		return
 	}
 	f.touch()
