@@ -23,5 +23,6 @@
 // onramp_connector_bytes_total{direction}, onramp_connector_datagrams_total{direction}
 // (direction to_origin or to_edge), onramp_connector_datagrams_dropped_total
 // and onramp_connector_errors_total{kind} with kind no_rule, origin_dial,
-// reset or auth.
+// reset, auth, listener (a rule the stream's listener may not use) or
+// bad_path (an HTTP request path refused as malformed or ambiguous).
 package connector
