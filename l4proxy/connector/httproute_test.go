@@ -222,7 +222,7 @@ func TestHTTPPathRulesPerRequest(t *testing.T) {
 		for target, reason := range map[string]string{
 			"/admin;x":      "a ;parameter inside",
 			"/.;/admin":     "dot segment",
-			"/admin\\x":    "backslash",
+			"/admin\\x":     "backslash",
 			"/%2e/admin":    "encoded '.'",
 			"/x%2f../admin": "encoded '/'",
 			"/%2561dmin":    "double encoding",

@@ -121,9 +121,9 @@ func canonicalize(target string, keepParams bool) (string, pathInfo, error) {
 		return path, info, nil
 	}
 	out := make([]byte, 0, len(path)+8)
-	segs := 0          // segments in out
-	sawEmpty := false  // an empty segment ("//", "/;p/") before this one
-	trailing := false  // out needs a trailing "/"
+	segs := 0         // segments in out
+	sawEmpty := false // an empty segment ("//", "/;p/") before this one
+	trailing := false // out needs a trailing "/"
 	rest := path[1:]
 	for {
 		seg, next, more := strings.Cut(rest, "/")

@@ -73,7 +73,7 @@ func TestCanonicalPath(t *testing.T) {
 		{in: "/%c0%af", refused: "invalid UTF-8"},
 		{in: "/%c0%ae%c0%ae/admin", refused: "invalid UTF-8"},
 		{in: "/a%c3", refused: "invalid UTF-8"},
-		{in: "/a%ed%a0%80", refused: "invalid UTF-8"}, // a surrogate
+		{in: "/a%ed%a0%80", refused: "invalid UTF-8"},   // a surrogate
 		{in: "/%ef%bc%8fadmin", refused: "path syntax"}, // fullwidth solidus
 		{in: "/static/%e2%80%a5/admin", refused: "path syntax"},
 		{in: "/\uff41dmin", refused: "path syntax"}, // fullwidth a
