@@ -171,6 +171,7 @@ func TestMatchHTTP(t *testing.T) {
 		{"wiki.test", "/admin::$DATA", -1, "", "trailing dots"},
 		{"wiki.test", "/admin:$i30:$INDEX_ALLOCATION/x", -1, "", "trailing dots"},
 		{"wiki.test", "/admin.json", -1, "", "suffix"},
+		{"wiki.test", "/Admin:;$", -1, "", "stream suffixes"}, // IIS does not drop ;x: "Admin" and a stream
 		{"wiki.test", "/API/v1", -1, "", "ignores case"},
 		{"wiki.test", "/adm%C4%B1n", -1, "", "non-ASCII character in segment 1"}, // dotless i: "I" to .NET
 		{"wiki.test", "/api/v%C2%B9", -1, "", "non-ASCII character in segment 2"},

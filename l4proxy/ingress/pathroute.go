@@ -39,17 +39,24 @@ func (c *Config) MatchHTTP(host, target string) (rule *Rule, originPath string, 
 		(info.paramAt < len(p) || info.paramAt == len(p) && p[len(p)-1] != '/') {
 		return nil, "", &PathError{target, fmt.Sprintf("a ;parameter inside %q, the path of %s (origins disagree whether it is part of the name)", p, rule)}
 	}
-	if loose := c.match(host, canon, true); loose != rule {
-		return nil, "", &PathError{target, fmt.Sprintf("%q falls under %s, but under %s (path %q) for an origin that ignores case, trailing dots and spaces or a suffix (IIS, Windows, Spring)",
-			canon, rule, loose, loose.path)}
+	originPath = canon
+	if path, _, _ := strings.Cut(target, "?"); strings.IndexByte(path, ';') >= 0 {
+		originPath, _, _ = canonicalize(target, true)
+	}
+	// Folding origins: those that drop ;parameters (Spring) see canon,
+	// those that do not (IIS) originPath.
+	for _, p := range [...]string{canon, originPath} {
+		if loose := c.match(host, p, true); loose != rule {
+			return nil, "", &PathError{target, fmt.Sprintf("%q falls under %s, but under %s (path %q) for an origin that ignores case, trailing dots and spaces, stream suffixes or a suffix (IIS, Windows, Spring)",
+				p, rule, loose, loose.path)}
+		}
+		if p == originPath {
+			break
+		}
 	}
 	if info.nonASCIISeg > 0 && c.foldReach(host, canon, info.nonASCIISeg) {
 		return nil, "", &PathError{target, "non-ASCII character in segment " + strconv.Itoa(info.nonASCIISeg) +
 			", which a path rule for this host reaches (origins may fold it to ASCII)"}
-	}
-	originPath = canon
-	if path, _, _ := strings.Cut(target, "?"); strings.IndexByte(path, ';') >= 0 {
-		originPath, _, _ = canonicalize(target, true)
 	}
 	return rule, originPath, nil
 }
