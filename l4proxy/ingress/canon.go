@@ -420,7 +420,7 @@ func appendUTF8(out []byte, s string, i int) ([]byte, int, string) {
 		i += n
 	}
 	r, size := utf8.DecodeRune(seq[:want])
-	if size != want || r == utf8.RuneError {
+	if size != want { // U+FFFD itself is valid
 		return out, 0, "invalid UTF-8 in the path"
 	}
 	if confusable(r) {
