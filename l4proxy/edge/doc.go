@@ -30,8 +30,10 @@
 // onramp_edge_errors_total{kind}: no_route, tunnel_offline, limit (the
 // tunnel is at [Options.MaxStreamsPerTunnel]), refused and origin (the
 // connector answered the stream with an error), reset. TCP and TLS users
-// are closed; HTTP users get 404 (no route), 502 (tunnel offline, connector
-// refusal, with its message) or 503 (limit) from the edge itself.
+// are closed; HTTP users get 404 (no route), 403 (the connector refused
+// the stream because its rule is not for the HTTP listener), 502 (tunnel
+// offline, other connector refusals, with its message) or 503 (limit)
+// from the edge itself.
 //
 // # Metrics
 //

@@ -38,7 +38,9 @@ func (c *Config) index() {
 // a rule path ending in "/" is a plain prefix. Paths are compared byte for
 // byte: Match does not canonicalise. HTTP requests are matched with
 // [Config.MatchHTTP], which canonicalises the request-target, refuses
-// ambiguous ones and then calls Match.
+// ambiguous ones and then calls Match; the origin then receives the
+// canonical path (with the user's ;parameters), not the spelling the user
+// sent, so that what the rules matched is what it serves.
 //
 // Match does not allocate.
 func (c *Config) Match(host, path string) *Rule {
