@@ -387,6 +387,7 @@ func TestHTTPEveryRequestRouted(t *testing.T) {
 			{"plain.example.test", "/admin", 200},
 			{"plain.example.test", "/%61dmin/../x//y", 200},
 			{"Plain.Example.Test:80", "/z", 200},
+			{"plain.example.test", "/a/./b;jsessionid=7?q=1&r=%7e", 200},
 			{wiki, "/admin", 421}, // the edge routed this connection by plain.example.test
 			{"plain.example.test", "/last", 200},
 		} {
@@ -398,8 +399,10 @@ func TestHTTPEveryRequestRouted(t *testing.T) {
 		for _, s := range origin.requests() {
 			paths = append(paths, s.path)
 		}
-		// The origin receives canonical paths.
-		if want := "/admin /x/y /z /last"; strings.Join(paths, " ") != want {
+		// The origin receives canonical paths, with parameters, and the
+		// query as sent (net/http/httputil drops parameters it cannot
+		// parse).
+		if want := "/admin /x/y /z /a/b;jsessionid=7?q=1&r=%7e /last"; strings.Join(paths, " ") != want {
 			t.Errorf("origin saw %q, want %q", strings.Join(paths, " "), want)
 		}
 		garbage := []byte("\x00\x01 not HTTP at all\r\n\r\nGET /admin HTTP/9\r\n\xff")
