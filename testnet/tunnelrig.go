@@ -72,7 +72,9 @@ bindings:
 }
 
 // DefaultIngressYAML sends the services of DefaultEdgeYAML to the origins
-// at originAddr (an IP literal; IPv6 allowed).
+// at originAddr (an IP literal; IPv6 allowed). secure.demo.test is the
+// HTTPS origin reached by SNI through the edge's TLS listener
+// (tlsPassthrough); the HTTP listener reaches the HTTP origin.
 func DefaultIngressYAML(originAddr string) string {
 	host := originAddr
 	if strings.Contains(host, ":") {
@@ -86,7 +88,7 @@ func DefaultIngressYAML(originAddr string) string {
   - {hostname: slow.internal, service: "tcp://%[1]s:%[7]d"}
   - {hostname: web.demo.test, path: /api, service: "http_status:418"}
   - {hostname: web.demo.test, service: "http://%[1]s:%[5]d"}
-  - {hostname: secure.demo.test, service: "tcp://%[1]s:%[6]d"}
+  - {hostname: secure.demo.test, service: "tcp://%[1]s:%[6]d", tlsPassthrough: true}
   - {hostname: "*.demo.test", service: "http://%[1]s:%[5]d"}
   - service: "http_status:404"
 `, host, OriginEcho, OriginSum, OriginSource, OriginHTTP, OriginHTTPS, OriginSlow)

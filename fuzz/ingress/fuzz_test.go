@@ -89,8 +89,10 @@ func checkConfig(t *testing.T, c *ingress.Config) {
 		if h := r.Hostname(); h != strings.ToLower(h) || strings.HasSuffix(h, ".") || strings.Contains(h[min(len(h), 1):], "*") {
 			t.Fatalf("rule %d: hostname %q not normalised", i, h)
 		}
-		if p := r.Path(); p != "" && p[0] != '/' {
-			t.Fatalf("rule %d: path %q", i, p)
+		if p := r.Path(); p != "" {
+			if canon, err := ingress.CanonicalPath(p); err != nil || canon != p {
+				t.Fatalf("rule %d: path %q is not canonical (%q, %v)", i, p, canon, err)
+			}
 		}
 		s := r.Service()
 		if s.Scheme < ingress.SchemeTCP || s.Scheme > ingress.SchemeHTTPStatus {
@@ -130,6 +132,9 @@ func checkRoundTrip(t *testing.T, c *ingress.Config) {
 		if r.Path() != "" {
 			b.WriteString("    path: " + strconv.Quote(r.Path()) + "\n")
 		}
+		if r.TLSPassthrough() {
+			b.WriteString("    tlsPassthrough: true\n")
+		}
 	}
 	c2, err := ingress.Parse([]byte(b.String()))
 	if err != nil {
@@ -137,7 +142,8 @@ func checkRoundTrip(t *testing.T, c *ingress.Config) {
 	}
 	r1, r2 := c.Rules(), c2.Rules()
 	for i := range r1 {
-		if r1[i].Hostname() != r2[i].Hostname() || r1[i].Path() != r2[i].Path() || r1[i].Service() != r2[i].Service() {
+		if r1[i].Hostname() != r2[i].Hostname() || r1[i].Path() != r2[i].Path() || r1[i].Service() != r2[i].Service() ||
+			r1[i].TLSPassthrough() != r2[i].TLSPassthrough() {
 			t.Fatalf("rule %d changed in a round trip: %q %q %v -> %q %q %v", i,
 				r1[i].Hostname(), r1[i].Path(), r1[i].Service(), r2[i].Hostname(), r2[i].Path(), r2[i].Service())
 		}

@@ -92,9 +92,61 @@ var matchSeeds = []matchSeed{
 	{"dots", "..example.test", "/apix"},
 }
 
+// canonSeeds are request-targets for FuzzCanonicalPath: every bypass form
+// of a deny rule for /admin the package refuses or canonicalises, and
+// plain paths. The host byte picks the exact host (0), the wildcard (1) or
+// another host (2).
+var canonSeeds = []struct {
+	name, target string
+	host         uint8
+}{
+	{"plain", "/wiki/Main_Page?action=edit", 0},
+	{"admin", "/admin/users", 0},
+	{"param", "/admin;x", 0},
+	{"param-deep", "/admin;jsessionid=1/users", 0},
+	{"param-empty-segment", "/;x/admin", 0},
+	{"param-allowed", "/static/a.js;jsessionid=1", 0},
+	{"dot-param", "/.;/admin", 0},
+	{"dotdot-param", "/static/..;/admin", 0},
+	{"backslash", "/admin\\x", 0},
+	{"backslash-traversal", "/static\\..\\admin", 0},
+	{"encoded-backslash", "/static/..%5cadmin", 0},
+	{"encoded-dot", "/%2e/admin", 0},
+	{"encoded-dots", "/static/%2e%2e/admin", 0},
+	{"encoded-slash", "/static%2f..%2fadmin", 0},
+	{"encoded-semicolon", "/admin%3bx", 0},
+	{"encoded-unreserved", "/%61dmin", 0},
+	{"double-encoding", "/%2561dmin", 0},
+	{"double-encoding-split", "/%25%36%31dmin", 0},
+	{"dot-segments", "/x/../admin", 0},
+	{"slashes", "//admin", 0},
+	{"slashes-dotdot", "/static//../admin", 0},
+	{"above-root", "/../admin", 0},
+	{"case", "/ADMIN", 0},
+	{"case-deep", "/Docs/private/x", 0},
+	{"trailing-dot", "/admin.", 0},
+	{"trailing-space", "/admin%20", 0},
+	{"ntfs-stream", "/admin::$DATA", 0},
+	{"ntfs-index", "/admin:$i30:$INDEX_ALLOCATION/x", 0},
+	{"suffix", "/admin.json", 0},
+	{"dots-spaces", "/static/..%20/admin", 0},
+	{"overlong", "/static/%c0%ae%c0%ae/admin", 0},
+	{"fullwidth", "/%ef%bd%81dmin", 0},
+	{"dotless-i", "/adm%c4%b1n", 0},
+	{"iis-u", "/%u0061dmin", 0},
+	{"control", "/admin%00.css", 0},
+	{"utf8-deep", "/wiki/Caf%C3%A9", 0},
+	{"wildcard-manager", "/manager;x/html", 1},
+	{"wildcard-manager-case", "/Manager/HTML", 1},
+	{"other-host", "/health;x", 2},
+}
+
 func main() {
 	for _, s := range parseSeeds {
 		write("FuzzParseIngress", s.name, fmt.Sprintf("[]byte(%s)\nstring(%s)\nstring(%s)\n", strconv.Quote(s.yaml), strconv.Quote(s.host), strconv.Quote(s.path)))
+	}
+	for _, s := range canonSeeds {
+		write("FuzzCanonicalPath", s.name, fmt.Sprintf("string(%s)\nuint8(%d)\n", strconv.Quote(s.target), s.host))
 	}
 	for _, s := range matchSeeds {
 		write("FuzzMatch", s.name, fmt.Sprintf("string(%s)\nstring(%s)\n", strconv.Quote(s.host), strconv.Quote(s.path)))

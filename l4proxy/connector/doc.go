@@ -3,8 +3,13 @@
 // fallback), keeps [Options.Connections] connections up, and serves the
 // streams and UDP flows the edge opens on them: each stream is matched
 // against the ingress rules ([ingress.Config.Match]) and proxied to the
-// origin the rule names; each flow is relayed over a connected UDP socket to
-// the origin of a udp rule.
+// origin the rule names, if the rule is for the listener the user came in
+// by (port bindings: any stream service; HTTP: no tcp; TLS: tlsPassthrough
+// rules only); each flow is relayed over a connected UDP socket to the
+// origin of a udp rule. An HTTP stream is served request by request, each
+// request matched by its own Host and canonical path
+// ([ingress.Config.MatchHTTP]) and forwarded with X-Forwarded-For/-Proto
+// from what the edge saw (httproute.go).
 //
 // Lifecycle: [Connector.Run] keeps the connections up, redialing with
 // exponential backoff, and returns the [*tunnel.AuthError] if the edge
@@ -25,5 +30,6 @@
 // onramp_connector_bytes_total{direction}, onramp_connector_datagrams_total{direction}
 // (direction to_origin or to_edge), onramp_connector_datagrams_dropped_total
 // and onramp_connector_errors_total{kind} with kind no_rule, origin_dial,
-// reset or auth.
+// reset, auth, listener (a rule the stream's listener may not use) or
+// bad_path (an HTTP request path refused as malformed or ambiguous).
 package connector

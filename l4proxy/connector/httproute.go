@@ -12,7 +12,6 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
-	"path"
 	"runtime"
 	"strconv"
 	"strings"
@@ -25,8 +24,7 @@ import (
 	"github.com/onramp-net/onramp/l4proxy/tunnel"
 )
 
-// Limits of the per-request HTTP path (KindHTTP streams whose hostname has
-// path rules).
+// Limits of the per-request HTTP path (every KindHTTP stream).
 const (
 	// httpHeaderTimeout bounds the reading of each request head, as the
 	// edge bounds the first one.
@@ -47,18 +45,35 @@ const (
 	streamBigBuf   = 64 << 10
 )
 
-// serveHTTPRoutes serves a KindHTTP stream whose hostname is path-routed
-// (ingress.Config.PathRouted): as HTTP/1.1, request by request, so that
-// every request on a keep-alive connection is matched against the rules
-// with its own path, not only the first one. http_status rules are
-// answered here, keeping the connection alive; http, https, tcp and unix
-// rules get the request forwarded to their origin over a keep-alive
-// connection pool of the rule (see originFor), with X-Forwarded-For set to
-// the user's address. Upgrades (WebSocket) are carried through.
+// serveHTTP serves a KindHTTP stream as HTTP/1.1, request by request, so
+// that every request on a keep-alive connection is matched against the
+// rules with its own Host and path (ingress.Config.MatchHTTP), not only the
+// first one. http_status rules are answered here, keeping the connection
+// alive; http, https and unix rules get the request forwarded to their
+// origin over a keep-alive connection pool of the rule (see originFor),
+// with the canonical path (see ingress.Config.MatchHTTP) and
+// X-Forwarded-For/-Host/-Proto set from what the edge saw, the user's own
+// forwarding headers removed. Upgrades (WebSocket) are carried through.
 //
-// A request whose Host names another host than the stream's is answered
-// 421: the edge routed the connection to this tunnel by its first Host.
-func (c *Connector) serveHTTPRoutes(st tunnel.Stream, req *tunnel.Request, cfg *ingress.Config, log *slog.Logger) {
+// Answered here: 400 to a malformed or ambiguous request path, 403 to a
+// request matching a tcp rule (for port bindings only, see admits), 421 to
+// a request for another host than the stream's (the edge routed the
+// connection to this tunnel by its first Host), 502 when the origin fails.
+// If the stream's first request, as the edge read it, already matches a
+// rule the HTTP listener may not use, the stream itself is refused (the
+// edge answers 403, or 502 for a udp rule) and no HTTP server is started.
+func (c *Connector) serveHTTP(st tunnel.Stream, req *tunnel.Request, cfg *ingress.Config, log *slog.Logger) {
+	first, _, err := cfg.MatchHTTP(req.Hostname, req.Path)
+	if err != nil || first == nil {
+		// The first request gets its 400 from the server below.
+		first = cfg.Match(req.Hostname, "")
+	}
+	if first != nil {
+		if status, msg := admits(tunnel.KindHTTP, first); status != tunnel.StatusOK {
+			c.refuse(st, status, msg, log.With("rule", first.Index(), "service", first.Service().String()))
+			return
+		}
+	}
 	if err := st.Respond(tunnel.StatusOK, ""); err != nil {
 		st.Reset()
 		log.Debug("connector: respond", "err", err)
@@ -74,7 +89,7 @@ func (c *Connector) serveHTTPRoutes(st tunnel.Stream, req *tunnel.Request, cfg *
 		ErrorLog:          errLog,
 		Protocols:         http1Only(),
 	}
-	if first := cfg.Match(req.Hostname, req.Path); first != nil {
+	if first != nil {
 		// The first request's rule bounds the wait for the next request.
 		srv.IdleTimeout = first.IdleTimeout()
 	}
@@ -100,7 +115,7 @@ func (c *Connector) serveHTTPRoutes(st tunnel.Stream, req *tunnel.Request, cfg *
 		}
 	}()
 
-	err := srv.Serve(&oneConnListener{conn: conn})
+	err = srv.Serve(&oneConnListener{conn: conn})
 	rs.closeAndWait()
 	<-watchDone
 	if err != nil && !errors.Is(err, net.ErrClosed) {
@@ -110,7 +125,7 @@ func (c *Connector) serveHTTPRoutes(st tunnel.Stream, req *tunnel.Request, cfg *
 	log.Debug("connector: http stream closed", "requests", rs.requests, "to_origin", conn.readBytes.Load(), "to_edge", conn.writtenBytes.Load())
 }
 
-// routedStream is the http.Handler of one path-routed stream.
+// routedStream is the http.Handler of one KindHTTP stream.
 type routedStream struct {
 	c        *Connector
 	cfg      *ingress.Config // the rules when the stream arrived
@@ -165,40 +180,50 @@ func (rs *routedStream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeHTTPError(w, http.StatusMethodNotAllowed, "CONNECT is not proxied to HTTP origins")
 		return
 	}
-	// Match the request-target the origin will receive, byte for byte.
-	target := r.URL.RequestURI()
-	if !strings.HasPrefix(target, "/") && target != "*" {
-		writeHTTPError(w, http.StatusBadRequest, "request target "+strconv.Quote(target)+" is not a path")
-		return
+	target := requestTarget(r.RequestURI)
+	var rule *ingress.Rule
+	originPath := ""
+	if target == "*" {
+		// OPTIONS *: no path to match or rewrite.
+		rule = rs.cfg.Match(rs.hostname, "")
+	} else {
+		var err error
+		rule, originPath, err = rs.cfg.MatchHTTP(rs.hostname, target)
+		if err != nil {
+			rs.c.m.Error(errBadPath)
+			log.Info("connector: request path refused", "path", target, "err", err)
+			writeHTTPError(w, http.StatusBadRequest, err.Error())
+			return
+		}
 	}
-	rule := rs.cfg.Match(rs.hostname, target)
 	if rule == nil {
 		rs.c.m.Error(errNoRule)
 		writeHTTPError(w, http.StatusBadGateway, "no ingress rule for "+rs.hostname)
 		return
 	}
-	if alt := rs.cfg.Match(rs.hostname, decodedPath(r.URL)); alt != rule {
-		// "/%61dmin" or "/x/../admin" would reach "/admin" at an origin
-		// that decodes and cleans paths, past a rule for "/admin".
-		log.Info("connector: ambiguous request path", "path", target, "rule", rule.Index(), "decoded_rule", alt.Index())
-		writeHTTPError(w, http.StatusBadRequest, "request path "+strconv.Quote(target)+" matches "+rule.String()+
-			" as written but "+alt.String()+" once decoded")
+	log.Debug("connector: http request", "method", r.Method, "path", target, "rule", rule.Index(), "service", rule.Service().String())
+	switch status, msg := admits(tunnel.KindHTTP, rule); status {
+	case tunnel.StatusOK:
+	case tunnel.StatusForbidden:
+		rs.c.m.Error(errListener)
+		log.Info("connector: http request refused", "rule", rule.Index(), "reason", msg)
+		writeHTTPError(w, http.StatusForbidden, msg)
+		return
+	default:
+		rs.c.m.Error(errNoRule)
+		log.Info("connector: http request refused", "rule", rule.Index(), "reason", msg)
+		writeHTTPError(w, http.StatusBadGateway, msg)
 		return
 	}
-	log.Debug("connector: http request", "method", r.Method, "path", target, "rule", rule.Index(), "service", rule.Service().String())
-	switch rule.Service().Scheme {
-	case ingress.SchemeHTTPStatus:
+	if rule.Service().Scheme == ingress.SchemeHTTPStatus {
 		writeStatus(w, rule.Service().Status)
-		return
-	case ingress.SchemeUDP:
-		rs.c.m.Error(errNoRule)
-		log.Info("connector: http request matched a udp rule", "rule", rule.Index())
-		writeHTTPError(w, http.StatusBadGateway, rule.String()+" is a udp service; an HTTP request cannot use it")
 		return
 	}
 	op := originFor(rs.cfg, rule)
 	rp := &httputil.ReverseProxy{
-		Rewrite:    op.rewrite,
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			op.rewrite(pr, originPath)
+		},
 		Transport:  op.transport,
 		BufferPool: proxyBuffers{},
 		ErrorLog:   rs.errLog,
@@ -207,6 +232,26 @@ func (rs *routedStream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		},
 	}
 	rp.ServeHTTP(w, r)
+}
+
+// requestTarget returns the request-target of a request line in origin
+// form: an absolute-form target ("http://host/a?q", whose host net/http
+// took as the request's Host) loses its scheme and authority.
+func requestTarget(uri string) string {
+	if uri == "" || uri[0] == '/' || uri == "*" {
+		return uri
+	}
+	_, rest, ok := strings.Cut(uri, "://")
+	if !ok {
+		return uri // not a path: MatchHTTP refuses it
+	}
+	if i := strings.IndexAny(rest, "/?"); i >= 0 {
+		if rest[i] == '/' {
+			return rest[i:]
+		}
+		return "/" + rest[i:]
+	}
+	return "/"
 }
 
 // originError answers a request whose origin failed: 502 with the reason.
@@ -228,21 +273,6 @@ func (rs *routedStream) originError(w http.ResponseWriter, r *http.Request, err 
 		log.Info("connector: origin request failed", "err", err)
 	}
 	writeHTTPError(w, http.StatusBadGateway, err.Error())
-}
-
-// decodedPath is the path of u as an origin that decodes percent-escapes
-// and removes dot segments sees it ("/a/./b/../%63" -> "/a/c"), with a
-// trailing slash kept.
-func decodedPath(u *url.URL) string {
-	p := u.Path
-	if !strings.HasPrefix(p, "/") {
-		return p
-	}
-	clean := path.Clean(p)
-	if strings.HasSuffix(p, "/") && clean != "/" {
-		clean += "/"
-	}
-	return clean
 }
 
 // writeStatus answers an http_status rule: the status and, except where
@@ -301,15 +331,59 @@ type originProxy struct {
 }
 
 // rewrite aims the outgoing request at the origin, keeping the user's
-// Host header and request-target, and sets X-Forwarded-For (the user's
-// address as the edge saw it), X-Forwarded-Host and X-Forwarded-Proto.
-// Forwarding headers the user sent are dropped (ReverseProxy does so
-// before Rewrite): they cannot be trusted.
-func (op *originProxy) rewrite(pr *httputil.ProxyRequest) {
-	pr.Out.URL.Scheme = op.scheme
-	pr.Out.URL.Host = op.host
-	pr.Out.Host = pr.In.Host
+// Host header and query, with originPath (if not "") as its path (see
+// ingress.Config.MatchHTTP), and sets X-Forwarded-For (the user's address
+// as the edge saw it), X-Forwarded-Host and X-Forwarded-Proto ("http": the
+// edge's HTTP listener does not do TLS, and TLS users are passed through,
+// never here). Whatever the user sent as forwarding headers is dropped,
+// not passed on as if a proxy had set it: Forwarded, X-Real-IP and every
+// X-Forwarded-*, also spelt with '_' for '-' (CGI and PHP read both as
+// HTTP_X_FORWARDED_FOR); ReverseProxy itself drops only four.
+func (op *originProxy) rewrite(pr *httputil.ProxyRequest, originPath string) {
+	out := pr.Out
+	out.URL.Scheme = op.scheme
+	out.URL.Host = op.host
+	out.Host = pr.In.Host
+	if originPath != "" && out.URL.EscapedPath() != originPath {
+		if p, err := url.PathUnescape(originPath); err == nil {
+			out.URL.Path, out.URL.RawPath = p, originPath
+		}
+	}
+	for name := range out.Header {
+		if forwardingHeader(name) {
+			delete(out.Header, name)
+		}
+	}
 	pr.SetXForwarded()
+}
+
+// forwardingHeader reports whether a header name is Forwarded, X-Real-IP
+// or X-Forwarded-*, ignoring ASCII case and reading '_' as '-'.
+func forwardingHeader(name string) bool {
+	const xf = "x-forwarded-"
+	return len(name) > len(xf) && sameHeaderName(name[:len(xf)], xf) ||
+		sameHeaderName(name, "forwarded") || sameHeaderName(name, "x-real-ip")
+}
+
+// sameHeaderName compares name with lower, a lower-case name, ignoring
+// ASCII case and reading '_' as '-'.
+func sameHeaderName(name, lower string) bool {
+	if len(name) != len(lower) {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case c == '_':
+			c = '-'
+		case 'A' <= c && c <= 'Z':
+			c += 'a' - 'A'
+		}
+		if c != lower[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // originDialError marks a failure to connect to the origin (as opposed to

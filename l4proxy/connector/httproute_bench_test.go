@@ -16,14 +16,15 @@ import (
 	"github.com/onramp-net/onramp/l4proxy/edge/edgetest"
 )
 
-// benchRules: routed.example.test has a path rule, so its streams are
-// served request by request; raw.example.test has none and keeps the raw
-// byte stream. Both go to the same origin.
+// benchRules: routed.example.test has a path rule, plain.example.test
+// none; streams of both are served request by request (until issue 12,
+// a host without path rules had its bytes copied raw after the first
+// request). Both go to the same origin.
 func benchRules(origin string) string {
 	return fmt.Sprintf(`ingress:
   - {hostname: routed.example.test, path: /admin, service: "http_status:403"}
   - {hostname: routed.example.test, service: "http://%[1]s"}
-  - {hostname: raw.example.test, service: "http://%[1]s"}
+  - {hostname: plain.example.test, service: "http://%[1]s"}
   - service: "http_status:404"
 `, origin)
 }
@@ -48,13 +49,13 @@ func bytesOrigin(b *testing.B) string {
 
 // BenchmarkHTTPKeepAlive: GET requests one after the other on one
 // keep-alive connection through edge and connector (in this process), for
-// a host without path rules (raw: the connector copies bytes) and one with
-// (routed: the connector serves each request). One op is one request and
-// its response of size bytes; allocs/op counts the whole process.
+// a host without path rules (plain) and one with (routed). One op is one
+// request and its response of size bytes; allocs/op counts the whole
+// process.
 func BenchmarkHTTPKeepAlive(b *testing.B) {
 	for _, proto := range protos {
 		for _, size := range []int{100, 1 << 20} {
-			for _, host := range []string{"raw", "routed"} {
+			for _, host := range []string{"plain", "routed"} {
 				b.Run(fmt.Sprintf("%s/%dB/%s", proto, size, host), func(b *testing.B) {
 					e := edgetest.Start(b, proto, "127.0.0.1", edge.Options{})
 					e.StartConnector(benchRules(bytesOrigin(b)), nil)
@@ -94,14 +95,14 @@ func BenchmarkHTTPKeepAlive(b *testing.B) {
 }
 
 // BenchmarkHTTPHeld holds 500 keep-alive connections idle after one
-// request each, for a host without path rules (raw) and one with
+// request each, for a host without path rules (plain) and one with
 // (routed), and reports what each costs the edge, the connector and the
 // origin together: heap and goroutine stacks in use, and goroutines. One
 // op is the whole hold; run it with -benchtime 1x.
 func BenchmarkHTTPHeld(b *testing.B) {
 	const held = 500
 	for _, proto := range protos {
-		for _, host := range []string{"raw", "routed"} {
+		for _, host := range []string{"plain", "routed"} {
 			b.Run(proto+"/"+host, func(b *testing.B) {
 				e := edgetest.Start(b, proto, "127.0.0.1", edge.Options{MaxStreamsPerTunnel: 2 * held})
 				e.StartConnector(benchRules(bytesOrigin(b)), nil)

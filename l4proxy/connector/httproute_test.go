@@ -1,7 +1,6 @@
 package connector_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -25,6 +24,7 @@ import (
 // seen is what the test origin recorded of one request.
 type seen struct {
 	method, path, host, xff, conn string // conn: the origin connection's remote address
+	header                        http.Header
 }
 
 // recordingOrigin is an HTTP origin that records every request it serves.
@@ -65,7 +65,7 @@ func startOrigin(t *testing.T) *recordingOrigin {
 	o := &recordingOrigin{release: make(chan struct{})}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		o.mu.Lock()
-		o.reqs = append(o.reqs, seen{r.Method, r.RequestURI, r.Host, r.Header.Get("X-Forwarded-For"), r.RemoteAddr})
+		o.reqs = append(o.reqs, seen{r.Method, r.RequestURI, r.Host, r.Header.Get("X-Forwarded-For"), r.RemoteAddr, r.Header.Clone()})
 		o.mu.Unlock()
 		switch r.URL.Path {
 		case "/hold":
@@ -146,6 +146,17 @@ func (u *client) get(host, target string) (int, string) {
 	return resp.StatusCode, body
 }
 
+// raw writes a GET request line with target exactly as given (Go's client
+// would clean some paths) and reads the response.
+func (u *client) raw(host, target string) (int, string) {
+	u.t.Helper()
+	if _, err := fmt.Fprintf(u.c, "GET %s HTTP/1.1\r\nHost: %s\r\n\r\n", target, host); err != nil {
+		u.t.Fatalf("GET %s: write: %v", target, err)
+	}
+	resp, body := u.read(&http.Request{Method: "GET"})
+	return resp.StatusCode, body
+}
+
 func newRequest(t *testing.T, method, host, target string, body io.Reader) *http.Request {
 	t.Helper()
 	req, err := http.NewRequest(method, "http://"+host+target, body)
@@ -159,13 +170,17 @@ const wiki = "wiki.example.test"
 
 // wikiRules are the README's example: /admin answered 403 by the
 // connector, the rest of the host served by the origin; plus a path to an
-// origin that is down.
+// origin that is down; a host without path rules; a tcp host (for port
+// bindings) and one with a path rule before its tcp service.
 func wikiRules(origin, down string) string {
 	return fmt.Sprintf(`ingress:
   - {hostname: %[1]s, path: /admin, service: "http_status:403"}
   - {hostname: %[1]s, path: /down, service: "http://%[3]s"}
   - {hostname: %[1]s, service: "http://%[2]s"}
+  - {hostname: plain.example.test, service: "http://%[2]s"}
   - {hostname: raw.example.test, service: "tcp://%[2]s"}
+  - {hostname: mixed.example.test, path: /status, service: "http_status:204"}
+  - {hostname: mixed.example.test, service: "tcp://%[2]s"}
   - service: "http_status:404"
 `, wiki, origin, down)
 }
@@ -196,11 +211,27 @@ func TestHTTPPathRulesPerRequest(t *testing.T) {
 				t.Fatalf("request %d, GET %s: %d %q, want %d %q", i+1, step.target, code, body, step.code, step.body)
 			}
 		}
-		// Spellings of /admin an origin may decode or clean.
+		// Spellings of /admin an origin decodes or cleans: the same path,
+		// the same rule.
 		for _, target := range []string{"/%61dmin", "/x/../admin", "//admin", "/./admin/"} {
-			code, body := u.get(wiki, target)
-			if code != 400 || !strings.Contains(body, "ingress rule 0") {
-				t.Errorf("GET %s: %d %q, want 400 naming ingress rule 0", target, code, body)
+			if code, body := u.get(wiki, target); code != 403 || body != "403 Forbidden\n" {
+				t.Errorf("GET %s: %d %q, want the /admin rule's 403", target, code, body)
+			}
+		}
+		// Spellings origins read differently: refused, naming the reason.
+		for target, reason := range map[string]string{
+			"/admin;x":      "a ;parameter inside",
+			"/.;/admin":     "dot segment",
+			"/admin\\x":     "backslash",
+			"/%2e/admin":    "encoded '.'",
+			"/x%2f../admin": "encoded '/'",
+			"/%2561dmin":    "double encoding",
+			"/ADMIN":        "ignores case",
+			"/admin.":       "trailing dots",
+			"/admin.json":   "suffix",
+		} {
+			if code, body := u.raw(wiki, target); code != 400 || !strings.Contains(body, reason) {
+				t.Errorf("GET %s: %d %q, want 400 for %q", target, code, body, reason)
 			}
 		}
 		// Pipelined: both requests written at once, answered in order.
@@ -252,6 +283,9 @@ func TestHTTPPathRulesPerRequest(t *testing.T) {
 		}
 		if v := edgetest.Metric(t, r.Registry, "onramp_connector_errors_total", "origin_dial"); v != 1 {
 			t.Errorf("connector errors_total{origin_dial} = %v, want 1", v)
+		}
+		if v := edgetest.Metric(t, r.Registry, "onramp_connector_errors_total", "bad_path"); v != 9 {
+			t.Errorf("connector errors_total{bad_path} = %v, want 9", v)
 		}
 	})
 }
@@ -333,49 +367,121 @@ func TestHTTPPathRoutedBodies(t *testing.T) {
 	})
 }
 
-// TestHTTPRawPathWithoutPathRules: a host without path rules keeps the raw
-// byte stream: after a first request, bytes that are not HTTP reach the
-// origin as sent (a per-request HTTP proxy would answer 400).
-func TestHTTPRawPathWithoutPathRules(t *testing.T) {
+// TestHTTPEveryRequestRouted: a host without path rules is served request
+// by request too: on a keep-alive connection, each request is matched with
+// its own Host and path, bytes that are not HTTP get a 400 (they never
+// reach the origin raw), and a request for a host of another rule gets
+// 421. A host whose rule is a tcp service is refused by the edge with 403
+// naming the rule and the listener.
+func TestHTTPEveryRequestRouted(t *testing.T) {
 	forEach(t, func(t *testing.T, proto string) {
-		e := edgetest.Start(t, proto, "127.0.0.1", edge.Options{})
-		// Answers one HTTP request, then echoes whatever follows.
-		rawOrigin := edgetest.ServeTCPOrigin(t, "127.0.0.1", func(c net.Conn) {
-			br := bufio.NewReader(c)
-			if _, err := http.ReadRequest(br); err != nil {
-				return
-			}
-			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nraw")
-			io.Copy(c, br)
-		})
-		e.StartConnector(wikiRules(rawOrigin, edgetest.ClosedPort(t, "127.0.0.1")), nil)
-		e.Route(wiki, "raw.example.test")
+		e, origin, r := startWiki(t, proto)
+		e.Route("plain.example.test", "raw.example.test", "mixed.example.test")
 		addr := e.ServeHTTP()
 
 		u := connect(t, addr)
-		if code, body := u.get("raw.example.test", "/admin"); code != 200 || body != "raw" {
-			t.Fatalf("GET /admin on raw.example.test: %d %q", code, body)
+		for _, step := range []struct {
+			host, target string
+			code         int
+		}{
+			{"plain.example.test", "/admin", 200},
+			{"plain.example.test", "/%61dmin/../x//y", 200},
+			{"Plain.Example.Test:80", "/z", 200},
+			{"plain.example.test", "/a/./b;jsessionid=7?q=1&r=%7e", 200},
+			{wiki, "/admin", 421}, // the edge routed this connection by plain.example.test
+			{"plain.example.test", "/last", 200},
+		} {
+			if code, body := u.raw(step.host, step.target); code != step.code {
+				t.Fatalf("GET %s %s: %d %q, want %d", step.host, step.target, code, body, step.code)
+			}
+		}
+		var paths []string
+		for _, s := range origin.requests() {
+			paths = append(paths, s.path)
+		}
+		// The origin receives canonical paths, with parameters, and the
+		// query as sent (net/http/httputil drops parameters it cannot
+		// parse).
+		if want := "/admin /x/y /z /a/b;jsessionid=7?q=1&r=%7e /last"; strings.Join(paths, " ") != want {
+			t.Errorf("origin saw %q, want %q", strings.Join(paths, " "), want)
 		}
 		garbage := []byte("\x00\x01 not HTTP at all\r\n\r\nGET /admin HTTP/9\r\n\xff")
 		if _, err := u.c.Write(garbage); err != nil {
 			t.Fatal(err)
 		}
-		back := make([]byte, len(garbage))
-		if _, err := io.ReadFull(u.r, back); err != nil || !bytes.Equal(back, garbage) {
-			t.Fatalf("raw bytes after the first request: got %q, %v; want them echoed", back, err)
+		resp, err := http.ReadResponse(u.r, nil)
+		if err != nil || resp.StatusCode != 400 {
+			t.Fatalf("garbage after the requests: %v %v, want a 400", resp, err)
 		}
 
-		// The same bytes on a path-routed host are parsed, and refused.
+		// The tcp host: the stream is refused, the edge answers 403.
 		w := connect(t, addr)
-		if code, _ := w.get(wiki, "/"); code != 200 {
-			t.Fatalf("GET / on %s: %d", wiki, code)
+		code, body := w.raw("raw.example.test", "/")
+		if code != 403 || !strings.Contains(body, `ingress rule 4 (hostname "raw.example.test") is a tcp service`) || !strings.Contains(body, "http listener") {
+			t.Errorf("GET / on a tcp host: %d %q, want 403 naming the rule and the listener", code, body)
 		}
-		w.c.Write(garbage)
-		resp, err := http.ReadResponse(w.r, nil)
-		if err != nil || resp.StatusCode != 400 {
-			t.Fatalf("garbage on a path-routed host: %v %v, want a 400", resp, err)
+		// A later request matching a tcp rule: the connector answers 403,
+		// and the connection goes on.
+		m := connect(t, addr)
+		for _, step := range []struct {
+			target string
+			code   int
+			body   string
+		}{
+			{"/status", 204, ""},
+			{"/", 403, `ingress rule 6 (hostname "mixed.example.test") is a tcp service, for port bindings: the http listener may not reach it`},
+			{"/status/x", 204, ""},
+		} {
+			if code, body := m.raw("mixed.example.test", step.target); code != step.code || !strings.Contains(body, step.body) {
+				t.Errorf("GET %s on mixed.example.test: %d %q, want %d %q", step.target, code, body, step.code, step.body)
+			}
+		}
+		if v := edgetest.Metric(t, r.Registry, "onramp_connector_errors_total", "listener"); v != 2 {
+			t.Errorf("connector errors_total{listener} = %v, want 2", v)
 		}
 	})
+}
+
+// TestHTTPForwardedHeaders: the origin sees X-Forwarded-For with the user's
+// address as the edge saw it, X-Forwarded-Proto "http" and
+// X-Forwarded-Host, and none of the forwarding headers the user sent, in
+// any spelling.
+func TestHTTPForwardedHeaders(t *testing.T) {
+	e, origin, _ := startWiki(t, "quic")
+	e.Route("plain.example.test")
+	u := connect(t, e.ServeHTTP())
+	forged := "X-Forwarded-For: 203.0.113.9\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: evil.test\r\n" +
+		"X-Forwarded-Port: 443\r\nX-Forwarded-Server: evil\r\nForwarded: for=203.0.113.9;proto=https\r\n" +
+		"X-Real-IP: 203.0.113.9\r\nx-forwarded-for: 203.0.113.10\r\nX_Forwarded_For: 203.0.113.11\r\nx-real_ip: 203.0.113.12\r\n"
+	for _, host := range []string{"plain.example.test", "plain.example.test"} {
+		fmt.Fprintf(u.c, "GET /xff HTTP/1.1\r\nHost: %s\r\n%sX-Other: kept\r\n\r\n", host, forged)
+		if resp, body := u.read(&http.Request{Method: "GET"}); resp.StatusCode != 200 {
+			t.Fatalf("GET /xff: %d %q", resp.StatusCode, body)
+		}
+	}
+	reqs := origin.requests()
+	if len(reqs) != 2 {
+		t.Fatalf("origin saw %d requests, want 2", len(reqs))
+	}
+	for _, s := range reqs {
+		h := s.header
+		want := http.Header{
+			"X-Forwarded-For":   {"127.0.0.1"},
+			"X-Forwarded-Proto": {"http"},
+			"X-Forwarded-Host":  {"plain.example.test"},
+			"X-Other":           {"kept"},
+		}
+		for name, v := range want {
+			if got := h.Values(name); len(got) != 1 || got[0] != v[0] {
+				t.Errorf("origin saw %s: %q, want %q", name, got, v)
+			}
+		}
+		for name := range h {
+			if _, ok := want[name]; !ok && name != "Accept-Encoding" && name != "User-Agent" {
+				t.Errorf("origin saw %s: %q, which the user sent", name, h[name])
+			}
+		}
+	}
 }
 
 // waitFor polls the origin until it saw a request for target.

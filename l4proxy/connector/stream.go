@@ -2,6 +2,7 @@ package connector
 
 import (
 	"errors"
+	"log/slog"
 	"time"
 
 	"github.com/onramp-net/onramp/l4proxy/ingress"
@@ -30,13 +31,13 @@ func (c *Connector) handleStream(ec *edgeConn, st tunnel.Stream, req *tunnel.Req
 	}()
 
 	cfg := c.ingress.Load()
-	if req.Kind == tunnel.KindHTTP && cfg.PathRouted(req.Hostname) {
-		// Later requests on the connection may have other paths and so
-		// other rules: match each (httproute.go).
-		c.serveHTTPRoutes(st, req, cfg, log)
+	if req.Kind == tunnel.KindHTTP {
+		// Every request on the connection is matched with its own Host
+		// and path (httproute.go).
+		c.serveHTTP(st, req, cfg, log)
 		return
 	}
-	rule := cfg.Match(req.Hostname, req.Path)
+	rule := cfg.Match(req.Hostname, "")
 	if rule == nil {
 		c.m.Error(errNoRule)
 		log.Info("connector: no ingress rule")
@@ -44,14 +45,12 @@ func (c *Connector) handleStream(ec *edgeConn, st tunnel.Stream, req *tunnel.Req
 		return
 	}
 	log = log.With("rule", rule.Index(), "service", rule.Service().String())
-	switch rule.Service().Scheme {
-	case ingress.SchemeHTTPStatus:
-		c.answerStatus(st, rule.Service().Status)
+	if status, msg := admits(req.Kind, rule); status != tunnel.StatusOK {
+		c.refuse(st, status, msg, log)
 		return
-	case ingress.SchemeUDP:
-		c.m.Error(errNoRule)
-		log.Info("connector: stream matched a udp rule")
-		_ = st.Respond(tunnel.StatusNoRule, rule.String()+" is a udp service; a stream cannot use it")
+	}
+	if rule.Service().Scheme == ingress.SchemeHTTPStatus {
+		c.answerStatus(st, rule.Service().Status)
 		return
 	}
 	origin, err := rule.DialStream(ec.conn.Context(), req.Kind == tunnel.KindTLS)
@@ -84,6 +83,52 @@ func (c *Connector) handleStream(ec *edgeConn, st tunnel.Stream, req *tunnel.Req
 	default:
 		log.Debug("connector: stream closed", "to_origin", res.BToA, "to_edge", res.AToB)
 	}
+}
+
+// admits decides whether a stream of kind, from the edge listener of that
+// kind, may use rule's service, and otherwise returns the status and
+// message of the refusal, naming the rule and the listener:
+//
+//	listener          kind      services
+//	port binding      KindTCP   tcp, http, https, unix, http_status (raw bytes; the operator bound it)
+//	HTTP by Host      KindHTTP  http, https, unix (HTTP over the socket), http_status
+//	TLS by SNI        KindTLS   rules with tlsPassthrough: true (tcp, https or unix)
+//	UDP binding       (flows)   udp (udp.go)
+//
+// A rule the listener may not use is refused with tunnel.StatusForbidden
+// (the edge answers HTTP users 403); a udp rule, which no stream can use,
+// with tunnel.StatusNoRule (502).
+func admits(kind tunnel.Kind, rule *ingress.Rule) (tunnel.Status, string) {
+	scheme := rule.Service().Scheme
+	if scheme == ingress.SchemeUDP {
+		return tunnel.StatusNoRule, rule.String() + " is a udp service; a stream cannot use it"
+	}
+	switch kind {
+	case tunnel.KindTCP:
+		return tunnel.StatusOK, ""
+	case tunnel.KindHTTP:
+		if scheme != ingress.SchemeTCP {
+			return tunnel.StatusOK, ""
+		}
+		return tunnel.StatusForbidden, rule.String() + " is a tcp service, for port bindings: the http listener may not reach it"
+	case tunnel.KindTLS:
+		if rule.TLSPassthrough() {
+			return tunnel.StatusOK, ""
+		}
+		return tunnel.StatusForbidden, rule.String() + " (" + scheme.String() + ") has no tlsPassthrough: true: the tls listener may not reach it"
+	}
+	return tunnel.StatusForbidden, "unknown stream kind " + kind.String()
+}
+
+// refuse answers a stream the listener's kind may not use (see admits).
+func (c *Connector) refuse(st tunnel.Stream, status tunnel.Status, msg string, log *slog.Logger) {
+	kind := errNoRule
+	if status == tunnel.StatusForbidden {
+		kind = errListener
+	}
+	c.m.Error(kind)
+	log.Info("connector: stream refused", "reason", msg)
+	_ = st.Respond(status, msg)
 }
 
 // answerStatus answers an http_status rule: an HTTP response written by the

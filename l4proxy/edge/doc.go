@@ -66,11 +66,13 @@
 // onramp_edge_errors_total{kind}: no_route, tunnel_offline, limit (the
 // tunnel is at [Options.MaxStreamsPerTunnel]), refused and origin (the
 // connector answered the stream with an error), reset. TCP and TLS users
-// are closed; HTTP users get 404 (no route), 502 (tunnel offline, connector
-// refusal, with its message) or 503 (limit) from the edge itself. A new UDP
-// flow refused by a limit is dropped and counted in
-// onramp_edge_udp_flows_refused_total{reason}: flow_limit, source_rate,
-// tunnel_rate; the log line, at most one a second, names the limit.
+// are closed; HTTP users get 404 (no route), 403 (the connector refused
+// the stream because its rule is not for the HTTP listener), 502 (tunnel
+// offline, other connector refusals, with its message) or 503 (limit)
+// from the edge itself. A new UDP flow refused by a limit is dropped and
+// counted in onramp_edge_udp_flows_refused_total{reason}: flow_limit,
+// source_rate, tunnel_rate; the log line, at most one a second, names the
+// limit.
 //
 // # Metrics
 //

@@ -228,7 +228,7 @@ func TestTLSPassthrough(t *testing.T) {
 			fmt.Fprintf(w, "secret origin sni=%s", r.TLS.ServerName)
 		}))
 		t.Cleanup(srv.Close)
-		e.StartConnector(fmt.Sprintf("ingress:\n  - hostname: example.com\n    service: https://%s\n  - service: http_status:404\n", srv.Listener.Addr()), nil)
+		e.StartConnector(fmt.Sprintf("ingress:\n  - hostname: example.com\n    service: https://%s\n    tlsPassthrough: true\n  - service: http_status:404\n", srv.Listener.Addr()), nil)
 		e.Route("example.com")
 		addr := e.ServeTLS()
 		pool := x509.NewCertPool()

@@ -218,6 +218,8 @@ func httpStatusText(code int) string {
 	switch code {
 	case 400:
 		return "Bad Request"
+	case 403:
+		return "Forbidden"
 	case 404:
 		return "Not Found"
 	case 414:

@@ -108,6 +108,7 @@ func startRTTRig(tb testing.TB, proto string, oneWay time.Duration) *rttRig {
     service: http://%s
   - hostname: secure.rtt.test
     service: https://%s
+    tlsPassthrough: true
   - service: http_status:404
 `, rig.direct.tcp, rig.direct.udp, rig.direct.http, rig.direct.tls), func(o *connector.Options) {
 		o.Token.Edges = []string{relayAddr}

@@ -63,13 +63,15 @@ func (s *Server) ServeTLS(ctx context.Context, ln net.Listener) error {
 // peekTimeout), the route for the Host picked, and the bytes read forwarded
 // first on a [tunnel.KindHTTP] stream with Hostname the Host (port
 // stripped) and Path the request-target; then bytes flow both ways
-// untouched. The connector matches later requests on the connection by
-// their own paths when the host has path rules (see connector's
-// httproute.go); the edge routes the connection by its first Host.
+// untouched. The connector serves the stream request by request, each
+// matched by its own Host and path (see connector's httproute.go); the
+// edge routes the connection by its first Host.
 //
 // The edge itself answers 400 to a malformed head, 431 to one too large,
-// 404 when no route matches, 502 when the tunnel is offline or the
-// connector refused the stream, and 503 when the tunnel is at
+// 404 when no route matches, 403 when the connector refused the stream
+// because its rule is not for the HTTP listener (a tcp service), 502 when
+// the tunnel is offline or the connector refused the stream otherwise,
+// and 503 when the tunnel is at
 // MaxStreamsPerTunnel. It returns as ServeTCP does.
 func (s *Server) ServeHTTP(ctx context.Context, ln net.Listener) error {
 	return s.serveListener(ctx, ln, "http", func(ctx context.Context, c net.Conn) {
@@ -190,8 +192,12 @@ func (s *Server) proxyStream(ctx context.Context, c net.Conn, name string, req *
 	}
 	if isHTTP {
 		p.OnRefused = func(se *tunnel.StreamError) {
+			code := 502
+			if se.Status == tunnel.StatusForbidden {
+				code = 403 // a rule the HTTP listener may not use
+			}
 			_ = c.SetWriteDeadline(time.Now().Add(5 * time.Second))
-			_ = writeHTTPError(c, 502, se.Error())
+			_ = writeHTTPError(c, code, se.Error())
 		}
 	}
 	res := p.Run(ctx)

@@ -41,10 +41,12 @@ type Config struct {
 // Rule is one ingress rule. Rules are immutable; their methods are safe
 // for concurrent use.
 type Rule struct {
-	index    int
-	hostname string // lowercase, no trailing dot; "*.x" for a wildcard
-	path     string
-	service  Service
+	index          int
+	hostname       string // lowercase, no trailing dot; "*.x" for a wildcard
+	path           string // canonical (CanonicalPath)
+	depth          int    // segments of path (segmentDepth)
+	service        Service
+	tlsPassthrough bool
 
 	connectTimeout time.Duration
 	tcpKeepAlive   time.Duration
@@ -64,6 +66,12 @@ func (r *Rule) Path() string { return r.path }
 
 // Service returns where the rule sends connections.
 func (r *Rule) Service() Service { return r.service }
+
+// TLSPassthrough reports whether users of the edge's TLS listener may
+// reach the rule's service by the SNI of their ClientHello, their TLS
+// carried through to the origin untouched (tlsPassthrough: true; tcp,
+// https and unix services only).
+func (r *Rule) TLSPassthrough() bool { return r.tlsPassthrough }
 
 // ConnectTimeout returns the bound on dialing the origin, TLS handshake
 // included; 0 means only the context bounds it.

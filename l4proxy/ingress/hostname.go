@@ -72,7 +72,20 @@ func checkPath(p string) error {
 			return fmt.Errorf("%q contains a space or control character", p)
 		case c == '?' || c == '#':
 			return fmt.Errorf("%q contains %q (queries and fragments are not matched)", p, c)
+		case c == ';':
+			return fmt.Errorf("%q contains ';' (requests are matched without their ;parameters)", p)
 		}
+	}
+	canon, err := CanonicalPath(p)
+	if err != nil {
+		var pe *PathError
+		if errors.As(err, &pe) {
+			return fmt.Errorf("%q: %s", p, pe.Reason)
+		}
+		return err
+	}
+	if canon != p {
+		return fmt.Errorf("%q is not in canonical form, which requests are matched in: write %q", p, canon)
 	}
 	return nil
 }

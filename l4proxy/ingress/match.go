@@ -31,26 +31,30 @@ func (c *Config) index() {
 // not "example.test". Hosts longer than 253 bytes match only rules without
 // hostname.
 //
-// The path is the request target of an HTTP request, in origin form
-// ("/api/v1?x=1"); the connector matches every request of a keep-alive
-// connection to a host with path rules (see [Config.PathRouted]). Pass ""
-// when there is none
-// (TCP, TLS passthrough). A rule with a path matches only when the path
-// starts with the rule's path at a segment boundary: "/api" matches
-// "/api", "/api/", "/api/x" and "/api?x", but not "/apix" or ""; a rule
-// path ending in "/" is a plain prefix. Paths are compared byte for byte,
-// without percent-decoding or dot-segment removal; the connector refuses
-// (400) a request whose decoded, cleaned path would match another rule,
-// so that an encoded spelling cannot slip past a rule.
+// The path is a canonical request path ([CanonicalPath]); pass "" when
+// there is none (TCP, TLS passthrough). A rule with a path matches only
+// when the path starts with the rule's path at a segment boundary: "/api"
+// matches "/api", "/api/", "/api/x" and "/api?x", but not "/apix" or "";
+// a rule path ending in "/" is a plain prefix. Paths are compared byte for
+// byte: Match does not canonicalise. HTTP requests are matched with
+// [Config.MatchHTTP], which canonicalises the request-target, refuses
+// ambiguous ones and then calls Match; the origin then receives the
+// canonical path (with the user's ;parameters), not the spelling the user
+// sent, so that what the rules matched is what it serves.
 //
 // Match does not allocate.
 func (c *Config) Match(host, path string) *Rule {
+	return c.match(host, path, false)
+}
+
+// match is Match, with the rule paths compared by loosePathMatch if loose.
+func (c *Config) match(host, path string, loose bool) *Rule {
 	if c == nil || len(c.any) == 0 {
 		return nil
 	}
 	best := int32(len(c.rules))
 	for _, i := range c.any {
-		if pathMatch(c.rules[i].path, path) {
+		if c.pathMatch(i, path, loose) {
 			best = i
 			break
 		}
@@ -62,17 +66,24 @@ func (c *Config) Match(host, path string) *Rule {
 	var buf [maxHostLen]byte
 	lower := lowerHost(&buf, host)
 	if len(c.exact) > 0 {
-		best = c.first(c.exact[string(lower)], best, path)
+		best = c.first(c.exact[string(lower)], best, path, loose)
 	}
 	if len(c.wild) > 0 {
 		// Try every proper suffix that follows a non-empty first label.
 		for i := 1; i < len(lower); i++ {
 			if lower[i] == '.' {
-				best = c.first(c.wild[string(lower[i+1:])], best, path)
+				best = c.first(c.wild[string(lower[i+1:])], best, path, loose)
 			}
 		}
 	}
 	return c.rule(best)
+}
+
+func (c *Config) pathMatch(i int32, path string, loose bool) bool {
+	if loose {
+		return loosePathMatch(c.rules[i].path, path)
+	}
+	return pathMatch(c.rules[i].path, path)
 }
 
 // lowerHost writes host (at most maxHostLen bytes) into buf in ASCII lower
@@ -94,12 +105,12 @@ func lowerByte(b byte) byte {
 
 // first returns the first index in candidates below best whose rule
 // matches path, or best.
-func (c *Config) first(candidates []int32, best int32, path string) int32 {
+func (c *Config) first(candidates []int32, best int32, path string, loose bool) int32 {
 	for _, i := range candidates {
 		if i >= best {
 			break
 		}
-		if pathMatch(c.rules[i].path, path) {
+		if c.pathMatch(i, path, loose) {
 			return i
 		}
 	}

@@ -21,7 +21,7 @@ const maxCAPoolSize = 1 << 20
 
 var (
 	topFields    = []string{"ingress", "originRequest"}
-	ruleFields   = []string{"hostname", "path", "service", "originRequest"}
+	ruleFields   = []string{"hostname", "path", "service", "tlsPassthrough", "originRequest"}
 	originFields = []string{"connectTimeout", "tcpKeepAlive", "idleTimeout", "noTLSVerify", "caPool", "originServerName"}
 	tlsFields    = []string{"noTLSVerify", "caPool", "originServerName"}
 )
@@ -190,7 +190,7 @@ func (p parser) parseRule(r *Rule, i int, n *yaml.Node, top origin) error {
 	if merr != nil {
 		return ferr(merr.field, merr.line, merr.err)
 	}
-	var serviceNode, pathNode *yaml.Node
+	var serviceNode, pathNode, passNode *yaml.Node
 	var own origin
 	for _, kv := range kvs {
 		switch kv.key {
@@ -218,7 +218,15 @@ func (p parser) parseRule(r *Rule, i int, n *yaml.Node, top origin) error {
 			if err := checkPath(s); err != nil {
 				return ferr("path", kv.val.Line, err)
 			}
-			r.path, pathNode = s, kv.val
+			r.path, r.depth, pathNode = s, segmentDepth(s), kv.val
+		case "tlsPassthrough":
+			if isNull(kv.val) {
+				continue
+			}
+			if kv.val.Kind != yaml.ScalarNode || kv.val.Decode(&r.tlsPassthrough) != nil {
+				return ferr("tlsPassthrough", kv.val.Line, fmt.Errorf("want true or false, got %s", describe(kv.val)))
+			}
+			passNode = kv.val
 		case "service":
 			s, err := str(kv.val)
 			if err != nil {
@@ -243,6 +251,14 @@ func (p parser) parseRule(r *Rule, i int, n *yaml.Node, top origin) error {
 	scheme := r.service.Scheme
 	if pathNode != nil && (scheme == SchemeTCP || scheme == SchemeUDP) {
 		return ferr("path", pathNode.Line, fmt.Errorf("not allowed on a %s service (paths are matched only for HTTP)", scheme))
+	}
+	if r.tlsPassthrough {
+		switch {
+		case scheme != SchemeTCP && scheme != SchemeHTTPS && scheme != SchemeUnix:
+			return ferr("tlsPassthrough", passNode.Line, fmt.Errorf("not allowed on a %s service (want tcp, https or unix: the user's TLS is carried to the origin as it is)", scheme))
+		case pathNode != nil:
+			return ferr("tlsPassthrough", passNode.Line, errors.New("not allowed on a rule with a path (passthrough sees no paths)"))
+		}
 	}
 	if own.tlsField != "" && scheme != SchemeHTTPS {
 		return ferr(own.tlsField, own.tlsLine, fmt.Errorf("only valid for https services, not %s", scheme))

@@ -49,7 +49,7 @@ func TestParseErrors(t *testing.T) {
 		{"rule not a mapping", "ingress:\n  - tcp://h:1\n", 0, "", `ingress rule 0: want a mapping with a service, got scalar "tcp://h:1"`},
 		{"unknown top field", "tunnel: x\ningress:\n" + catchAll, -1, "tunnel", `ingress config: tunnel: unknown field (want one of ingress, originRequest)`},
 		{"unknown rule field", "ingress:\n  - hostname: a.test\n    servce: tcp://h:1\n" + catchAll, 0, "servce",
-			`ingress rule 0 (hostname "a.test"): servce: unknown field (want one of hostname, path, service, originRequest)`},
+			`ingress rule 0 (hostname "a.test"): servce: unknown field (want one of hostname, path, service, tlsPassthrough, originRequest)`},
 		{"unknown origin field", "ingress:\n  - hostname: a.test\n    service: tcp://h:1\n    originRequest: {connectTimout: 1s}\n" + catchAll, 0, "originRequest.connectTimout",
 			`ingress rule 0 (hostname "a.test"): originRequest.connectTimout: unknown field...`},
 		{"unknown top origin field", "originRequest: {bogus: 1}\ningress:\n" + catchAll, -1, "originRequest.bogus", `ingress config: originRequest.bogus: unknown field...`},
@@ -78,6 +78,17 @@ func TestParseErrors(t *testing.T) {
 		{"path on tcp", "ingress:\n  - hostname: a.test\n    path: /api\n    service: tcp://h:1\n" + catchAll, 0, "path",
 			`ingress rule 0 (hostname "a.test"): path: not allowed on a tcp service (paths are matched only for HTTP)`},
 		{"path on udp", "ingress:\n  - hostname: a.test\n    path: /api\n    service: udp://h:53\n" + catchAll, 0, "path", `...not allowed on a udp service...`},
+		{"path not canonical", "ingress:\n  - hostname: a.test\n    path: /a//b/%7euser\n    service: http://h\n" + catchAll, 0, "path",
+			`ingress rule 0 (hostname "a.test"): path: "/a//b/%7euser" is not in canonical form, which requests are matched in: write "/a/b/~user"`},
+		{"path with parameter", "ingress:\n  - hostname: a.test\n    path: /admin;x\n    service: http://h\n" + catchAll, 0, "path", `...contains ';' (requests are matched without their ;parameters)`},
+		{"path with backslash", "ingress:\n  - hostname: a.test\n    path: /a\\b\n    service: http://h\n" + catchAll, 0, "path", `...path: "/a\\b": backslash in the path`},
+		{"path above root", "ingress:\n  - hostname: a.test\n    path: /../a\n    service: http://h\n" + catchAll, 0, "path", `...path: "/../a": ".." above the root`},
+		{"passthrough on http", "ingress:\n  - hostname: a.test\n    service: http://h\n    tlsPassthrough: true\n" + catchAll, 0, "tlsPassthrough",
+			`ingress rule 0 (hostname "a.test"): tlsPassthrough: not allowed on a http service (want tcp, https or unix: the user's TLS is carried to the origin as it is)`},
+		{"passthrough on status", "ingress:\n  - service: http_status:404\n    tlsPassthrough: true\n", 0, "tlsPassthrough", `...not allowed on a http_status service...`},
+		{"passthrough with path", "ingress:\n  - hostname: a.test\n    path: /x\n    service: https://h\n    tlsPassthrough: true\n" + catchAll, 0, "tlsPassthrough",
+			`...tlsPassthrough: not allowed on a rule with a path (passthrough sees no paths)`},
+		{"passthrough not a bool", "ingress:\n  - hostname: a.test\n    service: tcp://h:1\n    tlsPassthrough: yes please\n" + catchAll, 0, "tlsPassthrough", `...want true or false, got "yes please"`},
 		{"bad duration", "ingress:\n  - hostname: a.test\n    service: tcp://h:1\n    originRequest:\n      connectTimeout: 5\n" + catchAll, 0, "originRequest.connectTimeout",
 			`ingress rule 0 (hostname "a.test"): originRequest.connectTimeout: bad duration "5" (want e.g. "10s" or "1m30s")`},
 		{"bad top duration", "originRequest:\n  idleTimeout: soon\ningress:\n" + catchAll, -1, "originRequest.idleTimeout",
@@ -165,6 +176,7 @@ ingress:
     originRequest: {originServerName: name.test, noTLSVerify: true}
   - hostname: echo.example.test
     service: tcp://[fd00::2]:7
+    tlsPassthrough: true
   - hostname: dns.example.test
     service: udp://198.18.2.10:53
   - hostname: sock.example.test
@@ -227,6 +239,11 @@ originRequest: { connectTimeout: 10s, tcpKeepAlive: 0s }
 	}
 	if s := rules[7].Service(); s.Scheme != SchemeHTTPStatus || s.Status != 404 {
 		t.Errorf("catch-all service %+v", s)
+	}
+	for i, r := range rules {
+		if r.TLSPassthrough() != (i == 2) {
+			t.Errorf("rule %d: TLSPassthrough %v", i, r.TLSPassthrough())
+		}
 	}
 }
 

@@ -161,6 +161,7 @@ const (
 	StatusTooManyStreams    Status = 3 // the connector is at its stream limit
 	StatusDraining          Status = 4 // the connector is shutting down
 	StatusInternal          Status = 5 // any other connector failure
+	StatusForbidden         Status = 6 // the matched rule is not for the listener the user came in by
 )
 
 func (s Status) String() string {
@@ -177,6 +178,8 @@ func (s Status) String() string {
 		return "connector draining"
 	case StatusInternal:
 		return "connector internal error"
+	case StatusForbidden:
+		return "not for this listener"
 	}
 	return fmt.Sprintf("status(%d)", uint8(s))
 }
