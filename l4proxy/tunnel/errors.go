@@ -66,6 +66,10 @@ func (r AuthReason) String() string {
 		return "malformed authentication"
 	case AuthInternal:
 		return "edge internal error"
+	case AuthTLSFailed:
+		return "TLS handshake failed"
+	case AuthHandshakeTimeout:
+		return "handshake timeout"
 	}
 	return fmt.Sprintf("auth reason %d", uint8(r))
 }
