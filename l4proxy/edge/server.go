@@ -40,8 +40,18 @@ type Options struct {
 	// body naming the limit, new UDP flows dropped.
 	MaxStreamsPerTunnel int
 	// IdleTimeout closes a proxied TCP connection that moved no byte in
-	// either direction for this long. 0, the default, means never.
+	// either direction for this long. Default 10m; negative means never.
 	IdleTimeout time.Duration
+	// MaxConns bounds the user connections (TCP, TLS, HTTP) open at once
+	// over all user listeners, and MaxConnsPerSource those from one source
+	// (an IPv4 address or an IPv6 /64). Each connection counts from its
+	// accept, before anything is read from it; over a limit it is reset at
+	// once, counted and logged with the limit named. Defaults 20000 and 256.
+	MaxConns          int
+	MaxConnsPerSource int
+	// HeaderTimeout bounds the reading of a TLS ClientHello or an HTTP
+	// request head. Default 10s.
+	HeaderTimeout time.Duration
 	// UDPFlowIdle ends a UDP flow that saw no datagram either way for this
 	// long. Default 60s.
 	UDPFlowIdle time.Duration
@@ -67,6 +77,7 @@ type Server struct {
 	m    *metrics.Set
 
 	routes atomic.Pointer[routeTable]
+	lim    *limits // user connection and handshake limits (limits.go)
 
 	mu      sync.RWMutex
 	tunnels map[[16]byte]*tunnelEntry
@@ -104,6 +115,18 @@ func NewServer(opts Options) *Server {
 	if opts.UDPFlowIdle <= 0 {
 		opts.UDPFlowIdle = DefaultUDPFlowIdle
 	}
+	if opts.IdleTimeout == 0 {
+		opts.IdleTimeout = DefaultIdleTimeout
+	}
+	if opts.MaxConns <= 0 {
+		opts.MaxConns = DefaultMaxConns
+	}
+	if opts.MaxConnsPerSource <= 0 {
+		opts.MaxConnsPerSource = DefaultMaxConnsPerSource
+	}
+	if opts.HeaderTimeout <= 0 {
+		opts.HeaderTimeout = DefaultHeaderTimeout
+	}
 	m, err := metrics.New(opts.Registerer, metricsSpec)
 	if err != nil {
 		opts.Logger.Warn("edge: metrics not registered", "err", err)
@@ -115,6 +138,7 @@ func NewServer(opts Options) *Server {
 		tunnels: make(map[[16]byte]*tunnelEntry),
 		flows:   make(map[uint32]*udpFlow),
 	}
+	s.lim = newLimits(&opts, opts.Logger)
 	s.routes.Store(&routeTable{})
 	return s
 }
