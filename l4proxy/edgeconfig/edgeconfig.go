@@ -14,7 +14,16 @@
 //	bindings:
 //	  - {listen: "tcp://[::]:2222", tunnel: office, service: ssh.office}
 //	  - {listen: "udp://[::]:5353", tunnel: office, service: dns.office}
-//	limits: {maxStreamsPerTunnel: 10000, idleTimeout: 0s, udpFlowIdle: 60s}
+//	limits:                             # what users and strangers can make the edge hold; defaults shown
+//	  maxConns: 20000                   # user connections (TCP, TLS, HTTP) open at once, all listeners
+//	  maxConnsPerSource: 256            # the same from one IPv4 address or IPv6 /64
+//	  headerTimeout: 10s                # to send a TLS ClientHello or an HTTP request head
+//	  idleTimeout: 10m                  # a proxied connection with no byte either way is closed; 0s: never
+//	  maxStreamsPerTunnel: 10000        # streams plus UDP flows of one tunnel
+//	  udpFlowIdle: 60s
+//	  maxHandshakes: 1000               # connector handshakes not yet authenticated, per transport
+//	  maxHandshakesPerSource: 32        # the same from one IPv4 address or IPv6 /64
+//	  quicRetryAbove: 100               # QUIC validates source addresses (Retry) above this many
 //	l3: {listen: "[::]:51820"}            # the L3 on-ramp (WireGuard); see L3
 //
 // Every field is optional except what a feature needs; [Parse] fills the
@@ -41,6 +50,16 @@ const (
 	DefaultTunnels             = "[::]:7844"
 	DefaultMaxStreamsPerTunnel = 10000
 	DefaultUDPFlowIdle         = 60 * time.Second
+
+	// The user connection limits; see package edge for the reasoning.
+	DefaultMaxConns          = 20000
+	DefaultMaxConnsPerSource = 256
+	DefaultHeaderTimeout     = 10 * time.Second
+	DefaultIdleTimeout       = 10 * time.Minute
+	// The connector handshake limits; see package tunnel.
+	DefaultMaxHandshakes          = 1000
+	DefaultMaxHandshakesPerSource = 32
+	DefaultQUICRetryAbove         = 100
 )
 
 // Config is a parsed edge configuration.
@@ -81,11 +100,24 @@ func (b Binding) Network() (network, addr string) {
 	return network, addr
 }
 
-// Limits bounds what users may hold open.
+// Limits bounds what users, and strangers, may make the edge hold. A zero
+// or missing value is the default, except IdleTimeout: missing is the
+// default, 0s turns it off.
 type Limits struct {
 	MaxStreamsPerTunnel int      `yaml:"maxStreamsPerTunnel"`
 	IdleTimeout         Duration `yaml:"idleTimeout"`
 	UDPFlowIdle         Duration `yaml:"udpFlowIdle"`
+
+	// User connections (TCP, TLS, HTTP), over all user listeners; a source
+	// is an IPv4 address or an IPv6 /64.
+	MaxConns          int      `yaml:"maxConns"`
+	MaxConnsPerSource int      `yaml:"maxConnsPerSource"`
+	HeaderTimeout     Duration `yaml:"headerTimeout"`
+
+	// Connector handshakes not yet authenticated, per tunnel transport.
+	MaxHandshakes          int `yaml:"maxHandshakes"`
+	MaxHandshakesPerSource int `yaml:"maxHandshakesPerSource"`
+	QUICRetryAbove         int `yaml:"quicRetryAbove"`
 }
 
 // Duration is a time.Duration written as "30s", "5m".
@@ -107,8 +139,16 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 // Default returns the configuration used without a file: the tunnel
 // listener on [::]:7844, no user listeners.
 func Default() *Config {
-	c := &Config{}
+	c := newConfig()
 	c.fill()
+	return c
+}
+
+// newConfig returns the configuration a file is decoded into: it holds the
+// defaults that a zero in the file must not replace.
+func newConfig() *Config {
+	c := &Config{}
+	c.Limits.IdleTimeout = Duration(DefaultIdleTimeout)
 	return c
 }
 
@@ -127,7 +167,7 @@ func Load(path string) (*Config, error) {
 
 // Parse parses and validates a configuration. Unknown fields are errors.
 func Parse(data []byte) (*Config, error) {
-	c := &Config{}
+	c := newConfig()
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	// An empty document (io.EOF) is the default configuration.
@@ -153,6 +193,24 @@ func (c *Config) fill() {
 	}
 	if c.Limits.UDPFlowIdle == 0 {
 		c.Limits.UDPFlowIdle = Duration(DefaultUDPFlowIdle)
+	}
+	l := &c.Limits
+	for _, f := range []struct {
+		v   *int
+		def int
+	}{
+		{&l.MaxConns, DefaultMaxConns},
+		{&l.MaxConnsPerSource, DefaultMaxConnsPerSource},
+		{&l.MaxHandshakes, DefaultMaxHandshakes},
+		{&l.MaxHandshakesPerSource, DefaultMaxHandshakesPerSource},
+		{&l.QUICRetryAbove, DefaultQUICRetryAbove},
+	} {
+		if *f.v == 0 {
+			*f.v = f.def
+		}
+	}
+	if l.HeaderTimeout == 0 {
+		l.HeaderTimeout = Duration(DefaultHeaderTimeout)
 	}
 	c.fillL3()
 }
@@ -203,8 +261,27 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("edge config: bindings[%d].service: want a name of 1 to 255 bytes, have %d", i, len(b.Service))
 		}
 	}
-	if c.Limits.MaxStreamsPerTunnel < 0 {
-		return fmt.Errorf("edge config: limits.maxStreamsPerTunnel: %d is negative", c.Limits.MaxStreamsPerTunnel)
+	l := &c.Limits
+	for _, f := range []struct {
+		name string
+		v    int
+	}{
+		{"maxStreamsPerTunnel", l.MaxStreamsPerTunnel},
+		{"maxConns", l.MaxConns},
+		{"maxConnsPerSource", l.MaxConnsPerSource},
+		{"maxHandshakes", l.MaxHandshakes},
+		{"maxHandshakesPerSource", l.MaxHandshakesPerSource},
+		{"quicRetryAbove", l.QUICRetryAbove},
+	} {
+		if f.v < 0 {
+			return fmt.Errorf("edge config: limits.%s: %d is negative", f.name, f.v)
+		}
+	}
+	if l.MaxConnsPerSource > l.MaxConns {
+		return fmt.Errorf("edge config: limits.maxConnsPerSource: %d is above limits.maxConns (%d)", l.MaxConnsPerSource, l.MaxConns)
+	}
+	if l.MaxHandshakesPerSource > l.MaxHandshakes {
+		return fmt.Errorf("edge config: limits.maxHandshakesPerSource: %d is above limits.maxHandshakes (%d)", l.MaxHandshakesPerSource, l.MaxHandshakes)
 	}
 	return c.validateL3()
 }
