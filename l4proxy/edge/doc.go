@@ -65,5 +65,6 @@
 // onramp_edge_auth_failures_total{reason} (unknown_tunnel, bad_secret,
 // tunnel_deleted, malformed, internal, tls, timeout),
 // onramp_edge_handshakes_refused_total{limit} (maxHandshakes,
-// maxHandshakesPerSource) and onramp_edge_quic_retries_total.
+// maxHandshakesPerSource) and onramp_edge_quic_retries_total{limit}
+// (quicRetryAbove, maxHandshakesPerSource).
 package edge

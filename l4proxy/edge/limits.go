@@ -92,7 +92,7 @@ type limits struct {
 	connsRefused      *prometheus.CounterVec // limit
 	authFailures      *prometheus.CounterVec // reason
 	handshakesRefused *prometheus.CounterVec // limit
-	quicRetries       prometheus.Counter
+	quicRetries       *prometheus.CounterVec // limit
 
 	connLog, handshakeLog, authLog *refusalLog
 }
@@ -112,10 +112,10 @@ func newLimits(opts *Options, log *slog.Logger) *limits {
 			Name: "onramp_edge_handshakes_refused_total",
 			Help: "Connector connection attempts refused before TLS, by the limit that refused them (maxHandshakes, maxHandshakesPerSource).",
 		}, []string{"limit"}),
-		quicRetries: prometheus.NewCounter(prometheus.CounterOpts{
+		quicRetries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "onramp_edge_quic_retries_total",
-			Help: "QUIC Initials answered with a Retry (source address validation).",
-		}),
+			Help: "QUIC Initials answered with a Retry (source address validation), by the limit that asked for it (quicRetryAbove, maxHandshakesPerSource).",
+		}, []string{"limit"}),
 		connLog:      newRefusalLog(log, "edge: user connection refused"),
 		handshakeLog: newRefusalLog(log, "edge: connector handshake refused"),
 		authLog:      newRefusalLog(log, "edge: connector authentication failed"),
@@ -125,6 +125,9 @@ func newLimits(opts *Options, log *slog.Logger) *limits {
 	}
 	for _, n := range []string{"maxHandshakes", "maxHandshakesPerSource"} {
 		l.handshakesRefused.WithLabelValues(n)
+	}
+	for _, n := range []string{"quicRetryAbove", "maxHandshakesPerSource"} {
+		l.quicRetries.WithLabelValues(n)
 	}
 	for _, r := range []tunnel.AuthReason{tunnel.AuthUnknownTunnel, tunnel.AuthBadSecret, tunnel.AuthTunnelDeleted,
 		tunnel.AuthMalformed, tunnel.AuthInternal, tunnel.AuthTLSFailed, tunnel.AuthHandshakeTimeout} {
@@ -195,7 +198,7 @@ func (s *Server) acceptUser(c net.Conn, src netip.Addr) bool {
 // failed authentications (onramp_edge_auth_failures_total{reason}), the
 // attempts refused by a handshake limit
 // (onramp_edge_handshakes_refused_total{limit}), the QUIC Retries
-// (onramp_edge_quic_retries_total) and the accept failures. Pass it to
+// (onramp_edge_quic_retries_total{limit}) and the accept failures. Pass it to
 // [tunnel.ListenQUIC] and [tunnel.ListenHTTP2].
 func (s *Server) TunnelConfig(base *tunnel.Config) *tunnel.Config {
 	var cfg tunnel.Config
@@ -226,7 +229,13 @@ func (s *Server) TunnelConfig(base *tunnel.Config) *tunnel.Config {
 			s.lim.handshakeLog.log("reason", fmt.Sprintf("limits.%s (%d) reached%s", limit, n, whose), "remote", remote)
 		}
 	}
-	cfg.OnQUICRetry = func(net.Addr) { s.lim.quicRetries.Inc() }
+	cfg.OnQUICRetry = func(perSource bool, _ net.Addr) {
+		if perSource {
+			s.lim.quicRetries.WithLabelValues("maxHandshakesPerSource").Inc()
+		} else {
+			s.lim.quicRetries.WithLabelValues("quicRetryAbove").Inc()
+		}
+	}
 	cfg.OnAcceptError = func(err error, retryIn time.Duration) {
 		s.log.Warn("edge: tunnel listener: accept failed; retrying", "err", err, "retry_in", retryIn)
 	}

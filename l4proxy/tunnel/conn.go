@@ -152,8 +152,10 @@ type Config struct {
 	// OnHandshakeRefused is called for every attempt refused by
 	// MaxHandshakes (perSource false) or MaxHandshakesPerSource (true).
 	OnHandshakeRefused func(perSource bool, remote net.Addr)
-	// OnQUICRetry is called for every QUIC Initial answered with a Retry.
-	OnQUICRetry func(remote net.Addr)
+	// OnQUICRetry is called for every QUIC Initial answered with a Retry:
+	// because its source is at MaxHandshakesPerSource (perSource true) or
+	// more than QUICRetryAbove handshakes are pending (false).
+	OnQUICRetry func(perSource bool, remote net.Addr)
 	// OnAcceptError is called when the HTTP/2 listener's accept fails
 	// (EMFILE, ENFILE, ...), once at the start of each streak of failures;
 	// the listener retries after retryIn, backing off up to 1s.

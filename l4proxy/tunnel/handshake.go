@@ -125,12 +125,15 @@ func (g *handshakeGate) release(src netip.Addr, validated bool) {
 }
 
 // needsRetry reports whether a QUIC attempt from src, not yet validated,
-// must first prove its address: when more than retryAbove handshakes are
-// pending, or when src is at its limit.
-func (g *handshakeGate) needsRetry(src netip.Addr, retryAbove int) bool {
+// must first prove its address: when src is at its limit (perSource), or
+// when more than retryAbove handshakes are pending.
+func (g *handshakeGate) needsRetry(src netip.Addr, retryAbove int) (retry, perSource bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return g.pending > retryAbove || g.sources[src].all >= g.perSource
+	if g.sources[src].all >= g.perSource {
+		return true, true
+	}
+	return g.pending > retryAbove, false
 }
 
 // counts returns the pending handshakes, in total and of src (for tests).

@@ -60,13 +60,13 @@ func TestHandshakeGate(t *testing.T) {
 		}
 	}
 	// Now a:2, b:1, c:2: 5 pending, at MaxHandshakes.
-	if !g.needsRetry(c, 100) {
+	if retry, perSource := g.needsRetry(c, 100); !retry || !perSource {
 		t.Error("a source at its limit must validate its address (Retry)")
 	}
-	if g.needsRetry(b, 100) {
+	if retry, _ := g.needsRetry(b, 100); retry {
 		t.Error("Retry asked of a source under its limit with few pending handshakes")
 	}
-	if !g.needsRetry(b, 4) {
+	if retry, perSource := g.needsRetry(b, 4); !retry || perSource {
 		t.Error("no Retry with more pending handshakes than retryAbove")
 	}
 	if ok, perSource := g.acquire(c, true); ok || perSource {
@@ -97,6 +97,8 @@ type events struct {
 	refused  []bool
 	retries  int
 	accept   []error
+
+	perSourceRetries int
 }
 
 func (e *events) config(cfg *Config) *Config {
@@ -110,9 +112,12 @@ func (e *events) config(cfg *Config) *Config {
 		e.refused = append(e.refused, perSource)
 		e.mu.Unlock()
 	}
-	cfg.OnQUICRetry = func(net.Addr) {
+	cfg.OnQUICRetry = func(perSource bool, _ net.Addr) {
 		e.mu.Lock()
 		e.retries++
+		if perSource {
+			e.perSourceRetries++
+		}
 		e.mu.Unlock()
 	}
 	cfg.OnAcceptError = func(err error, _ time.Duration) {
@@ -314,9 +319,11 @@ func TestQUICHandshakeLimits(t *testing.T) {
 			t.Fatalf("validated handshake %d: %v", i+1, err)
 		}
 	}
-	if ev.retryCount() < 2 {
-		t.Errorf("%d Retries, want one per attempt over the per-source limit", ev.retryCount())
+	ev.mu.Lock()
+	if ev.perSourceRetries < 2 || ev.perSourceRetries != ev.retries {
+		t.Errorf("%d Retries, %d for the per-source limit; want one per attempt over the per-source limit", ev.retries, ev.perSourceRetries)
 	}
+	ev.mu.Unlock()
 	if _, n := gate.counts(src); n != 4 {
 		t.Errorf("%d pending handshakes from the source, want 4", n)
 	}
@@ -358,6 +365,11 @@ func TestQUICRetryAbove(t *testing.T) {
 	}
 	if ev.retryCount() == before {
 		t.Error("no Retry with more pending handshakes than QUICRetryAbove")
+	}
+	ev.mu.Lock()
+	defer ev.mu.Unlock()
+	if ev.perSourceRetries != 0 {
+		t.Errorf("%d Retries for the per-source limit, want none", ev.perSourceRetries)
 	}
 }
 

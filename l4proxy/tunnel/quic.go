@@ -79,13 +79,11 @@ func ListenQUIC(addr string, cert tls.Certificate, auth Authenticator, cfg *Conf
 // verifySource is quic-go's question, for an Initial without a valid
 // token, whether to validate its source address with a Retry first.
 func (l *QUICListener) verifySource(remote net.Addr) bool {
-	if !l.gate.needsRetry(sourceOfAddr(remote), l.cfg.QUICRetryAbove) {
-		return false
+	retry, perSource := l.gate.needsRetry(sourceOfAddr(remote), l.cfg.QUICRetryAbove)
+	if retry && l.cfg.OnQUICRetry != nil {
+		l.cfg.OnQUICRetry(perSource, remote)
 	}
-	if l.cfg.OnQUICRetry != nil {
-		l.cfg.OnQUICRetry(remote)
-	}
-	return true
+	return retry
 }
 
 // connContext is called by quic-go for each new connection attempt, before
