@@ -94,8 +94,13 @@ type limits struct {
 	handshakesRefused *prometheus.CounterVec // limit
 	quicRetries       *prometheus.CounterVec // limit
 
-	connLog, handshakeLog, authLog *refusalLog
+	connLog, handshakeLog *refusalLog
+	authLogs              map[tunnel.AuthReason]*refusalLog // one per reason
 }
+
+// authReasons are the reasons of onramp_edge_auth_failures_total.
+var authReasons = []tunnel.AuthReason{tunnel.AuthUnknownTunnel, tunnel.AuthBadSecret, tunnel.AuthTunnelDeleted,
+	tunnel.AuthMalformed, tunnel.AuthInternal, tunnel.AuthTLSFailed, tunnel.AuthHandshakeTimeout}
 
 func newLimits(opts *Options, log *slog.Logger) *limits {
 	l := &limits{
@@ -118,7 +123,7 @@ func newLimits(opts *Options, log *slog.Logger) *limits {
 		}, []string{"limit"}),
 		connLog:      newRefusalLog(log, "edge: user connection refused"),
 		handshakeLog: newRefusalLog(log, "edge: connector handshake refused"),
-		authLog:      newRefusalLog(log, "edge: connector authentication failed"),
+		authLogs:     make(map[tunnel.AuthReason]*refusalLog),
 	}
 	for _, n := range []string{limitMaxConns, limitMaxConnsPerSource} {
 		l.connsRefused.WithLabelValues(n)
@@ -129,9 +134,9 @@ func newLimits(opts *Options, log *slog.Logger) *limits {
 	for _, n := range []string{"quicRetryAbove", "maxHandshakesPerSource"} {
 		l.quicRetries.WithLabelValues(n)
 	}
-	for _, r := range []tunnel.AuthReason{tunnel.AuthUnknownTunnel, tunnel.AuthBadSecret, tunnel.AuthTunnelDeleted,
-		tunnel.AuthMalformed, tunnel.AuthInternal, tunnel.AuthTLSFailed, tunnel.AuthHandshakeTimeout} {
+	for _, r := range append(authReasons, 0xff) { // 0xff: "other"
 		l.authFailures.WithLabelValues(reasonLabel(r))
+		l.authLogs[r] = newRefusalLog(log, "edge: connector authentication failed")
 	}
 	if opts.Registerer != nil {
 		open := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -214,8 +219,12 @@ func (s *Server) TunnelConfig(base *tunnel.Config) *tunnel.Config {
 	}
 	cfg.OnAuthFailure = func(r tunnel.AuthReason, remote net.Addr) {
 		s.lim.authFailures.WithLabelValues(reasonLabel(r)).Inc()
-		if src := sourceOf(remote); s.lim.authLog.first(src) {
-			s.lim.authLog.log("reason", r.String(), "remote", remote)
+		log := s.lim.authLogs[r]
+		if log == nil {
+			log = s.lim.authLogs[0xff]
+		}
+		if log.first(sourceOf(remote)) {
+			log.log("reason", r.String(), "remote", remote)
 		}
 	}
 	cfg.OnHandshakeRefused = func(perSource bool, remote net.Addr) {
@@ -245,10 +254,10 @@ func (s *Server) TunnelConfig(base *tunnel.Config) *tunnel.Config {
 // sourceOf is the limits' source of a connection's remote address.
 func sourceOf(a net.Addr) netip.Addr { return tunnel.SourceOf(addrPort(a).Addr()) }
 
-// refusalLog logs refusals without letting whoever causes them grow the log:
-// in each interval, the first refusal of each source (up to maxSources
-// sources) is logged in full; the others are only counted, and summed up
-// in one line at the end of the interval.
+// refusalLog logs refusals of one kind without letting whoever causes them
+// grow the log: in each interval, the first refusal of each source (up to
+// maxSources sources) is logged in full; the others are only counted, and
+// summed up in one line at the end of the interval.
 type refusalLog struct {
 	logger   *slog.Logger
 	msg      string
