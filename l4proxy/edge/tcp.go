@@ -135,9 +135,12 @@ func (s *Server) serveListener(ctx context.Context, ln net.Listener, what string
 			if errors.Is(err, net.ErrClosed) {
 				return fmt.Errorf("edge: serve %s: %w", what, err)
 			}
-			// EMFILE, ECONNABORTED and the like: back off and go on.
+			// EMFILE, ECONNABORTED and the like: back off and go on,
+			// logging the first failure of each streak.
+			if delay == 0 {
+				s.log.Warn("edge: accept failed; retrying with a backoff up to 1s", "listener", ln.Addr(), "err", err)
+			}
 			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-			s.log.Warn("edge: accept failed", "listener", ln.Addr(), "err", err, "retry_in", delay)
 			select {
 			case <-time.After(delay):
 			case <-ctx.Done():
