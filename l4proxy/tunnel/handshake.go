@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/netip"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -152,9 +151,11 @@ type handshakeSlot struct {
 	src       netip.Addr
 	validated bool
 	remote    net.Addr
-	state     atomic.Int32 // slotHandshake, slotAuth, slotDone
-	stop      func() bool  // unregisters the context callback
-	timer     *time.Timer  // gives the slot back if nothing else did
+
+	mu    sync.Mutex
+	state int         // slotHandshake, slotAuth, slotDone
+	stop  func() bool // unregisters the context callback
+	timer *time.Timer // gives the slot back if nothing else did
 }
 
 const (
@@ -167,30 +168,46 @@ type slotKey struct{}
 
 // startAuth hands the slot to authenticate. It reports false if the
 // connection already ended (the slot is given back and the failure counted).
-func (s *handshakeSlot) startAuth() bool { return s.state.CompareAndSwap(slotHandshake, slotAuth) }
+func (s *handshakeSlot) startAuth() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.state != slotHandshake {
+		return false
+	}
+	s.state = slotAuth
+	return true
+}
 
 // done gives the slot back after the verdict.
-func (s *handshakeSlot) done() {
-	if s.state.CompareAndSwap(slotAuth, slotDone) {
-		s.stop()
-		s.timer.Stop()
-		s.l.gate.release(s.src, s.validated)
-	}
-}
+func (s *handshakeSlot) done() { s.finish(slotAuth) }
 
 // ended runs when the connection ended (cause) or the fallback timer fired
 // (cause nil) during the TLS handshake.
 func (s *handshakeSlot) ended(cause error) {
-	if !s.state.CompareAndSwap(slotHandshake, slotDone) {
+	if !s.finish(slotHandshake) {
 		return
 	}
-	s.stop()
-	s.timer.Stop()
-	s.l.gate.release(s.src, s.validated)
 	if cause == nil {
 		cause = context.DeadlineExceeded
 	}
 	s.l.cfg.authFailed(handshakeFailure(cause), s.remote)
+}
+
+// finish gives the slot back if it is in state from, and reports whether
+// it did.
+func (s *handshakeSlot) finish(from int) bool {
+	s.mu.Lock()
+	if s.state != from {
+		s.mu.Unlock()
+		return false
+	}
+	s.state = slotDone
+	stop, timer := s.stop, s.timer
+	s.mu.Unlock()
+	stop()
+	timer.Stop()
+	s.l.gate.release(s.src, s.validated)
+	return true
 }
 
 // handshakeFailure classifies why a connection ended before authentication.

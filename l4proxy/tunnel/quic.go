@@ -97,11 +97,13 @@ func (l *QUICListener) connContext(ctx context.Context, info *quic.ClientInfo) (
 		return nil, errHandshakeLimit
 	}
 	s := &handshakeSlot{l: l, src: src, validated: info.AddrVerified, remote: info.RemoteAddr}
+	s.mu.Lock() // the callbacks wait for both to be set
 	// quic-go gives up a handshake after twice its HandshakeIdleTimeout;
 	// authentication has HandshakeTimeout more. The timer only guards
 	// against a connection whose context never ends.
 	s.timer = time.AfterFunc(3*l.cfg.HandshakeTimeout+time.Second, func() { s.ended(nil) })
 	s.stop = context.AfterFunc(ctx, func() { s.ended(context.Cause(ctx)) })
+	s.mu.Unlock()
 	return context.WithValue(ctx, slotKey{}, s), nil
 }
 
