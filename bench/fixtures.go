@@ -219,12 +219,14 @@ func startSocat(ctx context.Context, env *Env) (*Rig, error) {
 	return r, nil
 }
 
-// tunnelEdgeYAML binds the bench ports on the edge to the tunnel.
+// tunnelEdgeYAML binds the bench ports on the edge to the tunnel. All the
+// bench's users come from one client address: the limits per source and
+// in total are raised with the tunnel's.
 func tunnelEdgeYAML(tunnel string) string {
 	return fmt.Sprintf(`bindings:
   - {listen: "tcp://%[2]s:%[3]d", tunnel: %[1]s, service: bulk.bench}
   - {listen: "tcp://%[2]s:%[4]d", tunnel: %[1]s, service: echo.bench}
-limits: {maxStreamsPerTunnel: 50000}
+limits: {maxStreamsPerTunnel: 50000, maxConns: 50000, maxConnsPerSource: 50000}
 `, tunnel, edgeUser, bulkPort, echoPort)
 }
 

@@ -78,12 +78,16 @@ func serve(ctx context.Context, g *globals, cfg *edgeconfig.Config, log *slog.Lo
 	defer st.Close()
 
 	reg := cli.NewRegistry()
+	idle := time.Duration(cfg.Limits.IdleTimeout)
+	if idle == 0 {
+		idle = -1 // limits.idleTimeout: 0s turns it off
+	}
 	a := &app{g: g, cfg: cfg, log: log, store: st, pin: pin, ctx: ctx}
 	a.srv = edge.NewServer(edge.Options{
 		Logger:              log,
 		Registerer:          reg,
 		MaxStreamsPerTunnel: cfg.Limits.MaxStreamsPerTunnel,
-		IdleTimeout:         time.Duration(cfg.Limits.IdleTimeout),
+		IdleTimeout:         idle,
 		UDPFlowIdle:         time.Duration(cfg.Limits.UDPFlowIdle),
 
 		MaxUDPFlowsPerTunnel: cfg.Limits.MaxUDPFlowsPerTunnel,
@@ -91,11 +95,21 @@ func serve(ctx context.Context, g *globals, cfg *edgeconfig.Config, log *slog.Lo
 		UDPNewFlowsPerTunnel: cfg.Limits.UDPNewFlowsPerTunnel,
 		UDPUnrepliedIdle:     time.Duration(cfg.Limits.UDPUnrepliedIdle),
 
+		MaxConns:          cfg.Limits.MaxConns,
+		MaxConnsPerSource: cfg.Limits.MaxConnsPerSource,
+		HeaderTimeout:     time.Duration(cfg.Limits.HeaderTimeout),
+
 		Admit: a.admit,
 	})
 	if err := a.syncTunnels(); err != nil {
 		return err
 	}
+	// The tunnel listeners' handshake limits, their failures counted by the server.
+	tcfg := a.srv.TunnelConfig(&tunnel.Config{
+		MaxHandshakes:          cfg.Limits.MaxHandshakes,
+		MaxHandshakesPerSource: cfg.Limits.MaxHandshakesPerSource,
+		QUICRetryAbove:         cfg.Limits.QUICRetryAbove,
+	})
 
 	var closers []func() error
 	defer func() {
@@ -104,12 +118,12 @@ func serve(ctx context.Context, g *globals, cfg *edgeconfig.Config, log *slog.Lo
 		}
 	}()
 
-	qln, err := tunnel.ListenQUIC(cfg.Listen.Tunnels, cert, storeAuth{st}, nil)
+	qln, err := tunnel.ListenQUIC(cfg.Listen.Tunnels, cert, storeAuth{st}, tcfg)
 	if err != nil {
 		return fmt.Errorf("tunnel listener (QUIC, udp %s): %w", cfg.Listen.Tunnels, err)
 	}
 	closers = append(closers, qln.Close)
-	hln, err := tunnel.ListenHTTP2(cfg.Listen.Tunnels, cert, storeAuth{st}, nil)
+	hln, err := tunnel.ListenHTTP2(cfg.Listen.Tunnels, cert, storeAuth{st}, tcfg)
 	if err != nil {
 		return fmt.Errorf("tunnel listener (HTTP/2, tcp %s): %w", cfg.Listen.Tunnels, err)
 	}

@@ -104,7 +104,7 @@ func BenchmarkHTTPHeld(b *testing.B) {
 	for _, proto := range protos {
 		for _, host := range []string{"plain", "routed"} {
 			b.Run(proto+"/"+host, func(b *testing.B) {
-				e := edgetest.Start(b, proto, "127.0.0.1", edge.Options{MaxStreamsPerTunnel: 2 * held})
+				e := edgetest.Start(b, proto, "127.0.0.1", edge.Options{MaxStreamsPerTunnel: 2 * held, MaxConnsPerSource: 2 * held})
 				e.StartConnector(benchRules(bytesOrigin(b)), nil)
 				e.Route(host + ".example.test")
 				addr := e.ServeHTTP()

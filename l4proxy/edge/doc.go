@@ -60,6 +60,25 @@
 // apart from its streams, and a flow the origin never answered expires
 // after [Options.UDPUnrepliedIdle] instead of [Options.UDPFlowIdle].
 //
+// # Limits
+//
+// Every user connection (TCP, TLS, HTTP) takes a slot of
+// [Options.MaxConns] and of [Options.MaxConnsPerSource] (an IPv4 address or
+// an IPv6 /64) right after its accept, before any buffer or read; over a
+// limit it is reset at once, counted in
+// onramp_edge_user_connections_refused_total{limit} and logged with the
+// limit named ("limits.maxConnsPerSource (256) reached for 198.18.10.2"),
+// at most once per source and minute, with a summary of the rest. A TLS
+// ClientHello or HTTP head must arrive within [Options.HeaderTimeout]; until
+// its first byte the connection holds no buffer, and the head's bytes are
+// copied out of the 32 KiB read buffer, and dropped once forwarded. A
+// proxied connection idle for [Options.IdleTimeout] (10 minutes by
+// default) is closed.
+//
+// [Server.TunnelConfig] makes the tunnel listeners report to the server:
+// failed authentications by reason, attempts refused by a handshake limit,
+// QUIC Retries (see package tunnel).
+//
 // # Refusals
 //
 // A user the edge cannot serve is refused with a reason in the log and in
@@ -83,7 +102,15 @@
 // (direction to_origin or to_user), onramp_edge_datagrams_dropped_total,
 // onramp_edge_errors_total{kind}, onramp_edge_udp_flows_refused_total{reason},
 // onramp_edge_udp_flow_mismatches_total{reason} (unknown_flow,
-// other_connection, other_tunnel) and
+// other_connection, other_tunnel),
 // onramp_edge_connector_revocations_total{reason,stage} (reason
-// tunnel_deleted or token_rotated; stage registration or live).
+// tunnel_deleted or token_rotated; stage registration or live),
+// onramp_edge_user_connections,
+// onramp_edge_user_connections_refused_total{limit} (maxConns,
+// maxConnsPerSource), and through [Server.TunnelConfig]
+// onramp_edge_auth_failures_total{reason} (unknown_tunnel, bad_secret,
+// tunnel_deleted, malformed, internal, tls, timeout),
+// onramp_edge_handshakes_refused_total{limit} (maxHandshakes,
+// maxHandshakesPerSource) and onramp_edge_quic_retries_total{limit}
+// (quicRetryAbove, maxHandshakesPerSource).
 package edge

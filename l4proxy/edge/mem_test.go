@@ -30,12 +30,36 @@ func BenchmarkStreamsHeld(b *testing.B) {
 	for _, proto := range protos {
 		b.Run(proto, func(b *testing.B) {
 			origin := edgetest.ServeTCPOrigin(b, "127.0.0.1", smallEcho)
-			e := edgetest.Start(b, proto, "127.0.0.1", edge.Options{MaxStreamsPerTunnel: 2 * heldStreams})
+			e := edgetest.Start(b, proto, "127.0.0.1", edge.Options{MaxStreamsPerTunnel: 2 * heldStreams, MaxConnsPerSource: 2 * heldStreams})
 			e.StartConnector(fmt.Sprintf("ingress:\n  - service: tcp://%s\n", origin), nil)
 			addr := e.ServeTCP("echo")
 			for b.Loop() {
-				direct := holdStreams(b, origin, "")
-				tunnel := holdStreams(b, addr, proto)
+				direct := holdStreams(b, origin, "", nil)
+				tunnel := holdStreams(b, addr, proto, nil)
+				b.ReportMetric(tunnel.heap-direct.heap, "heap-B/stream")
+				b.ReportMetric(tunnel.stack-direct.stack, "stack-B/stream")
+				b.ReportMetric(tunnel.goroutines-direct.goroutines, "goroutines/stream")
+			}
+		})
+	}
+}
+
+// BenchmarkHTTPStreamsHeld is BenchmarkStreamsHeld through the HTTP
+// listener: each connection sends a request head first (routed by its
+// Host, proxied raw to an echo origin), so the figures include what the
+// edge keeps of the head while the connection lives.
+func BenchmarkHTTPStreamsHeld(b *testing.B) {
+	head := []byte("GET /held HTTP/1.1\r\nHost: held.test\r\nUser-Agent: bench\r\n\r\n")
+	for _, proto := range protos {
+		b.Run(proto, func(b *testing.B) {
+			origin := edgetest.ServeTCPOrigin(b, "127.0.0.1", smallEcho)
+			e := edgetest.Start(b, proto, "127.0.0.1", edge.Options{MaxStreamsPerTunnel: 2 * heldStreams, MaxConnsPerSource: 2 * heldStreams})
+			e.StartConnector(fmt.Sprintf("ingress:\n  - {hostname: held.test, service: \"http://%s\"}\n  - service: \"http_status:404\"\n", origin), nil)
+			e.Route("held.test")
+			addr := e.ServeHTTP()
+			for b.Loop() {
+				direct := holdStreams(b, origin, "", head)
+				tunnel := holdStreams(b, addr, proto, head)
 				b.ReportMetric(tunnel.heap-direct.heap, "heap-B/stream")
 				b.ReportMetric(tunnel.stack-direct.stack, "stack-B/stream")
 				b.ReportMetric(tunnel.goroutines-direct.goroutines, "goroutines/stream")
@@ -64,12 +88,13 @@ func smallEcho(c net.Conn) {
 // perStream is what each held connection costs, relative to before.
 type perStream struct{ heap, stack, goroutines float64 }
 
-// holdStreams opens heldStreams connections to addr, echoes once on each,
+// holdStreams opens heldStreams connections to addr, sends hello (if not
+// nil) and reads its echo, echoes once on each,
 // keeps a tenth echoing for a while and returns the heap bytes, stack
 // bytes and goroutines per connection while they are held (after a GC).
 // With profile set and ONRAMP_HEAP_PROFILE too, it writes a heap profile
 // to profile-$ONRAMP_HEAP_PROFILE meanwhile.
-func holdStreams(b *testing.B, addr, profile string) perStream {
+func holdStreams(b *testing.B, addr, profile string, hello []byte) perStream {
 	runtime.GC()
 	var before, held runtime.MemStats
 	runtime.ReadMemStats(&before)
@@ -96,6 +121,15 @@ func holdStreams(b *testing.B, addr, profile string) perStream {
 			b.Fatal(err)
 		}
 		conns = append(conns, c)
+		if hello != nil {
+			c.SetDeadline(time.Now().Add(10 * time.Second))
+			if _, err := c.Write(hello); err != nil {
+				b.Fatal(err)
+			}
+			if _, err := io.ReadFull(c, make([]byte, len(hello))); err != nil {
+				b.Fatal(err)
+			}
+		}
 		if err := echo(c); err != nil {
 			b.Fatal(err)
 		}

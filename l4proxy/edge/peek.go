@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/onramp-net/onramp/l4proxy/internal/pipe"
 	"github.com/onramp-net/onramp/l4proxy/tunnel"
 )
 
@@ -25,10 +26,14 @@ const maxHeadLen = 16 << 10
 var errHelloDone = errors.New("client hello read")
 
 // peekClientHello reads the TLS ClientHello from c and returns its SNI and
-// every byte read (to be forwarded before anything else). The parsing is
-// crypto/tls's own: the handshake runs on a read-only view of c and is
-// aborted as soon as the ClientHello is parsed. Nothing is written to c.
+// every byte read (to be forwarded before anything else; an exact-size
+// slice). The parsing is crypto/tls's own: the handshake runs on a
+// read-only view of c and is aborted as soon as the ClientHello is parsed.
+// Nothing is written to c. Nothing is allocated before c is readable.
 func peekClientHello(c net.Conn) (sni string, read []byte, err error) {
+	if err := pipe.WaitReadable(c); err != nil {
+		return "", nil, fmt.Errorf("read client hello: %w", err)
+	}
 	var buf bytes.Buffer
 	rc := &recordingConn{Conn: c, r: io.TeeReader(io.LimitReader(c, maxHelloLen), &buf)}
 	got := false
@@ -43,7 +48,7 @@ func peekClientHello(c net.Conn) (sni string, read []byte, err error) {
 	if sni == "" {
 		return "", nil, errors.New("read client hello: no server name (SNI)")
 	}
-	return sni, buf.Bytes(), nil
+	return sni, bytes.Clone(buf.Bytes()), nil
 }
 
 // recordingConn is a read-only net.Conn over r; writes (TLS alerts) are dropped.

@@ -49,8 +49,18 @@ type Options struct {
 	// limit. UDP flows do not count here: they have their own budget.
 	MaxStreamsPerTunnel int
 	// IdleTimeout closes a proxied TCP connection that moved no byte in
-	// either direction for this long. 0, the default, means never.
+	// either direction for this long. Default 10m; negative means never.
 	IdleTimeout time.Duration
+	// MaxConns bounds the user connections (TCP, TLS, HTTP) open at once
+	// over all user listeners, and MaxConnsPerSource those from one source
+	// (an IPv4 address or an IPv6 /64). Each connection counts from its
+	// accept, before anything is read from it; over a limit it is reset at
+	// once, counted and logged with the limit named. Defaults 20000 and 256.
+	MaxConns          int
+	MaxConnsPerSource int
+	// HeaderTimeout bounds the reading of a TLS ClientHello or an HTTP
+	// request head. Default 10s.
+	HeaderTimeout time.Duration
 	// UDPFlowIdle ends a UDP flow that saw no datagram either way for this
 	// long. Default 60s.
 	UDPFlowIdle time.Duration
@@ -110,6 +120,8 @@ type Server struct {
 	// register). Taken before mu, never while holding it.
 	regMu       sync.Mutex
 	revocations *revocationMetrics
+
+	lim *limits // user connection and handshake limits (limits.go)
 
 	mu      sync.RWMutex
 	tunnels map[[16]byte]*tunnelEntry
@@ -178,6 +190,18 @@ func NewServer(opts Options) *Server {
 	if opts.UDPNewFlowsPerTunnel <= 0 {
 		opts.UDPNewFlowsPerTunnel = DefaultUDPNewFlowsPerTunnel
 	}
+	if opts.IdleTimeout == 0 {
+		opts.IdleTimeout = DefaultIdleTimeout
+	}
+	if opts.MaxConns <= 0 {
+		opts.MaxConns = DefaultMaxConns
+	}
+	if opts.MaxConnsPerSource <= 0 {
+		opts.MaxConnsPerSource = DefaultMaxConnsPerSource
+	}
+	if opts.HeaderTimeout <= 0 {
+		opts.HeaderTimeout = DefaultHeaderTimeout
+	}
 	m, err := metrics.New(opts.Registerer, metricsSpec)
 	if err != nil {
 		opts.Logger.Warn("edge: metrics not registered", "err", err)
@@ -196,6 +220,7 @@ func NewServer(opts Options) *Server {
 		opts.Logger.Warn("edge: udp metrics not registered", "err", err)
 	}
 	s.revocations = newRevocationMetrics(opts.Registerer, opts.Logger)
+	s.lim = newLimits(&opts, opts.Logger)
 	s.routes.Store(&routeTable{})
 	s.names.Store(&map[string][16]byte{})
 	return s

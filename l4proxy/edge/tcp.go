@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -13,9 +14,6 @@ import (
 	"github.com/onramp-net/onramp/l4proxy/internal/pipe"
 	"github.com/onramp-net/onramp/l4proxy/tunnel"
 )
-
-// peekTimeout bounds the reading of a TLS ClientHello or an HTTP request head.
-const peekTimeout = 10 * time.Second
 
 // ServeTCP proxies every connection accepted from ln to the tunnel of b, as
 // a [tunnel.KindTCP] stream with Hostname b.Service. It returns nil when ctx
@@ -33,12 +31,12 @@ func (s *Server) ServeTCP(ctx context.Context, ln net.Listener, b Binding) error
 
 // ServeTLS proxies TLS connections accepted from ln by the SNI of their
 // ClientHello, without terminating TLS: the ClientHello is read (at most
-// maxHelloLen bytes, within peekTimeout), the route for its SNI picked, and
-// the bytes read forwarded first on a [tunnel.KindTLS] stream. Connections
-// without a route are closed. It returns as ServeTCP does.
+// maxHelloLen bytes, within Options.HeaderTimeout), the route for its SNI
+// picked, and the bytes read forwarded first on a [tunnel.KindTLS] stream.
+// Connections without a route are closed. It returns as ServeTCP does.
 func (s *Server) ServeTLS(ctx context.Context, ln net.Listener) error {
 	return s.serveListener(ctx, ln, "tls", func(ctx context.Context, c net.Conn) {
-		_ = c.SetReadDeadline(time.Now().Add(peekTimeout))
+		_ = c.SetReadDeadline(time.Now().Add(s.opts.HeaderTimeout))
 		sni, head, err := peekClientHello(c)
 		_ = c.SetReadDeadline(time.Time{})
 		if err != nil {
@@ -60,7 +58,7 @@ func (s *Server) ServeTLS(ctx context.Context, ln net.Listener) error {
 
 // ServeHTTP proxies HTTP/1 connections accepted from ln by the Host of their
 // first request: the request head is read (at most maxHeadLen bytes, within
-// peekTimeout), the route for the Host picked, and the bytes read forwarded
+// Options.HeaderTimeout), the route for the Host picked, and the bytes read forwarded
 // first on a [tunnel.KindHTTP] stream with Hostname the Host (port
 // stripped) and Path the request-target; then bytes flow both ways
 // untouched. The connector serves the stream request by request, each
@@ -75,10 +73,8 @@ func (s *Server) ServeTLS(ctx context.Context, ln net.Listener) error {
 // MaxStreamsPerTunnel. It returns as ServeTCP does.
 func (s *Server) ServeHTTP(ctx context.Context, ln net.Listener) error {
 	return s.serveListener(ctx, ln, "http", func(ctx context.Context, c net.Conn) {
-		bp := pipe.GetBuf()
-		defer pipe.PutBuf(bp)
-		_ = c.SetReadDeadline(time.Now().Add(peekTimeout))
-		h, err := readHTTPHead(c, (*bp)[:maxHeadLen])
+		_ = c.SetReadDeadline(time.Now().Add(s.opts.HeaderTimeout))
+		h, err := readHead(c)
 		_ = c.SetReadDeadline(time.Time{})
 		if err != nil {
 			var he *httpError
@@ -103,7 +99,25 @@ func (s *Server) ServeHTTP(ctx context.Context, ln net.Listener) error {
 	})
 }
 
-// serveListener runs the accept loop shared by ServeTCP, ServeTLS and ServeHTTP.
+// readHead reads the first request head from c for ServeHTTP. Until bytes
+// arrive it holds no buffer; then it reads into a pooled one, which it puts
+// back before returning: the head's bytes (h.raw) are an exact-size copy,
+// held only until they are forwarded.
+func readHead(c net.Conn) (httpHead, error) {
+	if err := pipe.WaitReadable(c); err != nil {
+		return httpHead{}, err
+	}
+	bp := pipe.GetBuf()
+	defer pipe.PutBuf(bp)
+	h, err := readHTTPHead(c, (*bp)[:maxHeadLen])
+	h.raw = bytes.Clone(h.raw)
+	return h, err
+}
+
+// serveListener runs the accept loop shared by ServeTCP, ServeTLS and
+// ServeHTTP. Each connection takes a slot of Options.MaxConns and
+// MaxConnsPerSource right after its accept, before any buffer or read, or
+// is reset at once (acceptUser).
 func (s *Server) serveListener(ctx context.Context, ln net.Listener, what string, handle func(context.Context, net.Conn)) error {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
@@ -123,9 +137,12 @@ func (s *Server) serveListener(ctx context.Context, ln net.Listener, what string
 			if errors.Is(err, net.ErrClosed) {
 				return fmt.Errorf("edge: serve %s: %w", what, err)
 			}
-			// EMFILE, ECONNABORTED and the like: back off and go on.
+			// EMFILE, ECONNABORTED and the like: back off and go on,
+			// logging the first failure of each streak.
+			if delay == 0 {
+				s.log.Warn("edge: accept failed; retrying with a backoff up to 1s", "listener", ln.Addr(), "err", err)
+			}
 			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-			s.log.Warn("edge: accept failed", "listener", ln.Addr(), "err", err, "retry_in", delay)
 			select {
 			case <-time.After(delay):
 			case <-ctx.Done():
@@ -134,9 +151,14 @@ func (s *Server) serveListener(ctx context.Context, ln net.Listener, what string
 			continue
 		}
 		delay = 0
+		src := sourceOf(c.RemoteAddr())
+		if !s.acceptUser(c, src) {
+			continue
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			defer s.lim.users.release(src)
 			handle(ctx, c)
 		}()
 	}
@@ -188,7 +210,7 @@ func (s *Server) proxyStream(ctx context.Context, c net.Conn, name string, req *
 	p := &pipe.Proxy{
 		A: pipe.ConnSide{Conn: c}, B: st, Prefix: prefix,
 		AToB: s.m.BytesToOrigin, BToA: s.m.BytesToPeer,
-		Idle: s.opts.IdleTimeout,
+		Idle: max(s.opts.IdleTimeout, 0), // negative: never
 	}
 	if isHTTP {
 		p.OnRefused = func(se *tunnel.StreamError) {

@@ -14,14 +14,20 @@
 //	bindings:
 //	  - {listen: "tcp://[::]:2222", tunnel: office, service: ssh.office}
 //	  - {listen: "udp://[::]:5353", tunnel: office, service: dns.office}
-//	limits:
+//	limits:                             # what users and strangers can make the edge hold; defaults shown
+//	  maxConns: 20000                   # user connections (TCP, TLS, HTTP) open at once, all listeners
+//	  maxConnsPerSource: 256            # the same from one IPv4 address or IPv6 /64
+//	  headerTimeout: 10s                # to send a TLS ClientHello or an HTTP request head
+//	  idleTimeout: 10m                  # a proxied connection with no byte either way is closed; 0s: never
 //	  maxStreamsPerTunnel: 10000        # TCP/TLS/HTTP streams open per tunnel
-//	  idleTimeout: 0s                   # a proxied TCP connection silent this long is closed; 0 never
 //	  maxUDPFlowsPerTunnel: 10000       # UDP flows open per tunnel, apart from its streams
 //	  udpNewFlowsPerSource: 100         # new UDP flows a second per source /24 (IPv4) or /64 (IPv6)
 //	  udpNewFlowsPerTunnel: 1000        # new UDP flows a second per tunnel, all sources
 //	  udpFlowIdle: 60s                  # a UDP flow silent this long is closed
 //	  udpUnrepliedIdle: 10s             # ... or this long if the origin never answered it
+//	  maxHandshakes: 1000               # connector handshakes not yet authenticated, per transport
+//	  maxHandshakesPerSource: 32        # the same from one IPv4 address or IPv6 /64
+//	  quicRetryAbove: 100               # QUIC validates source addresses (Retry) above this many
 //	l3: {listen: "[::]:51820", address_reuse_delay: 24h} # the L3 on-ramp (WireGuard); see L3
 //
 // Every field is optional except what a feature needs; [Parse] fills the
@@ -48,6 +54,16 @@ const (
 	DefaultTunnels             = "[::]:7844"
 	DefaultMaxStreamsPerTunnel = 10000
 	DefaultUDPFlowIdle         = 60 * time.Second
+
+	// The user connection limits; see package edge for the reasoning.
+	DefaultMaxConns          = 20000
+	DefaultMaxConnsPerSource = 256
+	DefaultHeaderTimeout     = 10 * time.Second
+	DefaultIdleTimeout       = 10 * time.Minute
+	// The connector handshake limits; see package tunnel.
+	DefaultMaxHandshakes          = 1000
+	DefaultMaxHandshakesPerSource = 32
+	DefaultQUICRetryAbove         = 100
 )
 
 // Defaults of the UDP limits.
@@ -100,18 +116,33 @@ func (b Binding) Network() (network, addr string) {
 	return network, addr
 }
 
-// Limits bounds what users may hold open. The UDP rates are new flows per
-// second, with a burst of one second's worth; a source is its /24 (IPv4)
-// or /64 (IPv6). udpUnrepliedIdle, the idle timeout of a flow the origin
-// never answered, is at most udpFlowIdle.
+// Limits bounds what users, and strangers, may make the edge hold. A zero
+// or missing value is the default, except IdleTimeout: missing is the
+// default, 0s turns it off.
 type Limits struct {
-	MaxStreamsPerTunnel  int      `yaml:"maxStreamsPerTunnel"`
-	IdleTimeout          Duration `yaml:"idleTimeout"`
+	MaxStreamsPerTunnel int      `yaml:"maxStreamsPerTunnel"`
+	IdleTimeout         Duration `yaml:"idleTimeout"`
+
+	// UDP flows. The rates are new flows per second, with a burst of one
+	// second's worth; a source is its /24 (IPv4) or /64 (IPv6).
+	// UDPUnrepliedIdle, the idle timeout of a flow the origin never
+	// answered, is at most UDPFlowIdle.
 	UDPFlowIdle          Duration `yaml:"udpFlowIdle"`
 	MaxUDPFlowsPerTunnel int      `yaml:"maxUDPFlowsPerTunnel"`
 	UDPNewFlowsPerSource int      `yaml:"udpNewFlowsPerSource"`
 	UDPNewFlowsPerTunnel int      `yaml:"udpNewFlowsPerTunnel"`
 	UDPUnrepliedIdle     Duration `yaml:"udpUnrepliedIdle"`
+
+	// User connections (TCP, TLS, HTTP), over all user listeners; a source
+	// is an IPv4 address or an IPv6 /64.
+	MaxConns          int      `yaml:"maxConns"`
+	MaxConnsPerSource int      `yaml:"maxConnsPerSource"`
+	HeaderTimeout     Duration `yaml:"headerTimeout"`
+
+	// Connector handshakes not yet authenticated, per tunnel transport.
+	MaxHandshakes          int `yaml:"maxHandshakes"`
+	MaxHandshakesPerSource int `yaml:"maxHandshakesPerSource"`
+	QUICRetryAbove         int `yaml:"quicRetryAbove"`
 }
 
 // Duration is a time.Duration written as "30s", "5m".
@@ -133,8 +164,16 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 // Default returns the configuration used without a file: the tunnel
 // listener on [::]:7844, no user listeners.
 func Default() *Config {
-	c := &Config{}
+	c := newConfig()
 	c.fill()
+	return c
+}
+
+// newConfig returns the configuration a file is decoded into: it holds the
+// defaults that a zero in the file must not replace.
+func newConfig() *Config {
+	c := &Config{}
+	c.Limits.IdleTimeout = Duration(DefaultIdleTimeout)
 	return c
 }
 
@@ -154,7 +193,7 @@ func Load(path string) (*Config, error) {
 // Parse parses and validates a configuration. Unknown fields and a second
 // YAML document are errors.
 func Parse(data []byte) (*Config, error) {
-	c := &Config{}
+	c := newConfig()
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	// An empty document (io.EOF) is the default configuration.
@@ -190,17 +229,29 @@ func (c *Config) fill() {
 	if c.Limits.UDPFlowIdle == 0 {
 		c.Limits.UDPFlowIdle = Duration(DefaultUDPFlowIdle)
 	}
-	if c.Limits.MaxUDPFlowsPerTunnel == 0 {
-		c.Limits.MaxUDPFlowsPerTunnel = DefaultMaxUDPFlowsPerTunnel
+	l := &c.Limits
+	for _, f := range []struct {
+		v   *int
+		def int
+	}{
+		{&l.MaxUDPFlowsPerTunnel, DefaultMaxUDPFlowsPerTunnel},
+		{&l.UDPNewFlowsPerSource, DefaultUDPNewFlowsPerSource},
+		{&l.UDPNewFlowsPerTunnel, DefaultUDPNewFlowsPerTunnel},
+		{&l.MaxConns, DefaultMaxConns},
+		{&l.MaxConnsPerSource, DefaultMaxConnsPerSource},
+		{&l.MaxHandshakes, DefaultMaxHandshakes},
+		{&l.MaxHandshakesPerSource, DefaultMaxHandshakesPerSource},
+		{&l.QUICRetryAbove, DefaultQUICRetryAbove},
+	} {
+		if *f.v == 0 {
+			*f.v = f.def
+		}
 	}
-	if c.Limits.UDPNewFlowsPerSource == 0 {
-		c.Limits.UDPNewFlowsPerSource = DefaultUDPNewFlowsPerSource
+	if l.UDPUnrepliedIdle == 0 {
+		l.UDPUnrepliedIdle = Duration(min(DefaultUDPUnrepliedIdle, time.Duration(l.UDPFlowIdle)))
 	}
-	if c.Limits.UDPNewFlowsPerTunnel == 0 {
-		c.Limits.UDPNewFlowsPerTunnel = DefaultUDPNewFlowsPerTunnel
-	}
-	if c.Limits.UDPUnrepliedIdle == 0 {
-		c.Limits.UDPUnrepliedIdle = Duration(min(DefaultUDPUnrepliedIdle, time.Duration(c.Limits.UDPFlowIdle)))
+	if l.HeaderTimeout == 0 {
+		l.HeaderTimeout = Duration(DefaultHeaderTimeout)
 	}
 	c.fillL3()
 }
@@ -251,33 +302,45 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("edge config: bindings[%d].service: want a name of 1 to 255 bytes, have %d", i, len(b.Service))
 		}
 	}
-	for _, l := range []struct {
+	l := &c.Limits
+	for _, f := range []struct {
 		name string
 		v    int
 	}{
-		{"maxStreamsPerTunnel", c.Limits.MaxStreamsPerTunnel},
-		{"maxUDPFlowsPerTunnel", c.Limits.MaxUDPFlowsPerTunnel},
-		{"udpNewFlowsPerSource", c.Limits.UDPNewFlowsPerSource},
-		{"udpNewFlowsPerTunnel", c.Limits.UDPNewFlowsPerTunnel},
+		{"maxStreamsPerTunnel", l.MaxStreamsPerTunnel},
+		{"maxUDPFlowsPerTunnel", l.MaxUDPFlowsPerTunnel},
+		{"udpNewFlowsPerSource", l.UDPNewFlowsPerSource},
+		{"udpNewFlowsPerTunnel", l.UDPNewFlowsPerTunnel},
+		{"maxConns", l.MaxConns},
+		{"maxConnsPerSource", l.MaxConnsPerSource},
+		{"maxHandshakes", l.MaxHandshakes},
+		{"maxHandshakesPerSource", l.MaxHandshakesPerSource},
+		{"quicRetryAbove", l.QUICRetryAbove},
 	} {
-		if l.v < 0 {
-			return fmt.Errorf("edge config: limits.%s: %d is negative", l.name, l.v)
+		if f.v < 0 {
+			return fmt.Errorf("edge config: limits.%s: %d is negative", f.name, f.v)
 		}
 	}
-	for _, l := range []struct {
+	for _, f := range []struct {
 		name string
 		v    int
 	}{
-		{"udpNewFlowsPerSource", c.Limits.UDPNewFlowsPerSource},
-		{"udpNewFlowsPerTunnel", c.Limits.UDPNewFlowsPerTunnel},
+		{"udpNewFlowsPerSource", l.UDPNewFlowsPerSource},
+		{"udpNewFlowsPerTunnel", l.UDPNewFlowsPerTunnel},
 	} {
-		if l.v > maxUDPRate {
-			return fmt.Errorf("edge config: limits.%s: %d new flows a second is more than %d", l.name, l.v, maxUDPRate)
+		if f.v > maxUDPRate {
+			return fmt.Errorf("edge config: limits.%s: %d new flows a second is more than %d", f.name, f.v, maxUDPRate)
 		}
 	}
-	if c.Limits.UDPUnrepliedIdle > c.Limits.UDPFlowIdle {
+	if l.UDPUnrepliedIdle > l.UDPFlowIdle {
 		return fmt.Errorf("edge config: limits.udpUnrepliedIdle: %v is longer than limits.udpFlowIdle (%v)",
-			time.Duration(c.Limits.UDPUnrepliedIdle), time.Duration(c.Limits.UDPFlowIdle))
+			time.Duration(l.UDPUnrepliedIdle), time.Duration(l.UDPFlowIdle))
+	}
+	if l.MaxConnsPerSource > l.MaxConns {
+		return fmt.Errorf("edge config: limits.maxConnsPerSource: %d is above limits.maxConns (%d)", l.MaxConnsPerSource, l.MaxConns)
+	}
+	if l.MaxHandshakesPerSource > l.MaxHandshakes {
+		return fmt.Errorf("edge config: limits.maxHandshakesPerSource: %d is above limits.maxHandshakes (%d)", l.MaxHandshakesPerSource, l.MaxHandshakes)
 	}
 	return c.validateL3()
 }

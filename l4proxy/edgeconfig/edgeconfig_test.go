@@ -44,8 +44,48 @@ func TestDefaults(t *testing.T) {
 			t.Errorf("%q: defaults not filled: %+v", src, c)
 		}
 	}
-	if d := Default(); d.Listen.Tunnels != DefaultTunnels {
+	if d := Default(); d.Listen.Tunnels != DefaultTunnels || time.Duration(d.Limits.IdleTimeout) != DefaultIdleTimeout {
 		t.Errorf("Default() = %+v", d)
+	}
+}
+
+// TestLimitDefaults: the connection and handshake limits get defaults a
+// public edge can live with, a value set in the file is kept, and
+// idleTimeout: 0s turns the idle timeout off.
+func TestLimitDefaults(t *testing.T) {
+	c, err := Parse([]byte("limits: {maxStreamsPerTunnel: 50}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Limits{
+		MaxStreamsPerTunnel: 50, IdleTimeout: Duration(10 * time.Minute), UDPFlowIdle: Duration(60 * time.Second),
+		MaxUDPFlowsPerTunnel: 10000, UDPNewFlowsPerSource: 100, UDPNewFlowsPerTunnel: 1000, UDPUnrepliedIdle: Duration(10 * time.Second),
+		MaxConns: 20000, MaxConnsPerSource: 256, HeaderTimeout: Duration(10 * time.Second),
+		MaxHandshakes: 1000, MaxHandshakesPerSource: 32, QUICRetryAbove: 100,
+	}
+	if c.Limits != want {
+		t.Errorf("limits %+v\nwant   %+v", c.Limits, want)
+	}
+	c, err = Parse([]byte(`limits:
+  idleTimeout: 0s
+  maxConns: 500
+  maxConnsPerSource: 10
+  headerTimeout: 3s
+  maxHandshakes: 50
+  maxHandshakesPerSource: 5
+  quicRetryAbove: 7
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = Limits{
+		MaxStreamsPerTunnel: 10000, IdleTimeout: 0, UDPFlowIdle: Duration(60 * time.Second),
+		MaxUDPFlowsPerTunnel: 10000, UDPNewFlowsPerSource: 100, UDPNewFlowsPerTunnel: 1000, UDPUnrepliedIdle: Duration(10 * time.Second),
+		MaxConns: 500, MaxConnsPerSource: 10, HeaderTimeout: Duration(3 * time.Second),
+		MaxHandshakes: 50, MaxHandshakesPerSource: 5, QUICRetryAbove: 7,
+	}
+	if c.Limits != want {
+		t.Errorf("limits %+v\nwant   %+v", c.Limits, want)
 	}
 }
 
@@ -64,6 +104,13 @@ func TestErrorsNameTheField(t *testing.T) {
 		{"limits: {idleTimeout: soon}", "not a duration"},
 		{"limits: {udpFlowIdle: -1s}", "negative"},
 		{"limits: {maxStreamsPerTunnel: -1}", "limits.maxStreamsPerTunnel"},
+		{"limits: {maxConns: -1}", "limits.maxConns: -1 is negative"},
+		{"limits: {maxConnsPerSource: -5}", "limits.maxConnsPerSource"},
+		{"limits: {maxConns: 100}", "limits.maxConnsPerSource: 256 is above limits.maxConns (100)"},
+		{"limits: {headerTimeout: -1s}", "negative"},
+		{"limits: {maxHandshakes: -1}", "limits.maxHandshakes"},
+		{"limits: {maxHandshakes: 10, maxHandshakesPerSource: 11}", "limits.maxHandshakesPerSource: 11 is above limits.maxHandshakes (10)"},
+		{"limits: {quicRetryAbove: -1}", "limits.quicRetryAbove"},
 	} {
 		_, err := Parse([]byte(tc.src))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -128,6 +128,48 @@ type Config struct {
 	// QUICHandshakeTimeout is how long [Dial] with "auto" waits for QUIC before falling back
 	// to HTTP/2. Default 3s.
 	QUICHandshakeTimeout time.Duration
+
+	// The edge's listeners bound the work strangers can make them do before
+	// they authenticated (see handshake.go). A connection attempt counts as
+	// a pending handshake from its first packet (QUIC) or its accept (TCP)
+	// until its verdict.
+
+	// MaxHandshakes bounds the pending handshakes of one listener. Over it,
+	// new attempts are refused before any cryptography: the TCP connection
+	// closed, the QUIC Initial answered with CONNECTION_REFUSED. Default
+	// [DefaultMaxHandshakes].
+	MaxHandshakes int
+	// MaxHandshakesPerSource bounds the pending handshakes of one listener
+	// from one source: an IPv4 address or an IPv6 /64. Default
+	// [DefaultMaxHandshakesPerSource]. On QUIC, whose source addresses can
+	// be spoofed, a source at the limit must first prove its address with a
+	// Retry; handshakes of proven addresses count against their own budget,
+	// so spoofed Initials cannot use up the budget of a real connector.
+	MaxHandshakesPerSource int
+	// QUICRetryAbove makes the QUIC listener validate source addresses
+	// (a Retry, RFC 9000 section 8.1.2: one more round trip) once more
+	// handshakes than this are pending. Default [DefaultQUICRetryAbove].
+	QUICRetryAbove int
+
+	// Listener events, for the edge's metrics and logs. Each may be nil; each
+	// is called from the listener's goroutines and must not block.
+
+	// OnAuthFailure is called for every connection attempt that did not
+	// authenticate: a refusing verdict (its reason is the one counted, which
+	// the wire may not tell apart), a TLS failure ([AuthTLSFailed]) or an
+	// attempt that did not finish in HandshakeTimeout ([AuthHandshakeTimeout]).
+	OnAuthFailure func(reason AuthReason, remote net.Addr)
+	// OnHandshakeRefused is called for every attempt refused by
+	// MaxHandshakes (perSource false) or MaxHandshakesPerSource (true).
+	OnHandshakeRefused func(perSource bool, remote net.Addr)
+	// OnQUICRetry is called for every QUIC Initial answered with a Retry:
+	// because its source is at MaxHandshakesPerSource (perSource true) or
+	// more than QUICRetryAbove handshakes are pending (false).
+	OnQUICRetry func(perSource bool, remote net.Addr)
+	// OnAcceptError is called when the HTTP/2 listener's accept fails
+	// (EMFILE, ENFILE, ...), once at the start of each streak of failures;
+	// the listener retries after retryIn, backing off up to 1s.
+	OnAcceptError func(err error, retryIn time.Duration)
 }
 
 func (c *Config) withDefaults() Config {
@@ -156,6 +198,9 @@ func (c *Config) withDefaults() Config {
 	defInt(&o.MaxIncomingStreams, 10000)
 	defInt(&o.AcceptQueueLen, 256)
 	defInt(&o.DatagramQueueLen, 1024)
+	defInt(&o.MaxHandshakes, DefaultMaxHandshakes)
+	defInt(&o.MaxHandshakesPerSource, DefaultMaxHandshakesPerSource)
+	defInt(&o.QUICRetryAbove, DefaultQUICRetryAbove)
 	if o.SocketBuffer == 0 {
 		o.SocketBuffer = 8 << 20
 	}

@@ -29,6 +29,22 @@
 // CONNECTION_CLOSE on QUIC, in a control message on HTTP/2. The connector's
 // [Conn.Context] then ends with the [*AuthError] as its cause.
 //
+// # What a stranger can make a listener do
+//
+// Until a connection attempt has authenticated it is a pending handshake,
+// bounded per listener in total ([Config.MaxHandshakes]) and per source,
+// an IPv4 address or an IPv6 /64 ([Config.MaxHandshakesPerSource], see
+// [SourceOf]). Over a limit the attempt is refused before any
+// cryptography: the HTTP/2 listener resets the TCP connection, the QUIC
+// listener answers the Initial with CONNECTION_REFUSED. Every attempt has
+// [Config.HandshakeTimeout] for TLS and its proof. The QUIC listener
+// validates source addresses with a Retry when more than
+// [Config.QUICRetryAbove] handshakes are pending or the source is at its
+// limit, so that spoofed Initials cannot hold a real connector's budget.
+// Failures are reported by reason ([Config.OnAuthFailure]) for the edge's
+// metrics; the verdict on the wire says no more than before. The HTTP/2
+// listener survives accept errors such as EMFILE by backing off.
+//
 // # Stream semantics per transport
 //
 // QUIC: one bidirectional stream per user connection, opened by the edge.

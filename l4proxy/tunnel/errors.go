@@ -89,6 +89,10 @@ func (r AuthReason) String() string {
 		return "unknown tunnel or bad secret"
 	case AuthRotated:
 		return "token rotated"
+	case AuthTLSFailed:
+		return "TLS handshake failed"
+	case AuthHandshakeTimeout:
+		return "handshake timeout"
 	}
 	return fmt.Sprintf("auth reason %d", uint8(r))
 }

@@ -44,6 +44,7 @@ type HTTP2Listener struct {
 	cert tls.Certificate
 	auth Authenticator
 	cfg  Config
+	gate *handshakeGate
 	acceptQueue
 }
 
@@ -56,9 +57,14 @@ func ListenHTTP2(addr string, cert tls.Certificate, auth Authenticator, cfg *Con
 	if err != nil {
 		return nil, fmt.Errorf("listen http2: %w", err)
 	}
+	return newHTTP2Listener(ln, cert, auth, cfg), nil
+}
+
+func newHTTP2Listener(ln net.Listener, cert tls.Certificate, auth Authenticator, cfg *Config) *HTTP2Listener {
 	l := &HTTP2Listener{ln: ln, cert: cert, auth: auth, cfg: cfg.withDefaults(), acceptQueue: newAcceptQueue()}
+	l.gate = newHandshakeGate(&l.cfg)
 	go l.acceptLoop()
-	return l, nil
+	return l
 }
 
 // Addr returns the local TCP address.
@@ -70,22 +76,52 @@ func (l *HTTP2Listener) Close() error {
 	return nil
 }
 
+// acceptLoop accepts TCP connections until the listener is closed. Each
+// takes a handshake slot or is closed at once. An accept error other than
+// the listener's closing (EMFILE, ENFILE, ECONNABORTED) does not end it: it
+// backs off from 5ms, doubling up to 1s, as net/http does, and reports the
+// first error of each streak.
 func (l *HTTP2Listener) acceptLoop() {
+	var delay time.Duration
 	for {
-		c, err := l.ln.Accept()
+		raw, err := l.ln.Accept()
 		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				time.Sleep(10 * time.Millisecond)
-				continue
+			if l.ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return
 			}
-			return
+			first := delay == 0
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			if first && l.cfg.OnAcceptError != nil {
+				l.cfg.OnAcceptError(err, delay)
+			}
+			select {
+			case <-time.After(delay):
+			case <-l.ctx.Done():
+				return
+			}
+			continue
 		}
-		go l.handshake(c)
+		delay = 0
+		src := sourceOfAddr(raw.RemoteAddr())
+		if ok, perSource := l.gate.acquire(src, true); !ok {
+			closeNow(raw)
+			l.cfg.handshakeRefused(perSource, raw.RemoteAddr())
+			continue
+		}
+		go func() {
+			c := l.handshake(raw)
+			l.gate.release(src, true)
+			if c != nil && !l.offer(c) {
+				c.CloseWithError(CloseNormal, "listener closed")
+			}
+		}()
 	}
 }
 
-func (l *HTTP2Listener) handshake(raw net.Conn) {
+// handshake runs TLS and authentication on raw, within HandshakeTimeout. It
+// returns the authenticated connection, or nil after closing raw and
+// reporting the failure.
+func (l *HTTP2Listener) handshake(raw net.Conn) *h2Conn {
 	setTCPOptions(raw, l.cfg.KeepAlivePeriod)
 	ctx, cancel := context.WithTimeout(l.ctx, l.cfg.HandshakeTimeout)
 	defer cancel()
@@ -93,20 +129,33 @@ func (l *HTTP2Listener) handshake(raw net.Conn) {
 	tc := tls.Server(bc, edgeTLSConfig(l.cert, ALPNHTTP2))
 	if err := tc.HandshakeContext(ctx); err != nil {
 		raw.Close()
-		return
+		l.cfg.authFailed(handshakeFailure(err), raw.RemoteAddr())
+		return nil
 	}
 	if tc.ConnectionState().NegotiatedProtocol != ALPNHTTP2 {
 		tc.Close()
-		return
+		l.cfg.authFailed(AuthTLSFailed, raw.RemoteAddr())
+		return nil
 	}
 	c, err := newEdgeH2Conn(ctx, tc, bc, l.auth, &l.cfg)
+	if errors.Is(err, errAuthenticated) {
+		return nil // not an authentication failure: the connector went away
+	}
 	if err != nil {
-		return
+		reason := AuthMalformed
+		var ae *AuthError
+		if errors.As(err, &ae) {
+			reason = ae.Reason
+		}
+		l.cfg.authFailed(failureBeforeVerdict(ctx, err, reason), raw.RemoteAddr())
+		return nil
 	}
-	if !l.offer(c) {
-		c.CloseWithError(CloseNormal, "listener closed")
-	}
+	return c
 }
+
+// errAuthenticated marks a failure of an edge connection after its
+// connector authenticated.
+var errAuthenticated = errors.New("after authentication")
 
 // DialHTTP2 connects to the edge at addr over TLS (ALPN "h2") on TCP, verifies
 // the edge by tok.EdgePin, serves HTTP/2 on the connection and authenticates
@@ -302,7 +351,7 @@ func newEdgeH2Conn(ctx context.Context, tc *tls.Conn, bc *batchConn, auth Authen
 
 	dg, err := c.roundTrip(c.mux.ctx, h2PathDatagrams, nil)
 	if err != nil {
-		return fail(err)
+		return fail(fmt.Errorf("%w: %w", errAuthenticated, err))
 	}
 	go c.dg.writeLoop(dg, nil)
 	go c.dg.readLoop(dg)

@@ -43,6 +43,7 @@ type QUICListener struct {
 	ln   *quic.Listener
 	auth Authenticator
 	cfg  Config
+	gate *handshakeGate
 	acceptQueue
 }
 
@@ -62,17 +63,48 @@ func ListenQUIC(addr string, cert tls.Certificate, auth Authenticator, cfg *Conf
 		return nil, fmt.Errorf("listen quic: %w", err)
 	}
 	setSocketBuffers(udp, c.SocketBuffer)
-	tr := &quic.Transport{Conn: udp}
+	l := &QUICListener{udp: udp, auth: auth, cfg: c, gate: newHandshakeGate(&c), acceptQueue: newAcceptQueue()}
+	l.tr = &quic.Transport{Conn: udp, ConnContext: l.connContext, VerifySourceAddress: l.verifySource}
 	// The edge accepts only the control stream from the connector.
-	ln, err := tr.Listen(edgeTLSConfig(cert, ALPNQUIC), quicConfig(&c, 4))
+	l.ln, err = l.tr.Listen(edgeTLSConfig(cert, ALPNQUIC), quicConfig(&c, 4))
 	if err != nil {
-		tr.Close()
+		l.tr.Close()
 		udp.Close()
 		return nil, fmt.Errorf("listen quic: %w", err)
 	}
-	l := &QUICListener{udp: udp, tr: tr, ln: ln, auth: auth, cfg: c, acceptQueue: newAcceptQueue()}
 	go l.acceptLoop()
 	return l, nil
+}
+
+// verifySource is quic-go's question, for an Initial without a valid
+// token, whether to validate its source address with a Retry first.
+func (l *QUICListener) verifySource(remote net.Addr) bool {
+	retry, perSource := l.gate.needsRetry(sourceOfAddr(remote), l.cfg.QUICRetryAbove)
+	if retry && l.cfg.OnQUICRetry != nil {
+		l.cfg.OnQUICRetry(perSource, remote)
+	}
+	return retry
+}
+
+// connContext is called by quic-go for each new connection attempt, before
+// any cryptography: it takes a handshake slot or refuses the attempt
+// (quic-go then answers CONNECTION_REFUSED). The slot travels in the
+// connection's context to authenticate.
+func (l *QUICListener) connContext(ctx context.Context, info *quic.ClientInfo) (context.Context, error) {
+	src := sourceOfAddr(info.RemoteAddr)
+	if ok, perSource := l.gate.acquire(src, info.AddrVerified); !ok {
+		l.cfg.handshakeRefused(perSource, info.RemoteAddr)
+		return nil, errHandshakeLimit
+	}
+	s := &handshakeSlot{l: l, src: src, validated: info.AddrVerified, remote: info.RemoteAddr}
+	s.mu.Lock() // the callbacks wait for both to be set
+	// quic-go gives up a handshake after twice its HandshakeIdleTimeout;
+	// authentication has HandshakeTimeout more. The timer only guards
+	// against a connection whose context never ends.
+	s.timer = time.AfterFunc(3*l.cfg.HandshakeTimeout+time.Second, func() { s.ended(nil) })
+	s.stop = context.AfterFunc(ctx, func() { s.ended(context.Cause(ctx)) })
+	s.mu.Unlock()
+	return context.WithValue(ctx, slotKey{}, s), nil
 }
 
 // Addr returns the local UDP address.
@@ -99,10 +131,20 @@ func (l *QUICListener) acceptLoop() {
 }
 
 func (l *QUICListener) authenticate(qc *quic.Conn) {
+	slot, _ := qc.Context().Value(slotKey{}).(*handshakeSlot)
+	if slot != nil {
+		if !slot.startAuth() {
+			// The slot timed out while the connection waited to be accepted.
+			qc.CloseWithError(quic.ApplicationErrorCode(CloseNormal), "handshake timeout")
+			return
+		}
+		defer slot.done()
+	}
 	ctx, cancel := context.WithTimeout(l.ctx, l.cfg.HandshakeTimeout)
 	defer cancel()
 	ctrl, err := qc.AcceptStream(ctx)
 	if err != nil {
+		l.cfg.authFailed(failureBeforeVerdict(ctx, err, AuthMalformed), qc.RemoteAddr())
 		qc.CloseWithError(quic.ApplicationErrorCode(CloseAuthRefused+uint64(AuthMalformed)), "no control stream")
 		return
 	}
@@ -111,7 +153,7 @@ func (l *QUICListener) authenticate(qc *quic.Conn) {
 	cs := qc.ConnectionState().TLS
 	hello, reason, err := edgeCheckAuth(ctrl, &cs, l.auth)
 	if reason != AuthOK {
-		_ = err // the reason says enough to the connector; err is for debugging only
+		l.cfg.authFailed(failureBeforeVerdict(ctx, err, reason), qc.RemoteAddr())
 		edgeWriteAuthResult(ctrl, reason)
 		ctrl.Close()
 		// Give the connector a moment to read the verdict and close by itself,
@@ -132,6 +174,9 @@ func (l *QUICListener) authenticate(qc *quic.Conn) {
 	c := newQUICConn(qc, nil, nil, true, ctrl, hello.tunnelID, hello.connectorID, &l.cfg)
 	c.generation = hello.generation
 	go c.edgeControlLoop()
+	if slot != nil {
+		slot.done() // authenticated: no longer a pending handshake
+	}
 	if !l.offer(c) {
 		qc.CloseWithError(quic.ApplicationErrorCode(CloseNormal), "listener closed")
 	}

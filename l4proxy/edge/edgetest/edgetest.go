@@ -147,7 +147,18 @@ func Start(t testing.TB, proto, host string, opts edge.Options) *Env {
 		t.Fatal(err)
 	}
 	e := &Env{T: t, Proto: proto, Host: host, Auth: &Auth{}, Registry: prometheus.NewRegistry(), Cert: cert}
-	cfg := TunnelConfig()
+	if opts.Registerer == nil {
+		opts.Registerer = e.Registry
+	}
+	if opts.Logger == nil {
+		opts.Logger = Logger().With("side", "edge")
+	}
+	if opts.Admit == nil {
+		opts.Admit = e.Auth.Admit
+	}
+	e.Server = edge.NewServer(opts)
+	// The server counts the listener's failed authentications and refusals.
+	cfg := e.Server.TunnelConfig(TunnelConfig())
 	addr := net.JoinHostPort(host, "0")
 	switch proto {
 	case tunnel.ProtoQUIC:
@@ -160,16 +171,6 @@ func Start(t testing.TB, proto, host string, opts edge.Options) *Env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if opts.Registerer == nil {
-		opts.Registerer = e.Registry
-	}
-	if opts.Logger == nil {
-		opts.Logger = Logger().With("side", "edge")
-	}
-	if opts.Admit == nil {
-		opts.Admit = e.Auth.Admit
-	}
-	e.Server = edge.NewServer(opts)
 	e.Token, err = tunnel.NewToken([]string{e.Listener.Addr().String()}, pin)
 	if err != nil {
 		t.Fatal(err)

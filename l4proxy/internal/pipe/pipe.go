@@ -68,6 +68,17 @@ type readWaiter interface {
 	WaitReadable() error
 }
 
+// WaitReadable waits, holding no buffer, until a read from c would not
+// block (data, EOF or an error), within c's read deadline, whose expiry it
+// returns. Where it cannot wait so (c is not a TCP or Unix socket, or the
+// system is not Linux) it returns nil at once.
+func WaitReadable(c net.Conn) error {
+	if w := newReadWaiter(ConnSide{c}); w != nil {
+		return w.WaitReadable()
+	}
+	return nil
+}
+
 // heldBufs counts the copy buffers CopyLoop holds now (for the tests).
 var heldBufs atomic.Int64
 
@@ -153,7 +164,7 @@ var ErrIdle = errors.New("idle timeout")
 type Proxy struct {
 	A, B Side
 	// Prefix is written to b before copying a to b (bytes already read
-	// from a while peeking at it).
+	// from a while peeking at it). The Proxy drops it once written.
 	Prefix []byte
 	// AToB and BToA count the bytes copied; nil counters are not used.
 	AToB, BToA prometheus.Counter
@@ -264,6 +275,7 @@ func (p *Proxy) copyAToB() int64 {
 		}
 		n += int64(len(p.Prefix))
 		add(p.AToB, len(p.Prefix))
+		p.Prefix = nil // not held for the connection's life
 	}
 	m, err, eof := CopyLoop(p.B, p.A, p.AToB, &p.last)
 	n += m
