@@ -51,9 +51,13 @@ func (node *Node) AddAddress(ctx context.Context, dev string, p netip.Prefix) er
 	return node.IP(ctx, args...)
 }
 
-// DialFrom connects from inside the node with src as the source address.
+// DialFrom connects from inside the node with src as the source address
+// (any address of the node if src is the zero Addr).
 func (node *Node) DialFrom(src netip.Addr, network, addr string) (net.Conn, error) {
-	d := net.Dialer{Timeout: 10 * time.Second, LocalAddr: &net.TCPAddr{IP: src.AsSlice()}}
+	d := net.Dialer{Timeout: 10 * time.Second}
+	if src.IsValid() {
+		d.LocalAddr = &net.TCPAddr{IP: src.AsSlice()}
+	}
 	var c net.Conn
 	err := node.Do(func() (err error) {
 		c, err = d.Dial(network, addr)
@@ -64,8 +68,25 @@ func (node *Node) DialFrom(src netip.Addr, network, addr string) (net.Conn, erro
 
 // HTTPGetFrom is [Node.HTTPGet] from the source address src.
 func (node *Node) HTTPGetFrom(src netip.Addr, addr, host, path string) (int, string, error) {
-	client := &http.Client{
-		Timeout: 15 * time.Second,
+	req, err := http.NewRequest(http.MethodGet, "http://"+addr+path, nil)
+	if err != nil {
+		return 0, "", err
+	}
+	req.Host = host
+	resp, err := node.httpClientFrom(src, 15*time.Second).Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	return resp.StatusCode, string(body), err
+}
+
+// httpClientFrom returns a client whose connections are made inside the
+// node from src (any address of the node if src is the zero Addr).
+func (node *Node) httpClientFrom(src netip.Addr, timeout time.Duration) *http.Client {
+	return &http.Client{
+		Timeout: timeout,
 		Transport: &http.Transport{
 			DisableKeepAlives: true,
 			DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -73,18 +94,6 @@ func (node *Node) HTTPGetFrom(src netip.Addr, addr, host, path string) (int, str
 			},
 		},
 	}
-	req, err := http.NewRequest(http.MethodGet, "http://"+addr+path, nil)
-	if err != nil {
-		return 0, "", err
-	}
-	req.Host = host
-	resp, err := client.Do(req)
-	if err != nil {
-		return 0, "", err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	return resp.StatusCode, string(body), err
 }
 
 // EchoFrom connects to a TCP echo service at addr from src, sends msg and

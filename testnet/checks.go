@@ -8,7 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
+	"net/netip"
 	"strings"
 	"time"
 )
@@ -19,19 +19,7 @@ import (
 // HTTPGet sends GET path with Host host to the HTTP listener at addr and
 // returns the status and body.
 func (node *Node) HTTPGet(addr, host, path string) (int, string, error) {
-	client := node.HTTPClient(15 * time.Second)
-	req, err := http.NewRequest(http.MethodGet, "http://"+addr+path, nil)
-	if err != nil {
-		return 0, "", err
-	}
-	req.Host = host
-	resp, err := client.Do(req)
-	if err != nil {
-		return 0, "", err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	return resp.StatusCode, string(body), err
+	return node.HTTPGetFrom(netip.Addr{}, addr, host, path)
 }
 
 // Upload sends n bytes of [Pattern] to the sum origin behind addr,

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -285,23 +286,10 @@ func (p *Proc) RSS() (int64, error) {
 
 // Dial connects from inside the node.
 func (node *Node) Dial(network, addr string) (net.Conn, error) {
-	var c net.Conn
-	err := node.Do(func() (err error) {
-		c, err = net.DialTimeout(network, addr, 10*time.Second)
-		return err
-	})
-	return c, err
+	return node.DialFrom(netip.Addr{}, network, addr)
 }
 
 // HTTPClient returns a client whose connections are made inside the node.
 func (node *Node) HTTPClient(timeout time.Duration) *http.Client {
-	return &http.Client{
-		Timeout: timeout,
-		Transport: &http.Transport{
-			DisableKeepAlives: true,
-			DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-				return node.Dial(network, addr)
-			},
-		},
-	}
+	return node.httpClientFrom(netip.Addr{}, timeout)
 }

@@ -135,7 +135,7 @@ func newLimits(opts *Options, log *slog.Logger) *limits {
 		l.quicRetries.WithLabelValues(n)
 	}
 	for _, r := range append(authReasons, 0xff) { // 0xff: "other"
-		l.authFailures.WithLabelValues(reasonLabel(r))
+		l.authFailures.WithLabelValues(authLabel(r))
 		l.authLogs[r] = newRefusalLog(log, "edge: connector authentication failed")
 	}
 	if opts.Registerer != nil {
@@ -153,8 +153,9 @@ func newLimits(opts *Options, log *slog.Logger) *limits {
 	return l
 }
 
-// reasonLabel is the reason label of onramp_edge_auth_failures_total.
-func reasonLabel(r tunnel.AuthReason) string {
+// authLabel is the reason label of onramp_edge_auth_failures_total and
+// onramp_edge_connector_revocations_total.
+func authLabel(r tunnel.AuthReason) string {
 	switch r {
 	case tunnel.AuthUnknownTunnel:
 		return "unknown_tunnel"
@@ -162,6 +163,8 @@ func reasonLabel(r tunnel.AuthReason) string {
 		return "bad_secret"
 	case tunnel.AuthTunnelDeleted:
 		return "tunnel_deleted"
+	case tunnel.AuthRotated:
+		return "token_rotated"
 	case tunnel.AuthMalformed:
 		return "malformed"
 	case tunnel.AuthInternal:
@@ -218,7 +221,7 @@ func (s *Server) TunnelConfig(base *tunnel.Config) *tunnel.Config {
 		perSourceHS = tunnel.DefaultMaxHandshakesPerSource
 	}
 	cfg.OnAuthFailure = func(r tunnel.AuthReason, remote net.Addr) {
-		s.lim.authFailures.WithLabelValues(reasonLabel(r)).Inc()
+		s.lim.authFailures.WithLabelValues(authLabel(r)).Inc()
 		log := s.lim.authLogs[r]
 		if log == nil {
 			log = s.lim.authLogs[0xff]

@@ -98,7 +98,7 @@ func newRevocationMetrics(reg prometheus.Registerer, log *slog.Logger) *revocati
 	}, []string{"reason", "stage"})}
 	for _, r := range []tunnel.AuthReason{tunnel.AuthTunnelDeleted, tunnel.AuthRotated} {
 		for _, stage := range []string{"registration", "live"} {
-			m.c.WithLabelValues(revocationReason(r), stage)
+			m.c.WithLabelValues(authLabel(r), stage)
 		}
 	}
 	if reg != nil {
@@ -110,18 +110,5 @@ func newRevocationMetrics(reg prometheus.Registerer, log *slog.Logger) *revocati
 }
 
 func (m *revocationMetrics) count(r tunnel.AuthReason, stage string) {
-	m.c.WithLabelValues(revocationReason(r), stage).Inc()
-}
-
-// revocationReason is the reason label of r.
-func revocationReason(r tunnel.AuthReason) string {
-	switch r {
-	case tunnel.AuthTunnelDeleted:
-		return "tunnel_deleted"
-	case tunnel.AuthRotated:
-		return "token_rotated"
-	case tunnel.AuthInternal:
-		return "internal"
-	}
-	return "other"
+	m.c.WithLabelValues(authLabel(r), stage).Inc()
 }
