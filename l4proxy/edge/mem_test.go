@@ -1,9 +1,12 @@
 package edge_test
 
 import (
+	"bufio"
 	"fmt"
 	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"runtime"
 	"runtime/pprof"
@@ -34,37 +37,78 @@ func BenchmarkStreamsHeld(b *testing.B) {
 			e.StartConnector(fmt.Sprintf("ingress:\n  - service: tcp://%s\n", origin), nil)
 			addr := e.ServeTCP("echo")
 			for b.Loop() {
-				direct := holdStreams(b, origin, "", nil)
-				tunnel := holdStreams(b, addr, proto, nil)
-				b.ReportMetric(tunnel.heap-direct.heap, "heap-B/stream")
-				b.ReportMetric(tunnel.stack-direct.stack, "stack-B/stream")
-				b.ReportMetric(tunnel.goroutines-direct.goroutines, "goroutines/stream")
+				direct := holdStreams(b, origin, "", echoExchange)
+				tunnel := holdStreams(b, addr, proto, echoExchange)
+				reportHeld(b, direct, tunnel)
 			}
 		})
 	}
 }
 
 // BenchmarkHTTPStreamsHeld is BenchmarkStreamsHeld through the HTTP
-// listener: each connection sends a request head first (routed by its
-// Host, proxied raw to an echo origin), so the figures include what the
-// edge keeps of the head while the connection lives.
+// listener: each connection is a keep-alive HTTP/1.1 connection routed by
+// its Host, whose requests the connector serves one by one, so the
+// figures include what the edge keeps of the head and what the connector
+// keeps per routed connection between requests.
 func BenchmarkHTTPStreamsHeld(b *testing.B) {
-	head := []byte("GET /held HTTP/1.1\r\nHost: held.test\r\nUser-Agent: bench\r\n\r\n")
 	for _, proto := range protos {
 		b.Run(proto, func(b *testing.B) {
-			origin := edgetest.ServeTCPOrigin(b, "127.0.0.1", smallEcho)
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+				io.WriteString(w, "held")
+			}))
+			b.Cleanup(srv.Close)
+			origin := srv.Listener.Addr().String()
 			e := edgetest.Start(b, proto, "127.0.0.1", edge.Options{MaxStreamsPerTunnel: 2 * heldStreams, MaxConnsPerSource: 2 * heldStreams})
 			e.StartConnector(fmt.Sprintf("ingress:\n  - {hostname: held.test, service: \"http://%s\"}\n  - service: \"http_status:404\"\n", origin), nil)
 			e.Route("held.test")
 			addr := e.ServeHTTP()
 			for b.Loop() {
-				direct := holdStreams(b, origin, "", head)
-				tunnel := holdStreams(b, addr, proto, head)
-				b.ReportMetric(tunnel.heap-direct.heap, "heap-B/stream")
-				b.ReportMetric(tunnel.stack-direct.stack, "stack-B/stream")
-				b.ReportMetric(tunnel.goroutines-direct.goroutines, "goroutines/stream")
+				direct := holdStreams(b, origin, "", httpExchange)
+				tunnel := holdStreams(b, addr, proto, httpExchange)
+				reportHeld(b, direct, tunnel)
 			}
 		})
+	}
+}
+
+func reportHeld(b *testing.B, direct, tunnel perStream) {
+	b.ReportMetric(tunnel.heap-direct.heap, "heap-B/stream")
+	b.ReportMetric(tunnel.stack-direct.stack, "stack-B/stream")
+	b.ReportMetric(tunnel.goroutines-direct.goroutines, "goroutines/stream")
+}
+
+// echoExchange makes the exchange of c: 64 bytes echoed.
+func echoExchange(c net.Conn) func() error {
+	msg, reply := make([]byte, 64), make([]byte, 64)
+	return func() error {
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		if _, err := c.Write(msg); err != nil {
+			return err
+		}
+		_, err := io.ReadFull(c, reply)
+		return err
+	}
+}
+
+// httpExchange makes the exchange of c: one GET answered on the
+// keep-alive connection.
+func httpExchange(c net.Conn) func() error {
+	br := bufio.NewReader(c)
+	return func() error {
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		if _, err := io.WriteString(c, "GET /held HTTP/1.1\r\nHost: held.test\r\nUser-Agent: bench\r\n\r\n"); err != nil {
+			return err
+		}
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			return err
+		}
+		_, err = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if err == nil && resp.StatusCode != http.StatusOK {
+			err = fmt.Errorf("status %s", resp.Status)
+		}
+		return err
 	}
 }
 
@@ -88,59 +132,42 @@ func smallEcho(c net.Conn) {
 // perStream is what each held connection costs, relative to before.
 type perStream struct{ heap, stack, goroutines float64 }
 
-// holdStreams opens heldStreams connections to addr, sends hello (if not
-// nil) and reads its echo, echoes once on each,
-// keeps a tenth echoing for a while and returns the heap bytes, stack
-// bytes and goroutines per connection while they are held (after a GC).
-// With profile set and ONRAMP_HEAP_PROFILE too, it writes a heap profile
-// to profile-$ONRAMP_HEAP_PROFILE meanwhile.
-func holdStreams(b *testing.B, addr, profile string, hello []byte) perStream {
+// holdStreams opens heldStreams connections to addr, makes one exchange
+// (see echoExchange) on each, keeps a tenth exchanging for a while and
+// returns the heap bytes, stack bytes and goroutines per connection while
+// they are held (after a GC). With profile set and ONRAMP_HEAP_PROFILE too,
+// it writes a heap profile to profile-$ONRAMP_HEAP_PROFILE meanwhile.
+func holdStreams(b *testing.B, addr, profile string, exchange func(net.Conn) func() error) perStream {
 	runtime.GC()
 	var before, held runtime.MemStats
 	runtime.ReadMemStats(&before)
 	g0 := runtime.NumGoroutine()
 	conns := make([]net.Conn, 0, heldStreams)
+	exchanges := make([]func() error, 0, heldStreams)
 	defer func() {
 		for _, c := range conns {
 			c.Close()
 		}
 	}()
-	msg := make([]byte, 64)
-	reply := make([]byte, 64)
-	echo := func(c net.Conn) error {
-		c.SetDeadline(time.Now().Add(10 * time.Second))
-		if _, err := c.Write(msg); err != nil {
-			return err
-		}
-		_, err := io.ReadFull(c, reply)
-		return err
-	}
 	for range heldStreams {
 		c, err := net.Dial("tcp", addr)
 		if err != nil {
 			b.Fatal(err)
 		}
 		conns = append(conns, c)
-		if hello != nil {
-			c.SetDeadline(time.Now().Add(10 * time.Second))
-			if _, err := c.Write(hello); err != nil {
-				b.Fatal(err)
-			}
-			if _, err := io.ReadFull(c, make([]byte, len(hello))); err != nil {
-				b.Fatal(err)
-			}
-		}
-		if err := echo(c); err != nil {
+		ex := exchange(c)
+		exchanges = append(exchanges, ex)
+		if err := ex(); err != nil {
 			b.Fatal(err)
 		}
 	}
 	var wg sync.WaitGroup
-	for _, c := range conns[:heldStreams/10] {
+	for _, ex := range exchanges[:heldStreams/10] {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for range 20 {
-				if err := echo(c); err != nil {
+				if err := ex(); err != nil {
 					b.Error(err)
 					return
 				}
