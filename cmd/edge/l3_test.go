@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/netip"
@@ -77,6 +78,31 @@ func (e *edgeCLI) list(t *testing.T, kind string) map[string]listRow {
 		rows[f[0]] = listRow{f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7]}
 	}
 	return rows
+}
+
+// freeTunnelPort returns a port free for both TCP and UDP on 127.0.0.1, for
+// a tunnel listener (QUIC and HTTP/2 on one port). It is drawn below the
+// kernel's ephemeral range (32768 and up), which the listeners on port 0 of
+// tests running beside this one take from: a port found free there could
+// be another test's by the time the edge binds it.
+func freeTunnelPort(t *testing.T) int {
+	t.Helper()
+	for range 100 {
+		port := 20000 + rand.IntN(12000)
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue
+		}
+		c, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
+		l.Close()
+		if err != nil {
+			continue
+		}
+		c.Close()
+		return port
+	}
+	t.Fatal("no port free for both TCP and UDP in 20000-31999")
+	return 0
 }
 
 func freePort(t *testing.T, network string) int {

@@ -24,7 +24,7 @@ func newTunnelCLI(t *testing.T) *edgeCLI {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	e := &edgeCLI{bin: bin, config: filepath.Join(dir, "edge.yml"), data: filepath.Join(dir, "data")}
-	cfg := fmt.Sprintf("data: %s\nlisten: {tunnels: \"127.0.0.1:%d\"}\n", e.data, freePort(t, "udp"))
+	cfg := fmt.Sprintf("data: %s\nlisten: {tunnels: \"127.0.0.1:%d\"}\n", e.data, freeTunnelPort(t))
 	if err := os.WriteFile(e.config, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
