@@ -166,41 +166,30 @@ type liveConn struct {
 	revoked atomic.Bool // being closed for an auth reason: no new streams or flows
 }
 
+// orDefault sets *v to def unless it is positive.
+func orDefault[T int | time.Duration](v *T, def T) {
+	if *v <= 0 {
+		*v = def
+	}
+}
+
 // NewServer returns a Server with no routes and no connections.
 func NewServer(opts Options) *Server {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	if opts.MaxStreamsPerTunnel <= 0 {
-		opts.MaxStreamsPerTunnel = DefaultMaxStreamsPerTunnel
-	}
-	if opts.UDPFlowIdle <= 0 {
-		opts.UDPFlowIdle = DefaultUDPFlowIdle
-	}
-	if opts.UDPUnrepliedIdle <= 0 {
-		opts.UDPUnrepliedIdle = DefaultUDPUnrepliedIdle
-	}
+	orDefault(&opts.MaxStreamsPerTunnel, DefaultMaxStreamsPerTunnel)
+	orDefault(&opts.MaxUDPFlowsPerTunnel, DefaultMaxUDPFlowsPerTunnel)
+	orDefault(&opts.UDPNewFlowsPerSource, DefaultUDPNewFlowsPerSource)
+	orDefault(&opts.UDPNewFlowsPerTunnel, DefaultUDPNewFlowsPerTunnel)
+	orDefault(&opts.UDPFlowIdle, DefaultUDPFlowIdle)
+	orDefault(&opts.UDPUnrepliedIdle, DefaultUDPUnrepliedIdle)
 	opts.UDPUnrepliedIdle = min(opts.UDPUnrepliedIdle, opts.UDPFlowIdle)
-	if opts.MaxUDPFlowsPerTunnel <= 0 {
-		opts.MaxUDPFlowsPerTunnel = DefaultMaxUDPFlowsPerTunnel
-	}
-	if opts.UDPNewFlowsPerSource <= 0 {
-		opts.UDPNewFlowsPerSource = DefaultUDPNewFlowsPerSource
-	}
-	if opts.UDPNewFlowsPerTunnel <= 0 {
-		opts.UDPNewFlowsPerTunnel = DefaultUDPNewFlowsPerTunnel
-	}
-	if opts.IdleTimeout == 0 {
+	orDefault(&opts.MaxConns, DefaultMaxConns)
+	orDefault(&opts.MaxConnsPerSource, DefaultMaxConnsPerSource)
+	orDefault(&opts.HeaderTimeout, DefaultHeaderTimeout)
+	if opts.IdleTimeout == 0 { // negative: never
 		opts.IdleTimeout = DefaultIdleTimeout
-	}
-	if opts.MaxConns <= 0 {
-		opts.MaxConns = DefaultMaxConns
-	}
-	if opts.MaxConnsPerSource <= 0 {
-		opts.MaxConnsPerSource = DefaultMaxConnsPerSource
-	}
-	if opts.HeaderTimeout <= 0 {
-		opts.HeaderTimeout = DefaultHeaderTimeout
 	}
 	m, err := metrics.New(opts.Registerer, metricsSpec)
 	if err != nil {
