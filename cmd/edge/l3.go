@@ -15,11 +15,11 @@ import (
 	"github.com/skip2/go-qrcode"
 	"github.com/spf13/cobra"
 
+	"github.com/onramp-net/onramp/cmd/edge/edgeconfig"
 	"github.com/onramp-net/onramp/cmd/internal/cli"
 	"github.com/onramp-net/onramp/l3router"
 	"github.com/onramp-net/onramp/l3router/hub"
 	"github.com/onramp-net/onramp/l3router/l3config"
-	"github.com/onramp-net/onramp/l4proxy/edgeconfig"
 	"github.com/onramp-net/onramp/l4proxy/store"
 )
 

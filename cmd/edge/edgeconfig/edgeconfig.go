@@ -2,6 +2,11 @@
 // which hostnames route to which tunnel, and which plain TCP and UDP ports
 // are bound to a tunnel's service.
 //
+// It belongs to the edge binary and sits above both on-ramps: it may
+// import the L4 (l4proxy) and L3 (l3router) packages for their types and
+// defaults, and they know nothing of edge.yml; cmd/edge turns a Config into
+// their options.
+//
 //	data: /var/lib/onramp-edge          # tunnel store, certificate, admin socket
 //	listen:
 //	  tunnels: "[::]:7844"              # connectors: QUIC on UDP and HTTP/2 on TCP, same port
