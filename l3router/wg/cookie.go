@@ -102,6 +102,9 @@ func (d *Device) HandshakeStats() HandshakeStats {
 	return s
 }
 
+// HandshakeLimits returns the device's handshake limits, defaults filled.
+func (d *Device) HandshakeLimits() HandshakeLimits { return d.hs }
+
 // countSent counts a message sent, by its type.
 func (d *Device) countSent(msg []byte) {
 	if len(msg) < 4 {
