@@ -33,7 +33,10 @@
 //	  maxHandshakes: 1000               # connector handshakes not yet authenticated, per transport
 //	  maxHandshakesPerSource: 32        # the same from one IPv4 address or IPv6 /64
 //	  quicRetryAbove: 100               # QUIC validates source addresses (Retry) above this many
-//	l3: {listen: "[::]:51820", address_reuse_delay: 24h} # the L3 on-ramp (WireGuard); see L3
+//	l3:                                 # the L3 on-ramp (WireGuard); see L3
+//	  listen: "[::]:51820"
+//	  address_reuse_delay: 24h
+//	  handshakes: {per_second: 2000, per_source_per_second: 20, per_source_burst: 5, max_sources: 16384}
 //
 // Every field is optional except what a feature needs; [Parse] fills the
 // defaults and names the field of any error.
