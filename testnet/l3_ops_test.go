@@ -64,7 +64,9 @@ func (e *l3HardenEnv) cookieIgnoringFlood(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("edge memory after the flood: RSS %s, peak %s", testnet.MiB(rss), testnet.MiB(peak))
-	d := func(name string, labels ...string) float64 { return value(m2, name, labels...) - value(m1, name, labels...) }
+	d := func(name string, labels ...string) float64 {
+		return value(m2, name, labels...) - value(m1, name, labels...)
+	}
 	processed, cookies := d(hs, `result="processed"`), d(hs, `result="cookie"`)
 	entered := d("onramp_edge_l3_handshake_under_load_entered_total")
 	received := d("onramp_edge_l3_handshake_datagrams_received_total", `type="initiation"`)
