@@ -237,6 +237,8 @@ func TestUnderLoadAllocs(t *testing.T) {
 	now := d.now()
 	before := d.HandshakeStats().Cookies
 	const runs = 200
+	// Under the race detector sync.Pool drops a quarter of what is put
+	// back, on purpose: the pooled MAC state is then allocated again.
 	if n := testing.AllocsPerRun(runs, func() { l.handle(msg, src, now) }); n != 0 && !raceEnabled {
 		t.Errorf("%v allocations per message under load, want 0", n)
 	}

@@ -2,5 +2,4 @@
 
 package wg
 
-// raceEnabled: the race detector is on (see race_test.go).
 const raceEnabled = false

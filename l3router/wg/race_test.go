@@ -2,6 +2,6 @@
 
 package wg
 
-// raceEnabled: the race detector is on. sync.Pool then drops a quarter of
-// what is put back, on purpose, so pooled paths allocate.
+// raceEnabled: the race detector slows the tests that work at scale,
+// which then do less.
 const raceEnabled = true
