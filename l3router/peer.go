@@ -176,3 +176,26 @@ func (p *peer) stats() PeerStats {
 	}
 	return s
 }
+
+// PeerStats returns the counters of the peer id, or false if the router
+// has no such peer. Unlike Stats, it does not copy every peer's.
+func (r *Router) PeerStats(id PeerID) (PeerStats, bool) {
+	r.mu.Lock()
+	p, ok := r.byName[id]
+	r.mu.Unlock()
+	if !ok {
+		return PeerStats{}, false
+	}
+	return p.stats(), true
+}
+
+// Add adds o's counters to s's.
+func (s *PeerStats) Add(o PeerStats) {
+	s.RxPackets += o.RxPackets
+	s.RxBytes += o.RxBytes
+	s.TxPackets += o.TxPackets
+	s.TxBytes += o.TxBytes
+	for i := range s.Drops {
+		s.Drops[i] += o.Drops[i]
+	}
+}

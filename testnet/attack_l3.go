@@ -36,6 +36,7 @@ const (
 // has to hold back.
 type HandshakeFlood struct {
 	prefix netip.Prefix
+	answer bool // answers the cookie replies (see StartSpoofedHandshakeFlood)
 
 	sent, answered, cookies, errs atomic.Int64
 	elapsed                       atomic.Int64 // ns, once done
@@ -59,6 +60,10 @@ type floodEntry struct {
 // source port port, for at most d. The sockets are made in node's
 // namespace.
 func (node *Node) StartHandshakeFlood(prefix netip.Prefix, port uint16, edge netip.AddrPort, edgeKey l3config.Key, rate int, d time.Duration) (*HandshakeFlood, error) {
+	return node.startHandshakeFlood(prefix, port, edge, edgeKey, rate, d, true)
+}
+
+func (node *Node) startHandshakeFlood(prefix netip.Prefix, port uint16, edge netip.AddrPort, edgeKey l3config.Key, rate int, d time.Duration, answer bool) (*HandshakeFlood, error) {
 	if !prefix.Addr().Is6() || prefix.Bits() > 64 || !edge.Addr().Is6() {
 		return nil, fmt.Errorf("handshake flood: want an IPv6 prefix of /64 or wider and an IPv6 edge, have %v, %v", prefix, edge)
 	}
@@ -79,7 +84,7 @@ func (node *Node) StartHandshakeFlood(prefix netip.Prefix, port uint16, edge net
 	if err != nil {
 		return nil, fmt.Errorf("handshake flood: %w", err)
 	}
-	f := &HandshakeFlood{prefix: prefix, stop: make(chan struct{}), done: make(chan struct{})}
+	f := &HandshakeFlood{prefix: prefix, answer: answer, stop: make(chan struct{}), done: make(chan struct{})}
 	replies := make(chan [wgCookieLen]byte, 4096)
 	go f.receive(rx, replies)
 	go func() {
@@ -145,6 +150,9 @@ func (f *HandshakeFlood) send(raw int, port uint16, edge netip.AddrPort, edgeKey
 		for {
 			select {
 			case r := <-replies:
+				if !f.answer {
+					continue
+				}
 				i := binary.LittleEndian.Uint32(r[4:8])
 				e := &ring[i%uint32(len(ring))]
 				if e.idx != i {

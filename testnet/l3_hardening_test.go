@@ -106,6 +106,7 @@ func TestL3Hardening(t *testing.T) {
 	t.Run("ConnectorForwardsOnlyItsSubnets", e.onlyItsSubnets)
 	t.Run("AddressReuse", e.addressReuse)
 	t.Run("HandshakeFlood", e.handshakeFlood)
+	t.Run("CookieIgnoringFlood", e.cookieIgnoringFlood) // l3_ops_test.go
 }
 
 // echoOnce sends one datagram to the UDP echo at addr from node and waits
@@ -346,7 +347,7 @@ func (e *l3HardenEnv) handshakeFlood(t *testing.T) {
 	if answered := float64(answered2 - answered1); answered < 10*limit || d("source_limit") < answered/2 {
 		t.Errorf("the attacker answered %v cookies and %v were refused for the source limit: the flood did not test the limit", answered, d("source_limit"))
 	}
-	if out := e.w.Edge.Output(); !strings.Contains(out, "handshake limit under load") || !strings.Contains(out, "source="+floodPrefix.String()) {
+	if out := e.w.Edge.Output(); !strings.Contains(out, "l3.handshakes.per_source_per_second (20/s, burst 5") || !strings.Contains(out, "for "+floodPrefix.String()) {
 		t.Errorf("the edge's log does not name the handshake limit and the attacker's /64:\n%s", out)
 	}
 	if r := loop.Rate(); r < 0.99 {

@@ -314,10 +314,10 @@ func (e *l3Env) aclDeny(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const m = "onramp_edge_l3_peer_drops_total"
-	b, a := testnet.MetricValue(before, m, `peer="alice"`, `reason="acl"`), testnet.MetricValue(after, m, `peer="alice"`, `reason="acl"`)
+	const m = "onramp_edge_l3_drops_total" // clients are counted by kind
+	b, a := testnet.MetricValue(before, m, `kind="client"`, `reason="acl"`), testnet.MetricValue(after, m, `kind="client"`, `reason="acl"`)
 	if a-b < 2 {
-		t.Fatalf("%s{peer=alice,reason=acl} went from %v to %v, want at least one per family", m, b, a)
+		t.Fatalf("%s{kind=client,reason=acl} went from %v to %v, want at least one per family", m, b, a)
 	}
 }
 

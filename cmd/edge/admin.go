@@ -12,7 +12,7 @@ import (
 	"os"
 	"time"
 
-	"github.com/onramp-net/onramp/l4proxy/edgeconfig"
+	"github.com/onramp-net/onramp/cmd/edge/edgeconfig"
 	"github.com/onramp-net/onramp/l4proxy/store"
 )
 

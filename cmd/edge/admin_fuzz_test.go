@@ -18,11 +18,11 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/onramp-net/onramp/cmd/edge/edgeconfig"
 	"github.com/onramp-net/onramp/l3router"
 	"github.com/onramp-net/onramp/l3router/hub"
 	"github.com/onramp-net/onramp/l3router/l3config"
 	"github.com/onramp-net/onramp/l4proxy/edge"
-	"github.com/onramp-net/onramp/l4proxy/edgeconfig"
 	"github.com/onramp-net/onramp/l4proxy/store"
 	"github.com/onramp-net/onramp/l4proxy/tunnel"
 )

@@ -11,10 +11,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/onramp-net/onramp/cmd/edge/edgeconfig"
 	"github.com/onramp-net/onramp/l3router"
 	"github.com/onramp-net/onramp/l3router/hub"
 	"github.com/onramp-net/onramp/l3router/l3config"
-	"github.com/onramp-net/onramp/l4proxy/edgeconfig"
 	"github.com/onramp-net/onramp/l4proxy/store"
 )
 

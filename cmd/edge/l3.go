@@ -15,11 +15,11 @@ import (
 	"github.com/skip2/go-qrcode"
 	"github.com/spf13/cobra"
 
+	"github.com/onramp-net/onramp/cmd/edge/edgeconfig"
 	"github.com/onramp-net/onramp/cmd/internal/cli"
 	"github.com/onramp-net/onramp/l3router"
 	"github.com/onramp-net/onramp/l3router/hub"
 	"github.com/onramp-net/onramp/l3router/l3config"
-	"github.com/onramp-net/onramp/l4proxy/edgeconfig"
 	"github.com/onramp-net/onramp/l4proxy/store"
 )
 
@@ -40,6 +40,7 @@ func startHub(c *l3ctl, log *slog.Logger, reg prometheus.Registerer) (*hub.Hub, 
 	}
 	h, err := hub.New(hub.Config{
 		ListenPort: l3.ListenPort(), PrivateKey: key, Pools: poolsOf(c.cfg), MTU: l3.MTU, ACL: l3.ACL, Logger: log,
+		Handshakes: l3.Handshakes.Limits(),
 	}, peers)
 	if err != nil {
 		return nil, fmt.Errorf("l3 (edge config l3.listen %s): %w", l3.Listen, err)

@@ -139,6 +139,7 @@ l3:
   endpoint: "127.0.0.1:%d"
   pools: {ipv4: 198.18.96.0/20, ipv6: "fd00:96::/48"}
   dns: [198.18.30.53]
+  handshakes: {per_second: 1500, max_sources: 4096}
 `, e.data, metricsPort, wgPort, wgPort)
 	if err := os.WriteFile(e.config, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -264,8 +265,11 @@ func TestL3CLI(t *testing.T) {
 		t.Fatalf("live alice listed as %+v", a)
 	}
 	metrics := scrape(t, metricsPort)
-	if !strings.Contains(metrics, `onramp_edge_l3_peer_rx_packets_total{kind="client",peer="alice"} 1`) ||
-		!strings.Contains(metrics, `onramp_edge_l3_peers{kind="connector"} 1`) {
+	if !strings.Contains(metrics, `onramp_edge_l3_rx_packets_total{kind="client"} 1`) ||
+		!strings.Contains(metrics, `onramp_edge_l3_peers{kind="connector"} 1`) ||
+		// l3.handshakes reaches the device.
+		!strings.Contains(metrics, `onramp_edge_l3_handshake_limit{limit="per_second"} 1500`) ||
+		!strings.Contains(metrics, `onramp_edge_l3_handshake_limit{limit="max_sources"} 4096`) {
 		t.Fatalf("metrics:\n%s", grepLines(metrics, "onramp_edge_l3_"))
 	}
 

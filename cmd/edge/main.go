@@ -16,8 +16,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/onramp-net/onramp/cmd/edge/edgeconfig"
 	"github.com/onramp-net/onramp/cmd/internal/cli"
-	"github.com/onramp-net/onramp/l4proxy/edgeconfig"
 )
 
 // globals are the flags every subcommand shares.

@@ -16,9 +16,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/onramp-net/onramp/cmd/edge/edgeconfig"
 	"github.com/onramp-net/onramp/cmd/internal/cli"
 	"github.com/onramp-net/onramp/l4proxy/edge"
-	"github.com/onramp-net/onramp/l4proxy/edgeconfig"
 	"github.com/onramp-net/onramp/l4proxy/store"
 	"github.com/onramp-net/onramp/l4proxy/tunnel"
 )

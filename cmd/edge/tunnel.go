@@ -9,7 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/onramp-net/onramp/l4proxy/edgeconfig"
+	"github.com/onramp-net/onramp/cmd/edge/edgeconfig"
 	"github.com/onramp-net/onramp/l4proxy/store"
 )
 

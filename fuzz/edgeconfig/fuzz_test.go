@@ -4,7 +4,7 @@ package edgeconfigfuzz
 import (
 	"testing"
 
-	"github.com/onramp-net/onramp/l4proxy/edgeconfig"
+	"github.com/onramp-net/onramp/cmd/edge/edgeconfig"
 )
 
 // FuzzParseEdgeConfig: any bytes either parse into a configuration that

@@ -48,6 +48,9 @@ type Config struct {
 	// Loops is the device's receive loops per address family
 	// (GOMAXPROCS if 0).
 	Loops int
+	// Handshakes bounds the device's handshake work (edge.yml
+	// l3.handshakes); a zero field is its default.
+	Handshakes wg.HandshakeLimits
 }
 
 // Hub is a running L3 hub. Its methods are safe for concurrent use.
@@ -59,6 +62,9 @@ type Hub struct {
 
 	mu    sync.Mutex
 	peers map[string]livePeer // by name
+	// retired holds the router's counters of the removed peers, by kind,
+	// as they were at removal: the totals by kind only go up.
+	retired map[l3router.PeerKind]l3router.PeerStats
 }
 
 // livePeer is a live peer and its device peer.
@@ -110,9 +116,10 @@ func New(cfg Config, peers []Peer) (*Hub, error) {
 	if err != nil {
 		return nil, fmt.Errorf("l3 hub: router: %w", err)
 	}
-	h := &Hub{router: router, pub: cfg.PrivateKey.PublicKey(), peers: make(map[string]livePeer, len(peers))}
+	h := &Hub{router: router, pub: cfg.PrivateKey.PublicKey(), peers: make(map[string]livePeer, len(peers)),
+		retired: map[l3router.PeerKind]l3router.PeerStats{}}
 	h.dev, err = wg.New(wg.Config{PrivateKey: cfg.PrivateKey, ListenPort: cfg.ListenPort, Router: router,
-		MTU: cfg.MTU, Loops: cfg.Loops, Logger: log})
+		MTU: cfg.MTU, Loops: cfg.Loops, Logger: log, Handshakes: cfg.Handshakes})
 	if err != nil {
 		router.Close()
 		return nil, fmt.Errorf("l3 hub: %w", err)
@@ -184,6 +191,13 @@ func (h *Hub) RemovePeer(name string) (Peer, error) {
 		return Peer{}, fmt.Errorf("l3 hub: remove %q: not a live peer: %w", name, ErrNotFound)
 	}
 	h.dev.RemovePeer(p.PublicKey)
+	// Its counters go to the totals of its kind: the router forgets them
+	// (or zeroes them when the name comes back).
+	if st, ok := h.router.PeerStats(l3router.PeerID(name)); ok {
+		t := h.retired[p.Kind]
+		t.Add(st)
+		h.retired[p.Kind] = t
+	}
 	// The router forgets it too (routes, counters, its slot), unless the
 	// ACL names it or a group only it was in: then it stays route-less.
 	h.router.Forget(l3router.PeerID(name))
@@ -223,6 +237,11 @@ type PeerStats struct {
 // Stats is a snapshot of the hub's counters.
 type Stats struct {
 	Peers []PeerStats // sorted by name
+	// Kinds totals the router's counters (Router in PeerStats) of the
+	// peers of each kind, client and connector, removed peers' included
+	// as they were at removal: counters that only go up however peers
+	// come and go.
+	Kinds map[l3router.PeerKind]l3router.PeerStats
 	// Unattributed counts drops no peer can be blamed for (see
 	// l3router.Stats).
 	Unattributed [l3router.NumDropReasons]uint64
@@ -232,22 +251,39 @@ type Stats struct {
 	// Handshakes counts the handshake messages the device processed,
 	// answered with a cookie or refused, by reason.
 	Handshakes wg.HandshakeStats
+	// Drops counts the datagrams the device dropped before they reached
+	// a session or the handshake, by reason (wg.DatagramDrop).
+	Drops [wg.NumDatagramDrops]uint64
+	// Limits are the device's handshake limits, defaults filled.
+	Limits wg.HandshakeLimits
 }
 
-// Stats returns the live peers' counters and handshake times.
+// Stats returns the live peers' counters and handshake times, and the
+// totals.
 func (h *Hub) Stats() (Stats, error) {
+	// The router's counters are read under h.mu, which RemovePeer holds
+	// to move a peer's counters to the totals: each is counted once.
 	h.mu.Lock()
 	live := make([]livePeer, 0, len(h.peers))
 	for _, p := range h.peers {
 		live = append(live, p)
 	}
+	rs := h.router.Stats()
+	kinds := map[l3router.PeerKind]l3router.PeerStats{}
+	for _, k := range []l3router.PeerKind{l3router.KindClient, l3router.KindConnector} {
+		t := h.retired[k]
+		t.Kind = k
+		kinds[k] = t
+	}
 	h.mu.Unlock()
 	slices.SortFunc(live, func(a, b livePeer) int { return strings.Compare(a.Name, b.Name) })
-	rs := h.router.Stats()
 	s := Stats{
+		Kinds:        kinds,
 		Unattributed: rs.Unattributed,
 		ICMPErrors:   rs.ICMPErrors, ICMPRateLimited: rs.ICMPRateLimited, ICMPQueueFull: rs.ICMPQueueFull,
 		Handshakes: h.dev.HandshakeStats(),
+		Drops:      h.dev.Drops(),
+		Limits:     h.dev.HandshakeLimits(),
 	}
 	for _, p := range live {
 		d := p.dev.Stats()
@@ -257,6 +293,9 @@ func (h *Hub) Stats() (Stats, error) {
 			ps.Endpoint = d.Endpoint.String()
 		}
 		s.Peers = append(s.Peers, ps)
+		t := s.Kinds[p.Kind]
+		t.Add(ps.Router)
+		s.Kinds[p.Kind] = t
 	}
 	return s, nil
 }

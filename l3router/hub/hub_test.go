@@ -260,18 +260,25 @@ func TestHub(t *testing.T) {
 		t.Fatalf("site-a stats %+v", byName["site-a"])
 	}
 
-	// The same counters on /metrics.
+	// The same counters on /metrics: the clients' by kind, the
+	// connector's also of its own.
 	reg := prometheus.NewPedanticRegistry()
 	reg.MustRegister(h.Collector())
 	want := `
-# HELP onramp_edge_l3_peer_drops_total Packets from an L3 peer the edge router dropped, by reason.
+# HELP onramp_edge_l3_drops_total Packets from L3 peers of a kind the edge router dropped, by reason.
+# TYPE onramp_edge_l3_drops_total counter
+` + dropLines("onramp_edge_l3_drops_total", "", "client", 1) + dropLines("onramp_edge_l3_drops_total", "", "connector", 0) + `
+# HELP onramp_edge_l3_peer_drops_total Packets from an L3 connector the edge router dropped, by reason.
 # TYPE onramp_edge_l3_peer_drops_total counter
-` + dropLines("alice", "client", 1) + dropLines("bob", "client", 0) + dropLines("site-a", "connector", 0)
-	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "onramp_edge_l3_peer_drops_total"); err != nil {
+` + dropLines("onramp_edge_l3_peer_drops_total", "site-a", "connector", 0)
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "onramp_edge_l3_drops_total", "onramp_edge_l3_peer_drops_total"); err != nil {
 		t.Fatal(err)
 	}
-	if n, err := testutil.GatherAndCount(reg, "onramp_edge_l3_peer_rx_packets_total", "onramp_edge_l3_peer_last_handshake_seconds"); err != nil || n != 6 {
-		t.Fatalf("per-peer series %d, %v", n, err)
+	if n, err := testutil.GatherAndCount(reg, "onramp_edge_l3_peer_rx_packets_total", "onramp_edge_l3_peer_last_handshake_seconds"); err != nil || n != 2 {
+		t.Fatalf("per-connector series %d, %v: want site-a's two", n, err)
+	}
+	if v := gathered(t, reg, "onramp_edge_l3_rx_packets_total", "client"); v != float64(as.Router.RxPackets+byName["bob"].Router.RxPackets) {
+		t.Fatalf("client rx packets %v, want alice's and bob's", v)
 	}
 	// Every peer's handshake was processed (not under load: no cookies).
 	if hs := st.Handshakes; hs.Processed < 3 || hs.Cookies != 0 {
@@ -279,6 +286,9 @@ func TestHub(t *testing.T) {
 	}
 	if n, err := testutil.GatherAndCount(reg, "onramp_edge_l3_handshake_messages_total", "onramp_edge_l3_handshake_limited_sources"); err != nil || n != 7 {
 		t.Fatalf("handshake series %d, %v: want 6 results and the sources", n, err)
+	}
+	if v := gathered(t, reg, "onramp_edge_l3_handshakes_completed_total"); v < 3 {
+		t.Fatalf("%v handshakes completed, want one per peer at least", v)
 	}
 
 	// Garbage on the UDP port and a packet of bob spoofing alice's address
@@ -324,8 +334,9 @@ func TestHub(t *testing.T) {
 	if st, _ := h.Stats(); len(st.Peers) != 2 || st.Peers[0].Name != "bob" {
 		t.Fatalf("stats after removal: %+v", st.Peers)
 	}
-	if n, _ := testutil.GatherAndCount(reg, "onramp_edge_l3_peer_rx_packets_total"); n != 2 {
-		t.Fatalf("rx series after removal: %d", n)
+	// Her counters stay in the clients' totals.
+	if v := gathered(t, reg, "onramp_edge_l3_drops_total", "client", "acl"); v != 1 {
+		t.Fatalf("clients' acl drops after alice's removal: %v, want her 1", v)
 	}
 	if _, err := h.RemovePeer("alice"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("second removal: %v", err)
@@ -355,16 +366,52 @@ func TestHub(t *testing.T) {
 	r.ca.expectNone(t, "old key's packet", 300*time.Millisecond, isUDP(r.alice.peer.Address4, r.host4, "old key"))
 }
 
-// dropLines is the expected exposition of a peer's drop counters, all zero
-// but acl.
-func dropLines(peer, kind string, acl int) string {
+// gathered returns the value of the sample of metric name in reg whose
+// label values (in the order of the label names) are values.
+func gathered(t *testing.T, reg prometheus.Gatherer, name string, values ...string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	metrics:
+		for _, m := range mf.GetMetric() {
+			if len(m.GetLabel()) != len(values) {
+				continue
+			}
+			for i, l := range m.GetLabel() {
+				if l.GetValue() != values[i] {
+					continue metrics
+				}
+			}
+			if c := m.GetCounter(); c != nil {
+				return c.GetValue()
+			}
+			return m.GetGauge().GetValue()
+		}
+	}
+	t.Fatalf("no sample %s%q", name, values)
+	return 0
+}
+
+// dropLines is the expected exposition of drop counters of metric name,
+// of a peer (or, "", of a kind), all zero but acl.
+func dropLines(name, peer, kind string, acl int) string {
 	var b strings.Builder
 	for r := range l3router.NumDropReasons {
 		v := 0
 		if r == l3router.DropACL {
 			v = acl
 		}
-		fmt.Fprintf(&b, "onramp_edge_l3_peer_drops_total{kind=%q,peer=%q,reason=%q} %d\n", kind, peer, r.String(), v)
+		if peer == "" {
+			fmt.Fprintf(&b, "%s{kind=%q,reason=%q} %d\n", name, kind, r.String(), v)
+		} else {
+			fmt.Fprintf(&b, "%s{kind=%q,peer=%q,reason=%q} %d\n", name, kind, peer, r.String(), v)
+		}
 	}
 	return b.String()
 }

@@ -4,37 +4,78 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/onramp-net/onramp/l3router"
+	"github.com/onramp-net/onramp/l3router/wg"
 )
 
-// Metric names and their labels. Per-peer series exist while the peer is
-// live; a removed peer's series disappear.
+// Metric names and their labels. Every label set is bounded whatever the
+// number of peers: clients, who may number tens of thousands, are counted
+// by kind only (per client figures are in `edge l3 client list`);
+// connectors, which an operator registers one by one for the sites, also
+// have series of their own, while they are live.
 var (
 	descPeers = prometheus.NewDesc("onramp_edge_l3_peers",
 		"Live L3 peers on the edge by kind.", []string{"kind"}, nil)
+
+	// By kind, removed peers included.
+	descKindRxPackets = prometheus.NewDesc("onramp_edge_l3_rx_packets_total",
+		"Packets the edge router received from L3 peers of a kind (decrypted), whatever became of them.", []string{"kind"}, nil)
+	descKindRxBytes = prometheus.NewDesc("onramp_edge_l3_rx_bytes_total",
+		"IP bytes the edge router received from L3 peers of a kind.", []string{"kind"}, nil)
+	descKindTxPackets = prometheus.NewDesc("onramp_edge_l3_tx_packets_total",
+		"Packets the edge router queued for L3 peers of a kind (forwarded packets and ICMP errors).", []string{"kind"}, nil)
+	descKindTxBytes = prometheus.NewDesc("onramp_edge_l3_tx_bytes_total",
+		"IP bytes the edge router queued for L3 peers of a kind.", []string{"kind"}, nil)
+	descKindDrops = prometheus.NewDesc("onramp_edge_l3_drops_total",
+		"Packets from L3 peers of a kind the edge router dropped, by reason.", []string{"kind", "reason"}, nil)
+
+	// Per connector.
 	descRxPackets = prometheus.NewDesc("onramp_edge_l3_peer_rx_packets_total",
-		"Packets the edge router received from an L3 peer (decrypted), whatever became of them.", []string{"peer", "kind"}, nil)
+		"Packets the edge router received from an L3 connector (decrypted), whatever became of them.", []string{"peer", "kind"}, nil)
 	descRxBytes = prometheus.NewDesc("onramp_edge_l3_peer_rx_bytes_total",
-		"IP bytes the edge router received from an L3 peer.", []string{"peer", "kind"}, nil)
+		"IP bytes the edge router received from an L3 connector.", []string{"peer", "kind"}, nil)
 	descTxPackets = prometheus.NewDesc("onramp_edge_l3_peer_tx_packets_total",
-		"Packets the edge router queued for an L3 peer (forwarded packets and ICMP errors).", []string{"peer", "kind"}, nil)
+		"Packets the edge router queued for an L3 connector (forwarded packets and ICMP errors).", []string{"peer", "kind"}, nil)
 	descTxBytes = prometheus.NewDesc("onramp_edge_l3_peer_tx_bytes_total",
-		"IP bytes the edge router queued for an L3 peer.", []string{"peer", "kind"}, nil)
+		"IP bytes the edge router queued for an L3 connector.", []string{"peer", "kind"}, nil)
 	descDrops = prometheus.NewDesc("onramp_edge_l3_peer_drops_total",
-		"Packets from an L3 peer the edge router dropped, by reason.", []string{"peer", "kind", "reason"}, nil)
+		"Packets from an L3 connector the edge router dropped, by reason.", []string{"peer", "kind", "reason"}, nil)
 	descHandshake = prometheus.NewDesc("onramp_edge_l3_peer_last_handshake_seconds",
-		"Unix time of an L3 peer's last WireGuard handshake; 0 if none yet.", []string{"peer", "kind"}, nil)
+		"Unix time of an L3 connector's last WireGuard handshake; 0 if none yet.", []string{"peer", "kind"}, nil)
+
 	descUnattributed = prometheus.NewDesc("onramp_edge_l3_unattributed_drops_total",
 		"Packets the edge router dropped without a peer to blame (malformed, or a source no peer owns), by reason.", []string{"reason"}, nil)
 	descICMP = prometheus.NewDesc("onramp_edge_l3_icmp_errors_total",
 		"ICMP errors of the edge router: sent, or not sent because of the rate limit or a full queue.", []string{"result"}, nil)
+
+	// The WireGuard device.
+	descDatagramDrops = prometheus.NewDesc("onramp_edge_l3_datagram_drops_total",
+		"WireGuard datagrams the edge dropped before a session or the handshake, by reason: malformed (too short, no message type); "+
+			"no_session (unknown receiver index or expired session); decrypt (failed authentication); "+
+			"replay (counter already received or behind the replay window).", []string{"reason"}, nil)
 	descHandshakes = prometheus.NewDesc("onramp_edge_l3_handshake_messages_total",
-		"WireGuard handshake messages (with a valid mac1) the edge received, by result: processed (within the device's 2000/s while not under load); "+
+		"WireGuard handshake messages (with a valid mac1) the edge received, by result: processed (within l3.handshakes.per_second while not under load); "+
 			"processed_under_load (with a valid mac2, within the source's limit); cookie (under load, answered with a cookie reply); "+
-			"over_budget (the device's 2000/s, not under load); source_limit (under load, 20/s per IPv4 address or IPv6 /64); "+
-			"table_full (under load, a new source while 16384 are tracked).", []string{"result"}, nil)
+			"over_budget (l3.handshakes.per_second, not under load); source_limit (under load, l3.handshakes.per_source_per_second per IPv4 address or IPv6 /64); "+
+			"table_full (under load, a new source while l3.handshakes.max_sources are tracked).", []string{"result"}, nil)
 	descHandshakeSources = prometheus.NewDesc("onramp_edge_l3_handshake_limited_sources",
 		"Sources (IPv4 addresses, IPv6 /64s) with a handshake limit the edge tracks now.", nil, nil)
+	descHandshakeReceived = prometheus.NewDesc("onramp_edge_l3_handshake_datagrams_received_total",
+		"WireGuard datagrams of a handshake type the edge received, whatever their size or mac1, by type.", []string{"type"}, nil)
+	descHandshakeSent = prometheus.NewDesc("onramp_edge_l3_handshake_messages_sent_total",
+		"WireGuard handshake messages the edge sent, by type (initiations, responses, cookie replies).", []string{"type"}, nil)
+	descHandshakesCompleted = prometheus.NewDesc("onramp_edge_l3_handshakes_completed_total",
+		"WireGuard handshakes the edge completed, as initiator or responder.", nil, nil)
+	descUnderLoad = prometheus.NewDesc("onramp_edge_l3_handshake_under_load",
+		"1 while the edge's WireGuard device is under load (more than half of its handshake budget, l3.handshakes.per_second, spent now or less than a second ago): "+
+			"it answers with cookie replies and limits each source.", nil, nil)
+	descUnderLoadEntered = prometheus.NewDesc("onramp_edge_l3_handshake_under_load_entered_total",
+		"Times the edge's WireGuard device went under load.", nil, nil)
+	descHandshakeLimits = prometheus.NewDesc("onramp_edge_l3_handshake_limit",
+		"The edge's handshake limits (edge.yml l3.handshakes), by name.", []string{"limit"}, nil)
 )
+
+// Label values of the handshake message types.
+var hsTypes = []string{"initiation", "response", "cookie_reply"}
 
 // Collector returns a Prometheus collector of the hub's counters, read at
 // each scrape.
@@ -43,8 +84,12 @@ func (h *Hub) Collector() prometheus.Collector { return collector{h} }
 type collector struct{ h *Hub }
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descPeers, descRxPackets, descRxBytes, descTxPackets, descTxBytes,
-		descDrops, descHandshake, descUnattributed, descICMP, descHandshakes, descHandshakeSources} {
+	for _, d := range []*prometheus.Desc{descPeers,
+		descKindRxPackets, descKindRxBytes, descKindTxPackets, descKindTxBytes, descKindDrops,
+		descRxPackets, descRxBytes, descTxPackets, descTxBytes, descDrops, descHandshake,
+		descUnattributed, descICMP, descDatagramDrops, descHandshakes, descHandshakeSources,
+		descHandshakeReceived, descHandshakeSent, descHandshakesCompleted, descUnderLoad, descUnderLoadEntered,
+		descHandshakeLimits} {
 		ch <- d
 	}
 }
@@ -55,13 +100,19 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.NewInvalidMetric(descPeers, err)
 		return
 	}
-	count := map[l3router.PeerKind]float64{l3router.KindClient: 0, l3router.KindConnector: 0}
 	cnt := func(d *prometheus.Desc, v uint64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
 	}
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	count := map[l3router.PeerKind]float64{l3router.KindClient: 0, l3router.KindConnector: 0}
 	for _, p := range s.Peers {
-		kind := p.Kind.String()
 		count[p.Kind]++
+		if p.Kind != l3router.KindConnector {
+			continue
+		}
+		kind := p.Kind.String()
 		cnt(descRxPackets, p.Router.RxPackets, p.Name, kind)
 		cnt(descRxBytes, p.Router.RxBytes, p.Name, kind)
 		cnt(descTxPackets, p.Router.TxPackets, p.Name, kind)
@@ -73,10 +124,20 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		if !p.LastHandshake.IsZero() {
 			hs = float64(p.LastHandshake.UnixNano()) / 1e9
 		}
-		ch <- prometheus.MustNewConstMetric(descHandshake, prometheus.GaugeValue, hs, p.Name, kind)
+		gauge(descHandshake, hs, p.Name, kind)
 	}
 	for k, n := range count {
-		ch <- prometheus.MustNewConstMetric(descPeers, prometheus.GaugeValue, n, k.String())
+		gauge(descPeers, n, k.String())
+	}
+	for k, t := range s.Kinds {
+		kind := k.String()
+		cnt(descKindRxPackets, t.RxPackets, kind)
+		cnt(descKindRxBytes, t.RxBytes, kind)
+		cnt(descKindTxPackets, t.TxPackets, kind)
+		cnt(descKindTxBytes, t.TxBytes, kind)
+		for r, v := range t.Drops {
+			cnt(descKindDrops, v, kind, l3router.DropReason(r).String())
+		}
 	}
 	for r, v := range s.Unattributed {
 		cnt(descUnattributed, v, l3router.DropReason(r).String())
@@ -84,6 +145,9 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	cnt(descICMP, s.ICMPErrors, "sent")
 	cnt(descICMP, s.ICMPRateLimited, "rate_limited")
 	cnt(descICMP, s.ICMPQueueFull, "queue_full")
+	for r, v := range s.Drops {
+		cnt(descDatagramDrops, v, wg.DatagramDrop(r).String())
+	}
 	hs := s.Handshakes
 	cnt(descHandshakes, hs.Processed, "processed")
 	cnt(descHandshakes, hs.Proven, "processed_under_load")
@@ -91,5 +155,28 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	cnt(descHandshakes, hs.OverBudget, "over_budget")
 	cnt(descHandshakes, hs.SourceLimited, "source_limit")
 	cnt(descHandshakes, hs.TableFull, "table_full")
-	ch <- prometheus.MustNewConstMetric(descHandshakeSources, prometheus.GaugeValue, float64(hs.Sources))
+	gauge(descHandshakeSources, float64(hs.Sources))
+	for i, v := range []uint64{hs.InitiationsReceived, hs.ResponsesReceived, hs.CookieRepliesReceived} {
+		cnt(descHandshakeReceived, v, hsTypes[i])
+	}
+	for i, v := range []uint64{hs.InitiationsSent, hs.ResponsesSent, hs.Cookies} {
+		cnt(descHandshakeSent, v, hsTypes[i])
+	}
+	cnt(descHandshakesCompleted, hs.Completed)
+	under := 0.0
+	if hs.UnderLoad {
+		under = 1
+	}
+	gauge(descUnderLoad, under)
+	cnt(descUnderLoadEntered, hs.UnderLoadEntered)
+	l := s.Limits
+	for _, v := range []struct {
+		name string
+		v    int
+	}{
+		{"per_second", l.PerSecond}, {"per_source_per_second", l.PerSourcePerSecond},
+		{"per_source_burst", l.PerSourceBurst}, {"max_sources", l.MaxSources},
+	} {
+		gauge(descHandshakeLimits, float64(v.v), v.name)
+	}
 }

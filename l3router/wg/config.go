@@ -30,15 +30,16 @@
 // IPs are checked both ways, as wireguard-go's cryptokey routing does.
 //
 // Handshakes (Noise IK, noise.go) are handled on the loop that receives
-// them, limited to handshakesPerSecond for the whole device; under load the
-// device asks for cookies and limits each proven source, an IPv4 address
-// or an IPv6 /64, in a capped table (cookie.go; see [HandshakeStats]), and
-// it honours the cookie replies of its peers. Timers (retransmission of
+// them, within a budget for the whole device ([HandshakeLimits]); under
+// load the device asks for cookies and limits each proven source, an IPv4
+// address or an IPv6 /64, in a capped table (cookie.go; see
+// [HandshakeStats]), and it honours the cookie replies of its peers. Timers (retransmission of
 // initiations, keepalives, rekeying, expiry) run on one housekeeping
 // goroutine.
 package wg
 
 import (
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"time"
@@ -70,6 +71,66 @@ type Config struct {
 	Loops int
 	// Logger receives peers' handshake failures at debug level.
 	Logger *slog.Logger
+	// Handshakes bounds the handshake work strangers can make the device
+	// do; a zero field is its default.
+	Handshakes HandshakeLimits
+}
+
+// HandshakeLimits bound the handshake messages (initiations and responses
+// with a valid mac1: each costs the device a Diffie-Hellman or more) the
+// device processes.
+//
+// Every such message takes a token of the device's budget, PerSecond a
+// second with a burst of as many. While more than half of it is left, a
+// message is processed if it finds a token. Once less than half is left,
+// the device is under load, and stays so until a second after the last
+// message that found less than half (as the kernel's and wireguard-go's
+// devices hold it): it answers a message without a valid mac2 with a
+// cookie reply instead of processing it, and processes one with a valid
+// mac2 (its source proved its address with our cookie) within the
+// source's limit, PerSourcePerSecond with a burst of PerSourceBurst per
+// IPv4 address or IPv6 /64, kept in a table of at most MaxSources sources.
+// Messages answered with a cookie take a token too (if one is left), so a
+// flood that never answers cookies keeps the device under load instead of
+// having its messages processed whenever the budget has refilled.
+type HandshakeLimits struct {
+	PerSecond          int // DefaultHandshakesPerSecond
+	PerSourcePerSecond int // DefaultHandshakesPerSourcePerSecond
+	PerSourceBurst     int // DefaultHandshakesPerSourceBurst
+	MaxSources         int // DefaultHandshakeSources
+}
+
+// Defaults of HandshakeLimits. The per-source limit is kernel
+// WireGuard's (20 packets a second, a burst of 5); a table of 16,384
+// sources takes under 1 MiB.
+const (
+	DefaultHandshakesPerSecond          = 2000
+	DefaultHandshakesPerSourcePerSecond = 20
+	DefaultHandshakesPerSourceBurst     = 5
+	DefaultHandshakeSources             = 1 << 14
+)
+
+// withDefaults returns l with its zero fields set to the defaults, or an
+// error naming a negative field.
+func (l HandshakeLimits) withDefaults() (HandshakeLimits, error) {
+	for _, f := range []struct {
+		name string
+		v    *int
+		def  int
+	}{
+		{"PerSecond", &l.PerSecond, DefaultHandshakesPerSecond},
+		{"PerSourcePerSecond", &l.PerSourcePerSecond, DefaultHandshakesPerSourcePerSecond},
+		{"PerSourceBurst", &l.PerSourceBurst, DefaultHandshakesPerSourceBurst},
+		{"MaxSources", &l.MaxSources, DefaultHandshakeSources},
+	} {
+		if *f.v < 0 {
+			return l, fmt.Errorf("wg: handshake limits: %s: %d is negative", f.name, *f.v)
+		}
+		if *f.v == 0 {
+			*f.v = f.def
+		}
+	}
+	return l, nil
 }
 
 // PeerStats is what the device knows of a peer.
@@ -81,8 +142,10 @@ type PeerStats struct {
 	Dropped          uint64 // TUN device: packets from the peer dropped (source not allowed, malformed)
 }
 
-// HandshakeStats counts what became of the handshake messages (initiations
-// and responses with a valid mac1) the device received.
+// HandshakeStats counts the device's handshake messages: what became of
+// those received (initiations and responses with a valid mac1; see
+// [HandshakeLimits]), the datagrams of each handshake type, the messages
+// sent, the handshakes completed and the load.
 type HandshakeStats struct {
 	// Processed messages went on to the Noise handshake (whether or not
 	// it then succeeded) within the device's budget, while not under
@@ -93,17 +156,63 @@ type HandshakeStats struct {
 	// limit.
 	Proven uint64
 	// OverBudget were refused for the device's budget
-	// (handshakesPerSecond), while not under load.
+	// (HandshakeLimits.PerSecond), while not under load.
 	OverBudget uint64
 	// Cookies were answered with a cookie reply (under load, no valid
 	// mac2).
 	Cookies uint64
 	// SourceLimited were refused for their source's limit (under load:
-	// perAddrPerSecond per IPv4 address or IPv6 /64).
+	// HandshakeLimits.PerSourcePerSecond per IPv4 address or IPv6 /64).
 	SourceLimited uint64
 	// TableFull were refused because the table of source limits was full
-	// (maxAddrLimits) and theirs was a new source.
+	// (HandshakeLimits.MaxSources) and theirs was a new source.
 	TableFull uint64
 	// Sources is the number of sources in the table now.
 	Sources int
+
+	// Datagrams of each handshake type received, whatever became of them
+	// (those of the wrong size or with a bad mac1 are dropped before the
+	// counts above).
+	InitiationsReceived, ResponsesReceived, CookieRepliesReceived uint64
+	// Messages sent: initiations, and responses to initiations (the cookie
+	// replies are Cookies).
+	InitiationsSent, ResponsesSent uint64
+	// Completed is the number of handshakes completed, as initiator or
+	// responder: the sum of the peers' PeerStats.Handshakes, removed
+	// peers' included.
+	Completed uint64
+	// UnderLoad reports whether the device is under load now;
+	// UnderLoadEntered counts the times it went under load.
+	UnderLoad        bool
+	UnderLoadEntered uint64
+}
+
+// DatagramDrop is a reason why the device dropped a datagram before it
+// reached a peer's session or the handshake (see Device.Drops).
+type DatagramDrop int
+
+// The reasons for dropping a datagram.
+const (
+	// DropMalformed: shorter than a message, or of no message type.
+	DropMalformed DatagramDrop = iota
+	// DropNoSession: a transport message for an unknown receiver index
+	// or an expired session.
+	DropNoSession
+	// DropDecrypt: a transport message that failed authentication.
+	DropDecrypt
+	// DropReplay: a transport message whose counter was received already
+	// or is behind the replay window.
+	DropReplay
+	// NumDatagramDrops is the number of reasons.
+	NumDatagramDrops
+)
+
+var datagramDropNames = [NumDatagramDrops]string{"malformed", "no_session", "decrypt", "replay"}
+
+// String returns the reason's metric label.
+func (r DatagramDrop) String() string {
+	if r >= 0 && r < NumDatagramDrops {
+		return datagramDropNames[r]
+	}
+	return "unknown"
 }

@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/crypto/chacha20poly1305"
 	"golang.zx2c4.com/wireguard/tun"
 
 	"github.com/onramp-net/onramp/l3router"
@@ -20,9 +21,8 @@ import (
 )
 
 const (
-	handshakesPerSecond = 2000
-	maxStaged           = 128 // packets held per peer while a handshake is under way
-	tickEvery           = 100 * time.Millisecond
+	maxStaged = 128 // packets held per peer while a handshake is under way
+	tickEvery = 100 * time.Millisecond
 )
 
 // Device is a running WireGuard device. Its methods are safe for
@@ -46,11 +46,15 @@ type Device struct {
 	idxMu sync.RWMutex
 	index map[uint32]indexEntry
 
+	hs       HandshakeLimits // defaults filled
 	hsMu     sync.Mutex
 	hsBucket bucket // the device's handshake budget
+	hsUntil  int64  // device clock until which the device is under load
 
-	cookies cookieJar
-	hsCount hsCounters
+	cookies    cookieJar
+	cookieAEAD cipher.AEAD // seals our cookie replies
+	hsCount    hsCounters
+	drops      [NumDatagramDrops]atomic.Uint64
 
 	closed    chan struct{}
 	closeOnce sync.Once
@@ -128,6 +132,10 @@ func New(cfg Config) (*Device, error) {
 	if (cfg.Router == nil) == (cfg.TUN == nil) {
 		return nil, errors.New("wg: want a router or a TUN")
 	}
+	hs, err := cfg.Handshakes.withDefaults()
+	if err != nil {
+		return nil, err
+	}
 	d := &Device{
 		id:     newIdentity(cfg.PrivateKey),
 		router: cfg.Router,
@@ -138,6 +146,7 @@ func New(cfg Config) (*Device, error) {
 		peers:  map[l3config.Key]*Peer{},
 		index:  map[uint32]indexEntry{},
 		closed: make(chan struct{}),
+		hs:     hs,
 	}
 	if d.mtu == 0 {
 		d.mtu = l3router.DefaultMTU
@@ -145,7 +154,8 @@ func New(cfg Config) (*Device, error) {
 	if d.log == nil {
 		d.log = slog.Default()
 	}
-	d.hsBucket = bucket{tokens: handshakesPerSecond}
+	d.hsBucket = bucket{tokens: float64(hs.PerSecond)}
+	d.cookieAEAD, _ = chacha20poly1305.NewX(d.id.cookieKey[:])
 	loops := cfg.Loops
 	if loops <= 0 {
 		loops = runtime.GOMAXPROCS(0)
@@ -250,6 +260,9 @@ func (d *Device) AddPeer(name l3router.PeerID, pub l3config.Key) (*Peer, error) 
 func (d *Device) RemovePeer(pub l3config.Key) {
 	d.mu.Lock()
 	p, ok := d.peers[pub]
+	if ok {
+		d.hsCount.retired.Add(p.handshakes.Load())
+	}
 	delete(d.peers, pub)
 	d.mu.Unlock()
 	if !ok {
@@ -380,16 +393,10 @@ func (d *Device) sockFor(dst netip.AddrPort) *socket {
 // sendControl sends one message (a handshake message, a keepalive, a
 // staged packet) to dst at once.
 func (d *Device) sendControl(dst netip.AddrPort, msg []byte) {
+	d.countSent(msg)
 	if s := d.sockFor(dst); s != nil {
 		s.sendOne(dst, msg)
 	}
-}
-
-// allowHandshake is the device-wide handshake rate limit.
-func (d *Device) allowHandshake(now int64) bool {
-	d.hsMu.Lock()
-	defer d.hsMu.Unlock()
-	return d.hsBucket.take(now, handshakesPerSecond, handshakesPerSecond)
 }
 
 // bucket is a token bucket on the device clock.
@@ -398,8 +405,12 @@ type bucket struct {
 	last   int64
 }
 
-// refill adds the tokens earned since the last call, up to burst.
+// refill adds the tokens earned since the last call, up to burst. A now
+// before the last call's (loops read the clock apart) adds nothing.
 func (b *bucket) refill(now int64, rate, burst float64) {
+	if now <= b.last {
+		return
+	}
 	b.tokens = min(burst, b.tokens+float64(now-b.last)/1e9*rate)
 	b.last = now
 }

@@ -35,6 +35,12 @@ func (*Device) RemovePeer(l3config.Key) {}
 // HandshakeStats returns nothing.
 func (*Device) HandshakeStats() HandshakeStats { return HandshakeStats{} }
 
+// HandshakeLimits returns nothing.
+func (*Device) HandshakeLimits() HandshakeLimits { return HandshakeLimits{} }
+
+// Drops returns nothing.
+func (*Device) Drops() [NumDatagramDrops]uint64 { return [NumDatagramDrops]uint64{} }
+
 // Close does nothing.
 func (*Device) Close() error { return nil }
 

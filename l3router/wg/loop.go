@@ -124,17 +124,24 @@ func (l *loop) flush() {
 // handle takes one datagram.
 func (l *loop) handle(b []byte, src netip.AddrPort, now int64) {
 	if len(b) < 4 {
+		l.d.drop(DropMalformed)
 		return
 	}
+	c := &l.d.hsCount
 	switch binary.LittleEndian.Uint32(b) {
 	case typeTransport:
 		l.transport(b, src, now)
 	case typeInitiation:
+		c.initsRecv.Add(1)
 		l.d.consumeInitiation(b, src, now)
 	case typeResponse:
+		c.respsRecv.Add(1)
 		l.d.consumeResponse(b, src, now)
 	case typeCookie:
+		c.cookiesRecv.Add(1)
 		l.d.consumeCookie(b)
+	default:
+		l.d.drop(DropMalformed)
 	}
 }
 
@@ -142,6 +149,7 @@ func (l *loop) handle(b []byte, src netip.AddrPort, now int64) {
 // carries.
 func (l *loop) transport(b []byte, src netip.AddrPort, now int64) {
 	if len(b) < sizeKeepalive {
+		l.d.drop(DropMalformed)
 		return
 	}
 	idx := binary.LittleEndian.Uint32(b[4:8])
@@ -153,6 +161,7 @@ func (l *loop) transport(b []byte, src netip.AddrPort, now int64) {
 		l.cIdx, l.cKP, l.cValid = idx, kp, true
 	}
 	if !kp.fresh(now) {
+		l.d.drop(DropNoSession)
 		return
 	}
 	ctr := binary.LittleEndian.Uint64(b[8:16])
@@ -170,12 +179,14 @@ func (l *loop) transport(b []byte, src netip.AddrPort, now int64) {
 		pt, err = kp.recv.Open(ct[:0], l.nonce[:], ct, nil)
 	}
 	if err != nil {
+		l.d.drop(DropDecrypt)
 		return
 	}
 	kp.replayMu.Lock()
 	ok := kp.replay.accept(ctr)
 	kp.replayMu.Unlock()
 	if !ok {
+		l.d.drop(DropReplay)
 		return
 	}
 	p := kp.peer

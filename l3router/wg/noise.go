@@ -115,13 +115,6 @@ func labelHash(label string, key l3config.Key) [blake2s.Size]byte {
 	return blake2s.Sum256(append([]byte(label), key[:]...))
 }
 
-// mac writes the keyed BLAKE2s-128 of msg into out.
-func mac(out []byte, key []byte, msg []byte) {
-	m, _ := blake2s.New128(key)
-	m.Write(msg)
-	m.Sum(out[:0])
-}
-
 // dh is X25519, refusing a low-order point (an all-zero result).
 func dh(priv l3config.Key, pub []byte) ([32]byte, error) {
 	var out [32]byte

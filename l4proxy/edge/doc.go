@@ -81,7 +81,9 @@
 //
 // # Refusals
 //
-// A user the edge cannot serve is refused with a reason in the log and in
+// A user the edge cannot serve is refused with a reason in the log (at
+// most a line a second of each kind, which counts the ones not logged: a
+// stranger chooses the SNI or Host it names and how often) and in
 // onramp_edge_errors_total{kind}: no_route, tunnel_offline, limit (the
 // tunnel is at [Options.MaxStreamsPerTunnel]), refused and origin (the
 // connector answered the stream with an error), reset. TCP and TLS users

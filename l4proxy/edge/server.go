@@ -140,6 +140,7 @@ type Server struct {
 	udpTunnelRate  rate
 	logUDPRefused  [numUDPRefusals]logLimiter
 	logUDPMismatch logLimiter
+	logUsers       [numUserLogs]logLimiter // lines a stranger causes per connection or flow
 }
 
 // tunnelEntry is the state of one tunnel. Entries are never removed, so that

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"strconv"
 	"sync"
@@ -47,7 +46,9 @@ func (s *Server) ServeTLS(ctx context.Context, ln net.Listener) error {
 		name, ok := s.routes.Load().lookup(sni)
 		if !ok {
 			s.m.Error(errNoRoute)
-			s.log.Info("edge: tls: no route", "user", c.RemoteAddr(), "sni", sni)
+			if ok, held := s.userLogDue(logNoRoute); ok {
+				s.log.Info("edge: tls: no route", "user", c.RemoteAddr(), "sni", sni, notLogged, held)
+			}
 			c.Close()
 			return
 		}
@@ -90,7 +91,9 @@ func (s *Server) ServeHTTP(ctx context.Context, ln net.Listener) error {
 		name, ok := s.routes.Load().lookup(h.host)
 		if !ok {
 			s.m.Error(errNoRoute)
-			s.log.Info("edge: http: no route", "user", c.RemoteAddr(), "host", h.host)
+			if ok, held := s.userLogDue(logNoRoute); ok {
+				s.log.Info("edge: http: no route", "user", c.RemoteAddr(), "host", h.host, notLogged, held)
+			}
 			s.answer(c, 404, "no route for host "+strconv.Quote(h.host))
 			return
 		}
@@ -169,27 +172,38 @@ func (s *Server) serveListener(ctx context.Context, ln net.Listener, what string
 // owns c.
 func (s *Server) proxyStream(ctx context.Context, c net.Conn, name string, req *tunnel.Request, prefix []byte) {
 	isHTTP := req.Kind == tunnel.KindHTTP
-	log := s.log.With("user", c.RemoteAddr(), "tunnel", name, "kind", req.Kind.String(), "hostname", req.Hostname)
+	// The connection's lines (those a stranger can cause, rate-limited)
+	// carry these.
+	logArgs := func(args ...any) []any {
+		return append([]any{"user", c.RemoteAddr(), "tunnel", name, "kind", req.Kind.String(), "hostname", req.Hostname}, args...)
+	}
 	st, te, lc, err := s.openStream(ctx, s.tunnelNamed(name), req)
 	if err != nil {
+		ok, held := s.userLogDue(logUserRefused)
 		switch {
 		case errors.Is(err, errLimitHit):
 			s.m.Error(errLimit)
 			msg := fmt.Sprintf("tunnel stream limit reached (%d concurrent streams)", s.opts.MaxStreamsPerTunnel)
-			log.Warn("edge: user refused", "reason", msg)
+			if ok {
+				s.log.Warn("edge: user refused", logArgs("reason", msg, notLogged, held)...)
+			}
 			if isHTTP {
 				s.answer(c, 503, msg)
 				return
 			}
 		case errors.Is(err, errOffline):
 			s.m.Error(errTunnelOffline)
-			log.Info("edge: user refused", "reason", err)
+			if ok {
+				s.log.Info("edge: user refused", logArgs("reason", err, notLogged, held)...)
+			}
 			if isHTTP {
 				s.answer(c, 502, "tunnel offline")
 				return
 			}
 		default:
-			log.Info("edge: user refused", "reason", err)
+			if ok {
+				s.log.Info("edge: user refused", logArgs("reason", err, notLogged, held)...)
+			}
 			if isHTTP {
 				s.answer(c, 502, "cannot open tunnel stream")
 				return
@@ -223,11 +237,13 @@ func (s *Server) proxyStream(ctx context.Context, c net.Conn, name string, req *
 		}
 	}
 	res := p.Run(ctx)
-	s.logResult(log, res)
+	s.logResult(logArgs, res)
 }
 
-// logResult counts and logs how a proxied connection ended.
-func (s *Server) logResult(log *slog.Logger, res pipe.Result) {
+// logResult counts and logs how a proxied connection ended: the lines of
+// ends a user can cause at will (a refused stream, a reset) at most once a
+// second each, the others at debug level.
+func (s *Server) logResult(logArgs func(...any) []any, res pipe.Result) {
 	switch {
 	case res.Refused != nil:
 		if res.Refused.Status == tunnel.StatusOriginUnreachable {
@@ -235,18 +251,41 @@ func (s *Server) logResult(log *slog.Logger, res pipe.Result) {
 		} else {
 			s.m.Error(errRefused)
 		}
-		log.Info("edge: connector refused the stream", "reason", res.Refused)
+		if ok, held := s.userLogDue(logStreamRefused); ok {
+			s.log.Info("edge: connector refused the stream", logArgs("reason", res.Refused, notLogged, held)...)
+		}
 	case res.Idle:
-		log.Debug("edge: connection closed after idle timeout", "to_origin", res.AToB, "to_user", res.BToA)
+		s.log.Debug("edge: connection closed after idle timeout", logArgs("to_origin", res.AToB, "to_user", res.BToA)...)
 	case errors.Is(res.Err, pipe.ErrStopped):
-		log.Debug("edge: connection closed on shutdown", "to_origin", res.AToB, "to_user", res.BToA)
+		s.log.Debug("edge: connection closed on shutdown", logArgs("to_origin", res.AToB, "to_user", res.BToA)...)
 	case res.Err != nil:
 		s.m.Error(errReset)
-		log.Info("edge: connection reset", "reason", res.Err, "to_origin", res.AToB, "to_user", res.BToA)
+		if ok, held := s.userLogDue(logConnReset); ok {
+			s.log.Info("edge: connection reset", logArgs("reason", res.Err, "to_origin", res.AToB, "to_user", res.BToA, notLogged, held)...)
+		}
 	default:
-		log.Debug("edge: connection closed", "to_origin", res.AToB, "to_user", res.BToA)
+		s.log.Debug("edge: connection closed", logArgs("to_origin", res.AToB, "to_user", res.BToA)...)
 	}
 }
+
+// The lines about users that a stranger can cause once per connection or
+// UDP flow: each kind is let through at most once a second (logLimiter),
+// carrying the number not logged since the last one (notLogged); the
+// metrics count every event.
+const (
+	logNoRoute       = iota // TLS or HTTP without a route for its SNI or Host
+	logUserRefused          // no stream opened: tunnel offline or at its stream limit
+	logStreamRefused        // the connector refused the stream
+	logConnReset            // a proxied connection reset
+	logFlowClosed           // a UDP flow closed by the connector (origin unreachable, no rule)
+	numUserLogs
+)
+
+const notLogged = "not_logged_since_last_line"
+
+// userLogDue reports whether a line of kind k may be logged now and, if
+// so, how many were held back since the last one.
+func (s *Server) userLogDue(k int) (bool, int64) { return s.logUsers[k].allow(time.Now().UnixNano()) }
 
 // answer writes an HTTP error response and closes c in an orderly way.
 func (s *Server) answer(c net.Conn, code int, msg string) {

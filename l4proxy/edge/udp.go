@@ -432,7 +432,10 @@ func (s *Server) handleDatagram(lc *liveConn, te *tunnelEntry, d, ctl []byte) {
 		case tunnel.FlowNoRule, tunnel.FlowTooMany:
 			s.m.Error(errRefused)
 		}
-		s.log.Info("edge: udp flow closed by connector", "user", f.user, "tunnel", tunnelName(f.te.id), "flow", id, "reason", flowReason(reason))
+		if ok, held := s.userLogDue(logFlowClosed); ok {
+			s.log.Info("edge: udp flow closed by connector", "user", f.user, "tunnel", tunnelName(f.te.id), "flow", id,
+				"reason", flowReason(reason), notLogged, held)
+		}
 		s.closeFlow(f, false)
 	}
 }

@@ -2,6 +2,11 @@
 // which hostnames route to which tunnel, and which plain TCP and UDP ports
 // are bound to a tunnel's service.
 //
+// It belongs to the edge binary and sits above both on-ramps: it may
+// import the L4 (l4proxy) and L3 (l3router) packages for their types and
+// defaults, and they know nothing of edge.yml; cmd/edge turns a Config into
+// their options.
+//
 //	data: /var/lib/onramp-edge          # tunnel store, certificate, admin socket
 //	listen:
 //	  tunnels: "[::]:7844"              # connectors: QUIC on UDP and HTTP/2 on TCP, same port
@@ -28,7 +33,10 @@
 //	  maxHandshakes: 1000               # connector handshakes not yet authenticated, per transport
 //	  maxHandshakesPerSource: 32        # the same from one IPv4 address or IPv6 /64
 //	  quicRetryAbove: 100               # QUIC validates source addresses (Retry) above this many
-//	l3: {listen: "[::]:51820", address_reuse_delay: 24h} # the L3 on-ramp (WireGuard); see L3
+//	l3:                                 # the L3 on-ramp (WireGuard); see L3
+//	  listen: "[::]:51820"
+//	  address_reuse_delay: 24h
+//	  handshakes: {per_second: 2000, per_source_per_second: 20, per_source_burst: 5, max_sources: 16384}
 //
 // Every field is optional except what a feature needs; [Parse] fills the
 // defaults and names the field of any error.

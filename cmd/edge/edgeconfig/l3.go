@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/onramp-net/onramp/l3router"
+	"github.com/onramp-net/onramp/l3router/wg"
 )
 
 // L3 defaults.
@@ -46,6 +47,11 @@ const DefaultAddressReuseDelay = 24 * time.Hour
 //	    builtin_deny: reject
 //	    rules:
 //	      - {action: allow, from: {kinds: [connector]}, to: {kinds: [connector]}}
+//	  handshakes:                            # what strangers can make the device do; defaults shown
+//	    per_second: 2000                     # handshake messages a second, all sources; over half: under load
+//	    per_source_per_second: 20            # under load, per IPv4 address or IPv6 /64 proven by a cookie
+//	    per_source_burst: 5
+//	    max_sources: 16384                   # sources tracked under load; a full table refuses new ones
 type L3 struct {
 	// Listen is the UDP address of the WireGuard device. The device binds
 	// the port on every address, so the host must be empty or
@@ -74,6 +80,45 @@ type L3 struct {
 	// virtual addresses are held back before a new peer gets them
 	// (DefaultAddressReuseDelay if unset; 0: given out again at once).
 	AddressReuseDelay *Duration `yaml:"address_reuse_delay"`
+	// Handshakes bounds the WireGuard handshake work strangers can make
+	// the edge do.
+	Handshakes L3Handshakes `yaml:"handshakes"`
+}
+
+// L3Handshakes bounds the handshake messages (initiations and responses
+// with a valid mac1, each costing a Diffie-Hellman or more) the WireGuard
+// device processes; see [wg.HandshakeLimits] for how. A zero or missing
+// value is the default.
+//
+// Each message takes a token of PerSecond, the device's budget. With more
+// than half of it spent (or so less than a second ago) the device is under
+// load: it answers a message without a cookie (mac2) with a cookie reply,
+// and processes one with a cookie within its source's limit,
+// PerSourcePerSecond with a burst of PerSourceBurst per IPv4 address or
+// IPv6 /64, in a table of at most MaxSources sources; a full table refuses
+// new sources until entries go idle. The refusals are counted in
+// onramp_edge_l3_handshake_messages_total{result} and logged at most every
+// 10 seconds.
+type L3Handshakes struct {
+	PerSecond          int `yaml:"per_second"`            // wg.DefaultHandshakesPerSecond
+	PerSourcePerSecond int `yaml:"per_source_per_second"` // wg.DefaultHandshakesPerSourcePerSecond
+	PerSourceBurst     int `yaml:"per_source_burst"`      // wg.DefaultHandshakesPerSourceBurst
+	MaxSources         int `yaml:"max_sources"`           // wg.DefaultHandshakeSources
+}
+
+// Bounds of L3Handshakes: the rates and the burst are kept at nanosecond
+// resolution; the table of sources is swept whole once its entries may be
+// idle (at least every second), under the lock of the handshakes under
+// load.
+const (
+	maxL3HandshakeRate    = 1_000_000
+	maxL3HandshakeSources = 1 << 20
+)
+
+// Limits returns the device's handshake limits.
+func (h L3Handshakes) Limits() wg.HandshakeLimits {
+	return wg.HandshakeLimits{PerSecond: h.PerSecond, PerSourcePerSecond: h.PerSourcePerSecond,
+		PerSourceBurst: h.PerSourceBurst, MaxSources: h.MaxSources}
 }
 
 // Pools are the virtual address pools of the L3 on-ramp.
@@ -113,6 +158,20 @@ func (c *Config) fillL3() {
 	}
 	if l.MTU == 0 {
 		l.MTU = DefaultL3MTU
+	}
+	h := &l.Handshakes
+	for _, f := range []struct {
+		v   *int
+		def int
+	}{
+		{&h.PerSecond, wg.DefaultHandshakesPerSecond},
+		{&h.PerSourcePerSecond, wg.DefaultHandshakesPerSourcePerSecond},
+		{&h.PerSourceBurst, wg.DefaultHandshakesPerSourceBurst},
+		{&h.MaxSources, wg.DefaultHandshakeSources},
+	} {
+		if *f.v == 0 {
+			*f.v = f.def
+		}
 	}
 	if l.AddressReuseDelay == nil {
 		d := Duration(DefaultAddressReuseDelay)
@@ -171,6 +230,30 @@ func (c *Config) validateL3() error {
 	}
 	if err := l.ACL.Check(); err != nil {
 		return fmt.Errorf("edge config: l3.acl: %w", err)
+	}
+	return l.Handshakes.validate()
+}
+
+func (h *L3Handshakes) validate() error {
+	for _, f := range []struct {
+		name string
+		v    int
+		max  int
+	}{
+		{"per_second", h.PerSecond, maxL3HandshakeRate},
+		{"per_source_per_second", h.PerSourcePerSecond, maxL3HandshakeRate},
+		{"per_source_burst", h.PerSourceBurst, maxL3HandshakeRate},
+		{"max_sources", h.MaxSources, maxL3HandshakeSources},
+	} {
+		if f.v < 0 {
+			return fmt.Errorf("edge config: l3.handshakes.%s: %d is negative", f.name, f.v)
+		}
+		if f.v > f.max {
+			return fmt.Errorf("edge config: l3.handshakes.%s: %d is more than %d", f.name, f.v, f.max)
+		}
+	}
+	if h.PerSourcePerSecond > h.PerSecond {
+		return fmt.Errorf("edge config: l3.handshakes.per_source_per_second: %d is above l3.handshakes.per_second (%d)", h.PerSourcePerSecond, h.PerSecond)
 	}
 	return nil
 }
