@@ -80,7 +80,7 @@ func BenchmarkForward(b *testing.B) {
 		j := i % 64
 		m := buf[j*len(msg) : (j+1)*len(msg)]
 		copy(m, msg)
-		kc.replay = replayWindow{} // the same message again
+		kc.replay.reset() // the same message again
 		l.transport(m, src, now)
 		if j == 63 {
 			l.flush()

@@ -172,8 +172,14 @@ func (l *loop) transport(b []byte, src netip.AddrPort, now int64) {
 	if err != nil {
 		return
 	}
+	// The window of a TUN device (a connector) takes the reordering of
+	// the edge's loops sharing one send counter (see replayWindow).
+	blocks := replayBlocksRouter
+	if l.tunMem != nil {
+		blocks = replayBlocksTUN
+	}
 	kp.replayMu.Lock()
-	ok := kp.replay.accept(ctr)
+	ok := kp.replay.accept(ctr, blocks)
 	kp.replayMu.Unlock()
 	if !ok {
 		return

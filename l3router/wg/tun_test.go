@@ -75,7 +75,7 @@ func BenchmarkToTUN(b *testing.B) {
 	b.ReportAllocs()
 	now := d.now()
 	for i := 0; b.Loop(); i++ {
-		kp.replay = replayWindow{} // the same message again
+		kp.replay.reset() // the same message again
 		l.transport(msg, src, now)
 		if l.ntun == tunBatchLen {
 			l.flushTUN()
