@@ -114,7 +114,6 @@ func New(cfg Config, peers []Peer) (*Hub, error) {
 	h.dev, err = wg.New(wg.Config{PrivateKey: cfg.PrivateKey, ListenPort: cfg.ListenPort, Router: router,
 		MTU: cfg.MTU, Loops: cfg.Loops, Logger: log})
 	if err != nil {
-		router.Close()
 		return nil, fmt.Errorf("l3 hub: %w", err)
 	}
 	for _, p := range peers {
@@ -226,9 +225,8 @@ type Stats struct {
 	// Unattributed counts drops no peer can be blamed for (see
 	// l3router.Stats).
 	Unattributed [l3router.NumDropReasons]uint64
-	// ICMP errors sent, not sent for the rate limit, not sent for a full
-	// queue.
-	ICMPErrors, ICMPRateLimited, ICMPQueueFull uint64
+	// ICMP errors sent, and not sent for the rate limit.
+	ICMPErrors, ICMPRateLimited uint64
 	// Handshakes counts the handshake messages the device processed,
 	// answered with a cookie or refused, by reason.
 	Handshakes wg.HandshakeStats
@@ -246,7 +244,7 @@ func (h *Hub) Stats() (Stats, error) {
 	rs := h.router.Stats()
 	s := Stats{
 		Unattributed: rs.Unattributed,
-		ICMPErrors:   rs.ICMPErrors, ICMPRateLimited: rs.ICMPRateLimited, ICMPQueueFull: rs.ICMPQueueFull,
+		ICMPErrors:   rs.ICMPErrors, ICMPRateLimited: rs.ICMPRateLimited,
 		Handshakes: h.dev.HandshakeStats(),
 	}
 	for _, p := range live {
@@ -261,9 +259,8 @@ func (h *Hub) Stats() (Stats, error) {
 	return s, nil
 }
 
-// Close stops the device and the router. It is idempotent.
+// Close stops the device. It is idempotent.
 func (h *Hub) Close() error {
 	h.dev.Close()
-	h.router.Close()
 	return nil
 }

@@ -26,7 +26,7 @@ var (
 	descUnattributed = prometheus.NewDesc("onramp_edge_l3_unattributed_drops_total",
 		"Packets the edge router dropped without a peer to blame (malformed, or a source no peer owns), by reason.", []string{"reason"}, nil)
 	descICMP = prometheus.NewDesc("onramp_edge_l3_icmp_errors_total",
-		"ICMP errors of the edge router: sent, or not sent because of the rate limit or a full queue.", []string{"result"}, nil)
+		"ICMP errors of the edge router: sent, or not sent because of the rate limit.", []string{"result"}, nil)
 	descHandshakes = prometheus.NewDesc("onramp_edge_l3_handshake_messages_total",
 		"WireGuard handshake messages (with a valid mac1) the edge received, by result: processed (within the device's 2000/s while not under load); "+
 			"processed_under_load (with a valid mac2, within the source's limit); cookie (under load, answered with a cookie reply); "+
@@ -83,7 +83,6 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	cnt(descICMP, s.ICMPErrors, "sent")
 	cnt(descICMP, s.ICMPRateLimited, "rate_limited")
-	cnt(descICMP, s.ICMPQueueFull, "queue_full")
 	hs := s.Handshakes
 	cnt(descHandshakes, hs.Processed, "processed")
 	cnt(descHandshakes, hs.Proven, "processed_under_load")
