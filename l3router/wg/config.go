@@ -68,6 +68,10 @@ type Config struct {
 	// Loops is the number of receive loops per address family (and of
 	// sockets sharing the port); GOMAXPROCS if 0.
 	Loops int
+	// MaxStagedBytes bounds the packets held, all peers together, for
+	// peers without a session while their handshake is under way
+	// (DefaultMaxStagedBytes if 0; see StagingStats).
+	MaxStagedBytes int
 	// Logger receives peers' handshake failures at debug level.
 	Logger *slog.Logger
 }

@@ -21,7 +21,6 @@ import (
 
 const (
 	handshakesPerSecond = 2000
-	maxStaged           = 128 // packets held per peer while a handshake is under way
 	tickEvery           = 100 * time.Millisecond
 )
 
@@ -51,6 +50,8 @@ type Device struct {
 
 	cookies cookieJar
 	hsCount hsCounters
+
+	staging staging // packets held for peers without a session (stage.go)
 
 	closed    chan struct{}
 	closeOnce sync.Once
@@ -105,7 +106,7 @@ type Peer struct {
 	cookieSet     int64
 	hasCookie     bool
 	lastMAC1      [16]byte
-	staged        [][]byte
+	staged        []stagedPacket // oldest first
 	removed       bool
 
 	endpoint                atomic.Pointer[netip.AddrPort]
@@ -144,6 +145,13 @@ func New(cfg Config) (*Device, error) {
 	}
 	if d.log == nil {
 		d.log = slog.Default()
+	}
+	if cfg.MaxStagedBytes < 0 {
+		return nil, fmt.Errorf("wg: MaxStagedBytes %d: negative", cfg.MaxStagedBytes)
+	}
+	d.staging.max = int64(cfg.MaxStagedBytes)
+	if d.staging.max == 0 {
+		d.staging.max = DefaultMaxStagedBytes
 	}
 	d.hsBucket = bucket{tokens: handshakesPerSecond}
 	loops := cfg.Loops
@@ -258,7 +266,7 @@ func (d *Device) RemovePeer(pub l3config.Key) {
 	d.tunPeer.CompareAndSwap(p, nil)
 	p.mu.Lock()
 	p.removed = true
-	p.staged = nil
+	d.dropStagedLocked(p, len(p.staged), stageDropRemoved)
 	p.hsState = hsNone
 	d.dropIndex(p.hs.localIndex, p)
 	for _, slot := range []*atomic.Pointer[keypair]{&p.current, &p.previous, &p.next} {

@@ -35,6 +35,9 @@ func (*Device) RemovePeer(l3config.Key) {}
 // HandshakeStats returns nothing.
 func (*Device) HandshakeStats() HandshakeStats { return HandshakeStats{} }
 
+// StagingStats returns nothing.
+func (*Device) StagingStats() StagingStats { return StagingStats{} }
+
 // Close does nothing.
 func (*Device) Close() error { return nil }
 
