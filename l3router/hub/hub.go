@@ -48,6 +48,9 @@ type Config struct {
 	// Loops is the device's receive loops per address family
 	// (GOMAXPROCS if 0).
 	Loops int
+	// MaxStagedBytes bounds the packets the device holds for peers
+	// without a session (wg.DefaultMaxStagedBytes if 0).
+	MaxStagedBytes int
 }
 
 // Hub is a running L3 hub. Its methods are safe for concurrent use.
@@ -112,7 +115,7 @@ func New(cfg Config, peers []Peer) (*Hub, error) {
 	}
 	h := &Hub{router: router, pub: cfg.PrivateKey.PublicKey(), peers: make(map[string]livePeer, len(peers))}
 	h.dev, err = wg.New(wg.Config{PrivateKey: cfg.PrivateKey, ListenPort: cfg.ListenPort, Router: router,
-		MTU: cfg.MTU, Loops: cfg.Loops, Logger: log})
+		MTU: cfg.MTU, Loops: cfg.Loops, Logger: log, MaxStagedBytes: cfg.MaxStagedBytes})
 	if err != nil {
 		return nil, fmt.Errorf("l3 hub: %w", err)
 	}
@@ -230,6 +233,9 @@ type Stats struct {
 	// Handshakes counts the handshake messages the device processed,
 	// answered with a cookie or refused, by reason.
 	Handshakes wg.HandshakeStats
+	// Staging counts the packets the device holds for peers without a
+	// session, and those it dropped, by reason.
+	Staging wg.StagingStats
 }
 
 // Stats returns the live peers' counters and handshake times.
@@ -246,6 +252,7 @@ func (h *Hub) Stats() (Stats, error) {
 		Unattributed: rs.Unattributed,
 		ICMPErrors:   rs.ICMPErrors, ICMPRateLimited: rs.ICMPRateLimited,
 		Handshakes: h.dev.HandshakeStats(),
+		Staging:    h.dev.StagingStats(),
 	}
 	for _, p := range live {
 		d := p.dev.Stats()

@@ -34,6 +34,14 @@ var (
 			"table_full (under load, a new source while 16384 are tracked).", []string{"result"}, nil)
 	descHandshakeSources = prometheus.NewDesc("onramp_edge_l3_handshake_limited_sources",
 		"Sources (IPv4 addresses, IPv6 /64s) with a handshake limit the edge tracks now.", nil, nil)
+	descStagedPackets = prometheus.NewDesc("onramp_edge_l3_staged_packets",
+		"Packets the edge holds for L3 peers without a session until their handshake completes.", nil, nil)
+	descStagedBytes = prometheus.NewDesc("onramp_edge_l3_staged_bytes",
+		"Bytes the edge holds for L3 peers without a session, as l3.max_staged_bytes counts them.", nil, nil)
+	descStagedDrops = prometheus.NewDesc("onramp_edge_l3_staged_drops_total",
+		"Packets held for L3 peers without a session that the edge dropped, by reason: peer_full (the peer's 128 were held: its oldest went); "+
+			"device_full (l3.max_staged_bytes reached); expired (older than a handshake attempt, 90 s, or the handshake gave up); "+
+			"removed (with their peer).", []string{"reason"}, nil)
 )
 
 // Collector returns a Prometheus collector of the hub's counters, read at
@@ -44,7 +52,8 @@ type collector struct{ h *Hub }
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descPeers, descRxPackets, descRxBytes, descTxPackets, descTxBytes,
-		descDrops, descHandshake, descUnattributed, descICMP, descHandshakes, descHandshakeSources} {
+		descDrops, descHandshake, descUnattributed, descICMP, descHandshakes, descHandshakeSources,
+		descStagedPackets, descStagedBytes, descStagedDrops} {
 		ch <- d
 	}
 }
@@ -91,4 +100,11 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	cnt(descHandshakes, hs.SourceLimited, "source_limit")
 	cnt(descHandshakes, hs.TableFull, "table_full")
 	ch <- prometheus.MustNewConstMetric(descHandshakeSources, prometheus.GaugeValue, float64(hs.Sources))
+	sg := s.Staging
+	ch <- prometheus.MustNewConstMetric(descStagedPackets, prometheus.GaugeValue, float64(sg.Packets))
+	ch <- prometheus.MustNewConstMetric(descStagedBytes, prometheus.GaugeValue, float64(sg.Bytes))
+	cnt(descStagedDrops, sg.PeerFull, "peer_full")
+	cnt(descStagedDrops, sg.DeviceFull, "device_full")
+	cnt(descStagedDrops, sg.Expired, "expired")
+	cnt(descStagedDrops, sg.Removed, "removed")
 }

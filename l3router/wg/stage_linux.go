@@ -1,6 +1,7 @@
 package wg
 
 import (
+	"fmt"
 	"sync/atomic"
 	"time"
 )
@@ -49,8 +50,8 @@ func (d *Device) stageLocked(p *Peer, pkt []byte, now int64) {
 		st.bytes.Add(-cost)
 		st.drops[stageDropDeviceFull].Add(1)
 		if w := st.warned.Load(); (w == 0 || now-w >= stagingWarnEvery) && st.warned.CompareAndSwap(w, now) {
-			d.log.Warn("l3 wireguard: staging budget reached: packets for peers without a session are dropped until some are sent or expire",
-				"max_staged_bytes", st.max, "peer", p.name)
+			d.log.Warn(fmt.Sprintf("l3 wireguard: l3.max_staged_bytes (%d) reached: packets for peers without a session "+
+				"are dropped until those held are sent or expire", st.max), "peer", p.name)
 		}
 		return
 	}
