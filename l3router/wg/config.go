@@ -35,7 +35,13 @@
 // or an IPv6 /64, in a capped table (cookie.go; see [HandshakeStats]), and
 // it honours the cookie replies of its peers. Timers (retransmission of
 // initiations, keepalives, rekeying, expiry) run on one housekeeping
-// goroutine.
+// goroutine. Packets for a peer without a session wait for its handshake,
+// bounded per peer, in time and for the whole device (stage.go; see
+// [StagingStats]).
+//
+// Each session's replay window (replay.go) is wireguard-go's, 8,128
+// counters, on the edge, and 65,472 on a connector, whose one peer, the
+// edge, sends from all its loops with one counter per session.
 package wg
 
 import (
