@@ -38,7 +38,6 @@ func TestACLFromYAML(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer r.Close()
 	st := r.state.Load()
 	carol := netip.MustParseAddr("198.18.1.4")
 	for _, tc := range []struct {
@@ -121,7 +120,7 @@ func TestACLErrors(t *testing.T) {
 		}
 	}
 	// The old policy survives a failed SetACL.
-	if out := pass(t, r, 0, udpPacket(t, aliceV4, hostA4, 64, 100)); len(out) != 1 {
+	if out := pass(t, r, udpPacket(t, aliceV4, hostA4, 64, 100)); len(out) != 1 {
 		t.Fatal("policy lost")
 	}
 	var cfg Config

@@ -16,7 +16,7 @@ func TestForget(t *testing.T) {
 		c.ACL = ACLConfig{Rules: []RuleConfig{{Action: "drop", From: Selector{Groups: []string{"eng"}}, To: Selector{Peers: []PeerID{"conn-a"}}, Proto: "udp"}}}
 		c.Peers = append(c.Peers, PeerConfig{Name: "carol", Kind: KindClient, Groups: []string{"eng"}, Routes: []netip.Prefix{host(netip.MustParseAddr("198.18.1.4"))}})
 	})
-	if got := pass(t, r, 0, udpPacket(t, bobV4, hostA4, 64, 100)); len(got) != 1 {
+	if got := pass(t, r, udpPacket(t, bobV4, hostA4, 64, 100)); len(got) != 1 {
 		t.Fatal("bob does not reach the LAN")
 	}
 	if !r.Forget("bob") {
@@ -29,7 +29,7 @@ func TestForget(t *testing.T) {
 		t.Error("bob's address still routed")
 	}
 	// A packet from bob's address is nobody's now.
-	if got := pass(t, r, 0, udpPacket(t, bobV4, hostA4, 64, 100)); len(got) != 0 {
+	if got := pass(t, r, udpPacket(t, bobV4, hostA4, 64, 100)); len(got) != 0 {
 		t.Error("a forgotten peer's address still forwards")
 	}
 	n := len(r.peers)
@@ -46,7 +46,7 @@ func TestForget(t *testing.T) {
 		if err := r.AddPeer(PeerConfig{Name: name, Kind: KindClient, Groups: groups, Routes: []netip.Prefix{host(addr)}}); err != nil {
 			t.Fatal(err)
 		}
-		got := pass(t, r, 0, udpPacket(t, addr, hostA4, 64, 100))
+		got := pass(t, r, udpPacket(t, addr, hostA4, 64, 100))
 		if want := i%2 == 1; (len(got) == 1) != want {
 			t.Fatalf("client %d (eng %v) forwarded %d packets: the ACL saw the slot's previous peer", i, i%2 == 0, len(got))
 		}

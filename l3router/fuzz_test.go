@@ -7,11 +7,13 @@ import (
 	"github.com/onramp-net/onramp/dataplane/packet"
 )
 
-// FuzzRouterWrite writes arbitrary bytes as a packet and checks that Write
-// never panics, and that what the router queues is either an ICMP error from
-// the router's address or the input, cut to its IP length, with the TTL or
-// hop limit lowered by one — never a packet that does not parse.
-func FuzzRouterWrite(f *testing.F) {
+// FuzzRoute routes arbitrary bytes, followed by padding, as a packet from
+// alice or conn-a, and checks that Route never panics, and that what the
+// device would send is either an ICMP error from the router's address
+// to the sender or the input, cut to its IP length, with the TTL or hop
+// limit lowered by one, to the peer that owns its destination — never a
+// packet that does not parse, nor one whose source is not the sender's.
+func FuzzRoute(f *testing.F) {
 	for _, p := range [][]byte{
 		udpPacket(f, aliceV4, hostA4, 64, 100),
 		udpPacket(f, aliceV6, hostA6, 64, 100),
@@ -23,44 +25,58 @@ func FuzzRouterWrite(f *testing.F) {
 		{0x45, 0, 0, 20},
 		{0x60},
 	} {
-		f.Add(p, uint8(0))
-		f.Add(withHeadroom(p, 16), uint8(16))
+		f.Add(p, uint8(0), false)
+		f.Add(p, uint8(15), true)
 	}
 	r := newTestRouter(f, func(c *Config) {
 		c.MTU = 1280
 		c.ACL.BuiltinDeny = "reject"
 		c.ACL.Rules = []RuleConfig{{Action: "reject", Proto: "tcp", Ports: []string{"22"}}}
 	})
-	rb := make([][]byte, 4)
-	for i := range rb {
-		rb[i] = make([]byte, 70000)
-	}
-	sizes := make([]int, 4)
-	f.Fuzz(func(t *testing.T, data []byte, off uint8) {
-		offset := int(off % 32)
-		in := bytes.Clone(data)
-		if n, err := r.Write([][]byte{data}, offset); n != 1 || err != nil {
-			t.Fatalf("Write = %d, %v", n, err)
+	attachAll(f, r)
+	reply := make([]byte, 1280)
+	f.Fuzz(func(t *testing.T, data []byte, pad uint8, fromConn bool) {
+		from := PeerID("alice")
+		if fromConn {
+			from = "conn-a"
 		}
-		n := r.ring.drain(rb, sizes, 0, &r.readShort)
-		if r.ring.len() != 0 || n > 1 {
-			t.Fatalf("%d packets out, %d left", n, r.ring.len())
-		}
-		if n == 0 {
+		// The padding is part of the plaintext: a packet whose IP length
+		// runs into it is forwarded with it, as by wireguard-go.
+		b := make([]byte, len(data)+int(pad%16))
+		copy(b, data)
+		in := bytes.Clone(b)
+		var d Decision
+		r.Route(b, from, &d)
+		switch d.Action {
+		case ActDrop:
+			return
+		case ActReply:
+			n := r.PutReply(reply, &d)
+			if n == 0 {
+				return // an ICMP error, a fragment or a multicast address: not answered
+			}
+			src, dst, _, _, _, _ := icmpOf(t, reply[:n]) // checks the checksums
+			if src != routerV4 && src != routerV6 {
+				t.Fatalf("ICMP error from %v, not the router", src)
+			}
+			if owner, _ := r.Lookup(dst); owner != from {
+				t.Fatalf("ICMP error to %v (%q's), not to the sender %q", dst, owner, from)
+			}
 			return
 		}
-		out := rb[0][:sizes[0]]
+		out := b[:d.Len]
+		if len(out) > len(in) || len(out) > 1280 {
+			t.Fatalf("forwarded %d bytes of a %d-byte input", len(out), len(in))
+		}
 		k, err := packet.ParseFlowKey(out)
 		if err != nil {
-			t.Fatalf("queued a packet that does not parse: %v", err)
+			t.Fatalf("forwarded a packet that does not parse: %v", err)
 		}
-		if src := k.SrcAddr(); src == routerV4 || src == routerV6 {
-			icmpOf(t, out) // checks the checksums
-			return
+		if owner, _ := r.Lookup(k.SrcAddr()); owner != from {
+			t.Fatalf("forwarded a packet from %v (%q's) that %q sent", k.SrcAddr(), owner, from)
 		}
-		orig := in[offset:]
-		if len(out) > len(orig) || len(out) > 1280 {
-			t.Fatalf("forwarded %d bytes of a %d-byte input", len(out), len(orig))
+		if owner, _ := r.Lookup(k.DstAddr()); d.To != owner {
+			t.Fatalf("forwarded to %v, want %q, the owner of %v", d.To, owner, k.DstAddr())
 		}
 		switch out[0] >> 4 {
 		case 4:
@@ -68,17 +84,17 @@ func FuzzRouterWrite(f *testing.F) {
 			if !ip.ChecksumValid() {
 				t.Fatal("forwarded a bad IPv4 header checksum")
 			}
-			if out[8] != orig[8]-1 || orig[8] <= 1 {
-				t.Fatalf("TTL %d -> %d", orig[8], out[8])
+			if out[8] != in[8]-1 || in[8] <= 1 {
+				t.Fatalf("TTL %d -> %d", in[8], out[8])
 			}
-			if !bytes.Equal(out[:8], orig[:8]) || !bytes.Equal(out[12:], orig[12:len(out)]) {
+			if !bytes.Equal(out[:8], in[:8]) || !bytes.Equal(out[12:], in[12:len(out)]) {
 				t.Fatal("forwarded packet changed beyond TTL and checksum")
 			}
 		case 6:
-			if out[7] != orig[7]-1 || orig[7] <= 1 {
-				t.Fatalf("hop limit %d -> %d", orig[7], out[7])
+			if out[7] != in[7]-1 || in[7] <= 1 {
+				t.Fatalf("hop limit %d -> %d", in[7], out[7])
 			}
-			if !bytes.Equal(out[:7], orig[:7]) || !bytes.Equal(out[8:], orig[8:len(out)]) {
+			if !bytes.Equal(out[:7], in[:7]) || !bytes.Equal(out[8:], in[8:len(out)]) {
 				t.Fatal("forwarded packet changed beyond the hop limit")
 			}
 		}

@@ -1,6 +1,7 @@
 package l3router
 
 import (
+	"bytes"
 	"net/netip"
 	"testing"
 
@@ -51,7 +52,6 @@ func newTestRouter(t testing.TB, mod func(*Config)) *Router {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { r.Close() })
 	return r
 }
 
@@ -111,41 +111,64 @@ func tcpPacket(t testing.TB, src, dst netip.Addr, dport uint16) []byte {
 	return b
 }
 
-// withHeadroom returns a copy of p after offset bytes of headroom.
-func withHeadroom(p []byte, offset int) []byte {
-	b := make([]byte, offset+len(p))
-	for i := range offset {
-		b[i] = 0xee
+// attachAll attaches every configured peer to the router under its name,
+// as the device attaches its peers: Route then names destinations by
+// PeerID.
+func attachAll(t testing.TB, r *Router) {
+	t.Helper()
+	r.mu.Lock()
+	names := make([]PeerID, 0, len(r.byName))
+	for n := range r.byName {
+		names = append(names, n)
 	}
-	copy(b[offset:], p)
-	return b
+	r.mu.Unlock()
+	for _, n := range names {
+		if err := r.Attach(n, n); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
-// pass writes pkts (with headroom offset) and reads whatever the router
-// queued, without blocking.
-func pass(t testing.TB, r *Router, offset int, pkts ...[]byte) [][]byte {
+// sender returns the peer that owns p's source address (nil if none, or
+// if p is no IP packet): the peer the device would have decrypted p from.
+func sender(r *Router, p []byte) any {
+	var src netip.Addr
+	switch {
+	case len(p) >= 20 && p[0]>>4 == 4:
+		src = netip.AddrFrom4([4]byte(p[12:16]))
+	case len(p) >= 40 && p[0]>>4 == 6:
+		src = netip.AddrFrom16([16]byte(p[8:24]))
+	default:
+		return nil
+	}
+	if id, ok := r.Lookup(src); ok {
+		return id
+	}
+	return nil
+}
+
+// pass routes copies of pkts, each from the peer that owns its source
+// (see sender), and returns what the device would send: the forwarded
+// packets (cut to their IP length) and the ICMP errors.
+func pass(t testing.TB, r *Router, pkts ...[]byte) [][]byte {
 	t.Helper()
-	bufs := make([][]byte, len(pkts))
-	for i, p := range pkts {
-		bufs[i] = withHeadroom(p, offset)
-	}
-	n, err := r.Write(bufs, offset)
-	if err != nil || n != len(pkts) {
-		t.Fatalf("Write = %d, %v; want %d, nil", n, err, len(pkts))
-	}
+	attachAll(t, r)
 	var out [][]byte
-	for r.ring.len() > 0 {
-		rb := make([][]byte, BatchSize)
-		for i := range rb {
-			rb[i] = make([]byte, offset+65535)
-		}
-		sizes := make([]int, BatchSize)
-		n := r.ring.drain(rb, sizes, offset, &r.readShort)
-		if n == 0 && r.ring.len() > 0 {
-			continue // only empty slots consumed
-		}
-		for i := range n {
-			out = append(out, rb[i][offset:offset+sizes[i]])
+	var d Decision
+	for _, p := range pkts {
+		b := bytes.Clone(p)
+		r.Route(b, sender(r, b), &d)
+		switch d.Action {
+		case ActForward:
+			if _, ok := d.To.(PeerID); !ok {
+				t.Fatalf("forwarded to %v, not an attached peer", d.To)
+			}
+			out = append(out, b[:d.Len])
+		case ActReply:
+			reply := make([]byte, r.mtu)
+			if n := r.PutReply(reply, &d); n > 0 {
+				out = append(out, reply[:n])
+			}
 		}
 	}
 	return out

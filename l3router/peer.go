@@ -82,9 +82,6 @@ const (
 	DropTTL
 	// DropTooBig: the packet is larger than the router's MTU.
 	DropTooBig
-	// DropQueueFull: the queue towards the device's encryption side was
-	// full.
-	DropQueueFull
 
 	// NumDropReasons is the number of drop reasons.
 	NumDropReasons
@@ -97,7 +94,6 @@ var dropReasonNames = [NumDropReasons]string{
 	DropACL:       "acl",
 	DropTTL:       "ttl",
 	DropTooBig:    "too_big",
-	DropQueueFull: "queue_full",
 }
 
 // String returns the metric label of r, e.g. "no_route".
@@ -120,13 +116,8 @@ type peer struct {
 	idx    int // index in Router.peers, bit position in ACL peer sets
 
 	rxPackets, rxBytes atomic.Uint64 // received from the peer (by source)
-	txPackets, txBytes atomic.Uint64 // queued for the peer (by destination)
+	txPackets, txBytes atomic.Uint64 // sent to the peer (by destination)
 	drops              [NumDropReasons]atomic.Uint64
-	// held is the number of ring slots holding the peer's packets
-	// (those it sent, and ICMP errors answering them): at most the
-	// router's per-peer share. It may dip below zero for a moment (the
-	// reader frees a slot before the writer counted it).
-	held atomic.Int64
 	// att is what Attach attached: the data path's own handle of the
 	// peer, returned by Route.
 	att atomic.Pointer[attachment]
@@ -140,7 +131,7 @@ type PeerStats struct {
 	// RxPackets and RxBytes count packets received from the peer (whose
 	// source address the peer owns), whatever became of them.
 	RxPackets, RxBytes uint64
-	// TxPackets and TxBytes count packets queued for the peer: forwarded
+	// TxPackets and TxBytes count packets sent to the peer: forwarded
 	// packets and ICMP errors whose destination the peer owns.
 	TxPackets, TxBytes uint64
 	// Drops counts packets from the peer dropped, by reason.
@@ -151,16 +142,13 @@ type PeerStats struct {
 type Stats struct {
 	Peers map[PeerID]PeerStats
 	// Unattributed counts drops that no peer can be blamed for: a
-	// malformed packet or a source no peer owns (Write does not say which
-	// peer sent a packet; see [Router.Write]).
+	// malformed packet, or a source that is not the sender's (its
+	// counters are not charged for what it cannot send).
 	Unattributed [NumDropReasons]uint64
-	// ICMPErrors counts ICMP errors queued; ICMPRateLimited those not
-	// sent because of the rate limit, ICMPQueueFull those not sent
-	// because the queue was full. The packets they answer are counted
-	// in the sending peer's Drops by the reason of the error.
-	ICMPErrors, ICMPRateLimited, ICMPQueueFull uint64
-	// ReadShort counts packets lost because a Read buffer was too small.
-	ReadShort uint64
+	// ICMPErrors counts ICMP errors made (PutReply); ICMPRateLimited
+	// those not made because of the rate limit. The packets they answer
+	// are counted in the sending peer's Drops by the reason of the error.
+	ICMPErrors, ICMPRateLimited uint64
 }
 
 func (p *peer) stats() PeerStats {

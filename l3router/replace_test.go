@@ -9,7 +9,7 @@ import (
 
 func TestReplacePeer(t *testing.T) {
 	r := newTestRouter(t, nil)
-	if got := pass(t, r, 0, udpPacket(t, aliceV4, hostA4, 64, 100)); len(got) != 1 {
+	if got := pass(t, r, udpPacket(t, aliceV4, hostA4, 64, 100)); len(got) != 1 {
 		t.Fatalf("before: %d packets forwarded", len(got))
 	}
 	if r.Stats().Peers["alice"].RxPackets != 1 {
@@ -29,11 +29,11 @@ func TestReplacePeer(t *testing.T) {
 	if s := r.Stats().Peers["alice"]; s.RxPackets != 0 {
 		t.Fatalf("counters not reset: %+v", s)
 	}
-	if got := pass(t, r, 0, udpPacket(t, newV4, hostA4, 64, 100)); len(got) != 1 {
+	if got := pass(t, r, udpPacket(t, newV4, hostA4, 64, 100)); len(got) != 1 {
 		t.Fatal("new address not routed")
 	}
 	// Replies to the old address find no route: an ICMP error goes to conn-a.
-	pass(t, r, 0, udpPacket(t, hostA4, aliceV4, 64, 100))
+	pass(t, r, udpPacket(t, hostA4, aliceV4, 64, 100))
 	if d := r.Stats().Peers["conn-a"].Drops[DropNoRoute]; d != 1 {
 		t.Fatalf("no-route drops %d, want 1", d)
 	}
@@ -41,7 +41,7 @@ func TestReplacePeer(t *testing.T) {
 	if err := r.SetACL(ACLConfig{Rules: []RuleConfig{{Action: "drop", From: Selector{Groups: []string{"ops"}}}}}); err != nil {
 		t.Fatal(err)
 	}
-	if got := pass(t, r, 0, udpPacket(t, newV4, hostA4, 64, 100)); len(got) != 0 {
+	if got := pass(t, r, udpPacket(t, newV4, hostA4, 64, 100)); len(got) != 0 {
 		t.Fatal("ops group rule not applied")
 	}
 

@@ -2,11 +2,10 @@ package l3router
 
 import "fmt"
 
-// Route and Attach are the router's interface for a data path that hands it
-// packets one by one instead of through Write and Read (the edge's own
-// WireGuard engine, package wg): it decrypts a packet, asks Route where it
-// goes, and encrypts it in place for that peer. Nothing is queued or
-// copied.
+// Route and Attach are the router's data path interface: the edge's own
+// WireGuard device (package wg) decrypts a packet, asks Route where it
+// goes, and encrypts it in place for that peer (or writes the ICMP error
+// PutReply makes back to the sender). Nothing is queued or copied.
 
 // RouteAction is what Route decided for a packet.
 type RouteAction uint8
@@ -49,16 +48,20 @@ func (r *Router) Attach(id PeerID, v any) error {
 }
 
 // Route decides the fate of pkt, an IP packet the peer attached as from
-// sent (decrypted, possibly followed by padding), with the same checks as
-// Write: the source must belong to from (else an unattributed
-// DropSpoofed: the packet is not the sender's to send), then route,
-// ACL, TTL and MTU. For ActForward it has decremented the TTL or hop
-// limit in place. It counts the packet like Write, except that nothing is
-// queued: ActForward counts as sent to the destination.
+// sent (decrypted, possibly followed by padding): the packet must parse
+// (else an unattributed DropMalformed) and its source must belong to from
+// (else an unattributed DropSpoofed: the packet is not the sender's to
+// send); then come the route, the ACL, the TTL and the MTU. For ActForward
+// it has decremented the TTL or hop limit in place. It counts the packet:
+// received from the sender, and for ActForward sent to the destination
+// (the caller encrypts it at once), or dropped by reason.
+//
+// Route allocates nothing and is safe for concurrent use (the device's
+// loops call it at once).
 func (r *Router) Route(pkt []byte, from any, d *Decision) {
 	st := r.state.Load()
 	v := &d.v
-	r.classify(st, pkt, 0, v, true, from)
+	r.classify(st, pkt, v, from)
 	d.Action, d.To = ActDrop, nil
 	if v.src == nil {
 		return

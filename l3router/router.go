@@ -4,14 +4,11 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net/netip"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/onramp-net/onramp/dataplane/packet"
-	"golang.zx2c4.com/wireguard/conn"
-	"golang.zx2c4.com/wireguard/tun"
 )
 
 // Defaults and limits of Config.
@@ -19,27 +16,15 @@ const (
 	DefaultMTU      = 1420 // as wireguard-go's device.DefaultMTU
 	MinMTU          = 1280 // the IPv6 minimum MTU; also fits every ICMP error
 	MaxMTU          = 65535
-	DefaultQueueLen = 2048
-	MaxQueueLen     = 1 << 20
 	DefaultICMPRate = 1000
-	DefaultName     = "onramp-l3"
 )
-
-// BatchSize is the router's batch size: wireguard-go's conn.IdealBatchSize.
-const BatchSize = conn.IdealBatchSize
 
 // Config configures a Router.
 type Config struct {
-	// Name is what Name returns; DefaultName if empty.
-	Name string `yaml:"name"`
 	// MTU is the largest packet the router forwards (DefaultMTU if 0,
 	// at least MinMTU). Larger packets are dropped and answered with
 	// ICMP fragmentation needed (IPv4 with DF) or packet too big (IPv6).
 	MTU int `yaml:"mtu"`
-	// QueueLen is the number of packet buffers between Write and Read, a
-	// power of two (DefaultQueueLen if 0). Each holds MTU bytes. One
-	// sending peer may hold at most half of them.
-	QueueLen int `yaml:"queue_len"`
 	// Address4 and Address6 are the router's own addresses, the sources
 	// of the ICMP errors it sends. If one is unset, the router sends no
 	// ICMP errors of that family (the packets are still dropped and
@@ -61,14 +46,13 @@ type dataState struct {
 	acl *acl
 }
 
-// Router is an in-memory IP router between the peers of one wireguard-go
-// device: the device's tun.Device. See the package documentation.
+// Router is an in-memory IP router between the peers of one WireGuard
+// device. See the package documentation.
 //
 // Control methods (AddPeer, AddRoute, RemoveOwner, SetACL) are safe for
-// concurrent use with each other and with the data path, which sees each
-// change atomically from its next batch on.
+// concurrent use with each other and with the data path (Route), which
+// sees each change atomically from its next packet on.
 type Router struct {
-	name         string
 	mtu          int
 	addr4, addr6 netip.Addr
 
@@ -81,52 +65,27 @@ type Router struct {
 	routes routeTable
 	aclCfg ACLConfig
 
-	ring   *ring
-	readMu sync.Mutex // one Read at a time
-
 	icmp limiter
 
 	unattributed            [NumDropReasons]atomic.Uint64
 	icmpErrors, icmpLimited atomic.Uint64
-	icmpQueueFull           atomic.Uint64
-	// peerShare is the most ring slots one sending peer may hold.
-	peerShare int64
-	readShort atomic.Uint64
-	events    chan tun.Event
-	closed    chan struct{}
-	closeOnce sync.Once
 }
-
-var _ tun.Device = (*Router)(nil)
 
 // New returns a Router configured by cfg. It returns an error naming the
 // offending field, peer, route or rule if cfg is invalid, including
 // routes of different peers that overlap (ErrOverlap).
 func New(cfg Config) (*Router, error) {
 	r := &Router{
-		name:   cfg.Name,
 		mtu:    cfg.MTU,
 		addr4:  cfg.Address4,
 		addr6:  cfg.Address6,
 		byName: make(map[PeerID]*peer),
-		events: make(chan tun.Event, 1),
-		closed: make(chan struct{}),
-	}
-	if r.name == "" {
-		r.name = DefaultName
 	}
 	if r.mtu == 0 {
 		r.mtu = DefaultMTU
 	}
 	if r.mtu < MinMTU || r.mtu > MaxMTU {
 		return nil, fmt.Errorf("mtu %d: want %d to %d: %w", cfg.MTU, MinMTU, MaxMTU, ErrBadConfig)
-	}
-	qlen := cfg.QueueLen
-	if qlen == 0 {
-		qlen = DefaultQueueLen
-	}
-	if qlen < 1 || qlen&(qlen-1) != 0 || qlen > MaxQueueLen {
-		return nil, fmt.Errorf("queue_len %d: want a power of two up to %d: %w", cfg.QueueLen, MaxQueueLen, ErrBadConfig)
 	}
 	if r.addr4.IsValid() && !r.addr4.Is4() {
 		return nil, fmt.Errorf("address4 %v: not IPv4: %w", r.addr4, ErrBadConfig)
@@ -150,9 +109,6 @@ func New(cfg Config) (*Router, error) {
 	}
 	r.aclCfg = cfg.ACL
 	r.state.Store(&dataState{fib: r.routes.compile(), acl: a})
-	r.ring = newRing(qlen, r.mtu)
-	r.peerShare = max(1, int64(qlen)/2)
-	r.events <- tun.EventUp
 	return r, nil
 }
 
@@ -277,9 +233,9 @@ func (r *Router) Lookup(addr netip.Addr) (PeerID, bool) {
 	return p.id, true
 }
 
-// AllowedIPs returns the routes of owner, sorted: exactly the allowed_ip
-// lines the wireguard-go device must have for that peer, so that the
-// device's cryptokey routing and the router agree.
+// AllowedIPs returns the routes of owner, sorted: the addresses the peer
+// may send from and is sent to (its WireGuard allowed IPs, as a client's
+// or a connector's configuration shows them).
 func (r *Router) AllowedIPs(owner PeerID) []netip.Prefix {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -300,8 +256,6 @@ func (r *Router) Stats() Stats {
 		Peers:           make(map[PeerID]PeerStats, len(peers)),
 		ICMPErrors:      r.icmpErrors.Load(),
 		ICMPRateLimited: r.icmpLimited.Load(),
-		ICMPQueueFull:   r.icmpQueueFull.Load(),
-		ReadShort:       r.readShort.Load(),
 	}
 	for _, p := range peers {
 		if p.id != "" {
@@ -314,218 +268,6 @@ func (r *Router) Stats() Stats {
 	return s
 }
 
-// File implements tun.Device. It returns nil: there is no file.
-func (r *Router) File() *os.File { return nil }
-
-// MTU implements tun.Device. It returns the configured MTU.
-func (r *Router) MTU() (int, error) { return r.mtu, nil }
-
-// Name implements tun.Device. It returns the configured name.
-func (r *Router) Name() (string, error) { return r.name, nil }
-
-// Events implements tun.Device. The channel carries one tun.EventUp and is
-// closed by Close.
-func (r *Router) Events() <-chan tun.Event { return r.events }
-
-// BatchSize implements tun.Device. It returns BatchSize.
-func (r *Router) BatchSize() int { return BatchSize }
-
-// Close implements tun.Device: pending and later Reads and Writes return
-// os.ErrClosed, and the Events channel is closed. It is idempotent.
-func (r *Router) Close() error {
-	r.closeOnce.Do(func() {
-		close(r.closed)
-		close(r.events)
-	})
-	return nil
-}
-
-// Read implements tun.Device: it hands the device the packets the router
-// wants encrypted and sent to a peer, forwarded packets and ICMP errors.
-//
-// It blocks until at least one packet is queued or the router is closed,
-// then copies up to len(bufs) packets, packet i into bufs[i][offset:], sets
-// sizes[i] to its length and returns how many it copied. len(sizes) must be
-// >= len(bufs). The router keeps no reference to bufs after Read returns. A
-// queued packet longer than len(bufs[i])-offset is dropped (Stats.ReadShort).
-// After Close, Read returns queued packets, then 0 and os.ErrClosed.
-// Concurrent Reads are serialized.
-func (r *Router) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
-	r.readMu.Lock()
-	defer r.readMu.Unlock()
-	if len(sizes) < len(bufs) {
-		bufs = bufs[:len(sizes)]
-	}
-	if len(bufs) == 0 {
-		return 0, nil
-	}
-	for {
-		if n := r.ring.drain(bufs, sizes, offset, &r.readShort); n > 0 {
-			return n, nil
-		}
-		select {
-		case <-r.ring.bell:
-		case <-r.closed:
-			if n := r.ring.drain(bufs, sizes, offset, &r.readShort); n > 0 {
-				return n, nil
-			}
-			return 0, os.ErrClosed
-		}
-	}
-}
-
-// Write implements tun.Device: it takes the packets the device decrypted
-// from one peer, packet i at bufs[i][offset:], routes them and returns
-// len(bufs) (or 0 and os.ErrClosed after Close). Per-packet failures are
-// counted and the packet dropped, never returned as an error. The router
-// may modify bufs[i][offset:] (the TTL) and keeps no reference to bufs after
-// Write returns: accepted packets are copied into the queue.
-//
-// Write never blocks: when the queue towards Read is full, or the sending
-// peer already holds its share of it (half), the remaining packets are
-// dropped (DropQueueFull), as a router's full egress queue does. Blocking instead would stall the sending peer's receive goroutine
-// in wireguard-go (and with it that peer's keepalive and handshake timers)
-// behind whichever peers the device is slow to send to, and it would give
-// one flooding peer the power to hold up every other.
-//
-// Which peer sent the packets is not passed by wireguard-go; the router
-// knows it by the source address instead. This is sound because the device
-// drops every decrypted packet whose source is outside the sending peer's
-// AllowedIPs (receive.go, RoutineSequentialReceiver), and AllowedIPs equal
-// the router's routes (see AllowedIPs). A source no peer owns means the two
-// disagree: the packet is dropped as DropSpoofed.
-//
-// Write is safe for concurrent use: wireguard-go calls it from one
-// goroutine per peer.
-func (r *Router) Write(bufs [][]byte, offset int) (int, error) {
-	select {
-	case <-r.closed:
-		return 0, os.ErrClosed
-	default:
-	}
-	st := r.state.Load()
-	var vs [BatchSize]verdict
-	for start := 0; start < len(bufs); start += BatchSize {
-		chunk := bufs[start:min(start+BatchSize, len(bufs))]
-		// Counters are summed over runs of packets of one peer (a
-		// Write batch normally comes from one peer and goes to few),
-		// to keep atomic adds on shared cache lines off the
-		// per-packet path.
-		rx, tx := tally{rx: true}, tally{}
-		need := 0
-		// The sender's share of the ring: a Write batch comes from
-		// one peer, whose held count is read once per run of it.
-		var sharer *peer
-		var held int64
-		for i, b := range chunk {
-			v := &vs[i]
-			r.classify(st, b, offset, v, false, nil)
-			if v.src != nil {
-				rx.add(v.src, len(v.pkt))
-			}
-			if v.kind == vDrop {
-				continue
-			}
-			if v.src != sharer {
-				sharer, held = v.src, v.src.held.Load()
-			}
-			if held >= r.peerShare {
-				r.queueFull(v)
-				v.kind = vDrop
-				continue
-			}
-			held++
-			need++
-		}
-		rx.flush()
-		if need == 0 {
-			continue
-		}
-		pos, free := r.ring.reserve(need)
-		var owner *peer
-		var taken int64
-		for i := range chunk {
-			v := &vs[i]
-			if v.kind == vDrop {
-				continue
-			}
-			if free == 0 {
-				r.queueFull(v)
-				continue
-			}
-			s := r.ring.at(pos)
-			pos++
-			free--
-			s.owner = v.src
-			if v.src != owner {
-				if owner != nil {
-					owner.held.Add(taken)
-				}
-				owner, taken = v.src, 0
-			}
-			taken++
-			if v.kind == vForward {
-				s.n = copy(s.buf, v.pkt)
-				tx.add(v.dst, s.n)
-			} else {
-				s.n = r.putICMP(s.buf, v)
-				if s.n > 0 {
-					r.icmpErrors.Add(1)
-					tx.add(v.src, s.n)
-				}
-			}
-			r.ring.publish(s)
-		}
-		if owner != nil {
-			owner.held.Add(taken)
-		}
-		tx.flush()
-		r.ring.wake()
-	}
-	return len(bufs), nil
-}
-
-// queueFull counts a packet the ring has no room for: a forwarded packet
-// against its sender; an ICMP error (whose packet is already counted by
-// the error's reason) in the router's lost-errors count.
-func (r *Router) queueFull(v *verdict) {
-	if v.kind == vForward {
-		v.src.drops[DropQueueFull].Add(1)
-	} else {
-		r.icmpQueueFull.Add(1)
-	}
-}
-
-// tally sums packets and bytes of consecutive packets of one peer.
-type tally struct {
-	p              *peer
-	packets, bytes uint64
-	rx             bool // counts rx, else tx
-}
-
-func (t *tally) add(p *peer, n int) {
-	if p != t.p {
-		t.flush()
-		t.p = p
-	}
-	t.packets++
-	t.bytes += uint64(n)
-}
-
-func (t *tally) flush() {
-	if t.p == nil {
-		return
-	}
-	if t.rx {
-		t.p.rxPackets.Add(t.packets)
-		t.p.rxBytes.Add(t.bytes)
-	} else {
-		t.p.txPackets.Add(t.packets)
-		t.p.txBytes.Add(t.bytes)
-	}
-	t.p, t.packets, t.bytes = nil, 0, 0
-}
-
 // verdict kinds.
 const (
 	vDrop = iota
@@ -533,7 +275,7 @@ const (
 	vICMP
 )
 
-// verdict is the fate of one packet of a Write batch.
+// verdict is the fate of one packet.
 type verdict struct {
 	kind uint8
 	v6   bool
@@ -545,16 +287,15 @@ type verdict struct {
 	dst  *peer  // owner of the destination (vForward)
 }
 
-// classify decides the fate of bufs[offset:] and sets v. For vForward it
-// has decremented the TTL or hop limit; it counts drops. With direct set
-// (Route), the source must belong to the peer attached as from.
-func (r *Router) classify(st *dataState, b []byte, offset int, v *verdict, direct bool, from any) {
+// classify decides the fate of b, a packet the peer attached as from sent,
+// and sets v. For vForward it has decremented the TTL or hop limit; it
+// counts drops.
+func (r *Router) classify(st *dataState, b []byte, v *verdict, from any) {
 	*v = verdict{}
-	if offset < 0 || offset >= len(b) {
+	if len(b) == 0 {
 		r.unattributed[DropMalformed].Add(1)
 		return
 	}
-	b = b[offset:]
 	var f flow
 	var ttl uint8
 	var ip4 packet.IPv4
@@ -602,15 +343,15 @@ func (r *Router) classify(st *dataState, b []byte, offset int, v *verdict, direc
 		r.unattributed[DropMalformed].Add(1)
 		return
 	}
+	// The source must be the sender's: its own address or one of its
+	// subnets.
 	if f.srcP == nil {
 		r.unattributed[DropSpoofed].Add(1)
 		return
 	}
-	if direct {
-		if a := f.srcP.att.Load(); a == nil || a.v != from {
-			r.unattributed[DropSpoofed].Add(1)
-			return
-		}
+	if a := f.srcP.att.Load(); a == nil || a.v != from {
+		r.unattributed[DropSpoofed].Add(1)
+		return
 	}
 	v.src = f.srcP
 	if f.dstP == nil {

@@ -4,15 +4,10 @@ import (
 	"bytes"
 	"errors"
 	"net/netip"
-	"os"
 	"testing"
-	"time"
 
 	"github.com/onramp-net/onramp/dataplane/packet"
-	"golang.zx2c4.com/wireguard/tun"
 )
-
-const wgOffset = 16 // wireguard-go's MessageTransportOffsetContent / MessageTransportHeaderSize
 
 func TestForward(t *testing.T) {
 	r := newTestRouter(t, nil)
@@ -27,7 +22,7 @@ func TestForward(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			in := udpPacket(t, tc.src, tc.dst, 64, 300)
-			out := pass(t, r, wgOffset, in)
+			out := pass(t, r, in)
 			if len(out) != 1 {
 				t.Fatalf("got %d packets, want 1", len(out))
 			}
@@ -81,7 +76,7 @@ func TestNoRouteICMP(t *testing.T) {
 		{aliceV6, nowhere6, packet.ICMPv6DestUnreachable, packet.ICMPv6CodeNoRoute, routerV6},
 	} {
 		in := udpPacket(t, tc.src, tc.dst, 64, 200)
-		out := pass(t, r, wgOffset, in)
+		out := pass(t, r, in)
 		if len(out) != 1 {
 			t.Fatalf("%v: got %d packets, want the ICMP error", tc.dst, len(out))
 		}
@@ -107,7 +102,7 @@ func TestTTLExceeded(t *testing.T) {
 	for _, ttl := range []uint8{0, 1} {
 		for _, c := range [][2]netip.Addr{{aliceV4, hostA4}, {aliceV6, hostA6}} {
 			in := udpPacket(t, c[0], c[1], ttl, 100)
-			out := pass(t, r, wgOffset, in)
+			out := pass(t, r, in)
 			if len(out) != 1 {
 				t.Fatalf("ttl %d: %d packets", ttl, len(out))
 			}
@@ -129,7 +124,7 @@ func TestTTLExceeded(t *testing.T) {
 func TestACLDefault(t *testing.T) {
 	t.Run("drop", func(t *testing.T) {
 		r := newTestRouter(t, nil)
-		if out := pass(t, r, wgOffset, udpPacket(t, aliceV4, bobV4, 64, 100), udpPacket(t, aliceV6, bobV6, 64, 100)); len(out) != 0 {
+		if out := pass(t, r, udpPacket(t, aliceV4, bobV4, 64, 100), udpPacket(t, aliceV6, bobV6, 64, 100)); len(out) != 0 {
 			t.Fatalf("client to client forwarded: %d packets", len(out))
 		}
 		if d := r.Stats().Peers["alice"].Drops[DropACL]; d != 2 {
@@ -138,7 +133,7 @@ func TestACLDefault(t *testing.T) {
 	})
 	t.Run("reject", func(t *testing.T) {
 		r := newTestRouter(t, func(c *Config) { c.ACL.BuiltinDeny = "reject" })
-		out := pass(t, r, wgOffset, udpPacket(t, aliceV4, bobV4, 64, 100), udpPacket(t, aliceV6, bobV6, 64, 100))
+		out := pass(t, r, udpPacket(t, aliceV4, bobV4, 64, 100), udpPacket(t, aliceV6, bobV6, 64, 100))
 		if len(out) != 2 {
 			t.Fatalf("%d packets, want 2 ICMP errors", len(out))
 		}
@@ -155,7 +150,7 @@ func TestACLDefault(t *testing.T) {
 		r := newTestRouter(t, func(c *Config) {
 			c.Peers = append(c.Peers, PeerConfig{Name: "conn-b", Kind: KindConnector, Routes: []netip.Prefix{netip.MustParsePrefix("198.19.20.0/24")}})
 		})
-		if out := pass(t, r, 0, udpPacket(t, hostA4, netip.MustParseAddr("198.19.20.1"), 64, 100)); len(out) != 0 {
+		if out := pass(t, r, udpPacket(t, hostA4, netip.MustParseAddr("198.19.20.1"), 64, 100)); len(out) != 0 {
 			t.Fatal("site to site forwarded without a rule")
 		}
 	})
@@ -168,7 +163,7 @@ func TestACLAllowsClientToClient(t *testing.T) {
 			{Action: "allow", From: Selector{Peers: []PeerID{"bob"}}, To: Selector{Peers: []PeerID{"alice"}}},
 		}
 	})
-	if out := pass(t, r, wgOffset, udpPacket(t, aliceV4, bobV4, 64, 100), udpPacket(t, bobV6, aliceV6, 64, 100)); len(out) != 2 {
+	if out := pass(t, r, udpPacket(t, aliceV4, bobV4, 64, 100), udpPacket(t, bobV6, aliceV6, 64, 100)); len(out) != 2 {
 		t.Fatalf("%d packets forwarded, want 2", len(out))
 	}
 }
@@ -192,7 +187,7 @@ func TestMalformed(t *testing.T) {
 	bad := [][]byte{{}, {0x45}, badSum, badLen, shortIHL, garbageAfterHeader, truncUDP, v6trunc, version, good[:19]}
 	pkts := append([][]byte{good}, bad...)
 	pkts = append(pkts, good)
-	out := pass(t, r, wgOffset, pkts...)
+	out := pass(t, r, pkts...)
 	if len(out) != 2 {
 		t.Fatalf("%d packets forwarded, want the 2 good ones", len(out))
 	}
@@ -204,7 +199,7 @@ func TestMalformed(t *testing.T) {
 
 func TestSpoofedSource(t *testing.T) {
 	r := newTestRouter(t, nil)
-	if out := pass(t, r, 0, udpPacket(t, netip.MustParseAddr("198.18.200.1"), hostA4, 64, 100)); len(out) != 0 {
+	if out := pass(t, r, udpPacket(t, netip.MustParseAddr("198.18.200.1"), hostA4, 64, 100)); len(out) != 0 {
 		t.Fatal("forwarded a packet from an unowned source")
 	}
 	if r.Stats().Unattributed[DropSpoofed] != 1 {
@@ -214,7 +209,7 @@ func TestSpoofedSource(t *testing.T) {
 
 func TestTooBig(t *testing.T) {
 	r := newTestRouter(t, func(c *Config) { c.MTU = 1280 })
-	out := pass(t, r, 0, udpPacket(t, aliceV4, hostA4, 64, 1400), udpPacket(t, aliceV6, hostA6, 64, 1400), udpPacket(t, aliceV4, hostA4, 64, 1280))
+	out := pass(t, r, udpPacket(t, aliceV4, hostA4, 64, 1400), udpPacket(t, aliceV6, hostA6, 64, 1400), udpPacket(t, aliceV4, hostA4, 64, 1280))
 	if len(out) != 3 {
 		t.Fatalf("%d packets", len(out))
 	}
@@ -231,142 +226,13 @@ func TestTooBig(t *testing.T) {
 	}
 }
 
-func TestQueueFull(t *testing.T) {
-	r := newTestRouter(t, func(c *Config) { c.QueueLen = 8 })
-	write := func(src netip.Addr, count int) {
-		t.Helper()
-		p := udpPacket(t, src, hostA4, 64, 100)
-		bufs := make([][]byte, count)
-		for i := range bufs {
-			bufs[i] = bytes.Clone(p)
-		}
-		if n, err := r.Write(bufs, 0); n != count || err != nil {
-			t.Fatalf("Write = %d, %v", n, err)
-		}
-	}
-	// One sender holds at most half the queue.
-	write(aliceV4, 20)
-	if d := r.Stats().Peers["alice"].Drops[DropQueueFull]; d != 16 {
-		t.Fatalf("alice queue_full %d, want 16 (she may hold 4 of 8 slots)", d)
-	}
-	// Another sender still finds room: the other half.
-	write(bobV4, 20)
-	if d := r.Stats().Peers["bob"].Drops[DropQueueFull]; d != 16 {
-		t.Fatalf("bob queue_full %d, want 16", d)
-	}
-	// Now the queue is full: nobody gets in.
-	write(aliceV4, 1)
-	if d := r.Stats().Peers["alice"].Drops[DropQueueFull]; d != 17 {
-		t.Fatalf("alice queue_full %d, want 17", d)
-	}
-	rb := make([][]byte, BatchSize)
-	for i := range rb {
-		rb[i] = make([]byte, 2000)
-	}
-	sizes := make([]int, BatchSize)
-	if n, err := r.Read(rb, sizes, 4); n != 8 || err != nil {
-		t.Fatalf("Read = %d, %v", n, err)
-	}
-	// Room again, and the shares were given back: alice gets 4 again.
-	write(aliceV4, 5)
-	if d := r.Stats().Peers["alice"].Drops[DropQueueFull]; d != 18 {
-		t.Fatalf("alice queue_full %d after the queue drained, want 18", d)
-	}
-	if n, err := r.Read(rb, sizes, 4); n != 4 || err != nil {
-		t.Fatalf("Read = %d, %v", n, err)
-	}
-}
-
-// TestQueueShareUnderFlood: while one peer floods without pause, another
-// peer's occasional packets all get through.
-func TestQueueShareUnderFlood(t *testing.T) {
-	r := newTestRouter(t, func(c *Config) { c.QueueLen = 64 })
-	flood := udpPacket(t, aliceV4, hostA4, 64, 1000)
-	bufs := make([][]byte, BatchSize)
-	for i := range bufs {
-		bufs[i] = bytes.Clone(flood)
-	}
-	rb := make([][]byte, BatchSize)
-	for i := range rb {
-		rb[i] = make([]byte, 2000)
-	}
-	sizes := make([]int, BatchSize)
-	light := udpPacket(t, bobV4, hostA4, 64, 100)
-	for round := range 100 {
-		// The flooder writes more than the whole queue each round...
-		for range 4 {
-			if _, err := r.Write(bufs, 0); err != nil {
-				t.Fatal(err)
-			}
-		}
-		// ...yet the light peer's packet is accepted...
-		if _, err := r.Write([][]byte{bytes.Clone(light)}, 0); err != nil {
-			t.Fatal(err)
-		}
-		// ...and the reader, slower than the flood, drains a batch.
-		if _, err := r.Read(rb, sizes, 0); err != nil {
-			t.Fatal(err)
-		}
-		if d := r.Stats().Peers["bob"].Drops[DropQueueFull]; d != 0 {
-			t.Fatalf("round %d: bob lost %d packets to alice's flood", round, d)
-		}
-	}
-	if r.Stats().Peers["alice"].Drops[DropQueueFull] == 0 {
-		t.Fatal("the flood never filled alice's share: the test proves nothing")
-	}
-}
-
-func TestReadBlocksAndClose(t *testing.T) {
-	r := newTestRouter(t, nil)
-	if ev := <-r.Events(); ev != tun.EventUp {
-		t.Fatalf("event %v", ev)
-	}
-	rb := [][]byte{make([]byte, 2000), make([]byte, 2000)}
-	sizes := make([]int, 2)
-	got := make(chan error, 1)
-	go func() {
-		n, err := r.Read(rb, sizes, wgOffset)
-		if err == nil && n != 1 {
-			err = errors.New("wrong count")
-		}
-		got <- err
-	}()
-	time.Sleep(20 * time.Millisecond)
-	p := udpPacket(t, aliceV4, hostA4, 64, 100)
-	if _, err := r.Write([][]byte{withHeadroom(p, wgOffset)}, wgOffset); err != nil {
-		t.Fatal(err)
-	}
-	if err := <-got; err != nil {
-		t.Fatal(err)
-	}
-	if sizes[0] != len(p) || rb[0][wgOffset+8] != 63 {
-		t.Fatalf("size %d ttl %d", sizes[0], rb[0][wgOffset+8])
-	}
-	go func() {
-		_, err := r.Read(rb, sizes, 0)
-		got <- err
-	}()
-	time.Sleep(20 * time.Millisecond)
-	r.Close()
-	r.Close()
-	if err := <-got; !errors.Is(err, os.ErrClosed) {
-		t.Fatalf("Read after Close: %v", err)
-	}
-	if _, err := r.Write([][]byte{p}, 0); !errors.Is(err, os.ErrClosed) {
-		t.Fatalf("Write after Close: %v", err)
-	}
-	if _, ok := <-r.Events(); ok {
-		t.Fatal("events channel not closed")
-	}
-}
-
 func TestICMPRateLimit(t *testing.T) {
 	r := newTestRouter(t, func(c *Config) { c.ICMPRate = 3 })
 	var pkts [][]byte
 	for range 10 {
 		pkts = append(pkts, udpPacket(t, aliceV4, nowhere4, 64, 60))
 	}
-	if out := pass(t, r, 0, pkts...); len(out) != 3 {
+	if out := pass(t, r, pkts...); len(out) != 3 {
 		t.Fatalf("%d ICMP errors, want 3 (the burst)", len(out))
 	}
 	if s := r.Stats(); s.ICMPRateLimited != 7 || s.ICMPErrors != 3 {
@@ -377,57 +243,125 @@ func TestICMPRateLimit(t *testing.T) {
 func TestNoICMPAboutICMPErrors(t *testing.T) {
 	r := newTestRouter(t, nil)
 	// An ICMP error from alice to nowhere is dropped without a reply.
-	icmpErr := pass(t, r, 0, udpPacket(t, aliceV4, nowhere4, 64, 60))[0]
+	icmpErr := pass(t, r, udpPacket(t, aliceV4, nowhere4, 64, 60))[0]
 	// Swap: pretend alice sends that error towards nowhere.
 	ip, _ := packet.ParseIPv4(icmpErr)
 	ip.SetSrc(aliceV4)
 	ip.SetDst(nowhere4)
-	if out := pass(t, r, 0, icmpErr); len(out) != 0 {
+	if out := pass(t, r, icmpErr); len(out) != 0 {
 		t.Fatal("answered an ICMP error with an ICMP error")
 	}
 }
 
-func TestZeroAllocWriteRead(t *testing.T) {
+// TestRouteSender: a packet whose source is another peer's is not the
+// sender's to send: dropped as spoofed, whatever its destination, and not
+// charged to the peer it claims to be from.
+func TestRouteSender(t *testing.T) {
 	r := newTestRouter(t, nil)
-	bufs, pkts := batch(t, 64, 1420)
-	rb := make([][]byte, BatchSize)
-	for i := range rb {
-		rb[i] = make([]byte, wgOffset+1500)
+	attachAll(t, r)
+	var d Decision
+	for _, p := range [][]byte{udpPacket(t, aliceV4, hostA4, 64, 100), udpPacket(t, aliceV6, nowhere6, 64, 100), udpPacket(t, hostA4, aliceV4, 64, 100)} {
+		r.Route(p, PeerID("bob"), &d)
+		if d.Action != ActDrop {
+			t.Fatalf("%x from bob: action %v, want a drop", p[:20], d.Action)
+		}
 	}
-	sizes := make([]int, BatchSize)
-	allocs := testing.AllocsPerRun(100, func() {
-		resetTTL(bufs, pkts)
-		r.Write(bufs, wgOffset)
-		r.Read(rb, sizes, wgOffset)
-	})
-	if allocs != 0 {
-		t.Fatalf("%v allocations per Write+Read batch, want 0", allocs)
+	// No sender at all: a peer the device has not attached.
+	r.Route(udpPacket(t, bobV4, hostA4, 64, 100), nil, &d)
+	s := r.Stats()
+	if got := s.Unattributed[DropSpoofed]; got != 4 {
+		t.Errorf("spoofed drops %d, want 4", got)
 	}
-	// The error paths too.
-	nr := [][]byte{withHeadroom(udpPacket(t, aliceV4, nowhere4, 64, 100), wgOffset), withHeadroom(udpPacket(t, aliceV6, bobV6, 64, 100), wgOffset), {1, 2, 3}}
-	allocs = testing.AllocsPerRun(100, func() {
-		r.Write(nr, wgOffset)
-		r.ring.drain(rb, sizes, wgOffset, &r.readShort)
-	})
-	if allocs != 0 {
-		t.Fatalf("%v allocations per error batch, want 0", allocs)
+	if a := s.Peers["alice"]; a.RxPackets != 0 || a.Drops != ([NumDropReasons]uint64{}) {
+		t.Errorf("alice charged for packets bob sent: %+v", a)
+	}
+	if s.ICMPErrors != 0 {
+		t.Errorf("%d ICMP errors for spoofed packets", s.ICMPErrors)
 	}
 }
 
-// batch returns n copies of an IPv4 UDP packet of size bytes from alice to
-// hostA4 with wgOffset headroom, and the original.
-func batch(t testing.TB, n, size int) (bufs [][]byte, orig []byte) {
-	orig = udpPacket(t, aliceV4, hostA4, 64, size)
-	bufs = make([][]byte, n)
-	for i := range bufs {
-		bufs[i] = withHeadroom(orig, wgOffset)
+// TestRouteDestination: a destination peer the device has not attached
+// (yet) is no route; attached, it gets the packet, named by what was
+// attached.
+func TestRouteDestination(t *testing.T) {
+	r := newTestRouter(t, nil)
+	if err := r.Attach("alice", "alice's handle"); err != nil {
+		t.Fatal(err)
 	}
-	return bufs, orig
+	var d Decision
+	r.Route(udpPacket(t, aliceV4, hostA4, 64, 100), "alice's handle", &d)
+	if d.Action != ActDrop || r.Stats().Peers["alice"].Drops[DropNoRoute] != 1 {
+		t.Fatalf("to a peer not attached: action %v, stats %+v", d.Action, r.Stats().Peers["alice"])
+	}
+	if err := r.Attach("conn-a", 42); err != nil {
+		t.Fatal(err)
+	}
+	r.Route(udpPacket(t, aliceV4, hostA4, 64, 100), "alice's handle", &d)
+	if d.Action != ActForward || d.To != 42 {
+		t.Fatalf("action %v to %v, want forward to 42", d.Action, d.To)
+	}
+	if err := r.Attach("nobody", 1); !errors.Is(err, ErrUnknownPeer) {
+		t.Errorf("Attach of an unknown peer: %v", err)
+	}
 }
 
-// resetTTL undoes the router's TTL decrement in bufs.
-func resetTTL(bufs [][]byte, orig []byte) {
-	for _, b := range bufs {
-		copy(b[wgOffset+8:wgOffset+12], orig[8:12]) // TTL, protocol, checksum
+// TestRoutePadding: the device hands Route a decrypted packet with its
+// WireGuard padding; Len is the packet's own length, and the padding is
+// neither forwarded nor quoted in an ICMP error.
+func TestRoutePadding(t *testing.T) {
+	r := newTestRouter(t, nil)
+	attachAll(t, r)
+	for _, c := range [][2]netip.Addr{{aliceV4, hostA4}, {aliceV6, hostA6}} {
+		in := udpPacket(t, c[0], c[1], 64, 101)
+		b := append(bytes.Clone(in), make([]byte, 11)...)
+		var d Decision
+		r.Route(b, PeerID("alice"), &d)
+		if d.Action != ActForward || d.Len != len(in) {
+			t.Fatalf("%v: action %v len %d, want forward of %d bytes", c[1], d.Action, d.Len, len(in))
+		}
+	}
+	in := udpPacket(t, aliceV4, nowhere4, 64, 101)
+	var d Decision
+	r.Route(append(bytes.Clone(in), make([]byte, 11)...), PeerID("alice"), &d)
+	reply := make([]byte, 1500)
+	n := r.PutReply(reply, &d)
+	if d.Action != ActReply || n == 0 {
+		t.Fatalf("action %v, reply of %d bytes", d.Action, n)
+	}
+	if _, _, _, _, _, quoted := icmpOf(t, reply[:n]); !bytes.Equal(quoted, in) {
+		t.Fatalf("quoted %d bytes, want the %d of the packet without its padding", len(quoted), len(in))
+	}
+	if r.PutReply(reply[:20], &d) != 0 {
+		t.Error("PutReply wrote into a buffer too small")
+	}
+}
+
+// TestRouteAllocs: Route allocates nothing, forwarding or not, and
+// neither does PutReply.
+func TestRouteAllocs(t *testing.T) {
+	r := newTestRouter(t, nil)
+	attachAll(t, r)
+	fwd := udpPacket(t, aliceV4, hostA4, 64, 1420)
+	hdr := [4]byte(fwd[8:12]) // TTL, protocol, checksum
+	var d Decision
+	if n := testing.AllocsPerRun(100, func() {
+		copy(fwd[8:12], hdr[:]) // Route decremented the TTL
+		r.Route(fwd, PeerID("alice"), &d)
+	}); n != 0 || d.Action != ActForward {
+		t.Errorf("%v allocations per packet forwarded (action %v), want 0", n, d.Action)
+	}
+	reply := make([]byte, 1500)
+	for _, p := range [][]byte{
+		udpPacket(t, aliceV4, nowhere4, 64, 100), // ICMP error
+		udpPacket(t, aliceV6, bobV6, 64, 100),    // ACL drop
+		udpPacket(t, bobV4, hostA4, 64, 100),     // spoofed (from alice)
+		{1, 2, 3},                                // malformed
+	} {
+		if n := testing.AllocsPerRun(100, func() {
+			r.Route(p, PeerID("alice"), &d)
+			r.PutReply(reply, &d)
+		}); n != 0 {
+			t.Errorf("%v allocations for %x (action %v), want 0", n, p[:min(len(p), 20)], d.Action)
+		}
 	}
 }

@@ -40,7 +40,8 @@ func startHub(c *l3ctl, log *slog.Logger, reg prometheus.Registerer) (*hub.Hub, 
 	}
 	h, err := hub.New(hub.Config{
 		ListenPort: l3.ListenPort(), PrivateKey: key, Pools: poolsOf(c.cfg), MTU: l3.MTU, ACL: l3.ACL, Logger: log,
-		Handshakes: l3.Handshakes.Limits(),
+		Handshakes:     l3.Handshakes.Limits(),
+		MaxStagedBytes: l3.MaxStagedBytes,
 	}, peers)
 	if err != nil {
 		return nil, fmt.Errorf("l3 (edge config l3.listen %s): %w", l3.Listen, err)

@@ -51,6 +51,9 @@ type Config struct {
 	// Handshakes bounds the device's handshake work (edge.yml
 	// l3.handshakes); a zero field is its default.
 	Handshakes wg.HandshakeLimits
+	// MaxStagedBytes bounds the packets the device holds for peers
+	// without a session (wg.DefaultMaxStagedBytes if 0).
+	MaxStagedBytes int
 }
 
 // Hub is a running L3 hub. Its methods are safe for concurrent use.
@@ -119,9 +122,9 @@ func New(cfg Config, peers []Peer) (*Hub, error) {
 	h := &Hub{router: router, pub: cfg.PrivateKey.PublicKey(), peers: make(map[string]livePeer, len(peers)),
 		retired: map[l3router.PeerKind]l3router.PeerStats{}}
 	h.dev, err = wg.New(wg.Config{PrivateKey: cfg.PrivateKey, ListenPort: cfg.ListenPort, Router: router,
-		MTU: cfg.MTU, Loops: cfg.Loops, Logger: log, Handshakes: cfg.Handshakes})
+		MTU: cfg.MTU, Loops: cfg.Loops, Logger: log, Handshakes: cfg.Handshakes,
+		MaxStagedBytes: cfg.MaxStagedBytes})
 	if err != nil {
-		router.Close()
 		return nil, fmt.Errorf("l3 hub: %w", err)
 	}
 	for _, p := range peers {
@@ -245,9 +248,8 @@ type Stats struct {
 	// Unattributed counts drops no peer can be blamed for (see
 	// l3router.Stats).
 	Unattributed [l3router.NumDropReasons]uint64
-	// ICMP errors sent, not sent for the rate limit, not sent for a full
-	// queue.
-	ICMPErrors, ICMPRateLimited, ICMPQueueFull uint64
+	// ICMP errors sent, and not sent for the rate limit.
+	ICMPErrors, ICMPRateLimited uint64
 	// Handshakes counts the handshake messages the device processed,
 	// answered with a cookie or refused, by reason.
 	Handshakes wg.HandshakeStats
@@ -256,6 +258,9 @@ type Stats struct {
 	Drops [wg.NumDatagramDrops]uint64
 	// Limits are the device's handshake limits, defaults filled.
 	Limits wg.HandshakeLimits
+	// Staging counts the packets the device holds for peers without a
+	// session, and those it dropped, by reason.
+	Staging wg.StagingStats
 }
 
 // Stats returns the live peers' counters and handshake times, and the
@@ -280,10 +285,11 @@ func (h *Hub) Stats() (Stats, error) {
 	s := Stats{
 		Kinds:        kinds,
 		Unattributed: rs.Unattributed,
-		ICMPErrors:   rs.ICMPErrors, ICMPRateLimited: rs.ICMPRateLimited, ICMPQueueFull: rs.ICMPQueueFull,
+		ICMPErrors:   rs.ICMPErrors, ICMPRateLimited: rs.ICMPRateLimited,
 		Handshakes: h.dev.HandshakeStats(),
 		Drops:      h.dev.Drops(),
 		Limits:     h.dev.HandshakeLimits(),
+		Staging:    h.dev.StagingStats(),
 	}
 	for _, p := range live {
 		d := p.dev.Stats()
@@ -300,9 +306,8 @@ func (h *Hub) Stats() (Stats, error) {
 	return s, nil
 }
 
-// Close stops the device and the router. It is idempotent.
+// Close stops the device. It is idempotent.
 func (h *Hub) Close() error {
 	h.dev.Close()
-	h.router.Close()
 	return nil
 }

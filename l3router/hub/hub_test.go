@@ -290,6 +290,9 @@ func TestHub(t *testing.T) {
 	if v := gathered(t, reg, "onramp_edge_l3_handshakes_completed_total"); v < 3 {
 		t.Fatalf("%v handshakes completed, want one per peer at least", v)
 	}
+	if n, err := testutil.GatherAndCount(reg, "onramp_edge_l3_staged_drops_total", "onramp_edge_l3_staged_packets", "onramp_edge_l3_staged_bytes"); err != nil || n != 6 {
+		t.Fatalf("staging series %d, %v: want 4 reasons, the packets and the bytes", n, err)
+	}
 
 	// Garbage on the UDP port and a packet of bob spoofing alice's address
 	// are dropped; the others' flows go on.

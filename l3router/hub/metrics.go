@@ -45,7 +45,7 @@ var (
 	descUnattributed = prometheus.NewDesc("onramp_edge_l3_unattributed_drops_total",
 		"Packets the edge router dropped without a peer to blame (malformed, or a source no peer owns), by reason.", []string{"reason"}, nil)
 	descICMP = prometheus.NewDesc("onramp_edge_l3_icmp_errors_total",
-		"ICMP errors of the edge router: sent, or not sent because of the rate limit or a full queue.", []string{"result"}, nil)
+		"ICMP errors of the edge router: sent, or not sent because of the rate limit.", []string{"result"}, nil)
 
 	// The WireGuard device.
 	descDatagramDrops = prometheus.NewDesc("onramp_edge_l3_datagram_drops_total",
@@ -72,6 +72,14 @@ var (
 		"Times the edge's WireGuard device went under load.", nil, nil)
 	descHandshakeLimits = prometheus.NewDesc("onramp_edge_l3_handshake_limit",
 		"The edge's handshake limits (edge.yml l3.handshakes), by name.", []string{"limit"}, nil)
+	descStagedPackets = prometheus.NewDesc("onramp_edge_l3_staged_packets",
+		"Packets the edge holds for L3 peers without a session until their handshake completes.", nil, nil)
+	descStagedBytes = prometheus.NewDesc("onramp_edge_l3_staged_bytes",
+		"Bytes the edge holds for L3 peers without a session, as l3.max_staged_bytes counts them.", nil, nil)
+	descStagedDrops = prometheus.NewDesc("onramp_edge_l3_staged_drops_total",
+		"Packets held for L3 peers without a session that the edge dropped, by reason: peer_full (the peer's 128 were held: its oldest went); "+
+			"device_full (l3.max_staged_bytes reached); expired (older than a handshake attempt, 90 s, or the handshake gave up); "+
+			"removed (with their peer).", []string{"reason"}, nil)
 )
 
 // Label values of the handshake message types.
@@ -89,7 +97,7 @@ func (c collector) Describe(ch chan<- *prometheus.Desc) {
 		descRxPackets, descRxBytes, descTxPackets, descTxBytes, descDrops, descHandshake,
 		descUnattributed, descICMP, descDatagramDrops, descHandshakes, descHandshakeSources,
 		descHandshakeReceived, descHandshakeSent, descHandshakesCompleted, descUnderLoad, descUnderLoadEntered,
-		descHandshakeLimits} {
+		descHandshakeLimits, descStagedPackets, descStagedBytes, descStagedDrops} {
 		ch <- d
 	}
 }
@@ -144,7 +152,6 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	cnt(descICMP, s.ICMPErrors, "sent")
 	cnt(descICMP, s.ICMPRateLimited, "rate_limited")
-	cnt(descICMP, s.ICMPQueueFull, "queue_full")
 	for r, v := range s.Drops {
 		cnt(descDatagramDrops, v, wg.DatagramDrop(r).String())
 	}
@@ -179,4 +186,11 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	} {
 		gauge(descHandshakeLimits, float64(v.v), v.name)
 	}
+	sg := s.Staging
+	gauge(descStagedPackets, float64(sg.Packets))
+	gauge(descStagedBytes, float64(sg.Bytes))
+	cnt(descStagedDrops, sg.PeerFull, "peer_full")
+	cnt(descStagedDrops, sg.DeviceFull, "device_full")
+	cnt(descStagedDrops, sg.Expired, "expired")
+	cnt(descStagedDrops, sg.Removed, "removed")
 }

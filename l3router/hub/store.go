@@ -301,34 +301,51 @@ func (s *Store) EdgeKey() (l3config.Key, error) {
 // subnet overlapping a pool, another connector's subnet or a peer's
 // address (ErrOverlap), and a full pool (ErrPoolExhausted).
 func (s *Store) Add(p Peer) (Peer, error) {
-	if err := s.check(&p); err != nil {
-		return Peer{}, fmt.Errorf("l3 store: add %v %q: %w", p.Kind, p.Name, err)
+	ps, err := s.AddMany([]Peer{p})
+	if err != nil {
+		return Peer{}, err
+	}
+	return ps[0], nil
+}
+
+// AddMany records new clients and connectors as Add does, in one
+// transaction: all of them, or none and the error of the first refused
+// (a name or key may not be given twice in ps either). It returns the
+// records in the order of ps. Add reads every record to check one peer;
+// AddMany reads them once for all, so that thousands of peers (an import,
+// a test at scale) take seconds, not minutes.
+func (s *Store) AddMany(ps []Peer) ([]Peer, error) {
+	if len(ps) == 0 {
+		return nil, nil
+	}
+	out := make([]Peer, len(ps))
+	for i, p := range ps {
+		if err := s.check(&p); err != nil {
+			return nil, fmt.Errorf("l3 store: add %v %q: %w", p.Kind, p.Name, err)
+		}
+		out[i] = p
 	}
 	now := s.now()
-	p.Created = time.Unix(0, now.UnixNano()).UTC()
+	created := time.Unix(0, now.UnixNano()).UTC()
+	at := &out[0] // the peer being added, for the error
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketPeers)
-		if b.Get([]byte(p.Name)) != nil {
-			return fmt.Errorf("name %q is taken by a client or connector: %w", p.Name, ErrExists)
-		}
-		if k := tx.Bucket(bucketMeta).Get(keyPrivate); len(k) == l3config.KeySize && l3config.Key(k).PublicKey() == p.PublicKey {
-			return fmt.Errorf("public key %v is the edge's own: %w", p.PublicKey, ErrInvalid)
+		var edgePub l3config.Key
+		if k := tx.Bucket(bucketMeta).Get(keyPrivate); len(k) == l3config.KeySize {
+			edgePub = l3config.Key(k).PublicKey()
 		}
 		peers, err := list(tx)
 		if err != nil {
 			return err
 		}
 		addrs := map[netip.Addr]bool{}
+		keys := map[l3config.Key]*Peer{}
 		var subnets []netip.Prefix
-		for _, o := range peers {
-			if o.PublicKey == p.PublicKey {
-				return fmt.Errorf("public key %v is already %v %q's: %w", p.PublicKey, o.Kind, o.Name, ErrExists)
-			}
+		for i := range peers {
+			o := &peers[i]
 			addrs[o.Address4], addrs[o.Address6] = true, true
+			keys[o.PublicKey] = o
 			subnets = append(subnets, o.Subnets...)
-			if err := overlaps(p.Subnets, &o); err != nil {
-				return err
-			}
 		}
 		// Subnets never overlap the pools when added, but the pools in
 		// the edge config may have changed since.
@@ -339,22 +356,59 @@ func (s *Store) Add(p Peer) (Peer, error) {
 		if err != nil {
 			return err
 		}
-		if p.Address4, err = s.allocate(s.pools.IPv4, used, held); err != nil {
-			return err
+		var last4, last6 netip.Addr // given in this transaction: no lower address is free
+		for i := range out {
+			p := &out[i]
+			at = p
+			if b.Get([]byte(p.Name)) != nil {
+				return fmt.Errorf("name %q is taken by a client or connector: %w", p.Name, ErrExists)
+			}
+			if !edgePub.IsZero() && edgePub == p.PublicKey {
+				return fmt.Errorf("public key %v is the edge's own: %w", p.PublicKey, ErrInvalid)
+			}
+			if o := keys[p.PublicKey]; o != nil {
+				return fmt.Errorf("public key %v is already %v %q's: %w", p.PublicKey, o.Kind, o.Name, ErrExists)
+			}
+			// A new connector's subnets against every peer's
+			// addresses and subnets; anyone's address against the
+			// subnets of the connectors added before it here.
+			if len(p.Subnets) > 0 {
+				for j := range peers {
+					if err := overlaps(p.Subnets, &peers[j]); err != nil {
+						return err
+					}
+				}
+				for _, o := range out[:i] {
+					if err := overlaps(p.Subnets, &o); err != nil {
+						return err
+					}
+				}
+			}
+			if p.Address4, err = s.allocate(s.pools.IPv4, last4, used, held); err != nil {
+				return err
+			}
+			if p.Address6, err = s.allocate(s.pools.IPv6, last6, used, held); err != nil {
+				return err
+			}
+			last4, last6 = p.Address4, p.Address6
+			p.Created = created
+			v, err := json.Marshal(record{V: recordVersion, Peer: *p})
+			if err != nil {
+				return err
+			}
+			if err := b.Put([]byte(p.Name), v); err != nil {
+				return err
+			}
+			addrs[p.Address4], addrs[p.Address6] = true, true
+			keys[p.PublicKey] = p
+			subnets = append(subnets, p.Subnets...)
 		}
-		if p.Address6, err = s.allocate(s.pools.IPv6, used, held); err != nil {
-			return err
-		}
-		v, err := json.Marshal(record{V: recordVersion, Peer: p})
-		if err != nil {
-			return err
-		}
-		return b.Put([]byte(p.Name), v)
+		return nil
 	})
 	if err != nil {
-		return Peer{}, fmt.Errorf("l3 store: add %v %q: %w", p.Kind, p.Name, err)
+		return nil, fmt.Errorf("l3 store: add %v %q: %w", at.Kind, at.Name, err)
 	}
-	return p, nil
+	return out, nil
 }
 
 // check validates the fields of a new peer that need no other record.
@@ -509,10 +563,10 @@ func release(tx *bolt.Tx, p *Peer, now time.Time) error {
 	return nil
 }
 
-// allocate returns the lowest address of pool that is neither used nor
-// held, skipping the network address, the router's (the first) and, in
-// IPv4, the last.
-func (s *Store) allocate(pool netip.Prefix, used func(netip.Addr) bool, held map[netip.Addr]time.Time) (netip.Addr, error) {
+// allocate returns the lowest address of pool above after (if valid)
+// that is neither used nor held, skipping the network address, the
+// router's (the first) and, in IPv4, the last.
+func (s *Store) allocate(pool netip.Prefix, after netip.Addr, used func(netip.Addr) bool, held map[netip.Addr]time.Time) (netip.Addr, error) {
 	last := netip.Addr{}
 	if pool.Addr().Is4() {
 		b := pool.Addr().As4()
@@ -523,6 +577,9 @@ func (s *Store) allocate(pool netip.Prefix, used func(netip.Addr) bool, held map
 	var nheld int
 	var first time.Time     // when the first held address is free again
 	a := pool.Addr().Next() // the router's
+	if after.IsValid() && pool.Contains(after) && a.Less(after) {
+		a = after
+	}
 	for a = a.Next(); a.IsValid() && pool.Contains(a) && a != last; a = a.Next() {
 		if used(a) {
 			continue

@@ -35,7 +35,13 @@
 // address or an IPv6 /64, in a capped table (cookie.go; see
 // [HandshakeStats]), and it honours the cookie replies of its peers. Timers (retransmission of
 // initiations, keepalives, rekeying, expiry) run on one housekeeping
-// goroutine.
+// goroutine. Packets for a peer without a session wait for its handshake,
+// bounded per peer, in time and for the whole device (stage.go; see
+// [StagingStats]).
+//
+// Each session's replay window (replay.go) is wireguard-go's, 8,128
+// counters, on the edge, and 65,472 on a connector, whose one peer, the
+// edge, sends from all its loops with one counter per session.
 package wg
 
 import (
@@ -69,6 +75,10 @@ type Config struct {
 	// Loops is the number of receive loops per address family (and of
 	// sockets sharing the port); GOMAXPROCS if 0.
 	Loops int
+	// MaxStagedBytes bounds the packets held, all peers together, for
+	// peers without a session while their handshake is under way
+	// (DefaultMaxStagedBytes if 0; see StagingStats).
+	MaxStagedBytes int
 	// Logger receives peers' handshake failures at debug level.
 	Logger *slog.Logger
 	// Handshakes bounds the handshake work strangers can make the device

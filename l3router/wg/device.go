@@ -21,7 +21,6 @@ import (
 )
 
 const (
-	maxStaged = 128 // packets held per peer while a handshake is under way
 	tickEvery = 100 * time.Millisecond
 )
 
@@ -55,6 +54,8 @@ type Device struct {
 	cookieAEAD cipher.AEAD // seals our cookie replies
 	hsCount    hsCounters
 	drops      [NumDatagramDrops]atomic.Uint64
+
+	staging staging // packets held for peers without a session (stage.go)
 
 	closed    chan struct{}
 	closeOnce sync.Once
@@ -109,7 +110,7 @@ type Peer struct {
 	cookieSet     int64
 	hasCookie     bool
 	lastMAC1      [16]byte
-	staged        [][]byte
+	staged        []stagedPacket // oldest first
 	removed       bool
 
 	endpoint                atomic.Pointer[netip.AddrPort]
@@ -153,6 +154,13 @@ func New(cfg Config) (*Device, error) {
 	}
 	if d.log == nil {
 		d.log = slog.Default()
+	}
+	if cfg.MaxStagedBytes < 0 {
+		return nil, fmt.Errorf("wg: MaxStagedBytes %d: negative", cfg.MaxStagedBytes)
+	}
+	d.staging.max = int64(cfg.MaxStagedBytes)
+	if d.staging.max == 0 {
+		d.staging.max = DefaultMaxStagedBytes
 	}
 	d.hsBucket = bucket{tokens: float64(hs.PerSecond)}
 	d.cookieAEAD, _ = chacha20poly1305.NewX(d.id.cookieKey[:])
@@ -271,7 +279,7 @@ func (d *Device) RemovePeer(pub l3config.Key) {
 	d.tunPeer.CompareAndSwap(p, nil)
 	p.mu.Lock()
 	p.removed = true
-	p.staged = nil
+	d.dropStagedLocked(p, len(p.staged), stageDropRemoved)
 	p.hsState = hsNone
 	d.dropIndex(p.hs.localIndex, p)
 	for _, slot := range []*atomic.Pointer[keypair]{&p.current, &p.previous, &p.next} {

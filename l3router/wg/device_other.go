@@ -41,6 +41,9 @@ func (*Device) HandshakeLimits() HandshakeLimits { return HandshakeLimits{} }
 // Drops returns nothing.
 func (*Device) Drops() [NumDatagramDrops]uint64 { return [NumDatagramDrops]uint64{} }
 
+// StagingStats returns nothing.
+func (*Device) StagingStats() StagingStats { return StagingStats{} }
+
 // Close does nothing.
 func (*Device) Close() error { return nil }
 

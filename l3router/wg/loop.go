@@ -182,8 +182,14 @@ func (l *loop) transport(b []byte, src netip.AddrPort, now int64) {
 		l.d.drop(DropDecrypt)
 		return
 	}
+	// The window of a TUN device (a connector) takes the reordering of
+	// the edge's loops sharing one send counter (see replayWindow).
+	blocks := replayBlocksRouter
+	if l.tunMem != nil {
+		blocks = replayBlocksTUN
+	}
 	kp.replayMu.Lock()
-	ok := kp.replay.accept(ctr)
+	ok := kp.replay.accept(ctr, blocks)
 	kp.replayMu.Unlock()
 	if !ok {
 		l.d.drop(DropReplay)
@@ -303,14 +309,12 @@ func putHeader(msg []byte, receiver uint32, ctr uint64) {
 	binary.LittleEndian.PutUint64(msg[8:16], ctr)
 }
 
-// stage keeps a copy of pkt until p has a session, and starts a handshake.
+// stage keeps a copy of pkt until p has a session (within the bounds of
+// stage.go), and starts a handshake.
 func (d *Device) stage(p *Peer, pkt []byte, now int64) {
 	p.mu.Lock()
 	if !p.removed {
-		if len(p.staged) >= maxStaged {
-			p.staged = p.staged[1:]
-		}
-		p.staged = append(p.staged, bytes.Clone(pkt))
+		d.stageLocked(p, pkt, now)
 	}
 	p.mu.Unlock()
 	// A session the peer has just started (answered, not yet used) is
@@ -349,13 +353,13 @@ func (d *Device) sendPlain(p *Peer, pkt []byte, now int64) bool {
 
 // sendStaged sends what waited for a session, or a keepalive if nothing
 // did (which confirms a new session to its responder).
-func (d *Device) sendStaged(p *Peer, staged [][]byte, now int64) {
+func (d *Device) sendStaged(p *Peer, staged []stagedPacket, now int64) {
 	if len(staged) == 0 {
 		d.sendPlain(p, nil, now)
 		return
 	}
-	for _, pkt := range staged {
-		if !d.sendPlain(p, pkt, now) {
+	for _, sp := range staged {
+		if !d.sendPlain(p, sp.b, now) {
 			return
 		}
 	}
@@ -373,12 +377,11 @@ func (d *Device) confirm(p *Peer, kp *keypair, now int64) {
 	if old := p.previous.Swap(p.current.Swap(kp)); old != nil {
 		d.dropIndex(old.local, p)
 	}
-	staged := p.staged
-	p.staged = nil
+	staged := d.takeStagedLocked(p)
 	p.mu.Unlock()
 	d.debug("session confirmed", "peer", p.name, "index", kp.local, "staged", len(staged))
-	for _, pkt := range staged {
-		d.sendPlain(p, pkt, now)
+	for _, sp := range staged {
+		d.sendPlain(p, sp.b, now)
 	}
 }
 
@@ -551,8 +554,7 @@ func (d *Device) consumeResponse(b []byte, src netip.AddrPort, now int64) {
 	p.SetEndpoint(src)
 	p.lastHandshake.Store(time.Now().UnixNano())
 	p.handshakes.Add(1)
-	staged := p.staged
-	p.staged = nil
+	staged := d.takeStagedLocked(p)
 	p.mu.Unlock()
 	p.lastRecv.Store(now)
 	p.unanswered.Store(0)

@@ -2,39 +2,77 @@ package wg
 
 // replayWindow is the receive side's sliding window of counters (RFC 6479:
 // a ring of 64-bit blocks, cleared a block at a time as the window moves).
-// It accepts each counter at most once and none more than replayWindowSize
-// behind the greatest seen.
+// It accepts each counter at most once and none more than window() behind
+// the greatest seen.
+//
+// Its size is the device's (see replayBlocksFor): the ring is allocated
+// with the session's first authenticated packet, and nothing after that.
+//
+// How far apart counters can arrive: this device's loops share one send
+// counter per session, and each claims counters for the packets it
+// forwards until its sender flushes (at most sendBatch messages of
+// maxSegments datagrams, 4,096). A peer that forwards to one destination
+// from L loops can thus put up to about L x 4,096 counters between two
+// packets sent close together; the network may reorder a little more.
 type replayWindow struct {
-	last   uint64 // greatest counter accepted
-	blocks [replayBlocks]uint64
+	last   uint64   // greatest counter accepted
+	blocks []uint64 // a power of two of them; nil until the first accept
 }
 
 const (
-	replayBlocks     = 32 // 2048 bits
-	replayWindowSize = (replayBlocks - 1) * 64
+	// replayBlocksRouter is the window of a router device (the edge),
+	// wireguard-go's and the kernel's: 128 blocks, 8,128 counters, 1 KiB
+	// per session. Its peers are stock clients and connectors, each
+	// sending from one goroutine in order.
+	replayBlocksRouter = 128
+	// replayBlocksTUN is the window of a TUN device (a connector), whose
+	// one peer is the edge sending from all its loops: 1,024 blocks,
+	// 65,472 counters (16 loops' full sender batches, or about 90
+	// loops' batches of full-sized packets), 8 KiB per session, of which
+	// a connector has at most three.
+	replayBlocksTUN = 1024
 )
 
+// window returns how far behind the greatest counter seen a counter may
+// be.
+func (w *replayWindow) window() uint64 { return uint64(len(w.blocks)-1) * 64 }
+
 // accept reports whether ctr is new and inside the window, and marks it
-// seen.
-func (w *replayWindow) accept(ctr uint64) bool {
+// seen. A window not used yet gets nblocks blocks (a power of two).
+func (w *replayWindow) accept(ctr uint64, nblocks int) bool {
 	if ctr >= rejectAfterMessages {
 		return false
 	}
+	if w.blocks == nil {
+		w.blocks = make([]uint64, nblocks)
+	}
+	mask := uint64(len(w.blocks) - 1)
 	block := ctr >> 6
 	if ctr > w.last {
+		// Clear the blocks the window moves onto (all of them at
+		// most).
 		cur := w.last >> 6
-		d := min(block-cur, replayBlocks)
-		for i := uint64(1); i <= d; i++ {
-			w.blocks[(cur+i)%replayBlocks] = 0
+		d := min(block-cur, mask+1)
+		for i := cur + 1; i <= cur+d; i++ {
+			w.blocks[i&mask] = 0
 		}
 		w.last = ctr
-	} else if w.last-ctr > replayWindowSize {
+	} else if w.last-ctr > w.window() {
 		return false
 	}
-	i, bit := block%replayBlocks, uint64(1)<<(ctr&63)
+	i, bit := block&mask, uint64(1)<<(ctr&63)
 	if w.blocks[i]&bit != 0 {
 		return false
 	}
 	w.blocks[i] |= bit
 	return true
+}
+
+// reset empties the window, keeping its ring: only the block of counter 0
+// needs clearing, the others are cleared as the window moves onto them.
+func (w *replayWindow) reset() {
+	w.last = 0
+	if w.blocks != nil {
+		w.blocks[0] = 0
+	}
 }

@@ -47,11 +47,12 @@ func (d *Device) tick(p *Peer, now int64) {
 			d.dropPending(p.hs.localIndex, p)
 			p.hsState = hsNone
 			p.initAt.Store(0)
-			p.staged = nil
+			d.dropStagedLocked(p, len(p.staged), stageDropExpired)
 		case now-p.lastInitSent >= int64(rekeyTimeout)+rand.Int64N(int64(time.Second/3)):
 			d.sendInitiationLocked(p, now)
 		}
 	}
+	d.expireStagedLocked(p, now)
 	// Packets wait for a session the peer started and has not confirmed
 	// in time: start one ourselves.
 	if len(p.staged) > 0 && p.hsState != hsInitSent && !p.current.Load().fresh(now) && !p.confirmDue(now) {

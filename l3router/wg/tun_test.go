@@ -58,6 +58,7 @@ func tunRig(tb testing.TB) (*Device, *nullTUN, *Peer, *keypair) {
 	}
 	p.SetAllowedIPs([]netip.Prefix{netip.MustParsePrefix("198.18.160.0/20")})
 	kp := session(d, p, 1, 2, sink(tb))
+	settle(tb)
 	return d, nt, p, kp
 }
 
@@ -75,7 +76,7 @@ func BenchmarkToTUN(b *testing.B) {
 	b.ReportAllocs()
 	now := d.now()
 	for i := 0; b.Loop(); i++ {
-		kp.replay = replayWindow{} // the same message again
+		kp.replay.reset() // the same message again
 		l.transport(msg, src, now)
 		if l.ntun == tunBatchLen {
 			l.flushTUN()
@@ -111,6 +112,63 @@ func BenchmarkFromTUN(b *testing.B) {
 	}
 	if p.Stats().TxBytes == 0 {
 		b.Fatal("nothing sent")
+	}
+}
+
+// TestToTUNAllocs holds BenchmarkToTUN's path to zero allocations: a
+// connector decrypts a batch of 128 packets from the edge into its TUN
+// batch and writes it.
+func TestToTUNAllocs(t *testing.T) {
+	d, nt, _, kp := tunRig(t)
+	l := &loop{d: d, arena: make([]byte, arenaSize)}
+	l.initTUN()
+	pkt := udp(t, clientIP, hostIP, string(make([]byte, 1420-28)))
+	var msgs [][]byte
+	for i := range tunBatchLen {
+		msgs = append(msgs, sealFor(kp, 1, uint64(i), pkt))
+	}
+	src := netip.MustParseAddrPort("127.0.0.1:40000")
+	const runs = 100
+	if n := testing.AllocsPerRun(runs, func() {
+		kp.replay.reset()
+		l.cValid = false
+		for _, m := range msgs {
+			l.transport(m, src, d.now()) // decrypted into the TUN batch: m stays as it is
+		}
+		l.flush()
+	}); n != 0 {
+		t.Errorf("%v allocations per batch of %d packets to the TUN, want 0", n, tunBatchLen)
+	}
+	if got := nt.written.Load(); got != (runs+1)*tunBatchLen {
+		t.Fatalf("%d packets written to the TUN, want %d", got, (runs+1)*tunBatchLen)
+	}
+}
+
+// TestFromTUNAllocs holds BenchmarkFromTUN's path to zero allocations: a
+// connector encrypts a batch of 128 packets read from its TUN in place and
+// sends them with GSO.
+func TestFromTUNAllocs(t *testing.T) {
+	d, _, p, _ := tunRig(t)
+	l := &loop{d: d, out4: &sender{s: d.socks4[0]}}
+	pkt := udp(t, hostIP, clientIP, string(make([]byte, 1420-28)))
+	mem := make([][]byte, 128)
+	sizes := make([]int, 128)
+	for i := range mem {
+		mem[i] = make([]byte, tunOffset+1420+sizeTag)
+		sizes[i] = len(pkt)
+	}
+	const runs = 100
+	before := p.Stats().TxBytes
+	if n := testing.AllocsPerRun(runs, func() {
+		for _, m := range mem {
+			copy(m[tunOffset:], pkt)
+		}
+		l.fromTUN(p, mem, sizes, d.now())
+	}); n != 0 {
+		t.Errorf("%v allocations per batch of %d packets from the TUN, want 0", n, len(mem))
+	}
+	if got, want := p.Stats().TxBytes-before, uint64((runs+1)*len(mem)*(sizeTransportHdr+padded(len(pkt), 1420)+sizeTag)); got != want {
+		t.Fatalf("sent %d bytes, want %d", got, want)
 	}
 }
 

@@ -36,6 +36,7 @@
 //	l3:                                 # the L3 on-ramp (WireGuard); see L3
 //	  listen: "[::]:51820"
 //	  address_reuse_delay: 24h
+//	  max_staged_bytes: 16777216        # packets held for peers whose handshake is under way, all together
 //	  handshakes: {per_second: 2000, per_source_per_second: 20, per_source_burst: 5, max_sources: 16384}
 //
 // Every field is optional except what a feature needs; [Parse] fills the

@@ -35,6 +35,12 @@ const DefaultL3MTU = l3router.DefaultMTU
 // and then the error says so.
 const DefaultAddressReuseDelay = 24 * time.Hour
 
+// DefaultL3MaxStagedBytes is the default of l3.max_staged_bytes: what the
+// WireGuard device holds, all peers together, of the packets for peers
+// without a session while their handshake is under way (16 MiB, about
+// 11,000 full-sized packets; the device's own default).
+const DefaultL3MaxStagedBytes = 16 << 20
+
 // L3 configures the L3 on-ramp, the edge's WireGuard hub:
 //
 //	l3:
@@ -43,6 +49,7 @@ const DefaultAddressReuseDelay = 24 * time.Hour
 //	  pools: {ipv4: 100.96.0.0/12, ipv6: "fd6f:6e72:616d::/48"}
 //	  mtu: 1420
 //	  dns: [198.18.30.53]                    # optional, written into client configs
+//	  max_staged_bytes: 16777216             # packets held for peers without a session, all peers
 //	  acl:                                   # l3router.ACLConfig
 //	    builtin_deny: reject
 //	    rules:
@@ -80,6 +87,13 @@ type L3 struct {
 	// virtual addresses are held back before a new peer gets them
 	// (DefaultAddressReuseDelay if unset; 0: given out again at once).
 	AddressReuseDelay *Duration `yaml:"address_reuse_delay"`
+	// MaxStagedBytes bounds the packets the WireGuard device holds, all
+	// peers together, for peers without a session until their handshake
+	// completes (each peer's newest 128, none older than 90 s); past it
+	// they are dropped (DefaultL3MaxStagedBytes if 0). 10,000 clients
+	// that never connect, and a LAN host sending to each, cost no more.
+	MaxStagedBytes int `yaml:"max_staged_bytes"`
+
 	// Handshakes bounds the WireGuard handshake work strangers can make
 	// the edge do.
 	Handshakes L3Handshakes `yaml:"handshakes"`
@@ -177,6 +191,9 @@ func (c *Config) fillL3() {
 		d := Duration(DefaultAddressReuseDelay)
 		l.AddressReuseDelay = &d
 	}
+	if l.MaxStagedBytes == 0 {
+		l.MaxStagedBytes = DefaultL3MaxStagedBytes
+	}
 	if l.Endpoint == "" && l.Listen != "" && len(c.Advertise) > 0 {
 		host, _, err1 := net.SplitHostPort(c.Advertise[0])
 		if port := l.ListenPort(); err1 == nil && host != "" && port != 0 {
@@ -216,6 +233,9 @@ func (c *Config) validateL3() error {
 	}
 	if l.Pools.IPv4.Overlaps(l.Pools.IPv6) {
 		return fmt.Errorf("edge config: l3.pools: ipv4 %v and ipv6 %v overlap", l.Pools.IPv4, l.Pools.IPv6)
+	}
+	if l.MaxStagedBytes < 0 {
+		return fmt.Errorf("edge config: l3.max_staged_bytes: %d is negative", l.MaxStagedBytes)
 	}
 	if l.MTU < l3router.MinMTU || l.MTU > l3router.MaxMTU {
 		return fmt.Errorf("edge config: l3.mtu: %d is outside %d-%d", l.MTU, l3router.MinMTU, l3router.MaxMTU)

@@ -33,6 +33,12 @@ l3:
 		t.Errorf("acl %+v", l.ACL)
 	}
 
+	if l.MaxStagedBytes != DefaultL3MaxStagedBytes {
+		t.Errorf("max_staged_bytes %d, want the default %d", l.MaxStagedBytes, DefaultL3MaxStagedBytes)
+	}
+	if c, err := Parse([]byte("l3: {max_staged_bytes: 1048576}")); err != nil || c.L3.MaxStagedBytes != 1<<20 {
+		t.Errorf("max_staged_bytes: 1048576: %v, %v", c, err)
+	}
 	if got := l.ReuseDelay(); got != DefaultAddressReuseDelay || time.Duration(*l.AddressReuseDelay) != got {
 		t.Errorf("address_reuse_delay %v, want the default %v", got, DefaultAddressReuseDelay)
 	}
@@ -77,6 +83,7 @@ func TestL3Errors(t *testing.T) {
 		{`l3: {bogus: 1}`, "field bogus not found"},
 		{`l3: {address_reuse_delay: -1h}`, "\"-1h\" is negative"},
 		{`l3: {address_reuse_delay: 1 day}`, "is not a duration"},
+		{`l3: {max_staged_bytes: -1}`, "l3.max_staged_bytes: -1 is negative"},
 	} {
 		_, err := Parse([]byte(tc.src))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
