@@ -54,6 +54,9 @@ type Config struct {
 	PrivateKey l3config.Key
 	// ListenPort is the UDP port on every address; 0 picks a free one.
 	ListenPort int
+	// ListenAddr, if set and not unspecified, is the one address the
+	// device listens on (its family only) instead of every address.
+	ListenAddr netip.Addr
 	// Router forwards the decrypted packets. Each peer is attached to it
 	// under its name (Router.Attach), by AddPeer.
 	Router *l3router.Router

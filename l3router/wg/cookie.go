@@ -109,8 +109,8 @@ func (d *Device) checkMAC2(msg []byte, src netip.AddrPort, now int64) bool {
 
 // sendCookie answers msg (a handshake message from src) with a cookie
 // reply.
-func (d *Device) sendCookie(msg []byte, src netip.AddrPort, now int64) {
-	c := d.cookie(src, now)
+func (d *Device) sendCookie(msg []byte, src endpoint, now int64) {
+	c := d.cookie(src.AddrPort, now)
 	reply := make([]byte, sizeCookie)
 	reply[0] = typeCookie
 	copy(reply[4:8], msg[4:8]) // the sender index of msg
@@ -118,7 +118,7 @@ func (d *Device) sendCookie(msg []byte, src netip.AddrPort, now int64) {
 	n := len(msg)
 	a, _ := chacha20poly1305.NewX(d.id.cookieKey[:])
 	a.Seal(reply[32:32], reply[8:32], c[:], msg[n-32:n-16])
-	d.sendControl(src, reply)
+	d.sendControl(nil, src, reply)
 	d.hsCount.cookies.Add(1)
 }
 
@@ -200,7 +200,7 @@ func (d *Device) warnLimited(now int64, why error, k netip.Addr) {
 // checked) from src: within the budget when not under load; under load
 // only with a valid mac2 (else a cookie reply goes back) and within its
 // source's limit (its IPv4 address or IPv6 /64).
-func (d *Device) admitHandshake(msg []byte, src netip.AddrPort, now int64) bool {
+func (d *Device) admitHandshake(msg []byte, src endpoint, now int64) bool {
 	if !d.underLoad(now) {
 		if !d.allowHandshake(now) {
 			d.hsCount.overBudget.Add(1)
@@ -209,7 +209,7 @@ func (d *Device) admitHandshake(msg []byte, src netip.AddrPort, now int64) bool 
 		d.hsCount.processed.Add(1)
 		return true
 	}
-	if !d.checkMAC2(msg, src, now) {
+	if !d.checkMAC2(msg, src.AddrPort, now) {
 		d.sendCookie(msg, src, now)
 		return false
 	}

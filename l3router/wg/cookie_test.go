@@ -39,7 +39,7 @@ func proven(d *Device, src netip.AddrPort, now int64) []byte {
 func admitted(d *Device, srcs []netip.AddrPort, now int64) int {
 	n := 0
 	for _, s := range srcs {
-		if d.admitHandshake(proven(d, s, now), s, now) {
+		if d.admitHandshake(proven(d, s, now), endpoint{AddrPort: s}, now) {
 			n++
 		}
 	}

@@ -28,7 +28,7 @@
 //	  maxHandshakes: 1000               # connector handshakes not yet authenticated, per transport
 //	  maxHandshakesPerSource: 32        # the same from one IPv4 address or IPv6 /64
 //	  quicRetryAbove: 100               # QUIC validates source addresses (Retry) above this many
-//	l3: {listen: "[::]:51820", address_reuse_delay: 24h} # the L3 on-ramp (WireGuard); see L3
+//	l3: {listen: "[::]:51820", address_reuse_delay: 24h} # the L3 on-ramp (WireGuard; listen on every address or one); see L3
 //
 // Every field is optional except what a feature needs; [Parse] fills the
 // defaults and names the field of any error.
