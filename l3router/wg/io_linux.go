@@ -301,6 +301,11 @@ func parseControl(oob []byte, n int) (seg int, to local) {
 		}
 		oob = rest
 	}
+	if to.addr.IsMulticast() {
+		// An IPv6 datagram to a group the host is in (ff02::1): a
+		// reply cannot come from there; the routing table picks.
+		to = local{}
+	}
 	return seg, to
 }
 

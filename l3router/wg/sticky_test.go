@@ -147,6 +147,12 @@ func TestControlIPv6(t *testing.T) {
 	if seg, to := parseControl(recv, 4000); seg != 1280 || to != src {
 		t.Errorf("parseControl = %d, %+v; want 1280, %+v", seg, to, src)
 	}
+	// A datagram to a multicast group (ff02::1 reaches every socket on
+	// the port): no source to reply from.
+	n = putControl(oob, 0, local{addr: netip.MustParseAddr("ff02::1"), ifindex: 5})
+	if seg, to := parseControl(oob[:n], 148); seg != 148 || to != (local{}) {
+		t.Errorf("multicast: parseControl = %d, %+v; want 148 and no source", seg, to)
+	}
 }
 
 // TestRecvLocal: the device's sockets report where each datagram went,
