@@ -153,16 +153,9 @@ func New(cfg Config) (*Device, error) {
 	}
 	port := cfg.ListenPort
 	addr := cfg.ListenAddr.Unmap()
+	one := addr.IsValid() && !addr.IsUnspecified() // one address: its family's sockets only
 	var err4, err6 error
-	if addr.IsValid() && !addr.IsUnspecified() {
-		// One address: its family's sockets only.
-		if addr.Is4() {
-			err6 = errNotListening
-		} else {
-			err4 = errNotListening
-		}
-	}
-	for i := 0; i < loops && err4 == nil; i++ {
+	for i := 0; i < loops && (!one || addr.Is4()); i++ {
 		s, err := listen("udp4", addr, port)
 		if err != nil {
 			err4 = err
@@ -171,7 +164,7 @@ func New(cfg Config) (*Device, error) {
 		port = s.port()
 		d.socks4 = append(d.socks4, s)
 	}
-	for i := 0; i < loops && err6 == nil; i++ {
+	for i := 0; i < loops && (!one || addr.Is6()); i++ {
 		s, err := listen("udp6", addr, port)
 		if err != nil {
 			err6 = err
@@ -187,10 +180,10 @@ func New(cfg Config) (*Device, error) {
 		}
 		return nil, fmt.Errorf("wg: listen on %s: %w", where, errors.Join(err4, err6))
 	}
-	if err4 != nil && err4 != errNotListening && len(d.socks4) == 0 {
+	if err4 != nil && len(d.socks4) == 0 {
 		d.log.Warn("l3 wireguard: no IPv4 socket", "port", port, "err", err4)
 	}
-	if err6 != nil && err6 != errNotListening && len(d.socks6) == 0 {
+	if err6 != nil && len(d.socks6) == 0 {
 		d.log.Warn("l3 wireguard: no IPv6 socket", "port", port, "err", err6)
 	}
 	d.port = port
@@ -211,10 +204,6 @@ func New(cfg Config) (*Device, error) {
 	}
 	return d, nil
 }
-
-// errNotListening is the family a device bound to one address does not
-// listen on.
-var errNotListening = errors.New("not listening on this family")
 
 // Port returns the UDP port.
 func (d *Device) Port() int { return d.port }
