@@ -6,7 +6,9 @@ set -euo pipefail
 # iproute2: ip and tc for the netns testbed; iperf3: throughput in tests and
 # benchmarks; iputils-ping: ping across the testbed; curl: a real HTTP
 # client in the end-to-end tests; wireguard-tools: wg and wg-quick, which
-# configure the stock WireGuard client (wireguard-go) in the L3 tests.
+# configure the stock WireGuard client (wireguard-go) in the L3 tests;
+# nftables: nft, the NAT (masquerade) of a router namespace in the L3 test
+# of a client behind NAT.
 packages=(
 	iproute2
 	iperf3
@@ -14,6 +16,7 @@ packages=(
 	curl
 	ca-certificates
 	wireguard-tools
+	nftables
 )
 
 missing=()

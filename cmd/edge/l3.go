@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/netip"
 	"os"
@@ -39,7 +40,7 @@ func startHub(c *l3ctl, log *slog.Logger, reg prometheus.Registerer) (*hub.Hub, 
 		log.Warn("edge config: l3.queue_len is obsolete and ignored: the edge's WireGuard device forwards each packet in place, without a queue")
 	}
 	h, err := hub.New(hub.Config{
-		ListenPort: l3.ListenPort(), PrivateKey: key, Pools: poolsOf(c.cfg), MTU: l3.MTU, ACL: l3.ACL, Logger: log,
+		ListenPort: l3.ListenPort(), ListenAddr: l3ListenAddr(l3.Listen), PrivateKey: key, Pools: poolsOf(c.cfg), MTU: l3.MTU, ACL: l3.ACL, Logger: log,
 		Handshakes:     l3.Handshakes.Limits(),
 		MaxStagedBytes: l3.MaxStagedBytes,
 	}, peers)
@@ -62,6 +63,14 @@ func startHub(c *l3ctl, log *slog.Logger, reg prometheus.Registerer) (*hub.Hub, 
 		log.Warn("l3.endpoint is not set and advertise names no host: edge l3 client add and connector add will refuse until it is")
 	}
 	return h, nil
+}
+
+// l3ListenAddr returns the address l3.listen names (the zero address if it
+// names none: every address).
+func l3ListenAddr(listen string) netip.Addr {
+	host, _, _ := net.SplitHostPort(listen)
+	a, _ := netip.ParseAddr(host)
+	return a
 }
 
 func l3Cmd(g *globals) *cobra.Command {

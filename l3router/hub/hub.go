@@ -18,6 +18,7 @@ package hub
 import (
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"slices"
 	"strings"
 	"sync"
@@ -33,6 +34,10 @@ type Config struct {
 	// ListenPort is the UDP port of the device on every address; 0 picks
 	// a free one (see Hub.Port).
 	ListenPort int
+	// ListenAddr, if set and not unspecified, is the one address the
+	// device listens on (and so its family only) instead of every
+	// address.
+	ListenAddr netip.Addr
 	// PrivateKey is the edge's WireGuard key (Store.EdgeKey).
 	PrivateKey l3config.Key
 	// Pools are the virtual address pools; the first address of each is
@@ -121,7 +126,7 @@ func New(cfg Config, peers []Peer) (*Hub, error) {
 	}
 	h := &Hub{router: router, pub: cfg.PrivateKey.PublicKey(), peers: make(map[string]livePeer, len(peers)),
 		retired: map[l3router.PeerKind]l3router.PeerStats{}}
-	h.dev, err = wg.New(wg.Config{PrivateKey: cfg.PrivateKey, ListenPort: cfg.ListenPort, Router: router,
+	h.dev, err = wg.New(wg.Config{PrivateKey: cfg.PrivateKey, ListenPort: cfg.ListenPort, ListenAddr: cfg.ListenAddr, Router: router,
 		MTU: cfg.MTU, Loops: cfg.Loops, Logger: log, Handshakes: cfg.Handshakes,
 		MaxStagedBytes: cfg.MaxStagedBytes})
 	if err != nil {

@@ -62,7 +62,11 @@ func benchRig(tb testing.TB) (*Device, *loop, *keypair, netip.AddrPort) {
 	}
 	kc := session(d, pc, 1, 2, ep)
 	session(d, ps, 3, 4, ep)
-	l := &loop{d: d, arena: make([]byte, arenaSize), out4: &sender{s: d.socks4[0]}}
+	// As on an edge, packets arrive at and leave from a local address of
+	// the device (the sticky source: IP_PKTINFO on every message).
+	lo := local{addr: netip.MustParseAddr("127.0.0.1"), ifindex: 1}
+	ps.setEndpoint(endpoint{ep, lo})
+	l := &loop{d: d, arena: make([]byte, arenaSize), out4: &sender{s: d.socks4[0]}, local: lo}
 	settle(tb)
 	return d, l, kc, netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), 40000)
 }

@@ -21,6 +21,20 @@
 // (SO_REUSEPORT): the kernel spreads peers over the loops by their
 // address, so the device uses as many cores as it has loops (Config.Loops,
 // GOMAXPROCS by default) while a peer's packets stay in order on one loop.
+// The sockets listen on every address, or on one (Config.ListenAddr). UDP
+// GRO is used from kernel 5.12 on and UDP GSO where the kernel has
+// UDP_SEGMENT, as wireguard-go decides; elsewhere datagrams go one by one.
+//
+// Replies leave from the address the peer wrote to (the sticky source, as
+// in wireguard-go and kernel WireGuard): each datagram comes with its
+// local address and interface (IP_PKTINFO, IPV6_PKTINFO), the peer's
+// endpoint keeps them with its address, and every message to the peer
+// (data, handshake, cookie reply) carries them back in the same control
+// message. On a host with several addresses a peer behind NAT thus gets
+// its answers from the address it wrote to, which its NAT lets in; and an
+// IPv6 link-local peer is reached on its interface. A remembered source
+// that has left the host (the send fails for it) is dropped: the message
+// goes again without it, from the routing table's source.
 //
 // The connector runs the same device in TUN mode (Config.TUN): one peer,
 // the edge; a message from it is decrypted straight into a buffer of the
@@ -59,8 +73,11 @@ import (
 // Config configures a Device.
 type Config struct {
 	PrivateKey l3config.Key
-	// ListenPort is the UDP port on every address; 0 picks a free one.
+	// ListenPort is the UDP port; 0 picks a free one.
 	ListenPort int
+	// ListenAddr, if set and not unspecified, is the one address the
+	// device listens on (its family only) instead of every address.
+	ListenAddr netip.Addr
 	// Router forwards the decrypted packets. Each peer is attached to it
 	// under its name (Router.Attach), by AddPeer.
 	Router *l3router.Router

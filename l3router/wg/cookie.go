@@ -210,14 +210,14 @@ func (m *macState) checkMAC2(msg []byte) bool {
 
 // sendCookie answers msg (a handshake message from src) with a cookie
 // reply carrying the cookie in m.cookie, built in m.buf.
-func (d *Device) sendCookie(m *macState, msg []byte, src netip.AddrPort) {
+func (d *Device) sendCookie(m *macState, msg []byte, src endpoint) {
 	reply := m.buf[:sizeCookie]
 	binary.LittleEndian.PutUint32(reply[0:4], typeCookie)
 	copy(reply[4:8], msg[4:8]) // the sender index of msg
 	rand.Read(reply[8:32])
 	n := len(msg)
 	d.cookieAEAD.Seal(reply[32:32], reply[8:32], m.cookie[:], msg[n-32:n-16])
-	d.sendControl(src, reply)
+	d.sendControl(nil, src, reply)
 }
 
 // limitKey is the source a handshake limit counts: an IPv4 address, or
@@ -303,7 +303,7 @@ func (d *Device) warnLimited(now int64, sourceLimit bool, k netip.Addr) {
 // checked) from src: within the budget when not under load; under load
 // only with a valid mac2 (else a cookie reply goes back) and within its
 // source's limit (its IPv4 address or IPv6 /64).
-func (d *Device) admitHandshake(msg []byte, src netip.AddrPort, now int64) bool {
+func (d *Device) admitHandshake(msg []byte, src endpoint, now int64) bool {
 	underLoad, token := d.spendHandshake(now)
 	if !underLoad {
 		if !token {
@@ -314,7 +314,7 @@ func (d *Device) admitHandshake(msg []byte, src netip.AddrPort, now int64) bool 
 		return true
 	}
 	m := getMAC()
-	d.cookieOf(m, src, now)
+	d.cookieOf(m, src.AddrPort, now)
 	proven := m.checkMAC2(msg)
 	if !proven {
 		d.sendCookie(m, msg, src)

@@ -41,7 +41,7 @@ func proven(d *Device, src netip.AddrPort, now int64) []byte {
 func admitted(d *Device, srcs []netip.AddrPort, now int64) int {
 	n := 0
 	for _, s := range srcs {
-		if d.admitHandshake(proven(d, s, now), s, now) {
+		if d.admitHandshake(proven(d, s, now), endpoint{AddrPort: s}, now) {
 			n++
 		}
 	}
@@ -194,7 +194,7 @@ func TestUnderLoadHeld(t *testing.T) {
 	processed, lastProcessed := 0, start
 	for i := range rate * seconds {
 		now = start + int64(i)*int64(time.Second)/rate
-		if d.admitHandshake(msg, src, now) {
+		if d.admitHandshake(msg, endpoint{AddrPort: src}, now) {
 			processed++
 			lastProcessed = now
 		}

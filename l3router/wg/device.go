@@ -113,7 +113,7 @@ type Peer struct {
 	staged        []stagedPacket // oldest first
 	removed       bool
 
-	endpoint                atomic.Pointer[netip.AddrPort]
+	endpoint                atomic.Pointer[endpoint]
 	current, previous, next atomic.Pointer[keypair]
 	lastSent, lastRecv      atomic.Int64 // device clock, any packet
 	lastRecvData            atomic.Int64 // device clock, a data packet (not a keepalive)
@@ -128,7 +128,8 @@ type Peer struct {
 }
 
 // New starts a device: it binds the port for IPv4 and IPv6 (as far as the
-// host has them), starts the loops and the timers.
+// host has them; only the family of Config.ListenAddr if it names an
+// address), starts the loops and the timers.
 func New(cfg Config) (*Device, error) {
 	if (cfg.Router == nil) == (cfg.TUN == nil) {
 		return nil, errors.New("wg: want a router or a TUN")
@@ -169,9 +170,11 @@ func New(cfg Config) (*Device, error) {
 		loops = runtime.GOMAXPROCS(0)
 	}
 	port := cfg.ListenPort
+	addr := cfg.ListenAddr.Unmap()
+	one := addr.IsValid() && !addr.IsUnspecified() // one address: its family's sockets only
 	var err4, err6 error
-	for i := 0; i < loops; i++ {
-		s, err := listen("udp4", port)
+	for i := 0; i < loops && (!one || addr.Is4()); i++ {
+		s, err := listen("udp4", addr, port)
 		if err != nil {
 			err4 = err
 			break
@@ -179,8 +182,8 @@ func New(cfg Config) (*Device, error) {
 		port = s.port()
 		d.socks4 = append(d.socks4, s)
 	}
-	for i := 0; i < loops; i++ {
-		s, err := listen("udp6", port)
+	for i := 0; i < loops && (!one || addr.Is6()); i++ {
+		s, err := listen("udp6", addr, port)
 		if err != nil {
 			err6 = err
 			break
@@ -189,7 +192,11 @@ func New(cfg Config) (*Device, error) {
 		d.socks6 = append(d.socks6, s)
 	}
 	if len(d.socks4) == 0 && len(d.socks6) == 0 {
-		return nil, fmt.Errorf("wg: listen on udp port %d: %w", cfg.ListenPort, errors.Join(err4, err6))
+		where := fmt.Sprint("udp port ", cfg.ListenPort)
+		if addr.IsValid() {
+			where = netip.AddrPortFrom(addr, uint16(cfg.ListenPort)).String()
+		}
+		return nil, fmt.Errorf("wg: listen on %s: %w", where, errors.Join(err4, err6))
 	}
 	if err4 != nil && len(d.socks4) == 0 {
 		d.log.Warn("l3 wireguard: no IPv4 socket", "port", port, "err", err4)
@@ -297,14 +304,28 @@ func (p *Peer) Stats() PeerStats {
 		s.LastHandshake = time.Unix(0, t)
 	}
 	if ep := p.endpoint.Load(); ep != nil {
-		s.Endpoint = *ep
+		s.Endpoint = ep.AddrPort
 	}
 	return s
 }
 
 // SetEndpoint sets the peer's address before it has sent anything (the
 // device learns it from each authenticated packet anyway).
-func (p *Peer) SetEndpoint(ep netip.AddrPort) { p.endpoint.Store(&ep) }
+func (p *Peer) SetEndpoint(ep netip.AddrPort) { p.setEndpoint(endpoint{AddrPort: ep}) }
+
+// setEndpoint records where the peer is: where its last authenticated
+// packet came from, and the local address it went to.
+func (p *Peer) setEndpoint(ep endpoint) { p.endpoint.Store(&ep) }
+
+// forgetLocal drops the local address of the peer's endpoint if it is
+// still ep's: sending from it failed (the address has left the host), so
+// what goes to the peer takes the routing table's source until its next
+// packet names one again.
+func (p *Peer) forgetLocal(ep endpoint) {
+	if cur := p.endpoint.Load(); cur != nil && *cur == ep {
+		p.endpoint.CompareAndSwap(cur, &endpoint{AddrPort: ep.AddrPort})
+	}
+}
 
 // PublicKey returns the peer's key.
 func (p *Peer) PublicKey() l3config.Key { return p.remote.pub }
@@ -398,12 +419,15 @@ func (d *Device) sockFor(dst netip.AddrPort) *socket {
 	return socks[0]
 }
 
-// sendControl sends one message (a handshake message, a keepalive, a
-// staged packet) to dst at once.
-func (d *Device) sendControl(dst netip.AddrPort, msg []byte) {
+// sendControl sends one message (a handshake message, a cookie reply, a
+// keepalive, a staged packet) to dst at once, from dst's local address.
+// If that address is gone, p (nil for a cookie reply) forgets it.
+func (d *Device) sendControl(p *Peer, dst endpoint, msg []byte) {
 	d.countSent(msg)
-	if s := d.sockFor(dst); s != nil {
-		s.sendOne(dst, msg)
+	if s := d.sockFor(dst.AddrPort); s != nil {
+		if gone, _ := s.sendOne(dst, msg); gone && p != nil {
+			p.forgetLocal(dst)
+		}
 	}
 }
 

@@ -3,9 +3,12 @@ package wg
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
+	"strconv"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"unsafe"
@@ -27,6 +30,45 @@ const (
 	maxGSOBytes = 65000   // payload of one GSO message (under the 64 KiB datagram limit)
 )
 
+// Control message sizes (CMSG_SPACE): a UDP_GRO segment size (an int) or a
+// UDP_SEGMENT one (a uint16), and an IP_PKTINFO or IPV6_PKTINFO.
+const (
+	cmsgSpaceGRO   = unix.SizeofCmsghdr + 8
+	cmsgSpacePkt4  = unix.SizeofCmsghdr + (unix.SizeofInet4Pktinfo+7)&^7
+	cmsgSpacePkt6  = unix.SizeofCmsghdr + (unix.SizeofInet6Pktinfo+7)&^7
+	controlBufSize = cmsgSpaceGRO + cmsgSpacePkt6 // one message's control data, either way
+)
+
+// controlBuf holds one message's control data, aligned for the cmsg
+// headers and payloads read and written in place.
+type controlBuf struct {
+	_ [0]uint64
+	b [controlBufSize]byte
+}
+
+// endpoint is where a peer is: its address, and the local end its packets
+// arrived at, which what the device sends it leaves from (the sticky
+// source, as wireguard-go's StdNetEndpoint and kernel WireGuard keep it).
+// On a host with several addresses, a reply must come from the address the
+// peer wrote to: a NAT in front of the peer drops one from another address
+// (it matches no connection), and so do firewalls that track UDP flows.
+type endpoint struct {
+	netip.AddrPort
+	local local
+}
+
+// local is the local end of a datagram (IP_PKTINFO, IPV6_PKTINFO): the
+// address it was sent to and the interface it came in on. Sent back in the
+// same control message, the address is the source of the reply and the
+// interface its way out: the one the peer's packets take, which an IPv6
+// link-local peer needs (its address means nothing without it) and which
+// keeps the route of a host with several uplinks symmetric. The zero local
+// is unknown: the routing table picks the source.
+type local struct {
+	addr    netip.Addr
+	ifindex uint32
+}
+
 // socket is one UDP socket of the device (IPv4 or IPv6; several per family
 // share the port with SO_REUSEPORT) and the batch buffers of the one loop
 // that receives on it. The loops send on it through their senders, other
@@ -42,7 +84,7 @@ type socket struct {
 	rmsgs  [recvBatch]unix.Mmsghdr
 	riovs  [recvBatch]unix.Iovec
 	rnames [recvBatch]unix.RawSockaddrInet6
-	roob   [recvBatch][64]byte
+	roob   [recvBatch]controlBuf
 	rbufs  [recvBatch][]byte
 	// recvFn is the recvmmsg call for rc.Read, made once (a closure per
 	// call would be allocated per batch); it leaves its result in rn,
@@ -53,14 +95,17 @@ type socket struct {
 }
 
 // sender is one loop's batch of messages to send on a socket: the
-// messages, their iovecs, addresses and GSO cmsgs. Only its loop uses it.
+// messages, their iovecs, addresses and control messages (GSO, source).
+// Only its loop uses it.
 type sender struct {
 	s      *socket
 	smsgs  [sendBatch]unix.Mmsghdr
 	snames [sendBatch]unix.RawSockaddrInet6
-	soob   [sendBatch][unix.SizeofCmsghdr + 8]byte
-	// each message's destination, segment size, segments and bytes
-	sdst   [sendBatch]netip.AddrPort
+	soob   [sendBatch]controlBuf
+	// each message's destination, its peer (which forgets a source
+	// address that is gone), segment size, segments and bytes
+	sdst   [sendBatch]endpoint
+	speer  [sendBatch]*Peer
 	sseg   [sendBatch]int
 	nsegs  [sendBatch]int
 	nbytes [sendBatch]int
@@ -78,22 +123,38 @@ type sender struct {
 	serr   syscall.Errno
 }
 
-// listen opens a socket of network ("udp4" or "udp6") on port with
-// SO_REUSEPORT, UDP_GRO where the kernel has it, and 4 MiB buffers where
-// allowed.
-func listen(network string, port int) (*socket, error) {
+// listen opens a socket of network ("udp4" or "udp6") on addr (invalid or
+// unspecified: every address of the family) and port, with SO_REUSEPORT,
+// the local end of each datagram reported (IP_PKTINFO, IPV6_RECVPKTINFO),
+// UDP GRO where the kernel handles it (groKernel), UDP GSO where it has it,
+// and 4 MiB buffers where allowed.
+func listen(network string, addr netip.Addr, port int) (*socket, error) {
 	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
 		var serr error
 		err := c.Control(func(fd uintptr) {
-			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+			if serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1); serr != nil {
+				serr = fmt.Errorf("SO_REUSEPORT: %w", serr)
+				return
+			}
+			if network == "udp4" {
+				serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_PKTINFO, 1)
+			} else {
+				serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IPV6, unix.IPV6_RECVPKTINFO, 1)
+			}
+			if serr != nil {
+				serr = fmt.Errorf("packet info (IP_PKTINFO, IPV6_RECVPKTINFO): %w", serr)
+			}
 		})
 		if err != nil {
 			return err
 		}
 		return serr
 	}}
-	addr := fmt.Sprintf(":%d", port)
-	pc, err := lc.ListenPacket(context.Background(), network, addr)
+	host := ""
+	if addr.IsValid() && !addr.IsUnspecified() {
+		host = addr.String()
+	}
+	pc, err := lc.ListenPacket(context.Background(), network, net.JoinHostPort(host, strconv.Itoa(port)))
 	if err != nil {
 		return nil, err
 	}
@@ -106,7 +167,15 @@ func listen(network string, port int) (*socket, error) {
 		return nil, err
 	}
 	s.rc.Control(func(fd uintptr) {
-		s.gro = unix.SetsockoptInt(int(fd), unix.IPPROTO_UDP, unix.UDP_GRO, 1) == nil
+		// As wireguard-go: GRO from kernel 5.12 on, and only if the
+		// option reads back on; GSO if the kernel knows UDP_SEGMENT
+		// (else a "GSO" message would leave as one huge datagram).
+		if groKernel() && unix.SetsockoptInt(int(fd), unix.IPPROTO_UDP, unix.UDP_GRO, 1) == nil {
+			v, err := unix.GetsockoptInt(int(fd), unix.IPPROTO_UDP, unix.UDP_GRO)
+			s.gro = err == nil && v == 1
+		}
+		_, err := unix.GetsockoptInt(int(fd), unix.IPPROTO_UDP, unix.UDP_SEGMENT)
+		s.noGSO.Store(err != nil)
 	})
 	for i := range s.rbufs {
 		s.rbufs[i] = make([]byte, recvBufSize)
@@ -120,18 +189,53 @@ func listen(network string, port int) (*socket, error) {
 	return s, nil
 }
 
+// groKernel reports whether the kernel is one whose UDP GRO the device
+// uses: 5.12 or later, where wireguard-go turns it on (older kernels cannot
+// read UDP_GRO back, 98184612aca0, and their GRO is "kind of buggy" in
+// wireguard-go's words). The kernel release is read once.
+var groKernel = sync.OnceValue(func() bool {
+	var u unix.Utsname
+	if unix.Uname(&u) != nil {
+		return false
+	}
+	major, minor, ok := parseKernelVersion(unix.ByteSliceToString(u.Release[:]))
+	return ok && (major > 5 || major == 5 && minor >= 12)
+})
+
+// parseKernelVersion returns the major and minor version of a kernel
+// release ("6.1.0-18-amd64": 6, 1); ok is false if it does not start with
+// them.
+func parseKernelVersion(release string) (major, minor int, ok bool) {
+	num := func(s string) (int, string, bool) {
+		n, i := 0, 0
+		for ; i < len(s) && '0' <= s[i] && s[i] <= '9' && i < 6; i++ {
+			n = n*10 + int(s[i]-'0')
+		}
+		return n, s[i:], i > 0
+	}
+	major, rest, ok := num(release)
+	if !ok || len(rest) < 2 || rest[0] != '.' {
+		return 0, 0, false
+	}
+	minor, rest, ok = num(rest[1:])
+	if !ok || rest != "" && '0' <= rest[0] && rest[0] <= '9' {
+		return 0, 0, false
+	}
+	return major, minor, true
+}
+
 // port returns the socket's local port.
 func (s *socket) port() int { return s.conn.LocalAddr().(*net.UDPAddr).Port }
 
 // recv waits for datagrams and returns how many it read into s.rbufs;
 // datagram i is s.rbufs[i][:s.rmsgs[i].Len] from s.source(i), in
-// segments of s.segment(i) bytes.
+// segments of the size s.control(i) returns, sent to its local end.
 func (s *socket) recv() (int, error) {
 	for i := range s.rmsgs {
 		h := &s.rmsgs[i].Hdr
 		h.Namelen = unix.SizeofSockaddrInet6
-		h.Control = &s.roob[i][0]
-		h.SetControllen(len(s.roob[i]))
+		h.Control = &s.roob[i].b[0]
+		h.SetControllen(len(s.roob[i].b))
 		h.Flags = 0
 	}
 	if s.recvFn == nil {
@@ -164,35 +268,92 @@ func (s *socket) source(i int) netip.AddrPort {
 	return netip.AddrPortFrom(netip.AddrFrom16(sa.Addr).Unmap(), port)
 }
 
-// segment returns the GRO segment size of datagram i, or its length if it
-// is a single datagram.
-func (s *socket) segment(i int) int {
-	n := int(s.rmsgs[i].Len)
-	h := &s.rmsgs[i].Hdr
-	oob := s.roob[i][:h.Controllen]
+// control returns the GRO segment size of datagram i (its length if it is
+// a single datagram) and its local end.
+func (s *socket) control(i int) (seg int, to local) {
+	return parseControl(s.roob[i].b[:s.rmsgs[i].Hdr.Controllen], int(s.rmsgs[i].Len))
+}
+
+// parseControl reads the control messages oob of an n-byte datagram: its
+// GRO segment size (n if it is a single datagram) and its local end (zero
+// if oob has no packet info).
+func parseControl(oob []byte, n int) (seg int, to local) {
+	seg = n
 	for len(oob) >= unix.SizeofCmsghdr {
-		c := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
-		if c.Len < unix.SizeofCmsghdr || int(c.Len) > len(oob) {
+		h, data, rest, err := unix.ParseOneSocketControlMessage(oob)
+		if err != nil {
 			break
 		}
-		if c.Level == unix.IPPROTO_UDP && c.Type == unix.UDP_GRO && c.Len >= unix.SizeofCmsghdr+2 {
-			g := int(*(*uint16)(unsafe.Pointer(&oob[unix.SizeofCmsghdr])))
-			if g > 0 && g < n {
-				return g
+		switch {
+		case h.Level == unix.IPPROTO_UDP && h.Type == unix.UDP_GRO && len(data) >= 2:
+			if g := int(*(*uint16)(unsafe.Pointer(&data[0]))); g > 0 && g < n {
+				seg = g
 			}
-			break
+		case h.Level == unix.IPPROTO_IP && h.Type == unix.IP_PKTINFO && len(data) >= unix.SizeofInet4Pktinfo:
+			pi := (*unix.Inet4Pktinfo)(unsafe.Pointer(&data[0]))
+			// spec_dst, the local address the reply leaves from (for
+			// unicast the destination of the datagram), as
+			// wireguard-go and kernel WireGuard take it.
+			to = local{addr: netip.AddrFrom4(pi.Spec_dst), ifindex: uint32(pi.Ifindex)}
+		case h.Level == unix.IPPROTO_IPV6 && h.Type == unix.IPV6_PKTINFO && len(data) >= unix.SizeofInet6Pktinfo:
+			pi := (*unix.Inet6Pktinfo)(unsafe.Pointer(&data[0]))
+			to = local{addr: netip.AddrFrom16(pi.Addr), ifindex: pi.Ifindex}
 		}
-		oob = oob[cmsgAlign(int(c.Len)):]
+		oob = rest
+	}
+	if to.addr.IsMulticast() {
+		// An IPv6 datagram to a group the host is in (ff02::1): a
+		// reply cannot come from there; the routing table picks.
+		to = local{}
+	}
+	return seg, to
+}
+
+// putControl writes a message's control messages into oob (controlBufSize
+// bytes at least) and returns their length: the GSO segment size seg (0:
+// none) and the source src (zero: none, the routing table picks one).
+func putControl(oob []byte, seg int, src local) int {
+	n := 0
+	if seg > 0 {
+		h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
+		h.Level, h.Type = unix.IPPROTO_UDP, unix.UDP_SEGMENT
+		h.SetLen(unix.CmsgLen(2))
+		*(*uint16)(unsafe.Pointer(&oob[unix.CmsgLen(0)])) = uint16(seg)
+		n = unix.CmsgSpace(2)
+	}
+	switch {
+	case src.addr.Is4():
+		h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[n]))
+		h.Level, h.Type = unix.IPPROTO_IP, unix.IP_PKTINFO
+		h.SetLen(unix.CmsgLen(unix.SizeofInet4Pktinfo))
+		pi := (*unix.Inet4Pktinfo)(unsafe.Pointer(&oob[n+unix.CmsgLen(0)]))
+		*pi = unix.Inet4Pktinfo{Ifindex: int32(src.ifindex), Spec_dst: src.addr.As4()}
+		n += unix.CmsgSpace(unix.SizeofInet4Pktinfo)
+	case src.addr.Is6():
+		h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[n]))
+		h.Level, h.Type = unix.IPPROTO_IPV6, unix.IPV6_PKTINFO
+		h.SetLen(unix.CmsgLen(unix.SizeofInet6Pktinfo))
+		pi := (*unix.Inet6Pktinfo)(unsafe.Pointer(&oob[n+unix.CmsgLen(0)]))
+		*pi = unix.Inet6Pktinfo{Addr: src.addr.As16(), Ifindex: src.ifindex}
+		n += unix.CmsgSpace(unix.SizeofInet6Pktinfo)
 	}
 	return n
 }
 
-func cmsgAlign(n int) int { return (n + 7) &^ 7 }
+// sourceGone reports whether a send that named a source address failed
+// for it: the address is no longer the host's (EINVAL; ENETUNREACH from
+// IPv4 on recent kernels), its interface is gone (ENODEV), or the
+// interface no longer routes to the peer (ENETUNREACH). Sent again without
+// the source, the message takes the routing table's.
+func sourceGone(err error) bool {
+	return errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENETUNREACH) ||
+		errors.Is(err, unix.ENODEV) || errors.Is(err, unix.EADDRNOTAVAIL)
+}
 
-// queue adds msg (one datagram) for dst to the pending batch. Consecutive
-// datagrams to one address of equal size (the last may be shorter) go out
-// as one GSO message. msg must stay untouched until flush.
-func (s *sender) queue(dst netip.AddrPort, msg []byte) error {
+// queue adds msg (one datagram) for p at dst to the pending batch.
+// Consecutive datagrams to one endpoint of equal size (the last may be
+// shorter) go out as one GSO message. msg must stay untouched until flush.
+func (s *sender) queue(p *Peer, dst endpoint, msg []byte) error {
 	j := s.nmsgs - 1
 	if s.lastOpen && !s.s.noGSO.Load() && dst == s.sdst[j] && len(msg) <= s.sseg[j] &&
 		s.nsegs[j] < maxSegments && s.nbytes[j]+len(msg) <= maxGSOBytes && s.niovs < maxIovs {
@@ -222,8 +383,8 @@ func (s *sender) queue(dst netip.AddrPort, msg []byte) error {
 	s.siovs[s.niovs].SetLen(len(msg))
 	h := &s.smsgs[i].Hdr
 	*h = unix.Msghdr{Iov: &s.siovs[s.niovs], Iovlen: 1}
-	h.Name, h.Namelen = putSockaddr(&s.snames[i], dst, s.s.v6)
-	s.sdst[i], s.sseg[i], s.nsegs[i], s.nbytes[i] = dst, len(msg), 1, len(msg)
+	h.Name, h.Namelen = putSockaddr(&s.snames[i], dst.AddrPort, s.s.v6)
+	s.sdst[i], s.speer[i], s.sseg[i], s.nsegs[i], s.nbytes[i] = dst, p, len(msg), 1, len(msg)
 	s.niovs++
 	s.nmsgs++
 	s.lastOpen = true
@@ -243,23 +404,33 @@ func putSockaddr(sa *unix.RawSockaddrInet6, dst netip.AddrPort, v6 bool) (*byte,
 	return (*byte)(unsafe.Pointer(sa)), unix.SizeofSockaddrInet6
 }
 
+// setControl sets message i's control messages: its GSO segment size if
+// it has several segments, and the source src.
+func (s *sender) setControl(i int, src local) {
+	seg := 0
+	if s.nsegs[i] > 1 {
+		seg = s.sseg[i]
+	}
+	h := &s.smsgs[i].Hdr
+	if n := putControl(s.soob[i].b[:], seg, src); n > 0 {
+		h.Control = &s.soob[i].b[0]
+		h.SetControllen(n)
+	} else {
+		h.Control = nil
+		h.SetControllen(0)
+	}
+}
+
 // flush sends the pending messages. A message that fails is dropped (UDP
-// semantics); the error returned is the last one, for the log.
+// semantics); the error returned is the last one, for the log. A message
+// whose source address is gone goes again without it, and its peer
+// forgets the address.
 func (s *sender) flush() error {
 	if s.nmsgs == 0 {
 		return nil
 	}
 	for i := 0; i < s.nmsgs; i++ {
-		h := &s.smsgs[i].Hdr
-		if s.nsegs[i] > 1 {
-			oob := s.soob[i][:]
-			c := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
-			c.Level, c.Type = unix.IPPROTO_UDP, unix.UDP_SEGMENT
-			c.SetLen(unix.CmsgLen(2))
-			*(*uint16)(unsafe.Pointer(&oob[unix.SizeofCmsghdr])) = uint16(s.sseg[i])
-			h.Control = &oob[0]
-			h.SetControllen(unix.CmsgSpace(2))
-		}
+		s.setControl(i, s.sdst[i].local)
 	}
 	if s.sendFn == nil {
 		s.sendFn = func(fd uintptr) bool {
@@ -273,6 +444,7 @@ func (s *sender) flush() error {
 	}
 	var last error
 	s.done = 0
+	retry := -1 // the message sent again without its source
 	for s.done < s.nmsgs {
 		done := s.done
 		err := s.s.rc.Write(s.sendFn)
@@ -281,22 +453,46 @@ func (s *sender) flush() error {
 			last = err
 			break
 		}
-		if errno != 0 {
-			if errno == unix.EIO && s.smsgs[done].Hdr.Controllen > 0 {
-				// No UDP GSO on this path: send segment by
-				// segment from now on.
-				s.s.noGSO.Store(true)
-				s.sendSplit(done)
-			} else {
-				last = errno
+		if errno == 0 {
+			if retry == done {
+				s.forgetSource(done)
 			}
-			s.done = done + 1 // drop the message at fault, go on with the rest
+			s.done = done + n
 			continue
 		}
-		s.done = done + n
+		switch {
+		case errno == unix.EIO && s.nsegs[done] > 1:
+			// No UDP GSO on this path: send segment by segment from
+			// now on.
+			s.s.noGSO.Store(true)
+			s.sendSplit(done)
+		case retry != done && s.sdst[done].local.addr.IsValid() && sourceGone(errno):
+			retry = done
+			s.setControl(done, local{})
+			continue
+		default:
+			last = errno
+		}
+		s.done = done + 1 // drop the message at fault, go on with the rest
 	}
+	clear(s.speer[:s.nmsgs])
 	s.nmsgs, s.niovs, s.lastOpen = 0, 0, false
 	return last
+}
+
+// forgetSource is for message i, which went out without its source
+// address after failing with it: its peer forgets the address, and the
+// batch's later messages from it go without it.
+func (s *sender) forgetSource(i int) {
+	gone := s.sdst[i]
+	if p := s.speer[i]; p != nil {
+		p.forgetLocal(gone)
+	}
+	for j := i + 1; j < s.nmsgs; j++ {
+		if s.sdst[j].local == gone.local {
+			s.setControl(j, local{})
+		}
+	}
 }
 
 // sendSplit sends message i's segments one by one (the fallback when the
@@ -307,15 +503,30 @@ func (s *sender) sendSplit(i int) {
 		buf = append(buf, unsafe.Slice(v.Base, v.Len)...)
 	}
 	for off := 0; off < len(buf); off += s.sseg[i] {
-		s.s.sendOne(s.sdst[i], buf[off:min(off+s.sseg[i], len(buf))])
+		if gone, _ := s.s.sendOne(s.sdst[i], buf[off:min(off+s.sseg[i], len(buf))]); gone && s.speer[i] != nil {
+			s.speer[i].forgetLocal(s.sdst[i])
+		}
 	}
 }
 
-// sendOne sends one datagram at once; safe for concurrent use.
-func (s *socket) sendOne(dst netip.AddrPort, msg []byte) error {
+// sendOne sends one datagram at once; safe for concurrent use. If the
+// source address of dst is gone, it sends without it and reports gone.
+func (s *socket) sendOne(dst endpoint, msg []byte) (gone bool, err error) {
+	to := dst.AddrPort
 	if !s.v6 {
-		dst = netip.AddrPortFrom(dst.Addr().Unmap(), dst.Port())
+		to = netip.AddrPortFrom(to.Addr().Unmap(), to.Port())
 	}
-	_, err := s.conn.WriteToUDPAddrPort(msg, dst)
-	return err
+	if !dst.local.addr.IsValid() {
+		_, err = s.conn.WriteToUDPAddrPort(msg, to)
+		return false, err
+	}
+	var oob controlBuf
+	n := putControl(oob.b[:], 0, dst.local)
+	_, _, err = s.conn.WriteMsgUDPAddrPort(msg, oob.b[:n], to)
+	if err != nil && sourceGone(err) {
+		if _, err = s.conn.WriteToUDPAddrPort(msg, to); err == nil {
+			return true, nil
+		}
+	}
+	return false, err
 }

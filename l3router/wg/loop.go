@@ -30,6 +30,9 @@ type loop struct {
 	cIdx   uint32 // the last index looked up in this batch, and its keypair
 	cKP    *keypair
 	cValid bool
+	// local is the local end of the datagram being handled: where its
+	// peer's endpoint says replies leave from.
+	local local
 	// TUN device: packets decrypted straight into tunMem, written to the
 	// TUN in batches of tunBatchLen.
 	tunMem   [][]byte
@@ -98,8 +101,9 @@ func (d *Device) loop(s *socket) {
 		for i := 0; i < n; i++ {
 			size := int(s.rmsgs[i].Len)
 			buf := s.rbufs[i][:size]
-			seg := s.segment(i)
+			seg, to := s.control(i)
 			src := s.source(i)
+			l.local = to
 			for off := 0; off < size; off += seg {
 				l.handle(buf[off:min(off+seg, size)], src, now)
 			}
@@ -133,10 +137,10 @@ func (l *loop) handle(b []byte, src netip.AddrPort, now int64) {
 		l.transport(b, src, now)
 	case typeInitiation:
 		c.initsRecv.Add(1)
-		l.d.consumeInitiation(b, src, now)
+		l.d.consumeInitiation(b, endpoint{src, l.local}, now)
 	case typeResponse:
 		c.respsRecv.Add(1)
-		l.d.consumeResponse(b, src, now)
+		l.d.consumeResponse(b, endpoint{src, l.local}, now)
 	case typeCookie:
 		c.cookiesRecv.Add(1)
 		l.d.consumeCookie(b)
@@ -201,8 +205,8 @@ func (l *loop) transport(b []byte, src netip.AddrPort, now int64) {
 	if p.unanswered.Load() != 0 {
 		p.unanswered.Store(0)
 	}
-	if ep := p.endpoint.Load(); ep == nil || *ep != src {
-		p.SetEndpoint(src)
+	if ep := p.endpoint.Load(); ep == nil || ep.AddrPort != src || ep.local != l.local {
+		p.setEndpoint(endpoint{src, l.local})
 	}
 	if kp != p.current.Load() && kp == p.next.Load() {
 		l.d.confirm(p, kp, now)
@@ -272,7 +276,7 @@ func (l *loop) send(p *Peer, msg []byte, n int, now int64) {
 	if o == nil {
 		return
 	}
-	if err := o.queue(dst, out); err != nil {
+	if err := o.queue(p, dst, out); err != nil {
 		l.d.debug("send", "err", err)
 	}
 }
@@ -281,15 +285,15 @@ func (l *loop) send(p *Peer, msg []byte, n int, now int64) {
 // the transport header; it returns the message (msg[:16+n+16]) and p's
 // endpoint, and starts a renewal of a session of ours that is due. Without
 // a session (or endpoint) it writes nothing and reports false.
-func (p *Peer) seal(msg []byte, n int, now int64, nonce *[12]byte) ([]byte, netip.AddrPort, bool) {
+func (p *Peer) seal(msg []byte, n int, now int64, nonce *[12]byte) ([]byte, endpoint, bool) {
 	kp := p.current.Load()
 	ep := p.endpoint.Load()
 	if !kp.fresh(now) || ep == nil {
-		return nil, netip.AddrPort{}, false
+		return nil, endpoint{}, false
 	}
 	ctr := kp.sendCtr.Add(1) - 1
 	if ctr >= rejectAfterMessages {
-		return nil, netip.AddrPort{}, false
+		return nil, endpoint{}, false
 	}
 	msg = msg[:sizeTransportHdr+n+sizeTag]
 	putHeader(msg, kp.remoteIndex, ctr)
@@ -346,7 +350,7 @@ func (d *Device) sendPlain(p *Peer, pkt []byte, now int64) bool {
 	var nonce [12]byte
 	out, dst, ok := p.seal(msg, n, now, &nonce)
 	if ok {
-		d.sendControl(dst, out)
+		d.sendControl(p, dst, out)
 	}
 	return ok
 }
@@ -423,7 +427,7 @@ func (d *Device) sendInitiationLocked(p *Peer, now int64) {
 	p.lastMAC1 = addMACs(msg, p.remote.mac1Key[:], p.cookieFor(now))
 	p.hs, p.hsState, p.lastInitSent = hs, hsInitSent, now
 	p.initAt.Store(now)
-	d.sendControl(*ep, msg)
+	d.sendControl(p, *ep, msg)
 	p.lastSent.Store(now)
 	d.debug("handshake initiated", "peer", p.name, "to", *ep, "index", idx)
 }
@@ -452,7 +456,7 @@ func (d *Device) peerByKey(k l3config.Key) *Peer {
 }
 
 // consumeInitiation answers a handshake initiation.
-func (d *Device) consumeInitiation(b []byte, src netip.AddrPort, now int64) {
+func (d *Device) consumeInitiation(b []byte, src endpoint, now int64) {
 	if len(b) != sizeInitiation || !d.id.checkMAC1(b) || !d.admitHandshake(b, src, now) {
 		return
 	}
@@ -498,18 +502,18 @@ func (d *Device) consumeInitiation(b []byte, src netip.AddrPort, now int64) {
 		d.dropIndex(old.local, p)
 	}
 	p.lastMAC1 = addMACs(msg, p.remote.mac1Key[:], p.cookieFor(now))
-	p.SetEndpoint(src)
+	p.setEndpoint(src)
 	p.lastHandshake.Store(time.Now().UnixNano())
 	p.handshakes.Add(1)
 	p.mu.Unlock()
 	p.lastRecv.Store(now)
-	d.sendControl(src, msg)
+	d.sendControl(p, src, msg)
 	p.lastSent.Store(now)
 	d.debug("handshake answered", "peer", p.name, "from", src, "index", kp.local)
 }
 
 // consumeResponse completes a handshake this device initiated.
-func (d *Device) consumeResponse(b []byte, src netip.AddrPort, now int64) {
+func (d *Device) consumeResponse(b []byte, src endpoint, now int64) {
 	if len(b) != sizeResponse || !d.id.checkMAC1(b) || !d.admitHandshake(b, src, now) {
 		return
 	}
@@ -551,7 +555,7 @@ func (d *Device) consumeResponse(b []byte, src netip.AddrPort, now int64) {
 	if old := p.previous.Swap(prev); old != nil {
 		d.dropIndex(old.local, p)
 	}
-	p.SetEndpoint(src)
+	p.setEndpoint(src)
 	p.lastHandshake.Store(time.Now().UnixNano())
 	p.handshakes.Add(1)
 	staged := d.takeStagedLocked(p)

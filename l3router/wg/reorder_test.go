@@ -106,7 +106,7 @@ func TestReorderAcrossLoops(t *testing.T) {
 				window: replayWindowOf(replayBlocksTUN),
 				deliver: func(msg []byte) {
 					l.cValid, l.used = false, 0
-					l.transport(bytes.Clone(msg), *src, d.now())
+					l.transport(bytes.Clone(msg), src.AddrPort, d.now())
 					l.flush()
 				},
 				accepted: func() uint64 { return nt.written.Load() },

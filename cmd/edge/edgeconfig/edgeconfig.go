@@ -34,7 +34,7 @@
 //	  maxHandshakesPerSource: 32        # the same from one IPv4 address or IPv6 /64
 //	  quicRetryAbove: 100               # QUIC validates source addresses (Retry) above this many
 //	l3:                                 # the L3 on-ramp (WireGuard); see L3
-//	  listen: "[::]:51820"
+//	  listen: "[::]:51820"              # every address, or one: "198.51.100.7:51820"
 //	  address_reuse_delay: 24h
 //	  max_staged_bytes: 16777216        # packets held for peers whose handshake is under way, all together
 //	  handshakes: {per_second: 2000, per_source_per_second: 20, per_source_burst: 5, max_sources: 16384}

@@ -44,7 +44,7 @@ const DefaultL3MaxStagedBytes = 16 << 20
 // L3 configures the L3 on-ramp, the edge's WireGuard hub:
 //
 //	l3:
-//	  listen: "[::]:51820"                   # WireGuard UDP port; empty: L3 off
+//	  listen: "[::]:51820"                   # WireGuard UDP port, every address (or one: "198.18.0.7:51820"); empty: L3 off
 //	  endpoint: "edge.example.test:51820"    # what clients and connectors dial
 //	  pools: {ipv4: 100.96.0.0/12, ipv6: "fd6f:6e72:616d::/48"}
 //	  mtu: 1420
@@ -60,9 +60,13 @@ const DefaultL3MaxStagedBytes = 16 << 20
 //	    per_source_burst: 5
 //	    max_sources: 16384                   # sources tracked under load; a full table refuses new ones
 type L3 struct {
-	// Listen is the UDP address of the WireGuard device. The device binds
-	// the port on every address, so the host must be empty or
-	// unspecified. Empty: the L3 on-ramp is off.
+	// Listen is the UDP address of the WireGuard device. With no host or
+	// an unspecified one (":51820", "[::]:51820", "0.0.0.0:51820") it
+	// listens on every address of both families, and answers each peer
+	// from the address the peer wrote to (so a host with several
+	// addresses works for peers behind NAT); with an IP address
+	// ("198.18.0.7:51820", "[fd00::7]:51820") it listens on that address
+	// only, and so on its family only. Empty: the L3 on-ramp is off.
 	Listen string `yaml:"listen"`
 	// Endpoint is the host:port clients and connectors are told to dial.
 	// If empty, it is the host of advertise[0] with the port of Listen.
@@ -209,8 +213,8 @@ func (c *Config) validateL3() error {
 			return fmt.Errorf("edge config: l3.listen: %w", err)
 		}
 		host, _, _ := net.SplitHostPort(l.Listen)
-		if ip := net.ParseIP(host); host != "" && (ip == nil || !ip.IsUnspecified()) {
-			return fmt.Errorf("edge config: l3.listen: %q: the WireGuard device listens on every address; write [::]:PORT or :PORT", l.Listen)
+		if _, err := netip.ParseAddr(host); host != "" && err != nil {
+			return fmt.Errorf("edge config: l3.listen: %q: the host must be an IP address of this machine, or none for every address ([::]:PORT or :PORT)", l.Listen)
 		}
 	}
 	if l.Endpoint != "" {

@@ -57,6 +57,16 @@ l3:
 	if d.L3.Enabled() || d.L3.Pools.IPv4 != DefaultPool4 || d.L3.Pools.IPv6 != DefaultPool6 || d.L3.Endpoint != "" {
 		t.Errorf("default l3 %+v", d.L3)
 	}
+	// l3.listen may name one address (the device then listens on it
+	// alone), or none or an unspecified one (every address).
+	for _, listen := range []string{":51820", "[::]:51820", "0.0.0.0:51820", "198.18.0.7:51820", "[fd00::7]:51820", "[fe80::7%eth0]:51820"} {
+		c, err := Parse([]byte("l3: {listen: \"" + listen + "\"}\n"))
+		if err != nil {
+			t.Errorf("l3.listen %q: %v", listen, err)
+		} else if c.L3.ListenPort() != 51820 {
+			t.Errorf("l3.listen %q: port %d", listen, c.L3.ListenPort())
+		}
+	}
 	// An explicit endpoint wins over advertise.
 	c, err = Parse([]byte("advertise: [\"a.example.test:1\"]\nl3: {listen: \":51820\", endpoint: \"[fd00::1]:4000\"}\n"))
 	if err != nil || c.L3.Endpoint != "[fd00::1]:4000" {
@@ -66,7 +76,7 @@ l3:
 
 func TestL3Errors(t *testing.T) {
 	for _, tc := range []struct{ src, want string }{
-		{`l3: {listen: "198.18.0.1:51820"}`, "l3.listen: \"198.18.0.1:51820\": the WireGuard device listens on every address"},
+		{`l3: {listen: "edge.example.test:51820"}`, "l3.listen: \"edge.example.test:51820\": the host must be an IP address"},
 		{`l3: {listen: "51820"}`, "l3.listen"},
 		{`l3: {endpoint: ":51820"}`, "l3.endpoint: \":51820\" needs a host"},
 		{`l3: {endpoint: "edge.example.test:0"}`, "l3.endpoint"},
