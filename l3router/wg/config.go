@@ -106,4 +106,12 @@ type HandshakeStats struct {
 	TableFull uint64
 	// Sources is the number of sources in the table now.
 	Sources int
+	// Rejected counts the messages (Processed or Proven) that the
+	// handshake then refused, by reason: "invalid" (failed
+	// authentication, a low-order public key), "unknown_peer" (an
+	// initiation from a key that is no peer's), "replay" (an initiation
+	// whose timestamp is not newer than the last accepted), "flood" (an
+	// initiation within 1/50 s of the last accepted), "stray_response" (a
+	// response to no initiation in progress).
+	Rejected map[string]uint64
 }

@@ -65,7 +65,7 @@ func (d *Device) HandshakeStats() HandshakeStats {
 	n := len(d.cookies.limits)
 	d.cookies.mu.Unlock()
 	return HandshakeStats{Processed: c.processed.Load(), Proven: c.proven.Load(), OverBudget: c.overBudget.Load(), Cookies: c.cookies.Load(),
-		SourceLimited: c.sourceLimited.Load(), TableFull: c.tableFull.Load(), Sources: n}
+		SourceLimited: c.sourceLimited.Load(), TableFull: c.tableFull.Load(), Sources: n, Rejected: d.rejected.snapshot()}
 }
 
 // underLoad reports whether the handshake budget is more than half spent.
