@@ -107,6 +107,7 @@ func (d *Device) loop(s *socket) {
 			}
 		}
 		l.flush()
+		l.cKP = nil // a session dropped meanwhile must not stay reachable from an idle loop
 	}
 }
 
