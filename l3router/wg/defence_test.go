@@ -11,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/crypto/chacha20poly1305"
-
 	"github.com/onramp-net/onramp/l3router/l3config"
 )
 
@@ -375,19 +373,8 @@ func TestCookieReply(t *testing.T) {
 	d.initiate(w.p, now)
 	second := w.expect(typeInitiation)
 
-	// cookieReply returns the peer's cookie reply to msg (as a peer under
-	// load sends), encrypted with the mac1 of bound.
 	cookie := [16]byte{1, 2, 3}
-	cookieReply := func(msg, bound []byte) []byte {
-		reply := make([]byte, sizeCookie)
-		reply[0] = typeCookie
-		copy(reply[4:8], msg[4:8])
-		rand.Read(reply[8:32])
-		key := labelHash("cookie--", w.key.PublicKey())
-		a, _ := chacha20poly1305.NewX(key[:])
-		a.Seal(reply[32:32], reply[8:32], cookie[:], bound[len(bound)-32:len(bound)-16])
-		return reply
-	}
+	cookieReply := func(msg, bound []byte) []byte { return w.cookieReply(msg, bound, cookie, nil) }
 	stale := cookieReply(second, first) // bound to a message the device has replaced
 	unknown := cookieReply(second, second)
 	binary.LittleEndian.PutUint32(unknown[4:8], binary.LittleEndian.Uint32(unknown[4:8])^1)

@@ -125,6 +125,7 @@ func TestResponderStateZeroed(t *testing.T) {
 		t.Fatalf("consumed initiation without state: %+v", in.hs)
 	}
 	var keys sessionKeys
+	in.hs.ephPriv = newKey(t)
 	if err := createResponse(make([]byte, sizeResponse), &in.hs, r, 1, &keys); err != nil {
 		t.Fatal(err)
 	}

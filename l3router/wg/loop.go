@@ -566,7 +566,10 @@ func (d *Device) consumeInitiation(b []byte, src netip.AddrPort, now int64) {
 	kp := &keypair{peer: p, created: now, local: local, remoteIndex: in.hs.remoteIndex}
 	msg := make([]byte, sizeResponse)
 	var keys sessionKeys
-	if err := createResponse(msg, &in.hs, r, local, &keys); err != nil {
+	if in.hs.ephPriv, err = l3config.GeneratePrivateKey(); err == nil {
+		err = createResponse(msg, &in.hs, r, local, &keys)
+	}
+	if err != nil {
 		d.dropPending(local, p)
 		p.mu.Unlock()
 		d.debug("handshake response", "peer", p.name, "err", err)

@@ -245,7 +245,7 @@ func (k *sessionKeys) aeads() (send, recv cipher.AEAD) {
 // it answers (for the length of one call).
 type handshake struct {
 	chainKey, hash [blake2s.Size]byte
-	ephPriv        l3config.Key // ours, as initiator: set before createInitiation
+	ephPriv        l3config.Key // ours: set before createInitiation or createResponse
 	remoteEph      [32]byte     // theirs, as responder
 	localIndex     uint32
 	remoteIndex    uint32
@@ -364,17 +364,14 @@ func (id *identity) consumeInitiation(in *initiation, msg []byte, lookup func(l3
 }
 
 // createResponse fills msg (sizeResponse bytes) with the response to the
-// consumed initiation hs, from localIndex, and derives the session keys
-// into keys. It zeroes hs: the handshake ends here for the responder.
+// consumed initiation hs, from localIndex, with the ephemeral key
+// hs.ephPriv, and derives the session keys into keys. It zeroes hs: the
+// handshake ends here for the responder.
 func createResponse(msg []byte, hs *handshake, r *remote, localIndex uint32, keys *sessionKeys) error {
 	defer hs.clear()
-	var priv l3config.Key
 	var ee, se, tau, k, psk [32]byte
-	defer wipe((*[32]byte)(&priv), &ee, &se, &tau, &k)
-	var err error
-	if priv, err = l3config.GeneratePrivateKey(); err != nil {
-		return err
-	}
+	defer wipe(&ee, &se, &tau, &k)
+	priv := &hs.ephPriv
 	pub := priv.PublicKey()
 	clear(msg)
 	binary.LittleEndian.PutUint32(msg[0:4], typeResponse)
@@ -383,11 +380,11 @@ func createResponse(msg []byte, hs *handshake, r *remote, localIndex uint32, key
 	copy(msg[12:44], pub[:])
 	kdf(hs.chainKey[:], pub[:], &hs.chainKey)
 	mixHash(&hs.hash, pub[:])
-	if err := dh(&ee, &priv, hs.remoteEph[:]); err != nil {
+	if err := dh(&ee, priv, hs.remoteEph[:]); err != nil {
 		return err
 	}
 	kdf(hs.chainKey[:], ee[:], &hs.chainKey)
-	if err := dh(&se, &priv, r.pub[:]); err != nil {
+	if err := dh(&se, priv, r.pub[:]); err != nil {
 		return err
 	}
 	kdf(hs.chainKey[:], se[:], &hs.chainKey)

@@ -5,6 +5,7 @@ package wg
 import (
 	"bytes"
 	"crypto/cipher"
+	"crypto/rand"
 	"encoding/binary"
 	"errors"
 	"maps"
@@ -12,6 +13,8 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/chacha20poly1305"
 
 	"github.com/onramp-net/onramp/l3router"
 	"github.com/onramp-net/onramp/l3router/l3config"
@@ -30,9 +33,14 @@ import (
 // through.
 func protoDevice(tb testing.TB) (*Device, *loop) {
 	tb.Helper()
+	return protoDeviceKey(tb, newKey(tb))
+}
+
+func protoDeviceKey(tb testing.TB, key l3config.Key) (*Device, *loop) {
+	tb.Helper()
 	pauseTimersForTest.Store(true)
 	tb.Cleanup(func() { pauseTimersForTest.Store(false) }) // runs after the device's cleanup
-	d, err := New(Config{PrivateKey: newKey(tb), Router: testRouter(tb), Loops: 1, Logger: testLogger})
+	d, err := New(Config{PrivateKey: key, Router: testRouter(tb), Loops: 1, Logger: testLogger})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -101,13 +109,16 @@ func (w *wirePeer) initiation() []byte {
 
 // initiationAt returns an initiation with the timestamp of t.
 func (w *wirePeer) initiationAt(t time.Time) []byte {
+	return w.initiationWith(newKey(w.tb), randomIndex(), t)
+}
+
+// initiationWith returns an initiation with the ephemeral key eph, from
+// index, with the timestamp of t.
+func (w *wirePeer) initiationWith(eph l3config.Key, index uint32, t time.Time) []byte {
 	w.tb.Helper()
 	msg := make([]byte, sizeInitiation)
-	var err error
-	if w.hs.ephPriv, err = l3config.GeneratePrivateKey(); err != nil {
-		w.tb.Fatal(err)
-	}
-	if err := w.id.createInitiation(&w.hs, msg, &w.dev, randomIndex(), t); err != nil {
+	w.hs.ephPriv = eph
+	if err := w.id.createInitiation(&w.hs, msg, &w.dev, index, t); err != nil {
 		w.tb.Fatal(err)
 	}
 	addMACs(msg, w.dev.mac1Key[:], nil)
@@ -216,6 +227,12 @@ func (w *wirePeer) handshake(now int64) *wireSession {
 // respond answers the device's initiation msg: it returns the response
 // (with a fresh local index) and the session.
 func (w *wirePeer) respond(msg []byte) ([]byte, *wireSession) {
+	return w.respondWith(msg, newKey(w.tb), randomIndex())
+}
+
+// respondWith answers the device's initiation msg with the ephemeral key
+// eph, from index.
+func (w *wirePeer) respondWith(msg []byte, eph l3config.Key, index uint32) ([]byte, *wireSession) {
 	w.tb.Helper()
 	var in initiation
 	r, err := w.id.consumeInitiation(&in, msg, func(k l3config.Key) *remote {
@@ -228,8 +245,9 @@ func (w *wirePeer) respond(msg []byte) ([]byte, *wireSession) {
 		w.tb.Fatal(err)
 	}
 	resp := make([]byte, sizeResponse)
-	s := &wireSession{local: randomIndex(), remote: in.hs.remoteIndex}
+	s := &wireSession{local: index, remote: in.hs.remoteIndex}
 	var keys sessionKeys
+	in.hs.ephPriv = eph
 	if err := createResponse(resp, &in.hs, r, s.local, &keys); err != nil {
 		w.tb.Fatal(err)
 	}
@@ -320,4 +338,22 @@ func unchanged(tb testing.TB, what string, d *Device, p *Peer, before peerState,
 	if after := indexOf(d, p); !maps.Equal(after, idx) {
 		tb.Errorf("%s changed the peer's indices: before %v, after %v", what, idx, after)
 	}
+}
+
+// cookieReply returns w's cookie reply (as a peer under load sends) to
+// msg, carrying cookie encrypted with the mac1 of bound (msg itself, for
+// a genuine reply), with nonce (random if nil).
+func (w *wirePeer) cookieReply(msg, bound []byte, cookie [16]byte, nonce []byte) []byte {
+	reply := make([]byte, sizeCookie)
+	reply[0] = typeCookie
+	copy(reply[4:8], msg[4:8])
+	if nonce == nil {
+		rand.Read(reply[8:32])
+	} else {
+		copy(reply[8:32], nonce)
+	}
+	key := labelHash("cookie--", w.key.PublicKey())
+	a, _ := chacha20poly1305.NewX(key[:])
+	a.Seal(reply[32:32], reply[8:32], cookie[:], bound[len(bound)-32:len(bound)-16])
+	return reply
 }
