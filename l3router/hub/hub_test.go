@@ -280,6 +280,9 @@ func TestHub(t *testing.T) {
 	if n, err := testutil.GatherAndCount(reg, "onramp_edge_l3_handshake_messages_total", "onramp_edge_l3_handshake_limited_sources"); err != nil || n != 7 {
 		t.Fatalf("handshake series %d, %v: want 6 results and the sources", n, err)
 	}
+	if n, err := testutil.GatherAndCount(reg, "onramp_edge_l3_handshake_rejected_total"); err != nil || n != 5 {
+		t.Fatalf("handshake refusal series %d, %v: want one per reason (5)", n, err)
+	}
 
 	// Garbage on the UDP port and a packet of bob spoofing alice's address
 	// are dropped; the others' flows go on.

@@ -32,6 +32,11 @@ var (
 			"processed_under_load (with a valid mac2, within the source's limit); cookie (under load, answered with a cookie reply); "+
 			"over_budget (the device's 2000/s, not under load); source_limit (under load, 20/s per IPv4 address or IPv6 /64); "+
 			"table_full (under load, a new source while 16384 are tracked).", []string{"result"}, nil)
+	descHandshakeRejected = prometheus.NewDesc("onramp_edge_l3_handshake_rejected_total",
+		"WireGuard handshake messages processed (with a valid mac1, within the budget) that the handshake refused, by reason: "+
+			"invalid (failed authentication or a low-order key), unknown_peer (an initiation from a key that is no peer's), "+
+			"replay (an initiation not newer than the last accepted), flood (an initiation within 1/50 s of the last accepted), "+
+			"stray_response (a response to no initiation in progress).", []string{"reason"}, nil)
 	descHandshakeSources = prometheus.NewDesc("onramp_edge_l3_handshake_limited_sources",
 		"Sources (IPv4 addresses, IPv6 /64s) with a handshake limit the edge tracks now.", nil, nil)
 )
@@ -44,7 +49,7 @@ type collector struct{ h *Hub }
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descPeers, descRxPackets, descRxBytes, descTxPackets, descTxBytes,
-		descDrops, descHandshake, descUnattributed, descICMP, descHandshakes, descHandshakeSources} {
+		descDrops, descHandshake, descUnattributed, descICMP, descHandshakes, descHandshakeRejected, descHandshakeSources} {
 		ch <- d
 	}
 }
@@ -91,5 +96,8 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	cnt(descHandshakes, hs.OverBudget, "over_budget")
 	cnt(descHandshakes, hs.SourceLimited, "source_limit")
 	cnt(descHandshakes, hs.TableFull, "table_full")
+	for reason, n := range hs.Rejected {
+		cnt(descHandshakeRejected, n, reason)
+	}
 	ch <- prometheus.MustNewConstMetric(descHandshakeSources, prometheus.GaugeValue, float64(hs.Sources))
 }
