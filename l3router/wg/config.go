@@ -35,7 +35,9 @@
 // or an IPv6 /64, in a capped table (cookie.go; see [HandshakeStats]), and
 // it honours the cookie replies of its peers. Timers (retransmission of
 // initiations, keepalives, rekeying, expiry) run on one housekeeping
-// goroutine.
+// goroutine. As wireguard-go does, the device zeroes a handshake's secrets
+// when it completes, gives up or its peer is removed, and a session's keys
+// once it is dropped (noise.go says how far Go lets it).
 package wg
 
 import (
