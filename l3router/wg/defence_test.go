@@ -216,8 +216,9 @@ var lowOrder = func() [][]byte {
 
 // TestLowOrderKeys: a low-order or all-zero public key, whose DH with any
 // key is all zeros, is refused wherever it appears: as a peer's static key
-// (AddPeer), as the ephemeral key of an initiation, as the ephemeral key
-// of a response (where the handshake in progress survives it).
+// (AddPeer; an initiation claiming one is from no peer), as the ephemeral
+// key of an initiation, as the ephemeral key of a response (where the
+// handshake in progress survives it).
 func TestLowOrderKeys(t *testing.T) {
 	d, l := protoDevice(t)
 	w := newWirePeer(t, d, l, "client")
@@ -235,6 +236,17 @@ func TestLowOrderKeys(t *testing.T) {
 		unchanged(t, "an initiation with a low-order ephemeral key", d, w.p, before, idx)
 		if got := rejected(d, "invalid") - n; got != 1 {
 			t.Errorf("initiation with ephemeral %x: %d refusals counted, want 1", pt, got)
+		}
+	}
+	// An initiation whose static key is low-order comes from no peer.
+	for _, pt := range lowOrder[:2] {
+		liar := newWirePeer(t, d, l, "")
+		liar.id.pub = l3config.Key(pt)
+		n := rejected(d, "unknown_peer")
+		liar.deliver(liar.initiation(), now)
+		liar.nothing()
+		if got := rejected(d, "unknown_peer") - n; got != 1 {
+			t.Errorf("initiation with static key %x: %d refusals counted as unknown_peer, want 1", pt, got)
 		}
 	}
 	// The device's own initiation, answered with low-order ephemerals.
