@@ -293,6 +293,9 @@ func TestHub(t *testing.T) {
 	if n, err := testutil.GatherAndCount(reg, "onramp_edge_l3_staged_drops_total", "onramp_edge_l3_staged_packets", "onramp_edge_l3_staged_bytes"); err != nil || n != 6 {
 		t.Fatalf("staging series %d, %v: want 4 reasons, the packets and the bytes", n, err)
 	}
+	if n, err := testutil.GatherAndCount(reg, "onramp_edge_l3_handshake_rejected_total"); err != nil || n != 5 {
+		t.Fatalf("handshake refusal series %d, %v: want one per reason (5)", n, err)
+	}
 
 	// Garbage on the UDP port and a packet of bob spoofing alice's address
 	// are dropped; the others' flows go on.

@@ -57,6 +57,11 @@ var (
 			"processed_under_load (with a valid mac2, within the source's limit); cookie (under load, answered with a cookie reply); "+
 			"over_budget (l3.handshakes.per_second, not under load); source_limit (under load, l3.handshakes.per_source_per_second per IPv4 address or IPv6 /64); "+
 			"table_full (under load, a new source while l3.handshakes.max_sources are tracked).", []string{"result"}, nil)
+	descHandshakeRejected = prometheus.NewDesc("onramp_edge_l3_handshake_rejected_total",
+		"WireGuard handshake messages processed (with a valid mac1, within the budget) that the handshake refused, by reason: "+
+			"invalid (failed authentication or a low-order key), unknown_peer (an initiation from a key that is no peer's), "+
+			"replay (an initiation not newer than the last accepted), flood (an initiation within 1/50 s of the last accepted), "+
+			"stray_response (a response to no initiation in progress).", []string{"reason"}, nil)
 	descHandshakeSources = prometheus.NewDesc("onramp_edge_l3_handshake_limited_sources",
 		"Sources (IPv4 addresses, IPv6 /64s) with a handshake limit the edge tracks now.", nil, nil)
 	descHandshakeReceived = prometheus.NewDesc("onramp_edge_l3_handshake_datagrams_received_total",
@@ -95,7 +100,7 @@ func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descPeers,
 		descKindRxPackets, descKindRxBytes, descKindTxPackets, descKindTxBytes, descKindDrops,
 		descRxPackets, descRxBytes, descTxPackets, descTxBytes, descDrops, descHandshake,
-		descUnattributed, descICMP, descDatagramDrops, descHandshakes, descHandshakeSources,
+		descUnattributed, descICMP, descDatagramDrops, descHandshakes, descHandshakeRejected, descHandshakeSources,
 		descHandshakeReceived, descHandshakeSent, descHandshakesCompleted, descUnderLoad, descUnderLoadEntered,
 		descHandshakeLimits, descStagedPackets, descStagedBytes, descStagedDrops} {
 		ch <- d
@@ -193,4 +198,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	cnt(descStagedDrops, sg.DeviceFull, "device_full")
 	cnt(descStagedDrops, sg.Expired, "expired")
 	cnt(descStagedDrops, sg.Removed, "removed")
+	for reason, n := range hs.Rejected {
+		cnt(descHandshakeRejected, n, reason)
+	}
 }

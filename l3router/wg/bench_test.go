@@ -189,21 +189,3 @@ func TestForwardAllocs(t *testing.T) {
 		t.Errorf("%d replayed packets forwarded", got)
 	}
 }
-
-// FuzzDatagram feeds arbitrary datagrams to the device's receive path,
-// seeded with a valid transport message and handshake-sized messages.
-func FuzzDatagram(f *testing.F) {
-	d, l, kc, src := benchRig(f)
-	f.Add(sealFor(kc, 1, 7, udp(f, clientIP, hostIP, "seed")))
-	f.Add(sealFor(kc, 1, 8, nil))
-	for _, n := range []int{sizeInitiation, sizeResponse, sizeCookie} {
-		m := make([]byte, n)
-		m[0] = byte(map[int]int{sizeInitiation: 1, sizeResponse: 2, sizeCookie: 3}[n])
-		f.Add(m)
-	}
-	f.Fuzz(func(t *testing.T, b []byte) {
-		l.cValid, l.used = false, 0
-		l.handle(b, src, d.now())
-		l.flush()
-	})
-}

@@ -56,6 +56,10 @@
 // Each session's replay window (replay.go) is wireguard-go's, 8,128
 // counters, on the edge, and 65,472 on a connector, whose one peer, the
 // edge, sends from all its loops with one counter per session.
+//
+// As wireguard-go does, the device zeroes a handshake's secrets
+// when it completes, gives up or its peer is removed, and a session's keys
+// once it is dropped (noise.go says how far Go lets it).
 package wg
 
 import (
@@ -212,6 +216,15 @@ type HandshakeStats struct {
 	// UnderLoadEntered counts the times it went under load.
 	UnderLoad        bool
 	UnderLoadEntered uint64
+
+	// Rejected counts the messages (Processed or Proven) that the
+	// handshake then refused, by reason: "invalid" (failed
+	// authentication, a low-order public key), "unknown_peer" (an
+	// initiation from a key that is no peer's), "replay" (an initiation
+	// whose timestamp is not newer than the last accepted), "flood" (an
+	// initiation within 1/50 s of the last accepted), "stray_response" (a
+	// response to no initiation in progress).
+	Rejected map[string]uint64
 }
 
 // DatagramDrop is a reason why the device dropped a datagram before it

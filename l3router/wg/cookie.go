@@ -90,7 +90,8 @@ func (d *Device) HandshakeStats() HandshakeStats {
 		SourceLimited: c.sourceLimited.Load(), TableFull: c.tableFull.Load(), Sources: n,
 		InitiationsReceived: c.initsRecv.Load(), ResponsesReceived: c.respsRecv.Load(), CookieRepliesReceived: c.cookiesRecv.Load(),
 		InitiationsSent: c.initsSent.Load(), ResponsesSent: c.respsSent.Load(),
-		UnderLoad: d.underLoad(d.now()), UnderLoadEntered: c.underLoadEntered.Load()}
+		UnderLoad: d.underLoad(d.now()), UnderLoadEntered: c.underLoadEntered.Load(),
+		Rejected: d.rejected.snapshot()}
 	// Under d.mu, which RemovePeer holds to move a peer's count to
 	// retired: each handshake is counted once.
 	d.mu.Lock()

@@ -53,6 +53,7 @@ type Device struct {
 	cookies    cookieJar
 	cookieAEAD cipher.AEAD // seals our cookie replies
 	hsCount    hsCounters
+	rejected   rejectCounts // handshake messages refused by the handshake, by reason
 	drops      [NumDatagramDrops]atomic.Uint64
 
 	staging staging // packets held for peers without a session (stage.go)
@@ -231,7 +232,8 @@ func (d *Device) PublicKey() l3config.Key { return d.id.pub }
 
 func (d *Device) now() int64 { return int64(time.Since(d.start)) }
 
-// Close stops the loops and timers and closes the sockets.
+// Close stops the loops and timers, closes the sockets and zeroes the
+// peers' keys.
 func (d *Device) Close() error {
 	d.closeOnce.Do(func() {
 		close(d.closed)
@@ -243,6 +245,16 @@ func (d *Device) Close() error {
 		}
 	})
 	d.wg.Wait()
+	// The peers stay (their stats can be read) but their keys go.
+	d.mu.Lock()
+	peers := make([]*Peer, 0, len(d.peers))
+	for _, p := range d.peers {
+		peers = append(peers, p)
+	}
+	d.mu.Unlock()
+	for _, p := range peers {
+		d.forget(p)
+	}
 	return nil
 }
 
@@ -284,17 +296,24 @@ func (d *Device) RemovePeer(pub l3config.Key) {
 		return
 	}
 	d.tunPeer.CompareAndSwap(p, nil)
+	d.forget(p)
+}
+
+// forget ends p's sessions and handshake and zeroes its key material:
+// the handshake's state and the static secret at once, the sessions' keys
+// once no loop refers to them any more (wipeWhenUnreachable).
+func (d *Device) forget(p *Peer) {
 	p.mu.Lock()
+	defer p.mu.Unlock()
 	p.removed = true
 	d.dropStagedLocked(p, len(p.staged), stageDropRemoved)
-	p.hsState = hsNone
-	d.dropIndex(p.hs.localIndex, p)
+	d.endHandshakeLocked(p)
+	clear(p.remote.ss[:]) // read under p.mu only
 	for _, slot := range []*atomic.Pointer[keypair]{&p.current, &p.previous, &p.next} {
 		if kp := slot.Swap(nil); kp != nil {
 			d.dropIndex(kp.local, p)
 		}
 	}
-	p.mu.Unlock()
 }
 
 // Stats returns the peer's counters.

@@ -9,6 +9,8 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"runtime"
+	"sync/atomic"
 	"time"
 
 	"golang.zx2c4.com/wireguard/tun"
@@ -109,6 +111,7 @@ func (d *Device) loop(s *socket) {
 			}
 		}
 		l.flush()
+		l.cKP = nil // a session dropped meanwhile must not stay reachable from an idle loop
 	}
 }
 
@@ -143,7 +146,7 @@ func (l *loop) handle(b []byte, src netip.AddrPort, now int64) {
 		l.d.consumeResponse(b, endpoint{src, l.local}, now)
 	case typeCookie:
 		c.cookiesRecv.Add(1)
-		l.d.consumeCookie(b)
+		l.d.consumeCookie(b, now)
 	default:
 		l.d.drop(DropMalformed)
 	}
@@ -182,6 +185,7 @@ func (l *loop) transport(b []byte, src netip.AddrPort, now int64) {
 	} else {
 		pt, err = kp.recv.Open(ct[:0], l.nonce[:], ct, nil)
 	}
+	runtime.KeepAlive(kp) // its keys are zeroed once it is unreachable (wipeWhenUnreachable)
 	if err != nil {
 		l.d.drop(DropDecrypt)
 		return
@@ -293,15 +297,23 @@ func (p *Peer) seal(msg []byte, n int, now int64, nonce *[12]byte) ([]byte, endp
 	}
 	ctr := kp.sendCtr.Add(1) - 1
 	if ctr >= rejectAfterMessages {
+		// REJECT_AFTER_MESSAGES: the session sends no more (the packet
+		// waits for a new one). The counter is held there, so that it
+		// can never wrap around to a nonce already used.
+		kp.sendCtr.Store(rejectAfterMessages)
 		return nil, endpoint{}, false
 	}
 	msg = msg[:sizeTransportHdr+n+sizeTag]
 	putHeader(msg, kp.remoteIndex, ctr)
 	binary.LittleEndian.PutUint64(nonce[4:], ctr)
 	kp.send.Seal(msg[sizeTransportHdr:sizeTransportHdr], nonce[:], msg[sizeTransportHdr:sizeTransportHdr+n], nil)
+	runtime.KeepAlive(kp) // its keys are zeroed once it is unreachable (wipeWhenUnreachable)
 	p.txBytes.Add(uint64(len(msg)))
 	p.lastSent.Store(now)
-	if kp.initiator && (now-kp.created >= int64(rekeyAfterTime) || ctr >= rekeyAfterMessages) {
+	// Renew the session: after REKEY_AFTER_MESSAGES whichever side
+	// started it (as wireguard-go's keepKeyFreshSending), after
+	// REKEY_AFTER_TIME if we did.
+	if ctr >= rekeyAfterMessages || kp.initiator && now-kp.created >= int64(rekeyAfterTime) {
 		p.dev.initiate(p, now)
 	}
 	return msg, *ep, true
@@ -406,30 +418,44 @@ func (d *Device) initiate(p *Peer, now int64) {
 	d.sendInitiationLocked(p, now)
 }
 
-// sendInitiationLocked sends a new initiation to p's endpoint. p.mu is
-// held.
+// sendInitiationLocked sends a new initiation to p's endpoint; it replaces
+// the one in progress, if any. p.mu is held.
 func (d *Device) sendInitiationLocked(p *Peer, now int64) {
 	ep := p.endpoint.Load()
 	if ep == nil {
 		return
 	}
-	if p.hsState == hsInitSent {
-		d.dropPending(p.hs.localIndex, p)
-	}
+	d.endHandshakeLocked(p)
 	idx := d.newIndex(indexEntry{peer: p})
 	msg := make([]byte, sizeInitiation)
-	hs, err := d.id.createInitiation(msg, &p.remote, idx, time.Now())
+	var err error
+	if p.hs.ephPriv, err = l3config.GeneratePrivateKey(); err == nil {
+		err = d.id.createInitiation(&p.hs, msg, &p.remote, idx, time.Now())
+	}
 	if err != nil {
+		p.hs.clear()
 		d.dropPending(idx, p)
 		d.debug("handshake initiation", "peer", p.name, "err", err)
 		return
 	}
 	p.lastMAC1 = addMACs(msg, p.remote.mac1Key[:], p.cookieFor(now))
-	p.hs, p.hsState, p.lastInitSent = hs, hsInitSent, now
+	p.hsState, p.lastInitSent = hsInitSent, now
 	p.initAt.Store(now)
 	d.sendControl(p, *ep, msg)
 	p.lastSent.Store(now)
 	d.debug("handshake initiated", "peer", p.name, "to", *ep, "index", idx)
+}
+
+// endHandshakeLocked ends the handshake p initiated, if one is in
+// progress (it completes no more: given up, replaced, or its peer
+// removed): its index is forgotten and its state zeroed. p.mu is held.
+func (d *Device) endHandshakeLocked(p *Peer) {
+	if p.hsState == hsInitSent {
+		d.dropPending(p.hs.localIndex, p)
+	}
+	p.hs.clear()
+	p.hsState = hsNone
+	p.initAt.Store(0)
 }
 
 // cookieFor returns p's cookie if it is fresh. p.mu is held.
@@ -449,6 +475,56 @@ func (d *Device) dropPending(i uint32, p *Peer) {
 	d.idxMu.Unlock()
 }
 
+// setIndex makes index i name e.
+func (d *Device) setIndex(i uint32, e indexEntry) {
+	d.idxMu.Lock()
+	d.index[i] = e
+	d.idxMu.Unlock()
+}
+
+// rejectReasons name the refusals of handshake messages that went on to
+// the handshake (HandshakeStats.Rejected), by rejectReason.
+var rejectReasons = [...]string{
+	"invalid",        // failed authentication or a low-order key: not from the peer it names, or not to us
+	"unknown_peer",   // an initiation from a key that is no peer's
+	"replay",         // an initiation whose timestamp is not newer than the last one accepted
+	"flood",          // an initiation within initiationMinGap of the last one accepted
+	"stray_response", // a response to no initiation in progress
+}
+
+// rejectCounts counts refused handshake messages by reason.
+type rejectCounts [len(rejectReasons)]atomic.Uint64
+
+func (c *rejectCounts) snapshot() map[string]uint64 {
+	m := make(map[string]uint64, len(c))
+	for i := range c {
+		m[rejectReasons[i]] = c[i].Load()
+	}
+	return m
+}
+
+// rejectReason is the index in rejectReasons of err.
+func rejectReason(err error) int {
+	switch err {
+	case errUnknown:
+		return 1
+	case errReplay:
+		return 2
+	case errFlood:
+		return 3
+	case errStray:
+		return 4
+	}
+	return 0
+}
+
+// rejectHandshake counts a refused handshake message and logs it at
+// debug level (what it carries is the sender's to choose).
+func (d *Device) rejectHandshake(err error, msg string, args ...any) {
+	d.rejected[rejectReason(err)].Add(1)
+	d.debug(msg, append(args, "err", err)...)
+}
+
 func (d *Device) peerByKey(k l3config.Key) *Peer {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -460,44 +536,66 @@ func (d *Device) consumeInitiation(b []byte, src endpoint, now int64) {
 	if len(b) != sizeInitiation || !d.id.checkMAC1(b) || !d.admitHandshake(b, src, now) {
 		return
 	}
+	// The handshake's state lives in in until the response is made
+	// (createResponse zeroes it, consumeInitiation does on failure); the
+	// deferred clear covers the refusals in between.
+	var in initiation
+	defer in.hs.clear()
+	// The lookup locks the initiator's peer: its remote's static secret
+	// (zeroed when the peer is removed) is read under p.mu.
 	var p *Peer
-	in, r, err := d.id.consumeInitiation(b, func(k l3config.Key) *remote {
-		if p = d.peerByKey(k); p == nil {
+	r, err := d.id.consumeInitiation(&in, b, func(k l3config.Key) *remote {
+		q := d.peerByKey(k)
+		if q == nil {
 			return nil
 		}
-		return &p.remote
+		q.mu.Lock()
+		if q.removed {
+			q.mu.Unlock()
+			return nil
+		}
+		p = q
+		return &q.remote
 	})
 	if err != nil {
-		d.debug("handshake initiation", "from", src, "err", err)
+		if p != nil {
+			p.mu.Unlock()
+		}
+		d.rejectHandshake(err, "handshake initiation", "from", src)
 		return
 	}
-	p.mu.Lock()
-	if p.removed {
-		p.mu.Unlock()
-		return
-	}
+	// Replays and floods (wireguard-go's ConsumeMessageInitiation): the
+	// timestamp must be newer than the last accepted one, and accepted
+	// initiations at least initiationMinGap apart.
 	if p.seenInit && bytes.Compare(in.timestamp[:], p.lastTimestamp[:]) <= 0 {
 		p.mu.Unlock()
-		d.debug("handshake initiation", "peer", p.name, "err", errReplay)
+		d.rejectHandshake(errReplay, "handshake initiation", "peer", p.name, "from", src)
 		return
 	}
-	if p.seenInit && now-p.lastInitRecv < int64(initiationMinGap) {
+	if p.seenInit && now-p.lastInitRecv <= int64(initiationMinGap) {
 		p.mu.Unlock()
-		d.debug("handshake initiation", "peer", p.name, "err", errFlood)
+		d.rejectHandshake(errFlood, "handshake initiation", "peer", p.name, "from", src)
 		return
 	}
 	p.seenInit, p.lastTimestamp, p.lastInitRecv = true, in.timestamp, now
-	kp := &keypair{peer: p, created: now, remoteIndex: in.hs.remoteIndex}
-	kp.local = d.newIndex(indexEntry{peer: p, kp: kp})
+	// The index is published as a handshake's (which no response
+	// matches) until the session is whole.
+	local := d.newIndex(indexEntry{peer: p})
+	kp := &keypair{peer: p, created: now, local: local, remoteIndex: in.hs.remoteIndex}
 	msg := make([]byte, sizeResponse)
-	keys, err := createResponse(msg, &in.hs, r, kp.local)
+	var keys sessionKeys
+	if in.hs.ephPriv, err = l3config.GeneratePrivateKey(); err == nil {
+		err = createResponse(msg, &in.hs, r, local, &keys)
+	}
 	if err != nil {
-		d.dropIndex(kp.local, p)
+		d.dropPending(local, p)
 		p.mu.Unlock()
 		d.debug("handshake response", "peer", p.name, "err", err)
 		return
 	}
-	kp.send, kp.recv = newAEAD(&keys.send), newAEAD(&keys.recv)
+	kp.send, kp.recv = keys.aeads()
+	wipeWhenUnreachable(kp, kp.send, kp.recv)
+	d.setIndex(local, indexEntry{peer: p, kp: kp})
 	if old := p.next.Swap(kp); old != nil {
 		d.dropIndex(old.local, p)
 	}
@@ -521,24 +619,29 @@ func (d *Device) consumeResponse(b []byte, src endpoint, now int64) {
 	e := d.lookup(idx)
 	p := e.peer
 	if p == nil || e.kp != nil {
+		d.rejectHandshake(errStray, "handshake response", "from", src)
 		return
 	}
 	p.mu.Lock()
 	if p.removed || p.hsState != hsInitSent || p.hs.localIndex != idx {
 		p.mu.Unlock()
+		d.rejectHandshake(errStray, "handshake response", "peer", p.name, "from", src)
 		return
 	}
-	keys, remoteIdx, err := d.id.consumeResponse(b, &p.hs, &p.remote)
+	var keys sessionKeys
+	remoteIdx, err := d.id.consumeResponse(b, &p.hs, &p.remote, &keys)
 	if err != nil {
 		p.mu.Unlock()
-		d.debug("handshake response", "peer", p.name, "err", err)
+		d.rejectHandshake(err, "handshake response", "peer", p.name, "from", src)
 		return
 	}
-	kp := &keypair{peer: p, created: now, initiator: true, local: idx, remoteIndex: remoteIdx,
-		send: newAEAD(&keys.send), recv: newAEAD(&keys.recv)}
-	d.idxMu.Lock()
-	d.index[idx] = indexEntry{peer: p, kp: kp}
-	d.idxMu.Unlock()
+	kp := &keypair{peer: p, created: now, initiator: true, local: idx, remoteIndex: remoteIdx}
+	kp.send, kp.recv = keys.aeads()
+	wipeWhenUnreachable(kp, kp.send, kp.recv)
+	d.setIndex(idx, indexEntry{peer: p, kp: kp})
+	// The handshake is complete: its state goes (its index now names
+	// the session).
+	p.hs.clear()
 	p.hsState = hsNone
 	p.initAt.Store(0)
 	// The new session becomes current; the one before stays usable for
@@ -567,7 +670,8 @@ func (d *Device) consumeResponse(b []byte, src endpoint, now int64) {
 }
 
 // consumeCookie takes a peer's cookie reply to our last handshake message.
-func (d *Device) consumeCookie(b []byte) {
+// It allocates nothing.
+func (d *Device) consumeCookie(b []byte, now int64) {
 	if len(b) != sizeCookie {
 		return
 	}
@@ -578,11 +682,14 @@ func (d *Device) consumeCookie(b []byte) {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	c, err := consumeCookie(b, &p.remote, p.lastMAC1)
+	if p.lastMAC1 == ([16]byte{}) {
+		return // we sent the peer nothing: no reply is due (wireguard-go's hasLastMAC1)
+	}
+	c, err := consumeCookie(b, &p.remote, &p.lastMAC1)
 	if err != nil {
 		return
 	}
-	p.cookie, p.cookieSet, p.hasCookie = c, d.now(), true
+	p.cookie, p.cookieSet, p.hasCookie = c, now, true
 }
 
 // toTUN queues the decrypted packet pt (in tunMem[ntun]) for the TUN if

@@ -8,6 +8,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"hash"
+	"reflect"
+	"runtime"
+	"sync"
 	"time"
 
 	"golang.org/x/crypto/blake2s"
@@ -20,6 +23,16 @@ import (
 // The WireGuard protocol (Noise_IKpsk2_25519_ChaChaPoly_BLAKE2s, as in the
 // WireGuard paper, section 5, and wireguard.com/protocol), with no preshared
 // key: onramp's configurations carry none.
+//
+// Key hygiene, as wireguard-go's Handshake.Clear and setZero: the state of a
+// handshake (ephemeral private key, chain key, hash) is zeroed when the
+// handshake completes, gives up or its peer is removed, and every DH result,
+// KDF output and session key these functions hold in a variable of their own
+// is zeroed before they return. A session's transport keys live inside its
+// AEADs; those keys are zeroed once nothing refers to the session any more
+// (wipeWhenUnreachable). What Go does not let a program reach stays: copies
+// the compiler makes on the stack, and the scalars that crypto/ecdh (behind
+// curve25519) and crypto/hmac copy into their own objects.
 
 // Message types and sizes.
 const (
@@ -63,6 +76,7 @@ var (
 	errReplay   = errors.New("replayed or old timestamp")
 	errFlood    = errors.New("handshakes too frequent")
 	errLowOrder = errors.New("low-order public key")
+	errStray    = errors.New("response to no initiation in progress")
 )
 
 var (
@@ -115,15 +129,25 @@ func labelHash(label string, key l3config.Key) [blake2s.Size]byte {
 	return blake2s.Sum256(append([]byte(label), key[:]...))
 }
 
-// dh is X25519, refusing a low-order point (an all-zero result).
-func dh(priv l3config.Key, pub []byte) ([32]byte, error) {
-	var out [32]byte
+// dh sets out to X25519(priv, pub), refusing a low-order point (an
+// all-zero result: the DH of a low-order or all-zero public key is known to
+// anyone, as wireguard-go's sharedSecret refuses it); out is zero then.
+func dh(out *[32]byte, priv *l3config.Key, pub []byte) error {
 	r, err := curve25519.X25519(priv[:], pub)
 	if err != nil {
-		return out, errLowOrder
+		clear(out[:])
+		return errLowOrder
 	}
 	copy(out[:], r)
-	return out, nil
+	clear(r)
+	return nil
+}
+
+// wipe zeroes keys.
+func wipe(keys ...*[32]byte) {
+	for _, k := range keys {
+		clear(k[:])
+	}
 }
 
 func seal(key *[32]byte, dst, plain, ad []byte) {
@@ -149,40 +173,52 @@ func tai64n(t time.Time) [12]byte {
 	return b
 }
 
-func newEphemeral() (priv, pub l3config.Key, err error) {
-	priv, err = l3config.GeneratePrivateKey()
-	if err != nil {
-		return
-	}
-	return priv, priv.PublicKey(), nil
-}
-
 // identity is this side's static key and what derives from it.
 type identity struct {
 	priv, pub l3config.Key
 	mac1Key   [blake2s.Size]byte // HASH("mac1----" || pub): checks mac1 of messages to us
 	cookieKey [blake2s.Size]byte // HASH("cookie--" || pub)
+	// mac1s holds BLAKE2s-128 hashes keyed by mac1Key (*keyedMAC), so
+	// that checking a mac1, the first thing done to every handshake
+	// message from anyone, allocates nothing.
+	mac1s *sync.Pool
 }
 
 func newIdentity(priv l3config.Key) identity {
 	pub := priv.PublicKey()
-	return identity{priv: priv, pub: pub, mac1Key: labelHash("mac1----", pub), cookieKey: labelHash("cookie--", pub)}
+	id := identity{priv: priv, pub: pub, mac1Key: labelHash("mac1----", pub), cookieKey: labelHash("cookie--", pub)}
+	key := id.mac1Key
+	id.mac1s = &sync.Pool{New: func() any {
+		h, _ := blake2s.New128(key[:])
+		return &keyedMAC{h: h}
+	}}
+	return id
+}
+
+// keyedMAC is a keyed BLAKE2s-128 hash and room for its sum.
+type keyedMAC struct {
+	h   hash.Hash
+	sum [16]byte
 }
 
 // remote is what the handshake needs of a peer.
 type remote struct {
-	pub       l3config.Key
-	ss        [32]byte           // DH(our static, its static)
-	mac1Key   [blake2s.Size]byte // HASH("mac1----" || its key): mac1 of messages to it
-	cookieKey [blake2s.Size]byte // HASH("cookie--" || its key): decrypts its cookie replies
+	pub     l3config.Key
+	ss      [32]byte           // DH(our static, its static); zeroed when the peer is removed
+	mac1Key [blake2s.Size]byte // HASH("mac1----" || its key): mac1 of messages to it
+	// cookieAEAD is XChaCha20Poly1305 keyed by HASH("cookie--" || its
+	// key): it decrypts the peer's cookie replies.
+	cookieAEAD cipher.AEAD
 }
 
 func newRemote(id *identity, pub l3config.Key) (remote, error) {
-	ss, err := dh(id.priv, pub[:])
-	if err != nil {
+	r := remote{pub: pub, mac1Key: labelHash("mac1----", pub)}
+	if err := dh(&r.ss, &id.priv, pub[:]); err != nil {
 		return remote{}, err
 	}
-	return remote{pub: pub, ss: ss, mac1Key: labelHash("mac1----", pub), cookieKey: labelHash("cookie--", pub)}, nil
+	ck := labelHash("cookie--", pub)
+	r.cookieAEAD, _ = chacha20poly1305.NewX(ck[:])
+	return r, nil
 }
 
 // sessionKeys are the transport keys a handshake derives.
@@ -190,14 +226,26 @@ type sessionKeys struct {
 	send, recv [32]byte
 }
 
-// handshake is the state of one handshake in progress.
+// aeads returns the transport ciphers of the keys and zeroes the keys.
+func (k *sessionKeys) aeads() (send, recv cipher.AEAD) {
+	send, recv = newAEAD(&k.send), newAEAD(&k.recv)
+	wipe(&k.send, &k.recv)
+	return send, recv
+}
+
+// handshake is the state of a handshake: the one this side initiated (a
+// Peer's, from its initiation to the response or the give-up) or the one
+// it answers (for the length of one call).
 type handshake struct {
 	chainKey, hash [blake2s.Size]byte
-	ephPriv        l3config.Key // ours, as initiator
+	ephPriv        l3config.Key // ours: set before createInitiation or createResponse
 	remoteEph      [32]byte     // theirs, as responder
 	localIndex     uint32
 	remoteIndex    uint32
 }
+
+// clear zeroes the handshake, as wireguard-go's Handshake.Clear does.
+func (hs *handshake) clear() { *hs = handshake{} }
 
 // addMACs writes mac1 (keyed for the receiver) and mac2 (keyed by a
 // cookie, zero without one) into the last 32 bytes of msg, and returns
@@ -215,35 +263,39 @@ func addMACs(msg []byte, mac1Key []byte, cookie *[16]byte) [16]byte {
 	return m1
 }
 
-// checkMAC1 reports whether msg's mac1 is keyed for id.
+// checkMAC1 reports whether msg's mac1 is keyed for id. It allocates
+// nothing.
 func (id *identity) checkMAC1(msg []byte) bool {
 	n := len(msg)
-	var want [16]byte
-	mac(want[:], id.mac1Key[:], msg[:n-32])
-	return subtle.ConstantTimeCompare(want[:], msg[n-32:n-16]) == 1
+	m := id.mac1s.Get().(*keyedMAC)
+	m.h.Reset()
+	m.h.Write(msg[:n-32])
+	m.h.Sum(m.sum[:0])
+	ok := subtle.ConstantTimeCompare(m.sum[:], msg[n-32:n-16]) == 1
+	id.mac1s.Put(m)
+	return ok
 }
 
 // createInitiation fills msg (sizeInitiation bytes) with a handshake
-// initiation to r from localIndex and returns the handshake state.
-func (id *identity) createInitiation(msg []byte, r *remote, localIndex uint32, now time.Time) (handshake, error) {
-	hs := handshake{chainKey: initialChainKey, hash: initialHash, localIndex: localIndex}
+// initiation to r from localIndex, with the ephemeral key hs.ephPriv, and
+// leaves the handshake's state in hs. On error hs is zeroed.
+func (id *identity) createInitiation(hs *handshake, msg []byte, r *remote, localIndex uint32, now time.Time) error {
+	hs.chainKey, hs.hash = initialChainKey, initialHash
+	hs.localIndex, hs.remoteIndex, hs.remoteEph = localIndex, 0, [32]byte{}
 	mixHash(&hs.hash, r.pub[:])
-	priv, pub, err := newEphemeral()
-	if err != nil {
-		return hs, err
-	}
-	hs.ephPriv = priv
+	pub := hs.ephPriv.PublicKey()
 	clear(msg)
 	binary.LittleEndian.PutUint32(msg[0:4], typeInitiation)
 	binary.LittleEndian.PutUint32(msg[4:8], localIndex)
 	copy(msg[8:40], pub[:])
 	kdf(hs.chainKey[:], pub[:], &hs.chainKey)
 	mixHash(&hs.hash, pub[:])
-	es, err := dh(priv, r.pub[:])
-	if err != nil {
-		return hs, err
+	var es, k [32]byte
+	defer wipe(&es, &k)
+	if err := dh(&es, &hs.ephPriv, r.pub[:]); err != nil {
+		hs.clear()
+		return err
 	}
-	var k [32]byte
 	kdf(hs.chainKey[:], es[:], &hs.chainKey, &k)
 	seal(&k, msg[40:88], id.pub[:], hs.hash[:])
 	mixHash(&hs.hash, msg[40:88])
@@ -251,7 +303,7 @@ func (id *identity) createInitiation(msg []byte, r *remote, localIndex uint32, n
 	ts := tai64n(now)
 	seal(&k, msg[88:116], ts[:], hs.hash[:])
 	mixHash(&hs.hash, msg[88:116])
-	return hs, nil
+	return nil
 }
 
 // initiation is a consumed handshake initiation.
@@ -262,11 +314,12 @@ type initiation struct {
 }
 
 // consumeInitiation checks and decrypts a handshake initiation (mac1
-// already checked).
-func (id *identity) consumeInitiation(msg []byte, lookup func(l3config.Key) *remote) (initiation, *remote, error) {
-	var in initiation
+// already checked) into in. lookup returns the remote of the initiator's
+// key, nil if it is not a peer's. On error in is zeroed.
+func (id *identity) consumeInitiation(in *initiation, msg []byte, lookup func(l3config.Key) *remote) (*remote, error) {
+	*in = initiation{}
 	if len(msg) != sizeInitiation {
-		return in, nil, errShort
+		return nil, errShort
 	}
 	hs := &in.hs
 	hs.chainKey, hs.hash = initialChainKey, initialHash
@@ -275,36 +328,44 @@ func (id *identity) consumeInitiation(msg []byte, lookup func(l3config.Key) *rem
 	copy(hs.remoteEph[:], msg[8:40])
 	kdf(hs.chainKey[:], hs.remoteEph[:], &hs.chainKey)
 	mixHash(&hs.hash, hs.remoteEph[:])
-	es, err := dh(id.priv, hs.remoteEph[:])
+	var es, k [32]byte
+	defer wipe(&es, &k)
+	r, err := func() (*remote, error) {
+		if err := dh(&es, &id.priv, hs.remoteEph[:]); err != nil {
+			return nil, err
+		}
+		kdf(hs.chainKey[:], es[:], &hs.chainKey, &k)
+		if err := open(&k, in.static[:], msg[40:88], hs.hash[:]); err != nil {
+			return nil, err
+		}
+		mixHash(&hs.hash, msg[40:88])
+		r := lookup(in.static)
+		if r == nil {
+			return nil, errUnknown
+		}
+		kdf(hs.chainKey[:], r.ss[:], &hs.chainKey, &k)
+		if err := open(&k, in.timestamp[:], msg[88:116], hs.hash[:]); err != nil {
+			return r, err
+		}
+		mixHash(&hs.hash, msg[88:116])
+		return r, nil
+	}()
 	if err != nil {
-		return in, nil, err
+		*in = initiation{}
 	}
-	var k [32]byte
-	kdf(hs.chainKey[:], es[:], &hs.chainKey, &k)
-	if err := open(&k, in.static[:], msg[40:88], hs.hash[:]); err != nil {
-		return in, nil, err
-	}
-	mixHash(&hs.hash, msg[40:88])
-	r := lookup(in.static)
-	if r == nil {
-		return in, nil, errUnknown
-	}
-	kdf(hs.chainKey[:], r.ss[:], &hs.chainKey, &k)
-	if err := open(&k, in.timestamp[:], msg[88:116], hs.hash[:]); err != nil {
-		return in, nil, err
-	}
-	mixHash(&hs.hash, msg[88:116])
-	return in, r, nil
+	return r, err
 }
 
 // createResponse fills msg (sizeResponse bytes) with the response to the
-// consumed initiation hs, from localIndex, and returns the session keys.
-func createResponse(msg []byte, hs *handshake, r *remote, localIndex uint32) (sessionKeys, error) {
-	var keys sessionKeys
-	priv, pub, err := newEphemeral()
-	if err != nil {
-		return keys, err
-	}
+// consumed initiation hs, from localIndex, with the ephemeral key
+// hs.ephPriv, and derives the session keys into keys. It zeroes hs: the
+// handshake ends here for the responder.
+func createResponse(msg []byte, hs *handshake, r *remote, localIndex uint32, keys *sessionKeys) error {
+	defer hs.clear()
+	var ee, se, tau, k, psk [32]byte
+	defer wipe(&ee, &se, &tau, &k)
+	priv := &hs.ephPriv
+	pub := priv.PublicKey()
 	clear(msg)
 	binary.LittleEndian.PutUint32(msg[0:4], typeResponse)
 	binary.LittleEndian.PutUint32(msg[4:8], localIndex)
@@ -312,69 +373,66 @@ func createResponse(msg []byte, hs *handshake, r *remote, localIndex uint32) (se
 	copy(msg[12:44], pub[:])
 	kdf(hs.chainKey[:], pub[:], &hs.chainKey)
 	mixHash(&hs.hash, pub[:])
-	ee, err := dh(priv, hs.remoteEph[:])
-	if err != nil {
-		return keys, err
+	if err := dh(&ee, priv, hs.remoteEph[:]); err != nil {
+		return err
 	}
 	kdf(hs.chainKey[:], ee[:], &hs.chainKey)
-	se, err := dh(priv, r.pub[:])
-	if err != nil {
-		return keys, err
+	if err := dh(&se, priv, r.pub[:]); err != nil {
+		return err
 	}
 	kdf(hs.chainKey[:], se[:], &hs.chainKey)
-	var tau, k, psk [32]byte
 	kdf(hs.chainKey[:], psk[:], &hs.chainKey, &tau, &k)
 	mixHash(&hs.hash, tau[:])
 	seal(&k, msg[44:60], nil, hs.hash[:])
 	mixHash(&hs.hash, msg[44:60])
 	kdf(hs.chainKey[:], nil, &keys.recv, &keys.send)
-	return keys, nil
+	return nil
 }
 
 // consumeResponse checks a handshake response to our initiation hs (mac1
-// already checked) and returns the session keys and the responder's
-// index.
-func (id *identity) consumeResponse(msg []byte, hs *handshake, r *remote) (sessionKeys, uint32, error) {
-	var keys sessionKeys
+// already checked), derives the session keys into keys and returns the
+// responder's index. It leaves hs as it was: a response that fails must
+// not end the handshake; the caller clears hs once it completes.
+func (id *identity) consumeResponse(msg []byte, hs *handshake, r *remote, keys *sessionKeys) (uint32, error) {
 	if len(msg) != sizeResponse {
-		return keys, 0, errShort
+		return 0, errShort
 	}
 	ck, h := hs.chainKey, hs.hash
-	var eph [32]byte
-	copy(eph[:], msg[12:44])
-	kdf(ck[:], eph[:], &ck)
-	mixHash(&h, eph[:])
-	ee, err := dh(hs.ephPriv, eph[:])
-	if err != nil {
-		return keys, 0, err
+	var ee, se, tau, k, psk [32]byte
+	defer wipe(&ck, &h, &ee, &se, &tau, &k)
+	eph := msg[12:44]
+	kdf(ck[:], eph, &ck)
+	mixHash(&h, eph)
+	if err := dh(&ee, &hs.ephPriv, eph); err != nil {
+		return 0, err
 	}
 	kdf(ck[:], ee[:], &ck)
-	se, err := dh(id.priv, eph[:])
-	if err != nil {
-		return keys, 0, err
+	if err := dh(&se, &id.priv, eph); err != nil {
+		return 0, err
 	}
 	kdf(ck[:], se[:], &ck)
-	var tau, k, psk [32]byte
 	kdf(ck[:], psk[:], &ck, &tau, &k)
 	mixHash(&h, tau[:])
 	if err := open(&k, nil, msg[44:60], h[:]); err != nil {
-		return keys, 0, err
+		return 0, err
 	}
 	kdf(ck[:], nil, &keys.send, &keys.recv)
-	return keys, binary.LittleEndian.Uint32(msg[4:8]), nil
+	return binary.LittleEndian.Uint32(msg[4:8]), nil
 }
 
-// consumeCookie decrypts a cookie reply to a message of ours whose mac1
-// was lastMAC1.
-func consumeCookie(msg []byte, r *remote, lastMAC1 [16]byte) ([16]byte, error) {
+// consumeCookie decrypts, in place, a cookie reply to a message of ours
+// whose mac1 was lastMAC1, and returns the cookie. It allocates nothing.
+func consumeCookie(msg []byte, r *remote, lastMAC1 *[16]byte) ([16]byte, error) {
 	var cookie [16]byte
 	if len(msg) != sizeCookie {
 		return cookie, errShort
 	}
-	a, _ := chacha20poly1305.NewX(r.cookieKey[:])
-	if _, err := a.Open(cookie[:0], msg[8:32], msg[32:64], lastMAC1[:]); err != nil {
+	pt, err := r.cookieAEAD.Open(msg[32:32], msg[8:32], msg[32:64], lastMAC1[:])
+	if err != nil {
 		return cookie, errDecrypt
 	}
+	copy(cookie[:], pt)
+	clear(pt)
 	return cookie, nil
 }
 
@@ -382,6 +440,45 @@ func consumeCookie(msg []byte, r *remote, lastMAC1 [16]byte) ([16]byte, error) {
 func newAEAD(key *[32]byte) cipher.AEAD {
 	a, _ := chacha20poly1305.New(key[:])
 	return a
+}
+
+// aeadKey returns the key inside a ChaCha20-Poly1305 AEAD of
+// golang.org/x/crypto (a struct holding nothing but the key), or nil if
+// the AEAD is not that (the package changed its layout): then the key
+// cannot be zeroed.
+func aeadKey(a cipher.AEAD) *[32]byte {
+	v := reflect.ValueOf(a)
+	if v.Kind() != reflect.Pointer || v.IsNil() {
+		return nil
+	}
+	t := v.Type().Elem()
+	if t.PkgPath() != "golang.org/x/crypto/chacha20poly1305" || t.Kind() != reflect.Struct ||
+		t.NumField() != 1 || t.Field(0).Type != reflect.TypeFor[[32]byte]() {
+		return nil
+	}
+	return (*[32]byte)(v.UnsafePointer())
+}
+
+// wipeWhenUnreachable zeroes the keys inside aeads once owner (a session)
+// is unreachable. Zeroing them when the session is dropped would race with
+// a loop still sealing or opening a packet with it (and a packet sealed
+// with a half-zeroed key is all but plaintext); once the session is
+// unreachable nobody can be. The users of a session's AEAD keep the
+// session alive while they use it (runtime.KeepAlive).
+func wipeWhenUnreachable[T any](owner *T, aeads ...cipher.AEAD) {
+	var keys []*[32]byte
+	for _, a := range aeads {
+		if k := aeadKey(a); k != nil {
+			keys = append(keys, k)
+		}
+	}
+	if len(keys) > 0 {
+		runtime.AddCleanup(owner, func(keys []*[32]byte) {
+			for _, k := range keys {
+				clear(k[:])
+			}
+		}, keys)
+	}
 }
 
 // randomIndex returns a random 32-bit index.

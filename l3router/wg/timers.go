@@ -21,6 +21,9 @@ func (d *Device) timers() {
 			return
 		case <-t.C:
 		}
+		if pauseTimersForTest.Load() {
+			continue
+		}
 		now := d.now()
 		d.mu.Lock()
 		peers := make([]*Peer, 0, len(d.peers))
@@ -34,6 +37,10 @@ func (d *Device) timers() {
 	}
 }
 
+// pauseTimersForTest stops the timers of every device: tests that run a
+// device on a clock of their own call tick themselves.
+var pauseTimersForTest atomic.Bool
+
 func (d *Device) tick(p *Peer, now int64) {
 	p.mu.Lock()
 	if p.removed {
@@ -43,10 +50,9 @@ func (d *Device) tick(p *Peer, now int64) {
 	if p.hsState == hsInitSent {
 		switch {
 		case now-p.hsStarted >= int64(rekeyAttemptTime):
-			// Give up; the next packet for the peer starts again.
-			d.dropPending(p.hs.localIndex, p)
-			p.hsState = hsNone
-			p.initAt.Store(0)
+			// Give up (its state is zeroed); the next packet for the
+			// peer starts again.
+			d.endHandshakeLocked(p)
 			d.dropStagedLocked(p, len(p.staged), stageDropExpired)
 		case now-p.lastInitSent >= int64(rekeyTimeout)+rand.Int64N(int64(time.Second/3)):
 			d.sendInitiationLocked(p, now)
@@ -59,6 +65,8 @@ func (d *Device) tick(p *Peer, now int64) {
 		p.hsStarted = now
 		d.sendInitiationLocked(p, now)
 	}
+	// Sessions expire at REJECT_AFTER_TIME (their keys are zeroed once
+	// no loop refers to them: wipeWhenUnreachable).
 	for _, slot := range []*atomic.Pointer[keypair]{&p.previous, &p.next, &p.current} {
 		if kp := slot.Load(); kp != nil && !kp.fresh(now) {
 			slot.Store(nil)
