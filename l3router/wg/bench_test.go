@@ -66,7 +66,7 @@ func benchRig(tb testing.TB) (*Device, *loop, *keypair, netip.AddrPort) {
 	// the device (the sticky source: IP_PKTINFO on every message).
 	lo := local{addr: netip.MustParseAddr("127.0.0.1"), ifindex: 1}
 	ps.setEndpoint(endpoint{ep, lo})
-	l := &loop{d: d, arena: make([]byte, arenaSize), out4: &sender{s: d.socks4[0]}, local: lo}
+	l := &loop{d: d, arena: make([]byte, arenaSize), out4: d.socks4[0].newBatch(), local: lo}
 	settle(tb)
 	return d, l, kc, netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), 40000)
 }

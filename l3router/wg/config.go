@@ -131,16 +131,6 @@ type HandshakeLimits struct {
 	MaxSources         int // DefaultHandshakeSources
 }
 
-// Defaults of HandshakeLimits. The per-source limit is kernel
-// WireGuard's (20 packets a second, a burst of 5); a table of 16,384
-// sources takes under 1 MiB.
-const (
-	DefaultHandshakesPerSecond          = 2000
-	DefaultHandshakesPerSourcePerSecond = 20
-	DefaultHandshakesPerSourceBurst     = 5
-	DefaultHandshakeSources             = 1 << 14
-)
-
 // withDefaults returns l with its zero fields set to the defaults, or an
 // error naming a negative field.
 func (l HandshakeLimits) withDefaults() (HandshakeLimits, error) {

@@ -46,14 +46,6 @@ import (
 // MACs are computed with a pooled macState (mac.go), whose buffer holds
 // the reply, and the reply's AEAD is made once.
 
-const (
-	// underLoadAfter is how long the device stays under load after the
-	// last message that found its budget more than half spent.
-	underLoadAfter = time.Second
-	// limitLogEvery spaces the warnings about refused sources.
-	limitLogEvery = 10 * time.Second
-)
-
 // limitIdle is how long a source's entry lives without messages: at least
 // a second, and as long as its bucket takes to refill.
 func (l *HandshakeLimits) limitIdle() int64 {

@@ -447,7 +447,7 @@ func TestRekeyAfterMessages(t *testing.T) {
 		kp, _ := sessionPair(t, d, w, initiator, now)
 		now += int64(rekeyTimeout) // past the last initiation's retransmit guard
 		kp.sendCtr.Store(rekeyAfterMessages - 1)
-		if !d.sendPlain(w.p, nil, now) {
+		if !d.sealAndSend(w.p, nil, now) {
 			t.Fatal("keepalive not sent")
 		}
 		w.expect(typeTransport)
@@ -455,7 +455,7 @@ func TestRekeyAfterMessages(t *testing.T) {
 		if st := stateOf(w.p); st.hsState != hsNone {
 			t.Fatalf("initiator %v: a handshake started %d messages before REKEY_AFTER_MESSAGES", initiator, 1)
 		}
-		if !d.sendPlain(w.p, nil, now) {
+		if !d.sealAndSend(w.p, nil, now) {
 			t.Fatal("keepalive not sent")
 		}
 		if st := stateOf(w.p); st.hsState != hsInitSent {
@@ -475,7 +475,7 @@ func TestRejectAfterMessages(t *testing.T) {
 	kp, s := sessionPair(t, d, w, false, now)
 
 	kp.sendCtr.Store(rejectAfterMessages - 1)
-	if !d.sendPlain(w.p, nil, now) {
+	if !d.sealAndSend(w.p, nil, now) {
 		t.Fatal("the last message a session may send was not sent")
 	}
 	m := w.expect(typeTransport)
@@ -486,14 +486,14 @@ func TestRejectAfterMessages(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range 3 {
-		if d.sendPlain(w.p, nil, now) {
+		if d.sealAndSend(w.p, nil, now) {
 			t.Fatalf("message %d past REJECT_AFTER_MESSAGES sent", i+1)
 		}
 	}
 	// At the very end of the counter's range: it must not wrap to 0.
 	kp.sendCtr.Store(^uint64(0))
 	for i := range 3 {
-		if d.sendPlain(w.p, nil, now) {
+		if d.sealAndSend(w.p, nil, now) {
 			t.Fatalf("message %d after the counter's last value sent (counter %d: a nonce used before)", i+1, kp.sendCtr.Load()-1)
 		}
 	}
@@ -530,18 +530,18 @@ func TestRejectAfterTime(t *testing.T) {
 	w.deliver(w.transport(s, nil), end)
 	unchanged(t, "a message at REJECT_AFTER_TIME", d, w.p, before, idx)
 
-	if !d.sendPlain(w.p, nil, end-1) {
+	if !d.sealAndSend(w.p, nil, end-1) {
 		t.Fatal("no message sent just before REJECT_AFTER_TIME")
 	}
 	w.expect(typeTransport)
-	if d.sendPlain(w.p, nil, end) {
+	if d.sealAndSend(w.p, nil, end) {
 		t.Fatal("a message sent at REJECT_AFTER_TIME")
 	}
 	// A packet for the peer waits and starts a handshake.
 	pkt := udp(t, hostIP, clientIP, "after the session")
 	msg := make([]byte, sizeTransportHdr+len(pkt)+sizeTag)
 	copy(msg[sizeTransportHdr:], pkt)
-	l.send(w.p, msg, len(pkt), end)
+	l.sealAndQueue(w.p, msg, len(pkt), end)
 	l.flush()
 	w.expect(typeInitiation)
 	if st := stateOf(w.p); st.staged != 1 || st.hsState != hsInitSent {

@@ -20,10 +20,6 @@ import (
 	"github.com/onramp-net/onramp/l3router/l3config"
 )
 
-const (
-	tickEvery = 100 * time.Millisecond
-)
-
 // Device is a running WireGuard device. Its methods are safe for
 // concurrent use.
 type Device struct {
@@ -36,8 +32,8 @@ type Device struct {
 	log     *slog.Logger
 	start   time.Time
 	port    int
-	socks4  []*socket
-	socks6  []*socket
+	socks4  []bind
+	socks6  []bind
 
 	mu    sync.Mutex
 	peers map[l3config.Key]*Peer
@@ -87,51 +83,63 @@ func (kp *keypair) fresh(now int64) bool {
 	return kp != nil && now-kp.created < int64(rejectAfterTime)
 }
 
-// Handshake states.
-const (
-	hsNone = iota
-	hsInitSent
-)
-
 // Peer is a peer of the device.
 type Peer struct {
+	// Set when the peer is added; remote.ss is zeroed, under mu, when
+	// it is removed.
 	dev    *Device
 	name   l3router.PeerID
 	remote remote
 
-	mu            sync.Mutex // handshake state and key rotation
-	hs            handshake
-	hsState       int
-	hsStarted     int64
-	lastInitSent  int64
-	lastTimestamp [12]byte
-	lastInitRecv  int64
-	seenInit      bool
-	cookie        [16]byte
-	cookieSet     int64
+	// The handshake, guarded by mu.
+	mu            sync.Mutex
+	hs            handshake // the one in progress (hsState), zeroed when it ends
+	hsState       int       // hsNone or hsInitSent
+	hsStarted     int64     // device clock of the first initiation of this attempt
+	lastInitSent  int64     // device clock of the last initiation sent
+	lastTimestamp [12]byte  // TAI64N of the last initiation accepted: older ones are replays
+	lastInitRecv  int64     // device clock of the last initiation accepted (initiationMinGap)
+	seenInit      bool      // lastTimestamp and lastInitRecv are set
+	cookie        [16]byte  // the peer's last cookie, for the mac2 of our messages
+	cookieSet     int64     // device clock when it came
 	hasCookie     bool
-	lastMAC1      [16]byte
-	staged        []stagedPacket // oldest first
+	lastMAC1      [16]byte // mac1 of our last message: a cookie reply must answer it
 	removed       bool
 
+	// Packets waiting for a session, guarded by mu (stage.go).
+	staged []stagedPacket // oldest first
+
+	// Sessions and where the peer is: read by the loops without a lock.
+	// The sessions change under mu; the endpoint changes on receipt
+	// (roaming).
 	endpoint                atomic.Pointer[endpoint]
 	current, previous, next atomic.Pointer[keypair]
-	lastSent, lastRecv      atomic.Int64 // device clock, any packet
-	lastRecvData            atomic.Int64 // device clock, a data packet (not a keepalive)
-	unanswered              atomic.Int64 // device clock of the first send since the last receive; 0 if none
-	lastHandshake           atomic.Int64 // unix nanoseconds of the last completed handshake
-	initAt                  atomic.Int64 // device clock of the last initiation sent while one is pending; 0 if none
-	rxBytes, txBytes        atomic.Uint64
-	handshakes              atomic.Uint64                  // completed, either side
-	allowed                 atomic.Pointer[[]netip.Prefix] // TUN device: sources accepted, destinations sent
-	keepalive               atomic.Int64                   // persistent keepalive interval (ns); 0: none
-	dropped                 atomic.Uint64                  // TUN device: packets from the peer outside its allowed IPs or malformed
+
+	// Timers, on the device clock (atomic).
+	lastSent, lastRecv atomic.Int64 // any packet
+	lastRecvData       atomic.Int64 // a data packet (not a keepalive)
+	unanswered         atomic.Int64 // the first send since the last receive; 0 if none
+	initAt             atomic.Int64 // the last initiation sent while one is pending; 0 if none
+	keepalive          atomic.Int64 // persistent keepalive interval (ns); 0: none
+
+	// Stats (atomic).
+	lastHandshake    atomic.Int64 // unix nanoseconds of the last completed handshake
+	rxBytes, txBytes atomic.Uint64
+	handshakes       atomic.Uint64 // completed, either side
+	dropped          atomic.Uint64 // TUN device: packets from the peer outside its allowed IPs or malformed
+
+	// Cryptokey routing of a TUN device (atomic): sources accepted,
+	// destinations sent.
+	allowed atomic.Pointer[[]netip.Prefix]
 }
 
 // New starts a device: it binds the port for IPv4 and IPv6 (as far as the
 // host has them; only the family of Config.ListenAddr if it names an
 // address), starts the loops and the timers.
-func New(cfg Config) (*Device, error) {
+func New(cfg Config) (*Device, error) { return newDevice(cfg, listenUDP) }
+
+// newDevice is New with the device's binds opened by listen.
+func newDevice(cfg Config, listen listenFunc) (*Device, error) {
 	if (cfg.Router == nil) == (cfg.TUN == nil) {
 		return nil, errors.New("wg: want a router or a TUN")
 	}
@@ -206,7 +214,7 @@ func New(cfg Config) (*Device, error) {
 		d.log.Warn("l3 wireguard: no IPv6 socket", "port", port, "err", err6)
 	}
 	d.port = port
-	for _, s := range append(append([]*socket{}, d.socks4...), d.socks6...) {
+	for _, s := range append(append([]bind{}, d.socks4...), d.socks6...) {
 		d.wg.Add(1)
 		go d.loop(s)
 	}
@@ -237,8 +245,8 @@ func (d *Device) now() int64 { return int64(time.Since(d.start)) }
 func (d *Device) Close() error {
 	d.closeOnce.Do(func() {
 		close(d.closed)
-		for _, s := range append(append([]*socket{}, d.socks4...), d.socks6...) {
-			s.conn.Close()
+		for _, s := range append(append([]bind{}, d.socks4...), d.socks6...) {
+			s.close()
 		}
 		if d.tun != nil {
 			d.tun.Close()
@@ -388,7 +396,7 @@ func (p *Peer) SetKeepalive(d time.Duration) {
 	p.keepalive.Store(int64(d))
 	if d > 0 {
 		now := p.dev.now()
-		if !p.dev.sendPlain(p, nil, now) {
+		if !p.dev.sealAndSend(p, nil, now) {
 			p.dev.initiate(p, now)
 		}
 	}
@@ -427,7 +435,7 @@ func (d *Device) lookup(i uint32) indexEntry {
 }
 
 // sockFor returns the first socket of dst's family.
-func (d *Device) sockFor(dst netip.AddrPort) *socket {
+func (d *Device) sockFor(dst netip.AddrPort) bind {
 	socks := d.socks6
 	if dst.Addr().Is4() || dst.Addr().Is4In6() {
 		socks = d.socks4

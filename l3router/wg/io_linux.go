@@ -16,20 +16,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// RecvBatch is how many datagrams one receive takes (recvmmsg), each a
-// GRO super-datagram of up to 64 KiB.
-const RecvBatch = recvBatch
-
-// Batch sizes of the socket layer.
-const (
-	recvBatch   = 16      // datagrams per recvmmsg, each up to recvBufSize with GRO
-	recvBufSize = 1 << 16 // a GRO super-datagram is at most 64 KiB
-	sendBatch   = 64      // messages per sendmmsg
-	maxIovs     = 1024    // iovecs of one sendmmsg, all messages together
-	maxSegments = 64      // segments of one GSO message (UDP_MAX_SEGMENTS is 64 or more)
-	maxGSOBytes = 65000   // payload of one GSO message (under the 64 KiB datagram limit)
-)
-
 // Control message sizes (CMSG_SPACE): a UDP_GRO segment size (an int) or a
 // UDP_SEGMENT one (a uint16), and an IP_PKTINFO or IPV6_PKTINFO.
 const (
@@ -46,33 +32,11 @@ type controlBuf struct {
 	b [controlBufSize]byte
 }
 
-// endpoint is where a peer is: its address, and the local end its packets
-// arrived at, which what the device sends it leaves from (the sticky
-// source, as wireguard-go's StdNetEndpoint and kernel WireGuard keep it).
-// On a host with several addresses, a reply must come from the address the
-// peer wrote to: a NAT in front of the peer drops one from another address
-// (it matches no connection), and so do firewalls that track UDP flows.
-type endpoint struct {
-	netip.AddrPort
-	local local
-}
-
-// local is the local end of a datagram (IP_PKTINFO, IPV6_PKTINFO): the
-// address it was sent to and the interface it came in on. Sent back in the
-// same control message, the address is the source of the reply and the
-// interface its way out: the one the peer's packets take, which an IPv6
-// link-local peer needs (its address means nothing without it) and which
-// keeps the route of a host with several uplinks symmetric. The zero local
-// is unknown: the routing table picks the source.
-type local struct {
-	addr    netip.Addr
-	ifindex uint32
-}
-
 // socket is one UDP socket of the device (IPv4 or IPv6; several per family
 // share the port with SO_REUSEPORT) and the batch buffers of the one loop
-// that receives on it. The loops send on it through their senders, other
-// goroutines with sendOne (handshakes, keepalives).
+// that receives on it: the device's bind outside tests. The loops send on
+// it through their senders (its batches), other goroutines with sendOne
+// (handshakes, keepalives).
 type socket struct {
 	conn  *net.UDPConn
 	rc    syscall.RawConn
@@ -94,7 +58,8 @@ type socket struct {
 	rerr   syscall.Errno
 }
 
-// sender is one loop's batch of messages to send on a socket: the
+// sender is one loop's batch of messages to send on a socket (its
+// batch): the
 // messages, their iovecs, addresses and control messages (GSO, source).
 // Only its loop uses it.
 type sender struct {
@@ -222,6 +187,27 @@ func parseKernelVersion(release string) (major, minor int, ok bool) {
 		return 0, 0, false
 	}
 	return major, minor, true
+}
+
+// listenUDP is the device's listenFunc outside tests: listen's socket.
+func listenUDP(network string, addr netip.Addr, port int) (bind, error) {
+	s, err := listen(network, addr, port)
+	if err != nil {
+		return nil, err // no typed nil in the interface
+	}
+	return s, nil
+}
+
+// newBatch returns a sender on s.
+func (s *socket) newBatch() batch { return &sender{s: s} }
+
+// close closes the socket; a loop in recv returns.
+func (s *socket) close() error { return s.conn.Close() }
+
+// datagram returns datagram i of the last recv: see bind.
+func (s *socket) datagram(i int) (b []byte, seg int, src netip.AddrPort, to local) {
+	seg, to = s.control(i)
+	return s.rbufs[i][:s.rmsgs[i].Len], seg, s.source(i), to
 }
 
 // port returns the socket's local port.

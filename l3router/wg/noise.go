@@ -34,41 +34,6 @@ import (
 // the compiler makes on the stack, and the scalars that crypto/ecdh (behind
 // curve25519) and crypto/hmac copy into their own objects.
 
-// Message types and sizes.
-const (
-	typeInitiation = 1
-	typeResponse   = 2
-	typeCookie     = 3
-	typeTransport  = 4
-
-	sizeInitiation   = 148
-	sizeResponse     = 92
-	sizeCookie       = 64
-	sizeTransportHdr = 16 // type, receiver index, counter
-	sizeTag          = chacha20poly1305.Overhead
-	// MinTransport is the size of a keepalive: header and tag.
-	sizeKeepalive = sizeTransportHdr + sizeTag
-)
-
-// Protocol constants (the paper's section 6.1).
-const (
-	rekeyAfterMessages  = 1 << 60
-	rejectAfterMessages = ^uint64(0) - (1 << 13)
-	cookieRefreshTime   = 120 * time.Second
-	// A peer may start at most this many handshakes a second.
-	initiationMinGap = time.Second / 50
-)
-
-// The protocol's timers; variables only so that tests can run sessions
-// through their whole life in seconds.
-var (
-	rekeyAfterTime   = 120 * time.Second
-	rejectAfterTime  = 180 * time.Second
-	rekeyAttemptTime = 90 * time.Second
-	rekeyTimeout     = 5 * time.Second
-	keepaliveTimeout = 10 * time.Second
-)
-
 var (
 	errShort    = errors.New("wrong message size")
 	errDecrypt  = errors.New("authentication failed")

@@ -19,20 +19,6 @@ type replayWindow struct {
 	blocks []uint64 // a power of two of them; nil until the first accept
 }
 
-const (
-	// replayBlocksRouter is the window of a router device (the edge),
-	// wireguard-go's and the kernel's: 128 blocks, 8,128 counters, 1 KiB
-	// per session. Its peers are stock clients and connectors, each
-	// sending from one goroutine in order.
-	replayBlocksRouter = 128
-	// replayBlocksTUN is the window of a TUN device (a connector), whose
-	// one peer is the edge sending from all its loops: 1,024 blocks,
-	// 65,472 counters (16 loops' full sender batches, or about 90
-	// loops' batches of full-sized packets), 8 KiB per session, of which
-	// a connector has at most three.
-	replayBlocksTUN = 1024
-)
-
 // window returns how far behind the greatest counter seen a counter may
 // be.
 func (w *replayWindow) window() uint64 { return uint64(len(w.blocks)-1) * 64 }

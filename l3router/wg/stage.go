@@ -18,20 +18,6 @@ package wg
 //
 // Drops are counted by reason (StagingStats).
 
-const (
-	// maxStaged is the most packets held for one peer.
-	maxStaged = 128
-	// DefaultMaxStagedBytes is the default budget of packets held for
-	// peers without a session, device-wide: 16 MiB, about 11,000
-	// full-sized packets.
-	DefaultMaxStagedBytes = 16 << 20
-	// stagedOverhead is what a staged packet costs besides its bytes (its
-	// slot in the peer's queue, the rounding of its allocation), counted
-	// against the budget, so that a flood of small packets is bounded
-	// too.
-	stagedOverhead = 64
-)
-
 // StagingStats counts the packets the device held for peers without a
 // session, and those it dropped.
 type StagingStats struct {

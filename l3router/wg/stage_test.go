@@ -50,7 +50,7 @@ func newStagingRig(t *testing.T, n, maxStaged int) *stagingRig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &stagingRig{d: d, l: &loop{d: d, arena: make([]byte, arenaSize), out4: &sender{s: d.socks4[0]}}}
+	r := &stagingRig{d: d, l: &loop{d: d, arena: make([]byte, arenaSize), out4: d.socks4[0].newBatch()}}
 	r.site = session(d, ps, 3, 4, sink(t))
 	for i := range n {
 		var pub l3config.Key // any key: these peers never handshake

@@ -304,7 +304,7 @@ func TestSourceGone(t *testing.T) {
 			// The data path: three equal segments (one GSO message)
 			// and a longer message.
 			p.setEndpoint(ep)
-			o := &sender{s: socks[0]}
+			o := socks[0].newBatch()
 			buf := make([]byte, 3*100+200)
 			for _, m := range [][]byte{buf[0:100], buf[100:200], buf[200:300], buf[300:500]} {
 				if err := o.queue(p, *p.endpoint.Load(), m); err != nil {
@@ -435,7 +435,7 @@ func TestListenAddr(t *testing.T) {
 				t.Fatalf("%d sockets of the family of %v, %d of the other; want 2 and 0", len(socks), addr, len(other))
 			}
 			for _, s := range socks {
-				if got := s.conn.LocalAddr().(*net.UDPAddr).AddrPort(); got != netip.AddrPortFrom(addr, uint16(d.Port())) {
+				if got := s.(*socket).conn.LocalAddr().(*net.UDPAddr).AddrPort(); got != netip.AddrPortFrom(addr, uint16(d.Port())) {
 					t.Errorf("socket bound to %v, want %v port %d", got, addr, d.Port())
 				}
 			}

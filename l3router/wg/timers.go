@@ -76,13 +76,13 @@ func (d *Device) tick(p *Peer, now int64) {
 	p.mu.Unlock()
 	// Persistent keepalive.
 	if ka := p.keepalive.Load(); ka > 0 && now-p.lastSent.Load() >= ka {
-		if !d.sendPlain(p, nil, now) {
+		if !d.sealAndSend(p, nil, now) {
 			d.initiate(p, now)
 		}
 	}
 	// Passive keepalive: data came in and nothing went out since.
 	if r := p.lastRecvData.Load(); r > p.lastSent.Load() && now-r >= int64(keepaliveTimeout) {
-		d.sendPlain(p, nil, now)
+		d.sealAndSend(p, nil, now)
 	}
 	// Sent and heard nothing back for a while: the session may be dead
 	// at the other end.

@@ -93,7 +93,7 @@ func BenchmarkToTUN(b *testing.B) {
 // sent with GSO.
 func BenchmarkFromTUN(b *testing.B) {
 	d, _, p, _ := tunRig(b)
-	l := &loop{d: d, out4: &sender{s: d.socks4[0]}}
+	l := &loop{d: d, out4: d.socks4[0].newBatch()}
 	pkt := udp(b, hostIP, clientIP, string(make([]byte, 1420-28)))
 	mem := make([][]byte, 128)
 	sizes := make([]int, 128)
@@ -149,7 +149,7 @@ func TestToTUNAllocs(t *testing.T) {
 // sends them with GSO.
 func TestFromTUNAllocs(t *testing.T) {
 	d, _, p, _ := tunRig(t)
-	l := &loop{d: d, out4: &sender{s: d.socks4[0]}}
+	l := &loop{d: d, out4: d.socks4[0].newBatch()}
 	pkt := udp(t, hostIP, clientIP, string(make([]byte, 1420-28)))
 	mem := make([][]byte, 128)
 	sizes := make([]int, 128)
@@ -177,7 +177,7 @@ func TestFromTUNAllocs(t *testing.T) {
 // destination is.
 func TestTUNAllowedIPs(t *testing.T) {
 	d, nt, p, kp := tunRig(t)
-	l := &loop{d: d, arena: make([]byte, arenaSize), out4: &sender{s: d.socks4[0]}}
+	l := &loop{d: d, arena: make([]byte, arenaSize), out4: d.socks4[0].newBatch()}
 	l.initTUN()
 	src := netip.MustParseAddrPort("127.0.0.1:40000")
 	now := d.now()

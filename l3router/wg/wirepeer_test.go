@@ -45,7 +45,7 @@ func protoDeviceKey(tb testing.TB, key l3config.Key) (*Device, *loop) {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { d.Close() })
-	return d, &loop{d: d, arena: make([]byte, arenaSize), out4: &sender{s: d.socks4[0]}}
+	return d, &loop{d: d, arena: make([]byte, arenaSize), out4: d.socks4[0].newBatch()}
 }
 
 // wirePeer is a WireGuard peer played by the test.
