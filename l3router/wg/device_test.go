@@ -44,8 +44,14 @@ type node struct {
 // do); without it, it waits for d to reach it.
 func newNode(t *testing.T, d *Device, name string, key l3config.Key, dial bool, host string) *node {
 	t.Helper()
+	return newNodeOn(t, d, name, key, dial, host, conn.NewDefaultBind())
+}
+
+// newNodeOn is newNode with the wireguard-go device on bind.
+func newNodeOn(t *testing.T, d *Device, name string, key l3config.Key, dial bool, host string, bind conn.Bind) *node {
+	t.Helper()
 	ct := tuntest.NewChannelTUN()
-	dev := device.NewDevice(ct.TUN(), conn.NewDefaultBind(), device.NewLogger(device.LogLevelError, name+": "))
+	dev := device.NewDevice(ct.TUN(), bind, device.NewLogger(device.LogLevelError, name+": "))
 	t.Cleanup(dev.Close)
 	var b strings.Builder
 	fmt.Fprintf(&b, "private_key=%s\nlisten_port=0\npublic_key=%s\nallowed_ip=0.0.0.0/0\n", key.Hex(), d.PublicKey().Hex())
