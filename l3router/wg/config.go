@@ -47,19 +47,27 @@
 // them, within a budget for the whole device ([HandshakeLimits]); under
 // load the device asks for cookies and limits each proven source, an IPv4
 // address or an IPv6 /64, in a capped table (cookie.go; see
-// [HandshakeStats]), and it honours the cookie replies of its peers. Timers (retransmission of
-// initiations, keepalives, rekeying, expiry) run on one housekeeping
-// goroutine. Packets for a peer without a session wait for its handshake,
-// bounded per peer, in time and for the whole device (stage.go; see
-// [StagingStats]).
+// [HandshakeStats]), and it honours the cookie replies of its peers.
+// Timers (retransmission of initiations, keepalives, rekeying, expiry) run
+// on one housekeeping goroutine. Packets for a peer without a session wait
+// for its handshake, bounded per peer, in time and for the whole device
+// (stage.go; see [StagingStats]).
 //
 // Each session's replay window (replay.go) is wireguard-go's, 8,128
 // counters, on the edge, and 65,472 on a connector, whose one peer, the
 // edge, sends from all its loops with one counter per session.
 //
-// As wireguard-go does, the device zeroes a handshake's secrets
-// when it completes, gives up or its peer is removed, and a session's keys
-// once it is dropped (noise.go says how far Go lets it).
+// As wireguard-go does, the device zeroes a handshake's secrets when it
+// completes, gives up or its peer is removed, and a session's keys once it
+// is dropped (noise.go says how far Go lets it).
+//
+// The files, as wireguard-go splits its device: receive.go (the loops),
+// send.go (sealing, staging), handshake.go (the handshake as the device
+// runs it) over noise.go (the Noise messages) and cookie.go with mac.go
+// (the handshake budget, cookies and MACs), tun.go (a connector's TUN),
+// timers.go, replay.go, stage.go, constants.go. The device reaches the
+// network through bind.go's seam (wireguard-go's conn.Bind, for this
+// device): io_linux.go's sockets, or in tests a network in memory.
 package wg
 
 import (
