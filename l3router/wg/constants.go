@@ -25,7 +25,7 @@ const (
 	sizeCookie       = 64
 	sizeTransportHdr = 16 // type, receiver index, counter
 	sizeTag          = chacha20poly1305.Overhead
-	// MinTransport is the size of a keepalive: header and tag.
+	// sizeKeepalive is the size of a keepalive: header and tag.
 	sizeKeepalive = sizeTransportHdr + sizeTag
 )
 
@@ -34,7 +34,8 @@ const (
 	rekeyAfterMessages  = 1 << 60
 	rejectAfterMessages = ^uint64(0) - (1 << 13)
 	cookieRefreshTime   = 120 * time.Second
-	// A peer may start at most this many handshakes a second.
+	// An initiation closer than this to the last one accepted from its
+	// peer is a flood (wireguard-go's HandshakeInitationRate, 50 a second).
 	initiationMinGap = time.Second / 50
 )
 

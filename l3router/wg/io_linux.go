@@ -58,10 +58,9 @@ type socket struct {
 	rerr   syscall.Errno
 }
 
-// sender is one loop's batch of messages to send on a socket (its
-// batch): the
-// messages, their iovecs, addresses and control messages (GSO, source).
-// Only its loop uses it.
+// sender is one loop's batch of messages to send on a socket (the
+// socket's batch): the messages, their iovecs, addresses and control
+// messages (GSO, source). Only its loop uses it.
 type sender struct {
 	s      *socket
 	smsgs  [sendBatch]unix.Mmsghdr
