@@ -250,19 +250,9 @@ func (e *l3HardenEnv) handshakeFlood(t *testing.T) {
 	if err := e.n.HoldPrefix(ctx, "client", "edge", floodPrefix); err != nil {
 		t.Fatal(err)
 	}
-	lanEcho := netip.AddrPortFrom(lanAddr(false), testnet.OriginEcho)
-	loop := testnet.StartLoop("alice: UDP ping through the edge", 100*time.Millisecond, func() error {
-		return echoOnce(client, lanEcho, time.Second)
-	})
+	loop := e.alicePings()
 	defer loop.Stop()
-	edgeMetrics := func() string {
-		t.Helper()
-		m, err := e.w.EdgeMetrics()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return m
-	}
+	edgeMetrics := func() string { return e.metrics(t) }
 	const hs = "onramp_edge_l3_handshake_messages_total"
 	count := func(m, result string) float64 { return testnet.MetricValue(m, hs, `result="`+result+`"`) }
 
@@ -308,7 +298,9 @@ func (e *l3HardenEnv) handshakeFlood(t *testing.T) {
 			return
 		}
 		start := time.Now()
-		err := waitFor(duration, func() bool { return echoOnce(conn2, lanEcho, time.Second) == nil })
+		err := waitFor(duration, func() bool {
+			return echoOnce(conn2, netip.AddrPortFrom(lanAddr(false), testnet.OriginEcho), time.Second) == nil
+		})
 		if err == nil {
 			t.Logf("dave reached the LAN %v after his interface came up", time.Since(start).Round(100*time.Millisecond))
 		}
@@ -356,4 +348,24 @@ func (e *l3HardenEnv) handshakeFlood(t *testing.T) {
 	if peak > 200<<20 {
 		t.Errorf("edge peak RSS %s, want under 200 MiB", testnet.MiB(peak))
 	}
+}
+
+// alicePings starts alice pinging the LAN's UDP echo through the edge,
+// ten times a second, as the user an attack must not hurt.
+func (e *l3HardenEnv) alicePings() *testnet.Loop {
+	client := e.n.Node("client")
+	lanEcho := netip.AddrPortFrom(lanAddr(false), testnet.OriginEcho)
+	return testnet.StartLoop("alice: UDP ping through the edge", 100*time.Millisecond, func() error {
+		return echoOnce(client, lanEcho, time.Second)
+	})
+}
+
+// metrics returns the edge's /metrics.
+func (e *l3HardenEnv) metrics(t *testing.T) string {
+	t.Helper()
+	m, err := e.w.EdgeMetrics()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
 }

@@ -28,15 +28,8 @@ import (
 // their connector host, so a test with another pool adds that route) and
 // prepare run on the edge's data directory before the edge starts.
 func StartL3WorldPrepared(ctx context.Context, n *Net, dir string, pool4 netip.Prefix, prepare func(data string) error) (*L3World, error) {
-	w := &L3World{Net: n, Dir: dir}
-	var err error
-	if w.EdgeBin, err = BuildBinary(EdgePkg); err != nil {
-		return nil, err
-	}
-	if w.ConnectorBin, err = BuildBinary(ConnectorPkg); err != nil {
-		return nil, err
-	}
-	if err := AddL3EdgeAddress(ctx, n); err != nil {
+	w, err := newL3World(ctx, n, dir)
+	if err != nil {
 		return nil, err
 	}
 	data := filepath.Join(dir, "edge-data")
@@ -56,28 +49,11 @@ func StartL3WorldPrepared(ctx context.Context, n *Net, dir string, pool4 netip.P
 	if err := os.WriteFile(w.EdgeConfig, []byte(y), 0o644); err != nil {
 		return nil, err
 	}
-	if w.Edge, err = n.Node("edge").Start(w.EdgeBin, "--config", w.EdgeConfig, "serve"); err != nil {
+	// The edge loads every client before it answers.
+	if err := w.startEdge(ctx, data, 4*l3EdgeStartupWait); err != nil {
 		return nil, err
 	}
-	sock := filepath.Join(data, "admin.sock")
-	// The edge loads every client before it answers.
-	deadline := time.Now().Add(4 * l3EdgeStartupWait)
-	for {
-		if c, err := net.Dial("unix", sock); err == nil {
-			c.Close()
-			return w, nil
-		}
-		select {
-		case <-w.Edge.Done():
-			return nil, fmt.Errorf("edge exited at start: %v\n%s", w.Edge.Wait(), w.Edge.Output())
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("edge not ready after %v\n%s", 4*l3EdgeStartupWait, w.Edge.Output())
-		}
-	}
+	return w, nil
 }
 
 // AddL3ClientsOffline records count clients, named prefix0, prefix1, ...,

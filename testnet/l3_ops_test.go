@@ -18,19 +18,9 @@ import (
 // keeps being served; the edge's metrics show it.
 func (e *l3HardenEnv) cookieIgnoringFlood(t *testing.T) {
 	client := e.n.Node("client")
-	lanEcho := netip.AddrPortFrom(lanAddr(false), testnet.OriginEcho)
-	loop := testnet.StartLoop("alice: UDP ping through the edge", 100*time.Millisecond, func() error {
-		return echoOnce(client, lanEcho, time.Second)
-	})
+	loop := e.alicePings()
 	defer loop.Stop()
-	metrics := func() string {
-		t.Helper()
-		m, err := e.w.EdgeMetrics()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return m
-	}
+	metrics := func() string { return e.metrics(t) }
 	const hs = "onramp_edge_l3_handshake_messages_total"
 	value := func(m, name string, labels ...string) float64 { return testnet.MetricValue(m, name, labels...) }
 	const (

@@ -58,6 +58,24 @@ l3:
 // the edge configuration (L3EdgeYAML with acl) into dir and starts `edge
 // serve`, returning once its admin socket answers.
 func StartL3World(ctx context.Context, n *Net, dir, acl string) (*L3World, error) {
+	w, err := newL3World(ctx, n, dir)
+	if err != nil {
+		return nil, err
+	}
+	data := filepath.Join(dir, "edge-data")
+	w.EdgeConfig = filepath.Join(dir, "edge.yml")
+	if err := os.WriteFile(w.EdgeConfig, []byte(L3EdgeYAML(data, acl)), 0o644); err != nil {
+		return nil, err
+	}
+	if err := w.startEdge(ctx, data, l3EdgeStartupWait); err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+// newL3World builds the binaries and puts the edge's public address on
+// the edge node.
+func newL3World(ctx context.Context, n *Net, dir string) (*L3World, error) {
 	w := &L3World{Net: n, Dir: dir}
 	var err error
 	if w.EdgeBin, err = BuildBinary(EdgePkg); err != nil {
@@ -69,30 +87,32 @@ func StartL3World(ctx context.Context, n *Net, dir, acl string) (*L3World, error
 	if err := AddL3EdgeAddress(ctx, n); err != nil {
 		return nil, err
 	}
-	data := filepath.Join(dir, "edge-data")
-	w.EdgeConfig = filepath.Join(dir, "edge.yml")
-	if err := os.WriteFile(w.EdgeConfig, []byte(L3EdgeYAML(data, acl)), 0o644); err != nil {
-		return nil, err
-	}
-	if w.Edge, err = n.Node("edge").Start(w.EdgeBin, "--config", w.EdgeConfig, "serve"); err != nil {
-		return nil, err
+	return w, nil
+}
+
+// startEdge starts `edge serve` with w.EdgeConfig and waits up to wait
+// for its admin socket in data to answer.
+func (w *L3World) startEdge(ctx context.Context, data string, wait time.Duration) error {
+	var err error
+	if w.Edge, err = w.Net.Node("edge").Start(w.EdgeBin, "--config", w.EdgeConfig, "serve"); err != nil {
+		return err
 	}
 	sock := filepath.Join(data, "admin.sock")
-	deadline := time.Now().Add(l3EdgeStartupWait)
+	deadline := time.Now().Add(wait)
 	for {
 		if c, err := net.Dial("unix", sock); err == nil {
 			c.Close()
-			return w, nil
+			return nil
 		}
 		select {
 		case <-w.Edge.Done():
-			return nil, fmt.Errorf("edge exited at start: %v\n%s", w.Edge.Wait(), w.Edge.Output())
+			return fmt.Errorf("edge exited at start: %v\n%s", w.Edge.Wait(), w.Edge.Output())
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return ctx.Err()
 		case <-time.After(50 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("edge not ready after %v\n%s", l3EdgeStartupWait, w.Edge.Output())
+			return fmt.Errorf("edge not ready after %v\n%s", wait, w.Edge.Output())
 		}
 	}
 }
