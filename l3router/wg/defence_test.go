@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/hex"
+	"fmt"
 	"strconv"
 	"testing"
 	"time"
@@ -22,6 +23,19 @@ import (
 // rejected returns how many handshake messages the device refused for
 // reason so far.
 func rejected(d *Device, reason string) uint64 { return d.HandshakeStats().Rejected[reason] }
+
+// refused delivers msg from w at now and checks that the device answers
+// nothing, leaves w's peer as it was and counts one refusal for reason.
+func (w *wirePeer) refused(what, reason string, msg []byte, now int64) {
+	w.tb.Helper()
+	before, idx, n := stateOf(w.p), indexOf(w.d, w.p), rejected(w.d, reason)
+	w.deliver(msg, now)
+	w.nothing()
+	unchanged(w.tb, what, w.d, w.p, before, idx)
+	if got := rejected(w.d, reason) - n; got != 1 {
+		w.tb.Errorf("%s: %d refusals counted as %s, want 1", what, got, reason)
+	}
+}
 
 // TestInitiationReplay: an initiation seen before, one with the same
 // timestamp and one with an older timestamp are refused as replays (an
@@ -41,13 +55,7 @@ func TestInitiationReplay(t *testing.T) {
 		msg  []byte
 	}{{"the same initiation again", first}, {"an initiation with the same timestamp", sameTime}, {"an initiation with an older timestamp", older}} {
 		now += int64(time.Second) // past the flood gap: only the timestamp refuses it
-		before, idx, n := stateOf(w.p), indexOf(d, w.p), rejected(d, "replay")
-		w.deliver(c.msg, now)
-		w.nothing()
-		unchanged(t, c.name, d, w.p, before, idx)
-		if got := rejected(d, "replay") - n; got != 1 {
-			t.Errorf("%s (%d): %d replays counted, want 1", c.name, i, got)
-		}
+		w.refused(fmt.Sprintf("%s (%d)", c.name, i), "replay", c.msg, now)
 	}
 	now += int64(time.Second)
 	w.deliver(w.initiation(), now)
@@ -230,13 +238,7 @@ func TestLowOrderKeys(t *testing.T) {
 	}
 	genuine := w.initiation()
 	for _, pt := range lowOrder {
-		before, idx, n := stateOf(w.p), indexOf(d, w.p), rejected(d, "invalid")
-		w.deliver(w.withEphemeral(genuine, pt), now)
-		w.nothing()
-		unchanged(t, "an initiation with a low-order ephemeral key", d, w.p, before, idx)
-		if got := rejected(d, "invalid") - n; got != 1 {
-			t.Errorf("initiation with ephemeral %x: %d refusals counted, want 1", pt, got)
-		}
+		w.refused(fmt.Sprintf("an initiation with the low-order ephemeral key %x", pt), "invalid", w.withEphemeral(genuine, pt), now)
 	}
 	// An initiation whose static key is low-order comes from no peer.
 	for _, pt := range lowOrder[:2] {
@@ -256,13 +258,7 @@ func TestLowOrderKeys(t *testing.T) {
 		bad := bytes.Clone(resp)
 		copy(bad[12:44], pt)
 		addMACs(bad, w.dev.mac1Key[:], nil)
-		before, idx, n := stateOf(w.p), indexOf(d, w.p), rejected(d, "invalid")
-		w.deliver(bad, now)
-		w.nothing()
-		unchanged(t, "a response with a low-order ephemeral key", d, w.p, before, idx)
-		if got := rejected(d, "invalid") - n; got != 1 {
-			t.Errorf("response with ephemeral %x: %d refusals counted, want 1", pt, got)
-		}
+		w.refused(fmt.Sprintf("a response with the low-order ephemeral key %x", pt), "invalid", bad, now)
 	}
 	w.deliver(resp, now)
 	if n := w.p.Stats().Handshakes; n != 1 {
@@ -317,13 +313,7 @@ func TestWrongStaticKey(t *testing.T) {
 	forged := bytes.Clone(resp)
 	rand.Read(forged[12:60])
 	addMACs(forged, w.dev.mac1Key[:], nil)
-	before, idx, n := stateOf(w.p), indexOf(d, w.p), rejected(d, "invalid")
-	w.deliver(forged, now)
-	w.nothing()
-	unchanged(t, "a forged response", d, w.p, before, idx)
-	if got := rejected(d, "invalid") - n; got != 1 {
-		t.Errorf("a forged response: %d refusals counted, want 1", got)
-	}
+	w.refused("a forged response", "invalid", forged, now)
 	w.deliver(resp, now)
 	if n := w.p.Stats().Handshakes; n != 1 {
 		t.Fatalf("the genuine response after the forged one: %d handshakes, want 1", n)
@@ -346,13 +336,7 @@ func TestStrayResponse(t *testing.T) {
 	check := func(name string, msg []byte) {
 		t.Helper()
 		w.drain()
-		before, idx, n := stateOf(w.p), indexOf(d, w.p), rejected(d, "stray_response")
-		w.deliver(msg, now)
-		w.nothing()
-		unchanged(t, name, d, w.p, before, idx)
-		if got := rejected(d, "stray_response") - n; got != 1 {
-			t.Errorf("%s: %d stray responses counted, want 1", name, got)
-		}
+		w.refused(name, "stray_response", msg, now)
 	}
 	check("a response to an index never given", unknown)
 	w.deliver(resp, now)
