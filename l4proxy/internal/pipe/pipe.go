@@ -181,6 +181,7 @@ type Proxy struct {
 	timer     *time.Timer // the idle timer, re-armed by checkIdle
 	finished  bool        // guarded by timerMu: the idle timer must not re-arm
 	refused   atomic.Bool
+	bToADone  chan struct{} // closed when copyBToA has returned (with OnRefused)
 	abortOnce sync.Once
 	abortErr  error // set once, before aborted is set
 	aborted   atomic.Bool
@@ -209,6 +210,9 @@ func (p *Proxy) Run(ctx context.Context) Result {
 	}
 	var res Result
 	var wg sync.WaitGroup
+	if p.OnRefused != nil {
+		p.bToADone = make(chan struct{})
+	}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -219,6 +223,9 @@ func (p *Proxy) Run(ctx context.Context) Result {
 	stop := context.AfterFunc(ctx, func() { p.abort(ErrStopped) })
 	var refused *tunnel.StreamError
 	res.BToA, refused = p.copyBToA()
+	if p.bToADone != nil {
+		close(p.bToADone)
+	}
 	wg.Wait()
 	stop()
 	p.timerMu.Lock()
@@ -281,8 +288,8 @@ func (p *Proxy) copyAToB() int64 {
 	n += m
 	switch {
 	case eof:
-		if err := p.B.CloseWrite(); err != nil && !p.refused.Load() {
-			p.abort(err)
+		if err := p.B.CloseWrite(); err != nil {
+			p.failAToB(err)
 		}
 	case err != nil:
 		p.failAToB(err)
@@ -290,9 +297,25 @@ func (p *Proxy) copyAToB() int64 {
 	return n
 }
 
+// refusalWait bounds how long a failed write to b waits for the other
+// direction to read why (see failAToB).
+const refusalWait = 2 * time.Second
+
 // failAToB handles an error copying a to b: after a refusal the stream is
 // already gone and the user's answer is on its way, so a is only drained.
+// A refused stream fails writes too, and a write may fail before the
+// other direction has read the refusal: with OnRefused set, failAToB
+// waits for that direction (at most refusalWait) before it decides, so
+// that a reset of a does not destroy the user's answer.
 func (p *Proxy) failAToB(err error) {
+	if p.bToADone != nil && !p.refused.Load() {
+		t := time.NewTimer(refusalWait)
+		select {
+		case <-p.bToADone:
+		case <-t.C:
+		}
+		t.Stop()
+	}
 	if p.refused.Load() {
 		drain(p.A)
 		return

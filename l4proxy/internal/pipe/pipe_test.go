@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/onramp-net/onramp/l4proxy/tunnel"
 )
 
 // chunkReader returns a full chunk on every Read, forever.
@@ -345,5 +347,58 @@ func TestCopyLoopWaiterHoldsNoBuffer(t *testing.T) {
 	<-done
 	if dst.totalNow() != 10+SmallBufSize+100 {
 		t.Fatalf("%d bytes copied, want %d", dst.totalNow(), 10+SmallBufSize+100)
+	}
+}
+
+// refusingStream is a tunnel stream the connector refused: writes fail at
+// once (the stream is gone), the refusal is read after delay.
+type refusingStream struct {
+	delay time.Duration
+}
+
+func (s refusingStream) Read([]byte) (int, error) {
+	time.Sleep(s.delay)
+	return 0, &tunnel.StreamError{Status: tunnel.StatusForbidden, Message: "refused"}
+}
+func (refusingStream) Write([]byte) (int, error) {
+	return 0, fmt.Errorf("stream reset by the connector")
+}
+func (refusingStream) CloseWrite() error { return nil }
+func (refusingStream) Reset()            {}
+func (refusingStream) Close() error      { return nil }
+
+// TestRefusalAnsweredWhenWriteFailsFirst: the write of the user's request
+// to a refused stream fails before the refusal is read; the user still
+// gets the answer OnRefused writes and then an orderly close, not a reset
+// that destroys the answer.
+func TestRefusalAnsweredWhenWriteFailsFirst(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	user, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer user.Close()
+	edge, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan Result, 1)
+	go func() {
+		p := &Proxy{A: ConnSide{edge}, B: refusingStream{delay: 100 * time.Millisecond}, Prefix: []byte("GET / HTTP/1.1\r\n\r\n"),
+			OnRefused: func(se *tunnel.StreamError) { fmt.Fprintf(edge, "403 %s\n", se.Message) }}
+		done <- p.Run(t.Context())
+	}()
+	_ = user.SetReadDeadline(time.Now().Add(10 * time.Second))
+	got, err := io.ReadAll(user)
+	if err != nil || string(got) != "403 refused\n" {
+		t.Fatalf("the user read %q, %v; want the answer and EOF", got, err)
+	}
+	user.Close()
+	if res := <-done; res.Refused == nil || res.Err != nil {
+		t.Errorf("result %+v: want refused, not aborted", res)
 	}
 }
