@@ -45,7 +45,7 @@ fuzz: ## run every fuzz target for FUZZTIME (default 30s)
 demo: deps ## bring up a local testnet with edge, connector and a private service; traffic through the tunnel
 	$(GO) run ./testnet/cmd/testnet demo $(if $(V),-v)
 
-generate: ## regenerate generated code, eBPF objects (bpf2go, clang-19) and seed corpora (go generate)
+generate: deps ## regenerate generated code, eBPF objects (bpf2go, clang-19) and seed corpora (go generate)
 	$(GO) generate ./...
 
 check-generated: deps ## fail if the committed eBPF objects are not what their C compiles to

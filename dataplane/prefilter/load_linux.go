@@ -10,13 +10,11 @@ import (
 )
 
 // Filter is the loaded pre-filter: its program and counters, attached to
-// an interface or not.
+// interfaces or not.
 type Filter struct {
-	objs bpfObjects
-	link link.Link
-	// Mode is how the program is attached: "native" (the driver runs
-	// it), "generic" (the kernel's generic XDP) or "" (not attached).
-	Mode string
+	objs  bpfObjects
+	links []link.Link
+	modes map[string]string
 }
 
 // Load loads the pre-filter for cfg into the kernel. It needs
@@ -37,7 +35,7 @@ func Load(cfg Config) (*Filter, error) {
 			return nil, fmt.Errorf("prefilter: set %s: %w", name, err)
 		}
 	}
-	f := &Filter{}
+	f := &Filter{modes: map[string]string{}}
 	if err := spec.LoadAndAssign(&f.objs, nil); err != nil {
 		var ve *ebpf.VerifierError
 		if errors.As(err, &ve) {
@@ -64,9 +62,15 @@ func (f *Filter) Attach(ifname string) error {
 	if err != nil {
 		return fmt.Errorf("prefilter: attach XDP to %s: %w", ifname, err)
 	}
-	f.link, f.Mode = l, mode
+	f.links = append(f.links, l)
+	f.modes[ifname] = mode
 	return nil
 }
+
+// Mode returns how the program is attached to the interface: "native"
+// (its driver runs it), "generic" (the kernel's generic XDP) or "" (not
+// attached).
+func (f *Filter) Mode(ifname string) string { return f.modes[ifname] }
 
 // Run runs the program on one Ethernet frame (BPF_PROG_TEST_RUN) and
 // returns its verdict: true if it passes the frame. The counters count it.
@@ -99,11 +103,11 @@ func (f *Filter) Counts() ([NumReasons]uint64, error) {
 	return out, nil
 }
 
-// Close detaches the program if it is attached and unloads it.
+// Close detaches the program from its interfaces and unloads it.
 func (f *Filter) Close() error {
 	var errs []error
-	if f.link != nil {
-		errs = append(errs, f.link.Close())
+	for _, l := range f.links {
+		errs = append(errs, l.Close())
 	}
 	errs = append(errs, f.objs.Close())
 	return errors.Join(errs...)
