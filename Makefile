@@ -9,7 +9,7 @@ BIN      := bin
 CMDS := $(filter-out cmd/internal,$(wildcard cmd/*)) testnet/cmd/testnet
 
 .DEFAULT_GOAL := help
-.PHONY: help build test deps bench bench-smoke fuzz demo generate lint clean
+.PHONY: help build test deps bench bench-smoke fuzz demo generate check-generated lint clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -21,7 +21,7 @@ build: ## build the binaries into ./bin
 deps: ## install the Debian packages the tests and benchmarks need (idempotent)
 	@scripts/deps.sh
 
-test: deps build lint ## build, lint, unit and end-to-end tests with -race (root for the netns tests), then the bench smoke run
+test: deps build lint check-generated ## build, lint, check the generated eBPF objects, unit and end-to-end tests with -race (root for the netns tests), then the bench smoke run
 	$(GO) test -race -count=1 -timeout 30m ./...
 	$(MAKE) bench-smoke
 
@@ -45,8 +45,11 @@ fuzz: ## run every fuzz target for FUZZTIME (default 30s)
 demo: deps ## bring up a local testnet with edge, connector and a private service; traffic through the tunnel
 	$(GO) run ./testnet/cmd/testnet demo $(if $(V),-v)
 
-generate: ## regenerate generated code and seed corpora (go generate)
+generate: deps ## regenerate generated code, eBPF objects (bpf2go, clang-19) and seed corpora (go generate)
 	$(GO) generate ./...
+
+check-generated: deps ## fail if the committed eBPF objects are not what their C compiles to
+	@PATH="$$(dirname "$$(command -v $(GO))"):$$PATH" scripts/check-generated.sh
 
 lint: ## gofmt clean, go vet, staticcheck
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt: not formatted:"; echo "$$out"; exit 1; fi

@@ -8,7 +8,9 @@ set -euo pipefail
 # client in the end-to-end tests; wireguard-tools: wg and wg-quick, which
 # configure the stock WireGuard client (wireguard-go) in the L3 tests;
 # nftables: nft, the NAT (masquerade) of a router namespace in the L3 test
-# of a client behind NAT.
+# of a client behind NAT; clang-19, llvm-19 (llvm-strip) and libbpf-dev
+# (bpf_helpers.h) compile the eBPF programs (bpf2go, make generate and the
+# check in make test), with the kernel's UAPI headers from linux-libc-dev.
 packages=(
 	iproute2
 	iperf3
@@ -17,6 +19,10 @@ packages=(
 	ca-certificates
 	wireguard-tools
 	nftables
+	clang-19
+	llvm-19
+	libbpf-dev
+	linux-libc-dev
 )
 
 missing=()

@@ -58,13 +58,19 @@ l3:
 // the edge configuration (L3EdgeYAML with acl) into dir and starts `edge
 // serve`, returning once its admin socket answers.
 func StartL3World(ctx context.Context, n *Net, dir, acl string) (*L3World, error) {
+	return StartL3WorldYAML(ctx, n, dir, func(data string) string { return L3EdgeYAML(data, acl) })
+}
+
+// StartL3WorldYAML is [StartL3World] with the edge configuration that
+// yaml returns for the edge's data directory.
+func StartL3WorldYAML(ctx context.Context, n *Net, dir string, yaml func(data string) string) (*L3World, error) {
 	w, err := newL3World(ctx, n, dir)
 	if err != nil {
 		return nil, err
 	}
 	data := filepath.Join(dir, "edge-data")
 	w.EdgeConfig = filepath.Join(dir, "edge.yml")
-	if err := os.WriteFile(w.EdgeConfig, []byte(L3EdgeYAML(data, acl)), 0o644); err != nil {
+	if err := os.WriteFile(w.EdgeConfig, []byte(yaml(data)), 0o644); err != nil {
 		return nil, err
 	}
 	if err := w.startEdge(ctx, data, l3EdgeStartupWait); err != nil {

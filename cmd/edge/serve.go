@@ -155,6 +155,9 @@ func serve(ctx context.Context, g *globals, cfg *edgeconfig.Config, log *slog.Lo
 		}
 		closers = append(closers, a.l3.hub.Close)
 	}
+	if closeXDP := startXDP(cfg, qln.Addr(), log, reg); closeXDP != nil {
+		closers = append(closers, closeXDP)
+	}
 
 	for _, l := range []struct {
 		name, addr string

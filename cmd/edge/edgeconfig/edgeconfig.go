@@ -38,6 +38,8 @@
 //	  address_reuse_delay: 24h
 //	  max_staged_bytes: 16777216        # packets held for peers whose handshake is under way, all together
 //	  handshakes: {per_second: 2000, per_source_per_second: 20, per_source_burst: 5, max_sources: 16384}
+//	xdp:                                # the XDP pre-filter of the UDP ports; see XDP
+//	  interfaces: [eth0]                # the public interfaces; none: off
 //
 // Every field is optional except what a feature needs; [Parse] fills the
 // defaults and names the field of any error.
@@ -96,6 +98,19 @@ type Config struct {
 	Bindings  []Binding `yaml:"bindings"`
 	Limits    Limits    `yaml:"limits"`
 	L3        L3        `yaml:"l3"`
+	XDP       XDP       `yaml:"xdp"`
+}
+
+// XDP is the pre-filter (dataplane/prefilter) in front of the edge's UDP
+// ports, the QUIC tunnel listener and the WireGuard hub: an XDP program
+// on the public interfaces that drops datagrams to those ports which
+// cannot be valid before they reach a socket. Where it cannot load or
+// attach (no eBPF, no capability), the edge says so once and runs
+// without it.
+type XDP struct {
+	// Interfaces are the network interfaces the edge's UDP ports are
+	// reached on. None (the default): the pre-filter is off.
+	Interfaces []string `yaml:"interfaces"`
 }
 
 // Listen holds the listening addresses; an empty one is off.
@@ -278,6 +293,11 @@ func (c *Config) Validate() error {
 		}
 		if err := checkHostPort(f.v); err != nil {
 			return fmt.Errorf("edge config: %s: %w", f.name, err)
+		}
+	}
+	for i, name := range c.XDP.Interfaces {
+		if name == "" || len(name) > 15 || strings.ContainsAny(name, "/ \t") {
+			return fmt.Errorf("edge config: xdp.interfaces[%d]: %q is no interface name", i, name)
 		}
 	}
 	for i, a := range c.Advertise {

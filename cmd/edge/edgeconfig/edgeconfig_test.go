@@ -101,6 +101,8 @@ func TestErrorsNameTheField(t *testing.T) {
 		{"bindings: [{listen: \"sctp://:1\", tunnel: x, service: s}]", "bindings[0].listen"},
 		{"bindings: [{listen: \"tcp://nope\", tunnel: x, service: s}]", "bindings[0].listen"},
 		{"bindings: [{listen: \"tcp://:1\", tunnel: x}]", "bindings[0].service"},
+		{"xdp: {interfaces: [\"\"]}", "xdp.interfaces[0]"},
+		{"xdp: {interfaces: [eth0, averyveryverylongname]}", "xdp.interfaces[1]"},
 		{"limits: {idleTimeout: soon}", "not a duration"},
 		{"limits: {udpFlowIdle: -1s}", "negative"},
 		{"limits: {maxStreamsPerTunnel: -1}", "limits.maxStreamsPerTunnel"},

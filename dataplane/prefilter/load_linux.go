@@ -1,0 +1,114 @@
+package prefilter
+
+import (
+	"errors"
+	"fmt"
+	"net"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+)
+
+// Filter is the loaded pre-filter: its program and counters, attached to
+// interfaces or not.
+type Filter struct {
+	objs  bpfObjects
+	links []link.Link
+	modes map[string]string
+}
+
+// Load loads the pre-filter for cfg into the kernel. It needs
+// CAP_BPF/CAP_SYS_ADMIN and a kernel with BTF; the error says which is
+// missing.
+func Load(cfg Config) (*Filter, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	spec, err := loadBpf()
+	if err != nil {
+		return nil, fmt.Errorf("prefilter: %w", err)
+	}
+	for name, v := range map[string]any{
+		"wg_port": cfg.WireGuardPort, "quic_port": cfg.QUICPort, "quic_short_dcid_len": uint8(cfg.QUICConnIDLen),
+	} {
+		if err := spec.Variables[name].Set(v); err != nil {
+			return nil, fmt.Errorf("prefilter: set %s: %w", name, err)
+		}
+	}
+	f := &Filter{modes: map[string]string{}}
+	if err := spec.LoadAndAssign(&f.objs, nil); err != nil {
+		var ve *ebpf.VerifierError
+		if errors.As(err, &ve) {
+			return nil, fmt.Errorf("prefilter: the kernel's verifier refused the program: %+v", ve)
+		}
+		return nil, fmt.Errorf("prefilter: load the XDP program (needs root or CAP_BPF and CAP_NET_ADMIN): %w", err)
+	}
+	return f, nil
+}
+
+// Attach attaches the pre-filter to the interface named ifname: natively
+// where its driver runs XDP, with the kernel's generic XDP otherwise.
+func (f *Filter) Attach(ifname string) error {
+	ifc, err := net.InterfaceByName(ifname)
+	if err != nil {
+		return fmt.Errorf("prefilter: %w", err)
+	}
+	l, err := link.AttachXDP(link.XDPOptions{Program: f.objs.Prefilter, Interface: ifc.Index, Flags: link.XDPDriverMode})
+	mode := "native"
+	if err != nil {
+		l, err = link.AttachXDP(link.XDPOptions{Program: f.objs.Prefilter, Interface: ifc.Index, Flags: link.XDPGenericMode})
+		mode = "generic"
+	}
+	if err != nil {
+		return fmt.Errorf("prefilter: attach XDP to %s: %w", ifname, err)
+	}
+	f.links = append(f.links, l)
+	f.modes[ifname] = mode
+	return nil
+}
+
+// Mode returns how the program is attached to the interface: "native"
+// (its driver runs it), "generic" (the kernel's generic XDP) or "" (not
+// attached).
+func (f *Filter) Mode(ifname string) string { return f.modes[ifname] }
+
+// Run runs the program on one Ethernet frame (BPF_PROG_TEST_RUN) and
+// returns its verdict: true if it passes the frame. The counters count it.
+func (f *Filter) Run(frame []byte) (pass bool, err error) {
+	ret, err := f.objs.Prefilter.Run(&ebpf.RunOptions{Data: frame})
+	if err != nil {
+		return false, fmt.Errorf("prefilter: test run: %w", err)
+	}
+	switch ret {
+	case 1: // XDP_DROP
+		return false, nil
+	case 2: // XDP_PASS
+		return true, nil
+	}
+	return false, fmt.Errorf("prefilter: the program returned %d", ret)
+}
+
+// Counts returns the packets counted by reason, summed over the CPUs.
+func (f *Filter) Counts() ([NumReasons]uint64, error) {
+	var out [NumReasons]uint64
+	for r := range NumReasons {
+		var per []uint64
+		if err := f.objs.Counts.Lookup(uint32(r), &per); err != nil {
+			return out, fmt.Errorf("prefilter: read the counters: %w", err)
+		}
+		for _, v := range per {
+			out[r] += v
+		}
+	}
+	return out, nil
+}
+
+// Close detaches the program from its interfaces and unloads it.
+func (f *Filter) Close() error {
+	var errs []error
+	for _, l := range f.links {
+		errs = append(errs, l.Close())
+	}
+	errs = append(errs, f.objs.Close())
+	return errors.Join(errs...)
+}

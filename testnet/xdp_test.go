@@ -1,0 +1,104 @@
+package testnet_test
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/onramp-net/onramp/testnet"
+)
+
+// TestXDPPrefilter: the edge with its XDP pre-filter on the interface its
+// WireGuard clients reach it by. A garbage flood at the WireGuard port is
+// dropped by XDP (counted by reason; the WireGuard device never sees it)
+// while alice's real WireGuard traffic passes and reaches the LAN.
+func TestXDPPrefilter(t *testing.T) {
+	if err := testnet.WGQuickAvailable(); err != nil {
+		testnet.SkipOrFail(t, "L3 end to end: %v", err)
+	}
+	n := testnet.New(t, testnet.L3())
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	w, err := testnet.StartL3WorldYAML(ctx, n, dir, func(data string) string {
+		return testnet.L3EdgeYAML(data, "") + "xdp:\n  interfaces: [eth0]\n"
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := w.Edge.Output()
+	i := strings.Index(out, "xdp pre-filter attached")
+	if i < 0 {
+		t.Fatalf("the edge did not attach its pre-filter:\n%s", out)
+	}
+	t.Log(strings.SplitN(out[i:], "\n", 2)[0])
+	path := filepath.Join(dir, "site-a.yml")
+	if _, err := w.AddConnector(ctx, n.Node("conn"), "site-a", path, "198.18.130.0/24", "fd00:130::/64"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.StartConnector(n.Node("conn"), path); err != nil {
+		t.Fatal(err)
+	}
+	conf, err := w.EdgeCLI(ctx, "l3", "client", "add", "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := n.Node("client")
+	if _, err := client.WGQuickUp(ctx, fmt.Sprintf("onrx%d", os.Getpid()%1000000), []byte(conf)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.Node("lan").ServeOrigins(); err != nil {
+		t.Fatal(err)
+	}
+	lanEcho := netip.AddrPortFrom(lanAddr(false), testnet.OriginEcho)
+	if err := waitFor(10*time.Second, func() bool { return echoOnce(client, lanEcho, time.Second) == nil }); err != nil {
+		t.Fatalf("alice does not reach the LAN host: %v", err)
+	}
+	metrics := func() string {
+		t.Helper()
+		m, err := w.EdgeMetrics()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	const xdp = "onramp_edge_xdp_packets_total"
+	m0 := metrics()
+
+	// Garbage ("onramp testnet spray...": no WireGuard type) at the
+	// WireGuard port, 20,000 a second for 5 s, while alice pings.
+	spray, err := client.StartUDPSpray([]netip.Addr{testnet.L3Edge4, testnet.L3Edge6}, testnet.L3EdgePort, 200, 20000, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	loop := testnet.StartLoop("alice: UDP ping through the edge", 100*time.Millisecond, func() error {
+		return echoOnce(client, lanEcho, time.Second)
+	})
+	spray.Wait()
+	loop.Stop()
+	t.Log(spray)
+	t.Log(loop)
+	m1 := metrics()
+	delta := func(name string, labels ...string) float64 {
+		return testnet.MetricValue(m1, name, labels...) - testnet.MetricValue(m0, name, labels...)
+	}
+	dropped := delta(xdp, `reason="wireguard_type"`)
+	t.Logf("the pre-filter dropped %.0f for their type, passed %.0f WireGuard messages", dropped, delta(xdp, `reason="pass_wireguard"`))
+	if dropped < 0.95*float64(spray.Sent()) {
+		t.Errorf("the pre-filter dropped %.0f of %d garbage datagrams", dropped, spray.Sent())
+	}
+	if delta(xdp, `reason="pass_wireguard"`) < 1 {
+		t.Error("no WireGuard message of alice's was passed")
+	}
+	if got := delta("onramp_edge_l3_datagram_drops_total", `reason="malformed"`); got > 0 {
+		t.Errorf("the WireGuard device dropped %.0f malformed datagrams: the garbage reached it", got)
+	}
+	if ok, failed := loop.Counts(); ok == 0 || float64(ok) < 0.95*float64(ok+failed) {
+		t.Errorf("alice's pings through the edge during the flood: %d of %d", ok, ok+failed)
+	}
+}
