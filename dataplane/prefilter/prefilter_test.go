@@ -303,7 +303,8 @@ func FuzzPrefilter(f *testing.F) {
 // TestConfig: a connection ID length out of range, or both on one port,
 // is refused with what is wrong.
 func TestConfig(t *testing.T) {
-	for _, c := range []Config{{QUICConnIDLen: 21}, {QUICConnIDLen: -1}, {WireGuardPort: 1, QUICPort: 1}} {
+	for _, c := range []Config{{QUICConnIDLen: 21}, {QUICConnIDLen: -1}, {WireGuardPort: 1, QUICPort: 1},
+		{Limits: Limits{PerSource: -1}}, {Limits: Limits{UnprovenBurst: -5}}, {Limits: Limits{Unproven: 2e9}}} {
 		if _, err := Load(c); err == nil || !strings.HasPrefix(err.Error(), "prefilter: ") {
 			t.Errorf("Load(%+v): %v, want a prefilter error", c, err)
 		}
