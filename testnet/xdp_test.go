@@ -10,13 +10,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/onramp-net/onramp/l3router/l3config"
 	"github.com/onramp-net/onramp/testnet"
 )
 
 // TestXDPPrefilter: the edge with its XDP pre-filter on the interface its
 // WireGuard clients reach it by. A garbage flood at the WireGuard port is
 // dropped by XDP (counted by reason; the WireGuard device never sees it)
-// while alice's real WireGuard traffic passes and reaches the LAN.
+// while alice's real WireGuard traffic passes and reaches the LAN; a
+// flood of initiations from one /64 reaches the device at the source's
+// rate only.
 func TestXDPPrefilter(t *testing.T) {
 	if err := testnet.WGQuickAvailable(); err != nil {
 		testnet.SkipOrFail(t, "L3 end to end: %v", err)
@@ -69,6 +72,7 @@ func TestXDPPrefilter(t *testing.T) {
 	}
 	const xdp = "onramp_edge_xdp_packets_total"
 	m0 := metrics()
+	var m1 string
 
 	// Garbage ("onramp testnet spray...": no WireGuard type) at the
 	// WireGuard port, 20,000 a second for 5 s, while alice pings.
@@ -83,7 +87,7 @@ func TestXDPPrefilter(t *testing.T) {
 	loop.Stop()
 	t.Log(spray)
 	t.Log(loop)
-	m1 := metrics()
+	m1 = metrics()
 	delta := func(name string, labels ...string) float64 {
 		return testnet.MetricValue(m1, name, labels...) - testnet.MetricValue(m0, name, labels...)
 	}
@@ -100,5 +104,38 @@ func TestXDPPrefilter(t *testing.T) {
 	}
 	if ok, failed := loop.Counts(); ok == 0 || float64(ok) < 0.95*float64(ok+failed) {
 		t.Errorf("alice's pings through the edge during the flood: %d of %d", ok, ok+failed)
+	}
+
+	// A flood of initiations (valid mac1) from one /64, 20,000 a second
+	// for 5 s: XDP lets 20 a second through (burst 5), alice's source is
+	// proven by her handshake and her pings go on.
+	alice, err := l3config.ParseClient([]byte(conf))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.HoldPrefix(ctx, "client", "edge", floodPrefix); err != nil {
+		t.Fatal(err)
+	}
+	const floodTime = 5 * time.Second
+	flood, err := client.StartHandshakeFlood(floodPrefix, 40002, netip.AddrPortFrom(testnet.L3Edge6, testnet.L3EdgePort), alice.EdgePublicKey, 20000, floodTime)
+	if err != nil {
+		t.Fatal(err)
+	}
+	loop = testnet.StartLoop("alice: UDP ping through the edge", 100*time.Millisecond, func() error {
+		return echoOnce(client, lanEcho, time.Second)
+	})
+	flood.Wait()
+	loop.Stop()
+	t.Log(flood)
+	t.Log(loop)
+	m0, m1 = m1, metrics()
+	sent, _, _ := flood.Counts()
+	limited, passed := delta(xdp, `reason="wireguard_source_rate"`), delta("onramp_edge_l3_handshake_datagrams_received_total", `type="initiation"`)
+	t.Logf("the pre-filter refused %.0f initiations for their source's rate; the device received %.0f", limited, passed)
+	if most := 5 + 20*(floodTime.Seconds()+2) + 50; passed > most || limited < float64(sent)-most {
+		t.Errorf("of %d initiations from one /64, XDP refused %.0f and the device received %.0f: want at most %.0f received", sent, limited, passed, most)
+	}
+	if ok, failed := loop.Counts(); ok == 0 || float64(ok) < 0.95*float64(ok+failed) {
+		t.Errorf("alice's pings through the edge during the handshake flood: %d of %d", ok, ok+failed)
 	}
 }

@@ -28,6 +28,9 @@ type l3ctl struct {
 	cfg   *edgeconfig.Config
 	store *hub.Store
 	hub   *hub.Hub // nil offline or with L3 off
+	// onHandshake is the hub's OnHandshake: the XDP pre-filter's Prove,
+	// or nil.
+	onHandshake func(netip.Addr)
 
 	mu sync.Mutex // one change at a time: store and hub stay in step
 }

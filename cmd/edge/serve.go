@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"os/signal"
 	"sync"
@@ -149,14 +150,17 @@ func serve(ctx context.Context, g *globals, cfg *edgeconfig.Config, log *slog.Lo
 	if a.l3, err = newL3ctl(cfg, st, log); err != nil {
 		return err
 	}
+	// The pre-filter before the hub: the hub proves the sources of its
+	// handshakes to it.
+	if xf := startXDP(cfg, qln.Addr(), log, reg); xf != nil {
+		closers = append(closers, xf.Close)
+		a.l3.onHandshake = func(addr netip.Addr) { _ = xf.Prove(addr) }
+	}
 	if cfg.L3.Enabled() {
 		if a.l3.hub, err = startHub(a.l3, log, reg); err != nil {
 			return err
 		}
 		closers = append(closers, a.l3.hub.Close)
-	}
-	if closeXDP := startXDP(cfg, qln.Addr(), log, reg); closeXDP != nil {
-		closers = append(closers, closeXDP)
 	}
 
 	for _, l := range []struct {

@@ -17,13 +17,15 @@ const quicConnIDLen = 4
 
 // startXDP loads the pre-filter for the QUIC listener at quicAddr and the
 // WireGuard hub (if on) and attaches it to the configured interfaces. It
-// returns the filter's close, or nil if it is off or could not start, in
-// which case it says why, once.
-func startXDP(cfg *edgeconfig.Config, quicAddr net.Addr, log *slog.Logger, reg prometheus.Registerer) func() error {
+// returns the filter, or nil if it is off or could not start, in which
+// case it says why, once.
+func startXDP(cfg *edgeconfig.Config, quicAddr net.Addr, log *slog.Logger, reg prometheus.Registerer) *prefilter.Filter {
 	if len(cfg.XDP.Interfaces) == 0 {
 		return nil
 	}
-	pc := prefilter.Config{QUICConnIDLen: quicConnIDLen}
+	x := cfg.XDP.WithDefaults()
+	pc := prefilter.Config{QUICConnIDLen: quicConnIDLen, Limits: prefilter.Limits{
+		PerSource: x.PerSourcePerSecond, PerSourceBurst: x.PerSourceBurst, Unproven: x.UnprovenPerSecond, UnprovenBurst: x.UnprovenBurst}}
 	if a, ok := quicAddr.(*net.UDPAddr); ok {
 		pc.QUICPort = uint16(a.Port)
 	}
@@ -45,13 +47,15 @@ func startXDP(cfg *edgeconfig.Config, quicAddr net.Addr, log *slog.Logger, reg p
 			"quic_port", pc.QUICPort, "wireguard_port", pc.WireGuardPort)
 	}
 	reg.MustRegister(xdpCollector{f})
-	return f.Close
+	return f
 }
 
 var descXDP = prometheus.NewDesc("onramp_edge_xdp_packets_total",
 	"Packets the XDP pre-filter saw on the edge's public interfaces, by verdict: pass_other (not UDP to the tunnel or WireGuard port), "+
 		"pass_wireguard, pass_quic; dropped: wireguard_truncated, wireguard_type, wireguard_reserved, wireguard_length, "+
-		"quic_truncated, quic_fixed_bit, quic_conn_id_length, quic_small_initial (an Initial in a datagram under 1200 bytes).",
+		"quic_truncated, quic_fixed_bit, quic_conn_id_length, quic_small_initial (an Initial in a datagram under 1200 bytes); "+
+		"wireguard_source_rate, quic_source_rate (an initiation or Initial over xdp.per_source_per_second), "+
+		"wireguard_global_rate, quic_global_rate (one from a source the edge has not proven, over xdp.unproven_per_second).",
 	[]string{"reason"}, nil)
 
 // xdpCollector reads the pre-filter's counters at each scrape.

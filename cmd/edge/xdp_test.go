@@ -25,7 +25,7 @@ func TestXDPUnavailable(t *testing.T) {
 	}
 	cfg := &edgeconfig.Config{XDP: edgeconfig.XDP{Interfaces: []string{"onrampnone0"}}}
 	if c := startXDP(cfg, quic, log, prometheus.NewRegistry()); c != nil {
-		c()
+		c.Close()
 		t.Fatal("the pre-filter started on an interface that does not exist")
 	}
 	out := logs.String()

@@ -17,9 +17,16 @@ import (
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	bpfMapCounts           = "counts"
+	bpfMapGlobal           = "global"
+	bpfMapProven           = "proven"
+	bpfMapSources          = "sources"
 	bpfProgPrefilter       = "prefilter"
+	bpfVarGlobalBurstNs    = "global_burst_ns"
+	bpfVarGlobalIntervalNs = "global_interval_ns"
 	bpfVarQuicPort         = "quic_port"
 	bpfVarQuicShortDcidLen = "quic_short_dcid_len"
+	bpfVarSourceBurstNs    = "source_burst_ns"
+	bpfVarSourceIntervalNs = "source_interval_ns"
 	bpfVarWgPort           = "wg_port"
 )
 
@@ -72,15 +79,22 @@ type bpfProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfMapSpecs struct {
-	Counts *ebpf.MapSpec `ebpf:"counts"`
+	Counts  *ebpf.MapSpec `ebpf:"counts"`
+	Global  *ebpf.MapSpec `ebpf:"global"`
+	Proven  *ebpf.MapSpec `ebpf:"proven"`
+	Sources *ebpf.MapSpec `ebpf:"sources"`
 }
 
 // bpfVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfVariableSpecs struct {
+	GlobalBurstNs    *ebpf.VariableSpec `ebpf:"global_burst_ns"`
+	GlobalIntervalNs *ebpf.VariableSpec `ebpf:"global_interval_ns"`
 	QuicPort         *ebpf.VariableSpec `ebpf:"quic_port"`
 	QuicShortDcidLen *ebpf.VariableSpec `ebpf:"quic_short_dcid_len"`
+	SourceBurstNs    *ebpf.VariableSpec `ebpf:"source_burst_ns"`
+	SourceIntervalNs *ebpf.VariableSpec `ebpf:"source_interval_ns"`
 	WgPort           *ebpf.VariableSpec `ebpf:"wg_port"`
 }
 
@@ -104,12 +118,18 @@ func (o *bpfObjects) Close() error {
 //
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfMaps struct {
-	Counts *ebpf.Map `ebpf:"counts"`
+	Counts  *ebpf.Map `ebpf:"counts"`
+	Global  *ebpf.Map `ebpf:"global"`
+	Proven  *ebpf.Map `ebpf:"proven"`
+	Sources *ebpf.Map `ebpf:"sources"`
 }
 
 func (m *bpfMaps) Close() error {
 	return _BpfClose(
 		m.Counts,
+		m.Global,
+		m.Proven,
+		m.Sources,
 	)
 }
 
@@ -117,8 +137,12 @@ func (m *bpfMaps) Close() error {
 //
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfVariables struct {
+	GlobalBurstNs    *ebpf.Variable `ebpf:"global_burst_ns"`
+	GlobalIntervalNs *ebpf.Variable `ebpf:"global_interval_ns"`
 	QuicPort         *ebpf.Variable `ebpf:"quic_port"`
 	QuicShortDcidLen *ebpf.Variable `ebpf:"quic_short_dcid_len"`
+	SourceBurstNs    *ebpf.Variable `ebpf:"source_burst_ns"`
+	SourceIntervalNs *ebpf.Variable `ebpf:"source_interval_ns"`
 	WgPort           *ebpf.Variable `ebpf:"wg_port"`
 }
 

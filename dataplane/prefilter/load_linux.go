@@ -1,9 +1,11 @@
 package prefilter
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -28,8 +30,11 @@ func Load(cfg Config) (*Filter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("prefilter: %w", err)
 	}
+	si, sb := gcra(cfg.Limits.PerSource, cfg.Limits.PerSourceBurst)
+	gi, gb := gcra(cfg.Limits.Unproven, cfg.Limits.UnprovenBurst)
 	for name, v := range map[string]any{
 		"wg_port": cfg.WireGuardPort, "quic_port": cfg.QUICPort, "quic_short_dcid_len": uint8(cfg.QUICConnIDLen),
+		"source_interval_ns": si, "source_burst_ns": sb, "global_interval_ns": gi, "global_burst_ns": gb,
 	} {
 		if err := spec.Variables[name].Set(v); err != nil {
 			return nil, fmt.Errorf("prefilter: set %s: %w", name, err)
@@ -86,6 +91,39 @@ func (f *Filter) Run(frame []byte) (pass bool, err error) {
 		return true, nil
 	}
 	return false, fmt.Errorf("prefilter: the program returned %d", ret)
+}
+
+// source is prefilter.c's struct source: an IPv4 address, or an IPv6
+// /64, as the packet carries them.
+type source struct {
+	Addr [2]uint32
+	V6   uint32
+}
+
+func sourceOf(a netip.Addr) source {
+	var s source
+	a = a.Unmap()
+	if a.Is4() {
+		b := a.As4()
+		s.Addr[0] = binary.NativeEndian.Uint32(b[:])
+		return s
+	}
+	b := a.As16()
+	s.Addr[0] = binary.NativeEndian.Uint32(b[0:4])
+	s.Addr[1] = binary.NativeEndian.Uint32(b[4:8])
+	s.V6 = 1
+	return s
+}
+
+// Prove marks the source of a (its IPv4 address or IPv6 /64) as proven:
+// the edge completed a handshake with it, so its openers pass the global
+// ceiling (the per-source limit still applies). The map keeps the 65,536
+// sources proven last.
+func (f *Filter) Prove(a netip.Addr) error {
+	if err := f.objs.Proven.Put(sourceOf(a), uint8(1)); err != nil {
+		return fmt.Errorf("prefilter: prove %v: %w", a, err)
+	}
+	return nil
 }
 
 // Counts returns the packets counted by reason, summed over the CPUs.

@@ -24,6 +24,16 @@ volatile const __u16 quic_port = 0;
 // not carry it.
 volatile const __u8 quic_short_dcid_len = 0;
 
+// Limits on handshake openers (WireGuard initiations, QUIC Initials), as
+// GCRA in nanoseconds: the interval between openers and the burst
+// allowance (burst times the interval). Per source, an IPv4 address or an
+// IPv6 /64 (source_interval_ns 0: no limit); and for all sources the edge
+// has not proven together (global_interval_ns 0: no ceiling).
+volatile const __u64 source_interval_ns = 0;
+volatile const __u64 source_burst_ns = 0;
+volatile const __u64 global_interval_ns = 0;
+volatile const __u64 global_burst_ns = 0;
+
 // Reasons, as prefilter.go numbers them.
 enum reason {
 	PASS_OTHER = 0, // not UDP to one of the ports (or not parsed: passed)
@@ -37,8 +47,46 @@ enum reason {
 	QUIC_FIXED_BIT,
 	QUIC_CONN_ID_LENGTH,
 	QUIC_SMALL_INITIAL,
+	WG_SOURCE_RATE,
+	WG_GLOBAL_RATE,
+	QUIC_SOURCE_RATE,
+	QUIC_GLOBAL_RATE,
 	NUM_REASONS,
 };
+
+// A source: an IPv4 address, or the /64 of an IPv6 address.
+struct source {
+	__u32 addr[2];
+	__u32 v6;
+};
+
+// The sources' GCRA state (theoretical arrival time), least recently
+// used first out: a flood of new sources evicts old entries, it cannot
+// grow the map.
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct source);
+	__type(value, __u64);
+} sources SEC(".maps");
+
+// Sources the edge has proven (a completed handshake): above the global
+// ceiling only they get through. The edge fills it.
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct source);
+	__type(value, __u8);
+} proven SEC(".maps");
+
+// The global GCRA state. CPUs update it without a lock: a race lets an
+// opener or two more through, never fewer.
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} global SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -82,7 +130,7 @@ static __always_inline enum reason wireguard(__u8 *p, __u8 *end, __u32 n)
 // quic applies ClassifyQUIC's checks in its order, then the Initial's
 // minimum size. A field beyond the packet's linear data (never on this
 // path, but the verifier asks) passes the packet to user space.
-static __always_inline enum reason quic(__u8 *p, __u8 *end, __u32 n)
+static __always_inline enum reason quic(__u8 *p, __u8 *end, __u32 n, int *initial)
 {
 	if (n < 1)
 		return QUIC_TRUNCATED;
@@ -125,9 +173,47 @@ static __always_inline enum reason quic(__u8 *p, __u8 *end, __u32 n)
 	// An Initial (type 0 in version 1, 1 in version 2) comes in a datagram
 	// of at least 1200 bytes (RFC 9000 section 14.1, RFC 9369).
 	__u8 type = (first >> 4) & 3;
-	if (((v1 && type == 0) || (v2 && type == 1)) && n < QUIC_MIN_INITIAL)
-		return QUIC_SMALL_INITIAL;
+	if ((v1 && type == 0) || (v2 && type == 1)) {
+		if (n < QUIC_MIN_INITIAL)
+			return QUIC_SMALL_INITIAL;
+		*initial = 1;
+	}
 	return PASS_QUIC;
+}
+
+// gcra takes a slot of the GCRA whose state is *tat at now: it reports
+// whether the opener conforms, and moves *tat on if it does.
+static __always_inline int gcra(__u64 *tat, __u64 now, __u64 interval, __u64 burst)
+{
+	__u64 t = *tat;
+	if (t > now + burst)
+		return 0;
+	*tat = (t > now ? t : now) + interval;
+	return 1;
+}
+
+// limit applies the limits to a handshake opener from src: its source's
+// rate, then, unless the edge proved the source, the global ceiling.
+static __always_inline enum reason limit(struct source *src, enum reason pass, enum reason source_rate, enum reason global_rate)
+{
+	__u64 now = bpf_ktime_get_ns();
+	if (source_interval_ns) {
+		__u64 *tat = bpf_map_lookup_elem(&sources, src);
+		if (tat) {
+			if (!gcra(tat, now, source_interval_ns, source_burst_ns))
+				return source_rate;
+		} else {
+			__u64 t = now + source_interval_ns;
+			bpf_map_update_elem(&sources, src, &t, BPF_ANY);
+		}
+	}
+	if (global_interval_ns && !bpf_map_lookup_elem(&proven, src)) {
+		__u32 k = 0;
+		__u64 *tat = bpf_map_lookup_elem(&global, &k);
+		if (tat && !gcra(tat, now, global_interval_ns, global_burst_ns))
+			return global_rate;
+	}
+	return pass;
 }
 
 static __always_inline int count(enum reason r)
@@ -149,6 +235,7 @@ int prefilter(struct xdp_md *ctx)
 		return count(PASS_OTHER);
 	struct udphdr *udp;
 	__u32 ip_payload;
+	struct source src = {};
 	if (eth->h_proto == bpf_htons(ETH_P_IP)) {
 		struct iphdr *ip = (void *)(eth + 1);
 		if ((void *)(ip + 1) > (void *)end)
@@ -156,6 +243,7 @@ int prefilter(struct xdp_md *ctx)
 		if (ip->protocol != IPPROTO_UDP || ip->ihl < 5 || (ip->frag_off & bpf_htons(0x3fff)))
 			return count(PASS_OTHER); // fragments are the kernel's to reassemble
 		udp = (void *)((__u8 *)ip + ip->ihl * 4);
+		src.addr[0] = ip->saddr;
 		ip_payload = bpf_ntohs(ip->tot_len);
 		if (ip_payload < ip->ihl * 4)
 			return count(PASS_OTHER);
@@ -167,6 +255,9 @@ int prefilter(struct xdp_md *ctx)
 		if (ip6->nexthdr != IPPROTO_UDP)
 			return count(PASS_OTHER); // extension headers: user space decides
 		udp = (void *)(ip6 + 1);
+		src.addr[0] = ip6->saddr.in6_u.u6_addr32[0];
+		src.addr[1] = ip6->saddr.in6_u.u6_addr32[1];
+		src.v6 = 1;
 		ip_payload = bpf_ntohs(ip6->payload_len);
 	} else {
 		return count(PASS_OTHER);
@@ -181,7 +272,15 @@ int prefilter(struct xdp_md *ctx)
 		return count(PASS_OTHER); // a broken UDP length: the kernel drops it
 	__u32 n = ulen - sizeof(*udp);
 	__u8 *p = (__u8 *)(udp + 1);
-	if (dport == wg_port)
-		return count(wireguard(p, end, n));
-	return count(quic(p, end, n));
+	if (dport == wg_port) {
+		enum reason r = wireguard(p, end, n);
+		if (r == PASS_WIREGUARD && p + 1 <= end && p[0] == 1) // an initiation
+			r = limit(&src, r, WG_SOURCE_RATE, WG_GLOBAL_RATE);
+		return count(r);
+	}
+	int initial = 0;
+	enum reason r = quic(p, end, n, &initial);
+	if (r == PASS_QUIC && initial)
+		r = limit(&src, r, QUIC_SOURCE_RATE, QUIC_GLOBAL_RATE);
+	return count(r);
 }

@@ -15,7 +15,12 @@
 //     bytes (RFC 9000 section 14.1). Version negotiation and unknown
 //     versions stay with user space.
 //
-// [Classify] applies them in Go; the tests hold the eBPF program
+// Handshake openers that pass (WireGuard initiations, QUIC Initials) are
+// then rate-limited ([Limits]): per source, an IPv4 address or an IPv6
+// /64, in an LRU map a flood cannot grow; and above a global ceiling only
+// sources the edge has proven ([Filter.Prove]) get through.
+//
+// [Classify] applies the stateless rules in Go; the tests hold the eBPF program
 // (prefilter.c, compiled by bpf2go) to it, packet for packet. Each
 // verdict is counted by [Reason] in a per-CPU map.
 package prefilter
@@ -44,6 +49,10 @@ const (
 	QUICFixedBit
 	QUICConnIDLength
 	QUICSmallInitial
+	WireGuardSourceRate // an initiation over its source's rate
+	WireGuardGlobalRate // an initiation from an unproven source over the ceiling
+	QUICSourceRate      // an Initial over its source's rate
+	QUICGlobalRate      // an Initial from an unproven source over the ceiling
 	NumReasons
 )
 
@@ -51,6 +60,7 @@ var reasonNames = [NumReasons]string{
 	"pass_other", "pass_wireguard", "pass_quic",
 	"wireguard_truncated", "wireguard_type", "wireguard_reserved", "wireguard_length",
 	"quic_truncated", "quic_fixed_bit", "quic_conn_id_length", "quic_small_initial",
+	"wireguard_source_rate", "wireguard_global_rate", "quic_source_rate", "quic_global_rate",
 }
 
 // String returns the reason's metric label.
@@ -115,16 +125,42 @@ func Classify(p []byte, port Port, shortDCIDLen int) Reason {
 	return PassQUIC
 }
 
-// Config is what the pre-filter filters: the UDP ports (0: none) and the
-// length of the QUIC connection IDs the edge issues.
+// Config is what the pre-filter filters: the UDP ports (0: none), the
+// length of the QUIC connection IDs the edge issues, and the limits on
+// handshake openers.
 type Config struct {
 	WireGuardPort, QUICPort uint16
 	QUICConnIDLen           int
+	Limits                  Limits
+}
+
+// Limits bound the handshake openers (WireGuard initiations, QUIC
+// Initials) that pass the pre-filter, a second; zero is no limit.
+type Limits struct {
+	// PerSource and PerSourceBurst: from one IPv4 address or IPv6 /64.
+	PerSource, PerSourceBurst int
+	// Unproven and UnprovenBurst: from all sources the edge has not
+	// proven, together.
+	Unproven, UnprovenBurst int
+}
+
+// gcra returns the GCRA interval and burst allowance in nanoseconds of a
+// rate a second with burst (at least 1).
+func gcra(rate, burst int) (interval, allowance uint64) {
+	if rate <= 0 {
+		return 0, 0
+	}
+	interval = uint64(1e9 / rate)
+	return interval, uint64(max(burst, 1)-1) * interval
 }
 
 func (c Config) validate() error {
 	if c.QUICConnIDLen < 0 || c.QUICConnIDLen > packet.MaxConnIDLen {
 		return fmt.Errorf("prefilter: QUIC connection ID length %d: want 0 to %d", c.QUICConnIDLen, packet.MaxConnIDLen)
+	}
+	l := c.Limits
+	if l.PerSource < 0 || l.PerSourceBurst < 0 || l.Unproven < 0 || l.UnprovenBurst < 0 || l.PerSource > 1e9 || l.Unproven > 1e9 {
+		return fmt.Errorf("prefilter: limits %+v: want rates from 0 to 1e9 a second and bursts of 0 or more", l)
 	}
 	if c.WireGuardPort != 0 && c.WireGuardPort == c.QUICPort {
 		return fmt.Errorf("prefilter: WireGuard and QUIC on one port (%d)", c.QUICPort)

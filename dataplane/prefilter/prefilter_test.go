@@ -3,6 +3,8 @@ package prefilter
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net/netip"
 	"os"
@@ -59,14 +61,24 @@ func filter(t testing.TB) *Filter {
 // IPv4 or IPv6.
 func frame(t testing.TB, payload []byte, port uint16, v6 bool) []byte {
 	t.Helper()
+	if v6 {
+		return frameFrom(t, src6, payload, port)
+	}
+	return frameFrom(t, src4, payload, port)
+}
+
+// frameFrom builds an Ethernet frame carrying payload from src in UDP to
+// port.
+func frameFrom(t testing.TB, src netip.Addr, payload []byte, port uint16) []byte {
+	t.Helper()
 	b := make([]byte, 12, 14+40+8+len(payload))
 	var err error
-	if v6 {
+	if src.Is6() {
 		b = binary.BigEndian.AppendUint16(b, 0x86dd)
-		b, err = packet.AppendIPv6(b, &packet.IPv6Header{NextHeader: packet.ProtoUDP, HopLimit: 64, Src: src6, Dst: dst6}, 8+len(payload))
+		b, err = packet.AppendIPv6(b, &packet.IPv6Header{NextHeader: packet.ProtoUDP, HopLimit: 64, Src: src, Dst: dst6}, 8+len(payload))
 	} else {
 		b = binary.BigEndian.AppendUint16(b, 0x0800)
-		b, err = packet.AppendIPv4(b, &packet.IPv4Header{TTL: 64, Protocol: packet.ProtoUDP, Src: src4, Dst: dst4}, 8+len(payload))
+		b, err = packet.AppendIPv4(b, &packet.IPv4Header{TTL: 64, Protocol: packet.ProtoUDP, Src: src, Dst: dst4}, 8+len(payload))
 	}
 	if err != nil {
 		t.Fatal(err)
@@ -240,7 +252,7 @@ func TestDifferential(t *testing.T) {
 		seen[Classify(p[:min(len(p), maxPayload)], QUIC, connIDLen)]++
 	}
 	// Every verdict was reached, so none of them is untested.
-	for r := PassWireGuard; r < NumReasons; r++ {
+	for r := PassWireGuard; r <= QUICSmallInitial; r++ { // the stateless verdicts
 		if seen[r] == 0 {
 			t.Errorf("no input gave %v", r)
 		}
@@ -291,9 +303,95 @@ func FuzzPrefilter(f *testing.F) {
 // TestConfig: a connection ID length out of range, or both on one port,
 // is refused with what is wrong.
 func TestConfig(t *testing.T) {
-	for _, c := range []Config{{QUICConnIDLen: 21}, {QUICConnIDLen: -1}, {WireGuardPort: 1, QUICPort: 1}} {
+	for _, c := range []Config{{QUICConnIDLen: 21}, {QUICConnIDLen: -1}, {WireGuardPort: 1, QUICPort: 1},
+		{Limits: Limits{PerSource: -1}}, {Limits: Limits{UnprovenBurst: -5}}, {Limits: Limits{Unproven: 2e9}}} {
 		if _, err := Load(c); err == nil || !strings.HasPrefix(err.Error(), "prefilter: ") {
 			t.Errorf("Load(%+v): %v, want a prefilter error", c, err)
 		}
 	}
+}
+
+// TestLimits: handshake openers are limited per source (an IPv4 address,
+// an IPv6 /64: other addresses of the /64 share its limit) and, for
+// sources the edge has not proven, by a global ceiling; a proven source
+// passes the ceiling; other messages are not limited. The rates are one
+// a second, so that the test's own pace cannot refill a bucket.
+func TestLimits(t *testing.T) {
+	filter(t) // skips where eBPF cannot load
+	f, err := Load(Config{WireGuardPort: wgPort, QUICPort: quicPort, QUICConnIDLen: connIDLen,
+		Limits: Limits{PerSource: 1, PerSourceBurst: 5, Unproven: 1, UnprovenBurst: 20}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	initiation := make([]byte, 148)
+	initiation[0] = 1
+	transport := make([]byte, 48)
+	transport[0] = 4
+	quicInitial := append([]byte{0xc0, 0, 0, 0, 1, 4, 1, 2, 3, 4, 0}, make([]byte, 1200)...)
+	send := func(src netip.Addr, payload []byte, port uint16) Reason {
+		t.Helper()
+		before, err := f.Counts()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.Run(frameFrom(t, src, payload, port)); err != nil {
+			t.Fatal(err)
+		}
+		after, _ := f.Counts()
+		for r := range NumReasons {
+			if after[r] != before[r] {
+				return r
+			}
+		}
+		t.Fatal("nothing counted")
+		return 0
+	}
+	tally := func(reasons ...Reason) map[Reason]int {
+		m := map[Reason]int{}
+		for _, r := range reasons {
+			m[r]++
+		}
+		return m
+	}
+	want := func(what string, got, want map[Reason]int) {
+		t.Helper()
+		if !maps.Equal(got, want) {
+			t.Errorf("%s: %v, want %v", what, got, want)
+		}
+	}
+
+	// One /64, three addresses: 8 initiations, the burst of 5 passes.
+	var rs []Reason
+	for i := range 8 {
+		rs = append(rs, send(netip.MustParseAddr(fmt.Sprintf("fd00:1::%d", i%3+1)), initiation, wgPort))
+	}
+	want("8 initiations from one /64", tally(rs...), map[Reason]int{PassWireGuard: 5, WireGuardSourceRate: 3})
+	want("a transport message from it", tally(send(netip.MustParseAddr("fd00:1::1"), transport, wgPort)), map[Reason]int{PassWireGuard: 1})
+
+	// 5 of the ceiling's 20 are spent: 20 new sources, 15 pass.
+	rs = nil
+	for i := range 20 {
+		rs = append(rs, send(netip.AddrFrom4([4]byte{198, 18, 1, byte(i)}), initiation, wgPort))
+	}
+	want("20 new sources", tally(rs...), map[Reason]int{PassWireGuard: 15, WireGuardGlobalRate: 5})
+	want("a QUIC Initial from a new source", tally(send(netip.MustParseAddr("198.18.2.1"), quicInitial, quicPort)), map[Reason]int{QUICGlobalRate: 1})
+
+	// Over the ceiling, a proven source passes, up to its own limit.
+	proven := netip.MustParseAddr("198.18.3.1")
+	if err := f.Prove(proven); err != nil {
+		t.Fatal(err)
+	}
+	rs = nil
+	for range 3 {
+		rs = append(rs, send(proven, initiation, wgPort))
+	}
+	for range 3 {
+		rs = append(rs, send(proven, quicInitial, quicPort))
+	}
+	want("6 openers from a proven source", tally(rs...), map[Reason]int{PassWireGuard: 3, PassQUIC: 2, QUICSourceRate: 1})
+	if err := f.Prove(netip.MustParseAddr("fd00:1::9")); err != nil {
+		t.Fatal(err)
+	}
+	want("an initiation from a proven /64 over its limit", tally(send(netip.MustParseAddr("fd00:1::1"), initiation, wgPort)), map[Reason]int{WireGuardSourceRate: 1})
 }

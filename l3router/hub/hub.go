@@ -59,6 +59,8 @@ type Config struct {
 	// MaxStagedBytes bounds the packets the device holds for peers
 	// without a session (wg.DefaultMaxStagedBytes if 0).
 	MaxStagedBytes int
+	// OnHandshake is the device's wg.Config.OnHandshake.
+	OnHandshake func(netip.Addr)
 }
 
 // Hub is a running L3 hub. Its methods are safe for concurrent use.
@@ -128,7 +130,7 @@ func New(cfg Config, peers []Peer) (*Hub, error) {
 		retired: map[l3router.PeerKind]l3router.PeerStats{}}
 	h.dev, err = wg.New(wg.Config{PrivateKey: cfg.PrivateKey, ListenPort: cfg.ListenPort, ListenAddr: cfg.ListenAddr, Router: router,
 		MTU: cfg.MTU, Loops: cfg.Loops, Logger: log, Handshakes: cfg.Handshakes,
-		MaxStagedBytes: cfg.MaxStagedBytes})
+		MaxStagedBytes: cfg.MaxStagedBytes, OnHandshake: cfg.OnHandshake})
 	if err != nil {
 		return nil, fmt.Errorf("l3 hub: %w", err)
 	}

@@ -113,6 +113,11 @@ type Config struct {
 	// Handshakes bounds the handshake work strangers can make the device
 	// do; a zero field is its default.
 	Handshakes HandshakeLimits
+	// OnHandshake, if set, is called with the peer's address after each
+	// handshake the device completes (as initiator or responder), on the
+	// goroutine that completed it: the edge proves the source to its XDP
+	// pre-filter. It must not block.
+	OnHandshake func(netip.Addr)
 }
 
 // HandshakeLimits bound the handshake messages (initiations and responses

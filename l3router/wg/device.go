@@ -41,6 +41,8 @@ type Device struct {
 	idxMu sync.RWMutex
 	index map[uint32]indexEntry
 
+	onHandshake func(netip.Addr) // Config.OnHandshake
+
 	hs       HandshakeLimits // defaults filled
 	hsMu     sync.Mutex
 	hsBucket bucket // the device's handshake budget
@@ -158,6 +160,8 @@ func newDevice(cfg Config, listen listenFunc) (*Device, error) {
 		index:  map[uint32]indexEntry{},
 		closed: make(chan struct{}),
 		hs:     hs,
+
+		onHandshake: cfg.OnHandshake,
 	}
 	if d.mtu == 0 {
 		d.mtu = l3router.DefaultMTU

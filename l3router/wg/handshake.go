@@ -222,6 +222,7 @@ func (d *Device) consumeInitiation(b []byte, src endpoint, now int64) {
 	d.sendControl(p, src, msg)
 	p.lastSent.Store(now)
 	d.debug("handshake answered", "peer", p.name, "from", src, "index", kp.local)
+	d.handshakeDone(src)
 }
 
 // consumeResponse completes a handshake this device initiated.
@@ -281,6 +282,7 @@ func (d *Device) consumeResponse(b []byte, src endpoint, now int64) {
 	p.unanswered.Store(0)
 	d.debug("handshake completed", "peer", p.name, "from", src, "index", idx, "staged", len(staged))
 	d.sendStaged(p, staged, now)
+	d.handshakeDone(src)
 }
 
 // consumeCookie takes a peer's cookie reply to our last handshake message.
@@ -304,4 +306,12 @@ func (d *Device) consumeCookie(b []byte, now int64) {
 		return
 	}
 	p.cookie, p.cookieSet, p.hasCookie = c, now, true
+}
+
+// handshakeDone tells Config.OnHandshake of a handshake completed with the
+// peer at src.
+func (d *Device) handshakeDone(src endpoint) {
+	if d.onHandshake != nil {
+		d.onHandshake(src.Addr())
+	}
 }

@@ -218,10 +218,14 @@ var (
 // newMemRig is newRig on a memNet: the device and two stock wireguard-go
 // nodes (the client at client, the site at 198.18.0.3 or fd00::3), no
 // socket anywhere. The nodes dial the device's address of host's family.
-func newMemRig(t *testing.T, mn *memNet, host netip.Addr, client netip.Addr) *rig {
+func newMemRig(t *testing.T, mn *memNet, host netip.Addr, client netip.Addr, opts ...func(*Config)) *rig {
 	t.Helper()
 	router := testRouter(t)
-	d, err := newDevice(Config{PrivateKey: newKey(t), Router: router, Logger: testLogger}, mn.listenAt(memEdge4, memEdge6))
+	cfg := Config{PrivateKey: newKey(t), Router: router, Logger: testLogger}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	d, err := newDevice(cfg, mn.listenAt(memEdge4, memEdge6))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -318,5 +322,26 @@ func TestMemBindLostResponse(t *testing.T) {
 	}
 	if hs := r.dev.HandshakeStats(); hs.ResponsesSent < 3 {
 		t.Errorf("%d responses counted, want >= 3", hs.ResponsesSent)
+	}
+}
+
+// TestOnHandshake: Config.OnHandshake hears of each handshake completed,
+// with the peer's address (the edge proves it to its XDP pre-filter).
+func TestOnHandshake(t *testing.T) {
+	var mu sync.Mutex
+	seen := map[netip.Addr]int{}
+	client := netip.MustParseAddr("198.18.0.2")
+	r := newMemRig(t, newMemNet(), memEdge4, client, func(c *Config) {
+		c.OnHandshake = func(a netip.Addr) {
+			mu.Lock()
+			seen[a]++
+			mu.Unlock()
+		}
+	})
+	r.both(t, "first", 10*time.Second)
+	mu.Lock()
+	defer mu.Unlock()
+	if seen[client] < 1 || seen[netip.MustParseAddr("198.18.0.3")] < 1 || len(seen) != 2 {
+		t.Errorf("handshakes heard of: %v, want the client's and the site's", seen)
 	}
 }

@@ -40,6 +40,8 @@
 //	  handshakes: {per_second: 2000, per_source_per_second: 20, per_source_burst: 5, max_sources: 16384}
 //	xdp:                                # the XDP pre-filter of the UDP ports; see XDP
 //	  interfaces: [eth0]                # the public interfaces; none: off
+//	  per_source_per_second: 20         # WireGuard initiations and QUIC Initials per source /32 or /64 (burst per_source_burst: 5)
+//	  unproven_per_second: 2000         # ... from all sources without a completed handshake (burst unproven_burst: 2000)
 //
 // Every field is optional except what a feature needs; [Parse] fills the
 // defaults and names the field of any error.
@@ -111,6 +113,42 @@ type XDP struct {
 	// Interfaces are the network interfaces the edge's UDP ports are
 	// reached on. None (the default): the pre-filter is off.
 	Interfaces []string `yaml:"interfaces"`
+	// The pre-filter's limits on handshake openers (WireGuard
+	// initiations, QUIC Initials), a second, 0 for the default: from one
+	// source, an IPv4 address or IPv6 /64 (PerSourcePerSecond, burst
+	// PerSourceBurst); and from all sources the edge has not proven
+	// with a completed WireGuard handshake, together (UnprovenPerSecond,
+	// burst UnprovenBurst).
+	PerSourcePerSecond int `yaml:"per_source_per_second"`
+	PerSourceBurst     int `yaml:"per_source_burst"`
+	UnprovenPerSecond  int `yaml:"unproven_per_second"`
+	UnprovenBurst      int `yaml:"unproven_burst"`
+}
+
+// Defaults of the XDP pre-filter's limits: the per-source limit of the
+// WireGuard device under load (kernel WireGuard's), a ceiling of its
+// handshake budget.
+const (
+	DefaultXDPPerSourcePerSecond = 20
+	DefaultXDPPerSourceBurst     = 5
+	DefaultXDPUnprovenPerSecond  = 2000
+	DefaultXDPUnprovenBurst      = 2000
+)
+
+// WithDefaults returns x with its zero limits set to their defaults.
+func (x XDP) WithDefaults() XDP {
+	for _, f := range []struct {
+		v   *int
+		def int
+	}{
+		{&x.PerSourcePerSecond, DefaultXDPPerSourcePerSecond}, {&x.PerSourceBurst, DefaultXDPPerSourceBurst},
+		{&x.UnprovenPerSecond, DefaultXDPUnprovenPerSecond}, {&x.UnprovenBurst, DefaultXDPUnprovenBurst},
+	} {
+		if *f.v == 0 {
+			*f.v = f.def
+		}
+	}
+	return x
 }
 
 // Listen holds the listening addresses; an empty one is off.
@@ -293,6 +331,17 @@ func (c *Config) Validate() error {
 		}
 		if err := checkHostPort(f.v); err != nil {
 			return fmt.Errorf("edge config: %s: %w", f.name, err)
+		}
+	}
+	for _, f := range []struct {
+		name string
+		v    int
+	}{
+		{"per_source_per_second", c.XDP.PerSourcePerSecond}, {"per_source_burst", c.XDP.PerSourceBurst},
+		{"unproven_per_second", c.XDP.UnprovenPerSecond}, {"unproven_burst", c.XDP.UnprovenBurst},
+	} {
+		if f.v < 0 || f.v > 1e9 {
+			return fmt.Errorf("edge config: xdp.%s: %d: want 0 (the default) to 1000000000", f.name, f.v)
 		}
 	}
 	for i, name := range c.XDP.Interfaces {

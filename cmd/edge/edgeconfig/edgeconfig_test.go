@@ -103,6 +103,7 @@ func TestErrorsNameTheField(t *testing.T) {
 		{"bindings: [{listen: \"tcp://:1\", tunnel: x}]", "bindings[0].service"},
 		{"xdp: {interfaces: [\"\"]}", "xdp.interfaces[0]"},
 		{"xdp: {interfaces: [eth0, averyveryverylongname]}", "xdp.interfaces[1]"},
+		{"xdp: {interfaces: [eth0], per_source_burst: -1}", "xdp.per_source_burst"},
 		{"limits: {idleTimeout: soon}", "not a duration"},
 		{"limits: {udpFlowIdle: -1s}", "negative"},
 		{"limits: {maxStreamsPerTunnel: -1}", "limits.maxStreamsPerTunnel"},
