@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 
 	"github.com/onramp-net/onramp/cmd/edge/edgeconfig"
 	"github.com/onramp-net/onramp/cmd/internal/cli"
+	"github.com/onramp-net/onramp/dataplane/prefilter"
 	"github.com/onramp-net/onramp/l4proxy/edge"
 	"github.com/onramp-net/onramp/l4proxy/store"
 	"github.com/onramp-net/onramp/l4proxy/tunnel"
@@ -59,6 +61,7 @@ type app struct {
 	pin   [32]byte
 	ctx   context.Context
 	l3    *l3ctl
+	xdp   atomic.Pointer[prefilter.Filter] // the XDP pre-filter, once it runs
 
 	mu sync.Mutex // orders syncTunnels
 }
@@ -100,7 +103,8 @@ func serve(ctx context.Context, g *globals, cfg *edgeconfig.Config, log *slog.Lo
 		MaxConnsPerSource: cfg.Limits.MaxConnsPerSource,
 		HeaderTimeout:     time.Duration(cfg.Limits.HeaderTimeout),
 
-		Admit: a.admit,
+		Admit:       a.admit,
+		OnConnected: a.onConnected,
 	})
 	if err := a.syncTunnels(); err != nil {
 		return err
@@ -155,6 +159,7 @@ func serve(ctx context.Context, g *globals, cfg *edgeconfig.Config, log *slog.Lo
 	if xf := startXDP(cfg, qln.Addr(), log, reg); xf != nil {
 		closers = append(closers, xf.Close)
 		a.l3.onHandshake = func(addr netip.Addr) { _ = xf.Prove(addr) }
+		a.xdp.Store(xf)
 	}
 	if cfg.L3.Enabled() {
 		if a.l3.hub, err = startHub(a.l3, log, reg); err != nil {

@@ -3,6 +3,7 @@ package main
 import (
 	"log/slog"
 	"net"
+	"net/netip"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -72,4 +73,24 @@ func (c xdpCollector) Collect(ch chan<- prometheus.Metric) {
 	for r, n := range counts {
 		ch <- prometheus.MustNewConstMetric(descXDP, prometheus.CounterValue, float64(n), prefilter.Reason(r).String())
 	}
+}
+
+// onConnected proves the source of a connector connection that registered
+// to the XDP pre-filter, if it runs: its QUIC Initials then pass the
+// ceiling on unproven sources.
+func (a *app) onConnected(remote net.Addr) {
+	f := a.xdp.Load()
+	if f == nil {
+		return
+	}
+	var ap netip.AddrPort
+	switch r := remote.(type) {
+	case *net.UDPAddr:
+		ap = r.AddrPort()
+	case *net.TCPAddr:
+		ap = r.AddrPort()
+	default:
+		return
+	}
+	_ = f.Prove(ap.Addr())
 }

@@ -126,6 +126,12 @@ func (f *Filter) Prove(a netip.Addr) error {
 	return nil
 }
 
+// Proven reports whether the source of a is proven now.
+func (f *Filter) Proven(a netip.Addr) bool {
+	var v uint8
+	return f.objs.Proven.Lookup(sourceOf(a), &v) == nil
+}
+
 // Counts returns the packets counted by reason, summed over the CPUs.
 func (f *Filter) Counts() ([NumReasons]uint64, error) {
 	var out [NumReasons]uint64

@@ -319,3 +319,40 @@ func TestRegistrationRaceStress(t *testing.T) {
 		r.waitConns(t, id, 0)
 	}
 }
+
+// TestOnConnected: Options.OnConnected hears of each connection that
+// registered, with its remote address, and of none that was refused.
+func TestOnConnected(t *testing.T) {
+	id := [16]byte{0x02}
+	st := &regStore{gens: map[[16]byte]uint64{id: 1}}
+	got := make(chan net.Addr, 4)
+	s := NewServer(Options{Admit: st.admit, Registerer: prometheus.NewRegistry(), OnConnected: func(a net.Addr) { got <- a }})
+	ln := &regListener{conns: make(chan tunnel.Conn)}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.ServeConnectors(ctx, ln)
+	}()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	refused := newRegConn([16]byte{0x03}, 1) // no such tunnel
+	ln.conns <- refused
+	waitClosed(t, refused, "a connection of an unknown tunnel")
+	ln.conns <- newRegConn(id, 1)
+	select {
+	case a := <-got:
+		if a.String() != "198.18.0.1:1" {
+			t.Errorf("OnConnected(%v), want the connection's remote address 198.18.0.1:1", a)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("OnConnected was not called for a registered connection")
+	}
+	select {
+	case a := <-got:
+		t.Errorf("OnConnected(%v) called again: the refused connection was reported", a)
+	case <-time.After(50 * time.Millisecond):
+	}
+}

@@ -91,6 +91,10 @@ type Options struct {
 	// with Revalidate. Keep it quick and do not call the Server from it.
 	// Without Admit every authenticated connection registers.
 	Admit func(tunnelID [16]byte, generation uint64) tunnel.AuthReason
+	// OnConnected, if set, is called with the remote address of each
+	// connector connection that registered (authenticated and admitted):
+	// the edge proves the source to its XDP pre-filter. It must not block.
+	OnConnected func(remote net.Addr)
 }
 
 // ConnInfo describes one live connector connection.
@@ -259,6 +263,9 @@ func (s *Server) serveConn(ctx context.Context, c tunnel.Conn) {
 		return
 	}
 	log.Info("connector connected")
+	if s.opts.OnConnected != nil {
+		s.opts.OnConnected(c.RemoteAddr())
+	}
 	s.m.Conns.WithLabelValues(proto).Inc()
 	stop := context.AfterFunc(ctx, func() {
 		_ = c.CloseWithError(tunnel.CloseNormal, "edge shutting down")

@@ -116,9 +116,9 @@ type XDP struct {
 	// The pre-filter's limits on handshake openers (WireGuard
 	// initiations, QUIC Initials), a second, 0 for the default: from one
 	// source, an IPv4 address or IPv6 /64 (PerSourcePerSecond, burst
-	// PerSourceBurst); and from all sources the edge has not proven
-	// with a completed WireGuard handshake, together (UnprovenPerSecond,
-	// burst UnprovenBurst).
+	// PerSourceBurst); and from all sources the edge has not proven (by
+	// a completed WireGuard handshake, or a connector connection that
+	// authenticated), together (UnprovenPerSecond, burst UnprovenBurst).
 	PerSourcePerSecond int `yaml:"per_source_per_second"`
 	PerSourceBurst     int `yaml:"per_source_burst"`
 	UnprovenPerSecond  int `yaml:"unproven_per_second"`
