@@ -3,12 +3,10 @@ package testnet
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 )
 
 // L3 world with a client behind NAT and an edge with two public addresses:
@@ -94,26 +92,5 @@ func (w *L3World) RestartEdge(ctx context.Context, yaml string) error {
 	if err := os.WriteFile(w.EdgeConfig, []byte(yaml), 0o644); err != nil {
 		return err
 	}
-	var err error
-	if w.Edge, err = w.Net.Node("edge").Start(w.EdgeBin, "--config", w.EdgeConfig, "serve"); err != nil {
-		return err
-	}
-	sock := filepath.Join(w.Dir, "edge-data", "admin.sock")
-	deadline := time.Now().Add(l3EdgeStartupWait)
-	for {
-		if c, err := net.Dial("unix", sock); err == nil {
-			c.Close()
-			return nil
-		}
-		select {
-		case <-w.Edge.Done():
-			return fmt.Errorf("edge exited at start: %v\n%s", w.Edge.Wait(), w.Edge.Output())
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("edge not ready after %v\n%s", l3EdgeStartupWait, w.Edge.Output())
-		}
-	}
+	return w.startEdge(ctx, filepath.Join(w.Dir, "edge-data"), l3EdgeStartupWait)
 }

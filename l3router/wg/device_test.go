@@ -146,17 +146,25 @@ func newRigOn(t *testing.T, clientDials bool, host string) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return startRig(t, d, router, clientDials, host, conn.NewDefaultBind(), conn.NewDefaultBind())
+}
+
+// startRig peers d (whose router is router) with the client and the site,
+// wireguard-go nodes on clientBind and siteBind dialing d at host.
+func startRig(t *testing.T, d *Device, router *l3router.Router, clientDials bool, host string, clientBind, siteBind conn.Bind) *rig {
+	t.Helper()
 	t.Cleanup(func() { d.Close() })
 	r := &rig{dev: d, router: router}
 	kc, ks := newKey(t), newKey(t)
+	var err error
 	if r.pClient, err = d.AddPeer("client", kc.PublicKey()); err != nil {
 		t.Fatal(err)
 	}
 	if r.pSite, err = d.AddPeer("site", ks.PublicKey()); err != nil {
 		t.Fatal(err)
 	}
-	r.client = newNode(t, d, "client", kc, clientDials, host)
-	r.site = newNode(t, d, "site", ks, true, host)
+	r.client = newNodeOn(t, d, "client", kc, clientDials, host, clientBind)
+	r.site = newNodeOn(t, d, "site", ks, true, host, siteBind)
 	return r
 }
 

@@ -229,22 +229,11 @@ func newMemRig(t *testing.T, mn *memNet, host netip.Addr, client netip.Addr, opt
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { d.Close() })
-	r := &rig{dev: d, router: router}
-	kc, ks := newKey(t), newKey(t)
-	if r.pClient, err = d.AddPeer("client", kc.PublicKey()); err != nil {
-		t.Fatal(err)
-	}
-	if r.pSite, err = d.AddPeer("site", ks.PublicKey()); err != nil {
-		t.Fatal(err)
-	}
 	site := netip.MustParseAddr("198.18.0.3")
 	if host.Is6() {
 		site = netip.MustParseAddr("fd00::3")
 	}
-	r.client = newNodeOn(t, d, "client", kc, true, host.String(), &memWGBind{n: mn, ip: client})
-	r.site = newNodeOn(t, d, "site", ks, true, host.String(), &memWGBind{n: mn, ip: site})
-	return r
+	return startRig(t, d, router, true, host.String(), &memWGBind{n: mn, ip: client}, &memWGBind{n: mn, ip: site})
 }
 
 // TestMemBind runs the device's protocol on its socket seam, with no
