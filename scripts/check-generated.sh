@@ -4,7 +4,8 @@
 # the binaries embed, so they must be what the C compiles to.
 set -euo pipefail
 
-dirs=(dataplane/prefilter)
+# Every package whose gen.go runs bpf2go.
+mapfile -t dirs < <(grep -l 'bpf2go' $(git ls-files '*gen.go') | xargs -n1 dirname | sort -u)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 for d in "${dirs[@]}"; do

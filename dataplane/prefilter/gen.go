@@ -5,4 +5,4 @@ package prefilter
 // them and fails if they differ from what is committed). The kernel's UAPI
 // headers come from Debian's linux-libc-dev, whose asm/ headers sit in
 // the multiarch directory.
-//go:generate go tool bpf2go -cc clang-19 -cflags "-O2 -g -Wall -Werror -I/usr/include/x86_64-linux-gnu" -target bpfel -no-global-types bpf prefilter.c
+//go:generate go tool bpf2go -cc clang-19 -cflags "-O2 -g -Wall -Werror -I/usr/include/x86_64-linux-gnu -I../bpf" -target bpfel -no-global-types bpf prefilter.c

@@ -2,9 +2,10 @@
 
 // The edge's XDP pre-filter: UDP datagrams to its WireGuard and QUIC ports
 // that cannot be valid are dropped before they cost a socket wake-up.
-// Everything else passes untouched. The rules are those of the Go
-// classifiers in dataplane/packet (ClassifyWireGuard, ClassifyQUIC), which
-// prefilter.go's Classify applies and the tests hold this program to.
+// Everything else passes untouched. The rules (dataplane/bpf/wire.h,
+// shared with the steering programs) are those of the Go classifiers in
+// dataplane/packet (ClassifyWireGuard, ClassifyQUIC), which prefilter.go's
+// Classify applies and the tests hold this program to.
 
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -14,6 +15,8 @@
 #include <linux/udp.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
+
+#include "wire.h"
 
 char __license[] SEC("license") = "Dual MIT/GPL";
 
@@ -33,26 +36,6 @@ volatile const __u64 source_interval_ns = 0;
 volatile const __u64 source_burst_ns = 0;
 volatile const __u64 global_interval_ns = 0;
 volatile const __u64 global_burst_ns = 0;
-
-// Reasons, as prefilter.go numbers them.
-enum reason {
-	PASS_OTHER = 0, // not UDP to one of the ports (or not parsed: passed)
-	PASS_WIREGUARD,
-	PASS_QUIC,
-	WG_TRUNCATED,
-	WG_TYPE,
-	WG_RESERVED,
-	WG_LENGTH,
-	QUIC_TRUNCATED,
-	QUIC_FIXED_BIT,
-	QUIC_CONN_ID_LENGTH,
-	QUIC_SMALL_INITIAL,
-	WG_SOURCE_RATE,
-	WG_GLOBAL_RATE,
-	QUIC_SOURCE_RATE,
-	QUIC_GLOBAL_RATE,
-	NUM_REASONS,
-};
 
 // A source: an IPv4 address, or the /64 of an IPv6 address.
 struct source {
@@ -94,92 +77,6 @@ struct {
 	__type(key, __u32);
 	__type(value, __u64);
 } counts SEC(".maps");
-
-#define WG_INITIATION_LEN 148
-#define WG_RESPONSE_LEN 92
-#define WG_COOKIE_LEN 64
-#define WG_TRANSPORT_HDR 16
-#define WG_MIN_TRANSPORT 32
-#define QUIC_MAX_CID 20
-#define QUIC_MIN_INITIAL 1200
-
-// wireguard applies ClassifyWireGuard's checks.
-static __always_inline enum reason wireguard(__u8 *p, __u8 *end, __u32 n)
-{
-	if (n < 4)
-		return WG_TRUNCATED;
-	if (p + 4 > end)
-		return PASS_OTHER;
-	if (p[0] < 1 || p[0] > 4)
-		return WG_TYPE;
-	if (p[1] | p[2] | p[3])
-		return WG_RESERVED;
-	switch (p[0]) {
-	case 1:
-		return n == WG_INITIATION_LEN ? PASS_WIREGUARD : WG_LENGTH;
-	case 2:
-		return n == WG_RESPONSE_LEN ? PASS_WIREGUARD : WG_LENGTH;
-	case 3:
-		return n == WG_COOKIE_LEN ? PASS_WIREGUARD : WG_LENGTH;
-	}
-	if (n < WG_MIN_TRANSPORT || (n - WG_TRANSPORT_HDR) % 16)
-		return WG_LENGTH;
-	return PASS_WIREGUARD;
-}
-
-// quic applies ClassifyQUIC's checks in its order, then the Initial's
-// minimum size. A field beyond the packet's linear data (never on this
-// path, but the verifier asks) passes the packet to user space.
-static __always_inline enum reason quic(__u8 *p, __u8 *end, __u32 n, int *initial)
-{
-	if (n < 1)
-		return QUIC_TRUNCATED;
-	if (p + 1 > end)
-		return PASS_OTHER;
-	__u8 first = p[0];
-	if (!(first & 0x80)) {
-		if (!(first & 0x40))
-			return QUIC_FIXED_BIT;
-		if (n < 1 + (__u32)quic_short_dcid_len)
-			return QUIC_TRUNCATED;
-		return PASS_QUIC;
-	}
-	if (n < 5)
-		return QUIC_TRUNCATED;
-	if (p + 5 > end)
-		return PASS_OTHER;
-	__u32 version = ((__u32)p[1] << 24) | ((__u32)p[2] << 16) | ((__u32)p[3] << 8) | p[4];
-	int v1 = version == 0x00000001, v2 = version == 0x6b3343cf;
-	if ((v1 || v2) && !(first & 0x40))
-		return QUIC_FIXED_BIT;
-	if (n < 6)
-		return QUIC_TRUNCATED;
-	if (p + 6 > end)
-		return PASS_OTHER;
-	__u32 dcid = p[5];
-	if ((v1 || v2) && dcid > QUIC_MAX_CID)
-		return QUIC_CONN_ID_LENGTH;
-	__u32 off = 6 + dcid; // at most 261
-	if (n < off + 1)
-		return QUIC_TRUNCATED;
-	__u8 *s = p + (off & 0x1ff);
-	if (s + 1 > end)
-		return PASS_OTHER;
-	__u32 scid = s[0];
-	if ((v1 || v2) && scid > QUIC_MAX_CID)
-		return QUIC_CONN_ID_LENGTH;
-	if (n < off + 1 + scid)
-		return QUIC_TRUNCATED;
-	// An Initial (type 0 in version 1, 1 in version 2) comes in a datagram
-	// of at least 1200 bytes (RFC 9000 section 14.1, RFC 9369).
-	__u8 type = (first >> 4) & 3;
-	if ((v1 && type == 0) || (v2 && type == 1)) {
-		if (n < QUIC_MIN_INITIAL)
-			return QUIC_SMALL_INITIAL;
-		*initial = 1;
-	}
-	return PASS_QUIC;
-}
 
 // gcra takes a slot of the GCRA whose state is *tat at now: it reports
 // whether the opener conforms, and moves *tat on if it does.
@@ -278,9 +175,9 @@ int prefilter(struct xdp_md *ctx)
 			r = limit(&src, r, WG_SOURCE_RATE, WG_GLOBAL_RATE);
 		return count(r);
 	}
-	int initial = 0;
-	enum reason r = quic(p, end, n, &initial);
-	if (r == PASS_QUIC && initial)
+	struct quic_dcid cid = {};
+	enum reason r = quic(p, end, n, quic_short_dcid_len, &cid);
+	if (r == PASS_QUIC && cid.initial)
 		r = limit(&src, r, QUIC_SOURCE_RATE, QUIC_GLOBAL_RATE);
 	return count(r);
 }
