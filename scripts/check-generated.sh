@@ -10,7 +10,7 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 for d in "${dirs[@]}"; do
 	mkdir -p "$tmp/$d"
-	cp "$d"/bpf_*.go "$d"/bpf_*.o "$tmp/$d/"
+	cp "$d"/*_bpfel.go "$d"/*_bpfel.o "$tmp/$d/"
 	go generate "./$d"
 	for f in "$tmp/$d"/*; do
 		if ! cmp -s "$f" "$d/$(basename "$f")"; then
