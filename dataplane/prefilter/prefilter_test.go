@@ -8,14 +8,13 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"runtime"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
 
 	"github.com/onramp-net/onramp/dataplane/packet"
+	"github.com/onramp-net/onramp/fuzz/corpus"
 )
 
 const (
@@ -131,43 +130,6 @@ func check(t testing.TB, f *Filter, payload []byte) {
 	}
 }
 
-// corpus returns the []byte values of every fuzz corpus in the module.
-func corpus(t testing.TB) [][]byte {
-	t.Helper()
-	root, err := filepath.Abs("../..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out [][]byte
-	err = filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.IsDir() && (d.Name() == ".git" || d.Name() == "bin") {
-			return filepath.SkipDir
-		}
-		if d.IsDir() || !strings.Contains(filepath.ToSlash(path), "/testdata/fuzz/") {
-			return nil
-		}
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		for _, line := range strings.Split(string(b), "\n") {
-			if s, ok := strings.CutPrefix(line, "[]byte("); ok && strings.HasSuffix(s, ")") {
-				if v, err := strconv.Unquote(strings.TrimSuffix(s, ")")); err == nil {
-					out = append(out, []byte(v))
-				}
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
 // valid returns well-formed messages: each WireGuard type at its size,
 // transport messages of several sizes, QUIC long headers of versions 1
 // and 2 (Initials at and under 1200 bytes, other types), short headers,
@@ -229,7 +191,7 @@ func valid() [][]byte {
 // verdict and the counter that Classify (the Go classifiers) gives.
 func TestDifferential(t *testing.T) {
 	f := filter(t)
-	inputs := append(corpus(t), valid()...)
+	inputs := append(corpus.Bytes(t), valid()...)
 	rng := rand.New(rand.NewPCG(1, 2))
 	for range 500 {
 		b := make([]byte, rng.IntN(1400))
