@@ -43,6 +43,7 @@ func startHub(c *l3ctl, log *slog.Logger, reg prometheus.Registerer) (*hub.Hub, 
 		ListenPort: l3.ListenPort(), ListenAddr: l3ListenAddr(l3.Listen), PrivateKey: key, Pools: poolsOf(c.cfg), MTU: l3.MTU, ACL: l3.ACL, Logger: log,
 		Handshakes:     l3.Handshakes.Limits(),
 		MaxStagedBytes: l3.MaxStagedBytes,
+		Steer:          l3.Steering == nil || *l3.Steering,
 		OnHandshake:    c.onHandshake,
 	}, peers)
 	if err != nil {

@@ -53,6 +53,9 @@ type Config struct {
 	// Loops is the device's receive loops per address family
 	// (GOMAXPROCS if 0).
 	Loops int
+	// Steer is the device's wg.Config.Steer (eBPF steering over its
+	// sockets).
+	Steer bool
 	// Handshakes bounds the device's handshake work (edge.yml
 	// l3.handshakes); a zero field is its default.
 	Handshakes wg.HandshakeLimits
@@ -129,7 +132,7 @@ func New(cfg Config, peers []Peer) (*Hub, error) {
 	h := &Hub{router: router, pub: cfg.PrivateKey.PublicKey(), peers: make(map[string]livePeer, len(peers)),
 		retired: map[l3router.PeerKind]l3router.PeerStats{}}
 	h.dev, err = wg.New(wg.Config{PrivateKey: cfg.PrivateKey, ListenPort: cfg.ListenPort, ListenAddr: cfg.ListenAddr, Router: router,
-		MTU: cfg.MTU, Loops: cfg.Loops, Logger: log, Handshakes: cfg.Handshakes,
+		MTU: cfg.MTU, Loops: cfg.Loops, Steer: cfg.Steer, Logger: log, Handshakes: cfg.Handshakes,
 		MaxStagedBytes: cfg.MaxStagedBytes, OnHandshake: cfg.OnHandshake})
 	if err != nil {
 		return nil, fmt.Errorf("l3 hub: %w", err)

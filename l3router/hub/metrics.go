@@ -1,6 +1,8 @@
 package hub
 
 import (
+	"strconv"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/onramp-net/onramp/l3router"
@@ -85,6 +87,11 @@ var (
 		"Packets held for L3 peers without a session that the edge dropped, by reason: peer_full (the peer's 128 were held: its oldest went); "+
 			"device_full (l3.max_staged_bytes reached); expired (older than a handshake attempt, 90 s, or the handshake gave up); "+
 			"removed (with their peer).", []string{"reason"}, nil)
+	descSteered = prometheus.NewDesc("onramp_edge_l3_steered_datagrams_total",
+		"WireGuard datagrams the eBPF steering program put on each socket (l3.steering), by family and socket: handshake (handshake messages and garbage), "+
+			"loop1, loop2, ... (transport messages, by their receiver index); unsteered, those it could not place (the kernel's hash did).", []string{"family", "socket"}, nil)
+	descSteeredPeers = prometheus.NewDesc("onramp_edge_l3_steered_peers",
+		"L3 peers whose sessions the steering program keeps on each receive loop.", []string{"socket"}, nil)
 )
 
 // Label values of the handshake message types.
@@ -102,7 +109,7 @@ func (c collector) Describe(ch chan<- *prometheus.Desc) {
 		descRxPackets, descRxBytes, descTxPackets, descTxBytes, descDrops, descHandshake,
 		descUnattributed, descICMP, descDatagramDrops, descHandshakes, descHandshakeRejected, descHandshakeSources,
 		descHandshakeReceived, descHandshakeSent, descHandshakesCompleted, descUnderLoad, descUnderLoadEntered,
-		descHandshakeLimits, descStagedPackets, descStagedBytes, descStagedDrops} {
+		descHandshakeLimits, descStagedPackets, descStagedBytes, descStagedDrops, descSteered, descSteeredPeers} {
 		ch <- d
 	}
 }
@@ -198,6 +205,25 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	cnt(descStagedDrops, sg.DeviceFull, "device_full")
 	cnt(descStagedDrops, sg.Expired, "expired")
 	cnt(descStagedDrops, sg.Removed, "removed")
+	if st, err := c.h.dev.Steering(); err != nil {
+		ch <- prometheus.NewInvalidMetric(descSteered, err)
+	} else if st.On {
+		socket := func(slot int) string {
+			if slot == 0 {
+				return "handshake"
+			}
+			return "loop" + strconv.Itoa(slot)
+		}
+		for fam, by := range map[string][]uint64{"ipv4": st.V4, "ipv6": st.V6} {
+			for slot, n := range by {
+				cnt(descSteered, n, fam, socket(slot))
+			}
+		}
+		cnt(descSteered, st.Unsteered, "any", "unsteered")
+		for slot := 1; slot < len(st.Peers); slot++ {
+			gauge(descSteeredPeers, float64(st.Peers[slot]), socket(slot))
+		}
+	}
 	for reason, n := range hs.Rejected {
 		cnt(descHandshakeRejected, n, reason)
 	}

@@ -104,6 +104,17 @@ type Config struct {
 	// Loops is the number of receive loops per address family (and of
 	// sockets sharing the port); GOMAXPROCS if 0.
 	Loops int
+	// Steer puts an eBPF program (dataplane/steer) over each family's
+	// sockets, and one more socket, the handshake socket, with its own
+	// loop: handshake messages (and garbage) go to it, so a flood of them
+	// queues there and never in front of transport packets, and a transport
+	// message goes to the loop that owns its receiver index, so a peer
+	// stays on its loop when its NAT rebinds its port. Peers are spread
+	// over the loops as they make sessions, the fewest on each. Where the
+	// program cannot load (no eBPF, no CAP_BPF), the device says so once
+	// and the kernel's hash of the 4-tuple spreads the datagrams, as
+	// without Steer.
+	Steer bool
 	// MaxStagedBytes bounds the packets held, all peers together, for
 	// peers without a session while their handshake is under way
 	// (DefaultMaxStagedBytes if 0; see StagingStats).
@@ -174,6 +185,20 @@ type PeerStats struct {
 	Handshakes       uint64 // completed handshakes, as initiator or responder
 	RxBytes, TxBytes uint64 // encrypted bytes received and sent
 	Dropped          uint64 // TUN device: packets from the peer dropped (source not allowed, malformed)
+}
+
+// SteeringStats is what the steering program did (Device.Steering).
+type SteeringStats struct {
+	// On reports whether the program steers the device's sockets.
+	On bool
+	// V4 and V6 are the datagrams steered to each socket of a family, by
+	// slot: 0 is the handshake socket, 1 on the loops'.
+	V4, V6 []uint64
+	// Unsteered counts datagrams whose chosen socket the kernel could not
+	// take (its hash placed them).
+	Unsteered uint64
+	// Peers is the number of peers on each loop slot (0 unused).
+	Peers []int
 }
 
 // HandshakeStats counts the device's handshake messages: what became of

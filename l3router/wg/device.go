@@ -16,6 +16,7 @@ import (
 	"golang.org/x/crypto/chacha20poly1305"
 	"golang.zx2c4.com/wireguard/tun"
 
+	"github.com/onramp-net/onramp/dataplane/steer"
 	"github.com/onramp-net/onramp/l3router"
 	"github.com/onramp-net/onramp/l3router/l3config"
 )
@@ -55,6 +56,8 @@ type Device struct {
 	drops      [NumDatagramDrops]atomic.Uint64
 
 	staging staging // packets held for peers without a session (stage.go)
+
+	steer steering // the steering program's use (steer.go)
 
 	closed    chan struct{}
 	closeOnce sync.Once
@@ -182,11 +185,16 @@ func newDevice(cfg Config, listen listenFunc) (*Device, error) {
 	if loops <= 0 {
 		loops = runtime.GOMAXPROCS(0)
 	}
+	socks := loops
+	if cfg.Steer {
+		loops = min(loops, steer.MaxLoops)
+		socks = loops + 1 // the handshake socket first
+	}
 	port := cfg.ListenPort
 	addr := cfg.ListenAddr.Unmap()
 	one := addr.IsValid() && !addr.IsUnspecified() // one address: its family's sockets only
 	var err4, err6 error
-	for i := 0; i < loops && (!one || addr.Is4()); i++ {
+	for i := 0; i < socks && (!one || addr.Is4()); i++ {
 		s, err := listen("udp4", addr, port)
 		if err != nil {
 			err4 = err
@@ -195,7 +203,7 @@ func newDevice(cfg Config, listen listenFunc) (*Device, error) {
 		port = s.port()
 		d.socks4 = append(d.socks4, s)
 	}
-	for i := 0; i < loops && (!one || addr.Is6()); i++ {
+	for i := 0; i < socks && (!one || addr.Is6()); i++ {
 		s, err := listen("udp6", addr, port)
 		if err != nil {
 			err6 = err
@@ -218,6 +226,9 @@ func newDevice(cfg Config, listen listenFunc) (*Device, error) {
 		d.log.Warn("l3 wireguard: no IPv6 socket", "port", port, "err", err6)
 	}
 	d.port = port
+	if cfg.Steer {
+		d.startSteering(loops)
+	}
 	for _, s := range append(append([]bind{}, d.socks4...), d.socks6...) {
 		d.wg.Add(1)
 		go d.loop(s)
@@ -251,6 +262,9 @@ func (d *Device) Close() error {
 		close(d.closed)
 		for _, s := range append(append([]bind{}, d.socks4...), d.socks6...) {
 			s.close()
+		}
+		if d.steer.prog != nil {
+			d.steer.prog.Close()
 		}
 		if d.tun != nil {
 			d.tun.Close()
@@ -307,6 +321,7 @@ func (d *Device) RemovePeer(pub l3config.Key) {
 	if !ok {
 		return
 	}
+	d.releaseSlot(p)
 	d.tunPeer.CompareAndSwap(p, nil)
 	d.forget(p)
 }
@@ -409,11 +424,12 @@ func (p *Peer) SetKeepalive(d time.Duration) {
 // newIndex registers a fresh random local index for e.
 func (d *Device) newIndex(e indexEntry) uint32 {
 	d.idxMu.Lock()
-	defer d.idxMu.Unlock()
 	for {
 		i := randomIndex()
 		if _, taken := d.index[i]; !taken && i != 0 {
 			d.index[i] = e
+			d.idxMu.Unlock()
+			d.steerIndex(i, e.peer)
 			return i
 		}
 	}
@@ -425,10 +441,14 @@ func (d *Device) dropIndex(i uint32, p *Peer) {
 		return
 	}
 	d.idxMu.Lock()
-	if e, ok := d.index[i]; ok && e.peer == p {
+	e, ok := d.index[i]
+	if ok && e.peer == p {
 		delete(d.index, i)
 	}
 	d.idxMu.Unlock()
+	if ok && e.peer == p {
+		d.unsteerIndex(i)
+	}
 }
 
 func (d *Device) lookup(i uint32) indexEntry {

@@ -44,6 +44,9 @@ func (*Device) Drops() [NumDatagramDrops]uint64 { return [NumDatagramDrops]uint6
 // StagingStats returns nothing.
 func (*Device) StagingStats() StagingStats { return StagingStats{} }
 
+// Steering returns nothing: the device runs on Linux only.
+func (*Device) Steering() (SteeringStats, error) { return SteeringStats{}, nil }
+
 // Close does nothing.
 func (*Device) Close() error { return nil }
 

@@ -83,10 +83,15 @@ func (p *Peer) cookieFor(now int64) *[16]byte {
 // dropPending forgets index i if it names p's handshake in progress.
 func (d *Device) dropPending(i uint32, p *Peer) {
 	d.idxMu.Lock()
-	if e, ok := d.index[i]; ok && e.peer == p && e.kp == nil {
+	e, ok := d.index[i]
+	ok = ok && e.peer == p && e.kp == nil
+	if ok {
 		delete(d.index, i)
 	}
 	d.idxMu.Unlock()
+	if ok {
+		d.unsteerIndex(i)
+	}
 }
 
 // setIndex makes index i name e.
@@ -94,6 +99,7 @@ func (d *Device) setIndex(i uint32, e indexEntry) {
 	d.idxMu.Lock()
 	d.index[i] = e
 	d.idxMu.Unlock()
+	d.steerIndex(i, e.peer)
 }
 
 // rejectReasons name the refusals of handshake messages that went on to

@@ -37,6 +37,7 @@
 //	  listen: "[::]:51820"              # every address, or one: "198.51.100.7:51820"
 //	  address_reuse_delay: 24h
 //	  max_staged_bytes: 16777216        # packets held for peers whose handshake is under way, all together
+//	  steering: true                    # eBPF steering over the WireGuard sockets; false: the kernel's hash
 //	  handshakes: {per_second: 2000, per_source_per_second: 20, per_source_burst: 5, max_sources: 16384}
 //	xdp:                                # the XDP pre-filter of the UDP ports; see XDP
 //	  interfaces: [eth0]                # the public interfaces; none: off

@@ -50,6 +50,7 @@ const DefaultL3MaxStagedBytes = 16 << 20
 //	  mtu: 1420
 //	  dns: [198.18.30.53]                    # optional, written into client configs
 //	  max_staged_bytes: 16777216             # packets held for peers without a session, all peers
+//	  steering: true                         # eBPF steering over the device's sockets (handshakes apart, peers kept on their loop)
 //	  acl:                                   # l3router.ACLConfig
 //	    builtin_deny: reject
 //	    rules:
@@ -97,6 +98,15 @@ type L3 struct {
 	// they are dropped (DefaultL3MaxStagedBytes if 0). 10,000 clients
 	// that never connect, and a LAN host sending to each, cost no more.
 	MaxStagedBytes int `yaml:"max_staged_bytes"`
+	// Steering puts an eBPF SO_REUSEPORT program over the WireGuard
+	// device's sockets (on unless false): handshake messages and garbage
+	// go to a socket and loop of their own, so that a flood of them never
+	// queues in front of transport packets, and each peer's transport
+	// messages to the loop that owns its session, where they stay when
+	// the peer's NAT rebinds its port. Where the program cannot load (no
+	// eBPF, no CAP_BPF) the edge says so once and the kernel's hash
+	// spreads the datagrams, as with false.
+	Steering *bool `yaml:"steering"`
 
 	// Handshakes bounds the WireGuard handshake work strangers can make
 	// the edge do.
@@ -197,6 +207,10 @@ func (c *Config) fillL3() {
 	}
 	if l.MaxStagedBytes == 0 {
 		l.MaxStagedBytes = DefaultL3MaxStagedBytes
+	}
+	if l.Steering == nil {
+		on := true
+		l.Steering = &on
 	}
 	if l.Endpoint == "" && l.Listen != "" && len(c.Advertise) > 0 {
 		host, _, err1 := net.SplitHostPort(c.Advertise[0])

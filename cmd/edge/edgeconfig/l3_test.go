@@ -39,6 +39,12 @@ l3:
 	if c, err := Parse([]byte("l3: {max_staged_bytes: 1048576}")); err != nil || c.L3.MaxStagedBytes != 1<<20 {
 		t.Errorf("max_staged_bytes: 1048576: %v, %v", c, err)
 	}
+	if l.Steering == nil || !*l.Steering {
+		t.Errorf("steering %v, want on by default", l.Steering)
+	}
+	if c, err := Parse([]byte("l3: {steering: false}")); err != nil || c.L3.Steering == nil || *c.L3.Steering {
+		t.Errorf("steering: false: %v, %v", c, err)
+	}
 	if got := l.ReuseDelay(); got != DefaultAddressReuseDelay || time.Duration(*l.AddressReuseDelay) != got {
 		t.Errorf("address_reuse_delay %v, want the default %v", got, DefaultAddressReuseDelay)
 	}
