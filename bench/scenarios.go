@@ -17,6 +17,8 @@ var Areas = []Area{
 	firstByteArea, // scenarios_rtt.go
 	{Key: "l3", Only: "^l3", Title: "L3 connector (WireGuard)", Compare: []string{"throughput"},
 		Intro: "iperf3 from a stock WireGuard client (wireguard-go from go.mod, set up by wg-quick) to a LAN host behind a connector. onramp: through the edge hub and `connector l3 run` (both on the SUT CPUs), or the connector leg alone; peer: stock wireguard-go on the connector host, point to point. This kernel has no WireGuard module, so there is no kernel peer."},
+	{Key: "steer", Only: "^steer/", Title: "Edge: WireGuard steering over receive loops", Compare: []string{"pps"},
+		Intro: "64 WireGuard clients, one flow each, through the edge with its steering program (handshakes on a socket of their own, each peer's sessions on one loop): one loop against two. On two cores the edge has one CPU and the load generator the other, so a second loop cannot add a CPU; the scenario shows how evenly the loops share the flows and what steering costs per packet."},
 	{Key: "go", Only: "^go/", Title: "Go microbenchmarks of the dataplane", Compare: nil,
 		Intro: "go test -bench over ./dataplane/..., ./l4proxy/... and ./l3router/..., all CPUs, not pinned."},
 }
@@ -158,6 +160,7 @@ func Scenarios() []Scenario {
 	s = append(s, firstByteScenarios()...) // scenarios_rtt.go
 
 	s = append(s, l3Scenarios()...)
+	s = append(s, steerScenarios()...) // l3steer.go
 
 	add(Scenario{Name: "go/microbench", Area: "go", Label: "go test -bench", Onramp: true, Reps: 1,
 		Setup:   "the module's Go benchmarks, all CPUs",

@@ -44,6 +44,7 @@ func startHub(c *l3ctl, log *slog.Logger, reg prometheus.Registerer) (*hub.Hub, 
 		Handshakes:     l3.Handshakes.Limits(),
 		MaxStagedBytes: l3.MaxStagedBytes,
 		Steer:          l3.Steering == nil || *l3.Steering,
+		Loops:          l3.Loops,
 		OnHandshake:    c.onHandshake,
 	}, peers)
 	if err != nil {

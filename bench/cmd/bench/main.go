@@ -133,8 +133,8 @@ func run() error {
 		fmt.Printf("bench: swept %d namespaces left by earlier runs\n", len(gone))
 	}
 	defer testnet.RemoveBinaries()
-	fmt.Printf("bench: building binaries (edge, connector, rawquic, rawtls, loadgen)\n")
-	for _, name := range []string{"rawquic", "rawtls", "loadgen"} {
+	fmt.Printf("bench: building binaries (edge, connector, rawquic, rawtls, loadgen, wgload)\n")
+	for _, name := range []string{"rawquic", "rawtls", "loadgen", "wgload"} {
 		p, err := testnet.BuildBinary("github.com/onramp-net/onramp/bench/cmd/" + name)
 		if err != nil {
 			return err

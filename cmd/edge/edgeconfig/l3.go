@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/onramp-net/onramp/dataplane/steer"
 	"github.com/onramp-net/onramp/l3router"
 	"github.com/onramp-net/onramp/l3router/wg"
 )
@@ -51,6 +52,7 @@ const DefaultL3MaxStagedBytes = 16 << 20
 //	  dns: [198.18.30.53]                    # optional, written into client configs
 //	  max_staged_bytes: 16777216             # packets held for peers without a session, all peers
 //	  steering: true                         # eBPF steering over the device's sockets (handshakes apart, peers kept on their loop)
+//	  loops: 0                               # receive loops (and sockets) per family; 0: one per CPU
 //	  acl:                                   # l3router.ACLConfig
 //	    builtin_deny: reject
 //	    rules:
@@ -107,6 +109,10 @@ type L3 struct {
 	// eBPF, no CAP_BPF) the edge says so once and the kernel's hash
 	// spreads the datagrams, as with false.
 	Steering *bool `yaml:"steering"`
+	// Loops is the number of the WireGuard device's receive loops, and of
+	// its sockets, per address family; 0: one per CPU the edge may use
+	// (GOMAXPROCS).
+	Loops int `yaml:"loops"`
 
 	// Handshakes bounds the WireGuard handshake work strangers can make
 	// the edge do.
@@ -251,6 +257,9 @@ func (c *Config) validateL3() error {
 	}
 	if l.Pools.IPv4.Overlaps(l.Pools.IPv6) {
 		return fmt.Errorf("edge config: l3.pools: ipv4 %v and ipv6 %v overlap", l.Pools.IPv4, l.Pools.IPv6)
+	}
+	if l.Loops < 0 || l.Loops > steer.MaxLoops {
+		return fmt.Errorf("edge config: l3.loops: %d: want 0 (one per CPU) to %d", l.Loops, steer.MaxLoops)
 	}
 	if l.MaxStagedBytes < 0 {
 		return fmt.Errorf("edge config: l3.max_staged_bytes: %d is negative", l.MaxStagedBytes)

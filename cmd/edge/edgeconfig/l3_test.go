@@ -45,6 +45,12 @@ l3:
 	if c, err := Parse([]byte("l3: {steering: false}")); err != nil || c.L3.Steering == nil || *c.L3.Steering {
 		t.Errorf("steering: false: %v, %v", c, err)
 	}
+	if c, err := Parse([]byte("l3: {listen: \":51820\", loops: 3}")); err != nil || c.L3.Loops != 3 {
+		t.Errorf("loops: 3: %v, %v", c, err)
+	}
+	if _, err := Parse([]byte("l3: {listen: \":51820\", loops: 65}")); err == nil || !strings.Contains(err.Error(), "l3.loops") {
+		t.Errorf("loops: 65: %v, want refused", err)
+	}
 	if got := l.ReuseDelay(); got != DefaultAddressReuseDelay || time.Duration(*l.AddressReuseDelay) != got {
 		t.Errorf("address_reuse_delay %v, want the default %v", got, DefaultAddressReuseDelay)
 	}
