@@ -138,4 +138,25 @@ func TestXDPPrefilter(t *testing.T) {
 	if ok, failed := loop.Counts(); ok == 0 || float64(ok) < 0.95*float64(ok+failed) {
 		t.Errorf("alice's pings through the edge during the handshake flood: %d of %d", ok, ok+failed)
 	}
+
+	// The steering program (l3.steering, on by default) put the
+	// initiations that passed on the handshake socket (IPv6: the flood's
+	// family), and alice's and the connector's transport messages on the
+	// loops' sockets.
+	const steered = "onramp_edge_l3_steered_datagrams_total"
+	if !strings.Contains(out, "steering on") {
+		t.Fatalf("the edge did not turn steering on:\n%s", out)
+	}
+	hs := delta(steered, `family="ipv6"`, `socket="handshake"`)
+	loops := testnet.MetricValue(m1, steered, `family="ipv4"`, `socket="loop1"`) + testnet.MetricValue(m1, steered, `family="ipv4"`, `socket="loop2"`) +
+		testnet.MetricValue(m1, steered, `family="ipv6"`, `socket="loop1"`) + testnet.MetricValue(m1, steered, `family="ipv6"`, `socket="loop2"`)
+	t.Logf("steered during the handshake flood: %.0f to the IPv6 handshake socket; since the start %.0f to the loops' sockets", hs, loops)
+	if hs < passed {
+		t.Errorf("the device received %.0f initiations, the handshake socket %.0f", passed, hs)
+	}
+	if loops < float64(okPings(loop)) {
+		t.Errorf("%.0f datagrams steered to the loops, fewer than alice's pings", loops)
+	}
 }
+
+func okPings(l *testnet.Loop) int64 { ok, _ := l.Counts(); return ok }

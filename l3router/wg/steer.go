@@ -3,6 +3,7 @@
 package wg
 
 import (
+	"strings"
 	"sync"
 	"syscall"
 
@@ -60,7 +61,13 @@ func (d *Device) startSteering(loops int) {
 	// more loop.
 	d.steer.peers = make([]int, loops+1)
 	d.steer.slot = map[*Peer]int{}
-	d.log.Info("l3 wireguard: steering on", "loops", loops, "handshake sockets", len(d.socks4[:min(1, len(d.socks4))])+len(d.socks6[:min(1, len(d.socks6))]))
+	var fams []string
+	for i, name := range []string{"ipv4", "ipv6"} {
+		if groups[i] != nil {
+			fams = append(fams, name)
+		}
+	}
+	d.log.Info("l3 wireguard: steering on", "loops", loops, "families", strings.Join(fams, ","))
 }
 
 // steerIndex steers transport messages to local index i to p's loop,
