@@ -80,6 +80,9 @@ type l3PeerInfo struct {
 	RxBytes       uint64    `json:"rx_bytes"`
 	TxBytes       uint64    `json:"tx_bytes"`
 	Drops         uint64    `json:"drops"`
+	// Loop is the edge's receive loop that steering keeps the peer on (0:
+	// not steered).
+	Loop int `json:"loop,omitempty"`
 }
 
 func peerInfo(p *hub.Peer) l3PeerInfo {
@@ -292,7 +295,7 @@ func (c *l3ctl) list(kind l3router.PeerKind) ([]l3PeerInfo, error) {
 		info := peerInfo(&peers[i])
 		if s, ok := stats[info.Name]; ok {
 			info.Live = true
-			info.LastHandshake, info.Endpoint = s.LastHandshake, s.Endpoint
+			info.LastHandshake, info.Endpoint, info.Loop = s.LastHandshake, s.Endpoint, s.Loop
 			info.RxBytes, info.TxBytes = s.Router.RxBytes, s.Router.TxBytes
 			for _, d := range s.Router.Drops {
 				info.Drops += d

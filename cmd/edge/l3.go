@@ -357,7 +357,7 @@ func l3List(g *globals, kind l3router.PeerKind) error {
 	if kind == l3router.KindConnector {
 		extra = "SUBNETS"
 	}
-	fmt.Fprintf(w, "NAME\tADDRESSES\t%s\tPUBLIC KEY\tHANDSHAKE\tRX BYTES\tTX BYTES\tDROPS\n", extra)
+	fmt.Fprintf(w, "NAME\tADDRESSES\t%s\tPUBLIC KEY\tHANDSHAKE\tENDPOINT\tLOOP\tRX BYTES\tTX BYTES\tDROPS\n", extra)
 	now := time.Now()
 	for _, p := range infos {
 		col := strings.Join(p.Groups, ",")
@@ -367,7 +367,13 @@ func l3List(g *globals, kind l3router.PeerKind) error {
 		if col == "" {
 			col = "-"
 		}
-		hs, rx, tx, drops := "-", "-", "-", "-"
+		hs, ep, loop, rx, tx, drops := "-", "-", "-", "-", "-", "-"
+		if p.Endpoint != "" {
+			ep = p.Endpoint
+		}
+		if p.Loop > 0 {
+			loop = fmt.Sprint(p.Loop)
+		}
 		if p.Live {
 			hs = "never"
 			if !p.LastHandshake.IsZero() {
@@ -375,7 +381,7 @@ func l3List(g *globals, kind l3router.PeerKind) error {
 			}
 			rx, tx, drops = fmt.Sprint(p.RxBytes), fmt.Sprint(p.TxBytes), fmt.Sprint(p.Drops)
 		}
-		fmt.Fprintf(w, "%s\t%v,%v\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, p.Address4, p.Address6, col, p.PublicKey, hs, rx, tx, drops)
+		fmt.Fprintf(w, "%s\t%v,%v\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, p.Address4, p.Address6, col, p.PublicKey, hs, ep, loop, rx, tx, drops)
 	}
 	if !live {
 		fmt.Fprintln(w, "(the edge is not running: handshakes and traffic unknown)")

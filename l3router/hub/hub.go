@@ -245,6 +245,9 @@ type PeerStats struct {
 	// WireRxBytes and WireTxBytes count the encrypted bytes the device
 	// received from and sent to the peer.
 	WireRxBytes, WireTxBytes uint64
+	// Loop is the device's receive loop that steering keeps the peer on
+	// (1 on; 0: not steered).
+	Loop int
 }
 
 // Stats is a snapshot of the hub's counters.
@@ -304,7 +307,7 @@ func (h *Hub) Stats() (Stats, error) {
 	for _, p := range live {
 		d := p.dev.Stats()
 		ps := PeerStats{Name: p.Name, Kind: p.Kind, Router: rs.Peers[l3router.PeerID(p.Name)],
-			LastHandshake: d.LastHandshake, WireRxBytes: d.RxBytes, WireTxBytes: d.TxBytes}
+			LastHandshake: d.LastHandshake, WireRxBytes: d.RxBytes, WireTxBytes: d.TxBytes, Loop: d.Loop}
 		if d.Endpoint.IsValid() {
 			ps.Endpoint = d.Endpoint.String()
 		}

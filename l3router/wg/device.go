@@ -352,6 +352,9 @@ func (p *Peer) Stats() PeerStats {
 	if ep := p.endpoint.Load(); ep != nil {
 		s.Endpoint = ep.AddrPort
 	}
+	if kp := p.current.Load(); kp != nil {
+		s.Loop, _ = p.dev.SteeredSlot(kp.local)
+	}
 	return s
 }
 
