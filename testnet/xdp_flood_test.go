@@ -301,4 +301,3 @@ xdp:
 		t.Errorf("the edge's RSS grew by %s under the flood, want under 64 MiB", testnet.MiB(rss1-rss0))
 	}
 }
-
