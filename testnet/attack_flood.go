@@ -426,6 +426,9 @@ func (f *UDPFlood) Stop() {
 // Wait waits until the flood has run its time.
 func (f *UDPFlood) Wait() { <-f.done }
 
+// Done is closed when the flood has ended.
+func (f *UDPFlood) Done() <-chan struct{} { return f.done }
+
 // Sent returns the datagrams sent so far of kind k.
 func (f *UDPFlood) Sent(k FloodKind) int64 { return f.sent[k].Load() }
 
