@@ -120,6 +120,12 @@ func startL3Stock(ctx context.Context, env *Env) (*Rig, error) {
 // add` print, the connector's key the one `connector l3 init` made on its
 // host.
 func startL3Onramp(ctx context.Context, env *Env) (*Rig, error) {
+	return startL3OnrampYAML(ctx, env, "")
+}
+
+// startL3OnrampYAML is startL3Onramp with extra appended to the edge's
+// configuration; the rig's State is the *testnet.L3World.
+func startL3OnrampYAML(ctx context.Context, env *Env, extra string) (*Rig, error) {
 	r, err := newL3Rig(ctx, env)
 	if err != nil {
 		return nil, err
@@ -129,7 +135,7 @@ func startL3Onramp(ctx context.Context, env *Env) (*Rig, error) {
 	if err != nil {
 		return fail(err)
 	}
-	w, err := testnet.StartL3World(ctx, r.Net, dir, "")
+	w, err := testnet.StartL3WorldYAML(ctx, r.Net, dir, func(data string) string { return testnet.L3EdgeYAML(data, "") + extra })
 	if err != nil {
 		return fail(err)
 	}
@@ -156,6 +162,7 @@ func startL3Onramp(ctx context.Context, env *Env) (*Rig, error) {
 	}
 	r.Measured = []int{edge, conn}
 	r.Roles = map[int]string{edge: "edge", conn: "connector"}
+	r.State = w
 	return r, nil
 }
 

@@ -17,6 +17,10 @@ var Areas = []Area{
 	firstByteArea, // scenarios_rtt.go
 	{Key: "l3", Only: "^l3", Title: "L3 connector (WireGuard)", Compare: []string{"throughput"},
 		Intro: "iperf3 from a stock WireGuard client (wireguard-go from go.mod, set up by wg-quick) to a LAN host behind a connector. onramp: through the edge hub and `connector l3 run` (both on the SUT CPUs), or the connector leg alone; peer: stock wireguard-go on the connector host, point to point. This kernel has no WireGuard module, so there is no kernel peer."},
+	{Key: "xdp", Only: "^xdp/", Title: "XDP pre-filter: garbage dropped per second", Compare: []string{"pps", "busy_per_pkt", "softirq_per_pkt"},
+		Intro: "Random bytes at the edge's WireGuard port as fast as one sender on the load CPU can send them (raw socket, sendmmsg), from spoofed sources through the edge's link to `conn2`: dropped by the XDP pre-filter on that link, or, without it, read and dropped by the edge's WireGuard device. veth runs the receive side (and so XDP) in the softirq of the sending CPU, so the pre-filter's figure is bounded by the sender; the CPU figures per datagram are the honest comparison."},
+	{Key: "l3-flood", Only: "^l3-flood/", Title: "L3 connector under a flood", Compare: []string{"throughput"},
+		Intro: "The `l3/bulk1` path (stock WireGuard client -> edge hub -> connector -> LAN, iperf3, one stream) while `conn2` floods the edge's WireGuard port through the edge's link to it (the one the pre-filter is on; the client's link carries none): random bytes, or WireGuard initiations, each from a new spoofed source, at a fixed rate the load CPU sustains next to iperf3 and the client's wireguard-go. The ratios are to the same path without a flood, measured interleaved with the pre-filter runs."},
 	{Key: "steer", Only: "^steer/", Title: "Edge: WireGuard steering over receive loops", Compare: []string{"pps"},
 		Intro: "64 WireGuard clients, one flow each, through the edge with its steering program (handshakes on a socket of their own, each peer's sessions on one loop): one loop against two. On two cores the edge has one CPU and the load generator the other, so a second loop cannot add a CPU; the scenario shows how evenly the loops share the flows and what steering costs per packet."},
 	{Key: "go", Only: "^go/", Title: "Go microbenchmarks of the dataplane", Compare: nil,
@@ -160,6 +164,7 @@ func Scenarios() []Scenario {
 	s = append(s, firstByteScenarios()...) // scenarios_rtt.go
 
 	s = append(s, l3Scenarios()...)
+	s = append(s, xdpScenarios()...) // xdp.go
 	s = append(s, steerScenarios()...) // l3steer.go
 
 	add(Scenario{Name: "go/microbench", Area: "go", Label: "go test -bench", Onramp: true, Reps: 1,
