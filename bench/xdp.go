@@ -16,14 +16,12 @@ import (
 // The XDP pre-filter's scenarios run in the L3 world ([testnet.L3]). The
 // edge serves its WireGuard hub on 198.18.100.1:51820; with the
 // pre-filter on, it is attached to eth2, the edge's link to "conn2", and
-// the attacker floods from conn2 through that link. The flood runs in the
-// harness process (the load CPUs): raw sockets and sendmmsg batches of 64
-// ([testnet.Node.StartUDPFlood]), every datagram from a new address of
-// 198.19.0.0/16 (nothing in the world holds it) and a new port. The stock
-// client's traffic reaches the edge by eth0, which carries no XDP: see
-// the note on TestEdgeUnderFire (testnet/xdp_flood_test.go).
+// to eth0, the stock client's: the attacker floods from conn2 through
+// eth2, the client's traffic crosses the pre-filter on eth0. The flood
+// runs in the harness process (the load CPUs): raw sockets and sendmmsg
+// batches of 64 ([testnet.Node.StartUDPFlood]), every datagram from a new
+// address of 198.19.0.0/16 (nothing in the world holds it) and a new port.
 const (
-	xdpIface         = "eth2"
 	xdpAttacker      = "conn2"
 	floodGarbageRate = 50000 // random bytes a second at the WireGuard port, l3-flood
 	floodInitRate    = 20000 // WireGuard initiations a second, l3-flood
@@ -36,11 +34,11 @@ func xdpYAML(on bool) string {
 	if !on {
 		return ""
 	}
-	return "xdp:\n  interfaces: [" + xdpIface + "]\n"
+	return "xdp:\n  interfaces: [eth0, eth2]\n"
 }
 
 // startXDPEdge is the edge alone (its WireGuard hub, no peers) on the SUT
-// CPUs, with the pre-filter on eth2 or not.
+// CPUs, with the pre-filter on eth0 and eth2 or not.
 func startXDPEdge(on bool) func(ctx context.Context, env *Env) (*Rig, error) {
 	return func(ctx context.Context, env *Env) (*Rig, error) {
 		n, err := env.Build(ctx, testnet.L3())
@@ -72,8 +70,8 @@ func startXDPEdge(on bool) func(ctx context.Context, env *Env) (*Rig, error) {
 	}
 }
 
-// startL3Flood is the l3 rig (startL3Onramp) with the pre-filter on eth2
-// or not.
+// startL3Flood is the l3 rig (startL3Onramp) with the pre-filter on eth0
+// and eth2 or not.
 func startL3Flood(on bool) func(ctx context.Context, env *Env) (*Rig, error) {
 	return func(ctx context.Context, env *Env) (*Rig, error) {
 		r, err := startL3OnrampYAML(ctx, env, xdpYAML(on))
@@ -249,7 +247,7 @@ func estXDP(env *Env) float64   { return 5 + float64(env.Reps)*(float64(env.Bulk
 func estFlood(env *Env) float64 { return 6 + float64(env.Reps)*(float64(env.BulkSeconds)+2) }
 
 const (
-	setupXDPOn  = "`edge serve` (WireGuard hub only) in `edge` on the SUT CPUs with the XDP pre-filter on eth2; random bytes (1-1400) at its WireGuard port from `conn2` as fast as one sender can (raw socket, sendmmsg of 64, a new spoofed source of 198.19.0.0/16 each), the sender in the harness on the load CPUs"
+	setupXDPOn  = "`edge serve` (WireGuard hub only) in `edge` on the SUT CPUs with the XDP pre-filter on eth0 and eth2; random bytes (1-1400) at its WireGuard port from `conn2` as fast as one sender can (raw socket, sendmmsg of 64, a new spoofed source of 198.19.0.0/16 each), the sender in the harness on the load CPUs"
 	setupXDPOff = "as xdp/drop-pps without the pre-filter: the edge's WireGuard device reads the garbage and drops it (malformed)"
 )
 
@@ -279,14 +277,14 @@ func xdpScenarios() []Scenario {
 			PeerOf:  []string{"xdp/drop-pps"},
 			Metrics: ppsMetrics, Estimate: estXDP, Start: startXDPEdge(false), Run: runGarbagePPS},
 
-		{Name: "l3-flood/bulk1", Area: "l3-flood", Label: "no flood (pre-filter on)", Setup: setupL3Onramp + "; XDP pre-filter on eth2, no flood",
+		{Name: "l3-flood/bulk1", Area: "l3-flood", Label: "no flood (pre-filter on)", Setup: setupL3Onramp + "; XDP pre-filter on eth0 and eth2, no flood",
 			PeerOf:  []string{"l3-flood/bulk1-garbage-xdp", "l3-flood/bulk1-garbage-noxdp", "l3-flood/bulk1-handshake-xdp", "l3-flood/bulk1-handshake-noxdp"},
 			Metrics: floodBulk, Estimate: estFlood, Start: startL3Flood(true), Run: withEdgeCPU(floodDuring(testnet.FloodRandom, 0, noFlood))},
-		{Name: "l3-flood/bulk1-garbage-xdp", Area: "l3-flood", Label: "garbage flood, pre-filter on", Onramp: true, Setup: setupL3Onramp + "; XDP pre-filter on eth2; " + garbage,
+		{Name: "l3-flood/bulk1-garbage-xdp", Area: "l3-flood", Label: "garbage flood, pre-filter on", Onramp: true, Setup: setupL3Onramp + "; XDP pre-filter on eth0 and eth2; " + garbage,
 			Goals: goal(), Metrics: floodBulk, Estimate: estFlood, Start: startL3Flood(true), Run: withEdgeCPU(floodDuring(testnet.FloodRandom, floodGarbageRate, noFlood))},
 		{Name: "l3-flood/bulk1-garbage-noxdp", Area: "l3-flood", Label: "garbage flood, pre-filter off", Onramp: true, Setup: setupL3Onramp + "; no pre-filter; " + garbage,
 			Metrics: floodBulk, Estimate: estFlood, Start: startL3Flood(false), Run: withEdgeCPU(floodDuring(testnet.FloodRandom, floodGarbageRate, noFlood))},
-		{Name: "l3-flood/bulk1-handshake-xdp", Area: "l3-flood", Label: "handshake flood, pre-filter on", Onramp: true, Setup: setupL3Onramp + "; XDP pre-filter on eth2; " + initiations,
+		{Name: "l3-flood/bulk1-handshake-xdp", Area: "l3-flood", Label: "handshake flood, pre-filter on", Onramp: true, Setup: setupL3Onramp + "; XDP pre-filter on eth0 and eth2; " + initiations,
 			Goals: goal(), Metrics: floodBulk, Estimate: estFlood, Start: startL3Flood(true), Run: withEdgeCPU(floodDuring(testnet.FloodInitiation, floodInitRate, noFlood))},
 		{Name: "l3-flood/bulk1-handshake-noxdp", Area: "l3-flood", Label: "handshake flood, pre-filter off", Onramp: true, Setup: setupL3Onramp + "; no pre-filter; " + initiations,
 			Metrics: floodBulk, Estimate: estFlood, Start: startL3Flood(false), Run: withEdgeCPU(floodDuring(testnet.FloodInitiation, floodInitRate, noFlood))},

@@ -209,14 +209,14 @@ func makeFloodPayload(k FloodKind, r *rand.Rand) []byte {
 	switch k {
 	case FloodTruncatedWG:
 		// Any length but the type's own: 4 to 200, not 148/92/64, and
-		// for transport not 16+16n.
+		// for transport under 32.
 		typ := byte(1 + r.IntN(4))
 		n := 4 + r.IntN(197)
-		for n == 148 || n == 92 || n == 64 || (typ == 4 && n >= 32 && (n-16)%16 == 0) {
-			n = 4 + r.IntN(197)
+		if typ == 4 {
+			n = 4 + r.IntN(28)
 		}
-		if typ == 4 && n >= 32 && (n-16)%16 == 0 {
-			n++
+		for n == 148 || n == 92 || n == 64 {
+			n = 4 + r.IntN(197)
 		}
 		b := make([]byte, n)
 		fill(b)

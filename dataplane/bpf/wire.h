@@ -38,7 +38,6 @@ enum reason {
 #define WG_INITIATION_LEN 148
 #define WG_RESPONSE_LEN 92
 #define WG_COOKIE_LEN 64
-#define WG_TRANSPORT_HDR 16
 #define WG_MIN_TRANSPORT 32
 #define QUIC_MAX_CID 20
 #define QUIC_MIN_INITIAL 1200
@@ -62,7 +61,8 @@ static __always_inline enum reason wireguard(__u8 *p, __u8 *end, __u32 n)
 	case 3:
 		return n == WG_COOKIE_LEN ? PASS_WIREGUARD : WG_LENGTH;
 	}
-	if (n < WG_MIN_TRANSPORT || (n - WG_TRANSPORT_HDR) % 16)
+	// No multiple-of-16 rule: padding stops at the sender's MTU.
+	if (n < WG_MIN_TRANSPORT)
 		return WG_LENGTH;
 	return PASS_WIREGUARD;
 }

@@ -40,10 +40,13 @@ var (
 // ClassifyWireGuard classifies the UDP payload p as a WireGuard message. It
 // checks the type byte (1 to 4), that the three reserved bytes after it are
 // zero, and the exact size: 148 for an initiation, 92 for a response, 64 for
-// a cookie reply, and for transport data at least 32 bytes with a length
-// after the 16-byte header that is a multiple of 16 (WireGuard pads
-// plaintext to 16 bytes and adds a 16-byte tag). Errors: ErrTruncated if
-// len(p) < 4, ErrBadType, ErrReservedNonZero, ErrLengthMismatch.
+// a cookie reply, and for transport data at least 32 bytes (the 16-byte
+// header and the 16-byte tag). No more can be said of a transport
+// message's length: WireGuard pads plaintext to a multiple of 16 bytes
+// but never past the sender's MTU, so a full-sized packet through a
+// 1420-byte MTU is 1452 bytes, not a multiple of 16 after the header.
+// Errors: ErrTruncated if len(p) < 4, ErrBadType, ErrReservedNonZero,
+// ErrLengthMismatch.
 func ClassifyWireGuard(p []byte) (WireGuardMsg, error) {
 	if len(p) < 4 {
 		return WireGuardMsg{}, errWGShort
@@ -73,7 +76,7 @@ func ClassifyWireGuard(p []byte) (WireGuardMsg, error) {
 		}
 		off = 4 // receiver index
 	case WireGuardTransport:
-		if len(p) < WireGuardMinTransportLen || (len(p)-WireGuardTransportHeaderLen)%16 != 0 {
+		if len(p) < WireGuardMinTransportLen {
 			return WireGuardMsg{}, errWGLen
 		}
 		off = 4 // receiver index

@@ -8,7 +8,8 @@
 //   - WireGuard ([packet.ClassifyWireGuard]): a type other than the four
 //     defined, reserved bytes that are not zero, a size that cannot match
 //     the type (initiation 148, response 92, cookie reply 64, transport at
-//     least 32 and a multiple of 16 after the header).
+//     least 32: its padding stops at the sender's MTU, so no multiple of
+//     16 can be asked).
 //   - QUIC ([packet.ClassifyQUIC]): a packet too short for its header, the
 //     fixed bit clear (versions 1 and 2), a connection ID longer than 20
 //     bytes (versions 1 and 2); and an Initial in a datagram under 1200

@@ -144,7 +144,7 @@ func valid() [][]byte {
 		}
 		return b
 	}
-	out = append(out, wg(1, 148), wg(2, 92), wg(3, 64), wg(4, 32), wg(4, 48), wg(4, 1436), wg(4, 33))
+	out = append(out, wg(1, 148), wg(2, 92), wg(3, 64), wg(4, 32), wg(4, 48), wg(4, 1436), wg(4, 33), wg(4, 16+1420+16), wg(4, 31))
 	long := func(first byte, version uint32, dcid, scid, n int) []byte {
 		b := []byte{first}
 		b = binary.BigEndian.AppendUint32(b, version)

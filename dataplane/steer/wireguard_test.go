@@ -77,7 +77,7 @@ func TestWireGuardDifferential(t *testing.T) {
 	inputs := corpus.Bytes(t)
 	for _, i := range []uint32{0, 1, 2, 0x01020304, 0xdeadbeef, 0xfffffffe} {
 		for _, typ := range []byte{1, 2, 3, 4, 5, 0} {
-			for _, n := range []int{4, 8, 31, 32, 33, 48, 64, 92, 148, 1436} {
+			for _, n := range []int{4, 8, 31, 32, 33, 48, 64, 92, 148, 1436, 1452} {
 				inputs = append(inputs, wgMessage(typ, n, i))
 			}
 		}
@@ -241,7 +241,7 @@ func TestWireGuardSockets(t *testing.T) {
 					}
 				}
 			}
-			for _, p := range [][]byte{wgMessage(1, 148, 0), wgMessage(2, 92, 9), wgMessage(3, 64, 9), []byte("garbage"), wgMessage(4, 33, 0x1001)} {
+			for _, p := range [][]byte{wgMessage(1, 148, 0), wgMessage(2, 92, 9), wgMessage(3, 64, 9), []byte("garbage"), wgMessage(4, 31, 0x1001)} {
 				send(p)
 				if got := recv(p); got != 0 {
 					t.Fatalf("%q: socket %d, want the handshake socket", p, got)

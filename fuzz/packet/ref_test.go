@@ -112,7 +112,7 @@ func refWireGuard(p []byte) (typ uint8, idx uint32, kind error) {
 		}
 		return 3, binary.LittleEndian.Uint32(p[4:8]), nil
 	default:
-		if len(p) < 16+16 || (len(p)-16)%16 != 0 {
+		if len(p) < 16+16 { // padding to 16 stops at the MTU: any longer length is valid
 			return 0, 0, packet.ErrLengthMismatch
 		}
 		return 4, binary.LittleEndian.Uint32(p[4:8]), nil
