@@ -84,10 +84,17 @@ static __always_inline void count(__u32 k)
 SEC("sk_reuseport")
 int steer_wireguard(struct sk_reuseport_md *md)
 {
-	__u8 *data = md->data, *end = md->data_end;
-	if (data + sizeof(struct udphdr) > end || md->len < sizeof(struct udphdr))
-		return SK_PASS;
-	__u32 slot = wg_slot(data + sizeof(struct udphdr), end, md->len - sizeof(struct udphdr));
+	// A copy of the UDP header and the payload's first 8 bytes (type,
+	// reserved, receiver index): the payload need not be in the linear
+	// data the program sees directly (a UDP GSO packet over loopback
+	// carries it all in fragments).
+	__u8 buf[sizeof(struct udphdr) + 8];
+	__u32 slot = STEER_HASH;
+	__u64 take = md->len; // 64 bits: bounds the verifier can follow
+	if (take > sizeof(buf))
+		take = sizeof(buf);
+	if (take >= sizeof(struct udphdr) && bpf_skb_load_bytes(md, 0, buf, take) == 0)
+		slot = wg_slot(buf + sizeof(struct udphdr), buf + take, md->len - sizeof(struct udphdr));
 	if (slot == STEER_HASH)
 		slot = 1 + md->hash % (loops ? loops : 1);
 	__u32 key = slot + (md->eth_protocol == bpf_htons(ETH_P_IPV6) ? SLOTS : 0);
@@ -111,10 +118,18 @@ struct {
 SEC("xdp")
 int wg_slot_harness(struct xdp_md *ctx)
 {
-	__u8 *data = (void *)(long)ctx->data, *end = (void *)(long)ctx->data_end;
-	if (data + ETH_HLEN > end)
+	// The same copy as steer_wireguard's: the payload's first 8 bytes.
+	__u8 buf[8];
+	__u32 k = 0, slot = 0;
+	__u32 len = ctx->data_end - ctx->data;
+	if (len < ETH_HLEN)
 		return XDP_ABORTED;
-	__u32 k = 0, slot = wg_slot(data + ETH_HLEN, end, end - data - ETH_HLEN);
+	__u32 n = len - ETH_HLEN;
+	__u64 take = n;
+	if (take > sizeof(buf))
+		take = sizeof(buf);
+	if (take == 0 || bpf_xdp_load_bytes(ctx, ETH_HLEN, buf, take) == 0)
+		slot = wg_slot(buf, buf + take, n);
 	bpf_map_update_elem(&result, &k, &slot, BPF_ANY);
 	return XDP_PASS;
 }
