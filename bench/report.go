@@ -36,6 +36,14 @@ func Markdown(run *Run, areas []Area, opt ReportOptions) string {
 		dirty = " (with uncommitted changes)"
 	}
 	p("Measured %s, %s, commit `%s`%s, in %s.\n\n", run.Date.UTC().Format("2006-01-02 15:04 UTC"), kind, short(m.Commit), dirty, fmtDur(run.Seconds))
+	for _, mr := range run.Merged {
+		d := ""
+		if mr.Dirty {
+			d = " (with uncommitted changes)"
+		}
+		p("Areas `%s` measured again %s, `make bench ONLY='%s'`, commit `%s`%s, in %s; their figures and ratios are from that run.\n\n",
+			strings.Join(mr.Areas, "`, `"), mr.Date.UTC().Format("2006-01-02 15:04 UTC"), mr.Only, short(mr.Commit), d, fmtDur(mr.Seconds))
+	}
 	p("| machine | |\n|---|---|\n| CPU | %s, %d cores |\n| kernel | %s |\n| Go | %s |\n", m.CPUModel, m.Cores, m.Kernel, m.GoVersion)
 	pin := "not pinned (one CPU)"
 	if run.Pinning.SUT != "" {

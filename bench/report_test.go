@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
@@ -158,5 +159,48 @@ func TestScenariosValid(t *testing.T) {
 	bad = append(bad, all[0])
 	if err := Validate(bad, Areas); err == nil {
 		t.Error("duplicate name accepted")
+	}
+}
+
+// TestMerge: a later run's areas replace the base's whole (no ratio mixes
+// two runs), the rest stays, and the report says where each came from.
+func TestMerge(t *testing.T) {
+	base := loadFixture(t)
+	later := loadFixture(t)
+	later.Date = later.Date.Add(48 * time.Hour)
+	later.Only = "^kernel/"
+	later.Machine.Commit = "fedcba9876543210"
+	later.GoBench = nil
+	var kept []ScenarioResult
+	for _, s := range later.Scenarios {
+		if s.Name == "kernel/bulk1" {
+			s.Label = "kernel, measured again"
+			kept = append(kept, s)
+		}
+	}
+	later.Scenarios = kept
+	area := kept[0].Area
+	m, err := Merge(base, later)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range m.Scenarios {
+		if s.Area == area && s.Name != "kernel/bulk1" {
+			t.Errorf("%s of area %s stayed from the base run", s.Name, area)
+		}
+	}
+	if len(m.Scenarios) >= len(base.Scenarios) || m.GoBench == nil {
+		t.Errorf("merged: %d scenarios (base %d), go bench %v", len(m.Scenarios), len(base.Scenarios), m.GoBench != nil)
+	}
+	md := Markdown(m, Areas, ReportOptions{ResultsPath: "x.json"})
+	if want := "Areas `" + area + "` measured again 2026-11-29 01:00 UTC, `make bench ONLY='^kernel/'`, commit `fedcba987654`"; !strings.Contains(md, want) {
+		t.Errorf("the report lacks %q", want)
+	}
+	if !strings.Contains(md, "kernel, measured again") {
+		t.Error("the report lacks the later run's scenario")
+	}
+	later.Quick = true
+	if _, err := Merge(base, later); err == nil {
+		t.Error("a quick run merged into a full one")
 	}
 }

@@ -29,6 +29,21 @@ type Run struct {
 	Params    Params           `json:"params"`
 	Scenarios []ScenarioResult `json:"scenarios"`
 	GoBench   *GoBenchRun      `json:"go_bench,omitempty"`
+	// Merged lists the later runs whose areas replaced this run's
+	// (bench merge): every figure of an area comes from one run.
+	Merged []MergedRun `json:"merged,omitempty"`
+}
+
+// MergedRun is a later run merged into a run: where its areas' figures
+// come from.
+type MergedRun struct {
+	Date    time.Time `json:"date"`
+	Only    string    `json:"only,omitempty"`
+	Quick   bool      `json:"quick,omitempty"`
+	Commit  string    `json:"commit"`
+	Dirty   bool      `json:"dirty,omitempty"`
+	Seconds float64   `json:"seconds"`
+	Areas   []string  `json:"areas"`
 }
 
 // Machine describes where the run happened.
@@ -156,6 +171,10 @@ func (r *Run) Write(dir string) (string, error) {
 	if c := r.Machine.Commit; c != "" {
 		name += "-" + c[:min(len(c), 12)]
 	}
+	if n := len(r.Merged); n > 0 { // named, and sorted, by its newest part
+		last := r.Merged[n-1]
+		name = last.Date.UTC().Format("20060102T150405Z") + "-" + last.Commit[:min(len(last.Commit), 12)] + "-merged"
+	}
 	if r.Quick {
 		name += "-quick"
 	}
@@ -165,6 +184,53 @@ func (r *Run) Write(dir string) (string, error) {
 		return "", err
 	}
 	return path, os.WriteFile(path, append(b, '\n'), 0o644)
+}
+
+// Merge returns base with each later run's areas in place of its own, in
+// order: an area that has any scenario in a later run takes all its
+// scenarios from that run, so that every ratio still compares two
+// figures of one run. The Go microbenchmarks count as an area ("go").
+// The runs' parameters must match (a quick run does not merge into a full
+// one). base is not changed.
+func Merge(base *Run, later ...*Run) (*Run, error) {
+	out := *base
+	out.Scenarios = append([]ScenarioResult(nil), base.Scenarios...)
+	out.Merged = append([]MergedRun(nil), base.Merged...)
+	for _, r := range later {
+		if r.Quick != base.Quick {
+			return nil, fmt.Errorf("merge: the run of %s is quick=%v, the base quick=%v", r.Date.Format(time.RFC3339), r.Quick, base.Quick)
+		}
+		if r.Params.Reps != base.Params.Reps || r.Params.BulkSeconds != base.Params.BulkSeconds {
+			return nil, fmt.Errorf("merge: the run of %s has %d runs of %gs per scenario, the base %d of %gs",
+				r.Date.Format(time.RFC3339), r.Params.Reps, r.Params.BulkSeconds, base.Params.Reps, base.Params.BulkSeconds)
+		}
+		areas := map[string]bool{}
+		for _, s := range r.Scenarios {
+			areas[s.Area] = true
+		}
+		if r.GoBench != nil {
+			areas["go"] = true
+			out.GoBench = r.GoBench
+		}
+		if len(areas) == 0 {
+			return nil, fmt.Errorf("merge: the run of %s has no scenarios", r.Date.Format(time.RFC3339))
+		}
+		kept := out.Scenarios[:0:0]
+		for _, s := range out.Scenarios {
+			if !areas[s.Area] {
+				kept = append(kept, s)
+			}
+		}
+		out.Scenarios = append(kept, r.Scenarios...)
+		names := make([]string, 0, len(areas))
+		for a := range areas {
+			names = append(names, a)
+		}
+		sort.Strings(names)
+		out.Merged = append(out.Merged, MergedRun{Date: r.Date, Only: r.Only, Quick: r.Quick, Commit: r.Machine.Commit,
+			Dirty: r.Machine.Dirty, Seconds: r.Seconds, Areas: names})
+	}
+	return &out, nil
 }
 
 // LoadRun reads a results file.

@@ -45,6 +45,8 @@ func main() {
 			exit(render(os.Args[2:]))
 		case "compare":
 			exit(compare(os.Args[2:]))
+		case "merge":
+			exit(merge(os.Args[2:]))
 		}
 	}
 	exit(run())
@@ -236,6 +238,41 @@ func render(args []string) error {
 		return err
 	}
 	return writeReport(r, path, *mdPath, *chartDir)
+}
+
+// merge writes a results file of BASE with the areas of each later run in
+// place of its own, and BENCHMARKS.md and the charts from it.
+func merge(args []string) error {
+	fs := flag.NewFlagSet("merge", flag.ExitOnError)
+	outDir := fs.String("out", "bench/results", "directory for the merged results JSON")
+	mdPath := fs.String("md", "BENCHMARKS.md", "markdown file to write")
+	chartDir := fs.String("charts", "bench/charts", "directory for the SVG charts")
+	_ = fs.Parse(args)
+	if fs.NArg() < 2 {
+		return fmt.Errorf("usage: bench merge [-out DIR] [-md F] [-charts DIR] BASE.json LATER.json...")
+	}
+	base, err := bench.LoadRun(fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	var later []*bench.Run
+	for _, p := range fs.Args()[1:] {
+		r, err := bench.LoadRun(p)
+		if err != nil {
+			return err
+		}
+		later = append(later, r)
+	}
+	m, err := bench.Merge(base, later...)
+	if err != nil {
+		return err
+	}
+	path, err := m.Write(*outDir)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("bench: merged %d runs into %s\n", len(later)+1, path)
+	return writeReport(m, path, *mdPath, *chartDir)
 }
 
 func compare(args []string) error {
