@@ -59,15 +59,42 @@ struct {
 	__type(value, __u64);
 } counts SEC(".maps");
 
-// steer picks the socket, of n, for the UDP datagram at udp (its header)
-// whose 4-tuple hashes to hash, and says how in *how.
-static __always_inline __u32 steer(__u8 *udp, __u8 *end, __u32 hash, __u32 n, enum how *how)
+// PEEK is how much of a datagram the programs copy to parse: the UDP
+// header and the first 32 bytes of payload, which hold every field
+// steer reads of a packet that carries an ID the edge issues (the
+// longest: a long header's SCID length, at payload byte 14). A packet
+// that needs more to parse has an ID of another length: it goes by hash
+// either way.
+#define PEEK 40
+
+// The copy. Its value is larger than PEEK so that every read quic()
+// makes (up to 6 + 255 + 1 bytes in) stays inside it for the verifier;
+// quic() itself reads nothing past the end of what was copied. Copying
+// is needed: a datagram's payload need not be in the linear data an
+// sk_reuseport program sees directly (a UDP GSO packet over loopback
+// carries it all in fragments).
+struct scratch {
+	__u8 b[8 + 512 + 8];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct scratch);
+} scratch SEC(".maps");
+
+// steer picks the socket, of n, for the UDP datagram whose first len
+// bytes (at most PEEK, from its header) are at udp and whose 4-tuple
+// hashes to hash, and says how in *how.
+static __always_inline __u32 steer(__u8 *udp, __u32 len, __u32 hash, __u32 n, enum how *how)
 {
 	*how = BY_HASH;
 	if (n == 0 || n > MAX_SOCKETS)
 		return 0;
-	if (udp + sizeof(struct udphdr) > end)
+	if (len < sizeof(struct udphdr) || len > PEEK)
 		return hash % n;
+	__u8 *end = udp + len;
 	__u32 ulen = bpf_ntohs(((struct udphdr *)udp)->len);
 	if (ulen < sizeof(struct udphdr))
 		return hash % n;
@@ -95,7 +122,16 @@ SEC("sk_reuseport")
 int steer_quic(struct sk_reuseport_md *md)
 {
 	enum how how;
-	__u32 i = steer((__u8 *)md->data, (__u8 *)md->data_end, md->hash, num_sockets, &how);
+	__u32 k = 0;
+	__u64 len = md->len; // 64 bits: no copy to zero-extend, whose bounds the verifier would not see
+	__u8 *buf = bpf_map_lookup_elem(&scratch, &k);
+	if (len > PEEK)
+		len = PEEK;
+	if (!buf || len < sizeof(struct udphdr))
+		len = 0;
+	else if (bpf_skb_load_bytes(md, 0, buf, len))
+		len = 0; // by hash
+	__u32 i = steer(buf, len, md->hash, num_sockets, &how);
 	if (bpf_sk_select_reuseport(md, &sockets, &i, 0) == 0)
 		count(2 * (i & (MAX_SOCKETS - 1)) + how);
 	else
@@ -112,7 +148,8 @@ struct harness_hdr {
 	__u8 pad[8];
 };
 
-// harness returns steer's choice for the frame: how << 16 | index.
+// harness returns steer's choice for the frame, copied as the
+// sk_reuseport program copies a datagram: how << 16 | index.
 SEC("xdp")
 int steer_quic_harness(struct xdp_md *ctx)
 {
@@ -122,6 +159,15 @@ int steer_quic_harness(struct xdp_md *ctx)
 	if ((void *)(h + 1) > (void *)end)
 		return 0xffff;
 	enum how how;
-	__u32 i = steer((__u8 *)(h + 1), end, h->hash, h->n, &how);
+	__u32 k = 0;
+	__u64 len = end - (__u8 *)(h + 1);
+	__u8 *buf = bpf_map_lookup_elem(&scratch, &k);
+	if (len > PEEK)
+		len = PEEK;
+	if (!buf || len < sizeof(struct udphdr))
+		len = 0;
+	else if (bpf_xdp_load_bytes(ctx, sizeof(*h), buf, len))
+		len = 0;
+	__u32 i = steer(buf, len, h->hash, h->n, &how);
 	return how << 16 | i;
 }

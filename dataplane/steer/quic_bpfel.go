@@ -17,6 +17,7 @@ import (
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	quicMapCounts            = "counts"
+	quicMapScratch           = "scratch"
 	quicMapSockets           = "sockets"
 	quicProgSteerQuic        = "steer_quic"
 	quicProgSteerQuicHarness = "steer_quic_harness"
@@ -74,6 +75,7 @@ type quicProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type quicMapSpecs struct {
 	Counts  *ebpf.MapSpec `ebpf:"counts"`
+	Scratch *ebpf.MapSpec `ebpf:"scratch"`
 	Sockets *ebpf.MapSpec `ebpf:"sockets"`
 }
 
@@ -105,12 +107,14 @@ func (o *quicObjects) Close() error {
 // It can be passed to loadQuicObjects or ebpf.CollectionSpec.LoadAndAssign.
 type quicMaps struct {
 	Counts  *ebpf.Map `ebpf:"counts"`
+	Scratch *ebpf.Map `ebpf:"scratch"`
 	Sockets *ebpf.Map `ebpf:"sockets"`
 }
 
 func (m *quicMaps) Close() error {
 	return _QuicClose(
 		m.Counts,
+		m.Scratch,
 		m.Sockets,
 	)
 }
