@@ -35,8 +35,9 @@ func (o *quicReuseport) Close() error {
 
 // ListenQUIC opens n UDP sockets (network "udp", "udp4" or "udp6") on addr
 // in one SO_REUSEPORT group and attaches the steering program to it. A
-// port of 0 picks one for all of them. Loading the program needs
-// CAP_BPF (or root) and a kernel with BTF; without them the error says
+// port of 0 picks one for all of them. Loading the program needs root,
+// or CAP_BPF, CAP_NET_ADMIN (the socket map) and CAP_PERFMON (the parser
+// compares pointers); without them the error says
 // so and no socket is left open: the caller falls back to one socket.
 func ListenQUIC(network, addr string, n int) (*QUIC, error) {
 	if n < 1 || n > MaxSockets {
@@ -55,7 +56,7 @@ func ListenQUIC(network, addr string, n int) (*QUIC, error) {
 		if errors.As(err, &ve) {
 			return nil, fmt.Errorf("steer: the kernel's verifier refused the program: %+v", ve)
 		}
-		return nil, fmt.Errorf("steer: load the sk_reuseport program (needs root or CAP_BPF): %w", err)
+		return nil, fmt.Errorf("steer: load the sk_reuseport program (needs root, or CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON): %w", err)
 	}
 	fail := func(err error) (*QUIC, error) {
 		q.Close()
@@ -182,7 +183,7 @@ func loadHarness() (*harness, error) {
 	}
 	var h harness
 	if err := spec.LoadAndAssign(&h, nil); err != nil {
-		return nil, fmt.Errorf("steer: load the XDP harness (needs root or CAP_BPF): %w", err)
+		return nil, fmt.Errorf("steer: load the XDP harness (needs root, or CAP_BPF and CAP_PERFMON): %w", err)
 	}
 	return &h, nil
 }
