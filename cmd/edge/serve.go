@@ -114,6 +114,7 @@ func serve(ctx context.Context, g *globals, cfg *edgeconfig.Config, log *slog.Lo
 		MaxHandshakes:          cfg.Limits.MaxHandshakes,
 		MaxHandshakesPerSource: cfg.Limits.MaxHandshakesPerSource,
 		QUICRetryAbove:         cfg.Limits.QUICRetryAbove,
+		QUICSockets:            quicSockets(cfg),
 	})
 
 	var closers []func() error
@@ -128,6 +129,7 @@ func serve(ctx context.Context, g *globals, cfg *edgeconfig.Config, log *slog.Lo
 		return fmt.Errorf("tunnel listener (QUIC, udp %s): %w", cfg.Listen.Tunnels, err)
 	}
 	closers = append(closers, qln.Close)
+	logSteering(cfg, qln, log, reg)
 	hln, err := tunnel.ListenHTTP2(cfg.Listen.Tunnels, cert, storeAuth{st}, tcfg)
 	if err != nil {
 		return fmt.Errorf("tunnel listener (HTTP/2, tcp %s): %w", cfg.Listen.Tunnels, err)

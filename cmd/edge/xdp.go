@@ -9,12 +9,13 @@ import (
 
 	"github.com/onramp-net/onramp/cmd/edge/edgeconfig"
 	"github.com/onramp-net/onramp/dataplane/prefilter"
+	"github.com/onramp-net/onramp/dataplane/steer"
 )
 
 // quicConnIDLen is the length of the connection IDs the tunnel listener's
-// quic-go Transport issues (quic-go's default, which it keeps): the
+// quic-go Transports issue (dataplane/steer's, steered or not): the
 // pre-filter needs it to check a short header.
-const quicConnIDLen = 4
+const quicConnIDLen = steer.ConnIDLen
 
 // startXDP loads the pre-filter for the QUIC listener at quicAddr and the
 // WireGuard hub (if on) and attaches it to the configured interfaces. It

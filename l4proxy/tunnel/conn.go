@@ -128,6 +128,14 @@ type Config struct {
 	// QUICHandshakeTimeout is how long [Dial] with "auto" waits for QUIC before falling back
 	// to HTTP/2. Default 3s.
 	QUICHandshakeTimeout time.Duration
+	// QUICSockets is how many UDP sockets, each with its own quic-go
+	// Transport, the QUIC listener runs on its port: a SO_REUSEPORT group
+	// steered by connection ID (dataplane/steer), so that a connection
+	// stays on its Transport when its source changes. 0 (the default) is
+	// GOMAXPROCS; 1 is a single socket without eBPF. Where steering cannot
+	// load (no eBPF, no capability) the listener runs one socket and
+	// [QUICListener.Steering] says why.
+	QUICSockets int
 
 	// The edge's listeners bound the work strangers can make them do before
 	// they authenticated (see handshake.go). A connection attempt counts as

@@ -2,16 +2,20 @@ package tunnel
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/quic-go/quic-go"
+
+	"github.com/onramp-net/onramp/dataplane/steer"
 )
 
 // QUIC stream error codes (RESET_STREAM / STOP_SENDING).
@@ -37,13 +41,20 @@ func quicConfig(cfg *Config, incomingStreams int) *quic.Config {
 }
 
 // QUICListener is the edge side of the QUIC transport. It implements [Listener].
+//
+// It runs one quic-go Transport per UDP socket: one socket, or a
+// SO_REUSEPORT group of [Config.QUICSockets] steered by connection ID
+// (dataplane/steer). All of them feed one handshake gate and one accept
+// queue.
 type QUICListener struct {
-	udp  *net.UDPConn
-	tr   *quic.Transport
-	ln   *quic.Listener
-	auth Authenticator
-	cfg  Config
-	gate *handshakeGate
+	udps     []*net.UDPConn
+	trs      []*quic.Transport
+	lns      []*quic.Listener
+	group    *steer.QUIC // nil: one socket, not steered
+	steerErr error       // why steering is off, if it was asked for
+	auth     Authenticator
+	cfg      Config
+	gate     *handshakeGate
 	acceptQueue
 }
 
@@ -51,29 +62,74 @@ var _ Listener = (*QUICListener)(nil)
 
 // ListenQUIC listens for connectors on the UDP address addr ("host:port"; port 0 picks one)
 // presenting cert (ALPN [ALPNQUIC], TLS 1.3 only) and authenticating them with auth.
-// cfg may be nil.
+// cfg may be nil. With cfg.QUICSockets other than 1 it tries a steered
+// group of sockets and falls back to one; see [QUICListener.Steering].
 func ListenQUIC(addr string, cert tls.Certificate, auth Authenticator, cfg *Config) (*QUICListener, error) {
 	c := cfg.withDefaults()
 	ua, err := net.ResolveUDPAddr("udp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("listen quic: %w", err)
 	}
-	udp, err := net.ListenUDP("udp", ua)
-	if err != nil {
+	l := &QUICListener{auth: auth, cfg: c, gate: newHandshakeGate(&c), acceptQueue: newAcceptQueue()}
+	n := c.QUICSockets
+	if n <= 0 {
+		n = runtime.GOMAXPROCS(0)
+	}
+	n = min(n, steer.MaxSockets)
+	if n > 1 {
+		if l.group, err = steer.ListenQUIC("udp", ua.String(), n); err != nil {
+			l.steerErr = err
+		} else {
+			l.udps = l.group.Conns()
+		}
+	}
+	if l.group == nil {
+		udp, err := net.ListenUDP("udp", ua)
+		if err != nil {
+			return nil, fmt.Errorf("listen quic: %w", err)
+		}
+		l.udps = []*net.UDPConn{udp}
+	}
+	// One key for the tokens of all Transports: a Retry token or a
+	// resumption token one issued is good at every other.
+	var tokenKey quic.TokenGeneratorKey
+	if _, err := rand.Read(tokenKey[:]); err != nil {
+		l.closeSockets()
 		return nil, fmt.Errorf("listen quic: %w", err)
 	}
-	setSocketBuffers(udp, c.SocketBuffer)
-	l := &QUICListener{udp: udp, auth: auth, cfg: c, gate: newHandshakeGate(&c), acceptQueue: newAcceptQueue()}
-	l.tr = &quic.Transport{Conn: udp, ConnContext: l.connContext, VerifySourceAddress: l.verifySource}
-	// The edge accepts only the control stream from the connector.
-	l.ln, err = l.tr.Listen(edgeTLSConfig(cert, ALPNQUIC), quicConfig(&c, 4))
-	if err != nil {
-		l.tr.Close()
-		udp.Close()
-		return nil, fmt.Errorf("listen quic: %w", err)
+	tlsConf, qconf := edgeTLSConfig(cert, ALPNQUIC), quicConfig(&c, 4) // the edge accepts only the control stream from the connector
+	for i, udp := range l.udps {
+		setSocketBuffers(udp, c.SocketBuffer)
+		gen, _ := steer.NewConnIDGenerator(i)
+		tr := &quic.Transport{Conn: udp, ConnectionIDGenerator: gen, TokenGeneratorKey: &tokenKey,
+			ConnContext: l.connContext, VerifySourceAddress: l.verifySource}
+		l.trs = append(l.trs, tr)
+		ln, err := tr.Listen(tlsConf, qconf)
+		if err != nil {
+			l.closeTransports()
+			return nil, fmt.Errorf("listen quic: %w", err)
+		}
+		l.lns = append(l.lns, ln)
 	}
-	go l.acceptLoop()
+	for _, ln := range l.lns {
+		go l.acceptLoop(ln)
+	}
 	return l, nil
+}
+
+// Steering returns how many sockets (and Transports) the listener runs,
+// and, if it runs one where more were asked for, why (eBPF unavailable,
+// say).
+func (l *QUICListener) Steering() (sockets int, err error) { return len(l.udps), l.steerErr }
+
+// SteeringCounts returns the datagrams the steering program handed to
+// each socket, by connection ID and by hash; nil if not steered.
+func (l *QUICListener) SteeringCounts() ([]steer.Count, error) {
+	if l.group == nil {
+		return nil, nil
+	}
+	per, _, err := l.group.Counts()
+	return per, err
 }
 
 // verifySource is quic-go's question, for an Initial without a valid
@@ -107,22 +163,39 @@ func (l *QUICListener) connContext(ctx context.Context, info *quic.ClientInfo) (
 	return context.WithValue(ctx, slotKey{}, s), nil
 }
 
-// Addr returns the local UDP address.
-func (l *QUICListener) Addr() net.Addr { return l.udp.LocalAddr() }
+// Addr returns the local UDP address (every socket of a steered group has it).
+func (l *QUICListener) Addr() net.Addr { return l.udps[0].LocalAddr() }
 
-// Close stops the listener. Accepted connections are closed too, since they share its UDP socket.
+// Close stops the listener. Accepted connections are closed too, since they share its UDP sockets.
 func (l *QUICListener) Close() error {
-	l.close(func() {
-		l.ln.Close()
-		l.tr.Close()
-		l.udp.Close()
-	})
+	l.close(l.closeTransports)
 	return nil
 }
 
-func (l *QUICListener) acceptLoop() {
+// closeTransports closes the listeners, Transports and sockets.
+func (l *QUICListener) closeTransports() {
+	for _, ln := range l.lns {
+		ln.Close()
+	}
+	for _, tr := range l.trs {
+		tr.Close()
+	}
+	l.closeSockets()
+}
+
+func (l *QUICListener) closeSockets() {
+	if l.group != nil {
+		l.group.Close() // its sockets, and the program
+		return
+	}
+	for _, udp := range l.udps {
+		udp.Close()
+	}
+}
+
+func (l *QUICListener) acceptLoop(ln *quic.Listener) {
 	for {
-		qc, err := l.ln.Accept(l.ctx)
+		qc, err := ln.Accept(l.ctx)
 		if err != nil {
 			return
 		}

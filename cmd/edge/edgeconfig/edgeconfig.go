@@ -39,6 +39,7 @@
 //	  max_staged_bytes: 16777216        # packets held for peers whose handshake is under way, all together
 //	  steering: true                    # eBPF steering over the WireGuard sockets; false: the kernel's hash
 //	  handshakes: {per_second: 2000, per_source_per_second: 20, per_source_burst: 5, max_sources: 16384}
+//	quic_steering: true                 # one QUIC socket and Transport per core, steered by connection ID (eBPF); false: one
 //	xdp:                                # the XDP pre-filter of the UDP ports; see XDP
 //	  interfaces: [eth0]                # the public interfaces; none: off
 //	  per_source_per_second: 20         # WireGuard initiations and QUIC Initials per source /32 or /64 (burst per_source_burst: 5)
@@ -102,7 +103,18 @@ type Config struct {
 	Limits    Limits    `yaml:"limits"`
 	L3        L3        `yaml:"l3"`
 	XDP       XDP       `yaml:"xdp"`
+
+	// QUICSteering runs the QUIC tunnel listener as one UDP socket and
+	// quic-go Transport per core (GOMAXPROCS) on a SO_REUSEPORT group, an
+	// eBPF program steering each datagram to the Transport of its
+	// connection ID (dataplane/steer), so that a connector that changes
+	// source port keeps its connection. Default true; false is one
+	// socket. Without eBPF the edge says why once and runs one socket.
+	QUICSteering *bool `yaml:"quic_steering"`
 }
+
+// Steering reports whether QUIC steering is on (the default).
+func (c *Config) Steering() bool { return c.QUICSteering == nil || *c.QUICSteering }
 
 // XDP is the pre-filter (dataplane/prefilter) in front of the edge's UDP
 // ports, the QUIC tunnel listener and the WireGuard hub: an XDP program

@@ -167,3 +167,19 @@ func TestUDPLimits(t *testing.T) {
 		}
 	}
 }
+
+// TestQUICSteering: quic_steering is on unless the file says false.
+func TestQUICSteering(t *testing.T) {
+	for src, want := range map[string]bool{"": true, "quic_steering: true\n": true, "quic_steering: false\n": false} {
+		c, err := Parse([]byte(src))
+		if err != nil {
+			t.Fatalf("%q: %v", src, err)
+		}
+		if c.Steering() != want {
+			t.Errorf("%q: steering %v, want %v", src, c.Steering(), want)
+		}
+	}
+	if _, err := Parse([]byte("quic_steering: 3\n")); err == nil || !strings.Contains(err.Error(), "quic_steering") && !strings.Contains(err.Error(), "bool") {
+		t.Errorf("quic_steering: 3: %v", err)
+	}
+}

@@ -167,9 +167,9 @@ type arrival struct {
 	payload string
 }
 
-// readAll reads every socket of g until the test ends, reporting each
+// readGroup reads every socket of g until the test ends, reporting each
 // datagram on the channel it returns.
-func readAll(t *testing.T, g []*net.UDPConn) <-chan arrival {
+func readGroup(t *testing.T, g []*net.UDPConn) <-chan arrival {
 	ch := make(chan arrival, 1024)
 	for slot, c := range g {
 		go func() {
@@ -202,7 +202,7 @@ func TestWireGuardSockets(t *testing.T) {
 			} else {
 				w = loadWireGuard(t, loops, nil, rawConns(t, g))
 			}
-			ch := readAll(t, g)
+			ch := readGroup(t, g)
 			dst := g[0].LocalAddr().(*net.UDPAddr)
 			send := func(p []byte) {
 				t.Helper()

@@ -1,0 +1,6 @@
+package steer
+
+// quic_bpfel.go and quic_bpfel.o are generated from quic.c by bpf2go with
+// Debian's clang-19, as the pre-filter's are (dataplane/prefilter/gen.go);
+// make check-generated fails if they differ from what is committed.
+//go:generate go tool bpf2go -cc clang-19 -cflags "-O2 -g -Wall -Werror -I/usr/include/x86_64-linux-gnu -I../bpf" -target bpfel -no-global-types quic quic.c
