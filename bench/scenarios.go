@@ -164,7 +164,7 @@ func Scenarios() []Scenario {
 	s = append(s, firstByteScenarios()...) // scenarios_rtt.go
 
 	s = append(s, l3Scenarios()...)
-	s = append(s, xdpScenarios()...) // xdp.go
+	s = append(s, xdpScenarios()...)   // xdp.go
 	s = append(s, steerScenarios()...) // l3steer.go
 
 	add(Scenario{Name: "go/microbench", Area: "go", Label: "go test -bench", Onramp: true, Reps: 1,
