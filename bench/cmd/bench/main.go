@@ -13,6 +13,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -249,7 +250,7 @@ func merge(args []string) error {
 	chartDir := fs.String("charts", "bench/charts", "directory for the SVG charts")
 	_ = fs.Parse(args)
 	if fs.NArg() < 2 {
-		return fmt.Errorf("usage: bench merge [-out DIR] [-md F] [-charts DIR] BASE.json LATER.json...")
+		return errors.New("usage: bench merge [-out DIR] [-md F] [-charts DIR] BASE.json LATER.json (one or more)")
 	}
 	base, err := bench.LoadRun(fs.Arg(0))
 	if err != nil {
