@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -140,6 +141,10 @@ func TestL3(t *testing.T) {
 		out := cli("l3", "client", "list")
 		if !strings.Contains(out, "alice") || !strings.Contains(out, e.vip4.String()) {
 			t.Fatalf("edge l3 client list does not show alice at %s:\n%s", e.vip4, out)
+		}
+		// Her endpoint, and the receive loop steering keeps her on.
+		if row := listed(out, "alice"); row["ENDPOINT"] == "-" || (row["LOOP"] != "1" && row["LOOP"] != "2") {
+			t.Fatalf("edge l3 client list shows alice at endpoint %q on loop %q, want her address and loop 1 or 2:\n%s", row["ENDPOINT"], row["LOOP"], out)
 		}
 		// Printed again: the same addresses and edge, and a placeholder
 		// instead of the private key the edge never kept.
@@ -527,4 +532,23 @@ func waitFor(d time.Duration, cond func() bool) error {
 		time.Sleep(100 * time.Millisecond)
 	}
 	return nil
+}
+
+// listed returns the row of name in the table an edge list command
+// printed, by column header.
+func listed(table, name string) map[string]string {
+	cols := regexp.MustCompile(`\s{2,}`)
+	lines := strings.Split(strings.TrimSpace(table), "\n")
+	head := cols.Split(strings.TrimSpace(lines[0]), -1)
+	for _, l := range lines[1:] {
+		f := cols.Split(strings.TrimSpace(l), -1)
+		if len(f) == len(head) && f[0] == name {
+			row := map[string]string{}
+			for i, h := range head {
+				row[h] = f[i]
+			}
+			return row
+		}
+	}
+	return map[string]string{}
 }

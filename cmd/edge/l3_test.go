@@ -54,7 +54,7 @@ func (e *edgeCLI) mustRun(t *testing.T, args ...string) (stdout, stderr string) 
 
 // listRow is a row of `edge l3 client list` or `connector list`.
 type listRow struct {
-	name, addresses, extra, key, handshake, rx, tx, drops string
+	name, addresses, extra, key, handshake, endpoint, loop, rx, tx, drops string
 }
 
 var columns = regexp.MustCompile(`\s{2,}`)
@@ -72,10 +72,10 @@ func (e *edgeCLI) list(t *testing.T, kind string) map[string]listRow {
 			continue
 		}
 		f := columns.Split(strings.TrimSpace(l), -1)
-		if len(f) != 8 {
+		if len(f) != 10 {
 			t.Fatalf("list row %q: %d columns", l, len(f))
 		}
-		rows[f[0]] = listRow{f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7]}
+		rows[f[0]] = listRow{f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9]}
 	}
 	return rows
 }
