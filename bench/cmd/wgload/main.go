@@ -17,9 +17,15 @@
 // prints one JSON object on stdout: packets the clients handed their
 // devices in the measured window, its length, and the process's CPU
 // seconds in it.
+//
+// With -rebind N it then waits for a line on stdin, moves the first
+// client (by file name) to a new UDP port, as a NAT that rebinds would,
+// sends N packets from it and prints a second object: the client, its old
+// and new port. The testnet reads the edge's counters in between.
 package main
 
 import (
+	"bufio"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -58,8 +64,10 @@ func main() {
 	size := flag.Int("len", 64, "UDP payload bytes")
 	dur := flag.Duration("d", 5*time.Second, "measured duration")
 	warm := flag.Duration("warmup", time.Second, "load before the measured window")
+	rate := flag.Int("rate", 0, "packets a second per client (0: as fast as its device takes them)")
+	rebind := flag.Int("rebind", 0, "after the load and a line on stdin: packets the first client sends from a new port")
 	flag.Parse()
-	if err := run(*clients, *sink, *dst, *size, *dur, *warm); err != nil {
+	if err := run(*clients, *sink, *dst, *size, *dur, *warm, *rate, *rebind); err != nil {
 		fmt.Fprintln(os.Stderr, "wgload:", err)
 		os.Exit(1)
 	}
@@ -67,6 +75,7 @@ func main() {
 
 // peer is one stock wireguard-go device and its channel TUN.
 type peer struct {
+	name string
 	dev  *device.Device
 	tun  *tuntest.ChannelTUN
 	addr netip.Addr
@@ -125,7 +134,15 @@ func cpuSeconds() float64 {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
 }
 
-func run(dir, sinkPath, dstArg string, size int, dur, warm time.Duration) error {
+// rebound is what -rebind prints.
+type rebound struct {
+	Client string `json:"client"`
+	From   int    `json:"from"`
+	To     int    `json:"to"`
+	Sent   int    `json:"sent"`
+}
+
+func run(dir, sinkPath, dstArg string, size int, dur, warm time.Duration, rate, rebind int) error {
 	if dir == "" || sinkPath == "" || dstArg == "" {
 		return errors.New("-clients, -sink and -dst are required")
 	}
@@ -168,6 +185,7 @@ func run(dir, sinkPath, dstArg string, size int, dur, warm time.Duration) error 
 		if err != nil {
 			return err
 		}
+		p.name = strings.TrimSuffix(filepath.Base(f), ".conf")
 		clients = append(clients, p)
 	}
 
@@ -241,6 +259,21 @@ func run(dir, sinkPath, dstArg string, size int, dur, warm time.Duration) error 
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			if rate > 0 { // rate/100 every 10 ms
+				tick := time.NewTicker(10 * time.Millisecond)
+				defer tick.Stop()
+				for {
+					select {
+					case <-tick.C:
+						for range max(1, rate/100) {
+							c.tun.Outbound <- pkts[i]
+							sent.Add(1)
+						}
+					case <-done:
+						return
+					}
+				}
+			}
 			for {
 				select {
 				case c.tun.Outbound <- pkts[i]:
@@ -258,5 +291,31 @@ func run(dir, sinkPath, dstArg string, size int, dur, warm time.Duration) error 
 	close(done)
 	wg.Wait()
 	res := result{Clients: len(clients), Sent: s1 - s0, Seconds: t1.Sub(t0).Seconds(), CPUSeconds: c1 - c0}
-	return json.NewEncoder(os.Stdout).Encode(res)
+	if err := json.NewEncoder(os.Stdout).Encode(res); err != nil || rebind <= 0 {
+		return err
+	}
+	if _, err := bufio.NewReader(os.Stdin).ReadString('\n'); err != nil {
+		return fmt.Errorf("-rebind: waiting for a line on stdin: %w", err)
+	}
+	c := clients[0]
+	from, err := listenPort(c.dev)
+	if err != nil {
+		return err
+	}
+	if err := c.dev.IpcSet("listen_port=0\n"); err != nil {
+		return fmt.Errorf("-rebind: %w", err)
+	}
+	to, err := listenPort(c.dev)
+	if err != nil {
+		return err
+	}
+	if to == from {
+		return fmt.Errorf("-rebind: the client kept port %d", from)
+	}
+	for range rebind {
+		c.tun.Outbound <- pkts[0]
+		time.Sleep(time.Millisecond) // paced: the edge's counters, not a queue, should see them
+	}
+	time.Sleep(500 * time.Millisecond)
+	return json.NewEncoder(os.Stdout).Encode(rebound{Client: c.name, From: from, To: to, Sent: rebind})
 }
