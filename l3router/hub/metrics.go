@@ -89,7 +89,8 @@ var (
 			"removed (with their peer).", []string{"reason"}, nil)
 	descSteered = prometheus.NewDesc("onramp_edge_l3_steered_datagrams_total",
 		"WireGuard datagrams the eBPF steering program put on each socket (l3.steering), by family and socket: handshake (handshake messages and garbage), "+
-			"loop1, loop2, ... (transport messages, by their receiver index); unsteered, those it could not place (the kernel's hash did).", []string{"family", "socket"}, nil)
+			"loop1, loop2, ... (transport messages, by their receiver index); unsteered, those it could not place (the kernel's hash did). "+
+			"A batch the kernel's UDP GRO made of one peer's datagrams counts once.", []string{"family", "socket"}, nil)
 	descSteeredPeers = prometheus.NewDesc("onramp_edge_l3_steered_peers",
 		"L3 peers whose sessions the steering program keeps on each receive loop.", []string{"socket"}, nil)
 )
