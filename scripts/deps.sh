@@ -8,7 +8,8 @@ set -euo pipefail
 # client in the end-to-end tests; wireguard-tools: wg and wg-quick, which
 # configure the stock WireGuard client (wireguard-go) in the L3 tests;
 # nftables: nft, the NAT (masquerade) of a router namespace in the L3 test
-# of a client behind NAT; clang-19, llvm-19 (llvm-strip) and libbpf-dev
+# of a client behind NAT; conntrack: a NAT that forgets its mappings in
+# the test of a connector whose source port changes; clang-19, llvm-19 (llvm-strip) and libbpf-dev
 # (bpf_helpers.h) compile the eBPF programs (bpf2go, make generate and the
 # check in make test), with the kernel's UAPI headers from linux-libc-dev.
 packages=(
@@ -19,6 +20,7 @@ packages=(
 	ca-certificates
 	wireguard-tools
 	nftables
+	conntrack
 	clang-19
 	llvm-19
 	libbpf-dev
