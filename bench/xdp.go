@@ -209,7 +209,7 @@ func runGarbagePPS(ctx context.Context, env *Env, rig *Rig) (Sample, error) {
 	// The receive side's CPU per datagram: the softirq (veth's receive,
 	// and XDP or the kernel's UDP receive) and the edge process. One CPU
 	// doing only that gets rid of 10^6/recv datagrams a second.
-	recv := ((c1.softirq-c0.softirq)+(e1-e0))/sent*1e6
+	recv := ((c1.softirq - c0.softirq) + (e1 - e0)) / sent * 1e6
 	return Sample{Ops: handled, Values: map[string]float64{
 		"pps":             handled / el / 1e3,
 		"recv_per_pkt":    recv,
