@@ -321,9 +321,11 @@ func (d *Device) RemovePeer(pub l3config.Key) {
 	if !ok {
 		return
 	}
-	d.releaseSlot(p)
 	d.tunPeer.CompareAndSwap(p, nil)
 	d.forget(p)
+	// After forget: every index is made under p.mu and only while the
+	// peer is not removed, so no handshake can give p a slot again.
+	d.releaseSlot(p)
 }
 
 // forget ends p's sessions and handshake and zeroes its key material:

@@ -205,4 +205,17 @@ func TestSteering(t *testing.T) {
 	if s := slotOf(peers[0]); s != slot {
 		t.Fatalf("the client moved from loop %d to %d", slot, s)
 	}
+
+	// A removed client leaves its loop, and its indexes the map.
+	idx := indexOf(d, peers[0])
+	d.RemovePeer(peers[0].remote.pub)
+	st, _ := d.Steering()
+	if st.Peers[slot] != after.Peers[slot]-1 {
+		t.Errorf("after removing the client, loop %d has %d peers, want %d", slot, st.Peers[slot], after.Peers[slot]-1)
+	}
+	for i := range idx {
+		if s, ok := d.SteeredSlot(i); ok {
+			t.Errorf("the removed client's index %#x is still steered to loop %d", i, s)
+		}
+	}
 }
