@@ -80,21 +80,8 @@ xdp:
 
 	// The L3 on-ramp: site-a's connector, the client through wg-quick,
 	// iperf3 -s on the LAN host.
-	path := filepath.Join(dir, "site-a.yml")
-	if _, err := w.AddConnector(ctx, n.Node("conn"), "site-a", path, "198.18.130.0/24", "fd00:130::/64"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := w.StartConnector(n.Node("conn"), path); err != nil {
-		t.Fatal(err)
-	}
-	conf, err := w.EdgeCLI(ctx, "l3", "client", "add", "alice")
-	if err != nil {
-		t.Fatal(err)
-	}
+	siteAndAlice(ctx, t, n, w, dir)
 	client, lan, attacker := n.Node("client"), n.Node("lan"), n.Node("conn2")
-	if _, err := client.WGQuickUp(ctx, fmt.Sprintf("onrf%d", os.Getpid()%1000000), []byte(conf)); err != nil {
-		t.Fatal(err)
-	}
 	if _, err := lan.Start("iperf3", "-s", "-p", "5201"); err != nil {
 		t.Fatal(err)
 	}

@@ -40,21 +40,8 @@ func TestXDPPrefilter(t *testing.T) {
 		t.Fatalf("the edge did not attach its pre-filter:\n%s", out)
 	}
 	t.Log(strings.SplitN(out[i:], "\n", 2)[0])
-	path := filepath.Join(dir, "site-a.yml")
-	if _, err := w.AddConnector(ctx, n.Node("conn"), "site-a", path, "198.18.130.0/24", "fd00:130::/64"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := w.StartConnector(n.Node("conn"), path); err != nil {
-		t.Fatal(err)
-	}
-	conf, err := w.EdgeCLI(ctx, "l3", "client", "add", "alice")
-	if err != nil {
-		t.Fatal(err)
-	}
+	conf := siteAndAlice(ctx, t, n, w, dir)
 	client := n.Node("client")
-	if _, err := client.WGQuickUp(ctx, fmt.Sprintf("onrx%d", os.Getpid()%1000000), []byte(conf)); err != nil {
-		t.Fatal(err)
-	}
 	if _, err := n.Node("lan").ServeOrigins(); err != nil {
 		t.Fatal(err)
 	}
@@ -160,3 +147,25 @@ func TestXDPPrefilter(t *testing.T) {
 }
 
 func okPings(l *testnet.Loop) int64 { ok, _ := l.Counts(); return ok }
+
+// siteAndAlice starts site-a's connector in "conn" (198.18.130.0/24,
+// fd00:130::/64, the LAN) and brings alice up in "client" through
+// wg-quick, returning her configuration.
+func siteAndAlice(ctx context.Context, t *testing.T, n *testnet.Net, w *testnet.L3World, dir string) string {
+	t.Helper()
+	path := filepath.Join(dir, "site-a.yml")
+	if _, err := w.AddConnector(ctx, n.Node("conn"), "site-a", path, "198.18.130.0/24", "fd00:130::/64"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.StartConnector(n.Node("conn"), path); err != nil {
+		t.Fatal(err)
+	}
+	conf, err := w.EdgeCLI(ctx, "l3", "client", "add", "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.Node("client").WGQuickUp(ctx, fmt.Sprintf("onrx%d", os.Getpid()%1000000), []byte(conf)); err != nil {
+		t.Fatal(err)
+	}
+	return conf
+}

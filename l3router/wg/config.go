@@ -185,8 +185,8 @@ type PeerStats struct {
 	Handshakes       uint64 // completed handshakes, as initiator or responder
 	RxBytes, TxBytes uint64 // encrypted bytes received and sent
 	Dropped          uint64 // TUN device: packets from the peer dropped (source not allowed, malformed)
-	// Loop is the receive loop (1 on) the steering program gives the
-	// peer's current session, as its map has it; 0 if none does.
+	// Loop is the receive loop (1 on) the steering program keeps the
+	// peer's sessions on; 0 if none (steering off, or no session yet).
 	Loop int
 }
 

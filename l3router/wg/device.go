@@ -354,9 +354,7 @@ func (p *Peer) Stats() PeerStats {
 	if ep := p.endpoint.Load(); ep != nil {
 		s.Endpoint = ep.AddrPort
 	}
-	if kp := p.current.Load(); kp != nil {
-		s.Loop, _ = p.dev.SteeredSlot(kp.local)
-	}
+	s.Loop = p.dev.loopOf(p)
 	return s
 }
 

@@ -94,6 +94,18 @@ func (d *Device) steerIndex(i uint32, p *Peer) {
 	}
 }
 
+// loopOf returns the loop slot steering keeps p on; 0 if none. It reads
+// the device's own record, not the program's map: a metrics scrape reads
+// every peer's stats, and a map lookup is a syscall.
+func (d *Device) loopOf(p *Peer) int {
+	if d.steer.prog == nil {
+		return 0
+	}
+	d.steer.mu.Lock()
+	defer d.steer.mu.Unlock()
+	return d.steer.slot[p]
+}
+
 // unsteerIndex stops steering local index i.
 func (d *Device) unsteerIndex(i uint32) {
 	if d.steer.prog != nil {
