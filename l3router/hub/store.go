@@ -507,8 +507,11 @@ func CheckSubnet(p netip.Prefix) error {
 func overlaps(subnets []netip.Prefix, o *Peer) error {
 	for _, sn := range subnets {
 		for _, os := range o.Subnets {
-			if sn.Overlaps(os) {
-				return fmt.Errorf("subnet %v overlaps subnet %v of connector %q (one connector per subnet; failover is not supported yet): %w", sn, os, o.Name, ErrOverlap)
+			// The same subnet from two connectors is a failover pair:
+			// the hub routes it to one at a time. A subnet inside or
+			// around another connector's is refused.
+			if sn.Overlaps(os) && sn != os {
+				return fmt.Errorf("subnet %v overlaps subnet %v of connector %q (connectors may share a subnet for failover only when it is the same prefix): %w", sn, os, o.Name, ErrOverlap)
 			}
 		}
 		for _, a := range o.Addresses() {
@@ -699,13 +702,25 @@ func (s *Store) remove(kind l3router.PeerKind, name string, hold bool) (Peer, er
 }
 
 // Subnets returns the subnets of every connector but the one named except,
-// sorted: what a connector routes through the edge for site to site, and
-// (with except empty) what clients route.
+// sorted and each once: what a connector routes through the edge for site
+// to site, and (with except empty) what clients route. A subnet the
+// excepted connector advertises itself is left out even when its failover
+// partner advertises it too: the connector reaches it directly.
 func Subnets(peers []Peer, except string) []netip.Prefix {
+	var own []netip.Prefix
+	for _, p := range peers {
+		if p.Kind == l3router.KindConnector && p.Name == except {
+			own = p.Subnets
+		}
+	}
 	var out []netip.Prefix
 	for _, p := range peers {
 		if p.Kind == l3router.KindConnector && p.Name != except {
-			out = append(out, p.Subnets...)
+			for _, s := range p.Subnets {
+				if !slices.Contains(own, s) {
+					out = append(out, s)
+				}
+			}
 		}
 	}
 	slices.SortFunc(out, func(a, b netip.Prefix) int {
@@ -714,7 +729,7 @@ func Subnets(peers []Peer, except string) []netip.Prefix {
 		}
 		return a.Bits() - b.Bits()
 	})
-	return out
+	return slices.Compact(out)
 }
 
 // String describes a peer for logs: kind, name and addresses.

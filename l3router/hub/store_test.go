@@ -283,8 +283,8 @@ func TestStoreRefusals(t *testing.T) {
 		{"connector without key file", noKeyFile, ErrInvalid, "key file: missing"},
 		{"key file with a newline", badKeyFile, ErrInvalid, "control characters"},
 		{"no subnets", connector(t, "site-b"), ErrInvalid, "at least one"},
-		{"same subnet", connector(t, "site-b", "198.18.30.0/24"), ErrOverlap,
-			`subnet 198.18.30.0/24 overlaps subnet 198.18.30.0/24 of connector "site-a"`},
+		{"overlaps a subnet around a failover pair", connector(t, "site-c", "198.18.30.0/25"), ErrOverlap,
+			`subnet 198.18.30.0/25 overlaps subnet 198.18.30.0/24 of connector "site-a"`},
 		{"inside a subnet", connector(t, "site-b", "fd00:30::/96"), ErrOverlap, `overlaps subnet fd00:30::/64 of connector "site-a"`},
 		{"around a subnet", connector(t, "site-b", "198.18.0.0/18"), ErrOverlap, "overlaps subnet 198.18.30.0/24"},
 		{"pool", connector(t, "site-b", "198.18.100.0/24"), ErrOverlap, "subnet 198.18.100.0/24 overlaps the client pool 198.18.96.0/20"},
@@ -304,6 +304,10 @@ func TestStoreRefusals(t *testing.T) {
 	peers, _ := s.List()
 	if len(peers) != 2 {
 		t.Fatalf("refused peers were recorded: %d peers", len(peers))
+	}
+	// The same subnet from a second connector is a failover pair.
+	if _, err := s.Add(connector(t, "site-b", "198.18.30.0/24")); err != nil {
+		t.Fatalf("second connector for the same subnet: %v", err)
 	}
 	// Removing with the wrong kind is refused.
 	if _, err := s.Remove(l3router.KindClient, "site-a"); !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), `"site-a" is a connector, not a client`) {
@@ -381,6 +385,18 @@ func TestSubnets(t *testing.T) {
 	}
 	if got := Subnets(peers, "b"); !slices.Equal(got, want[:1]) {
 		t.Fatalf("Subnets except b = %v", got)
+	}
+	// A failover partner of b: clients see its subnets once; neither
+	// partner routes its own subnet through the edge.
+	peers = append(peers, connector(t, "b2", "198.18.40.0/24"))
+	if got := Subnets(peers, ""); !slices.Equal(got, want) {
+		t.Fatalf("Subnets with a failover pair = %v, want each once: %v", got, want)
+	}
+	if got := Subnets(peers, "b2"); !slices.Equal(got, []netip.Prefix{want[0], want[2]}) {
+		t.Fatalf("Subnets except b2 = %v", got)
+	}
+	if got := Subnets(peers, "b"); !slices.Equal(got, want[:1]) {
+		t.Fatalf("Subnets except b with its partner = %v", got)
 	}
 }
 
