@@ -69,7 +69,7 @@ func AddL3ClientsOffline(data string, pool4, pool6 netip.Prefix, prefix string, 
 		return nil, err
 	}
 	defer st.Close()
-	s, err := hub.OpenStore(st.DB(), hub.Pools{IPv4: pool4, IPv6: pool6}, 0)
+	s, err := hub.OpenStore(st.Registry(), hub.Pools{IPv4: pool4, IPv6: pool6}, 0)
 	if err != nil {
 		return nil, err
 	}

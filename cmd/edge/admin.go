@@ -126,10 +126,7 @@ func (a *app) adminMux() *http.ServeMux {
 			writeJSON(w, status, apiError{err.Error()})
 			return
 		}
-		a.log.Info("tunnel created", "name", info.Name, "id", info.ID)
-		if err := a.syncTunnels(); err != nil {
-			a.log.Error("routes and bindings keep the tunnels they had", "err", err)
-		}
+		// The store returns once this edge applied the change (onTunnel).
 		writeJSON(w, http.StatusCreated, info)
 	})
 	mux.HandleFunc("DELETE /v1/tunnels/{name}", func(w http.ResponseWriter, r *http.Request) {
@@ -138,22 +135,17 @@ func (a *app) adminMux() *http.ServeMux {
 			writeJSON(w, statusOf(err), apiError{err.Error()})
 			return
 		}
-		// The store first: a connection registering from now on is refused.
-		n := a.srv.Revalidate(t.ID)
-		if err := a.syncTunnels(); err != nil {
-			a.log.Error("routes and bindings keep the tunnels they had", "err", err)
-		}
-		a.log.Info("tunnel deleted; its connections dropped", "name", t.Name, "id", hex.EncodeToString(t.ID[:]), "connections", n)
+		// The store returns once this edge applied the change: onTunnel
+		// dropped the tunnel's connections.
 		writeJSON(w, http.StatusOK, infoOf(t))
 	})
 	mux.HandleFunc("POST /v1/tunnels/{name}/rotate", func(w http.ResponseWriter, r *http.Request) {
-		info, t, status, err := rotateTunnel(a.cfg, a.store, a.pin, r.PathValue("name"))
+		info, _, status, err := rotateTunnel(a.cfg, a.store, a.pin, r.PathValue("name"))
 		if err != nil {
 			writeJSON(w, status, apiError{err.Error()})
 			return
 		}
-		n := a.srv.Revalidate(t.ID)
-		a.log.Info("tunnel token rotated; the old token's connections dropped", "name", t.Name, "id", info.ID, "generation", t.Generation, "connections", n)
+		// onTunnel dropped the old token's connections.
 		writeJSON(w, http.StatusOK, info)
 	})
 	a.serveL3(mux)

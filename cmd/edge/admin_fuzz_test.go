@@ -16,7 +16,7 @@ import (
 	"strings"
 	"testing"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/onramp-net/onramp/dataplane/registry"
 
 	"github.com/onramp-net/onramp/cmd/edge/edgeconfig"
 	"github.com/onramp-net/onramp/l3router"
@@ -42,7 +42,7 @@ func newTestApp(t testing.TB, log *slog.Logger) *app {
 
 // openTestApp opens the app over data; before the L3 store is opened,
 // prepare (if not nil) may write into the database.
-func openTestApp(data string, log *slog.Logger, prepare func(*bolt.DB) error) (*app, error) {
+func openTestApp(data string, log *slog.Logger, prepare func(registry.Store) error) (*app, error) {
 	cfg, err := edgeconfig.Parse(fmt.Appendf(nil, `data: %s
 listen: {tunnels: "127.0.0.1:0"}
 advertise: ["198.18.0.1:7844"]
@@ -67,7 +67,7 @@ l3:
 		return nil, err
 	}
 	if prepare != nil {
-		if err := prepare(st.DB()); err != nil {
+		if err := prepare(st.Registry()); err != nil {
 			st.Close()
 			return nil, err
 		}
@@ -76,6 +76,12 @@ l3:
 		cfg: cfg, log: log, store: st, pin: pin, ctx: context.Background(),
 		srv: edge.NewServer(edge.Options{Logger: log}),
 	}
+	tunnels, err := st.Mirror(context.Background(), a.onTunnel)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	a.tunnels.Store(tunnels)
 	if a.l3, err = newL3ctl(cfg, st, log); err != nil {
 		st.Close()
 		return nil, err
@@ -100,7 +106,7 @@ func newAdminFuzz(t testing.TB) *adminFuzz {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.DiscardHandler)
-	f.a, err = openTestApp(t.TempDir(), log, func(db *bolt.DB) error {
+	f.a, err = openTestApp(t.TempDir(), log, func(db registry.Store) error {
 		// A store of an earlier edge: a connector whose private key it
 		// made and kept.
 		s, err := hub.OpenStore(db, hub.Pools{IPv4: netip.MustParsePrefix("198.18.96.0/20"), IPv6: netip.MustParsePrefix("fd00:96::/48")}, 0)
@@ -111,17 +117,21 @@ func newAdminFuzz(t testing.TB) *adminFuzz {
 			KeyFile: "x", Subnets: []netip.Prefix{netip.MustParsePrefix("198.18.50.0/24")}}); err != nil {
 			return err
 		}
-		return db.Update(func(tx *bolt.Tx) error {
-			b := tx.Bucket([]byte("l3_peers"))
+		_, err = db.Update(context.Background(), func(tx registry.Txn) error {
+			v, err := tx.Get("l3_peers/old-site")
+			if err != nil {
+				return err
+			}
 			var rec map[string]any
-			if err := json.Unmarshal(b.Get([]byte("old-site")), &rec); err != nil {
+			if err := json.Unmarshal(v, &rec); err != nil {
 				return err
 			}
 			delete(rec, "key_file")
 			rec["private_key"] = f.legacy.String()
-			v, _ := json.Marshal(rec)
-			return b.Put([]byte("old-site"), v)
+			v, _ = json.Marshal(rec)
+			return tx.Put("l3_peers/old-site", v)
 		})
+		return err
 	})
 	if err != nil {
 		t.Fatal(err)

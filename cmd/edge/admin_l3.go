@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -27,19 +28,26 @@ import (
 type l3ctl struct {
 	cfg   *edgeconfig.Config
 	store *hub.Store
-	hub   *hub.Hub // nil offline or with L3 off
+	hub   *hub.Hub // nil offline or with L3 off; set once, under hubMu
 	// onHandshake is the hub's OnHandshake: the XDP pre-filter's Prove,
 	// or nil.
 	onHandshake func(netip.Addr)
+	log         *slog.Logger
 
 	mu sync.Mutex // one change at a time: store and hub stay in step
+
+	// hubMu orders the mirror's changes (follow) with the hub's start;
+	// refused holds the error of a peer the hub refused, for the add
+	// that recorded it.
+	hubMu   sync.Mutex
+	refused map[string]error
 }
 
 // newL3ctl opens the L3 store. Private keys of connectors that a store of
 // an earlier edge kept are dropped, each with a warning: the connector's
 // l3.yml still holds its key and goes on working.
 func newL3ctl(cfg *edgeconfig.Config, st *store.Store, log *slog.Logger) (*l3ctl, error) {
-	s, err := hub.OpenStore(st.DB(), poolsOf(cfg), cfg.L3.ReuseDelay())
+	s, err := hub.OpenStore(st.Registry(), poolsOf(cfg), cfg.L3.ReuseDelay())
 	if err != nil {
 		return nil, err
 	}
@@ -54,7 +62,51 @@ func newL3ctl(cfg *edgeconfig.Config, st *store.Store, log *slog.Logger) (*l3ctl
 			"moves the key there). As the edge held the key, better make a new one on the connector's host "+
 			"(connector l3 init) and register it (edge l3 connector remove, then add --public-key)", "connector", name)
 	}
-	return &l3ctl{cfg: cfg, store: s}, nil
+	return &l3ctl{cfg: cfg, store: s, log: log, refused: map[string]error{}}, nil
+}
+
+// follow applies a change of the registry's clients and connectors to the
+// hub, made on this edge or on another sharing the registry: a new peer is
+// live, a removed one is cut. The store's mirror calls it in order.
+func (c *l3ctl) follow(old, new *hub.Peer) {
+	c.hubMu.Lock()
+	defer c.hubMu.Unlock()
+	h := c.hub
+	if h == nil {
+		return // not started yet: the hub starts with the mirror's peers
+	}
+	if old != nil && new != nil && samePeer(old, new) {
+		return
+	}
+	if old != nil {
+		if _, err := h.RemovePeer(old.Name); err == nil {
+			c.log.Info("l3 peer removed", "kind", old.Kind, "name", old.Name)
+		}
+		delete(c.refused, old.Name)
+	}
+	if new == nil {
+		return
+	}
+	err := h.AddPeer(*new)
+	if errors.Is(err, hub.ErrExists) {
+		for _, p := range h.Peers() {
+			if p.Name == new.Name && samePeer(&p, new) {
+				return // the hub started with it
+			}
+		}
+	}
+	if err != nil {
+		c.refused[new.Name] = err
+		c.log.Warn("l3 peer in the registry refused by the hub", "kind", new.Kind, "name", new.Name, "err", err)
+		return
+	}
+	c.log.Info("l3 peer added", "kind", new.Kind, "name", new.Name, "address4", new.Address4, "address6", new.Address6)
+}
+
+// samePeer reports whether two records of a peer make the same hub peer.
+func samePeer(a, b *hub.Peer) bool {
+	return a.Name == b.Name && a.Kind == b.Kind && a.PublicKey == b.PublicKey && a.Address4 == b.Address4 &&
+		a.Address6 == b.Address6 && slices.Equal(a.Groups, b.Groups) && slices.Equal(a.Subnets, b.Subnets)
 }
 
 func poolsOf(cfg *edgeconfig.Config) hub.Pools {
@@ -135,12 +187,18 @@ func (c *l3ctl) add(p hub.Peer) (hub.Peer, []hub.Peer, error) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	// On a running edge the store returns once the mirror applied the
+	// change (follow): the peer is live, or refused.
 	p, err := c.store.Add(p)
 	if err != nil {
 		return hub.Peer{}, nil, err
 	}
 	if c.hub != nil {
-		if err := c.hub.AddPeer(p); err != nil {
+		c.hubMu.Lock()
+		err := c.refused[p.Name]
+		delete(c.refused, p.Name)
+		c.hubMu.Unlock()
+		if err != nil {
 			if _, rerr := c.store.Discard(p.Kind, p.Name); rerr != nil {
 				err = errors.Join(err, rerr)
 			}
@@ -259,14 +317,11 @@ func (c *l3ctl) config(kind l3router.PeerKind, name string) (any, error) {
 func (c *l3ctl) remove(kind l3router.PeerKind, name string) (l3PeerInfo, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	// On a running edge the store returns once the mirror applied the
+	// removal (follow): the peer is cut.
 	p, err := c.store.Remove(kind, name)
 	if err != nil {
 		return l3PeerInfo{}, err
-	}
-	if c.hub != nil {
-		if _, err := c.hub.RemovePeer(name); err != nil && !errors.Is(err, hub.ErrNotFound) {
-			return l3PeerInfo{}, err
-		}
 	}
 	return peerInfo(&p), nil
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -24,17 +25,21 @@ import (
 	"github.com/onramp-net/onramp/l4proxy/store"
 )
 
-// startHub starts the L3 hub of a running edge with every stored client and
-// connector, and exports its counters on reg.
-func startHub(c *l3ctl, log *slog.Logger, reg prometheus.Registerer) (*hub.Hub, error) {
+// startHub starts the L3 hub of a running edge with every client and
+// connector of the registry, follows the registry's changes from then on
+// (l3ctl.follow), and exports its counters on reg.
+func startHub(ctx context.Context, c *l3ctl, log *slog.Logger, reg prometheus.Registerer) (*hub.Hub, error) {
 	key, err := c.store.EdgeKey()
 	if err != nil {
 		return nil, err
 	}
-	peers, err := c.store.List()
+	mirror, err := c.store.Mirror(ctx, c.follow)
 	if err != nil {
 		return nil, err
 	}
+	c.hubMu.Lock()
+	defer c.hubMu.Unlock()
+	peers := mirror.Peers()
 	l3 := &c.cfg.L3
 	if l3.QueueLen != 0 {
 		log.Warn("edge config: l3.queue_len is obsolete and ignored: the edge's WireGuard device forwards each packet in place, without a queue")
@@ -54,6 +59,7 @@ func startHub(c *l3ctl, log *slog.Logger, reg prometheus.Registerer) (*hub.Hub, 
 		h.Close()
 		return nil, fmt.Errorf("l3 metrics: %w", err)
 	}
+	c.hub = h
 	clients := 0
 	for _, p := range peers {
 		if p.Kind == l3router.KindClient {

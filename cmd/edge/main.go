@@ -62,7 +62,7 @@ func main() {
 	root.PersistentFlags().StringVar(&g.log.Format, "log-format", "text", "log format: text or json")
 	root.PersistentFlags().StringVar(&g.log.Level, "log-level", "info", "log level: debug, info, warn, error")
 	root.AddCommand(serveCmd(g), tunnelCmd(g))
-	root.AddCommand(l3Cmd(g))
+	root.AddCommand(l3Cmd(g), registryCmd(g))
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "edge:", err)
 		os.Exit(1)

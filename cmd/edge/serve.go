@@ -57,11 +57,16 @@ type app struct {
 	cfg   *edgeconfig.Config
 	log   *slog.Logger
 	store *store.Store
-	srv   *edge.Server
-	pin   [32]byte
-	ctx   context.Context
-	l3    *l3ctl
-	xdp   atomic.Pointer[prefilter.Filter] // the XDP pre-filter, once it runs
+	// tunnels mirrors the store's tunnels (nil until the first listing
+	// is in): connectors authenticate against it, and each change to it,
+	// made on this edge or another sharing the registry, is applied by
+	// onTunnel.
+	tunnels atomic.Pointer[store.Tunnels]
+	srv     *edge.Server
+	pin     [32]byte
+	ctx     context.Context
+	l3      *l3ctl
+	xdp     atomic.Pointer[prefilter.Filter] // the XDP pre-filter, once it runs
 
 	mu sync.Mutex // orders syncTunnels
 }
@@ -71,15 +76,16 @@ func serve(ctx context.Context, g *globals, cfg *edgeconfig.Config, log *slog.Lo
 	if err := secureData(cfg.Data, log); err != nil {
 		return err
 	}
-	cert, pin, err := loadOrCreateCert(cfg, certPath, keyPath)
+	st, closeStore, err := openStore(ctx, cfg, dbPath)
 	if err != nil {
 		return err
 	}
-	st, err := store.Open(dbPath)
+	defer closeStore()
+	cert, pin, err := edgeCert(ctx, cfg, st.Registry(), certPath, keyPath)
 	if err != nil {
 		return err
 	}
-	defer st.Close()
+	log.Info("registry", "backend", st.Registry().String())
 
 	reg := cli.NewRegistry()
 	idle := time.Duration(cfg.Limits.IdleTimeout)
@@ -106,6 +112,11 @@ func serve(ctx context.Context, g *globals, cfg *edgeconfig.Config, log *slog.Lo
 		Admit:       a.admit,
 		OnConnected: a.onConnected,
 	})
+	tunnels, err := st.Mirror(ctx, a.onTunnel)
+	if err != nil {
+		return err
+	}
+	a.tunnels.Store(tunnels)
 	if err := a.syncTunnels(); err != nil {
 		return err
 	}
@@ -124,13 +135,13 @@ func serve(ctx context.Context, g *globals, cfg *edgeconfig.Config, log *slog.Lo
 		}
 	}()
 
-	qln, err := tunnel.ListenQUIC(cfg.Listen.Tunnels, cert, storeAuth{st}, tcfg)
+	qln, err := tunnel.ListenQUIC(cfg.Listen.Tunnels, cert, storeAuth{a}, tcfg)
 	if err != nil {
 		return fmt.Errorf("tunnel listener (QUIC, udp %s): %w", cfg.Listen.Tunnels, err)
 	}
 	closers = append(closers, qln.Close)
 	logSteering(cfg, qln, log, reg)
-	hln, err := tunnel.ListenHTTP2(cfg.Listen.Tunnels, cert, storeAuth{st}, tcfg)
+	hln, err := tunnel.ListenHTTP2(cfg.Listen.Tunnels, cert, storeAuth{a}, tcfg)
 	if err != nil {
 		return fmt.Errorf("tunnel listener (HTTP/2, tcp %s): %w", cfg.Listen.Tunnels, err)
 	}
@@ -164,10 +175,11 @@ func serve(ctx context.Context, g *globals, cfg *edgeconfig.Config, log *slog.Lo
 		a.xdp.Store(xf)
 	}
 	if cfg.L3.Enabled() {
-		if a.l3.hub, err = startHub(a.l3, log, reg); err != nil {
+		h, err := startHub(ctx, a.l3, log, reg)
+		if err != nil {
 			return err
 		}
-		closers = append(closers, a.l3.hub.Close)
+		closers = append(closers, h.Close)
 	}
 
 	for _, l := range []struct {
@@ -278,44 +290,58 @@ func (a *app) apply() error {
 	return nil
 }
 
-// syncTunnels gives the Server the names of the tunnels in the store. It
-// runs at start and after each tunnel is created or deleted, after the
-// store change: the lock keeps the last table set the one of the last
-// listing.
+// syncTunnels gives the Server the names of the mirrored tunnels. It runs
+// at start and after each tunnel is created or deleted (onTunnel): the
+// lock keeps the last table set the one of the last listing.
 func (a *app) syncTunnels() error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	tunnels, err := a.store.ListTunnels()
-	if err != nil {
-		return err
+	if t := a.tunnels.Load(); t != nil {
+		a.srv.SetTunnels(t.Names())
 	}
-	ids := make(map[string][16]byte, len(tunnels))
-	for _, t := range tunnels {
-		ids[t.Name] = t.ID
-	}
-	a.srv.SetTunnels(ids)
 	return nil
+}
+
+// onTunnel applies a change of the registry's tunnels, made on this edge
+// or on another that shares the registry: a deleted tunnel's connections
+// and a rotated token's are dropped, and the routes and bindings find
+// tunnels by their names again. The mirror calls it once it holds the
+// change, so admit and the authenticator see the same state.
+func (a *app) onTunnel(old, new *store.Tunnel) {
+	if a.tunnels.Load() == nil {
+		return // the first listing: serve syncs once it is in
+	}
+	switch {
+	case new == nil:
+		_ = a.syncTunnels()
+		n := a.srv.Revalidate(old.ID)
+		a.log.Info("tunnel deleted; its connections dropped", "name", old.Name, "id", hex.EncodeToString(old.ID[:]), "connections", n)
+	case old == nil:
+		_ = a.syncTunnels()
+		a.log.Info("tunnel created", "name", new.Name, "id", hex.EncodeToString(new.ID[:]))
+	case old.Generation != new.Generation:
+		n := a.srv.Revalidate(new.ID)
+		a.log.Info("tunnel token rotated; the old token's connections dropped", "name", new.Name,
+			"id", hex.EncodeToString(new.ID[:]), "generation", new.Generation, "connections", n)
+	}
 }
 
 // admit is the Server's Options.Admit: a connection may be served while
 // its tunnel exists and still has the secret generation it proved.
 func (a *app) admit(id [16]byte, generation uint64) tunnel.AuthReason {
-	t, err := a.store.GetTunnel(id)
+	t, ok := a.tunnels.Load().Get(id)
 	switch {
-	case errors.Is(err, store.ErrNotFound):
+	case !ok:
 		return tunnel.AuthTunnelDeleted
-	case err != nil:
-		a.log.Error("tunnel store", "err", err)
-		return tunnel.AuthInternal
 	case t.Generation != generation:
 		return tunnel.AuthRotated
 	}
 	return tunnel.AuthOK
 }
 
-// storeAuth authenticates connectors against the tunnel store: each
+// storeAuth authenticates connectors against the mirrored tunnels: each
 // connection keeps the generation of the secret it proved.
-type storeAuth struct{ st *store.Store }
+type storeAuth struct{ a *app }
 
 // Secret implements tunnel.Authenticator.
 func (s storeAuth) Secret(id [16]byte) ([]byte, bool) {
@@ -325,12 +351,9 @@ func (s storeAuth) Secret(id [16]byte) ([]byte, bool) {
 
 // LookupTunnel implements tunnel.TunnelLookup.
 func (s storeAuth) LookupTunnel(id [16]byte) ([]byte, uint64, tunnel.AuthReason) {
-	t, err := s.st.GetTunnel(id)
-	switch {
-	case errors.Is(err, store.ErrNotFound):
+	t, ok := s.a.tunnels.Load().Get(id)
+	if !ok {
 		return nil, 0, tunnel.AuthUnknownTunnel
-	case err != nil:
-		return nil, 0, tunnel.AuthInternal
 	}
 	return t.Secret, t.Generation, tunnel.AuthOK
 }

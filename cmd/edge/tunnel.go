@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"os"
@@ -19,7 +20,8 @@ func tunnelCmd(g *globals) *cobra.Command {
 		Short: "create, list, rotate and delete tunnels",
 		Long: `Manage tunnels. With a running edge these talk to it through the admin socket in
 its data directory (the connections of a deleted tunnel or a rotated token drop
-at once); otherwise they open the tunnel store directly.`,
+at once); otherwise they open the registry directly (with etcd, every running
+edge applies the change within a second).`,
 	}
 	cmd.AddCommand(&cobra.Command{
 		Use:   "create NAME",
@@ -36,7 +38,7 @@ process's arguments). NAME is 1-63 characters of a-z, 0-9, -.`,
 				return c.do(http.MethodPost, "/v1/tunnels/"+args[0], &info)
 			}, func(cfg *edgeconfig.Config, st *store.Store) error {
 				_, certPath, keyPath, _ := g.paths(cfg)
-				_, pin, err := loadOrCreateCert(cfg, certPath, keyPath)
+				_, pin, err := edgeCert(context.Background(), cfg, st.Registry(), certPath, keyPath)
 				if err != nil {
 					return err
 				}
@@ -104,7 +106,7 @@ was rotated. Give the new token to the connectors and start them again.`,
 				return c.do(http.MethodPost, "/v1/tunnels/"+args[0]+"/rotate", &info)
 			}, func(cfg *edgeconfig.Config, st *store.Store) error {
 				_, certPath, keyPath, _ := g.paths(cfg)
-				_, pin, err := loadOrCreateCert(cfg, certPath, keyPath)
+				_, pin, err := edgeCert(context.Background(), cfg, st.Registry(), certPath, keyPath)
 				if err != nil {
 					return err
 				}
@@ -161,10 +163,10 @@ func withEdge(g *globals, online func(*adminClient) error, offline func(*edgecon
 	if err := secureData(cfg.Data, log); err != nil {
 		return err
 	}
-	st, err := store.Open(dbPath)
+	st, closeStore, err := openStore(context.Background(), cfg, dbPath)
 	if err != nil {
 		return err
 	}
-	defer st.Close()
+	defer closeStore()
 	return offline(cfg, st)
 }

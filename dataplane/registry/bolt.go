@@ -38,10 +38,10 @@ type Bolt struct {
 func OpenBolt(path string) (*Bolt, error) {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: LockTimeout})
 	if errors.Is(err, bolterrors.ErrTimeout) {
-		return nil, fmt.Errorf("registry: open %s: %w (gave up after %s; is another edge using it?)", path, ErrLocked, LockTimeout)
+		return nil, fmt.Errorf("open %s: %w (gave up after %s; is another edge using it?)", path, ErrLocked, LockTimeout)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("registry: open %s: %w", path, err)
+		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	return &Bolt{db: db, path: path, rev: 1, watchers: map[*boltWatcher]struct{}{}}, nil
 }

@@ -4,15 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/onramp-net/onramp/dataplane/registry/etcdtest"
 )
 
 // backends returns a fresh store of each back end: bbolt in a temporary
@@ -26,8 +26,8 @@ func backends(t *testing.T) map[string]Store {
 	}
 	t.Cleanup(func() { b.Close() })
 	out := map[string]Store{"bbolt": b}
-	ep := startEtcd(t)
-	e, err := OpenEtcd(context.Background(), EtcdConfig{Endpoints: []string{ep.client}, Prefix: "/test/" + t.Name() + "/", RequestTimeout: 3 * time.Second})
+	ep := etcdtest.Shared(t)
+	e, err := OpenEtcd(context.Background(), EtcdConfig{Endpoints: []string{ep.Client}, Prefix: etcdtest.Prefix(t), RequestTimeout: 3 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,115 +36,10 @@ func backends(t *testing.T) map[string]Store {
 	return out
 }
 
-// etcdMember is an etcd process started by a test.
-type etcdMember struct {
-	client, peer, dir string
-	cmd               *exec.Cmd
-	exited            chan struct{}
-}
-
-var (
-	sharedEtcdOnce sync.Once
-	sharedEtcd     *etcdMember
-	sharedEtcdErr  error
-)
-
-// startEtcd returns the endpoint of an etcd member on loopback, shared by
-// the package's tests (each uses a prefix of its own). It skips when etcd
-// is not installed, unless CI=true.
-func startEtcd(t *testing.T) *etcdMember {
-	t.Helper()
-	sharedEtcdOnce.Do(func() { sharedEtcd, sharedEtcdErr = runEtcd(os.TempDir()) })
-	if sharedEtcdErr != nil {
-		skipOrFail(t, "etcd: %v", sharedEtcdErr)
-	}
-	return sharedEtcd
-}
-
-func skipOrFail(t *testing.T, format string, args ...any) {
-	t.Helper()
-	if os.Getenv("CI") == "true" {
-		t.Fatalf(format, args...)
-	}
-	t.Skipf(format, args...)
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-// runEtcd starts a one-member etcd with its data under parent, and waits
-// until it answers.
-func runEtcd(parent string) (*etcdMember, error) {
-	bin, err := exec.LookPath("etcd")
-	if err != nil {
-		return nil, fmt.Errorf("%w (apt-get install etcd-server; make deps does)", err)
-	}
-	dir, err := os.MkdirTemp(parent, "etcd-")
-	if err != nil {
-		return nil, err
-	}
-	cp, err := freePort()
-	if err != nil {
-		return nil, err
-	}
-	pp, err := freePort()
-	if err != nil {
-		return nil, err
-	}
-	m := &etcdMember{client: "http://127.0.0.1:" + strconv.Itoa(cp), peer: "http://127.0.0.1:" + strconv.Itoa(pp), dir: dir}
-	if err := m.start(bin); err != nil {
-		return nil, err
-	}
-	return m, nil
-}
-
-func (m *etcdMember) start(bin string) error {
-	m.cmd = exec.Command(bin, "--name", "m1", "--data-dir", m.dir,
-		"--listen-client-urls", m.client, "--advertise-client-urls", m.client,
-		"--listen-peer-urls", m.peer, "--initial-advertise-peer-urls", m.peer,
-		"--initial-cluster", "m1="+m.peer, "--log-level", "error", "--logger", "zap")
-	m.cmd.Stderr = os.Stderr
-	if err := m.cmd.Start(); err != nil {
-		return err
-	}
-	m.exited = make(chan struct{})
-	go func() { _ = m.cmd.Wait(); close(m.exited) }()
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		e, err := OpenEtcd(ctx, EtcdConfig{Endpoints: []string{m.client}, DialTimeout: time.Second, RequestTimeout: time.Second})
-		cancel()
-		if err == nil {
-			e.Close()
-			return nil
-		}
-		select {
-		case <-m.exited:
-			return fmt.Errorf("etcd exited at start")
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-	return fmt.Errorf("etcd at %s does not answer", m.client)
-}
-
-func (m *etcdMember) stop() {
-	_ = m.cmd.Process.Kill()
-	<-m.exited
-}
-
 // TestMain stops the shared etcd.
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if sharedEtcd != nil {
-		sharedEtcd.stop()
-		os.RemoveAll(sharedEtcd.dir)
-	}
+	etcdtest.StopShared()
 	os.Exit(code)
 }
 
@@ -364,14 +259,14 @@ func TestMirror(t *testing.T) {
 // back the mirror catches up with what changed meanwhile (here through a
 // second client).
 func TestEtcdOutage(t *testing.T) {
-	m0, err := runEtcd(t.TempDir())
+	m0, err := etcdtest.Start(t.TempDir())
 	if err != nil {
-		skipOrFail(t, "etcd: %v", err)
+		etcdtest.SkipOrFail(t, "etcd: %v", err)
 	}
-	defer m0.stop()
+	defer m0.Stop()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	cfg := EtcdConfig{Endpoints: []string{m0.client}, RequestTimeout: time.Second, DialTimeout: time.Second}
+	cfg := EtcdConfig{Endpoints: []string{m0.Client}, RequestTimeout: time.Second, DialTimeout: time.Second}
 	e, err := OpenEtcd(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -392,7 +287,7 @@ func TestEtcdOutage(t *testing.T) {
 	if err := mir.Synced(ctx); err != nil {
 		t.Fatal(err)
 	}
-	m0.stop()
+	m0.Stop()
 	start := time.Now()
 	_, err = e.Update(ctx, func(tx Txn) error { return tx.Put("o/c", []byte("3")) })
 	if !errors.Is(err, ErrUnavailable) {
@@ -402,8 +297,7 @@ func TestEtcdOutage(t *testing.T) {
 	if v, ok := mir.Get("o/a"); !ok || string(v) != "1" || mir.Len() != 2 {
 		t.Fatalf("mirror lost what it knew: %q %v, %d pairs", v, ok, mir.Len())
 	}
-	bin, _ := exec.LookPath("etcd")
-	if err := m0.start(bin); err != nil {
+	if err := m0.Restart(); err != nil {
 		t.Fatal(err)
 	}
 	other, err := OpenEtcd(ctx, cfg)

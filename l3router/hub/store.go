@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,8 +12,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	bolt "go.etcd.io/bbolt"
-
+	"github.com/onramp-net/onramp/dataplane/registry"
 	"github.com/onramp-net/onramp/l3router"
 	"github.com/onramp-net/onramp/l3router/l3config"
 )
@@ -121,14 +121,16 @@ func ValidName(what, name string) error {
 	return nil
 }
 
-// Store keeps the L3 on-ramp's state in buckets of the edge's bbolt
-// database: the edge's WireGuard key, the clients and connectors with
-// their public keys and virtual addresses, and the addresses of removed
-// ones. It is safe for concurrent use; bbolt serializes the writes.
+// Store keeps the L3 on-ramp's state in spaces of the edge's registry
+// (a bbolt file, or etcd shared by several edges): the edge's WireGuard
+// key, the clients and connectors with their public keys and virtual
+// addresses, and the addresses of removed ones. It is safe for concurrent
+// use; the registry's transactions serialize the writes, also between
+// edges (no two peers get one address).
 //
-//	l3_meta      "private_key" -> the edge's private key (32 bytes)
-//	l3_peers     name -> JSON peer record
-//	l3_released  address (4 or 16 bytes) -> JSON release record
+//	l3_meta/private_key   the edge's private key (32 bytes)
+//	l3_peers/NAME         JSON peer record
+//	l3_released/ADDRESS   JSON release record (address: 4 or 16 bytes)
 //
 // Clients and connectors share one namespace, the router's.
 //
@@ -137,17 +139,18 @@ func ValidName(what, name string) error {
 // peers by address (firewall rules, logs, open connections, caches), and
 // would take the newcomer for the old peer.
 type Store struct {
-	db         *bolt.DB
+	reg        registry.Store
 	pools      Pools
 	reuseDelay time.Duration
 	now        func() time.Time
+
+	mirror *Mirror // the mirror changes wait for, once one runs
 }
 
-var (
-	bucketMeta     = []byte("l3_meta")
-	bucketPeers    = []byte("l3_peers")
-	bucketReleased = []byte("l3_released")
-	keyPrivate     = []byte("private_key")
+const (
+	keyPrivate     = "l3_meta/private_key"
+	prefixPeers    = "l3_peers/"
+	prefixReleased = "l3_released/"
 )
 
 // released is the record of a removed peer's address.
@@ -169,26 +172,39 @@ const recordVersion = 1
 // OpenStore creates the L3 buckets in db if needed. New addresses come
 // from pools; a removed peer's addresses are held back for reuseDelay
 // (l3.address_reuse_delay; 0: given out again at once).
-func OpenStore(db *bolt.DB, pools Pools, reuseDelay time.Duration) (*Store, error) {
+func OpenStore(reg registry.Store, pools Pools, reuseDelay time.Duration) (*Store, error) {
 	if err := pools.check(); err != nil {
 		return nil, err
 	}
 	if reuseDelay < 0 {
 		return nil, fmt.Errorf("address reuse delay %v: negative: %w", reuseDelay, ErrInvalid)
 	}
-	err := db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketMeta, bucketPeers, bucketReleased} {
-			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("l3 store: %w", err)
-	}
-	return &Store{db: db, pools: pools, reuseDelay: reuseDelay, now: time.Now}, nil
+	return &Store{reg: reg, pools: pools, reuseDelay: reuseDelay, now: time.Now}, nil
 }
+
+// view runs fn in a read transaction of the registry.
+func (s *Store) view(fn func(registry.Txn) error) error {
+	return s.reg.View(context.Background(), fn)
+}
+
+// update runs fn in a write transaction and, once it committed, waits
+// until the mirror (if one runs) has applied it: a peer added is live on
+// this edge's hub, a peer removed is cut, when it returns.
+func (s *Store) update(fn func(registry.Txn) error) error {
+	rev, err := s.reg.Update(context.Background(), fn)
+	if err != nil || rev == 0 || s.mirror == nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), mirrorWait)
+	defer cancel()
+	if err := s.mirror.m.WaitRevision(ctx, rev); err != nil {
+		return fmt.Errorf("the change is made but this edge has not applied it yet: %w", err)
+	}
+	return nil
+}
+
+// mirrorWait bounds how long a change waits for the mirror.
+var mirrorWait = 10 * time.Second
 
 // DropPrivateKeys removes the private keys that stores of earlier edges
 // kept for connectors whose key the edge made, and returns the names of
@@ -199,37 +215,37 @@ func OpenStore(db *bolt.DB, pools Pools, reuseDelay time.Duration) (*Store, erro
 func (s *Store) DropPrivateKeys() ([]string, error) {
 	// Look first: most opens find nothing, and need no write.
 	var stale int
-	err := s.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketPeers).ForEach(func(_, v []byte) error {
-			if hasPrivateKey(v) != nil {
+	err := s.view(func(tx registry.Txn) error {
+		recs, err := tx.List(prefixPeers)
+		for _, r := range recs {
+			if hasPrivateKey(r.Value) != nil {
 				stale++
 			}
-			return nil
-		})
+		}
+		return err
 	})
 	if err != nil || stale == 0 {
 		return nil, err
 	}
 	var names []string
-	err = s.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketPeers)
-		var keys [][]byte
-		err := b.ForEach(func(k, v []byte) error {
-			if pk := hasPrivateKey(v); pk != nil {
-				keys = append(keys, k)
-				if !pk.IsZero() {
-					names = append(names, string(k))
-				}
-			}
-			return nil
-		})
+	err = s.update(func(tx registry.Txn) error {
+		names = names[:0]
+		recs, err := tx.List(prefixPeers)
 		if err != nil {
 			return err
 		}
 		// Rewritten from the parsed record, which has no private key
 		// field (clients' records carried a zero one).
-		for _, k := range keys {
-			p, err := parse(string(k), b.Get(k))
+		for _, r := range recs {
+			pk := hasPrivateKey(r.Value)
+			if pk == nil {
+				continue
+			}
+			name := strings.TrimPrefix(r.Key, prefixPeers)
+			if !pk.IsZero() {
+				names = append(names, name)
+			}
+			p, err := parse(name, r.Value)
 			if err != nil {
 				return err
 			}
@@ -237,7 +253,7 @@ func (s *Store) DropPrivateKeys() ([]string, error) {
 			if err != nil {
 				return err
 			}
-			if err := b.Put(k, v); err != nil {
+			if err := tx.Put(r.Key, v); err != nil {
 				return err
 			}
 		}
@@ -268,20 +284,22 @@ func (s *Store) Pools() Pools { return s.pools }
 // it on first use.
 func (s *Store) EdgeKey() (l3config.Key, error) {
 	var k l3config.Key
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketMeta)
-		if v := b.Get(keyPrivate); v != nil {
+	_, err := s.reg.Update(context.Background(), func(tx registry.Txn) error {
+		v, err := tx.Get(keyPrivate)
+		if err != nil {
+			return err
+		}
+		if v != nil {
 			if len(v) != l3config.KeySize {
 				return fmt.Errorf("%w: edge private key of %d bytes", ErrCorrupt, len(v))
 			}
 			copy(k[:], v)
 			return nil
 		}
-		var err error
 		if k, err = l3config.GeneratePrivateKey(); err != nil {
 			return err
 		}
-		return b.Put(keyPrivate, k[:])
+		return tx.Put(keyPrivate, k[:])
 	})
 	if err != nil {
 		return l3config.Key{}, fmt.Errorf("l3 store: edge key: %w", err)
@@ -328,10 +346,12 @@ func (s *Store) AddMany(ps []Peer) ([]Peer, error) {
 	now := s.now()
 	created := time.Unix(0, now.UnixNano()).UTC()
 	at := &out[0] // the peer being added, for the error
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketPeers)
+	err := s.update(func(tx registry.Txn) error {
+		at = &out[0]
 		var edgePub l3config.Key
-		if k := tx.Bucket(bucketMeta).Get(keyPrivate); len(k) == l3config.KeySize {
+		if k, err := tx.Get(keyPrivate); err != nil {
+			return err
+		} else if len(k) == l3config.KeySize {
 			edgePub = l3config.Key(k).PublicKey()
 		}
 		peers, err := list(tx)
@@ -340,11 +360,13 @@ func (s *Store) AddMany(ps []Peer) ([]Peer, error) {
 		}
 		addrs := map[netip.Addr]bool{}
 		keys := map[l3config.Key]*Peer{}
+		names := map[string]struct{}{}
 		var subnets []netip.Prefix
 		for i := range peers {
 			o := &peers[i]
 			addrs[o.Address4], addrs[o.Address6] = true, true
 			keys[o.PublicKey] = o
+			names[o.Name] = struct{}{}
 			subnets = append(subnets, o.Subnets...)
 		}
 		// Subnets never overlap the pools when added, but the pools in
@@ -360,7 +382,7 @@ func (s *Store) AddMany(ps []Peer) ([]Peer, error) {
 		for i := range out {
 			p := &out[i]
 			at = p
-			if b.Get([]byte(p.Name)) != nil {
+			if _, taken := names[p.Name]; taken {
 				return fmt.Errorf("name %q is taken by a client or connector: %w", p.Name, ErrExists)
 			}
 			if !edgePub.IsZero() && edgePub == p.PublicKey {
@@ -396,9 +418,10 @@ func (s *Store) AddMany(ps []Peer) ([]Peer, error) {
 			if err != nil {
 				return err
 			}
-			if err := b.Put([]byte(p.Name), v); err != nil {
+			if err := tx.Put(prefixPeers+p.Name, v); err != nil {
 				return err
 			}
+			names[p.Name] = struct{}{}
 			addrs[p.Address4], addrs[p.Address6] = true, true
 			keys[p.PublicKey] = p
 			subnets = append(subnets, p.Subnets...)
@@ -525,40 +548,37 @@ func overlaps(subnets []netip.Prefix, o *Peer) error {
 
 // held returns the addresses of removed peers still held back at now,
 // with the time each is free again, and forgets those whose delay is over.
-func (s *Store) held(tx *bolt.Tx, now time.Time) (map[netip.Addr]time.Time, error) {
-	b := tx.Bucket(bucketReleased)
+func (s *Store) held(tx registry.Txn, now time.Time) (map[netip.Addr]time.Time, error) {
+	recs, err := tx.List(prefixReleased)
+	if err != nil {
+		return nil, err
+	}
 	held := map[netip.Addr]time.Time{}
-	var expired [][]byte
-	err := b.ForEach(func(k, v []byte) error {
-		a, ok := netip.AddrFromSlice(k)
+	for _, rec := range recs {
+		k := strings.TrimPrefix(rec.Key, prefixReleased)
+		a, ok := netip.AddrFromSlice([]byte(k))
 		var r released
-		if !ok || json.Unmarshal(v, &r) != nil || r.V != recordVersion {
-			return fmt.Errorf("%w: released address record %x", ErrCorrupt, k)
+		if !ok || json.Unmarshal(rec.Value, &r) != nil || r.V != recordVersion {
+			return nil, fmt.Errorf("%w: released address record %x", ErrCorrupt, k)
 		}
 		if free := r.At.Add(s.reuseDelay); now.Before(free) {
 			held[a] = free
-		} else {
-			expired = append(expired, k)
-		}
-		return nil
-	})
-	for _, k := range expired {
-		if err == nil {
-			err = b.Delete(k)
+		} else if err := tx.Delete(rec.Key); err != nil {
+			return nil, err
 		}
 	}
-	return held, err
+	return held, nil
 }
 
 // release records that p's addresses were freed at now.
-func release(tx *bolt.Tx, p *Peer, now time.Time) error {
+func release(tx registry.Txn, p *Peer, now time.Time) error {
 	v, err := json.Marshal(released{V: recordVersion, At: now.UTC(), Name: p.Name, Kind: p.Kind})
 	if err != nil {
 		return err
 	}
 	for _, a := range []netip.Addr{p.Address4, p.Address6} {
 		if a.IsValid() {
-			if err := tx.Bucket(bucketReleased).Put(a.AsSlice(), v); err != nil {
+			if err := tx.Put(prefixReleased+string(a.AsSlice()), v); err != nil {
 				return err
 			}
 		}
@@ -611,12 +631,14 @@ func (s *Store) allocate(pool netip.Prefix, after netip.Addr, used func(netip.Ad
 // Get returns the peer named name.
 func (s *Store) Get(name string) (Peer, error) {
 	var p Peer
-	err := s.db.View(func(tx *bolt.Tx) error {
-		v := tx.Bucket(bucketPeers).Get([]byte(name))
+	err := s.view(func(tx registry.Txn) error {
+		v, err := tx.Get(prefixPeers + name)
+		if err != nil {
+			return err
+		}
 		if v == nil {
 			return fmt.Errorf("no client or connector is named %q: %w", name, ErrNotFound)
 		}
-		var err error
 		p, err = parse(name, v)
 		return err
 	})
@@ -629,7 +651,7 @@ func (s *Store) Get(name string) (Peer, error) {
 // List returns every client and connector, sorted by name.
 func (s *Store) List() ([]Peer, error) {
 	var peers []Peer
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx registry.Txn) error {
 		var err error
 		peers, err = list(tx)
 		return err
@@ -640,17 +662,20 @@ func (s *Store) List() ([]Peer, error) {
 	return peers, nil
 }
 
-func list(tx *bolt.Tx) ([]Peer, error) {
-	var peers []Peer
-	err := tx.Bucket(bucketPeers).ForEach(func(k, v []byte) error {
-		p, err := parse(string(k), v)
+func list(tx registry.Txn) ([]Peer, error) {
+	recs, err := tx.List(prefixPeers)
+	if err != nil {
+		return nil, err
+	}
+	peers := make([]Peer, 0, len(recs))
+	for _, r := range recs {
+		p, err := parse(strings.TrimPrefix(r.Key, prefixPeers), r.Value)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		peers = append(peers, p)
-		return nil
-	})
-	return peers, err
+	}
+	return peers, nil
 }
 
 func parse(name string, v []byte) (Peer, error) {
@@ -675,13 +700,14 @@ func (s *Store) Discard(kind l3router.PeerKind, name string) (Peer, error) {
 
 func (s *Store) remove(kind l3router.PeerKind, name string, hold bool) (Peer, error) {
 	var p Peer
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketPeers)
-		v := b.Get([]byte(name))
+	err := s.update(func(tx registry.Txn) error {
+		v, err := tx.Get(prefixPeers + name)
+		if err != nil {
+			return err
+		}
 		if v == nil {
 			return fmt.Errorf("no %v is named %q: %w", kind, name, ErrNotFound)
 		}
-		var err error
 		if p, err = parse(name, v); err != nil {
 			return err
 		}
@@ -693,7 +719,7 @@ func (s *Store) remove(kind l3router.PeerKind, name string, hold bool) (Peer, er
 				return err
 			}
 		}
-		return b.Delete([]byte(name))
+		return tx.Delete(prefixPeers + name)
 	})
 	if err != nil {
 		return Peer{}, fmt.Errorf("l3 store: remove %v %q: %w", kind, name, err)

@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,8 +12,7 @@ import (
 	"testing"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-
+	"github.com/onramp-net/onramp/dataplane/registry"
 	"github.com/onramp-net/onramp/l3router"
 	"github.com/onramp-net/onramp/l3router/l3config"
 )
@@ -20,9 +20,9 @@ import (
 // Test pools: inside 198.18.0.0/15 and fd00::/8.
 var testPools = Pools{IPv4: netip.MustParsePrefix("198.18.96.0/20"), IPv6: netip.MustParsePrefix("fd00:96::/48")}
 
-func openDB(t *testing.T, path string) *bolt.DB {
+func openDB(t *testing.T, path string) *registry.Bolt {
 	t.Helper()
-	db, err := bolt.Open(path, 0o600, nil)
+	db, err := registry.OpenBolt(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,7 +183,7 @@ func TestStoreAddressReuse(t *testing.T) {
 	}
 
 	// The edge restarts: the held addresses stay held.
-	s.db.Close()
+	s.reg.Close()
 	db := openDB(t, path)
 	defer db.Close()
 	s, err := OpenStore(db, testPools, testReuseDelay)
@@ -328,7 +328,7 @@ func TestStorePersistence(t *testing.T) {
 	c := mustAdd(t, s, connector(t, "site-a", "198.18.30.0/24"))
 	// The cleanup of openTestStore closes the first handle; close it now
 	// to reopen the file.
-	s.db.Close()
+	s.reg.Close()
 
 	db := openDB(t, path)
 	defer db.Close()
@@ -411,8 +411,7 @@ func TestSecretsStoreDropsPrivateKeys(t *testing.T) {
 	c := mustAdd(t, s, connector(t, "site-a", "198.18.30.0/24"))
 	legacyKey := newKey(t)
 	// Rewrite the records as an earlier edge stored them.
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketPeers)
+	_, err := s.reg.Update(context.Background(), func(tx registry.Txn) error {
 		for _, p := range []struct {
 			peer Peer
 			priv l3config.Key
@@ -425,7 +424,7 @@ func TestSecretsStoreDropsPrivateKeys(t *testing.T) {
 			if err != nil {
 				return err
 			}
-			if err := b.Put([]byte(p.peer.Name), v); err != nil {
+			if err := tx.Put(prefixPeers+p.peer.Name, v); err != nil {
 				return err
 			}
 		}
@@ -448,16 +447,17 @@ func TestSecretsStoreDropsPrivateKeys(t *testing.T) {
 	}
 	// Reopened: the records hold no key. (Freed pages of the file may,
 	// until bbolt reuses them: the upgrade note asks for a new key.)
-	s.db.Close()
+	s.reg.Close()
 	db := openDB(t, path)
 	defer db.Close()
-	_ = db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketPeers).ForEach(func(k, v []byte) error {
-			if strings.Contains(string(v), "private_key") || strings.Contains(string(v), legacyKey.String()) {
-				t.Errorf("record %s still holds a private key: %s", k, v)
+	_ = db.View(context.Background(), func(tx registry.Txn) error {
+		recs, err := tx.List(prefixPeers)
+		for _, r := range recs {
+			if strings.Contains(string(r.Value), "private_key") || strings.Contains(string(r.Value), legacyKey.String()) {
+				t.Errorf("record %s still holds a private key: %s", r.Key, r.Value)
 			}
-			return nil
-		})
+		}
+		return err
 	})
 }
 

@@ -2,12 +2,14 @@ package store
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/binary"
 	"fmt"
+	"strings"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/onramp-net/onramp/dataplane/registry"
 )
 
 // Sizes of generated tunnel credentials and the limit on names.
@@ -69,24 +71,25 @@ func (store *Store) CreateTunnel(name string) (Tunnel, error) {
 	if _, err := rand.Read(t.Secret); err != nil {
 		return Tunnel{}, fmt.Errorf("store: create tunnel %q: %w", name, err)
 	}
-	err := store.db.Update(func(tx *bolt.Tx) error {
-		names, tunnels := tx.Bucket(bucketTunnelNames), tx.Bucket(bucketTunnels)
-		if names.Get([]byte(name)) != nil {
+	if _, err := rand.Read(t.ID[:]); err != nil {
+		return Tunnel{}, fmt.Errorf("store: create tunnel %q: %w", name, err)
+	}
+	err := store.update(func(tx registry.Txn) error {
+		if v, err := tx.Get(prefixNames + name); err != nil {
+			return err
+		} else if v != nil {
 			return ErrExists
 		}
 		// A collision of random 128-bit IDs will not happen; check anyway.
-		for {
-			if _, err := rand.Read(t.ID[:]); err != nil {
-				return err
-			}
-			if tunnels.Get(t.ID[:]) == nil {
-				break
-			}
+		if v, err := tx.Get(prefixTunnels + string(t.ID[:])); err != nil {
+			return err
+		} else if v != nil {
+			return fmt.Errorf("%w: tunnel ID %x", ErrExists, t.ID)
 		}
-		if err := tunnels.Put(t.ID[:], appendTunnel(nil, t)); err != nil {
+		if err := tx.Put(prefixTunnels+string(t.ID[:]), appendTunnel(nil, t)); err != nil {
 			return err
 		}
-		return names.Put([]byte(name), t.ID[:])
+		return tx.Put(prefixNames+name, t.ID[:])
 	})
 	if err != nil {
 		return Tunnel{}, fmt.Errorf("store: create tunnel %q: %w", name, err)
@@ -98,7 +101,7 @@ func (store *Store) CreateTunnel(name string) (Tunnel, error) {
 // ErrNotFound.
 func (store *Store) GetTunnel(id [IDSize]byte) (Tunnel, error) {
 	var t Tunnel
-	err := store.db.View(func(tx *bolt.Tx) error {
+	err := store.reg.View(context.Background(), func(tx registry.Txn) error {
 		var err error
 		t, err = getTunnel(tx, id[:])
 		return err
@@ -113,7 +116,7 @@ func (store *Store) GetTunnel(id [IDSize]byte) (Tunnel, error) {
 // ErrNotFound.
 func (store *Store) TunnelByName(name string) (Tunnel, error) {
 	var t Tunnel
-	err := store.db.View(func(tx *bolt.Tx) error {
+	err := store.reg.View(context.Background(), func(tx registry.Txn) error {
 		var err error
 		t, err = tunnelByName(tx, name)
 		return err
@@ -127,16 +130,32 @@ func (store *Store) TunnelByName(name string) (Tunnel, error) {
 // ListTunnels returns every tunnel, sorted by name.
 func (store *Store) ListTunnels() ([]Tunnel, error) {
 	var list []Tunnel
-	err := store.db.View(func(tx *bolt.Tx) error {
-		// tunnel_names iterates in byte order, which is name order.
-		return tx.Bucket(bucketTunnelNames).ForEach(func(name, id []byte) error {
-			t, err := getTunnel(tx, id)
+	err := store.reg.View(context.Background(), func(tx registry.Txn) error {
+		// The names list in key order, which is name order.
+		names, err := tx.List(prefixNames)
+		if err != nil {
+			return err
+		}
+		recs, err := tx.List(prefixTunnels)
+		if err != nil {
+			return err
+		}
+		byID := make(map[string][]byte, len(recs))
+		for _, r := range recs {
+			byID[strings.TrimPrefix(r.Key, prefixTunnels)] = r.Value
+		}
+		for _, n := range names {
+			v := byID[string(n.Value)]
+			if v == nil {
+				return fmt.Errorf("tunnel %q: %w", strings.TrimPrefix(n.Key, prefixNames), ErrCorrupt)
+			}
+			t, err := parseTunnel(n.Value, v)
 			if err != nil {
-				return fmt.Errorf("tunnel %q: %w", name, err)
+				return fmt.Errorf("tunnel %q: %w", strings.TrimPrefix(n.Key, prefixNames), err)
 			}
 			list = append(list, t)
-			return nil
-		})
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("store: list tunnels: %w", err)
@@ -149,15 +168,15 @@ func (store *Store) ListTunnels() ([]Tunnel, error) {
 // wrapping ErrNotFound if there is no such tunnel.
 func (store *Store) DeleteTunnel(name string) (Tunnel, error) {
 	var t Tunnel
-	err := store.db.Update(func(tx *bolt.Tx) error {
+	err := store.update(func(tx registry.Txn) error {
 		var err error
 		if t, err = tunnelByName(tx, name); err != nil {
 			return err
 		}
-		if err := tx.Bucket(bucketTunnels).Delete(t.ID[:]); err != nil {
+		if err := tx.Delete(prefixTunnels + string(t.ID[:])); err != nil {
 			return err
 		}
-		return tx.Bucket(bucketTunnelNames).Delete([]byte(name))
+		return tx.Delete(prefixNames + name)
 	})
 	if err != nil {
 		return Tunnel{}, fmt.Errorf("store: delete tunnel %q: %w", name, err)
@@ -176,14 +195,14 @@ func (store *Store) RotateTunnel(name string) (Tunnel, error) {
 		return Tunnel{}, fmt.Errorf("store: rotate tunnel %q: %w", name, err)
 	}
 	var t Tunnel
-	err := store.db.Update(func(tx *bolt.Tx) error {
+	err := store.update(func(tx registry.Txn) error {
 		var err error
 		if t, err = tunnelByName(tx, name); err != nil {
 			return err
 		}
 		t.Secret = secret
 		t.Generation++
-		return tx.Bucket(bucketTunnels).Put(t.ID[:], appendTunnel(nil, t))
+		return tx.Put(prefixTunnels+string(t.ID[:]), appendTunnel(nil, t))
 	})
 	if err != nil {
 		return Tunnel{}, fmt.Errorf("store: rotate tunnel %q: %w", name, err)
@@ -200,25 +219,40 @@ func (store *Store) Secret(id [IDSize]byte) ([]byte, bool) {
 }
 
 // Credential is Secret with the secret's generation, which the edge keeps
-// with each connection that authenticates with it.
+// with each connection that authenticates with it. With a Mirror it reads
+// the mirror, never the back end.
 func (store *Store) Credential(id [IDSize]byte) (secret []byte, generation uint64, ok bool) {
-	t, err := store.GetTunnel(id)
-	if err != nil {
-		return nil, 0, false
+	var t Tunnel
+	if store.tunnels != nil {
+		t, ok = store.tunnels.Get(id)
+		if !ok {
+			return nil, 0, false
+		}
+	} else {
+		var err error
+		if t, err = store.GetTunnel(id); err != nil {
+			return nil, 0, false
+		}
 	}
 	return t.Secret, t.Generation, true
 }
 
-func tunnelByName(tx *bolt.Tx, name string) (Tunnel, error) {
-	id := tx.Bucket(bucketTunnelNames).Get([]byte(name))
+func tunnelByName(tx registry.Txn, name string) (Tunnel, error) {
+	id, err := tx.Get(prefixNames + name)
+	if err != nil {
+		return Tunnel{}, err
+	}
 	if id == nil {
 		return Tunnel{}, ErrNotFound
 	}
 	return getTunnel(tx, id)
 }
 
-func getTunnel(tx *bolt.Tx, id []byte) (Tunnel, error) {
-	v := tx.Bucket(bucketTunnels).Get(id)
+func getTunnel(tx registry.Txn, id []byte) (Tunnel, error) {
+	v, err := tx.Get(prefixTunnels + string(id))
+	if err != nil {
+		return Tunnel{}, err
+	}
 	if v == nil {
 		return Tunnel{}, ErrNotFound
 	}
@@ -249,7 +283,7 @@ func appendTunnel(b []byte, t Tunnel) []byte {
 }
 
 // parseTunnel decodes a record stored under id. The result shares no
-// memory with v, which bbolt owns.
+// memory with v.
 func parseTunnel(id, v []byte) (Tunnel, error) {
 	if len(id) != IDSize || len(v) == 0 {
 		return Tunnel{}, fmt.Errorf("%w: bad tunnel record %x", ErrCorrupt, id)

@@ -44,6 +44,8 @@
 //	  interfaces: [eth0]                # the public interfaces; none: off
 //	  per_source_per_second: 20         # WireGuard initiations and QUIC Initials per source /32 or /64 (burst per_source_burst: 5)
 //	  unproven_per_second: 2000         # ... from all sources without a completed handshake (burst unproven_burst: 2000)
+//	registry:                           # where the state is; none: data/edge.db (bbolt); see Registry
+//	  etcd: {endpoints: ["https://etcd1.example.test:2379"], prefix: /onramp/}
 //
 // Every field is optional except what a feature needs; [Parse] fills the
 // defaults and names the field of any error.
@@ -103,6 +105,7 @@ type Config struct {
 	Limits    Limits    `yaml:"limits"`
 	L3        L3        `yaml:"l3"`
 	XDP       XDP       `yaml:"xdp"`
+	Registry  Registry  `yaml:"registry"`
 
 	// QUICSteering runs the QUIC tunnel listener as one UDP socket and
 	// quic-go Transport per core (GOMAXPROCS) on a SO_REUSEPORT group, an
@@ -432,6 +435,9 @@ func (c *Config) Validate() error {
 	}
 	if l.MaxHandshakesPerSource > l.MaxHandshakes {
 		return fmt.Errorf("edge config: limits.maxHandshakesPerSource: %d is above limits.maxHandshakes (%d)", l.MaxHandshakesPerSource, l.MaxHandshakes)
+	}
+	if err := c.validateRegistry(); err != nil {
+		return err
 	}
 	return c.validateL3()
 }
