@@ -53,9 +53,9 @@ var (
 
 // Registry keys: a space and a name (see package registry).
 const (
-	keySchema       = "meta/schema"
-	prefixTunnels   = "tunnels/"      // + ID (16 bytes) -> tunnel record
-	prefixNames     = "tunnel_names/" // + name -> ID
+	keySchema     = "meta/schema"
+	prefixTunnels = "tunnels/"      // + ID (16 bytes) -> tunnel record
+	prefixNames   = "tunnel_names/" // + name -> ID
 )
 
 // Store is the edge's tunnel store.
