@@ -127,7 +127,7 @@ func (e *Etcd) unavailable(op string, err error) error {
 	var hint string
 	switch {
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, rpctypes.ErrTimeout), errors.Is(err, rpctypes.ErrNoLeader),
-		errors.Is(err, rpctypes.ErrGRPCNoLeader), errors.Is(err, rpctypes.ErrGRPCTimeout):
+		errors.Is(err, rpctypes.ErrGRPCNoLeader), errors.Is(err, rpctypes.ErrGRPCTimeout), strings.Contains(err.Error(), "no leader"):
 		hint = " (no answer in time: is a majority of the etcd members up and reachable?)"
 	}
 	return fmt.Errorf("registry: %s: %s: %w: %v%s", e.name, op, ErrUnavailable, err, hint)
@@ -135,7 +135,8 @@ func (e *Etcd) unavailable(op string, err error) error {
 
 // View implements Store: linearizable reads at one revision.
 func (e *Etcd) View(ctx context.Context, fn func(Txn) error) error {
-	ctx, cancel := e.bound(ctx)
+	// Without a leader, fail at once rather than at the timeout.
+	ctx, cancel := e.bound(clientv3.WithRequireLeader(ctx))
 	defer cancel()
 	return fn(&etcdTxn{e: e, ctx: ctx})
 }
@@ -147,7 +148,7 @@ func (e *Etcd) View(ctx context.Context, fn func(Txn) error) error {
 // detected; the records of this project only free things when removed. If
 // the comparison fails, fn runs again, up to 32 times.
 func (e *Etcd) Update(ctx context.Context, fn func(Txn) error) (int64, error) {
-	ctx, cancel := e.bound(ctx)
+	ctx, cancel := e.bound(clientv3.WithRequireLeader(ctx))
 	defer cancel()
 	for attempt := range maxAttempts {
 		t := &etcdTxn{e: e, ctx: ctx, writable: true, reads: map[string]int64{}, writes: map[string]*[]byte{}}

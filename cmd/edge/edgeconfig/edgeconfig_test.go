@@ -183,3 +183,40 @@ func TestQUICSteering(t *testing.T) {
 		t.Errorf("quic_steering: 3: %v", err)
 	}
 }
+
+// TestRegistry: the etcd registry's settings parse, and each mistake is
+// refused naming its field.
+func TestRegistry(t *testing.T) {
+	c, err := Parse([]byte(`registry:
+  etcd:
+    endpoints: ["https://198.18.0.10:2379", "http://[fd00::10]:2379"]
+    prefix: /onramp-a/
+    tls: {ca: ca.pem, cert: c.pem, key: k.pem}
+    username: onramp
+    password_file: pw
+    request_timeout: 2s
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := c.Registry.Etcd
+	if e == nil || len(e.Endpoints) != 2 || e.Prefix != "/onramp-a/" || e.TLS.Key != "k.pem" || time.Duration(e.RequestTimeout) != 2*time.Second {
+		t.Fatalf("parsed %+v", e)
+	}
+	if d := Default(); d.Registry.Etcd != nil {
+		t.Fatal("the default registry is not bbolt")
+	}
+	for _, tc := range []struct{ yaml, want string }{
+		{"registry: {etcd: {}}", "registry.etcd.endpoints: want at least one"},
+		{`registry: {etcd: {endpoints: ["198.18.0.10:2379"]}}`, `registry.etcd.endpoints[0]: "198.18.0.10:2379": want http://host:port`},
+		{`registry: {etcd: {endpoints: ["unix:///x"]}}`, "registry.etcd.endpoints[0]"},
+		{`registry: {etcd: {endpoints: ["http://a:2379"], prefix: onramp}}`, "registry.etcd.prefix"},
+		{`registry: {etcd: {endpoints: ["http://a:2379"], tls: {cert: c.pem}}}`, "cert and key go together"},
+		{`registry: {etcd: {endpoints: ["http://a:2379"], password_file: pw}}`, "set username too"},
+		{`registry: {bbolt: {}}`, "field bbolt not found"},
+	} {
+		if _, err := Parse([]byte(tc.yaml)); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want %q", tc.yaml, err, tc.want)
+		}
+	}
+}

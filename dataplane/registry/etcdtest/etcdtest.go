@@ -53,6 +53,7 @@ func StopShared() {
 	if shared != nil {
 		shared.Stop()
 		os.RemoveAll(shared.dir)
+		os.Remove(shared.dir + ".log")
 	}
 }
 
@@ -110,8 +111,16 @@ func (m *Member) Restart() error {
 		"--listen-client-urls", m.Client, "--advertise-client-urls", m.Client,
 		"--listen-peer-urls", m.peer, "--initial-advertise-peer-urls", m.peer,
 		"--initial-cluster", "m1="+m.peer, "--log-level", "error", "--logger", "zap")
-	m.cmd.Stderr = os.Stderr
-	if err := m.cmd.Start(); err != nil {
+	// Its log goes to a file in its directory, not to the test's
+	// output: a member outliving the test binary must not hold it open.
+	logf, err := os.OpenFile(m.dir+".log", os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	m.cmd.Stdout, m.cmd.Stderr = logf, logf
+	err = m.cmd.Start()
+	logf.Close()
+	if err != nil {
 		return err
 	}
 	m.exited = make(chan struct{})

@@ -1,0 +1,230 @@
+package testnet
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// MultiEdgeWorld is two edges (nodes "edge" and "edge2" of [MultiEdge])
+// sharing their state in an etcd cluster, each a real `edge serve`.
+type MultiEdgeWorld struct {
+	Net     *Net
+	Dir     string
+	Etcd    *EtcdCluster
+	EdgeBin string
+	ConnBin string
+	Edges   []*WorldEdge
+}
+
+// WorldEdge is one edge of a MultiEdgeWorld.
+type WorldEdge struct {
+	Node   *Node
+	Config string // edge.yml
+	Data   string
+	Proc   *Proc
+	// Public is the edge's address that users and connectors reach.
+	Public string
+}
+
+// StartMultiEdge builds the binaries and starts an edge on each of the
+// nodes "edge" and "edge2", both on the etcd cluster, with the bindings of
+// bindingsYAML (routes, bindings: as [DefaultEdgeYAML]). Each edge
+// advertises both edges' addresses, so one token names both.
+func StartMultiEdge(ctx context.Context, n *Net, dir string, etcd *EtcdCluster, bindingsYAML string) (*MultiEdgeWorld, error) {
+	w := &MultiEdgeWorld{Net: n, Dir: dir, Etcd: etcd}
+	var err error
+	if w.EdgeBin, err = BuildBinary(EdgePkg); err != nil {
+		return nil, err
+	}
+	if w.ConnBin, err = BuildBinary(ConnectorPkg); err != nil {
+		return nil, err
+	}
+	names := []string{"edge", "edge2"}
+	var advertise []string
+	for _, name := range names {
+		a := n.Addr(name, "inet", false)
+		advertise = append(advertise, fmt.Sprintf("%q", net.JoinHostPort(a.String(), fmt.Sprint(EdgeTunnelPort))))
+	}
+	var eps []string
+	for _, e := range etcd.Endpoints() {
+		eps = append(eps, fmt.Sprintf("%q", e))
+	}
+	for _, name := range names {
+		e := &WorldEdge{Node: n.Node(name), Data: filepath.Join(dir, name+"-data"), Config: filepath.Join(dir, name+".yml"),
+			Public: n.Addr(name, "inet", false).String()}
+		cfg := fmt.Sprintf(`data: %s
+listen:
+  tunnels: "[::]:%d"
+  metrics: "%s"
+advertise: [%s]
+registry:
+  etcd:
+    endpoints: [%s]
+    prefix: /onramp-test/
+    request_timeout: 3s
+%s`, e.Data, EdgeTunnelPort, net.JoinHostPort(e.Public, "9100"), strings.Join(advertise, ", "), strings.Join(eps, ", "), bindingsYAML)
+		if err := os.WriteFile(e.Config, []byte(cfg), 0o644); err != nil {
+			return nil, err
+		}
+		w.Edges = append(w.Edges, e)
+		if err := w.StartEdge(ctx, len(w.Edges)-1); err != nil {
+			return nil, err
+		}
+	}
+	return w, nil
+}
+
+// StartEdge starts edge i (again, after a kill) and waits for its admin
+// socket.
+func (w *MultiEdgeWorld) StartEdge(ctx context.Context, i int) error {
+	e := w.Edges[i]
+	var err error
+	if e.Proc, err = e.Node.Start(w.EdgeBin, "--config", e.Config, "serve"); err != nil {
+		return err
+	}
+	sock := filepath.Join(e.Data, "admin.sock")
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if c, err := net.Dial("unix", sock); err == nil {
+			c.Close()
+			return nil
+		}
+		select {
+		case <-e.Proc.Done():
+			return fmt.Errorf("edge %s exited at start: %v\n%s", e.Node.Name, e.Proc.Wait(), e.Proc.Output())
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("edge %s not ready after 20s", e.Node.Name)
+		}
+	}
+}
+
+// CLI runs the edge binary with edge i's config inside its node and
+// returns its stdout, or an error with what it printed on stderr.
+func (w *MultiEdgeWorld) CLI(ctx context.Context, i int, args ...string) (string, error) {
+	e := w.Edges[i]
+	out, err := e.Node.Command(ctx, w.EdgeBin, append([]string{"--config", e.Config}, args...)...).Output()
+	if err != nil {
+		return string(out), fmt.Errorf("edge %s: %w", strings.Join(args, " "), exitDetail(err))
+	}
+	return string(out), nil
+}
+
+// Admin sends a request to edge i's admin socket (a unix socket in its
+// data directory: reachable from the test's namespace) and decodes the
+// JSON answer into out (if not nil). An error answer is returned as an
+// error with the edge's message.
+func (w *MultiEdgeWorld) Admin(ctx context.Context, i int, method, path string, out any) error {
+	sock := filepath.Join(w.Edges[i].Data, "admin.sock")
+	c := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", sock)
+	}}}
+	req, err := http.NewRequestWithContext(ctx, method, "http://edge"+path, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode >= 300 {
+		var e struct{ Error string }
+		_ = json.Unmarshal(body, &e)
+		return fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, e.Error)
+	}
+	if out != nil {
+		return json.Unmarshal(body, out)
+	}
+	return nil
+}
+
+// LogTimes returns, for each line of the process's output that contains
+// every one of substrings, the value of key= and the time= of the line:
+// when the edge logged it (slog's text format).
+func LogTimes(output, key string, substrings ...string) map[string]time.Time {
+	out := map[string]time.Time{}
+	sc := bufio.NewScanner(strings.NewReader(output))
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+lines:
+	for sc.Scan() {
+		line := sc.Text()
+		for _, s := range substrings {
+			if !strings.Contains(line, s) {
+				continue lines
+			}
+		}
+		ts := fieldValue(line, "time")
+		v := fieldValue(line, key)
+		t, err := time.Parse(time.RFC3339Nano, ts)
+		if err != nil || v == "" {
+			continue
+		}
+		out[v] = t
+	}
+	return out
+}
+
+// fieldValue returns the value of key=value in a slog text line.
+func fieldValue(line, key string) string {
+	i := strings.Index(line, " "+key+"=")
+	if i < 0 {
+		if !strings.HasPrefix(line, key+"=") {
+			return ""
+		}
+		i = -1
+	}
+	v := line[i+len(key)+2:]
+	if strings.HasPrefix(v, `"`) {
+		if j := strings.Index(v[1:], `"`); j >= 0 {
+			return v[1 : j+1]
+		}
+		return ""
+	}
+	if j := strings.IndexByte(v, ' '); j >= 0 {
+		v = v[:j]
+	}
+	return v
+}
+
+// ErrNoLine is what WaitLog returns when no line came in time.
+var ErrNoLine = errors.New("no such log line")
+
+// WaitLog waits until the process printed a line containing every one of
+// substrings, and returns it.
+func WaitLog(p *Proc, timeout time.Duration, substrings ...string) (string, error) {
+	deadline := time.Now().Add(timeout)
+	for {
+		for _, line := range strings.Split(p.Output(), "\n") {
+			ok := true
+			for _, s := range substrings {
+				ok = ok && strings.Contains(line, s)
+			}
+			if ok {
+				return line, nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return "", fmt.Errorf("%w after %v: %q", ErrNoLine, timeout, substrings)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -1,0 +1,289 @@
+package testnet_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/onramp-net/onramp/testnet"
+)
+
+// TestMultiEdgeRegistry runs two real edges on a real etcd cluster of
+// three members (Debian's etcd-server) with a connector whose token names
+// both edges:
+//   - a tunnel created on edge A is accepted by edge B, and users reach
+//     the origin through both;
+//   - 1,000 registry changes (tunnels created on A, then deleted) reach
+//     edge B; the latency from each request to B applying it is printed
+//     with its 99th percentile, which must be under 1 s;
+//   - with one etcd member (the leader) killed nothing changes for users
+//     and changes still work; with quorum lost, the edges keep serving
+//     what they know (users' connections, a new connector replica
+//     authenticates) and refuse changes with an error naming the cause;
+//   - once etcd is back, a deletion on edge B cuts the tunnel's
+//     connections on edge A within a second.
+func TestMultiEdgeRegistry(t *testing.T) {
+	if err := testnet.EtcdAvailable(); err != nil {
+		testnet.SkipOrFail(t, "several edges on etcd: %v", err)
+	}
+	n := testnet.New(t, testnet.MultiEdge())
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	etcd := testnet.NewEtcd(t, n, "etcd1", "etcd2", "etcd3")
+	if _, err := etcd.WaitLeader(ctx); err != nil {
+		t.Fatal(err)
+	}
+	origin := n.Node("origin")
+	o, err := origin.ServeOrigins()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o.Close()
+	w, err := testnet.StartMultiEdge(ctx, n, dir, etcd, testnet.DefaultEdgeYAML("web"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	user := n.Node("user")
+	echo := func(edge int) error {
+		addr := net.JoinHostPort(w.Edges[edge].Public, fmt.Sprint(testnet.EdgeEchoPort))
+		c, err := user.Dial("tcp", addr)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(3 * time.Second))
+		msg := []byte("through edge " + w.Edges[edge].Node.Name)
+		if _, err := c.Write(msg); err != nil {
+			return err
+		}
+		got := make([]byte, len(msg))
+		if _, err := io.ReadFull(c, got); err != nil {
+			return fmt.Errorf("echo via %s: %w", addr, err)
+		}
+		if string(got) != string(msg) {
+			return fmt.Errorf("echo via %s: %q", addr, got)
+		}
+		return nil
+	}
+
+	// A tunnel created on edge A; edge B knows it within a second.
+	start := time.Now()
+	tok, err := w.CLI(ctx, 0, "tunnel", "create", "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := testnet.WaitLog(w.Edges[1].Proc, time.Second, "tunnel created", "name=web"); err != nil {
+		t.Fatalf("edge B: %v\n%s", err, w.Edges[1].Proc.Output())
+	}
+	t.Logf("tunnel created on edge A, known to edge B after %v", time.Since(start).Round(time.Millisecond))
+	tokenFile := filepath.Join(dir, "web.token")
+	if err := os.WriteFile(tokenFile, []byte(tok), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ingress := testnet.DefaultIngressYAML(n.Addr("origin", "lan", false).String())
+	conn := startConnector(t, w, n.Node("conn"), tokenFile, "replica1", ingress)
+	// The token names both edges: the connector's 4 connections are
+	// spread over them, and users reach the origin through either.
+	waitFor(t, 15*time.Second, "connections to both edges", func() error {
+		for i := range w.Edges {
+			var ts []struct {
+				Name        string
+				Connections []json.RawMessage
+			}
+			if err := w.Admin(ctx, i, http.MethodGet, "/v1/tunnels", &ts); err != nil {
+				return err
+			}
+			if len(ts) != 1 || len(ts[0].Connections) == 0 {
+				return fmt.Errorf("edge %d: %+v", i, ts)
+			}
+		}
+		return nil
+	})
+	for i := range w.Edges {
+		if err := echo(i); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// 1,000 changes made on edge A reach edge B.
+	propagation(ctx, t, w)
+
+	// One etcd member lost, the leader: users see nothing, changes work.
+	leader, err := etcd.Leader(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := etcd.Kill(leader); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("etcd member %d (the leader) killed", leader+1)
+	for i := range w.Edges {
+		if err := echo(i); err != nil {
+			t.Fatalf("with one etcd member down: %v", err)
+		}
+	}
+	start = time.Now()
+	waitFor(t, 10*time.Second, "a change with one etcd member down", func() error {
+		_, err := w.CLI(ctx, 1, "tunnel", "create", "after-one-down")
+		return err
+	})
+	t.Logf("with one etcd member down, a change succeeded after %v", time.Since(start).Round(time.Millisecond))
+
+	// Quorum lost: the edges serve what they know and refuse changes.
+	second := (leader + 1) % 3
+	if err := etcd.Kill(second); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("etcd member %d killed too: no quorum", second+1)
+	for i := range w.Edges {
+		if err := echo(i); err != nil {
+			t.Fatalf("without etcd quorum: %v", err)
+		}
+	}
+	start = time.Now()
+	_, err = w.CLI(ctx, 0, "tunnel", "create", "no-quorum")
+	if err == nil || !strings.Contains(err.Error(), "registry unavailable") || !strings.Contains(err.Error(), "majority of the etcd members") {
+		t.Fatalf("a change without quorum: %v, want a refusal naming the registry and its quorum", err)
+	}
+	t.Logf("without quorum, a change was refused after %v: %v", time.Since(start).Round(time.Millisecond), err)
+	// A new connector replica authenticates against what the edges know.
+	conn2 := startConnector(t, w, n.Node("conn2"), tokenFile, "replica2", ingress)
+	for i := range w.Edges {
+		if err := echo(i); err != nil {
+			t.Fatalf("without etcd quorum, after a second replica joined: %v", err)
+		}
+	}
+
+	// etcd back; a deletion on edge B cuts the tunnel on edge A at once.
+	for _, i := range []int{leader, second} {
+		if err := etcd.Start(i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := etcd.Healthy(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 15*time.Second, "a change once etcd is back", func() error {
+		_, err := w.CLI(ctx, 0, "tunnel", "create", "after-quorum")
+		return err
+	})
+	start = time.Now()
+	if err := w.Admin(ctx, 1, http.MethodDelete, "/v1/tunnels/web", nil); err != nil {
+		t.Fatal(err)
+	}
+	line, err := testnet.WaitLog(w.Edges[0].Proc, time.Second, "tunnel deleted; its connections dropped", "name=web")
+	if err != nil {
+		t.Fatalf("edge A after the deletion on edge B: %v\n%s", err, w.Edges[0].Proc.Output())
+	}
+	t.Logf("tunnel deleted on edge B, its connections on edge A dropped after %v: %s", time.Since(start).Round(time.Millisecond), line)
+	if strings.Contains(line, "connections=0") {
+		t.Fatalf("edge A dropped no connection: %s", line)
+	}
+	for _, c := range []*testnet.Connector{conn, conn2} {
+		select {
+		case <-c.Done():
+		case <-time.After(5 * time.Second):
+			t.Fatalf("connector %s still runs after its tunnel was deleted", c.Node.Name)
+		}
+		if !strings.Contains(c.Output(), "tunnel deleted") {
+			t.Errorf("connector %s does not say the tunnel was deleted:\n%s", c.Node.Name, c.Output())
+		}
+	}
+	if err := echo(0); err == nil {
+		t.Fatal("users still reach the deleted tunnel through edge A")
+	}
+}
+
+// propagation makes 1,000 registry changes on edge A (500 tunnels created
+// through its admin socket, then deleted) and measures when edge B applied
+// each (its log line's time) from the moment the request was sent.
+func propagation(ctx context.Context, t *testing.T, w *testnet.MultiEdgeWorld) {
+	t.Helper()
+	const rounds, each = 4, 125
+	var lat []time.Duration
+	for r := range rounds {
+		sent := map[string]time.Time{}
+		for i := range each {
+			name := fmt.Sprintf("p%d-%d", r, i)
+			sent["c/"+name] = time.Now()
+			if err := w.Admin(ctx, 0, http.MethodPost, "/v1/tunnels/"+name, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for i := range each {
+			name := fmt.Sprintf("p%d-%d", r, i)
+			sent["d/"+name] = time.Now()
+			if err := w.Admin(ctx, 0, http.MethodDelete, "/v1/tunnels/"+name, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		last := fmt.Sprintf("name=p%d-%d", r, each-1)
+		if _, err := testnet.WaitLog(w.Edges[1].Proc, 5*time.Second, "tunnel deleted", last); err != nil {
+			t.Fatal(err)
+		}
+		out := w.Edges[1].Proc.Output()
+		created := testnet.LogTimes(out, "name", "tunnel created", fmt.Sprintf("name=p%d-", r))
+		deleted := testnet.LogTimes(out, "name", "tunnel deleted", fmt.Sprintf("name=p%d-", r))
+		for key, t0 := range sent {
+			kind, name, _ := strings.Cut(key, "/")
+			at, ok := created[name]
+			if kind == "d" {
+				at, ok = deleted[name]
+			}
+			if !ok {
+				t.Fatalf("edge B never applied %s of tunnel %s", map[string]string{"c": "the creation", "d": "the deletion"}[kind], name)
+			}
+			lat = append(lat, at.Sub(t0))
+		}
+	}
+	slices.Sort(lat)
+	p := func(q float64) time.Duration { return lat[min(len(lat)-1, int(q*float64(len(lat))))] }
+	t.Logf("registry changes made on edge A and applied by edge B: %d changes, latency from the request: p50 %v, p99 %v, max %v (goal: p99 < 1s)",
+		len(lat), p(0.50).Round(time.Microsecond), p(0.99).Round(time.Microsecond), lat[len(lat)-1].Round(time.Microsecond))
+	if p(0.99) >= time.Second {
+		t.Errorf("p99 %v: changes take more than a second to reach the other edge", p(0.99))
+	}
+}
+
+func startConnector(t *testing.T, w *testnet.MultiEdgeWorld, node *testnet.Node, tokenFile, name, ingress string) *testnet.Connector {
+	t.Helper()
+	path := filepath.Join(w.Dir, name+"-ingress.yml")
+	if err := os.WriteFile(path, []byte(ingress), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c := &testnet.Connector{Node: node, Ingress: path, Metrics: "127.0.0.1:9200"}
+	p, err := node.Start(w.ConnBin, "tunnel", "run", "--token-file", tokenFile, "--config", path, "--metrics", c.Metrics)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Proc = p
+	if err := c.WaitReady(15 * time.Second); err != nil {
+		t.Fatalf("connector %s: %v\n%s", name, err, p.Output())
+	}
+	return c
+}
+
+func waitFor(t *testing.T, timeout time.Duration, what string, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not after %v: %v", what, timeout, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
