@@ -85,8 +85,7 @@ type EtcdMember struct {
 
 	args []string
 	mu   sync.Mutex
-	proc *Proc  // nil before the first start
-	id   uint64 // the member ID, once a status told it
+	proc *Proc // nil before the first start
 }
 
 // ClientURL is the member's client URL, http://addr:2379.
@@ -487,9 +486,6 @@ func (c *EtcdCluster) Status(ctx context.Context, i int) (EtcdStatus, error) {
 	if st.ID == 0 {
 		return st, fmt.Errorf("testnet: etcd member %s: status without member ID", m.Name)
 	}
-	m.mu.Lock()
-	m.id = st.ID
-	m.mu.Unlock()
 	return st, nil
 }
 

@@ -230,6 +230,37 @@ func TestEtcdCluster(t *testing.T) {
 	}
 }
 
+// TestEtcdIPv6 runs the cluster on the members' IPv6 addresses.
+func TestEtcdIPv6(t *testing.T) {
+	if err := testnet.EtcdAvailable(); err != nil {
+		testnet.SkipOrFail(t, "%v", err)
+	}
+	n := testnet.New(t, testnet.MultiEdge())
+	var nodes []*testnet.Node
+	for _, name := range testnet.MultiEdgeEtcd {
+		nodes = append(nodes, n.Node(name))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c, err := testnet.StartEtcdWith(ctx, n, nodes, testnet.EtcdOptions{Dir: t.TempDir(), IPv6: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	for _, m := range c.Members {
+		if !m.Addr.Is6() || !testnet.Allowed(m.Addr) {
+			t.Fatalf("member %s at %v", m.Name, m.Addr)
+		}
+	}
+	cli := etcdClient(t, c, n.Node("edge2"))
+	if err := etcdPut(cli, 5*time.Second, "k6", "v6"); err != nil {
+		t.Fatalf("put through %v: %v", c.Endpoints(), err)
+	}
+	if v, err := etcdGet(etcdClient(t, c, n.Node("edge"), c.Endpoints()[2]), 5*time.Second, "k6"); err != nil || v != "v6" {
+		t.Fatalf("get at %s: %q, %v", c.Endpoints()[2], v, err)
+	}
+}
+
 // writer puts a key every 50ms (each put bounded by 1s) until stopped, and
 // keeps count of failures and the longest time without a success.
 type writer struct {
