@@ -11,7 +11,16 @@ set -euo pipefail
 # of a client behind NAT; conntrack: a NAT that forgets its mappings in
 # the test of a connector whose source port changes; clang-19, llvm-19 (llvm-strip) and libbpf-dev
 # (bpf_helpers.h) compile the eBPF programs (bpf2go, make generate and the
-# check in make test), with the kernel's UAPI headers from linux-libc-dev.
+# check in make test), with the kernel's UAPI headers from linux-libc-dev;
+# etcd-server: the etcd binary the tests start as a three-member cluster
+# inside the testbed (the edges' shared store; testnet.StartEtcd), and
+# etcd-client: etcdctl, to look at such a cluster by hand.
+#
+# etcd-server's postinst would start a system etcd (127.0.0.1:2379, data in
+# /var/lib/etcd) where an init system runs. The tests never use it (their
+# members listen inside their own namespaces), but nothing should run that
+# nobody asked for: a policy-rc.d that denies every start is in place while
+# apt-get runs, unless the machine has its own (containers often do).
 packages=(
 	iproute2
 	iperf3
@@ -25,6 +34,8 @@ packages=(
 	llvm-19
 	libbpf-dev
 	linux-libc-dev
+	etcd-server
+	etcd-client
 )
 
 missing=()
@@ -42,6 +53,11 @@ if [[ $(id -u) -ne 0 ]]; then
 fi
 echo "deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
+if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+	printf '#!/bin/sh\n# scripts/deps.sh: no service starts while it installs packages\nexit 101\n' >/usr/sbin/policy-rc.d
+	chmod 755 /usr/sbin/policy-rc.d
+	trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+fi
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 echo "deps: installed ${missing[*]}"

@@ -137,6 +137,7 @@ func Topologies() map[string]func() Topology {
 		"crs":    ClientRouterServer,
 		"tunnel": Tunnel,
 		"l3":     L3,
+		"multi":  MultiEdge,
 	}
 }
 
@@ -165,6 +166,88 @@ func Tunnel() Topology {
 		},
 	}
 }
+
+// MultiEdge is the world of several edges sharing one etcd cluster: a user,
+// two edges and two connector hosts meet at an Internet router ("inet");
+// both connector hosts reach a private LAN ("lan", a router) with the
+// origin behind it; the edges reach a three-member etcd cluster ("etcd1",
+// "etcd2", "etcd3", one member per node) over a private backbone router
+// ("core"). Each edge has one public address that the user and both
+// connectors reach; the edges reach each other over both routers. Nothing
+// outside the LAN routes into it, so any byte that arrives at the origin
+// came through a tunnel; only the edges (and core) reach the etcd members.
+// Taking one link down cuts off one node: an edge (edge-inet), a
+// connector (conn-inet), an etcd member (etcd1-core).
+//
+//	user   eth0 198.18.50.2 fd00:50::2  <->  inet eth0 198.18.50.1 fd00:50::1
+//	edge   eth0 198.18.51.2 fd00:51::2  <->  inet eth1 198.18.51.1 fd00:51::1
+//	edge2  eth0 198.18.52.2 fd00:52::2  <->  inet eth2 198.18.52.1 fd00:52::1
+//	conn   eth0 198.18.53.2 fd00:53::2  <->  inet eth3 198.18.53.1 fd00:53::1
+//	conn2  eth0 198.18.54.2 fd00:54::2  <->  inet eth4 198.18.54.1 fd00:54::1
+//	conn   eth1 198.18.60.1 fd00:60::1  <->  lan eth0 198.18.60.2 fd00:60::2
+//	conn2  eth1 198.18.61.1 fd00:61::1  <->  lan eth1 198.18.61.2 fd00:61::2
+//	lan    eth2 198.18.62.1 fd00:62::1  <->  origin eth0 198.18.62.2 fd00:62::2
+//	edge   eth1 198.18.80.2 fd00:80::2  <->  core eth0 198.18.80.1 fd00:80::1
+//	edge2  eth1 198.18.81.2 fd00:81::2  <->  core eth1 198.18.81.1 fd00:81::1
+//	etcd1  eth0 198.18.85.2 fd00:85::2  <->  core eth2 198.18.85.1 fd00:85::1
+//	etcd2  eth0 198.18.86.2 fd00:86::2  <->  core eth3 198.18.86.1 fd00:86::1
+//	etcd3  eth0 198.18.87.2 fd00:87::2  <->  core eth4 198.18.87.1 fd00:87::1
+//
+// Routes: user, edges and connector hosts default through inet; the edges
+// reach the backbone (198.18.80.0/20, fd00:80::/28) through core; the
+// connector hosts reach the LAN (198.18.62.0/24, fd00:62::/64) through lan;
+// origin and the etcd members default through their router.
+func MultiEdge() Topology {
+	via := func(a4, a6 string) []Route {
+		return []Route{{Default4, addr(a4)}, {Default6, addr(a6)}}
+	}
+	link := func(a, b string, n int) LinkSpec {
+		return LinkSpec{A: a, B: b,
+			AAddr: []netip.Prefix{pfx(fmt.Sprintf("198.18.%d.2/24", n)), pfx(fmt.Sprintf("fd00:%d::2/64", n))},
+			BAddr: []netip.Prefix{pfx(fmt.Sprintf("198.18.%d.1/24", n)), pfx(fmt.Sprintf("fd00:%d::1/64", n))}}
+	}
+	backbone := []Route{{pfx("198.18.80.0/20"), addr("198.18.80.1")}, {pfx("fd00:80::/28"), addr("fd00:80::1")}}
+	return Topology{
+		Name: "multi",
+		Nodes: []NodeSpec{
+			{Name: "user", Routes: via("198.18.50.1", "fd00:50::1")},
+			{Name: "inet", Forward: true},
+			{Name: "edge", Routes: append(via("198.18.51.1", "fd00:51::1"), backbone...)},
+			{Name: "edge2", Routes: append(via("198.18.52.1", "fd00:52::1"),
+				Route{pfx("198.18.80.0/20"), addr("198.18.81.1")}, Route{pfx("fd00:80::/28"), addr("fd00:81::1")})},
+			{Name: "conn", Routes: append(via("198.18.53.1", "fd00:53::1"),
+				Route{pfx("198.18.62.0/24"), addr("198.18.60.2")}, Route{pfx("fd00:62::/64"), addr("fd00:60::2")})},
+			{Name: "conn2", Routes: append(via("198.18.54.1", "fd00:54::1"),
+				Route{pfx("198.18.62.0/24"), addr("198.18.61.2")}, Route{pfx("fd00:62::/64"), addr("fd00:61::2")})},
+			// No default route: the LAN reaches only its connector hosts.
+			{Name: "lan", Forward: true},
+			{Name: "origin", Routes: via("198.18.62.1", "fd00:62::1")},
+			{Name: "core", Forward: true},
+			{Name: "etcd1", Routes: via("198.18.85.1", "fd00:85::1")},
+			{Name: "etcd2", Routes: via("198.18.86.1", "fd00:86::1")},
+			{Name: "etcd3", Routes: via("198.18.87.1", "fd00:87::1")},
+		},
+		Links: []LinkSpec{
+			link("user", "inet", 50),
+			link("edge", "inet", 51),
+			link("edge2", "inet", 52),
+			link("conn", "inet", 53),
+			link("conn2", "inet", 54),
+			// The connector hosts are the LAN's gateways: .1 on their side.
+			link("lan", "conn", 60),
+			link("lan", "conn2", 61),
+			link("origin", "lan", 62),
+			link("edge", "core", 80),
+			link("edge2", "core", 81),
+			link("etcd1", "core", 85),
+			link("etcd2", "core", 86),
+			link("etcd3", "core", 87),
+		},
+	}
+}
+
+// MultiEdgeEtcd names the nodes of [MultiEdge] that run the etcd members.
+var MultiEdgeEtcd = []string{"etcd1", "etcd2", "etcd3"}
 
 // L3 is the L3 on-ramp's world: a WireGuard client and two sites, each a
 // connector host in front of a LAN host, all reaching the edge's one public
