@@ -94,7 +94,7 @@ func TestMultiEdgeRegistry(t *testing.T) {
 	conn := startConnector(t, w, n.Node("conn"), tokenFile, "replica1", ingress)
 	// The token names both edges: the connector's 4 connections are
 	// spread over them, and users reach the origin through either.
-	waitFor(t, 15*time.Second, "connections to both edges", func() error {
+	eventually(t, 15*time.Second, "connections to both edges", func() error {
 		for i := range w.Edges {
 			var ts []struct {
 				Name        string
@@ -133,7 +133,7 @@ func TestMultiEdgeRegistry(t *testing.T) {
 		}
 	}
 	start = time.Now()
-	waitFor(t, 10*time.Second, "a change with one etcd member down", func() error {
+	eventually(t, 10*time.Second, "a change with one etcd member down", func() error {
 		_, err := w.CLI(ctx, 1, "tunnel", "create", "after-one-down")
 		return err
 	})
@@ -173,7 +173,7 @@ func TestMultiEdgeRegistry(t *testing.T) {
 	if err := etcd.Healthy(ctx); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 15*time.Second, "a change once etcd is back", func() error {
+	eventually(t, 15*time.Second, "a change once etcd is back", func() error {
 		_, err := w.CLI(ctx, 0, "tunnel", "create", "after-quorum")
 		return err
 	})
@@ -273,7 +273,7 @@ func startConnector(t *testing.T, w *testnet.MultiEdgeWorld, node *testnet.Node,
 	return c
 }
 
-func waitFor(t *testing.T, timeout time.Duration, what string, f func() error) {
+func eventually(t *testing.T, timeout time.Duration, what string, f func() error) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
