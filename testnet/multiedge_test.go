@@ -170,7 +170,7 @@ func TestMultiEdgeRegistry(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := etcd.Healthy(ctx); err != nil {
+	if err := etcd.WaitHealthy(ctx); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, 15*time.Second, "a change once etcd is back", func() error {
