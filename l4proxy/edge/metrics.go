@@ -7,12 +7,13 @@ import (
 
 // Error kinds counted in onramp_edge_errors_total.
 const (
-	errNoRoute       = "no_route"       // no hostname route for the SNI or Host
-	errTunnelOffline = "tunnel_offline" // the tunnel has no live connection
-	errRefused       = "refused"        // the connector refused the stream (no rule, too many, draining)
-	errLimit         = "limit"          // MaxStreamsPerTunnel reached
-	errReset         = "reset"          // a proxied connection was aborted (reset, idle timeout)
-	errOrigin        = "origin"         // the connector could not reach the origin
+	errNoRoute       = "no_route"        // no hostname route for the SNI or Host
+	errTunnelOffline = "tunnel_offline"  // the tunnel has no live connection
+	errRefused       = "refused"         // the connector refused the stream (no rule, too many, draining)
+	errLimit         = "limit"           // MaxStreamsPerTunnel reached
+	errReset         = "reset"           // a proxied connection was aborted (reset, idle timeout)
+	errOrigin        = "origin"          // the connector could not reach the origin
+	errQuiet         = "connector_quiet" // a connector connection went silent (QuietAfter): new streams avoid it
 )
 
 // metricsSpec names the edge's collectors (onramp_edge_*).
@@ -20,7 +21,7 @@ var metricsSpec = metrics.Spec{
 	Prefix:     "onramp_edge_",
 	Conns:      "connector_connections",
 	Peer:       "user",
-	ErrorKinds: []string{errNoRoute, errTunnelOffline, errRefused, errLimit, errReset, errOrigin},
+	ErrorKinds: []string{errNoRoute, errTunnelOffline, errRefused, errLimit, errReset, errOrigin, errQuiet},
 
 	ConnsHelp:        "Live connector connections by transport protocol.",
 	StreamsOpenHelp:  "Proxied user connections (tunnel streams) open, by kind.",

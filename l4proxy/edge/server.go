@@ -42,6 +42,9 @@ type Options struct {
 	Logger *slog.Logger
 	// Registerer receives the onramp_edge_* metrics; nil means no metrics.
 	Registerer prometheus.Registerer
+	// QuietAfter is how long a connector connection may be silent before
+	// new streams avoid it (DefaultQuietAfter if 0).
+	QuietAfter time.Duration
 	// MaxStreamsPerTunnel bounds the concurrent streams of one tunnel, over
 	// all its connections. Default 10000. When it is hit, new users are
 	// refused: TCP and TLS connections are closed (and the reason logged),
@@ -132,6 +135,8 @@ type Server struct {
 
 	rr atomic.Uint32 // rotates the start of the least-loaded scan
 
+	livenessOnce sync.Once // starts watchLiveness
+
 	// UDP flows live in the table of their connection (liveConn.flows).
 	// flowIDs indexes every live flow by ID, to draw IDs unique over the
 	// server and to tell, when a connection names a flow it does not own,
@@ -169,6 +174,13 @@ type liveConn struct {
 	flowMu  sync.Mutex
 	flows   map[uint32]*udpFlow
 	revoked atomic.Bool // being closed for an auth reason: no new streams or flows
+
+	// quiet is set while the connector has been silent for QuietAfter:
+	// pick prefers the other connections. lastRecv and heard belong to
+	// the liveness sampler.
+	quiet    atomic.Bool
+	lastRecv uint64
+	heard    time.Time
 }
 
 // orDefault sets *v to def unless it is positive.
@@ -193,6 +205,7 @@ func NewServer(opts Options) *Server {
 	orDefault(&opts.MaxConns, DefaultMaxConns)
 	orDefault(&opts.MaxConnsPerSource, DefaultMaxConnsPerSource)
 	orDefault(&opts.HeaderTimeout, DefaultHeaderTimeout)
+	orDefault(&opts.QuietAfter, DefaultQuietAfter)
 	if opts.IdleTimeout == 0 { // negative: never
 		opts.IdleTimeout = DefaultIdleTimeout
 	}
@@ -234,6 +247,7 @@ func (s *Server) ServeConnectors(ctx context.Context, ln tunnel.Listener) error 
 		cancel()
 		wg.Wait()
 	}()
+	s.livenessOnce.Do(func() { go s.watchLiveness(ctx) })
 	for {
 		c, err := ln.Accept(ctx)
 		if err != nil {
@@ -339,7 +353,9 @@ func (s *Server) acquire(te *tunnelEntry) bool {
 func (s *Server) release(te *tunnelEntry) { te.active.Add(-1) }
 
 // pick returns the tunnel's live, non-draining connection with the fewest
-// open streams, skipping those in tried; ties are broken by rotation.
+// open streams, skipping those in tried; ties are broken by rotation. A
+// connection whose connector has gone quiet is taken only when every
+// other one is quiet too.
 func (s *Server) pick(te *tunnelEntry, tried []*liveConn) *liveConn {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -350,13 +366,15 @@ func (s *Server) pick(te *tunnelEntry, tried []*liveConn) *liveConn {
 	start := int(s.rr.Add(1) % uint32(n))
 	var best *liveConn
 	var bestN int64
+	bestQuiet := false
 	for i := range n {
 		lc := te.conns[(start+i)%n]
 		if lc.conn.Context().Err() != nil || lc.conn.Draining() || lc.revoked.Load() || slices.Contains(tried, lc) {
 			continue
 		}
-		if k := lc.streams.Load(); best == nil || k < bestN {
-			best, bestN = lc, k
+		q := lc.quiet.Load()
+		if k := lc.streams.Load(); best == nil || bestQuiet && !q || q == bestQuiet && k < bestN {
+			best, bestN, bestQuiet = lc, k, q
 		}
 	}
 	return best

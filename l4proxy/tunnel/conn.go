@@ -97,15 +97,26 @@ const (
 	CloseAuthRefused uint64 = 0x100
 )
 
+// Liveness is what a connection tells of its peer's signs of life: Received
+// changes each time something arrives from the peer (a QUIC packet, an
+// HTTP/2 frame). Both transports' connections implement it; with the
+// keep-alives of [Config.KeepAlivePeriod], a Received that stays the same
+// for much longer than that period means the peer is gone.
+type Liveness interface {
+	Received() uint64
+}
+
 // Config tunes both transports. The zero value, or a nil *Config, means the defaults
 // documented on each field. The same Config is used on the edge and the connector.
 type Config struct {
 	// HandshakeTimeout bounds the TLS handshake plus authentication. Default 10s.
 	HandshakeTimeout time.Duration
-	// KeepAlivePeriod is the interval of keep-alive packets (QUIC) or PINGs (HTTP/2). Default 5s.
+	// KeepAlivePeriod is the interval of keep-alive packets (QUIC) or PINGs (HTTP/2) once the
+	// peer has been silent that long. Default 1s: a live connection hears from its peer at least
+	// about once a second, so that a silent one is known dead in seconds (see [Liveness]).
 	KeepAlivePeriod time.Duration
-	// MaxIdleTimeout is how long a silent peer is tolerated before the connection is declared dead.
-	// Default 20s. It must exceed KeepAlivePeriod.
+	// MaxIdleTimeout is how long a silent peer is tolerated before the connection is declared dead
+	// and its streams end with a reset. Default 5s. It must exceed KeepAlivePeriod.
 	MaxIdleTimeout time.Duration
 	// MaxStreamWindow bounds the per-stream receive window. Default 16 MiB.
 	MaxStreamWindow int
@@ -196,8 +207,8 @@ func (c *Config) withDefaults() Config {
 		}
 	}
 	def(&o.HandshakeTimeout, 10*time.Second)
-	def(&o.KeepAlivePeriod, 5*time.Second)
-	def(&o.MaxIdleTimeout, 20*time.Second)
+	def(&o.KeepAlivePeriod, time.Second)
+	def(&o.MaxIdleTimeout, 5*time.Second)
 	def(&o.HeaderTimeout, 10*time.Second)
 	def(&o.DatagramSendWait, 50*time.Millisecond)
 	def(&o.QUICHandshakeTimeout, 3*time.Second)

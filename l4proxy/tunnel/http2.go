@@ -244,7 +244,10 @@ func newH2Conn(edge bool, tc *tls.Conn, bc *batchConn, cfg *Config) *h2Conn {
 // shutdown ends the connection with cause, telling the peer (GOAWAY).
 func (c *h2Conn) shutdown(cause error) { c.mux.goAway(cause) }
 
-func (c *h2Conn) Protocol() string         { return "http2" }
+func (c *h2Conn) Protocol() string { return "http2" }
+
+// Received implements [Liveness]: the time of the last frame from the peer.
+func (c *h2Conn) Received() uint64         { return uint64(c.mux.lastFrame.Load()) }
 func (c *h2Conn) RemoteAddr() net.Addr     { return c.tc.RemoteAddr() }
 func (c *h2Conn) LocalAddr() net.Addr      { return c.tc.LocalAddr() }
 func (c *h2Conn) ConnectorID() [16]byte    { return c.connectorID }

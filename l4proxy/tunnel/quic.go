@@ -417,6 +417,9 @@ func (c *quicConn) connectorControlLoop() {
 	}
 }
 
+// Received implements [Liveness]: the packets received.
+func (c *quicConn) Received() uint64 { return c.qc.ConnectionStats().PacketsReceived }
+
 func (c *quicConn) OpenStream(ctx context.Context, req *Request) (Stream, error) {
 	if !c.edge {
 		return nil, fmt.Errorf("open stream: %w", ErrWrongSide)
