@@ -17,7 +17,9 @@ type liveFake struct {
 func (c *liveFake) Received() uint64      { return c.recv.Load() }
 func (c *liveFake) ConnectorID() [16]byte { return [16]byte{2} }
 func (c *liveFake) Protocol() string      { return "quic" }
-func (c *liveFake) RemoteAddr() net.Addr  { return &net.UDPAddr{IP: net.IPv4(198, 18, 0, 2), Port: 4000} }
+func (c *liveFake) RemoteAddr() net.Addr {
+	return &net.UDPAddr{IP: net.IPv4(198, 18, 0, 2), Port: 4000}
+}
 
 // TestQuietConnectionsAvoided plays a connector replica that dies: its
 // connection stops receiving. After QuietAfter the edge's sampler marks it
