@@ -26,20 +26,35 @@ type SharedPrefix struct {
 	Active PeerID
 }
 
-// Shared returns the prefixes that several peers own, sorted.
+// Shared returns the prefixes that several peers own, sorted. It looks at
+// the connectors' routes only (clients own no shared prefix), so an edge
+// with many clients can ask often.
 func (r *Router) Shared() []SharedPrefix {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	var conn []route
+	for _, rt := range r.routes.routes {
+		if rt.owner.kind == KindConnector {
+			conn = append(conn, rt)
+		}
+	}
 	var out []SharedPrefix
-	for _, e := range r.routes.entries() {
-		if len(e.standby) == 0 {
+	for i, rt := range conn {
+		if slices.ContainsFunc(out, func(sp SharedPrefix) bool { return sp.Prefix == rt.prefix }) {
 			continue
 		}
-		sp := SharedPrefix{Prefix: e.prefix, Active: e.owner.id}
-		for _, rt := range r.routes.routes {
-			if rt.prefix == e.prefix {
-				sp.Owners = append(sp.Owners, rt.owner.id)
+		sp := SharedPrefix{Prefix: rt.prefix, Owners: []PeerID{rt.owner.id}}
+		for _, o := range conn[i+1:] {
+			if o.prefix == rt.prefix {
+				sp.Owners = append(sp.Owners, o.owner.id)
 			}
+		}
+		if len(sp.Owners) < 2 {
+			continue
+		}
+		sp.Active = sp.Owners[0]
+		if a, ok := r.routes.active[rt.prefix]; ok && slices.Contains(sp.Owners, a) {
+			sp.Active = a
 		}
 		out = append(out, sp)
 	}
