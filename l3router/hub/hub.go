@@ -9,6 +9,9 @@
 // own). Peers are added and removed live; removing one cuts it at once (the
 // device forgets its key, the router its routes).
 //
+// Connectors may advertise the same subnet: the hub routes it to one of
+// them at a time by their liveness (failover.go).
+//
 // ACL rules may name peers and groups that do not exist yet, or no longer
 // exist (a removed client): the hub registers each such name with the
 // router as a peer without routes, so that the policy compiles and applies
@@ -177,7 +180,9 @@ func (h *Hub) Router() *l3router.Router { return h.router }
 // AddPeer adds p (a stored peer with its addresses) live: the router routes
 // its prefixes to it and the device accepts its key. It fails, changing
 // nothing, if the name or key is already live (ErrExists) or a route
-// overlaps another peer's (ErrOverlap).
+// overlaps another peer's (ErrOverlap). A connector's subnet that another
+// connector advertises exactly is no overlap: the new connector is its
+// standby (subnet failover).
 func (h *Hub) AddPeer(p Peer) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
