@@ -23,8 +23,17 @@
 // refuses overlaps between different owners; every change compiles an
 // immutable table, one sorted slice per prefix length and family, longest
 // length first, published with an atomic pointer. A lookup binary-searches
-// the levels in turn. Subnet failover will hang several owners on one
-// prefix (see routeTable.add).
+// the levels in turn.
+//
+// Subnet failover: connectors may own exactly the same prefix (no other
+// overlap). The compiled table has one entry for it, its active owner,
+// where packets to it go, with the other (standby) owners beside it; a
+// packet from the prefix is accepted from any of its owners (the source
+// check looks at the standby owners only when the active one is not the
+// sender). [Router.SetActive] moves a prefix to another owner by
+// publishing a new table, as any route change does; the per-packet path
+// is as it was for a prefix of one owner. Which owner is active is the
+// caller's choice (package hub decides by the connectors' liveness).
 //
 // ACL: ordered rules, first match wins, then a default (the built-in
 // policy: client to connector and connector to client allowed, the rest

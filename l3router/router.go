@@ -173,8 +173,9 @@ func (r *Router) AddPeer(pc PeerConfig) error {
 // AddRoute gives prefix to the peer owner. It returns ErrUnknownPeer if
 // owner is not configured, ErrBadPrefix if prefix is invalid, not masked, or
 // is not a single address for a client, and ErrOverlap if it overlaps a
-// route of another peer (same subnet on several connectors included: subnet
-// failover is a later feature). Adding an existing route is a no-op.
+// route of another peer, unless both are connectors and the prefix is
+// exactly the other's: then owner is a standby owner of the shared prefix
+// (subnet failover, see SetActive). Adding an existing route is a no-op.
 func (r *Router) AddRoute(prefix netip.Prefix, owner PeerID) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -344,14 +345,24 @@ func (r *Router) classify(st *dataState, b []byte, v *verdict, from any) {
 		return
 	}
 	// The source must be the sender's: its own address or one of its
-	// subnets.
+	// subnets (a shared subnet's standby owners included: a LAN may
+	// route its replies through any connector of a failover pair).
 	if f.srcP == nil {
 		r.unattributed[DropSpoofed].Add(1)
 		return
 	}
 	if a := f.srcP.att.Load(); a == nil || a.v != from {
-		r.unattributed[DropSpoofed].Add(1)
-		return
+		var sb *peer
+		if f.v6 {
+			sb = st.fib.standby6(u128{binary.BigEndian.Uint64(b[8:16]), binary.BigEndian.Uint64(b[16:24])}, from)
+		} else {
+			sb = st.fib.standby4(binary.BigEndian.Uint32(b[12:16]), from)
+		}
+		if sb == nil {
+			r.unattributed[DropSpoofed].Add(1)
+			return
+		}
+		f.srcP = sb
 	}
 	v.src = f.srcP
 	if f.dstP == nil {

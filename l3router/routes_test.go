@@ -52,7 +52,7 @@ func TestRouteErrors(t *testing.T) {
 		owner  PeerID
 		want   error
 	}{
-		{"198.19.10.0/24", "conn-b", ErrOverlap},   // same subnet: failover, not yet
+		{"198.18.1.2/32", "conn-b", ErrOverlap},    // a client's address, even exactly (failover is between connectors)
 		{"198.19.10.128/25", "conn-b", ErrOverlap}, // inside another connector's
 		{"198.19.0.0/16", "conn-b", ErrOverlap},    // contains another connector's
 		{"fd00:10::/80", "conn-b", ErrOverlap},

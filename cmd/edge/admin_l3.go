@@ -135,6 +135,11 @@ type l3PeerInfo struct {
 	// Loop is the edge's receive loop that steering keeps the peer on (0:
 	// not steered).
 	Loop int `json:"loop,omitempty"`
+	// Active and Standby are the connector's subnets that other
+	// connectors advertise too (subnet failover): those the edge routes
+	// to it, and those it routes to another.
+	Active  []netip.Prefix `json:"active,omitempty"`
+	Standby []netip.Prefix `json:"standby,omitempty"`
 }
 
 func peerInfo(p *hub.Peer) l3PeerInfo {
@@ -280,7 +285,7 @@ func (c *l3ctl) connectorConfig(p *hub.Peer, peers []hub.Peer) (l3config.Connect
 		Addresses:      p.Addresses(),
 		Interface:      l3config.DefaultInterface,
 		MTU:            c.cfg.L3.MTU,
-		Edge:           l3config.EdgePeer{PublicKey: key.PublicKey(), Endpoint: ep, Keepalive: l3config.Duration(l3config.DefaultKeepalive)},
+		Edge:           l3config.EdgePeer{PublicKey: key.PublicKey(), Endpoint: ep, Keepalive: l3config.Duration(hub.ConnectorKeepalive)},
 		Subnets:        p.Subnets,
 		Routes:         append(poolsOf(c.cfg).Prefixes(), hub.Subnets(peers, p.Name)...),
 		Forwarding:     &fwd,
@@ -333,6 +338,7 @@ func (c *l3ctl) list(kind l3router.PeerKind) ([]l3PeerInfo, error) {
 		return nil, err
 	}
 	stats := map[string]hub.PeerStats{}
+	var active, standby map[string][]netip.Prefix
 	if c.hub != nil {
 		st, err := c.hub.Stats()
 		if err != nil {
@@ -341,6 +347,7 @@ func (c *l3ctl) list(kind l3router.PeerKind) ([]l3PeerInfo, error) {
 		for _, s := range st.Peers {
 			stats[s.Name] = s
 		}
+		active, standby = sharedRoles(c.hub)
 	}
 	out := []l3PeerInfo{}
 	for i := range peers {
@@ -355,6 +362,7 @@ func (c *l3ctl) list(kind l3router.PeerKind) ([]l3PeerInfo, error) {
 			for _, d := range s.Router.Drops {
 				info.Drops += d
 			}
+			info.Active, info.Standby = active[info.Name], standby[info.Name]
 		}
 		out = append(out, info)
 	}

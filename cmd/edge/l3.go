@@ -51,6 +51,7 @@ func startHub(ctx context.Context, c *l3ctl, log *slog.Logger, reg prometheus.Re
 		Steer:          l3.Steering == nil || *l3.Steering,
 		Loops:          l3.Loops,
 		OnHandshake:    c.onHandshake,
+		Failover:       failoverOf(l3.Failover),
 	}, peers)
 	if err != nil {
 		return nil, fmt.Errorf("l3 (edge config l3.listen %s): %w", l3.Listen, err)
@@ -368,7 +369,11 @@ func l3List(g *globals, kind l3router.PeerKind) error {
 	for _, p := range infos {
 		col := strings.Join(p.Groups, ",")
 		if kind == l3router.KindConnector {
-			col = joinPrefixes(p.Subnets)
+			sn := make([]string, len(p.Subnets))
+			for i, s := range p.Subnets {
+				sn[i] = subnetRole(s, &p)
+			}
+			col = strings.Join(sn, ",")
 		}
 		if col == "" {
 			col = "-"

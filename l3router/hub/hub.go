@@ -9,6 +9,9 @@
 // own). Peers are added and removed live; removing one cuts it at once (the
 // device forgets its key, the router its routes).
 //
+// Connectors may advertise the same subnet: the hub routes it to one of
+// them at a time by their liveness (failover.go).
+//
 // ACL rules may name peers and groups that do not exist yet, or no longer
 // exist (a removed client): the hub registers each such name with the
 // router as a peer without routes, so that the policy compiles and applies
@@ -64,6 +67,9 @@ type Config struct {
 	MaxStagedBytes int
 	// OnHandshake is the device's wg.Config.OnHandshake.
 	OnHandshake func(netip.Addr)
+	// Failover bounds the subnet failover between connectors that
+	// advertise the same subnet (see failover.go).
+	Failover FailoverConfig
 }
 
 // Hub is a running L3 hub. Its methods are safe for concurrent use.
@@ -78,6 +84,12 @@ type Hub struct {
 	// retired holds the router's counters of the removed peers, by kind,
 	// as they were at removal: the totals by kind only go up.
 	retired map[l3router.PeerKind]l3router.PeerStats
+	// fo is the subnet failover's state (failover.go).
+	fo failover
+
+	closing   chan struct{} // closed by Close
+	foDone    chan struct{} // closed when the failover loop ends; nil before it starts
+	closeOnce sync.Once
 }
 
 // livePeer is a live peer and its device peer.
@@ -107,6 +119,10 @@ func New(cfg Config, peers []Peer) (*Hub, error) {
 	if log == nil {
 		log = slog.Default()
 	}
+	fcfg, err := cfg.Failover.withDefaults()
+	if err != nil {
+		return nil, fmt.Errorf("l3 hub: %w", err)
+	}
 	r4, r6 := cfg.Pools.Router()
 	rc := l3router.Config{MTU: cfg.MTU, Address4: r4, Address6: r6, ACL: cfg.ACL}
 	known := map[l3router.PeerID]bool{}
@@ -130,7 +146,8 @@ func New(cfg Config, peers []Peer) (*Hub, error) {
 		return nil, fmt.Errorf("l3 hub: router: %w", err)
 	}
 	h := &Hub{router: router, pub: cfg.PrivateKey.PublicKey(), peers: make(map[string]livePeer, len(peers)),
-		retired: map[l3router.PeerKind]l3router.PeerStats{}}
+		retired: map[l3router.PeerKind]l3router.PeerStats{}, closing: make(chan struct{}),
+		fo: failover{cfg: fcfg, log: log, up: map[string]time.Time{}, moves: map[moveKey]uint64{}}}
 	h.dev, err = wg.New(wg.Config{PrivateKey: cfg.PrivateKey, ListenPort: cfg.ListenPort, ListenAddr: cfg.ListenAddr, Router: router,
 		MTU: cfg.MTU, Loops: cfg.Loops, Steer: cfg.Steer, Logger: log, Handshakes: cfg.Handshakes,
 		MaxStagedBytes: cfg.MaxStagedBytes, OnHandshake: cfg.OnHandshake})
@@ -146,6 +163,8 @@ func New(cfg Config, peers []Peer) (*Hub, error) {
 		h.peers[p.Name] = livePeer{p, dp}
 	}
 	h.port = h.dev.Port()
+	h.foDone = make(chan struct{})
+	go h.failoverLoop()
 	return h, nil
 }
 
@@ -161,7 +180,9 @@ func (h *Hub) Router() *l3router.Router { return h.router }
 // AddPeer adds p (a stored peer with its addresses) live: the router routes
 // its prefixes to it and the device accepts its key. It fails, changing
 // nothing, if the name or key is already live (ErrExists) or a route
-// overlaps another peer's (ErrOverlap).
+// overlaps another peer's (ErrOverlap). A connector's subnet that another
+// connector advertises exactly is no overlap: the new connector is its
+// standby (subnet failover).
 func (h *Hub) AddPeer(p Peer) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -319,8 +340,14 @@ func (h *Hub) Stats() (Stats, error) {
 	return s, nil
 }
 
-// Close stops the device. It is idempotent.
+// Close stops the device and the failover checks. It is idempotent.
 func (h *Hub) Close() error {
+	h.closeOnce.Do(func() {
+		close(h.closing)
+		if h.foDone != nil {
+			<-h.foDone
+		}
+	})
 	h.dev.Close()
 	return nil
 }

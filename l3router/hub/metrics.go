@@ -110,7 +110,8 @@ func (c collector) Describe(ch chan<- *prometheus.Desc) {
 		descRxPackets, descRxBytes, descTxPackets, descTxBytes, descDrops, descHandshake,
 		descUnattributed, descICMP, descDatagramDrops, descHandshakes, descHandshakeRejected, descHandshakeSources,
 		descHandshakeReceived, descHandshakeSent, descHandshakesCompleted, descUnderLoad, descUnderLoadEntered,
-		descHandshakeLimits, descStagedPackets, descStagedBytes, descStagedDrops, descSteered, descSteeredPeers} {
+		descHandshakeLimits, descStagedPackets, descStagedBytes, descStagedDrops, descSteered, descSteeredPeers,
+		descFailovers, descSubnetActive, descSubnetFresh} {
 		ch <- d
 	}
 }
@@ -228,4 +229,5 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	for reason, n := range hs.Rejected {
 		cnt(descHandshakeRejected, n, reason)
 	}
+	collectFailover(c.h, ch)
 }

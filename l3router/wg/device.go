@@ -358,6 +358,18 @@ func (p *Peer) Stats() PeerStats {
 	return s
 }
 
+// LastReceived returns when the device last received an authenticated
+// message from the peer: a handshake message, a keepalive or data. It is
+// zero if none yet. It reads one atomic, for liveness checks (subnet
+// failover).
+func (p *Peer) LastReceived() time.Time {
+	t := p.lastRecv.Load()
+	if t == 0 {
+		return time.Time{}
+	}
+	return p.dev.start.Add(time.Duration(t))
+}
+
 // SetEndpoint sets the peer's address before it has sent anything (the
 // device learns it from each authenticated packet anyway).
 func (p *Peer) SetEndpoint(ep netip.AddrPort) { p.setEndpoint(endpoint{AddrPort: ep}) }

@@ -4,6 +4,7 @@ package wg
 
 import (
 	"errors"
+	"time"
 
 	"github.com/onramp-net/onramp/l3router"
 	"github.com/onramp-net/onramp/l3router/l3config"
@@ -52,3 +53,6 @@ func (*Device) Close() error { return nil }
 
 // Stats returns nothing.
 func (*Peer) Stats() PeerStats { return PeerStats{} }
+
+// LastReceived returns nothing.
+func (*Peer) LastReceived() time.Time { return time.Time{} }

@@ -68,9 +68,20 @@ func TestDrops(t *testing.T) {
 // completed. A removed peer's handshakes stay counted.
 func TestHandshakeCounters(t *testing.T) {
 	r := newRig(t, false)
+	if !r.pClient.LastReceived().IsZero() {
+		t.Fatal("LastReceived of a peer not heard from is not zero")
+	}
+	start := time.Now()
 	r.pClient.SetEndpoint(netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), r.client.port(t)))
 	r.site.send(t, udp(t, hostIP, clientIP, "wake up"))
 	r.client.expect(t, "wake up", 10*time.Second)
+	// Both peers were heard from: the site's initiation and data, the
+	// client's response.
+	for _, p := range []*Peer{r.pClient, r.pSite} {
+		if l := p.LastReceived(); l.Before(start.Add(-time.Second)) || l.After(time.Now()) {
+			t.Errorf("LastReceived %v, want between %v and now", l, start)
+		}
+	}
 	s := r.dev.HandshakeStats()
 	t.Logf("%+v", s)
 	if s.InitiationsReceived < 1 || s.ResponsesSent < 1 || s.InitiationsSent < 1 || s.ResponsesReceived < 1 || s.Completed < 2 || s.Processed < 2 {

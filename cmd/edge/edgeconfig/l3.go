@@ -57,6 +57,9 @@ const DefaultL3MaxStagedBytes = 16 << 20
 //	    builtin_deny: reject
 //	    rules:
 //	      - {action: allow, from: {kinds: [connector]}, to: {kinds: [connector]}}
+//	  failover:                              # connectors advertising the same subnet; defaults shown
+//	    stale_after: 3s                      # a connector not heard from for this long loses its subnets to a partner
+//	    failback_after: 30s                  # the preferred connector (first by name) up this long gets them back; 0s: never
 //	  handshakes:                            # what strangers can make the device do; defaults shown
 //	    per_second: 2000                     # handshake messages a second, all sources; over half: under load
 //	    per_source_per_second: 20            # under load, per IPv4 address or IPv6 /64 proven by a cookie
@@ -117,6 +120,68 @@ type L3 struct {
 	// Handshakes bounds the WireGuard handshake work strangers can make
 	// the edge do.
 	Handshakes L3Handshakes `yaml:"handshakes"`
+
+	// Failover bounds the subnet failover between connectors that
+	// advertise the same subnet.
+	Failover L3Failover `yaml:"failover"`
+}
+
+// L3Failover bounds the subnet failover (docs/ARCHITECTURE.md, "Subnet
+// failover"). The edge routes a subnet that several connectors advertise
+// to one of them; it moves the subnet away from that connector when the
+// edge has not heard from it (handshake, keepalive or data: connectors
+// send a keepalive every second) for StaleAfter, to the first connector
+// by name that has been heard from without such a silence for StaleAfter,
+// and back to a connector preferred to the active one (its name sorts
+// first) once that one has been up for FailbackAfter. Unset fields are the
+// defaults.
+type L3Failover struct {
+	// StaleAfter (DefaultL3StaleAfter; MinL3StaleAfter to
+	// MaxL3StaleAfter): at most this plus a quarter second of loss at a
+	// failover.
+	StaleAfter *Duration `yaml:"stale_after"`
+	// FailbackAfter (DefaultL3FailbackAfter; 0: never fail back, the
+	// active connector keeps the subnet while it is alive). At least
+	// StaleAfter: a link that flaps with up periods shorter than this
+	// moves the subnet once, not back and forth.
+	FailbackAfter *Duration `yaml:"failback_after"`
+}
+
+// Subnet failover bounds and defaults (hub.DefaultStaleAfter and
+// hub.DefaultFailbackAfter).
+const (
+	DefaultL3StaleAfter    = 3 * time.Second
+	DefaultL3FailbackAfter = 30 * time.Second
+	// MinL3StaleAfter is two of the connectors' keepalives (1 s).
+	MinL3StaleAfter = 2 * time.Second
+	MaxL3StaleAfter = time.Minute
+)
+
+// Bounds returns the stale and failback bounds, defaults filled;
+// failback is negative for never.
+func (f L3Failover) Bounds() (stale, failback time.Duration) {
+	stale, failback = DefaultL3StaleAfter, DefaultL3FailbackAfter
+	if f.StaleAfter != nil {
+		stale = time.Duration(*f.StaleAfter)
+	}
+	if f.FailbackAfter != nil {
+		failback = time.Duration(*f.FailbackAfter)
+		if failback == 0 {
+			failback = -1
+		}
+	}
+	return stale, failback
+}
+
+func (f L3Failover) validate() error {
+	stale, failback := f.Bounds()
+	if stale < MinL3StaleAfter || stale > MaxL3StaleAfter {
+		return fmt.Errorf("edge config: l3.failover.stale_after: %v: want %v to %v (connectors send a keepalive every second)", stale, MinL3StaleAfter, MaxL3StaleAfter)
+	}
+	if failback >= 0 && failback < stale {
+		return fmt.Errorf("edge config: l3.failover.failback_after: %v is shorter than l3.failover.stale_after (%v); 0s: never fail back", failback, stale)
+	}
+	return nil
 }
 
 // L3Handshakes bounds the handshake messages (initiations and responses
@@ -277,6 +342,9 @@ func (c *Config) validateL3() error {
 	}
 	if err := l.ACL.Check(); err != nil {
 		return fmt.Errorf("edge config: l3.acl: %w", err)
+	}
+	if err := l.Failover.validate(); err != nil {
+		return err
 	}
 	return l.Handshakes.validate()
 }

@@ -106,10 +106,29 @@ func TestL3Errors(t *testing.T) {
 		{`l3: {address_reuse_delay: -1h}`, "\"-1h\" is negative"},
 		{`l3: {address_reuse_delay: 1 day}`, "is not a duration"},
 		{`l3: {max_staged_bytes: -1}`, "l3.max_staged_bytes: -1 is negative"},
+		{`l3: {failover: {stale_after: 1s}}`, "l3.failover.stale_after: 1s: want 2s to 1m0s"},
+		{`l3: {failover: {stale_after: 2m}}`, "l3.failover.stale_after: 2m0s"},
+		{`l3: {failover: {stale_after: 5s, failback_after: 4s}}`, "l3.failover.failback_after: 4s is shorter"},
 	} {
 		_, err := Parse([]byte(tc.src))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: error %v, want it to contain %q", tc.src, err, tc.want)
+		}
+	}
+}
+
+func TestL3Failover(t *testing.T) {
+	for src, want := range map[string][2]time.Duration{
+		"l3: {}": {DefaultL3StaleAfter, DefaultL3FailbackAfter},
+		"l3: {failover: {stale_after: 2s, failback_after: 10s}}": {2 * time.Second, 10 * time.Second},
+		"l3: {failover: {failback_after: 0s}}":                   {DefaultL3StaleAfter, -1},
+	} {
+		c, err := Parse([]byte(src))
+		if err != nil {
+			t.Fatalf("%s: %v", src, err)
+		}
+		if s, f := c.L3.Failover.Bounds(); s != want[0] || f != want[1] {
+			t.Errorf("%s: bounds %v, %v; want %v, %v", src, s, f, want[0], want[1])
 		}
 	}
 }
