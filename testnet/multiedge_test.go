@@ -114,6 +114,19 @@ func TestMultiEdgeRegistry(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// /ready says how many connections are up and to where.
+	resp, err := conn.Node.HTTPClient(2 * time.Second).Get("http://" + conn.Metrics + "/ready")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{"ready: 4 of 4 connections up", w.Edges[0].Public + ":7844 quic x2", w.Edges[1].Public + ":7844 quic x2"} {
+		if !strings.Contains(string(body), want) {
+			t.Fatalf("connector /ready: %q, want %q in it", body, want)
+		}
+	}
+	t.Logf("connector /ready: %s", strings.TrimSpace(string(body)))
 
 	// 1,000 changes made on edge A reach edge B.
 	propagation(ctx, t, w)

@@ -101,7 +101,12 @@ func runL3(ctx context.Context, log *slog.Logger, cfg *l3config.Connector, path,
 	reg := cli.NewRegistry()
 	reg.MustRegister(newL3Collector(c))
 	if metrics != "" {
-		if err := cli.ServeMetrics(ctx, log, metrics, reg, c.Ready, "no WireGuard handshake with the edge in the last 3 minutes"); err != nil {
+		if err := cli.ServeMetrics(ctx, log, metrics, reg, c.Ready, func() string {
+			if c.Ready() {
+				return ""
+			}
+			return "no WireGuard handshake with the edge in the last 3 minutes"
+		}); err != nil {
 			return err
 		}
 	}

@@ -173,7 +173,7 @@ func run(ctx context.Context, log *slog.Logger, tok tunnel.Token, config string,
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	if metrics != "" {
-		if err := cli.ServeMetrics(runCtx, log, metrics, reg, c.Ready, "no live tunnel connection"); err != nil {
+		if err := cli.ServeMetrics(runCtx, log, metrics, reg, c.Ready, c.Summary); err != nil {
 			return err
 		}
 	}

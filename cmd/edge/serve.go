@@ -208,7 +208,7 @@ func serve(ctx context.Context, g *globals, cfg *edgeconfig.Config, log *slog.Lo
 	}
 
 	if cfg.Listen.Metrics != "" {
-		if err := cli.ServeMetrics(ctx, log, cfg.Listen.Metrics, reg, nil, ""); err != nil {
+		if err := cli.ServeMetrics(ctx, log, cfg.Listen.Metrics, reg, nil, nil); err != nil {
 			return err
 		}
 	}

@@ -51,13 +51,14 @@ func NewRegistry() *prometheus.Registry {
 	return reg
 }
 
-// ServeMetrics serves /metrics and, if ready is not nil, /ready (200 while
-// ready() is true, else 503 with "not ready: " and notReady) on addr until
+// ServeMetrics serves /metrics and, if ready is not nil, /ready (200 with
+// "ready: " while ready() is true, else 503 with "not ready: ", each
+// followed by what detail() says of the state, if detail is not nil) on addr until
 // ctx is done. It returns once the listener is bound, so a bad address is
 // reported at start-up. With ONRAMP_PPROF=1 in the environment it also
 // serves Go's profiler under /debug/pprof/ (for profiling a live edge or
 // connector; the metrics address should then not be public).
-func ServeMetrics(ctx context.Context, log *slog.Logger, addr string, reg *prometheus.Registry, ready func() bool, notReady string) error {
+func ServeMetrics(ctx context.Context, log *slog.Logger, addr string, reg *prometheus.Registry, ready func() bool, detail func() string) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("metrics listener: %w", err)
@@ -66,11 +67,16 @@ func ServeMetrics(ctx context.Context, log *slog.Logger, addr string, reg *prome
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	if ready != nil {
 		mux.HandleFunc("/ready", func(w http.ResponseWriter, r *http.Request) {
-			if ready() {
-				fmt.Fprintln(w, "ready")
+			ok := ready()
+			var d string
+			if detail != nil {
+				d = detail()
+			}
+			if ok {
+				fmt.Fprintln(w, strings.TrimSuffix("ready: "+d, ": "))
 				return
 			}
-			http.Error(w, "not ready: "+notReady, http.StatusServiceUnavailable)
+			http.Error(w, strings.TrimSuffix("not ready: "+d, ": "), http.StatusServiceUnavailable)
 		})
 	}
 	if os.Getenv("ONRAMP_PPROF") == "1" {
