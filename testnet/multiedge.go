@@ -41,6 +41,23 @@ type WorldEdge struct {
 // bindingsYAML (routes, bindings: as [DefaultEdgeYAML]). Each edge
 // advertises both edges' addresses, so one token names both.
 func StartMultiEdge(ctx context.Context, n *Net, dir string, etcd *EtcdCluster, bindingsYAML string) (*MultiEdgeWorld, error) {
+	w, err := PrepareMultiEdge(n, dir, etcd, bindingsYAML, false)
+	if err != nil {
+		return nil, err
+	}
+	for i := range w.Edges {
+		if err := w.StartEdge(ctx, i); err != nil {
+			return nil, err
+		}
+	}
+	return w, nil
+}
+
+// PrepareMultiEdge is StartMultiEdge without starting the edges; with
+// ownAdvertise each edge advertises only its own address (as an edge
+// added to a deployment later would), so that connectors learn of the
+// other from the edges, not from their token.
+func PrepareMultiEdge(n *Net, dir string, etcd *EtcdCluster, bindingsYAML string, ownAdvertise bool) (*MultiEdgeWorld, error) {
 	w := &MultiEdgeWorld{Net: n, Dir: dir, Etcd: etcd}
 	var err error
 	if w.EdgeBin, err = BuildBinary(EdgePkg); err != nil {
@@ -59,7 +76,11 @@ func StartMultiEdge(ctx context.Context, n *Net, dir string, etcd *EtcdCluster, 
 	for _, e := range etcd.Endpoints() {
 		eps = append(eps, fmt.Sprintf("%q", e))
 	}
-	for _, name := range names {
+	for i, name := range names {
+		adv := advertise
+		if ownAdvertise {
+			adv = advertise[i : i+1]
+		}
 		e := &WorldEdge{Node: n.Node(name), Data: filepath.Join(dir, name+"-data"), Config: filepath.Join(dir, name+".yml"),
 			Public: n.Addr(name, "inet", false).String()}
 		cfg := fmt.Sprintf(`data: %s
@@ -72,14 +93,11 @@ registry:
     endpoints: [%s]
     prefix: /onramp-test/
     request_timeout: 3s
-%s`, e.Data, EdgeTunnelPort, net.JoinHostPort(e.Public, "9100"), strings.Join(advertise, ", "), strings.Join(eps, ", "), bindingsYAML)
+%s`, e.Data, EdgeTunnelPort, net.JoinHostPort(e.Public, "9100"), strings.Join(adv, ", "), strings.Join(eps, ", "), bindingsYAML)
 		if err := os.WriteFile(e.Config, []byte(cfg), 0o644); err != nil {
 			return nil, err
 		}
 		w.Edges = append(w.Edges, e)
-		if err := w.StartEdge(ctx, len(w.Edges)-1); err != nil {
-			return nil, err
-		}
 	}
 	return w, nil
 }

@@ -300,3 +300,88 @@ func eventually(t *testing.T, timeout time.Duration, what string, f func() error
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// TestMultiEdgeAdvertise: a connector whose token names only edge A
+// spreads its connections over edge B too once edge B joins the
+// deployment (on the same etcd, advertising itself), without a new token;
+// when edge B stops, its connections come back to edge A.
+func TestMultiEdgeAdvertise(t *testing.T) {
+	if err := testnet.EtcdAvailable(); err != nil {
+		testnet.SkipOrFail(t, "several edges on etcd: %v", err)
+	}
+	n := testnet.New(t, testnet.MultiEdge())
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	etcd := testnet.NewEtcd(t, n, "etcd1", "etcd2", "etcd3")
+	o, err := n.Node("origin").ServeOrigins()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o.Close()
+	w, err := testnet.PrepareMultiEdge(n, dir, etcd, testnet.DefaultEdgeYAML("web"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.StartEdge(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := w.CLI(ctx, 0, "tunnel", "create", "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokenFile := filepath.Join(dir, "web.token")
+	if err := os.WriteFile(tokenFile, []byte(tok), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	conn := startConnector(t, w, n.Node("conn"), tokenFile, "replica", testnet.DefaultIngressYAML(n.Addr("origin", "lan", false).String()))
+	count := func(edge int) int {
+		var ts []struct{ Connections []json.RawMessage }
+		if err := w.Admin(ctx, edge, http.MethodGet, "/v1/tunnels", &ts); err != nil || len(ts) == 0 {
+			return -1
+		}
+		return len(ts[0].Connections)
+	}
+	eventually(t, 10*time.Second, "4 connections on edge A", func() error {
+		if a := count(0); a != 4 {
+			return fmt.Errorf("edge A has %d", a)
+		}
+		return nil
+	})
+	start := time.Now()
+	if err := w.StartEdge(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "connections spread over both edges", func() error {
+		if a, b := count(0), count(1); a != 2 || b != 2 {
+			return fmt.Errorf("edge A %d, edge B %d", a, b)
+		}
+		return nil
+	})
+	t.Logf("edge B joined: the connector, whose token names only edge A, has 2 connections on each edge after %v", time.Since(start).Round(time.Millisecond))
+	if !strings.Contains(conn.Output(), "the edges advertise a new list") {
+		t.Errorf("the connector does not log the new list:\n%s", conn.Output())
+	}
+	for i, e := range w.Edges {
+		c, err := n.Node("user").Dial("tcp", net.JoinHostPort(e.Public, fmt.Sprint(testnet.EdgeEchoPort)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetDeadline(time.Now().Add(3 * time.Second))
+		_, _ = c.Write([]byte("hi"))
+		b := make([]byte, 2)
+		if _, err := io.ReadFull(c, b); err != nil || string(b) != "hi" {
+			t.Fatalf("echo through edge %d: %q %v", i, b, err)
+		}
+		c.Close()
+	}
+	start = time.Now()
+	w.Edges[1].Proc.Stop()
+	eventually(t, 30*time.Second, "connections back on edge A", func() error {
+		if a := count(0); a != 4 {
+			return fmt.Errorf("edge A has %d", a)
+		}
+		return nil
+	})
+	t.Logf("edge B stopped: 4 connections on edge A after %v", time.Since(start).Round(time.Millisecond))
+}

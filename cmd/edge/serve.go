@@ -159,6 +159,7 @@ func serve(ctx context.Context, g *globals, cfg *edgeconfig.Config, log *slog.Lo
 	}
 	log.Info("listening for connectors", "quic", qln.Addr().String(), "http2", hln.Addr().String(),
 		"pin", hex.EncodeToString(pin[:]))
+	a.advertiseEdges(ctx, &wg)
 
 	if err := a.apply(); err != nil {
 		return err

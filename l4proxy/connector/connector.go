@@ -81,8 +81,13 @@ type Connector struct {
 	abort    context.Context // done to reset every stream still proxied
 	abortAll context.CancelFunc
 
-	mu    sync.Mutex
-	conns map[*edgeConn]struct{}
+	mu      sync.Mutex
+	conns   map[*edgeConn]struct{}
+	dialing map[string]int // dials under way, by edge
+
+	// advertised is the edge list the edges advertise (nil until one
+	// does: then the token's).
+	advertised atomic.Pointer[[]string]
 
 	wg sync.WaitGroup // connection and stream goroutines
 
@@ -95,6 +100,11 @@ type edgeConn struct {
 	edge    string
 	since   time.Time
 	streams atomic.Int64
+	// moving is the edge rebalance moves the connection to ("": none),
+	// under Connector.mu; move tells its keep loop.
+	moving   string
+	move     chan string
+	retiring bool // drained, closed once its streams end: counts for no edge
 
 	flowMu sync.Mutex
 	flows  map[uint32]*flow
@@ -133,7 +143,15 @@ func New(opts Options) (*Connector, error) {
 		stopping: make(chan struct{}),
 		done:     make(chan struct{}),
 		conns:    make(map[*edgeConn]struct{}),
+		dialing:  make(map[string]int),
 	}
+	// The transports tell the connector the edges' lists.
+	tc := tunnel.Config{}
+	if opts.Tunnel != nil {
+		tc = *opts.Tunnel
+	}
+	tc.OnEdges = c.onEdges
+	c.opts.Tunnel = &tc
 	c.abort, c.abortAll = context.WithCancel(context.Background())
 	if _, err := rand.Read(c.id[:]); err != nil {
 		return nil, fmt.Errorf("connector: %w", err)
@@ -168,8 +186,12 @@ func (c *Connector) Summary() string {
 
 func (c *Connector) summaryLocked() string {
 	count := map[string]int{}
+	up := 0
 	for ec := range c.conns {
-		count[ec.edge+" "+ec.conn.Protocol()]++
+		if !ec.retiring {
+			count[ec.edge+" "+ec.conn.Protocol()]++
+			up++
+		}
 	}
 	keys := make([]string, 0, len(count))
 	for k := range count {
@@ -177,7 +199,7 @@ func (c *Connector) summaryLocked() string {
 	}
 	slices.Sort(keys)
 	var b strings.Builder
-	fmt.Fprintf(&b, "%d of %d connections up", len(c.conns), c.opts.Connections)
+	fmt.Fprintf(&b, "%d of %d connections up", up, c.opts.Connections)
 	for i, k := range keys {
 		if i == 0 {
 			b.WriteString(": ")
@@ -254,18 +276,19 @@ func (c *Connector) Run(ctx context.Context) error {
 }
 
 // keep keeps connection number i up until ctx is done or Shutdown starts.
-// It dials edge i modulo the token's edges, and moves on to the next edge
-// after a failed dial.
+// It dials the least used of the edges (pickEdge), and another one after a
+// failed dial.
 func (c *Connector) keep(ctx context.Context, i int, fatal chan<- error) {
 	backoff := time.Duration(0)
-	edges := c.opts.Token.Edges
+	failed := map[string]bool{}
 	for {
 		if ctx.Err() != nil || c.isStopping() {
 			return
 		}
-		edge := edges[i%len(edges)]
+		edge, dialed := c.pickEdge(i, failed)
 		log := c.log.With("edge", edge)
 		conn, err := tunnel.Dial(ctx, c.proto, edge, c.opts.Token, c.id, c.opts.Tunnel)
+		dialed()
 		if err != nil {
 			if ctx.Err() != nil {
 				return
@@ -281,13 +304,17 @@ func (c *Connector) keep(ctx context.Context, i int, fatal chan<- error) {
 			// may be transient.
 			backoff = min(max(2*backoff, minBackoff), maxBackoff)
 			log.Warn("connector: dial failed", "err", err, "retry_in", backoff)
-			i++ // try the next edge, if there are several
+			failed[edge] = true // try another edge, if there are several
+			if len(failed) >= len(c.edgeList()) {
+				clear(failed)
+			}
 			if !c.sleep(ctx, jitter(backoff)) {
 				return
 			}
 			continue
 		}
 		backoff = 0
+		clear(failed)
 		if c.isStopping() {
 			_ = conn.CloseWithError(tunnel.CloseNormal, "connector shutting down")
 			return
@@ -338,6 +365,26 @@ func (c *Connector) watch(ctx context.Context, ec *edgeConn, log *slog.Logger) (
 	}()
 	for {
 		select {
+		case to := <-ec.move:
+			// rebalance moves this connection: dial the new edge first,
+			// then drain the old connection.
+			qc, err := tunnel.Dial(ctx, c.proto, to, c.opts.Token, c.id, c.opts.Tunnel)
+			if err != nil {
+				log.Warn("connector: could not move a connection to an advertised edge; it stays", "to", to, "err", err)
+				c.mu.Lock()
+				ec.moving = ""
+				c.mu.Unlock()
+				continue
+			}
+			if c.isStopping() {
+				_ = qc.CloseWithError(tunnel.CloseNormal, "connector shutting down")
+				return false, nil
+			}
+			log.Info("connector: connection moved to another edge", "to", to)
+			old := ec
+			ec = c.serve(qc, to)
+			c.retire(old, "moved to another edge")
+			log = c.log.With("edge", to)
 		case <-ec.conn.Context().Done():
 			cause := context.Cause(ec.conn.Context())
 			var ae *tunnel.AuthError
@@ -372,7 +419,7 @@ func (c *Connector) watch(ctx context.Context, ec *edgeConn, log *slog.Logger) (
 			log.Info("connector: QUIC works again; replacing the HTTP/2 connection")
 			old := ec
 			ec = c.serve(d.conn, old.edge)
-			c.retire(old)
+			c.retire(old, "replaced by a QUIC connection")
 		}
 	}
 }
@@ -385,8 +432,13 @@ func (c *Connector) quicTimeout() time.Duration {
 	return 3 * time.Second
 }
 
-// retire drains ec and closes it once its streams are done (at most 10 minutes).
-func (c *Connector) retire(ec *edgeConn) {
+// retire drains ec and closes it, for reason, once its streams are done
+// (at most 10 minutes). It no longer counts as a connection of its edge.
+func (c *Connector) retire(ec *edgeConn, reason string) {
+	c.mu.Lock()
+	ec.retiring = true
+	ec.moving = ""
+	c.mu.Unlock()
 	_ = ec.conn.Drain()
 	c.wg.Add(1)
 	go func() {
@@ -399,7 +451,7 @@ func (c *Connector) retire(ec *edgeConn) {
 			case <-time.After(100 * time.Millisecond):
 			}
 		}
-		_ = ec.conn.CloseWithError(tunnel.CloseNormal, "replaced by a QUIC connection")
+		_ = ec.conn.CloseWithError(tunnel.CloseNormal, reason)
 	}()
 }
 
@@ -423,7 +475,7 @@ func jitter(d time.Duration) time.Duration {
 
 // serve registers conn and starts serving its streams and datagrams.
 func (c *Connector) serve(conn tunnel.Conn, edge string) *edgeConn {
-	ec := &edgeConn{conn: conn, edge: edge, since: time.Now(), flows: make(map[uint32]*flow)}
+	ec := &edgeConn{conn: conn, edge: edge, since: time.Now(), flows: make(map[uint32]*flow), move: make(chan string, 1)}
 	c.mu.Lock()
 	c.conns[ec] = struct{}{}
 	up := c.summaryLocked()

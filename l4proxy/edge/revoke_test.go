@@ -47,14 +47,15 @@ func (c *regConn) ReceiveDatagram(ctx context.Context, _ []byte) (int, error) {
 	}
 	return 0, net.ErrClosed
 }
-func (c *regConn) Protocol() string         { return "http2" }
-func (c *regConn) RemoteAddr() net.Addr     { return &net.TCPAddr{IP: net.IPv4(198, 18, 0, 1), Port: 1} }
-func (c *regConn) ConnectorID() [16]byte    { return [16]byte{0xc0} }
-func (c *regConn) TunnelID() [16]byte       { return c.tunnelID }
-func (c *regConn) Generation() uint64       { return c.generation }
-func (c *regConn) Context() context.Context { return c.ctx }
-func (c *regConn) Drain() error             { return nil }
-func (c *regConn) Draining() bool           { return false }
+func (c *regConn) Protocol() string              { return "http2" }
+func (c *regConn) RemoteAddr() net.Addr          { return &net.TCPAddr{IP: net.IPv4(198, 18, 0, 1), Port: 1} }
+func (c *regConn) ConnectorID() [16]byte         { return [16]byte{0xc0} }
+func (c *regConn) TunnelID() [16]byte            { return c.tunnelID }
+func (c *regConn) Generation() uint64            { return c.generation }
+func (c *regConn) Context() context.Context      { return c.ctx }
+func (c *regConn) Drain() error                  { return nil }
+func (c *regConn) AdvertiseEdges([]string) error { return nil }
+func (c *regConn) Draining() bool                { return false }
 func (c *regConn) CloseWithError(code uint64, msg string) error {
 	c.code.CompareAndSwap(0, code|1<<63)
 	c.cancel(fmt.Errorf("closed with %d: %s", code, msg))

@@ -136,6 +136,7 @@ type Server struct {
 	rr atomic.Uint32 // rotates the start of the least-loaded scan
 
 	livenessOnce sync.Once // starts watchLiveness
+	adv          edgeAdvert
 
 	// UDP flows live in the table of their connection (liveConn.flows).
 	// flowIDs indexes every live flow by ID, to draw IDs unique over the
@@ -181,6 +182,8 @@ type liveConn struct {
 	quiet    atomic.Bool
 	lastRecv uint64
 	heard    time.Time
+
+	advState // the edge list last sent to the connector
 }
 
 // orDefault sets *v to def unless it is positive.
@@ -277,6 +280,7 @@ func (s *Server) serveConn(ctx context.Context, c tunnel.Conn) {
 		return
 	}
 	log.Info("connector connected")
+	go s.advertise(lc)
 	if s.opts.OnConnected != nil {
 		s.opts.OnConnected(c.RemoteAddr())
 	}

@@ -131,6 +131,7 @@ const (
 	ctrlAuthResult = 2 // edge -> connector: reason u8 | msgLen u8 | msg
 	ctrlDrain      = 3 // connector -> edge: empty; no new streams on this connection
 	ctrlClose      = 4 // edge -> connector (HTTP/2 only): reason u8 | msgLen u8 | msg; the edge closes the connection
+	ctrlEdges      = 5 // edge -> connector: count u8 | (len u8 | host:port)*: the edges the connector may dial
 	maxCtrlLen     = 1024
 )
 

@@ -42,6 +42,11 @@ type Conn interface {
 	// that the edge can drop the connections of a replaced secret. It is
 	// 0 on the connector side.
 	Generation() uint64
+	// AdvertiseEdges (edge side) tells the connector the edge addresses it
+	// may dial now (each passing [CheckEdgeAddr]), so that connectors follow
+	// edges added after their token was made; the connector hears of it
+	// through [Config.OnEdges]. It returns [ErrWrongSide] on the connector side.
+	AdvertiseEdges(addrs []string) error
 	// Context is canceled when the connection is gone (closed by either side, idle timeout, transport failure).
 	// On the connector side, when the edge closed it for an [AuthReason] (the tunnel deleted, the token
 	// rotated), its cause is an [*AuthError].
@@ -118,6 +123,10 @@ type Config struct {
 	// MaxIdleTimeout is how long a silent peer is tolerated before the connection is declared dead
 	// and its streams end with a reset. Default 5s. It must exceed KeepAlivePeriod.
 	MaxIdleTimeout time.Duration
+	// OnEdges (connector side), if set, is called with each edge list the
+	// edge advertises on the connection (AdvertiseEdges), from the
+	// connection's control loop: it must not block.
+	OnEdges func(addrs []string)
 	// MaxStreamWindow bounds the per-stream receive window. Default 16 MiB.
 	MaxStreamWindow int
 	// MaxConnWindow bounds the per-connection receive window. Default 32 MiB.

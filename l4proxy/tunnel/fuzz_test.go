@@ -111,3 +111,33 @@ func FuzzH2Frames(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseEdges: the edge list an edge advertises is parsed without
+// panicking; what parses is a list of addresses that each pass
+// CheckEdgeAddr, and encodes back to the same bytes.
+func FuzzParseEdges(f *testing.F) {
+	for _, l := range [][]string{{"198.18.0.1:7844"}, {"edge1.example.test:7844", "[fd00::1]:7844"}} {
+		b, err := AppendEdges(nil, l)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Add([]byte{0})
+	f.Add([]byte{1, 200, 'a'})
+	f.Fuzz(func(t *testing.T, p []byte) {
+		addrs, err := ParseEdges(p)
+		if err != nil {
+			return
+		}
+		for _, a := range addrs {
+			if err := CheckEdgeAddr(a); err != nil {
+				t.Fatalf("parsed %q, which CheckEdgeAddr refuses: %v", a, err)
+			}
+		}
+		b, err := AppendEdges(nil, addrs)
+		if err != nil || string(b) != string(p) {
+			t.Fatalf("re-encoded %x (%v), parsed from %x", b, err, p)
+		}
+	})
+}

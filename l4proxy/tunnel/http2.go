@@ -221,7 +221,8 @@ type h2Conn struct {
 	draining    atomic.Bool
 	dg          *h2Datagrams
 	ctrlMu      sync.Mutex
-	ctrl        *h2stream // the control stream; nil once it ended (connector)
+	ctrl        *h2stream  // the control stream; nil once it ended (connector)
+	ctrlWriteMu sync.Mutex // orders the edge's control messages (ctrlEdges, ctrlClose)
 
 	// connector side
 	tok        *Token
@@ -277,6 +278,8 @@ func (c *h2Conn) CloseWithError(code uint64, msg string) error {
 		// Written aside: a connector that does not read its control
 		// stream blocks the write until the timer closes the connection.
 		var b [2 + 255]byte
+		c.ctrlWriteMu.Lock()
+		defer c.ctrlWriteMu.Unlock()
 		if writeCtrl(ctrl, ctrlClose, appendVerdict(b[:0], AuthReason(code-CloseAuthRefused), msg)) != nil {
 			c.shutdown(cause)
 		}
@@ -300,6 +303,31 @@ func (c *h2Conn) Drain() error {
 	}
 	if err := writeCtrl(c.ctrl, ctrlDrain, nil); err != nil {
 		return fmt.Errorf("drain: %w", err)
+	}
+	return nil
+}
+
+// AdvertiseEdges implements Conn. A connector that does not read its
+// control stream blocks the write until the connection ends (at the
+// latest at its idle timeout); call it aside.
+func (c *h2Conn) AdvertiseEdges(addrs []string) error {
+	if !c.edge {
+		return fmt.Errorf("advertise edges: %w", ErrWrongSide)
+	}
+	p, err := AppendEdges(nil, addrs)
+	if err != nil {
+		return err
+	}
+	c.ctrlMu.Lock()
+	ctrl := c.ctrl
+	c.ctrlMu.Unlock()
+	if ctrl == nil {
+		return fmt.Errorf("advertise edges: %w", ErrClosed)
+	}
+	c.ctrlWriteMu.Lock()
+	defer c.ctrlWriteMu.Unlock()
+	if err := writeCtrl(ctrl, ctrlEdges, p); err != nil {
+		return fmt.Errorf("advertise edges: %w", err)
 	}
 	return nil
 }
@@ -464,8 +492,9 @@ func (c *h2Conn) serveAuth(s *h2stream) {
 	if err != nil {
 		return
 	}
-	// After the verdict the edge sends at most the reason it closes the
-	// connection for (ctrlClose); the request body ends with the connection.
+	// After the verdict the edge sends the edge lists it advertises
+	// (ctrlEdges) and at most the reason it closes the connection for
+	// (ctrlClose); the request body ends with the connection.
 	cause := fmt.Errorf("control stream ended: %w", ErrClosed)
 	var buf [maxCtrlLen]byte
 	for {
@@ -476,6 +505,11 @@ func (c *h2Conn) serveAuth(s *h2stream) {
 		if ae, err := parseVerdict(p); typ == ctrlClose && err == nil {
 			cause = ae
 			break
+		}
+		if typ == ctrlEdges && c.cfg.OnEdges != nil {
+			if addrs, err := ParseEdges(p); err == nil {
+				c.cfg.OnEdges(addrs)
+			}
 		}
 	}
 	c.ctrlMu.Lock()

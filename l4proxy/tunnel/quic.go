@@ -406,15 +406,43 @@ func (c *quicConn) edgeControlLoop() {
 	}
 }
 
-// connectorControlLoop drains the edge's side of the control stream; the edge sends
-// nothing after the verdict today, but reading keeps flow control moving.
+// connectorControlLoop reads the edge's side of the control stream after
+// the verdict: the edge lists it advertises (ctrlEdges); reading also keeps
+// flow control moving.
 func (c *quicConn) connectorControlLoop() {
 	var buf [maxCtrlLen]byte
 	for {
-		if _, _, err := readCtrl(c.ctrl, buf[:]); err != nil {
+		typ, p, err := readCtrl(c.ctrl, buf[:])
+		if err != nil {
 			return
 		}
+		if typ == ctrlEdges && c.cfg.OnEdges != nil {
+			if addrs, err := ParseEdges(p); err == nil {
+				c.cfg.OnEdges(addrs)
+			}
+		}
 	}
+}
+
+// AdvertiseEdges implements Conn.
+func (c *quicConn) AdvertiseEdges(addrs []string) error {
+	if !c.edge {
+		return fmt.Errorf("advertise edges: %w", ErrWrongSide)
+	}
+	p, err := AppendEdges(nil, addrs)
+	if err != nil {
+		return err
+	}
+	c.ctrlMu.Lock()
+	defer c.ctrlMu.Unlock()
+	// A connector that does not read its control stream cannot hold the
+	// caller for long.
+	_ = c.ctrl.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	defer c.ctrl.SetWriteDeadline(time.Time{})
+	if err := writeCtrl(c.ctrl, ctrlEdges, p); err != nil {
+		return fmt.Errorf("advertise edges: %w", mapQUICErr(err))
+	}
+	return nil
 }
 
 // Received implements [Liveness]: the packets received.

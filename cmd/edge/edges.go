@@ -1,0 +1,133 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/onramp-net/onramp/dataplane/registry"
+)
+
+// Edge membership. Connectors dial the edges their token names, and then
+// the edges the edges advertise to them (tunnel control message Edges):
+// with one edge, the advertise list of its edge.yml; with etcd, the union
+// of the advertise lists of every live edge, which each edge keeps in the
+// registry (edges/ID, a heartbeat every 10 s; an edge not heard from for
+// 35 s is left out, one that stops cleanly removes itself). An edge added
+// later (its advertise list naming itself) is dialed by connectors whose
+// token predates it.
+const (
+	prefixEdges     = "edges/"
+	heartbeatEvery  = 10 * time.Second
+	memberExpiry    = 35 * time.Second
+	memberForgotten = 10 * time.Minute // records this old are deleted
+)
+
+// member is an edge's record in the registry.
+type member struct {
+	Name      string   `json:"name"`
+	Advertise []string `json:"advertise"`
+	Seen      int64    `json:"seen"` // Unix seconds of the last heartbeat
+}
+
+// memberID names this edge in the registry: stable across restarts of one
+// edge (its host and data directory).
+func memberID(data string) string {
+	host, _ := os.Hostname()
+	abs, err := filepath.Abs(data)
+	if err != nil {
+		abs = data
+	}
+	h := sha256.Sum256([]byte(host + "\x00" + abs))
+	return hex.EncodeToString(h[:8])
+}
+
+// advertiseEdges keeps the Server's advertised edge list: the config's
+// for a single edge; the live members' union under etcd, kept until ctx is
+// done (when the edge removes its own record).
+func (a *app) advertiseEdges(ctx context.Context, wg *sync.WaitGroup) {
+	own := advertised(a.cfg)
+	if a.cfg.Registry.Etcd == nil {
+		a.srv.SetEdges(own)
+		return
+	}
+	reg := a.store.Registry()
+	id := memberID(a.cfg.Data)
+	host, _ := os.Hostname()
+	var mirror *registry.Mirror
+	recompute := func() {
+		if mirror == nil {
+			return
+		}
+		now := time.Now()
+		set := slices.Clone(own)
+		mirror.Range(func(k string, v []byte) bool {
+			var m member
+			if json.Unmarshal(v, &m) == nil && now.Sub(time.Unix(m.Seen, 0)) < memberExpiry {
+				set = append(set, m.Advertise...)
+			}
+			return true
+		})
+		a.srv.SetEdges(set)
+	}
+	var mu sync.Mutex // orders recompute, from the mirror and the ticker
+	mu.Lock()
+	mirror = registry.NewMirror(ctx, reg, prefixEdges, func([]registry.Change) {
+		mu.Lock()
+		defer mu.Unlock()
+		recompute()
+	})
+	mu.Unlock()
+	beat := func(ctx context.Context) {
+		v, _ := json.Marshal(member{Name: host + ":" + a.cfg.Data, Advertise: own, Seen: time.Now().Unix()})
+		_, err := reg.Update(ctx, func(tx registry.Txn) error {
+			all, err := tx.List(prefixEdges)
+			if err != nil {
+				return err
+			}
+			for _, p := range all {
+				var m member
+				if json.Unmarshal(p.Value, &m) != nil || time.Since(time.Unix(m.Seen, 0)) > memberForgotten {
+					if err := tx.Delete(p.Key); err != nil {
+						return err
+					}
+				}
+			}
+			if len(own) == 0 {
+				return nil
+			}
+			return tx.Put(prefixEdges+id, v)
+		})
+		if err != nil && ctx.Err() == nil {
+			a.log.Debug("edge membership: heartbeat not written", "err", err)
+		}
+	}
+	beat(ctx)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(heartbeatEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				// Leave cleanly: the others stop advertising this edge.
+				dctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+				_, _ = reg.Update(dctx, func(tx registry.Txn) error { return tx.Delete(prefixEdges + id) })
+				cancel()
+				return
+			case <-t.C:
+				beat(ctx)
+				mu.Lock()
+				recompute()
+				mu.Unlock()
+			}
+		}
+	}()
+}
