@@ -29,8 +29,9 @@ import (
 //     and changes still work; with quorum lost, the edges keep serving
 //     what they know (users' connections, a new connector replica
 //     authenticates) and refuse changes with an error naming the cause;
-//   - once etcd is back, a deletion on edge B cuts the tunnel's
-//     connections on edge A within a second.
+//   - once etcd is back, a rotation on edge B drops the old token's
+//     connections on edge A, and a deletion on edge B cuts a tunnel's
+//     connections on edge A, each within a second.
 func TestMultiEdgeRegistry(t *testing.T) {
 	if err := testnet.EtcdAvailable(); err != nil {
 		testnet.SkipOrFail(t, "several edges on etcd: %v", err)
@@ -190,15 +191,16 @@ func TestMultiEdgeRegistry(t *testing.T) {
 		_, err := w.CLI(ctx, 0, "tunnel", "create", "after-quorum")
 		return err
 	})
+	// A rotation on edge B drops the old token's connections on edge A.
 	start = time.Now()
-	if err := w.Admin(ctx, 1, http.MethodDelete, "/v1/tunnels/web", nil); err != nil {
+	if err := w.Admin(ctx, 1, http.MethodPost, "/v1/tunnels/web/rotate", nil); err != nil {
 		t.Fatal(err)
 	}
-	line, err := testnet.WaitLog(w.Edges[0].Proc, time.Second, "tunnel deleted; its connections dropped", "name=web")
+	line, err := testnet.WaitLog(w.Edges[0].Proc, time.Second, "tunnel token rotated", "name=web")
 	if err != nil {
-		t.Fatalf("edge A after the deletion on edge B: %v\n%s", err, w.Edges[0].Proc.Output())
+		t.Fatalf("edge A after the rotation on edge B: %v\n%s", err, w.Edges[0].Proc.Output())
 	}
-	t.Logf("tunnel deleted on edge B, its connections on edge A dropped after %v: %s", time.Since(start).Round(time.Millisecond), line)
+	t.Logf("token rotated on edge B, the old token's connections on edge A dropped after %v: %s", time.Since(start).Round(time.Millisecond), line)
 	if strings.Contains(line, "connections=0") {
 		t.Fatalf("edge A dropped no connection: %s", line)
 	}
@@ -206,14 +208,60 @@ func TestMultiEdgeRegistry(t *testing.T) {
 		select {
 		case <-c.Done():
 		case <-time.After(5 * time.Second):
-			t.Fatalf("connector %s still runs after its tunnel was deleted", c.Node.Name)
+			t.Fatalf("connector %s still runs after its token was rotated", c.Node.Name)
 		}
-		if !strings.Contains(c.Output(), "tunnel deleted") {
-			t.Errorf("connector %s does not say the tunnel was deleted:\n%s", c.Node.Name, c.Output())
+		if !strings.Contains(c.Output(), "rotated") {
+			t.Errorf("connector %s does not say the token was rotated:\n%s", c.Node.Name, c.Output())
 		}
 	}
+
+	// A deletion on edge B cuts the tunnel's connections on edge A.
+	tok2, err := w.CLI(ctx, 1, "tunnel", "create", "web2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	token2 := filepath.Join(dir, "web2.token")
+	if err := os.WriteFile(token2, []byte(tok2), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	conn3 := startConnector(t, w, n.Node("conn"), token2, "web2-replica", ingress)
+	eventually(t, 10*time.Second, "web2's connections on edge A", func() error {
+		var ts []struct {
+			Name        string
+			Connections []json.RawMessage
+		}
+		if err := w.Admin(ctx, 0, http.MethodGet, "/v1/tunnels", &ts); err != nil {
+			return err
+		}
+		for _, x := range ts {
+			if x.Name == "web2" && len(x.Connections) > 0 {
+				return nil
+			}
+		}
+		return fmt.Errorf("none: %+v", ts)
+	})
+	start = time.Now()
+	if err := w.Admin(ctx, 1, http.MethodDelete, "/v1/tunnels/web2", nil); err != nil {
+		t.Fatal(err)
+	}
+	line, err = testnet.WaitLog(w.Edges[0].Proc, time.Second, "tunnel deleted; its connections dropped", "name=web2")
+	if err != nil {
+		t.Fatalf("edge A after the deletion on edge B: %v\n%s", err, w.Edges[0].Proc.Output())
+	}
+	t.Logf("tunnel deleted on edge B, its connections on edge A dropped after %v: %s", time.Since(start).Round(time.Millisecond), line)
+	if strings.Contains(line, "connections=0") {
+		t.Fatalf("edge A dropped no connection: %s", line)
+	}
+	select {
+	case <-conn3.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("the connector still runs after its tunnel was deleted")
+	}
+	if !strings.Contains(conn3.Output(), "tunnel deleted") {
+		t.Errorf("the connector does not say the tunnel was deleted:\n%s", conn3.Output())
+	}
 	if err := echo(0); err == nil {
-		t.Fatal("users still reach the deleted tunnel through edge A")
+		t.Fatal("users still reach the rotated tunnel through edge A without a connector")
 	}
 }
 
