@@ -85,6 +85,8 @@ type Connector struct {
 	wg sync.WaitGroup // connection and stream goroutines
 
 	active atomic.Int64 // streams being proxied, all connections
+
+	edges edgeTable // dial errors and lost connections by edge (status.go)
 }
 
 // edgeConn is one live connection to the edge.
@@ -137,6 +139,9 @@ func New(opts Options) (*Connector, error) {
 		return nil, fmt.Errorf("connector: %w", err)
 	}
 	c.ingress.Store(opts.Ingress)
+	if err := c.registerStatus(opts.Registerer); err != nil {
+		opts.Logger.Warn("connector: edge metrics not registered", "err", err)
+	}
 	return c, nil
 }
 
@@ -246,6 +251,7 @@ func (c *Connector) keep(ctx context.Context, i int, fatal chan<- error) {
 			// Anything else, an edge failing to check the token included,
 			// may be transient.
 			backoff = min(max(2*backoff, minBackoff), maxBackoff)
+			c.edges.dialFailed(edge, err)
 			log.Warn("connector: dial failed", "err", err, "retry_in", backoff)
 			i++ // try the next edge, if there are several
 			if !c.sleep(ctx, jitter(backoff)) {
@@ -311,6 +317,9 @@ func (c *Connector) watch(ctx context.Context, ec *edgeConn, log *slog.Logger) (
 				return false, ae
 			}
 			log.Warn("connector: connection lost", "protocol", ec.conn.Protocol(), "reason", cause)
+			if ctx.Err() == nil && !c.isStopping() {
+				c.edges.lostConn(ec.edge, cause)
+			}
 			return ctx.Err() == nil && !c.isStopping(), nil
 		case <-ctx.Done():
 			return false, nil
@@ -393,6 +402,7 @@ func (c *Connector) serve(conn tunnel.Conn, edge string) *edgeConn {
 	c.mu.Lock()
 	c.conns[ec] = struct{}{}
 	c.mu.Unlock()
+	c.edges.connected(edge)
 	proto := conn.Protocol()
 	c.m.Conns.WithLabelValues(proto).Inc()
 	c.log.Info("connector: connected", "edge", edge, "protocol", proto)
