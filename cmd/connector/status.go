@@ -262,6 +262,9 @@ func writeStatus(out io.Writer, st *connectorStatus) error {
 				state = "connected"
 			case e.Failing > 0:
 				state = fmt.Sprintf("failing (%d dials)", e.Failing)
+				if e.Failing == 1 {
+					state = "failing (1 dial)"
+				}
 			}
 			last := "-"
 			if e.LastError != "" {
