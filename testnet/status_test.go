@@ -235,3 +235,137 @@ func TestStatusCommands(t *testing.T) {
 		}
 	}
 }
+
+type l3EdgeStatusJSON struct {
+	L3 struct {
+		Enabled    bool `json:"enabled"`
+		Clients    int  `json:"clients"`
+		Connectors []struct {
+			Name          string    `json:"name"`
+			Endpoint      string    `json:"endpoint"`
+			LastHandshake time.Time `json:"last_handshake"`
+		} `json:"connectors"`
+		Subnets []struct {
+			Prefix  string   `json:"prefix"`
+			Active  string   `json:"active"`
+			Standby []string `json:"standby"`
+		} `json:"subnets"`
+	} `json:"l3"`
+}
+
+type l3ConnectorStatusJSON struct {
+	Mode  string `json:"mode"`
+	Ready bool   `json:"ready"`
+	L3    struct {
+		Name          string    `json:"name"`
+		Endpoint      string    `json:"endpoint"`
+		EdgeAddr      string    `json:"edge_addr"`
+		LastHandshake time.Time `json:"last_handshake"`
+		TxBytes       uint64    `json:"tx_bytes"`
+		RxBytes       uint64    `json:"rx_bytes"`
+	} `json:"l3"`
+}
+
+// TestL3Status: two L3 connectors share a LAN. edge status lists both
+// with their handshakes and the LAN's owner, site-a (first by name) active
+// and site-b standby, and the other way once site-a's uplink is down;
+// connector status on site-a's host shows the edge, the handshake and the
+// bytes sent.
+func TestL3Status(t *testing.T) {
+	n := testnet.New(t, testnet.L3Failover())
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	if err := testnet.SetupFailoverLAN(ctx, n, testnet.L3FailoverConnB); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	w, err := testnet.StartL3WorldYAML(ctx, n, dir, func(data string) string { return testnet.L3EdgeYAML(data, "") })
+	if err != nil {
+		t.Fatal(err)
+	}
+	lan := testnet.L3FailoverLAN.String()
+	sites := map[string]*testnet.Node{"site-a": n.Node("conn"), "site-b": n.Node("conn2")}
+	for _, name := range []string{"site-a", "site-b"} {
+		config := fmt.Sprintf("%s/%s.yml", dir, name)
+		if _, err := w.AddConnector(ctx, sites[name], name, config, lan); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.StartConnector(sites[name], config); err != nil {
+			t.Fatal(err)
+		}
+	}
+	edgeStatus := func() l3EdgeStatusJSON {
+		t.Helper()
+		out, err := w.EdgeCLI(ctx, "status", "--json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var st l3EdgeStatusJSON
+		if err := json.Unmarshal([]byte(out), &st); err != nil {
+			t.Fatalf("edge status --json: %v\n%s", err, out)
+		}
+		return st
+	}
+	owner := func(st l3EdgeStatusJSON) string {
+		for _, s := range st.L3.Subnets {
+			if s.Prefix == lan {
+				return s.Active + "/" + strings.Join(s.Standby, ",")
+			}
+		}
+		return ""
+	}
+	waitOwner := func(want string, limit time.Duration) l3EdgeStatusJSON {
+		t.Helper()
+		var st l3EdgeStatusJSON
+		if err := waitFor(limit, func() bool { st = edgeStatus(); return owner(st) == want }); err != nil {
+			t.Fatalf("edge status: %s active/standby %q, want %q: %v", lan, owner(st), want, err)
+		}
+		return st
+	}
+	st := waitOwner("site-a/site-b", 20*time.Second)
+	if !st.L3.Enabled || len(st.L3.Connectors) != 2 || len(st.L3.Subnets) != 1 {
+		t.Fatalf("edge status l3: %+v", st.L3)
+	}
+	for _, c := range st.L3.Connectors {
+		if c.LastHandshake.IsZero() || c.Endpoint == "" {
+			t.Errorf("connector %+v: no handshake or endpoint", c)
+		}
+	}
+	report, err := w.EdgeCLI(ctx, "status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("edge status:\n%s", report)
+	for _, want := range []string{`(?m)^connectors\s+2$`, `(?m)^site-a\s+\S+\s+\S+\s+\S+ ago\s+\d+\s+\d+$`,
+		`(?m)^` + regexp.QuoteMeta(lan) + `\s+site-a\s+site-b$`} {
+		if !regexp.MustCompile(want).MatchString(report) {
+			t.Errorf("edge status lacks %s", want)
+		}
+	}
+
+	out, err := sites["site-a"].Command(ctx, w.ConnectorBin, "status", "--json", "--metrics", testnet.L3ConnectorReady).Output()
+	if err != nil {
+		t.Fatalf("connector status: %v", err)
+	}
+	var cs l3ConnectorStatusJSON
+	if err := json.Unmarshal(out, &cs); err != nil {
+		t.Fatalf("connector status --json: %v\n%s", err, out)
+	}
+	if cs.Mode != "l3" || !cs.Ready || cs.L3.Name != "site-a" || cs.L3.LastHandshake.IsZero() || cs.L3.TxBytes == 0 ||
+		!strings.HasSuffix(cs.L3.Endpoint, fmt.Sprint(":", testnet.L3EdgePort)) {
+		t.Errorf("connector status: %+v", cs)
+	}
+	out, err = sites["site-a"].Command(ctx, w.ConnectorBin, "status", "--metrics", testnet.L3ConnectorReady).Output()
+	if err != nil {
+		t.Fatalf("connector status: %v", err)
+	}
+	t.Logf("connector status:\n%s", out)
+	if !regexp.MustCompile(`(?m)^handshake\s+\S+ ago \(`).Match(out) {
+		t.Errorf("connector status shows no handshake")
+	}
+
+	if err := n.Link("edge", "conn").SetUp(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	waitOwner("site-b/site-a", 10*time.Second)
+}

@@ -292,7 +292,9 @@ func writeStatus(out io.Writer, st *edgeStatus) error {
 		adv = "- (set advertise: in the edge config)"
 	}
 	fmt.Fprintf(w, "advertise\t%s\n", adv)
-	fmt.Fprintf(w, "connectors on\t%s (QUIC on udp, HTTP/2 on tcp)\n", e.Listen)
+	if e.Listen != "" {
+		fmt.Fprintf(w, "connectors on\t%s (QUIC on udp, HTTP/2 on tcp)\n", e.Listen)
+	}
 	if !e.Started.IsZero() {
 		fmt.Fprintf(w, "up\t%s (since %s)\n", ago(now.Sub(e.Started)), e.Started.Local().Format(time.DateTime))
 	}
