@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -44,7 +45,8 @@ through this host (route the client pools via its LAN address) and see their
 virtual addresses as sources. Needs root (CAP_NET_ADMIN).
 
 /ready on --metrics answers 200 while the last handshake with the edge is
-less than 3 minutes old. SIGHUP reads l3.yml again and applies changed
+less than 3 minutes old; /status there is what connector status --metrics
+ADDR prints (edge endpoint, last handshake, bytes). SIGHUP reads l3.yml again and applies changed
 routes, edge endpoint, keepalive or key without dropping the session: after
 the edge added or removed another site, write the new file (edge l3 connector
 config NAME) and send SIGHUP. Changes to the key, interface, MTU, port or
@@ -69,7 +71,7 @@ was). SIGTERM or SIGINT removes the interface and its routes and exits.`,
 	}
 	f := cmd.Flags()
 	f.StringVarP(&config, "config", "c", "", "the connector's l3.yml")
-	f.StringVar(&metrics, "metrics", "", "serve /metrics and /ready on this address (e.g. 127.0.0.1:9200)")
+	f.StringVar(&metrics, "metrics", "", "serve /metrics, /ready and /status (connector status) on this address (e.g. 127.0.0.1:9201)")
 	return cmd
 }
 
@@ -100,13 +102,17 @@ func runL3(ctx context.Context, log *slog.Logger, cfg *l3config.Connector, path,
 	}()
 	reg := cli.NewRegistry()
 	reg.MustRegister(newL3Collector(c))
+	var current atomic.Pointer[l3config.Connector] // cfg, for /status
+	current.Store(cfg)
 	if metrics != "" {
-		if err := cli.ServeMetrics(ctx, log, metrics, reg, c.Ready, func() string {
+		status := func() *connectorStatus { return l3StatusOf(c, current.Load(), started) }
+		notReady := func() string {
 			if c.Ready() {
 				return ""
 			}
 			return "no WireGuard handshake with the edge in the last 3 minutes"
-		}); err != nil {
+		}
+		if err := cli.ServeMetricsWith(ctx, log, metrics, reg, c.Ready, notReady, statusHandler(status)); err != nil {
 			return err
 		}
 	}
@@ -142,6 +148,7 @@ func runL3(ctx context.Context, log *slog.Logger, cfg *l3config.Connector, path,
 		case <-hup:
 			if next, ok := reloadL3(ctx, log, c, path); ok {
 				cfg = next
+				current.Store(cfg)
 			}
 		case <-ctx.Done():
 			return ctx.Err()

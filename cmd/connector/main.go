@@ -6,6 +6,7 @@
 //	connector token inspect TOKEN
 //	connector l3 init --key /etc/onramp/l3.key       make the L3 key, print the public key
 //	connector l3 run --config l3.yml
+//	connector status --metrics ADDR          a running connector's connections, edges, errors
 package main
 
 import (
@@ -41,7 +42,7 @@ func main() {
 	tunnelCmd := &cobra.Command{Use: "tunnel", Short: "the L4 tunnel: TCP and UDP services reached through the edge"}
 	tunnelCmd.AddCommand(runCmd(&logFlags))
 	root.AddCommand(tunnelCmd, tokenCmd())
-	root.AddCommand(l3Cmd(&logFlags))
+	root.AddCommand(l3Cmd(&logFlags), statusCmd())
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "connector:", err)
 		os.Exit(1)
@@ -114,6 +115,11 @@ The token comes from --token-file or the TUNNEL_TOKEN environment variable
 (ONRAMP_TOKEN is read too). --token works but is warned about: a process's
 arguments are readable by every local user.
 
+--metrics ADDR serves /metrics, /ready (200 while a connection to the edge
+is live) and /status, which connector status --metrics ADDR prints: each
+connection (edge, transport, since when, streams) and each edge's dial
+errors with the last error.
+
 SIGTERM or SIGINT drains: the edge sends no new streams, live ones get up to
 --grace-period to finish. SIGHUP reloads the ingress file without dropping
 live streams; a bad file is refused and the old rules stay.`,
@@ -152,12 +158,13 @@ live streams; a bad file is refused and the old rules stay.`,
 	f.StringVar(&protocol, "protocol", "auto", "transport: quic, http2, or auto (QUIC, falling back to HTTP/2)")
 	f.IntVar(&connections, "connections", 4, "connections to keep to the edges (spread over the token's edge addresses)")
 	f.DurationVar(&grace, "grace-period", 30*time.Second, "on SIGTERM, how long live streams may take to finish")
-	f.StringVar(&metrics, "metrics", "", "serve /metrics and /ready on this address (e.g. 127.0.0.1:9200)")
+	f.StringVar(&metrics, "metrics", "", "serve /metrics, /ready and /status (connector status) on this address (e.g. 127.0.0.1:9200)")
 	return cmd
 }
 
 func run(ctx context.Context, log *slog.Logger, tok tunnel.Token, config string, rules *ingress.Config,
 	protocol string, connections int, grace time.Duration, metrics string) error {
+	started := time.Now()
 	reg := cli.NewRegistry()
 	c, err := connector.New(connector.Options{
 		Token:       tok,
@@ -173,7 +180,8 @@ func run(ctx context.Context, log *slog.Logger, tok tunnel.Token, config string,
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	if metrics != "" {
-		if err := cli.ServeMetrics(runCtx, log, metrics, reg, c.Ready, c.Summary); err != nil {
+		status := func() *connectorStatus { return tunnelStatusOf(c, started) }
+		if err := cli.ServeMetricsWith(runCtx, log, metrics, reg, c.Ready, c.Summary, statusHandler(status)); err != nil {
 			return err
 		}
 	}

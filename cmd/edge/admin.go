@@ -23,6 +23,7 @@ import (
 // running edge they open the store directly.
 //
 //	GET    /v1/tunnels              the tunnels and their live connections
+//	GET    /v1/status               the edge, its tunnels' connections, L3 (edgeStatus)
 //	POST   /v1/tunnels/{name}        create; the answer holds the token
 //	DELETE /v1/tunnels/{name}        delete; its connections are dropped
 //	POST   /v1/tunnels/{name}/rotate a new secret; the answer holds the new
@@ -44,6 +45,9 @@ type connInfo struct {
 	Since     time.Time `json:"since"`
 	Streams   int       `json:"streams"`
 	Draining  bool      `json:"draining"`
+	// Quiet: the connector has been silent for 1.5 s; new streams go
+	// to the tunnel's other connections.
+	Quiet bool `json:"quiet"`
 }
 
 type apiError struct {
@@ -99,26 +103,20 @@ func (a *app) adminHandler() http.Handler {
 func (a *app) adminMux() *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/tunnels", func(w http.ResponseWriter, r *http.Request) {
-		ts, err := a.store.ListTunnels()
+		out, err := a.tunnelInfos()
 		if err != nil {
 			writeJSON(w, http.StatusInternalServerError, apiError{err.Error()})
 			return
 		}
-		conns := a.srv.Connections()
-		out := make([]tunnelInfo, 0, len(ts))
-		for _, t := range ts {
-			info := infoOf(t)
-			for _, c := range conns {
-				if c.Tunnel == t.ID {
-					info.Connections = append(info.Connections, connInfo{
-						Connector: hex.EncodeToString(c.Connector[:]), Protocol: c.Protocol,
-						Remote: fmt.Sprint(c.Remote), Since: c.Since, Streams: c.Streams, Draining: c.Draining,
-					})
-				}
-			}
-			out = append(out, info)
-		}
 		writeJSON(w, http.StatusOK, out)
+	})
+	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
+		st, err := a.status()
+		if err != nil {
+			writeJSON(w, http.StatusInternalServerError, apiError{err.Error()})
+			return
+		}
+		writeJSON(w, http.StatusOK, st)
 	})
 	mux.HandleFunc("POST /v1/tunnels/{name}", func(w http.ResponseWriter, r *http.Request) {
 		info, status, err := createTunnel(a.cfg, a.store, a.pin, r.PathValue("name"))

@@ -67,6 +67,7 @@ type app struct {
 	ctx     context.Context
 	l3      *l3ctl
 	xdp     atomic.Pointer[prefilter.Filter] // the XDP pre-filter, once it runs
+	started time.Time                        // when serve started
 
 	mu sync.Mutex // orders syncTunnels
 }
@@ -92,7 +93,7 @@ func serve(ctx context.Context, g *globals, cfg *edgeconfig.Config, log *slog.Lo
 	if idle == 0 {
 		idle = -1 // limits.idleTimeout: 0s turns it off
 	}
-	a := &app{g: g, cfg: cfg, log: log, store: st, pin: pin, ctx: ctx}
+	a := &app{g: g, cfg: cfg, log: log, store: st, pin: pin, ctx: ctx, started: time.Now()}
 	a.srv = edge.NewServer(edge.Options{
 		Logger:              log,
 		Registerer:          reg,
@@ -120,6 +121,7 @@ func serve(ctx context.Context, g *globals, cfg *edgeconfig.Config, log *slog.Lo
 	if err := a.syncTunnels(); err != nil {
 		return err
 	}
+	reg.MustRegister(newStatusCollector(a))
 	// The tunnel listeners' handshake limits, their failures counted by the server.
 	tcfg := a.srv.TunnelConfig(&tunnel.Config{
 		MaxHandshakes:          cfg.Limits.MaxHandshakes,

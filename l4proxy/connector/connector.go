@@ -92,6 +92,8 @@ type Connector struct {
 	wg sync.WaitGroup // connection and stream goroutines
 
 	active atomic.Int64 // streams being proxied, all connections
+
+	edges edgeTable // dial errors and lost connections by edge (status.go)
 }
 
 // edgeConn is one live connection to the edge.
@@ -157,6 +159,9 @@ func New(opts Options) (*Connector, error) {
 		return nil, fmt.Errorf("connector: %w", err)
 	}
 	c.ingress.Store(opts.Ingress)
+	if err := c.registerStatus(opts.Registerer); err != nil {
+		opts.Logger.Warn("connector: edge metrics not registered", "err", err)
+	}
 	return c, nil
 }
 
@@ -303,6 +308,7 @@ func (c *Connector) keep(ctx context.Context, i int, fatal chan<- error) {
 			// Anything else, an edge failing to check the token included,
 			// may be transient.
 			backoff = min(max(2*backoff, minBackoff), maxBackoff)
+			c.edges.dialFailed(edge, err)
 			log.Warn("connector: dial failed", "err", err, "retry_in", backoff)
 			failed[edge] = true // try another edge, if there are several
 			if len(failed) >= len(c.edgeList()) {
@@ -392,6 +398,9 @@ func (c *Connector) watch(ctx context.Context, ec *edgeConn, log *slog.Logger) (
 				return false, ae
 			}
 			log.Warn("connector: connection lost", "protocol", ec.conn.Protocol(), "reason", cause)
+			if ctx.Err() == nil && !c.isStopping() {
+				c.edges.lostConn(ec.edge, cause)
+			}
 			return ctx.Err() == nil && !c.isStopping(), nil
 		case <-ctx.Done():
 			return false, nil
@@ -480,6 +489,7 @@ func (c *Connector) serve(conn tunnel.Conn, edge string) *edgeConn {
 	c.conns[ec] = struct{}{}
 	up := c.summaryLocked()
 	c.mu.Unlock()
+	c.edges.connected(edge)
 	proto := conn.Protocol()
 	c.m.Conns.WithLabelValues(proto).Inc()
 	c.log.Info("connector: connected", "edge", edge, "protocol", proto, "up", up)

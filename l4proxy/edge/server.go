@@ -109,6 +109,9 @@ type ConnInfo struct {
 	Draining  bool
 	Since     time.Time
 	Streams   int // streams open on this connection now
+	// Quiet is set while the connector has been silent for QuietAfter:
+	// new streams go to the tunnel's other connections.
+	Quiet bool
 }
 
 // Server is the edge half of the L4 tunnel: it keeps the connector
@@ -445,6 +448,7 @@ func (s *Server) Connections() []ConnInfo {
 				Draining:  lc.conn.Draining(),
 				Since:     lc.since,
 				Streams:   int(lc.streams.Load()),
+				Quiet:     lc.quiet.Load(),
 			})
 		}
 	}

@@ -59,6 +59,13 @@ func NewRegistry() *prometheus.Registry {
 // serves Go's profiler under /debug/pprof/ (for profiling a live edge or
 // connector; the metrics address should then not be public).
 func ServeMetrics(ctx context.Context, log *slog.Logger, addr string, reg *prometheus.Registry, ready func() bool, detail func() string) error {
+	return ServeMetricsWith(ctx, log, addr, reg, ready, detail, nil)
+}
+
+// ServeMetricsWith is [ServeMetrics] with more handlers on the same
+// listener, by pattern (e.g. "GET /status").
+func ServeMetricsWith(ctx context.Context, log *slog.Logger, addr string, reg *prometheus.Registry, ready func() bool, detail func() string,
+	handlers map[string]http.Handler) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("metrics listener: %w", err)
@@ -78,6 +85,9 @@ func ServeMetrics(ctx context.Context, log *slog.Logger, addr string, reg *prome
 			}
 			http.Error(w, strings.TrimSuffix("not ready: "+d, ": "), http.StatusServiceUnavailable)
 		})
+	}
+	for pattern, h := range handlers {
+		mux.Handle(pattern, h)
 	}
 	if os.Getenv("ONRAMP_PPROF") == "1" {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
