@@ -83,6 +83,8 @@ var scaleMetrics = []Metric{
 	{Name: "cpu_per_gb", Unit: "CPU-s/GB", Lower: true, Note: "utime+stime of edge and connector per 10^9 payload bytes"},
 	{Name: "cpus", Unit: "CPUs", Note: "CPU-seconds of edge and connector per second of the run (iperf3's start and end included, so a little under the transfer's): " +
 		"1.00 is the one SUT CPU of a 2-core machine full; not better or worse, it says whether the CPU is the bound"},
+	{Name: "sut_busy", Unit: "CPUs", Note: "busy time of the SUT CPUs per second during iperf3 (/proc/stat): edge and connector, kernel work not charged to them, and anything else on the machine that ran there"},
+	{Name: "load_busy", Unit: "CPUs", Note: "busy time of the load CPUs per second during iperf3: iperf3 client and server, the harness, the kernel's work for them; at their count the load side, not the tunnel, is the bound"},
 	{Name: "slowest", Unit: "%", Note: "the slowest stream's received bytes as a share of an even split (100: all streams alike), from iperf3's per-stream figures"},
 	{Name: "rss_peak", Unit: "MiB", Lower: true, Note: "sum of VmHWM of edge and connector"},
 	{Name: "retransmits", Unit: "", Lower: true, Note: "TCP retransmits iperf3 counted on the sender"},
@@ -140,10 +142,14 @@ func runScale(c scaleCell) func(ctx context.Context, env *Env, rig *Rig) (Sample
 		if err := checkEdgeConns(tr, c.Proto, c.Conns, "before the run"); err != nil {
 			return Sample{}, err
 		}
+		sut0, sutErr := readBusy(env.SUTCPUs)
+		load0, loadErr := readBusy(env.LoadCPUs)
 		res, err := iperfBulk(ctx, env, rig, c.Streams)
 		if err != nil {
 			return Sample{}, err
 		}
+		sut1, sutErr1 := readBusy(env.SUTCPUs)
+		load1, loadErr1 := readBusy(env.LoadCPUs)
 		if err := checkEdgeConns(tr, c.Proto, c.Conns, "after the run"); err != nil {
 			return Sample{}, err
 		}
@@ -154,8 +160,39 @@ func runScale(c scaleCell) func(ctx context.Context, env *Env, rig *Rig) (Sample
 			"throughput":  res.BitsPerSecond / 1e9,
 			"retransmits": float64(res.Retransmits),
 			"slowest":     SlowestShare(res.StreamBytes) * 100,
+			"sut_busy":    nanIf(sutErr != nil || sutErr1 != nil, sut1.busyCPUs(sut0)),
+			"load_busy":   nanIf(loadErr != nil || loadErr1 != nil, load1.busyCPUs(load0)),
 		}}, nil
 	}
+}
+
+// cpuSet is a reading of some CPUs' ticks.
+type cpuSet struct {
+	n     int
+	ticks CPUTicks
+}
+
+// readBusy reads the ticks of the CPUs in list; an empty list (nothing
+// pinned) is an error, so the figure is not measured.
+func readBusy(list string) (cpuSet, error) {
+	if list == "" {
+		return cpuSet{}, fmt.Errorf("no CPUs")
+	}
+	cpus, err := ParseCPUList(list)
+	if err != nil {
+		return cpuSet{}, err
+	}
+	t, err := ReadCPUTicks(list)
+	return cpuSet{n: len(cpus), ticks: t}, err
+}
+
+// busyCPUs is how many of the CPUs were busy on average since earlier.
+func (s cpuSet) busyCPUs(earlier cpuSet) float64 {
+	d := s.ticks.Sub(earlier.ticks)
+	if d.Total == 0 || s.n == 0 {
+		return math.NaN()
+	}
+	return float64(d.Busy) / float64(d.Total) * float64(s.n)
 }
 
 // SlowestShare is the smallest of bytes over their mean: 1 when every

@@ -108,3 +108,17 @@ func TestSlowestShare(t *testing.T) {
 		}
 	}
 }
+
+func TestBusyCPUs(t *testing.T) {
+	a := cpuSet{n: 2, ticks: CPUTicks{Busy: 100, Total: 1000}}
+	b := cpuSet{n: 2, ticks: CPUTicks{Busy: 250, Total: 1200}} // 200 ticks of 2 CPUs: 1 s; 150 busy
+	if got := b.busyCPUs(a); math.Abs(got-1.5) > 1e-9 {
+		t.Errorf("busyCPUs = %v, want 1.5", got)
+	}
+	if got := a.busyCPUs(a); !math.IsNaN(got) {
+		t.Errorf("no time passed: %v", got)
+	}
+	if _, err := readBusy(""); err == nil {
+		t.Error("no CPU list: no error")
+	}
+}
