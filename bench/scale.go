@@ -26,7 +26,9 @@ var scaleArea = Area{Key: "l4-scale", Only: "^l4-scale/", Title: "L4 tunnel: str
 		"and CPU per GB flat (within 10%) from 1 stream over 1 connection to 8 over 4. " +
 		"**What 2 cores allow:** edge and connector share the one SUT CPU (the other runs iperf3, the origins and the harness), so more connections cannot add a core. " +
 		"`cpus` (CPU-seconds of edge and connector per second) near 1.00 says that CPU is full: throughput is then 8 / `cpu_per_gb` Gbit/s and the two columns say the same thing; " +
-		"`sut_busy` and `load_busy` are each side's CPU busy time per second from /proc/stat (the machine may be shared: other work shows there too). " +
+		"`sut_busy` and `load_busy` are each side's CPU busy time per second from /proc/stat (the machine may be shared: other work shows there too); " +
+		"`sut_busy` above `cpus` is kernel work on the SUT CPU not charged to edge or connector (TCP receive softirqs), and when `load_busy` is near 1.00 as well, " +
+		"iperf3 at both ends fills the load CPU and the cell measures the machine rather than the tunnel alone (HTTP/2, at 3 to 4 Gbit/s, gets there). " +
 		"The grid shows what more streams and more connections cost or save per byte on one core, not how they spread over cores; that needs a machine with SUT CPUs to spare (`-sut-cpus`). " +
 		"With 4 connections the connector spreads them over the token's two edge addresses (2 over IPv4, 2 over IPv6); 1 connection is IPv4."}
 
