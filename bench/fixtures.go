@@ -241,7 +241,15 @@ func tunnelIngressYAML() string {
 
 // startTunnel runs the real edge and connector binaries (testnet's
 // TunnelRig) with the connector on protocol, both pinned to the SUT CPUs.
+// The connector keeps its default number of connections.
 func startTunnel(protocol string) func(ctx context.Context, env *Env) (*Rig, error) {
+	return startTunnelConns(protocol, 0)
+}
+
+// startTunnelConns is startTunnel with the connector keeping conns
+// connections (--connections), set up only once the edge counts all of
+// them; 0 leaves the connector's default and waits for the first.
+func startTunnelConns(protocol string, conns int) func(ctx context.Context, env *Env) (*Rig, error) {
 	return func(ctx context.Context, env *Env) (*Rig, error) {
 		r, err := newRig(ctx, env, testnet.Tunnel())
 		if err != nil {
@@ -259,7 +267,11 @@ func startTunnel(protocol string) func(ctx context.Context, env *Env) (*Rig, err
 		if err := env.PinSUT(rig.Edge.Cmd.Process.Pid); err != nil {
 			return fail(err)
 		}
-		c, err := rig.StartConnector(r.Net.Node("conn"), "bench", protocol, tunnelIngressYAML())
+		var extra []string
+		if conns > 0 {
+			extra = []string{"--connections", fmt.Sprint(conns)}
+		}
+		c, err := rig.StartConnector(r.Net.Node("conn"), "bench", protocol, tunnelIngressYAML(), extra...)
 		if err != nil {
 			return fail(err)
 		}
@@ -268,6 +280,11 @@ func startTunnel(protocol string) func(ctx context.Context, env *Env) (*Rig, err
 		}
 		if err := c.WaitReady(20 * time.Second); err != nil {
 			return fail(fmt.Errorf("connector: %w\n%s", err, c.Output()))
+		}
+		if conns > 0 {
+			if err := waitEdgeConns(ctx, rig, protocol, conns, 20*time.Second); err != nil {
+				return fail(fmt.Errorf("%w\n%s", err, c.Output()))
+			}
 		}
 		// Threads started while connecting inherited the pinning; pin
 		// again in case one was cloned before it.

@@ -12,6 +12,8 @@ type IperfResult struct {
 	Seconds       float64
 	Retransmits   int
 	Streams       int
+	// StreamBytes are the bytes each stream's receiver counted.
+	StreamBytes []float64
 }
 
 type iperfJSON struct {
@@ -21,6 +23,11 @@ type iperfJSON struct {
 		} `json:"test_start"`
 	} `json:"start"`
 	End struct {
+		Streams []struct {
+			Receiver struct {
+				Bytes float64 `json:"bytes"`
+			} `json:"receiver"`
+		} `json:"streams"`
 		SumSent struct {
 			Retransmits int `json:"retransmits"`
 		} `json:"sum_sent"`
@@ -48,6 +55,10 @@ func ParseIperf3(b []byte) (IperfResult, error) {
 	if r.Seconds <= 0 || r.Bytes <= 0 {
 		return IperfResult{}, fmt.Errorf("iperf3 json: no end.sum_received figures")
 	}
-	return IperfResult{BitsPerSecond: r.BitsPerSecond, Bytes: r.Bytes, Seconds: r.Seconds,
-		Retransmits: j.End.SumSent.Retransmits, Streams: j.Start.TestStart.NumStreams}, nil
+	res := IperfResult{BitsPerSecond: r.BitsPerSecond, Bytes: r.Bytes, Seconds: r.Seconds,
+		Retransmits: j.End.SumSent.Retransmits, Streams: j.Start.TestStart.NumStreams}
+	for _, st := range j.End.Streams {
+		res.StreamBytes = append(res.StreamBytes, st.Receiver.Bytes)
+	}
+	return res, nil
 }

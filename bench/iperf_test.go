@@ -2,6 +2,7 @@ package bench
 
 import (
 	"os"
+	"slices"
 	"testing"
 )
 
@@ -12,9 +13,10 @@ func TestParseIperf3(t *testing.T) {
 		bytes   float64
 		bps     float64
 		retrans int
+		each    []float64 // per stream, as its receiver counted
 	}{
-		{"testdata/iperf3-P1.json", 1, 842530816, 6731280462.42405, 2},
-		{"testdata/iperf3-P2.json", 2, 488767488, 3892107768.707577, 1},
+		{"testdata/iperf3-P1.json", 1, 842530816, 6731280462.42405, 2, []float64{842530816}},
+		{"testdata/iperf3-P2.json", 2, 488767488, 3892107768.707577, 1, []float64{245104640, 243662848}},
 	} {
 		b, err := os.ReadFile(tc.file)
 		if err != nil {
@@ -26,6 +28,9 @@ func TestParseIperf3(t *testing.T) {
 		}
 		if r.Streams != tc.streams || r.Bytes != tc.bytes || r.BitsPerSecond != tc.bps || r.Retransmits != tc.retrans || r.Seconds <= 0 {
 			t.Errorf("%s: got %+v", tc.file, r)
+		}
+		if !slices.Equal(r.StreamBytes, tc.each) {
+			t.Errorf("%s: per-stream bytes %v, want %v", tc.file, r.StreamBytes, tc.each)
 		}
 	}
 }

@@ -193,3 +193,63 @@ func allStats() (map[int]ProcStat, error) {
 	}
 	return out, nil
 }
+
+// CPUTicks are the clock ticks some CPUs spent, from /proc/stat.
+type CPUTicks struct {
+	Busy  uint64 // all but idle and iowait (steal included: the CPU was not ours)
+	Total uint64
+}
+
+// Sub is the ticks between an earlier reading and t.
+func (t CPUTicks) Sub(earlier CPUTicks) CPUTicks {
+	return CPUTicks{Busy: t.Busy - earlier.Busy, Total: t.Total - earlier.Total}
+}
+
+// ParseCPUTicks sums the "cpuN" lines of /proc/stat for the CPUs given. It
+// fails if one of them has no line.
+func ParseCPUTicks(b []byte, cpus []int) (CPUTicks, error) {
+	want := map[string]bool{}
+	for _, c := range cpus {
+		want["cpu"+strconv.Itoa(c)] = true
+	}
+	var t CPUTicks
+	found := 0
+	for line := range strings.SplitSeq(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 6 || !want[f[0]] {
+			continue
+		}
+		want[f[0]] = false
+		found++
+		for i, s := range f[1:] {
+			if i >= 8 { // guest and guest_nice are counted in user and nice
+				break
+			}
+			v, err := strconv.ParseUint(s, 10, 64)
+			if err != nil {
+				return CPUTicks{}, fmt.Errorf("/proc/stat %s: %w", f[0], err)
+			}
+			t.Total += v
+			if i != 3 && i != 4 { // idle, iowait
+				t.Busy += v
+			}
+		}
+	}
+	if found != len(cpus) {
+		return CPUTicks{}, fmt.Errorf("/proc/stat: %d of CPUs %v found", found, cpus)
+	}
+	return t, nil
+}
+
+// ReadCPUTicks reads the ticks of the CPUs in list (taskset form).
+func ReadCPUTicks(list string) (CPUTicks, error) {
+	cpus, err := ParseCPUList(list)
+	if err != nil {
+		return CPUTicks{}, err
+	}
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return CPUTicks{}, err
+	}
+	return ParseCPUTicks(b, cpus)
+}

@@ -86,3 +86,32 @@ func TestParseCPUList(t *testing.T) {
 		}
 	}
 }
+
+func TestParseCPUTicks(t *testing.T) {
+	stat := []byte(`cpu  1803513 269 998105 3149716 7070 0 332403 21419 0 0
+cpu0 100 1 50 800 9 0 20 5 7 0
+cpu1 200 0 100 600 1 4 30 10 0 0
+intr 208178382 0 0
+`)
+	got, err := ParseCPUTicks(stat, []int{1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (CPUTicks{Busy: 200 + 100 + 4 + 30 + 10, Total: 200 + 100 + 600 + 1 + 4 + 30 + 10}); got != want {
+		t.Errorf("cpu1: %+v, want %+v", got, want)
+	}
+	both, err := ParseCPUTicks(stat, []int{0, 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// guest (7) is in user already: not counted twice.
+	if want := (CPUTicks{Busy: 344 + 100 + 1 + 50 + 20 + 5, Total: 945 + 985}); both != want {
+		t.Errorf("cpu0,1: %+v, want %+v", both, want)
+	}
+	if d := both.Sub(got); d.Busy != 176 || d.Total != 985 {
+		t.Errorf("Sub: %+v", d)
+	}
+	if _, err := ParseCPUTicks(stat, []int{2}); err == nil {
+		t.Error("a missing CPU: no error")
+	}
+}

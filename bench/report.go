@@ -246,7 +246,8 @@ func goalFor(s *ScenarioResult, peer, metric string) *Goal {
 }
 
 // compareRows lists, for each onramp scenario of the area and each peer of
-// it in the run, the ratio of every compared metric.
+// it in the run (another onramp scenario may be one: a grid's reference
+// cell), the ratio of every compared metric.
 func compareRows(run *Run, rows []*ScenarioResult, a Area) [][]string {
 	var out [][]string
 	for _, o := range rows {
@@ -254,7 +255,7 @@ func compareRows(run *Run, rows []*ScenarioResult, a Area) [][]string {
 			continue
 		}
 		for _, peer := range rows {
-			if peer.Onramp || peer.Error != "" || !contains(peer.PeerOf, o.Name) {
+			if peer == o || peer.Error != "" || !contains(peer.PeerOf, o.Name) {
 				continue
 			}
 			for _, metric := range a.Compare {

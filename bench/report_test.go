@@ -5,6 +5,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -202,5 +203,26 @@ func TestMerge(t *testing.T) {
 	later.Quick = true
 	if _, err := Merge(base, later); err == nil {
 		t.Error("a quick run merged into a full one")
+	}
+}
+
+// An onramp scenario may be the reference of another (a grid's cells):
+// the ratio is listed, and no scenario is compared with itself.
+func TestCompareRowsOnrampReference(t *testing.T) {
+	sum := func(m float64) Summary { return Summary{N: 1, Median: m, Min: m, Max: m} }
+	mk := func(name string, tp float64, peerOf ...string) ScenarioResult {
+		return ScenarioResult{Name: name, Area: "l4-scale", Label: name, Onramp: true, PeerOf: peerOf,
+			Metrics: []MetricResult{{Name: "throughput", Unit: "Gbit/s", Summary: sum(tp)}}}
+	}
+	run := &Run{Scenarios: []ScenarioResult{mk("s8-c1", 2, "s8-c4", "s8-c1"), mk("s8-c4", 3)}}
+	run.Scenarios[1].Goals = []Goal{{Peer: "s8-c1", Metric: "throughput", Op: ">=", Ratio: 1}}
+	var rows []*ScenarioResult
+	for i := range run.Scenarios {
+		rows = append(rows, &run.Scenarios[i])
+	}
+	got := compareRows(run, rows, Area{Key: "l4-scale", Compare: []string{"throughput"}})
+	want := [][]string{{"s8-c4", "s8-c1", "throughput (higher is better)", "1.50", ">= 1.00 (met)"}}
+	if len(got) != 1 || !slices.Equal(got[0], want[0]) {
+		t.Errorf("rows %q, want %q", got, want)
 	}
 }

@@ -89,7 +89,7 @@ func (r *Runner) RunAll(ctx context.Context, scenarios []Scenario) []ScenarioRes
 
 // goalGroups returns, for every scenario index, the indexes of its group
 // in list order: the scenarios joined by goals (an onramp scenario and the
-// peers its goals name), or the scenario alone.
+// peers its goals name) or by a shared Interleave, or the scenario alone.
 func goalGroups(scenarios []Scenario) [][]int {
 	parent := make([]int, len(scenarios))
 	for i := range parent {
@@ -106,13 +106,24 @@ func goalGroups(scenarios []Scenario) [][]int {
 	for i, s := range scenarios {
 		index[s.Name] = i
 	}
+	join := func(i, j int) {
+		a, b := find(i), find(j)
+		if a != b {
+			parent[max(a, b)] = min(a, b)
+		}
+	}
+	first := map[string]int{} // Interleave key -> its first scenario
 	for i, s := range scenarios {
 		for _, g := range s.Goals {
 			if j, ok := index[g.Peer]; ok {
-				a, b := find(i), find(j)
-				if a != b {
-					parent[max(a, b)] = min(a, b)
-				}
+				join(i, j)
+			}
+		}
+		if s.Interleave != "" {
+			if j, ok := first[s.Interleave]; ok {
+				join(i, j)
+			} else {
+				first[s.Interleave] = i
 			}
 		}
 	}
@@ -221,6 +232,9 @@ func newScenarioRun(r *Runner, s Scenario) *scenarioRun {
 	if s.Reps > 0 {
 		sr.reps = s.Reps
 	}
+	if r.Env.Quick && s.QuickReps > 0 {
+		sr.reps = s.QuickReps
+	}
 	for _, m := range s.Metrics {
 		sr.wants[m.Name] = true
 	}
@@ -282,7 +296,9 @@ func (sr *scenarioRun) runRep(ctx context.Context, rep int, named bool) {
 	}
 	rig := sr.rig
 	cpu0, cpuErr := TreeCPUSeconds(rig.Measured)
+	t0 := time.Now()
 	smp, err := s.Run(ctx, env, rig)
+	wall := time.Since(t0).Seconds()
 	if err != nil {
 		sr.fail(fmt.Errorf("run %d of %d: %w", rep, sr.reps, err))
 		return
@@ -300,6 +316,9 @@ func (sr *scenarioRun) runRep(ctx context.Context, rep int, named bool) {
 	}
 	if sr.wants["cpu_per_gb"] {
 		v["cpu_per_gb"] = nanIf(smp.Bytes <= 0, cpu/(smp.Bytes/1e9))
+	}
+	if sr.wants["cpus"] {
+		v["cpus"] = nanIf(wall <= 0, cpu/wall) // CPUs busy on average
 	}
 	if sr.wants["cpu_per_kop"] {
 		v["cpu_per_kop"] = nanIf(smp.Ops <= 0, cpu*1e3/(smp.Ops/1e3)) // CPU-ms per 1000 ops

@@ -127,3 +127,34 @@ func TestRunnerInterleavesGoalGroups(t *testing.T) {
 		}
 	}
 }
+
+// Scenarios that share an Interleave key run interleaved without a goal
+// between them; QuickReps sets a smoke run's repetitions; "cpus" is the
+// measured processes' CPU time over the run's wall time (NaN without
+// processes).
+func TestRunnerInterleaveKeyQuickRepsAndCPUs(t *testing.T) {
+	var order []string
+	mk := func(name, key string) Scenario {
+		return Scenario{Name: name, Area: "l4-scale", Label: name, Onramp: true, Setup: "nothing", Interleave: key, QuickReps: 2,
+			Metrics: []Metric{{Name: "throughput", Unit: "Gbit/s"}, {Name: "cpus", Unit: "CPUs"}},
+			Start:   startNothing,
+			Run: func(context.Context, *Env, *Rig) (Sample, error) {
+				order = append(order, name)
+				return Sample{Values: map[string]float64{"throughput": 1}}, nil
+			}}
+	}
+	scenarios := []Scenario{mk("a1", "a"), mk("b1", "b"), mk("a2", "a"), mk("b2", "b"), mk("alone", "")}
+	var out bytes.Buffer
+	res := (&Runner{Env: &Env{Reps: 5, Quick: true}, Out: &out}).RunAll(context.Background(), scenarios)
+	if got, want := strings.Join(order, " "), "a1 a2 a2 a1 b1 b2 b2 b1 alone alone"; got != want {
+		t.Errorf("run order %q, want %q", got, want)
+	}
+	if c := res[0].Metric("cpus"); c == nil || len(c.Samples) != 2 || !math.IsNaN(float64(c.Samples[0])) {
+		t.Errorf("cpus without measured processes: %+v", c)
+	}
+	order = nil
+	(&Runner{Env: &Env{Reps: 3}, Out: &out}).RunAll(context.Background(), scenarios[4:])
+	if len(order) != 3 {
+		t.Errorf("a full run ran %d times, want Env.Reps 3", len(order))
+	}
+}

@@ -44,17 +44,26 @@ func (g Goal) String() string { return fmt.Sprintf("%s %.2f", g.Op, g.Ratio) }
 // test or a peer in it) and a run repeated Env.Reps times. Scenarios are
 // plain values; [Scenarios] lists them.
 type Scenario struct {
-	Name   string   // unique; -only matches it, e.g. "tunnel-quic/bulk1"
-	Area   string   // an [Area] key
-	Label  string   // what runs, for tables: "onramp tunnel (QUIC)"
-	Onramp bool     // the system under test; otherwise a peer or ceiling
-	PeerOf []string // for peers: the onramp scenarios they are compared with
-	Goals  []Goal   // for onramp scenarios: target ratios to peers
+	Name   string // unique; -only matches it, e.g. "tunnel-quic/bulk1"
+	Area   string // an [Area] key
+	Label  string // what runs, for tables: "onramp tunnel (QUIC)"
+	Onramp bool   // the system under test; otherwise a peer or ceiling
+	// PeerOf are the onramp scenarios this one is compared with: a peer's,
+	// or an onramp scenario's that is the reference of another (a cell of
+	// a grid against its neighbour).
+	PeerOf []string
+	Goals  []Goal // for onramp scenarios: target ratios to peers
 	// Setup says in words what runs where (for BENCHMARKS.md).
 	Setup   string
 	Metrics []Metric
 	// Reps overrides Env.Reps (the Go microbenchmarks repeat inside).
 	Reps int
+	// QuickReps overrides the repetitions of a quick (smoke) run.
+	QuickReps int
+	// Interleave joins the scenarios that share it into one group that
+	// runs interleaved, as the scenarios of a goal do (a grid measured
+	// against its own cells).
+	Interleave string
 	// FreshPerRun starts a new world for every run (memory figures that
 	// the previous run would otherwise inflate).
 	FreshPerRun bool

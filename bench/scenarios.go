@@ -7,7 +7,8 @@ var Areas = []Area{
 	{Key: "l4-bulk-1", Only: "/bulk1$", Title: "L4 tunnel: single-stream bulk throughput", Compare: []string{"throughput", "cpu_per_gb"},
 		Intro: "One TCP stream, iperf3 from `user` to `origin` through whatever is in the middle."},
 	{Key: "l4-bulk-8", Only: "/bulk8$", Title: "L4 tunnel: 8 parallel streams", Compare: []string{"throughput", "cpu_per_gb"},
-		Intro: "iperf3 -P 8: eight TCP streams at once (one tunnel connection carries all of them)."},
+		Intro: "iperf3 -P 8: eight TCP streams at once (the connector's default 4 tunnel connections carry them, 2 data streams each; `l4-scale` varies streams and connections)."},
+	scaleArea, // scale.go
 	{Key: "l4-latency", Only: "/echo$", Title: "L4 tunnel: request/response latency", Compare: []string{"p50", "p99"},
 		Intro: "Sequential 64-byte echoes on one warm connection (harness load generator), after 200 unrecorded warm-up echoes."},
 	{Key: "l4-connrate", Only: "/connrate$", Title: "L4 tunnel: new connections per second", Compare: []string{"rate", "p99"},
@@ -161,6 +162,7 @@ func Scenarios() []Scenario {
 			add(sc)
 		}
 	}
+	s = append(s, scaleScenarios()...)     // scale.go
 	s = append(s, firstByteScenarios()...) // scenarios_rtt.go
 
 	s = append(s, l3Scenarios()...)

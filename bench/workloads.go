@@ -36,17 +36,23 @@ func truncateLog(b []byte) string {
 	return string(b)
 }
 
+// iperfBulk runs iperf3 for BulkSeconds from the client to the bulk
+// address with streams parallel streams (iperf3 -P).
+func iperfBulk(ctx context.Context, env *Env, rig *Rig, streams int) (IperfResult, error) {
+	host, port, _ := strings.Cut(rig.Addr["bulk"], ":")
+	args := []string{"-c", host, "-p", port, "-t", fmt.Sprint(env.BulkSeconds), "-J", "-P", fmt.Sprint(streams)}
+	out, err := output(env, rig.Client.Command(ctx, "iperf3", args...))
+	if err != nil {
+		return IperfResult{}, err
+	}
+	return ParseIperf3(out)
+}
+
 // runBulk is iperf3 from the client to the bulk address with streams
 // parallel streams (iperf3 -P).
 func runBulk(streams int) func(ctx context.Context, env *Env, rig *Rig) (Sample, error) {
 	return func(ctx context.Context, env *Env, rig *Rig) (Sample, error) {
-		host, port, _ := strings.Cut(rig.Addr["bulk"], ":")
-		args := []string{"-c", host, "-p", port, "-t", fmt.Sprint(env.BulkSeconds), "-J", "-P", fmt.Sprint(streams)}
-		out, err := output(env, rig.Client.Command(ctx, "iperf3", args...))
-		if err != nil {
-			return Sample{}, err
-		}
-		res, err := ParseIperf3(out)
+		res, err := iperfBulk(ctx, env, rig, streams)
 		if err != nil {
 			return Sample{}, err
 		}

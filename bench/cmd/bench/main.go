@@ -38,6 +38,9 @@ func main() {
 				kind := "peer of " + strings.Join(s.PeerOf, ", ")
 				if s.Onramp {
 					kind = "onramp"
+					if len(s.PeerOf) > 0 {
+						kind += "; reference of " + strings.Join(s.PeerOf, ", ")
+					}
 				}
 				fmt.Printf("%-22s %-12s %s (%s)\n", s.Name, s.Area, s.Label, kind)
 			}
