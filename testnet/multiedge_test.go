@@ -407,6 +407,20 @@ func TestMultiEdgeAdvertise(t *testing.T) {
 		return nil
 	})
 	t.Logf("edge B joined: the connector, whose token names only edge A, has 2 connections on each edge after %v", time.Since(start).Round(time.Millisecond))
+	// edge status on either edge lists both edges of the deployment.
+	st, err := w.CLI(ctx, 1, "status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"EDGE", w.Edges[0].Public + ":7844", w.Edges[1].Public + ":7844", "(this edge)"} {
+		if !strings.Contains(st, want) {
+			t.Fatalf("edge status on edge B lacks %q:\n%s", want, st)
+		}
+	}
+	if strings.Contains(st, "gone") {
+		t.Fatalf("edge status shows a live edge gone:\n%s", st)
+	}
+	t.Logf("edge status on edge B:\n%s", st)
 	if !strings.Contains(conn.Output(), "the edges advertise a new list") {
 		t.Errorf("the connector does not log the new list:\n%s", conn.Output())
 	}

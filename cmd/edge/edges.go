@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -33,7 +34,60 @@ const (
 type member struct {
 	Name      string   `json:"name"`
 	Advertise []string `json:"advertise"`
-	Seen      int64    `json:"seen"` // Unix seconds of the last heartbeat
+	Seen      int64    `json:"seen"` // Unix milliseconds of the last heartbeat
+	// What the edge carried at its last heartbeat, for edge status on
+	// any edge: when it started, its connector connections and the
+	// tunnels with at least one of them.
+	Started     int64 `json:"started,omitempty"` // Unix milliseconds
+	Connections int   `json:"connections"`
+	Tunnels     int   `json:"tunnels"`
+}
+
+// members returns the edges' membership records, live ones first by
+// name, then those not heard from for memberExpiry; nil with one edge.
+func (a *app) members(now time.Time) []edgeMember {
+	m := a.memberMirror.Load()
+	if m == nil {
+		return nil
+	}
+	var out []edgeMember
+	m.Range(func(k string, v []byte) bool {
+		var r member
+		if json.Unmarshal(v, &r) != nil {
+			return true
+		}
+		em := edgeMember{ID: k[len(prefixEdges):], Name: r.Name, Advertise: r.Advertise, Seen: time.UnixMilli(r.Seen),
+			Connections: r.Connections, Tunnels: r.Tunnels, Live: now.Sub(time.UnixMilli(r.Seen)) < memberExpiry,
+			Self: k[len(prefixEdges):] == memberID(a.cfg.Data)}
+		if r.Started != 0 {
+			em.Started = time.UnixMilli(r.Started)
+		}
+		out = append(out, em)
+		return true
+	})
+	slices.SortFunc(out, func(x, y edgeMember) int {
+		if x.Live != y.Live {
+			if x.Live {
+				return -1
+			}
+			return 1
+		}
+		return strings.Compare(x.Name, y.Name)
+	})
+	return out
+}
+
+// edgeMember is an edge of the deployment as edge status shows it.
+type edgeMember struct {
+	ID          string    `json:"id"`
+	Name        string    `json:"name"` // host:data directory
+	Advertise   []string  `json:"advertise"`
+	Started     time.Time `json:"started,omitzero"`
+	Seen        time.Time `json:"seen"` // its last heartbeat
+	Live        bool      `json:"live"` // heard from within 35 s
+	Self        bool      `json:"self"` // the edge that answered
+	Connections int       `json:"connections"`
+	Tunnels     int       `json:"tunnels"`
 }
 
 // memberID names this edge in the registry: stable across restarts of one
@@ -69,7 +123,7 @@ func (a *app) advertiseEdges(ctx context.Context, wg *sync.WaitGroup) {
 		set := slices.Clone(own)
 		mirror.Range(func(k string, v []byte) bool {
 			var m member
-			if json.Unmarshal(v, &m) == nil && now.Sub(time.Unix(m.Seen, 0)) < memberExpiry {
+			if json.Unmarshal(v, &m) == nil && now.Sub(time.UnixMilli(m.Seen)) < memberExpiry {
 				set = append(set, m.Advertise...)
 			}
 			return true
@@ -83,9 +137,17 @@ func (a *app) advertiseEdges(ctx context.Context, wg *sync.WaitGroup) {
 		defer mu.Unlock()
 		recompute()
 	})
+	a.memberMirror.Store(mirror)
 	mu.Unlock()
 	beat := func(ctx context.Context) {
-		v, _ := json.Marshal(member{Name: host + ":" + a.cfg.Data, Advertise: own, Seen: time.Now().Unix()})
+		m := member{Name: host + ":" + a.cfg.Data, Advertise: own, Seen: time.Now().UnixMilli(), Started: a.started.UnixMilli()}
+		tunnels := map[[16]byte]bool{}
+		for _, c := range a.srv.Connections() {
+			m.Connections++
+			tunnels[c.Tunnel] = true
+		}
+		m.Tunnels = len(tunnels)
+		v, _ := json.Marshal(m)
 		_, err := reg.Update(ctx, func(tx registry.Txn) error {
 			all, err := tx.List(prefixEdges)
 			if err != nil {
@@ -93,7 +155,7 @@ func (a *app) advertiseEdges(ctx context.Context, wg *sync.WaitGroup) {
 			}
 			for _, p := range all {
 				var m member
-				if json.Unmarshal(p.Value, &m) != nil || time.Since(time.Unix(m.Seen, 0)) > memberForgotten {
+				if json.Unmarshal(p.Value, &m) != nil || time.Since(time.UnixMilli(m.Seen)) > memberForgotten {
 					if err := tx.Delete(p.Key); err != nil {
 						return err
 					}

@@ -21,6 +21,7 @@ import (
 	"github.com/onramp-net/onramp/cmd/edge/edgeconfig"
 	"github.com/onramp-net/onramp/cmd/internal/cli"
 	"github.com/onramp-net/onramp/dataplane/prefilter"
+	"github.com/onramp-net/onramp/dataplane/registry"
 	"github.com/onramp-net/onramp/l4proxy/edge"
 	"github.com/onramp-net/onramp/l4proxy/store"
 	"github.com/onramp-net/onramp/l4proxy/tunnel"
@@ -67,7 +68,9 @@ type app struct {
 	ctx     context.Context
 	l3      *l3ctl
 	xdp     atomic.Pointer[prefilter.Filter] // the XDP pre-filter, once it runs
-	started time.Time                        // when serve started
+	// members mirrors the edges' membership records (etcd only).
+	memberMirror atomic.Pointer[registry.Mirror]
+	started      time.Time // when serve started
 
 	mu sync.Mutex // orders syncTunnels
 }

@@ -25,7 +25,10 @@ import (
 // edgeStatus is what GET /v1/status answers and `edge status --json`
 // prints. Its fields are only ever added to.
 type edgeStatus struct {
-	Edge    edgeSelf     `json:"edge"`
+	Edge edgeSelf `json:"edge"`
+	// Edges are the edges sharing the registry (etcd), from their
+	// heartbeats: counts as of their last one, at most 10 s old.
+	Edges   []edgeMember `json:"edges,omitempty"`
 	Tunnels []tunnelInfo `json:"tunnels"`
 	L3      l3Summary    `json:"l3"`
 }
@@ -124,6 +127,7 @@ func (a *app) status() (*edgeStatus, error) {
 		},
 		Tunnels: tunnels,
 	}
+	st.Edges = a.members(st.Edge.Now)
 	for _, t := range tunnels {
 		for _, c := range t.Connections {
 			st.Edge.Connections++
@@ -308,6 +312,30 @@ func writeStatus(out io.Writer, st *edgeStatus) error {
 		len(st.Tunnels), connected, e.Connections, e.Quiet, e.Draining)
 	if err := w.Flush(); err != nil {
 		return err
+	}
+
+	if len(st.Edges) > 0 {
+		fmt.Fprintln(out)
+		w = tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(w, "EDGE	ADVERTISE	UP	CONNECTIONS	TUNNELS	HEARTBEAT")
+		for _, m := range st.Edges {
+			name := m.Name
+			if m.Self {
+				name += " (this edge)"
+			}
+			up := "-"
+			if !m.Started.IsZero() {
+				up = ago(now.Sub(m.Started))
+			}
+			beat := ago(now.Sub(m.Seen)) + " ago"
+			if !m.Live {
+				beat += " (gone: not advertised)"
+			}
+			fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%d\t%s\n", name, strings.Join(m.Advertise, ", "), up, m.Connections, m.Tunnels, beat)
+		}
+		if err := w.Flush(); err != nil {
+			return err
+		}
 	}
 
 	if len(st.Tunnels) > 0 {
