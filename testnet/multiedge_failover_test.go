@@ -163,26 +163,9 @@ func recovery(all []probe, t0 time.Time, edges ...int) (resumed time.Duration, f
 //
 // Each recovery time is printed; no probe may hang.
 func TestMultiEdgeFailover(t *testing.T) {
-	if err := testnet.EtcdAvailable(); err != nil {
-		testnet.SkipOrFail(t, "several edges on etcd: %v", err)
-	}
-	n := testnet.New(t, testnet.MultiEdge())
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
-	dir := t.TempDir()
-	etcd := testnet.NewEtcd(t, n, "etcd1", "etcd2", "etcd3")
-	if _, err := etcd.WaitLeader(ctx); err != nil {
-		t.Fatal(err)
-	}
-	o, err := n.Node("origin").ServeOrigins()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer o.Close()
-	w, err := testnet.StartMultiEdge(ctx, n, dir, etcd, testnet.DefaultEdgeYAML("web"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	n, _, w, dir := multiEdgeWorld(t, ctx, false, true)
 	tok, err := w.CLI(ctx, 0, "tunnel", "create", "web")
 	if err != nil {
 		t.Fatal(err)

@@ -33,27 +33,9 @@ import (
 //     connections on edge A, and a deletion on edge B cuts a tunnel's
 //     connections on edge A, each within a second.
 func TestMultiEdgeRegistry(t *testing.T) {
-	if err := testnet.EtcdAvailable(); err != nil {
-		testnet.SkipOrFail(t, "several edges on etcd: %v", err)
-	}
-	n := testnet.New(t, testnet.MultiEdge())
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
-	dir := t.TempDir()
-	etcd := testnet.NewEtcd(t, n, "etcd1", "etcd2", "etcd3")
-	if _, err := etcd.WaitLeader(ctx); err != nil {
-		t.Fatal(err)
-	}
-	origin := n.Node("origin")
-	o, err := origin.ServeOrigins()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer o.Close()
-	w, err := testnet.StartMultiEdge(ctx, n, dir, etcd, testnet.DefaultEdgeYAML("web"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	n, etcd, w, dir := multiEdgeWorld(t, ctx, false, true)
 	user := n.Node("user")
 	echo := func(edge int) error {
 		addr := net.JoinHostPort(w.Edges[edge].Public, fmt.Sprint(testnet.EdgeEchoPort))
@@ -354,23 +336,9 @@ func eventually(t *testing.T, timeout time.Duration, what string, f func() error
 // deployment (on the same etcd, advertising itself), without a new token;
 // when edge B stops, its connections come back to edge A.
 func TestMultiEdgeAdvertise(t *testing.T) {
-	if err := testnet.EtcdAvailable(); err != nil {
-		testnet.SkipOrFail(t, "several edges on etcd: %v", err)
-	}
-	n := testnet.New(t, testnet.MultiEdge())
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	dir := t.TempDir()
-	etcd := testnet.NewEtcd(t, n, "etcd1", "etcd2", "etcd3")
-	o, err := n.Node("origin").ServeOrigins()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer o.Close()
-	w, err := testnet.PrepareMultiEdge(n, dir, etcd, testnet.DefaultEdgeYAML("web"), true)
-	if err != nil {
-		t.Fatal(err)
-	}
+	n, _, w, dir := multiEdgeWorld(t, ctx, true, false)
 	if err := w.StartEdge(ctx, 0); err != nil {
 		t.Fatal(err)
 	}
@@ -446,4 +414,38 @@ func TestMultiEdgeAdvertise(t *testing.T) {
 		return nil
 	})
 	t.Logf("edge B stopped: 4 connections on edge A after %v", time.Since(start).Round(time.Millisecond))
+}
+
+// multiEdgeWorld builds the MultiEdge topology with a three-member etcd,
+// the origins, and the two edges' configurations (ownAdvertise: each
+// edge advertises itself only); start starts both edges.
+func multiEdgeWorld(t *testing.T, ctx context.Context, ownAdvertise, start bool) (*testnet.Net, *testnet.EtcdCluster, *testnet.MultiEdgeWorld, string) {
+	t.Helper()
+	if err := testnet.EtcdAvailable(); err != nil {
+		testnet.SkipOrFail(t, "several edges on etcd: %v", err)
+	}
+	n := testnet.New(t, testnet.MultiEdge())
+	dir := t.TempDir()
+	etcd := testnet.NewEtcd(t, n, "etcd1", "etcd2", "etcd3")
+	if _, err := etcd.WaitLeader(ctx); err != nil {
+		t.Fatal(err)
+	}
+	o, err := n.Node("origin").ServeOrigins()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { o.Close() })
+	w, err := testnet.PrepareMultiEdge(n, dir, etcd, testnet.DefaultEdgeYAML("web"), ownAdvertise)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range w.Edges {
+		if !start {
+			break
+		}
+		if err := w.StartEdge(ctx, i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return n, etcd, w, dir
 }

@@ -14,7 +14,7 @@ import (
 // removed on any edge sharing the registry is live or cut on this one, and
 // the hub keeps its peers while etcd is unreachable.
 type Mirror struct {
-	m *registry.Mirror
+	r *registry.Records[Peer]
 }
 
 // Mirror starts mirroring the peers until ctx is done and waits for the
@@ -24,49 +24,19 @@ type Mirror struct {
 // From then on the store's changes return once the mirror applied them
 // (onChange ran).
 func (s *Store) Mirror(ctx context.Context, onChange func(old, new *Peer)) (*Mirror, error) {
-	pm := &Mirror{}
-	pm.m = registry.NewMirror(ctx, s.reg, prefixPeers, func(cs []registry.Change) {
-		if onChange == nil {
-			return
-		}
-		for _, c := range cs {
-			old, new := parseChange(c.Key, c.Old), parseChange(c.Key, c.New)
-			if old != nil || new != nil {
-				onChange(old, new)
-			}
-		}
-	})
-	sctx, cancel := context.WithTimeout(ctx, mirrorWait)
-	defer cancel()
-	if err := pm.m.Synced(sctx); err != nil {
-		return nil, fmt.Errorf("l3 store: %s: %w", s.reg, err)
-	}
-	s.mirror = pm
-	return pm, nil
-}
-
-// parseChange parses one side of a change; nil if it is missing or not a
-// record this code reads (then it is as good as missing).
-func parseChange(key string, v []byte) *Peer {
-	if v == nil {
-		return nil
-	}
-	p, err := parse(strings.TrimPrefix(key, prefixPeers), v)
+	r, err := registry.MirrorRecords(ctx, s.reg, prefixPeers, mirrorWait, func(key string, v []byte) (Peer, error) {
+		return parse(strings.TrimPrefix(key, prefixPeers), v)
+	}, onChange)
 	if err != nil {
-		return nil
+		return nil, fmt.Errorf("l3 store: %w", err)
 	}
-	return &p
+	s.mirror = &Mirror{r: r}
+	return s.mirror, nil
 }
 
 // Peers returns the mirrored peers, sorted by name.
 func (pm *Mirror) Peers() []Peer {
-	var out []Peer
-	pm.m.Range(func(k string, v []byte) bool {
-		if p := parseChange(k, v); p != nil {
-			out = append(out, *p)
-		}
-		return true
-	})
+	out := pm.r.All()
 	slices.SortFunc(out, func(a, b Peer) int { return strings.Compare(a.Name, b.Name) })
 	return out
 }

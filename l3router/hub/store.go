@@ -197,7 +197,7 @@ func (s *Store) update(fn func(registry.Txn) error) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), mirrorWait)
 	defer cancel()
-	if err := s.mirror.m.WaitRevision(ctx, rev); err != nil {
+	if err := s.mirror.r.Mirror().WaitRevision(ctx, rev); err != nil {
 		return fmt.Errorf("the change is made but this edge has not applied it yet: %w", err)
 	}
 	return nil

@@ -131,7 +131,7 @@ func (store *Store) update(fn func(registry.Txn) error) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), mirrorWait)
 	defer cancel()
-	if err := store.tunnels.m.WaitRevision(ctx, rev); err != nil {
+	if err := store.tunnels.r.Mirror().WaitRevision(ctx, rev); err != nil {
 		return fmt.Errorf("the change is made but this edge has not applied it yet: %w", err)
 	}
 	return nil
