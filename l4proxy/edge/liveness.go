@@ -8,8 +8,8 @@ import (
 )
 
 // DefaultQuietAfter is how long a connector connection may go without a
-// packet or frame from the connector before the edge stops opening new
-// streams on it. The tunnel's keep-alives (tunnel.Config.KeepAlivePeriod,
+// packet or frame from the connector, plus three of its round trips,
+// before the edge stops opening new streams on it. The tunnel's keep-alives (tunnel.Config.KeepAlivePeriod,
 // 1 s) make a live connection heard from at least that often, plus a
 // round trip; a connection silent for 1.5 s has most likely lost its
 // connector (a replica killed, its link down), and new users go to the
@@ -53,7 +53,13 @@ func (s *Server) sampleLiveness(now time.Time) {
 				}
 				continue
 			}
-			if silent := now.Sub(lc.heard); silent >= s.opts.QuietAfter && !lc.quiet.Swap(true) {
+			// A far connector's keep-alives come later: a round trip
+			// later, and quic-go waits 1.5 PTO at least between them.
+			after := s.opts.QuietAfter
+			if r, ok := lc.conn.(interface{ SmoothedRTT() time.Duration }); ok {
+				after += 3 * r.SmoothedRTT()
+			}
+			if silent := now.Sub(lc.heard); silent >= after && !lc.quiet.Swap(true) {
 				s.connLog(lc).Warn("edge: connector connection silent; new streams go to the tunnel's other connections",
 					"silent", silent.Round(time.Millisecond))
 				s.m.Error(errQuiet)

@@ -12,9 +12,13 @@ import (
 type liveFake struct {
 	fakeConn
 	recv atomic.Uint64
+	rtt  atomic.Int64
 }
 
-func (c *liveFake) Received() uint64      { return c.recv.Load() }
+func (c *liveFake) Received() uint64 { return c.recv.Load() }
+func (c *liveFake) SmoothedRTT() time.Duration {
+	return time.Duration(c.rtt.Load())
+}
 func (c *liveFake) ConnectorID() [16]byte { return [16]byte{2} }
 func (c *liveFake) Protocol() string      { return "quic" }
 func (c *liveFake) RemoteAddr() net.Addr {
@@ -69,5 +73,15 @@ func TestQuietConnectionsAvoided(t *testing.T) {
 	tick(200 * time.Millisecond)
 	if lcDead.quiet.Load() || s.pick(te, nil) != lcDead {
 		t.Fatal("a connection heard from again is still avoided")
+	}
+	// A far connector (300 ms away) is given three round trips more.
+	dead.rtt.Store(int64(300 * time.Millisecond))
+	tick(1500 * time.Millisecond)
+	if lcDead.quiet.Load() {
+		t.Fatal("a connection 300 ms away quiet after 1.5s")
+	}
+	tick(500 * time.Millisecond)
+	if !lcDead.quiet.Load() {
+		t.Fatal("a connection 300 ms away not quiet after 2s (1s + 3 round trips)")
 	}
 }
