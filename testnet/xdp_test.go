@@ -80,7 +80,12 @@ func TestXDPPrefilter(t *testing.T) {
 	}
 	dropped := delta(xdp, `reason="wireguard_type"`)
 	t.Logf("the pre-filter dropped %.0f for their type, passed %.0f WireGuard messages", dropped, delta(xdp, `reason="pass_wireguard"`))
-	if dropped < 0.95*float64(spray.Sent()) {
+	// Not every datagram sent arrives: with native XDP a veth hands
+	// packets to the pre-filter through a ring of 256 that the receiving
+	// CPU drains, and on a busy 2-core machine up to a tenth of a 20,000/s
+	// spray is lost before it (seen twice in CI: 89.8%). What arrives is
+	// dropped by the pre-filter, never by the device (below).
+	if dropped < 0.8*float64(spray.Sent()) {
 		t.Errorf("the pre-filter dropped %.0f of %d garbage datagrams", dropped, spray.Sent())
 	}
 	if delta(xdp, `reason="pass_wireguard"`) < 1 {
