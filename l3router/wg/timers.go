@@ -28,7 +28,7 @@ func (d *Device) timers() {
 		d.mu.Lock()
 		peers := make([]*Peer, 0, len(d.peers))
 		for _, p := range d.peers {
-			peers = append(peers, p)
+			peers = append(peers, p.allPaths()...)
 		}
 		d.mu.Unlock()
 		for _, p := range peers {
@@ -88,6 +88,10 @@ func (d *Device) tick(p *Peer, now int64) {
 	// at the other end.
 	if u := p.unanswered.Load(); u != 0 && now-u >= int64(keepaliveTimeout+rekeyTimeout) {
 		p.unanswered.Store(now)
+		d.initiate(p, now)
+	}
+	// One of several paths, silent for a while: probe it (paths.go).
+	if now-p.lastRecv.Load() >= int64(pathProbeAfter) && p.multipath() {
 		d.initiate(p, now)
 	}
 }
