@@ -398,3 +398,40 @@ func TestPathChoice(t *testing.T) {
 		}
 	}
 }
+
+// TestHubLeavesUnansweredToPeers: data sent and unanswered for
+// KEEPALIVE_TIMEOUT + REKEY_TIMEOUT makes a connector start a new session,
+// and not a hub: an edge a client has moved away from (edges sharing the
+// key and the client's endpoint) must not keep sending it initiations.
+func TestHubLeavesUnansweredToPeers(t *testing.T) {
+	pauseTimersForTest.Store(true)
+	t.Cleanup(func() { pauseTimersForTest.Store(false) })
+	hub, err := New(Config{PrivateKey: newKey(t), Router: testRouter(t), Loops: 1, Logger: testLogger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { hub.Close() })
+	client, err := hub.AddPeer("client", newKey(t).PublicKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	session(hub, client, 1, 2, sink(t))
+	conn, _, edge, _ := tunRig(t)
+	for _, c := range []struct {
+		d        *Device
+		p        *Peer
+		initiate bool
+	}{{hub, client, false}, {conn, edge, true}} {
+		sent := c.d.now()
+		now := sent + int64(keepaliveTimeout+rekeyTimeout)
+		c.p.unanswered.Store(sent)
+		c.p.lastSent.Store(now) // no keepalive due
+		c.d.tick(c.p, now)
+		c.p.mu.Lock()
+		started := c.p.hsState == hsInitSent
+		c.p.mu.Unlock()
+		if started != c.initiate {
+			t.Errorf("%s: handshake started %v, want %v", c.p.name, started, c.initiate)
+		}
+	}
+}
