@@ -77,7 +77,7 @@ func TestMultiEdgeL3(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !regexp.MustCompile(`endpoints:\s+- `+regexp.QuoteMeta(wgA)+`\s+- `+regexp.QuoteMeta(wgB)+`\n`).Match(yml) {
+	if !regexp.MustCompile(`endpoints:\s+- ` + regexp.QuoteMeta(wgA) + `\s+- ` + regexp.QuoteMeta(wgB) + `\n`).Match(yml) {
 		t.Fatalf("the connector's l3.yml does not name edge A then edge B:\n%s", yml)
 	}
 	// The LAN answers the clients through the connector's host.
