@@ -120,6 +120,7 @@ func (c *Connector) Stats() (Stats, error) {
 	paths := c.peer.Paths()
 	s.DroppedSource = c.droppedBefore + c.peer.Stats().Dropped
 	c.mu.Unlock()
+	first := paths[0] // the first live edge's endpoint, else the first's
 	for _, ps := range paths {
 		s.Edges = append(s.Edges, EdgeStats{Endpoint: ps.Configured.String(), LastHandshake: ps.LastHandshake, Live: ps.Live,
 			WireGuardTxBytes: ps.TxBytes, WireGuardRxBytes: ps.RxBytes})
@@ -128,9 +129,12 @@ func (c *Connector) Stats() (Stats, error) {
 		if ps.LastHandshake.After(s.LastHandshake) {
 			s.LastHandshake = ps.LastHandshake
 		}
-		if ps.Endpoint.IsValid() && (s.Endpoint == "" || ps.Live && !paths[0].Live) {
-			s.Endpoint = ps.Endpoint.String()
+		if ps.Live && !first.Live {
+			first = ps
 		}
+	}
+	if first.Endpoint.IsValid() {
+		s.Endpoint = first.Endpoint.String()
 	}
 	return s, nil
 }
