@@ -165,7 +165,11 @@ func (w *L3World) AddConnector(ctx context.Context, node *Node, name, config str
 // node and waits until its /ready answers 200 (its first handshake with
 // the edge).
 func (w *L3World) StartConnector(node *Node, config string) (*Proc, error) {
-	p, err := node.Start(w.ConnectorBin, "l3", "run", "--config", config, "--metrics", L3ConnectorReady)
+	return startL3Connector(w.ConnectorBin, node, config)
+}
+
+func startL3Connector(bin string, node *Node, config string) (*Proc, error) {
+	p, err := node.Start(bin, "l3", "run", "--config", config, "--metrics", L3ConnectorReady)
 	if err != nil {
 		return nil, err
 	}

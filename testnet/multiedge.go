@@ -40,8 +40,8 @@ type WorldEdge struct {
 // nodes "edge" and "edge2", both on the etcd cluster, with the bindings of
 // bindingsYAML (routes, bindings: as [DefaultEdgeYAML]). Each edge
 // advertises both edges' addresses, so one token names both.
-func StartMultiEdge(ctx context.Context, n *Net, dir string, etcd *EtcdCluster, bindingsYAML string) (*MultiEdgeWorld, error) {
-	w, err := PrepareMultiEdge(n, dir, etcd, bindingsYAML, false)
+func StartMultiEdge(ctx context.Context, n *Net, dir string, etcd *EtcdCluster, bindingsYAML string, opts ...MultiEdgeOption) (*MultiEdgeWorld, error) {
+	w, err := PrepareMultiEdge(n, dir, etcd, bindingsYAML, false, opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -53,11 +53,39 @@ func StartMultiEdge(ctx context.Context, n *Net, dir string, etcd *EtcdCluster, 
 	return w, nil
 }
 
+// MultiEdgeOption adds to the edges' configuration of [PrepareMultiEdge].
+type MultiEdgeOption func(e *WorldEdge) string
+
+// MultiEdgeFloat4 is the floating address of [WithMultiEdgeL3]'s clients:
+// a test puts it on one edge's loopback and routes it there from inet
+// ([MultiEdgeWorld.MoveFloat]).
+var MultiEdgeFloat4 = addr("198.18.70.1")
+
+// WithMultiEdgeL3 gives each edge the L3 on-ramp: the WireGuard hub on
+// every address (its public one, and MultiEdgeFloat4 while it holds it) at
+// L3EdgePort, l3.endpoint its own public address (connectors keep a
+// session with each edge), l3.client_endpoint clientEndpoint if not empty,
+// and the same pools, L3Pool4 and L3Pool6.
+func WithMultiEdgeL3(clientEndpoint string) MultiEdgeOption {
+	return func(e *WorldEdge) string {
+		y := fmt.Sprintf(`l3:
+  listen: "[::]:%d"
+  endpoint: "%s"
+  pools: {ipv4: %s, ipv6: "%s"}
+`, L3EdgePort, net.JoinHostPort(e.Public, fmt.Sprint(L3EdgePort)), L3Pool4, L3Pool6)
+		if clientEndpoint != "" {
+			y += fmt.Sprintf("  client_endpoint: %q\n", clientEndpoint)
+		}
+		return y
+	}
+}
+
 // PrepareMultiEdge is StartMultiEdge without starting the edges; with
 // ownAdvertise each edge advertises only its own address (as an edge
 // added to a deployment later would), so that connectors learn of the
-// other from the edges, not from their token.
-func PrepareMultiEdge(n *Net, dir string, etcd *EtcdCluster, bindingsYAML string, ownAdvertise bool) (*MultiEdgeWorld, error) {
+// other from the edges, not from their token. Each option adds to each
+// edge's configuration.
+func PrepareMultiEdge(n *Net, dir string, etcd *EtcdCluster, bindingsYAML string, ownAdvertise bool, opts ...MultiEdgeOption) (*MultiEdgeWorld, error) {
 	w := &MultiEdgeWorld{Net: n, Dir: dir, Etcd: etcd}
 	var err error
 	if w.EdgeBin, err = BuildBinary(EdgePkg); err != nil {
@@ -94,6 +122,12 @@ registry:
     prefix: /onramp-test/
     request_timeout: 3s
 %s`, e.Data, EdgeTunnelPort, net.JoinHostPort(e.Public, "9100"), strings.Join(adv, ", "), strings.Join(eps, ", "), bindingsYAML)
+		for _, o := range opts {
+			if !strings.HasSuffix(cfg, "\n") {
+				cfg += "\n"
+			}
+			cfg += o(e)
+		}
 		if err := os.WriteFile(e.Config, []byte(cfg), 0o644); err != nil {
 			return nil, err
 		}
@@ -128,6 +162,46 @@ func (w *MultiEdgeWorld) StartEdge(ctx context.Context, i int) error {
 			return fmt.Errorf("edge %s not ready after 20s", e.Node.Name)
 		}
 	}
+}
+
+// MoveFloat routes MultiEdgeFloat4 from inet to edge i, and puts it on
+// edge i's loopback if it is not there yet. It stays on the loopback of
+// edges that had it (anycast: the route decides which edge gets the
+// packets): an edge that lost the address while running would answer its
+// clients from its own address, and a stock client roams to the address
+// it hears from (see README, "Several edges").
+func (w *MultiEdgeWorld) MoveFloat(ctx context.Context, i int) error {
+	if err := w.Edges[i].Node.IP(ctx, "addr", "replace", MultiEdgeFloat4.String()+"/32", "dev", "lo"); err != nil {
+		return err
+	}
+	return w.Net.Node("inet").IP(ctx, "route", "replace", MultiEdgeFloat4.String()+"/32", "via", w.Edges[i].Public)
+}
+
+// AddL3Connector registers an L3 connector on edge i as a user does
+// ([L3World.AddConnector]): `connector l3 init --key KEY` in node, then
+// `edge l3 connector add NAME --subnet ... --public-key PUB --key-file KEY
+// --out config`. It returns the public key.
+func (w *MultiEdgeWorld) AddL3Connector(ctx context.Context, i int, node *Node, name, config string, subnets ...string) (string, error) {
+	key := strings.TrimSuffix(config, ".yml") + ".key"
+	out, err := node.Command(ctx, w.ConnBin, "l3", "init", "--key", key).Output()
+	if err != nil {
+		return "", fmt.Errorf("connector l3 init in %s: %w", node.Name, exitDetail(err))
+	}
+	pub := strings.TrimSpace(string(out))
+	args := []string{"l3", "connector", "add", name, "--public-key", pub, "--key-file", key, "--out", config}
+	for _, s := range subnets {
+		args = append(args, "--subnet", s)
+	}
+	if _, err := w.CLI(ctx, i, args...); err != nil {
+		return "", err
+	}
+	return pub, nil
+}
+
+// StartL3Connector runs `connector l3 run` with the l3.yml at config in
+// node and waits until its /ready answers 200.
+func (w *MultiEdgeWorld) StartL3Connector(node *Node, config string) (*Proc, error) {
+	return startL3Connector(w.ConnBin, node, config)
 }
 
 // CLI runs the edge binary with edge i's config inside its node and

@@ -46,8 +46,13 @@ virtual addresses as sources. Needs root (CAP_NET_ADMIN).
 
 /ready on --metrics answers 200 while the last handshake with the edge is
 less than 3 minutes old; /status there is what connector status --metrics
-ADDR prints (edge endpoint, last handshake, bytes). SIGHUP reads l3.yml again and applies changed
-routes, edge endpoint, keepalive or key without dropping the session: after
+ADDR prints (edge endpoint, last handshake, bytes). With several edges sharing
+the key (edge.endpoints), the connector keeps a session with each, sends
+replies to a client through the edge the client's packets came through, and
+other traffic through the first edge that answers.
+
+SIGHUP reads l3.yml again and applies changed
+routes, edge endpoints, keepalive or key without dropping the session: after
 the edge added or removed another site, write the new file (edge l3 connector
 config NAME) and send SIGHUP. Changes to the key, interface, MTU, port or
 addresses need a restart and are refused (the connector keeps running as it
@@ -123,7 +128,7 @@ func runL3(ctx context.Context, log *slog.Logger, cfg *l3config.Connector, path,
 	}
 	log.Info("l3 connector up", "name", cfg.Name, "interface", info.Interface, "mtu", info.MTU,
 		"addresses", joinPrefixes(info.Addresses), "routes", strings.Join(routes, ","),
-		"subnets", joinPrefixes(info.Subnets), "edge", cfg.Edge.Endpoint, "edge_addr", info.EdgeAddr.String(),
+		"subnets", joinPrefixes(info.Subnets), "edge", strings.Join(cfg.Edge.All(), ","), "edge_addr", joinAddrs(info.EdgeAddrs),
 		"edge_key", cfg.Edge.PublicKey.String(), "listen_port", info.Port, "offloads", info.Offloads.String())
 	if len(info.ForwardingEnabled) > 0 {
 		log.Info("forwarding enabled", "sysctls", strings.Join(info.ForwardingEnabled, ","))
@@ -134,6 +139,9 @@ func runL3(ctx context.Context, log *slog.Logger, cfg *l3config.Connector, path,
 	var last, warnedDrops time.Time
 	var drops uint64
 	ready, lost, warned := false, false, false
+	// With several edges, each edge's first handshake and the changes of
+	// its liveness are logged.
+	edgeHS, edgeLive := map[string]bool{}, map[string]bool{}
 	for {
 		select {
 		case sig := <-sigs:
@@ -165,6 +173,9 @@ func runL3(ctx context.Context, log *slog.Logger, cfg *l3config.Connector, path,
 				}
 				last = s.LastHandshake
 			}
+			if len(s.Edges) > 1 {
+				logEdges(log, s.Edges, edgeHS, edgeLive, started)
+			}
 			if s.DroppedDestination > drops && now.Sub(warnedDrops) >= time.Minute {
 				log.Warn("packets from the edge to destinations outside the subnets and this host's addresses dropped: "+
 					"does the edge route a subnet to this connector that its l3.yml does not list?",
@@ -174,7 +185,7 @@ func runL3(ctx context.Context, log *slog.Logger, cfg *l3config.Connector, path,
 			if last.IsZero() && !warned && now.Sub(started) > noHandshakeWarning {
 				warned = true
 				log.Warn("no handshake with the edge yet: check edge.endpoint, the keys, and that UDP to the edge is allowed",
-					"edge", cfg.Edge.Endpoint, "waited", now.Sub(started).Round(time.Second))
+					"edge", strings.Join(cfg.Edge.All(), ","), "waited", now.Sub(started).Round(time.Second))
 			}
 			if r := s.Ready(now); r != ready {
 				if !r {
@@ -188,6 +199,36 @@ func runL3(ctx context.Context, log *slog.Logger, cfg *l3config.Connector, path,
 			}
 		}
 	}
+}
+
+// logEdges logs each edge's first handshake and the changes of its
+// liveness (new traffic leaves an edge that is not live).
+func logEdges(log *slog.Logger, edges []connector.EdgeStats, hs, live map[string]bool, started time.Time) {
+	for _, e := range edges {
+		if !e.LastHandshake.IsZero() && !hs[e.Endpoint] {
+			hs[e.Endpoint] = true
+			log.Info("handshake with an edge complete", "edge", e.Endpoint, "after", e.LastHandshake.Sub(started).Round(time.Millisecond))
+		}
+		was, seen := live[e.Endpoint]
+		if seen && was != e.Live {
+			if e.Live {
+				log.Info("edge live again", "edge", e.Endpoint)
+			} else {
+				log.Warn("edge stale: not heard from, new traffic goes to another edge", "edge", e.Endpoint)
+			}
+		}
+		if seen || e.Live {
+			live[e.Endpoint] = e.Live
+		}
+	}
+}
+
+func joinAddrs(as []netip.AddrPort) string {
+	s := make([]string, len(as))
+	for i, a := range as {
+		s[i] = a.String()
+	}
+	return strings.Join(s, ",")
 }
 
 // reloadL3 reads path again and applies it to c, logging what changed or

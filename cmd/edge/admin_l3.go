@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/onramp-net/onramp/cmd/edge/edgeconfig"
+	"github.com/onramp-net/onramp/dataplane/registry"
 	"github.com/onramp-net/onramp/l3router"
 	"github.com/onramp-net/onramp/l3router/hub"
 	"github.com/onramp-net/onramp/l3router/l3config"
@@ -33,6 +35,9 @@ type l3ctl struct {
 	// or nil.
 	onHandshake func(netip.Addr)
 	log         *slog.Logger
+	// edges is the registry of several edges (etcd), whose live members'
+	// L3 endpoints connectors' l3.yml lists; nil with one edge.
+	edges registry.Store
 
 	mu sync.Mutex // one change at a time: store and hub stay in step
 
@@ -62,7 +67,11 @@ func newL3ctl(cfg *edgeconfig.Config, st *store.Store, log *slog.Logger) (*l3ctl
 			"moves the key there). As the edge held the key, better make a new one on the connector's host "+
 			"(connector l3 init) and register it (edge l3 connector remove, then add --public-key)", "connector", name)
 	}
-	return &l3ctl{cfg: cfg, store: s, log: log, refused: map[string]error{}}, nil
+	c := &l3ctl{cfg: cfg, store: s, log: log, refused: map[string]error{}}
+	if cfg.Registry.Etcd != nil {
+		c.edges = st.Registry()
+	}
+	return c, nil
 }
 
 // follow applies a change of the registry's clients and connectors to the
@@ -222,11 +231,16 @@ func (c *l3ctl) addClient(req l3AddClient) (l3config.Client, error) {
 	return c.clientConfig(&p, peers)
 }
 
-// clientConfig is p's wg-quick config without its private key.
+// clientConfig is p's wg-quick config without its private key. Its
+// endpoint is l3.client_endpoint if set (with several edges: a name or an
+// address that moves between them), else l3.endpoint.
 func (c *l3ctl) clientConfig(p *hub.Peer, peers []hub.Peer) (l3config.Client, error) {
 	ep, err := c.endpoint()
 	if err != nil {
 		return l3config.Client{}, err
+	}
+	if c.cfg.L3.ClientEndpoint != "" {
+		ep = c.cfg.L3.ClientEndpoint
 	}
 	key, err := c.store.EdgeKey()
 	if err != nil {
@@ -264,11 +278,23 @@ func (c *l3ctl) addConnector(req l3AddConnector) (l3config.Connector, error) {
 
 // connectorConfig is p's l3.yml: its routes are the pools and the other
 // connectors' subnets as they are now, and it names the connector's key
-// file, never a key.
+// file, never a key. With several edges (etcd) it lists every live edge's
+// L3 endpoint, this edge's first: the connector keeps a session with each.
 func (c *l3ctl) connectorConfig(p *hub.Peer, peers []hub.Peer) (l3config.Connector, error) {
 	ep, err := c.endpoint()
 	if err != nil {
 		return l3config.Connector{}, err
+	}
+	var others []string
+	if c.edges != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		others, err = l3Endpoints(ctx, c.edges, memberID(c.cfg.Data))
+		cancel()
+		if err != nil {
+			c.log.Warn("l3 connector config: the other edges' endpoints not read: the config names this edge only", "err", err)
+		}
+		others = slices.DeleteFunc(others, func(o string) bool { return o == ep })
+		others = others[:min(len(others), l3config.MaxEdgeEndpoints-1)]
 	}
 	key, err := c.store.EdgeKey()
 	if err != nil {
@@ -289,6 +315,9 @@ func (c *l3ctl) connectorConfig(p *hub.Peer, peers []hub.Peer) (l3config.Connect
 		Subnets:        p.Subnets,
 		Routes:         append(poolsOf(c.cfg).Prefixes(), hub.Subnets(peers, p.Name)...),
 		Forwarding:     &fwd,
+	}
+	if len(others) > 0 {
+		cc.Edge.Endpoint, cc.Edge.Endpoints = "", append([]string{ep}, others...)
 	}
 	if err := cc.Validate(); err != nil {
 		return l3config.Connector{}, fmt.Errorf("connector %q: config: %w", p.Name, err)

@@ -22,7 +22,9 @@ import (
 // registry (edges/ID, a heartbeat every 10 s; an edge not heard from for
 // 35 s is left out, one that stops cleanly removes itself). An edge added
 // later (its advertise list naming itself) is dialed by connectors whose
-// token predates it.
+// token predates it. The record carries the edge's l3.endpoint too: an
+// L3 connector's l3.yml lists every live edge's, and the connector keeps
+// a session with each.
 const (
 	prefixEdges     = "edges/"
 	heartbeatEvery  = 10 * time.Second
@@ -34,7 +36,10 @@ const (
 type member struct {
 	Name      string   `json:"name"`
 	Advertise []string `json:"advertise"`
-	Seen      int64    `json:"seen"` // Unix milliseconds of the last heartbeat
+	// L3 is the edge's l3.endpoint (empty with the L3 on-ramp off): the
+	// connectors' l3.yml lists every live edge's (see l3Endpoints).
+	L3   string `json:"l3,omitempty"`
+	Seen int64  `json:"seen"` // Unix milliseconds of the last heartbeat
 	// What the edge carried at its last heartbeat, for edge status on
 	// any edge: when it started, its connector connections and the
 	// tunnels with at least one of them.
@@ -90,6 +95,30 @@ type edgeMember struct {
 	Tunnels     int       `json:"tunnels"`
 }
 
+// l3Endpoints returns the l3.endpoint of every live edge in the registry
+// but the one named id, sorted.
+func l3Endpoints(ctx context.Context, reg registry.Store, id string) ([]string, error) {
+	var eps []string
+	err := reg.View(ctx, func(tx registry.Txn) error {
+		all, err := tx.List(prefixEdges)
+		if err != nil {
+			return err
+		}
+		eps = eps[:0]
+		for _, p := range all {
+			var m member
+			if p.Key == prefixEdges+id || json.Unmarshal(p.Value, &m) != nil || m.L3 == "" ||
+				time.Since(time.UnixMilli(m.Seen)) >= memberExpiry || slices.Contains(eps, m.L3) {
+				continue
+			}
+			eps = append(eps, m.L3)
+		}
+		return nil
+	})
+	slices.Sort(eps)
+	return eps, err
+}
+
 // memberID names this edge in the registry: stable across restarts of one
 // edge (its host and data directory).
 func memberID(data string) string {
@@ -114,6 +143,10 @@ func (a *app) advertiseEdges(ctx context.Context, wg *sync.WaitGroup) {
 	reg := a.store.Registry()
 	id := memberID(a.cfg.Data)
 	host, _ := os.Hostname()
+	var l3 string
+	if a.cfg.L3.Enabled() {
+		l3 = a.cfg.L3.Endpoint
+	}
 	var mirror *registry.Mirror
 	recompute := func() {
 		if mirror == nil {
@@ -140,7 +173,7 @@ func (a *app) advertiseEdges(ctx context.Context, wg *sync.WaitGroup) {
 	a.memberMirror.Store(mirror)
 	mu.Unlock()
 	beat := func(ctx context.Context) {
-		m := member{Name: host + ":" + a.cfg.Data, Advertise: own, Seen: time.Now().UnixMilli(), Started: a.started.UnixMilli()}
+		m := member{Name: host + ":" + a.cfg.Data, Advertise: own, L3: l3, Seen: time.Now().UnixMilli(), Started: a.started.UnixMilli()}
 		tunnels := map[[16]byte]bool{}
 		for _, c := range a.srv.Connections() {
 			m.Connections++
@@ -161,7 +194,7 @@ func (a *app) advertiseEdges(ctx context.Context, wg *sync.WaitGroup) {
 					}
 				}
 			}
-			if len(own) == 0 {
+			if len(own) == 0 && l3 == "" {
 				return nil
 			}
 			return tx.Put(prefixEdges+id, v)

@@ -139,8 +139,14 @@ func (p Plan) Steps() []string {
 	if p.ListenPort != 0 {
 		port = "UDP port " + strconv.Itoa(p.ListenPort)
 	}
-	s = append(s, fmt.Sprintf("peer with the edge %s at %s from %s, keepalive %s",
-		p.Edge.PublicKey, p.Edge.Endpoint, port, time.Duration(p.Edge.Keepalive)))
+	if eps := p.Edge.All(); len(eps) > 1 {
+		s = append(s, fmt.Sprintf("peer with the %d edges of key %s at %s from %s, a session with each, keepalive %s; "+
+			"replies to a client through the edge its packets came through",
+			len(eps), p.Edge.PublicKey, strings.Join(eps, ", "), port, time.Duration(p.Edge.Keepalive)))
+	} else {
+		s = append(s, fmt.Sprintf("peer with the edge %s at %s from %s, keepalive %s",
+			p.Edge.PublicKey, strings.Join(eps, ""), port, time.Duration(p.Edge.Keepalive)))
+	}
 	if len(p.AllowedIPs) > 0 {
 		s = append(s, "accept packets from the edge whose source is in "+joinPrefixes(p.AllowedIPs))
 	} else {
@@ -192,12 +198,31 @@ type Stats struct {
 	// to and received from the edge, WireGuard's overhead included.
 	WireGuardTxBytes, WireGuardRxBytes uint64
 	// LastHandshake is when the last handshake with the edge completed;
-	// zero if none has.
+	// zero if none has. With several edges: with any of them.
 	LastHandshake time.Time
-	// Endpoint is the edge's address as the device has it now.
+	// Endpoint is the edge's address as the device has it now. With
+	// several edges: the first live one's (see Edges).
 	Endpoint string
 	// LinkUp reports whether the TUN interface is up and running.
 	LinkUp bool
+	// Edges are the sessions with each edge, in the order of l3.yml's
+	// endpoints; one with one edge.
+	Edges []EdgeStats
+}
+
+// EdgeStats is the connector's session with one edge.
+type EdgeStats struct {
+	// Endpoint is the edge's endpoint as resolved from l3.yml.
+	Endpoint string
+	// LastHandshake is when the last handshake with this edge completed.
+	LastHandshake time.Time
+	// Live: the session can carry packets, and with several edges the
+	// edge was heard from lately (the connector sends new traffic to the
+	// first live edge).
+	Live bool
+	// WireGuardTxBytes and WireGuardRxBytes are the bytes to and from this
+	// edge.
+	WireGuardTxBytes, WireGuardRxBytes uint64
 }
 
 // Ready reports whether the session with the edge can carry packets at
@@ -313,8 +338,12 @@ func (t *tunDev) stats(s *Stats) {
 // Info describes a started connector.
 type Info struct {
 	Plan
-	// EdgeAddr is the edge endpoint as resolved at start.
+	// EdgeAddr is the edge endpoint as resolved at start (the first,
+	// with several edges).
 	EdgeAddr netip.AddrPort
+	// EdgeAddrs are the edge endpoints as resolved, in the order of
+	// l3.yml's.
+	EdgeAddrs []netip.AddrPort
 	// Port is the UDP port the device listens on.
 	Port int
 	// Offloads are what the TUN and the UDP socket do in batches.

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -51,7 +52,7 @@ func Start(ctx context.Context, cfg *l3config.Connector, log *slog.Logger) (*Con
 		return nil, fmt.Errorf("config: %w", err)
 	}
 	plan := NewPlan(cfg)
-	edge, err := resolveEndpoint(ctx, cfg.Edge.Endpoint)
+	edges, err := resolveEndpoints(ctx, cfg.Edge)
 	if err != nil {
 		return nil, err
 	}
@@ -69,7 +70,7 @@ func Start(ctx context.Context, cfg *l3config.Connector, log *slog.Logger) (*Con
 		return nil, fmt.Errorf("create TUN %s: %w%s", cfg.Interface, err, h)
 	}
 	c := &Connector{
-		info: Info{Plan: plan, EdgeAddr: edge, Offloads: probeOffloads(td)},
+		info: Info{Plan: plan, EdgeAddr: edges[0], EdgeAddrs: edges, Offloads: probeOffloads(td)},
 		cfg:  cfg,
 		tun:  newTunDev(td, plan),
 		nl:   nl,
@@ -90,7 +91,7 @@ func Start(ctx context.Context, cfg *l3config.Connector, log *slog.Logger) (*Con
 			_ = c.Close() // the interface, its addresses and routes go
 		}
 	}()
-	if err := c.setPeer(cfg, edge, true); err != nil {
+	if err := c.setPeer(cfg, edges, true); err != nil {
 		return nil, fmt.Errorf("configure WireGuard: %w", err)
 	}
 	c.info.Port = c.dev.Port()
@@ -116,12 +117,24 @@ func (c *Connector) Stats() (Stats, error) {
 	var s Stats
 	c.tun.stats(&s)
 	c.mu.Lock()
-	ps := c.peer.Stats()
+	paths := c.peer.Paths()
+	s.DroppedSource = c.droppedBefore + c.peer.Stats().Dropped
 	c.mu.Unlock()
-	s.WireGuardTxBytes, s.WireGuardRxBytes, s.LastHandshake = ps.TxBytes, ps.RxBytes, ps.LastHandshake
-	s.DroppedSource = c.droppedBefore + ps.Dropped
-	if ps.Endpoint.IsValid() {
-		s.Endpoint = ps.Endpoint.String()
+	first := paths[0] // the first live edge's endpoint, else the first's
+	for _, ps := range paths {
+		s.Edges = append(s.Edges, EdgeStats{Endpoint: ps.Configured.String(), LastHandshake: ps.LastHandshake, Live: ps.Live,
+			WireGuardTxBytes: ps.TxBytes, WireGuardRxBytes: ps.RxBytes})
+		s.WireGuardTxBytes += ps.TxBytes
+		s.WireGuardRxBytes += ps.RxBytes
+		if ps.LastHandshake.After(s.LastHandshake) {
+			s.LastHandshake = ps.LastHandshake
+		}
+		if ps.Live && !first.Live {
+			first = ps
+		}
+	}
+	if first.Endpoint.IsValid() {
+		s.Endpoint = first.Endpoint.String()
 	}
 	return s, nil
 }
@@ -154,9 +167,10 @@ func (c *Connector) Close() error {
 }
 
 // setPeer configures the edge peer as cfg says: a new one if fresh or the
-// edge's key changed (a new session), else endpoint, keepalive and allowed
-// IPs in place. c.mu is held, or c not yet shared.
-func (c *Connector) setPeer(cfg *l3config.Connector, edge netip.AddrPort, fresh bool) error {
+// edge's key changed (a new session), else endpoints, keepalive and
+// allowed IPs in place (a session with each edge). c.mu is held, or c not
+// yet shared.
+func (c *Connector) setPeer(cfg *l3config.Connector, edges []netip.AddrPort, fresh bool) error {
 	if fresh || c.peer.PublicKey() != cfg.Edge.PublicKey {
 		if c.peer != nil {
 			c.dev.RemovePeer(c.peer.PublicKey())
@@ -169,9 +183,27 @@ func (c *Connector) setPeer(cfg *l3config.Connector, edge netip.AddrPort, fresh 
 		c.peer = p
 	}
 	c.peer.SetAllowedIPs(cfg.Routes)
-	c.peer.SetEndpoint(edge)
+	if err := c.peer.SetEndpoints(edges); err != nil {
+		return err
+	}
 	c.peer.SetKeepalive(time.Duration(cfg.Edge.Keepalive))
 	return nil
+}
+
+// resolveEndpoints resolves each of the edge's endpoints.
+func resolveEndpoints(ctx context.Context, e l3config.EdgePeer) ([]netip.AddrPort, error) {
+	var out []netip.AddrPort
+	for _, ep := range e.All() {
+		a, err := resolveEndpoint(ctx, ep)
+		if err != nil {
+			return nil, err
+		}
+		if slices.Contains(out, a) {
+			return nil, fmt.Errorf("edge endpoint %s is %s, as another endpoint: each endpoint is one edge", ep, a)
+		}
+		out = append(out, a)
+	}
+	return out, nil
 }
 
 // resolveEndpoint turns host:port into an address, resolving a name.

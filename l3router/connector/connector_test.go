@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/netip"
 	"os"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -214,7 +215,7 @@ func TestTunDev(t *testing.T) {
 	d.stats(&s)
 	want := Stats{ToEdgePackets: 3, ToEdgeBytes: 1560, FromEdgePackets: 3, FromEdgeBytes: 84 + 1280 + 84,
 		TUNWriteErrors: 1, LinkUp: true}
-	if s != want {
+	if !reflect.DeepEqual(s, want) {
 		t.Fatalf("stats\n%+v, want\n%+v", s, want)
 	}
 

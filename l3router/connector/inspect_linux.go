@@ -18,10 +18,12 @@ import (
 // sysctls. Notes that need the user's attention start with "warning: ".
 func Inspect(ctx context.Context, cfg *l3config.Connector) []string {
 	var notes []string
-	if ep, err := resolveEndpoint(ctx, cfg.Edge.Endpoint); err != nil {
-		notes = append(notes, fmt.Sprintf("warning: %v", err))
-	} else {
-		notes = append(notes, fmt.Sprintf("edge.endpoint %s is %s", cfg.Edge.Endpoint, ep))
+	for _, e := range cfg.Edge.All() {
+		if ep, err := resolveEndpoint(ctx, e); err != nil {
+			notes = append(notes, fmt.Sprintf("warning: %v", err))
+		} else {
+			notes = append(notes, fmt.Sprintf("edge endpoint %s is %s", e, ep))
+		}
 	}
 	if _, err := netlink.LinkByName(cfg.Interface); err == nil {
 		notes = append(notes, fmt.Sprintf("warning: interface %s exists already (another connector running?): run would fail", cfg.Interface))

@@ -33,17 +33,17 @@ func (c *Connector) Reload(ctx context.Context, cfg *l3config.Connector) (Reload
 	if d := restartOnly(c.cfg, cfg); len(d) > 0 {
 		return res, errRestart(d)
 	}
-	edge := c.info.EdgeAddr
-	if cfg.Edge.Endpoint != c.cfg.Edge.Endpoint {
+	edges := c.info.EdgeAddrs
+	if !slices.Equal(cfg.Edge.All(), c.cfg.Edge.All()) {
 		var err error
-		if edge, err = resolveEndpoint(ctx, cfg.Edge.Endpoint); err != nil {
+		if edges, err = resolveEndpoints(ctx, cfg.Edge); err != nil {
 			return res, fmt.Errorf("reload: %w", err)
 		}
 	}
 	old, plan := c.info.Plan, NewPlan(cfg)
 	res.RoutesAdded, res.RoutesRemoved = diffPrefixes(c.cfg.Routes, cfg.Routes)
 	res.SubnetsAdded, res.SubnetsRemoved = diffPrefixes(c.cfg.Subnets, cfg.Subnets)
-	res.Edge = cfg.Edge != c.cfg.Edge || edge != c.info.EdgeAddr
+	res.Edge = !cfg.Edge.Equal(c.cfg.Edge) || !slices.Equal(edges, c.info.EdgeAddrs)
 
 	link, err := c.nl.LinkByName(plan.Interface)
 	if err != nil {
@@ -73,9 +73,9 @@ func (c *Connector) Reload(ctx context.Context, cfg *l3config.Connector) (Reload
 	}
 	// The peer: a new edge key replaces the peer (a new session);
 	// otherwise endpoint, keepalive and allowed IPs change in place.
-	if err := c.setPeer(cfg, edge, false); err != nil {
+	if err := c.setPeer(cfg, edges, false); err != nil {
 		undo()
-		_ = c.setPeer(c.cfg, c.info.EdgeAddr, false)
+		_ = c.setPeer(c.cfg, c.info.EdgeAddrs, false)
 		return Reloaded{}, fmt.Errorf("reload: configure WireGuard: %w (nothing changed)", err)
 	}
 	c.tun.setAccept(plan)
@@ -94,7 +94,7 @@ func (c *Connector) Reload(ctx context.Context, cfg *l3config.Connector) (Reload
 		c.log.Warn("reload: "+err.Error(), "routes", joinPrefixes(plan.AllowedIPs))
 	}
 	c.info.Plan = plan
-	c.info.EdgeAddr = edge
+	c.info.EdgeAddr, c.info.EdgeAddrs = edges[0], edges
 	c.info.ForwardingEnabled = append(c.info.ForwardingEnabled, res.ForwardingEnabled...)
 	c.cfg = cfg
 	return res, nil

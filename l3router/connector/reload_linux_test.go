@@ -125,6 +125,26 @@ func TestReload(t *testing.T) {
 		t.Errorf("Info().EdgeAddr = %v", got)
 	}
 
+	// A second edge of the same key: a session with each, in the order
+	// of the file; and back to one.
+	two := changed(t, moved, func(c *l3config.Connector) {
+		c.Edge.Endpoint, c.Edge.Endpoints = "", []string{"198.18.20.9:51821", "198.18.20.10:51820"}
+	})
+	if res, err = reload(two); err != nil || !res.Edge {
+		t.Fatalf("reload with two edges: %+v, %v", res, err)
+	}
+	st, _ := c.Stats()
+	if got := c.Info().EdgeAddrs; len(got) != 2 || got[1] != netip.MustParseAddrPort("198.18.20.10:51820") || len(st.Edges) != 2 ||
+		st.Edges[0].Endpoint != "198.18.20.9:51821" || st.Edges[1].Endpoint != "198.18.20.10:51820" {
+		t.Errorf("two edges: Info().EdgeAddrs %v, Stats().Edges %+v", got, st.Edges)
+	}
+	if res, err = reload(moved); err != nil || !res.Edge {
+		t.Fatalf("reload back to one edge: %+v, %v", res, err)
+	}
+	if st, _ := c.Stats(); len(st.Edges) != 1 || len(c.Info().EdgeAddrs) != 1 {
+		t.Errorf("back to one edge: %+v", st.Edges)
+	}
+
 	// A route the host has already: refused, and the route added before
 	// it in the same reload is taken back.
 	run(t, node, "ip", "route", "add", "198.18.150.0/24", "via", "198.18.30.2")

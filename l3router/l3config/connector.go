@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"time"
 
@@ -38,7 +39,8 @@ const (
 //	listenPort: 0
 //	edge:
 //	  publicKey: <base64>
-//	  endpoint: edge.example.net:51820
+//	  endpoint: edge.example.net:51820   # or, several edges sharing the key:
+//	  # endpoints: [edge1.example.net:51820, edge2.example.net:51820]
 //	  keepalive: 25s
 //	subnets: [198.18.30.0/24, fd00:30::/64]
 //	routes: [198.18.96.0/20, fd00:96::/48]
@@ -79,12 +81,37 @@ type Connector struct {
 	Forwarding *bool `yaml:"forwarding"`
 }
 
-// EdgePeer is the edge as the connector's WireGuard peer.
+// EdgePeer is the edge as the connector's WireGuard peer: one edge, or
+// several edges that share the key and the registry, the connector
+// keeping a session with each.
 type EdgePeer struct {
-	PublicKey Key      `yaml:"publicKey"`
-	Endpoint  string   `yaml:"endpoint"` // host:port
+	PublicKey Key `yaml:"publicKey"`
+	// Endpoint is the edge's host:port.
+	Endpoint string `yaml:"endpoint,omitempty"`
+	// Endpoints are the host:port of each edge sharing the key (after
+	// Endpoint, if both are set). Replies to a client go back through the
+	// edge its packets came through; other traffic through the first
+	// edge that answers.
+	Endpoints []string `yaml:"endpoints,omitempty"`
 	Keepalive Duration `yaml:"keepalive"`
 }
+
+// All returns the edge endpoints: Endpoint, then Endpoints.
+func (e EdgePeer) All() []string {
+	var all []string
+	if e.Endpoint != "" {
+		all = append(all, e.Endpoint)
+	}
+	return append(all, e.Endpoints...)
+}
+
+// Equal reports whether e and o are the same peer at the same endpoints.
+func (e EdgePeer) Equal(o EdgePeer) bool {
+	return e.PublicKey == o.PublicKey && e.Keepalive == o.Keepalive && slices.Equal(e.All(), o.All())
+}
+
+// MaxEdgeEndpoints is the most edge endpoints a connector takes.
+const MaxEdgeEndpoints = 16
 
 // Duration is a time.Duration written as "25s".
 type Duration time.Duration
@@ -183,8 +210,10 @@ func (c *Connector) Validate() error {
 		return errors.New("privateKeyFile: missing (the file connector l3 init --key wrote)")
 	case c.Edge.PublicKey.IsZero():
 		return errors.New("edge.publicKey: missing")
-	case c.Edge.Endpoint == "":
+	case len(c.Edge.All()) == 0:
 		return errors.New("edge.endpoint: missing (host:port of the edge's WireGuard listener)")
+	case len(c.Edge.All()) > MaxEdgeEndpoints:
+		return fmt.Errorf("edge.endpoints: %d edges, at most %d", len(c.Edge.All()), MaxEdgeEndpoints)
 	case len(c.Interface) > 15:
 		return fmt.Errorf("interface: %q is longer than 15 characters", c.Interface)
 	case c.MTU < MinMTU || c.MTU > MaxMTU:
@@ -192,10 +221,22 @@ func (c *Connector) Validate() error {
 	case c.ListenPort < 0 || c.ListenPort > 65535:
 		return fmt.Errorf("listenPort: %d is not a port", c.ListenPort)
 	}
-	if _, port, err := net.SplitHostPort(c.Edge.Endpoint); err != nil {
-		return fmt.Errorf("edge.endpoint: %q is not host:port", c.Edge.Endpoint)
-	} else if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
-		return fmt.Errorf("edge.endpoint: %q has no valid port", c.Edge.Endpoint)
+	fields := make([]string, 0, len(c.Edge.All()))
+	if c.Edge.Endpoint != "" {
+		fields = append(fields, "edge.endpoint")
+	}
+	for i := range c.Edge.Endpoints {
+		fields = append(fields, fmt.Sprintf("edge.endpoints[%d]", i))
+	}
+	for i, ep := range c.Edge.All() {
+		if _, port, err := net.SplitHostPort(ep); err != nil {
+			return fmt.Errorf("%s: %q is not host:port", fields[i], ep)
+		} else if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
+			return fmt.Errorf("%s: %q has no valid port", fields[i], ep)
+		}
+		if slices.Contains(c.Edge.All()[:i], ep) {
+			return fmt.Errorf("%s: %q is named twice: each endpoint is one edge", fields[i], ep)
+		}
 	}
 	for i, a := range c.Addresses {
 		if !a.IsValid() || a.Bits() != a.Addr().BitLen() {

@@ -206,3 +206,51 @@ func TestReadKeyFile(t *testing.T) {
 		})
 	}
 }
+
+// TestConnectorEdgeEndpoints: several edges sharing a key are listed under
+// edge.endpoints (after edge.endpoint, if set), each once, and survive a
+// round trip.
+func TestConnectorEdgeEndpoints(t *testing.T) {
+	c := testConnector(t)
+	c.Edge.Endpoint = ""
+	c.Edge.Endpoints = []string{"198.18.20.1:51820", "edge2.example.net:51820"}
+	c.Edge.Keepalive = Duration(DefaultKeepalive)
+	data, err := c.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(data), "endpoint:") || !strings.Contains(string(data), "endpoints:\n    - 198.18.20.1:51820\n    - edge2.example.net:51820\n") {
+		t.Fatalf("marshalled:\n%s", data)
+	}
+	got, err := ParseConnector(data)
+	if err != nil {
+		t.Fatalf("parse own output: %v\n%s", err, data)
+	}
+	if !got.Edge.Equal(c.Edge) || len(got.Edge.All()) != 2 {
+		t.Fatalf("edge %+v, want %+v", got.Edge, c.Edge)
+	}
+	both := got.Edge
+	both.Endpoint = "198.18.20.9:51820"
+	if all := both.All(); len(all) != 3 || all[0] != "198.18.20.9:51820" || both.Equal(got.Edge) {
+		t.Fatalf("endpoint and endpoints: %v", all)
+	}
+	for _, tc := range []struct {
+		name     string
+		endpoint string
+		eps      []string
+		want     string
+	}{
+		{"none", "", nil, "edge.endpoint: missing"},
+		{"no port", "", []string{"198.18.20.1:51820", "edge2"}, "edge.endpoints[1]"},
+		{"twice", "198.18.20.1:51820", []string{"198.18.20.1:51820"}, `edge.endpoints[0]: "198.18.20.1:51820" is named twice`},
+		{"too many", "", strings.Split(strings.Repeat("e:1,", MaxEdgeEndpoints+1), ",")[:MaxEdgeEndpoints+1], "at most"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			bad := *got
+			bad.Edge.Endpoint, bad.Edge.Endpoints = tc.endpoint, tc.eps
+			if err := bad.Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want it to contain %q", err, tc.want)
+			}
+		})
+	}
+}

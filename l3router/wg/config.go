@@ -42,6 +42,10 @@
 // the kernel sees them), and packets read from the TUN (super-segments
 // split by its GSO) are encrypted in place and sent with UDP GSO. Allowed
 // IPs are checked both ways, as wireguard-go's cryptokey routing does.
+// Its peer may be several edges sharing one key, at one endpoint each
+// (Peer.SetEndpoints): a path per edge, each with its own sessions, and
+// replies to a client through the edge its packets came through
+// (paths.go).
 //
 // Handshakes (Noise IK, noise.go) are handled on the loop that receives
 // them, within a budget for the whole device ([HandshakeLimits]); under
@@ -65,9 +69,10 @@
 // send.go (sealing, staging), handshake.go (the handshake as the device
 // runs it) over noise.go (the Noise messages) and cookie.go with mac.go
 // (the handshake budget, cookies and MACs), tun.go (a connector's TUN),
-// timers.go, replay.go, stage.go, constants.go. The device reaches the
-// network through bind.go's seam (wireguard-go's conn.Bind, for this
-// device): io_linux.go's sockets, or in tests a network in memory.
+// paths.go (a connector's edges), timers.go, replay.go, stage.go,
+// constants.go. The device reaches the network through bind.go's seam
+// (wireguard-go's conn.Bind, for this device): io_linux.go's sockets, or
+// in tests a network in memory.
 package wg
 
 import (

@@ -89,7 +89,9 @@ func (d *Device) HandshakeStats() HandshakeStats {
 	d.mu.Lock()
 	s.Completed = c.retired.Load()
 	for _, p := range d.peers {
-		s.Completed += p.handshakes.Load()
+		for _, q := range p.allPaths() {
+			s.Completed += q.handshakes.Load()
+		}
 	}
 	d.mu.Unlock()
 	return s

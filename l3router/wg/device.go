@@ -136,6 +136,12 @@ type Peer struct {
 	// Cryptokey routing of a TUN device (atomic): sources accepted,
 	// destinations sent.
 	allowed atomic.Pointer[[]netip.Prefix]
+
+	// Paths (paths.go): the peer's paths while it has several
+	// endpoints (nil: one); on a path other than the peer itself, the
+	// peer it belongs to.
+	paths atomic.Pointer[pathSet]
+	main  *Peer
 }
 
 // New starts a device: it binds the port for IPv4 and IPv6 (as far as the
@@ -275,7 +281,7 @@ func (d *Device) Close() error {
 	d.mu.Lock()
 	peers := make([]*Peer, 0, len(d.peers))
 	for _, p := range d.peers {
-		peers = append(peers, p)
+		peers = append(peers, p.allPaths()...)
 	}
 	d.mu.Unlock()
 	for _, p := range peers {
@@ -313,8 +319,12 @@ func (d *Device) AddPeer(name l3router.PeerID, pub l3config.Key) (*Peer, error) 
 func (d *Device) RemovePeer(pub l3config.Key) {
 	d.mu.Lock()
 	p, ok := d.peers[pub]
+	var paths []*Peer
 	if ok {
-		d.hsCount.retired.Add(p.handshakes.Load())
+		paths = p.allPaths()
+		for _, q := range paths {
+			d.hsCount.retired.Add(q.handshakes.Load())
+		}
 	}
 	delete(d.peers, pub)
 	d.mu.Unlock()
@@ -322,7 +332,9 @@ func (d *Device) RemovePeer(pub l3config.Key) {
 		return
 	}
 	d.tunPeer.CompareAndSwap(p, nil)
-	d.forget(p)
+	for _, q := range paths {
+		d.forget(q)
+	}
 	// After forget: every index is made under p.mu and only while the
 	// peer is not removed, so no handshake can give p a slot again.
 	d.releaseSlot(p)
@@ -426,12 +438,16 @@ func (p *Peer) allows(a netip.Addr) bool {
 // SetKeepalive sets the persistent keepalive interval (0: none). With
 // one, the device starts a session with the peer at once, as wireguard-go
 // does, and keeps it alive.
+//
+// A peer with several endpoints does so on each path.
 func (p *Peer) SetKeepalive(d time.Duration) {
-	p.keepalive.Store(int64(d))
-	if d > 0 {
-		now := p.dev.now()
-		if !p.dev.sealAndSend(p, nil, now) {
-			p.dev.initiate(p, now)
+	for _, q := range p.allPaths() {
+		q.keepalive.Store(int64(d))
+		if d > 0 {
+			now := q.dev.now()
+			if !q.dev.sealAndSend(q, nil, now) {
+				q.dev.initiate(q, now)
+			}
 		}
 	}
 }

@@ -169,6 +169,7 @@ func (d *Device) consumeInitiation(b []byte, src endpoint, now int64) {
 		if q == nil {
 			return nil
 		}
+		q = q.pathFrom(src.AddrPort) // one of several endpoints: the one it came from
 		q.mu.Lock()
 		if q.removed {
 			q.mu.Unlock()

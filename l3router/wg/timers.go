@@ -9,8 +9,9 @@ import (
 )
 
 // timers runs the protocol's timers for every peer, every tickEvery:
-// initiation retransmits and give-up, keepalives, a new handshake when
-// sends go unanswered, and the expiry of old sessions.
+// initiation retransmits and give-up, keepalives, a new handshake when a
+// connector's sends go unanswered or one of its paths is silent
+// (paths.go), and the expiry of old sessions.
 func (d *Device) timers() {
 	defer d.wg.Done()
 	t := time.NewTicker(tickEvery)
@@ -28,7 +29,7 @@ func (d *Device) timers() {
 		d.mu.Lock()
 		peers := make([]*Peer, 0, len(d.peers))
 		for _, p := range d.peers {
-			peers = append(peers, p)
+			peers = append(peers, p.allPaths()...)
 		}
 		d.mu.Unlock()
 		for _, p := range peers {
@@ -85,9 +86,21 @@ func (d *Device) tick(p *Peer, now int64) {
 		d.sealAndSend(p, nil, now)
 	}
 	// Sent and heard nothing back for a while: the session may be dead
-	// at the other end.
-	if u := p.unanswered.Load(); u != 0 && now-u >= int64(keepaliveTimeout+rekeyTimeout) {
+	// at the other end. Only a TUN device (a connector) starts a new
+	// one then. A hub leaves it to its peers, which keep their sessions
+	// alive themselves: when several edges share the key and a client's
+	// endpoint (an address routed to one edge or another), the edge the
+	// client has moved away from would send it initiations from that
+	// address, each of which resets the client's own timer (stock
+	// WireGuard takes any authenticated message as an answer), while its
+	// responses go to the other edge: the client would not start a
+	// session with the edge it reaches until this one gave up, 90 s on.
+	if u := p.unanswered.Load(); u != 0 && now-u >= int64(keepaliveTimeout+rekeyTimeout) && d.tun != nil {
 		p.unanswered.Store(now)
+		d.initiate(p, now)
+	}
+	// One of several paths, silent for a while: probe it (paths.go).
+	if now-p.lastRecv.Load() >= int64(pathProbeAfter) && p.multipath() {
 		d.initiate(p, now)
 	}
 }

@@ -27,11 +27,18 @@ func (l *loop) initTUN() {
 
 // toTUN queues the decrypted packet pt (in tunMem[ntun]) for the TUN if
 // its source is in p's allowed IPs.
+//
+// With several paths (paths.go), p is the one it came on, which the source
+// is remembered with.
 func (l *loop) toTUN(p *Peer, pt []byte) {
 	n, src, _ := ipAddrs(pt)
-	if n == 0 || !p.allows(src) {
-		p.dropped.Add(1)
+	m := p.owner()
+	if n == 0 || !m.allows(src) {
+		m.dropped.Add(1)
 		return
+	}
+	if s := m.paths.Load(); s != nil {
+		s.learn(src, p)
 	}
 	l.tunBatch[l.ntun] = l.tunMem[l.ntun][:tunOffset+n]
 	l.ntun++
@@ -112,16 +119,18 @@ func (d *Device) tunReader() {
 }
 
 // fromTUN encrypts the packets read from the TUN (packet i at
-// mem[i][tunOffset:][:sizes[i]]) in place for p and sends them.
+// mem[i][tunOffset:][:sizes[i]]) in place for p and sends them, each on
+// its path if p has several (paths.go).
 func (l *loop) fromTUN(p *Peer, mem [][]byte, sizes []int, now int64) {
 	for i, m := range sizes {
 		pkt := mem[i][tunOffset : tunOffset+m]
-		if k, _, dst := ipAddrs(pkt); k == 0 || !p.allows(dst) {
+		k, _, dst := ipAddrs(pkt)
+		if k == 0 || !p.allows(dst) {
 			continue // not for the peer (wireguard-go drops these too)
 		}
 		pad := padded(m, l.d.mtu)
 		clear(mem[i][tunOffset+m : tunOffset+pad])
-		l.sealAndQueue(p, mem[i], pad, now)
+		l.sealAndQueue(p.pathTo(dst, now), mem[i], pad, now)
 	}
 	l.flush()
 }

@@ -77,6 +77,12 @@ type L3 struct {
 	// Endpoint is the host:port clients and connectors are told to dial.
 	// If empty, it is the host of advertise[0] with the port of Listen.
 	Endpoint string `yaml:"endpoint"`
+	// ClientEndpoint, if set, is the host:port written into client
+	// configs instead of Endpoint. With several edges sharing the
+	// registry, Endpoint is each edge's own (connectors keep a session
+	// with every edge) and ClientEndpoint a DNS name or an address that
+	// moves between the edges (a stock WireGuard client has one endpoint).
+	ClientEndpoint string `yaml:"client_endpoint"`
 	// Pools are where virtual addresses come from; the first address of
 	// each is the edge router's own (the source of its ICMP errors).
 	Pools Pools `yaml:"pools"`
@@ -302,16 +308,22 @@ func (c *Config) validateL3() error {
 			return fmt.Errorf("edge config: l3.listen: %q: the host must be an IP address of this machine, or none for every address ([::]:PORT or :PORT)", l.Listen)
 		}
 	}
-	if l.Endpoint != "" {
-		host, port, err := net.SplitHostPort(l.Endpoint)
+	for _, e := range []struct{ field, v, who string }{
+		{"l3.endpoint", l.Endpoint, "clients and connectors"},
+		{"l3.client_endpoint", l.ClientEndpoint, "clients"},
+	} {
+		if e.v == "" {
+			continue
+		}
+		host, port, err := net.SplitHostPort(e.v)
 		if err != nil {
-			return fmt.Errorf("edge config: l3.endpoint: %q: want host:port ([v6]:port for IPv6): %v", l.Endpoint, err)
+			return fmt.Errorf("edge config: %s: %q: want host:port ([v6]:port for IPv6): %v", e.field, e.v, err)
 		}
 		if host == "" || strings.ContainsAny(host, " /,") {
-			return fmt.Errorf("edge config: l3.endpoint: %q needs a host that clients and connectors can reach", l.Endpoint)
+			return fmt.Errorf("edge config: %s: %q needs a host that %s can reach", e.field, e.v, e.who)
 		}
 		if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
-			return fmt.Errorf("edge config: l3.endpoint: %q: port %q is not a number 1-65535", l.Endpoint, port)
+			return fmt.Errorf("edge config: %s: %q: port %q is not a number 1-65535", e.field, e.v, port)
 		}
 	}
 	if err := checkPool("l3.pools.ipv4", l.Pools.IPv4, true); err != nil {

@@ -92,6 +92,8 @@ func TestL3Errors(t *testing.T) {
 		{`l3: {listen: "51820"}`, "l3.listen"},
 		{`l3: {endpoint: ":51820"}`, "l3.endpoint: \":51820\" needs a host"},
 		{`l3: {endpoint: "edge.example.test:0"}`, "l3.endpoint"},
+		{`l3: {client_endpoint: ":51820"}`, "l3.client_endpoint: \":51820\" needs a host that clients can reach"},
+		{`l3: {client_endpoint: "vpn.example.test"}`, "l3.client_endpoint: \"vpn.example.test\": want host:port"},
 		{`l3: {pools: {ipv4: "fd00::/48"}}`, "l3.pools.ipv4: fd00::/48 is not an IPv4 prefix"},
 		{`l3: {pools: {ipv6: 198.18.0.0/16}}`, "l3.pools.ipv6: 198.18.0.0/16 is not an IPv6 prefix"},
 		{`l3: {pools: {ipv4: 198.18.96.1/20}}`, "l3.pools.ipv4: 198.18.96.1/20 has host bits set (did you mean 198.18.96.0/20?)"},
