@@ -227,43 +227,60 @@ func (s *Store) DropPrivateKeys() ([]string, error) {
 	if err != nil || stale == 0 {
 		return nil, err
 	}
+	// In batches: a transaction on etcd takes at most 128 writes.
 	var names []string
-	err = s.update(func(tx registry.Txn) error {
-		names = names[:0]
-		recs, err := tx.List(prefixPeers)
+	for {
+		var batch []string
+		more := false
+		err = s.update(func(tx registry.Txn) error {
+			batch, more = batch[:0], false
+			recs, err := tx.List(prefixPeers)
+			if err != nil {
+				return err
+			}
+			// Rewritten from the parsed record, which has no private
+			// key field (clients' records carried a zero one).
+			n := 0
+			for _, r := range recs {
+				pk := hasPrivateKey(r.Value)
+				if pk == nil {
+					continue
+				}
+				if n == dropBatch {
+					more = true
+					break
+				}
+				n++
+				name := strings.TrimPrefix(r.Key, prefixPeers)
+				if !pk.IsZero() {
+					batch = append(batch, name)
+				}
+				p, err := parse(name, r.Value)
+				if err != nil {
+					return err
+				}
+				v, err := json.Marshal(record{V: recordVersion, Peer: p})
+				if err != nil {
+					return err
+				}
+				if err := tx.Put(r.Key, v); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
 		if err != nil {
-			return err
+			return nil, fmt.Errorf("l3 store: drop connectors' private keys: %w", err)
 		}
-		// Rewritten from the parsed record, which has no private key
-		// field (clients' records carried a zero one).
-		for _, r := range recs {
-			pk := hasPrivateKey(r.Value)
-			if pk == nil {
-				continue
-			}
-			name := strings.TrimPrefix(r.Key, prefixPeers)
-			if !pk.IsZero() {
-				names = append(names, name)
-			}
-			p, err := parse(name, r.Value)
-			if err != nil {
-				return err
-			}
-			v, err := json.Marshal(record{V: recordVersion, Peer: p})
-			if err != nil {
-				return err
-			}
-			if err := tx.Put(r.Key, v); err != nil {
-				return err
-			}
+		names = append(names, batch...)
+		if !more {
+			return names, nil
 		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("l3 store: drop connectors' private keys: %w", err)
 	}
-	return names, nil
 }
+
+// dropBatch is how many records DropPrivateKeys rewrites a transaction.
+const dropBatch = 100
 
 // hasPrivateKey returns the private key field of a stored record written
 // by an earlier edge, or nil if it has none.
@@ -327,7 +344,8 @@ func (s *Store) Add(p Peer) (Peer, error) {
 }
 
 // AddMany records new clients and connectors as Add does, in one
-// transaction: all of them, or none and the error of the first refused
+// transaction (on etcd, which takes at most 128 writes in one, about 100
+// peers at a time; more fail with registry.ErrTooLarge): all of them, or none and the error of the first refused
 // (a name or key may not be given twice in ps either). It returns the
 // records in the order of ps. Add reads every record to check one peer;
 // AddMany reads them once for all, so that thousands of peers (an import,
@@ -554,6 +572,7 @@ func (s *Store) held(tx registry.Txn, now time.Time) (map[netip.Addr]time.Time, 
 		return nil, err
 	}
 	held := map[netip.Addr]time.Time{}
+	deleted := 0
 	for _, rec := range recs {
 		k := strings.TrimPrefix(rec.Key, prefixReleased)
 		a, ok := netip.AddrFromSlice([]byte(k))
@@ -563,12 +582,22 @@ func (s *Store) held(tx registry.Txn, now time.Time) (map[netip.Addr]time.Time, 
 		}
 		if free := r.At.Add(s.reuseDelay); now.Before(free) {
 			held[a] = free
-		} else if err := tx.Delete(rec.Key); err != nil {
-			return nil, err
+		} else if deleted < maxExpiredPerTxn {
+			// Forgotten a few at a time: a transaction on etcd takes
+			// at most 128 writes (registry.MaxTxnOps), and a mass
+			// removal a day ago must not make every add too large.
+			if err := tx.Delete(rec.Key); err != nil {
+				return nil, err
+			}
+			deleted++
 		}
 	}
 	return held, nil
 }
+
+// maxExpiredPerTxn bounds the expired release records one transaction
+// deletes; the rest are ignored (their delay is over) and go later.
+const maxExpiredPerTxn = 16
 
 // release records that p's addresses were freed at now.
 func release(tx registry.Txn, p *Peer, now time.Time) error {
