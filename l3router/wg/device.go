@@ -124,8 +124,15 @@ type Peer struct {
 	lastSent, lastRecv atomic.Int64 // any packet
 	lastRecvData       atomic.Int64 // a data packet (not a keepalive)
 	unanswered         atomic.Int64 // the first send since the last receive; 0 if none
-	initAt             atomic.Int64 // the last initiation sent while one is pending; 0 if none
-	keepalive          atomic.Int64 // persistent keepalive interval (ns); 0: none
+	// staleRecv is when the peer last sent, from its endpoint, on a
+	// session this hub had let expire (it still takes it for alive).
+	staleRecv atomic.Int64
+	// expired are the indexes of a hub's sessions past
+	// REJECT_AFTER_TIME, kept without their sessions for
+	// KEEPALIVE_TIMEOUT + REKEY_TIMEOUT more (under mu).
+	expired   []expiredIndex
+	initAt    atomic.Int64 // the last initiation sent while one is pending; 0 if none
+	keepalive atomic.Int64 // persistent keepalive interval (ns); 0: none
 
 	// Stats (atomic).
 	lastHandshake    atomic.Int64 // unix nanoseconds of the last completed handshake
@@ -355,6 +362,10 @@ func (d *Device) forget(p *Peer) {
 			d.dropIndex(kp.local, p)
 		}
 	}
+	for _, e := range p.expired {
+		d.dropIndex(e.index, p)
+	}
+	p.expired = nil
 }
 
 // Stats returns the peer's counters.
@@ -464,6 +475,22 @@ func (d *Device) newIndex(e indexEntry) uint32 {
 			return i
 		}
 	}
+}
+
+// expiredIndex is an index whose session expired, kept until (device
+// clock) to know the peer that still sends on it.
+type expiredIndex struct {
+	index uint32
+	until int64
+}
+
+// staleIndex keeps index i, if it is still p's, naming p but no session.
+func (d *Device) staleIndex(i uint32, p *Peer) {
+	d.idxMu.Lock()
+	if e, ok := d.index[i]; ok && e.peer == p {
+		d.index[i] = indexEntry{peer: p}
+	}
+	d.idxMu.Unlock()
 }
 
 // dropIndex forgets index i if it is still p's.

@@ -416,14 +416,24 @@ func TestHubLeavesUnansweredToPeers(t *testing.T) {
 		t.Fatal(err)
 	}
 	session(hub, client, 1, 2, sink(t))
+	// A client that still sends on a session the hub let expire: the hub
+	// starts a new one (its own sessions may end before the peer's).
+	stale, err := hub.AddPeer("site", newKey(t).PublicKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	session(hub, stale, 3, 4, sink(t))
 	conn, _, edge, _ := tunRig(t)
 	for _, c := range []struct {
 		d        *Device
 		p        *Peer
 		initiate bool
-	}{{hub, client, false}, {conn, edge, true}} {
+	}{{hub, client, false}, {hub, stale, true}, {conn, edge, true}} {
 		sent := c.d.now()
 		now := sent + int64(keepaliveTimeout+rekeyTimeout)
+		if c.p == stale {
+			c.p.staleRecv.Store(now - int64(time.Second))
+		}
 		c.p.unanswered.Store(sent)
 		c.p.lastSent.Store(now) // no keepalive due
 		c.d.tick(c.p, now)

@@ -142,8 +142,17 @@ func (l *loop) transport(b []byte, src netip.AddrPort, now int64) {
 	if l.cValid && l.cIdx == idx {
 		kp = l.cKP
 	} else {
-		kp = l.d.lookup(idx).kp
+		e := l.d.lookup(idx)
+		kp = e.kp
 		l.cIdx, l.cKP, l.cValid = idx, kp, true
+		if kp == nil && e.peer != nil {
+			// The index of a session this hub let expire (staleIndex),
+			// from the peer's own address: the peer still takes the
+			// session for alive; tick starts a new one.
+			if ep := e.peer.endpoint.Load(); ep != nil && ep.AddrPort == src {
+				e.peer.staleRecv.Store(now)
+			}
+		}
 	}
 	if !kp.fresh(now) {
 		l.d.drop(DropNoSession)

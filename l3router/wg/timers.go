@@ -4,6 +4,7 @@ package wg
 
 import (
 	"math/rand/v2"
+	"slices"
 	"sync/atomic"
 	"time"
 )
@@ -71,9 +72,24 @@ func (d *Device) tick(p *Peer, now int64) {
 	for _, slot := range []*atomic.Pointer[keypair]{&p.previous, &p.next, &p.current} {
 		if kp := slot.Load(); kp != nil && !kp.fresh(now) {
 			slot.Store(nil)
-			d.dropIndex(kp.local, p)
+			if d.tun == nil {
+				// A hub keeps the index, without the session, a while:
+				// a peer still sending on it is known by it (staleRecv,
+				// in transport).
+				d.staleIndex(kp.local, p)
+				p.expired = append(p.expired, expiredIndex{kp.local, now + int64(keepaliveTimeout+rekeyTimeout)})
+			} else {
+				d.dropIndex(kp.local, p)
+			}
 		}
 	}
+	p.expired = slices.DeleteFunc(p.expired, func(e expiredIndex) bool {
+		if now < e.until {
+			return false
+		}
+		d.dropIndex(e.index, p)
+		return true
+	})
 	p.mu.Unlock()
 	// Persistent keepalive.
 	if ka := p.keepalive.Load(); ka > 0 && now-p.lastSent.Load() >= ka {
@@ -86,16 +102,19 @@ func (d *Device) tick(p *Peer, now int64) {
 		d.sealAndSend(p, nil, now)
 	}
 	// Sent and heard nothing back for a while: the session may be dead
-	// at the other end. Only a TUN device (a connector) starts a new
-	// one then. A hub leaves it to its peers, which keep their sessions
-	// alive themselves: when several edges share the key and a client's
-	// endpoint (an address routed to one edge or another), the edge the
-	// client has moved away from would send it initiations from that
-	// address, each of which resets the client's own timer (stock
-	// WireGuard takes any authenticated message as an answer), while its
-	// responses go to the other edge: the client would not start a
-	// session with the edge it reaches until this one gave up, 90 s on.
-	if u := p.unanswered.Load(); u != 0 && now-u >= int64(keepaliveTimeout+rekeyTimeout) && d.tun != nil {
+	// at the other end. A TUN device (a connector) starts a new one
+	// then. A hub does only while the peer still sends, from its endpoint,
+	// on a session the hub let expire (staleRecv): a peer it no longer hears
+	// from at all keeps its session alive itself. When several edges
+	// share the key and a client's endpoint (an address routed to one
+	// edge or another), the edge the client has moved away from would
+	// otherwise send it initiations from that address, each of which
+	// resets the client's own timer (stock WireGuard takes any
+	// authenticated message as an answer), while its responses go to the
+	// other edge: the client would not start a session with the edge it
+	// reaches until this one gave up, 90 s on.
+	window := int64(keepaliveTimeout + rekeyTimeout)
+	if u := p.unanswered.Load(); u != 0 && now-u >= window && (d.tun != nil || now-p.staleRecv.Load() < window) {
 		p.unanswered.Store(now)
 		d.initiate(p, now)
 	}
