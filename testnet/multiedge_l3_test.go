@@ -199,6 +199,17 @@ func TestMultiEdgeL3(t *testing.T) {
 	if err := waitFor(10*time.Second, func() bool { return pa.repliesSince(time.Now().Add(-time.Second)) >= 8 }); err != nil {
 		t.Fatalf("alice's pings through edge B not steady: %v\n%s", err, pa.output())
 	}
+	// bob removed on edge A: edge B cuts him within a second.
+	removed := time.Now()
+	if _, err := w.CLI(ctx, 0, "l3", "client", "remove", "bob"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3 * time.Second)
+	if n := pb.repliesSince(removed.Add(time.Second)); n > 0 {
+		t.Fatalf("bob, removed on edge A, still reached the origin through edge B %d times more than a second later\n%s", n, pb.output())
+	}
+	t.Logf("bob removed on edge A: no reply through edge B from 1 s after the removal on (%d replies in the second after it)",
+		pb.repliesSince(removed)-pb.repliesSince(removed.Add(time.Second)))
 	pb.stop()
 	killed := time.Now()
 	if err := w.Edges[1].Proc.Signal(syscall.SIGKILL); err != nil {
