@@ -143,10 +143,17 @@ func (w *L3World) EdgeCLI(ctx context.Context, args ...string) (string, error) {
 // --subnet ... --public-key PUB --key-file KEY --out config` registers on
 // the edge. It returns the public key.
 func (w *L3World) AddConnector(ctx context.Context, node *Node, name, config string, subnets ...string) (string, error) {
+	return addL3Connector(ctx, w.Net, w.ConnectorBin, w.EdgeCLI, node, name, config, subnets)
+}
+
+// addL3Connector makes the connector's key in node (connector l3 init)
+// and registers it with edgeCLI (edge l3 connector add ... --out config);
+// it returns the public key.
+func addL3Connector(ctx context.Context, n *Net, connBin string, edgeCLI func(context.Context, ...string) (string, error),
+	node *Node, name, config string, subnets []string) (string, error) {
 	key := strings.TrimSuffix(config, ".yml") + ".key"
-	cmd := node.Command(ctx, w.ConnectorBin, "l3", "init", "--key", key)
-	out, err := cmd.Output()
-	w.Net.logf("[%s] connector l3 init --key %s\n%s", node.Name, key, out)
+	out, err := node.Command(ctx, connBin, "l3", "init", "--key", key).Output()
+	n.logf("[%s] connector l3 init --key %s\n%s", node.Name, key, out)
 	if err != nil {
 		return "", fmt.Errorf("connector l3 init in %s: %w", node.Name, exitDetail(err))
 	}
@@ -155,7 +162,7 @@ func (w *L3World) AddConnector(ctx context.Context, node *Node, name, config str
 	for _, s := range subnets {
 		args = append(args, "--subnet", s)
 	}
-	if _, err := w.EdgeCLI(ctx, args...); err != nil {
+	if _, err := edgeCLI(ctx, args...); err != nil {
 		return "", err
 	}
 	return pub, nil

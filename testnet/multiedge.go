@@ -182,20 +182,8 @@ func (w *MultiEdgeWorld) MoveFloat(ctx context.Context, i int) error {
 // `edge l3 connector add NAME --subnet ... --public-key PUB --key-file KEY
 // --out config`. It returns the public key.
 func (w *MultiEdgeWorld) AddL3Connector(ctx context.Context, i int, node *Node, name, config string, subnets ...string) (string, error) {
-	key := strings.TrimSuffix(config, ".yml") + ".key"
-	out, err := node.Command(ctx, w.ConnBin, "l3", "init", "--key", key).Output()
-	if err != nil {
-		return "", fmt.Errorf("connector l3 init in %s: %w", node.Name, exitDetail(err))
-	}
-	pub := strings.TrimSpace(string(out))
-	args := []string{"l3", "connector", "add", name, "--public-key", pub, "--key-file", key, "--out", config}
-	for _, s := range subnets {
-		args = append(args, "--subnet", s)
-	}
-	if _, err := w.CLI(ctx, i, args...); err != nil {
-		return "", err
-	}
-	return pub, nil
+	cli := func(ctx context.Context, args ...string) (string, error) { return w.CLI(ctx, i, args...) }
+	return addL3Connector(ctx, w.Net, w.ConnBin, cli, node, name, config, subnets)
 }
 
 // StartL3Connector runs `connector l3 run` with the l3.yml at config in

@@ -140,13 +140,13 @@ func serve(ctx context.Context, g *globals, cfg *edgeconfig.Config, log *slog.Lo
 		}
 	}()
 
-	qln, err := tunnel.ListenQUIC(cfg.Listen.Tunnels, cert, storeAuth{a}, tcfg)
+	qln, err := tunnel.ListenQUIC(cfg.Listen.Tunnels, cert, storeAuth{st}, tcfg)
 	if err != nil {
 		return fmt.Errorf("tunnel listener (QUIC, udp %s): %w", cfg.Listen.Tunnels, err)
 	}
 	closers = append(closers, qln.Close)
 	logSteering(cfg, qln, log, reg)
-	hln, err := tunnel.ListenHTTP2(cfg.Listen.Tunnels, cert, storeAuth{a}, tcfg)
+	hln, err := tunnel.ListenHTTP2(cfg.Listen.Tunnels, cert, storeAuth{st}, tcfg)
 	if err != nil {
 		return fmt.Errorf("tunnel listener (HTTP/2, tcp %s): %w", cfg.Listen.Tunnels, err)
 	}
@@ -335,19 +335,20 @@ func (a *app) onTunnel(old, new *store.Tunnel) {
 // admit is the Server's Options.Admit: a connection may be served while
 // its tunnel exists and still has the secret generation it proved.
 func (a *app) admit(id [16]byte, generation uint64) tunnel.AuthReason {
-	t, ok := a.tunnels.Load().Get(id)
+	_, gen, ok := a.store.Credential(id)
 	switch {
 	case !ok:
 		return tunnel.AuthTunnelDeleted
-	case t.Generation != generation:
+	case gen != generation:
 		return tunnel.AuthRotated
 	}
 	return tunnel.AuthOK
 }
 
-// storeAuth authenticates connectors against the mirrored tunnels: each
-// connection keeps the generation of the secret it proved.
-type storeAuth struct{ a *app }
+// storeAuth authenticates connectors against the store's mirrored
+// tunnels (Store.Credential): each connection keeps the generation of the
+// secret it proved.
+type storeAuth struct{ st *store.Store }
 
 // Secret implements tunnel.Authenticator.
 func (s storeAuth) Secret(id [16]byte) ([]byte, bool) {
@@ -357,11 +358,11 @@ func (s storeAuth) Secret(id [16]byte) ([]byte, bool) {
 
 // LookupTunnel implements tunnel.TunnelLookup.
 func (s storeAuth) LookupTunnel(id [16]byte) ([]byte, uint64, tunnel.AuthReason) {
-	t, ok := s.a.tunnels.Load().Get(id)
+	secret, gen, ok := s.st.Credential(id)
 	if !ok {
 		return nil, 0, tunnel.AuthUnknownTunnel
 	}
-	return t.Secret, t.Generation, tunnel.AuthOK
+	return secret, gen, tunnel.AuthOK
 }
 
 // loadOrCreateCert loads the edge certificate from the data directory, or

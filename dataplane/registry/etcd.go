@@ -103,13 +103,6 @@ func (e *Etcd) String() string { return e.name }
 // Close implements Store.
 func (e *Etcd) Close() error { return e.cli.Close() }
 
-// Client returns the etcd client, for the edge's membership and for
-// tests.
-func (e *Etcd) Client() *clientv3.Client { return e.cli }
-
-// Prefix returns the key prefix.
-func (e *Etcd) Prefix() string { return e.prefix }
-
 // bound gives ctx the request timeout unless it has a deadline.
 func (e *Etcd) bound(ctx context.Context) (context.Context, context.CancelFunc) {
 	if _, ok := ctx.Deadline(); ok {

@@ -4,6 +4,7 @@ package wg
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
 	"testing"
 	"time"
@@ -443,5 +444,59 @@ func TestHubLeavesUnansweredToPeers(t *testing.T) {
 		if started != c.initiate {
 			t.Errorf("%s: handshake started %v, want %v", c.p.name, started, c.initiate)
 		}
+	}
+}
+
+// TestStaleIndexSpoofed plays a stranger who knows the index of a session
+// the hub let expire (it is in every transport message the peer sent):
+// from any address but the peer's own, the hub takes no notice; from the
+// peer's endpoint (the peer itself, or a spoofer on its path) it notes
+// that the peer still sends, and no more (staleRecv, for tick).
+func TestStaleIndexSpoofed(t *testing.T) {
+	pauseTimersForTest.Store(true)
+	t.Cleanup(func() { pauseTimersForTest.Store(false) })
+	hub, err := New(Config{PrivateKey: newKey(t), Router: testRouter(t), Loops: 1, Logger: testLogger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { hub.Close() })
+	p, err := hub.AddPeer("client", newKey(t).PublicKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	listen := func() *net.UDPConn {
+		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	peerConn, stranger := listen(), listen()
+	kp := session(hub, p, 1, 2, peerConn.LocalAddr().(*net.UDPAddr).AddrPort())
+	hub.tick(p, kp.created+int64(rejectAfterTime))
+	if e := hub.lookup(kp.local); e.peer != p || e.kp != nil {
+		t.Fatalf("after REJECT_AFTER_TIME the index names %+v, want the peer without a session", e)
+	}
+	to := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: hub.Port()}
+	msg := sealFor(kp, 2, 7, []byte("on an expired session"))
+	for range 20 {
+		if _, err := stranger.WriteToUDP(msg, to); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(200 * time.Millisecond)
+	if at := p.staleRecv.Load(); at != 0 {
+		t.Fatal("a stranger's datagram with the expired index made the hub take the peer for alive")
+	}
+	if _, err := peerConn.WriteToUDP(msg, to); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for p.staleRecv.Load() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the peer's own datagram on the expired session went unnoticed")
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

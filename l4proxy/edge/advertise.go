@@ -38,14 +38,6 @@ func (s *Server) SetEdges(addrs []string) {
 	}
 }
 
-// Edges returns the advertised edge list.
-func (s *Server) Edges() []string {
-	if p := s.adv.list.Load(); p != nil {
-		return slices.Clone(*p)
-	}
-	return nil
-}
-
 // advertise sends lc the current list unless it has it: the last sender
 // sends the latest, whatever order the goroutines run in.
 func (s *Server) advertise(lc *liveConn) {

@@ -51,9 +51,3 @@ func (t *Tunnels) Names() map[string][IDSize]byte {
 	}
 	return out
 }
-
-// Revision returns the registry revision the mirror has applied.
-func (t *Tunnels) Revision() int64 {
-	rev, _ := t.r.Mirror().Revision()
-	return rev
-}
