@@ -424,14 +424,18 @@ func TestTunnelListenerHandshakeFlood(t *testing.T) {
 		stall("garbage", []byte("GET / HTTP/1.1\r\nHost: edge\r\n\r\n"))()
 		f.pause(200 * time.Millisecond)
 	})
-	// Connectors with a wrong secret, or the token of no tunnel.
+	// Connectors with a wrong secret, or the token of no tunnel, from the
+	// connector host (another source than the flood's: from the flood's
+	// own source, limits.maxHandshakesPerSource turns nearly all of them
+	// away before authentication, and the reasons below would go uncounted).
+	connNode := w.n.Node("conn")
 	f.run(2, func() {
 		for _, proto := range []string{"quic", "http2"} {
 			for _, bad := range []tunnel.Token{badSecret, unknown} {
-				err := w.user.Do(func() error {
+				err := connNode.Do(func() error {
 					dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 					defer cancel()
-					c, err := tunnel.Dial(dctx, proto, tunnelAddr, bad, [16]byte{0xa7}, nil)
+					c, err := tunnel.Dial(dctx, proto, tok.Edges[0], bad, [16]byte{0xa7}, nil)
 					if err == nil {
 						c.CloseWithError(0, "")
 					}
