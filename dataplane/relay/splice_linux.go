@@ -1,0 +1,218 @@
+package relay
+
+import (
+	"io"
+	"net"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// spliceLoop moves bytes from src to dst through a pipe with splice(2)
+// until EOF (eof=true) or an error. It holds a pipe only while src has
+// data: when a splice from src finds nothing (EAGAIN) and the pipe is
+// empty, the pipe goes back to the pool before the wait. Without a pipe
+// (the pool at MaxPipes) or for sockets splice cannot take, it copies.
+func (r *run) spliceLoop(dst, src net.Conn, c Counter) (n int64, err error, eof bool) {
+	src_, dst_ := rawConn(src), rawConn(dst)
+	if src_ == nil || dst_ == nil {
+		return r.copyLoop(dst, src, c)
+	}
+	pool := r.e.pipes
+	var p *pipe
+	defer func() {
+		if p != nil {
+			pool.put(p)
+		}
+	}()
+	for {
+		// Into the pipe, waiting on the poller while src has nothing.
+		var in int
+		var serr error
+		noPipe := false
+		werr := src_.Read(func(fd uintptr) bool {
+			if p == nil {
+				if p = pool.get(); p == nil {
+					noPipe = true
+					return true
+				}
+			}
+			for {
+				in, serr = splice(int(fd), p.w, pool.size)
+				if serr != unix.EINTR {
+					break
+				}
+			}
+			if serr == unix.EAGAIN {
+				pool.put(p) // idle: hold no pipe while waiting
+				p = nil
+				return false
+			}
+			return true
+		})
+		if noPipe {
+			// Copy one burst in user space, then try for a pipe again.
+			m, err, eof := r.copyBurst(dst, src, c)
+			n += m
+			if err != nil || eof {
+				return n, err, eof
+			}
+			continue
+		}
+		if werr != nil {
+			return n, werr, false
+		}
+		if serr != nil {
+			return n, serr, false
+		}
+		if in == 0 {
+			return n, nil, true
+		}
+		r.last.Store(time.Now().UnixNano())
+		// Out of the pipe, all of it.
+		for in > 0 {
+			var out int
+			var oerr error
+			werr := dst_.Write(func(fd uintptr) bool {
+				for {
+					out, oerr = splice(p.r, int(fd), in)
+					if oerr != unix.EINTR {
+						break
+					}
+				}
+				return oerr != unix.EAGAIN
+			})
+			if out > 0 {
+				in -= out
+				n += int64(out)
+				add(c, out)
+			}
+			if werr == nil {
+				werr = oerr
+			}
+			if werr != nil {
+				// Bytes left in the pipe: it is not reused.
+				p.dirty = in > 0
+				return n, werr, false
+			}
+		}
+	}
+}
+
+// copyBurst copies what src has now (one read and its write) through a
+// pooled buffer: a direction without a pipe.
+func (r *run) copyBurst(dst, src net.Conn, c Counter) (n int64, err error, eof bool) {
+	if rc := rawConn(src); rc != nil {
+		_ = waitReadable(rc)
+	}
+	bp := getBuf(true)
+	defer putBuf(bp)
+	nr, rerr := src.Read(*bp)
+	if nr > 0 {
+		r.last.Store(time.Now().UnixNano())
+		nw, werr := dst.Write((*bp)[:nr])
+		add(c, nw)
+		if werr != nil {
+			return int64(nw), werr, false
+		}
+		n = int64(nw)
+	}
+	if rerr != nil {
+		if rerr == io.EOF {
+			return n, nil, true
+		}
+		return n, rerr, false
+	}
+	return n, nil, false
+}
+
+func splice(in, out, max int) (int, error) {
+	n, err := unix.Splice(in, nil, out, nil, max, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
+	return int(n), err
+}
+
+// pipe is one splice pipe: its read and write ends.
+type pipe struct {
+	r, w  int
+	dirty bool // bytes left in it: close, do not reuse
+}
+
+// pipePool hands out pipes of one size, at most max in use; it keeps up
+// to idlePipes free ones open for reuse.
+type pipePool struct {
+	size, max int
+
+	mu        sync.Mutex
+	free      []*pipe
+	inUse     int
+	fallbacks int64
+	closed    bool
+}
+
+func newPipePool(size, max int) *pipePool { return &pipePool{size: size, max: max} }
+
+// get returns a pipe, or nil when max are in use or none can be made.
+func (pp *pipePool) get() *pipe {
+	pp.mu.Lock()
+	if pp.closed || pp.inUse >= pp.max {
+		pp.fallbacks++
+		pp.mu.Unlock()
+		return nil
+	}
+	pp.inUse++
+	if k := len(pp.free); k > 0 {
+		p := pp.free[k-1]
+		pp.free[k-1] = nil
+		pp.free = pp.free[:k-1]
+		pp.mu.Unlock()
+		return p
+	}
+	pp.mu.Unlock()
+	var fds [2]int
+	if err := unix.Pipe2(fds[:], unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
+		pp.mu.Lock()
+		pp.inUse--
+		pp.fallbacks++
+		pp.mu.Unlock()
+		return nil
+	}
+	// A smaller pipe than asked for works too, with more system calls.
+	_, _ = unix.FcntlInt(uintptr(fds[0]), unix.F_SETPIPE_SZ, pp.size)
+	return &pipe{r: fds[0], w: fds[1]}
+}
+
+// put gives p back: kept for reuse, or closed.
+func (pp *pipePool) put(p *pipe) {
+	pp.mu.Lock()
+	pp.inUse--
+	if p.dirty || pp.closed || len(pp.free) >= idlePipes {
+		pp.mu.Unlock()
+		p.close()
+		return
+	}
+	pp.free = append(pp.free, p)
+	pp.mu.Unlock()
+}
+
+func (p *pipe) close() {
+	_ = syscall.Close(p.r)
+	_ = syscall.Close(p.w)
+}
+
+func (pp *pipePool) close() {
+	pp.mu.Lock()
+	free := pp.free
+	pp.free, pp.closed = nil, true
+	pp.mu.Unlock()
+	for _, p := range free {
+		p.close()
+	}
+}
+
+func (pp *pipePool) stats() Stats {
+	pp.mu.Lock()
+	defer pp.mu.Unlock()
+	return Stats{PipesInUse: pp.inUse, PipesIdle: len(pp.free), PipeFallbacks: pp.fallbacks}
+}

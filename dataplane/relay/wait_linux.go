@@ -1,0 +1,46 @@
+package relay
+
+import (
+	"net"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// rawConn returns the raw connection of a TCP or Unix stream socket, nil
+// for anything else.
+func rawConn(c net.Conn) syscall.RawConn {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return nil
+	}
+	switch c.(type) {
+	case *net.TCPConn, *net.UnixConn:
+	default:
+		return nil
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	return rc
+}
+
+// waitReadable waits on Go's poller, holding no buffer, until a read from
+// rc would not block: data, EOF or an error. A ppoll(2) with a zero
+// timeout tells these from a spurious wake-up (a MSG_PEEK read would
+// consume a pending error such as a reset).
+func waitReadable(rc syscall.RawConn) error { return rc.Read(readable) }
+
+// readable reports whether a read from fd would return at once.
+func readable(fd uintptr) bool {
+	pfd := unix.PollFd{Fd: int32(fd), Events: unix.POLLIN}
+	var ts unix.Timespec // zero: do not wait
+	n, _, errno := unix.Syscall6(unix.SYS_PPOLL, uintptr(unsafe.Pointer(&pfd)), 1, uintptr(unsafe.Pointer(&ts)), 0, 0, 0)
+	if errno != 0 {
+		// EINTR or worse: let the read find out.
+		return errno != unix.EINTR
+	}
+	return n > 0
+}
