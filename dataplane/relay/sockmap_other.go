@@ -14,6 +14,6 @@ func newSockmap() (*sockmap, error) {
 	return nil, errors.New("the sockmap strategy needs Linux with eBPF")
 }
 
-func (s *sockmap) close() error                                { return nil }
-func (s *sockmap) pairs() int                                  { return 0 }
+func (s *sockmap) close() error                                     { return nil }
+func (s *sockmap) pairs() int                                       { return 0 }
 func (s *sockmap) relay(ctx context.Context, r *run) (Result, bool) { return Result{}, false }

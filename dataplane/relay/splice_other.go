@@ -12,5 +12,5 @@ func (r *run) spliceLoop(dst, src net.Conn, c Counter) (int64, error, bool) {
 type pipePool struct{}
 
 func newPipePool(size, max int) *pipePool { return &pipePool{} }
-func (pp *pipePool) close()                {}
-func (pp *pipePool) stats() Stats          { return Stats{} }
+func (pp *pipePool) close()               {}
+func (pp *pipePool) stats() Stats         { return Stats{} }
