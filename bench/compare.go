@@ -31,8 +31,8 @@ func Compare(w io.Writer, old, cur *Run) {
 			fmt.Fprintf(tw, "%s\t\t\t\t\tnew scenario\n", ns.Name)
 			continue
 		}
-		if ns.Error != "" || prev.Error != "" {
-			fmt.Fprintf(tw, "%s\t\t%s\t%s\t\t\n", ns.Name, failedOr(prev.Error, "ok"), failedOr(ns.Error, "ok"))
+		if ns.Error != "" || prev.Error != "" || ns.NotAvailable != "" || prev.NotAvailable != "" {
+			fmt.Fprintf(tw, "%s\t\t%s\t%s\t\t\n", ns.Name, status(prev), status(&ns))
 			continue
 		}
 		for _, nm := range ns.Metrics {
@@ -59,11 +59,15 @@ func quickTag(r *Run) string {
 	return ""
 }
 
-func failedOr(err, ok string) string {
-	if err != "" {
+// status is a scenario's outcome when it has no figures to compare.
+func status(s *ScenarioResult) string {
+	switch {
+	case s.Error != "":
 		return "failed"
+	case s.NotAvailable != "":
+		return "not available"
 	}
-	return ok
+	return "ok"
 }
 
 func fmtChange(a, b Summary) string {

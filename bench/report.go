@@ -126,6 +126,8 @@ func Markdown(run *Run, areas []Area, opt ReportOptions) string {
 				switch {
 				case s.Error != "":
 					p(" failed |")
+				case s.NotAvailable != "":
+					p(" not available |")
 				case mr == nil:
 					p(" |")
 				default:
@@ -148,6 +150,9 @@ func Markdown(run *Run, areas []Area, opt ReportOptions) string {
 		p("<details><summary>what runs where, and how to rerun each row</summary>\n\n")
 		for _, s := range rows {
 			p("- **%s** (`%s`): %s. `%s`\n", s.Label, s.Name, s.Setup, s.Reproduce)
+			if s.NotAvailable != "" {
+				p("  Not available in this run: %s\n", oneLineErr(s.NotAvailable))
+			}
 		}
 		var notes []string
 		for _, c := range cols {
@@ -180,6 +185,21 @@ func Markdown(run *Run, areas []Area, opt ReportOptions) string {
 			p("- `%s`: %s\n", s.Name, oneLineErr(s.Error))
 		}
 		p("\nTheir logs are in the results JSON (`log_tail`).\n")
+	}
+	var unavail []*ScenarioResult
+	for i := range run.Scenarios {
+		if run.Scenarios[i].NotAvailable != "" {
+			unavail = append(unavail, &run.Scenarios[i])
+		}
+	}
+	if len(unavail) > 0 {
+		if len(failed) > 0 {
+			p("\n")
+		}
+		p("## Not available in this run\n\nWhat the machine or the build could not run (not failures):\n\n")
+		for _, s := range unavail {
+			p("- `%s`: %s\n", s.Name, oneLineErr(s.NotAvailable))
+		}
 	}
 	return b.String()
 }
@@ -251,11 +271,11 @@ func goalFor(s *ScenarioResult, peer, metric string) *Goal {
 func compareRows(run *Run, rows []*ScenarioResult, a Area) [][]string {
 	var out [][]string
 	for _, o := range rows {
-		if !o.Onramp || o.Error != "" {
+		if !o.Onramp || o.Error != "" || o.NotAvailable != "" {
 			continue
 		}
 		for _, peer := range rows {
-			if peer == o || peer.Error != "" || !contains(peer.PeerOf, o.Name) {
+			if peer == o || peer.Error != "" || peer.NotAvailable != "" || !contains(peer.PeerOf, o.Name) {
 				continue
 			}
 			for _, metric := range a.Compare {
@@ -293,6 +313,10 @@ func goalRows(run *Run) [][3]string {
 			name := fmt.Sprintf("%s / %s, %s: goal %s", o.Label, g.Peer, g.Metric, g)
 			if peer != nil {
 				name = fmt.Sprintf("%s / %s, %s: goal %s", o.Label, peer.Label, g.Metric, g)
+			}
+			if o.NotAvailable != "" || (peer != nil && peer.NotAvailable != "") {
+				out = append(out, [3]string{name, "not available in this run", "—"})
+				continue
 			}
 			if peer == nil || o.Error != "" || peer.Error != "" || o.Metric(g.Metric) == nil || peer.Metric(g.Metric) == nil {
 				out = append(out, [3]string{name, "not measured", "—"})

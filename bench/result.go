@@ -87,7 +87,10 @@ type ScenarioResult struct {
 	Metrics   []MetricResult `json:"metrics"`
 	Seconds   float64        `json:"seconds"`
 	Error     string         `json:"error,omitempty"`
-	LogTail   string         `json:"log_tail,omitempty"` // the end of the log of a failed scenario
+	// NotAvailable says why the scenario could not run on this machine or
+	// build (a kernel feature, a strategy the binary lacks): not a failure.
+	NotAvailable string `json:"not_available,omitempty"`
+	LogTail      string `json:"log_tail,omitempty"` // the end of the log of a failed (or unavailable) scenario
 }
 
 // MetricResult is one metric's samples, one per repetition, and their

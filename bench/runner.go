@@ -11,6 +11,13 @@ import (
 	"time"
 )
 
+// ErrNotAvailable marks a scenario whose system cannot run on this
+// machine or build (a kernel feature, a strategy the binary does not
+// have): a Start error that wraps it records the scenario as not
+// available, with the reason, instead of failed, and the run goes on
+// without counting it as a failure.
+var ErrNotAvailable = errors.New("not available here")
+
 // Runner runs scenarios one after another and records every sample.
 //
 // An onramp scenario with goals and the peers its goals name (those of
@@ -68,7 +75,9 @@ func (r *Runner) RunAll(ctx context.Context, scenarios []Scenario) []ScenarioRes
 			if len(members) > 1 {
 				prefix = scenarios[m].Name + " "
 			}
-			if res[k].Error != "" {
+			if res[k].NotAvailable != "" {
+				fmt.Fprintf(r.Out, "  %sNOT AVAILABLE here: %s\n", prefix, res[k].NotAvailable)
+			} else if res[k].Error != "" {
 				fmt.Fprintf(r.Out, "  %sFAILED after %.0fs: %s\n  log tail:\n%s\n", prefix, res[k].Seconds, res[k].Error, indent(res[k].LogTail, "    "))
 			} else {
 				fmt.Fprintf(r.Out, "  %sdone in %.0fs: %s\n", prefix, res[k].Seconds, oneLine(res[k]))
@@ -222,8 +231,9 @@ type scenarioRun struct {
 	done    int
 	wants   map[string]bool
 	samples map[string][]float64
-	failed  bool
+	failed  bool // failed, or not available: no more runs
 	err     string
+	unavail string // why the scenario is not available here
 	logTail string
 }
 
@@ -254,12 +264,19 @@ func (sr *scenarioRun) guard(f func()) {
 	f()
 }
 
+// fail ends the scenario's runs with err. An error that wraps
+// ErrNotAvailable before the first run records the scenario as not
+// available here instead.
 func (sr *scenarioRun) fail(err error) {
 	if sr.failed {
 		return
 	}
 	sr.failed = true
-	sr.err = err.Error()
+	if errors.Is(err, ErrNotAvailable) && sr.done == 0 {
+		sr.unavail = strings.TrimPrefix(err.Error(), "setup: ")
+	} else {
+		sr.err = err.Error()
+	}
 	sr.logTail = sr.r.Env.log.tail(40)
 	sr.stop()
 }
@@ -363,7 +380,7 @@ func (sr *scenarioRun) result() ScenarioResult {
 	res := ScenarioResult{Name: s.Name, Area: s.Area, Label: s.Label, Onramp: s.Onramp,
 		PeerOf: s.PeerOf, Goals: s.Goals, Setup: s.Setup,
 		Reproduce: fmt.Sprintf("go run ./bench/cmd/bench -only '^%s$'", s.Name),
-		Seconds:   sr.seconds, Error: sr.err, LogTail: sr.logTail}
+		Seconds:   sr.seconds, Error: sr.err, NotAvailable: sr.unavail, LogTail: sr.logTail}
 	for _, m := range s.Metrics {
 		xs := sr.samples[m.Name]
 		mr := MetricResult{Name: m.Name, Unit: m.Unit, Lower: m.Lower, Note: m.Note, Summary: Summarize(xs)}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"strings"
 	"testing"
@@ -156,5 +157,56 @@ func TestRunnerInterleaveKeyQuickRepsAndCPUs(t *testing.T) {
 	(&Runner{Env: &Env{Reps: 3}, Out: &out}).RunAll(context.Background(), scenarios[4:])
 	if len(order) != 3 {
 		t.Errorf("a full run ran %d times, want Env.Reps 3", len(order))
+	}
+}
+
+// A scenario whose Start says it is not available here is recorded so,
+// with the reason, not as a failure, and the report lists it apart; its
+// goals are not measured.
+func TestNotAvailable(t *testing.T) {
+	mk := func(name string, onramp bool, start func(context.Context, *Env) (*Rig, error)) Scenario {
+		return Scenario{Name: name, Area: "l4-bulk-1", Label: name, Onramp: onramp, Setup: "nothing",
+			Metrics: []Metric{{Name: "throughput", Unit: "Gbit/s"}, {Name: "cpu_per_gb", Unit: "CPU-s/GB", Lower: true}},
+			Start:   start,
+			Run: func(context.Context, *Env, *Rig) (Sample, error) {
+				return Sample{Values: map[string]float64{"throughput": 10}}, nil
+			}}
+	}
+	sockmap := mk("direct-sockmap/bulk1", true, func(context.Context, *Env) (*Rig, error) {
+		return nil, fmt.Errorf("edge direct (sockmap): %w: the edge refused the sockmap strategy: not built yet", ErrNotAvailable)
+	})
+	splice := mk("direct-splice/bulk1", true, startNothing)
+	splice.Goals = []Goal{{Peer: "direct-sockmap/bulk1", Metric: "throughput", Op: ">=", Ratio: 1}}
+	sockmap.PeerOf = []string{"direct-splice/bulk1"}
+	var out bytes.Buffer
+	res := (&Runner{Env: &Env{Reps: 2}, Out: &out}).RunAll(context.Background(), []Scenario{splice, sockmap})
+	sm := res[1]
+	if sm.Error != "" || !strings.Contains(sm.NotAvailable, "the edge refused the sockmap strategy") || strings.HasPrefix(sm.NotAvailable, "setup:") {
+		t.Errorf("sockmap: error %q, not available %q", sm.Error, sm.NotAvailable)
+	}
+	if tp := res[0].Metric("throughput"); res[0].Error != "" || tp == nil || tp.Summary.N != 2 {
+		t.Errorf("splice: %+v", res[0])
+	}
+	if !strings.Contains(out.String(), "direct-sockmap/bulk1 NOT AVAILABLE here: edge direct (sockmap): not available here: the edge refused") {
+		t.Errorf("progress:\n%s", out.String())
+	}
+	md := Markdown(&Run{Scenarios: res}, Areas, ReportOptions{})
+	for _, want := range []string{
+		"| direct-splice/bulk1 / direct-sockmap/bulk1, throughput: goal >= 1.00 | not available in this run | — |",
+		"| **direct-sockmap/bulk1** | not available | not available |",
+		"## Not available in this run",
+		"- `direct-sockmap/bulk1`: edge direct (sockmap): not available here: the edge refused the sockmap strategy: not built yet",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("markdown lacks %q:\n%s", want, md)
+		}
+	}
+	if strings.Contains(md, "Failed scenarios") || strings.Contains(md, "| direct-splice/bulk1 | direct-sockmap/bulk1 |") {
+		t.Errorf("not available reported as failed, or compared:\n%s", md)
+	}
+	var b bytes.Buffer
+	Compare(&b, &Run{Scenarios: res}, &Run{Scenarios: res})
+	if !strings.Contains(b.String(), "not available") {
+		t.Errorf("compare:\n%s", b.String())
 	}
 }

@@ -177,13 +177,19 @@ func run() error {
 	if err := writeReport(r, path, *mdPath, *chartDir); err != nil {
 		return err
 	}
-	var failed []string
+	var failed, unavail []string
 	for _, s := range r.Scenarios {
 		if s.Error != "" {
 			failed = append(failed, s.Name)
 		}
+		if s.NotAvailable != "" {
+			unavail = append(unavail, s.Name)
+		}
 	}
-	fmt.Printf("bench: %d of %d scenarios passed in %s\n", len(r.Scenarios)-len(failed), len(scenarios), time.Since(start).Round(time.Second))
+	fmt.Printf("bench: %d of %d scenarios passed in %s\n", len(r.Scenarios)-len(failed)-len(unavail), len(scenarios), time.Since(start).Round(time.Second))
+	if len(unavail) > 0 {
+		fmt.Printf("bench: not available here (not failures): %s\n", strings.Join(unavail, ", "))
+	}
 	if ctx.Err() != nil {
 		return fmt.Errorf("interrupted")
 	}
