@@ -138,11 +138,11 @@ func startKernel(ctx context.Context, env *Env) (*Rig, error) {
 }
 
 // haproxyConfig is HAProxy as a plain TCP proxy: one thread, kernel
-// splicing both ways.
-func haproxyConfig() string {
+// splicing both ways, room for maxconn connections at once.
+func haproxyConfig(maxconn int) string {
 	return fmt.Sprintf(`global
     nbthread 1
-    maxconn 4000
+    maxconn %[6]d
 defaults
     mode tcp
     timeout connect 5s
@@ -160,8 +160,14 @@ frontend echo
     default_backend echo
 backend echo
     server origin %[3]s:%[5]d
-`, edgeUser, bulkPort, originIP, echoPort, testnet.OriginEcho)
+`, edgeUser, bulkPort, originIP, echoPort, testnet.OriginEcho, maxconn)
 }
+
+// haproxyMaxConn is HAProxy's maxconn: the streams l4-streams holds and
+// room to spare (so that none waits in the accept queue), at least 4000.
+// HAProxy needs some two descriptors per connection and says so at start
+// when the limit is lower.
+func haproxyMaxConn(env *Env) int { return max(4000, env.Streams+1000) }
 
 // startHAProxy runs HAProxy in "edge", pinned to the SUT CPUs.
 func startHAProxy(ctx context.Context, env *Env) (*Rig, error) {
@@ -175,7 +181,7 @@ func startHAProxy(ctx context.Context, env *Env) (*Rig, error) {
 		return fail(err)
 	}
 	cfg := filepath.Join(dir, "haproxy.cfg")
-	if err := os.WriteFile(cfg, []byte(haproxyConfig()), 0o644); err != nil {
+	if err := os.WriteFile(cfg, []byte(haproxyConfig(haproxyMaxConn(env))), 0o644); err != nil {
 		return fail(err)
 	}
 	edge := r.Net.Node("edge")

@@ -145,9 +145,13 @@ func runConnRate(ctx context.Context, env *Env, rig *Rig) (Sample, error) {
 	}}, nil
 }
 
-// runStreams holds Streams connections open (a tenth of them echoing
-// continuously, the rest idle) and samples the resident memory of the
-// measured processes meanwhile.
+// runStreams holds Streams connections open (streamsActive of them
+// echoing continuously, the rest idle) and samples the resident memory of
+// the measured processes meanwhile.
+// streamsActive is how many held streams keep echoing: 100, or a tenth
+// of fewer than 1000, so that the figure per stream is an idle one's.
+func streamsActive(env *Env) int { return max(1, min(100, env.Streams/10)) }
+
 func runStreams(ctx context.Context, env *Env, rig *Rig) (Sample, error) {
 	// peaks holds the highest VmRSS (KiB) seen per role.
 	peaks := map[string]float64{}
@@ -175,7 +179,7 @@ func runStreams(ctx context.Context, env *Env, rig *Rig) (Sample, error) {
 		hold = 2 * time.Second
 	}
 	cmd := rig.Client.Command(ctx, env.Bins["loadgen"], "streams", "-addr", rig.Addr["echo"],
-		"-n", fmt.Sprint(env.Streams), "-active", fmt.Sprint(max(1, env.Streams/10)), "-hold", hold.String())
+		"-n", fmt.Sprint(env.Streams), "-active", fmt.Sprint(streamsActive(env)), "-hold", hold.String())
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Start(); err != nil {

@@ -83,6 +83,7 @@ func run() error {
 	sutCPUs := flag.String("sut-cpus", "", "CPUs of the processes under test (default: the upper half)")
 	loadCPUs := flag.String("load-cpus", "", "CPUs of the harness and load generators (default: the lower half)")
 	verbose := flag.Bool("v", false, "stream every scenario's log")
+	streams := flag.Int("streams", 0, "connections held by the l4-streams scenarios (default 1000; 10000 needs an open-file limit of 28192, raised if root may)")
 	flag.Parse()
 
 	scenarios := bench.Scenarios()
@@ -113,6 +114,16 @@ func run() error {
 	}
 	if *reps > 0 {
 		env.Reps = *reps
+	}
+	if *streams > 0 {
+		env.Streams = *streams
+	}
+	// The held streams take a descriptor each in the load generator and
+	// in the echo origin (this process), and two in a direct proxy (the
+	// edge, HAProxy): raise the limit, which the processes started later
+	// inherit (root without CAP_SYS_RESOURCE, in a container, may not).
+	if err := testnet.RaiseFileLimit(uint64(2*env.Streams + 8192)); err != nil {
+		fmt.Fprintf(os.Stderr, "bench: warning: %v: %d streams need two descriptors each in a proxy, the l4-streams scenarios may fail\n", err, env.Streams)
 	}
 	env.SUTCPUs, env.LoadCPUs, env.AllCPUs = bench.DefaultPinning()
 	if *sutCPUs != "" || *loadCPUs != "" {
