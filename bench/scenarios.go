@@ -4,16 +4,16 @@ import "context"
 
 // Areas, in the order of BENCHMARKS.md.
 var Areas = []Area{
-	{Key: "l4-bulk-1", Only: "/bulk1$", Title: "L4 tunnel: single-stream bulk throughput", Compare: []string{"throughput", "cpu_per_gb"},
-		Intro: "One TCP stream, iperf3 from `user` to `origin` through whatever is in the middle."},
-	{Key: "l4-bulk-8", Only: "/bulk8$", Title: "L4 tunnel: 8 parallel streams", Compare: []string{"throughput", "cpu_per_gb"},
-		Intro: "iperf3 -P 8: eight TCP streams at once (the connector's default 4 tunnel connections carry them, 2 data streams each; `l4-scale` varies streams and connections)."},
+	{Key: "l4-bulk-1", Only: "/bulk1$", Title: "L4: single-stream bulk throughput", Compare: []string{"throughput", "cpu_per_gb"},
+		Intro: "One TCP stream, iperf3 from `user` to `origin` through whatever is in the middle: the tunnel (edge and connector), the edge alone as a direct proxy with each relay strategy, the peers."},
+	{Key: "l4-bulk-8", Only: "/bulk8$", Title: "L4: 8 parallel streams", Compare: []string{"throughput", "cpu_per_gb"},
+		Intro: "iperf3 -P 8: eight TCP streams at once (through the tunnel, the connector's default 4 tunnel connections carry them, 2 data streams each; `l4-scale` varies streams and connections)."},
 	scaleArea, // scale.go
-	{Key: "l4-latency", Only: "/echo$", Title: "L4 tunnel: request/response latency", Compare: []string{"p50", "p99"},
+	{Key: "l4-latency", Only: "/echo$", Title: "L4: request/response latency", Compare: []string{"p50", "p99"},
 		Intro: "Sequential 64-byte echoes on one warm connection (harness load generator), after 200 unrecorded warm-up echoes."},
-	{Key: "l4-connrate", Only: "/connrate$", Title: "L4 tunnel: new connections per second", Compare: []string{"rate", "p99"},
-		Intro: "Concurrent dialers each opening a connection, doing a 1-byte echo and closing it, through a warm tunnel."},
-	{Key: "l4-streams", Only: "/streams$", Title: "L4 tunnel: many concurrent streams", Compare: []string{"per_stream", "rss_held"},
+	{Key: "l4-connrate", Only: "/connrate$", Title: "L4: new connections per second", Compare: []string{"rate", "p99"},
+		Intro: "Concurrent dialers each opening a connection, doing a 1-byte echo and closing it, through a warm tunnel or a direct proxy (which dials the origin for each)."},
+	{Key: "l4-streams", Only: "/streams$", Title: "L4: many concurrent streams", Compare: []string{"per_stream", "rss_held"},
 		Intro: "Connections held open at once (the run's `streams`: 1000, or `-streams N`), 100 of them echoing continuously, the rest idle; resident memory of the processes under test sampled every 100 ms, so `per_stream` is what an idle connection costs. Kernel memory (socket buffers, pipes) is not in VmRSS and not counted, for any system."},
 	firstByteArea, // scenarios_rtt.go
 	{Key: "l3", Only: "^l3", Title: "L3 connector (WireGuard)", Compare: []string{"throughput"},
@@ -101,6 +101,11 @@ func estGo(env *Env) float64 {
 func Scenarios() []Scenario {
 	tq, th := startTunnel("quic"), startTunnel("http2")
 	bothTunnels := func(suffix string) []string { return []string{"tunnel-quic/" + suffix, "tunnel-http2/" + suffix} }
+	// The peers of an area are the tunnels' and the direct proxy's (the
+	// other strategies are compared with splice, the default).
+	onrampL4 := func(suffix string) []string {
+		return append(bothTunnels(suffix), directName(directStrategies[0], suffix))
+	}
 	var s []Scenario
 	add := func(x Scenario) { s = append(s, x) }
 
@@ -111,6 +116,14 @@ func Scenarios() []Scenario {
 	add(Scenario{Name: "tunnel-http2/bulk1", Area: "l4-bulk-1", Label: "onramp tunnel, HTTP/2", Onramp: true, Setup: setupTunnel,
 		Goals:   []Goal{{Peer: "rawtls/bulk1", Metric: "throughput", Op: ">=", Ratio: 0.90}},
 		Metrics: bulkMetrics, Estimate: estBulk, Start: th, Run: runBulk(1)})
+	// The edge as a direct proxy: splice at the kernel's pace, cheaper
+	// than HAProxy per byte and at most half of what copying costs.
+	s = append(s, directScenarios("bulk1", "l4-bulk-1", bulkMetrics, estBulk, runBulk(1), false, []Goal{
+		{Peer: "kernel/bulk1", Metric: "throughput", Op: ">=", Ratio: 0.95},
+		{Peer: "haproxy/bulk1", Metric: "throughput", Op: ">=", Ratio: 1.0},
+		{Peer: "haproxy/bulk1", Metric: "cpu_per_gb", Op: "<=", Ratio: 1.0},
+		{Peer: directName("copy", "bulk1"), Metric: "cpu_per_gb", Op: "<=", Ratio: 0.5},
+	})...)
 	// The raw peers of the goals relay as the tunnel does (user TCP ->
 	// edge -> conn -> origin TCP, measured by iperf3); the endpoint
 	// variants, without the TCP legs, show what the transport alone costs.
@@ -122,14 +135,15 @@ func Scenarios() []Scenario {
 		Metrics: rawMetrics, Estimate: estBulk, Start: startRaw("rawquic", "udp"), Run: runRaw("rawquic")})
 	add(Scenario{Name: "rawtls-ends/bulk1", Area: "l4-bulk-1", Label: "raw TLS over TCP, no TCP legs", PeerOf: []string{"tunnel-http2/bulk1"}, Setup: setupRawTE,
 		Metrics: rawMetrics, Estimate: estBulk, Start: startRaw("rawtls", "tcp"), Run: runRaw("rawtls")})
-	add(Scenario{Name: "haproxy/bulk1", Area: "l4-bulk-1", Label: "HAProxy TCP (splice)", PeerOf: bothTunnels("bulk1"), Setup: setupHAP,
+	add(Scenario{Name: "haproxy/bulk1", Area: "l4-bulk-1", Label: "HAProxy TCP (splice)", PeerOf: onrampL4("bulk1"), Setup: setupHAP,
 		Metrics: bulkMetrics, Estimate: estBulk, Start: startHAProxy, Run: runBulk(1)})
-	add(Scenario{Name: "socat/bulk1", Area: "l4-bulk-1", Label: "socat", PeerOf: bothTunnels("bulk1"), Setup: setupSocat,
+	add(Scenario{Name: "socat/bulk1", Area: "l4-bulk-1", Label: "socat", PeerOf: onrampL4("bulk1"), Setup: setupSocat,
 		Metrics: bulkMetrics, Estimate: estBulk, Start: startSocat, Run: runBulk(1)})
-	add(Scenario{Name: "kernel/bulk1", Area: "l4-bulk-1", Label: "kernel routing (ceiling)", PeerOf: bothTunnels("bulk1"), Setup: setupKernel,
+	add(Scenario{Name: "kernel/bulk1", Area: "l4-bulk-1", Label: "kernel routing (ceiling)", PeerOf: onrampL4("bulk1"), Setup: setupKernel,
 		Metrics: bulkMetrics, Estimate: estBulk, Start: startKernel, Run: runBulk(1)})
 
-	// The other L4 areas: the two tunnels against HAProxy, socat and the kernel.
+	// The other L4 areas: the two tunnels and the direct proxies against
+	// HAProxy, socat and the kernel.
 	type l4area struct {
 		suffix, area string
 		metrics      []Metric
@@ -137,21 +151,26 @@ func Scenarios() []Scenario {
 		run          func(context.Context, *Env, *Rig) (Sample, error)
 		peers        []string // which peers apply
 		fresh        bool     // a new world per run
+		direct       []Goal   // the goals of the direct proxy (splice)
 	}
 	for _, a := range []l4area{
-		{"bulk8", "l4-bulk-8", bulkMetrics, estBulk, runBulk(8), []string{"haproxy", "socat", "kernel"}, false},
-		{"echo", "l4-latency", echoMetrics, estEcho, runEcho, []string{"haproxy", "socat", "kernel"}, false},
-		{"connrate", "l4-connrate", connMetrics, estConn, runConnRate, []string{"haproxy", "socat", "kernel"}, false},
+		{"bulk8", "l4-bulk-8", bulkMetrics, estBulk, runBulk(8), []string{"haproxy", "socat", "kernel"}, false, nil},
+		{"echo", "l4-latency", echoMetrics, estEcho, runEcho, []string{"haproxy", "socat", "kernel"}, false,
+			[]Goal{{Peer: "haproxy/echo", Metric: "p99", Op: "<=", Ratio: 1.0}}},
+		{"connrate", "l4-connrate", connMetrics, estConn, runConnRate, []string{"haproxy", "socat", "kernel"}, false,
+			[]Goal{{Peer: "haproxy/connrate", Metric: "rate", Op: ">=", Ratio: 1.0}}},
 		// socat forks a process per stream (memory not comparable by
 		// parent RSS); the kernel holds no user-space state.
-		{"streams", "l4-streams", streamMetrics, estStrm, runStreams, []string{"haproxy"}, true},
+		{"streams", "l4-streams", streamMetrics, estStrm, runStreams, []string{"haproxy"}, true,
+			[]Goal{{Peer: "haproxy/streams", Metric: "per_stream", Op: "<=", Ratio: 2.0}}},
 	} {
 		add(Scenario{Name: "tunnel-quic/" + a.suffix, Area: a.area, Label: "onramp tunnel, QUIC", Onramp: true, Setup: setupTunnel,
 			Metrics: a.metrics, Estimate: a.est, Start: tq, Run: a.run, FreshPerRun: a.fresh})
 		add(Scenario{Name: "tunnel-http2/" + a.suffix, Area: a.area, Label: "onramp tunnel, HTTP/2", Onramp: true, Setup: setupTunnel,
 			Metrics: a.metrics, Estimate: a.est, Start: th, Run: a.run, FreshPerRun: a.fresh})
+		s = append(s, directScenarios(a.suffix, a.area, a.metrics, a.est, a.run, a.fresh, a.direct)...)
 		for _, p := range a.peers {
-			sc := Scenario{Name: p + "/" + a.suffix, Area: a.area, PeerOf: bothTunnels(a.suffix),
+			sc := Scenario{Name: p + "/" + a.suffix, Area: a.area, PeerOf: onrampL4(a.suffix),
 				Metrics: a.metrics, Estimate: a.est, Run: a.run, FreshPerRun: a.fresh}
 			switch p {
 			case "haproxy":

@@ -42,7 +42,7 @@ func main() {
 						kind += "; reference of " + strings.Join(s.PeerOf, ", ")
 					}
 				}
-				fmt.Printf("%-22s %-12s %s (%s)\n", s.Name, s.Area, s.Label, kind)
+				fmt.Printf("%-24s %-12s %s (%s)\n", s.Name, s.Area, s.Label, kind)
 			}
 			return
 		case "render":
