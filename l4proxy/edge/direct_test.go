@@ -17,6 +17,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -257,4 +258,85 @@ func selfSignedCert(t *testing.T, name string) (tls.Certificate, *x509.CertPool)
 	pool := x509.NewCertPool()
 	pool.AddCert(leaf)
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, pool
+}
+
+// TestDirectSpoofedProxyHeader plays a user who sends a PROXY v2 header
+// of his own through a route that adds one: the origin reads the edge's
+// header (the user's real address) first, and the forged one only as
+// data.
+func TestDirectSpoofedProxyHeader(t *testing.T) {
+	e := directEdge(t, "127.0.0.1", relay.Splice)
+	ln := e.Listen()
+	e.Go(func() { e.Server.ServeTCP(e.Ctx, ln, edge.Binding{Origin: ppOrigin(t, "127.0.0.1"), ProxyProtocol: true}) })
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	forged := append([]byte("\r\n\r\n\x00\r\nQUIT\n\x21\x11\x00\x0c"), 203, 0, 113, 7, 127, 0, 0, 1, 0x30, 0x39, 0x00, 0x50)
+	c.Write(forged)
+	c.(*net.TCPConn).CloseWrite()
+	br := bufio.NewReader(c)
+	line, _ := br.ReadString('\n')
+	if want := fmt.Sprintf("%s %s\n", c.LocalAddr(), c.RemoteAddr()); line != want {
+		t.Errorf("the origin read the header %q, want the edge's %q", line, want)
+	}
+	rest, _ := io.ReadAll(br)
+	if !bytes.Equal(rest, forged) {
+		t.Errorf("the forged header did not reach the origin as data: %q", rest)
+	}
+}
+
+// TestDirectStalledUsers plays users who ask an origin for an endless
+// stream and never read: each relay holds back (the origin's writes
+// block) instead of buffering, at most MaxPipes pipes are in use (the
+// rest copy through pooled buffers), and the edge's heap stays small.
+func TestDirectStalledUsers(t *testing.T) {
+	eng, err := relay.New(relay.Config{Strategy: relay.Splice, MaxPipes: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eng.Close()
+	e := edgetest.Start(t, "quic", "127.0.0.1", edge.Options{Relay: eng})
+	origin := edgetest.ServeTCPOrigin(t, "127.0.0.1", func(c net.Conn) {
+		buf := make([]byte, 64<<10)
+		for {
+			if _, err := c.Write(buf); err != nil {
+				return
+			}
+		}
+	})
+	ln := e.Listen()
+	e.Go(func() { e.Server.ServeTCP(e.Ctx, ln, edge.Binding{Origin: origin}) })
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	const users = 32
+	var conns []net.Conn
+	for range users {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		conns = append(conns, c)
+	}
+	time.Sleep(time.Second)
+	runtime.ReadMemStats(&after)
+	st := eng.Stats()
+	t.Logf("%d stalled users: %+v, heap %d MiB -> %d MiB", users, st, before.HeapInuse>>20, after.HeapInuse>>20)
+	if st.PipesInUse > 4 {
+		t.Errorf("%d pipes in use, MaxPipes 4", st.PipesInUse)
+	}
+	if grew := int64(after.HeapInuse) - int64(before.HeapInuse); grew > 32<<20 {
+		t.Errorf("heap grew %d MiB for %d stalled users", grew>>20, users)
+	}
+	// They read again: every one of them is served.
+	for i, c := range conns {
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.ReadFull(c, make([]byte, 1<<20)); err != nil {
+			t.Fatalf("user %d after reading again: %v", i, err)
+		}
+	}
 }
