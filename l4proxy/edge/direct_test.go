@@ -267,7 +267,9 @@ func selfSignedCert(t *testing.T, name string) (tls.Certificate, *x509.CertPool)
 func TestDirectSpoofedProxyHeader(t *testing.T) {
 	e := directEdge(t, "127.0.0.1", relay.Splice)
 	ln := e.Listen()
-	e.Go(func() { e.Server.ServeTCP(e.Ctx, ln, edge.Binding{Origin: ppOrigin(t, "127.0.0.1"), ProxyProtocol: true}) })
+	e.Go(func() {
+		e.Server.ServeTCP(e.Ctx, ln, edge.Binding{Origin: ppOrigin(t, "127.0.0.1"), ProxyProtocol: true})
+	})
 	c, err := net.Dial("tcp", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
