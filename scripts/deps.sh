@@ -14,7 +14,9 @@ set -euo pipefail
 # check in make test), with the kernel's UAPI headers from linux-libc-dev;
 # etcd-server: the etcd binary the tests start as a three-member cluster
 # inside the testbed (the edges' shared store; testnet.StartEtcd), and
-# etcd-client: etcdctl, to look at such a cluster by hand.
+# etcd-client: etcdctl, to look at such a cluster by hand; nginx: a real
+# origin behind the edge's direct L4 proxy (HTTP by Host, TLS by SNI with
+# its own certificate, and the PROXY protocol v2 header it reads).
 #
 # etcd-server's postinst would start a system etcd (127.0.0.1:2379, data in
 # /var/lib/etcd) where an init system runs. The tests never use it (their
@@ -36,6 +38,7 @@ packages=(
 	linux-libc-dev
 	etcd-server
 	etcd-client
+	nginx
 )
 
 missing=()

@@ -41,7 +41,7 @@ func main() {
 	root.PersistentFlags().StringVar(&logFlags.Level, "log-level", "info", "log level: debug, info, warn, error")
 	tunnelCmd := &cobra.Command{Use: "tunnel", Short: "the L4 tunnel: TCP and UDP services reached through the edge"}
 	tunnelCmd.AddCommand(runCmd(&logFlags))
-	root.AddCommand(tunnelCmd, tokenCmd())
+	root.AddCommand(tunnelCmd, tokenCmd(), forwardCmd(&logFlags))
 	root.AddCommand(l3Cmd(&logFlags), statusCmd())
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "connector:", err)

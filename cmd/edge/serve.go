@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/onramp-net/onramp/dataplane/relay"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -97,7 +98,14 @@ func serve(ctx context.Context, g *globals, cfg *edgeconfig.Config, log *slog.Lo
 		idle = -1 // limits.idleTimeout: 0s turns it off
 	}
 	a := &app{g: g, cfg: cfg, log: log, store: st, pin: pin, ctx: ctx, started: time.Now()}
+	strategy, _ := relay.ParseStrategy(cfg.Relay.Strategy) // validated
+	engine, err := relay.New(relay.Config{Strategy: strategy, MaxPipes: cfg.Relay.MaxPipes, Log: log})
+	if err != nil {
+		return fmt.Errorf("relay.strategy %s: %w", strategy, err)
+	}
+	defer engine.Close()
 	a.srv = edge.NewServer(edge.Options{
+		Relay:               engine,
 		Logger:              log,
 		Registerer:          reg,
 		MaxStreamsPerTunnel: cfg.Limits.MaxStreamsPerTunnel,
@@ -246,6 +254,10 @@ func (a *app) apply() error {
 	}
 	routes := make([]edge.Route, 0, len(a.cfg.Routes))
 	for _, r := range a.cfg.Routes {
+		if r.Direct() {
+			routes = append(routes, edge.Route{Hostname: r.Hostname, Origin: edgeconfig.Origin(r.Service), ProxyProtocol: r.ProxyProtocol == "v2"})
+			continue
+		}
 		if !known[r.Tunnel] {
 			a.log.Warn("route names an unknown tunnel; its users find the tunnel offline until it is created", "hostname", r.Hostname, "tunnel", r.Tunnel)
 		}
@@ -255,10 +267,12 @@ func (a *app) apply() error {
 		return fmt.Errorf("edge config: routes: %w", err)
 	}
 	for i, b := range a.cfg.Bindings {
-		if !known[b.Tunnel] {
+		binding := edge.Binding{Tunnel: b.Tunnel, Service: b.Service}
+		if b.Direct() {
+			binding = edge.Binding{Origin: edgeconfig.Origin(b.Service), ProxyProtocol: b.ProxyProtocol == "v2"}
+		} else if !known[b.Tunnel] {
 			a.log.Warn("binding names an unknown tunnel; its users find the tunnel offline until it is created", "listen", b.Listen, "tunnel", b.Tunnel)
 		}
-		binding := edge.Binding{Tunnel: b.Tunnel, Service: b.Service}
 		network, addr := b.Network()
 		switch network {
 		case "tcp":
@@ -275,7 +289,11 @@ func (a *app) apply() error {
 					a.log.Error("binding stopped", "listen", b.Listen, "err", err)
 				}
 			}()
-			a.log.Info("listening for users", "kind", "tcp binding", "addr", ln.Addr().String(), "tunnel", b.Tunnel, "service", b.Service)
+			if b.Direct() {
+				a.log.Info("listening for users", "kind", "tcp binding, direct", "addr", ln.Addr().String(), "origin", binding.Origin, "proxy_protocol", b.ProxyProtocol)
+			} else {
+				a.log.Info("listening for users", "kind", "tcp binding", "addr", ln.Addr().String(), "tunnel", b.Tunnel, "service", b.Service)
+			}
 		case "udp":
 			pc, err := net.ListenPacket("udp", addr)
 			if err != nil {

@@ -15,44 +15,25 @@ import (
 // data: when a splice from src finds nothing (EAGAIN) and the pipe is
 // empty, the pipe goes back to the pool before the wait. Without a pipe
 // (the pool at MaxPipes) or for sockets splice cannot take, it copies.
+// It allocates once per direction, not per chunk: the functions it hands
+// the poller are made once (see spliceDir).
 func (r *run) spliceLoop(dst, src net.Conn, c Counter) (n int64, err error, eof bool) {
-	src_, dst_ := rawConn(src), rawConn(dst)
-	if src_ == nil || dst_ == nil {
+	srcRC, dstRC := rawConn(src), rawConn(dst)
+	if srcRC == nil || dstRC == nil {
 		return r.copyLoop(dst, src, c)
 	}
-	pool := r.e.pipes
-	var p *pipe
+	d := &spliceDir{pool: r.e.pipes}
+	d.fill, d.drain = d.spliceIn, d.spliceOut
 	defer func() {
-		if p != nil {
-			pool.put(p)
+		if d.p != nil {
+			d.pool.put(d.p)
 		}
 	}()
 	for {
 		// Into the pipe, waiting on the poller while src has nothing.
-		var in int
-		var serr error
-		noPipe := false
-		werr := src_.Read(func(fd uintptr) bool {
-			if p == nil {
-				if p = pool.get(); p == nil {
-					noPipe = true
-					return true
-				}
-			}
-			for {
-				in, serr = splice(int(fd), p.w, pool.size)
-				if serr != unix.EINTR {
-					break
-				}
-			}
-			if serr == unix.EAGAIN {
-				pool.put(p) // idle: hold no pipe while waiting
-				p = nil
-				return false
-			}
-			return true
-		})
-		if noPipe {
+		d.noPipe = false
+		werr := srcRC.Read(d.fill)
+		if d.noPipe {
 			// Copy one burst in user space, then try for a pipe again.
 			m, err, eof := r.copyBurst(dst, src, c)
 			n += m
@@ -64,41 +45,77 @@ func (r *run) spliceLoop(dst, src net.Conn, c Counter) (n int64, err error, eof 
 		if werr != nil {
 			return n, werr, false
 		}
-		if serr != nil {
-			return n, serr, false
+		if d.err != nil {
+			return n, d.err, false
 		}
-		if in == 0 {
+		if d.in == 0 {
 			return n, nil, true
 		}
 		r.last.Store(time.Now().UnixNano())
 		// Out of the pipe, all of it.
-		for in > 0 {
-			var out int
-			var oerr error
-			werr := dst_.Write(func(fd uintptr) bool {
-				for {
-					out, oerr = splice(p.r, int(fd), in)
-					if oerr != unix.EINTR {
-						break
-					}
-				}
-				return oerr != unix.EAGAIN
-			})
-			if out > 0 {
-				in -= out
-				n += int64(out)
-				add(c, out)
+		for d.in > 0 {
+			d.out = 0
+			werr := dstRC.Write(d.drain)
+			if d.out > 0 {
+				d.in -= d.out
+				n += int64(d.out)
+				add(c, d.out)
 			}
 			if werr == nil {
-				werr = oerr
+				werr = d.err
 			}
 			if werr != nil {
 				// Bytes left in the pipe: it is not reused.
-				p.dirty = in > 0
+				d.p.dirty = d.in > 0
 				return n, werr, false
 			}
 		}
 	}
+}
+
+// spliceDir is one direction's state between the poller's calls.
+type spliceDir struct {
+	pool        *pipePool
+	p           *pipe
+	in, out     int   // bytes in the pipe; moved out by the last drain
+	err         error // of the last splice
+	noPipe      bool  // the pool had none
+	fill, drain func(fd uintptr) bool
+}
+
+// spliceIn moves what the socket fd has into the pipe; false (wait for
+// readability) if it has nothing, after giving the empty pipe back.
+func (d *spliceDir) spliceIn(fd uintptr) bool {
+	if d.p == nil {
+		if d.p = d.pool.get(); d.p == nil {
+			d.noPipe = true
+			return true
+		}
+	}
+	for {
+		d.in, d.err = splice(int(fd), d.p.w, d.pool.size)
+		if d.err != unix.EINTR {
+			break
+		}
+	}
+	if d.err == unix.EAGAIN {
+		d.pool.put(d.p) // idle: hold no pipe while waiting
+		d.p = nil
+		return false
+	}
+	return true
+}
+
+// spliceOut moves what the pipe holds into the socket fd; false (wait for
+// writability) if the socket takes nothing now.
+func (d *spliceDir) spliceOut(fd uintptr) bool {
+	for {
+		d.out, d.err = splice(d.p.r, int(fd), d.in)
+		if d.err != unix.EINTR {
+			break
+		}
+	}
+	return d.err != unix.EAGAIN
 }
 
 // copyBurst copies what src has now (one read and its write) through a

@@ -185,11 +185,12 @@ func (s *Server) acceptUser(c net.Conn, src netip.Addr) bool {
 	if limit == "" {
 		return true
 	}
+	// Counted before the reset: whoever sees the reset sees the count.
+	s.lim.connsRefused.WithLabelValues(limit).Inc()
 	if tc, ok := c.(*net.TCPConn); ok {
 		_ = tc.SetLinger(0)
 	}
 	c.Close()
-	s.lim.connsRefused.WithLabelValues(limit).Inc()
 	if s.lim.connLog.first(src) {
 		n, whose := s.opts.MaxConns, ""
 		if limit == limitMaxConnsPerSource {

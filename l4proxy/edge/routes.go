@@ -7,7 +7,8 @@ import (
 	"strings"
 )
 
-// Route sends users whose TLS SNI or HTTP Host matches Hostname to a tunnel.
+// Route sends users whose TLS SNI or HTTP Host matches Hostname to a tunnel
+// or, for a direct route, to an origin the edge dials itself.
 // Hostname is exact ("app.example.test") or a leading wildcard
 // ("*.example.test": any deeper subdomain, not the apex); matching is
 // case-insensitive. An exact route wins over a wildcard, and a longer
@@ -18,46 +19,80 @@ type Route struct {
 	// for each user: a tunnel deleted and created again under the name is
 	// served by the route at once.
 	Tunnel string
+	// Origin, set instead of Tunnel, makes the route direct: the edge
+	// dials Origin ("host:port") over TCP, writes the bytes it read (the
+	// ClientHello, the request head) and relays the rest of the
+	// connection with the relay engine ([Options.Relay]).
+	Origin string
+	// ProxyProtocol (direct routes) sends the origin a PROXY protocol v2
+	// header first, with the user's address and the address it reached.
+	ProxyProtocol bool
 }
 
-// Binding ties a plain TCP or UDP listener to a tunnel. Service is the
-// hostname sent in the stream request or flow open; the connector matches
-// it against its ingress rules.
+// Binding ties a plain TCP or UDP listener to a tunnel's service, or a TCP
+// listener directly to an origin.
 type Binding struct {
 	// Tunnel is the tunnel's name, resolved as a Route's is; while no
 	// tunnel has the name the binding's users find the tunnel offline.
-	Tunnel  string
+	Tunnel string
+	// Service is the hostname sent in the stream request or flow open; the
+	// connector matches it against its ingress rules.
 	Service string
+	// Origin and ProxyProtocol, set instead of Tunnel and Service, make
+	// the binding direct, as a Route's do (TCP only).
+	Origin        string
+	ProxyProtocol bool
 }
 
-// routeTable is an immutable set of routes, hostname to tunnel name.
+// target is where a route sends its users.
+type target struct {
+	tunnel        string // a tunnel's name, or
+	origin        string // a direct origin, host:port
+	proxyProtocol bool
+}
+
+// routeTable is an immutable set of routes, hostname to target.
 type routeTable struct {
-	exact map[string]string // lowercase hostname
-	wild  map[string]string // "example.test" for "*.example.test"
+	exact map[string]target // lowercase hostname
+	wild  map[string]target // "example.test" for "*.example.test"
 }
 
 // SetRoutes atomically replaces the hostname routes. Hostnames are
 // validated; the error names the first bad one, and the old routes stay.
-// Two routes for the same hostname to different tunnels are an error.
+// Two routes for the same hostname to different targets are an error.
 func (s *Server) SetRoutes(routes []Route) error {
-	t := &routeTable{exact: make(map[string]string), wild: make(map[string]string)}
+	t := &routeTable{exact: make(map[string]target), wild: make(map[string]target)}
 	for i, r := range routes {
 		name, wild, err := normalizeRoute(r.Hostname)
 		if err != nil {
 			return fmt.Errorf("edge: route %d: %w", i, err)
 		}
+		if (r.Tunnel == "") == (r.Origin == "") {
+			return fmt.Errorf("edge: route %d: want a tunnel or an origin", i)
+		}
+		if r.ProxyProtocol && r.Origin == "" {
+			return fmt.Errorf("edge: route %d: a PROXY header is for direct origins", i)
+		}
 		m := t.exact
 		if wild {
 			m = t.wild
 		}
-		if prev, ok := m[name]; ok && prev != r.Tunnel {
-			return fmt.Errorf("edge: route %d: hostname %q routed to two tunnels (%q and %q)",
-				i, r.Hostname, prev, r.Tunnel)
+		tg := target{tunnel: r.Tunnel, origin: r.Origin, proxyProtocol: r.ProxyProtocol}
+		if prev, ok := m[name]; ok && prev != tg {
+			return fmt.Errorf("edge: route %d: hostname %q routed twice (to %s and %s)",
+				i, r.Hostname, prev, tg)
 		}
-		m[name] = r.Tunnel
+		m[name] = tg
 	}
 	s.routes.Store(t)
 	return nil
+}
+
+func (t target) String() string {
+	if t.tunnel != "" {
+		return fmt.Sprintf("tunnel %q", t.tunnel)
+	}
+	return fmt.Sprintf("origin %s", t.origin)
 }
 
 // SetTunnels atomically replaces the table that resolves the tunnel names
@@ -80,30 +115,30 @@ func (s *Server) tunnelNamed(name string) *tunnelEntry {
 	return s.noTunnel
 }
 
-// lookup returns the name of the tunnel for host (an SNI, or a Host
-// without its port).
-func (t *routeTable) lookup(host string) (string, bool) {
+// lookup returns the target for host (an SNI, or a Host without its
+// port).
+func (t *routeTable) lookup(host string) (target, bool) {
 	host = strings.TrimSuffix(host, ".")
 	if host == "" || len(host) > 253 {
-		return "", false
+		return target{}, false
 	}
 	host = strings.ToLower(host)
-	if name, ok := t.exact[host]; ok {
-		return name, true
+	if tg, ok := t.exact[host]; ok {
+		return tg, true
 	}
 	if len(t.wild) == 0 {
-		return "", false
+		return target{}, false
 	}
 	// Longest suffix first: "a.b.example.test" tries "b.example.test",
 	// then "example.test", then "test".
 	for i := 0; i < len(host); i++ {
 		if host[i] == '.' && i > 0 {
-			if name, ok := t.wild[host[i+1:]]; ok {
-				return name, true
+			if tg, ok := t.wild[host[i+1:]]; ok {
+				return tg, true
 			}
 		}
 	}
-	return "", false
+	return target{}, false
 }
 
 // normalizeRoute validates a route hostname and returns it in lowercase

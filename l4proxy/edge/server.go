@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/onramp-net/onramp/dataplane/relay"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -98,6 +99,9 @@ type Options struct {
 	// connector connection that registered (authenticated and admitted):
 	// the edge proves the source to its XDP pre-filter. It must not block.
 	OnConnected func(remote net.Addr)
+	// Relay is the engine of direct routes and bindings (TCP to TCP);
+	// nil makes one with the default strategy at first use.
+	Relay *relay.Engine
 }
 
 // ConnInfo describes one live connector connection.
@@ -154,6 +158,9 @@ type Server struct {
 	logUDPRefused  [numUDPRefusals]logLimiter
 	logUDPMismatch logLimiter
 	logUsers       [numUserLogs]logLimiter // lines a stranger causes per connection or flow
+
+	relayOnce sync.Once
+	relay     *relay.Engine // direct routes and bindings (relayEngine)
 }
 
 // tunnelEntry is the state of one tunnel. Entries are never removed, so that

@@ -22,6 +22,12 @@ func (s *Server) ServeTCP(ctx context.Context, ln net.Listener, b Binding) error
 	if len(b.Service) > tunnel.MaxHostnameLen {
 		return fmt.Errorf("edge: serve tcp: service name of %d bytes (max %d)", len(b.Service), tunnel.MaxHostnameLen)
 	}
+	if b.Origin != "" {
+		tg := target{origin: b.Origin, proxyProtocol: b.ProxyProtocol}
+		return s.serveListener(ctx, ln, "tcp", func(ctx context.Context, c net.Conn) {
+			s.proxyDirect(ctx, c, tg, tunnel.KindTCP, "", nil)
+		})
+	}
 	return s.serveListener(ctx, ln, "tcp", func(ctx context.Context, c net.Conn) {
 		req := &tunnel.Request{Kind: tunnel.KindTCP, Hostname: b.Service, Remote: addrPort(c.RemoteAddr())}
 		s.proxyStream(ctx, c, b.Tunnel, req, nil)
@@ -43,7 +49,7 @@ func (s *Server) ServeTLS(ctx context.Context, ln net.Listener) error {
 			c.Close()
 			return
 		}
-		name, ok := s.routes.Load().lookup(sni)
+		tg, ok := s.routes.Load().lookup(sni)
 		if !ok {
 			s.m.Error(errNoRoute)
 			if ok, held := s.userLogDue(logNoRoute); ok {
@@ -52,8 +58,12 @@ func (s *Server) ServeTLS(ctx context.Context, ln net.Listener) error {
 			c.Close()
 			return
 		}
+		if tg.origin != "" {
+			s.proxyDirect(ctx, c, tg, tunnel.KindTLS, sni, head)
+			return
+		}
 		req := &tunnel.Request{Kind: tunnel.KindTLS, Hostname: sni, Remote: addrPort(c.RemoteAddr())}
-		s.proxyStream(ctx, c, name, req, head)
+		s.proxyStream(ctx, c, tg.tunnel, req, head)
 	})
 }
 
@@ -88,7 +98,7 @@ func (s *Server) ServeHTTP(ctx context.Context, ln net.Listener) error {
 			c.Close()
 			return
 		}
-		name, ok := s.routes.Load().lookup(h.host)
+		tg, ok := s.routes.Load().lookup(h.host)
 		if !ok {
 			s.m.Error(errNoRoute)
 			if ok, held := s.userLogDue(logNoRoute); ok {
@@ -97,8 +107,12 @@ func (s *Server) ServeHTTP(ctx context.Context, ln net.Listener) error {
 			s.answer(c, 404, "no route for host "+strconv.Quote(h.host))
 			return
 		}
+		if tg.origin != "" {
+			s.proxyDirect(ctx, c, tg, tunnel.KindHTTP, h.host, h.raw)
+			return
+		}
 		req := &tunnel.Request{Kind: tunnel.KindHTTP, Hostname: h.host, Path: h.path, Remote: addrPort(c.RemoteAddr())}
-		s.proxyStream(ctx, c, name, req, h.raw)
+		s.proxyStream(ctx, c, tg.tunnel, req, h.raw)
 	})
 }
 
@@ -278,6 +292,7 @@ const (
 	logStreamRefused        // the connector refused the stream
 	logConnReset            // a proxied connection reset
 	logFlowClosed           // a UDP flow closed by the connector (origin unreachable, no rule)
+	logOriginFailed         // a direct origin could not be reached
 	numUserLogs
 )
 

@@ -35,19 +35,27 @@ func TestSetRoutes(t *testing.T) {
 		{"", "", false},
 		{".example.test", "", false},
 	} {
-		got, ok := s.routes.Load().lookup(tc.host)
-		if got != tc.want || ok != tc.ok {
+		tg, ok := s.routes.Load().lookup(tc.host)
+		if got := tg.tunnel; got != tc.want || ok != tc.ok {
 			t.Errorf("lookup(%q) = %q %v, want %q %v", tc.host, got, ok, tc.want, tc.ok)
 		}
 	}
 	for _, bad := range []string{"", "*", "*.", "a.*.test", "a b.test", "a..test", "-a.test", "a.test:80", "**.test", strings.Repeat("a", 64) + ".test"} {
-		err := s.SetRoutes([]Route{{Hostname: "ok.test"}, {Hostname: bad}})
+		err := s.SetRoutes([]Route{{Hostname: "ok.test", Tunnel: a}, {Hostname: bad, Tunnel: a}})
 		if err == nil || !strings.Contains(err.Error(), "route 1") {
 			t.Errorf("SetRoutes(%q) = %v, want an error naming route 1", bad, err)
 		}
 	}
 	if err := s.SetRoutes([]Route{{Hostname: "x.test", Tunnel: a}, {Hostname: "X.test", Tunnel: b}}); err == nil {
 		t.Error("conflicting routes accepted")
+	}
+	if err := s.SetRoutes([]Route{{Hostname: "x.test", Tunnel: a}, {Hostname: "X.test", Origin: "198.18.30.2:80"}}); err == nil {
+		t.Error("a hostname routed to a tunnel and an origin accepted")
+	}
+	for _, bad := range []Route{{Hostname: "x.test"}, {Hostname: "x.test", Tunnel: a, Origin: "198.18.30.2:80"}, {Hostname: "x.test", Tunnel: a, ProxyProtocol: true}} {
+		if err := s.SetRoutes([]Route{bad}); err == nil {
+			t.Errorf("route %+v accepted", bad)
+		}
 	}
 	// A failed SetRoutes keeps the old table.
 	if _, ok := s.routes.Load().lookup("app.example.test"); !ok {

@@ -16,9 +16,12 @@
 //	advertise: ["edge.example.test:7844"] # edge addresses written into tokens
 //	routes:
 //	  - {hostname: "*.office.example.test", tunnel: office}
+//	  - {hostname: "shop.example.test", service: "tcp://198.51.100.20:443", proxy_protocol: v2} # direct: the edge dials the origin
 //	bindings:
 //	  - {listen: "tcp://[::]:2222", tunnel: office, service: ssh.office}
 //	  - {listen: "udp://[::]:5353", tunnel: office, service: dns.office}
+//	  - {listen: "tcp://[::]:5432", service: "tcp://198.51.100.21:5432"}                      # direct
+//	relay: {strategy: auto, max_pipes: 4096} # TCP-to-TCP paths (direct routes and bindings): auto, splice, sockmap or copy
 //	limits:                             # what users and strangers can make the edge hold; defaults shown
 //	  maxConns: 20000                   # user connections (TCP, TLS, HTTP) open at once, all listeners
 //	  maxConnsPerSource: 256            # the same from one IPv4 address or IPv6 /64
@@ -62,6 +65,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/onramp-net/onramp/dataplane/relay"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -102,6 +106,7 @@ type Config struct {
 	Advertise []string  `yaml:"advertise"`
 	Routes    []Route   `yaml:"routes"`
 	Bindings  []Binding `yaml:"bindings"`
+	Relay     Relay     `yaml:"relay"`
 	Limits    Limits    `yaml:"limits"`
 	L3        L3        `yaml:"l3"`
 	XDP       XDP       `yaml:"xdp"`
@@ -175,23 +180,83 @@ type Listen struct {
 	Metrics string `yaml:"metrics"`
 }
 
-// Route sends users whose SNI or Host matches Hostname to Tunnel (a name).
+// Route sends users whose SNI or Host matches Hostname to Tunnel (a name)
+// or, without a tunnel, directly to the origin Service names
+// ("tcp://host:port"), which the edge dials itself.
 type Route struct {
 	Hostname string `yaml:"hostname"`
 	Tunnel   string `yaml:"tunnel"`
+	Service  string `yaml:"service"`
+	// ProxyProtocol "v2" sends the origin of a direct route a PROXY
+	// protocol v2 header first, so that it sees the user's address.
+	ProxyProtocol string `yaml:"proxy_protocol"`
 }
 
-// Binding binds a plain TCP or UDP listener to a tunnel's service.
+// Binding binds a plain TCP or UDP listener to a tunnel's service or,
+// without a tunnel, a TCP listener directly to the origin Service names
+// ("tcp://host:port").
 type Binding struct {
-	Listen  string `yaml:"listen"` // tcp://host:port or udp://host:port
-	Tunnel  string `yaml:"tunnel"`
-	Service string `yaml:"service"`
+	Listen        string `yaml:"listen"` // tcp://host:port or udp://host:port
+	Tunnel        string `yaml:"tunnel"`
+	Service       string `yaml:"service"`
+	ProxyProtocol string `yaml:"proxy_protocol"` // "v2": as a Route's
 }
 
 // Network returns "tcp" or "udp" and the host:port of a validated binding.
 func (b Binding) Network() (network, addr string) {
 	network, addr, _ = strings.Cut(b.Listen, "://")
 	return network, addr
+}
+
+// Direct reports whether the binding names an origin, not a tunnel.
+func (b Binding) Direct() bool { return b.Tunnel == "" }
+
+// Direct reports whether the route names an origin, not a tunnel.
+func (r Route) Direct() bool { return r.Tunnel == "" }
+
+// Origin returns the host:port of a validated direct route's or binding's
+// service.
+func Origin(service string) string { return strings.TrimPrefix(service, "tcp://") }
+
+// Relay configures the engine of the TCP-to-TCP paths (direct routes and
+// bindings).
+type Relay struct {
+	// Strategy is auto (the default: the fastest that passes its
+	// self-test here), splice, sockmap or copy.
+	Strategy string `yaml:"strategy"`
+	// MaxPipes caps the splice pipes in use at once (default 4096); past
+	// it a connection copies in user space.
+	MaxPipes int `yaml:"max_pipes"`
+}
+
+// checkOrigin validates a direct service: tcp://host:port with a host.
+func checkOrigin(s string) error {
+	addr, ok := strings.CutPrefix(s, "tcp://")
+	if !ok {
+		return fmt.Errorf("%q: a direct origin is tcp://host:port", s)
+	}
+	if err := checkHostPort(addr); err != nil {
+		return err
+	}
+	if h, _, _ := net.SplitHostPort(addr); h == "" {
+		return fmt.Errorf("%q names no host", s)
+	}
+	return nil
+}
+
+// checkProxyProtocol validates a proxy_protocol value for a route or
+// binding, direct or not.
+func checkProxyProtocol(v string, direct bool) error {
+	switch v {
+	case "":
+		return nil
+	case "v2":
+		if !direct {
+			return errors.New("v2 is for direct origins (service: tcp://host:port, no tunnel); a tunnel's origin is the connector's")
+		}
+		return nil
+	}
+	return fmt.Errorf("%q: want v2 or nothing", v)
 }
 
 // Limits bounds what users, and strangers, may make the edge hold. A zero
@@ -377,8 +442,22 @@ func (c *Config) Validate() error {
 		if err := CheckPattern(r.Hostname); err != nil {
 			return fmt.Errorf("edge config: routes[%d].hostname: %w", i, err)
 		}
-		if err := checkTunnelName(r.Tunnel); err != nil {
-			return fmt.Errorf("edge config: routes[%d].tunnel: %w", i, err)
+		switch {
+		case r.Tunnel == "" && r.Service == "":
+			return fmt.Errorf("edge config: routes[%d]: want a tunnel, or a service tcp://host:port the edge reaches itself", i)
+		case r.Tunnel != "" && r.Service != "":
+			return fmt.Errorf("edge config: routes[%d]: a tunnel or a direct service, not both (the tunnel's connector picks the origin by its ingress rules)", i)
+		case r.Tunnel != "":
+			if err := checkTunnelName(r.Tunnel); err != nil {
+				return fmt.Errorf("edge config: routes[%d].tunnel: %w", i, err)
+			}
+		default:
+			if err := checkOrigin(r.Service); err != nil {
+				return fmt.Errorf("edge config: routes[%d].service: %w", i, err)
+			}
+		}
+		if err := checkProxyProtocol(r.ProxyProtocol, r.Direct()); err != nil {
+			return fmt.Errorf("edge config: routes[%d].proxy_protocol: %w", i, err)
 		}
 	}
 	for i, b := range c.Bindings {
@@ -389,12 +468,30 @@ func (c *Config) Validate() error {
 		if err := checkHostPort(addr); err != nil {
 			return fmt.Errorf("edge config: bindings[%d].listen: %w", i, err)
 		}
-		if err := checkTunnelName(b.Tunnel); err != nil {
-			return fmt.Errorf("edge config: bindings[%d].tunnel: %w", i, err)
+		if b.Direct() {
+			if network != "tcp" {
+				return fmt.Errorf("edge config: bindings[%d]: a direct origin (no tunnel) is for tcp:// listeners; UDP goes through a tunnel", i)
+			}
+			if err := checkOrigin(b.Service); err != nil {
+				return fmt.Errorf("edge config: bindings[%d].service: %w", i, err)
+			}
+		} else {
+			if err := checkTunnelName(b.Tunnel); err != nil {
+				return fmt.Errorf("edge config: bindings[%d].tunnel: %w", i, err)
+			}
+			if b.Service == "" || len(b.Service) > 255 {
+				return fmt.Errorf("edge config: bindings[%d].service: want a name of 1 to 255 bytes, have %d", i, len(b.Service))
+			}
 		}
-		if b.Service == "" || len(b.Service) > 255 {
-			return fmt.Errorf("edge config: bindings[%d].service: want a name of 1 to 255 bytes, have %d", i, len(b.Service))
+		if err := checkProxyProtocol(b.ProxyProtocol, b.Direct()); err != nil {
+			return fmt.Errorf("edge config: bindings[%d].proxy_protocol: %w", i, err)
 		}
+	}
+	if _, err := relay.ParseStrategy(c.Relay.Strategy); err != nil {
+		return fmt.Errorf("edge config: relay.strategy: %w", err)
+	}
+	if c.Relay.MaxPipes < 0 || c.Relay.MaxPipes > 1<<20 {
+		return fmt.Errorf("edge config: relay.max_pipes: %d: want 0 (the default, %d) to %d", c.Relay.MaxPipes, relay.DefaultMaxPipes, 1<<20)
 	}
 	l := &c.Limits
 	for _, f := range []struct {

@@ -101,6 +101,16 @@ func TestErrorsNameTheField(t *testing.T) {
 		{"bindings: [{listen: \"sctp://:1\", tunnel: x, service: s}]", "bindings[0].listen"},
 		{"bindings: [{listen: \"tcp://nope\", tunnel: x, service: s}]", "bindings[0].listen"},
 		{"bindings: [{listen: \"tcp://:1\", tunnel: x}]", "bindings[0].service"},
+		{"routes: [{hostname: a.test}]", "routes[0]: want a tunnel, or a service"},
+		{"routes: [{hostname: a.test, tunnel: x, service: \"tcp://198.18.30.2:80\"}]", "routes[0]: a tunnel or a direct service, not both"},
+		{"routes: [{hostname: a.test, service: \"http://198.18.30.2:80\"}]", "routes[0].service"},
+		{"routes: [{hostname: a.test, service: \"tcp://:80\"}]", "routes[0].service"},
+		{"routes: [{hostname: a.test, tunnel: x, proxy_protocol: v2}]", "routes[0].proxy_protocol: v2 is for direct origins"},
+		{"routes: [{hostname: a.test, service: \"tcp://198.18.30.2:80\", proxy_protocol: v1}]", "routes[0].proxy_protocol"},
+		{"bindings: [{listen: \"udp://:1\", service: \"tcp://198.18.30.2:53\"}]", "bindings[0]: a direct origin (no tunnel) is for tcp:// listeners"},
+		{"bindings: [{listen: \"tcp://:1\", service: echo.internal}]", "bindings[0].service"},
+		{"relay: {strategy: zerocopy}", "relay.strategy"},
+		{"relay: {max_pipes: -1}", "relay.max_pipes"},
 		{"xdp: {interfaces: [\"\"]}", "xdp.interfaces[0]"},
 		{"xdp: {interfaces: [eth0, averyveryverylongname]}", "xdp.interfaces[1]"},
 		{"xdp: {interfaces: [eth0], per_source_burst: -1}", "xdp.per_source_burst"},
@@ -119,6 +129,33 @@ func TestErrorsNameTheField(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("Parse(%q) = %v, want an error containing %q", tc.src, err, tc.want)
 		}
+	}
+}
+
+// TestDirect parses direct routes and bindings: no tunnel, a service the
+// edge dials itself, an optional PROXY v2 header, and the relay strategy.
+func TestDirect(t *testing.T) {
+	c, err := Parse([]byte(`routes:
+  - {hostname: shop.example.test, service: "tcp://198.18.30.2:443", proxy_protocol: v2}
+  - {hostname: "*.office.example.test", tunnel: office}
+bindings:
+  - {listen: "tcp://[::]:5432", service: "tcp://[fd00:30::2]:5432"}
+relay: {strategy: splice, max_pipes: 100}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := c.Routes[0]; !r.Direct() || Origin(r.Service) != "198.18.30.2:443" || r.ProxyProtocol != "v2" {
+		t.Errorf("direct route %+v", r)
+	}
+	if c.Routes[1].Direct() {
+		t.Errorf("tunnel route %+v taken as direct", c.Routes[1])
+	}
+	if b := c.Bindings[0]; !b.Direct() || Origin(b.Service) != "[fd00:30::2]:5432" {
+		t.Errorf("direct binding %+v", b)
+	}
+	if c.Relay.Strategy != "splice" || c.Relay.MaxPipes != 100 {
+		t.Errorf("relay %+v", c.Relay)
 	}
 }
 
