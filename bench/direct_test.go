@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/onramp-net/onramp/cmd/edge/edgeconfig"
 )
 
 // The direct proxy's scenarios: one per strategy in each L4 area, the
@@ -97,6 +99,16 @@ func TestDirectEdgeYAML(t *testing.T) {
 	}
 	if strings.Contains(y, "tunnel") {
 		t.Errorf("a direct binding names a tunnel:\n%s", y)
+	}
+	// The edge reads it: two direct bindings, the strategy forced.
+	for _, st := range directStrategies {
+		c, err := edgeconfig.Parse([]byte(directEdgeYAML("/tmp/d", st)))
+		if err != nil {
+			t.Fatalf("%s: %v", st, err)
+		}
+		if len(c.Bindings) != 2 || !c.Bindings[0].Direct() || !c.Bindings[1].Direct() || c.Relay.Strategy != st {
+			t.Errorf("%s: bindings %+v, relay %+v", st, c.Bindings, c.Relay)
+		}
 	}
 }
 
