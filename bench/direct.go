@@ -130,7 +130,7 @@ func startDirect(strategy string) func(ctx context.Context, env *Env) (*Rig, err
 		for _, port := range []int{bulkPort, echoPort} {
 			if err := waitListen(ctx, edge, "tcp", port, p); err != nil {
 				if optional && exited(p) && strings.Contains(strings.ToLower(p.Output()), "sockmap") {
-					err = fmt.Errorf("%w: the edge refused the sockmap strategy: %s", ErrNotAvailable, lastLines(p.Output(), 3))
+					err = fmt.Errorf("%w: the edge refused the sockmap strategy: %s", ErrNotAvailable, lastLineWith(p.Output(), "sockmap"))
 				}
 				return fail(err)
 			}
@@ -172,13 +172,13 @@ func exited(p *testnet.Proc) bool {
 	}
 }
 
-// lastLines is the last n non-empty lines of s, joined by " | ".
-func lastLines(s string, n int) string {
-	var lines []string
+// lastLineWith is the last line of s that contains word (in any case).
+func lastLineWith(s, word string) string {
+	var last string
 	for l := range strings.SplitSeq(s, "\n") {
-		if l = strings.TrimSpace(l); l != "" {
-			lines = append(lines, l)
+		if strings.Contains(strings.ToLower(l), word) {
+			last = strings.TrimSpace(l)
 		}
 	}
-	return strings.Join(lines[max(0, len(lines)-n):], " | ")
+	return last
 }

@@ -125,3 +125,13 @@ func TestRelayStrategy(t *testing.T) {
 		}
 	}
 }
+
+func TestLastLineWith(t *testing.T) {
+	out := "time=x level=INFO msg=registry backend=bbolt\nedge: relay.strategy sockmap: relay: Sockmap: not built yet\n"
+	if got, want := lastLineWith(out, "sockmap"), "edge: relay.strategy sockmap: relay: Sockmap: not built yet"; got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+	if got := lastLineWith(out, "splice"); got != "" {
+		t.Errorf("a word that is not there: %q", got)
+	}
+}
