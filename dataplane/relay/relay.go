@@ -115,6 +115,7 @@ type Engine struct {
 	strategy Strategy
 	why      string
 	pipes    *pipePool
+	poller   *poller  // parks idle directions (splice, Linux)
 	sm       *sockmap // nil unless the strategy is Sockmap
 
 	closeOnce sync.Once
@@ -164,6 +165,11 @@ func New(cfg Config) (*Engine, error) {
 	default:
 		return nil, fmt.Errorf("relay: unknown strategy %q", cfg.Strategy)
 	}
+	if e.strategy == Splice {
+		// Without it a direction waits on Go's poller, holding its
+		// goroutine while idle.
+		e.poller, _ = newPoller()
+	}
 	if cfg.Log != nil {
 		cfg.Log.Info("relay: strategy for TCP-to-TCP paths", "strategy", e.strategy.String(), "why", e.why)
 	}
@@ -182,6 +188,9 @@ func (e *Engine) Close() error {
 	var err error
 	e.closeOnce.Do(func() {
 		e.pipes.close()
+		if e.poller != nil {
+			e.poller.close()
+		}
 		if e.sm != nil {
 			err = e.sm.close()
 		}
@@ -198,6 +207,9 @@ type Stats struct {
 	// SockmapPairs is the number of socket pairs registered in the
 	// sockmap now.
 	SockmapPairs int
+	// Parked is the number of idle directions that hold no goroutine,
+	// waiting in the engine's epoll set.
+	Parked int
 }
 
 // Stats returns the engine's resource counts now.
@@ -205,6 +217,9 @@ func (e *Engine) Stats() Stats {
 	s := e.pipes.stats()
 	if e.sm != nil {
 		s.SockmapPairs = e.sm.pairs()
+	}
+	if e.poller != nil {
+		s.Parked = int(e.poller.n.Load())
 	}
 	return s
 }
@@ -248,6 +263,27 @@ var (
 // (anything else is copied). When ctx is done first, both sides are reset
 // and the result's Err is [ErrStopped].
 func (e *Engine) Relay(ctx context.Context, a, b net.Conn, o Options) Result {
+	if e.strategy == Splice {
+		ch := make(chan Result, 1)
+		if e.startParked(ctx, a, b, o, func(res Result) { ch <- res }) {
+			return <-ch
+		}
+	}
+	return e.relay(ctx, a, b, o)
+}
+
+// Start is Relay without waiting: it returns at once and calls done with
+// the result from another goroutine when the relay ends. With the splice
+// strategy an idle relay started so holds no goroutine at all.
+func (e *Engine) Start(ctx context.Context, a, b net.Conn, o Options, done func(Result)) {
+	if e.strategy == Splice && e.startParked(ctx, a, b, o, done) {
+		return
+	}
+	go func() { done(e.relay(ctx, a, b, o)) }()
+}
+
+// relay relays with a goroutine per direction, waiting on Go's poller.
+func (e *Engine) relay(ctx context.Context, a, b net.Conn, o Options) Result {
 	r := &run{e: e, a: a, b: b, o: o}
 	if e.strategy == Sockmap {
 		if res, ok := e.sm.relay(ctx, r); ok {
@@ -271,6 +307,9 @@ type run struct {
 	abortOnce sync.Once
 	abortErr  error // set once, before aborted
 	aborted   atomic.Bool
+	// afterAbort, if set, runs once the sockets are reset (parked
+	// directions end there).
+	afterAbort func()
 }
 
 func (r *run) touch() { r.last.Store(time.Now().UnixNano()) }
@@ -325,6 +364,9 @@ func (r *run) abort(err error) {
 		r.aborted.Store(true)
 		reset(r.a)
 		reset(r.b)
+		if r.afterAbort != nil {
+			r.afterAbort()
+		}
 	})
 }
 

@@ -646,3 +646,73 @@ func TestPipeCap(t *testing.T) {
 		t.Errorf("%+v: no copy fallback with one pipe for two connections", st)
 	}
 }
+
+// TestIdleHoldsNoGoroutine holds 200 idle relays (each spoke once) with
+// the splice strategy, started with Start: their directions wait in the
+// engine's epoll set, so the relays hold no goroutine, no pipe and no
+// buffer; each still answers when spoken to, and ends when closed.
+func TestIdleHoldsNoGoroutine(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("parking needs epoll")
+	}
+	e, err := New(Config{Strategy: Splice})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	const n = 200
+	type pair struct{ client, server *net.TCPConn }
+	var pairs []pair
+	results := make(chan Result, n)
+	g0 := runtime.NumGoroutine()
+	for range n {
+		client, a := tcpPair(t)
+		b, server := tcpPair(t)
+		defer client.Close()
+		defer server.Close()
+		e.Start(context.Background(), a, b, Options{Idle: time.Minute}, func(r Result) { results <- r })
+		pairs = append(pairs, pair{client, server})
+	}
+	one := make([]byte, 1)
+	for _, p := range pairs {
+		p.client.Write([]byte("x"))
+		p.server.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.ReadFull(p.server, one); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for deadline := time.Now().Add(5 * time.Second); e.Stats().Parked < 2*n && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	st, g := e.Stats(), runtime.NumGoroutine()
+	t.Logf("%d idle relays: %d goroutines more than before, %+v", n, g-g0, st)
+	if st.Parked != 2*n || st.PipesInUse != 0 {
+		t.Errorf("%d idle relays: %+v, want %d parked directions and no pipe", n, st, 2*n)
+	}
+	if g-g0 > n/10 {
+		t.Errorf("%d idle relays hold %d goroutines", n, g-g0)
+	}
+	// Each still works both ways, and ends on close.
+	for i, p := range pairs {
+		p.server.Write([]byte("y"))
+		p.client.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.ReadFull(p.client, one); err != nil || one[0] != 'y' {
+			t.Fatalf("relay %d after parking: %q %v", i, one, err)
+		}
+		p.client.CloseWrite()
+		p.server.CloseWrite()
+	}
+	for range n {
+		select {
+		case r := <-results:
+			if r.Err != nil || r.AToB != 1 || r.BToA != 1 {
+				t.Errorf("result %+v", r)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("relays did not end")
+		}
+	}
+	if st := e.Stats(); st.Parked != 0 {
+		t.Errorf("%+v after every relay ended", st)
+	}
+}

@@ -2,7 +2,11 @@
 
 package relay
 
-import "net"
+import (
+	"context"
+	"errors"
+	"net"
+)
 
 // Without splice(2) the splice strategy copies.
 func (r *run) spliceLoop(dst, src net.Conn, c Counter) (int64, error, bool) {
@@ -14,3 +18,16 @@ type pipePool struct{}
 func newPipePool(size, max int) *pipePool { return &pipePool{} }
 func (pp *pipePool) close()               {}
 func (pp *pipePool) stats() Stats         { return Stats{} }
+
+type poller struct{ n atomicInt }
+
+type atomicInt struct{}
+
+func (atomicInt) Load() int64 { return 0 }
+
+func newPoller() (*poller, error) { return nil, errors.New("no epoll") }
+func (p *poller) close()          {}
+
+func (e *Engine) startParked(ctx context.Context, a, b net.Conn, o Options, done func(Result)) bool {
+	return false
+}

@@ -1,0 +1,323 @@
+package relay
+
+import (
+	"context"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// An idle connection should cost what its sockets cost. With a goroutine
+// per direction waiting on Go's poller, every idle relay holds two
+// goroutine stacks; HAProxy holds a few hundred bytes. So the splice
+// strategy parks a direction whose source has nothing to read (the splice
+// from it returned EAGAIN, its pipe empty and given back) in the engine's
+// own epoll set, one-shot, and its goroutine ends; when the source
+// becomes readable (data, EOF or an error), the engine's poller starts a
+// goroutine that splices until the source runs dry again. An idle relay
+// then holds no goroutine, no buffer and no pipe, only its state and its
+// two sockets. A direction that waits to write (its destination does not
+// take more) keeps its goroutine on Go's poller: that is a peer that
+// stopped reading, bounded by the connection limits, not an idle one.
+
+// Direction states.
+const (
+	dirRunning int32 = iota
+	dirParked
+	dirDone
+)
+
+// poller is the engine's epoll set of parked directions and the goroutine
+// that wakes them.
+type poller struct {
+	epfd   int
+	mu     sync.Mutex
+	parked map[uint64]*adir // by token
+	next   uint64
+	closed atomic.Bool
+	n      atomic.Int64 // parked directions, for Stats
+}
+
+func newPoller() (*poller, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, err
+	}
+	p := &poller{epfd: epfd, parked: make(map[uint64]*adir)}
+	go p.loop()
+	return p, nil
+}
+
+// pollTimeout bounds how long the poller's epoll_wait blocks, so that it
+// sees Close.
+const pollTimeout = 500 // ms
+
+func (p *poller) loop() {
+	events := make([]unix.EpollEvent, 256)
+	for !p.closed.Load() {
+		n, err := unix.EpollWait(p.epfd, events, pollTimeout)
+		if err != nil {
+			if err == unix.EINTR {
+				continue
+			}
+			break
+		}
+		for i := range n {
+			tok := uint64(uint32(events[i].Fd)) | uint64(uint32(events[i].Pad))<<32
+			p.mu.Lock()
+			d := p.parked[tok]
+			delete(p.parked, tok)
+			p.mu.Unlock()
+			if d != nil && d.state.CompareAndSwap(dirParked, dirRunning) {
+				p.n.Add(-1)
+				go d.fill()
+			}
+		}
+	}
+	_ = unix.Close(p.epfd)
+}
+
+func (p *poller) close() { p.closed.Store(true) }
+
+func (p *poller) token() uint64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.next++
+	return p.next
+}
+
+// unpark takes d out of the set if it is parked: whoever calls it owns d
+// (true) and must finish it.
+func (p *poller) unpark(d *adir) bool {
+	if !d.state.CompareAndSwap(dirParked, dirRunning) {
+		return false
+	}
+	p.n.Add(-1)
+	p.mu.Lock()
+	delete(p.parked, d.token)
+	p.mu.Unlock()
+	return true
+}
+
+// arun is a relay whose directions park (splice strategy, Linux, TCP or
+// Unix sockets on both sides).
+type arun struct {
+	*run
+	dirs  [2]*adir
+	ended atomic.Int32
+	stop  func()
+	done  func(Result)
+}
+
+// adir is one direction of an arun.
+type adir struct {
+	r            *arun
+	src, dst     net.Conn
+	srcRC, dstRC syscall.RawConn
+	c            Counter
+	n            int64
+	end          error
+	state        atomic.Int32
+	token        uint64
+	sp           spliceDir
+	once         func(fd uintptr) bool // spliceOnce, made once
+	fill         func()                // d.splice, made once (what the poller starts)
+
+	// parkMu orders the parks of the direction: once parked, the poller
+	// may start the next goroutine of the direction, which may park again
+	// before the previous park has read its result.
+	parkMu sync.Mutex
+	armed  bool             // added to the epoll set once
+	ctl    func(fd uintptr) // arm, made once
+	ctlOp  int
+	ctlErr error
+}
+
+// start relays a and b with parked directions and calls done with the
+// result; false if it cannot (no poller, or a socket without a raw
+// connection), before taking anything.
+func (e *Engine) startParked(ctx context.Context, a, b net.Conn, o Options, done func(Result)) bool {
+	if e.poller == nil {
+		return false
+	}
+	aRC, bRC := rawConn(a), rawConn(b)
+	if aRC == nil || bRC == nil {
+		return false
+	}
+	r := &arun{run: &run{e: e, a: a, b: b, o: o}, done: done}
+	r.dirs[0] = r.newDir(a, b, aRC, bRC, o.AToB)
+	r.dirs[1] = r.newDir(b, a, bRC, aRC, o.BToA)
+	r.afterAbort = r.abortParked
+	r.stop = r.start(ctx)
+	for _, d := range r.dirs {
+		go d.splice()
+	}
+	return true
+}
+
+func (r *arun) newDir(src, dst net.Conn, srcRC, dstRC syscall.RawConn, c Counter) *adir {
+	d := &adir{r: r, src: src, dst: dst, srcRC: srcRC, dstRC: dstRC, c: c, token: r.e.poller.token()}
+	d.sp.pool = r.e.pipes
+	d.sp.drain = d.sp.spliceOut
+	d.once, d.ctl, d.fill = d.spliceOnce, d.arm, d.splice
+	return d
+}
+
+// splice moves what the source has, through a pipe, until it runs dry
+// (then it parks) or ends.
+func (d *adir) splice() {
+	r := d.r
+	for {
+		if d.sp.p == nil {
+			if d.sp.p = d.sp.pool.get(); d.sp.p == nil {
+				// No pipe free: copy one burst in user space.
+				m, err, eof := r.copyBurst(d.dst, d.src, d.c)
+				d.n += m
+				if err != nil || eof {
+					d.finish(err, eof)
+					return
+				}
+				continue
+			}
+		}
+		d.sp.in, d.sp.err = 0, nil
+		if err := d.srcRC.Read(d.once); err != nil {
+			d.finish(err, false)
+			return
+		}
+		switch {
+		case d.sp.err == unix.EAGAIN:
+			d.sp.pool.put(d.sp.p)
+			d.sp.p = nil
+			d.park()
+			return
+		case d.sp.err != nil:
+			d.finish(d.sp.err, false)
+			return
+		case d.sp.in == 0:
+			d.finish(nil, true)
+			return
+		}
+		r.last.Store(time.Now().UnixNano())
+		for d.sp.in > 0 {
+			d.sp.out = 0
+			werr := d.dstRC.Write(d.sp.drain)
+			if d.sp.out > 0 {
+				d.sp.in -= d.sp.out
+				d.n += int64(d.sp.out)
+				add(d.c, d.sp.out)
+			}
+			if werr == nil {
+				werr = d.sp.err
+			}
+			if werr != nil {
+				d.sp.p.dirty = d.sp.in > 0
+				d.finish(werr, false)
+				return
+			}
+		}
+	}
+}
+
+// spliceOnce splices from the source socket fd into the pipe once,
+// without waiting.
+func (d *adir) spliceOnce(fd uintptr) bool {
+	for {
+		d.sp.in, d.sp.err = splice(int(fd), d.sp.p.w, d.sp.pool.size)
+		if d.sp.err != unix.EINTR {
+			return true
+		}
+	}
+}
+
+// park puts d in the epoll set, one-shot, for its source to become
+// readable; its goroutine ends. From the moment the set holds it, the
+// poller or an abort may take it: d is touched after only under parkMu.
+func (d *adir) park() {
+	p := d.r.e.poller
+	d.parkMu.Lock()
+	d.state.Store(dirParked)
+	p.n.Add(1)
+	p.mu.Lock()
+	p.parked[d.token] = d
+	p.mu.Unlock()
+	d.ctlOp = unix.EPOLL_CTL_MOD
+	if !d.armed {
+		d.ctlOp = unix.EPOLL_CTL_ADD
+	}
+	d.ctlErr = nil
+	err := d.srcRC.Control(d.ctl)
+	if err == nil {
+		err = d.ctlErr
+	}
+	if err == nil {
+		d.armed = true
+	}
+	d.parkMu.Unlock()
+	if err != nil && p.unpark(d) {
+		d.finish(err, false)
+	}
+}
+
+// arm adds or re-arms the source socket fd in the epoll set.
+func (d *adir) arm(fd uintptr) {
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT,
+		Fd: int32(uint32(d.token)), Pad: int32(uint32(d.token >> 32))}
+	d.ctlErr = unix.EpollCtl(d.r.e.poller.epfd, d.ctlOp, int(fd), &ev)
+}
+
+// finish ends the direction: after EOF it half-closes the destination,
+// after an error it aborts the relay.
+func (d *adir) finish(err error, eof bool) {
+	r := d.r
+	if d.sp.p != nil {
+		d.sp.pool.put(d.sp.p)
+		d.sp.p = nil
+	}
+	switch {
+	case eof:
+		if cerr := closeWrite(d.dst); cerr != nil {
+			r.abort(cerr)
+			d.end = r.abortErr
+		}
+	default:
+		if err == nil {
+			err = io.ErrUnexpectedEOF
+		}
+		r.abort(err)
+		d.end = r.abortErr
+	}
+	d.state.Store(dirDone)
+	r.dirDone()
+}
+
+// abortParked, after the sockets were reset, ends the directions that are
+// parked: nothing else would wake them.
+func (r *arun) abortParked() {
+	for _, d := range r.dirs {
+		if d != nil && r.e.poller.unpark(d) {
+			d.end = r.abortErr
+			d.state.Store(dirDone)
+			r.dirDone()
+		}
+	}
+}
+
+// dirDone counts an ended direction; the second closes both sockets and
+// reports.
+func (r *arun) dirDone() {
+	if r.ended.Add(1) != 2 {
+		return
+	}
+	r.stop()
+	_ = r.a.Close()
+	_ = r.b.Close()
+	res := Result{AToB: r.dirs[0].n, BToA: r.dirs[1].n, AEnd: r.dirs[0].end, BEnd: r.dirs[1].end}
+	r.finish(&res)
+	r.done(res)
+}
