@@ -96,24 +96,28 @@ func (f *Forward) Serve(ctx context.Context, ln net.Listener) error {
 			continue
 		}
 		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer f.open.Add(-1)
-			f.relay(ctx, c, rule)
-		}()
+		go f.relay(ctx, c, rule, func() {
+			f.open.Add(-1)
+			wg.Done()
+		})
 	}
 }
 
-func (f *Forward) relay(ctx context.Context, c net.Conn, rule *ingress.Rule) {
+// relay dials the origin and starts the relay, which calls done when it
+// ends; an idle forwarded connection holds no goroutine.
+func (f *Forward) relay(ctx context.Context, c net.Conn, rule *ingress.Rule, done func()) {
 	origin, err := rule.DialStream(ctx, false)
 	if err != nil {
 		f.warn("forward: origin unreachable", "service", f.Service, "rule", rule.String(), "err", err)
 		c.Close()
+		done()
 		return
 	}
-	res := f.Engine.Relay(ctx, c, origin, relay.Options{Idle: rule.IdleTimeout()})
-	f.Logger.Debug("forward: connection closed", "user", c.RemoteAddr(), "service", f.Service,
-		"to_origin", res.AToB, "to_user", res.BToA, "err", res.Err)
+	f.Engine.Start(ctx, c, origin, relay.Options{Idle: rule.IdleTimeout()}, func(res relay.Result) {
+		f.Logger.Debug("forward: connection closed", "user", c.RemoteAddr(), "service", f.Service,
+			"to_origin", res.AToB, "to_user", res.BToA, "err", res.Err)
+		done()
+	})
 }
 
 // Open returns the connections relayed now.

@@ -39,8 +39,10 @@ func (s *Server) relayEngine() *relay.Engine {
 // asks for it) and prefix (the bytes already read from c) and hands both
 // sockets to the relay engine, which moves the rest of the connection in
 // the kernel where it can. It owns c. hostname is the SNI or Host ("" for
-// a binding).
-func (s *Server) proxyDirect(ctx context.Context, c net.Conn, tg target, kind tunnel.Kind, hostname string, prefix []byte) {
+// a binding). It returns once the relay is started: the relay keeps the
+// connection's slot (hold) until it ends, and an idle connection holds no
+// goroutine.
+func (s *Server) proxyDirect(ctx context.Context, c net.Conn, tg target, kind tunnel.Kind, hostname string, prefix []byte, hold *connHold) {
 	isHTTP := kind == tunnel.KindHTTP
 	logArgs := func(args ...any) []any {
 		return append([]any{"user", c.RemoteAddr(), "origin", tg.origin, "kind", kind.String(), "hostname", hostname}, args...)
@@ -88,16 +90,20 @@ func (s *Server) proxyDirect(ctx context.Context, c net.Conn, tg target, kind tu
 	s.m.StreamsTotal.WithLabelValues(kindName).Inc()
 	open := s.m.StreamsOpen.WithLabelValues(kindName)
 	open.Inc()
-	defer open.Dec()
-	res := s.relayEngine().Relay(ctx, c, oc, relay.Options{
+	release := hold.detach()
+	prefixLen := int64(len(prefix))
+	s.relayEngine().Start(ctx, c, oc, relay.Options{
 		Idle: max(s.opts.IdleTimeout, 0), // negative: never
 		AToB: s.m.BytesToOrigin, BToA: s.m.BytesToPeer,
+	}, func(res relay.Result) {
+		open.Dec()
+		release()
+		pr := pipe.Result{AToB: res.AToB + prefixLen, BToA: res.BToA, Err: res.Err, Idle: res.Idle}
+		if errors.Is(res.Err, relay.ErrStopped) {
+			pr.Err = pipe.ErrStopped
+		}
+		s.logResult(logArgs, pr)
 	})
-	pr := pipe.Result{AToB: res.AToB + int64(len(prefix)), BToA: res.BToA, Err: res.Err, Idle: res.Idle}
-	if errors.Is(res.Err, relay.ErrStopped) {
-		pr.Err = pipe.ErrStopped
-	}
-	s.logResult(logArgs, pr)
 }
 
 // The PROXY protocol version 2 header (haproxy.org's proxy-protocol.txt):

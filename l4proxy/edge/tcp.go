@@ -24,11 +24,11 @@ func (s *Server) ServeTCP(ctx context.Context, ln net.Listener, b Binding) error
 	}
 	if b.Origin != "" {
 		tg := target{origin: b.Origin, proxyProtocol: b.ProxyProtocol}
-		return s.serveListener(ctx, ln, "tcp", func(ctx context.Context, c net.Conn) {
-			s.proxyDirect(ctx, c, tg, tunnel.KindTCP, "", nil)
+		return s.serveListener(ctx, ln, "tcp", func(ctx context.Context, c net.Conn, hold *connHold) {
+			s.proxyDirect(ctx, c, tg, tunnel.KindTCP, "", nil, hold)
 		})
 	}
-	return s.serveListener(ctx, ln, "tcp", func(ctx context.Context, c net.Conn) {
+	return s.serveListener(ctx, ln, "tcp", func(ctx context.Context, c net.Conn, hold *connHold) {
 		req := &tunnel.Request{Kind: tunnel.KindTCP, Hostname: b.Service, Remote: addrPort(c.RemoteAddr())}
 		s.proxyStream(ctx, c, b.Tunnel, req, nil)
 	})
@@ -40,7 +40,7 @@ func (s *Server) ServeTCP(ctx context.Context, ln net.Listener, b Binding) error
 // picked, and the bytes read forwarded first on a [tunnel.KindTLS] stream.
 // Connections without a route are closed. It returns as ServeTCP does.
 func (s *Server) ServeTLS(ctx context.Context, ln net.Listener) error {
-	return s.serveListener(ctx, ln, "tls", func(ctx context.Context, c net.Conn) {
+	return s.serveListener(ctx, ln, "tls", func(ctx context.Context, c net.Conn, hold *connHold) {
 		_ = c.SetReadDeadline(time.Now().Add(s.opts.HeaderTimeout))
 		sni, head, err := peekClientHello(c)
 		_ = c.SetReadDeadline(time.Time{})
@@ -59,7 +59,7 @@ func (s *Server) ServeTLS(ctx context.Context, ln net.Listener) error {
 			return
 		}
 		if tg.origin != "" {
-			s.proxyDirect(ctx, c, tg, tunnel.KindTLS, sni, head)
+			s.proxyDirect(ctx, c, tg, tunnel.KindTLS, sni, head, hold)
 			return
 		}
 		req := &tunnel.Request{Kind: tunnel.KindTLS, Hostname: sni, Remote: addrPort(c.RemoteAddr())}
@@ -83,7 +83,7 @@ func (s *Server) ServeTLS(ctx context.Context, ln net.Listener) error {
 // and 503 when the tunnel is at
 // MaxStreamsPerTunnel. It returns as ServeTCP does.
 func (s *Server) ServeHTTP(ctx context.Context, ln net.Listener) error {
-	return s.serveListener(ctx, ln, "http", func(ctx context.Context, c net.Conn) {
+	return s.serveListener(ctx, ln, "http", func(ctx context.Context, c net.Conn, hold *connHold) {
 		_ = c.SetReadDeadline(time.Now().Add(s.opts.HeaderTimeout))
 		h, err := readHead(c)
 		_ = c.SetReadDeadline(time.Time{})
@@ -108,7 +108,7 @@ func (s *Server) ServeHTTP(ctx context.Context, ln net.Listener) error {
 			return
 		}
 		if tg.origin != "" {
-			s.proxyDirect(ctx, c, tg, tunnel.KindHTTP, h.host, h.raw)
+			s.proxyDirect(ctx, c, tg, tunnel.KindHTTP, h.host, h.raw, hold)
 			return
 		}
 		req := &tunnel.Request{Kind: tunnel.KindHTTP, Hostname: h.host, Path: h.path, Remote: addrPort(c.RemoteAddr())}
@@ -135,7 +135,7 @@ func readHead(c net.Conn) (httpHead, error) {
 // ServeHTTP. Each connection takes a slot of Options.MaxConns and
 // MaxConnsPerSource right after its accept, before any buffer or read, or
 // is reset at once (acceptUser).
-func (s *Server) serveListener(ctx context.Context, ln net.Listener, what string, handle func(context.Context, net.Conn)) error {
+func (s *Server) serveListener(ctx context.Context, ln net.Listener, what string, handle func(context.Context, net.Conn, *connHold)) error {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
@@ -174,11 +174,31 @@ func (s *Server) serveListener(ctx context.Context, ln net.Listener, what string
 		}
 		wg.Add(1)
 		go func() {
-			defer wg.Done()
-			defer s.lim.users.release(src)
-			handle(ctx, c)
+			h := &connHold{release: func() {
+				s.lim.users.release(src)
+				wg.Done()
+			}}
+			handle(ctx, c, h)
+			if !h.detached {
+				h.release()
+			}
 		}()
 	}
+}
+
+// connHold is a user connection's slot (its place in the limits, and in
+// the listener's wait at shutdown), released when the handler returns
+// unless the handler detaches it to release it later itself.
+type connHold struct {
+	release  func()
+	detached bool
+}
+
+// detach keeps the slot past the handler's return; the caller must call
+// the returned function once, when the connection is done.
+func (h *connHold) detach() func() {
+	h.detached = true
+	return h.release
 }
 
 // proxyStream opens a stream for req on the tunnel called name now and
