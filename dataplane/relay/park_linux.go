@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -33,14 +34,21 @@ const (
 )
 
 // poller is the engine's epoll set of parked directions and the goroutine
-// that wakes them.
+// that wakes them. The set's own descriptor waits on Go's poller (an
+// epoll descriptor is readable while it has events), so no thread blocks
+// in epoll_wait and a wake-up costs what a socket's does.
 type poller struct {
 	epfd   int
+	file   *os.File // epfd, registered with Go's poller
+	rc     syscall.RawConn
 	mu     sync.Mutex
 	parked map[uint64]*adir // by token
 	next   uint64
-	closed atomic.Bool
 	n      atomic.Int64 // parked directions, for Stats
+
+	events []unix.EpollEvent // of the last wait (loop only)
+	got    int
+	wait   func(fd uintptr) bool
 }
 
 func newPoller() (*poller, error) {
@@ -48,27 +56,39 @@ func newPoller() (*poller, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &poller{epfd: epfd, parked: make(map[uint64]*adir)}
+	if err := unix.SetNonblock(epfd, true); err != nil {
+		unix.Close(epfd)
+		return nil, err
+	}
+	p := &poller{epfd: epfd, parked: make(map[uint64]*adir), events: make([]unix.EpollEvent, 256)}
+	p.file = os.NewFile(uintptr(epfd), "relay-epoll")
+	if p.rc, err = p.file.SyscallConn(); err != nil {
+		p.file.Close()
+		return nil, err
+	}
+	p.wait = p.poll
 	go p.loop()
 	return p, nil
 }
 
-// pollTimeout bounds how long the poller's epoll_wait blocks, so that it
-// sees Close.
-const pollTimeout = 500 // ms
+// poll takes the events ready now; false (wait on Go's poller) if none.
+func (p *poller) poll(fd uintptr) bool {
+	n, err := unix.EpollWait(int(fd), p.events, 0)
+	if err != nil && err != unix.EINTR {
+		p.got = 0
+		return true
+	}
+	p.got = n
+	return n > 0
+}
 
 func (p *poller) loop() {
-	events := make([]unix.EpollEvent, 256)
-	for !p.closed.Load() {
-		n, err := unix.EpollWait(p.epfd, events, pollTimeout)
-		if err != nil {
-			if err == unix.EINTR {
-				continue
-			}
-			break
+	for {
+		if err := p.rc.Read(p.wait); err != nil {
+			return // closed
 		}
-		for i := range n {
-			tok := uint64(uint32(events[i].Fd)) | uint64(uint32(events[i].Pad))<<32
+		for i := range p.got {
+			tok := uint64(uint32(p.events[i].Fd)) | uint64(uint32(p.events[i].Pad))<<32
 			p.mu.Lock()
 			d := p.parked[tok]
 			delete(p.parked, tok)
@@ -79,10 +99,9 @@ func (p *poller) loop() {
 			}
 		}
 	}
-	_ = unix.Close(p.epfd)
 }
 
-func (p *poller) close() { p.closed.Store(true) }
+func (p *poller) close() { p.file.Close() }
 
 func (p *poller) token() uint64 {
 	p.mu.Lock()
