@@ -157,9 +157,11 @@ type adir struct {
 	ctlErr error
 }
 
-// start relays a and b with parked directions and calls done with the
-// result; false if it cannot (no poller, or a socket without a raw
-// connection), before taking anything.
+// startParked relays a and b with parking directions and calls done with
+// the result; false if it cannot (no poller, or a socket without a raw
+// connection), before taking anything. The first burst from a runs in the
+// calling goroutine: it returns when a has nothing more to read for now
+// (or b does not take more).
 func (e *Engine) startParked(ctx context.Context, a, b net.Conn, o Options, done func(Result)) bool {
 	if e.poller == nil {
 		return false
@@ -173,9 +175,12 @@ func (e *Engine) startParked(ctx context.Context, a, b net.Conn, o Options, done
 	r.dirs[1] = r.newDir(b, a, bRC, aRC, o.BToA)
 	r.afterAbort = r.abortParked
 	r.stop = r.start(ctx)
-	for _, d := range r.dirs {
-		go d.splice()
-	}
+	// The origin side has said nothing yet, as a rule: it waits in the
+	// set from the start, with no goroutine made for it. The user's side
+	// usually has (a request, or the bytes the caller read): it runs in
+	// the calling goroutine until it runs dry.
+	r.dirs[1].park()
+	r.dirs[0].splice()
 	return true
 }
 

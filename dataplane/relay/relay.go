@@ -272,9 +272,11 @@ func (e *Engine) Relay(ctx context.Context, a, b net.Conn, o Options) Result {
 	return e.relay(ctx, a, b, o)
 }
 
-// Start is Relay without waiting: it returns at once and calls done with
-// the result from another goroutine when the relay ends. With the splice
-// strategy an idle relay started so holds no goroutine at all.
+// Start is Relay without waiting for the end: it calls done with the
+// result when the relay ends, from another goroutine or, if the relay
+// ends at once, this one. With the splice strategy an idle relay started
+// so holds no goroutine at all; Start itself moves what a has to say
+// first before it returns (it may wait for b to take it).
 func (e *Engine) Start(ctx context.Context, a, b net.Conn, o Options, done func(Result)) {
 	if e.strategy == Splice && e.startParked(ctx, a, b, o, done) {
 		return
