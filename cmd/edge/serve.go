@@ -276,7 +276,13 @@ func (a *app) apply() error {
 		network, addr := b.Network()
 		switch network {
 		case "tcp":
-			ln, err := net.Listen("tcp", addr)
+			var lc net.ListenConfig
+			if b.Direct() {
+				// No TCP keep-alive on a direct binding's users, as on its
+				// origin connections: limits.idleTimeout ends dead ones.
+				lc.KeepAlive = -1
+			}
+			ln, err := lc.Listen(a.ctx, "tcp", addr)
 			if err != nil {
 				return fmt.Errorf("edge config: bindings[%d]: %w", i, err)
 			}
