@@ -14,7 +14,7 @@ var Areas = []Area{
 	{Key: "l4-connrate", Only: "/connrate$", Title: "L4: new connections per second", Compare: []string{"rate", "p99"},
 		Intro: "Concurrent dialers each opening a connection, doing a 1-byte echo and closing it, through a warm tunnel or a direct proxy (which dials the origin for each)."},
 	{Key: "l4-streams", Only: "/streams$", Title: "L4: many concurrent streams", Compare: []string{"per_stream", "rss_held"},
-		Intro: "Connections held open at once (the run's `streams`: 1000, or `-streams N`), 100 of them echoing continuously, the rest idle; resident memory of the processes under test sampled every 100 ms, so `per_stream` is what an idle connection costs. Kernel memory (socket buffers, pipes) is not in VmRSS and not counted, for any system."},
+		Intro: "Connections held open at once (the run's `streams`: 5000, quick 1000, or `-streams N`), 100 of them echoing continuously, the rest idle; resident memory of the processes under test sampled every 100 ms, so `per_stream` is what an idle connection costs. Kernel memory (socket buffers, pipes) is not in VmRSS and not counted, for any system."},
 	firstByteArea, // scenarios_rtt.go
 	{Key: "l3", Only: "^l3", Title: "L3 connector (WireGuard)", Compare: []string{"throughput"},
 		Intro: "iperf3 from a stock WireGuard client (wireguard-go from go.mod, set up by wg-quick) to a LAN host behind a connector. onramp: through the edge hub and `connector l3 run` (both on the SUT CPUs), or the connector leg alone; peer: stock wireguard-go on the connector host, point to point. This kernel has no WireGuard module, so there is no kernel peer."},
