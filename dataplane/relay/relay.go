@@ -193,13 +193,19 @@ type Stats struct {
 	// SockmapPairs is the number of socket pairs registered in the
 	// sockmap now.
 	SockmapPairs int
+	// SockmapRedirected and SockmapForwarded count the bytes of finished
+	// sockmap relays that the kernel redirected and that user space
+	// forwarded (bytes the program passed to it, and directions it
+	// could not register); SockmapSpliced counts the relays it could not
+	// register at all, spliced instead.
+	SockmapRedirected, SockmapForwarded, SockmapSpliced int64
 }
 
 // Stats returns the engine's resource counts now.
 func (e *Engine) Stats() Stats {
 	s := e.pipes.stats()
 	if e.sm != nil {
-		s.SockmapPairs = e.sm.pairs()
+		e.sm.stats(&s)
 	}
 	return s
 }

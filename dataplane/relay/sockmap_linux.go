@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -75,6 +77,8 @@ type sockmap struct {
 	closed bool
 	live   map[*smPair]struct{}
 	wg     sync.WaitGroup // one per live pair
+
+	redirected, forwarded, spliced atomic.Int64
 }
 
 func newSockmap() (*sockmap, error) {
@@ -123,6 +127,13 @@ func (s *sockmap) pairs() int {
 	return len(s.live)
 }
 
+func (s *sockmap) stats(st *Stats) {
+	st.SockmapPairs = s.pairs()
+	st.SockmapRedirected = s.redirected.Load()
+	st.SockmapForwarded = s.forwarded.Load()
+	st.SockmapSpliced = s.spliced.Load()
+}
+
 // smSide is one socket of a registered pair.
 type smSide struct {
 	c      *net.TCPConn
@@ -165,6 +176,7 @@ func init() {
 func (s *sockmap) relay(ctx context.Context, r *run) (Result, bool) {
 	p := s.register(r)
 	if p == nil {
+		s.spliced.Add(1)
 		return Result{}, false
 	}
 	stop := r.start(ctx)
@@ -185,6 +197,8 @@ func (s *sockmap) relay(ctx context.Context, r *run) (Result, bool) {
 	s.forget(p)
 	res.AToB = int64(p.a.redirected) + fwdA
 	res.BToA = int64(p.b.redirected) + fwdB
+	s.redirected.Add(int64(p.a.redirected + p.b.redirected))
+	s.forwarded.Add(fwdA + fwdB)
 	add(r.o.AToB, int(res.AToB))
 	add(r.o.BToA, int(res.BToA))
 	r.finish(&res)
@@ -338,17 +352,13 @@ func (p *smPair) direction(src, dst *smSide) (int64, error) {
 		r.abort(err)
 		return fwd, r.abortErr
 	}
-	// The first read goes before any wait: it runs the program over what
-	// came before registration (the kernel does not on its own until more
-	// comes).
-	wait := false
+	if err := kick(src.rc); err != nil {
+		return fail(err)
+	}
 	for {
-		if wait {
-			if err := waitReadable(src.rc); err != nil {
-				return fail(err)
-			}
+		if err := src.rc.Read(smReadable); err != nil {
+			return fail(err)
 		}
-		wait = true
 		bp := getBuf(true)
 		n, err := readOnce(src.rc, *bp)
 		if n > 0 {
@@ -365,7 +375,6 @@ func (p *smPair) direction(src, dst *smSide) (int64, error) {
 			if err := p.s.objs.Ctls.Put(src.cookie, smCtl{Peer: dst.cookie, Base: dst.base, Fwd: uint64(fwd)}); err != nil {
 				return fail(err)
 			}
-			wait = false // more may be queued
 			continue
 		}
 		putBuf(bp)
@@ -384,7 +393,6 @@ func (p *smPair) direction(src, dst *smSide) (int64, error) {
 				if err := p.pause(); err != nil {
 					return fail(err)
 				}
-				wait = false
 				continue
 			}
 			if err := p.waitTaken(src, dst, fwd); err != nil {
@@ -394,13 +402,46 @@ func (p *smPair) direction(src, dst *smSide) (int64, error) {
 				return fail(err)
 			}
 			return fwd, nil
-		case unix.EAGAIN:
-		case unix.EINTR:
-			wait = false
+		case unix.EAGAIN, unix.EINTR:
 		default:
 			return fail(err)
 		}
 	}
+}
+
+// kick runs the program over what a socket received before it joined the
+// sockhash: the kernel does not until more comes. Setting SO_RCVLOWAT
+// makes TCP signal the data (tcp_data_ready), under the socket's lock, as
+// an arrival would. (A read would too, but tcp_bpf_recvmsg_parser then
+// rewinds the socket's copied_seq over the bytes redirected meanwhile:
+// TCP would report them unread forever, and poll the socket readable.)
+func kick(rc syscall.RawConn) error {
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVLOWAT, 1)
+	}); err != nil {
+		return err
+	}
+	return serr
+}
+
+// smReadable reports whether a socket in the sockhash has something for
+// its direction: the end of its stream, an error, or bytes the program
+// passed (SIOCINQ counts those). POLLIN does not tell: the kernel wakes
+// the socket's readers for every skb it redirects, and TCP may count
+// redirected bytes unread (see kick).
+func smReadable(fd uintptr) bool {
+	pfd := unix.PollFd{Fd: int32(fd), Events: unix.POLLRDHUP}
+	var ts unix.Timespec // zero: do not wait
+	n, _, errno := unix.Syscall6(unix.SYS_PPOLL, uintptr(unsafe.Pointer(&pfd)), 1, uintptr(unsafe.Pointer(&ts)), 0, 0, 0)
+	if errno != 0 {
+		return errno != unix.EINTR // let the read find out
+	}
+	if n > 0 && pfd.Revents&(unix.POLLRDHUP|unix.POLLERR|unix.POLLHUP|unix.POLLNVAL) != 0 {
+		return true
+	}
+	inq, err := unix.IoctlGetInt(int(fd), unix.SIOCINQ)
+	return err != nil || inq > 0
 }
 
 // readOnce reads once from rc without waiting: n > 0 bytes, or n == 0
