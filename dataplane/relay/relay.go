@@ -87,7 +87,9 @@ type Config struct {
 	// PipeSize is the capacity of each splice pipe (F_SETPIPE_SZ), in
 	// bytes; default DefaultPipeSize. The kernel rounds it up to a power
 	// of two pages and caps it at /proc/sys/fs/pipe-max-size for
-	// unprivileged processes.
+	// unprivileged processes. With the sockmap strategy it bounds the
+	// bytes of a direction the kernel holds on the way (see
+	// sockmap_linux.go).
 	PipeSize int
 	// MaxPipes caps the pipes in use at once (two descriptors each);
 	// default DefaultMaxPipes. Past it a direction copies in user space

@@ -13,7 +13,7 @@
 // from a work item and does not bound (nor charge to either socket): a
 // peer that cannot send (its reader stalls) would let the queue grow
 // without end while the source keeps acknowledging. So the program
-// redirects only while that queue holds less than max_pending bytes (what
+// redirects only while that queue holds at most ctl.max bytes (what
 // was redirected and written by user space, less what the peer's socket
 // has taken: its tcp_sock read through BTF). Past that, and while any byte
 // it passed is still not forwarded, it passes the skb to the socket's own
@@ -33,10 +33,6 @@ char __license[] SEC("license") = "Dual MIT/GPL";
 // Sockets, as many as the loader allows (it sets max_entries).
 #define MAX_SOCKETS 65536
 
-// The bytes the peer's psock queue may hold before the program passes
-// instead of redirecting (set by the loader).
-volatile const __u64 max_pending = 1 << 20;
-
 struct {
 	__uint(type, BPF_MAP_TYPE_SOCKHASH);
 	__uint(max_entries, MAX_SOCKETS);
@@ -49,6 +45,7 @@ struct ctl {
 	__u64 peer;  // the peer's cookie
 	__u64 base;  // the bytes the peer's socket had taken before the relay
 	__u64 fwd;   // the passed bytes user space has written to the peer
+	__u64 max;   // the bytes the peer's psock queue may hold
 };
 
 struct {
@@ -203,7 +200,7 @@ int relay_verdict(struct __sk_buff *skb)
 	if (tp)
 		pending = (__s64)(c->base + f->redirected + c->fwd - taken(tp));
 	bpf_sk_release(peer);
-	if (!tp || pending > (__s64)max_pending)
+	if (!tp || pending > (__s64)c->max)
 		return pass(f, len);
 	if (bpf_sk_redirect_hash(skb, &socks, &peer_cookie, 0) != SK_PASS)
 		return pass(f, len); // the peer just left

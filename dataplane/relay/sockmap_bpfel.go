@@ -20,7 +20,6 @@ const (
 	sockmapMapFlows         = "flows"
 	sockmapMapSocks         = "socks"
 	sockmapProgRelayVerdict = "relay_verdict"
-	sockmapVarMaxPending    = "max_pending"
 )
 
 // loadSockmap returns the embedded CollectionSpec for sockmap.
@@ -81,7 +80,6 @@ type sockmapMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type sockmapVariableSpecs struct {
-	MaxPending *ebpf.VariableSpec `ebpf:"max_pending"`
 }
 
 // sockmapObjects contains all objects after they have been loaded into the kernel.
@@ -121,7 +119,6 @@ func (m *sockmapMaps) Close() error {
 //
 // It can be passed to loadSockmapObjects or ebpf.CollectionSpec.LoadAndAssign.
 type sockmapVariables struct {
-	MaxPending *ebpf.Variable `ebpf:"max_pending"`
 }
 
 // sockmapPrograms contains all programs after they have been loaded into the kernel.

@@ -28,7 +28,7 @@ import (
 // The program passes a socket's bytes to user space instead (its own
 // receive queue, where they are charged to it) while its peer is not
 // registered, or while the peer's psock queue holds more than
-// maxSockmapPending bytes, or while bytes it passed before are not yet
+// Config.PipeSize bytes, or while bytes it passed before are not yet
 // forwarded. User space reads them, waits until the peer's socket has
 // taken everything redirected before them, and writes them: the order
 // holds, nothing is lost at registration (bytes that came before it sit
@@ -36,14 +36,9 @@ import (
 // a peer whose reader stalls makes the source's window close, as with the
 // other strategies, instead of growing the kernel's queue without bound.
 
-const (
-	// maxSockmapPairs is how many pairs the maps hold (two sockets each:
-	// MAX_SOCKETS in sockmap.c); past it a relay is spliced.
-	maxSockmapPairs = 32768
-	// maxSockmapPending bounds the bytes of a direction waiting in the
-	// peer's psock queue.
-	maxSockmapPending = 1 << 20
-)
+// maxSockmapPairs is how many pairs the maps hold (two sockets each:
+// MAX_SOCKETS in sockmap.c); past it a relay is spliced.
+const maxSockmapPairs = 32768
 
 // The state of a TCP socket, as TCP_INFO reports it.
 const (
@@ -64,7 +59,7 @@ var (
 const smFlowBroken = 2
 
 // smCtl and smFlow are sockmap.c's struct ctl and struct flow.
-type smCtl struct{ Peer, Base, Fwd uint64 }
+type smCtl struct{ Peer, Base, Fwd, Max uint64 }
 type smFlow struct {
 	Redirected, Passed, Last uint64
 	Next, Flags              uint32
@@ -85,9 +80,6 @@ func newSockmap() (*sockmap, error) {
 	spec, err := loadSockmap()
 	if err != nil {
 		return nil, err
-	}
-	if err := spec.Variables[sockmapVarMaxPending].Set(uint64(maxSockmapPending)); err != nil {
-		return nil, fmt.Errorf("set max_pending: %w", err)
 	}
 	s := &sockmap{live: map[*smPair]struct{}{}}
 	if err := spec.LoadAndAssign(&s.objs, nil); err != nil {
@@ -156,6 +148,13 @@ type smPair struct {
 	s    *sockmap
 	r    *run
 	a, b smSide
+}
+
+// ctl is the direction from src's entry in ctls: its peer, what user space
+// forwarded, and how much the peer's psock queue may hold (as much as a
+// splice pipe would).
+func (p *smPair) ctl(src, dst *smSide, fwd int64) smCtl {
+	return smCtl{Peer: dst.cookie, Base: dst.base, Fwd: uint64(fwd), Max: uint64(p.r.e.pipes.size)}
 }
 
 // sockmapRuns maps the runs registered in a sockmap to their pair, for
@@ -254,7 +253,7 @@ func (s *sockmap) register(r *run) *smPair {
 			return fail()
 		}
 		src.entries = true
-		if err := s.objs.Ctls.Put(src.cookie, smCtl{Peer: dst.cookie, Base: dst.base}); err != nil {
+		if err := s.objs.Ctls.Put(src.cookie, p.ctl(src, dst, 0)); err != nil {
 			return fail()
 		}
 	}
@@ -372,7 +371,7 @@ func (p *smPair) direction(src, dst *smSide) (int64, error) {
 				return fail(err)
 			}
 			fwd += int64(n)
-			if err := p.s.objs.Ctls.Put(src.cookie, smCtl{Peer: dst.cookie, Base: dst.base, Fwd: uint64(fwd)}); err != nil {
+			if err := p.s.objs.Ctls.Put(src.cookie, p.ctl(src, dst, fwd)); err != nil {
 				return fail(err)
 			}
 			continue
