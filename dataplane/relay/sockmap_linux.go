@@ -257,12 +257,25 @@ func (s *sockmap) register(r *run) *smPair {
 			return fail()
 		}
 	}
+	registerStep("entries")
 	if !s.insert(&p.a) {
 		return fail()
 	}
+	registerStep("a")
 	s.insert(&p.b)
+	registerStep("b")
 	sockmapRuns.Store(r, p)
 	return p
+}
+
+// sockmapRegisterHook, if set (by tests), runs at each step of register:
+// "entries" made, "a" inserted, "b" inserted (or not).
+var sockmapRegisterHook func(step string)
+
+func registerStep(step string) {
+	if sockmapRegisterHook != nil {
+		sockmapRegisterHook(step)
+	}
 }
 
 // insert puts sd's socket in the sockhash.

@@ -219,3 +219,109 @@ func TestSockmapNotTCP(t *testing.T) {
 		t.Errorf("stats %+v, want one relay spliced", st)
 	}
 }
+
+// TestSockmapRegistrationRaces has an end send, half-close or reset its
+// connection at each step of the pair's registration (before either
+// socket is in the sockhash, with only a in it, with both): the relay
+// still delivers every byte, passes the half-close on or resets the other
+// end, and leaves nothing registered.
+func TestSockmapRegistrationRaces(t *testing.T) {
+	e := sockmapEngine(t)
+	t.Cleanup(func() { sockmapRegisterHook = nil })
+	fds0 := openFDs(t)
+	for _, step := range []string{"entries", "a", "b"} {
+		for _, act := range []string{"client data", "client fin", "server fin", "client reset", "server reset"} {
+			t.Run(step+"/"+act, func(t *testing.T) {
+				client, a := tcpPair(t)
+				b, server := tcpPair(t)
+				defer client.Close()
+				defer server.Close()
+				deadline := time.Now().Add(10 * time.Second)
+				client.SetDeadline(deadline)
+				server.SetDeadline(deadline)
+				payload := noise[:100000]
+				sockmapRegisterHook = func(s string) {
+					if s != step {
+						return
+					}
+					switch act {
+					case "client data":
+						client.Write(payload)
+					case "client fin":
+						client.Write(payload)
+						client.CloseWrite()
+					case "server fin":
+						server.Write(payload)
+						server.CloseWrite()
+					case "client reset":
+						client.SetLinger(0)
+						client.Close()
+					case "server reset":
+						server.SetLinger(0)
+						server.Close()
+					}
+					time.Sleep(2 * time.Millisecond) // let it arrive
+				}
+				done := make(chan Result, 1)
+				go func() { done <- e.Relay(context.Background(), a, b, Options{}) }()
+				var res Result
+				switch act {
+				case "client data", "client fin", "server fin":
+					from, to := client, server
+					if act == "server fin" {
+						from, to = server, client
+					}
+					got := make([]byte, len(payload))
+					if _, err := io.ReadFull(to, got); err != nil || !bytes.Equal(got, payload) {
+						t.Fatalf("read %v; want the %d bytes sent", err, len(payload))
+					}
+					// Then both ways close in order, the other way with an answer.
+					from.CloseWrite()
+					if rest, err := io.ReadAll(to); err != nil || len(rest) != 0 {
+						t.Fatalf("then read %d bytes, %v; want EOF", len(rest), err)
+					}
+					to.Write([]byte("answer"))
+					to.CloseWrite()
+					if back, err := io.ReadAll(from); err != nil || string(back) != "answer" {
+						t.Fatalf("the answer read %q, %v", back, err)
+					}
+					res = <-done
+					if res.Err != nil {
+						t.Errorf("result %+v, want an orderly end", res)
+					}
+					n := [2]int64{int64(len(payload)), 6}
+					if act == "server fin" {
+						n[0], n[1] = n[1], n[0]
+					}
+					if res.AToB != n[0] || res.BToA != n[1] {
+						t.Errorf("counted %d and %d, want %d and %d", res.AToB, res.BToA, n[0], n[1])
+					}
+				default:
+					other := server
+					if act == "server reset" {
+						other = client
+					}
+					if _, err := other.Read(make([]byte, 1)); err == nil {
+						t.Error("the other end read data after the reset")
+					}
+					select {
+					case res = <-done:
+					case <-time.After(5 * time.Second):
+						t.Fatal("the relay did not end")
+					}
+					if res.Err == nil {
+						t.Errorf("result %+v, want the reset", res)
+					}
+				}
+			})
+		}
+	}
+	sockmapRegisterHook = nil
+	waitQuiet(e)
+	if st := e.Stats(); st.SockmapPairs != 0 {
+		t.Errorf("%+v after the relays ended", st)
+	}
+	if fds := openFDs(t); fds-2*e.Stats().PipesIdle > fds0 {
+		t.Errorf("%d descriptors after, %d before", fds, fds0)
+	}
+}
