@@ -19,22 +19,41 @@ import (
 // The sockmap strategy. sockmap.c's stream verdict program, attached to a
 // SOCKHASH, redirects the bytes each registered socket receives to its
 // peer's send side inside the kernel and counts them per direction (bytes
-// and the time of the last one). User space registers the pair, then per
-// direction only waits for the end of the stream: at EOF it waits until
-// the peer's socket has taken every byte the kernel redirected (the
-// kernel's psock queue is not the socket's: a shutdown before it drained
-// would cut the stream), then half-closes the peer; an error resets both.
+// and the time of the last one, which the idle timer reads). User space
+// registers the pair, then per direction only waits for the end of the
+// stream: at EOF it waits until the peer's socket has taken every byte the
+// kernel redirected (the kernel's psock queue is not the socket's: a
+// shutdown before it drained would cut the stream), then half-closes the
+// peer; an error resets both.
 //
 // The program passes a socket's bytes to user space instead (its own
-// receive queue, where they are charged to it) while its peer is not
-// registered, or while the peer's psock queue holds more than
+// receive queue, where they are charged to it) while its peer is not in
+// the sockhash, or while the peer's psock queue holds more than
 // Config.PipeSize bytes, or while bytes it passed before are not yet
 // forwarded. User space reads them, waits until the peer's socket has
 // taken everything redirected before them, and writes them: the order
-// holds, nothing is lost at registration (bytes that came before it sit
-// in the receive queue and go through the program at the first read), and
-// a peer whose reader stalls makes the source's window close, as with the
-// other strategies, instead of growing the kernel's queue without bound.
+// holds, nothing is lost at registration, and a peer whose reader stalls
+// makes the source's window close, as with the other strategies, instead
+// of growing the kernel's queue without bound. Bytes a socket received
+// before it joined the sockhash go through the program when its direction
+// starts (kick).
+//
+// What the kernel (6.18) does not do, and this works around: bound the
+// psock queue (above); skip the part of a retransmitted segment TCP had
+// already received, nor the part of a segment its user read before the
+// relay (the program cuts it, by sequence number); take an empty skb (a
+// bare FIN) from the psock queue without breaking the socket's pipe (the
+// program drops it; TCP has marked the end already); keep copied_seq
+// right when a read runs the program (kick does not read); keep POLLIN
+// meaningful (the direction waits for RDHUP, an error or SIOCINQ). And a
+// psock has one queue for the bytes redirected to its socket and those
+// its program passes to it: a socket's passed bytes wait behind those its
+// peer sends it, until its own reader takes them.
+//
+// A pair whose first socket a cannot join the sockhash (closed, reset or
+// half-closed already, or the maps full) is spliced. If only b cannot,
+// b's direction is spliced and a's program passes everything, which user
+// space forwards.
 
 // maxSockmapPairs is how many pairs the maps hold (two sockets each:
 // MAX_SOCKETS in sockmap.c); past it a relay is spliced.
