@@ -22,6 +22,10 @@
 // bounded. It also passes everything while the peer is not in socks (the
 // pair is being registered or torn down): nothing is dropped.
 //
+// The verdict path hands the program whole skbs as TCP queued them; the
+// program cuts from each the bytes already seen (fresh) and drops bare
+// FINs, which the kernel's queue does not take.
+//
 // The program runs under the source socket's lock, so one flow's counters
 // have one writer at a time; user space reads them with plain loads.
 
@@ -30,7 +34,7 @@
 
 char __license[] SEC("license") = "Dual MIT/GPL";
 
-// Sockets, as many as the loader allows (it sets max_entries).
+// Sockets: two per pair, maxSockmapPairs in sockmap_linux.go.
 #define MAX_SOCKETS 65536
 
 struct {
