@@ -16,4 +16,5 @@ func newSockmap() (*sockmap, error) {
 
 func (s *sockmap) close() error                                     { return nil }
 func (s *sockmap) pairs() int                                       { return 0 }
+func (s *sockmap) stats(st *Stats)                                  {}
 func (s *sockmap) relay(ctx context.Context, r *run) (Result, bool) { return Result{}, false }
