@@ -69,7 +69,7 @@ relay: {strategy: %[11]s}
 // 256 MiB down, a 502 for an origin that refuses, and the edge's streams
 // and bytes counted. The edge logs the strategy it relays with.
 func TestDirectProxy(t *testing.T) {
-	for _, strategy := range []string{"auto", "copy"} {
+	for _, strategy := range []string{"auto", "copy", "sockmap"} {
 		t.Run(strategy, func(t *testing.T) {
 			ctx := context.Background()
 			n := testnet.New(t, testnet.Tunnel())
