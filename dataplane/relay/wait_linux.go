@@ -31,10 +31,12 @@ func rawConn(c net.Conn) syscall.RawConn {
 // rc would not block: data, EOF or an error. A ppoll(2) with a zero
 // timeout tells these from a spurious wake-up (a MSG_PEEK read would
 // consume a pending error such as a reset).
-func waitReadable(rc syscall.RawConn) error { return rc.Read(readable) }
+func waitReadable(rc syscall.RawConn) error { return rc.Read(Readable) }
 
-// readable reports whether a read from fd would return at once.
-func readable(fd uintptr) bool {
+// Readable reports whether a read from the socket fd would return at once
+// (data, EOF or an error): for RawConn.Read, to wait on Go's poller
+// holding no buffer.
+func Readable(fd uintptr) bool {
 	pfd := unix.PollFd{Fd: int32(fd), Events: unix.POLLIN}
 	var ts unix.Timespec // zero: do not wait
 	n, _, errno := unix.Syscall6(unix.SYS_PPOLL, uintptr(unsafe.Pointer(&pfd)), 1, uintptr(unsafe.Pointer(&ts)), 0, 0, 0)

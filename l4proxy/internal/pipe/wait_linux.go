@@ -4,9 +4,8 @@ import (
 	"io"
 	"net"
 	"syscall"
-	"unsafe"
 
-	"golang.org/x/sys/unix"
+	"github.com/onramp-net/onramp/dataplane/relay"
 )
 
 // socketWaiter waits until a read from a socket would not block, without a
@@ -18,7 +17,7 @@ type socketWaiter struct {
 	rc syscall.RawConn
 }
 
-func (w socketWaiter) WaitReadable() error { return w.rc.Read(peekReadable) }
+func (w socketWaiter) WaitReadable() error { return w.rc.Read(relay.Readable) }
 
 // newReadWaiter returns a waiter for src if src waits by itself (a tunnel
 // stream with WaitReadable) or is a ConnSide over a TCP or Unix socket,
@@ -46,17 +45,4 @@ func newReadWaiter(src io.Reader) readWaiter {
 		return nil
 	}
 	return socketWaiter{rc}
-}
-
-// peekReadable reports whether a read from fd would return at once: with
-// data, EOF or an error.
-func peekReadable(fd uintptr) bool {
-	pfd := unix.PollFd{Fd: int32(fd), Events: unix.POLLIN}
-	var ts unix.Timespec // zero: do not wait
-	n, _, errno := unix.Syscall6(unix.SYS_PPOLL, uintptr(unsafe.Pointer(&pfd)), 1, uintptr(unsafe.Pointer(&ts)), 0, 0, 0)
-	if errno != 0 {
-		// EINTR or worse: let the read find out.
-		return errno != unix.EINTR
-	}
-	return n > 0
 }
