@@ -226,10 +226,12 @@ func (d *Device) consumeInitiation(b []byte, src endpoint, now int64) {
 	p.handshakes.Add(1)
 	p.mu.Unlock()
 	p.lastRecv.Store(now)
+	// Told before the answer leaves: once the peer has it, its traffic
+	// (and whoever waits for it) may outrun this goroutine.
+	d.handshakeDone(src)
 	d.sendControl(p, src, msg)
 	p.lastSent.Store(now)
 	d.debug("handshake answered", "peer", p.name, "from", src, "index", kp.local)
-	d.handshakeDone(src)
 }
 
 // consumeResponse completes a handshake this device initiated.
@@ -288,8 +290,8 @@ func (d *Device) consumeResponse(b []byte, src endpoint, now int64) {
 	p.lastRecv.Store(now)
 	p.unanswered.Store(0)
 	d.debug("handshake completed", "peer", p.name, "from", src, "index", idx, "staged", len(staged))
+	d.handshakeDone(src) // before the staged packets leave, as above
 	d.sendStaged(p, staged, now)
-	d.handshakeDone(src)
 }
 
 // consumeCookie takes a peer's cookie reply to our last handshake message.
