@@ -120,7 +120,10 @@ func (e *Etcd) unavailable(op string, err error) error {
 	var hint string
 	switch {
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, rpctypes.ErrTimeout), errors.Is(err, rpctypes.ErrNoLeader),
-		errors.Is(err, rpctypes.ErrGRPCNoLeader), errors.Is(err, rpctypes.ErrGRPCTimeout), strings.Contains(err.Error(), "no leader"):
+		errors.Is(err, rpctypes.ErrGRPCNoLeader), errors.Is(err, rpctypes.ErrGRPCTimeout), strings.Contains(err.Error(), "no leader"),
+		// The deadline as the server or the balancer reports it: a gRPC
+		// status (code Unknown or DeadlineExceeded) that only says so.
+		strings.Contains(err.Error(), context.DeadlineExceeded.Error()):
 		hint = " (no answer in time: is a majority of the etcd members up and reachable?)"
 	}
 	return fmt.Errorf("registry: %s: %s: %w: %v%s", e.name, op, ErrUnavailable, err, hint)
