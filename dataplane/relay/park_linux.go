@@ -240,22 +240,11 @@ func (d *adir) splice() {
 			return
 		}
 		r.last.Store(time.Now().UnixNano())
-		for d.sp.in > 0 {
-			d.sp.out = 0
-			werr := d.dstRC.Write(d.sp.drain)
-			if d.sp.out > 0 {
-				d.sp.in -= d.sp.out
-				d.n += int64(d.sp.out)
-				add(d.c, d.sp.out)
-			}
-			if werr == nil {
-				werr = d.sp.err
-			}
-			if werr != nil {
-				d.sp.p.dirty = d.sp.in > 0
-				d.finish(werr, false)
-				return
-			}
+		m, werr := d.sp.pump(d.dstRC, d.c)
+		d.n += m
+		if werr != nil {
+			d.finish(werr, false)
+			return
 		}
 	}
 }

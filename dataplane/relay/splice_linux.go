@@ -52,25 +52,36 @@ func (r *run) spliceLoop(dst, src net.Conn, c Counter) (n int64, err error, eof 
 			return n, nil, true
 		}
 		r.last.Store(time.Now().UnixNano())
-		// Out of the pipe, all of it.
-		for d.in > 0 {
-			d.out = 0
-			werr := dstRC.Write(d.drain)
-			if d.out > 0 {
-				d.in -= d.out
-				n += int64(d.out)
-				add(c, d.out)
-			}
-			if werr == nil {
-				werr = d.err
-			}
-			if werr != nil {
-				// Bytes left in the pipe: it is not reused.
-				d.p.dirty = d.in > 0
-				return n, werr, false
-			}
+		m, werr := d.pump(dstRC, c)
+		n += m
+		if werr != nil {
+			return n, werr, false
 		}
 	}
+}
+
+// pump moves everything in the pipe into the destination, waiting on Go's
+// poller while it takes nothing, and returns the bytes moved. After an
+// error, bytes left in the pipe mark it dirty: it is not reused.
+func (d *spliceDir) pump(dstRC syscall.RawConn, c Counter) (int64, error) {
+	var n int64
+	for d.in > 0 {
+		d.out = 0
+		werr := dstRC.Write(d.drain)
+		if d.out > 0 {
+			d.in -= d.out
+			n += int64(d.out)
+			add(c, d.out)
+		}
+		if werr == nil {
+			werr = d.err
+		}
+		if werr != nil {
+			d.p.dirty = d.in > 0
+			return n, werr
+		}
+	}
+	return n, nil
 }
 
 // spliceDir is one direction's state between the poller's calls.
