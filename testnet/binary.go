@@ -18,12 +18,20 @@ var (
 // BuildBinary builds the main package pkg (a module path such as
 // "github.com/onramp-net/onramp/cmd/edge") once per process and returns the
 // path of the binary. Binaries live in a temporary directory that
-// [RemoveBinaries] deletes (testnet.Main calls it).
+// [RemoveBinaries] deletes (testnet.Main calls it), or in
+// $ONRAMP_BIN_DIR, kept, when that is set (for profilers, which read the
+// symbols from the binary after the run).
 func BuildBinary(pkg string) (string, error) {
 	binMu.Lock()
 	defer binMu.Unlock()
 	if p, ok := binBuilt[pkg]; ok {
 		return p, nil
+	}
+	if binDir == "" && os.Getenv("ONRAMP_BIN_DIR") != "" {
+		if err := os.MkdirAll(os.Getenv("ONRAMP_BIN_DIR"), 0o755); err != nil {
+			return "", err
+		}
+		binDir = os.Getenv("ONRAMP_BIN_DIR")
 	}
 	if binDir == "" {
 		d, err := os.MkdirTemp("", "onramp-testnet-bin-")
@@ -50,7 +58,9 @@ func RemoveBinaries() {
 	binMu.Lock()
 	defer binMu.Unlock()
 	if binDir != "" {
-		_ = os.RemoveAll(binDir)
+		if binDir != os.Getenv("ONRAMP_BIN_DIR") {
+			_ = os.RemoveAll(binDir)
+		}
 		binDir = ""
 		binBuilt = map[string]string{}
 	}

@@ -145,7 +145,7 @@ type adir struct {
 	state        atomic.Int32
 	token        uint64
 	sp           spliceDir
-	once         func(fd uintptr) bool // spliceOnce, made once
+	until        int64                 // the source's read deadline (unix ns; 0: none or expired)
 	wait         func(fd uintptr) bool // spliceWait, made once
 	fill         func()                // d.splice, made once (what the poller starts)
 
@@ -161,9 +161,9 @@ type adir struct {
 
 // startParked relays a and b with parking directions and calls done with
 // the result; false if it cannot (no poller, or a socket without a raw
-// connection), before taking anything. The first burst from a runs in the
-// calling goroutine: it returns when a has nothing more to read for now
-// (or b does not take more).
+// connection), before taking anything. The direction from a runs in the
+// calling goroutine first: it returns when a has been quiet for lingerFor
+// (or ended), and waits while b does not take more.
 func (e *Engine) startParked(ctx context.Context, a, b net.Conn, o Options, done func(Result)) bool {
 	if e.poller == nil {
 		return false
@@ -177,11 +177,14 @@ func (e *Engine) startParked(ctx context.Context, a, b net.Conn, o Options, done
 	r.dirs[1] = r.newDir(b, a, bRC, aRC, o.BToA)
 	r.afterAbort = r.abortParked
 	r.stop = r.start(ctx)
-	// The origin side has said nothing yet, as a rule: it waits in the
-	// set from the start, with no goroutine made for it. The user's side
-	// usually has (a request, or the bytes the caller read): it runs in
-	// the calling goroutine until it runs dry.
-	r.dirs[1].park()
+	// The user's side usually has something to say first (a request, or
+	// the bytes the caller read): it runs in the calling goroutine until
+	// it runs dry. The origin's answer, as a rule, comes within a round
+	// trip: its side lingers on Go's poller like any direction that ran
+	// dry, which costs a goroutine for lingerFor, less than an epoll_ctl,
+	// the engine poller's wake-up and a goroutine for every short
+	// connection.
+	go r.dirs[1].splice()
 	r.dirs[0].splice()
 	return true
 }
@@ -190,18 +193,25 @@ func (r *arun) newDir(src, dst net.Conn, srcRC, dstRC syscall.RawConn, c Counter
 	d := &adir{r: r, src: src, dst: dst, srcRC: srcRC, dstRC: dstRC, c: c, token: r.e.poller.token()}
 	d.sp.pool = r.e.pipes
 	d.sp.drain = d.sp.spliceOut
-	d.once, d.wait, d.ctl, d.fill = d.spliceOnce, d.spliceWait, d.arm, d.splice
+	d.wait, d.ctl, d.fill = d.spliceWait, d.arm, d.splice
 	return d
 }
 
 // splice moves what the source has, through a pipe, until it runs dry
-// (then it parks) or ends.
+// for lingerFor (then it parks) or ends. Each pass is one wait on Go's
+// poller that splices as soon as the source is readable: the splice that
+// finds the source dry is the one before the wait, never a second.
 func (d *adir) splice() {
 	r := d.r
 	for {
 		if d.sp.p == nil {
 			if d.sp.p = d.sp.pool.get(); d.sp.p == nil {
-				// No pipe free: copy one burst in user space.
+				// No pipe free: copy one burst in user space, with no
+				// read deadline (it waits as long as the source is quiet).
+				if d.until != 0 {
+					d.until = 0
+					_ = d.src.SetReadDeadline(time.Time{})
+				}
 				m, err, eof := r.copyBurst(d.dst, d.src, d.c)
 				d.n += m
 				if err != nil || eof {
@@ -211,25 +221,29 @@ func (d *adir) splice() {
 				continue
 			}
 		}
-		d.sp.in, d.sp.err = 0, nil
-		if err := d.srcRC.Read(d.once); err != nil {
-			d.finish(err, false)
-			return
+		// The read deadline ends the linger: a source quiet for
+		// lingerFor parks. It is moved on lazily, when less than half of
+		// it is left, so that a busy connection touches its timer every
+		// few milliseconds, not per chunk.
+		now := time.Now().UnixNano()
+		if d.until-now < int64(lingerFor/2) {
+			d.until = now + int64(lingerFor)
+			_ = d.src.SetReadDeadline(time.Unix(0, d.until))
 		}
-		if d.sp.err == unix.EAGAIN {
-			// Dry: wait a moment on Go's poller, holding the goroutine
-			// and the pipe, for the next bytes of a busy connection
-			// (their splice's result is then in d.sp); park only a
-			// direction quiet for that long.
-			if !d.linger() {
-				if d.sp.p == nil { // ended while waiting
-					return
-				}
-				d.sp.pool.put(d.sp.p)
-				d.sp.p = nil
-				d.park()
+		d.sp.in, d.sp.err = 0, nil
+		if err := d.srcRC.Read(d.wait); err != nil {
+			if !errors.Is(err, os.ErrDeadlineExceeded) {
+				d.finish(err, false)
 				return
 			}
+			// Quiet for lingerFor: give the (empty) pipe back and park.
+			// The deadline stays expired; the next goroutine of the
+			// direction sets a new one first.
+			d.until = 0
+			d.sp.pool.put(d.sp.p)
+			d.sp.p = nil
+			d.park()
+			return
 		}
 		switch {
 		case d.sp.err != nil:
@@ -254,41 +268,18 @@ func (d *adir) splice() {
 // (bulk: microseconds; a chatty protocol: a round trip), and parking and
 // waking again costs an epoll_ctl, an epoll_wait and a new goroutine: 1
 // GiB over loopback parked 12,000 times without it. An idle one parks
-// after it: a connection that went quiet holds a goroutine that long.
+// after it (between lingerFor/2 and lingerFor after its last bytes, as
+// the deadline is moved lazily): a connection that went quiet holds a
+// goroutine that long.
 const lingerFor = 5 * time.Millisecond
-
-// linger waits up to lingerFor for the source to have bytes again and
-// splices them into the pipe: true if it did (or the source ended: the
-// splice's result is in d.sp), false to park. After an error other than
-// the deadline it finishes the direction (d.sp.p nil) and returns false.
-func (d *adir) linger() bool {
-	_ = d.src.SetReadDeadline(time.Now().Add(lingerFor))
-	err := d.srcRC.Read(d.wait)
-	_ = d.src.SetReadDeadline(time.Time{})
-	switch {
-	case err == nil:
-		return true
-	case errors.Is(err, os.ErrDeadlineExceeded):
-		return false
-	}
-	d.finish(err, false)
-	return false
-}
 
 // spliceWait splices from the source socket fd into the pipe; false
 // (wait for readability) if it has nothing.
 func (d *adir) spliceWait(fd uintptr) bool {
-	d.spliceOnce(fd)
-	return d.sp.err != unix.EAGAIN
-}
-
-// spliceOnce splices from the source socket fd into the pipe once,
-// without waiting.
-func (d *adir) spliceOnce(fd uintptr) bool {
 	for {
 		d.sp.in, d.sp.err = splice(int(fd), d.sp.p.w, d.sp.pool.size)
 		if d.sp.err != unix.EINTR {
-			return true
+			return d.sp.err != unix.EAGAIN
 		}
 	}
 }
@@ -338,6 +329,10 @@ func (d *adir) finish(err error, eof bool) {
 		d.sp.p = nil
 	}
 	switch {
+	case eof && d.r.ended.Load() == 1 && !r.aborted.Load():
+		// The other direction has ended cleanly, so both sockets have
+		// read their EOF: the close that follows sends this FIN, and a
+		// shutdown first would be one more system call for nothing.
 	case eof:
 		if cerr := closeWrite(d.dst); cerr != nil {
 			r.abort(cerr)

@@ -19,8 +19,7 @@ func (c *Connector) handleStream(ec *edgeConn, st tunnel.Stream, req *tunnel.Req
 		_ = st.Respond(tunnel.StatusDraining, "connector shutting down")
 		return
 	}
-	c.m.StreamsTotal.WithLabelValues(kind).Inc()
-	open := c.m.StreamsOpen.WithLabelValues(kind)
+	open := c.m.Stream(kind)
 	open.Inc()
 	ec.streams.Add(1)
 	c.active.Add(1)

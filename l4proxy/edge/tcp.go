@@ -247,8 +247,7 @@ func (s *Server) proxyStream(ctx context.Context, c net.Conn, name string, req *
 		return
 	}
 	kind := req.Kind.String()
-	s.m.StreamsTotal.WithLabelValues(kind).Inc()
-	open := s.m.StreamsOpen.WithLabelValues(kind)
+	open := s.m.Stream(kind)
 	open.Inc()
 	defer func() {
 		open.Dec()

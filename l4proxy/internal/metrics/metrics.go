@@ -33,6 +33,15 @@ type Set struct {
 	// Children resolved once for the hot path.
 	BytesToOrigin, BytesToPeer prometheus.Counter
 	DgToOrigin, DgToPeer       prometheus.Counter
+	streams                    [len(streamKinds)]streamKind
+}
+
+// streamKinds are the kinds of streams_total and streams_open.
+var streamKinds = [...]string{"tcp", "tls", "http"}
+
+type streamKind struct {
+	total prometheus.Counter
+	open  prometheus.Gauge
 }
 
 // New creates the collectors of spec and registers them with reg if not
@@ -60,9 +69,8 @@ func New(reg prometheus.Registerer, spec Spec) (*Set, error) {
 	for _, proto := range []string{"quic", "http2"} {
 		m.Conns.WithLabelValues(proto)
 	}
-	for _, k := range []string{"tcp", "tls", "http"} {
-		m.StreamsOpen.WithLabelValues(k)
-		m.StreamsTotal.WithLabelValues(k)
+	for i, k := range streamKinds {
+		m.streams[i] = streamKind{total: m.StreamsTotal.WithLabelValues(k), open: m.StreamsOpen.WithLabelValues(k)}
 	}
 	for _, k := range spec.ErrorKinds {
 		m.Errors.WithLabelValues(k)
@@ -84,3 +92,17 @@ func New(reg prometheus.Registerer, spec Spec) (*Set, error) {
 
 // Error counts one error of kind.
 func (m *Set) Error(kind string) { m.Errors.WithLabelValues(kind).Inc() }
+
+// Stream counts one stream of kind opened and returns its open gauge,
+// which the caller increments and decrements: a per-connection call that
+// looks no label up for the known kinds.
+func (m *Set) Stream(kind string) (open prometheus.Gauge) {
+	for i, k := range streamKinds {
+		if k == kind {
+			m.streams[i].total.Inc()
+			return m.streams[i].open
+		}
+	}
+	m.StreamsTotal.WithLabelValues(kind).Inc()
+	return m.StreamsOpen.WithLabelValues(kind)
+}
