@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -74,7 +75,7 @@ func newPoller() (*poller, error) {
 
 // poll takes the events ready now; false (wait on Go's poller) if none.
 func (p *poller) poll(fd uintptr) bool {
-	n, err := unix.EpollWait(int(fd), p.events, 0)
+	n, err := epollWaitNow(int(fd), p.events)
 	if err != nil && err != unix.EINTR {
 		p.got = 0
 		return true
@@ -145,8 +146,13 @@ type adir struct {
 	state        atomic.Int32
 	token        uint64
 	sp           spliceDir
-	until        int64                 // the source's read deadline (unix ns; 0: none or expired)
+	until        int64                 // the source's read deadline (unix ns, maybe past; 0: none)
+	noPipe       bool                  // the last wait found no pipe free: copy
 	wait         func(fd uintptr) bool // spliceWait, made once
+	read         func(fd uintptr)      // readRaw, made once
+	cbuf         []byte                // readRaw's buffer, during a copyOnce
+	cn           int                   // what readRaw read
+	cerr         error                 // readRaw's error
 	fill         func()                // d.splice, made once (what the poller starts)
 
 	// parkMu orders the parks of the direction: once parked, the poller
@@ -193,57 +199,51 @@ func (r *arun) newDir(src, dst net.Conn, srcRC, dstRC syscall.RawConn, c Counter
 	d := &adir{r: r, src: src, dst: dst, srcRC: srcRC, dstRC: dstRC, c: c, token: r.e.poller.token()}
 	d.sp.pool = r.e.pipes
 	d.sp.drain = d.sp.spliceOut
-	d.wait, d.ctl, d.fill = d.spliceWait, d.arm, d.splice
+	d.wait, d.read, d.ctl, d.fill = d.spliceWait, d.readRaw, d.arm, d.splice
 	return d
 }
 
 // splice moves what the source has, through a pipe, until it runs dry
 // for lingerFor (then it parks) or ends. Each pass is one wait on Go's
 // poller that splices as soon as the source is readable: the splice that
-// finds the source dry is the one before the wait, never a second.
+// finds the source dry is the one before the wait, never a second. A
+// pipe is held only while the source has data: it goes back to the pool
+// at each wait. When the pool has none, the pass copies what the source
+// has through a pooled buffer instead, and the direction lingers and
+// parks all the same.
 func (d *adir) splice() {
 	r := d.r
 	for {
-		if d.sp.p == nil {
-			if d.sp.p = d.sp.pool.get(); d.sp.p == nil {
-				// No pipe free: copy one burst in user space, with no
-				// read deadline (it waits as long as the source is quiet).
-				if d.until != 0 {
-					d.until = 0
-					_ = d.src.SetReadDeadline(time.Time{})
-				}
-				m, err, eof := r.copyBurst(d.dst, d.src, d.c)
-				d.n += m
-				if err != nil || eof {
-					d.finish(err, eof)
-					return
-				}
-				continue
-			}
-		}
 		// The read deadline ends the linger: a source quiet for
 		// lingerFor parks. It is moved on lazily, when less than half of
 		// it is left, so that a busy connection touches its timer every
-		// few milliseconds, not per chunk.
+		// few milliseconds, not per chunk. (After a park it is past; the
+		// next goroutine of the direction moves it on here.)
 		now := time.Now().UnixNano()
 		if d.until-now < int64(lingerFor/2) {
 			d.until = now + int64(lingerFor)
 			_ = d.src.SetReadDeadline(time.Unix(0, d.until))
 		}
-		d.sp.in, d.sp.err = 0, nil
+		d.sp.in, d.sp.err, d.noPipe = 0, nil, false
 		if err := d.srcRC.Read(d.wait); err != nil {
 			if !errors.Is(err, os.ErrDeadlineExceeded) {
 				d.finish(err, false)
 				return
 			}
-			// Quiet for lingerFor: give the (empty) pipe back and park.
-			// The deadline stays expired; the next goroutine of the
-			// direction sets a new one first.
-			d.until = 0
-			d.sp.pool.put(d.sp.p)
-			d.sp.p = nil
-			d.park()
+			d.park() // quiet for lingerFor; it holds no pipe
 			return
+		}
+		if d.noPipe {
+			m, err, eof := d.copyOnce()
+			d.n += m
+			if err != nil || eof {
+				d.finish(err, eof)
+				return
+			}
+			if m > 0 {
+				r.last.Store(time.Now().UnixNano())
+			}
+			continue
 		}
 		switch {
 		case d.sp.err != nil:
@@ -263,6 +263,65 @@ func (d *adir) splice() {
 	}
 }
 
+// copyOnce copies what the source has now (one read, without waiting,
+// and its whole write) through a pooled buffer: a pass without a pipe.
+// A read that finds nothing after all moves nothing.
+func (d *adir) copyOnce() (n int64, err error, eof bool) {
+	bp := getBuf(true)
+	defer putBuf(bp)
+	d.cbuf = *bp
+	if err := d.srcRC.Control(d.read); err != nil {
+		return 0, err, false
+	}
+	d.cbuf = nil
+	switch {
+	case d.cerr == unix.EAGAIN || d.cerr == unix.EINTR:
+		return 0, nil, false
+	case d.cerr != nil:
+		return 0, os.NewSyscallError("read", d.cerr), false
+	case d.cn == 0:
+		return 0, nil, true
+	}
+	nw, werr := d.dst.Write((*bp)[:d.cn])
+	add(d.c, nw)
+	return int64(nw), werr, false
+}
+
+// readRaw reads from the source socket fd into d.cbuf, as a raw system
+// call: it never waits (see splice).
+func (d *adir) readRaw(fd uintptr) {
+	n, _, errno := unix.RawSyscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(&d.cbuf[0])), uintptr(len(d.cbuf)))
+	d.cn, d.cerr = int(n), nil
+	if errno != 0 {
+		d.cn, d.cerr = 0, errno
+	}
+}
+
+// spliceWait splices from the source socket fd into a pipe; false (wait
+// for readability) if it has nothing, after giving the empty pipe back.
+// With no pipe to take it only waits for readability (d.noPipe).
+func (d *adir) spliceWait(fd uintptr) bool {
+	if d.sp.p == nil {
+		if d.sp.p = d.sp.pool.get(); d.sp.p == nil {
+			d.noPipe = true
+			return Readable(fd)
+		}
+	}
+	for {
+		d.sp.in, d.sp.err = splice(int(fd), d.sp.p.w, d.sp.pool.size)
+		if d.sp.err != unix.EINTR {
+			break
+		}
+	}
+	if d.sp.err == unix.EAGAIN {
+		// Empty: every pass pumps the pipe dry before it waits again.
+		d.sp.pool.put(d.sp.p)
+		d.sp.p = nil
+		return false
+	}
+	return true
+}
+
 // lingerFor is how long a direction whose source ran dry waits on Go's
 // poller before it parks. A busy connection's next bytes come sooner
 // (bulk: microseconds; a chatty protocol: a round trip), and parking and
@@ -272,17 +331,6 @@ func (d *adir) splice() {
 // the deadline is moved lazily): a connection that went quiet holds a
 // goroutine that long.
 const lingerFor = 5 * time.Millisecond
-
-// spliceWait splices from the source socket fd into the pipe; false
-// (wait for readability) if it has nothing.
-func (d *adir) spliceWait(fd uintptr) bool {
-	for {
-		d.sp.in, d.sp.err = splice(int(fd), d.sp.p.w, d.sp.pool.size)
-		if d.sp.err != unix.EINTR {
-			return d.sp.err != unix.EAGAIN
-		}
-	}
-}
 
 // park puts d in the epoll set, one-shot, for its source to become
 // readable; its goroutine ends. From the moment the set holds it, the
@@ -317,7 +365,28 @@ func (d *adir) park() {
 func (d *adir) arm(fd uintptr) {
 	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT,
 		Fd: int32(uint32(d.token)), Pad: int32(uint32(d.token >> 32))}
-	d.ctlErr = unix.EpollCtl(d.r.e.poller.epfd, d.ctlOp, int(fd), &ev)
+	d.ctlErr = epollCtl(d.r.e.poller.epfd, d.ctlOp, int(fd), &ev)
+}
+
+// epollWaitNow and epollCtl are epoll_wait with no timeout and epoll_ctl
+// as raw system calls: they never wait, and the first system call a
+// quiet process makes through the runtime's bookkeeping wakes its
+// monitor thread (see splice).
+func epollWaitNow(epfd int, events []unix.EpollEvent) (int, error) {
+	n, _, errno := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(epfd), uintptr(unsafe.Pointer(&events[0])),
+		uintptr(len(events)), 0, 0, 0)
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(n), nil
+}
+
+func epollCtl(epfd, op, fd int, ev *unix.EpollEvent) error {
+	_, _, errno := unix.RawSyscall6(unix.SYS_EPOLL_CTL, uintptr(epfd), uintptr(op), uintptr(fd), uintptr(unsafe.Pointer(ev)), 0, 0)
+	if errno != 0 {
+		return errno
+	}
+	return nil
 }
 
 // finish ends the direction: after EOF it half-closes the destination,

@@ -450,8 +450,9 @@ func add(c Counter, n int) {
 	}
 }
 
-// closeWrite passes EOF on: shutdown(SHUT_WR).
-func closeWrite(c net.Conn) error {
+// closeWriteConn passes EOF on through the net package: shutdown(SHUT_WR),
+// or a close for a connection that cannot half-close.
+func closeWriteConn(c net.Conn) error {
 	if cw, ok := c.(interface{ CloseWrite() error }); ok {
 		return cw.CloseWrite()
 	}
