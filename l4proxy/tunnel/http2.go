@@ -125,7 +125,7 @@ func (l *HTTP2Listener) handshake(raw net.Conn) *h2Conn {
 	setTCPOptions(raw, l.cfg.KeepAlivePeriod)
 	ctx, cancel := context.WithTimeout(l.ctx, l.cfg.HandshakeTimeout)
 	defer cancel()
-	bc := &batchConn{Conn: raw}
+	bc := newBatchConn(raw)
 	tc := tls.Server(bc, edgeTLSConfig(l.cert, ALPNHTTP2))
 	if err := tc.HandshakeContext(ctx); err != nil {
 		raw.Close()
@@ -170,7 +170,7 @@ func DialHTTP2(ctx context.Context, addr string, tok Token, connectorID [16]byte
 		return nil, fmt.Errorf("dial http2 %s: %w", addr, err)
 	}
 	setTCPOptions(raw, c.KeepAlivePeriod)
-	bc := &batchConn{Conn: raw}
+	bc := newBatchConn(raw)
 	tc := tls.Client(bc, connectorTLSConfig(addr, tok.EdgePin, ALPNHTTP2))
 	if err := tc.HandshakeContext(ctx); err != nil {
 		raw.Close()

@@ -4,6 +4,8 @@ import (
 	"net"
 	"sync"
 	"time"
+
+	"github.com/onramp-net/onramp/dataplane/sockio"
 )
 
 // setTCPOptions enables TCP keep-alives at the tunnel's keep-alive period and disables Nagle.
@@ -26,8 +28,14 @@ func setTCPOptions(c net.Conn, period time.Duration) {
 // handshake, other frames, close_notify) pass through. (Reading ahead the
 // same way saved nothing measurable: crypto/tls reads a record per
 // read(2), and the reads are cheaper than the copy they would need.)
+//
+// batchConn also reads and writes a TCP connection with raw system calls
+// on Go's poller (dataplane/sockio; reads under crypto/tls's input lock,
+// writes under wmu, so one of each at a time).
 type batchConn struct {
 	net.Conn
+	r *sockio.Reader // nil: read Conn
+	w *sockio.Writer // nil: write Conn
 
 	wmu    sync.Mutex
 	corked int     // cork depth; records are gathered while > 0
@@ -64,7 +72,7 @@ func (c *batchConn) flushLocked() error {
 	}
 	c.wbuf = nil
 	if c.werr == nil && len(*bp) > 0 {
-		_, c.werr = c.Conn.Write(*bp)
+		_, c.werr = c.write(*bp)
 	}
 	*bp = (*bp)[:0]
 	batchPool.Put(bp)
@@ -81,7 +89,7 @@ func (c *batchConn) Write(p []byte) (int, error) {
 		if err := c.flushLocked(); err != nil {
 			return 0, err
 		}
-		n, err := c.Conn.Write(p)
+		n, err := c.write(p)
 		c.werr = err
 		return n, err
 	}
@@ -91,7 +99,7 @@ func (c *batchConn) Write(p []byte) (int, error) {
 		}
 	}
 	if len(p) >= batchSize {
-		n, err := c.Conn.Write(p)
+		n, err := c.write(p)
 		c.werr = err
 		return n, err
 	}
@@ -100,4 +108,22 @@ func (c *batchConn) Write(p []byte) (int, error) {
 	}
 	*c.wbuf = append(*c.wbuf, p...)
 	return len(p), nil
+}
+
+func newBatchConn(c net.Conn) *batchConn {
+	return &batchConn{Conn: c, r: sockio.NewReader(c), w: sockio.NewWriter(c)}
+}
+
+func (c *batchConn) Read(p []byte) (int, error) {
+	if c.r != nil {
+		return c.r.Read(p)
+	}
+	return c.Conn.Read(p)
+}
+
+func (c *batchConn) write(p []byte) (int, error) {
+	if c.w != nil {
+		return c.w.Write(p)
+	}
+	return c.Conn.Write(p)
 }

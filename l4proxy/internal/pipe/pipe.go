@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/onramp-net/onramp/dataplane/sockio"
 	"github.com/onramp-net/onramp/l4proxy/tunnel"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -372,8 +373,24 @@ func drain(s Side) {
 // It does not allocate per read: its buffer comes from a pool and follows
 // the traffic, SmallBufSize or BigBufSize (see [SmallBufSize]); while a
 // socket src has nothing to read it holds no buffer.
+//
+// A ConnSide over a TCP or Unix socket is read and written with raw
+// system calls on Go's poller (dataplane/sockio): the runtime's
+// bookkeeping of a blocking call costs a proxy of small messages more
+// than the call itself.
 func CopyLoop(dst, src io.ReadWriter, c prometheus.Counter, last *atomic.Int64) (n int64, err error, eof bool) {
 	w := newReadWaiter(src)
+	read, write := src.Read, dst.Write
+	if cs, ok := src.(ConnSide); ok {
+		if r := sockio.NewReader(cs.Conn); r != nil {
+			read = r.Read
+		}
+	}
+	if cs, ok := dst.(ConnSide); ok {
+		if sw := sockio.NewWriter(cs.Conn); sw != nil {
+			write = sw.Write
+		}
+	}
 	var b copyBuf
 	defer b.put()
 	big := false // the buffer size to take next
@@ -386,10 +403,10 @@ func CopyLoop(dst, src io.ReadWriter, c prometheus.Counter, last *atomic.Int64) 
 			b.get(big)
 		}
 		buf := *b.bp
-		nr, rerr := src.Read(buf)
+		nr, rerr := read(buf)
 		if nr > 0 {
 			last.Store(time.Now().UnixNano())
-			nw, werr := dst.Write(buf[:nr])
+			nw, werr := write(buf[:nr])
 			n += int64(nw)
 			add(c, nw)
 			if werr != nil {

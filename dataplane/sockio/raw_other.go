@@ -1,0 +1,14 @@
+//go:build !linux
+
+package sockio
+
+import (
+	"net"
+	"syscall"
+)
+
+// rawConn is nil outside Linux: read and write the net.Conn itself.
+func rawConn(c net.Conn) syscall.RawConn { return nil }
+
+func rawRead(fd uintptr, p []byte) (int, syscall.Errno)  { return 0, syscall.ENOSYS }
+func rawWrite(fd uintptr, p []byte) (int, syscall.Errno) { return 0, syscall.ENOSYS }
