@@ -9,7 +9,7 @@ BIN      := bin
 CMDS := $(filter-out cmd/internal,$(wildcard cmd/*)) testnet/cmd/testnet
 
 .DEFAULT_GOAL := help
-.PHONY: help build test deps bench bench-smoke fuzz demo generate check-generated lint clean
+.PHONY: help build test deps bench bench-smoke profile fuzz demo generate check-generated lint clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -33,6 +33,10 @@ bench-smoke: ## make bench QUICK=1 into a temporary directory (proves the harnes
 bench: ## run every benchmark scenario, write BENCHMARKS.md (QUICK=1: smoke run; ONLY=regexp: subset)
 	@scripts/bench-deps.sh
 	$(GO) run ./bench/cmd/bench $(if $(filter 1 true yes,$(QUICK)),-quick) $(if $(ONLY),-only '$(ONLY)')
+
+profile: ## profile bench scenarios (ONLY=regexp, QUICK=1) into DIR (default profile/): perf call graphs and Go heap/goroutine profiles, a .txt summary per scenario
+	@BENCH_PROFILE=1 scripts/bench-deps.sh
+	$(GO) run ./bench/cmd/bench -profile '$(or $(DIR),profile)' $(if $(filter 1 true yes,$(QUICK)),-quick) $(if $(ONLY),-only '$(ONLY)')
 
 .PHONY: bench-compare
 bench-compare: ## compare two bench results: OLD=a.json NEW=b.json (noise ranges, benchstat)

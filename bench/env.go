@@ -35,6 +35,14 @@ type Env struct {
 	// GoBench receives the microbenchmark output of the go scenario.
 	GoBench *GoBenchRun
 
+	// ProfileDir, if set, is where the last repetition of every scenario
+	// is profiled (see startPerf).
+	ProfileDir string
+	// Current is the name of the scenario running now; Profiling is set
+	// while its profiled repetition runs.
+	Current   string
+	Profiling bool
+
 	log *ringLog
 }
 

@@ -301,6 +301,8 @@ func startTunnelConns(protocol string, conns int) func(ctx context.Context, env 
 		}
 		r.Measured = []int{rig.Edge.Cmd.Process.Pid, c.Cmd.Process.Pid}
 		r.Roles = map[int]string{rig.Edge.Cmd.Process.Pid: "edge", c.Cmd.Process.Pid: "connector"}
+		r.Pprof = map[string]PprofTarget{"edge": {Node: r.Net.Node("edge"), Addr: rig.EdgeMetricsAddr()},
+			"connector": {Node: c.Node, Addr: c.Metrics}}
 		r.Addr["bulk"] = hostPort(edgeUser, bulkPort)
 		r.Addr["echo"] = hostPort(edgeUser, echoPort)
 		r.State = rig

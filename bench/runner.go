@@ -312,10 +312,18 @@ func (sr *scenarioRun) runRep(ctx context.Context, rep int, named bool) {
 		}
 	}
 	rig := sr.rig
+	env.Current = s.Name
+	stopPerf := func() {}
+	if env.ProfileDir != "" && rep == sr.reps {
+		env.Profiling = true
+		stop := env.startPerf(s.Name, rig.Measured)
+		stopPerf = func() { stop(); env.Profiling = false }
+	}
 	cpu0, cpuErr := TreeCPUSeconds(rig.Measured)
 	t0 := time.Now()
 	smp, err := s.Run(ctx, env, rig)
 	wall := time.Since(t0).Seconds()
+	stopPerf()
 	if err != nil {
 		sr.fail(fmt.Errorf("run %d of %d: %w", rep, sr.reps, err))
 		return

@@ -104,6 +104,9 @@ type Rig struct {
 	// iperf3 server, "echo": a TCP echo), as seen from the client node.
 	Addr   map[string]string
 	Client *testnet.Node
+	// Pprof, by role, are where onramp processes serve Go's profiler when
+	// the run is profiled.
+	Pprof map[string]PprofTarget
 	// State is scenario-specific.
 	State  any
 	closes []func() error

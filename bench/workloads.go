@@ -190,8 +190,16 @@ func runStreams(ctx context.Context, env *Env, rig *Rig) (Sample, error) {
 	peak := base
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
+	// Profiled: the Go profiles are taken halfway through the hold (the
+	// streams open within the first second).
+	var snapshot <-chan time.Time
+	if env.Profiling && len(rig.Pprof) > 0 {
+		snapshot = time.After(time.Second + hold/2)
+	}
 	for waiting := true; waiting; {
 		select {
+		case <-snapshot:
+			env.pprofSnapshot(ctx, env.Current, rig)
 		case err = <-done:
 			waiting = false
 		case <-tick.C:

@@ -2,7 +2,7 @@
 # Installs the peers the benchmark harness (make bench) measures onramp
 # against: haproxy and socat as TCP proxies, iperf3 as the load generator,
 # plus what the netns testbed needs (iproute2 for ip and tc, util-linux for
-# taskset). Idempotent and quick when everything is present: apt-get runs
+# taskset), curl; linux-perf for make profile. Idempotent and quick when everything is present: apt-get runs
 # only for what is missing. wireguard-go (L3 peer) comes with issue 6.
 set -euo pipefail
 
@@ -12,7 +12,12 @@ packages=(
 	iperf3
 	haproxy
 	socat
+	curl
 )
+# make profile also needs perf.
+if [[ ${BENCH_PROFILE:-} == 1 ]]; then
+	packages+=(linux-perf)
+fi
 
 missing=()
 for p in "${packages[@]}"; do

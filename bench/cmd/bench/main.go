@@ -83,6 +83,7 @@ func run() error {
 	sutCPUs := flag.String("sut-cpus", "", "CPUs of the processes under test (default: the upper half)")
 	loadCPUs := flag.String("load-cpus", "", "CPUs of the harness and load generators (default: the lower half)")
 	verbose := flag.Bool("v", false, "stream every scenario's log")
+	profile := flag.String("profile", "", "profile the last repetition of every scenario into this directory (perf record of the processes under test, Go heap and goroutine profiles of the held streams; results, report and charts go there too)")
 	streams := flag.Int("streams", 0, "connections held by the l4-streams scenarios (default 5000, quick 1000; 10000 needs an open-file limit of 28192, raised if root may)")
 	flag.Parse()
 
@@ -131,6 +132,24 @@ func run() error {
 	env.SUTCPUs, env.LoadCPUs, env.AllCPUs = bench.DefaultPinning()
 	if *sutCPUs != "" || *loadCPUs != "" {
 		env.SUTCPUs, env.LoadCPUs = *sutCPUs, *loadCPUs
+	}
+	if *profile != "" {
+		dir, err := filepath.Abs(*profile)
+		if err != nil {
+			return err
+		}
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+		// perf reads the symbols from the binaries after the run, the
+		// edge and connector serve pprof on their metrics addresses, and
+		// a profiled run (perf's overhead in its figures) writes nothing
+		// into the repository.
+		env.ProfileDir = dir
+		os.Setenv("ONRAMP_BIN_DIR", filepath.Join(dir, "bin"))
+		os.Setenv("ONRAMP_PPROF", "1")
+		*outDir, *mdPath, *chartDir = dir, filepath.Join(dir, "BENCHMARKS.md"), filepath.Join(dir, "charts")
+		fmt.Printf("bench: profiling into %s\n", dir)
 	}
 	if err := os.Chdir(env.ModRoot); err != nil {
 		return err

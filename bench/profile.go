@@ -1,0 +1,148 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/onramp-net/onramp/testnet"
+)
+
+// Profiles: with Env.ProfileDir set (bench -profile DIR, make profile)
+// the last repetition of every scenario runs under perf record, call
+// graphs of the processes under test (Go symbols from the binaries the
+// run built, kept in DIR/bin), and DIR/<scenario>.txt summarises it: the
+// CPU by process and shared object, and the functions with the most CPU
+// including their callees. The held-streams scenarios also take each
+// onramp process's Go heap and goroutine profiles while the streams are
+// held (DIR/<scenario>.<role>.heap.pb.gz, .goroutine.pb.gz; top entries
+// in the .txt). Profiled figures carry perf's overhead: they are for
+// finding costs, not for BENCHMARKS.md.
+
+// PprofTarget is where a process under test serves Go's profiler (with
+// ONRAMP_PPROF=1): its metrics address inside Node.
+type PprofTarget struct {
+	Node *testnet.Node
+	Addr string
+}
+
+// profileName makes a scenario name a file name.
+func profileName(scenario string) string {
+	return regexp.MustCompile(`[^A-Za-z0-9._-]+`).ReplaceAllString(scenario, "_")
+}
+
+// startPerf records the CPU of pids with call graphs until the returned
+// function is called, which then writes the summary. Without perf it
+// logs why and records nothing.
+func (env *Env) startPerf(scenario string, pids []int) (stop func()) {
+	if len(pids) == 0 {
+		return func() {}
+	}
+	if _, err := exec.LookPath("perf"); err != nil {
+		env.Logf("profile: no perf (apt-get install linux-perf): %v", err)
+		return func() {}
+	}
+	data := filepath.Join(env.ProfileDir, profileName(scenario)+".perf.data")
+	ps := make([]string, len(pids))
+	for i, p := range pids {
+		ps[i] = strconv.Itoa(p)
+	}
+	cmd := exec.Command("perf", "record", "-q", "-g", "-F", "999", "-p", strings.Join(ps, ","), "-o", data)
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		env.Logf("profile: perf record: %v", err)
+		return func() {}
+	}
+	time.Sleep(200 * time.Millisecond) // attached before the load starts
+	return func() {
+		_ = cmd.Process.Signal(syscall.SIGINT)
+		if err := cmd.Wait(); err != nil {
+			env.Logf("profile: perf record: %v: %s", err, out.String())
+		}
+		env.perfSummary(scenario, data)
+	}
+}
+
+// perfSummary appends the report of data to the scenario's summary.
+func (env *Env) perfSummary(scenario, data string) {
+	reports := []struct {
+		title string
+		args  []string
+	}{
+		{"CPU by process and shared object", []string{"--no-children", "--sort", "comm,dso", "-g", "none", "--percent-limit", "0.5"}},
+		{"functions by CPU with their callees (children)", []string{"--children", "--sort", "comm,sym", "-g", "none", "--percent-limit", "1"}},
+		{"functions by CPU of their own (self)", []string{"--no-children", "--sort", "comm,sym", "-g", "none", "--percent-limit", "0.5"}},
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "# %s: perf record -g -F 999 of the processes under test, last repetition\n# perf report -i %s\n", scenario, data)
+	for _, r := range reports {
+		args := append([]string{"report", "-i", data, "--stdio"}, r.args...)
+		out, err := exec.Command("perf", args...).CombinedOutput()
+		if err != nil {
+			env.Logf("profile: perf report: %v: %s", err, truncateTail(string(out), 2000))
+			return
+		}
+		fmt.Fprintf(&b, "\n## %s\n%s", r.title, dropComments(string(out), 80))
+	}
+	env.appendSummary(scenario, b.String())
+}
+
+// pprofSnapshot saves the heap and goroutine profiles of every target of
+// rig and appends their top entries to the scenario's summary.
+func (env *Env) pprofSnapshot(ctx context.Context, scenario string, rig *Rig) {
+	for role, tg := range rig.Pprof {
+		for _, kind := range []string{"heap", "goroutine"} {
+			file := filepath.Join(env.ProfileDir, fmt.Sprintf("%s.%s.%s.pb.gz", profileName(scenario), role, kind))
+			cmd := tg.Node.Command(ctx, "curl", "-sf", "--max-time", "20", "-o", file, "http://"+tg.Addr+"/debug/pprof/"+kind)
+			if out, err := cmd.CombinedOutput(); err != nil {
+				env.Logf("profile: %s %s profile: %v: %s", role, kind, err, out)
+				continue
+			}
+			args := []string{"tool", "pprof", "-top", "-nodecount", "25"}
+			if kind == "heap" {
+				args = append(args, "-sample_index", "inuse_space")
+			}
+			out, err := exec.CommandContext(ctx, "go", append(args, file)...).CombinedOutput()
+			if err != nil {
+				env.Logf("profile: go tool pprof %s: %v: %s", file, err, out)
+				continue
+			}
+			env.appendSummary(scenario, fmt.Sprintf("\n## %s: Go %s profile while the streams are held (%s)\n%s", role, kind, file, out))
+		}
+	}
+}
+
+func (env *Env) appendSummary(scenario, text string) {
+	f, err := os.OpenFile(filepath.Join(env.ProfileDir, profileName(scenario)+".txt"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		env.Logf("profile: %v", err)
+		return
+	}
+	defer f.Close()
+	_, _ = f.WriteString(text)
+}
+
+// dropComments keeps a perf report's table: no comment or blank lines, at
+// most max lines.
+func dropComments(s string, max int) string {
+	var b strings.Builder
+	n := 0
+	for _, l := range strings.Split(s, "\n") {
+		if strings.HasPrefix(l, "#") || strings.TrimSpace(l) == "" {
+			continue
+		}
+		if n++; n > max {
+			break
+		}
+		b.WriteString(l + "\n")
+	}
+	return b.String()
+}
