@@ -12,6 +12,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/onramp-net/onramp/dataplane/sockio"
 	"golang.org/x/sys/unix"
 )
 
@@ -224,7 +225,7 @@ func (d *adir) splice() {
 			d.until = now + int64(lingerFor)
 			_ = d.src.SetReadDeadline(time.Unix(0, d.until))
 		}
-		d.sp.in, d.sp.err, d.noPipe = 0, nil, false
+		d.sp.in, d.sp.err = 0, nil
 		if err := d.srcRC.Read(d.wait); err != nil {
 			if !errors.Is(err, os.ErrDeadlineExceeded) {
 				d.finish(err, false)
@@ -290,8 +291,8 @@ func (d *adir) copyOnce() (n int64, err error, eof bool) {
 // readRaw reads from the source socket fd into d.cbuf, as a raw system
 // call: it never waits (see splice).
 func (d *adir) readRaw(fd uintptr) {
-	n, _, errno := unix.RawSyscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(&d.cbuf[0])), uintptr(len(d.cbuf)))
-	d.cn, d.cerr = int(n), nil
+	n, errno := sockio.ReadFD(fd, d.cbuf)
+	d.cn, d.cerr = n, nil
 	if errno != 0 {
 		d.cn, d.cerr = 0, errno
 	}
@@ -301,6 +302,10 @@ func (d *adir) readRaw(fd uintptr) {
 // for readability) if it has nothing, after giving the empty pipe back.
 // With no pipe to take it only waits for readability (d.noPipe).
 func (d *adir) spliceWait(fd uintptr) bool {
+	// Set anew at each call: a wait that began without a pipe may end
+	// with one (another direction gave one back), and its pass must then
+	// pump the pipe, not copy past it.
+	d.noPipe = false
 	if d.sp.p == nil {
 		if d.sp.p = d.sp.pool.get(); d.sp.p == nil {
 			d.noPipe = true

@@ -47,6 +47,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/onramp-net/onramp/dataplane/sockio"
 )
 
 // Strategy is how an [Engine] moves bytes.
@@ -450,14 +452,8 @@ func add(c Counter, n int) {
 	}
 }
 
-// closeWriteConn passes EOF on through the net package: shutdown(SHUT_WR),
-// or a close for a connection that cannot half-close.
-func closeWriteConn(c net.Conn) error {
-	if cw, ok := c.(interface{ CloseWrite() error }); ok {
-		return cw.CloseWrite()
-	}
-	return c.Close()
-}
+// closeWrite passes EOF on: shutdown(SHUT_WR) (see sockio.CloseWrite).
+func closeWrite(c net.Conn) error { return sockio.CloseWrite(c) }
 
 // reset closes c with SO_LINGER 0 so that a TCP peer gets an RST.
 func reset(c net.Conn) {

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -228,8 +229,13 @@ func (pp *pipePool) get() *pipe {
 	return &pipe{r: fds[0], w: fds[1]}
 }
 
-// put gives p back: kept for reuse, or closed.
+// put gives p back: kept for reuse, or closed. A pipe that still holds
+// bytes is closed even if its user thought it empty: the next relay must
+// never receive another connection's bytes.
 func (pp *pipePool) put(p *pipe) {
+	if !p.dirty && p.buffered() != 0 {
+		p.dirty = true
+	}
 	pp.mu.Lock()
 	pp.inUse--
 	if p.dirty || pp.closed || len(pp.free) >= idlePipes {
@@ -239,6 +245,17 @@ func (pp *pipePool) put(p *pipe) {
 	}
 	pp.free = append(pp.free, p)
 	pp.mu.Unlock()
+}
+
+// buffered is how many bytes the pipe holds (FIONREAD, alias TIOCINQ),
+// -1 if unknown, asked with a raw system call (see splice).
+func (p *pipe) buffered() int {
+	var n int32
+	_, _, errno := unix.RawSyscall(unix.SYS_IOCTL, uintptr(p.r), unix.TIOCINQ, uintptr(unsafe.Pointer(&n)))
+	if errno != 0 {
+		return -1
+	}
+	return int(n)
 }
 
 func (p *pipe) close() {

@@ -2,7 +2,6 @@ package relay
 
 import (
 	"net"
-	"os"
 	"syscall"
 	"unsafe"
 
@@ -47,26 +46,4 @@ func Readable(fd uintptr) bool {
 		return errno != unix.EINTR
 	}
 	return n > 0
-}
-
-// closeWrite passes EOF on: shutdown(SHUT_WR), as a raw system call on a
-// TCP or Unix socket. It sends the FIN (and on veth or loopback runs the
-// peer's TCP inline), long enough for the runtime to hand its processor
-// to another thread if the call went through its syscall bookkeeping;
-// it never waits (see splice).
-func closeWrite(c net.Conn) error {
-	rc := rawConn(c)
-	if rc == nil {
-		return closeWriteConn(c)
-	}
-	var errno syscall.Errno
-	if err := rc.Control(func(fd uintptr) {
-		_, _, errno = unix.RawSyscall(unix.SYS_SHUTDOWN, fd, unix.SHUT_WR, 0)
-	}); err != nil {
-		return err
-	}
-	if errno != 0 {
-		return &net.OpError{Op: "shutdown", Net: c.LocalAddr().Network(), Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: os.NewSyscallError("shutdown", errno)}
-	}
-	return nil
 }

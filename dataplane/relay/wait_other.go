@@ -14,5 +14,3 @@ func waitReadable(rc syscall.RawConn) error { return nil }
 
 // Readable reports true: without Linux's ppoll the caller reads at once.
 func Readable(fd uintptr) bool { return true }
-
-func closeWrite(c net.Conn) error { return closeWriteConn(c) }

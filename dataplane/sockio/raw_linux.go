@@ -34,3 +34,8 @@ func rawWrite(fd uintptr, p []byte) (int, syscall.Errno) {
 	n, _, errno := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
 	return int(n), errno
 }
+
+func rawShutdownWrite(fd uintptr) syscall.Errno {
+	_, _, errno := syscall.RawSyscall(syscall.SYS_SHUTDOWN, fd, syscall.SHUT_WR, 0)
+	return errno
+}

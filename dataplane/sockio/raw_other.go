@@ -12,3 +12,4 @@ func rawConn(c net.Conn) syscall.RawConn { return nil }
 
 func rawRead(fd uintptr, p []byte) (int, syscall.Errno)  { return 0, syscall.ENOSYS }
 func rawWrite(fd uintptr, p []byte) (int, syscall.Errno) { return 0, syscall.ENOSYS }
+func rawShutdownWrite(fd uintptr) syscall.Errno          { return syscall.ENOSYS }

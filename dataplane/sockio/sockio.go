@@ -147,3 +147,31 @@ func (w *Writer) write(fd uintptr) bool {
 func opError(op string, c net.Conn, err error) error {
 	return &net.OpError{Op: op, Net: c.LocalAddr().Network(), Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: err}
 }
+
+// ReadFD is one read(2) of the socket fd into p as a raw system call,
+// without waiting: for a caller that waits by itself (syscall.RawConn's
+// Read or Control). p must not be empty.
+func ReadFD(fd uintptr, p []byte) (int, syscall.Errno) { return rawRead(fd, p) }
+
+// CloseWrite passes EOF on: shutdown(SHUT_WR), as a raw system call on a
+// TCP or Unix socket (it sends the FIN and, on veth or loopback, runs the
+// peer's TCP inline: long enough for the runtime to hand its processor to
+// another thread, had the call gone through its bookkeeping). Another
+// conn is half-closed by its own CloseWrite, or closed if it has none.
+func CloseWrite(c net.Conn) error {
+	rc := rawConn(c)
+	if rc == nil {
+		if cw, ok := c.(interface{ CloseWrite() error }); ok {
+			return cw.CloseWrite()
+		}
+		return c.Close()
+	}
+	var errno syscall.Errno
+	if err := rc.Control(func(fd uintptr) { errno = rawShutdownWrite(fd) }); err != nil {
+		return opError("shutdown", c, err)
+	}
+	if errno != 0 {
+		return opError("shutdown", c, os.NewSyscallError("shutdown", errno))
+	}
+	return nil
+}

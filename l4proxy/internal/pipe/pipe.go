@@ -128,12 +128,9 @@ type Side interface {
 // ConnSide adapts a net.Conn.
 type ConnSide struct{ net.Conn }
 
-func (c ConnSide) CloseWrite() error {
-	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
-		return cw.CloseWrite()
-	}
-	return c.Conn.Close()
-}
+// CloseWrite half-closes c (a raw shutdown on a TCP or Unix socket, see
+// sockio.CloseWrite), or closes it if it cannot half-close.
+func (c ConnSide) CloseWrite() error { return sockio.CloseWrite(c.Conn) }
 
 // Reset closes with SO_LINGER 0 so that a TCP peer gets an RST.
 func (c ConnSide) Reset() {
