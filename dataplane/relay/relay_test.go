@@ -647,59 +647,6 @@ func TestPipeCap(t *testing.T) {
 	}
 }
 
-// TestParkedWakesWithoutPipe parks a relay's direction, gives the only
-// pipe to another relay (whose reader stalls, so it keeps it) and then
-// speaks on the parked one: it wakes with no pipe to take, and must copy
-// the bytes through, not fail on the read deadline its linger left
-// behind.
-func TestParkedWakesWithoutPipe(t *testing.T) {
-	if runtime.GOOS != "linux" {
-		t.Skip("parking needs epoll")
-	}
-	e, err := New(Config{Strategy: Splice, MaxPipes: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
-	x := startRelay(t, e, Options{})
-	one := make([]byte, 1)
-	x.client.Write([]byte("a"))
-	x.server.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if _, err := io.ReadFull(x.server, one); err != nil {
-		t.Fatal(err)
-	}
-	waitStats(t, e, func(st Stats) bool { return st.Parked == 2 }, "both directions of the quiet relay parked")
-	// The other relay's reader does not read: its direction holds the
-	// pipe, waiting for the destination to take more.
-	y := startRelay(t, e, Options{})
-	go stream(y.client, 64<<20, 7)
-	waitStats(t, e, func(st Stats) bool { return st.PipesInUse == 1 }, "the stalled relay holds the only pipe")
-	for i := range 3 {
-		msg := []byte{'b' + byte(i)}
-		if _, err := x.client.Write(msg); err != nil {
-			t.Fatal(err)
-		}
-		x.server.SetReadDeadline(time.Now().Add(5 * time.Second))
-		if _, err := io.ReadFull(x.server, one); err != nil || one[0] != msg[0] {
-			t.Fatalf("message %d through the woken relay: %q, %v", i, one, err)
-		}
-		time.Sleep(2 * lingerFor) // quiet again: it parks, or waits without a pipe
-	}
-	if st := e.Stats(); st.PipeFallbacks == 0 {
-		t.Errorf("%+v: the woken direction found a pipe; the test did not take the path it is for", st)
-	}
-}
-
-func waitStats(t *testing.T, e *Engine, ok func(Stats) bool, what string) {
-	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); !ok(e.Stats()); {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within 5s (%+v)", what, e.Stats())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // TestIdleHoldsNoGoroutine holds 200 idle relays (each spoke once) with
 // the splice strategy, started with Start: their directions wait in the
 // engine's epoll set, so the relays hold no goroutine, no pipe and no

@@ -5,27 +5,13 @@ import (
 	"syscall"
 	"unsafe"
 
+	"github.com/onramp-net/onramp/dataplane/sockio"
 	"golang.org/x/sys/unix"
 )
 
 // rawConn returns the raw connection of a TCP or Unix stream socket, nil
 // for anything else.
-func rawConn(c net.Conn) syscall.RawConn {
-	sc, ok := c.(syscall.Conn)
-	if !ok {
-		return nil
-	}
-	switch c.(type) {
-	case *net.TCPConn, *net.UnixConn:
-	default:
-		return nil
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return nil
-	}
-	return rc
-}
+func rawConn(c net.Conn) syscall.RawConn { return sockio.RawConn(c) }
 
 // waitReadable waits on Go's poller, holding no buffer, until a read from
 // rc would not block: data, EOF or an error. A ppoll(2) with a zero

@@ -6,9 +6,9 @@ import (
 	"unsafe"
 )
 
-// rawConn returns the raw connection of a TCP or Unix stream socket, nil
-// for anything else.
-func rawConn(c net.Conn) syscall.RawConn {
+// RawConn returns the raw connection of a TCP or Unix stream socket, nil
+// for anything else (and outside Linux).
+func RawConn(c net.Conn) syscall.RawConn {
 	var sc syscall.Conn
 	switch c := c.(type) {
 	case *net.TCPConn:

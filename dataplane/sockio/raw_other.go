@@ -7,8 +7,8 @@ import (
 	"syscall"
 )
 
-// rawConn is nil outside Linux: read and write the net.Conn itself.
-func rawConn(c net.Conn) syscall.RawConn { return nil }
+// RawConn is nil outside Linux: read and write the net.Conn itself.
+func RawConn(c net.Conn) syscall.RawConn { return nil }
 
 func rawRead(fd uintptr, p []byte) (int, syscall.Errno)  { return 0, syscall.ENOSYS }
 func rawWrite(fd uintptr, p []byte) (int, syscall.Errno) { return 0, syscall.ENOSYS }

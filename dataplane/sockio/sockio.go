@@ -37,7 +37,7 @@ type Reader struct {
 // NewReader returns a Reader of c, or nil if c is not a TCP or Unix
 // stream socket (or the system is not Linux): then read c itself.
 func NewReader(c net.Conn) *Reader {
-	rc := rawConn(c)
+	rc := RawConn(c)
 	if rc == nil {
 		return nil
 	}
@@ -96,7 +96,7 @@ type Writer struct {
 // NewWriter returns a Writer of c, or nil if c is not a TCP or Unix
 // stream socket (or the system is not Linux): then write c itself.
 func NewWriter(c net.Conn) *Writer {
-	rc := rawConn(c)
+	rc := RawConn(c)
 	if rc == nil {
 		return nil
 	}
@@ -159,7 +159,7 @@ func ReadFD(fd uintptr, p []byte) (int, syscall.Errno) { return rawRead(fd, p) }
 // another thread, had the call gone through its bookkeeping). Another
 // conn is half-closed by its own CloseWrite, or closed if it has none.
 func CloseWrite(c net.Conn) error {
-	rc := rawConn(c)
+	rc := RawConn(c)
 	if rc == nil {
 		if cw, ok := c.(interface{ CloseWrite() error }); ok {
 			return cw.CloseWrite()

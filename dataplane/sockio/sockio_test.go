@@ -14,33 +14,19 @@ import (
 	"time"
 )
 
-func tcpPair(t testing.TB) (a, b net.Conn) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	a, err = net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err = ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { a.Close(); b.Close() })
-	return a, b
+func tcpPair(t testing.TB) (a, b net.Conn) { return connPair(t, "tcp", "127.0.0.1:0") }
+func unixPair(t testing.TB) (a, b net.Conn) {
+	return connPair(t, "unix", filepath.Join(t.TempDir(), "s"))
 }
 
-func unixPair(t testing.TB) (a, b net.Conn) {
+func connPair(t testing.TB, network, addr string) (a, b net.Conn) {
 	t.Helper()
-	ln, err := net.Listen("unix", filepath.Join(t.TempDir(), "s"))
+	ln, err := net.Listen(network, addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	a, err = net.Dial("unix", ln.Addr().String())
+	a, err = net.Dial(network, ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}

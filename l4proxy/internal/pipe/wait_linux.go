@@ -2,10 +2,10 @@ package pipe
 
 import (
 	"io"
-	"net"
 	"syscall"
 
 	"github.com/onramp-net/onramp/dataplane/relay"
+	"github.com/onramp-net/onramp/dataplane/sockio"
 )
 
 // socketWaiter waits until a read from a socket would not block, without a
@@ -31,17 +31,8 @@ func newReadWaiter(src io.Reader) readWaiter {
 	if !ok {
 		return nil
 	}
-	var sc syscall.Conn
-	switch c := cs.Conn.(type) {
-	case *net.TCPConn:
-		sc = c
-	case *net.UnixConn:
-		sc = c
-	default:
-		return nil
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
+	rc := sockio.RawConn(cs.Conn)
+	if rc == nil {
 		return nil
 	}
 	return socketWaiter{rc}
