@@ -15,6 +15,7 @@ import (
 
 	"github.com/quic-go/quic-go"
 
+	"github.com/onramp-net/onramp/dataplane/sockio"
 	"github.com/onramp-net/onramp/dataplane/steer"
 )
 
@@ -101,7 +102,8 @@ func ListenQUIC(addr string, cert tls.Certificate, auth Authenticator, cfg *Conf
 	for i, udp := range l.udps {
 		setSocketBuffers(udp, c.SocketBuffer)
 		gen, _ := steer.NewConnIDGenerator(i)
-		tr := &quic.Transport{Conn: udp, ConnectionIDGenerator: gen, TokenGeneratorKey: &tokenKey,
+		// Raw recvmmsg and sendmsg on Go's poller (see dataplane/sockio).
+		tr := &quic.Transport{Conn: sockio.NewUDP(udp), ConnectionIDGenerator: gen, TokenGeneratorKey: &tokenKey,
 			ConnContext: l.connContext, VerifySourceAddress: l.verifySource}
 		l.trs = append(l.trs, tr)
 		ln, err := tr.Listen(tlsConf, qconf)
@@ -276,7 +278,7 @@ func DialQUIC(ctx context.Context, addr string, tok Token, connectorID [16]byte,
 		return nil, fmt.Errorf("dial quic %s: %w", addr, err)
 	}
 	setSocketBuffers(udp, c.SocketBuffer)
-	tr := &quic.Transport{Conn: udp}
+	tr := &quic.Transport{Conn: sockio.NewUDP(udp)}
 	fail := func(err error) (Conn, error) {
 		tr.Close()
 		udp.Close()
