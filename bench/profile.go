@@ -33,10 +33,11 @@ type PprofTarget struct {
 	Addr string
 }
 
+// notFileName is what profileName replaces in a scenario's name.
+var notFileName = regexp.MustCompile(`[^A-Za-z0-9._-]+`)
+
 // profileName makes a scenario name a file name.
-func profileName(scenario string) string {
-	return regexp.MustCompile(`[^A-Za-z0-9._-]+`).ReplaceAllString(scenario, "_")
-}
+func profileName(scenario string) string { return notFileName.ReplaceAllString(scenario, "_") }
 
 // startPerf records the CPU of pids with call graphs until the returned
 // function is called, which then writes the summary. Without perf it
