@@ -6,11 +6,9 @@ import (
 	"io"
 	"net"
 	"os"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
-	"unsafe"
 
 	"github.com/onramp-net/onramp/dataplane/sockio"
 	"golang.org/x/sys/unix"
@@ -21,110 +19,13 @@ import (
 // goroutine stacks; HAProxy holds a few hundred bytes. So the splice
 // strategy parks a direction whose source has nothing to read (the splice
 // from it returned EAGAIN, its pipe empty and given back) in the engine's
-// own epoll set, one-shot, and its goroutine ends; when the source
+// own epoll set (a sockio.Poller), one-shot, and its goroutine ends; when the source
 // becomes readable (data, EOF or an error), the engine's poller starts a
 // goroutine that splices until the source runs dry again. An idle relay
 // then holds no goroutine, no buffer and no pipe, only its state and its
 // two sockets. A direction that waits to write (its destination does not
 // take more) keeps its goroutine on Go's poller: that is a peer that
 // stopped reading, bounded by the connection limits, not an idle one.
-
-// Direction states.
-const (
-	dirRunning int32 = iota
-	dirParked
-	dirDone
-)
-
-// poller is the engine's epoll set of parked directions and the goroutine
-// that wakes them. The set's own descriptor waits on Go's poller (an
-// epoll descriptor is readable while it has events), so no thread blocks
-// in epoll_wait and a wake-up costs what a socket's does.
-type poller struct {
-	epfd   int
-	file   *os.File // epfd, registered with Go's poller
-	rc     syscall.RawConn
-	mu     sync.Mutex
-	parked map[uint64]*adir // by token
-	next   uint64
-	n      atomic.Int64 // parked directions, for Stats
-
-	events []unix.EpollEvent // of the last wait (loop only)
-	got    int
-	wait   func(fd uintptr) bool
-}
-
-func newPoller() (*poller, error) {
-	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
-	if err != nil {
-		return nil, err
-	}
-	if err := unix.SetNonblock(epfd, true); err != nil {
-		unix.Close(epfd)
-		return nil, err
-	}
-	p := &poller{epfd: epfd, parked: make(map[uint64]*adir), events: make([]unix.EpollEvent, 256)}
-	p.file = os.NewFile(uintptr(epfd), "relay-epoll")
-	if p.rc, err = p.file.SyscallConn(); err != nil {
-		p.file.Close()
-		return nil, err
-	}
-	p.wait = p.poll
-	go p.loop()
-	return p, nil
-}
-
-// poll takes the events ready now; false (wait on Go's poller) if none.
-func (p *poller) poll(fd uintptr) bool {
-	n, err := epollWaitNow(int(fd), p.events)
-	if err != nil && err != unix.EINTR {
-		p.got = 0
-		return true
-	}
-	p.got = n
-	return n > 0
-}
-
-func (p *poller) loop() {
-	for {
-		if err := p.rc.Read(p.wait); err != nil {
-			return // closed
-		}
-		for i := range p.got {
-			tok := uint64(uint32(p.events[i].Fd)) | uint64(uint32(p.events[i].Pad))<<32
-			p.mu.Lock()
-			d := p.parked[tok]
-			delete(p.parked, tok)
-			p.mu.Unlock()
-			if d != nil && d.state.CompareAndSwap(dirParked, dirRunning) {
-				p.n.Add(-1)
-				go d.fill()
-			}
-		}
-	}
-}
-
-func (p *poller) close() { p.file.Close() }
-
-func (p *poller) token() uint64 {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.next++
-	return p.next
-}
-
-// unpark takes d out of the set if it is parked: whoever calls it owns d
-// (true) and must finish it.
-func (p *poller) unpark(d *adir) bool {
-	if !d.state.CompareAndSwap(dirParked, dirRunning) {
-		return false
-	}
-	p.n.Add(-1)
-	p.mu.Lock()
-	delete(p.parked, d.token)
-	p.mu.Unlock()
-	return true
-}
 
 // arun is a relay whose directions park (splice strategy, Linux, TCP or
 // Unix sockets on both sides).
@@ -144,8 +45,6 @@ type adir struct {
 	c            Counter
 	n            int64
 	end          error
-	state        atomic.Int32
-	token        uint64
 	sp           spliceDir
 	until        int64                 // the source's read deadline (unix ns, maybe past; 0: none)
 	noPipe       bool                  // the last wait found no pipe free: copy
@@ -156,14 +55,9 @@ type adir struct {
 	cerr         error                 // readRaw's error
 	fill         func()                // d.splice, made once (what the poller starts)
 
-	// parkMu orders the parks of the direction: once parked, the poller
-	// may start the next goroutine of the direction, which may park again
-	// before the previous park has read its result.
-	parkMu sync.Mutex
-	armed  bool             // added to the epoll set once
-	ctl    func(fd uintptr) // arm, made once
-	ctlOp  int
-	ctlErr error
+	// pk parks the direction in the engine's sockio.Poller; it starts
+	// fill when the source becomes readable.
+	pk *sockio.Parker
 }
 
 // startParked relays a and b with parking directions and calls done with
@@ -197,10 +91,11 @@ func (e *Engine) startParked(ctx context.Context, a, b net.Conn, o Options, done
 }
 
 func (r *arun) newDir(src, dst net.Conn, srcRC, dstRC syscall.RawConn, c Counter) *adir {
-	d := &adir{r: r, src: src, dst: dst, srcRC: srcRC, dstRC: dstRC, c: c, token: r.e.poller.token()}
+	d := &adir{r: r, src: src, dst: dst, srcRC: srcRC, dstRC: dstRC, c: c}
 	d.sp.pool = r.e.pipes
 	d.sp.drain = d.sp.spliceOut
-	d.wait, d.read, d.ctl, d.fill = d.spliceWait, d.readRaw, d.arm, d.splice
+	d.wait, d.read, d.fill = d.spliceWait, d.readRaw, d.splice
+	d.pk = r.e.poller.NewParker(srcRC, d.fill)
 	return d
 }
 
@@ -337,61 +232,13 @@ func (d *adir) spliceWait(fd uintptr) bool {
 // goroutine that long.
 const lingerFor = 5 * time.Millisecond
 
-// park puts d in the epoll set, one-shot, for its source to become
-// readable; its goroutine ends. From the moment the set holds it, the
-// poller or an abort may take it: d is touched after only under parkMu.
+// park puts d in the poller's set for its source to become readable; its
+// goroutine ends. From the moment the set holds it, the poller or an
+// abort may take it: d is not touched after.
 func (d *adir) park() {
-	p := d.r.e.poller
-	d.parkMu.Lock()
-	d.state.Store(dirParked)
-	p.n.Add(1)
-	p.mu.Lock()
-	p.parked[d.token] = d
-	p.mu.Unlock()
-	d.ctlOp = unix.EPOLL_CTL_MOD
-	if !d.armed {
-		d.ctlOp = unix.EPOLL_CTL_ADD
-	}
-	d.ctlErr = nil
-	err := d.srcRC.Control(d.ctl)
-	if err == nil {
-		err = d.ctlErr
-	}
-	if err == nil {
-		d.armed = true
-	}
-	d.parkMu.Unlock()
-	if err != nil && p.unpark(d) {
+	if err := d.pk.Park(); err != nil {
 		d.finish(err, false)
 	}
-}
-
-// arm adds or re-arms the source socket fd in the epoll set.
-func (d *adir) arm(fd uintptr) {
-	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT,
-		Fd: int32(uint32(d.token)), Pad: int32(uint32(d.token >> 32))}
-	d.ctlErr = epollCtl(d.r.e.poller.epfd, d.ctlOp, int(fd), &ev)
-}
-
-// epollWaitNow and epollCtl are epoll_wait with no timeout and epoll_ctl
-// as raw system calls: they never wait, and the first system call a
-// quiet process makes through the runtime's bookkeeping wakes its
-// monitor thread (see splice).
-func epollWaitNow(epfd int, events []unix.EpollEvent) (int, error) {
-	n, _, errno := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(epfd), uintptr(unsafe.Pointer(&events[0])),
-		uintptr(len(events)), 0, 0, 0)
-	if errno != 0 {
-		return 0, errno
-	}
-	return int(n), nil
-}
-
-func epollCtl(epfd, op, fd int, ev *unix.EpollEvent) error {
-	_, _, errno := unix.RawSyscall6(unix.SYS_EPOLL_CTL, uintptr(epfd), uintptr(op), uintptr(fd), uintptr(unsafe.Pointer(ev)), 0, 0)
-	if errno != 0 {
-		return errno
-	}
-	return nil
 }
 
 // finish ends the direction: after EOF it half-closes the destination,
@@ -419,7 +266,6 @@ func (d *adir) finish(err error, eof bool) {
 		r.abort(err)
 		d.end = r.abortErr
 	}
-	d.state.Store(dirDone)
 	r.dirDone()
 }
 
@@ -427,9 +273,8 @@ func (d *adir) finish(err error, eof bool) {
 // parked: nothing else would wake them.
 func (r *arun) abortParked() {
 	for _, d := range r.dirs {
-		if d != nil && r.e.poller.unpark(d) {
+		if d != nil && d.pk.Unpark() {
 			d.end = r.abortErr
-			d.state.Store(dirDone)
 			r.dirDone()
 		}
 	}

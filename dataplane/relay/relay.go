@@ -128,8 +128,8 @@ type Engine struct {
 	strategy Strategy
 	why      string
 	pipes    *pipePool
-	poller   *poller  // parks idle directions (splice, Linux)
-	sm       *sockmap // nil unless the strategy is Sockmap
+	poller   *sockio.Poller // parks idle directions (splice, Linux)
+	sm       *sockmap       // nil unless the strategy is Sockmap
 
 	closeOnce sync.Once
 }
@@ -181,7 +181,7 @@ func New(cfg Config) (*Engine, error) {
 	if e.strategy == Splice {
 		// Without it a direction waits on Go's poller, holding its
 		// goroutine while idle.
-		e.poller, _ = newPoller()
+		e.poller, _ = sockio.NewPoller()
 	}
 	if cfg.Log != nil {
 		cfg.Log.Info("relay: strategy for TCP-to-TCP paths", "strategy", e.strategy.String(), "why", e.why)
@@ -202,7 +202,7 @@ func (e *Engine) Close() error {
 	e.closeOnce.Do(func() {
 		e.pipes.close()
 		if e.poller != nil {
-			e.poller.close()
+			e.poller.Close()
 		}
 		if e.sm != nil {
 			err = e.sm.close()
@@ -238,7 +238,7 @@ func (e *Engine) Stats() Stats {
 		e.sm.stats(&s)
 	}
 	if e.poller != nil {
-		s.Parked = int(e.poller.n.Load())
+		s.Parked = int(e.poller.Parked())
 	}
 	return s
 }

@@ -4,7 +4,6 @@ package relay
 
 import (
 	"context"
-	"errors"
 	"net"
 )
 
@@ -18,15 +17,6 @@ type pipePool struct{}
 func newPipePool(size, max int) *pipePool { return &pipePool{} }
 func (pp *pipePool) close()               {}
 func (pp *pipePool) stats() Stats         { return Stats{} }
-
-type poller struct{ n atomicInt }
-
-type atomicInt struct{}
-
-func (atomicInt) Load() int64 { return 0 }
-
-func newPoller() (*poller, error) { return nil, errors.New("no epoll") }
-func (p *poller) close()          {}
 
 func (e *Engine) startParked(ctx context.Context, a, b net.Conn, o Options, done func(Result)) bool {
 	return false
