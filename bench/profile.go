@@ -100,6 +100,7 @@ func (env *Env) perfSummary(scenario, data string) {
 // rig and appends their top entries to the scenario's summary.
 func (env *Env) pprofSnapshot(ctx context.Context, scenario string, rig *Rig) {
 	for role, tg := range rig.Pprof {
+		env.memstatsSnapshot(ctx, scenario, role, tg)
 		for _, kind := range []string{"heap", "goroutine"} {
 			file := filepath.Join(env.ProfileDir, fmt.Sprintf("%s.%s.%s.pb.gz", profileName(scenario), role, kind))
 			cmd := tg.Node.Command(ctx, "curl", "-sf", "--max-time", "20", "-o", file, "http://"+tg.Addr+"/debug/pprof/"+kind)
@@ -119,6 +120,23 @@ func (env *Env) pprofSnapshot(ctx context.Context, scenario string, rig *Rig) {
 			env.appendSummary(scenario, fmt.Sprintf("\n## %s: Go %s profile while the streams are held (%s)\n%s", role, kind, file, out))
 		}
 	}
+}
+
+// memstatsLines are the Go runtime's memory figures a held stream's cost
+// splits into (the Prometheus Go collector's names on /metrics).
+var memstatsLines = regexp.MustCompile(`(?m)^(go_goroutines|go_memstats_(sys|heap_inuse|heap_alloc|heap_idle|heap_released|stack_inuse|stack_sys|mspan_inuse|other_sys)_bytes) .*$`)
+
+// memstatsSnapshot appends the target's goroutine count and runtime memory
+// classes (heap in use, stacks, ...) to the scenario's summary: where a
+// held stream's resident memory goes, beside the heap profile's sample.
+func (env *Env) memstatsSnapshot(ctx context.Context, scenario, role string, tg PprofTarget) {
+	out, err := tg.Node.Command(ctx, "curl", "-sf", "--max-time", "20", "http://"+tg.Addr+"/metrics").Output()
+	if err != nil {
+		env.Logf("profile: %s metrics: %v", role, err)
+		return
+	}
+	lines := memstatsLines.FindAllString(string(out), -1)
+	env.appendSummary(scenario, fmt.Sprintf("\n## %s: Go runtime memory while the streams are held\n%s\n", role, strings.Join(lines, "\n")))
 }
 
 func (env *Env) appendSummary(scenario, text string) {
