@@ -30,6 +30,7 @@ type h2stream struct {
 	buffered int           // bytes in chunks
 	filling  bool          // the reader fills the last chunk outside mu
 	readable chan struct{} // cap 1: data, EOF or an error arrived
+	onRead   func()        // ParkRead's wake, run once when readable
 	recvEnd  bool          // END_STREAM received
 	readErr  error         // reads fail with it at once (reset, connection gone)
 	readStop bool          // Close: reads fail, arriving data is dropped
@@ -69,12 +70,32 @@ func newH2Stream(m *h2mux, id uint32) *h2stream {
 	}
 }
 
-// signal wakes a waiting Read. mu is held.
+// signal wakes a waiting Read, or starts the wake of a parked reader
+// (ParkRead). mu is held.
 func (s *h2stream) signal() {
+	if f := s.onRead; f != nil {
+		s.onRead = nil
+		go f()
+	}
 	select {
 	case s.readable <- struct{}{}:
 	default:
 	}
+}
+
+// ParkRead arranges for wake to run once, in a new goroutine, when a Read
+// would not block (data, EOF or an error arrived), and returns true; if a
+// Read would not block now it registers nothing and returns false. A
+// reader that parks holds no goroutine while the stream is quiet (see
+// l4proxy/internal/pipe). Reset and Close wake it too.
+func (s *h2stream) ParkRead(wake func()) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.buffered > 0 || s.recvEnd || s.readErr != nil || s.readStop {
+		return false
+	}
+	s.onRead = wake
+	return true
 }
 
 // acceptsData reports whether arriving DATA is kept.
@@ -469,6 +490,9 @@ func (s *h2stream) WaitReadable() error {
 	}
 	s.mu.Unlock()
 	// Read waits on readable too: leave the signal for it.
-	s.signal()
+	select {
+	case s.readable <- struct{}{}:
+	default:
+	}
 	return nil
 }

@@ -286,3 +286,65 @@ func TestH2ResetReturnsWindow(t *testing.T) {
 		es.Reset()
 	}
 }
+
+// TestH2ParkRead: a parked reader holds no goroutine: its wake runs once
+// when data arrives, and again after END_STREAM and after a reset; a
+// stream with data (or ended) does not park.
+func TestH2ParkRead(t *testing.T) {
+	p := newPair(t, transports[1], "127.0.0.1:0")
+	es, cs := h2Pair(t, p)
+	woke := make(chan struct{}, 4)
+	wake := func() { woke <- struct{}{} }
+	expect := func(when string) {
+		t.Helper()
+		select {
+		case <-woke:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s: no wake", when)
+		}
+	}
+	quiet := func(when string) {
+		t.Helper()
+		select {
+		case <-woke:
+			t.Fatalf("%s: a wake", when)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	if !cs.ParkRead(wake) {
+		t.Fatal("ParkRead of a quiet stream: false")
+	}
+	quiet("quiet")
+	if _, err := es.Write([]byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	expect("data")
+	if cs.ParkRead(wake) {
+		t.Fatal("ParkRead with data buffered: true")
+	}
+	buf := make([]byte, 16)
+	if n, err := cs.Read(buf); err != nil || string(buf[:n]) != "hello" {
+		t.Fatalf("read %q, %v", buf[:n], err)
+	}
+	if !cs.ParkRead(wake) {
+		t.Fatal("ParkRead after the data was read: false")
+	}
+	quiet("read dry")
+	if err := es.CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	expect("END_STREAM")
+	if cs.ParkRead(wake) {
+		t.Fatal("ParkRead after END_STREAM: true")
+	}
+
+	// The other way, a reset wakes a parked reader.
+	if !es.ParkRead(wake) {
+		t.Fatal("ParkRead of the edge's quiet end: false")
+	}
+	cs.Reset()
+	expect("reset")
+	if _, err := es.Read(buf); err == nil {
+		t.Fatal("read after the reset: no error")
+	}
+}

@@ -98,6 +98,10 @@ func (s *h2EdgeStream) WaitReadable() error {
 	return s.s.WaitReadable()
 }
 
+// ParkRead parks a reader of the stream (see h2stream.ParkRead); before
+// the response was read, a Read does not wait for data: false.
+func (s *h2EdgeStream) ParkRead(wake func()) bool { return s.respRead && s.s.ParkRead(wake) }
+
 // CloseWrite ends the request body (END_STREAM).
 func (s *h2EdgeStream) CloseWrite() error { return s.s.CloseWrite() }
 
@@ -153,6 +157,9 @@ func (s *h2ConnectorStream) Read(p []byte) (int, error) { return s.s.Read(p) }
 // WaitReadable returns when a Read would not block (see
 // l4proxy/internal/pipe).
 func (s *h2ConnectorStream) WaitReadable() error { return s.s.WaitReadable() }
+
+// ParkRead parks a reader of the stream (see h2stream.ParkRead).
+func (s *h2ConnectorStream) ParkRead(wake func()) bool { return s.s.ParkRead(wake) }
 
 // Reset sends RST_STREAM(CANCEL).
 func (s *h2ConnectorStream) Reset() { s.s.Reset() }
