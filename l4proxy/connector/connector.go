@@ -523,10 +523,7 @@ func (c *Connector) acceptStreams(ec *edgeConn) {
 			return
 		}
 		c.wg.Add(1)
-		go func() {
-			defer c.wg.Done()
-			c.handleStream(ec, st, req)
-		}()
+		go c.handleStream(ec, st, req, c.wg.Done)
 	}
 }
 

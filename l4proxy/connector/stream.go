@@ -11,8 +11,16 @@ import (
 )
 
 // handleStream matches req against the ingress rules, dials the origin and
-// proxies st to it.
-func (c *Connector) handleStream(ec *edgeConn, st tunnel.Stream, req *tunnel.Request) {
+// proxies st to it. It calls finish once, when the stream is done: as it
+// returns, or, once the stream is proxied to its origin, when the proxy
+// ends (pipe.Proxy.Start goes on without this goroutine).
+func (c *Connector) handleStream(ec *edgeConn, st tunnel.Stream, req *tunnel.Request, finish func()) {
+	end := finish // nil once the proxy owns it
+	defer func() {
+		if end != nil {
+			end()
+		}
+	}()
 	kind := req.Kind.String()
 	log := c.log.With("edge", ec.edge, "kind", kind, "hostname", req.Hostname, "user", req.Remote)
 	if c.isStopping() {
@@ -23,11 +31,12 @@ func (c *Connector) handleStream(ec *edgeConn, st tunnel.Stream, req *tunnel.Req
 	open.Inc()
 	ec.streams.Add(1)
 	c.active.Add(1)
-	defer func() {
+	end = func() {
 		c.active.Add(-1)
 		ec.streams.Add(-1)
 		open.Dec()
-	}()
+		finish()
+	}
 
 	cfg := c.ingress.Load()
 	if req.Kind == tunnel.KindHTTP {
@@ -70,18 +79,22 @@ func (c *Connector) handleStream(ec *edgeConn, st tunnel.Stream, req *tunnel.Req
 		AToB: c.m.BytesToPeer, BToA: c.m.BytesToOrigin,
 		Idle: rule.IdleTimeout(),
 	}
-	res := p.Run(c.abort)
-	switch {
-	case res.Idle:
-		log.Debug("connector: stream closed after idle timeout", "to_origin", res.BToA, "to_edge", res.AToB)
-	case errors.Is(res.Err, pipe.ErrStopped):
-		log.Info("connector: stream reset on shutdown", "to_origin", res.BToA, "to_edge", res.AToB)
-	case res.Err != nil:
-		c.m.Error(errReset)
-		log.Info("connector: stream reset", "reason", res.Err, "to_origin", res.BToA, "to_edge", res.AToB)
-	default:
-		log.Debug("connector: stream closed", "to_origin", res.BToA, "to_edge", res.AToB)
-	}
+	done := end
+	end = nil
+	p.Start(c.abort, func(res pipe.Result) {
+		defer done()
+		switch {
+		case res.Idle:
+			log.Debug("connector: stream closed after idle timeout", "to_origin", res.BToA, "to_edge", res.AToB)
+		case errors.Is(res.Err, pipe.ErrStopped):
+			log.Info("connector: stream reset on shutdown", "to_origin", res.BToA, "to_edge", res.AToB)
+		case res.Err != nil:
+			c.m.Error(errReset)
+			log.Info("connector: stream reset", "reason", res.Err, "to_origin", res.BToA, "to_edge", res.AToB)
+		default:
+			log.Debug("connector: stream closed", "to_origin", res.BToA, "to_edge", res.AToB)
+		}
+	})
 }
 
 // admits decides whether a stream of kind, from the edge listener of that

@@ -30,7 +30,7 @@ func (s *Server) ServeTCP(ctx context.Context, ln net.Listener, b Binding) error
 	}
 	return s.serveListener(ctx, ln, "tcp", func(ctx context.Context, c net.Conn, hold *connHold) {
 		req := &tunnel.Request{Kind: tunnel.KindTCP, Hostname: b.Service, Remote: addrPort(c.RemoteAddr())}
-		s.proxyStream(ctx, c, b.Tunnel, req, nil)
+		s.proxyStream(ctx, c, b.Tunnel, req, nil, hold)
 	})
 }
 
@@ -63,7 +63,7 @@ func (s *Server) ServeTLS(ctx context.Context, ln net.Listener) error {
 			return
 		}
 		req := &tunnel.Request{Kind: tunnel.KindTLS, Hostname: sni, Remote: addrPort(c.RemoteAddr())}
-		s.proxyStream(ctx, c, tg.tunnel, req, head)
+		s.proxyStream(ctx, c, tg.tunnel, req, head, hold)
 	})
 }
 
@@ -112,7 +112,7 @@ func (s *Server) ServeHTTP(ctx context.Context, ln net.Listener) error {
 			return
 		}
 		req := &tunnel.Request{Kind: tunnel.KindHTTP, Hostname: h.host, Path: h.path, Remote: addrPort(c.RemoteAddr())}
-		s.proxyStream(ctx, c, tg.tunnel, req, h.raw)
+		s.proxyStream(ctx, c, tg.tunnel, req, h.raw, hold)
 	})
 }
 
@@ -203,8 +203,10 @@ func (h *connHold) detach() func() {
 
 // proxyStream opens a stream for req on the tunnel called name now and
 // proxies c over it, writing prefix (bytes already read from c) first. It
-// owns c.
-func (s *Server) proxyStream(ctx context.Context, c net.Conn, name string, req *tunnel.Request, prefix []byte) {
+// owns c. Once the stream is open it returns and the proxy goes on
+// without the handler's goroutine (pipe.Proxy.Start): it detaches hold
+// and releases it when the connection is done.
+func (s *Server) proxyStream(ctx context.Context, c net.Conn, name string, req *tunnel.Request, prefix []byte, hold *connHold) {
 	isHTTP := req.Kind == tunnel.KindHTTP
 	// The connection's lines (those a stranger can cause, rate-limited)
 	// carry these.
@@ -249,11 +251,7 @@ func (s *Server) proxyStream(ctx context.Context, c net.Conn, name string, req *
 	kind := req.Kind.String()
 	open := s.m.Stream(kind)
 	open.Inc()
-	defer func() {
-		open.Dec()
-		lc.streams.Add(-1)
-		s.release(te)
-	}()
+	release := hold.detach()
 	p := &pipe.Proxy{
 		A: pipe.ConnSide{Conn: c}, B: st, Prefix: prefix,
 		AToB: s.m.BytesToOrigin, BToA: s.m.BytesToPeer,
@@ -269,8 +267,13 @@ func (s *Server) proxyStream(ctx context.Context, c net.Conn, name string, req *
 			_ = writeHTTPError(c, code, se.Error())
 		}
 	}
-	res := p.Run(ctx)
-	s.logResult(logArgs, res)
+	p.Start(ctx, func(res pipe.Result) {
+		open.Dec()
+		lc.streams.Add(-1)
+		s.release(te)
+		release()
+		s.logResult(logArgs, res)
+	})
 }
 
 // logResult counts and logs how a proxied connection ended: the lines of

@@ -6,6 +6,7 @@ import (
 	"io"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/quic-go/quic-go"
 )
@@ -36,6 +37,10 @@ func (s *quicStream) Read(p []byte) (int, error) {
 	}
 	return n, err
 }
+
+// SetReadDeadline sets the deadline of Read (the copy loop's quiet read,
+// see l4proxy/internal/pipe; a zero time: none).
+func (s *quicStream) SetReadDeadline(t time.Time) error { return s.s.SetReadDeadline(t) }
 
 // readResponse reads the connector's response once and returns the sticky result.
 func (s *quicStream) readResponse() error {

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -179,10 +180,18 @@ type Proxy struct {
 	timer     *time.Timer // the idle timer, re-armed by checkIdle
 	finished  bool        // guarded by timerMu: the idle timer must not re-arm
 	refused   atomic.Bool
-	bToADone  chan struct{} // closed when copyBToA has returned (with OnRefused)
+	bToADone  chan struct{} // closed when the direction from B has ended (with OnRefused)
 	abortOnce sync.Once
 	abortErr  error // set once, before aborted is set
 	aborted   atomic.Bool
+	ad        *aDir // the direction from A when it parks (see aDir)
+	bd        *bDir // the direction from B when it parks (see bDir)
+
+	// Set by Start; the direction that ends second finishes the Proxy.
+	done  func(Result)
+	stop  func() bool // the context's AfterFunc
+	ended atomic.Int32
+	res   Result // AToB, BToA and Refused, each set by its direction before it ends
 }
 
 // Result is what a finished Proxy reports.
@@ -200,32 +209,59 @@ type Result struct {
 // Run copies until both directions are done, then closes both sides.
 // When ctx is done first, the Proxy is aborted with [ErrStopped].
 func (p *Proxy) Run(ctx context.Context) Result {
+	ch := make(chan Result, 1)
+	p.Start(ctx, func(r Result) { ch <- r })
+	return <-ch
+}
+
+// Start is Run without waiting: it returns at once, and done is called
+// with the result, once, from a goroutine of the Proxy, when both
+// directions are done and both sides closed.
+//
+// A held stream costs no goroutine of its caller: each direction parks
+// while its source is quiet where the source can (see aDir and bDir), and
+// otherwise runs in a goroutine of its own, started here with a small
+// stack (the caller's has grown with its dial and handshake).
+func (p *Proxy) Start(ctx context.Context, done func(Result)) {
+	p.done = done
 	p.touch()
 	if p.Idle > 0 {
 		p.timerMu.Lock()
 		p.timer = time.AfterFunc(p.Idle, p.checkIdle)
 		p.timerMu.Unlock()
 	}
-	var res Result
-	var wg sync.WaitGroup
 	if p.OnRefused != nil {
 		p.bToADone = make(chan struct{})
 	}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		res.AToB = p.copyAToB()
-	}()
+	p.ad, p.bd = p.newADir(), p.newBDir()
 	// A callback, not a goroutine waiting for ctx: one goroutine less
 	// per connection.
-	stop := context.AfterFunc(ctx, func() { p.abort(ErrStopped) })
-	var refused *tunnel.StreamError
-	res.BToA, refused = p.copyBToA()
-	if p.bToADone != nil {
-		close(p.bToADone)
+	p.stop = context.AfterFunc(ctx, func() { p.abort(ErrStopped) })
+	if p.ad != nil {
+		go p.ad.step()
+	} else {
+		go func() {
+			p.res.AToB = p.copyAToB()
+			p.dirEnded()
+		}()
 	}
-	wg.Wait()
-	stop()
+	if p.bd != nil {
+		go p.bd.step()
+	} else {
+		go func() {
+			n, err, eof := CopyLoop(p.A, p.B, p.BToA, &p.last)
+			p.endBToA(n, err, eof)
+		}()
+	}
+}
+
+// dirEnded counts an ended direction; the second finishes the Proxy:
+// both sides closed, the result reported.
+func (p *Proxy) dirEnded() {
+	if p.ended.Add(1) != 2 {
+		return
+	}
+	p.stop()
 	p.timerMu.Lock()
 	p.finished = true
 	if p.timer != nil {
@@ -234,12 +270,12 @@ func (p *Proxy) Run(ctx context.Context) Result {
 	p.timerMu.Unlock()
 	_ = p.A.Close()
 	_ = p.B.Close()
-	res.Refused = refused
+	res := p.res
 	if p.aborted.Load() {
 		res.Err = p.abortErr
 		res.Idle = p.abortErr == ErrIdle
 	}
-	return res
+	p.done(res)
 }
 
 // ErrStopped is the abort reason when the server shuts down.
@@ -268,6 +304,8 @@ func (p *Proxy) abort(err error) {
 		p.aborted.Store(true)
 		p.A.Reset()
 		p.B.Reset()
+		// A parked direction would wait for a socket that is gone.
+		p.ad.takeParked(func() {})
 	})
 }
 
@@ -283,7 +321,13 @@ func (p *Proxy) copyAToB() int64 {
 		p.Prefix = nil // not held for the connection's life
 	}
 	m, err, eof := CopyLoop(p.B, p.A, p.AToB, &p.last)
-	n += m
+	p.endAToB(err, eof)
+	return n + m
+}
+
+// endAToB ends the direction from a to b: EOF half-closes b, an error
+// fails the direction (failAToB).
+func (p *Proxy) endAToB(err error, eof bool) {
 	switch {
 	case eof:
 		if err := p.B.CloseWrite(); err != nil {
@@ -292,7 +336,6 @@ func (p *Proxy) copyAToB() int64 {
 	case err != nil:
 		p.failAToB(err)
 	}
-	return n
 }
 
 // refusalWait bounds how long a failed write to b waits for the other
@@ -321,8 +364,21 @@ func (p *Proxy) failAToB(err error) {
 	p.abort(err)
 }
 
-func (p *Proxy) copyBToA() (int64, *tunnel.StreamError) {
-	n, err, eof := CopyLoop(p.A, p.B, p.BToA, &p.last)
+// endBToA ends the direction from b to a after n bytes: EOF half-closes
+// a, an error aborts, and a refusal (the first read of b fails with a
+// *tunnel.StreamError) is answered (OnRefused) and a drained.
+func (p *Proxy) endBToA(n int64, err error, eof bool) {
+	p.res.BToA = n
+	p.res.Refused = p.refusal(n, err, eof)
+	if p.bToADone != nil {
+		close(p.bToADone)
+	}
+	p.dirEnded()
+}
+
+// refusal handles the end of the direction from b (see endBToA) and
+// returns the refusal, if it was one.
+func (p *Proxy) refusal(n int64, err error, eof bool) *tunnel.StreamError {
 	switch {
 	case eof:
 		if err := p.A.CloseWrite(); err != nil {
@@ -339,7 +395,7 @@ func (p *Proxy) copyBToA() (int64, *tunnel.StreamError) {
 			if p.OnRefused == nil {
 				// Nothing to tell the user: close at once.
 				_ = p.A.Close()
-				return 0, se
+				return se
 			}
 			_ = p.A.CloseWrite()
 			if c, ok := p.A.(ConnSide); ok {
@@ -347,11 +403,13 @@ func (p *Proxy) copyBToA() (int64, *tunnel.StreamError) {
 				// open; it drains until then.
 				_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
 			}
-			return 0, se
+			// A parked direction has no read to unblock: drain here.
+			p.ad.takeParked(func() { drain(p.A) })
+			return se
 		}
 		p.abort(err)
 	}
-	return n, nil
+	return nil
 }
 
 // drain reads and discards from s (whose read deadline is set) so that
@@ -376,63 +434,168 @@ func drain(s Side) {
 // bookkeeping of a blocking call costs a proxy of small messages more
 // than the call itself.
 func CopyLoop(dst, src io.ReadWriter, c prometheus.Counter, last *atomic.Int64) (n int64, err error, eof bool) {
-	w := newReadWaiter(src)
-	read, write := src.Read, dst.Write
-	if cs, ok := src.(ConnSide); ok {
-		if r := sockio.NewReader(cs.Conn); r != nil {
-			read = r.Read
+	var cp copier // on the stack: no allocation per call
+	cp.init(dst, src, c, last)
+	eof, _, err = cp.loop()
+	return cp.n, err, eof
+}
+
+// copier is the state of a copy loop, kept across the goroutines of a
+// direction that parks (see aDir).
+type copier struct {
+	src  io.Reader
+	dst  io.Writer
+	rd   *sockio.Reader // src's raw reads, if a socket
+	wr   *sockio.Writer // dst's raw writes, if a socket
+	w    readWaiter     // nil: src cannot wait without a buffer
+	c    prometheus.Counter
+	last *atomic.Int64
+	n    int64 // bytes copied
+	big  bool  // the buffer size to take next
+	// linger, if set, waits for src without a buffer instead of
+	// w.WaitReadable; true means src stayed dry: the loop returns to park.
+	// parkOn, set with it, says whether a read error is linger's deadline
+	// (a read after the wait may come after it): the loop parks then too.
+	linger func() bool
+	parkOn func(error) bool
+	// dl is src's read deadline where src can neither wait without a
+	// buffer nor park (a QUIC stream): the loop then waits for it with a
+	// one-byte read (see readQuiet). one is that byte, made at first use.
+	dl  deadliner
+	one *[1]byte
+}
+
+// deadliner is a source with a read deadline.
+type deadliner interface{ SetReadDeadline(time.Time) error }
+
+// quietReadFor is how long readQuiet waits for the bytes that follow the
+// first one. They are, as a rule, already there (in the same QUIC
+// frame): the wait ends at once. Only a message of one byte (a keystroke)
+// waits it out, and is then written alone.
+const quietReadFor = 20 * time.Microsecond
+
+func (cp *copier) init(dst, src io.ReadWriter, c prometheus.Counter, last *atomic.Int64) {
+	*cp = copier{src: src, dst: dst, w: newReadWaiter(src), c: c, last: last}
+	if dl, ok := src.(deadliner); ok && cp.w == nil {
+		if _, ok := src.(ConnSide); !ok { // a TLS socket may hold bytes: no
+			cp.dl = dl
 		}
+	}
+	if cs, ok := src.(ConnSide); ok {
+		cp.rd = sockio.NewReader(cs.Conn)
 	}
 	if cs, ok := dst.(ConnSide); ok {
-		if sw := sockio.NewWriter(cs.Conn); sw != nil {
-			write = sw.Write
-		}
+		cp.wr = sockio.NewWriter(cs.Conn)
 	}
+}
+
+func (cp *copier) read(p []byte) (int, error) {
+	if cp.rd != nil {
+		return cp.rd.Read(p)
+	}
+	return cp.src.Read(p)
+}
+
+func (cp *copier) write(p []byte) (int, error) {
+	if cp.wr != nil {
+		return cp.wr.Write(p)
+	}
+	return cp.dst.Write(p)
+}
+
+// loop copies until EOF, an error, or (with linger) src stays dry: park.
+func (cp *copier) loop() (eof, park bool, err error) {
 	var b copyBuf
 	defer b.put()
-	big := false // the buffer size to take next
 	for {
-		if b.bp == nil {
-			if w != nil {
+		var nr int
+		var rerr error
+		switch {
+		case b.bp != nil:
+			nr, rerr = cp.read(*b.bp)
+		case cp.dl != nil:
+			nr, rerr = cp.readQuiet(&b)
+		default:
+			switch {
+			case cp.linger != nil:
+				if cp.linger() {
+					return false, true, nil
+				}
+			case cp.w != nil:
 				// An error (deadline, closed) comes again from the Read.
-				_ = w.WaitReadable()
+				_ = cp.w.WaitReadable()
 			}
-			b.get(big)
+			b.get(cp.big)
+			nr, rerr = cp.read(*b.bp)
 		}
-		buf := *b.bp
-		nr, rerr := read(buf)
 		if nr > 0 {
-			last.Store(time.Now().UnixNano())
-			nw, werr := write(buf[:nr])
-			n += int64(nw)
-			add(c, nw)
+			buf := *b.bp
+			cp.last.Store(time.Now().UnixNano())
+			nw, werr := cp.write(buf[:nr])
+			cp.n += int64(nw)
+			add(cp.c, nw)
 			if werr != nil {
-				return n, werr, false
+				return false, false, werr
 			}
 			if nw != nr {
-				return n, io.ErrShortWrite, false
+				return false, false, io.ErrShortWrite
 			}
 		}
 		if rerr != nil {
-			if rerr == io.EOF {
-				return n, nil, true
+			switch {
+			case rerr == io.EOF:
+				return true, false, nil
+			case nr == 0 && cp.parkOn != nil && cp.parkOn(rerr):
+				return false, true, nil
 			}
-			return n, rerr, false
+			return false, false, rerr
+		}
+		size := SmallBufSize
+		if cp.big {
+			size = BigBufSize
 		}
 		switch {
-		case !big && nr == len(buf):
-			big = true
+		case !cp.big && nr == size:
+			cp.big = true
 			b.put()
-		case big && nr < SmallBufSize:
-			big = false
+		case cp.big && nr < SmallBufSize:
+			cp.big = false
 			b.put()
-		case w != nil && nr < len(buf):
-			// The socket is drained: wait for more without a buffer. On a
-			// bulk transfer that costs a ppoll per read, which finds data
-			// at once.
+		case (cp.w != nil || cp.dl != nil) && nr < size:
+			// The source is drained: wait for more without a buffer. On a
+			// bulk transfer from a socket that costs a ppoll per read,
+			// which finds data at once.
 			b.put()
 		}
 	}
+}
+
+// readQuiet waits for the next bytes of a source that has no other wait
+// without a buffer (a QUIC stream): a blocking read of one byte, then a
+// buffer of the direction's size taken, the byte put first, and what came
+// with it read within quietReadFor. An idle QUIC stream then holds no
+// buffer, only the goroutine that reads it, also after a bulk transfer
+// (which would otherwise keep a big buffer while it waits). On a bulk
+// transfer it costs a one-byte read and two deadline changes per read
+// that drains the stream: a few mutex operations beside tens of KiB
+// decrypted.
+func (cp *copier) readQuiet(b *copyBuf) (int, error) {
+	if cp.one == nil {
+		cp.one = new([1]byte)
+	}
+	if n, err := cp.read(cp.one[:]); n == 0 {
+		return 0, err
+	}
+	b.get(cp.big)
+	buf := *b.bp
+	buf[0] = cp.one[0]
+	_ = cp.dl.SetReadDeadline(time.Now().Add(quietReadFor))
+	n, err := cp.read(buf[1:])
+	_ = cp.dl.SetReadDeadline(time.Time{})
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		err = nil // nothing more now: the byte goes alone
+	}
+	return 1 + n, err
 }
 
 func add(c prometheus.Counter, n int) {

@@ -402,3 +402,57 @@ func TestRefusalAnsweredWhenWriteFailsFirst(t *testing.T) {
 		t.Errorf("result %+v: want refused, not aborted", res)
 	}
 }
+
+// deadlineStream is a source like a QUIC stream: it cannot wait without a
+// buffer, but its reads have a deadline.
+type deadlineStream struct{ net.Conn }
+
+func (s deadlineStream) Write(p []byte) (int, error) { return len(p), nil }
+
+// TestCopyLoopQuietReadHoldsNoBuffer: a source that can only block in a
+// Read (a QUIC stream) is waited for with a one-byte read, holding no
+// buffer while quiet; messages of every size, a single byte among them,
+// arrive whole and in order, and EOF ends the loop.
+func TestCopyLoopQuietReadHoldsNoBuffer(t *testing.T) {
+	user, end := net.Pipe()
+	defer user.Close()
+	dst := &checkWriter{t: t}
+	var last atomic.Int64
+	type result struct {
+		n   int64
+		err error
+		eof bool
+	}
+	done := make(chan result, 1)
+	go func() {
+		n, err, eof := CopyLoop(dst, deadlineStream{end}, nil, &last)
+		done <- result{n, err, eof}
+	}()
+	var next byte
+	total := 0
+	for _, n := range []int{1, 64, SmallBufSize + 1, 1 << 20, 1, 3} {
+		waitHeld(t, 0, fmt.Sprintf("quiet before %d bytes", n))
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = next
+			next++
+		}
+		if _, err := user.Write(b); err != nil { // returns once all was read
+			t.Fatal(err)
+		}
+		total += n
+		deadline := time.Now().Add(5 * time.Second)
+		for dst.totalNow() < total {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d of %d bytes arrived", dst.totalNow(), total)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	waitHeld(t, 0, "quiet at the end")
+	user.Close()
+	r := <-done
+	if r.err != nil || !r.eof || r.n != int64(total) {
+		t.Fatalf("copied %d (want %d), err %v, eof %v; want EOF", r.n, total, r.err, r.eof)
+	}
+}
