@@ -28,13 +28,16 @@ package main
 //     until enough have ended).
 //   - log_level (unless --log-level was given on the command line, which
 //     wins).
+//   - l3.acl: the L3 hub's policy applies from its next packet on, to the
+//     WireGuard sessions already up too (a policy is over packets: one
+//     narrowed stops at once what it no longer allows).
 //
 // Refused, naming the fields, the running configuration kept: data (and
 // with it the certificate, store and admin socket paths), registry,
 // listen.tunnels, listen.metrics, advertise, relay, quic_steering, xdp, l3
-// (the hub's keys, pools and ACL are set up once) and the three handshake
-// limits, which the tunnel listeners take at start. Restart the edge to
-// change them.
+// but its acl (the hub's socket, key, pools and limits are set up once)
+// and the three handshake limits, which the tunnel listeners take at
+// start. Restart the edge to change them.
 
 import (
 	"context"
@@ -52,6 +55,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/onramp-net/onramp/cmd/edge/edgeconfig"
+	"github.com/onramp-net/onramp/l3router"
 	"github.com/onramp-net/onramp/l4proxy/edge"
 )
 
@@ -214,7 +218,7 @@ var fixedFields = []struct {
 	{"relay", func(c *edgeconfig.Config) any { return c.Relay }},
 	{"quic_steering", func(c *edgeconfig.Config) any { return c.Steering() }},
 	{"xdp", func(c *edgeconfig.Config) any { return c.XDP }},
-	{"l3", func(c *edgeconfig.Config) any { return c.L3 }},
+	{"l3", func(c *edgeconfig.Config) any { l := c.L3; l.ACL = l3router.ACLConfig{}; return l }}, // l3.acl reloads
 	{"limits.maxHandshakes", func(c *edgeconfig.Config) any { return c.Limits.MaxHandshakes }},
 	{"limits.maxHandshakesPerSource", func(c *edgeconfig.Config) any { return c.Limits.MaxHandshakesPerSource }},
 	{"limits.quicRetryAbove", func(c *edgeconfig.Config) any { return c.Limits.QUICRetryAbove }},
@@ -236,6 +240,7 @@ func checkFixed(cur, next *edgeconfig.Config) error {
 	rest.Routes, rest.Bindings, rest.LogLevel = cur.Routes, cur.Bindings, cur.LogLevel
 	rest.Listen.TLS, rest.Listen.HTTP = cur.Listen.TLS, cur.Listen.HTTP
 	rest.QUICSteering = cur.QUICSteering // nil and true are the same
+	rest.L3.ACL = cur.L3.ACL
 	lim := cur.Limits
 	lim.MaxHandshakes, lim.MaxHandshakesPerSource, lim.QUICRetryAbove = next.Limits.MaxHandshakes, next.Limits.MaxHandshakesPerSource, next.Limits.QUICRetryAbove
 	rest.Limits = lim
@@ -243,7 +248,7 @@ func checkFixed(cur, next *edgeconfig.Config) error {
 		changed = append(changed, "a setting")
 	}
 	if len(changed) > 0 {
-		return fmt.Errorf("%s changed: only a restart of the edge applies that (a reload applies routes, bindings, listen.tls, listen.http, log_level and the limits but the handshake ones)",
+		return fmt.Errorf("%s changed: only a restart of the edge applies that (a reload applies routes, bindings, listen.tls, listen.http, log_level, l3.acl and the limits but the handshake ones)",
 			strings.Join(changed, ", "))
 	}
 	return nil
@@ -408,6 +413,17 @@ func (r *reloader) applyLocked(cur, next *edgeconfig.Config, first bool) ([]any,
 		opened = append(opened, l)
 	}
 
+	// The L3 policy: the hub checks it against its peers as it takes it.
+	aclChanged := !first && !reflect.DeepEqual(cur.L3.ACL, next.L3.ACL)
+	if aclChanged {
+		if err := a.setACL(next.L3.ACL); err != nil {
+			for _, o := range opened {
+				_ = o.close()
+			}
+			return nil, fmt.Errorf("edge config: l3.acl: %w", err)
+		}
+	}
+
 	// From here nothing fails.
 	known := r.knownTunnels()
 	_ = a.srv.SetRoutes(routes) // validated
@@ -479,8 +495,27 @@ func (r *reloader) applyLocked(cur, next *edgeconfig.Config, first bool) ([]any,
 	if len(limChanges) > 0 {
 		limits = strings.Join(limChanges, ", ")
 	}
+	acl := "unchanged"
+	if aclChanged {
+		acl = "changed"
+	}
 	return []any{"routes", routeChange.String(), "bindings", bindings.String(), "listeners", listeners.String(),
-		"limits", limits, "log_level", level}, nil
+		"limits", limits, "log_level", level, "l3_acl", acl}, nil
+}
+
+// setACL gives the L3 hub a new policy; without a hub (L3 off) there is
+// nothing to apply it to.
+func (a *app) setACL(acl l3router.ACLConfig) error {
+	if a.l3 == nil {
+		return nil
+	}
+	a.l3.hubMu.Lock()
+	h := a.l3.hub
+	a.l3.hubMu.Unlock()
+	if h == nil {
+		return nil
+	}
+	return h.SetACL(acl)
 }
 
 // knownTunnels returns the names of the store's tunnels, or nil if they

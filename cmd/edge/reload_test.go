@@ -88,6 +88,16 @@ func startReloadEnv(t *testing.T, body string) *reloadEnv {
 		cancel()
 		e.a.reloader.stop()
 	})
+	if cfg.L3.Enabled() {
+		if e.a.l3, err = newL3ctl(cfg, st, log); err != nil {
+			t.Fatal(err)
+		}
+		h, err := startHub(ctx, e.a.l3, log, e.reg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { h.Close() })
+	}
 	return e
 }
 
@@ -362,6 +372,30 @@ func TestReloadListenHTTP(t *testing.T) {
 	}
 	if body, err := get("/two"); err != nil || body != "origin: /two" {
 		t.Errorf("the keep-alive connection of the old listener: %q %v; want the origin's answer", body, err)
+	}
+}
+
+// TestReloadL3ACL changes the L3 hub's policy of a running edge; a change
+// of the rest of the l3 block is refused.
+func TestReloadL3ACL(t *testing.T) {
+	port := freePort(t, "udp")
+	l3 := func(acl, port string) string {
+		return fmt.Sprintf("l3:\n  listen: \"127.0.0.1:%s\"\n  endpoint: \"198.18.0.1:%s\"\n  pools: {ipv4: 198.18.96.0/20}\n%s", port, port, acl)
+	}
+	p := fmt.Sprint(port)
+	e := startReloadEnv(t, l3("", p))
+	line, err := e.reload(l3("  acl: {builtin_deny: reject, rules: [{action: allow, from: {groups: [ops]}, to: {kinds: [connector]}}]}\n", p))
+	if err != nil || !strings.Contains(line, "l3_acl=changed") {
+		t.Fatalf("reload of l3.acl: %v\n%s", err, line)
+	}
+	if line, err = e.reload(l3("  acl: {rules: [{action: maybe}]}\n", p)); err == nil || !strings.Contains(err.Error(), "l3.acl") {
+		t.Errorf("a bad l3.acl: %v\n%s", err, line)
+	}
+	if _, err = e.reload(l3("", fmt.Sprint(freePort(t, "udp")))); err == nil || !strings.Contains(err.Error(), "l3 changed") {
+		t.Errorf("a new l3.listen: %v; want it refused as l3 changed", err)
+	}
+	if line, err = e.reload(l3("", p)); err != nil || !strings.Contains(line, "l3_acl=changed") {
+		t.Errorf("back to no acl: %v\n%s", err, line)
 	}
 }
 
