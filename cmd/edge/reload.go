@@ -275,17 +275,18 @@ func limitChanges(a, b *edgeconfig.Limits) []string {
 	return out
 }
 
-// levelOf returns the log level for cfg and what to say of it.
-func (r *reloader) levelOf(cfg *edgeconfig.Config) slog.Level {
-	if r.level.fromFlag || cfg.LogLevel == "" {
-		if r.level.fromFlag {
-			return r.level.v.Level()
-		}
+// of returns the log level for cfg: the --log-level flag's if it was
+// given, else the file's log_level, else info.
+func (l logLevel) of(cfg *edgeconfig.Config) slog.Level {
+	switch {
+	case l.fromFlag:
+		return l.v.Level()
+	case cfg.LogLevel == "":
 		return slog.LevelInfo
 	}
-	var l slog.Level
-	_ = l.UnmarshalText([]byte(cfg.LogLevel)) // validated
-	return l
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.LogLevel)) // validated
+	return level
 }
 
 // change counts what an apply added (+), removed (-) and changed (~).
@@ -299,7 +300,7 @@ func (c change) String() string { return fmt.Sprintf("+%d -%d ~%d", c.add, c.del
 func (r *reloader) start(cfg *edgeconfig.Config) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.level.v.Set(r.levelOf(cfg))
+	r.level.v.Set(r.level.of(cfg))
 	_, err := r.applyLocked(&edgeconfig.Config{}, cfg, true)
 	if err == nil {
 		r.lastOK.SetToCurrentTime()
@@ -480,7 +481,7 @@ func (r *reloader) applyLocked(cur, next *edgeconfig.Config, first bool) ([]any,
 	}
 
 	oldLevel := r.level.v.Level()
-	newLevel := r.levelOf(next)
+	newLevel := r.level.of(next)
 	r.level.v.Set(newLevel)
 	r.cur = next
 

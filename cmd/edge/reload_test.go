@@ -399,6 +399,60 @@ func TestReloadL3ACL(t *testing.T) {
 	}
 }
 
+// TestReloadUDPBinding opens and closes a UDP binding's socket by reload.
+func TestReloadUDPBinding(t *testing.T) {
+	port := freePort(t, "udp")
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	e := startReloadEnv(t, "")
+	taken := func() bool {
+		pc, err := net.ListenPacket("udp", addr)
+		if err != nil {
+			return true
+		}
+		pc.Close()
+		return false
+	}
+	line, err := e.reload(fmt.Sprintf("bindings: [{listen: \"udp://%s\", tunnel: office, service: dns.office}]\n", addr))
+	if err != nil || !strings.Contains(line, `bindings="+1 -0 ~0"`) || !taken() {
+		t.Fatalf("adding a UDP binding: %v, socket open %v\n%s", err, taken(), line)
+	}
+	if !strings.Contains(e.log.String(), "binding names an unknown tunnel") {
+		t.Error("no warning for a binding naming a tunnel that does not exist")
+	}
+	line, err = e.reload(fmt.Sprintf("bindings: [{listen: \"udp://%s\", tunnel: office, service: ntp.office}]\n", addr))
+	if err != nil || !strings.Contains(line, `bindings="+0 -0 ~1"`) {
+		t.Fatalf("changing its service: %v\n%s", err, line)
+	}
+	if line, err = e.reload(""); err != nil || !strings.Contains(line, `bindings="+0 -1 ~0"`) {
+		t.Fatalf("removing it: %v\n%s", err, line)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for taken() {
+		if time.Now().After(deadline) {
+			t.Fatal("the removed UDP binding's socket is still open")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestLogLevel: --log-level, when given, wins over the file's log_level;
+// without it the file's applies, and info without either.
+func TestLogLevel(t *testing.T) {
+	cfg := func(level string) *edgeconfig.Config { return &edgeconfig.Config{LogLevel: level} }
+	v := new(slog.LevelVar)
+	v.Set(slog.LevelWarn)
+	flag := logLevel{v: v, fromFlag: true}
+	if got := flag.of(cfg("debug")); got != slog.LevelWarn {
+		t.Errorf("--log-level warn, log_level debug: %v", got)
+	}
+	file := logLevel{v: new(slog.LevelVar)}
+	for level, want := range map[string]slog.Level{"": slog.LevelInfo, "debug": slog.LevelDebug, "error": slog.LevelError} {
+		if got := file.of(cfg(level)); got != want {
+			t.Errorf("log_level %q: %v, want %v", level, got, want)
+		}
+	}
+}
+
 // TestCheckFixed names what a reload refuses, and lets the reloadable
 // settings through.
 func TestCheckFixed(t *testing.T) {

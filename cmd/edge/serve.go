@@ -88,6 +88,7 @@ func serve(ctx context.Context, g *globals, cfg *edgeconfig.Config, log *slog.Lo
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+	level.v.Set(level.of(cfg)) // the file's log_level, unless --log-level was given
 	dbPath, certPath, keyPath, adminPath := g.paths(cfg)
 	if err := secureData(cfg.Data, log); err != nil {
 		return err
