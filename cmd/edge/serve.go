@@ -35,12 +35,15 @@ func serveCmd(g *globals) *cobra.Command {
 		Long: `Run the edge. It listens for connectors (QUIC on UDP and HTTP/2 over TLS on TCP,
 same port), for users on the TLS (SNI), HTTP (Host) and bound TCP/UDP ports of
 its configuration, and serves its admin socket for the tunnel subcommands.
-SIGINT or SIGTERM stops it. SIGHUP (systemctl reload) re-reads the --config
-file and applies its routes, bindings, listen.tls, listen.http, limits,
-log_level and l3.acl without dropping a connection; a file that cannot be applied whole
-(a YAML or field error, a port another process holds, a change of a setting
-that needs a restart, such as data or listen.tunnels) is refused with the
-error logged, and the running configuration stays.`,
+SIGINT or SIGTERM stops it.
+
+SIGHUP (systemctl reload) re-reads the --config file and applies its routes,
+bindings, listen.tls, listen.http, limits, log_level and l3.acl without
+dropping a connection: connections on a removed route or binding run to their
+end. A file that cannot be applied whole (a YAML or field error, a port
+another process holds, a change of a setting that needs a restart, such as
+data or listen.tunnels) is refused with the error logged, and the running
+configuration stays.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := g.load()

@@ -357,4 +357,3 @@ func TestValidateRoutes(t *testing.T) {
 		t.Errorf("Store of a bad binding: %v, binding now %+v; want an error and the old binding", err, v.Load())
 	}
 }
-

@@ -30,7 +30,7 @@ func (s *Server) ServeTCP(ctx context.Context, ln net.Listener, b Binding) error
 // ServeTCPVar is ServeTCP with a binding that may change while it serves:
 // each connection goes where the binding sent it when it was accepted.
 func (s *Server) ServeTCPVar(ctx context.Context, ln net.Listener, v *BindingVar) error {
-	return s.serveListener(ctx, ln, "tcp", func(ctx context.Context, c net.Conn, hold *connHold) {
+	return s.serveListener(ctx, ln, func(ctx context.Context, c net.Conn, hold *connHold) {
 		b := v.p.Load()
 		if b.Origin != "" {
 			s.proxyDirect(ctx, c, target{origin: b.Origin, proxyProtocol: b.ProxyProtocol}, tunnel.KindTCP, "", nil, hold)
@@ -47,7 +47,7 @@ func (s *Server) ServeTCPVar(ctx context.Context, ln net.Listener, v *BindingVar
 // picked, and the bytes read forwarded first on a [tunnel.KindTLS] stream.
 // Connections without a route are closed. It returns as ServeTCP does.
 func (s *Server) ServeTLS(ctx context.Context, ln net.Listener) error {
-	return s.serveListener(ctx, ln, "tls", func(ctx context.Context, c net.Conn, hold *connHold) {
+	return s.serveListener(ctx, ln, func(ctx context.Context, c net.Conn, hold *connHold) {
 		_ = c.SetReadDeadline(time.Now().Add(s.cur().HeaderTimeout))
 		sni, head, err := peekClientHello(c)
 		_ = c.SetReadDeadline(time.Time{})
@@ -90,7 +90,7 @@ func (s *Server) ServeTLS(ctx context.Context, ln net.Listener) error {
 // and 503 when the tunnel is at
 // MaxStreamsPerTunnel. It returns as ServeTCP does.
 func (s *Server) ServeHTTP(ctx context.Context, ln net.Listener) error {
-	return s.serveListener(ctx, ln, "http", func(ctx context.Context, c net.Conn, hold *connHold) {
+	return s.serveListener(ctx, ln, func(ctx context.Context, c net.Conn, hold *connHold) {
 		_ = c.SetReadDeadline(time.Now().Add(s.cur().HeaderTimeout))
 		h, err := readHead(c)
 		_ = c.SetReadDeadline(time.Time{})
@@ -144,7 +144,7 @@ func readHead(c net.Conn) (httpHead, error) {
 // is reset at once (acceptUser). When ctx is done it closes ln and aborts
 // the connections; when the caller closes ln (a listener a reload
 // removed) it lets them run to their end, and returns nil after them.
-func (s *Server) serveListener(ctx context.Context, ln net.Listener, what string, handle func(context.Context, net.Conn, *connHold)) error {
+func (s *Server) serveListener(ctx context.Context, ln net.Listener, handle func(context.Context, net.Conn, *connHold)) error {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
