@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -488,5 +489,49 @@ func TestCheckFixed(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), bad.want) || !strings.Contains(err.Error(), "only a restart of the edge applies that") {
 			t.Errorf("%s: %v; want an error naming %q", bad.body, err, bad.want)
 		}
+	}
+}
+
+// TestKeepAliveListener: a TCP binding's listener gives its connections
+// the TCP keep-alive of the binding's kind now (on for a tunnel, off for a
+// direct origin), also after a reload switched the kind.
+func TestKeepAliveListener(t *testing.T) {
+	lc := net.ListenConfig{KeepAlive: -1} // opened as a direct binding
+	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	v, _ := edge.NewBindingVar(edge.Binding{Origin: "127.0.0.1:1"})
+	kl := keepAliveListener{Listener: ln, b: v, on: false}
+	keepAlive := func() int {
+		t.Helper()
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		s, err := kl.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		rc, err := s.(*net.TCPConn).SyscallConn()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var on int
+		var serr error
+		if err := rc.Control(func(fd uintptr) { on, serr = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_KEEPALIVE) }); err != nil || serr != nil {
+			t.Fatal(err, serr)
+		}
+		return on
+	}
+	if got := keepAlive(); got != 0 {
+		t.Errorf("direct binding: SO_KEEPALIVE %d, want 0", got)
+	}
+	_ = v.Store(edge.Binding{Tunnel: "office", Service: "ssh.office"})
+	if got := keepAlive(); got != 1 {
+		t.Errorf("the binding switched to a tunnel: SO_KEEPALIVE %d, want 1", got)
 	}
 }
