@@ -57,8 +57,9 @@
 // A running edge re-reads its file on SIGHUP (systemctl reload): routes,
 // bindings, listen.tls, listen.http, log_level, l3.acl and the user limits
 // (all of limits but maxHandshakes, maxHandshakesPerSource and
-// quicRetryAbove) change without a restart; a change of anything else is refused, naming
-// the fields, and the running configuration stays. See cmd/edge's reload.go.
+// quicRetryAbove) change without a restart; a change of anything else is
+// refused, naming the fields, and the running configuration stays. See
+// cmd/edge's reload.go.
 package edgeconfig
 
 import (
