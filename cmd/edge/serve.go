@@ -35,20 +35,28 @@ func serveCmd(g *globals) *cobra.Command {
 		Long: `Run the edge. It listens for connectors (QUIC on UDP and HTTP/2 over TLS on TCP,
 same port), for users on the TLS (SNI), HTTP (Host) and bound TCP/UDP ports of
 its configuration, and serves its admin socket for the tunnel subcommands.
-SIGINT or SIGTERM stops it.`,
+SIGINT or SIGTERM stops it.
+
+SIGHUP (systemctl reload) re-reads the --config file and applies its routes,
+bindings, listen.tls, listen.http, limits, log_level and l3.acl without
+dropping a connection: connections on a removed route or binding run to their
+end. A file that cannot be applied whole (a YAML or field error, a port
+another process holds, a change of a setting that needs a restart, such as
+data or listen.tunnels) is refused with the error logged, and the running
+configuration stays.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := g.load()
 			if err != nil {
 				return err
 			}
-			log, err := g.log.Logger(os.Stderr)
+			log, level, err := g.log.LevelLogger(os.Stderr)
 			if err != nil {
 				return err
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
-			return serve(ctx, g, cfg, log)
+			return serve(ctx, g, cfg, log, logLevel{v: level, fromFlag: cmd.Flags().Changed("log-level")})
 		},
 	}
 }
@@ -72,11 +80,18 @@ type app struct {
 	// members mirrors the edges' membership records (etcd only).
 	memberMirror atomic.Pointer[registry.Mirror]
 	started      time.Time // when serve started
+	reloader     *reloader // routes, user listeners and limits, as the last (re)load set them (reload.go)
 
 	mu sync.Mutex // orders syncTunnels
 }
 
-func serve(ctx context.Context, g *globals, cfg *edgeconfig.Config, log *slog.Logger) error {
+func serve(ctx context.Context, g *globals, cfg *edgeconfig.Config, log *slog.Logger, level logLevel) error {
+	// SIGHUP is caught from the start (its default is to end the
+	// process); one that comes before the edge is ready waits for it.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	level.v.Set(level.of(cfg)) // the file's log_level, unless --log-level was given
 	dbPath, certPath, keyPath, adminPath := g.paths(cfg)
 	if err := secureData(cfg.Data, log); err != nil {
 		return err
@@ -98,6 +113,7 @@ func serve(ctx context.Context, g *globals, cfg *edgeconfig.Config, log *slog.Lo
 		idle = -1 // limits.idleTimeout: 0s turns it off
 	}
 	a := &app{g: g, cfg: cfg, log: log, store: st, pin: pin, ctx: ctx, started: time.Now()}
+	a.reloader = newReloader(a, g.config, level, reg)
 	strategy, _ := relay.ParseStrategy(cfg.Relay.Strategy) // validated
 	engine, err := relay.New(relay.Config{Strategy: strategy, MaxPipes: cfg.Relay.MaxPipes, Log: log})
 	if err != nil {
@@ -174,9 +190,11 @@ func serve(ctx context.Context, g *globals, cfg *edgeconfig.Config, log *slog.Lo
 		"pin", hex.EncodeToString(pin[:]))
 	a.advertiseEdges(ctx, &wg)
 
-	if err := a.apply(); err != nil {
+	// The user listeners (TLS, HTTP, bindings) and the routes.
+	if err := a.reloader.start(cfg); err != nil {
 		return err
 	}
+	defer a.reloader.stop()
 
 	if a.l3, err = newL3ctl(cfg, st, log); err != nil {
 		return err
@@ -196,31 +214,6 @@ func serve(ctx context.Context, g *globals, cfg *edgeconfig.Config, log *slog.Lo
 		closers = append(closers, h.Close)
 	}
 
-	for _, l := range []struct {
-		name, addr string
-		serve      func(context.Context, net.Listener) error
-	}{
-		{"tls (SNI)", cfg.Listen.TLS, a.srv.ServeTLS},
-		{"http (Host)", cfg.Listen.HTTP, a.srv.ServeHTTP},
-	} {
-		if l.addr == "" {
-			continue
-		}
-		ln, err := net.Listen("tcp", l.addr)
-		if err != nil {
-			return fmt.Errorf("%s listener: %w", l.name, err)
-		}
-		closers = append(closers, ln.Close)
-		log.Info("listening for users", "kind", l.name, "addr", ln.Addr().String())
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := l.serve(ctx, ln); err != nil && ctx.Err() == nil {
-				log.Error("listener stopped", "kind", l.name, "err", err)
-			}
-		}()
-	}
-
 	if cfg.Listen.Metrics != "" {
 		if err := cli.ServeMetrics(ctx, log, cfg.Listen.Metrics, reg, nil, nil); err != nil {
 			return err
@@ -234,89 +227,8 @@ func serve(ctx context.Context, g *globals, cfg *edgeconfig.Config, log *slog.Lo
 	closers = append(closers, adm)
 
 	log.Info("edge ready")
-	<-ctx.Done()
+	a.reloadOnSIGHUP(ctx, hup)
 	log.Info("edge stopping")
-	return nil
-}
-
-// apply sets the routes and opens the bindings of the configuration. They
-// name their tunnel, which the Server resolves through the table that
-// syncTunnels keeps: a route or binding naming a tunnel that does not exist
-// (yet, or any more) finds it offline, and serves it once it exists.
-func (a *app) apply() error {
-	tunnels, err := a.store.ListTunnels()
-	if err != nil {
-		return err
-	}
-	known := map[string]bool{}
-	for _, t := range tunnels {
-		known[t.Name] = true
-	}
-	routes := make([]edge.Route, 0, len(a.cfg.Routes))
-	for _, r := range a.cfg.Routes {
-		if r.Direct() {
-			routes = append(routes, edge.Route{Hostname: r.Hostname, Origin: edgeconfig.Origin(r.Service), ProxyProtocol: r.ProxyProtocol == "v2"})
-			continue
-		}
-		if !known[r.Tunnel] {
-			a.log.Warn("route names an unknown tunnel; its users find the tunnel offline until it is created", "hostname", r.Hostname, "tunnel", r.Tunnel)
-		}
-		routes = append(routes, edge.Route{Hostname: r.Hostname, Tunnel: r.Tunnel})
-	}
-	if err := a.srv.SetRoutes(routes); err != nil {
-		return fmt.Errorf("edge config: routes: %w", err)
-	}
-	for i, b := range a.cfg.Bindings {
-		binding := edge.Binding{Tunnel: b.Tunnel, Service: b.Service}
-		if b.Direct() {
-			binding = edge.Binding{Origin: edgeconfig.Origin(b.Service), ProxyProtocol: b.ProxyProtocol == "v2"}
-		} else if !known[b.Tunnel] {
-			a.log.Warn("binding names an unknown tunnel; its users find the tunnel offline until it is created", "listen", b.Listen, "tunnel", b.Tunnel)
-		}
-		network, addr := b.Network()
-		switch network {
-		case "tcp":
-			var lc net.ListenConfig
-			if b.Direct() {
-				// No TCP keep-alive on a direct binding's users, as on its
-				// origin connections: limits.idleTimeout ends dead ones.
-				lc.KeepAlive = -1
-			}
-			ln, err := lc.Listen(a.ctx, "tcp", addr)
-			if err != nil {
-				return fmt.Errorf("edge config: bindings[%d]: %w", i, err)
-			}
-			go func() {
-				<-a.ctx.Done()
-				ln.Close()
-			}()
-			go func() {
-				if err := a.srv.ServeTCP(a.ctx, ln, binding); err != nil && a.ctx.Err() == nil {
-					a.log.Error("binding stopped", "listen", b.Listen, "err", err)
-				}
-			}()
-			if b.Direct() {
-				a.log.Info("listening for users", "kind", "tcp binding, direct", "addr", ln.Addr().String(), "origin", binding.Origin, "proxy_protocol", b.ProxyProtocol)
-			} else {
-				a.log.Info("listening for users", "kind", "tcp binding", "addr", ln.Addr().String(), "tunnel", b.Tunnel, "service", b.Service)
-			}
-		case "udp":
-			pc, err := net.ListenPacket("udp", addr)
-			if err != nil {
-				return fmt.Errorf("edge config: bindings[%d]: %w", i, err)
-			}
-			go func() {
-				<-a.ctx.Done()
-				pc.Close()
-			}()
-			go func() {
-				if err := a.srv.ServeUDP(a.ctx, pc, binding); err != nil && a.ctx.Err() == nil {
-					a.log.Error("binding stopped", "listen", b.Listen, "err", err)
-				}
-			}()
-			a.log.Info("listening for users", "kind", "udp binding", "addr", pc.LocalAddr().String(), "tunnel", b.Tunnel, "service", b.Service)
-		}
-	}
 	return nil
 }
 

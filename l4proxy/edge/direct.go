@@ -90,7 +90,7 @@ func (s *Server) proxyDirect(ctx context.Context, c net.Conn, tg target, kind tu
 	release := hold.detach()
 	prefixLen := int64(len(prefix))
 	s.relayEngine().Start(ctx, c, oc, relay.Options{
-		Idle: max(s.opts.IdleTimeout, 0), // negative: never
+		Idle: max(s.cur().IdleTimeout, 0), // negative: never
 		AToB: s.m.BytesToOrigin, BToA: s.m.BytesToPeer,
 	}, func(res relay.Result) {
 		open.Dec()

@@ -192,9 +192,9 @@ func (s *Server) acceptUser(c net.Conn, src netip.Addr) bool {
 	}
 	c.Close()
 	if s.lim.connLog.first(src) {
-		n, whose := s.opts.MaxConns, ""
+		n, whose := s.cur().MaxConns, ""
 		if limit == limitMaxConnsPerSource {
-			n, whose = s.opts.MaxConnsPerSource, " for "+src.String()
+			n, whose = s.cur().MaxConnsPerSource, " for "+src.String()
 		}
 		s.lim.connLog.log("reason", fmt.Sprintf("limits.%s (%d) reached%s", limit, n, whose),
 			"user", c.RemoteAddr(), "listener", c.LocalAddr())

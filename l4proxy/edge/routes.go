@@ -60,18 +60,30 @@ type routeTable struct {
 // SetRoutes atomically replaces the hostname routes. Hostnames are
 // validated; the error names the first bad one, and the old routes stay.
 // Two routes for the same hostname to different targets are an error.
+// A connection already routed keeps its target: the routes are looked up
+// once per connection, by the SNI or the first request's Host.
 func (s *Server) SetRoutes(routes []Route) error {
+	t, err := newRouteTable(routes)
+	if err != nil {
+		return err
+	}
+	s.routes.Store(t)
+	return nil
+}
+
+// newRouteTable validates routes and returns their table.
+func newRouteTable(routes []Route) (*routeTable, error) {
 	t := &routeTable{exact: make(map[string]target), wild: make(map[string]target)}
 	for i, r := range routes {
 		name, wild, err := normalizeRoute(r.Hostname)
 		if err != nil {
-			return fmt.Errorf("edge: route %d: %w", i, err)
+			return nil, fmt.Errorf("edge: route %d: %w", i, err)
 		}
 		if (r.Tunnel == "") == (r.Origin == "") {
-			return fmt.Errorf("edge: route %d: want a tunnel or an origin", i)
+			return nil, fmt.Errorf("edge: route %d: want a tunnel or an origin", i)
 		}
 		if r.ProxyProtocol && r.Origin == "" {
-			return fmt.Errorf("edge: route %d: a PROXY header is for direct origins", i)
+			return nil, fmt.Errorf("edge: route %d: a PROXY header is for direct origins", i)
 		}
 		m := t.exact
 		if wild {
@@ -79,13 +91,12 @@ func (s *Server) SetRoutes(routes []Route) error {
 		}
 		tg := target{tunnel: r.Tunnel, origin: r.Origin, proxyProtocol: r.ProxyProtocol}
 		if prev, ok := m[name]; ok && prev != tg {
-			return fmt.Errorf("edge: route %d: hostname %q routed twice (to %s and %s)",
+			return nil, fmt.Errorf("edge: route %d: hostname %q routed twice (to %s and %s)",
 				i, r.Hostname, prev, tg)
 		}
 		m[name] = tg
 	}
-	s.routes.Store(t)
-	return nil
+	return t, nil
 }
 
 func (t target) String() string {

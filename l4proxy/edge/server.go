@@ -135,7 +135,8 @@ type Server struct {
 	regMu       sync.Mutex
 	revocations *revocationMetrics
 
-	lim *limits // user connection and handshake limits (limits.go)
+	lim    *limits                  // user connection and handshake limits (limits.go)
+	limits atomic.Pointer[limitSet] // the limits of Options that SetLimits changes (reload.go)
 
 	mu      sync.RWMutex
 	tunnels map[[16]byte]*tunnelEntry
@@ -154,7 +155,6 @@ type Server struct {
 	flowRNG *rand.ChaCha8 // draws flow IDs; guarded by flowMu
 
 	udp            udpMetrics
-	udpTunnelRate  rate
 	logUDPRefused  [numUDPRefusals]logLimiter
 	logUDPMismatch logLimiter
 	logUsers       [numUserLogs]logLimiter // lines a stranger causes per connection or flow
@@ -227,20 +227,20 @@ func NewServer(opts Options) *Server {
 		opts.Logger.Warn("edge: metrics not registered", "err", err)
 	}
 	s := &Server{
-		opts:          opts,
-		log:           opts.Logger,
-		m:             m,
-		tunnels:       make(map[[16]byte]*tunnelEntry),
-		flowIDs:       make(map[uint32]*udpFlow),
-		flowRNG:       newFlowRNG(),
-		udpTunnelRate: perSecond(opts.UDPNewFlowsPerTunnel),
-		noTunnel:      &tunnelEntry{},
+		opts:     opts,
+		log:      opts.Logger,
+		m:        m,
+		tunnels:  make(map[[16]byte]*tunnelEntry),
+		flowIDs:  make(map[uint32]*udpFlow),
+		flowRNG:  newFlowRNG(),
+		noTunnel: &tunnelEntry{},
 	}
 	if err := s.udp.init(opts.Registerer); err != nil {
 		opts.Logger.Warn("edge: udp metrics not registered", "err", err)
 	}
 	s.revocations = newRevocationMetrics(opts.Registerer, opts.Logger)
 	s.lim = newLimits(&opts, opts.Logger)
+	s.SetLimits(limitsOf(&opts))
 	s.routes.Store(&routeTable{})
 	s.names.Store(&map[string][16]byte{})
 	return s
@@ -357,7 +357,7 @@ func (s *Server) unregister(te *tunnelEntry, lc *liveConn) {
 
 // acquire takes one of the tunnel's MaxStreamsPerTunnel slots.
 func (s *Server) acquire(te *tunnelEntry) bool {
-	if te.active.Add(1) > int64(s.opts.MaxStreamsPerTunnel) {
+	if te.active.Add(1) > int64(s.cur().MaxStreamsPerTunnel) {
 		te.active.Add(-1)
 		return false
 	}

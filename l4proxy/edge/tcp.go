@@ -17,18 +17,25 @@ import (
 // ServeTCP proxies every connection accepted from ln to the tunnel of b, as
 // a [tunnel.KindTCP] stream with Hostname b.Service. It returns nil when ctx
 // is done, after closing ln and aborting the connections it proxies, and an
-// error if ln fails.
+// error if ln fails. Closing ln stops the accepting only: ServeTCP returns
+// nil once the connections it accepted have ended.
 func (s *Server) ServeTCP(ctx context.Context, ln net.Listener, b Binding) error {
-	if len(b.Service) > tunnel.MaxHostnameLen {
-		return fmt.Errorf("edge: serve tcp: service name of %d bytes (max %d)", len(b.Service), tunnel.MaxHostnameLen)
+	v, err := NewBindingVar(b)
+	if err != nil {
+		return fmt.Errorf("edge: serve tcp: %w", err)
 	}
-	if b.Origin != "" {
-		tg := target{origin: b.Origin, proxyProtocol: b.ProxyProtocol}
-		return s.serveListener(ctx, ln, "tcp", func(ctx context.Context, c net.Conn, hold *connHold) {
-			s.proxyDirect(ctx, c, tg, tunnel.KindTCP, "", nil, hold)
-		})
-	}
-	return s.serveListener(ctx, ln, "tcp", func(ctx context.Context, c net.Conn, hold *connHold) {
+	return s.ServeTCPVar(ctx, ln, v)
+}
+
+// ServeTCPVar is ServeTCP with a binding that may change while it serves:
+// each connection goes where the binding sent it when it was accepted.
+func (s *Server) ServeTCPVar(ctx context.Context, ln net.Listener, v *BindingVar) error {
+	return s.serveListener(ctx, ln, func(ctx context.Context, c net.Conn, hold *connHold) {
+		b := v.p.Load()
+		if b.Origin != "" {
+			s.proxyDirect(ctx, c, target{origin: b.Origin, proxyProtocol: b.ProxyProtocol}, tunnel.KindTCP, "", nil, hold)
+			return
+		}
 		req := &tunnel.Request{Kind: tunnel.KindTCP, Hostname: b.Service, Remote: addrPort(c.RemoteAddr())}
 		s.proxyStream(ctx, c, b.Tunnel, req, nil, hold)
 	})
@@ -40,8 +47,8 @@ func (s *Server) ServeTCP(ctx context.Context, ln net.Listener, b Binding) error
 // picked, and the bytes read forwarded first on a [tunnel.KindTLS] stream.
 // Connections without a route are closed. It returns as ServeTCP does.
 func (s *Server) ServeTLS(ctx context.Context, ln net.Listener) error {
-	return s.serveListener(ctx, ln, "tls", func(ctx context.Context, c net.Conn, hold *connHold) {
-		_ = c.SetReadDeadline(time.Now().Add(s.opts.HeaderTimeout))
+	return s.serveListener(ctx, ln, func(ctx context.Context, c net.Conn, hold *connHold) {
+		_ = c.SetReadDeadline(time.Now().Add(s.cur().HeaderTimeout))
 		sni, head, err := peekClientHello(c)
 		_ = c.SetReadDeadline(time.Time{})
 		if err != nil {
@@ -83,8 +90,8 @@ func (s *Server) ServeTLS(ctx context.Context, ln net.Listener) error {
 // and 503 when the tunnel is at
 // MaxStreamsPerTunnel. It returns as ServeTCP does.
 func (s *Server) ServeHTTP(ctx context.Context, ln net.Listener) error {
-	return s.serveListener(ctx, ln, "http", func(ctx context.Context, c net.Conn, hold *connHold) {
-		_ = c.SetReadDeadline(time.Now().Add(s.opts.HeaderTimeout))
+	return s.serveListener(ctx, ln, func(ctx context.Context, c net.Conn, hold *connHold) {
+		_ = c.SetReadDeadline(time.Now().Add(s.cur().HeaderTimeout))
 		h, err := readHead(c)
 		_ = c.SetReadDeadline(time.Time{})
 		if err != nil {
@@ -134,8 +141,10 @@ func readHead(c net.Conn) (httpHead, error) {
 // serveListener runs the accept loop shared by ServeTCP, ServeTLS and
 // ServeHTTP. Each connection takes a slot of Options.MaxConns and
 // MaxConnsPerSource right after its accept, before any buffer or read, or
-// is reset at once (acceptUser).
-func (s *Server) serveListener(ctx context.Context, ln net.Listener, what string, handle func(context.Context, net.Conn, *connHold)) error {
+// is reset at once (acceptUser). When ctx is done it closes ln and aborts
+// the connections; when the caller closes ln (a listener a reload
+// removed) it lets them run to their end, and returns nil after them.
+func (s *Server) serveListener(ctx context.Context, ln net.Listener, handle func(context.Context, net.Conn, *connHold)) error {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
@@ -152,7 +161,12 @@ func (s *Server) serveListener(ctx context.Context, ln net.Listener, what string
 				return nil
 			}
 			if errors.Is(err, net.ErrClosed) {
-				return fmt.Errorf("edge: serve %s: %w", what, err)
+				// Closed by the caller, not by ctx: stop accepting and
+				// wait for the connections, which ctx (not yet
+				// cancelled) still lets run, as the managed tunnel and
+				// HAProxy let a removed listener's connections finish.
+				wg.Wait()
+				return nil
 			}
 			// EMFILE, ECONNABORTED and the like: back off and go on,
 			// logging the first failure of each streak.
@@ -219,7 +233,7 @@ func (s *Server) proxyStream(ctx context.Context, c net.Conn, name string, req *
 		switch {
 		case errors.Is(err, errLimitHit):
 			s.m.Error(errLimit)
-			msg := fmt.Sprintf("tunnel stream limit reached (%d concurrent streams)", s.opts.MaxStreamsPerTunnel)
+			msg := fmt.Sprintf("tunnel stream limit reached (%d concurrent streams)", s.cur().MaxStreamsPerTunnel)
 			if ok {
 				s.log.Warn("edge: user refused", logArgs("reason", msg, notLogged, held)...)
 			}
@@ -255,7 +269,7 @@ func (s *Server) proxyStream(ctx context.Context, c net.Conn, name string, req *
 	p := &pipe.Proxy{
 		A: pipe.ConnSide{Conn: c}, B: st, Prefix: prefix,
 		AToB: s.m.BytesToOrigin, BToA: s.m.BytesToPeer,
-		Idle: max(s.opts.IdleTimeout, 0), // negative: never
+		Idle: max(s.cur().IdleTimeout, 0), // negative: never
 	}
 	if isHTTP {
 		p.OnRefused = func(se *tunnel.StreamError) {

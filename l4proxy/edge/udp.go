@@ -24,17 +24,17 @@ import (
 // udpListener is one ServeUDP socket and its flows.
 type udpListener struct {
 	pc      net.PacketConn
-	upc     *net.UDPConn // pc if it is one: its AddrPort methods do not allocate
-	b       Binding
-	sources *prefixLimiter // new flows per source prefix
+	upc     *net.UDPConn   // pc if it is one: its AddrPort methods do not allocate
+	b       *BindingVar    // the tunnel and service of new flows
+	sources *prefixLimiter // new flows per source prefix (at the rate of Limits.UDPNewFlowsPerSource)
 
 	mu     sync.Mutex
 	byAddr map[netip.AddrPort]*udpFlow
 }
 
-func (s *Server) newUDPListener(pc net.PacketConn, b Binding) *udpListener {
+func (s *Server) newUDPListener(pc net.PacketConn, b *BindingVar) *udpListener {
 	l := &udpListener{pc: pc, b: b, byAddr: make(map[netip.AddrPort]*udpFlow),
-		sources: newPrefixLimiter(s.opts.UDPNewFlowsPerSource)}
+		sources: newPrefixLimiter(s.cur().UDPNewFlowsPerSource)}
 	l.upc, _ = pc.(*net.UDPConn)
 	return l
 }
@@ -64,9 +64,11 @@ func (l *udpListener) write(b []byte, to netip.AddrPort) error {
 // one connection while that connection lives, and takes a new ID when it
 // moves to another.
 type udpFlow struct {
-	user netip.AddrPort
-	l    *udpListener
-	te   *tunnelEntry
+	user    netip.AddrPort
+	l       *udpListener
+	te      *tunnelEntry
+	tunnel  string // the name the binding gave te by when the flow opened
+	service string // the binding's service then: the flow's FlowOpen names it
 
 	mu   sync.Mutex
 	lc   *liveConn // the connection carrying the flow: its table holds the flow under id
@@ -119,7 +121,7 @@ func (s *Server) attach(f *udpFlow, lc *liveConn) {
 	lc.addFlow(id, f)
 	// ServeUDP checked the service's length: this cannot fail.
 	remote := netip.AddrPortFrom(f.user.Addr().Unmap().WithZone(""), f.user.Port())
-	f.open, _ = tunnel.AppendFlowOpen(nil, id, &tunnel.FlowOpen{Hostname: f.l.b.Service, Remote: remote})
+	f.open, _ = tunnel.AppendFlowOpen(nil, id, &tunnel.FlowOpen{Hostname: f.service, Remote: remote})
 	f.lc, f.id = lc, id
 	f.confirmed.Store(false)
 }
@@ -168,11 +170,20 @@ func (lc *liveConn) removeFlow(id uint32, f *udpFlow) {
 // by MaxUDPFlowsPerTunnel, UDPNewFlowsPerSource and UDPNewFlowsPerTunnel; a
 // flow is closed when idle for UDPFlowIdle, or UDPUnrepliedIdle if the
 // origin never answered it. It returns nil when ctx is done, after closing
-// pc and its flows, and an error if pc fails.
+// pc and its flows, and an error if pc fails. Closing pc (a binding
+// removed) ends its flows too: their answers have no other way back.
 func (s *Server) ServeUDP(ctx context.Context, pc net.PacketConn, b Binding) error {
-	if len(b.Service) > tunnel.MaxHostnameLen {
-		return fmt.Errorf("edge: serve udp: service name of %d bytes (max %d)", len(b.Service), tunnel.MaxHostnameLen)
+	v, err := NewBindingVar(b)
+	if err != nil {
+		return fmt.Errorf("edge: serve udp: %w", err)
 	}
+	return s.ServeUDPVar(ctx, pc, v)
+}
+
+// ServeUDPVar is ServeUDP with a binding that may change while it serves:
+// each flow opens to the binding current then, and stays on it. It returns
+// nil when pc is closed, after closing its flows.
+func (s *Server) ServeUDPVar(ctx context.Context, pc net.PacketConn, b *BindingVar) error {
 	l := s.newUDPListener(pc, b)
 	ctx, cancel := context.WithCancel(ctx)
 	stop := context.AfterFunc(ctx, func() { pc.Close() })
@@ -203,7 +214,7 @@ func (s *Server) ServeUDP(ctx context.Context, pc net.PacketConn, b Binding) err
 				return nil
 			}
 			if errors.Is(err, net.ErrClosed) {
-				return fmt.Errorf("edge: serve udp: %w", err)
+				return nil // closed by the caller: the binding is gone
 			}
 			s.log.Debug("edge: udp read", "err", err)
 			continue
@@ -226,19 +237,21 @@ func (s *Server) ServeUDP(ctx context.Context, pc net.PacketConn, b Binding) err
 // tunnel is offline. A refusal does not allocate: a spoofed flood is
 // refused at the cost of a hash and a few atomic operations per datagram.
 func (s *Server) newFlow(l *udpListener, user netip.AddrPort) *udpFlow {
-	te := s.tunnelNamed(l.b.Tunnel)
+	b := l.b.p.Load()
+	te := s.tunnelNamed(b.Tunnel)
+	lim := s.cur()
 	now := time.Now().UnixNano()
 	// The source's own prefix first: a flood from one prefix then spends
 	// none of the tunnel's rate.
-	if !l.sources.allow(user.Addr(), now) {
+	if !l.sources.bucket(user.Addr()).allow(now, lim.udpSourceRate) {
 		s.refuseFlow(refusedSourceRate, te, user, now)
 		return nil
 	}
-	if !te.udpNewRate.allow(now, s.udpTunnelRate) {
+	if !te.udpNewRate.allow(now, lim.udpTunnelRate) {
 		s.refuseFlow(refusedTunnelRate, te, user, now)
 		return nil
 	}
-	if te.udpFlows.Add(1) > int64(s.opts.MaxUDPFlowsPerTunnel) {
+	if te.udpFlows.Add(1) > int64(lim.MaxUDPFlowsPerTunnel) {
 		te.udpFlows.Add(-1)
 		s.refuseFlow(refusedFlowLimit, te, user, now)
 		return nil
@@ -252,7 +265,7 @@ func (s *Server) newFlow(l *udpListener, user netip.AddrPort) *udpFlow {
 		}
 		return nil
 	}
-	f := &udpFlow{user: user, l: l, te: te}
+	f := &udpFlow{user: user, l: l, te: te, tunnel: b.Tunnel, service: b.Service}
 	f.last.Store(now)
 	f.mu.Lock()
 	s.attach(f, lc)
@@ -276,13 +289,14 @@ func (s *Server) refuseFlow(reason int, te *tunnelEntry, user netip.AddrPort, no
 		return
 	}
 	var msg string
+	lim := s.cur()
 	switch reason {
 	case refusedSourceRate:
-		msg = fmt.Sprintf("limits.udpNewFlowsPerSource (%d/s) reached for %s", s.opts.UDPNewFlowsPerSource, sourcePrefix(user.Addr()))
+		msg = fmt.Sprintf("limits.udpNewFlowsPerSource (%d/s) reached for %s", lim.UDPNewFlowsPerSource, sourcePrefix(user.Addr()))
 	case refusedTunnelRate:
-		msg = fmt.Sprintf("limits.udpNewFlowsPerTunnel (%d/s) reached for tunnel %s", s.opts.UDPNewFlowsPerTunnel, tunnelName(te.id))
+		msg = fmt.Sprintf("limits.udpNewFlowsPerTunnel (%d/s) reached for tunnel %s", lim.UDPNewFlowsPerTunnel, tunnelName(te.id))
 	case refusedFlowLimit:
-		msg = fmt.Sprintf("limits.maxUDPFlowsPerTunnel (%d) reached for tunnel %s", s.opts.MaxUDPFlowsPerTunnel, tunnelName(te.id))
+		msg = fmt.Sprintf("limits.maxUDPFlowsPerTunnel (%d) reached for tunnel %s", lim.MaxUDPFlowsPerTunnel, tunnelName(te.id))
 	}
 	s.log.Warn("edge: new udp flow refused: "+msg, "user", netip.AddrPortFrom(user.Addr().Unmap(), user.Port()), "tunnel", tunnelName(te.id),
 		"refused_since_last_line", held)
@@ -322,11 +336,12 @@ func (s *Server) sendToOrigin(f *udpFlow, buf []byte, n int) {
 	lc, id, open := s.flowConn(f)
 	if lc == nil {
 		s.m.Dropped.Inc()
-		if s.tunnelNamed(f.l.b.Tunnel) != f.te {
+		if b := f.l.b.p.Load(); b.Tunnel != f.tunnel || s.tunnelNamed(b.Tunnel) != f.te {
 			// The binding's tunnel was deleted (and maybe created again
-			// under its name): the flow's tunnel will never come back.
-			// End it, so that the user's next datagram opens a flow on
-			// the tunnel the binding names now.
+			// under its name), or the binding names another one now: the
+			// flow's tunnel will never come back. End it, so that the
+			// user's next datagram opens a flow on the tunnel the binding
+			// names now.
 			s.closeFlow(f, false)
 		}
 		return
@@ -515,7 +530,9 @@ func (s *Server) closeFlow(f *udpFlow, notify bool) {
 // scans every flow of l once per quarter of UDPUnrepliedIdle (at most every
 // 5s): a few atomic loads per flow, some 100 µs for 10,000 flows.
 func (s *Server) expireFlows(ctx context.Context, l *udpListener) {
-	t := time.NewTicker(min(max(s.opts.UDPUnrepliedIdle/4, 10*time.Millisecond), 5*time.Second))
+	period := func() time.Duration { return min(max(s.cur().UDPUnrepliedIdle/4, 10*time.Millisecond), 5*time.Second) }
+	every := period()
+	t := time.NewTicker(every)
 	defer t.Stop()
 	var expired []*udpFlow
 	for {
@@ -529,13 +546,19 @@ func (s *Server) expireFlows(ctx context.Context, l *udpListener) {
 				s.closeFlow(f, true)
 			}
 			clear(expired) // hold no closed flow until the next scan
+			// SetLimits may have changed UDPUnrepliedIdle.
+			if p := period(); p != every {
+				every = p
+				t.Reset(every)
+			}
 		}
 	}
 }
 
 // expired appends to dst the flows of l due to expire at now.
 func (s *Server) expired(l *udpListener, now int64, dst []*udpFlow) []*udpFlow {
-	idle, unreplied := int64(s.opts.UDPFlowIdle), int64(s.opts.UDPUnrepliedIdle)
+	lim := s.cur()
+	idle, unreplied := int64(lim.UDPFlowIdle), int64(lim.UDPUnrepliedIdle)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for _, f := range l.byAddr {

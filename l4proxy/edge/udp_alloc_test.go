@@ -38,7 +38,11 @@ func udpBench(tb testing.TB, opts Options) (*Server, *fakeConn, *liveConn, *udpL
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { pc.Close() })
-	return s, fc, lc, s.newUDPListener(pc, Binding{Tunnel: "t", Service: "svc"})
+	b, err := NewBindingVar(Binding{Tunnel: "t", Service: "svc"})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return s, fc, lc, s.newUDPListener(pc, b)
 }
 
 // forward is ServeUDP's work for one datagram once read: flow lookup (or

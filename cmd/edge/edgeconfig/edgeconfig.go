@@ -8,6 +8,7 @@
 // their options.
 //
 //	data: /var/lib/onramp-edge          # tunnel store, certificate, admin socket
+//	log_level: info                     # debug, info, warn, error; --log-level, if given, wins
 //	listen:
 //	  tunnels: "[::]:7844"              # connectors: QUIC on UDP and HTTP/2 on TCP, same port
 //	  tls: "[::]:443"                   # users: TLS routed by SNI, passed through untouched
@@ -52,6 +53,13 @@
 //
 // Every field is optional except what a feature needs; [Parse] fills the
 // defaults and names the field of any error.
+//
+// A running edge re-reads its file on SIGHUP (systemctl reload): routes,
+// bindings, listen.tls, listen.http, log_level, l3.acl and the user limits
+// (all of limits but maxHandshakes, maxHandshakesPerSource and
+// quicRetryAbove) change without a restart; a change of anything else is
+// refused, naming the fields, and the running configuration stays. See
+// cmd/edge's reload.go.
 package edgeconfig
 
 import (
@@ -102,6 +110,7 @@ const maxUDPRate = 1_000_000
 // Config is a parsed edge configuration.
 type Config struct {
 	Data      string    `yaml:"data"`
+	LogLevel  string    `yaml:"log_level"` // "" is the --log-level flag's default, info
 	Listen    Listen    `yaml:"listen"`
 	Advertise []string  `yaml:"advertise"`
 	Routes    []Route   `yaml:"routes"`
@@ -401,6 +410,11 @@ func (c *Config) fill() {
 
 // Validate checks every field; the error names the first bad one.
 func (c *Config) Validate() error {
+	switch c.LogLevel {
+	case "", "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("edge config: log_level: %q: want debug, info, warn or error", c.LogLevel)
+	}
 	for _, f := range []struct{ name, v string }{
 		{"listen.tunnels", c.Listen.Tunnels},
 		{"listen.tls", c.Listen.TLS},

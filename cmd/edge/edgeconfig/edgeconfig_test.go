@@ -92,6 +92,7 @@ func TestLimitDefaults(t *testing.T) {
 func TestErrorsNameTheField(t *testing.T) {
 	for _, tc := range []struct{ src, want string }{
 		{"listen: {tunels: x}", "field tunels not found"},
+		{"log_level: verbose", "log_level: \"verbose\": want debug, info, warn or error"},
 		{"listen: {tunnels: nonsense}", "listen.tunnels"},
 		{"listen: {http: \"[::]:99999\"}", "listen.http"},
 		{"advertise: [\":7844\"]", "advertise[0]: \":7844\" needs a host"},
