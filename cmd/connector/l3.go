@@ -136,6 +136,8 @@ func runL3(ctx context.Context, log *slog.Logger, cfg *l3config.Connector, path,
 
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
+	sn := newRunNotifier(ctx, log)
+	defer sn.close()
 	var last, warnedDrops time.Time
 	var drops uint64
 	ready, lost, warned := false, false, false
@@ -145,6 +147,7 @@ func runL3(ctx context.Context, log *slog.Logger, cfg *l3config.Connector, path,
 	for {
 		select {
 		case sig := <-sigs:
+			sn.stop()
 			log.Info("stopping", "signal", sig.String())
 			s, _ := c.Stats()
 			if err := c.Close(); err != nil {
@@ -154,9 +157,20 @@ func runL3(ctx context.Context, log *slog.Logger, cfg *l3config.Connector, path,
 				"from_edge_packets", s.FromEdgePackets)
 			return nil
 		case <-hup:
-			if next, ok := reloadL3(ctx, log, c, path); ok {
-				cfg = next
-				current.Store(cfg)
+			sn.reload(func() error {
+				next, err := reloadL3(ctx, log, c, path)
+				if err == nil {
+					cfg = next
+					current.Store(cfg)
+				}
+				return err
+			})
+		case reply := <-sn.probes:
+			close(reply)
+		case <-sn.C:
+			// READY=1 at the first handshake with an edge.
+			if s, err := c.Stats(); err == nil {
+				sn.update(!s.LastHandshake.IsZero(), l3StatusLine(s, time.Now()))
 			}
 		case <-ctx.Done():
 			return ctx.Err()
@@ -232,18 +246,18 @@ func joinAddrs(as []netip.AddrPort) string {
 }
 
 // reloadL3 reads path again and applies it to c, logging what changed or
-// why nothing did; ok says it was applied.
-func reloadL3(ctx context.Context, log *slog.Logger, c *connector.Connector, path string) (*l3config.Connector, bool) {
+// why nothing did; an error says it was refused.
+func reloadL3(ctx context.Context, log *slog.Logger, c *connector.Connector, path string) (*l3config.Connector, error) {
 	cfg, err := l3config.LoadConnector(path)
 	if err == nil {
 		var res connector.Reloaded
 		if res, err = c.Reload(ctx, cfg); err == nil {
 			log.Info("reloaded "+path, "changes", res.String())
-			return cfg, true
+			return cfg, nil
 		}
 	}
 	log.Error("reload refused; running the previous configuration", "config", path, "err", err)
-	return nil, false
+	return nil, err
 }
 
 func joinPrefixes(ps []netip.Prefix) string {

@@ -193,8 +193,14 @@ func run(ctx context.Context, log *slog.Logger, tok tunnel.Token, config string,
 	defer signal.Stop(sigs)
 	done := make(chan error, 1)
 	go func() { done <- c.Run(runCtx) }()
+	sn := newRunNotifier(runCtx, log)
+	defer sn.close()
 	for {
 		select {
+		case <-sn.C:
+			sn.update(c.Ready(), c.Summary())
+		case reply := <-sn.probes:
+			close(reply)
 		case err := <-done:
 			if err != nil && !errors.Is(err, context.Canceled) {
 				return err
@@ -202,15 +208,19 @@ func run(ctx context.Context, log *slog.Logger, tok tunnel.Token, config string,
 			return nil
 		case sig := <-sigs:
 			if sig == syscall.SIGHUP {
-				next, err := ingress.Load(config)
-				if err != nil {
-					log.Error("reload refused; keeping the old rules", "err", err)
-					continue
-				}
-				c.Reload(next)
-				log.Info("ingress rules reloaded", "file", config, "rules", next.Len())
+				sn.reload(func() error {
+					next, err := ingress.Load(config)
+					if err != nil {
+						log.Error("reload refused; keeping the old rules", "err", err)
+						return err
+					}
+					c.Reload(next)
+					log.Info("ingress rules reloaded", "file", config, "rules", next.Len())
+					return nil
+				})
 				continue
 			}
+			sn.stop()
 			log.Info("draining", "signal", sig.String(), "grace", grace)
 			shut, cancelShut := context.WithTimeout(context.Background(), grace)
 			if err := c.Shutdown(shut); err != nil {

@@ -21,6 +21,7 @@ import (
 
 	"github.com/onramp-net/onramp/cmd/edge/edgeconfig"
 	"github.com/onramp-net/onramp/cmd/internal/cli"
+	"github.com/onramp-net/onramp/cmd/internal/sdnotify"
 	"github.com/onramp-net/onramp/dataplane/prefilter"
 	"github.com/onramp-net/onramp/dataplane/registry"
 	"github.com/onramp-net/onramp/l4proxy/edge"
@@ -72,6 +73,9 @@ type app struct {
 	// members mirrors the edges' membership records (etcd only).
 	memberMirror atomic.Pointer[registry.Mirror]
 	started      time.Time // when serve started
+	// notify tells systemd the edge's state (Type=notify); a reload is
+	// a.notify.Reload(func() error { ... }).
+	notify *sdnotify.Notifier
 
 	mu sync.Mutex // orders syncTunnels
 }
@@ -97,7 +101,7 @@ func serve(ctx context.Context, g *globals, cfg *edgeconfig.Config, log *slog.Lo
 	if idle == 0 {
 		idle = -1 // limits.idleTimeout: 0s turns it off
 	}
-	a := &app{g: g, cfg: cfg, log: log, store: st, pin: pin, ctx: ctx, started: time.Now()}
+	a := &app{g: g, cfg: cfg, log: log, store: st, pin: pin, ctx: ctx, started: time.Now(), notify: sdnotify.New(log)}
 	strategy, _ := relay.ParseStrategy(cfg.Relay.Strategy) // validated
 	engine, err := relay.New(relay.Config{Strategy: strategy, MaxPipes: cfg.Relay.MaxPipes, Log: log})
 	if err != nil {
@@ -234,7 +238,9 @@ func serve(ctx context.Context, g *globals, cfg *edgeconfig.Config, log *slog.Lo
 	closers = append(closers, adm)
 
 	log.Info("edge ready")
+	a.notifyReady(ctx)
 	<-ctx.Done()
+	a.notify.Stopping()
 	log.Info("edge stopping")
 	return nil
 }
