@@ -44,7 +44,7 @@ import (
 // Notifier made without NOTIFY_SOCKET, do nothing; a nil *Notifier too.
 // Methods are safe for concurrent use.
 type Notifier struct {
-	addr string       // $NOTIFY_SOCKET; "" does nothing
+	addr string        // $NOTIFY_SOCKET; "" does nothing
 	wd   time.Duration // how often the watchdog wants WATCHDOG=1; 0: off
 	log  *slog.Logger
 }
