@@ -7,6 +7,7 @@
 //	connector l3 init --key /etc/onramp/l3.key       make the L3 key, print the public key
 //	connector l3 run --config l3.yml
 //	connector status --metrics ADDR          a running connector's connections, edges, errors
+//	connector service install --token-file FILE --ingress FILE   (or --l3-config FILE) as a systemd service
 package main
 
 import (
@@ -43,6 +44,7 @@ func main() {
 	tunnelCmd.AddCommand(runCmd(&logFlags))
 	root.AddCommand(tunnelCmd, tokenCmd(), forwardCmd(&logFlags))
 	root.AddCommand(l3Cmd(&logFlags), statusCmd())
+	root.AddCommand(serviceCmd(&logFlags))
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "connector:", err)
 		os.Exit(1)
