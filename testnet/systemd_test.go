@@ -2,6 +2,7 @@ package testnet_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -237,5 +238,114 @@ func TestSystemdNotify(t *testing.T) {
 	}
 	if err := rig.Edge.Wait(); err != nil {
 		t.Errorf("edge exit: %v", err)
+	}
+}
+
+// TestSystemdNotifyL3 runs `connector service run NAME` for an L3
+// connector (/etc/onramp/NAME.yml, as service install writes it) with
+// NOTIFY_SOCKET: no READY=1 while the edge is unreachable, READY=1 at the
+// first WireGuard handshake (the edge has the session then), RELOADING=1
+// and READY=1 around SIGHUP, STOPPING=1 on SIGTERM.
+func TestSystemdNotifyL3(t *testing.T) {
+	n := testnet.New(t, testnet.L3())
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	w, err := testnet.StartL3World(ctx, n, dir, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	etc := filepath.Join(dir, "etc-onramp")
+	if err := os.Mkdir(etc, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	conn := n.Node("conn")
+	if _, err := w.AddConnector(ctx, conn, "site-a", filepath.Join(etc, "site-a.yml"), "198.18.130.0/24"); err != nil {
+		t.Fatal(err)
+	}
+	// At READY=1 the edge reports the connector's handshake.
+	edgeHandshake := func() (time.Time, error) {
+		out, err := w.EdgeCLI(ctx, "status", "--json")
+		if err != nil {
+			return time.Time{}, err
+		}
+		var st struct {
+			L3 struct {
+				Connectors []struct {
+					Name          string    `json:"name"`
+					LastHandshake time.Time `json:"last_handshake"`
+				} `json:"connectors"`
+			} `json:"l3"`
+		}
+		if err := json.Unmarshal([]byte(out), &st); err != nil {
+			return time.Time{}, fmt.Errorf("edge status --json: %w", err)
+		}
+		for _, c := range st.L3.Connectors {
+			if c.Name == "site-a" {
+				return c.LastHandshake, nil
+			}
+		}
+		return time.Time{}, fmt.Errorf("edge status --json lists no site-a: %s", out)
+	}
+	edgeHas := &onFirst{kv: "READY=1", check: func() error {
+		hs, err := edgeHandshake()
+		if err == nil && hs.IsZero() {
+			err = errors.New("at the connector's READY=1 the edge has had no handshake with it")
+		}
+		return err
+	}}
+	sock, err := testnet.ListenNotify(dir, "l3.sock", edgeHas.msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sock.Close()
+
+	link := n.Link("edge", "conn")
+	if err := link.SetUp(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	cmd := conn.Command(ctx, w.ConnectorBin, "service", "run", "site-a", "--etc", etc, "--metrics", testnet.L3ConnectorReady)
+	cmd.Env = append(os.Environ(), sock.Env())
+	p, err := conn.StartCmd(cmd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, _, err := sock.WaitFor("READY=1", 3*time.Second); err == nil {
+		t.Fatalf("l3 connector: READY=1 (%q) with the edge unreachable", m.Text)
+	}
+	if err := link.SetUp(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	m, _, err := sock.WaitFor("READY=1", 60*time.Second)
+	if err != nil {
+		t.Fatalf("l3 connector: %v\n%s", err, p.Output())
+	}
+	t.Logf("l3 connector: %q", m.Text)
+	if done, err := edgeHas.result(); !done || err != nil {
+		t.Errorf("l3 connector READY=1: %v", err)
+	}
+	if s, _ := m.Value("STATUS"); s != "WireGuard session with the edge up" {
+		t.Errorf("l3 connector: READY=1 with STATUS %q", s)
+	}
+
+	if err := p.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	if m, _, err := sock.WaitFor("RELOADING=1", 5*time.Second); err != nil {
+		t.Errorf("l3 connector SIGHUP: %v", err)
+	} else if _, ok := m.Value("MONOTONIC_USEC"); !ok {
+		t.Errorf("l3 connector RELOADING=1 without MONOTONIC_USEC: %q", m.Text)
+	}
+	if _, _, err := sock.WaitFor("READY=1", 5*time.Second); err != nil {
+		t.Errorf("l3 connector after the reload: %v", err)
+	}
+	if err := p.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := sock.WaitFor("STOPPING=1", 5*time.Second); err != nil {
+		t.Errorf("l3 connector SIGTERM: %v", err)
+	}
+	if err := p.Wait(); err != nil {
+		t.Errorf("l3 connector exit: %v\n%s", err, p.Output())
 	}
 }

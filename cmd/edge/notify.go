@@ -7,10 +7,11 @@ import (
 
 // notifyReady tells systemd the edge serves (READY=1: every listener is
 // bound and the admin socket answers) and starts the watchdog's
-// keep-alives, sent while healthy passes.
+// keep-alives, sent while healthy passes. They go on while the edge stops
+// (systemd's watchdog runs then too; TimeoutStopSec bounds the stop).
 func (a *app) notifyReady(ctx context.Context) {
 	a.notify.Ready(a.statusLine())
-	a.notify.Watchdog(ctx, a.healthy)
+	a.notify.Watchdog(context.WithoutCancel(ctx), a.healthy)
 }
 
 // healthy is the watchdog's liveness check: the server's table of
