@@ -56,7 +56,12 @@ routes, edge endpoints, keepalive or key without dropping the session: after
 the edge added or removed another site, write the new file (edge l3 connector
 config NAME) and send SIGHUP. Changes to the key, interface, MTU, port or
 addresses need a restart and are refused (the connector keeps running as it
-was). SIGTERM or SIGINT removes the interface and its routes and exits.`,
+was). SIGTERM or SIGINT removes the interface and its routes and exits.
+
+Under systemd (Type=notify; see connector service) it says READY=1 at the
+first handshake with an edge, RELOADING=1 and READY=1 around a reload,
+STOPPING=1 when it stops, and WATCHDOG=1 every half of WatchdogSec while its
+run loop answers.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := logFlags.Logger(os.Stderr)

@@ -124,7 +124,12 @@ errors with the last error.
 
 SIGTERM or SIGINT drains: the edge sends no new streams, live ones get up to
 --grace-period to finish. SIGHUP reloads the ingress file without dropping
-live streams; a bad file is refused and the old rules stay.`,
+live streams; a bad file is refused and the old rules stay.
+
+Under systemd (Type=notify; see connector service) it says READY=1 when its
+first connection to the edge is up, RELOADING=1 and READY=1 around a
+reload, STOPPING=1 when it drains, its connections as STATUS, and WATCHDOG=1
+every half of WatchdogSec while its run loop answers.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := logFlags.Logger(os.Stderr)

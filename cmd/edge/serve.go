@@ -36,7 +36,12 @@ func serveCmd(g *globals) *cobra.Command {
 		Long: `Run the edge. It listens for connectors (QUIC on UDP and HTTP/2 over TLS on TCP,
 same port), for users on the TLS (SNI), HTTP (Host) and bound TCP/UDP ports of
 its configuration, and serves its admin socket for the tunnel subcommands.
-SIGINT or SIGTERM stops it.`,
+SIGINT or SIGTERM stops it.
+
+Under systemd (Type=notify, the onramp-edge unit) it says READY=1 once every
+listener is bound, STOPPING=1 when it stops, its connector connections as
+STATUS, and WATCHDOG=1 every half of WatchdogSec while its connection table
+answers.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := g.load()
