@@ -79,6 +79,9 @@ type installFlags struct {
 	tokenFile, ingressFile, l3File string
 	name, root                     string
 	force                          bool
+	// viaSystemctl enables and starts the unit with systemctl rather than
+	// by its link under root: without --root (and in tests).
+	viaSystemctl bool
 }
 
 func serviceInstallCmd() *cobra.Command {
@@ -114,6 +117,7 @@ Then: systemctl status onramp-connector@NAME, journalctl -u onramp-connector@NAM
 systemctl reload onramp-connector@NAME after editing the ingress rules or l3.yml.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			f.viaSystemctl = f.root == ""
 			return install(cmd.OutOrStdout(), f)
 		},
 	}
@@ -233,7 +237,7 @@ func install(out io.Writer, f installFlags) error {
 	if wrote {
 		fmt.Fprintf(out, "wrote %s\n", unit)
 	}
-	if f.root != "" {
+	if !f.viaSystemctl {
 		link := filepath.Join(f.root, wantsDir, in.unit())
 		if err := os.MkdirAll(filepath.Dir(link), 0o755); err != nil {
 			return err
@@ -309,8 +313,9 @@ func writeUnit(root string) (path string, wrote bool, err error) {
 	return path, true, nil
 }
 
-// systemctl runs systemctl with args, its output going to ours.
-func systemctl(args ...string) error {
+// systemctl runs systemctl with args, its output going to ours. A
+// variable for tests.
+var systemctl = func(args ...string) error {
 	cmd := exec.Command("systemctl", args...)
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	if err := cmd.Run(); err != nil {
@@ -332,7 +337,7 @@ one connector service enabled is uninstalled. --root DIR works under DIR
 without systemctl, as install --root does.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return uninstall(cmd.OutOrStdout(), name, root)
+			return uninstall(cmd.OutOrStdout(), name, root, root == "")
 		},
 	}
 	cmd.Flags().StringVar(&name, "name", "", "the service's name, onramp-connector@NAME (default: the only one enabled)")
@@ -354,7 +359,8 @@ func enabled(root string) []string {
 	return names
 }
 
-func uninstall(out io.Writer, name, root string) error {
+// uninstall is `connector service uninstall`; viaSystemctl as for install.
+func uninstall(out io.Writer, name, root string, viaSystemctl bool) error {
 	if name == "" {
 		names := enabled(root)
 		if len(names) != 1 {
@@ -371,7 +377,7 @@ func uninstall(out io.Writer, name, root string) error {
 	if !slices.ContainsFunc(append(files, link), exists) {
 		return fmt.Errorf("no connector service %s: none of %s, %s, %s", name, in.token(), in.l3(), link)
 	}
-	if root == "" {
+	if viaSystemctl {
 		if err := systemctl("disable", "--now", in.unit()); err != nil {
 			return err
 		}
@@ -392,7 +398,7 @@ func uninstall(out io.Writer, name, root string) error {
 			return err
 		}
 		fmt.Fprintf(out, "removed %s (no other connector service)\n", unit)
-		if root == "" {
+		if viaSystemctl {
 			return systemctl("daemon-reload")
 		}
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -47,7 +48,7 @@ func wantFile(t *testing.T, path string, data []byte, mode os.FileMode) {
 	}
 }
 
-// wantTree checks the files under root, as "path mode" lines.
+// tree lists the files under root, as "path mode" lines.
 func tree(t *testing.T, root string) []string {
 	t.Helper()
 	var got []string
@@ -311,5 +312,64 @@ func TestServiceRunFiles(t *testing.T) {
 	}
 	if _, err := service(t, "run", "../etc/passwd", "--etc", etc); err == nil || !strings.Contains(err.Error(), "name") {
 		t.Errorf("a path as NAME: %v", err)
+	}
+}
+
+// TestServiceSystemctl: without --root, install runs systemctl
+// daemon-reload and enable --now (and restart when --force replaced a
+// running instance's files), uninstall disable --now and, after the last
+// instance, daemon-reload; a failing systemctl is reported. systemctl is a
+// recorder here, and the files go under a temporary root.
+func TestServiceSystemctl(t *testing.T) {
+	var calls []string
+	fail := ""
+	old := systemctl
+	systemctl = func(args ...string) error {
+		c := strings.Join(args, " ")
+		calls = append(calls, c)
+		if c == fail {
+			return errors.New("systemctl " + c + ": exit status 1")
+		}
+		return nil
+	}
+	defer func() { systemctl = old }()
+	root, src := t.TempDir(), t.TempDir()
+	tokFile := writeFile(t, filepath.Join(src, "demo.token"), testToken(t, 1), 0o600)
+	ingFile := writeFile(t, filepath.Join(src, "ingress.yml"), testIngress, 0o644)
+	f := installFlags{tokenFile: tokFile, ingressFile: ingFile, root: root, viaSystemctl: true}
+	var out bytes.Buffer
+	check := func(what string, want ...string) {
+		t.Helper()
+		if strings.Join(calls, "; ") != strings.Join(want, "; ") {
+			t.Errorf("%s ran systemctl %q, want %q", what, calls, want)
+		}
+		calls = nil
+	}
+	if err := install(&out, f); err != nil {
+		t.Fatalf("install: %v\n%s", err, out.String())
+	}
+	check("install", "daemon-reload", "enable --now onramp-connector@demo.service")
+	if exists(filepath.Join(root, wantsDir)) {
+		t.Error("install via systemctl made the link itself")
+	}
+	f.force = true
+	if err := install(&out, f); err != nil {
+		t.Fatal(err)
+	}
+	check("install --force", "daemon-reload", "enable --now onramp-connector@demo.service", "restart onramp-connector@demo.service")
+
+	fail = "enable --now onramp-connector@demo.service"
+	if err := install(&out, f); err == nil || !strings.Contains(err.Error(), "the files are written, but systemctl enable --now") {
+		t.Errorf("failing systemctl: %v", err)
+	}
+	fail = ""
+	calls = nil
+
+	if err := uninstall(&out, "demo", root, true); err != nil {
+		t.Fatal(err)
+	}
+	check("uninstall", "disable --now onramp-connector@demo.service", "daemon-reload")
+	if exists(filepath.Join(root, "etc/onramp/demo.token")) || exists(filepath.Join(root, unitDir, unitTemplate)) {
+		t.Errorf("uninstall left files: %q", tree(t, root))
 	}
 }
