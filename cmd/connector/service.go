@@ -155,7 +155,7 @@ func install(out io.Writer, f installFlags) error {
 			}
 		}
 		raw, _ := os.ReadFile(f.tokenFile) // load read it
-		files = append(files, file{tokenPath(f.root, name), []byte(strings.TrimSpace(string(raw)) + "\n")})
+		files = append(files, file{instance{name, filepath.Join(f.root, etcDir)}.token(), []byte(strings.TrimSpace(string(raw)) + "\n")})
 		if f.ingressFile != "" {
 			if _, err := ingress.Load(f.ingressFile); err != nil {
 				return fmt.Errorf("--ingress: %w", err)
@@ -263,10 +263,6 @@ func install(out io.Writer, f installFlags) error {
 	}
 	fmt.Fprintf(out, "started %s; see systemctl status %s and journalctl -u %s\n", in.unit(), in.unit(), in.unit())
 	return nil
-}
-
-func tokenPath(root, name string) string {
-	return instance{name, filepath.Join(root, etcDir)}.token()
 }
 
 // checkKeyFile checks that the service will read the same private key as
