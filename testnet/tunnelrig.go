@@ -56,6 +56,9 @@ type RigOptions struct {
 	EdgeYAML string
 	// EdgeArgs are global flags for edge serve, such as "--log-level", "debug".
 	EdgeArgs []string
+	// EdgeEnv is added to edge serve's environment, such as
+	// "NOTIFY_SOCKET=" + a [NotifySocket]'s Path.
+	EdgeEnv []string
 }
 
 // DefaultEdgeYAML binds the echo, sum and source origins to edge ports and
@@ -141,7 +144,11 @@ advertise: ["%s", "%s"]
 		return nil, err
 	}
 	args := append(append([]string{"--config", r.EdgeConfig}, opt.EdgeArgs...), "serve")
-	if r.Edge, err = edge.Start(r.EdgeBin, args...); err != nil {
+	cmd := edge.Command(context.Background(), r.EdgeBin, args...)
+	if len(opt.EdgeEnv) > 0 {
+		cmd.Env = append(os.Environ(), opt.EdgeEnv...)
+	}
+	if r.Edge, err = edge.StartCmd(cmd); err != nil {
 		return nil, err
 	}
 	// Ready when its admin socket answers (it binds that last).

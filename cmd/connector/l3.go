@@ -56,7 +56,12 @@ routes, edge endpoints, keepalive or key without dropping the session: after
 the edge added or removed another site, write the new file (edge l3 connector
 config NAME) and send SIGHUP. Changes to the key, interface, MTU, port or
 addresses need a restart and are refused (the connector keeps running as it
-was). SIGTERM or SIGINT removes the interface and its routes and exits.`,
+was). SIGTERM or SIGINT removes the interface and its routes and exits.
+
+Under systemd (Type=notify; see connector service) it says READY=1 at the
+first handshake with an edge, RELOADING=1 and READY=1 around a reload,
+STOPPING=1 when it stops, and WATCHDOG=1 every half of WatchdogSec while its
+run loop answers.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := logFlags.Logger(os.Stderr)
@@ -136,6 +141,8 @@ func runL3(ctx context.Context, log *slog.Logger, cfg *l3config.Connector, path,
 
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
+	sn := newRunNotifier(ctx, log)
+	defer sn.close()
 	var last, warnedDrops time.Time
 	var drops uint64
 	ready, lost, warned := false, false, false
@@ -145,6 +152,7 @@ func runL3(ctx context.Context, log *slog.Logger, cfg *l3config.Connector, path,
 	for {
 		select {
 		case sig := <-sigs:
+			sn.stop()
 			log.Info("stopping", "signal", sig.String())
 			s, _ := c.Stats()
 			if err := c.Close(); err != nil {
@@ -154,9 +162,20 @@ func runL3(ctx context.Context, log *slog.Logger, cfg *l3config.Connector, path,
 				"from_edge_packets", s.FromEdgePackets)
 			return nil
 		case <-hup:
-			if next, ok := reloadL3(ctx, log, c, path); ok {
-				cfg = next
-				current.Store(cfg)
+			sn.reload(func() error {
+				next, err := reloadL3(ctx, log, c, path)
+				if err == nil {
+					cfg = next
+					current.Store(cfg)
+				}
+				return err
+			})
+		case reply := <-sn.probes:
+			close(reply)
+		case <-sn.C:
+			// READY=1 at the first handshake with an edge.
+			if s, err := c.Stats(); err == nil {
+				sn.update(!s.LastHandshake.IsZero(), l3StatusLine(s, time.Now()))
 			}
 		case <-ctx.Done():
 			return ctx.Err()
@@ -232,18 +251,18 @@ func joinAddrs(as []netip.AddrPort) string {
 }
 
 // reloadL3 reads path again and applies it to c, logging what changed or
-// why nothing did; ok says it was applied.
-func reloadL3(ctx context.Context, log *slog.Logger, c *connector.Connector, path string) (*l3config.Connector, bool) {
+// why nothing did; an error says it was refused.
+func reloadL3(ctx context.Context, log *slog.Logger, c *connector.Connector, path string) (*l3config.Connector, error) {
 	cfg, err := l3config.LoadConnector(path)
 	if err == nil {
 		var res connector.Reloaded
 		if res, err = c.Reload(ctx, cfg); err == nil {
 			log.Info("reloaded "+path, "changes", res.String())
-			return cfg, true
+			return cfg, nil
 		}
 	}
 	log.Error("reload refused; running the previous configuration", "config", path, "err", err)
-	return nil, false
+	return nil, err
 }
 
 func joinPrefixes(ps []netip.Prefix) string {

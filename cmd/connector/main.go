@@ -7,6 +7,7 @@
 //	connector l3 init --key /etc/onramp/l3.key       make the L3 key, print the public key
 //	connector l3 run --config l3.yml
 //	connector status --metrics ADDR          a running connector's connections, edges, errors
+//	connector service install --token-file FILE --ingress FILE   (or --l3-config FILE) as a systemd service
 package main
 
 import (
@@ -43,6 +44,7 @@ func main() {
 	tunnelCmd.AddCommand(runCmd(&logFlags))
 	root.AddCommand(tunnelCmd, tokenCmd(), forwardCmd(&logFlags))
 	root.AddCommand(l3Cmd(&logFlags), statusCmd())
+	root.AddCommand(serviceCmd(&logFlags))
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "connector:", err)
 		os.Exit(1)
@@ -122,7 +124,12 @@ errors with the last error.
 
 SIGTERM or SIGINT drains: the edge sends no new streams, live ones get up to
 --grace-period to finish. SIGHUP reloads the ingress file without dropping
-live streams; a bad file is refused and the old rules stay.`,
+live streams; a bad file is refused and the old rules stay.
+
+Under systemd (Type=notify; see connector service) it says READY=1 when its
+first connection to the edge is up, RELOADING=1 and READY=1 around a
+reload, STOPPING=1 when it drains, its connections as STATUS, and WATCHDOG=1
+every half of WatchdogSec while its run loop answers.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := logFlags.Logger(os.Stderr)
@@ -193,8 +200,14 @@ func run(ctx context.Context, log *slog.Logger, tok tunnel.Token, config string,
 	defer signal.Stop(sigs)
 	done := make(chan error, 1)
 	go func() { done <- c.Run(runCtx) }()
+	sn := newRunNotifier(runCtx, log)
+	defer sn.close()
 	for {
 		select {
+		case <-sn.C:
+			sn.update(c.Ready(), c.Summary())
+		case reply := <-sn.probes:
+			close(reply)
 		case err := <-done:
 			if err != nil && !errors.Is(err, context.Canceled) {
 				return err
@@ -202,15 +215,19 @@ func run(ctx context.Context, log *slog.Logger, tok tunnel.Token, config string,
 			return nil
 		case sig := <-sigs:
 			if sig == syscall.SIGHUP {
-				next, err := ingress.Load(config)
-				if err != nil {
-					log.Error("reload refused; keeping the old rules", "err", err)
-					continue
-				}
-				c.Reload(next)
-				log.Info("ingress rules reloaded", "file", config, "rules", next.Len())
+				sn.reload(func() error {
+					next, err := ingress.Load(config)
+					if err != nil {
+						log.Error("reload refused; keeping the old rules", "err", err)
+						return err
+					}
+					c.Reload(next)
+					log.Info("ingress rules reloaded", "file", config, "rules", next.Len())
+					return nil
+				})
 				continue
 			}
+			sn.stop()
 			log.Info("draining", "signal", sig.String(), "grace", grace)
 			shut, cancelShut := context.WithTimeout(context.Background(), grace)
 			if err := c.Shutdown(shut); err != nil {

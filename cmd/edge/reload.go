@@ -633,7 +633,7 @@ func (a *app) reloadOnSIGHUP(ctx context.Context, hup <-chan os.Signal) {
 		case <-ctx.Done():
 			return
 		case <-hup:
-			_ = a.reload(ctx)
+			_ = a.notify.Reload(func() error { return a.reload(ctx) })
 		}
 	}
 }

@@ -21,6 +21,7 @@ import (
 
 	"github.com/onramp-net/onramp/cmd/edge/edgeconfig"
 	"github.com/onramp-net/onramp/cmd/internal/cli"
+	"github.com/onramp-net/onramp/cmd/internal/sdnotify"
 	"github.com/onramp-net/onramp/dataplane/prefilter"
 	"github.com/onramp-net/onramp/dataplane/registry"
 	"github.com/onramp-net/onramp/l4proxy/edge"
@@ -43,7 +44,12 @@ dropping a connection: connections on a removed route or binding run to their
 end. A file that cannot be applied whole (a YAML or field error, a port
 another process holds, a change of a setting that needs a restart, such as
 data or listen.tunnels) is refused with the error logged, and the running
-configuration stays.`,
+configuration stays.
+
+Under systemd (Type=notify, the onramp-edge unit) it says READY=1 once every
+listener is bound, RELOADING=1 and READY=1 around a reload, STOPPING=1 when
+it stops, its connector connections as STATUS, and WATCHDOG=1 every half of
+WatchdogSec while its connection table answers.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := g.load()
@@ -81,6 +87,9 @@ type app struct {
 	memberMirror atomic.Pointer[registry.Mirror]
 	started      time.Time // when serve started
 	reloader     *reloader // routes, user listeners and limits, as the last (re)load set them (reload.go)
+	// notify tells systemd the edge's state (Type=notify); a reload is
+	// a.notify.Reload(func() error { ... }).
+	notify *sdnotify.Notifier
 
 	mu sync.Mutex // orders syncTunnels
 }
@@ -112,7 +121,7 @@ func serve(ctx context.Context, g *globals, cfg *edgeconfig.Config, log *slog.Lo
 	if idle == 0 {
 		idle = -1 // limits.idleTimeout: 0s turns it off
 	}
-	a := &app{g: g, cfg: cfg, log: log, store: st, pin: pin, ctx: ctx, started: time.Now()}
+	a := &app{g: g, cfg: cfg, log: log, store: st, pin: pin, ctx: ctx, started: time.Now(), notify: sdnotify.New(log)}
 	a.reloader = newReloader(a, g.config, level, reg)
 	strategy, _ := relay.ParseStrategy(cfg.Relay.Strategy) // validated
 	engine, err := relay.New(relay.Config{Strategy: strategy, MaxPipes: cfg.Relay.MaxPipes, Log: log})
@@ -227,7 +236,9 @@ func serve(ctx context.Context, g *globals, cfg *edgeconfig.Config, log *slog.Lo
 	closers = append(closers, adm)
 
 	log.Info("edge ready")
+	a.notifyReady(ctx)
 	a.reloadOnSIGHUP(ctx, hup)
+	a.notify.Stopping()
 	log.Info("edge stopping")
 	return nil
 }
