@@ -43,6 +43,7 @@ func main() {
 	tunnelCmd.AddCommand(runCmd(&logFlags))
 	root.AddCommand(tunnelCmd, tokenCmd(), forwardCmd(&logFlags))
 	root.AddCommand(l3Cmd(&logFlags), statusCmd())
+	root.AddCommand(diagCmd())
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "connector:", err)
 		os.Exit(1)

@@ -64,6 +64,7 @@ func main() {
 	root.PersistentFlags().StringVar(&g.log.Level, "log-level", "info", "log level: debug, info, warn, error")
 	root.AddCommand(serveCmd(g), tunnelCmd(g))
 	root.AddCommand(l3Cmd(g), registryCmd(g), statusCmd(g))
+	root.AddCommand(diagCmd(g))
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "edge:", err)
 		os.Exit(1)
