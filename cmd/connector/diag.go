@@ -61,6 +61,9 @@ For an L3 connector (--l3-config l3.yml): the TUN device, IP forwarding,
 its interface, and DNS and the route MTU of the edge endpoints.
 --metrics ADDR (the --metrics of a running connector) adds its status.
 
+The edge logs each probe as a connector authentication that failed (the
+probe sends no proof), and counts it in its authentication failures.
+
 --bundle FILE writes a .tar.gz for a bug report: the version, this report,
 the configuration with secrets removed (the token's secret, private keys),
 the running connector's /metrics and /status (with --metrics), recent logs

@@ -254,6 +254,9 @@ func Clock(h Host, addr string, p tunnel.Probe, perr error) Result {
 		dir = "behind"
 	}
 	res.Detail = fmt.Sprintf("this host's clock is %v %s the edge's.", abs.Round(time.Millisecond), dir)
+	if abs < time.Millisecond {
+		res.Detail = "this host's clock and the edge's agree to the millisecond."
+	}
 	switch {
 	case abs >= ClockFail:
 		res.Status = Fail
