@@ -87,9 +87,9 @@ func TestTransportVerdicts(t *testing.T) {
 	timeout := context.DeadlineExceeded
 	pin := fmt.Errorf("probe: %w", tunnel.ErrPinMismatch)
 	for _, tc := range []struct {
-		name         string
-		qerr, h2err  error
-		q, h2        Status
+		name          string
+		qerr, h2err   error
+		q, h2         Status
 		qWant, h2Want string
 	}{
 		{"both", nil, nil, OK, OK, "the connector uses QUIC", "the HTTP/2 fallback works"},
