@@ -60,6 +60,8 @@ connector tunnel run takes it; the ingress rules from --config):
 For an L3 connector (--l3-config l3.yml): the TUN device, IP forwarding,
 its interface, and DNS and the route MTU of the edge endpoints.
 --metrics ADDR (the --metrics of a running connector) adds its status.
+--name NAME alone checks the connector connector service install set up:
+/etc/onramp/NAME.token and NAME.ingress.yml, or NAME.yml for L3.
 
 The edge logs each probe as a connector authentication that failed (the
 probe sends no proof), and counts it in its authentication failures.
@@ -81,7 +83,7 @@ and sysctls.`,
 	f.StringVar(&o.l3Config, "l3-config", "", "an L3 connector's l3.yml: check the TUN, forwarding and the edge endpoints")
 	f.StringVar(&o.metrics, "metrics", "", "the --metrics address of a running connector, to include its status")
 	f.StringVar(&o.bundle, "bundle", "", "also write a .tar.gz for a bug report to this file (secrets removed)")
-	f.StringVar(&o.name, "name", "", "the service name NAME of onramp-connector@NAME, for the logs in the bundle (default: from /etc/onramp/NAME.token or NAME.yml)")
+	f.StringVar(&o.name, "name", "", "the connector's service name (onramp-connector@NAME): alone, checks /etc/onramp/NAME.token and NAME.ingress.yml, or NAME.yml; the bundle's logs are its journal")
 	f.StringVar(&o.logFile, "log-file", "", "a log file of the connector to put in the bundle instead of the journal")
 	// Test hooks: the host's global sysctls and its clock cannot be
 	// changed by a test, so it points diag at a fake /proc and shifts
@@ -98,9 +100,32 @@ func (o *diagOptions) haveToken() bool {
 	return o.tf.file != "" || o.tf.token != "" || os.Getenv(tokenEnv) != "" || os.Getenv(tokenEnvAlias) != ""
 }
 
+// configDir is where connector service install puts a connector's
+// files: NAME.token and NAME.ingress.yml, or NAME.yml for L3.
+var configDir = "/etc/onramp"
+
+// fromName fills in the files of the service NAME (--name alone) that
+// exist in configDir.
+func (o *diagOptions) fromName() {
+	if o.name == "" || o.haveToken() || o.l3Config != "" || o.config != "" {
+		return
+	}
+	exists := func(p string) bool { _, err := os.Stat(p); return err == nil }
+	base := filepath.Join(configDir, o.name)
+	if exists(base + ".token") {
+		o.tf.file = base + ".token"
+		if exists(base + ".ingress.yml") {
+			o.config = base + ".ingress.yml"
+		}
+	} else if exists(base + ".yml") {
+		o.l3Config = base + ".yml"
+	}
+}
+
 func runDiag(ctx context.Context, out io.Writer, o *diagOptions) error {
+	o.fromName()
 	if !o.haveToken() && o.l3Config == "" {
-		return errors.New("nothing to check: give the tunnel's --token-file (or " + tokenEnv + ") and --config, or --l3-config for an L3 connector")
+		return errors.New("nothing to check: give the tunnel's --token-file (or " + tokenEnv + ") and --config, --l3-config for an L3 connector, or --name NAME of a connector installed in " + configDir)
 	}
 	rep := &diag.Report{}
 	b := &diag.Bundle{Prefix: "onramp-connector-diag/"}

@@ -87,3 +87,33 @@ func TestDiagNothingToCheck(t *testing.T) {
 		t.Errorf("no token, no l3.yml: %v", err)
 	}
 }
+
+// TestDiagFromName: --name alone finds an installed connector's files.
+func TestDiagFromName(t *testing.T) {
+	dir := t.TempDir()
+	old := configDir
+	configDir = dir
+	t.Cleanup(func() { configDir = old })
+	for _, f := range []string{"web.token", "web.ingress.yml", "site.yml"} {
+		if err := os.WriteFile(filepath.Join(dir, f), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Setenv(tokenEnv, "")
+	t.Setenv(tokenEnvAlias, "")
+	o := &diagOptions{name: "web"}
+	o.fromName()
+	if o.tf.file != filepath.Join(dir, "web.token") || o.config != filepath.Join(dir, "web.ingress.yml") || o.l3Config != "" {
+		t.Errorf("--name web: token %q, config %q, l3 %q", o.tf.file, o.config, o.l3Config)
+	}
+	o = &diagOptions{name: "site"}
+	o.fromName()
+	if o.l3Config != filepath.Join(dir, "site.yml") || o.tf.file != "" {
+		t.Errorf("--name site: token %q, l3 %q", o.tf.file, o.l3Config)
+	}
+	o = &diagOptions{name: "web", l3Config: "/x.yml"}
+	o.fromName()
+	if o.tf.file != "" {
+		t.Errorf("--name with --l3-config: the flags win, got token %q", o.tf.file)
+	}
+}

@@ -7,6 +7,7 @@
 //	connector l3 init --key /etc/onramp/l3.key       make the L3 key, print the public key
 //	connector l3 run --config l3.yml
 //	connector status --metrics ADDR          a running connector's connections, edges, errors
+//	connector diag --token-file F --config ingress.yml [--bundle FILE]   what is wrong, and the fix
 package main
 
 import (

@@ -99,6 +99,10 @@ func runEdgeDiag(ctx context.Context, out io.Writer, g *globals, o *diagOptions)
 			res.Detail = fmt.Sprintf("running (pid %d), version %s, up since %s, %d connector connections, %d tunnels, registry %s.",
 				pid, s.Edge.Version, s.Edge.Started.Format(time.RFC3339), s.Edge.Connections, len(s.Tunnels), s.Edge.Registry)
 		}
+	} else if errors.Is(err, os.ErrPermission) {
+		res.Status = diag.Warn
+		res.Detail = fmt.Sprintf("cannot tell whether it runs: this user may not use its admin socket (%v).", err)
+		res.Fix = "run edge diag as root or as the edge's user (sudo -u onramp edge diag ...)."
 	} else {
 		res.Status = diag.Warn
 		res.Detail = fmt.Sprintf("not running: nothing answers on its admin socket (%v).", err)
