@@ -283,3 +283,76 @@ func keys(m map[string][]byte) []string {
 	}
 	return out
 }
+
+// TestL3ConnectorDiag runs connector diag on a running L3 connector: the
+// TUN, forwarding, its interface and the edge endpoint all OK; forwarding
+// turned off under it is a FAIL with the sysctl that fixes it. edge diag
+// finds the WireGuard port bound by the edge and its XDP pre-filter.
+func TestL3ConnectorDiag(t *testing.T) {
+	n := testnet.New(t, testnet.L3())
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	w, err := testnet.StartL3WorldYAML(ctx, n, dir, func(data string) string {
+		return testnet.L3EdgeYAML(data, "") + "xdp:\n  interfaces: [eth0]\n"
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	site := filepath.Join(dir, "site-a.yml")
+	if _, err := w.AddConnector(ctx, n.Node("conn"), "site-a", site, "198.18.130.0/24"); err != nil {
+		t.Fatal(err)
+	}
+	conn := n.Node("conn")
+	diagIn := func(args ...string) (string, int) {
+		out, err := conn.Command(ctx, w.ConnectorBin, append([]string{"diag", "--l3-config", site}, args...)...).CombinedOutput()
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return string(out), ee.ExitCode()
+		} else if err != nil {
+			t.Fatalf("connector diag: %v\n%s", err, out)
+		}
+		return string(out), 0
+	}
+	out, _ := diagIn()
+	if st, l := diagLine(t, out, "interface "); st != "OK" || !strings.Contains(l, "connector l3 run creates it") {
+		t.Errorf("before the connector runs: %s", l)
+	}
+	p, err := w.StartConnector(conn, site)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Stop()
+	out, code := diagIn("--metrics", testnet.L3ConnectorReady)
+	if code != 0 || strings.Contains(out, "WARN ") || strings.Contains(out, "FAIL ") {
+		t.Errorf("running L3 connector: exit %d, want 0 and all OK:\n%s", code, out)
+	}
+	for _, check := range []string{"connector at", "tun /dev/net/tun", "forwarding net.ipv4.ip_forward", "interface ", "dns edge endpoint", "mtu edge endpoint"} {
+		if st, l := diagLine(t, out, check); st != "OK" {
+			t.Errorf("running L3 connector: %s", l)
+		}
+	}
+	if _, l := diagLine(t, out, "interface "); !strings.Contains(l, "present: the running connector's") {
+		t.Errorf("running L3 connector: %s", l)
+	}
+
+	if err := conn.Sysctl("net/ipv4/ip_forward", "0"); err != nil {
+		t.Fatal(err)
+	}
+	out, code = diagIn("--metrics", testnet.L3ConnectorReady)
+	if st, l := diagLine(t, out, "forwarding net.ipv4.ip_forward"); st != "FAIL" || !strings.Contains(l, "sysctl -w net.ipv4.ip_forward=1") || code != 1 {
+		t.Errorf("forwarding off under the connector: exit %d, %s\nwant FAIL with the sysctl, exit 1", code, l)
+	}
+
+	eout, err := w.EdgeCLI(ctx, "diag")
+	if err != nil && !strings.Contains(eout, "listener") {
+		t.Fatalf("edge diag: %v\n%s", err, eout)
+	}
+	t.Logf("edge diag:\n%s", eout)
+	if st, l := diagLine(t, eout, "listener l3.listen (WireGuard)"); st != "OK" || !strings.Contains(l, "bound by the running edge") {
+		t.Errorf("edge diag: %s", l)
+	}
+	if st, l := diagLine(t, eout, "bpf xdp pre-filter on eth0"); st != "OK" || !strings.Contains(l, "the edge's pre-filter is attached (program id ") {
+		t.Errorf("edge diag: %s", l)
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cilium/ebpf"
 	"github.com/spf13/cobra"
 	"github.com/vishvananda/netlink"
 	bolt "go.etcd.io/bbolt"
@@ -149,9 +150,12 @@ func finishEdgeDiag(ctx context.Context, out io.Writer, o *diagOptions, rep *dia
 
 // edgeListeners are the addresses edge.yml has the edge listen on.
 func edgeListeners(cfg *edgeconfig.Config) []diag.Listener {
-	ls := []diag.Listener{
-		{Name: "listen.tunnels (QUIC)", Network: "udp", Addr: cfg.Listen.Tunnels},
-		{Name: "listen.tunnels (HTTP/2)", Network: "tcp", Addr: cfg.Listen.Tunnels},
+	var ls []diag.Listener
+	// An empty address or port 0 is a port picked at each start: nothing
+	// to look for.
+	if _, port, err := net.SplitHostPort(cfg.Listen.Tunnels); err == nil && port != "0" && port != "" {
+		ls = append(ls, diag.Listener{Name: "listen.tunnels (QUIC)", Network: "udp", Addr: cfg.Listen.Tunnels},
+			diag.Listener{Name: "listen.tunnels (HTTP/2)", Network: "tcp", Addr: cfg.Listen.Tunnels})
 	}
 	for _, l := range []struct{ name, addr string }{
 		{"listen.tls", cfg.Listen.TLS}, {"listen.http", cfg.Listen.HTTP}, {"listen.metrics", cfg.Listen.Metrics},
@@ -285,7 +289,17 @@ func bpfChecks(cfg *edgeconfig.Config, pid int) []diag.Result {
 			res.Status, res.Detail = diag.Fail, fmt.Sprintf("no such interface: %v.", err)
 			res.Fix = "fix xdp.interfaces in edge.yml: it names the interfaces users reach the edge's UDP ports on."
 		case l.Attrs().Xdp != nil && l.Attrs().Xdp.Attached:
-			res.Detail = fmt.Sprintf("an XDP program is attached (program id %d).", l.Attrs().Xdp.ProgId)
+			id := l.Attrs().Xdp.ProgId
+			switch name, err := xdpProgramName(id); {
+			case err != nil:
+				res.Detail = fmt.Sprintf("an XDP program is attached (program id %d; its name cannot be read here: %v).", id, err)
+			case name == prefilterProgram:
+				res.Detail = fmt.Sprintf("the edge's pre-filter is attached (program id %d).", id)
+			default:
+				res.Status = diag.Warn
+				res.Detail = fmt.Sprintf("another XDP program is attached (%q, program id %d), not the edge's pre-filter.", name, id)
+				res.Fix = "remove the other program (ip link set dev " + ifname + " xdp off) and restart the edge, or drop " + ifname + " from xdp.interfaces."
+			}
 		case pid != 0:
 			res.Status = diag.Warn
 			res.Detail = "no XDP program attached although the edge runs: it could not load or attach the pre-filter, and runs without it."
@@ -295,7 +309,7 @@ func bpfChecks(cfg *edgeconfig.Config, pid int) []diag.Result {
 		}
 		out = append(out, res)
 	}
-	if cfg.Steering() && pid != 0 {
+	if cfg.Steering() && pid != 0 && len(edgeListeners(cfg)) > 0 && edgeListeners(cfg)[0].Network == "udp" {
 		res := diag.Result{Check: "bpf quic steering " + cfg.Listen.Tunnels}
 		socks, err := diag.ReadSockets("/proc")
 		n := 0
@@ -318,6 +332,24 @@ func bpfChecks(cfg *edgeconfig.Config, pid int) []diag.Result {
 		out = append(out, res)
 	}
 	return out
+}
+
+// prefilterProgram is the name of the pre-filter's XDP program
+// (dataplane/prefilter/prefilter.c).
+const prefilterProgram = "prefilter"
+
+// xdpProgramName reads the name of the BPF program with the given id.
+func xdpProgramName(id uint32) (string, error) {
+	p, err := ebpf.NewProgramFromID(ebpf.ProgramID(id))
+	if err != nil {
+		return "", err
+	}
+	defer p.Close()
+	info, err := p.Info()
+	if err != nil {
+		return "", err
+	}
+	return info.Name, nil
 }
 
 // certWarn is how long before expiry the certificate is worth a warning.
