@@ -209,7 +209,17 @@ func runningConnector(addr string) (*connectorStatus, diag.Result) {
 		for _, c := range t.Connections {
 			protos[c.Protocol]++
 		}
-		res.Detail = fmt.Sprintf("version %s, tunnel %s, %d of %d connections live %v.", st.Version, t.TunnelID, len(t.Connections), t.Want, protos)
+		var over []string
+		for _, p := range []string{tunnel.ProtoQUIC, tunnel.ProtoHTTP2} {
+			if protos[p] > 0 {
+				over = append(over, fmt.Sprintf("%d over %s", protos[p], p))
+			}
+		}
+		res.Detail = fmt.Sprintf("version %s, tunnel %s, %d of %d connections live", st.Version, t.TunnelID, len(t.Connections), t.Want)
+		if len(over) > 0 {
+			res.Detail += " (" + strings.Join(over, ", ") + ")"
+		}
+		res.Detail += "."
 		if !st.Ready {
 			res.Status = diag.Warn
 			var why []string

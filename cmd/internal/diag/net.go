@@ -176,12 +176,17 @@ func orDash(s string) string {
 // the tunnel. It returns the QUIC and HTTP/2 verdicts and the HTTP/2
 // probe, which carries the edge's clock.
 func Transports(ctx context.Context, addr string, pin [32]byte) (quicRes, h2Res Result, h2 tunnel.Probe, h2err error) {
-	qctx, cancel := context.WithTimeout(ctx, Timeout)
-	q, qerr := tunnel.ProbeQUIC(qctx, addr, pin)
-	cancel()
-	hctx, cancel := context.WithTimeout(ctx, Timeout)
-	h2, h2err = tunnel.ProbeHTTP2(hctx, addr, pin)
-	cancel()
+	ctx, cancel := context.WithTimeout(ctx, Timeout)
+	defer cancel()
+	var q tunnel.Probe
+	var qerr error
+	done := make(chan struct{})
+	go func() { // both at once: a blocked one costs the whole timeout
+		defer close(done)
+		q, qerr = tunnel.ProbeQUIC(ctx, addr, pin)
+	}()
+	h2, h2err = tunnel.ProbeHTTP2(ctx, addr, pin)
+	<-done
 	return transportVerdicts(addr, q, qerr, h2, h2err)
 }
 
