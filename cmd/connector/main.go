@@ -8,6 +8,7 @@
 //	connector l3 run --config l3.yml
 //	connector status --metrics ADDR          a running connector's connections, edges, errors
 //	connector service install --token-file FILE --ingress FILE   (or --l3-config FILE) as a systemd service
+//	connector diag --token-file F --config ingress.yml [--bundle FILE]   what is wrong, and the fix
 package main
 
 import (
@@ -45,6 +46,7 @@ func main() {
 	root.AddCommand(tunnelCmd, tokenCmd(), forwardCmd(&logFlags))
 	root.AddCommand(l3Cmd(&logFlags), statusCmd())
 	root.AddCommand(serviceCmd(&logFlags))
+	root.AddCommand(diagCmd())
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "connector:", err)
 		os.Exit(1)

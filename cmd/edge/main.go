@@ -5,6 +5,7 @@
 //	edge tunnel create NAME           record a tunnel and print its token
 //	edge tunnel list                  list tunnels and their live connections
 //	edge status [--json]              the running edge: connections, L3 peers, subnet owners
+//	edge diag [--bundle FILE]         listeners, registry, BPF, buffers, certificate: what is wrong
 //	edge tunnel delete NAME           delete a tunnel, dropping its connections
 //	edge l3 client add NAME           add a WireGuard client, print its wg-quick config
 //	edge l3 connector add NAME ...    register an L3 connector's public key, print its l3.yml
@@ -64,6 +65,7 @@ func main() {
 	root.PersistentFlags().StringVar(&g.log.Level, "log-level", "info", "log level: debug, info, warn, error")
 	root.AddCommand(serveCmd(g), tunnelCmd(g))
 	root.AddCommand(l3Cmd(g), registryCmd(g), statusCmd(g))
+	root.AddCommand(diagCmd(g))
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "edge:", err)
 		os.Exit(1)

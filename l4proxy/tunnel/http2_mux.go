@@ -230,6 +230,9 @@ func (m *h2mux) start() error {
 	return nil
 }
 
+// pingPayload is a PING's payload: the sender's wall clock in Unix
+// nanoseconds. The edge's first PING is how connector diag reads the
+// edge's clock (ProbeHTTP2): keep it the time.
 func pingPayload(t time.Time) []byte {
 	return binary.BigEndian.AppendUint64(nil, uint64(t.UnixNano()))
 }
