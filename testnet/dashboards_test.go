@@ -1,0 +1,209 @@
+package testnet_test
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/onramp-net/onramp/packaging/monitoring"
+	"github.com/onramp-net/onramp/testnet"
+)
+
+// prometheusOwn are the series Prometheus makes itself for each target:
+// the rules and the dashboard may name them though no binary exports them.
+var prometheusOwn = map[string]bool{
+	"up": true, "scrape_duration_seconds": true, "scrape_samples_scraped": true,
+	"scrape_samples_post_metric_relabeling": true, "scrape_series_added": true,
+	"ALERTS": true, "ALERTS_FOR_STATE": true,
+}
+
+// TestDashboardMetricsExported runs what the Grafana dashboard and the
+// alerting rules watch, for real: one edge serving L4 tunnels, an L3 hub
+// and its XDP pre-filter, a tunnel connector and an L3 connector (with a
+// WireGuard client), sends a little traffic through each (so that series
+// made on first use exist), scrapes the three /metrics and fails naming
+// every metric a dashboard panel, a dashboard variable or a rule uses that
+// none of them exports.
+func TestDashboardMetricsExported(t *testing.T) {
+	if err := testnet.WGQuickAvailable(); err != nil {
+		testnet.SkipOrFail(t, "L3 end to end: %v", err)
+	}
+	used := usedMetrics(t)
+
+	n := testnet.New(t, testnet.L3())
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	const tunnelPort, echoPort = 7844, 7000
+	w, err := testnet.StartL3WorldYAML(ctx, n, dir, func(data string) string {
+		return fmt.Sprintf(`data: %[1]s
+listen:
+  tunnels: "[::]:%[2]d"
+  tls: "[::]:443"
+  http: "[::]:80"
+  metrics: "%[3]s"
+advertise: ["198.18.121.1:%[2]d"]
+bindings:
+  - {listen: "tcp://[::]:%[4]d", tunnel: demo, service: echo.internal}
+  - {listen: "udp://[::]:%[4]d", tunnel: demo, service: udpecho.internal}
+l3:
+  listen: "[::]:%[5]d"
+  endpoint: "%[6]s:%[5]d"
+  pools: {ipv4: %[7]s, ipv6: "%[8]s"}
+xdp:
+  interfaces: [eth0]
+`, data, tunnelPort, testnet.L3EdgeMetrics, echoPort, testnet.L3EdgePort, testnet.L3Edge4, testnet.L3Pool4, testnet.L3Pool6)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(w.Edge.Output(), "xdp pre-filter attached") {
+		t.Fatalf("the edge did not attach its XDP pre-filter, whose counters the dashboard shows:\n%s", w.Edge.Output())
+	}
+
+	// The L3 side: site-a's connector in conn, alice's stock WireGuard
+	// client, a datagram from her to the LAN host.
+	siteAndAlice(ctx, t, n, w, dir)
+	if _, err := n.Node("lan").ServeOrigins(); err != nil {
+		t.Fatal(err)
+	}
+	client := n.Node("client")
+	lanEcho := netip.AddrPortFrom(lanAddr(false), testnet.OriginEcho)
+	if err := waitFor(10*time.Second, func() bool { return echoOnce(client, lanEcho, time.Second) == nil }); err != nil {
+		t.Fatalf("alice does not reach the LAN host: %v", err)
+	}
+
+	// The L4 side: tunnel demo's connector in conn2 with the origins on
+	// lan2, a TCP and a UDP echo through the edge's bindings.
+	tokenFile := filepath.Join(dir, "demo.token")
+	token, err := w.EdgeCLI(ctx, "tunnel", "create", "demo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(tokenFile, []byte(strings.TrimSpace(token)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.Node("lan2").ServeOrigins(); err != nil {
+		t.Fatal(err)
+	}
+	rig := &testnet.TunnelRig{Net: n, Dir: dir, ConnectorBin: w.ConnectorBin}
+	tc, err := rig.StartTunnelConnector(n.Node("conn2"), tokenFile, "demo", "quic", testnet.DefaultIngressYAML(lan2Addr(false).String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tc.WaitReady(20 * time.Second); err != nil {
+		t.Fatalf("tunnel connector: %v\n%s", err, tc.Output())
+	}
+	bind := fmt.Sprintf("198.18.110.1:%d", echoPort)
+	if err := client.EchoFrom(netip.Addr{}, bind, "dashboard"); err != nil {
+		t.Fatalf("TCP echo through the tunnel: %v\n%s", err, tc.Output())
+	}
+	if err := client.UDPEcho(bind, 3); err != nil {
+		t.Fatalf("UDP echo through the tunnel: %v\n%s", err, tc.Output())
+	}
+
+	scrapes := []struct {
+		who  string
+		node *testnet.Node
+		addr string
+	}{
+		{"edge", n.Node("edge"), testnet.L3EdgeMetrics},
+		{"tunnel connector", tc.Node, tc.Metrics},
+		{"L3 connector", n.Node("conn"), testnet.L3ConnectorReady},
+	}
+	exporters := map[string][]string{} // metric family -> who exports it
+	fams := map[string]string{}
+	for _, s := range scrapes {
+		text, err := s.node.Metrics(s.addr)
+		if err != nil {
+			t.Fatalf("scrape the %s at %s: %v", s.who, s.addr, err)
+		}
+		f := testnet.MetricFamilies(text)
+		t.Logf("the %s exports %d metric families", s.who, len(f))
+		for name, typ := range f {
+			fams[name] = typ
+			exporters[name] = append(exporters[name], s.who)
+		}
+	}
+
+	var missing []string
+	for _, name := range slices.Sorted(maps.Keys(used)) {
+		if prometheusOwn[name] || testnet.Exported(fams, name) {
+			continue
+		}
+		missing = append(missing, fmt.Sprintf("%s (in %s)", name, strings.Join(used[name], "; ")))
+	}
+	if len(missing) > 0 {
+		t.Fatalf("%d metrics the dashboard or the alerting rules use are exported by no binary:\n  %s\nexported: %s",
+			len(missing), strings.Join(missing, "\n  "), strings.Join(slices.Sorted(maps.Keys(fams)), " "))
+	}
+	t.Logf("all %d metrics the dashboard and the rules use are exported (of %d families)", len(used), len(fams))
+}
+
+// usedMetrics returns the metric names the dashboard's queries and the
+// alerting rules use, each with where it is used.
+func usedMetrics(t *testing.T) map[string][]string {
+	t.Helper()
+	dash, err := monitoring.LoadDashboard(filepath.Join(monitoring.Dir(), monitoring.DashboardFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	queries, err := dash.Queries()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rules, err := monitoring.LoadRules(filepath.Join(monitoring.Dir(), monitoring.RulesFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	queries = append(queries, rules.Queries()...)
+	used := map[string][]string{}
+	for _, q := range queries {
+		names, err := monitoring.MetricNames(q.Expr)
+		if err != nil {
+			t.Fatalf("%s: %v", q.Where, err)
+		}
+		for _, name := range names {
+			used[name] = append(used[name], q.Where)
+		}
+	}
+	if len(used) < 10 {
+		t.Fatalf("the dashboard and the rules name only %d metrics: %v", len(used), slices.Sorted(maps.Keys(used)))
+	}
+	return used
+}
+
+// TestMetricFamilies: the names of a /metrics text, a histogram's series
+// included, and nothing else.
+func TestMetricFamilies(t *testing.T) {
+	text := `# HELP a_total Things.
+# TYPE a_total counter
+a_total{kind="x"} 1
+# TYPE lat_seconds histogram
+lat_seconds_bucket{le="+Inf"} 2
+lat_seconds_sum 0.5
+lat_seconds_count 2
+# TYPE s summary
+s_sum 1
+s_count 1
+bare 3
+`
+	fams := testnet.MetricFamilies(text)
+	for _, name := range []string{"a_total", "lat_seconds", "lat_seconds_bucket", "lat_seconds_sum", "lat_seconds_count", "s", "s_sum", "s_count", "bare"} {
+		if !testnet.Exported(fams, name) {
+			t.Errorf("%s: not exported, want exported (families %v)", name, fams)
+		}
+	}
+	for _, name := range []string{"a", "a_total_count", "s_bucket", "bare_sum", "kind", "HELP"} {
+		if testnet.Exported(fams, name) {
+			t.Errorf("%s: exported, want not", name)
+		}
+	}
+}
