@@ -50,3 +50,56 @@ func isSeriesOfFamily(fams map[string]string, name string) bool {
 	}
 	return false
 }
+
+// MetricSeries returns the label sets of the samples of a Prometheus
+// /metrics text, by series name. A line it cannot parse is skipped.
+func MetricSeries(text string) map[string][]map[string]string {
+	series := map[string][]map[string]string{}
+	for _, line := range strings.Split(text, "\n") {
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		name, rest, hasLabels := strings.Cut(line, "{")
+		if !hasLabels {
+			name, _, _ = strings.Cut(line, " ")
+			series[name] = append(series[name], map[string]string{})
+			continue
+		}
+		if labels, ok := parseLabels(rest); ok {
+			series[name] = append(series[name], labels)
+		}
+	}
+	return series
+}
+
+// parseLabels parses `a="x",b="y\"z"} 1` up to the closing brace.
+func parseLabels(s string) (map[string]string, bool) {
+	labels := map[string]string{}
+	for {
+		s = strings.TrimLeft(s, ", ")
+		if strings.HasPrefix(s, "}") {
+			return labels, true
+		}
+		name, rest, ok := strings.Cut(s, "=\"")
+		if !ok {
+			return nil, false
+		}
+		var v strings.Builder
+		i := 0
+		for ; i < len(rest) && rest[i] != '"'; i++ {
+			if rest[i] == '\\' && i+1 < len(rest) {
+				i++
+				if rest[i] == 'n' {
+					v.WriteByte('\n')
+					continue
+				}
+			}
+			v.WriteByte(rest[i])
+		}
+		if i == len(rest) {
+			return nil, false
+		}
+		labels[strings.TrimSpace(name)] = v.String()
+		s = rest[i+1:]
+	}
+}

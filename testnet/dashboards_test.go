@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -30,12 +31,15 @@ var prometheusOwn = map[string]bool{
 // WireGuard client), sends a little traffic through each (so that series
 // made on first use exist), scrapes the three /metrics and fails naming
 // every metric a dashboard panel, a dashboard variable or a rule uses that
-// none of them exports.
+// none of them exports, and every label matcher of theirs that selects no
+// exported series (a label the metric does not have, a value none of its
+// series has).
 func TestDashboardMetricsExported(t *testing.T) {
 	if err := testnet.WGQuickAvailable(); err != nil {
 		testnet.SkipOrFail(t, "L3 end to end: %v", err)
 	}
-	used := usedMetrics(t)
+	queries := monitoringQueries(t)
+	used := usedMetrics(t, queries)
 
 	n := testnet.New(t, testnet.L3())
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -118,8 +122,8 @@ xdp:
 		{"tunnel connector", tc.Node, tc.Metrics},
 		{"L3 connector", n.Node("conn"), testnet.L3ConnectorReady},
 	}
-	exporters := map[string][]string{} // metric family -> who exports it
 	fams := map[string]string{}
+	series := map[string][]map[string]string{}
 	for _, s := range scrapes {
 		text, err := s.node.Metrics(s.addr)
 		if err != nil {
@@ -127,9 +131,9 @@ xdp:
 		}
 		f := testnet.MetricFamilies(text)
 		t.Logf("the %s exports %d metric families", s.who, len(f))
-		for name, typ := range f {
-			fams[name] = typ
-			exporters[name] = append(exporters[name], s.who)
+		maps.Copy(fams, f)
+		for name, ls := range testnet.MetricSeries(text) {
+			series[name] = append(series[name], ls...)
 		}
 	}
 
@@ -145,11 +149,71 @@ xdp:
 			len(missing), strings.Join(missing, "\n  "), strings.Join(slices.Sorted(maps.Keys(fams)), " "))
 	}
 	t.Logf("all %d metrics the dashboard and the rules use are exported (of %d families)", len(used), len(fams))
+
+	// Their label matchers: a label the metric does not have, or a value
+	// none of its series has, selects nothing, and the panel stays empty
+	// or the alert silent for ever.
+	checked := 0
+	for _, q := range queries {
+		sels, err := monitoring.Selectors(q.Expr)
+		if err != nil {
+			t.Fatalf("%s: %v", q.Where, err)
+		}
+		for _, sel := range sels {
+			if prometheusOwn[sel.Metric] {
+				continue
+			}
+			for _, m := range sel.Matchers {
+				if err := matches(series[sel.Metric], m); err != nil {
+					t.Errorf("%s: %s{%s%s%q}: %v", q.Where, sel.Metric, m.Label, m.Op, m.Value, err)
+				}
+				checked++
+			}
+		}
+	}
+	t.Logf("%d label matchers checked against the exported series", checked)
 }
 
-// usedMetrics returns the metric names the dashboard's queries and the
-// alerting rules use, each with where it is used.
-func usedMetrics(t *testing.T) map[string][]string {
+// matches checks the matcher m against the series of a metric: its label
+// exists on one of them (but job and instance, which Prometheus adds), and
+// for = and =~ with a literal value (no Grafana variable), one of them
+// has a value it matches.
+func matches(series []map[string]string, m monitoring.Matcher) error {
+	if m.Label == "job" || m.Label == "instance" {
+		return nil
+	}
+	var values []string
+	for _, ls := range series {
+		if v, ok := ls[m.Label]; ok {
+			values = append(values, v)
+		}
+	}
+	if len(values) == 0 {
+		return fmt.Errorf("no series of the metric has the label %s", m.Label)
+	}
+	if strings.Contains(m.Value, "$") {
+		return nil
+	}
+	switch m.Op {
+	case "=":
+		if !slices.Contains(values, m.Value) {
+			return fmt.Errorf("no series has %s=%q (values: %q)", m.Label, m.Value, values)
+		}
+	case "=~":
+		re, err := regexp.Compile("^(?:" + m.Value + ")$")
+		if err != nil {
+			return err
+		}
+		if !slices.ContainsFunc(values, re.MatchString) {
+			return fmt.Errorf("no series has a value of %s that matches %q (values: %q)", m.Label, m.Value, values)
+		}
+	}
+	return nil
+}
+
+// monitoringQueries returns the queries of the dashboard's panels and
+// variables and of the alerting rules.
+func monitoringQueries(t *testing.T) []monitoring.Query {
 	t.Helper()
 	dash, err := monitoring.LoadDashboard(filepath.Join(monitoring.Dir(), monitoring.DashboardFile))
 	if err != nil {
@@ -163,7 +227,12 @@ func usedMetrics(t *testing.T) map[string][]string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	queries = append(queries, rules.Queries()...)
+	return append(queries, rules.Queries()...)
+}
+
+// usedMetrics returns the metric names the queries use, each with where.
+func usedMetrics(t *testing.T, queries []monitoring.Query) map[string][]string {
+	t.Helper()
 	used := map[string][]string{}
 	for _, q := range queries {
 		names, err := monitoring.MetricNames(q.Expr)
@@ -205,5 +274,17 @@ bare 3
 		if testnet.Exported(fams, name) {
 			t.Errorf("%s: exported, want not", name)
 		}
+	}
+}
+
+func TestMetricSeries(t *testing.T) {
+	got := testnet.MetricSeries("# TYPE a counter\na{x=\"1\",y=\"q\\\"\\\\ \\n,}\"} 2\nb 3\nc{} 1\n")
+	want := map[string][]map[string]string{
+		"a": {{"x": "1", "y": "q\"\\ \n,}"}},
+		"b": {{}},
+		"c": {{}},
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("MetricSeries = %q, want %q", got, want)
 	}
 }

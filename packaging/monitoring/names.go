@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -32,20 +33,48 @@ var aggregations = map[string]bool{
 // alternation of plain metric names.
 var plainNames = regexp.MustCompile(`^[a-zA-Z_:][a-zA-Z0-9_:]*(\|[a-zA-Z_:][a-zA-Z0-9_:]*)*$`)
 
-// nameMatcher finds __name__ matchers inside a selector's braces.
-var nameMatcher = regexp.MustCompile(`__name__\s*(=~|=)\s*"([^"]*)"`)
+// Selector is a vector selector of a query: the metric it names and its
+// label matchers. A __name__ matcher that is an alternation of names
+// makes one Selector per name, with the other matchers.
+type Selector struct {
+	Metric   string
+	Matchers []Matcher
+}
+
+// Matcher is a label matcher: Label Op "Value" with Op one of =, !=, =~,
+// !~, Value unquoted.
+type Matcher struct {
+	Label, Op, Value string
+}
 
 // MetricNames returns the metric names a PromQL expression (Grafana
 // variables allowed) selects, sorted and without duplicates: the bare
 // names of its vector selectors and the plain names of __name__ matchers.
-// It tokenizes rather than parses: it skips string literals, label
-// matchers in braces, ranges in brackets, label lists after by, without,
-// on, ignoring, group_left and group_right, numbers and durations,
-// keywords, Grafana variables, and identifiers followed by "(" (functions
-// and aggregations). A __name__ matcher that is a regular expression other
-// than an alternation of names is an error: its names cannot be checked.
 func MetricNames(expr string) ([]string, error) {
+	sels, err := Selectors(expr)
+	if err != nil {
+		return nil, err
+	}
 	var names []string
+	for _, sel := range sels {
+		names = append(names, sel.Metric)
+	}
+	slices.Sort(names)
+	return slices.Compact(names), nil
+}
+
+// Selectors returns the vector selectors of a PromQL expression (Grafana
+// variables allowed), in order.
+// It tokenizes rather than parses: it skips string literals, ranges in
+// brackets, label lists after by, without, on, ignoring, group_left and
+// group_right, numbers and durations, keywords, Grafana variables, and
+// identifiers followed by "(" (functions and aggregations); what is left
+// are metric names, each with the matchers in braces after it, and
+// selectors of braces alone, named by __name__. A __name__ matcher that is
+// a regular expression other than an alternation of names is an error:
+// its names cannot be checked.
+func Selectors(expr string) ([]Selector, error) {
+	var sels []Selector
 	s := expr
 	skipSpace := func(i int) int {
 		for i < len(s) && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r') {
@@ -66,16 +95,30 @@ func MetricNames(expr string) ([]string, error) {
 			for i < len(s) && s[i] != '\n' {
 				i++
 			}
-		case c == '{':
+		case c == '{': // a selector of matchers alone: named by __name__
 			j, err := closing(s, i, '{', '}')
 			if err != nil {
 				return nil, err
 			}
-			for _, m := range nameMatcher.FindAllStringSubmatch(s[i:j], -1) {
-				if m[1] == "=~" && !plainNames.MatchString(m[2]) {
-					return nil, fmt.Errorf("__name__=~%q: not an alternation of metric names", m[2])
+			ms, err := parseMatchers(s[i+1 : j-1])
+			if err != nil {
+				return nil, err
+			}
+			var names, rest = []string(nil), []Matcher(nil)
+			for _, m := range ms {
+				switch {
+				case m.Label != "__name__":
+					rest = append(rest, m)
+				case m.Op == "=":
+					names = append(names, m.Value)
+				case m.Op == "=~" && plainNames.MatchString(m.Value):
+					names = append(names, strings.Split(m.Value, "|")...)
+				default:
+					return nil, fmt.Errorf("__name__%s%q: not an alternation of metric names", m.Op, m.Value)
 				}
-				names = append(names, strings.Split(m[2], "|")...)
+			}
+			for _, n := range names {
+				sels = append(sels, Selector{Metric: n, Matchers: rest})
 			}
 			i = j
 		case c == '[':
@@ -125,15 +168,55 @@ func MetricNames(expr string) ([]string, error) {
 			case aggregations[lower] && startsGrouping(s[k:]):
 				// an aggregation, its grouping clause next
 			default:
-				names = append(names, word)
+				sel := Selector{Metric: word}
+				if k < len(s) && s[k] == '{' {
+					e, err := closing(s, k, '{', '}')
+					if err != nil {
+						return nil, err
+					}
+					if sel.Matchers, err = parseMatchers(s[k+1 : e-1]); err != nil {
+						return nil, err
+					}
+					j = e
+				}
+				sels = append(sels, sel)
 			}
 			i = j
 		default:
 			i++
 		}
 	}
-	slices.Sort(names)
-	return slices.Compact(names), nil
+	return sels, nil
+}
+
+// matcherRE matches one label matcher and the comma after it.
+var matcherRE = regexp.MustCompile(`^\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|` + "`[^`]*`" + `)\s*(,|$)`)
+
+// unquote returns the value of a PromQL string literal, whose escapes are
+// Go's; a single-quoted one is made double-quoted first.
+func unquote(q string) (string, error) {
+	if q[0] == '\'' {
+		q = `"` + strings.ReplaceAll(q[1:len(q)-1], `"`, `\"`) + `"`
+	}
+	return strconv.Unquote(q)
+}
+
+// parseMatchers parses the label matchers between a selector's braces.
+func parseMatchers(s string) ([]Matcher, error) {
+	var ms []Matcher
+	for rest := s; strings.TrimSpace(rest) != ""; {
+		m := matcherRE.FindStringSubmatchIndex(rest)
+		if m == nil {
+			return nil, fmt.Errorf("label matchers %q: cannot parse %q", s, rest)
+		}
+		value, err := unquote(rest[m[6]:m[7]])
+		if err != nil {
+			return nil, fmt.Errorf("label matchers %q: %w", s, err)
+		}
+		ms = append(ms, Matcher{Label: rest[m[2]:m[3]], Op: rest[m[4]:m[5]], Value: value})
+		rest = rest[m[1]:]
+	}
+	return ms, nil
 }
 
 // startsGrouping reports whether s starts with the keyword by or without.

@@ -59,3 +59,26 @@ func TestConcrete(t *testing.T) {
 		t.Error("interval variables left")
 	}
 }
+
+func TestSelectors(t *testing.T) {
+	got, err := Selectors(`sum by (reason) (rate(x_total{instance=~"$edge", reason!~'pass_.*',kind="a\"b",}[5m])) / y + {__name__=~"m1|m2", job="j"}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Selector{
+		{"x_total", []Matcher{{"instance", "=~", "$edge"}, {"reason", "!~", "pass_.*"}, {"kind", "=", `a"b`}}},
+		{"y", nil},
+		{"m1", []Matcher{{"job", "=", "j"}}},
+		{"m2", []Matcher{{"job", "=", "j"}}},
+	}
+	if !slices.EqualFunc(got, want, func(a, b Selector) bool {
+		return a.Metric == b.Metric && slices.Equal(a.Matchers, b.Matchers)
+	}) {
+		t.Errorf("Selectors = %+v\nwant %+v", got, want)
+	}
+	for _, bad := range []string{`x{a}`, `x{a="b" c="d"}`, `x{a=b}`} {
+		if got, err := Selectors(bad); err == nil {
+			t.Errorf("Selectors(%q) = %+v, want an error", bad, got)
+		}
+	}
+}
