@@ -57,7 +57,15 @@ type Panel struct {
 	Datasource *DatasourceRef  `json:"datasource"`
 	Targets    []Target        `json:"targets"`
 	Panels     []Panel         `json:"panels"`
-	GridPos    json.RawMessage `json:"gridPos"`
+	GridPos    *GridPos        `json:"gridPos"`
+}
+
+// GridPos places a panel: 24 columns wide, rows of 30 pixels.
+type GridPos struct {
+	X int `json:"x"`
+	Y int `json:"y"`
+	W int `json:"w"`
+	H int `json:"h"`
 }
 
 // DatasourceRef names a data source, here always the dashboard's

@@ -167,8 +167,8 @@ func TestDashboard(t *testing.T) {
 			t.Errorf("panel %q: id %d, already panel %q's (or 0)", p.Title, p.ID, prev)
 		}
 		ids[p.ID] = p.Title
-		if p.Title == "" || len(p.GridPos) == 0 {
-			t.Errorf("panel %d: title %q, gridPos %s: want both", p.ID, p.Title, p.GridPos)
+		if p.Title == "" || p.GridPos == nil || p.GridPos.W <= 0 || p.GridPos.H <= 0 || p.GridPos.X < 0 || p.GridPos.X+p.GridPos.W > 24 {
+			t.Errorf("panel %d: title %q, gridPos %+v: want a title and a place within the 24 columns", p.ID, p.Title, p.GridPos)
 		}
 		if p.Type == "row" {
 			continue
@@ -183,6 +183,15 @@ func TestDashboard(t *testing.T) {
 		for _, tg := range p.Targets {
 			if strings.TrimSpace(tg.Expr) == "" || tg.RefID == "" {
 				t.Errorf("panel %d %q: target %+v without expr or refId", p.ID, p.Title, tg)
+			}
+		}
+	}
+	// No two panels on the same cells.
+	all := d.AllPanels()
+	for i, a := range all {
+		for _, b := range all[i+1:] {
+			if a.GridPos != nil && b.GridPos != nil && overlap(*a.GridPos, *b.GridPos) {
+				t.Errorf("panels %d %q %+v and %d %q %+v overlap", a.ID, a.Title, *a.GridPos, b.ID, b.Title, *b.GridPos)
 			}
 		}
 	}
@@ -226,4 +235,8 @@ func TestDashboard(t *testing.T) {
 		t.Fatalf("promtool check rules on the dashboard's %d queries: %v\n%s", len(queries), err, out)
 	}
 	t.Logf("%d panels, %d queries, all valid PromQL", panels, len(queries))
+}
+
+func overlap(a, b GridPos) bool {
+	return a.X < b.X+b.W && b.X < a.X+a.W && a.Y < b.Y+b.H && b.Y < a.Y+a.H
 }
