@@ -51,13 +51,13 @@ type Dashboard struct {
 
 // Panel is a dashboard panel; rows carry their collapsed panels in Panels.
 type Panel struct {
-	ID         int             `json:"id"`
-	Type       string          `json:"type"`
-	Title      string          `json:"title"`
-	Datasource *DatasourceRef  `json:"datasource"`
-	Targets    []Target        `json:"targets"`
-	Panels     []Panel         `json:"panels"`
-	GridPos    *GridPos        `json:"gridPos"`
+	ID         int            `json:"id"`
+	Type       string         `json:"type"`
+	Title      string         `json:"title"`
+	Datasource *DatasourceRef `json:"datasource"`
+	Targets    []Target       `json:"targets"`
+	Panels     []Panel        `json:"panels"`
+	GridPos    *GridPos       `json:"gridPos"`
 }
 
 // GridPos places a panel: 24 columns wide, rows of 30 pixels.
