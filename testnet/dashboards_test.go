@@ -25,24 +25,41 @@ var prometheusOwn = map[string]bool{
 	"ALERTS": true, "ALERTS_FOR_STATE": true,
 }
 
-// TestDashboardMetricsExported runs what the Grafana dashboard and the
-// alerting rules watch, for real: one edge serving L4 tunnels, an L3 hub
-// and its XDP pre-filter, a tunnel connector and an L3 connector (with a
-// WireGuard client), sends a little traffic through each (so that series
-// made on first use exist), scrapes the three /metrics and fails naming
-// every metric a dashboard panel, a dashboard variable or a rule uses that
-// none of them exports, and every label matcher of theirs that selects no
-// exported series (a label the metric does not have, a value none of its
-// series has).
-func TestDashboardMetricsExported(t *testing.T) {
+// monitoredWorld is what the dashboard and the alerting rules watch,
+// running for real in an L3 testnet: one edge serving L4 tunnels, an L3
+// hub and its XDP pre-filter, tunnel demo's connector in conn2 (origins on
+// lan2), L3 connector site-a in conn (the LAN host behind it) and alice's
+// stock WireGuard client. Each metrics address is on a link address the
+// edge node reaches, where a Prometheus can scrape them all.
+type monitoredWorld struct {
+	n       *testnet.Net
+	targets []scrapeTarget
+}
+
+type scrapeTarget struct {
+	who  string        // for messages
+	job  string        // the job of the alerting rules' convention
+	node *testnet.Node // where the process runs
+	addr string        // its metrics address
+}
+
+// Metrics addresses of the monitored world's connectors, on their links
+// to the edge.
+const (
+	monitoredTunnelConnector = "198.18.121.2:9200"
+	monitoredL3Connector     = "198.18.120.2:9201"
+)
+
+// startMonitoredWorld starts the world and sends a little traffic through
+// each path (so that series made on first use exist): alice's datagram to
+// the LAN host, a TCP and a UDP echo through the edge's bindings.
+func startMonitoredWorld(t *testing.T) *monitoredWorld {
+	t.Helper()
 	if err := testnet.WGQuickAvailable(); err != nil {
 		testnet.SkipOrFail(t, "L3 end to end: %v", err)
 	}
-	queries := monitoringQueries(t)
-	used := usedMetrics(t, queries)
-
 	n := testnet.New(t, testnet.L3())
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	dir := t.TempDir()
 	const tunnelPort, echoPort = 7844, 7000
@@ -72,20 +89,43 @@ xdp:
 		t.Fatalf("the edge did not attach its XDP pre-filter, whose counters the dashboard shows:\n%s", w.Edge.Output())
 	}
 
-	// The L3 side: site-a's connector in conn, alice's stock WireGuard
-	// client, a datagram from her to the LAN host.
-	siteAndAlice(ctx, t, n, w, dir)
-	if _, err := n.Node("lan").ServeOrigins(); err != nil {
+	// The L3 side.
+	conn := n.Node("conn")
+	site := filepath.Join(dir, "site-a.yml")
+	if _, err := w.AddConnector(ctx, conn, "site-a", site, "198.18.130.0/24", "fd00:130::/64"); err != nil {
+		t.Fatal(err)
+	}
+	l3, err := conn.Start(w.ConnectorBin, "l3", "run", "--config", site, "--metrics", monitoredL3Connector)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := waitFor(20*time.Second, func() bool {
+		resp, err := conn.HTTPClient(time.Second).Get("http://" + monitoredL3Connector + "/ready")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	}); err != nil {
+		t.Fatalf("L3 connector not ready: %v\n%s", err, l3.Output())
+	}
+	conf, err := w.EdgeCLI(ctx, "l3", "client", "add", "alice")
+	if err != nil {
 		t.Fatal(err)
 	}
 	client := n.Node("client")
+	if _, err := client.WGQuickUp(ctx, fmt.Sprintf("onrd%d", os.Getpid()%1000000), []byte(conf)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.Node("lan").ServeOrigins(); err != nil {
+		t.Fatal(err)
+	}
 	lanEcho := netip.AddrPortFrom(lanAddr(false), testnet.OriginEcho)
 	if err := waitFor(10*time.Second, func() bool { return echoOnce(client, lanEcho, time.Second) == nil }); err != nil {
 		t.Fatalf("alice does not reach the LAN host: %v", err)
 	}
 
-	// The L4 side: tunnel demo's connector in conn2 with the origins on
-	// lan2, a TCP and a UDP echo through the edge's bindings.
+	// The L4 side.
 	tokenFile := filepath.Join(dir, "demo.token")
 	token, err := w.EdgeCLI(ctx, "tunnel", "create", "demo")
 	if err != nil {
@@ -98,7 +138,8 @@ xdp:
 		t.Fatal(err)
 	}
 	rig := &testnet.TunnelRig{Net: n, Dir: dir, ConnectorBin: w.ConnectorBin}
-	tc, err := rig.StartTunnelConnector(n.Node("conn2"), tokenFile, "demo", "quic", testnet.DefaultIngressYAML(lan2Addr(false).String()))
+	tc, err := rig.StartTunnelConnector(n.Node("conn2"), tokenFile, "demo", "quic", testnet.DefaultIngressYAML(lan2Addr(false).String()),
+		"--metrics", monitoredTunnelConnector)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,19 +153,27 @@ xdp:
 	if err := client.UDPEcho(bind, 3); err != nil {
 		t.Fatalf("UDP echo through the tunnel: %v\n%s", err, tc.Output())
 	}
+	return &monitoredWorld{n: n, targets: []scrapeTarget{
+		{"edge", "onramp-edge", n.Node("edge"), testnet.L3EdgeMetrics},
+		{"tunnel connector", "onramp-connector", n.Node("conn2"), monitoredTunnelConnector},
+		{"L3 connector", "onramp-connector", conn, monitoredL3Connector},
+	}}
+}
 
-	scrapes := []struct {
-		who  string
-		node *testnet.Node
-		addr string
-	}{
-		{"edge", n.Node("edge"), testnet.L3EdgeMetrics},
-		{"tunnel connector", tc.Node, tc.Metrics},
-		{"L3 connector", n.Node("conn"), testnet.L3ConnectorReady},
-	}
+// TestDashboardMetricsExported scrapes the edge and the connectors of a
+// monitored world (see startMonitoredWorld) and fails naming every metric
+// a dashboard panel, a dashboard variable or an alerting rule uses that
+// none of them exports, and every label matcher of theirs that selects no
+// exported series (a label the metric does not have, a value none of its
+// series has).
+func TestDashboardMetricsExported(t *testing.T) {
+	queries := monitoringQueries(t)
+	used := usedMetrics(t, queries)
+	w := startMonitoredWorld(t)
+
 	fams := map[string]string{}
 	series := map[string][]map[string]string{}
-	for _, s := range scrapes {
+	for _, s := range w.targets {
 		text, err := s.node.Metrics(s.addr)
 		if err != nil {
 			t.Fatalf("scrape the %s at %s: %v", s.who, s.addr, err)
