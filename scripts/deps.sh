@@ -16,13 +16,20 @@ set -euo pipefail
 # inside the testbed (the edges' shared store; testnet.StartEtcd), and
 # etcd-client: etcdctl, to look at such a cluster by hand; nginx: a real
 # origin behind the edge's direct L4 proxy (HTTP by Host, TLS by SNI with
-# its own certificate, and the PROXY protocol v2 header it reads).
+# its own certificate, and the PROXY protocol v2 header it reads);
+# prometheus: promtool, which checks and unit-tests the alerting rules and
+# the dashboard's queries (go test ./packaging/monitoring/). Debian has no
+# smaller package with promtool; without recommends it is prometheus alone
+# (about 96 MB installed, and a few libjs-* packages for its web UI).
 #
 # etcd-server's postinst would start a system etcd (127.0.0.1:2379, data in
-# /var/lib/etcd) where an init system runs. The tests never use it (their
-# members listen inside their own namespaces), but nothing should run that
-# nobody asked for: a policy-rc.d that denies every start is in place while
-# apt-get runs, unless the machine has its own (containers often do).
+# /var/lib/etcd) where an init system runs, and prometheus's a Prometheus
+# server (:9090, scraping itself). The tests never use them (etcd members
+# listen inside their own namespaces; promtool needs no server), but nothing
+# should run that nobody asked for: a policy-rc.d that denies every start is
+# in place while apt-get runs, unless the machine has its own (containers
+# often do). prometheus's postinst also enables its unit for the next boot:
+# when this script installed it, it disables the unit again.
 packages=(
 	iproute2
 	iperf3
@@ -39,6 +46,7 @@ packages=(
 	etcd-server
 	etcd-client
 	nginx
+	prometheus
 )
 
 missing=()
@@ -63,4 +71,7 @@ if [[ ! -e /usr/sbin/policy-rc.d ]]; then
 fi
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+if [[ " ${missing[*]} " == *" prometheus "* ]] && command -v systemctl >/dev/null; then
+	systemctl --no-reload disable prometheus.service >/dev/null 2>&1 || true
+fi
 echo "deps: installed ${missing[*]}"
