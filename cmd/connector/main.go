@@ -43,8 +43,9 @@ func main() {
 	tunnelCmd.AddCommand(runCmd(&logFlags))
 	root.AddCommand(tunnelCmd, tokenCmd(), forwardCmd(&logFlags))
 	root.AddCommand(l3Cmd(&logFlags), statusCmd())
+	cli.Setup(root)
 	if err := root.Execute(); err != nil {
-		fmt.Fprintln(os.Stderr, "connector:", err)
+		fmt.Fprintln(os.Stderr, root.Name()+":", err)
 		os.Exit(1)
 	}
 }

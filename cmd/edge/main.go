@@ -64,8 +64,9 @@ func main() {
 	root.PersistentFlags().StringVar(&g.log.Level, "log-level", "info", "log level: debug, info, warn, error")
 	root.AddCommand(serveCmd(g), tunnelCmd(g))
 	root.AddCommand(l3Cmd(g), registryCmd(g), statusCmd(g))
+	cli.Setup(root)
 	if err := root.Execute(); err != nil {
-		fmt.Fprintln(os.Stderr, "edge:", err)
+		fmt.Fprintln(os.Stderr, root.Name()+":", err)
 		os.Exit(1)
 	}
 }
