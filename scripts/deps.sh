@@ -16,7 +16,12 @@ set -euo pipefail
 # inside the testbed (the edges' shared store; testnet.StartEtcd), and
 # etcd-client: etcdctl, to look at such a cluster by hand; nginx: a real
 # origin behind the edge's direct L4 proxy (HTTP by Host, TLS by SNI with
-# its own certificate, and the PROXY protocol v2 header it reads).
+# its own certificate, and the PROXY protocol v2 header it reads);
+# systemd: systemd-analyze verify on the units, and systemd-sysusers and
+# systemd-tmpfiles, which the package's postinstall runs; man-db: man, with
+# which systemd-analyze checks the units' Documentation= pages; rpm: rpm
+# -qlp, the file list of the .rpm (the packaging test; dpkg makes the .deb's);
+# bash-completion: the helpers the packaged bash completion runs on.
 #
 # etcd-server's postinst would start a system etcd (127.0.0.1:2379, data in
 # /var/lib/etcd) where an init system runs. The tests never use it (their
@@ -39,6 +44,10 @@ packages=(
 	etcd-server
 	etcd-client
 	nginx
+	systemd
+	man-db
+	rpm
+	bash-completion
 )
 
 missing=()
