@@ -17,6 +17,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/onramp-net/onramp/cmd/edge/edgeconfig"
 	"github.com/onramp-net/onramp/l4proxy/ingress"
@@ -84,6 +85,7 @@ func TestPackage(t *testing.T) {
 	t.Run("man pages", p.testMan)
 	t.Run("completions", p.testCompletions)
 	t.Run("version", p.testVersion)
+	t.Run("the edge serves with the example edge.yml", p.testEdgeStarts)
 	t.Run("rpm", p.testRPM)
 	t.Run("reinstall, remove, purge", p.testLifecycle) // last: it removes the package
 }
@@ -357,6 +359,56 @@ func (p *pkg) testVersion(t *testing.T) {
 	if !strings.Contains(info, "Package: onramp\n") || !strings.Contains(info, "Version: "+strings.TrimSpace(want)+"-1\n") ||
 		!strings.Contains(info, "Architecture: "+runtime.GOARCH+"\n") || !strings.Contains(info, "Homepage: https://github.com/onramp-net/onramp\n") {
 		t.Errorf("the .deb's control fields:\n%s\nwant version %s-1", info, strings.TrimSpace(want))
+	}
+}
+
+// The installed edge, run as its unit runs it (in a network namespace of
+// its own), serves with the installed edge.yml.
+func (p *pkg) testEdgeStarts(t *testing.T) {
+	needTools(t, "unshare", "ip")
+	data := t.TempDir()
+	cmd := exec.Command("unshare", "-n", "sh", "-c", `ip link set lo up && exec "$0" --config "$1" --data "$2" serve`,
+		filepath.Join(p.root, "usr/bin/onramp-edge"), filepath.Join(p.root, "etc/onramp/edge.yml"), data)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	lines := make(chan string)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	var log []string
+	timeout := time.After(30 * time.Second)
+	for ready := false; !ready; {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatalf("the edge exited: %v\n%s", cmd.Wait(), strings.Join(log, "\n"))
+			}
+			log = append(log, l)
+			ready = strings.Contains(l, `msg="edge ready"`)
+		case <-timeout:
+			t.Fatalf("the edge is not ready after 30s:\n%s", strings.Join(log, "\n"))
+		}
+	}
+	if !slices.ContainsFunc(log, func(l string) bool { return strings.Contains(l, "quic=[::]:7844") }) {
+		t.Errorf("the edge does not listen for connectors on [::]:7844:\n%s", strings.Join(log, "\n"))
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	go func() {
+		for range lines {
+		}
+	}()
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("the edge, stopped with SIGTERM: %v", err)
 	}
 }
 
