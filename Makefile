@@ -9,14 +9,21 @@ BIN      := bin
 CMDS := $(filter-out cmd/internal,$(wildcard cmd/*)) testnet/cmd/testnet
 
 .DEFAULT_GOAL := help
-.PHONY: help build test deps bench bench-smoke profile fuzz demo generate check-generated lint clean
+.PHONY: help build package test deps bench bench-smoke profile fuzz demo generate check-generated lint clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
+# -X flags stamping the version (git describe), commit and build date into
+# the binaries' --version (cmd/internal/cli).
+LDFLAGS = $(shell packaging/package.sh ldflags)
+
 build: ## build the binaries into ./bin
 	@mkdir -p $(BIN)
-	$(GO) build -o $(BIN)/ $(addprefix ./,$(CMDS))
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/ $(addprefix ./,$(CMDS))
+
+package: ## build the .deb and .rpm (amd64, arm64) into dist/ with nfpm: binaries, units, /etc/onramp examples, man pages, completions (ARCHS=amd64 PACKAGERS=deb: fewer)
+	@GO=$(GO) packaging/package.sh
 
 deps: ## install the Debian packages the tests and benchmarks need (idempotent)
 	@scripts/deps.sh
@@ -60,6 +67,6 @@ lint: ## gofmt clean, go vet, staticcheck
 	$(GO) vet ./...
 	$(GO) tool staticcheck ./...
 
-clean: ## remove ./bin and test caches
-	rm -rf $(BIN)
+clean: ## remove ./bin, ./dist and test caches
+	rm -rf $(BIN) dist
 	$(GO) clean -testcache

@@ -21,6 +21,11 @@ set -euo pipefail
 # the dashboard's queries (go test ./packaging/monitoring/). Debian has no
 # smaller package with promtool; without recommends it is prometheus alone
 # (about 96 MB installed, and a few libjs-* packages for its web UI).
+# systemd: systemd-analyze verify on the units, and systemd-sysusers and
+# systemd-tmpfiles, which the package's postinstall runs; man-db: man, with
+# which systemd-analyze checks the units' Documentation= pages; rpm: rpm
+# -qlp, the file list of the .rpm (the packaging test; dpkg makes the .deb's);
+# bash-completion: the helpers the packaged bash completion runs on.
 #
 # etcd-server's postinst would start a system etcd (127.0.0.1:2379, data in
 # /var/lib/etcd) where an init system runs, and prometheus's a Prometheus
@@ -47,6 +52,10 @@ packages=(
 	etcd-client
 	nginx
 	prometheus
+	systemd
+	man-db
+	rpm
+	bash-completion
 )
 
 missing=()

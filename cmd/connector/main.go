@@ -37,6 +37,16 @@ func main() {
 		Short:         "onramp connector: joins private networks to the edge, dialing out only",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Long: `onramp's connector runs inside a private network and only dials out: it joins
+a tunnel on the edge and sends the users' connections that arrive through it
+to private services by its ingress rules (tunnel run), or joins the L3
+on-ramp (l3 run).
+
+Installed by the onramp package, connector NAME runs as
+onramp-connector@NAME.service, with its token in /etc/onramp/NAME.token and
+its ingress rules in /etc/onramp/NAME.ingress.yml (an L3 connector: its
+configuration in /etc/onramp/NAME.yml); /etc/onramp/example.ingress.yml is
+an example of ingress rules.`,
 	}
 	var logFlags cli.LogFlags
 	root.PersistentFlags().StringVar(&logFlags.Format, "log-format", "text", "log format: text or json")
@@ -47,8 +57,9 @@ func main() {
 	root.AddCommand(l3Cmd(&logFlags), statusCmd())
 	root.AddCommand(serviceCmd(&logFlags))
 	root.AddCommand(diagCmd())
+	cli.Setup(root)
 	if err := root.Execute(); err != nil {
-		fmt.Fprintln(os.Stderr, "connector:", err)
+		fmt.Fprintln(os.Stderr, root.Name()+":", err)
 		os.Exit(1)
 	}
 }

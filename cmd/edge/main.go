@@ -58,6 +58,14 @@ func main() {
 		Short:         "onramp edge: the public relay that connectors dial and users reach",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Long: `onramp's public relay: connectors dial it, users connect to it, and it sends
+each user connection down a tunnel to a connector.
+
+Installed by the onramp package, it runs as onramp-edge.service, as the
+onramp user: onramp-edge --config /etc/onramp/edge.yml --data
+/var/lib/onramp-edge serve. The edge.yml the package installs shows every
+key; the data directory holds the tunnel store, the edge's certificate and
+the admin socket the other commands use.`,
 	}
 	root.PersistentFlags().StringVarP(&g.config, "config", "c", "", "edge configuration file (YAML); without it the defaults apply")
 	root.PersistentFlags().StringVar(&g.data, "data", "", "data directory: tunnel store, certificate, admin socket (overrides the config; default "+edgeconfig.DefaultData+")")
@@ -66,8 +74,9 @@ func main() {
 	root.AddCommand(serveCmd(g), tunnelCmd(g))
 	root.AddCommand(l3Cmd(g), registryCmd(g), statusCmd(g))
 	root.AddCommand(diagCmd(g))
+	cli.Setup(root)
 	if err := root.Execute(); err != nil {
-		fmt.Fprintln(os.Stderr, "edge:", err)
+		fmt.Fprintln(os.Stderr, root.Name()+":", err)
 		os.Exit(1)
 	}
 }
