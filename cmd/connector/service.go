@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -54,7 +55,11 @@ type instance struct {
 func (i instance) token() string   { return filepath.Join(i.etc, i.name+".token") }
 func (i instance) ingress() string { return filepath.Join(i.etc, i.name+".ingress.yml") }
 func (i instance) l3() string      { return filepath.Join(i.etc, i.name+".yml") }
-func (i instance) unit() string    { return "onramp-connector@" + i.name + ".service" }
+
+// env is the unit's EnvironmentFile: ONRAMP_CONNECTOR_FLAGS, the flags
+// service run gets (install --metrics writes it).
+func (i instance) env() string  { return filepath.Join(i.etc, i.name+".env") }
+func (i instance) unit() string { return "onramp-connector@" + i.name + ".service" }
 
 func exists(path string) bool {
 	_, err := os.Lstat(path)
@@ -78,6 +83,7 @@ Several connectors run side by side under different names.`,
 type installFlags struct {
 	tokenFile, ingressFile, l3File string
 	name, root                     string
+	metrics                        string // --metrics of the service, in NAME.env
 	force                          bool
 	// viaSystemctl enables and starts the unit with systemctl rather than
 	// by its link under root: without --root (and in tests).
@@ -94,6 +100,9 @@ func serviceInstallCmd() *cobra.Command {
 
   connector service install --token-file demo.token --ingress ingress.yml
   connector service install --l3-config l3.yml
+
+With --metrics ADDR the service serves /metrics, /ready and /status there
+(for Prometheus and connector status; /etc/onramp/NAME.env).
 
 The token (checked as tunnel run would) is copied to /etc/onramp/NAME.token
 and the ingress rules (checked too) to /etc/onramp/NAME.ingress.yml; without
@@ -127,6 +136,7 @@ systemctl reload onramp-connector@NAME after editing the ingress rules or l3.yml
 	fl.StringVar(&f.l3File, "l3-config", "", "an L3 connector's l3.yml (edge l3 connector add prints it)")
 	fl.StringVar(&f.name, "name", "", "the service's name, onramp-connector@NAME (default: from the token file's name or l3.yml)")
 	fl.StringVar(&f.root, "root", "", "install under this directory, enabling the unit without systemctl")
+	fl.StringVar(&f.metrics, "metrics", "", "the service serves /metrics, /ready and /status on this address (e.g. 127.0.0.1:9200; written to /etc/onramp/NAME.env)")
 	fl.BoolVar(&f.force, "force", false, "replace the files of an installed connector of the same name")
 	return cmd
 }
@@ -194,6 +204,12 @@ func install(out io.Writer, f installFlags) error {
 		return fmt.Errorf("%w (give --name)", err)
 	}
 	in := instance{name, filepath.Join(f.root, etcDir)}
+	if f.metrics != "" {
+		if _, _, err := net.SplitHostPort(f.metrics); err != nil {
+			return fmt.Errorf("--metrics %q: want HOST:PORT: %w", f.metrics, err)
+		}
+		files = append(files, file{in.env(), []byte("# the flags of connector service run " + name + " (connector service install)\nONRAMP_CONNECTOR_FLAGS=--metrics " + f.metrics + "\n")})
+	}
 
 	// Refuse before writing anything.
 	l4 := f.tokenFile != ""
@@ -369,7 +385,7 @@ func uninstall(out io.Writer, name, root string, viaSystemctl bool) error {
 	}
 	in := instance{name, filepath.Join(root, etcDir)}
 	link := filepath.Join(root, wantsDir, in.unit())
-	files := []string{in.token(), in.ingress(), in.l3()}
+	files := []string{in.token(), in.ingress(), in.l3(), in.env()}
 	if !slices.ContainsFunc(append(files, link), exists) {
 		return fmt.Errorf("no connector service %s: none of %s, %s, %s", name, in.token(), in.l3(), link)
 	}
@@ -445,8 +461,9 @@ does. Signals are theirs: SIGHUP reloads the ingress rules or l3.yml, SIGTERM
 drains and stops. It tells systemd READY=1 once the first tunnel connection
 or WireGuard handshake with the edge is up.
 
-The flags below are tunnel run's and l3 run's; to set them for the service,
-"systemctl edit onramp-connector@NAME" and give ExecStart= again with them.`,
+The flags below are tunnel run's and l3 run's; the unit passes it those in
+ONRAMP_CONNECTOR_FLAGS of /etc/onramp/NAME.env (service install --metrics
+ADDR writes --metrics there; edit it for others, then systemctl restart).`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := args[0]

@@ -373,3 +373,37 @@ func TestServiceSystemctl(t *testing.T) {
 		t.Errorf("uninstall left files: %q", tree(t, root))
 	}
 }
+
+// TestServiceInstallMetrics: --metrics is written to NAME.env (0600) as
+// the flag service run gets from the unit, a bad address is refused, and
+// uninstall removes the file.
+func TestServiceInstallMetrics(t *testing.T) {
+	src := t.TempDir()
+	root := t.TempDir()
+	tokFile := writeFile(t, filepath.Join(src, "demo.token"), testToken(t, 1), 0o600)
+	ingFile := writeFile(t, filepath.Join(src, "ingress.yml"), testIngress, 0o644)
+	if out, err := service(t, "install", "--token-file", tokFile, "--ingress", ingFile, "--metrics", "9200", "--root", root); err == nil {
+		t.Fatalf("--metrics 9200 accepted:\n%s", out)
+	}
+	if out, err := service(t, "install", "--token-file", tokFile, "--ingress", ingFile, "--metrics", "127.0.0.1:9200", "--root", root); err != nil {
+		t.Fatalf("install: %v\n%s", err, out)
+	}
+	env := filepath.Join(root, "etc/onramp/demo.env")
+	data, err := os.ReadFile(env)
+	if err != nil || !strings.Contains(string(data), "\nONRAMP_CONNECTOR_FLAGS=--metrics 127.0.0.1:9200\n") {
+		t.Fatalf("%s: %q, %v", env, data, err)
+	}
+	wantFile(t, env, data, 0o600)
+	unit, _ := systemd.Units.ReadFile("onramp-connector@.service")
+	for _, want := range []string{"EnvironmentFile=-/etc/onramp/%i.env", "service run %i $ONRAMP_CONNECTOR_FLAGS"} {
+		if !strings.Contains(string(unit), want) {
+			t.Errorf("the unit lacks %q", want)
+		}
+	}
+	if out, err := service(t, "uninstall", "--name", "demo", "--root", root); err != nil {
+		t.Fatalf("uninstall: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(env); err == nil {
+		t.Error("uninstall left demo.env")
+	}
+}
