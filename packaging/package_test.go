@@ -137,6 +137,18 @@ func (p *pkg) testFiles(t *testing.T) {
 	for _, f := range []string{"usr/lib/sysusers.d/onramp.conf", "usr/lib/tmpfiles.d/onramp.conf", "etc/onramp/edge.yml", "etc/onramp/example.ingress.yml"} {
 		mustMode(t, filepath.Join(p.root, f), 0o644)
 	}
+	// The dashboard and the alerting rules, as in the repository (their
+	// own tests check them: packaging/monitoring).
+	for dst, src := range map[string]string{
+		"usr/share/onramp/grafana/onramp.json":          "grafana/onramp.json",
+		"usr/share/onramp/prometheus/onramp-alerts.yml": "prometheus/onramp-alerts.yml",
+	} {
+		want, _ := os.ReadFile(src)
+		if got, err := os.ReadFile(filepath.Join(p.root, dst)); err != nil || !bytes.Equal(got, want) {
+			t.Errorf("/%s: not packaging/%s (%v)", dst, src, err)
+		}
+		mustMode(t, filepath.Join(p.root, dst), 0o644)
+	}
 
 	// The examples are valid, and kept when edited.
 	edgeYML := filepath.Join(p.root, "etc/onramp/edge.yml")
