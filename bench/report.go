@@ -258,7 +258,7 @@ func fmtRatio(r, lo, hi float64) string {
 
 func goalFor(s *ScenarioResult, peer, metric string) *Goal {
 	for i := range s.Goals {
-		if s.Goals[i].Peer == peer && s.Goals[i].Metric == metric {
+		if s.Goals[i].Peer == peer && s.Goals[i].Plus == "" && s.Goals[i].Metric == metric {
 			return &s.Goals[i]
 		}
 	}
@@ -309,20 +309,45 @@ func goalRows(run *Run) [][3]string {
 	for i := range run.Scenarios {
 		o := &run.Scenarios[i]
 		for _, g := range o.Goals {
-			peer := run.Scenario(g.Peer)
-			name := fmt.Sprintf("%s / %s, %s: goal %s", o.Label, g.Peer, g.Metric, g)
-			if peer != nil {
-				name = fmt.Sprintf("%s / %s, %s: goal %s", o.Label, peer.Label, g.Metric, g)
+			if g.Absolute() {
+				out = append(out, absoluteGoalRow(o, g))
+				continue
 			}
-			if o.NotAvailable != "" || (peer != nil && peer.NotAvailable != "") {
+			peer, plus := run.Scenario(g.Peer), (*ScenarioResult)(nil)
+			label := func(s *ScenarioResult, name string) string {
+				if s != nil {
+					return s.Label
+				}
+				return name
+			}
+			peerName := label(peer, g.Peer)
+			if g.Plus != "" {
+				plus = run.Scenario(g.Plus)
+				peerName = "(" + peerName + " + " + label(plus, g.Plus) + ")"
+			}
+			name := fmt.Sprintf("%s / %s, %s: goal %s", o.Label, peerName, g.Metric, g)
+			peers := []*ScenarioResult{peer}
+			if g.Plus != "" {
+				peers = append(peers, plus)
+			}
+			unavailable, missing := o.NotAvailable != "", o.Error != "" || o.Metric(g.Metric) == nil
+			for _, p := range peers {
+				unavailable = unavailable || (p != nil && p.NotAvailable != "")
+				missing = missing || p == nil || p.Error != "" || p.Metric(g.Metric) == nil
+			}
+			if unavailable {
 				out = append(out, [3]string{name, "not available in this run", "—"})
 				continue
 			}
-			if peer == nil || o.Error != "" || peer.Error != "" || o.Metric(g.Metric) == nil || peer.Metric(g.Metric) == nil {
+			if missing {
 				out = append(out, [3]string{name, "not measured", "—"})
 				continue
 			}
-			r, lo, hi := Ratio(o.Metric(g.Metric).Summary, peer.Metric(g.Metric).Summary)
+			ps := peer.Metric(g.Metric).Summary
+			if plus != nil {
+				ps = sumSummary(ps, plus.Metric(g.Metric).Summary)
+			}
+			r, lo, hi := Ratio(o.Metric(g.Metric).Summary, ps)
 			met := "no"
 			if g.Met(r) {
 				met = "yes"
@@ -334,6 +359,37 @@ func goalRows(run *Run) [][3]string {
 		}
 	}
 	return out
+}
+
+// sumSummary is the summary of a + b, for a goal against two peers
+// together: the medians added, and the ranges.
+func sumSummary(a, b Summary) Summary {
+	return Summary{N: min(a.N, b.N), Median: a.Median + b.Median, Min: a.Min + b.Min, Max: a.Max + b.Max}
+}
+
+// absoluteGoalRow is the row of a goal on the scenario's own figure.
+func absoluteGoalRow(o *ScenarioResult, g Goal) [3]string {
+	m := o.Metric(g.Metric)
+	unit := ""
+	if m != nil && m.Unit != "" {
+		unit = " " + m.Unit
+	}
+	name := fmt.Sprintf("%s, %s: goal %s%s", o.Label, g.Metric, g, unit)
+	switch {
+	case o.NotAvailable != "":
+		return [3]string{name, "not available in this run", "—"}
+	case o.Error != "" || m == nil || m.Summary.N == 0:
+		return [3]string{name, "not measured", "—"}
+	}
+	v := fmt.Sprintf("%.3g%s", m.Summary.Median, unit)
+	if m.Summary.Min != m.Summary.Max {
+		v = fmt.Sprintf("%.3g (%.3g–%.3g)%s", m.Summary.Median, m.Summary.Min, m.Summary.Max, unit)
+	}
+	met := "no"
+	if g.Met(m.Summary.Median) {
+		met = "yes"
+	}
+	return [3]string{name, v, met}
 }
 
 func contains(xs []string, x string) bool {

@@ -228,3 +228,37 @@ func TestCompareRowsOnrampReference(t *testing.T) {
 		t.Errorf("rows %q, want %q", got, want)
 	}
 }
+
+// A goal against two peers together is a ratio to their sum; an absolute
+// goal checks the scenario's own figure; neither marks a row of the
+// per-peer comparison, and a missing peer says so.
+func TestGoalRowsSumAndAbsolute(t *testing.T) {
+	sum := func(m, lo, hi float64) Summary { return Summary{N: 3, Median: m, Min: lo, Max: hi} }
+	mk := func(name string, metric, unit string, s Summary) ScenarioResult {
+		return ScenarioResult{Name: name, Area: "a", Label: name, Metrics: []MetricResult{{Name: metric, Unit: unit, Summary: s}}}
+	}
+	run := &Run{Scenarios: []ScenarioResult{
+		mk("tunnel", "cpu_per_gb", "CPU-s/GB", sum(4.4, 4.3, 4.5)),
+		mk("ends", "cpu_per_gb", "CPU-s/GB", sum(3.6, 3.5, 3.7)),
+		mk("haproxy", "cpu_per_gb", "CPU-s/GB", sum(0.4, 0.3, 0.5)),
+		mk("held", "per_stream", "KiB", sum(10.5, 10.2, 11)),
+		mk("held2", "per_stream", "KiB", sum(22.7, 22.7, 22.7)),
+	}}
+	run.Scenarios[0].Goals = []Goal{{Peer: "ends", Plus: "haproxy", Metric: "cpu_per_gb", Op: "<=", Ratio: 1.1},
+		{Peer: "ends", Plus: "gone", Metric: "cpu_per_gb", Op: "<=", Ratio: 1.1}}
+	run.Scenarios[3].Goals = []Goal{{Metric: "per_stream", Op: "<=", Limit: 16}}
+	run.Scenarios[4].Goals = []Goal{{Metric: "per_stream", Op: "<=", Limit: 16}}
+	got := goalRows(run)
+	want := [][3]string{
+		{"tunnel / (ends + haproxy), cpu_per_gb: goal <= 1.10", "1.10 (1.02–1.18)", "yes"},
+		{"tunnel / (ends + gone), cpu_per_gb: goal <= 1.10", "not measured", "—"},
+		{"held, per_stream: goal <= 16 KiB", "10.5 (10.2–11) KiB", "yes"},
+		{"held2, per_stream: goal <= 16 KiB", "22.7 KiB", "no"},
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("goal rows\n%q\nwant\n%q", got, want)
+	}
+	if g := goalFor(&run.Scenarios[0], "ends", "cpu_per_gb"); g != nil {
+		t.Errorf("the per-peer row of ends is marked with the goal against the sum %v", g)
+	}
+}

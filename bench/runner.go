@@ -98,7 +98,8 @@ func (r *Runner) RunAll(ctx context.Context, scenarios []Scenario) []ScenarioRes
 
 // goalGroups returns, for every scenario index, the indexes of its group
 // in list order: the scenarios joined by goals (an onramp scenario and the
-// peers its goals name) or by a shared Interleave, or the scenario alone.
+// peers of its area its goals name) or by a shared Interleave, or the
+// scenario alone.
 func goalGroups(scenarios []Scenario) [][]int {
 	parent := make([]int, len(scenarios))
 	for i := range parent {
@@ -124,8 +125,13 @@ func goalGroups(scenarios []Scenario) [][]int {
 	first := map[string]int{} // Interleave key -> its first scenario
 	for i, s := range scenarios {
 		for _, g := range s.Goals {
-			if j, ok := index[g.Peer]; ok {
-				join(i, j)
+			for _, peer := range g.peers() {
+				// A peer of another area (eight streams against one) is
+				// measured in the same run, not interleaved: joining the
+				// areas would set up both areas' systems at once.
+				if j, ok := index[peer]; ok && scenarios[j].Area == s.Area {
+					join(i, j)
+				}
 			}
 		}
 		if s.Interleave != "" {

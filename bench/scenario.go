@@ -25,20 +25,50 @@ type Goal struct {
 	Metric string  `json:"metric"`
 	Op     string  `json:"op"`
 	Ratio  float64 `json:"ratio"`
+	// Plus, if set, is a second peer whose figure adds to Peer's: the
+	// goal is a ratio to the sum (the tunnel's CPU per GB against the
+	// raw transport's ends plus HAProxy's relay of the two TCP legs).
+	Plus string `json:"plus,omitempty"`
+	// Limit, if set (and no peer), makes the goal absolute: the
+	// scenario's own figure, in the metric's unit, Op Limit.
+	Limit float64 `json:"limit,omitempty"`
 }
 
-// Met reports whether ratio meets the goal.
+// Absolute reports whether the goal is a figure, not a ratio to a peer.
+func (g Goal) Absolute() bool { return g.Limit != 0 }
+
+// peers are the scenarios the goal compares with.
+func (g Goal) peers() []string {
+	var p []string
+	for _, n := range []string{g.Peer, g.Plus} {
+		if n != "" {
+			p = append(p, n)
+		}
+	}
+	return p
+}
+
+// Met reports whether ratio (an absolute goal: the figure) meets the goal.
 func (g Goal) Met(ratio float64) bool {
 	if math.IsNaN(ratio) {
 		return false
 	}
-	if g.Op == "<=" {
-		return ratio <= g.Ratio
+	want := g.Ratio
+	if g.Absolute() {
+		want = g.Limit
 	}
-	return ratio >= g.Ratio
+	if g.Op == "<=" {
+		return ratio <= want
+	}
+	return ratio >= want
 }
 
-func (g Goal) String() string { return fmt.Sprintf("%s %.2f", g.Op, g.Ratio) }
+func (g Goal) String() string {
+	if g.Absolute() {
+		return fmt.Sprintf("%s %g", g.Op, g.Limit)
+	}
+	return fmt.Sprintf("%s %.2f", g.Op, g.Ratio)
+}
 
 // Scenario is one measurement: a setup (a topology with the system under
 // test or a peer in it) and a run repeated Env.Reps times. Scenarios are
@@ -184,8 +214,16 @@ func Validate(all []Scenario, areas []Area) error {
 			}
 		}
 		for _, g := range s.Goals {
-			if names[g.Peer] == nil {
-				return fmt.Errorf("scenario %s: goal against unknown peer %q", s.Name, g.Peer)
+			if g.Absolute() {
+				if g.Peer != "" || g.Plus != "" {
+					return fmt.Errorf("scenario %s: goal on %s with a limit and a peer", s.Name, g.Metric)
+				}
+				continue
+			}
+			for _, p := range g.peers() {
+				if names[p] == nil {
+					return fmt.Errorf("scenario %s: goal against unknown peer %q", s.Name, p)
+				}
 			}
 		}
 	}
