@@ -163,6 +163,32 @@ backend echo
 `, edgeUser, bulkPort, originIP, echoPort, testnet.OriginEcho, maxconn)
 }
 
+// haproxyHopConfig is the configuration of one HAProxy of a chain: it
+// listens on bind and sends each connection to the next hop's same port.
+func haproxyHopConfig(maxconn int, bind, next string) string {
+	return fmt.Sprintf(`global
+    nbthread 1
+    maxconn %[5]d
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 120s
+    timeout server 120s
+    option splice-request
+    option splice-response
+frontend bulk
+    bind %[1]s:%[3]d
+    default_backend bulk
+backend bulk
+    server next %[2]s:%[3]d
+frontend echo
+    bind %[1]s:%[4]d
+    default_backend echo
+backend echo
+    server next %[2]s:%[4]d
+`, bind, next, bulkPort, echoPort, maxconn)
+}
+
 // haproxyMaxConn is HAProxy's maxconn: the streams l4-streams holds and
 // room to spare (so that none waits in the accept queue), at least 4000.
 // HAProxy needs some two descriptors per connection and says so at start
@@ -193,6 +219,50 @@ func startHAProxy(ctx context.Context, env *Env) (*Rig, error) {
 		return fail(fmt.Errorf("haproxy: %w", err))
 	}
 	r.Measured = []int{p.Cmd.Process.Pid}
+	r.Addr["bulk"] = hostPort(edgeUser, bulkPort)
+	r.Addr["echo"] = hostPort(edgeUser, echoPort)
+	return r, nil
+}
+
+// startHAProxyChain runs two HAProxies in series, one in "edge" and one in
+// "conn", both pinned to the SUT CPUs: the tunnel's shape (three TCP
+// connections, two relaying processes) with plain TCP between them, so
+// that a figure of the tunnel can be told from what its shape costs. The
+// one in "conn" reaches the echo origin's port through a relay port of
+// its own (the origin's echo service listens on testnet.OriginEcho).
+func startHAProxyChain(ctx context.Context, env *Env) (*Rig, error) {
+	r, err := newRig(ctx, env, RoutedLine())
+	if err != nil {
+		return nil, err
+	}
+	fail := func(err error) (*Rig, error) { r.Close(); return nil, err }
+	dir, err := tempDir(r)
+	if err != nil {
+		return fail(err)
+	}
+	maxconn := haproxyMaxConn(env)
+	// conn's HAProxy: connAddr -> the origin (bulk on its port, echo on
+	// the echo service's).
+	connCfg := strings.Replace(haproxyHopConfig(maxconn, connAddr, originIP),
+		fmt.Sprintf("server next %s:%d", originIP, echoPort), fmt.Sprintf("server next %s:%d", originIP, testnet.OriginEcho), 1)
+	for _, hop := range []struct{ node, cfg, bind string }{
+		{"conn", connCfg, connAddr},
+		{"edge", haproxyHopConfig(maxconn, edgeUser, connAddr), edgeUser},
+	} {
+		path := filepath.Join(dir, "haproxy-"+hop.node+".cfg")
+		if err := os.WriteFile(path, []byte(hop.cfg), 0o644); err != nil {
+			return fail(err)
+		}
+		node := r.Net.Node(hop.node)
+		p, err := env.StartSUT(node, "haproxy", "-f", path, "-db")
+		if err != nil {
+			return fail(err)
+		}
+		if err := waitListen(ctx, node, "tcp", echoPort, p); err != nil {
+			return fail(fmt.Errorf("haproxy in %s: %w", hop.node, err))
+		}
+		r.Measured = append(r.Measured, p.Cmd.Process.Pid)
+	}
 	r.Addr["bulk"] = hostPort(edgeUser, bulkPort)
 	r.Addr["echo"] = hostPort(edgeUser, echoPort)
 	return r, nil

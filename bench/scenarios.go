@@ -68,6 +68,7 @@ const (
 	setupTunnel = "edge in `edge`, connector in `conn` (both on the SUT CPUs); iperf3 server and echo origin in `origin`, load in `user`"
 	setupKernel = "no proxy: `edge` and `conn` route in the kernel; iperf3 server and echo origin in `origin`, load in `user`"
 	setupHAP    = "HAProxy (TCP mode, nbthread 1, splice both ways) in `edge` on the SUT CPUs, `conn` routes; origin and load as for the tunnel"
+	setupHAP2   = "two HAProxies in series (TCP mode, nbthread 1, splice both ways), one in `edge` and one in `conn`, both on the SUT CPUs: the tunnel's three TCP connections and two relaying processes, in plain TCP; origin and load as for the tunnel"
 	setupSocat  = "socat TCP-LISTEN,fork,reuseaddr in `edge` on the SUT CPUs, `conn` routes; origin and load as for the tunnel"
 	setupRawQ   = "bench/cmd/rawquic relay in `edge` (user TCP in, one QUIC stream per connection out), receiver in `conn` (stream in, TCP to the origin out), both on the SUT CPUs; same windows, socket buffers and copy buffer size as the tunnel; iperf3 as for the tunnel"
 	setupRawT   = "bench/cmd/rawtls relay in `edge` (user TCP in, one Go crypto/tls 1.3 connection per connection out), receiver in `conn` (TLS in, TCP to the origin out), both on the SUT CPUs; same copy buffer size as the tunnel; iperf3 as for the tunnel"
@@ -143,6 +144,8 @@ func Scenarios() []Scenario {
 		Metrics: rawMetrics, Estimate: estBulk, Start: startRaw("rawtls", "tcp"), Run: runRaw("rawtls")})
 	add(Scenario{Name: "haproxy/bulk1", Area: "l4-bulk-1", Label: "HAProxy TCP (splice)", PeerOf: onrampL4("bulk1"), Setup: setupHAP,
 		Metrics: bulkMetrics, Estimate: estBulk, Start: startHAProxy, Run: runBulk(1)})
+	add(Scenario{Name: "haproxy2/bulk1", Area: "l4-bulk-1", Label: "two HAProxies in series (the tunnel's shape)", PeerOf: onrampL4("bulk1"), Setup: setupHAP2,
+		Metrics: bulkMetrics, Estimate: estBulk, Start: startHAProxyChain, Run: runBulk(1)})
 	add(Scenario{Name: "socat/bulk1", Area: "l4-bulk-1", Label: "socat", PeerOf: onrampL4("bulk1"), Setup: setupSocat,
 		Metrics: bulkMetrics, Estimate: estBulk, Start: startSocat, Run: runBulk(1)})
 	add(Scenario{Name: "kernel/bulk1", Area: "l4-bulk-1", Label: "kernel routing (ceiling)", PeerOf: onrampL4("bulk1"), Setup: setupKernel,
@@ -163,21 +166,21 @@ func Scenarios() []Scenario {
 	}
 	for _, a := range []l4area{
 		// Eight streams carry at least what one does, over each transport.
-		{"bulk8", "l4-bulk-8", bulkMetrics, estBulk, runBulk(8), []string{"haproxy", "socat", "kernel"}, false, nil, nil, true},
+		{"bulk8", "l4-bulk-8", bulkMetrics, estBulk, runBulk(8), []string{"haproxy", "haproxy2", "socat", "kernel"}, false, nil, nil, true},
 		// The tunnel: a round trip through two processes and three TCP
 		// legs at most 1.3x HAProxy's, and at least 0.8x its connection
 		// rate.
-		{"echo", "l4-latency", echoMetrics, estEcho, runEcho, []string{"haproxy", "socat", "kernel"}, false,
+		{"echo", "l4-latency", echoMetrics, estEcho, runEcho, []string{"haproxy", "haproxy2", "socat", "kernel"}, false,
 			[]Goal{{Peer: "haproxy/echo", Metric: "p99", Op: "<=", Ratio: 1.0}},
 			[]Goal{{Peer: "haproxy/echo", Metric: "p50", Op: "<=", Ratio: 1.3}}, false},
-		{"connrate", "l4-connrate", connMetrics, estConn, runConnRate, []string{"haproxy", "socat", "kernel"}, false,
+		{"connrate", "l4-connrate", connMetrics, estConn, runConnRate, []string{"haproxy", "haproxy2", "socat", "kernel"}, false,
 			[]Goal{{Peer: "haproxy/connrate", Metric: "rate", Op: ">=", Ratio: 1.0}},
 			[]Goal{{Peer: "haproxy/connrate", Metric: "rate", Op: ">=", Ratio: 0.8}}, false},
 		// socat forks a process per stream (memory not comparable by
 		// parent RSS); the kernel holds no user-space state. A held
 		// stream through the tunnel costs at most 16 KiB, edge and
 		// connector together.
-		{"streams", "l4-streams", streamMetrics, estStrm, runStreams, []string{"haproxy"}, true,
+		{"streams", "l4-streams", streamMetrics, estStrm, runStreams, []string{"haproxy", "haproxy2"}, true,
 			[]Goal{{Peer: "haproxy/streams", Metric: "per_stream", Op: "<=", Ratio: 2.0}},
 			[]Goal{{Metric: "per_stream", Op: "<=", Limit: 16}}, false},
 	} {
@@ -199,6 +202,8 @@ func Scenarios() []Scenario {
 			switch p {
 			case "haproxy":
 				sc.Label, sc.Setup, sc.Start = "HAProxy TCP (splice)", setupHAP, startHAProxy
+			case "haproxy2":
+				sc.Label, sc.Setup, sc.Start = "two HAProxies in series (the tunnel's shape)", setupHAP2, startHAProxyChain
 			case "socat":
 				sc.Label, sc.Setup, sc.Start = "socat", setupSocat, startSocat
 			case "kernel":
