@@ -320,12 +320,17 @@ func goalRows(run *Run) [][3]string {
 				}
 				return name
 			}
-			peerName := label(peer, g.Peer)
+			oName, peerName := o.Label, label(peer, g.Peer)
+			if peerName == oName {
+				// The same system in another area (eight streams against
+				// one): the scenarios' names tell them apart.
+				oName, peerName = o.Label+" ("+o.Name+")", g.Peer
+			}
 			if g.Plus != "" {
 				plus = run.Scenario(g.Plus)
 				peerName = "(" + peerName + " + " + label(plus, g.Plus) + ")"
 			}
-			name := fmt.Sprintf("%s / %s, %s: goal %s", o.Label, peerName, g.Metric, g)
+			name := fmt.Sprintf("%s / %s, %s: goal %s", oName, peerName, g.Metric, g)
 			peers := []*ScenarioResult{peer}
 			if g.Plus != "" {
 				peers = append(peers, plus)

@@ -243,7 +243,11 @@ func TestGoalRowsSumAndAbsolute(t *testing.T) {
 		mk("haproxy", "cpu_per_gb", "CPU-s/GB", sum(0.4, 0.3, 0.5)),
 		mk("held", "per_stream", "KiB", sum(10.5, 10.2, 11)),
 		mk("held2", "per_stream", "KiB", sum(22.7, 22.7, 22.7)),
+		mk("t/bulk8", "throughput", "Gbit/s", sum(1.6, 1.6, 1.6)),
+		mk("t/bulk1", "throughput", "Gbit/s", sum(2, 2, 2)),
 	}}
+	run.Scenarios[5].Label, run.Scenarios[6].Label = "tunnel", "tunnel"
+	run.Scenarios[5].Goals = []Goal{{Peer: "t/bulk1", Metric: "throughput", Op: ">=", Ratio: 1}}
 	run.Scenarios[0].Goals = []Goal{{Peer: "ends", Plus: "haproxy", Metric: "cpu_per_gb", Op: "<=", Ratio: 1.1},
 		{Peer: "ends", Plus: "gone", Metric: "cpu_per_gb", Op: "<=", Ratio: 1.1}}
 	run.Scenarios[3].Goals = []Goal{{Metric: "per_stream", Op: "<=", Limit: 16}}
@@ -254,6 +258,7 @@ func TestGoalRowsSumAndAbsolute(t *testing.T) {
 		{"tunnel / (ends + gone), cpu_per_gb: goal <= 1.10", "not measured", "—"},
 		{"held, per_stream: goal <= 16 KiB", "10.5 (10.2–11) KiB", "yes"},
 		{"held2, per_stream: goal <= 16 KiB", "22.7 KiB", "no"},
+		{"tunnel (t/bulk8) / t/bulk1, throughput: goal >= 1.00", "0.80", "no"},
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("goal rows\n%q\nwant\n%q", got, want)
