@@ -137,38 +137,13 @@ func startKernel(ctx context.Context, env *Env) (*Rig, error) {
 	return r, nil
 }
 
-// haproxyConfig is HAProxy as a plain TCP proxy: one thread, kernel
-// splicing both ways, room for maxconn connections at once.
-func haproxyConfig(maxconn int) string {
+// haproxyHopConfig is the configuration of an HAProxy that listens on
+// bind and sends each connection to next: iperf3's port to the same port,
+// echoPort to echoTo (the echo origin's port, or the next hop's echoPort).
+func haproxyHopConfig(maxconn int, bind, next string, echoTo int) string {
 	return fmt.Sprintf(`global
     nbthread 1
     maxconn %[6]d
-defaults
-    mode tcp
-    timeout connect 5s
-    timeout client 120s
-    timeout server 120s
-    option splice-request
-    option splice-response
-frontend bulk
-    bind %[1]s:%[2]d
-    default_backend bulk
-backend bulk
-    server origin %[3]s:%[2]d
-frontend echo
-    bind %[1]s:%[4]d
-    default_backend echo
-backend echo
-    server origin %[3]s:%[5]d
-`, edgeUser, bulkPort, originIP, echoPort, testnet.OriginEcho, maxconn)
-}
-
-// haproxyHopConfig is the configuration of one HAProxy of a chain: it
-// listens on bind and sends each connection to the next hop's same port.
-func haproxyHopConfig(maxconn int, bind, next string) string {
-	return fmt.Sprintf(`global
-    nbthread 1
-    maxconn %[5]d
 defaults
     mode tcp
     timeout connect 5s
@@ -185,8 +160,8 @@ frontend echo
     bind %[1]s:%[4]d
     default_backend echo
 backend echo
-    server next %[2]s:%[4]d
-`, bind, next, bulkPort, echoPort, maxconn)
+    server next %[2]s:%[5]d
+`, bind, next, bulkPort, echoPort, echoTo, maxconn)
 }
 
 // haproxyMaxConn is HAProxy's maxconn: the streams l4-streams holds and
@@ -197,40 +172,29 @@ func haproxyMaxConn(env *Env) int { return max(4000, env.Streams+1000) }
 
 // startHAProxy runs HAProxy in "edge", pinned to the SUT CPUs.
 func startHAProxy(ctx context.Context, env *Env) (*Rig, error) {
-	r, err := newRig(ctx, env, RoutedLine())
-	if err != nil {
-		return nil, err
-	}
-	fail := func(err error) (*Rig, error) { r.Close(); return nil, err }
-	dir, err := tempDir(r)
-	if err != nil {
-		return fail(err)
-	}
-	cfg := filepath.Join(dir, "haproxy.cfg")
-	if err := os.WriteFile(cfg, []byte(haproxyConfig(haproxyMaxConn(env))), 0o644); err != nil {
-		return fail(err)
-	}
-	edge := r.Net.Node("edge")
-	p, err := env.StartSUT(edge, "haproxy", "-f", cfg, "-db")
-	if err != nil {
-		return fail(err)
-	}
-	if err := waitListen(ctx, edge, "tcp", echoPort, p); err != nil {
-		return fail(fmt.Errorf("haproxy: %w", err))
-	}
-	r.Measured = []int{p.Cmd.Process.Pid}
-	r.Addr["bulk"] = hostPort(edgeUser, bulkPort)
-	r.Addr["echo"] = hostPort(edgeUser, echoPort)
-	return r, nil
+	return startHAProxies(ctx, env, haproxyHop{"edge", edgeUser, originIP, testnet.OriginEcho})
 }
 
 // startHAProxyChain runs two HAProxies in series, one in "edge" and one in
 // "conn", both pinned to the SUT CPUs: the tunnel's shape (three TCP
 // connections, two relaying processes) with plain TCP between them, so
-// that a figure of the tunnel can be told from what its shape costs. The
-// one in "conn" reaches the echo origin's port through a relay port of
-// its own (the origin's echo service listens on testnet.OriginEcho).
+// that a figure of the tunnel can be told from what its shape costs.
 func startHAProxyChain(ctx context.Context, env *Env) (*Rig, error) {
+	return startHAProxies(ctx, env,
+		haproxyHop{"conn", connAddr, originIP, testnet.OriginEcho},
+		haproxyHop{"edge", edgeUser, connAddr, echoPort})
+}
+
+// haproxyHop is one HAProxy of a rig: in node, from bind to next (see
+// haproxyHopConfig).
+type haproxyHop struct {
+	node, bind, next string
+	echoTo           int
+}
+
+// startHAProxies runs an HAProxy per hop, in order (the one nearest the
+// origin first), each pinned to the SUT CPUs and measured.
+func startHAProxies(ctx context.Context, env *Env, hops ...haproxyHop) (*Rig, error) {
 	r, err := newRig(ctx, env, RoutedLine())
 	if err != nil {
 		return nil, err
@@ -240,17 +204,10 @@ func startHAProxyChain(ctx context.Context, env *Env) (*Rig, error) {
 	if err != nil {
 		return fail(err)
 	}
-	maxconn := haproxyMaxConn(env)
-	// conn's HAProxy: connAddr -> the origin (bulk on its port, echo on
-	// the echo service's).
-	connCfg := strings.Replace(haproxyHopConfig(maxconn, connAddr, originIP),
-		fmt.Sprintf("server next %s:%d", originIP, echoPort), fmt.Sprintf("server next %s:%d", originIP, testnet.OriginEcho), 1)
-	for _, hop := range []struct{ node, cfg, bind string }{
-		{"conn", connCfg, connAddr},
-		{"edge", haproxyHopConfig(maxconn, edgeUser, connAddr), edgeUser},
-	} {
+	for _, hop := range hops {
 		path := filepath.Join(dir, "haproxy-"+hop.node+".cfg")
-		if err := os.WriteFile(path, []byte(hop.cfg), 0o644); err != nil {
+		cfg := haproxyHopConfig(haproxyMaxConn(env), hop.bind, hop.next, hop.echoTo)
+		if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 			return fail(err)
 		}
 		node := r.Net.Node(hop.node)
