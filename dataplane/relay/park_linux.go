@@ -53,10 +53,9 @@ type adir struct {
 	cbuf         []byte                // readRaw's buffer, during a copyOnce
 	cn           int                   // what readRaw read
 	cerr         error                 // readRaw's error
-	fill         func()                // d.splice, made once (what the poller starts)
 
 	// pk parks the direction in the engine's sockio.Poller; it starts
-	// fill when the source becomes readable.
+	// d.splice when the source becomes readable.
 	pk *sockio.Parker
 }
 
@@ -94,8 +93,8 @@ func (r *arun) newDir(src, dst net.Conn, srcRC, dstRC syscall.RawConn, c Counter
 	d := &adir{r: r, src: src, dst: dst, srcRC: srcRC, dstRC: dstRC, c: c}
 	d.sp.pool = r.e.pipes
 	d.sp.drain = d.sp.spliceOut
-	d.wait, d.read, d.fill = d.spliceWait, d.readRaw, d.splice
-	d.pk = r.e.poller.NewParker(srcRC, d.fill)
+	d.wait, d.read = d.spliceWait, d.readRaw
+	d.pk = r.e.poller.NewParker(srcRC, d.splice)
 	return d
 }
 

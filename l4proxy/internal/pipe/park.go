@@ -3,7 +3,6 @@ package pipe
 import (
 	"errors"
 	"os"
-	"sync"
 	"time"
 
 	"github.com/onramp-net/onramp/dataplane/sockio"
@@ -33,7 +32,6 @@ type aDir struct {
 	cp    copier
 	pk    *sockio.Parker
 	until int64 // A's read deadline (unix ns; 0: none yet)
-	once  sync.Once
 }
 
 // newADir returns the parking direction from A to B, or nil where it
@@ -102,12 +100,12 @@ func (d *aDir) quiet(err error) bool {
 	return errors.Is(err, os.ErrDeadlineExceeded) && !d.p.refused.Load() && !d.p.aborted.Load()
 }
 
-// finish ends the direction (once: an abort may race a wake).
+// finish ends the direction. It runs once: in the direction's own
+// goroutine, or in takeParked's caller, who owns it by Unpark (the
+// Parker's state makes the two exclusive).
 func (d *aDir) finish() {
-	d.once.Do(func() {
-		d.p.res.AToB = d.cp.n
-		d.p.dirEnded()
-	})
+	d.p.res.AToB = d.cp.n
+	d.p.dirEnded()
 }
 
 // takeParked ends the direction if it is parked, with end run in the
