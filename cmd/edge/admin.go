@@ -29,31 +29,6 @@ import (
 //	POST   /v1/tunnels/{name}/rotate a new secret; the answer holds the new
 //	                                token, the old one's connections are dropped
 
-// tunnelInfo is a tunnel as the admin API returns it.
-type tunnelInfo struct {
-	Name        string     `json:"name"`
-	ID          string     `json:"id"`
-	Created     time.Time  `json:"created"`
-	Token       string     `json:"token,omitempty"`
-	Connections []connInfo `json:"connections,omitempty"`
-}
-
-type connInfo struct {
-	Connector string    `json:"connector"`
-	Protocol  string    `json:"protocol"`
-	Remote    string    `json:"remote"`
-	Since     time.Time `json:"since"`
-	Streams   int       `json:"streams"`
-	Draining  bool      `json:"draining"`
-	// Quiet: the connector has been silent for 1.5 s; new streams go
-	// to the tunnel's other connections.
-	Quiet bool `json:"quiet"`
-}
-
-type apiError struct {
-	Error string `json:"error"`
-}
-
 // Admin API budgets: a request is small JSON, answered at once; a caller
 // that stalls is cut. Variables for the tests.
 var (
@@ -105,7 +80,7 @@ func (a *app) adminMux() *http.ServeMux {
 	mux.HandleFunc("GET /v1/tunnels", func(w http.ResponseWriter, r *http.Request) {
 		out, err := a.tunnelInfos()
 		if err != nil {
-			writeJSON(w, http.StatusInternalServerError, apiError{err.Error()})
+			writeJSON(w, http.StatusInternalServerError, apiError{Error: err.Error()})
 			return
 		}
 		writeJSON(w, http.StatusOK, out)
@@ -113,7 +88,7 @@ func (a *app) adminMux() *http.ServeMux {
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
 		st, err := a.status()
 		if err != nil {
-			writeJSON(w, http.StatusInternalServerError, apiError{err.Error()})
+			writeJSON(w, http.StatusInternalServerError, apiError{Error: err.Error()})
 			return
 		}
 		writeJSON(w, http.StatusOK, st)
@@ -121,7 +96,7 @@ func (a *app) adminMux() *http.ServeMux {
 	mux.HandleFunc("POST /v1/tunnels/{name}", func(w http.ResponseWriter, r *http.Request) {
 		info, status, err := createTunnel(a.cfg, a.store, a.pin, r.PathValue("name"))
 		if err != nil {
-			writeJSON(w, status, apiError{err.Error()})
+			writeJSON(w, status, apiError{Error: err.Error()})
 			return
 		}
 		// The store returns once this edge applied the change (onTunnel).
@@ -130,7 +105,7 @@ func (a *app) adminMux() *http.ServeMux {
 	mux.HandleFunc("DELETE /v1/tunnels/{name}", func(w http.ResponseWriter, r *http.Request) {
 		t, err := a.store.DeleteTunnel(r.PathValue("name"))
 		if err != nil {
-			writeJSON(w, statusOf(err), apiError{err.Error()})
+			writeJSON(w, statusOf(err), apiError{Error: err.Error()})
 			return
 		}
 		// The store returns once this edge applied the change: onTunnel
@@ -140,7 +115,7 @@ func (a *app) adminMux() *http.ServeMux {
 	mux.HandleFunc("POST /v1/tunnels/{name}/rotate", func(w http.ResponseWriter, r *http.Request) {
 		info, _, status, err := rotateTunnel(a.cfg, a.store, a.pin, r.PathValue("name"))
 		if err != nil {
-			writeJSON(w, status, apiError{err.Error()})
+			writeJSON(w, status, apiError{Error: err.Error()})
 			return
 		}
 		// onTunnel dropped the old token's connections.

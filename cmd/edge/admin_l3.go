@@ -122,35 +122,6 @@ func poolsOf(cfg *edgeconfig.Config) hub.Pools {
 	return hub.Pools{IPv4: cfg.L3.Pools.IPv4, IPv6: cfg.L3.Pools.IPv6}
 }
 
-// l3PeerInfo is a client or connector as the admin API lists it. It never
-// carries a private key.
-type l3PeerInfo struct {
-	Name      string         `json:"name"`
-	Kind      string         `json:"kind"`
-	PublicKey string         `json:"public_key"`
-	Address4  netip.Addr     `json:"address4"`
-	Address6  netip.Addr     `json:"address6"`
-	Groups    []string       `json:"groups,omitempty"`
-	Subnets   []netip.Prefix `json:"subnets,omitempty"`
-	Created   time.Time      `json:"created"`
-	// Live is set when the running edge's hub has the peer; the rest
-	// is only known then.
-	Live          bool      `json:"live"`
-	LastHandshake time.Time `json:"last_handshake"`
-	Endpoint      string    `json:"endpoint,omitempty"`
-	RxBytes       uint64    `json:"rx_bytes"`
-	TxBytes       uint64    `json:"tx_bytes"`
-	Drops         uint64    `json:"drops"`
-	// Loop is the edge's receive loop that steering keeps the peer on (0:
-	// not steered).
-	Loop int `json:"loop,omitempty"`
-	// Active and Standby are the connector's subnets that other
-	// connectors advertise too (subnet failover): those the edge routes
-	// to it, and those it routes to another.
-	Active  []netip.Prefix `json:"active,omitempty"`
-	Standby []netip.Prefix `json:"standby,omitempty"`
-}
-
 func peerInfo(p *hub.Peer) l3PeerInfo {
 	return l3PeerInfo{
 		Name: p.Name, Kind: p.Kind.String(), PublicKey: p.PublicKey.String(),
@@ -422,7 +393,7 @@ func kindOf(s string) l3router.PeerKind {
 // serveL3 adds the L3 endpoints to the admin API.
 func (a *app) serveL3(mux *http.ServeMux) {
 	c := a.l3
-	fail := func(w http.ResponseWriter, err error) { writeJSON(w, l3Status(err), apiError{err.Error()}) }
+	fail := func(w http.ResponseWriter, err error) { writeJSON(w, l3Status(err), apiError{Error: err.Error()}) }
 	for _, kinds := range []string{"clients", "connectors"} {
 		kind := kindOf(kinds)
 		mux.HandleFunc("GET /v1/l3/"+kinds, func(w http.ResponseWriter, r *http.Request) {
@@ -454,7 +425,7 @@ func (a *app) serveL3(mux *http.ServeMux) {
 	mux.HandleFunc("POST /v1/l3/clients", func(w http.ResponseWriter, r *http.Request) {
 		var req l3AddClient
 		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
-			writeJSON(w, http.StatusBadRequest, apiError{"request: " + err.Error()})
+			writeJSON(w, http.StatusBadRequest, apiError{Error: "request: " + err.Error()})
 			return
 		}
 		out, err := c.addClient(req)
@@ -468,7 +439,7 @@ func (a *app) serveL3(mux *http.ServeMux) {
 	mux.HandleFunc("POST /v1/l3/connectors", func(w http.ResponseWriter, r *http.Request) {
 		var req l3AddConnector
 		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
-			writeJSON(w, http.StatusBadRequest, apiError{"request: " + err.Error()})
+			writeJSON(w, http.StatusBadRequest, apiError{Error: "request: " + err.Error()})
 			return
 		}
 		out, err := c.addConnector(req)

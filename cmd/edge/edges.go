@@ -82,19 +82,6 @@ func (a *app) members(now time.Time) []edgeMember {
 	return out
 }
 
-// edgeMember is an edge of the deployment as edge status shows it.
-type edgeMember struct {
-	ID          string    `json:"id"`
-	Name        string    `json:"name"` // host:data directory
-	Advertise   []string  `json:"advertise"`
-	Started     time.Time `json:"started,omitzero"`
-	Seen        time.Time `json:"seen"` // its last heartbeat
-	Live        bool      `json:"live"` // heard from within 35 s
-	Self        bool      `json:"self"` // the edge that answered
-	Connections int       `json:"connections"`
-	Tunnels     int       `json:"tunnels"`
-}
-
 // l3Endpoints returns the l3.endpoint of every live edge in the registry
 // but the one named id, sorted.
 func l3Endpoints(ctx context.Context, reg registry.Store, id string) ([]string, error) {

@@ -143,34 +143,17 @@ it again later). --qr also draws the config as a QR code on standard error for
 the mobile apps. NAME is 1-63 characters of a-z, 0-9, -.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			req := l3AddClient{Name: args[0], Groups: groups}
-			var priv l3config.Key
-			if pubKey != "" {
-				k, err := l3config.ParseKey(strings.TrimSpace(pubKey))
-				if err != nil {
-					return fmt.Errorf("--public-key: %w", err)
-				}
-				req.PublicKey = k
-			} else {
-				var err error
-				if priv, err = l3config.GeneratePrivateKey(); err != nil {
-					return err
-				}
-				req.PublicKey = priv.PublicKey()
-			}
+			var data []byte
 			var cc l3config.Client
 			err := withL3(g, func(c *adminClient) error {
-				return c.call(http.MethodPost, "/v1/l3/clients", req, &cc)
+				var err error
+				data, cc, err = addL3Client(c, args[0], groups, pubKey)
+				return err
 			}, func(c *l3ctl) error {
 				var err error
-				cc, err = c.addClient(req)
+				data, cc, err = addL3Client(offlineL3{c}, args[0], groups, pubKey)
 				return err
 			})
-			if err != nil {
-				return err
-			}
-			cc.PrivateKey = priv
-			data, err := cc.Marshal()
 			if err != nil {
 				return err
 			}
@@ -205,6 +188,52 @@ The edge never had the client's private key: the config has a placeholder for it
 	})
 	cmd.AddCommand(l3RemoveCmd(g, l3router.KindClient))
 	return cmd
+}
+
+// l3Adder adds a client: the admin API of a running edge, or the store
+// (offlineL3).
+type l3Adder interface {
+	call(method, path string, in, out any) error
+}
+
+// offlineL3 answers POST /v1/l3/clients from the store, without an edge.
+type offlineL3 struct{ c *l3ctl }
+
+func (o offlineL3) call(method, path string, in, out any) error {
+	cc, err := o.c.addClient(*in.(*l3AddClient))
+	if err == nil {
+		*out.(*l3config.Client) = cc
+	}
+	return err
+}
+
+// addL3Client adds the client name and returns its wg-quick config: with
+// a private key made here (never given to the edge), or, with pubKey, the
+// user's own public key and a placeholder for the private one. `edge l3
+// client add` and the console's add both run it.
+func addL3Client(c l3Adder, name string, groups []string, pubKey string) ([]byte, l3config.Client, error) {
+	req := l3AddClient{Name: name, Groups: groups}
+	var priv l3config.Key
+	if pubKey != "" {
+		k, err := l3config.ParseKey(strings.TrimSpace(pubKey))
+		if err != nil {
+			return nil, l3config.Client{}, fmt.Errorf("--public-key: %w", err)
+		}
+		req.PublicKey = k
+	} else {
+		var err error
+		if priv, err = l3config.GeneratePrivateKey(); err != nil {
+			return nil, l3config.Client{}, err
+		}
+		req.PublicKey = priv.PublicKey()
+	}
+	var cc l3config.Client
+	if err := c.call(http.MethodPost, "/v1/l3/clients", &req, &cc); err != nil {
+		return nil, l3config.Client{}, err
+	}
+	cc.PrivateKey = priv
+	data, err := cc.Marshal()
+	return data, cc, err
 }
 
 func l3ConnectorCmd(g *globals) *cobra.Command {

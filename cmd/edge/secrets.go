@@ -132,12 +132,12 @@ func (a *app) authorize(next http.Handler) http.Handler {
 				err = errors.New("no credentials")
 			}
 			a.log.Warn("admin socket: caller refused: its credentials are unknown", "err", err, "method", r.Method, "path", r.URL.Path)
-			writeJSON(w, http.StatusForbidden, apiError{"admin socket: refused: the edge could not check who is calling"})
+			writeJSON(w, http.StatusForbidden, apiError{Error: "admin socket: refused: the edge could not check who is calling"})
 			return
 		case p.err == nil && !allowed(p.uid):
 			a.log.Warn("admin socket: caller refused: only root and the edge's own uid may use it",
 				"uid", p.uid, "gid", p.gid, "pid", p.pid, "edge_uid", os.Geteuid(), "method", r.Method, "path", r.URL.Path)
-			writeJSON(w, http.StatusForbidden, apiError{fmt.Sprintf(
+			writeJSON(w, http.StatusForbidden, apiError{Error: fmt.Sprintf(
 				"admin socket: uid %d may not use the edge's admin API: only root and the edge's own uid (%d) may", p.uid, os.Geteuid())})
 			return
 		}

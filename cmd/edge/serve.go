@@ -19,6 +19,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/onramp-net/onramp/cmd/edge/console"
 	"github.com/onramp-net/onramp/cmd/edge/edgeconfig"
 	"github.com/onramp-net/onramp/cmd/internal/cli"
 	"github.com/onramp-net/onramp/cmd/internal/sdnotify"
@@ -90,6 +91,8 @@ type app struct {
 	// notify tells systemd the edge's state (Type=notify); a reload is
 	// a.notify.Reload(func() error { ... }).
 	notify *sdnotify.Notifier
+	// console is the web console (listen.console), or nil.
+	console *console.Server
 
 	mu sync.Mutex // orders syncTunnels
 }
@@ -234,6 +237,9 @@ func serve(ctx context.Context, g *globals, cfg *edgeconfig.Config, log *slog.Lo
 		return err
 	}
 	closers = append(closers, adm)
+	if err := a.startConsole(ctx); err != nil {
+		return err
+	}
 
 	log.Info("edge ready")
 	a.notifyReady(ctx)

@@ -17,74 +17,25 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
+	"github.com/onramp-net/onramp/cmd/edge/edgeapi"
 	"github.com/onramp-net/onramp/cmd/internal/cli"
 	"github.com/onramp-net/onramp/l3router"
 	"github.com/onramp-net/onramp/l4proxy/edge"
 )
 
-// edgeStatus is what GET /v1/status answers and `edge status --json`
-// prints. Its fields are only ever added to.
-type edgeStatus struct {
-	Edge edgeSelf `json:"edge"`
-	// Edges are the edges sharing the registry (etcd), from their
-	// heartbeats: counts as of their last one, at most 10 s old.
-	Edges   []edgeMember `json:"edges,omitempty"`
-	Tunnels []tunnelInfo `json:"tunnels"`
-	L3      l3Summary    `json:"l3"`
-}
-
-// edgeSelf is the edge itself.
-type edgeSelf struct {
-	Version   string    `json:"version"`
-	Registry  string    `json:"registry"` // "bbolt PATH" or "etcd ENDPOINTS prefix P"
-	Advertise []string  `json:"advertise"`
-	Listen    string    `json:"listen_tunnels"`
-	Started   time.Time `json:"started"`
-	// Now is the edge's clock when it answered: the ages shown are
-	// counted from it.
-	Now time.Time `json:"now"`
-	// Connections counts this edge's live connector connections, Quiet
-	// and Draining those of them quiet or draining. Edges sharing a
-	// registry each know only their own connections.
-	Connections int `json:"connections"`
-	Quiet       int `json:"quiet"`
-	Draining    int `json:"draining"`
-}
-
-// l3Summary is the L3 on-ramp as the running edge's hub has it.
-type l3Summary struct {
-	// Enabled: l3.listen is set and the hub runs; the rest is only
-	// filled then.
-	Enabled  bool   `json:"enabled"`
-	Listen   string `json:"listen,omitempty"`
-	Endpoint string `json:"endpoint,omitempty"`
-	Clients  int    `json:"clients"`
-	// ClientsRecent counts the clients with a handshake in the last 3
-	// minutes (WireGuard sessions last at most that long unrenewed).
-	ClientsRecent int                 `json:"clients_recent"`
-	Connectors    []l3ConnectorStatus `json:"connectors"`
-	// Subnets are the connectors' subnets with who the edge routes
-	// each to (Active) and who would take it over (Standby: the other
-	// connectors advertising it, in preference order).
-	Subnets []subnetStatus `json:"subnets"`
-}
-
-type l3ConnectorStatus struct {
-	Name          string         `json:"name"`
-	Address4      netip.Addr     `json:"address4"`
-	Address6      netip.Addr     `json:"address6"`
-	Endpoint      string         `json:"endpoint,omitempty"`
-	LastHandshake time.Time      `json:"last_handshake"`
-	RxBytes       uint64         `json:"rx_bytes"`
-	TxBytes       uint64         `json:"tx_bytes"`
-	Subnets       []netip.Prefix `json:"subnets"`
-}
-
-type subnetStatus struct {
-	Prefix  netip.Prefix `json:"prefix"`
-	Active  string       `json:"active"` // "": no connector is active for it
-	Standby []string     `json:"standby,omitempty"`
-}
+// The admin API's types (package edgeapi) by their names here.
+type (
+	edgeStatus        = edgeapi.Status
+	edgeSelf          = edgeapi.Self
+	edgeMember        = edgeapi.Member
+	tunnelInfo        = edgeapi.Tunnel
+	connInfo          = edgeapi.Conn
+	apiError          = edgeapi.Error
+	l3Summary         = edgeapi.L3Summary
+	l3ConnectorStatus = edgeapi.L3ConnectorStatus
+	subnetStatus      = edgeapi.SubnetStatus
+	l3PeerInfo        = edgeapi.L3Peer
+)
 
 // l3Recent is how recent a handshake makes a client count as connected.
 const l3Recent = 3 * time.Minute

@@ -112,6 +112,7 @@ type Config struct {
 	Data      string    `yaml:"data"`
 	LogLevel  string    `yaml:"log_level"` // "" is the --log-level flag's default, info
 	Listen    Listen    `yaml:"listen"`
+	Console   Console   `yaml:"console"`
 	Advertise []string  `yaml:"advertise"`
 	Routes    []Route   `yaml:"routes"`
 	Bindings  []Binding `yaml:"bindings"`
@@ -187,6 +188,19 @@ type Listen struct {
 	TLS     string `yaml:"tls"`
 	HTTP    string `yaml:"http"`
 	Metrics string `yaml:"metrics"`
+	// Console is the web console's address (host:port); "": off. Off a
+	// loopback address it needs Console's TLS files and password.
+	Console string `yaml:"console"`
+}
+
+// Console configures the web console (listen.console).
+type Console struct {
+	// PasswordHash is the login password's hash, as `edge console
+	// passwd` writes it; "": password login off (one-time links only).
+	PasswordHash string `yaml:"password_hash"`
+	// TLSCert and TLSKey are PEM files: the console answers HTTPS.
+	TLSCert string `yaml:"tls_cert"`
+	TLSKey  string `yaml:"tls_key"`
 }
 
 // Route sends users whose SNI or Host matches Hostname to Tunnel (a name)
