@@ -122,6 +122,8 @@ func (a *app) adminMux() *http.ServeMux {
 		writeJSON(w, http.StatusOK, info)
 	})
 	a.serveL3(mux)
+	a.serveHistory(mux)
+	a.serveConsoleLink(mux)
 	return mux
 }
 
