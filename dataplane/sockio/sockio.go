@@ -91,6 +91,7 @@ type Writer struct {
 	n     int
 	errno syscall.Errno
 	fn    func(fd uintptr) bool // write, made once
+	try   func(fd uintptr) bool // tryWrite, made once
 }
 
 // NewWriter returns a Writer of c, or nil if c is not a TCP or Unix
@@ -101,7 +102,7 @@ func NewWriter(c net.Conn) *Writer {
 		return nil
 	}
 	w := &Writer{c: c, rc: rc}
-	w.fn = w.write
+	w.fn, w.try = w.write, w.tryWrite
 	return w
 }
 
@@ -139,6 +140,39 @@ func (w *Writer) write(fd uintptr) bool {
 			return false
 		}
 		w.n, w.errno = n, errno
+		return true
+	}
+}
+
+// TryWrite makes one write(2) of p without waiting: it returns the bytes
+// the socket took now, 0 if it takes none (EAGAIN), or the error of the
+// write. It is for a writer that must not block (a tunnel's reader
+// delivering a stream's bytes straight to their socket): whoever gets 0
+// leaves the rest to a writer that can wait.
+func (w *Writer) TryWrite(p []byte) (int, error) {
+	w.buf = p
+	err := w.rc.Write(w.try)
+	w.buf = nil
+	switch {
+	case err != nil:
+		return 0, opError("write", w.c, err)
+	case w.errno != 0:
+		return 0, opError("write", w.c, os.NewSyscallError("write", w.errno))
+	}
+	return w.n, nil
+}
+
+// tryWrite is write without the wait: EAGAIN is 0 bytes taken.
+func (w *Writer) tryWrite(fd uintptr) bool {
+	for {
+		n, errno := rawWrite(fd, w.buf)
+		switch errno {
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			n, errno = 0, 0
+		}
+		w.n, w.errno = max(n, 0), errno
 		return true
 	}
 }

@@ -31,6 +31,9 @@ type h2stream struct {
 	filling  bool          // the reader fills the last chunk outside mu
 	readable chan struct{} // cap 1: data, EOF or an error arrived
 	onRead   func()        // ParkRead's wake, run once when readable
+	// deliver, set with onRead by ParkReadTo, writes bytes that arrive
+	// for the parked reader straight to where it would copy them.
+	deliver func([]byte) int
 	recvEnd  bool          // END_STREAM received
 	readErr  error         // reads fail with it at once (reset, connection gone)
 	readStop bool          // Close: reads fail, arriving data is dropped
@@ -74,7 +77,7 @@ func newH2Stream(m *h2mux, id uint32) *h2stream {
 // (ParkRead). mu is held.
 func (s *h2stream) signal() {
 	if f := s.onRead; f != nil {
-		s.onRead = nil
+		s.onRead, s.deliver = nil, nil
 		go f()
 	}
 	select {
@@ -94,7 +97,25 @@ func (s *h2stream) ParkRead(wake func()) bool {
 	if s.buffered > 0 || s.recvEnd || s.readErr != nil || s.readStop {
 		return false
 	}
-	s.onRead = wake
+	s.onRead, s.deliver = wake, nil
+	return true
+}
+
+// ParkReadTo parks a reader as ParkRead does, and while it is parked the
+// connection's reader hands the data that arrives to deliver instead of
+// waking it: deliver is a write that never blocks (a socket's one
+// write(2)) and returns how many bytes it took; the rest stays buffered
+// and wake runs. A proxy of small messages then has no goroutine to wake
+// per message in this direction: the bytes go from the TLS connection's
+// reader to the user's socket. deliver runs on the connection's reader,
+// never at the same time as a Read or wake.
+func (s *h2stream) ParkReadTo(wake func(), deliver func([]byte) int) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.buffered > 0 || s.recvEnd || s.readErr != nil || s.readStop {
+		return false
+	}
+	s.onRead, s.deliver = wake, deliver
 	return true
 }
 
@@ -150,6 +171,20 @@ func (s *h2stream) receive(r io.Reader, n int, end bool) error {
 		}
 		s.w += k
 		s.buffered += k
+		if s.deliver != nil && s.buffered == k && len(s.chunks) == 1 {
+			if !s.deliverLocked(k) {
+				// Closed or reset while delivering: the rest is dropped.
+				s.mu.Unlock()
+				if n > 0 {
+					if err := s.m.discard(n); err != nil {
+						return err
+					}
+					s.m.consumed(n)
+				}
+				return nil
+			}
+			continue
+		}
 		s.signal()
 	}
 	s.mu.Unlock()
@@ -157,6 +192,59 @@ func (s *h2stream) receive(r io.Reader, n int, end bool) error {
 		s.onEndStream()
 	}
 	return nil
+}
+
+// deliverLocked hands the k bytes just received, the only ones buffered,
+// to the parked reader's deliver, and keeps the reader parked if deliver
+// took them all; else the rest stays buffered and the reader is woken.
+// It returns false if the stream was closed or reset meanwhile. mu is
+// held, and released while deliver runs: the reader is parked, and its
+// wake is held here meanwhile, so nothing else reads the buffer or writes
+// where deliver does (an abort's signal finds no wake to run; it runs
+// below).
+func (s *h2stream) deliverLocked(k int) bool {
+	wake, deliver := s.onRead, s.deliver
+	s.onRead, s.deliver = nil, nil
+	seg := (*s.chunks[0])[s.w-k : s.w]
+	s.filling = true // the chunk stays while mu is released
+	s.mu.Unlock()
+	nw := deliver(seg)
+	s.mu.Lock()
+	s.filling = false
+	if s.readStop || s.readErr != nil {
+		// The abort gave the buffered bytes' window back already.
+		s.releaseLocked()
+		s.mu.Unlock()
+		go wake() // the reader sees the end
+		s.mu.Lock()
+		return false
+	}
+	var incr int64
+	if nw > 0 {
+		s.r += nw
+		s.buffered -= nw
+		incr = s.consumedLocked(nw)
+	}
+	if s.buffered == 0 {
+		// An idle stream holds no buffer.
+		s.dropFirstChunk()
+		s.r, s.w = 0, 0
+		s.onRead, s.deliver = wake, deliver
+	}
+	rest := s.buffered
+	s.mu.Unlock()
+	if incr > 0 {
+		var b [h2FrameHeaderLen + 4]byte
+		s.m.queueCtrl(appendWindowUpdate(b[:0], s.id, uint32(incr)))
+	}
+	if nw > 0 {
+		s.m.consumed(nw)
+	}
+	if rest > 0 {
+		go wake()
+	}
+	s.mu.Lock()
+	return true
 }
 
 // releaseLocked puts the receive buffer back (all but a chunk the reader

@@ -5,8 +5,11 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"net"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -345,6 +348,132 @@ func TestH2ParkRead(t *testing.T) {
 	cs.Reset()
 	expect("reset")
 	if _, err := es.Read(buf); err == nil {
+		t.Fatal("read after the reset: no error")
+	}
+}
+
+// TestH2ParkReadTo: while a reader is parked with a delivery, arriving
+// bytes go to deliver and the reader is not woken; bytes deliver does
+// not take stay readable and wake the reader; a reset during a delivery
+// wakes the reader, which sees the reset; END_STREAM wakes it.
+func TestH2ParkReadTo(t *testing.T) {
+	p := newPair(t, transports[1], "127.0.0.1:0")
+	es, cs := h2Pair(t, p)
+	woke := make(chan struct{}, 4)
+	wake := func() { woke <- struct{}{} }
+	// The test's state, under mu: deliver runs on the connection's
+	// reader, and the race detector sees no order through the socket.
+	var (
+		mu        sync.Mutex
+		got       []byte
+		take      = -1 // how many bytes deliver takes of each call; -1: all
+		inDeliver func()
+	)
+	set := func(f func()) { mu.Lock(); f(); mu.Unlock() }
+	gotLen := func() int { mu.Lock(); defer mu.Unlock(); return len(got) }
+	delivered := make(chan struct{}, 16)
+	deliver := func(b []byte) int {
+		mu.Lock()
+		f := inDeliver
+		inDeliver = nil
+		n := len(b)
+		if take >= 0 {
+			n = min(n, take)
+		}
+		got = append(got, b[:n]...)
+		mu.Unlock()
+		if f != nil {
+			f()
+		}
+		delivered <- struct{}{}
+		return n
+	}
+	waitFor := func(c chan struct{}, when string) {
+		t.Helper()
+		select {
+		case <-c:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s: nothing", when)
+		}
+	}
+	quiet := func(when string) {
+		t.Helper()
+		select {
+		case <-woke:
+			t.Fatalf("%s: a wake", when)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	if !cs.ParkReadTo(wake, deliver) {
+		t.Fatal("ParkReadTo of a quiet stream: false")
+	}
+	for i := range 20 { // small messages: every one delivered, none wakes
+		msg := fmt.Sprintf("message %02d;", i)
+		if _, err := es.Write([]byte(msg)); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(delivered, msg)
+	}
+	quiet("delivered messages")
+	mu.Lock()
+	if want := 20 * len("message 00;"); len(got) != want {
+		t.Fatalf("delivered %d bytes, want %d", len(got), want)
+	}
+	if !strings.HasPrefix(string(got), "message 00;message 01;") {
+		t.Fatalf("delivered %q", got[:30])
+	}
+
+	mu.Unlock()
+
+	// A delivery that takes part: the rest is read after the wake.
+	set(func() { take = 3 })
+	if _, err := es.Write([]byte("abcdefgh")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(delivered, "partial")
+	waitFor(woke, "the rest")
+	buf := make([]byte, 16)
+	if n, err := cs.Read(buf); err != nil || string(buf[:n]) != "defgh" {
+		t.Fatalf("read %q, %v; want the undelivered defgh", buf[:n], err)
+	}
+	mu.Lock()
+	if string(got[len(got)-3:]) != "abc" {
+		t.Fatalf("delivered %q, want abc last", got[len(got)-3:])
+	}
+	take = -1
+	mu.Unlock()
+
+	// A window's worth of delivered bytes gives the window back: the
+	// writer is not stalled by bytes that were never Read.
+	if !cs.ParkReadTo(wake, deliver) {
+		t.Fatal("ParkReadTo after the rest was read: false")
+	}
+	big := make([]byte, 4<<20)
+	werr := make(chan error, 1)
+	go func() { _, err := es.Write(big); werr <- err }()
+	deadline := time.After(20 * time.Second)
+	for gotLen() < 20*11+3+len(big) {
+		select {
+		case <-delivered:
+		case <-deadline:
+			t.Fatalf("delivered %d of %d bytes: the window was not given back", gotLen()-20*11-3, len(big))
+		}
+	}
+	if err := <-werr; err != nil {
+		t.Fatal(err)
+	}
+	quiet("bulk delivered")
+
+	// A reset while a delivery runs (the stream's own end resets it: the
+	// connection's reader is busy delivering): the reader is woken and
+	// sees it.
+	set(func() { inDeliver = func() { cs.Reset() } })
+	if _, err := es.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(delivered, "the delivery that sees a reset")
+	waitFor(woke, "the reset")
+	if _, err := cs.Read(buf); err == nil {
 		t.Fatal("read after the reset: no error")
 	}
 }

@@ -102,6 +102,12 @@ func (s *h2EdgeStream) WaitReadable() error {
 // the response was read, a Read does not wait for data: false.
 func (s *h2EdgeStream) ParkRead(wake func()) bool { return s.respRead && s.s.ParkRead(wake) }
 
+// ParkReadTo parks a reader with a direct delivery (see
+// h2stream.ParkReadTo); before the response was read: false.
+func (s *h2EdgeStream) ParkReadTo(wake func(), deliver func([]byte) int) bool {
+	return s.respRead && s.s.ParkReadTo(wake, deliver)
+}
+
 // CloseWrite ends the request body (END_STREAM).
 func (s *h2EdgeStream) CloseWrite() error { return s.s.CloseWrite() }
 
@@ -160,6 +166,12 @@ func (s *h2ConnectorStream) WaitReadable() error { return s.s.WaitReadable() }
 
 // ParkRead parks a reader of the stream (see h2stream.ParkRead).
 func (s *h2ConnectorStream) ParkRead(wake func()) bool { return s.s.ParkRead(wake) }
+
+// ParkReadTo parks a reader with a direct delivery (see
+// h2stream.ParkReadTo).
+func (s *h2ConnectorStream) ParkReadTo(wake func(), deliver func([]byte) int) bool {
+	return s.s.ParkReadTo(wake, deliver)
+}
 
 // Reset sends RST_STREAM(CANCEL).
 func (s *h2ConnectorStream) Reset() { s.s.Reset() }

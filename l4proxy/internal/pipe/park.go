@@ -129,12 +129,21 @@ type readParker interface {
 	ParkRead(wake func()) bool
 }
 
+// directParker is a source that, while its reader is parked, can hand
+// arriving bytes to a write that never blocks (see tunnel's h2stream
+// ParkReadTo): A's socket takes them from the connection's reader, and
+// no goroutine is woken for a message that fits.
+type directParker interface {
+	ParkReadTo(wake func(), deliver func([]byte) int) bool
+}
+
 // bDir is the direction from B to A when B parks.
 type bDir struct {
 	p    *Proxy
 	cp   copier
 	pr   readParker
-	step func() // d.run, made once (what the stream starts)
+	step func()           // d.run, made once (what the stream starts)
+	dl   func([]byte) int // d.deliver, made once, where B delivers
 }
 
 // newBDir returns the parking direction from B to A, or nil where B
@@ -153,7 +162,24 @@ func (p *Proxy) newBDir() *bDir {
 	// The loop parks whenever it has read B dry: no linger, as a wake is
 	// only a goroutine started by the stream, no system call.
 	d.cp.linger = func() bool { return d.pr.ParkRead(d.step) }
+	if dp, ok := p.B.(directParker); ok && d.cp.wr != nil {
+		d.dl = d.deliver
+		d.cp.linger = func() bool { return dp.ParkReadTo(d.step, d.dl) }
+	}
 	return d
+}
+
+// deliver writes what B hands it while the direction is parked: one
+// write(2) to A that never waits. It returns the bytes A took; an error
+// or a full socket leaves the rest to run, which B then starts.
+func (d *bDir) deliver(p []byte) int {
+	n, _ := d.cp.wr.TryWrite(p) // an error comes again from run's write
+	if n > 0 {
+		d.cp.last.Store(time.Now().UnixNano())
+		d.cp.n += int64(n)
+		add(d.cp.c, n)
+	}
+	return n
 }
 
 // run copies from B until B is dry (parked: B starts run again when it

@@ -13,6 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/onramp-net/onramp/dataplane/sockio"
 	"github.com/onramp-net/onramp/l4proxy/tunnel"
 )
@@ -341,4 +344,102 @@ func TestProxyBothParkHoldNoGoroutine(t *testing.T) {
 		}
 	}
 	waitParked(t, 0, "after")
+}
+
+// directStream is a parkStream that delivers while parked (ParkReadTo),
+// as the HTTP/2 stream does: what deliver takes never reaches Read.
+type directStream struct {
+	*parkStream
+	deliver func([]byte) int
+	wakes   int // wakes run (under mu)
+}
+
+func (s *directStream) ParkReadTo(wake func(), deliver func([]byte) int) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.readyLocked() {
+		return false
+	}
+	s.onRead, s.deliver = func() { s.mu.Lock(); s.wakes++; s.mu.Unlock(); wake() }, deliver
+	return true
+}
+
+// Send delivers b if the reader is parked, and keeps (and wakes for)
+// what deliver does not take.
+func (s *directStream) Send(b []byte) {
+	s.mu.Lock()
+	d := s.deliver
+	if d != nil && len(b) > 0 && s.onRead != nil && len(s.data) == 0 {
+		s.mu.Unlock()
+		n := d(b) // the reader is parked: nothing else writes A
+		b = b[n:]
+		if len(b) == 0 {
+			return
+		}
+		s.mu.Lock()
+	}
+	s.deliver = nil
+	s.mu.Unlock()
+	s.parkStream.Send(b)
+}
+
+// TestProxyDirectDelivery: a stream that delivers while its reader is
+// parked hands small messages straight to the user's socket, with no
+// wake; a delivery the socket cannot take whole (the user not reading)
+// wakes the direction, which writes the rest as the user reads; the
+// bytes are counted once, in the result and the counter.
+func TestProxyDirectDelivery(t *testing.T) {
+	u, a := tcpPair(t)
+	st := &directStream{parkStream: newParkStream()}
+	c := prometheus.NewCounter(prometheus.CounterOpts{Name: "to_user"})
+	done := make(chan Result, 1)
+	(&Proxy{A: ConnSide{a}, B: st, BToA: c}).Start(t.Context(), func(r Result) { done <- r })
+	parked := func() bool { st.mu.Lock(); defer st.mu.Unlock(); return st.deliver != nil }
+	deadline := time.Now().Add(2 * time.Second)
+	for !parked() {
+		if time.Now().After(deadline) {
+			t.Fatal("the direction from the stream did not park with a delivery")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	total := 0
+	for i := range 50 {
+		msg := []byte("message " + string(rune('a'+i%26)))
+		st.Send(msg)
+		total += len(msg)
+		if got := readN(t, u, len(msg)); !bytes.Equal(got, msg) {
+			t.Fatalf("the user read %q, want %q", got, msg)
+		}
+	}
+	st.mu.Lock()
+	if st.wakes != 0 {
+		t.Fatalf("%d wakes for 50 delivered messages, want 0", st.wakes)
+	}
+	st.mu.Unlock()
+
+	// More than the socket takes while the user does not read.
+	big := bytes.Repeat([]byte("0123456789abcdef"), 1<<18) // 4 MiB
+	st.Send(big)
+	total += len(big)
+	if got := readN(t, u, len(big)); !bytes.Equal(got, big) {
+		t.Fatal("the user read other bytes than the stream sent")
+	}
+	st.mu.Lock()
+	if st.wakes == 0 {
+		t.Fatal("a delivery the socket could not take whole woke nothing")
+	}
+	st.mu.Unlock()
+	st.Send(nil)
+	u.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if b, err := io.ReadAll(u); err != nil || len(b) != 0 {
+		t.Fatalf("after the stream's EOF the user read %q, %v; want EOF", b, err)
+	}
+	u.Close()
+	res := <-done
+	if res.Err != nil || res.BToA != int64(total) {
+		t.Fatalf("result %+v; want %d bytes to the user, no error", res, total)
+	}
+	if v := testutil.ToFloat64(c); v != float64(total) {
+		t.Fatalf("counter %v, want %d", v, total)
+	}
 }
