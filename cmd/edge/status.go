@@ -57,6 +57,7 @@ func (a *app) tunnelInfos() ([]tunnelInfo, error) {
 				info.Connections = append(info.Connections, connInfo{
 					Connector: hex.EncodeToString(c.Connector[:]), Protocol: c.Protocol,
 					Remote: fmt.Sprint(c.Remote), Since: c.Since, Streams: c.Streams, Draining: c.Draining, Quiet: c.Quiet,
+					BytesToOrigin: c.BytesToOrigin, BytesToUser: c.BytesToUser, Rate: a.hist.connRate(c.ID),
 				})
 			}
 		}
