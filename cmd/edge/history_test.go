@@ -7,13 +7,17 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"reflect"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/onramp-net/onramp/cmd/edge/edgeapi"
+	"github.com/onramp-net/onramp/dataplane/prefilter"
 	"github.com/onramp-net/onramp/l4proxy/edge"
 )
 
@@ -326,6 +330,37 @@ l3:
 	for _, key := range []string{`"step":50000000`, `"now":`, `"series":`, `"key":"edge/to_user"`, `"unit":"B/s"`, `"total":`, `"points":[`} {
 		if !strings.Contains(body, key) {
 			t.Errorf("history JSON lacks %s", key)
+		}
+	}
+}
+
+// TestHistoryXDP: with the pre-filter running, the history reads its
+// drop verdicts (xdp/REASON), not its passes.
+func TestHistoryXDP(t *testing.T) {
+	f, err := prefilter.Load(prefilter.Config{QUICPort: 7844, QUICConnIDLen: quicConnIDLen})
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("CI=true and the pre-filter does not load: %v", err)
+		}
+		t.Skipf("the pre-filter does not load here: %v", err)
+	}
+	defer f.Close()
+	a := &app{}
+	if rs := a.historyReadings(prometheus.NewRegistry()); len(rs) != 0 {
+		t.Fatalf("readings without a source: %v", rs)
+	}
+	a.xdp.Store(f)
+	keys := map[string]bool{}
+	for _, r := range a.historyReadings(prometheus.NewRegistry()) {
+		keys[r.key] = true
+		if r.unit != unitEvents {
+			t.Errorf("%s in %s", r.key, r.unit)
+		}
+	}
+	for r := range prefilter.NumReasons {
+		key := "xdp/" + r.String()
+		if keys[key] != r.Drop() {
+			t.Errorf("%s read: %v, want %v", key, keys[key], r.Drop())
 		}
 	}
 }
