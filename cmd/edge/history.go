@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"net/http"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -298,7 +300,12 @@ func (h *history) connRate(id uint64) float64 {
 func round3(v float64) float64 { return math.Round(v*1000) / 1000 }
 
 // snapshot is the history as the admin API answers it.
-func (h *history) snapshot() edgeapi.History {
+func (h *history) snapshot() edgeapi.History { return h.query(nil, 0) }
+
+// query is the history of the series whose key starts with one of
+// prefixes (all without), with at most the last points of each (all if
+// 0).
+func (h *history) query(prefixes []string, last int) edgeapi.History {
 	out := edgeapi.History{Step: historyStep, Now: time.Now(), Series: []edgeapi.Series{}}
 	if h == nil {
 		return out
@@ -311,24 +318,44 @@ func (h *history) snapshot() edgeapi.History {
 	}
 	keys := make([]string, 0, len(h.series))
 	for k := range h.series {
-		keys = append(keys, k)
+		if len(prefixes) == 0 || slices.ContainsFunc(prefixes, func(p string) bool { return strings.HasPrefix(k, p) }) {
+			keys = append(keys, k)
+		}
 	}
 	slices.Sort(keys)
 	for _, k := range keys {
 		s := h.series[k]
-		pts := make([]float64, s.n)
+		n := s.n
+		if last > 0 {
+			n = min(n, last)
+		}
+		pts := make([]float64, n)
 		for i := range pts {
-			pts[i] = round3(float64(s.ring[(s.head-s.n+i+len(s.ring))%len(s.ring)]))
+			pts[i] = round3(float64(s.ring[(s.head-n+i+len(s.ring))%len(s.ring)]))
 		}
 		out.Series = append(out.Series, edgeapi.Series{Key: k, Unit: s.unit, Total: s.total, Points: pts})
 	}
 	return out
 }
 
-// serveHistory serves GET /v1/history (edgeapi.History).
+// serveHistory serves GET /v1/history (edgeapi.History): every series
+// with its whole window, or, with the query parameters, those whose key
+// starts with a key= value (repeatable: key=edge/&key=tunnel/web/) and
+// the last points=N points of each (a page that has the window already
+// asks for the newest point only).
 func (a *app) serveHistory(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/history", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, a.hist.snapshot())
+		q := r.URL.Query()
+		last := 0
+		if p := q.Get("points"); p != "" {
+			n, err := strconv.Atoi(p)
+			if err != nil || n < 1 {
+				writeJSON(w, http.StatusBadRequest, apiError{Error: fmt.Sprintf("history: points=%q: want a number of points, 1 or more", p)})
+				return
+			}
+			last = n
+		}
+		writeJSON(w, http.StatusOK, a.hist.query(q["key"], last))
 	})
 }
 

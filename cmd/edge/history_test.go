@@ -71,6 +71,9 @@ func TestHistoryRates(t *testing.T) {
 	if !reflect.DeepEqual(snap.Series, want) {
 		t.Errorf("series:\n got %+v\nwant %+v", snap.Series, want)
 	}
+	if q := c.h.query([]string{"edge/"}, 1); len(q.Series) != 1 || !slices.Equal(q.Series[0].Points, []float64{0.1}) {
+		t.Errorf("the newest point of edge/: %+v", q.Series)
+	}
 
 	// A key new since the last sample counted from zero: its thing
 	// (a tunnel, a peer) started since.
@@ -326,6 +329,29 @@ l3:
 			t.Errorf("no series %s", key)
 		}
 	}
+	// Some series, their newest points.
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/v1/history?key=edge/&key=l3/client/&points=2", nil))
+	var some edgeapi.History
+	if err := json.Unmarshal(rec.Body.Bytes(), &some); err != nil || rec.Code != http.StatusOK {
+		t.Fatalf("GET /v1/history?key=...: %d %s", rec.Code, rec.Body)
+	}
+	var keys []string
+	for _, s := range some.Series {
+		keys = append(keys, s.Key)
+		if len(s.Points) > 2 {
+			t.Errorf("%s: %d points, want at most 2", s.Key, len(s.Points))
+		}
+	}
+	if want := []string{"edge/to_origin", "edge/to_user", "l3/client/ann/rx", "l3/client/ann/tx"}; !slices.Equal(keys, want) {
+		t.Errorf("series of key=edge/&key=l3/client/: %v, want %v", keys, want)
+	}
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/v1/history?points=0", nil))
+	if rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), "points") {
+		t.Errorf("points=0: %d %s, want 400 naming points", rec.Code, rec.Body)
+	}
+
 	// The JSON keys are the stable interface.
 	for _, key := range []string{`"step":50000000`, `"now":`, `"series":`, `"key":"edge/to_user"`, `"unit":"B/s"`, `"total":`, `"points":[`} {
 		if !strings.Contains(body, key) {
