@@ -170,7 +170,7 @@ func TestHistoryPeerCap(t *testing.T) {
 		rs := []reading{bytesOf("l3/rx", float64(step)), bytesOf("l3/connector/site/rx", 0), bytesOf("tunnel/t/to_user", 0)}
 		for i := range many {
 			name := fmt.Sprintf("c%05d", i)
-			rs = append(rs, bytesOf("l3/client/"+name+"/rx", float64(step)*busy[name]))
+			rs = append(rs, bytesOf("l3/client/"+name+"/rx", float64(step)*busy[name]), bytesOf("l3/client/"+name+"/tx", 0))
 		}
 		return rs
 	}
@@ -178,7 +178,11 @@ func TestHistoryPeerCap(t *testing.T) {
 		var out []string
 		for _, s := range c.h.snapshot().Series {
 			if name, ok := strings.CutPrefix(s.Key, "l3/client/"); ok {
-				out = append(out, strings.TrimSuffix(name, "/rx"))
+				if name, ok := strings.CutSuffix(name, "/rx"); ok {
+					out = append(out, name)
+				} else if series(c.h, "l3/client/"+strings.TrimSuffix(name, "/tx")+"/rx") == nil {
+					t.Errorf("%s without its rx", s.Key)
+				}
 			}
 		}
 		return out
@@ -186,8 +190,8 @@ func TestHistoryPeerCap(t *testing.T) {
 	busy := map[string]float64{"c00007": 10, "c00500": 20, "c09999": 30, "c00001": 5}
 	for step := range 5 {
 		c.tick(read(step, busy))
-		if n := len(c.h.series); n > 3+3 {
-			t.Fatalf("step %d: %d series, want at most the cap of 3 clients and 3 others", step, n)
+		if n := len(c.h.series); n > 2*3+3 {
+			t.Fatalf("step %d: %d series, want at most the rx and tx of the cap of 3 clients, and 3 others", step, n)
 		}
 	}
 	if got, want := clients(), []string{"c00007", "c00500", "c09999"}; !slices.Equal(got, want) {
@@ -205,8 +209,8 @@ func TestHistoryPeerCap(t *testing.T) {
 	for step := 5; step < 7; step++ {
 		rs := read(step, nil)
 		for i, r := range rs {
-			name := strings.TrimSuffix(strings.TrimPrefix(r.key, "l3/client/"), "/rx")
-			if b, ok := busy[name]; ok {
+			name, rx := strings.CutSuffix(strings.TrimPrefix(r.key, "l3/client/"), "/rx")
+			if b, ok := busy[name]; ok && rx {
 				rs[i].value = base[name] + float64(step-4)*b
 			}
 		}
@@ -214,6 +218,9 @@ func TestHistoryPeerCap(t *testing.T) {
 	}
 	if got, want := clients(), []string{"c00002", "c00500", "c09999"}; !slices.Equal(got, want) {
 		t.Errorf("client series %v, want %v", got, want)
+	}
+	if n := len(c.h.series); n != 2*3+3 {
+		t.Errorf("%d series, want the rx and tx of 3 clients, and 3 others", n)
 	}
 	// Its first point is its rate, not its total.
 	if s := series(c.h, "l3/client/c00002/rx"); s == nil || s.Points[len(s.Points)-1] != 500 {
