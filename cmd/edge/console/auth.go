@@ -36,10 +36,10 @@ import (
 )
 
 const (
-	maxHashChecks = 2                // password checks (argon2id, 64 MiB each by default) at once
-	hashWait      = 5 * time.Second  // a login waits this long for its turn, then gets 503
-	maxBody       = 64 << 10         // bytes of a request body
-	maxPassword   = password.MaxLen  // bytes of a password tried
+	maxHashChecks = 2               // password checks (argon2id, 64 MiB each by default) at once
+	hashWait      = 5 * time.Second // a login waits this long for its turn, then gets 503
+	maxBody       = 64 << 10        // bytes of a request body
+	maxPassword   = password.MaxLen // bytes of a password tried
 	csp           = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 	cookieName    = "onramp-console" // over plain HTTP (loopback)
 	cookieNameTLS = "__Host-onramp-console"
