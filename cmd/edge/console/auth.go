@@ -192,6 +192,7 @@ func (s *Server) secure(h http.Handler) http.Handler {
 			hd.Set("Strict-Transport-Security", "max-age=31536000")
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+		w = noStoreWriter{w}
 
 		if c, err := r.Cookie(s.cookieName()); err == nil {
 			if csrf, ok := s.auth.sessions.get(c.Value, s.opts.Now()); ok {
@@ -235,6 +236,19 @@ func (s *Server) secure(h http.Handler) http.Handler {
 		h.ServeHTTP(w, r)
 	})
 }
+
+// noStoreWriter keeps Cache-Control: no-store on an answer whose handler
+// dropped it (http.FileServer does on its errors).
+type noStoreWriter struct{ http.ResponseWriter }
+
+func (w noStoreWriter) WriteHeader(code int) {
+	if w.Header().Get("Cache-Control") == "" {
+		w.Header().Set("Cache-Control", "no-store")
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w noStoreWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // origin is the request's own origin, as a browser writes it in Origin.
 func (s *Server) origin(r *http.Request) string {
