@@ -475,6 +475,40 @@ func TestLoginParallel(t *testing.T) {
 	}
 }
 
+// TestHashChecksBounded: parallel logins from many sources run at most
+// maxHashChecks password checks at once.
+func TestHashChecksBounded(t *testing.T) {
+	e := newPasswordEnv(t)
+	var mu sync.Mutex
+	running, most := 0, 0
+	orig := verify
+	verify = func(h string, pw []byte) (bool, error) {
+		mu.Lock()
+		running++
+		most = max(most, running)
+		mu.Unlock()
+		time.Sleep(20 * time.Millisecond)
+		mu.Lock()
+		running--
+		mu.Unlock()
+		return orig(h, pw)
+	}
+	t.Cleanup(func() { verify = orig })
+	var wg sync.WaitGroup
+	for i := range 16 {
+		wg.Go(func() {
+			resp := e.do(req{method: "POST", path: "/login", form: url.Values{"password": {"guess"}}, remote: "198.18.2." + strconv.Itoa(i) + ":1"})
+			if resp.StatusCode != http.StatusUnauthorized {
+				t.Errorf("login %d: %s", i, resp.Status)
+			}
+		})
+	}
+	wg.Wait()
+	if most != maxHashChecks {
+		t.Errorf("%d password checks ran at once, want at most (and, with 16 waiting, exactly) %d", most, maxHashChecks)
+	}
+}
+
 // TestSecurityHeaders: the CSP and the other headers on every answer:
 // pages, redirects, errors, refusals, JSON and static files.
 func TestSecurityHeaders(t *testing.T) {
@@ -515,7 +549,10 @@ func TestLinks(t *testing.T) {
 	if err != nil || !strings.HasPrefix(path, "/login/link/") || len(path) < len("/login/link/")+43 {
 		t.Fatalf("NewLink: %q %v", path, err)
 	}
-	resp := e.do(req{method: "GET", path: path})
+	if resp := e.do(req{method: "HEAD", path: path}); sessionCookie(resp) != nil {
+		t.Fatal("HEAD of a link logged in")
+	}
+	resp := e.do(req{method: "GET", path: path}) // the HEAD did not spend it
 	c := sessionCookie(resp)
 	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/" || c == nil {
 		t.Fatalf("link: %s to %q, cookie %v", resp.Status, resp.Header.Get("Location"), c)
