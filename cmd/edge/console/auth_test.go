@@ -34,20 +34,20 @@ func testHash(t testing.TB, pw string) string {
 	return h
 }
 
-// fakeBackend records every call; the security tests want none.
-type fakeBackend struct {
+// authBackend records every call; the security tests want none.
+type authBackend struct {
 	mu    sync.Mutex
 	calls []string
 }
 
-func (f *fakeBackend) called(c string) {
+func (f *authBackend) called(c string) {
 	f.mu.Lock()
 	f.calls = append(f.calls, c)
 	f.mu.Unlock()
 }
 
 // actions returns the calls that change state.
-func (f *fakeBackend) actions() []string {
+func (f *authBackend) actions() []string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var out []string
@@ -59,43 +59,43 @@ func (f *fakeBackend) actions() []string {
 	return out
 }
 
-func (f *fakeBackend) Status() (*edgeapi.Status, error) {
+func (f *authBackend) Status() (*edgeapi.Status, error) {
 	f.called("get status")
 	return &edgeapi.Status{}, nil
 }
-func (f *fakeBackend) History() (*edgeapi.History, error) {
+func (f *authBackend) History() (*edgeapi.History, error) {
 	f.called("get history")
 	return &edgeapi.History{}, nil
 }
-func (f *fakeBackend) L3Peers(kind string) ([]edgeapi.L3Peer, error) {
+func (f *authBackend) L3Peers(kind string) ([]edgeapi.L3Peer, error) {
 	f.called("get l3 " + kind)
 	return nil, nil
 }
-func (f *fakeBackend) CreateTunnel(name string) (edgeapi.Tunnel, error) {
+func (f *authBackend) CreateTunnel(name string) (edgeapi.Tunnel, error) {
 	f.called("create " + name)
 	return edgeapi.Tunnel{Name: name, Token: "tok"}, nil
 }
-func (f *fakeBackend) RotateTunnel(name string) (edgeapi.Tunnel, error) {
+func (f *authBackend) RotateTunnel(name string) (edgeapi.Tunnel, error) {
 	f.called("rotate " + name)
 	return edgeapi.Tunnel{Name: name, Token: "tok"}, nil
 }
-func (f *fakeBackend) DeleteTunnel(name string) (edgeapi.Tunnel, error) {
+func (f *authBackend) DeleteTunnel(name string) (edgeapi.Tunnel, error) {
 	f.called("delete " + name)
 	return edgeapi.Tunnel{Name: name}, nil
 }
-func (f *fakeBackend) AddClient(name string, groups []string) ([]byte, error) {
+func (f *authBackend) AddClient(name string, groups []string) ([]byte, error) {
 	f.called("add client " + name)
 	return []byte("[Interface]\n"), nil
 }
-func (f *fakeBackend) RemoveL3(kind, name string) error {
+func (f *authBackend) RemoveL3(kind, name string) error {
 	f.called("remove " + kind + " " + name)
 	return nil
 }
-func (f *fakeBackend) L3Config(kind, name string) ([]byte, error) {
+func (f *authBackend) L3Config(kind, name string) ([]byte, error) {
 	f.called("get config " + kind + " " + name)
 	return []byte("[Interface]\n"), nil
 }
-func (f *fakeBackend) ConnectorConfig(tunnel, token string) (string, error) {
+func (f *authBackend) ConnectorConfig(tunnel, token string) (string, error) {
 	f.called("get connector config " + tunnel)
 	return "connector tunnel run", nil
 }
@@ -126,14 +126,14 @@ type env struct {
 	t   *testing.T
 	s   *Server
 	h   http.Handler
-	b   *fakeBackend
+	b   *authBackend
 	clk *clock
 	log *bytes.Buffer
 }
 
 func newEnv(t *testing.T, o Options) *env {
 	t.Helper()
-	e := &env{t: t, b: &fakeBackend{}, clk: &clock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}, log: &bytes.Buffer{}}
+	e := &env{t: t, b: &authBackend{}, clk: &clock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}, log: &bytes.Buffer{}}
 	if o.Addr == "" {
 		o.Addr = "127.0.0.1:8080"
 	}
@@ -700,7 +700,7 @@ func TestExposure(t *testing.T) {
 		{"198.18.0.1:8443", false, hash, "listen.console 198.18.0.1:8443 is not a loopback address"},
 		{"198.18.0.1:8443", true, hash, ""},
 	} {
-		o := Options{Addr: tc.addr, PasswordHash: tc.hash, Backend: &fakeBackend{}}
+		o := Options{Addr: tc.addr, PasswordHash: tc.hash, Backend: &authBackend{}}
 		if tc.tls {
 			o.TLS = &tls.Config{}
 		}
@@ -712,10 +712,10 @@ func TestExposure(t *testing.T) {
 			t.Errorf("%s tls=%v password=%v: %v, want an error naming %q", tc.addr, tc.tls, tc.hash != "", err, tc.want)
 		}
 	}
-	if _, err := New(Options{Addr: "127.0.0.1:1", PasswordHash: "plaintext", Backend: &fakeBackend{}}); err == nil || !strings.Contains(err.Error(), "console.password_hash") {
+	if _, err := New(Options{Addr: "127.0.0.1:1", PasswordHash: "plaintext", Backend: &authBackend{}}); err == nil || !strings.Contains(err.Error(), "console.password_hash") {
 		t.Errorf("New with a password that is no hash: %v", err)
 	}
-	s, err := New(Options{Addr: "198.18.0.1:8443", TLS: &tls.Config{}, PasswordHash: hash, Backend: &fakeBackend{}})
+	s, err := New(Options{Addr: "198.18.0.1:8443", TLS: &tls.Config{}, PasswordHash: hash, Backend: &authBackend{}})
 	if err != nil {
 		t.Fatal(err)
 	}
