@@ -270,6 +270,10 @@ func TestActionsRefused(t *testing.T) {
 		t.Fatalf("logout: %s %q", resp.Status, resp.Header.Get("Location"))
 	}
 	own := "http://console.test"
+	wrong := csrf[:len(csrf)-1] + "A" // the token with its last character changed
+	if strings.HasSuffix(csrf, "A") {
+		wrong = csrf[:len(csrf)-1] + "B"
+	}
 	cases := []struct {
 		name   string
 		cookie *http.Cookie
@@ -279,7 +283,7 @@ func TestActionsRefused(t *testing.T) {
 	}{
 		{"no session", nil, url.Values{"csrf": {csrf}}, map[string]string{"Origin": own}, http.StatusSeeOther},
 		{"no csrf", cookie, url.Values{}, map[string]string{"Origin": own}, http.StatusForbidden},
-		{"wrong csrf", cookie, url.Values{"csrf": {csrf[:len(csrf)-1] + "A"}}, map[string]string{"Origin": own}, http.StatusForbidden},
+		{"wrong csrf", cookie, url.Values{"csrf": {wrong}}, map[string]string{"Origin": own}, http.StatusForbidden},
 		{"wrong csrf header", cookie, url.Values{}, map[string]string{"X-CSRF-Token": endedCSRF}, http.StatusForbidden},
 		{"other session's csrf", cookie, url.Values{"csrf": {endedCSRF}}, nil, http.StatusForbidden},
 		{"other origin", cookie, url.Values{"csrf": {csrf}}, map[string]string{"Origin": "http://evil.test"}, http.StatusForbidden},
