@@ -412,7 +412,10 @@ func consoleURLCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "url",
 		Short: "print the console's URL, as edge.yml sets it",
-		Args:  cobra.NoArgs,
+		Long: `Print the console's URL from edge.yml: https with console.tls_cert and
+tls_key, else http; the host and port of listen.console (a wildcard address
+as this machine's host name). It asks nothing of the running edge.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := g.load()
 			if err != nil {
