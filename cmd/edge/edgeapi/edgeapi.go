@@ -75,6 +75,12 @@ type Conn struct {
 	// Quiet: the connector has been silent for 1.5 s; new streams go
 	// to the tunnel's other connections.
 	Quiet bool `json:"quiet"`
+	// BytesToOrigin and BytesToUser count the bytes the connection
+	// carried each way since it came up; Rate is its bytes/s (both ways)
+	// over the last few seconds.
+	BytesToOrigin uint64  `json:"bytes_to_origin"`
+	BytesToUser   uint64  `json:"bytes_to_user"`
+	Rate          float64 `json:"rate"`
 }
 
 // L3Summary is the L3 on-ramp as the running edge's hub has it.
