@@ -48,7 +48,7 @@ func (c *changing) Status() (*edgeapi.Status, error) {
 	}
 	web, db := st.Tunnels[0], st.Tunnels[1]
 	web.Connections = []edgeapi.Conn{web.Connections[0]}
-	web.Connections[0].Streams, web.Connections[0].Rate = 9, 5<<20
+	web.Connections[0].Streams, web.Connections[0].Rate, web.Connections[0].BytesToOrigin = 9, 5<<20, 3<<20
 	db.Connections = []edgeapi.Conn{{Connector: "cc00", Protocol: "h2", Remote: "198.18.9.9:1", Since: st.Edge.Now.Add(-5 * time.Second), Streams: 1}}
 	st.Tunnels = []edgeapi.Tunnel{web, db}
 	st.Edge.Connections = 2
@@ -113,8 +113,9 @@ func TestPageScript(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a browser")
 	}
-	serve := func(t *testing.T) string {
+	serve := func(t *testing.T, histErr error) string {
 		f := newFake(t)
+		f.errs["History"] = histErr
 		f.st.Edge.Now = time.Now() // the charts' time axis is the browser's too
 		f.hist.Now = f.st.Edge.Now
 		f.st.Tunnels[0].Connections[0].Since = f.st.Edge.Now.Add(-3 * time.Minute)
@@ -152,7 +153,7 @@ func TestPageScript(t *testing.T) {
 	}
 
 	t.Run("tunnels", func(t *testing.T) {
-		n, log := browse(t, serve(t)+"/tunnels")
+		n, log := browse(t, serve(t, nil)+"/tunnels")
 		checkLog(t, log)
 		table := byID(t, n, "tunnels")
 		conns := findAll(table, sel{tag: "tr", attrs: map[string]string{"class": "conn"}})
@@ -170,6 +171,10 @@ func TestPageScript(t *testing.T) {
 		}; !slices.Equal(got, want) {
 			t.Errorf("connection rows:\n%q\nwant\n%q", got, want)
 		}
+		rate := find(t, conns[0], sel{tag: "td", attrs: map[string]string{"data-field": "rate"}})
+		if title, _ := attr(rate, "title"); title != "3 MiB to the origin, 0 B to the user since it came up" {
+			t.Errorf("bytes/s cell's title %q", title)
+		}
 		for name, count := range map[string]string{"web": "1 connection", "db": "1 connection"} {
 			body := find(t, table, sel{tag: "tbody", attrs: map[string]string{"data-tunnel": name}})
 			if got := text(find(t, body, sel{attrs: map[string]string{"data-field": "count"}})); got != count {
@@ -184,7 +189,7 @@ func TestPageScript(t *testing.T) {
 	})
 
 	t.Run("overview", func(t *testing.T) {
-		n, log := browse(t, serve(t)+"/")
+		n, log := browse(t, serve(t, nil)+"/")
 		checkLog(t, log)
 		chart(t, n, "chart-edge", 4096)
 		chart(t, n, "chart-l3", 0)
@@ -195,12 +200,25 @@ func TestPageScript(t *testing.T) {
 	})
 
 	t.Run("l3", func(t *testing.T) {
-		n, log := browse(t, serve(t)+"/l3")
+		n, log := browse(t, serve(t, nil)+"/l3")
 		checkLog(t, log)
 		laptop := find(t, byID(t, n, "l3-clients"), sel{tag: "tr", attrs: map[string]string{"data-client": "laptop"}})
 		if got := cells(laptop); got[4] != "5 MiB" || got[6] != "8" {
 			t.Errorf("client row not updated: %q", got)
 		}
 		chart(t, n, "chart-l3", 0)
+	})
+	// An edge without a history: the charts say so, the tables still
+	// follow the edge.
+	t.Run("no history", func(t *testing.T) {
+		n, log := browse(t, serve(t, &apiErr{404, "404 page not found"})+"/tunnels")
+		checkLog(t, log)
+		c := byID(t, n, "chart-tunnel-web")
+		if !(sel{attrs: map[string]string{"class": "nodata"}}).match(c) || len(findAll(c, sel{tag: "canvas"})) != 0 {
+			t.Errorf("chart without history: class %q", func() string { v, _ := attr(c, "class"); return v }())
+		}
+		if got := len(findAll(byID(t, n, "tunnels"), sel{tag: "tr", attrs: map[string]string{"class": "conn"}})); got != 2 {
+			t.Errorf("%d connection rows, want 2", got)
+		}
 	})
 }

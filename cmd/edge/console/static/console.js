@@ -199,7 +199,9 @@
 		}
 		setText(field(tr, 'since'), ago(nowMs, c.since));
 		setText(field(tr, 'streams'), String(c.streams || 0));
-		setText(field(tr, 'rate'), fmtRate(c.rate, 'B/s'));
+		var rate = field(tr, 'rate');
+		setText(rate, fmtRate(c.rate, 'B/s'));
+		rate.title = fmtBytes(c.bytes_to_origin) + ' to the origin, ' + fmtBytes(c.bytes_to_user) + ' to the user since it came up';
 	}
 
 	function updateTunnels(st) {
@@ -503,6 +505,10 @@
 				updateCharts(h);
 				updateCounters(h);
 			}
+			// A chart with nothing to draw yet says so.
+			charts.forEach(function (c) {
+				c.el.classList.toggle('nodata', !c.plot);
+			});
 			var err = res[0].status === 'rejected' ? res[0].reason : res[2].status === 'rejected' ? res[2].reason : null;
 			notice('poll', err ? 'Live updates failed (' + err.message + '); retrying.' : '');
 			setTimeout(tick, POLL_MS);
