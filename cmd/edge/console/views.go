@@ -246,9 +246,33 @@ func (s *Server) apiStatus(w http.ResponseWriter, r *http.Request) {
 	s.answerJSON(w, st, err)
 }
 
+// apiHistory is GET /api/history[?key=PREFIX...]: the history, or only
+// its series whose keys start with one of the prefixes (a page asks for
+// what it draws: the per-peer L3 series alone can be hundreds).
 func (s *Server) apiHistory(w http.ResponseWriter, r *http.Request) {
 	h, err := s.opts.Backend.History()
+	if prefixes := r.URL.Query()["key"]; err == nil && len(prefixes) > 0 {
+		h = seriesOf(h, prefixes[:min(len(prefixes), maxHistoryKeys)])
+	}
 	s.answerJSON(w, h, err)
+}
+
+// maxHistoryKeys bounds the prefixes of one /api/history request.
+const maxHistoryKeys = 64
+
+// seriesOf is h with only the series whose keys start with a prefix.
+func seriesOf(h *edgeapi.History, prefixes []string) *edgeapi.History {
+	out := *h
+	out.Series = []edgeapi.Series{}
+	for _, sr := range h.Series {
+		for _, p := range prefixes {
+			if p != "" && strings.HasPrefix(sr.Key, p) {
+				out.Series = append(out.Series, sr)
+				break
+			}
+		}
+	}
+	return &out
 }
 
 func (s *Server) apiL3(w http.ResponseWriter, r *http.Request) {

@@ -764,6 +764,18 @@ func TestAPI(t *testing.T) {
 	if h.Step != 5*time.Second || len(h.Series) != 5 || h.Series[1].Key != "edge/to_origin" || h.Series[1].Points[2] != 4096 {
 		t.Errorf("/api/history: %+v", h)
 	}
+	// What a page draws only: series by key prefix.
+	decode("/api/history?key=edge/to_origin&key=limit/&key=xdp/", &h)
+	var keys []string
+	for _, sr := range h.Series {
+		keys = append(keys, sr.Key)
+	}
+	if !slices.Equal(keys, []string{"edge/to_origin", "limit/tunnel/streams", "xdp/blocked"}) || h.Step != 5*time.Second {
+		t.Errorf("/api/history by key: %q", keys)
+	}
+	if w := get(t, s, "/api/history?key=nothing/"); strings.TrimSpace(w.Body.String()) != `{"step":5000000000,"now":"2026-12-05T11:00:00Z","series":[]}` {
+		t.Errorf("/api/history of no series: %s", w.Body)
+	}
 	var l3 map[string][]edgeapi.L3Peer
 	decode("/api/l3", &l3)
 	if len(l3) != 2 || len(l3["clients"]) != 2 || len(l3["connectors"]) != 1 || l3["clients"][0].RxBytes != 3<<20 {

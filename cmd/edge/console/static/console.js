@@ -479,13 +479,32 @@
 
 	// ---- the loop ----
 
+	// historyPath asks for the series the page shows: its charts' (all
+	// tunnels' as one prefix) and the limits and drops when it lists them.
+	function historyPath() {
+		var keys = {};
+		charts.forEach(function (c) {
+			c.keys.forEach(function (k) {
+				keys[k.indexOf('tunnel/') === 0 ? 'tunnel/' : k] = true;
+			});
+		});
+		if (q('#limits')) keys['limit/'] = true;
+		if (q('#drops')) {
+			keys['drop/'] = true;
+			keys['xdp/'] = true;
+		}
+		return '/api/history?' + Object.keys(keys).sort().map(function (k) {
+			return 'key=' + encodeURIComponent(k);
+		}).join('&');
+	}
+
 	function tick() {
 		var wantStatus = page === 'overview' || page === 'tunnels' || page === 'l3';
 		var wantHistory = charts.length > 0 || q('#limits') || q('#drops');
 		var wantL3 = page === 'l3';
 		Promise.allSettled([
 			wantStatus ? getJSON('/api/status') : null,
-			wantHistory ? getJSON('/api/history') : null,
+			wantHistory ? getJSON(historyPath()) : null,
 			wantL3 ? getJSON('/api/l3') : null,
 		]).then(function (res) {
 			var st = res[0].value, h = res[1].value, l3 = res[2].value;
