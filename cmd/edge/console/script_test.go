@@ -63,6 +63,7 @@ func (c *changing) History() (*edgeapi.History, error) {
 	series := slices.Clone(h.Series)
 	series = append(series,
 		edgeapi.Series{Key: "limit/l4/conns_per_source", Unit: "1/s", Total: 40, Points: []float64{0, 0, 8}},
+		edgeapi.Series{Key: "limit/l4/zero", Unit: "1/s", Points: []float64{0, 0, 0}},
 		edgeapi.Series{Key: "tunnel/web/to_origin", Unit: "B/s", Total: 1 << 20, Points: []float64{10, 20, 7000}},
 		edgeapi.Series{Key: "tunnel/web/to_user", Unit: "B/s", Total: 1 << 20, Points: []float64{5, 123456, 30}},
 	)
@@ -196,6 +197,9 @@ func TestPageScript(t *testing.T) {
 		tr := find(t, byID(t, n, "limits"), sel{tag: "tr", attrs: map[string]string{"data-key": "limit/l4/conns_per_source"}})
 		if got := cells(tr); !slices.Equal(got, []string{"limit/l4/conns_per_source", "40", "8/s"}) {
 			t.Errorf("new limit row %q", got)
+		}
+		if rows := findAll(byID(t, n, "limits"), sel{tag: "tr", attrs: map[string]string{"data-key": "*"}}); len(rows) != 2 {
+			t.Errorf("%d limit rows, want 2 (a series at zero is no limit hit)", len(rows))
 		}
 	})
 

@@ -100,12 +100,16 @@ func (s *Server) overview(w http.ResponseWriter, r *http.Request) {
 }
 
 // counters are the history's limit/... series and its drop/... and
-// xdp/... series, in key order.
+// xdp/... series that counted something, in key order. The edge keeps a
+// series for every reason it knows; those still at zero are left out.
 func counters(h *edgeapi.History) (limits, drops []Counter) {
 	for _, sr := range h.Series {
 		c := Counter{Key: sr.Key, Total: sr.Total, Unit: sr.Unit}
 		if n := len(sr.Points); n > 0 {
 			c.Rate = sr.Points[n-1]
+		}
+		if c.Total == 0 && c.Rate == 0 {
+			continue
 		}
 		switch {
 		case strings.HasPrefix(sr.Key, "limit/"):

@@ -204,6 +204,7 @@ func newFake(t *testing.T) *fakeBackend {
 				{Key: "drop/l3/no_route", Unit: "1/s", Total: 12, Points: []float64{0, 0.4, 0.2}},
 				{Key: "edge/to_origin", Unit: "B/s", Total: 1 << 30, Points: []float64{100, 2048, 4096}},
 				{Key: "edge/to_user", Unit: "B/s", Total: 2 << 30, Points: []float64{50, 1024, 512}},
+				{Key: "limit/handshakes/maxHandshakes", Unit: "1/s", Points: []float64{0, 0, 0}}, // never hit: not listed
 				{Key: "limit/tunnel/streams", Unit: "1/s", Total: 3, Points: []float64{0, 0, 0.6}},
 				{Key: "xdp/blocked", Unit: "1/s", Total: 99, Points: []float64{1, 2, 3}},
 			},
@@ -761,7 +762,7 @@ func TestAPI(t *testing.T) {
 	}
 	var h edgeapi.History
 	decode("/api/history", &h)
-	if h.Step != 5*time.Second || len(h.Series) != 5 || h.Series[1].Key != "edge/to_origin" || h.Series[1].Points[2] != 4096 {
+	if h.Step != 5*time.Second || len(h.Series) != 6 || h.Series[1].Key != "edge/to_origin" || h.Series[1].Points[2] != 4096 {
 		t.Errorf("/api/history: %+v", h)
 	}
 	// What a page draws only: series by key prefix.
@@ -770,7 +771,7 @@ func TestAPI(t *testing.T) {
 	for _, sr := range h.Series {
 		keys = append(keys, sr.Key)
 	}
-	if !slices.Equal(keys, []string{"edge/to_origin", "limit/tunnel/streams", "xdp/blocked"}) || h.Step != 5*time.Second {
+	if !slices.Equal(keys, []string{"edge/to_origin", "limit/handshakes/maxHandshakes", "limit/tunnel/streams", "xdp/blocked"}) || h.Step != 5*time.Second {
 		t.Errorf("/api/history by key: %q", keys)
 	}
 	if w := get(t, s, "/api/history?key=nothing/"); strings.TrimSpace(w.Body.String()) != `{"step":5000000000,"now":"2026-12-05T11:00:00Z","series":[]}` {

@@ -11,6 +11,7 @@
 
 	var POLL_MS = 2000;
 	var CHART_HEIGHT = 180;
+	var WINDOW_S = 15 * 60; // the history's window (edgeapi.Window)
 	var page = document.body.dataset.page;
 	var charts = []; // {el, keys, unit, plot, updates}
 
@@ -315,6 +316,8 @@
 			var body = table.tBodies[0];
 			groups[id].forEach(function (s) {
 				var tr = q('tr' + attrSel('data-key', s.key), body);
+				var pts = s.points || [];
+				if (!tr && !s.total && !pts[pts.length - 1]) return; // nothing counted yet
 				if (!tr) {
 					tr = document.createElement('tr');
 					tr.dataset.key = s.key;
@@ -327,7 +330,6 @@
 					cell(tr, '', 'num', 'rate');
 					body.appendChild(tr);
 				}
-				var pts = s.points || [];
 				setText(field(tr, 'total'), fmtTotal(s.total, s.unit));
 				setText(field(tr, 'rate'), fmtRate(pts.length ? pts[pts.length - 1] : 0, s.unit));
 			});
@@ -363,14 +365,21 @@
 				},
 			});
 		});
-		return {
-			el: el, keys: keys, unit: unit, plot: null, updates: 0,
+		var c = {
+			el: el, keys: keys, unit: unit, plot: null, updates: 0, xrange: null,
 			opts: {
 				width: chartWidth(el),
 				height: CHART_HEIGHT,
 				series: series,
 				scales: {
-					x: { time: true },
+					// The whole window, the newest step at the right: a
+					// young edge's short history starts part way.
+					x: {
+						time: true,
+						range: function (u, min, max) {
+							return c.xrange || [min, max];
+						},
+					},
 					y: {
 						range: function (u, min, max) {
 							return [0, max > 0 ? max * 1.1 : 1];
@@ -388,6 +397,7 @@
 				cursor: { drag: { x: false, y: false } },
 			},
 		};
+		return c;
 	}
 
 	function chartWidth(el) {
@@ -431,12 +441,13 @@
 			}
 			data.push(ys);
 		});
-		return { data: data, peak: peak };
+		return { data: data, peak: peak, xrange: [now - WINDOW_S + step, now] };
 	}
 
 	function updateCharts(h) {
 		charts.forEach(function (c) {
 			var d = chartData(c, h);
+			c.xrange = d.xrange;
 			if (!c.plot) {
 				if (typeof uPlot !== 'function') return;
 				c.plot = new uPlot(c.opts, d.data, c.el);
