@@ -47,7 +47,10 @@ func (c *changing) Status() (*edgeapi.Status, error) {
 		return st, err
 	}
 	web, db := st.Tunnels[0], st.Tunnels[1]
-	web.Connections = []edgeapi.Conn{web.Connections[0]}
+	// A connector keeps several connections: the second is told apart by
+	// its remote address.
+	web.Connections = []edgeapi.Conn{web.Connections[0], web.Connections[0]}
+	web.Connections[1].Remote, web.Connections[1].Since, web.Connections[1].Streams, web.Connections[1].Rate = "198.18.5.2:40001", st.Edge.Now.Add(-time.Minute), 2, 100
 	web.Connections[0].Streams, web.Connections[0].Rate, web.Connections[0].BytesToOrigin = 9, 5<<20, 3<<20
 	db.Connections = []edgeapi.Conn{{Connector: "cc00", Protocol: "h2", Remote: "198.18.9.9:1", Since: st.Edge.Now.Add(-5 * time.Second), Streams: 1}}
 	st.Tunnels = []edgeapi.Tunnel{web, db}
@@ -164,10 +167,12 @@ func TestPageScript(t *testing.T) {
 			c, _ := attr(tr, "data-connector")
 			got = append(got, tun+" "+short(c)+" "+strings.Join(cells(tr)[2:], " | "))
 		}
-		// web lost its quiet connection and its other one moved; db got
-		// one, in the same cells as the server renders.
+		// web lost its quiet connection, its other one moved and its
+		// connector made a second; db got one; in the same cells as the
+		// server renders.
 		if want := []string{
 			"web 9f86d081884c quic | 198.18.5.2:40000 | 3m ago | 9 | 5 MiB/s",
+			"web 9f86d081884c quic | 198.18.5.2:40001 | 1m ago | 2 | 100 B/s",
 			"db cc00 h2 | 198.18.9.9:1 | 5s ago | 1 | 0 B/s",
 		}; !slices.Equal(got, want) {
 			t.Errorf("connection rows:\n%q\nwant\n%q", got, want)
@@ -176,7 +181,7 @@ func TestPageScript(t *testing.T) {
 		if title, _ := attr(rate, "title"); title != "3 MiB to the origin, 0 B to the user since it came up" {
 			t.Errorf("bytes/s cell's title %q", title)
 		}
-		for name, count := range map[string]string{"web": "1 connection", "db": "1 connection"} {
+		for name, count := range map[string]string{"web": "2 connections", "db": "1 connection"} {
 			body := find(t, table, sel{tag: "tbody", attrs: map[string]string{"data-tunnel": name}})
 			if got := text(find(t, body, sel{attrs: map[string]string{"data-field": "count"}})); got != count {
 				t.Errorf("tunnel %s: %q, want %q", name, got, count)
@@ -221,8 +226,8 @@ func TestPageScript(t *testing.T) {
 		if !(sel{attrs: map[string]string{"class": "nodata"}}).match(c) || len(findAll(c, sel{tag: "canvas"})) != 0 {
 			t.Errorf("chart without history: class %q", func() string { v, _ := attr(c, "class"); return v }())
 		}
-		if got := len(findAll(byID(t, n, "tunnels"), sel{tag: "tr", attrs: map[string]string{"class": "conn"}})); got != 2 {
-			t.Errorf("%d connection rows, want 2", got)
+		if got := len(findAll(byID(t, n, "tunnels"), sel{tag: "tr", attrs: map[string]string{"class": "conn"}})); got != 3 {
+			t.Errorf("%d connection rows, want 3 (as the edge moved on)", got)
 		}
 	})
 }

@@ -66,9 +66,7 @@ type Counter struct {
 
 // overviewData is what the overview shows.
 type overviewData struct {
-	St *edgeapi.Status
-	// Self is this edge among the registry's (its name), if known.
-	Self        string
+	St          *edgeapi.Status
 	Conns       int
 	Limits      []Counter
 	Drops       []Counter
@@ -82,7 +80,7 @@ func (s *Server) overview(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	d := overviewData{St: st, Self: selfName(st)}
+	d := overviewData{St: st}
 	for _, t := range st.Tunnels {
 		d.Conns += len(t.Connections)
 	}
@@ -121,13 +119,16 @@ func counters(h *edgeapi.History) (limits, drops []Counter) {
 	return limits, drops
 }
 
-// selfName is the name of the edge that answered, as the registry's
-// heartbeats have it ("" if it has none).
+// selfName is the name of the edge that answered: as the registry's
+// heartbeats have it, else the first address it advertises ("" if none).
 func selfName(st *edgeapi.Status) string {
 	for _, m := range st.Edges {
 		if m.Self {
 			return m.Name
 		}
+	}
+	if len(st.Edge.Advertise) > 0 {
+		return st.Edge.Advertise[0]
 	}
 	return ""
 }

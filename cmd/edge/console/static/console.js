@@ -174,12 +174,13 @@
 
 	// ---- the tunnels page ----
 
+	// selfName is the edge the connections are on, as views.go's.
 	function selfName(st) {
 		var name = '';
 		(st.edges || []).forEach(function (m) {
 			if (m.self) name = m.name;
 		});
-		return name || 'this edge';
+		return name || (st.edge.advertise || [])[0] || 'this edge';
 	}
 
 	function fillConn(tr, c, nowMs, self) {
@@ -222,19 +223,22 @@
 			var conns = t.connections || [];
 			var live = {};
 			var noconn = q('tr.noconn', body);
+			// A connection is its connector's and its remote address's: a
+			// connector keeps several connections to an edge.
 			conns.forEach(function (c) {
-				live[c.connector] = true;
-				var tr = q('tr.conn' + attrSel('data-connector', c.connector), body);
+				live[c.connector + ' ' + c.remote] = true;
+				var tr = q('tr.conn' + attrSel('data-connector', c.connector) + attrSel('data-remote', c.remote), body);
 				if (!tr) {
 					tr = document.createElement('tr');
 					tr.dataset.tunnel = t.name;
 					tr.dataset.connector = c.connector;
+					tr.dataset.remote = c.remote;
 					body.insertBefore(tr, noconn);
 				}
 				fillConn(tr, c, nowMs, self);
 			});
 			qa('tr.conn', body).forEach(function (tr) {
-				if (!live[tr.dataset.connector]) tr.remove();
+				if (!live[tr.dataset.connector + ' ' + tr.dataset.remote]) tr.remove();
 			});
 			if (noconn) noconn.hidden = conns.length > 0;
 			setText(field(body, 'count'), plural(conns.length, 'connection'));
