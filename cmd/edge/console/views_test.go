@@ -876,3 +876,49 @@ func TestVendoredUPlot(t *testing.T) {
 		}
 	}
 }
+
+// With a session, every form of every page carries its CSRF token, and the
+// layout's menu has the logout form; without one (the login page) there is
+// no logout.
+func TestFormsCarryCSRF(t *testing.T) {
+	f := newFake(t)
+	s := newTestServer(t, f)
+	const token = `tok"<&>`
+	st, _ := f.Status()
+	pages := map[string]any{
+		"overview": overviewData{St: st},
+		"tunnels":  tunnelsData{St: st},
+		"l3":       l3Data{St: st, Clients: f.clients, Connectors: f.connectors},
+		"token":    tokenData{Name: "web", Token: "t", Config: "c"},
+	}
+	for name, data := range pages {
+		var b bytes.Buffer
+		if err := s.pages[name].ExecuteTemplate(&b, "layout", page{Title: name, CSRF: token, Nav: name, Data: data}); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		n, err := html.Parse(&b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		find(t, find(t, n, sel{tag: "nav"}), sel{tag: "form", attrs: map[string]string{"id": "logout", "action": "/logout", "method": "post"}})
+		meta := find(t, n, sel{tag: "meta", attrs: map[string]string{"name": "csrf-token"}})
+		if c, _ := attr(meta, "content"); c != token {
+			t.Errorf("%s: meta csrf-token %q", name, c)
+		}
+		forms := findAll(n, sel{tag: "form"})
+		if len(forms) < 1 {
+			t.Fatalf("%s: no form", name)
+		}
+		for _, form := range forms {
+			in := find(t, form, sel{tag: "input", attrs: map[string]string{"name": "csrf", "type": "hidden"}})
+			if v, _ := attr(in, "value"); v != token {
+				t.Errorf("%s: form %v: csrf %q", name, form.Attr, v)
+			}
+		}
+	}
+	// No session: no logout form, no menu on the login page.
+	n := checkPage(t, get(t, s, "/"), http.StatusOK)
+	if len(findAll(n, sel{attrs: map[string]string{"id": "logout"}})) != 0 {
+		t.Error("a logout form without a session")
+	}
+}
