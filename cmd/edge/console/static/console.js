@@ -549,7 +549,27 @@
 		});
 	}
 
+	// Copy buttons next to a token or config shown once: they show only
+	// where the browser lets a page write the clipboard (HTTPS or
+	// loopback).
+	function copyButtons() {
+		if (!navigator.clipboard || !window.isSecureContext) return;
+		qa('button.copy[data-copy]').forEach(function (b) {
+			var src = document.getElementById(b.dataset.copy);
+			if (!src) return;
+			b.hidden = false;
+			b.addEventListener('click', function () {
+				navigator.clipboard.writeText(src.textContent).then(function () {
+					b.textContent = 'Copied';
+				}, function () {
+					b.textContent = 'Select and copy by hand';
+				});
+			});
+		});
+	}
+
 	function start() {
+		copyButtons();
 		charts = qa('.chart').map(makeChart);
 		watchSizes();
 		tick();
