@@ -536,7 +536,7 @@ func TestSecurityHeaders(t *testing.T) {
 		resp := e.do(q)
 		h := resp.Header
 		if h.Get("Content-Security-Policy") != csp || h.Get("X-Content-Type-Options") != "nosniff" ||
-			h.Get("Referrer-Policy") != "no-referrer" || h.Get("Cache-Control") != "no-store" || h.Get("X-Frame-Options") != "DENY" {
+			h.Get("Referrer-Policy") != "same-origin" || h.Get("Cache-Control") != "no-store" || h.Get("X-Frame-Options") != "DENY" {
 			t.Errorf("%s %s (%s): headers %v", q.method, q.path, resp.Status, h)
 		}
 	}
