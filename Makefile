@@ -9,7 +9,7 @@ BIN      := bin
 CMDS := $(filter-out cmd/internal,$(wildcard cmd/*)) testnet/cmd/testnet
 
 .DEFAULT_GOAL := help
-.PHONY: help build package test deps bench bench-smoke profile fuzz demo generate check-generated lint clean
+.PHONY: help build package test deps bench bench-smoke profile fuzz demo generate check-generated lint clean console-assets
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -67,6 +67,9 @@ generate: deps ## regenerate generated code, eBPF objects (bpf2go, clang-19) and
 
 check-generated: deps ## fail if the committed eBPF objects are not what their C compiles to
 	@PATH="$$(dirname "$$(command -v $(GO))"):$$PATH" scripts/check-generated.sh
+
+console-assets: ## rebuild the console's vendored chart library (uPlot, pinned, integrity-checked, from npm) into cmd/edge/console/static/vendor/
+	@scripts/console-assets.sh
 
 lint: ## gofmt clean, go vet, staticcheck
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt: not formatted:"; echo "$$out"; exit 1; fi

@@ -439,23 +439,11 @@ func joinPrefixes(ps []netip.Prefix) string {
 	return strings.Join(s, ",")
 }
 
-// qrText is the config as the QR code holds it: without comment lines,
-// for a smaller code.
-func qrText(conf []byte) string {
-	var b strings.Builder
-	for _, l := range strings.SplitAfter(string(conf), "\n") {
-		if !strings.HasPrefix(l, "#") {
-			b.WriteString(l)
-		}
-	}
-	return b.String()
-}
-
 // printQR draws the config as a QR code with Unicode half blocks, two rows
 // of modules per line, light modules drawn: it reads right on a dark
 // terminal, where phone scanners expect dark modules on a light ground.
 func printQR(w io.Writer, conf []byte) error {
-	q, err := qrcode.New(qrText(conf), qrcode.Low)
+	q, err := qrcode.New(l3config.QRText(conf), qrcode.Low)
 	if err != nil {
 		return fmt.Errorf("qr code: %w", err)
 	}

@@ -357,7 +357,7 @@ func joinAddrs(ps []netip.Prefix) string {
 // characters.
 func checkQR(t *testing.T, out string, conf []byte) {
 	t.Helper()
-	text := qrText(conf)
+	text := l3config.QRText(conf)
 	if got, err := l3config.ParseClient([]byte(text)); err != nil || got.PrivateKey.IsZero() || strings.Contains(text, "#") {
 		t.Fatalf("QR text: %v\n%s", err, text)
 	}

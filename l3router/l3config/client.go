@@ -105,6 +105,19 @@ func (c *Client) Marshal() ([]byte, error) {
 	return b.Bytes(), nil
 }
 
+// QRText is a client's config as a QR code holds it: without its comment
+// lines, for a smaller code. `edge l3 client add --qr` and the console's
+// QR code both encode it.
+func QRText(conf []byte) string {
+	var b strings.Builder
+	for _, l := range strings.SplitAfter(string(conf), "\n") {
+		if !strings.HasPrefix(l, "#") {
+			b.WriteString(l)
+		}
+	}
+	return b.String()
+}
+
 func joinPrefixes(ps []netip.Prefix) string {
 	s := make([]string, len(ps))
 	for i, p := range ps {

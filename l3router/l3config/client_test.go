@@ -113,3 +113,21 @@ func TestClientErrors(t *testing.T) {
 		}
 	}
 }
+
+// The QR code's text is the config without its comments, and still the
+// same config: a WireGuard app reading the code gets the private key.
+func TestQRText(t *testing.T) {
+	c := testClient(t)
+	data, err := c.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := QRText(data)
+	if strings.Contains(text, "#") || len(text) >= len(data) {
+		t.Fatalf("QR text keeps comments or drops nothing:\n%s", text)
+	}
+	got, err := ParseClient([]byte(text))
+	if err != nil || got.PrivateKey != c.PrivateKey || got.Endpoint != c.Endpoint || !slices.Equal(got.AllowedIPs, c.AllowedIPs) {
+		t.Fatalf("QR text parses to %+v, %v:\n%s", got, err, text)
+	}
+}
