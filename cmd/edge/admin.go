@@ -190,6 +190,18 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
+// adminError is an error answer of the admin API: its message (what the
+// CLI prints) and its HTTP status, which the console answers with too.
+type adminError struct {
+	status int
+	msg    string
+}
+
+func (e *adminError) Error() string { return e.msg }
+
+// HTTPStatus is the admin API's status for the error (400, 404, 409...).
+func (e *adminError) HTTPStatus() int { return e.status }
+
 // adminClient talks to a running edge's admin socket.
 type adminClient struct {
 	http *http.Client
@@ -226,9 +238,9 @@ func (c *adminClient) do(method, path string, out any) error {
 	if resp.StatusCode >= 300 {
 		var e apiError
 		if json.NewDecoder(resp.Body).Decode(&e) == nil && e.Error != "" {
-			return errors.New(e.Error)
+			return &adminError{status: resp.StatusCode, msg: e.Error}
 		}
-		return fmt.Errorf("admin socket: %s", resp.Status)
+		return &adminError{status: resp.StatusCode, msg: "admin socket: " + resp.Status}
 	}
 	return json.NewDecoder(resp.Body).Decode(out)
 }

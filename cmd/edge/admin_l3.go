@@ -474,9 +474,9 @@ func (c *adminClient) call(method, path string, in, out any) error {
 	if resp.StatusCode >= 300 {
 		var e apiError
 		if json.NewDecoder(resp.Body).Decode(&e) == nil && e.Error != "" {
-			return errors.New(e.Error)
+			return &adminError{status: resp.StatusCode, msg: e.Error}
 		}
-		return fmt.Errorf("admin socket: %s", resp.Status)
+		return &adminError{status: resp.StatusCode, msg: "admin socket: " + resp.Status}
 	}
 	return json.NewDecoder(resp.Body).Decode(out)
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 
 	"github.com/onramp-net/onramp/cmd/edge/console"
@@ -96,7 +97,9 @@ func (r *recorder) Write(p []byte) (int, error) {
 	return r.body.Write(p)
 }
 
-// consoleBackend is console.Backend over the admin API.
+// consoleBackend is console.Backend over the admin API. Names go into the
+// paths escaped: a name the store refuses is its 400, not a missing route.
+// Errors keep the API's status (adminError), which the console answers.
 type consoleBackend struct{ c *adminClient }
 
 func (b consoleBackend) Status() (*edgeapi.Status, error) {
@@ -116,17 +119,17 @@ func (b consoleBackend) L3Peers(kind string) ([]edgeapi.L3Peer, error) {
 
 func (b consoleBackend) CreateTunnel(name string) (edgeapi.Tunnel, error) {
 	var t edgeapi.Tunnel
-	return t, b.c.call(http.MethodPost, "/v1/tunnels/"+name, nil, &t)
+	return t, b.c.call(http.MethodPost, "/v1/tunnels/"+url.PathEscape(name), nil, &t)
 }
 
 func (b consoleBackend) RotateTunnel(name string) (edgeapi.Tunnel, error) {
 	var t edgeapi.Tunnel
-	return t, b.c.call(http.MethodPost, "/v1/tunnels/"+name+"/rotate", nil, &t)
+	return t, b.c.call(http.MethodPost, "/v1/tunnels/"+url.PathEscape(name)+"/rotate", nil, &t)
 }
 
 func (b consoleBackend) DeleteTunnel(name string) (edgeapi.Tunnel, error) {
 	var t edgeapi.Tunnel
-	return t, b.c.call(http.MethodDelete, "/v1/tunnels/"+name, nil, &t)
+	return t, b.c.call(http.MethodDelete, "/v1/tunnels/"+url.PathEscape(name), nil, &t)
 }
 
 func (b consoleBackend) AddClient(name string, groups []string) ([]byte, error) {
@@ -136,11 +139,11 @@ func (b consoleBackend) AddClient(name string, groups []string) ([]byte, error) 
 
 func (b consoleBackend) RemoveL3(kind, name string) error {
 	var p edgeapi.L3Peer
-	return b.c.call(http.MethodDelete, "/v1/l3/"+kind+"s/"+name, nil, &p)
+	return b.c.call(http.MethodDelete, "/v1/l3/"+kind+"s/"+url.PathEscape(name), nil, &p)
 }
 
 func (b consoleBackend) L3Config(kind, name string) ([]byte, error) {
-	path := "/v1/l3/" + kind + "s/" + name + "/config"
+	path := "/v1/l3/" + kind + "s/" + url.PathEscape(name) + "/config"
 	if kind == "client" {
 		var cc l3config.Client
 		if err := b.c.call(http.MethodGet, path, nil, &cc); err != nil {

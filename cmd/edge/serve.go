@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
 	"github.com/onramp-net/onramp/cmd/edge/console"
@@ -93,6 +94,9 @@ type app struct {
 	notify *sdnotify.Notifier
 	// console is the web console (listen.console), or nil.
 	console *console.Server
+	// hist is the last 15 minutes of the edge's counters (history.go), or
+	// nil before serve starts its sampler.
+	hist *history
 
 	mu sync.Mutex // orders syncTunnels
 }
@@ -120,6 +124,9 @@ func serve(ctx context.Context, g *globals, cfg *edgeconfig.Config, log *slog.Lo
 	log.Info("registry", "backend", st.Registry().String())
 
 	reg := cli.NewRegistry()
+	// The Server's metrics go to the history's registry too, which
+	// gathers them at each of its samples (history.go).
+	histReg := prometheus.NewRegistry()
 	idle := time.Duration(cfg.Limits.IdleTimeout)
 	if idle == 0 {
 		idle = -1 // limits.idleTimeout: 0s turns it off
@@ -135,7 +142,7 @@ func serve(ctx context.Context, g *globals, cfg *edgeconfig.Config, log *slog.Lo
 	a.srv = edge.NewServer(edge.Options{
 		Relay:               engine,
 		Logger:              log,
-		Registerer:          reg,
+		Registerer:          teeRegisterer{reg, histReg},
 		MaxStreamsPerTunnel: cfg.Limits.MaxStreamsPerTunnel,
 		IdleTimeout:         idle,
 		UDPFlowIdle:         time.Duration(cfg.Limits.UDPFlowIdle),
@@ -231,6 +238,8 @@ func serve(ctx context.Context, g *globals, cfg *edgeconfig.Config, log *slog.Lo
 			return err
 		}
 	}
+
+	a.startHistory(ctx, histReg)
 
 	adm, err := a.serveAdmin(adminPath)
 	if err != nil {

@@ -57,6 +57,7 @@ func (a *app) tunnelInfos() ([]tunnelInfo, error) {
 				info.Connections = append(info.Connections, connInfo{
 					Connector: hex.EncodeToString(c.Connector[:]), Protocol: c.Protocol,
 					Remote: fmt.Sprint(c.Remote), Since: c.Since, Streams: c.Streams, Draining: c.Draining, Quiet: c.Quiet,
+					BytesToOrigin: c.BytesToOrigin, BytesToUser: c.BytesToUser, Rate: a.hist.connRate(c.ID),
 				})
 			}
 		}
@@ -177,7 +178,8 @@ directory (the edge must be running; without it this fails):
     ID, short), transport (quic or http2), the connector's address, since
     when and for how long, the streams open, and its state: live, quiet (the
     connector has been silent for 1.5 s: new streams go to the tunnel's
-    other connections) or draining. Edges sharing a registry (etcd) each
+    other connections) or draining, and its traffic both ways over the
+    last 2 s (RATE; the bytes so far are in --json). Edges sharing a registry (etcd) each
     see only the connections made to them;
   - L3: the clients (and how many had a handshake in the last 3 minutes),
     the connectors with their last handshake, and each subnet with the
@@ -233,6 +235,21 @@ func ago(d time.Duration) string {
 		return d.Round(time.Millisecond).String()
 	}
 	return d.Round(time.Second).String()
+}
+
+// byteRate formats bytes per second for a report: "0 B/s", "950 B/s",
+// "12.3 kB/s", "1.5 MB/s" (powers of 1000).
+func byteRate(v float64) string {
+	units := []string{"B/s", "kB/s", "MB/s", "GB/s"}
+	i := 0
+	for v >= 999.95 && i < len(units)-1 {
+		v /= 1000
+		i++
+	}
+	if i == 0 {
+		return fmt.Sprintf("%.0f %s", v, units[i])
+	}
+	return fmt.Sprintf("%.1f %s", v, units[i])
 }
 
 // writeStatus prints the status report.
@@ -292,10 +309,10 @@ func writeStatus(out io.Writer, st *edgeStatus) error {
 	if len(st.Tunnels) > 0 {
 		fmt.Fprintln(out)
 		w = tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(w, "TUNNEL\tCONNECTOR\tTRANSPORT\tREMOTE\tSINCE\tFOR\tSTREAMS\tSTATE")
+		fmt.Fprintln(w, "TUNNEL\tCONNECTOR\tTRANSPORT\tREMOTE\tSINCE\tFOR\tSTREAMS\tRATE\tSTATE")
 		for _, t := range st.Tunnels {
 			if len(t.Connections) == 0 {
-				fmt.Fprintf(w, "%s\t-\t-\t-\t-\t-\t-\toffline (no connection to this edge)\n", t.Name)
+				fmt.Fprintf(w, "%s\t-\t-\t-\t-\t-\t-\t-\toffline (no connection to this edge)\n", t.Name)
 				continue
 			}
 			for _, c := range t.Connections {
@@ -306,8 +323,8 @@ func writeStatus(out io.Writer, st *edgeStatus) error {
 				case c.Quiet:
 					state = "quiet"
 				}
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", t.Name, c.Connector[:min(8, len(c.Connector))], c.Protocol,
-					c.Remote, c.Since.Local().Format(time.DateTime), ago(now.Sub(c.Since)), c.Streams, state)
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", t.Name, c.Connector[:min(8, len(c.Connector))], c.Protocol,
+					c.Remote, c.Since.Local().Format(time.DateTime), ago(now.Sub(c.Since)), c.Streams, byteRate(c.Rate), state)
 			}
 		}
 		if err := w.Flush(); err != nil {

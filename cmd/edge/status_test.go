@@ -52,7 +52,7 @@ func TestStatusReport(t *testing.T) {
 			Listen: "[::]:7844", Started: now.Add(-3 * time.Hour), Now: now, Connections: 3, Quiet: 1, Draining: 1},
 		Tunnels: []tunnelInfo{
 			{Name: "office", ID: "00112233445566778899aabbccddeeff", Connections: []connInfo{
-				{Connector: "0a0b0c0d0e0f10111213141516171819", Protocol: "quic", Remote: "198.51.100.7:40000", Since: now.Add(-90 * time.Second), Streams: 3},
+				{Connector: "0a0b0c0d0e0f10111213141516171819", Protocol: "quic", Remote: "198.51.100.7:40000", Since: now.Add(-90 * time.Second), Streams: 3, Rate: 12345},
 				{Connector: "0a0b0c0d0e0f10111213141516171819", Protocol: "http2", Remote: "198.51.100.7:40001", Since: now.Add(-time.Minute), Quiet: true},
 				{Connector: "ffeeddccbbaa99887766554433221100", Protocol: "quic", Remote: "[2001:db8::7]:40002", Since: now.Add(-time.Second), Draining: true, Quiet: true},
 			}},
@@ -80,10 +80,10 @@ func TestStatusReport(t *testing.T) {
 		`(?m)^advertise\s+edge\.example\.com:7844$`,
 		`(?m)^up\s+3h0m0s \(since `,
 		`(?m)^tunnels\s+2, 1 connected here; 3 connector connections \(1 quiet, 1 draining\)$`,
-		`(?m)^TUNNEL\s+CONNECTOR\s+TRANSPORT\s+REMOTE\s+SINCE\s+FOR\s+STREAMS\s+STATE$`,
-		`(?m)^office\s+0a0b0c0d\s+quic\s+198\.51\.100\.7:40000\s+\S+ \S+\s+1m30s\s+3\s+live$`,
-		`(?m)^office\s+0a0b0c0d\s+http2\s+198\.51\.100\.7:40001\s+\S+ \S+\s+1m0s\s+0\s+quiet$`,
-		`(?m)^office\s+ffeeddcc\s+quic\s+\[2001:db8::7\]:40002\s+\S+ \S+\s+1s\s+0\s+draining$`,
+		`(?m)^TUNNEL\s+CONNECTOR\s+TRANSPORT\s+REMOTE\s+SINCE\s+FOR\s+STREAMS\s+RATE\s+STATE$`,
+		`(?m)^office\s+0a0b0c0d\s+quic\s+198\.51\.100\.7:40000\s+\S+ \S+\s+1m30s\s+3\s+12\.3 kB/s\s+live$`,
+		`(?m)^office\s+0a0b0c0d\s+http2\s+198\.51\.100\.7:40001\s+\S+ \S+\s+1m0s\s+0\s+0 B/s\s+quiet$`,
+		`(?m)^office\s+ffeeddcc\s+quic\s+\[2001:db8::7\]:40002\s+\S+ \S+\s+1s\s+0\s+0 B/s\s+draining$`,
 		`(?m)^lab\s+-\s+.*offline \(no connection to this edge\)$`,
 		`(?m)^clients\s+3 \(1 with a handshake in the last 3 minutes\)$`,
 		`(?m)^connectors\s+2$`,

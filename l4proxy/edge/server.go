@@ -116,6 +116,12 @@ type ConnInfo struct {
 	// Quiet is set while the connector has been silent for QuietAfter:
 	// new streams go to the tunnel's other connections.
 	Quiet bool
+	// ID tells the connection apart from every other of this Server,
+	// past ones included (a sequence number).
+	ID uint64
+	// BytesToOrigin and BytesToUser are the bytes the connection carried
+	// so far, its streams' and its UDP datagrams' payloads, each way.
+	BytesToOrigin, BytesToUser uint64
 }
 
 // Server is the edge half of the L4 tunnel: it keeps the connector
@@ -141,7 +147,8 @@ type Server struct {
 	mu      sync.RWMutex
 	tunnels map[[16]byte]*tunnelEntry
 
-	rr atomic.Uint32 // rotates the start of the least-loaded scan
+	rr     atomic.Uint32 // rotates the start of the least-loaded scan
+	connID atomic.Uint64 // the last ConnInfo.ID given
 
 	livenessOnce sync.Once // starts watchLiveness
 	adv          edgeAdvert
@@ -172,13 +179,21 @@ type tunnelEntry struct {
 
 	udpFlows   atomic.Int64 // UDP flows, against MaxUDPFlowsPerTunnel
 	udpNewRate gcra         // new UDP flows, against UDPNewFlowsPerTunnel
+
+	bytes traffic // over all its connections, past ones included (traffic.go)
 }
 
 // liveConn is one registered connector connection.
 type liveConn struct {
 	conn    tunnel.Conn
 	since   time.Time
+	id      uint64 // ConnInfo.ID
 	streams atomic.Int64
+
+	// bytes is the connection's traffic; its streams count it through
+	// toOrigin and toUser, which register sets (traffic.go).
+	bytes            traffic
+	toOrigin, toUser byteCounter
 
 	// flows are the UDP flows carried on this connection, by ID: the only
 	// ones its datagrams may name.
@@ -280,7 +295,7 @@ func (s *Server) ServeConnectors(ctx context.Context, ln tunnel.Listener) error 
 // serveConn registers c, receives its datagrams and unregisters it when it
 // ends. A connection Admit refuses is closed at once.
 func (s *Server) serveConn(ctx context.Context, c tunnel.Conn) {
-	lc := &liveConn{conn: c, since: time.Now()}
+	lc := &liveConn{conn: c, since: time.Now(), id: s.connID.Add(1)}
 	proto := c.Protocol()
 	cid := c.ConnectorID()
 	log := s.log.With("tunnel", tunnelName(c.TunnelID()), "connector", hex.EncodeToString(cid[:]), "protocol", proto, "remote", c.RemoteAddr())
@@ -341,6 +356,8 @@ func (s *Server) register(lc *liveConn) (*tunnelEntry, tunnel.AuthReason) {
 		}
 	}
 	te := s.entry(id)
+	lc.toOrigin = byteCounter{Counter: s.m.BytesToOrigin, conn: &lc.bytes.toOrigin, tunnel: &te.bytes.toOrigin}
+	lc.toUser = byteCounter{Counter: s.m.BytesToPeer, conn: &lc.bytes.toUser, tunnel: &te.bytes.toUser}
 	s.mu.Lock()
 	te.conns = append(te.conns, lc)
 	s.mu.Unlock()
@@ -456,6 +473,10 @@ func (s *Server) Connections() []ConnInfo {
 				Since:     lc.since,
 				Streams:   int(lc.streams.Load()),
 				Quiet:     lc.quiet.Load(),
+				ID:        lc.id,
+
+				BytesToOrigin: lc.bytes.toOrigin.Load(),
+				BytesToUser:   lc.bytes.toUser.Load(),
 			})
 		}
 	}

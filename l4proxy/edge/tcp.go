@@ -268,7 +268,8 @@ func (s *Server) proxyStream(ctx context.Context, c net.Conn, name string, req *
 	release := hold.detach()
 	p := &pipe.Proxy{
 		A: pipe.ConnSide{Conn: c}, B: st, Prefix: prefix,
-		AToB: s.m.BytesToOrigin, BToA: s.m.BytesToPeer,
+		// The global counters, and the connection's and tunnel's.
+		AToB: &lc.toOrigin, BToA: &lc.toUser,
 		Idle: max(s.cur().IdleTimeout, 0), // negative: never
 	}
 	if isHTTP {

@@ -358,6 +358,7 @@ func (s *Server) sendToOrigin(f *udpFlow, buf []byte, n int) {
 		return
 	}
 	s.m.DgToOrigin.Inc()
+	addDatagram(lc, f.te, n, true)
 }
 
 // receiveDatagrams handles the datagrams of lc, a connection of te, until it ends.
@@ -420,6 +421,7 @@ func (s *Server) handleDatagram(lc *liveConn, te *tunnelEntry, d, ctl []byte) {
 			return
 		}
 		s.m.DgToPeer.Inc()
+		addDatagram(lc, te, len(body), false)
 	case tunnel.DatagramFlowClose:
 		reason, err := tunnel.ParseFlowClose(body)
 		if err != nil {

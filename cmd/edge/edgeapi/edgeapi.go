@@ -75,6 +75,15 @@ type Conn struct {
 	// Quiet: the connector has been silent for 1.5 s; new streams go
 	// to the tunnel's other connections.
 	Quiet bool `json:"quiet"`
+	// BytesToOrigin and BytesToUser are the bytes the connection carried
+	// since it was made, each way: its streams' and its UDP datagrams'
+	// payloads.
+	BytesToOrigin uint64 `json:"bytes_to_origin"`
+	BytesToUser   uint64 `json:"bytes_to_user"`
+	// Rate is the connection's bytes per second, both ways together, over
+	// the last step of the history (History.Step); 0 until it has been up
+	// for one.
+	Rate float64 `json:"rate"`
 }
 
 // L3Summary is the L3 on-ramp as the running edge's hub has it.
