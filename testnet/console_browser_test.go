@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 	"github.com/makiuchi-d/gozxing"
@@ -199,6 +200,22 @@ func TestConsoleBrowser(t *testing.T) {
 		t.Fatalf("after logging in the browser is at %s, want the overview %s/\n%s", loc, base, c.text("page", "body"))
 	}
 	c.step("overview", chromedp.WaitVisible(chromedp.ID("nav-tunnels")), chromedp.WaitReady(chromedp.ID("chart-edge")))
+	// The session cookie, as the browser keeps it: out of the page's
+	// reach (HttpOnly) and never sent by another site's requests.
+	cctx, cancel := context.WithTimeout(b.Ctx, 10*time.Second)
+	cookies, err := chromedp.Call(cctx, network.GetCookies, network.GetCookiesParams{URLs: []string{base + "/"}})
+	cancel()
+	if err != nil {
+		c.fail("cookies", err)
+	}
+	if len(cookies.Cookies) == 0 {
+		t.Errorf("no session cookie after the login")
+	}
+	for _, ck := range cookies.Cookies {
+		if !ck.HTTPOnly || ck.SameSite != network.CookieSameSiteStrict {
+			t.Errorf("cookie %s: HttpOnly %v, SameSite %q; want HttpOnly and SameSite=Strict", ck.Name, ck.HTTPOnly, ck.SameSite)
+		}
+	}
 
 	// Create tunnel web: its token is on the page once.
 	c.load("open the tunnels page", chromedp.Click(chromedp.ID("nav-tunnels")))
@@ -378,6 +395,16 @@ func TestConsoleBrowser(t *testing.T) {
 	time.Sleep(2500 * time.Millisecond)
 	if n := eval[int](c, "count connections", `document.querySelectorAll('tr.conn[data-tunnel="web"]').length`); n != 0 {
 		t.Errorf("%d connections of the deleted tunnel back on the page", n)
+	}
+
+	// Log out: the session is gone, a page leads to the login again.
+	c.load("log out", chromedp.Submit(chromedp.ID("logout")))
+	if loc := c.location(); loc != base+"/login" {
+		t.Errorf("after logging out the browser is at %s, want %s/login", loc, base)
+	}
+	c.step("a page after the logout", chromedp.Navigate(base+"/tunnels"), chromedp.WaitVisible(chromedp.ID("login")))
+	if loc := c.location(); loc != base+"/login" {
+		t.Errorf("after logging out /tunnels leads to %s, want %s/login", loc, base)
 	}
 
 	// The browser's side of the console's security.
