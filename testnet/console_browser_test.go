@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"image/png"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -417,15 +418,9 @@ func TestConsoleBrowser(t *testing.T) {
 // no request to another origin.
 func checkBrowserSecurity(t *testing.T, b *testnet.Browser, base string) {
 	t.Helper()
-	messages := b.Messages()
-	t.Logf("browser console:\n%s", strings.Join(messages, "\n"))
-	for _, m := range messages {
-		if strings.Contains(m, "Content Security Policy") || strings.Contains(m, "Refused to") || strings.HasPrefix(m, "exception") {
-			t.Errorf("browser console: %s", m)
-		}
-	}
-	if foreign := b.ForeignRequests(base); len(foreign) > 0 {
-		t.Errorf("the console made requests to other origins: %v", foreign)
+	t.Logf("browser console:\n%s", strings.Join(b.Messages(), "\n"))
+	for _, p := range browserProblems(b, base) {
+		t.Error(p)
 	}
 	responses := b.Responses()
 	docs := 0
@@ -446,6 +441,89 @@ func checkBrowserSecurity(t *testing.T, b *testnet.Browser, base string) {
 	if docs < 8 {
 		t.Errorf("the browser saw %d pages of the console; want every page of the test", docs)
 	}
+}
+
+// browserProblems lists what the browser saw that a page of base must
+// not cause: a CSP violation or an uncaught exception on its console, a
+// request to another origin.
+func browserProblems(b *testnet.Browser, base string) []string {
+	var out []string
+	for _, m := range b.Messages() {
+		if strings.Contains(m, "Content Security Policy") || strings.Contains(m, "Refused to") || strings.HasPrefix(m, "exception") {
+			out = append(out, "browser console: "+m)
+		}
+	}
+	for _, r := range b.ForeignRequests(base) {
+		out = append(out, "request to another origin: "+r)
+	}
+	return out
+}
+
+// TestBrowserChecksCanFail shows that the browser test's security checks
+// see what they look for: a page whose inline script its CSP refuses, and
+// a page that loads an image from another origin.
+func TestBrowserChecksCanFail(t *testing.T) {
+	if _, err := testnet.ChromiumPath(); err != nil {
+		testnet.SkipOrFail(t, "browser test: %v", err)
+	}
+	n := testnet.New(t, testnet.Topology{Name: "browser", Nodes: []testnet.NodeSpec{{Name: "web"}}})
+	node := n.Node("web")
+	serve := func(addr string, h http.HandlerFunc) string {
+		var ln net.Listener
+		if err := node.Do(func() (err error) { ln, err = net.Listen("tcp", addr); return err }); err != nil {
+			t.Fatal(err)
+		}
+		srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+		go srv.Serve(ln)
+		t.Cleanup(func() { srv.Close() })
+		return "http://" + ln.Addr().String()
+	}
+	other := serve("127.0.0.2:0", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) })
+	base := serve("127.0.0.1:0", func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/inline":
+			w.Header().Set("Content-Security-Policy", consoleCSP)
+			fmt.Fprint(w, `<!doctype html><title>x</title><script>document.title = "ran"</script>`)
+		case "/foreign":
+			fmt.Fprintf(w, `<!doctype html><title>x</title><img src="%s/pixel.png">`, other)
+		default:
+			http.NotFound(w, r)
+		}
+	})
+	b, err := node.StartBrowser(testnet.BrowserOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	if problems := browserProblems(b, base); len(problems) != 0 {
+		t.Fatalf("problems before any page: %v", problems)
+	}
+	if err := b.Do(20*time.Second, chromedp.Navigate(base+"/inline")); err != nil {
+		t.Fatal(err)
+	}
+	if title, err := testnet.BrowserRun(b, 10*time.Second, chromedp.Title()); err != nil || title != "x" {
+		t.Errorf("page title %q, %v: the CSP did not stop the inline script", title, err)
+	}
+	waitProblem := func(want string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			for _, p := range browserProblems(b, base) {
+				if strings.Contains(p, want) {
+					return
+				}
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the checks did not see %q: %v\nconsole: %v", want, browserProblems(b, base), b.Messages())
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	waitProblem("Content Security Policy")
+	if err := b.Do(20*time.Second, chromedp.Navigate(base+"/foreign")); err != nil {
+		t.Fatal(err)
+	}
+	waitProblem("request to another origin: " + other + "/pixel.png")
 }
 
 // decodeQR reads the text of the QR code in a base64 PNG.
