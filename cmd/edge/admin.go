@@ -23,7 +23,15 @@ import (
 // running edge they open the store directly.
 //
 //	GET    /v1/tunnels              the tunnels and their live connections
-//	GET    /v1/status               the edge, its tunnels' connections, L3 (edgeStatus)
+//	GET    /v1/status               the edge, its tunnels' connections (with their
+//	                                bytes and rate), L3 (edgeStatus)
+//	GET    /v1/history              the last 15 minutes of the edge's counters as
+//	                                rates, one point per 2 s step (edgeapi.History;
+//	                                the series' keys at edgeapi.Series, their
+//	                                sources and bounds in history.go);
+//	                                ?key=PREFIX (repeatable) only the series
+//	                                whose key starts so, ?points=N the last N
+//	                                points of each
 //	POST   /v1/tunnels/{name}        create; the answer holds the token
 //	DELETE /v1/tunnels/{name}        delete; its connections are dropped
 //	POST   /v1/tunnels/{name}/rotate a new secret; the answer holds the new

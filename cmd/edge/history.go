@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"net/http"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -57,8 +59,8 @@ import (
 // variable for the tests.
 var historyStep = 2 * time.Second
 
-// historyPeerCap is how many per-peer L3 series each kind (client,
-// connector) keeps at most: those of the busiest peers over the window.
+// historyPeerCap is how many peers of each kind (client, connector) keep
+// their L3 series (rx, tx) at most: the busiest over the window.
 const historyPeerCap = 256
 
 // Units of the series.
@@ -152,8 +154,8 @@ func (h *history) run(ctx context.Context, read func() ([]reading, []edge.ConnIn
 	}
 }
 
-// cappedGroup returns the group of a key whose series are capped
-// (l3/client, l3/connector), or "".
+// cappedGroup returns the group of a key whose series are capped, per
+// peer (l3/client/, l3/connector/), or "".
 func cappedGroup(key string) string {
 	for _, g := range []string{"l3/client/", "l3/connector/"} {
 		if strings.HasPrefix(key, g) {
@@ -218,48 +220,68 @@ func (h *history) sample(now time.Time, rs []reading, conns []edge.ConnInfo) {
 			delete(h.series, k)
 		}
 	}
-	// The cap: the busiest of each group, by their window's sum (a new
-	// one's is its one point).
-	groups := map[string][]candidate{}
-	for _, c := range cands {
-		g := cappedGroup(c.key)
-		groups[g] = append(groups[g], c)
+	// The cap: the busiest peers of each kind, by their series' window
+	// sums (a new series' is its one point); a peer's series (rx, tx)
+	// stay or go together.
+	type peer struct {
+		name   string // "l3/client/NAME"
+		score  float64
+		series []string
+		cands  []*candidate
 	}
-	for g, cs := range groups {
-		type member struct {
-			key   string
-			score float64
-			c     *candidate // nil: a series already
+	groups := map[string]map[string]*peer{}
+	member := func(key string) *peer {
+		g := cappedGroup(key)
+		name := key[:len(g)+strings.IndexByte(key[len(g):]+"/", '/')]
+		if groups[g] == nil {
+			groups[g] = map[string]*peer{}
 		}
-		var ms []member
-		for k, s := range h.series {
-			if cappedGroup(k) == g {
-				ms = append(ms, member{key: k, score: s.sum()})
+		p := groups[g][name]
+		if p == nil {
+			p = &peer{name: name}
+			groups[g][name] = p
+		}
+		return p
+	}
+	for i := range cands {
+		p := member(cands[i].key)
+		p.score += cands[i].rate
+		p.cands = append(p.cands, &cands[i])
+	}
+	for k, s := range h.series {
+		// Only the groups with candidates can be over the cap.
+		if g := cappedGroup(k); g != "" && groups[g] != nil {
+			p := member(k)
+			p.score += s.sum()
+			p.series = append(p.series, k)
+		}
+	}
+	for _, peers := range groups {
+		ps := make([]*peer, 0, len(peers))
+		for _, p := range peers {
+			ps = append(ps, p)
+		}
+		sort.Slice(ps, func(i, j int) bool {
+			if ps[i].score != ps[j].score {
+				return ps[i].score > ps[j].score
 			}
-		}
-		for i := range cs {
-			ms = append(ms, member{key: cs[i].key, score: cs[i].rate, c: &cs[i]})
-		}
-		sort.Slice(ms, func(i, j int) bool {
-			if ms[i].score != ms[j].score {
-				return ms[i].score > ms[j].score
-			}
-			return ms[i].key < ms[j].key
+			return ps[i].name < ps[j].name
 		})
-		for i, m := range ms {
-			switch {
-			case i < h.peerCap && m.c != nil:
-				h.add(m.c.reading, m.c.rate, first)
-			case i >= h.peerCap && m.c == nil:
-				if s := h.series[m.key]; s.seen {
-					prev[m.key] = s.total
+		for i, p := range ps {
+			if i < h.peerCap {
+				for _, c := range p.cands {
+					h.add(c.reading, c.rate, first)
 				}
-				delete(h.series, m.key)
+				continue
+			}
+			for _, k := range p.series {
+				if s := h.series[k]; s.seen {
+					prev[k] = s.total
+				}
+				delete(h.series, k)
 			}
 		}
 	}
-	// Series in a capped group that no candidate challenged keep theirs;
-	// groups without candidates cannot be over the cap.
 	h.prev = prev
 
 	live := make(map[uint64]connSample, len(conns))
@@ -298,7 +320,12 @@ func (h *history) connRate(id uint64) float64 {
 func round3(v float64) float64 { return math.Round(v*1000) / 1000 }
 
 // snapshot is the history as the admin API answers it.
-func (h *history) snapshot() edgeapi.History {
+func (h *history) snapshot() edgeapi.History { return h.query(nil, 0) }
+
+// query is the history of the series whose key starts with one of
+// prefixes (all without), with at most the last points of each (all if
+// 0).
+func (h *history) query(prefixes []string, last int) edgeapi.History {
 	out := edgeapi.History{Step: historyStep, Now: time.Now(), Series: []edgeapi.Series{}}
 	if h == nil {
 		return out
@@ -311,24 +338,44 @@ func (h *history) snapshot() edgeapi.History {
 	}
 	keys := make([]string, 0, len(h.series))
 	for k := range h.series {
-		keys = append(keys, k)
+		if len(prefixes) == 0 || slices.ContainsFunc(prefixes, func(p string) bool { return strings.HasPrefix(k, p) }) {
+			keys = append(keys, k)
+		}
 	}
 	slices.Sort(keys)
 	for _, k := range keys {
 		s := h.series[k]
-		pts := make([]float64, s.n)
+		n := s.n
+		if last > 0 {
+			n = min(n, last)
+		}
+		pts := make([]float64, n)
 		for i := range pts {
-			pts[i] = round3(float64(s.ring[(s.head-s.n+i+len(s.ring))%len(s.ring)]))
+			pts[i] = round3(float64(s.ring[(s.head-n+i+len(s.ring))%len(s.ring)]))
 		}
 		out.Series = append(out.Series, edgeapi.Series{Key: k, Unit: s.unit, Total: s.total, Points: pts})
 	}
 	return out
 }
 
-// serveHistory serves GET /v1/history (edgeapi.History).
+// serveHistory serves GET /v1/history (edgeapi.History): every series
+// with its whole window, or, with the query parameters, those whose key
+// starts with a key= value (repeatable: key=edge/&key=tunnel/web/) and
+// the last points=N points of each (a page that has the window already
+// asks for the newest point only).
 func (a *app) serveHistory(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/history", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, a.hist.snapshot())
+		q := r.URL.Query()
+		last := 0
+		if p := q.Get("points"); p != "" {
+			n, err := strconv.Atoi(p)
+			if err != nil || n < 1 {
+				writeJSON(w, http.StatusBadRequest, apiError{Error: fmt.Sprintf("history: points=%q: want a number of points, 1 or more", p)})
+				return
+			}
+			last = n
+		}
+		writeJSON(w, http.StatusOK, a.hist.query(q["key"], last))
 	})
 }
 

@@ -7,13 +7,17 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"reflect"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/onramp-net/onramp/cmd/edge/edgeapi"
+	"github.com/onramp-net/onramp/dataplane/prefilter"
 	"github.com/onramp-net/onramp/l4proxy/edge"
 )
 
@@ -66,6 +70,9 @@ func TestHistoryRates(t *testing.T) {
 	}
 	if !reflect.DeepEqual(snap.Series, want) {
 		t.Errorf("series:\n got %+v\nwant %+v", snap.Series, want)
+	}
+	if q := c.h.query([]string{"edge/"}, 1); len(q.Series) != 1 || !slices.Equal(q.Series[0].Points, []float64{0.1}) {
+		t.Errorf("the newest point of edge/: %+v", q.Series)
 	}
 
 	// A key new since the last sample counted from zero: its thing
@@ -163,7 +170,7 @@ func TestHistoryPeerCap(t *testing.T) {
 		rs := []reading{bytesOf("l3/rx", float64(step)), bytesOf("l3/connector/site/rx", 0), bytesOf("tunnel/t/to_user", 0)}
 		for i := range many {
 			name := fmt.Sprintf("c%05d", i)
-			rs = append(rs, bytesOf("l3/client/"+name+"/rx", float64(step)*busy[name]))
+			rs = append(rs, bytesOf("l3/client/"+name+"/rx", float64(step)*busy[name]), bytesOf("l3/client/"+name+"/tx", 0))
 		}
 		return rs
 	}
@@ -171,7 +178,11 @@ func TestHistoryPeerCap(t *testing.T) {
 		var out []string
 		for _, s := range c.h.snapshot().Series {
 			if name, ok := strings.CutPrefix(s.Key, "l3/client/"); ok {
-				out = append(out, strings.TrimSuffix(name, "/rx"))
+				if name, ok := strings.CutSuffix(name, "/rx"); ok {
+					out = append(out, name)
+				} else if series(c.h, "l3/client/"+strings.TrimSuffix(name, "/tx")+"/rx") == nil {
+					t.Errorf("%s without its rx", s.Key)
+				}
 			}
 		}
 		return out
@@ -179,8 +190,8 @@ func TestHistoryPeerCap(t *testing.T) {
 	busy := map[string]float64{"c00007": 10, "c00500": 20, "c09999": 30, "c00001": 5}
 	for step := range 5 {
 		c.tick(read(step, busy))
-		if n := len(c.h.series); n > 3+3 {
-			t.Fatalf("step %d: %d series, want at most the cap of 3 clients and 3 others", step, n)
+		if n := len(c.h.series); n > 2*3+3 {
+			t.Fatalf("step %d: %d series, want at most the rx and tx of the cap of 3 clients, and 3 others", step, n)
 		}
 	}
 	if got, want := clients(), []string{"c00007", "c00500", "c09999"}; !slices.Equal(got, want) {
@@ -198,8 +209,8 @@ func TestHistoryPeerCap(t *testing.T) {
 	for step := 5; step < 7; step++ {
 		rs := read(step, nil)
 		for i, r := range rs {
-			name := strings.TrimSuffix(strings.TrimPrefix(r.key, "l3/client/"), "/rx")
-			if b, ok := busy[name]; ok {
+			name, rx := strings.CutSuffix(strings.TrimPrefix(r.key, "l3/client/"), "/rx")
+			if b, ok := busy[name]; ok && rx {
 				rs[i].value = base[name] + float64(step-4)*b
 			}
 		}
@@ -207,6 +218,9 @@ func TestHistoryPeerCap(t *testing.T) {
 	}
 	if got, want := clients(), []string{"c00002", "c00500", "c09999"}; !slices.Equal(got, want) {
 		t.Errorf("client series %v, want %v", got, want)
+	}
+	if n := len(c.h.series); n != 2*3+3 {
+		t.Errorf("%d series, want the rx and tx of 3 clients, and 3 others", n)
 	}
 	// Its first point is its rate, not its total.
 	if s := series(c.h, "l3/client/c00002/rx"); s == nil || s.Points[len(s.Points)-1] != 500 {
@@ -322,10 +336,64 @@ l3:
 			t.Errorf("no series %s", key)
 		}
 	}
+	// Some series, their newest points.
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/v1/history?key=edge/&key=l3/client/&points=2", nil))
+	var some edgeapi.History
+	if err := json.Unmarshal(rec.Body.Bytes(), &some); err != nil || rec.Code != http.StatusOK {
+		t.Fatalf("GET /v1/history?key=...: %d %s", rec.Code, rec.Body)
+	}
+	var keys []string
+	for _, s := range some.Series {
+		keys = append(keys, s.Key)
+		if len(s.Points) > 2 {
+			t.Errorf("%s: %d points, want at most 2", s.Key, len(s.Points))
+		}
+	}
+	if want := []string{"edge/to_origin", "edge/to_user", "l3/client/ann/rx", "l3/client/ann/tx"}; !slices.Equal(keys, want) {
+		t.Errorf("series of key=edge/&key=l3/client/: %v, want %v", keys, want)
+	}
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/v1/history?points=0", nil))
+	if rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), "points") {
+		t.Errorf("points=0: %d %s, want 400 naming points", rec.Code, rec.Body)
+	}
+
 	// The JSON keys are the stable interface.
 	for _, key := range []string{`"step":50000000`, `"now":`, `"series":`, `"key":"edge/to_user"`, `"unit":"B/s"`, `"total":`, `"points":[`} {
 		if !strings.Contains(body, key) {
 			t.Errorf("history JSON lacks %s", key)
+		}
+	}
+}
+
+// TestHistoryXDP: with the pre-filter running, the history reads its
+// drop verdicts (xdp/REASON), not its passes.
+func TestHistoryXDP(t *testing.T) {
+	f, err := prefilter.Load(prefilter.Config{QUICPort: 7844, QUICConnIDLen: quicConnIDLen})
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("CI=true and the pre-filter does not load: %v", err)
+		}
+		t.Skipf("the pre-filter does not load here: %v", err)
+	}
+	defer f.Close()
+	a := &app{}
+	if rs := a.historyReadings(prometheus.NewRegistry()); len(rs) != 0 {
+		t.Fatalf("readings without a source: %v", rs)
+	}
+	a.xdp.Store(f)
+	keys := map[string]bool{}
+	for _, r := range a.historyReadings(prometheus.NewRegistry()) {
+		keys[r.key] = true
+		if r.unit != unitEvents {
+			t.Errorf("%s in %s", r.key, r.unit)
+		}
+	}
+	for r := range prefilter.NumReasons {
+		key := "xdp/" + r.String()
+		if keys[key] != r.Drop() {
+			t.Errorf("%s read: %v, want %v", key, keys[key], r.Drop())
 		}
 	}
 }

@@ -9,6 +9,7 @@
 //	edge tunnel delete NAME           delete a tunnel, dropping its connections
 //	edge l3 client add NAME           add a WireGuard client, print its wg-quick config
 //	edge l3 connector add NAME ...    register an L3 connector's public key, print its l3.yml
+//	edge console passwd|link          the web console's password (into edge.yml), a one-time login link
 package main
 
 import (
@@ -74,6 +75,7 @@ the admin socket the other commands use.`,
 	root.AddCommand(serveCmd(g), tunnelCmd(g))
 	root.AddCommand(l3Cmd(g), registryCmd(g), statusCmd(g))
 	root.AddCommand(diagCmd(g))
+	root.AddCommand(consoleCmd(g))
 	cli.Setup(root)
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, root.Name()+":", err)

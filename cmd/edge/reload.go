@@ -31,13 +31,17 @@ package main
 //   - l3.acl: the L3 hub's policy applies from its next packet on, to the
 //     WireGuard sessions already up too (a policy is over packets: one
 //     narrowed stops at once what it no longer allows).
+//   - console.password_hash (`edge console passwd`): the console's login
+//     takes the new password at once, and a changed one ends every
+//     console session.
 //
 // Refused, naming the fields, the running configuration kept: data (and
 // with it the certificate, store and admin socket paths), registry,
 // listen.tunnels, listen.metrics, advertise, relay, quic_steering, xdp, l3
 // but its acl (the hub's socket, key, pools and limits are set up once)
 // and the three handshake limits, which the tunnel listeners take at
-// start. Restart the edge to change them.
+// start, listen.console and console.tls_cert and tls_key (the console's
+// listener is opened once). Restart the edge to change them.
 
 import (
 	"context"
@@ -222,6 +226,9 @@ var fixedFields = []struct {
 	{"limits.maxHandshakes", func(c *edgeconfig.Config) any { return c.Limits.MaxHandshakes }},
 	{"limits.maxHandshakesPerSource", func(c *edgeconfig.Config) any { return c.Limits.MaxHandshakesPerSource }},
 	{"limits.quicRetryAbove", func(c *edgeconfig.Config) any { return c.Limits.QUICRetryAbove }},
+	{"listen.console", func(c *edgeconfig.Config) any { return c.Listen.Console }},
+	{"console.tls_cert", func(c *edgeconfig.Config) any { return c.Console.TLSCert }},
+	{"console.tls_key", func(c *edgeconfig.Config) any { return c.Console.TLSKey }},
 }
 
 // checkFixed returns an error naming the settings that differ between the
@@ -241,6 +248,7 @@ func checkFixed(cur, next *edgeconfig.Config) error {
 	rest.Listen.TLS, rest.Listen.HTTP = cur.Listen.TLS, cur.Listen.HTTP
 	rest.QUICSteering = cur.QUICSteering // nil and true are the same
 	rest.L3.ACL = cur.L3.ACL
+	rest.Console.PasswordHash = cur.Console.PasswordHash
 	lim := cur.Limits
 	lim.MaxHandshakes, lim.MaxHandshakesPerSource, lim.QUICRetryAbove = next.Limits.MaxHandshakes, next.Limits.MaxHandshakesPerSource, next.Limits.QUICRetryAbove
 	rest.Limits = lim
@@ -248,7 +256,7 @@ func checkFixed(cur, next *edgeconfig.Config) error {
 		changed = append(changed, "a setting")
 	}
 	if len(changed) > 0 {
-		return fmt.Errorf("%s changed: only a restart of the edge applies that (a reload applies routes, bindings, listen.tls, listen.http, log_level, l3.acl and the limits but the handshake ones)",
+		return fmt.Errorf("%s changed: only a restart of the edge applies that (a reload applies routes, bindings, listen.tls, listen.http, log_level, l3.acl, console.password_hash and the limits but the handshake ones)",
 			strings.Join(changed, ", "))
 	}
 	return nil
@@ -426,6 +434,14 @@ func (r *reloader) applyLocked(cur, next *edgeconfig.Config, first bool) ([]any,
 	}
 
 	// From here nothing fails.
+	// The console's password, checked as edge.yml was read (its format,
+	// and that a console off loopback keeps one).
+	passwordChanged := !first && cur.Console.PasswordHash != next.Console.PasswordHash
+	if passwordChanged && a.console != nil {
+		if err := a.console.SetPasswordHash(next.Console.PasswordHash); err != nil {
+			a.log.Error("console password not changed", "err", err)
+		}
+	}
 	known := r.knownTunnels()
 	_ = a.srv.SetRoutes(routes) // validated
 	var routeChange change
@@ -500,8 +516,12 @@ func (r *reloader) applyLocked(cur, next *edgeconfig.Config, first bool) ([]any,
 	if aclChanged {
 		acl = "changed"
 	}
+	pw := "unchanged"
+	if passwordChanged {
+		pw = "changed"
+	}
 	return []any{"routes", routeChange.String(), "bindings", bindings.String(), "listeners", listeners.String(),
-		"limits", limits, "log_level", level, "l3_acl", acl}, nil
+		"limits", limits, "log_level", level, "l3_acl", acl, "console_password", pw}, nil
 }
 
 // setACL gives the L3 hub a new policy; without a hub (L3 off) there is

@@ -470,6 +470,7 @@ func TestCheckFixed(t *testing.T) {
 		"data: /d\nlisten: {tunnels: \"[::]:7844\", http: \"[::]:8080\", tls: \"[::]:443\"}\nlog_level: debug\nlimits: {maxConns: 10, maxConnsPerSource: 2, idleTimeout: 0s, udpFlowIdle: 5s}\n" +
 			"routes: [{hostname: a.test, tunnel: t}]\nbindings: [{listen: \"tcp://[::]:22\", tunnel: t, service: s}]\n",
 		"data: /d\nlisten: {tunnels: \"[::]:7844\", http: \"[::]:80\"}\nquic_steering: true\n",
+		"data: /d\nlisten: {tunnels: \"[::]:7844\", http: \"[::]:80\"}\nconsole: {password_hash: \"" + testConsoleHash + "\"}\n",
 	} {
 		if err := checkFixed(cur, parse(ok)); err != nil {
 			t.Errorf("%s: %v", ok, err)
@@ -483,6 +484,8 @@ func TestCheckFixed(t *testing.T) {
 		{"data: /d\nquic_steering: false\n", "quic_steering changed"},
 		{"data: /d\nxdp: {interfaces: [eth0]}\n", "xdp changed"},
 		{"data: /d\nlimits: {quicRetryAbove: 7}\n", "limits.quicRetryAbove changed"},
+		{"data: /d\nlisten: {tunnels: \"[::]:7844\", http: \"[::]:80\", console: \"127.0.0.1:8844\"}\n", "listen.console changed"},
+		{"data: /d\nlisten: {tunnels: \"[::]:7844\", http: \"[::]:80\"}\nconsole: {tls_cert: c, tls_key: k}\n", "console.tls_cert, console.tls_key changed"},
 		{"data: /d\nregistry: {etcd: {endpoints: [\"http://127.0.0.1:2379\"]}}\n", "registry changed"},
 	} {
 		err := checkFixed(cur, parse(bad.body))

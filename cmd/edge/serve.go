@@ -41,9 +41,9 @@ its configuration, and serves its admin socket for the tunnel subcommands.
 SIGINT or SIGTERM stops it.
 
 SIGHUP (systemctl reload) re-reads the --config file and applies its routes,
-bindings, listen.tls, listen.http, limits, log_level and l3.acl without
-dropping a connection: connections on a removed route or binding run to their
-end. A file that cannot be applied whole (a YAML or field error, a port
+bindings, listen.tls, listen.http, limits, log_level, l3.acl and
+console.password_hash without dropping a connection: connections on a removed
+route or binding run to their end. A file that cannot be applied whole (a YAML or field error, a port
 another process holds, a change of a setting that needs a restart, such as
 data or listen.tunnels) is refused with the error logged, and the running
 configuration stays.

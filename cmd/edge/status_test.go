@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/onramp-net/onramp/cmd/edge/edgeapi"
 	"github.com/onramp-net/onramp/l3router/l3config"
 	"github.com/onramp-net/onramp/l4proxy/tunnel"
 )
@@ -236,6 +237,23 @@ l3:
 		`(?m)^idle\s+-\s.*offline`, `(?m)^connectors\s+2$`, `(?m)^site-a\s`, `(?m)^198\.18\.40\.0/24\s+site-a\s+-$`} {
 		if !regexp.MustCompile(want).MatchString(out) {
 			t.Errorf("edge status lacks %s", want)
+		}
+	}
+
+	// The running edge keeps its history: the edge's, the tunnels' and
+	// the L3 hub's series are there from its first sample.
+	var hist edgeapi.History
+	if err := dialAdmin(filepath.Join(e.data, "admin.sock")).do(http.MethodGet, "/v1/history", &hist); err != nil {
+		t.Fatalf("GET /v1/history: %v", err)
+	}
+	keys := map[string]bool{}
+	for _, s := range hist.Series {
+		keys[s.Key] = true
+	}
+	for _, key := range []string{"edge/to_origin", "edge/to_user", "tunnel/demo/to_origin", "tunnel/idle/to_user", "l3/rx",
+		"l3/connector/site-a/rx", "l3/connector/site-b/tx", "drop/l4/datagrams", "drop/l3/acl", "limit/handshakes/maxHandshakes"} {
+		if !keys[key] {
+			t.Errorf("the history lacks %s (step %v, now %v)", key, hist.Step, hist.Now)
 		}
 	}
 

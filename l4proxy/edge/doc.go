@@ -115,4 +115,9 @@
 // onramp_edge_handshakes_refused_total{limit} (maxHandshakes,
 // maxHandshakesPerSource) and onramp_edge_quic_retries_total{limit}
 // (quicRetryAbove, maxHandshakesPerSource).
+//
+// Per connector connection and per tunnel, not as metrics (their number
+// follows the tunnels): the bytes each way of the streams and UDP
+// datagrams, in [ConnInfo] (BytesToOrigin, BytesToUser) and
+// [Server.TunnelBytes] (connections gone included).
 package edge

@@ -34,20 +34,20 @@ func testHash(t testing.TB, pw string) string {
 	return h
 }
 
-// fakeBackend records every call; the security tests want none.
-type fakeBackend struct {
+// authBackend records every call; the security tests want none.
+type authBackend struct {
 	mu    sync.Mutex
 	calls []string
 }
 
-func (f *fakeBackend) called(c string) {
+func (f *authBackend) called(c string) {
 	f.mu.Lock()
 	f.calls = append(f.calls, c)
 	f.mu.Unlock()
 }
 
 // actions returns the calls that change state.
-func (f *fakeBackend) actions() []string {
+func (f *authBackend) actions() []string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var out []string
@@ -59,43 +59,43 @@ func (f *fakeBackend) actions() []string {
 	return out
 }
 
-func (f *fakeBackend) Status() (*edgeapi.Status, error) {
+func (f *authBackend) Status() (*edgeapi.Status, error) {
 	f.called("get status")
 	return &edgeapi.Status{}, nil
 }
-func (f *fakeBackend) History() (*edgeapi.History, error) {
+func (f *authBackend) History() (*edgeapi.History, error) {
 	f.called("get history")
 	return &edgeapi.History{}, nil
 }
-func (f *fakeBackend) L3Peers(kind string) ([]edgeapi.L3Peer, error) {
+func (f *authBackend) L3Peers(kind string) ([]edgeapi.L3Peer, error) {
 	f.called("get l3 " + kind)
 	return nil, nil
 }
-func (f *fakeBackend) CreateTunnel(name string) (edgeapi.Tunnel, error) {
+func (f *authBackend) CreateTunnel(name string) (edgeapi.Tunnel, error) {
 	f.called("create " + name)
 	return edgeapi.Tunnel{Name: name, Token: "tok"}, nil
 }
-func (f *fakeBackend) RotateTunnel(name string) (edgeapi.Tunnel, error) {
+func (f *authBackend) RotateTunnel(name string) (edgeapi.Tunnel, error) {
 	f.called("rotate " + name)
 	return edgeapi.Tunnel{Name: name, Token: "tok"}, nil
 }
-func (f *fakeBackend) DeleteTunnel(name string) (edgeapi.Tunnel, error) {
+func (f *authBackend) DeleteTunnel(name string) (edgeapi.Tunnel, error) {
 	f.called("delete " + name)
 	return edgeapi.Tunnel{Name: name}, nil
 }
-func (f *fakeBackend) AddClient(name string, groups []string) ([]byte, error) {
+func (f *authBackend) AddClient(name string, groups []string) ([]byte, error) {
 	f.called("add client " + name)
 	return []byte("[Interface]\n"), nil
 }
-func (f *fakeBackend) RemoveL3(kind, name string) error {
+func (f *authBackend) RemoveL3(kind, name string) error {
 	f.called("remove " + kind + " " + name)
 	return nil
 }
-func (f *fakeBackend) L3Config(kind, name string) ([]byte, error) {
+func (f *authBackend) L3Config(kind, name string) ([]byte, error) {
 	f.called("get config " + kind + " " + name)
 	return []byte("[Interface]\n"), nil
 }
-func (f *fakeBackend) ConnectorConfig(tunnel, token string) (string, error) {
+func (f *authBackend) ConnectorConfig(tunnel, token string) (string, error) {
 	f.called("get connector config " + tunnel)
 	return "connector tunnel run", nil
 }
@@ -126,14 +126,14 @@ type env struct {
 	t   *testing.T
 	s   *Server
 	h   http.Handler
-	b   *fakeBackend
+	b   *authBackend
 	clk *clock
 	log *bytes.Buffer
 }
 
 func newEnv(t *testing.T, o Options) *env {
 	t.Helper()
-	e := &env{t: t, b: &fakeBackend{}, clk: &clock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}, log: &bytes.Buffer{}}
+	e := &env{t: t, b: &authBackend{}, clk: &clock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}, log: &bytes.Buffer{}}
 	if o.Addr == "" {
 		o.Addr = "127.0.0.1:8080"
 	}
@@ -270,6 +270,10 @@ func TestActionsRefused(t *testing.T) {
 		t.Fatalf("logout: %s %q", resp.Status, resp.Header.Get("Location"))
 	}
 	own := "http://console.test"
+	wrong := csrf[:len(csrf)-1] + "A" // the token with its last character changed
+	if strings.HasSuffix(csrf, "A") {
+		wrong = csrf[:len(csrf)-1] + "B"
+	}
 	cases := []struct {
 		name   string
 		cookie *http.Cookie
@@ -279,7 +283,7 @@ func TestActionsRefused(t *testing.T) {
 	}{
 		{"no session", nil, url.Values{"csrf": {csrf}}, map[string]string{"Origin": own}, http.StatusSeeOther},
 		{"no csrf", cookie, url.Values{}, map[string]string{"Origin": own}, http.StatusForbidden},
-		{"wrong csrf", cookie, url.Values{"csrf": {csrf[:len(csrf)-1] + "A"}}, map[string]string{"Origin": own}, http.StatusForbidden},
+		{"wrong csrf", cookie, url.Values{"csrf": {wrong}}, map[string]string{"Origin": own}, http.StatusForbidden},
 		{"wrong csrf header", cookie, url.Values{}, map[string]string{"X-CSRF-Token": endedCSRF}, http.StatusForbidden},
 		{"other session's csrf", cookie, url.Values{"csrf": {endedCSRF}}, nil, http.StatusForbidden},
 		{"other origin", cookie, url.Values{"csrf": {csrf}}, map[string]string{"Origin": "http://evil.test"}, http.StatusForbidden},
@@ -475,6 +479,40 @@ func TestLoginParallel(t *testing.T) {
 	}
 }
 
+// TestHashChecksBounded: parallel logins from many sources run at most
+// maxHashChecks password checks at once.
+func TestHashChecksBounded(t *testing.T) {
+	e := newPasswordEnv(t)
+	var mu sync.Mutex
+	running, most := 0, 0
+	orig := verify
+	verify = func(h string, pw []byte) (bool, error) {
+		mu.Lock()
+		running++
+		most = max(most, running)
+		mu.Unlock()
+		time.Sleep(20 * time.Millisecond)
+		mu.Lock()
+		running--
+		mu.Unlock()
+		return orig(h, pw)
+	}
+	t.Cleanup(func() { verify = orig })
+	var wg sync.WaitGroup
+	for i := range 16 {
+		wg.Go(func() {
+			resp := e.do(req{method: "POST", path: "/login", form: url.Values{"password": {"guess"}}, remote: "198.18.2." + strconv.Itoa(i) + ":1"})
+			if resp.StatusCode != http.StatusUnauthorized {
+				t.Errorf("login %d: %s", i, resp.Status)
+			}
+		})
+	}
+	wg.Wait()
+	if most != maxHashChecks {
+		t.Errorf("%d password checks ran at once, want at most (and, with 16 waiting, exactly) %d", most, maxHashChecks)
+	}
+}
+
 // TestSecurityHeaders: the CSP and the other headers on every answer:
 // pages, redirects, errors, refusals, JSON and static files.
 func TestSecurityHeaders(t *testing.T) {
@@ -515,7 +553,10 @@ func TestLinks(t *testing.T) {
 	if err != nil || !strings.HasPrefix(path, "/login/link/") || len(path) < len("/login/link/")+43 {
 		t.Fatalf("NewLink: %q %v", path, err)
 	}
-	resp := e.do(req{method: "GET", path: path})
+	if resp := e.do(req{method: "HEAD", path: path}); sessionCookie(resp) != nil {
+		t.Fatal("HEAD of a link logged in")
+	}
+	resp := e.do(req{method: "GET", path: path}) // the HEAD did not spend it
 	c := sessionCookie(resp)
 	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/" || c == nil {
 		t.Fatalf("link: %s to %q, cookie %v", resp.Status, resp.Header.Get("Location"), c)
@@ -663,7 +704,7 @@ func TestExposure(t *testing.T) {
 		{"198.18.0.1:8443", false, hash, "listen.console 198.18.0.1:8443 is not a loopback address"},
 		{"198.18.0.1:8443", true, hash, ""},
 	} {
-		o := Options{Addr: tc.addr, PasswordHash: tc.hash, Backend: &fakeBackend{}}
+		o := Options{Addr: tc.addr, PasswordHash: tc.hash, Backend: &authBackend{}}
 		if tc.tls {
 			o.TLS = &tls.Config{}
 		}
@@ -675,10 +716,10 @@ func TestExposure(t *testing.T) {
 			t.Errorf("%s tls=%v password=%v: %v, want an error naming %q", tc.addr, tc.tls, tc.hash != "", err, tc.want)
 		}
 	}
-	if _, err := New(Options{Addr: "127.0.0.1:1", PasswordHash: "plaintext", Backend: &fakeBackend{}}); err == nil || !strings.Contains(err.Error(), "console.password_hash") {
+	if _, err := New(Options{Addr: "127.0.0.1:1", PasswordHash: "plaintext", Backend: &authBackend{}}); err == nil || !strings.Contains(err.Error(), "console.password_hash") {
 		t.Errorf("New with a password that is no hash: %v", err)
 	}
-	s, err := New(Options{Addr: "198.18.0.1:8443", TLS: &tls.Config{}, PasswordHash: hash, Backend: &fakeBackend{}})
+	s, err := New(Options{Addr: "198.18.0.1:8443", TLS: &tls.Config{}, PasswordHash: hash, Backend: &authBackend{}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -177,6 +177,23 @@ const Window = 15 * time.Minute
 //	drop/l4/REASON, drop/l3/REASON           dropped packets or datagrams /s
 //	limit/KIND/REASON                        refusals by a limit /s
 //	xdp/REASON                               the XDP pre-filter's drops /s
+//
+// The drops and limits the edge keeps (history.go in cmd/edge has their
+// sources): drop/l4/datagrams (UDP datagrams dropped); drop/l3/REASON with
+// the L3 router's reasons (malformed, spoofed, no_route, acl, ttl,
+// too_big), wireguard_REASON the WireGuard device's (wireguard_malformed,
+// wireguard_no_session, wireguard_decrypt, wireguard_replay, ...) and
+// staged_REASON (staged_peer_full, staged_device_full, staged_expired);
+// limit/user_connections/{maxConns,maxConnsPerSource},
+// limit/udp_flows/{flow_limit,source_rate,tunnel_rate},
+// limit/handshakes/{maxHandshakes,maxHandshakesPerSource},
+// limit/auth_failures/REASON (unknown_tunnel, bad_secret, ...),
+// limit/streams/maxStreamsPerTunnel,
+// limit/l3_handshakes/{over_budget,source_limit,table_full}; xdp/REASON
+// only while the pre-filter runs, with its drop verdicts (quic_source_rate,
+// wireguard_global_rate, ...). The per-peer L3 series are those of the 256
+// busiest peers of each kind over the window; a series of a thing gone (a
+// tunnel deleted, a peer removed) stays until its window is all zeros.
 type Series struct {
 	Key    string    `json:"key"`
 	Unit   string    `json:"unit"`   // "B/s" or "1/s"

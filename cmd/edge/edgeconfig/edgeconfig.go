@@ -14,6 +14,11 @@
 //	  tls: "[::]:443"                   # users: TLS routed by SNI, passed through untouched
 //	  http: "[::]:80"                   # users: HTTP routed by Host
 //	  metrics: "127.0.0.1:9100"         # Prometheus /metrics
+//	  console: "127.0.0.1:8844"         # the web console; off a loopback address it needs console.tls_* and a password
+//	console:                            # the web console (listen.console); see Console
+//	  password_hash: "$argon2id$v=19$m=65536,t=3,p=4$..." # `edge console passwd` writes it; none: one-time links only
+//	  tls_cert: /etc/onramp/console.crt # both or neither: HTTPS
+//	  tls_key: /etc/onramp/console.key
 //	advertise: ["edge.example.test:7844"] # edge addresses written into tokens
 //	routes:
 //	  - {hostname: "*.office.example.test", tunnel: office}
@@ -59,7 +64,9 @@
 // (all of limits but maxHandshakes, maxHandshakesPerSource and
 // quicRetryAbove) change without a restart; a change of anything else is
 // refused, naming the fields, and the running configuration stays. See
-// cmd/edge's reload.go.
+// cmd/edge's reload.go. Of the console, a reload applies
+// console.password_hash (and ends every session when it changes);
+// listen.console and console.tls_* need a restart.
 package edgeconfig
 
 import (
@@ -73,6 +80,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/onramp-net/onramp/cmd/edge/console/password"
 	"github.com/onramp-net/onramp/dataplane/relay"
 	"go.yaml.in/yaml/v3"
 )
@@ -434,6 +442,7 @@ func (c *Config) Validate() error {
 		{"listen.tls", c.Listen.TLS},
 		{"listen.http", c.Listen.HTTP},
 		{"listen.metrics", c.Listen.Metrics},
+		{"listen.console", c.Listen.Console},
 	} {
 		if f.v == "" {
 			continue
@@ -564,7 +573,55 @@ func (c *Config) Validate() error {
 	if err := c.validateRegistry(); err != nil {
 		return err
 	}
+	if err := c.validateConsole(); err != nil {
+		return err
+	}
 	return c.validateL3()
+}
+
+// validateConsole checks the console's settings, and that a console off
+// loopback has TLS and a password (the console's own start checks that
+// too; here a reload is refused as well).
+func (c *Config) validateConsole() error {
+	k := &c.Console
+	if (k.TLSCert == "") != (k.TLSKey == "") {
+		return errors.New("edge config: console.tls_cert and console.tls_key: set both (HTTPS) or neither")
+	}
+	if k.PasswordHash != "" {
+		if err := password.Check(k.PasswordHash); err != nil {
+			return fmt.Errorf("edge config: console.password_hash: %w", err)
+		}
+	}
+	addr := c.Listen.Console
+	if addr == "" || consoleLoopback(addr) {
+		return nil
+	}
+	var missing []string
+	if k.TLSCert == "" {
+		missing = append(missing, "console.tls_cert and console.tls_key")
+	}
+	if k.PasswordHash == "" {
+		missing = append(missing, "console.password_hash (`edge console passwd`)")
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("edge config: listen.console %s is not a loopback address: it needs %s (or listen on 127.0.0.1 or [::1])",
+			addr, strings.Join(missing, " and "))
+	}
+	return nil
+}
+
+// consoleLoopback reports whether addr (host:port) is on loopback only,
+// as package console decides it.
+func consoleLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func checkHostPort(s string) error {

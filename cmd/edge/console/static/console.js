@@ -389,7 +389,7 @@
 	}
 
 	function chartWidth(el) {
-		return Math.max(240, el.clientWidth || 0);
+		return Math.max(200, el.clientWidth || 0);
 	}
 
 	// chartData is the history's points for the chart's keys on a shared
@@ -447,9 +447,31 @@
 		});
 	}
 
-	function resizeCharts() {
-		charts.forEach(function (c) {
-			if (c.plot) c.plot.setSize({ width: chartWidth(c.el), height: CHART_HEIGHT });
+	function resizeChart(c) {
+		var w = chartWidth(c.el);
+		if (c.plot && c.plot.width !== w) c.plot.setSize({ width: w, height: CHART_HEIGHT });
+		c.opts.width = w;
+	}
+
+	// watchSizes keeps each chart as wide as its box: the box's width
+	// comes from the page (a window resized or turned, a scroll bar come),
+	// never from the chart inside it.
+	function watchSizes() {
+		if (typeof ResizeObserver === 'function') {
+			var ro = new ResizeObserver(function () {
+				charts.forEach(resizeChart);
+			});
+			charts.forEach(function (c) {
+				ro.observe(c.el);
+			});
+			return;
+		}
+		var timer = null;
+		window.addEventListener('resize', function () {
+			clearTimeout(timer);
+			timer = setTimeout(function () {
+				charts.forEach(resizeChart);
+			}, 100);
 		});
 	}
 
@@ -489,11 +511,7 @@
 
 	function start() {
 		charts = qa('.chart').map(makeChart);
-		var timer = null;
-		window.addEventListener('resize', function () {
-			clearTimeout(timer);
-			timer = setTimeout(resizeCharts, 100);
-		});
+		watchSizes();
 		tick();
 	}
 
