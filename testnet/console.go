@@ -135,7 +135,7 @@ type Browser struct {
 // BrowserResponse is a response the page got.
 type BrowserResponse struct {
 	URL     string
-	Type    string // document, script, stylesheet, fetch, image...
+	Type    string // as DevTools names it: Document, Script, Stylesheet, Fetch, Image...
 	Status  int64
 	Headers http.Header
 }
@@ -169,8 +169,8 @@ func (node *Node) StartBrowser(opt BrowserOptions) (*Browser, error) {
 		chromedp.Headless,
 		chromedp.WindowSize(opt.Width, opt.Height),
 		// Chromium's sandbox refuses to run as root, and the testbed
-		// needs root (CI runs it so): the page under test is our own
-		// console, on loopback, in a namespace with no way out.
+		// needs root (CI runs it so). The pages it opens are the test's
+		// own, in a testbed namespace with no route off the machine.
 		chromedp.NoSandbox,
 		chromedp.Flag("hide-scrollbars", true),
 		// Run it as `ip netns exec NS chromium ...`: the same process
