@@ -47,8 +47,11 @@ func (c *changing) Status() (*edgeapi.Status, error) {
 		return st, err
 	}
 	web, db := st.Tunnels[0], st.Tunnels[1]
-	web.Connections = []edgeapi.Conn{web.Connections[0]}
-	web.Connections[0].Streams, web.Connections[0].Rate = 9, 5<<20
+	// A connector keeps several connections: the second is told apart by
+	// its remote address.
+	web.Connections = []edgeapi.Conn{web.Connections[0], web.Connections[0]}
+	web.Connections[1].Remote, web.Connections[1].Since, web.Connections[1].Streams, web.Connections[1].Rate = "198.18.5.2:40001", st.Edge.Now.Add(-time.Minute), 2, 100
+	web.Connections[0].Streams, web.Connections[0].Rate, web.Connections[0].BytesToOrigin = 9, 5<<20, 3<<20
 	db.Connections = []edgeapi.Conn{{Connector: "cc00", Protocol: "h2", Remote: "198.18.9.9:1", Since: st.Edge.Now.Add(-5 * time.Second), Streams: 1}}
 	st.Tunnels = []edgeapi.Tunnel{web, db}
 	st.Edge.Connections = 2
@@ -63,6 +66,7 @@ func (c *changing) History() (*edgeapi.History, error) {
 	series := slices.Clone(h.Series)
 	series = append(series,
 		edgeapi.Series{Key: "limit/l4/conns_per_source", Unit: "1/s", Total: 40, Points: []float64{0, 0, 8}},
+		edgeapi.Series{Key: "limit/l4/zero", Unit: "1/s", Points: []float64{0, 0, 0}},
 		edgeapi.Series{Key: "tunnel/web/to_origin", Unit: "B/s", Total: 1 << 20, Points: []float64{10, 20, 7000}},
 		edgeapi.Series{Key: "tunnel/web/to_user", Unit: "B/s", Total: 1 << 20, Points: []float64{5, 123456, 30}},
 	)
@@ -113,8 +117,9 @@ func TestPageScript(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a browser")
 	}
-	serve := func(t *testing.T) string {
+	serve := func(t *testing.T, histErr error) string {
 		f := newFake(t)
+		f.errs["History"] = histErr
 		f.st.Edge.Now = time.Now() // the charts' time axis is the browser's too
 		f.hist.Now = f.st.Edge.Now
 		f.st.Tunnels[0].Connections[0].Since = f.st.Edge.Now.Add(-3 * time.Minute)
@@ -152,7 +157,7 @@ func TestPageScript(t *testing.T) {
 	}
 
 	t.Run("tunnels", func(t *testing.T) {
-		n, log := browse(t, serve(t)+"/tunnels")
+		n, log := browse(t, serve(t, nil)+"/tunnels")
 		checkLog(t, log)
 		table := byID(t, n, "tunnels")
 		conns := findAll(table, sel{tag: "tr", attrs: map[string]string{"class": "conn"}})
@@ -162,15 +167,21 @@ func TestPageScript(t *testing.T) {
 			c, _ := attr(tr, "data-connector")
 			got = append(got, tun+" "+short(c)+" "+strings.Join(cells(tr)[2:], " | "))
 		}
-		// web lost its quiet connection and its other one moved; db got
-		// one, in the same cells as the server renders.
+		// web lost its quiet connection, its other one moved and its
+		// connector made a second; db got one; in the same cells as the
+		// server renders.
 		if want := []string{
 			"web 9f86d081884c quic | 198.18.5.2:40000 | 3m ago | 9 | 5 MiB/s",
+			"web 9f86d081884c quic | 198.18.5.2:40001 | 1m ago | 2 | 100 B/s",
 			"db cc00 h2 | 198.18.9.9:1 | 5s ago | 1 | 0 B/s",
 		}; !slices.Equal(got, want) {
 			t.Errorf("connection rows:\n%q\nwant\n%q", got, want)
 		}
-		for name, count := range map[string]string{"web": "1 connection", "db": "1 connection"} {
+		rate := find(t, conns[0], sel{tag: "td", attrs: map[string]string{"data-field": "rate"}})
+		if title, _ := attr(rate, "title"); title != "3 MiB to the origin, 0 B to the user since it came up" {
+			t.Errorf("bytes/s cell's title %q", title)
+		}
+		for name, count := range map[string]string{"web": "2 connections", "db": "1 connection"} {
 			body := find(t, table, sel{tag: "tbody", attrs: map[string]string{"data-tunnel": name}})
 			if got := text(find(t, body, sel{attrs: map[string]string{"data-field": "count"}})); got != count {
 				t.Errorf("tunnel %s: %q, want %q", name, got, count)
@@ -184,7 +195,7 @@ func TestPageScript(t *testing.T) {
 	})
 
 	t.Run("overview", func(t *testing.T) {
-		n, log := browse(t, serve(t)+"/")
+		n, log := browse(t, serve(t, nil)+"/")
 		checkLog(t, log)
 		chart(t, n, "chart-edge", 4096)
 		chart(t, n, "chart-l3", 0)
@@ -192,15 +203,31 @@ func TestPageScript(t *testing.T) {
 		if got := cells(tr); !slices.Equal(got, []string{"limit/l4/conns_per_source", "40", "8/s"}) {
 			t.Errorf("new limit row %q", got)
 		}
+		if rows := findAll(byID(t, n, "limits"), sel{tag: "tr", attrs: map[string]string{"data-key": "*"}}); len(rows) != 2 {
+			t.Errorf("%d limit rows, want 2 (a series at zero is no limit hit)", len(rows))
+		}
 	})
 
 	t.Run("l3", func(t *testing.T) {
-		n, log := browse(t, serve(t)+"/l3")
+		n, log := browse(t, serve(t, nil)+"/l3")
 		checkLog(t, log)
 		laptop := find(t, byID(t, n, "l3-clients"), sel{tag: "tr", attrs: map[string]string{"data-client": "laptop"}})
 		if got := cells(laptop); got[4] != "5 MiB" || got[6] != "8" {
 			t.Errorf("client row not updated: %q", got)
 		}
 		chart(t, n, "chart-l3", 0)
+	})
+	// An edge without a history: the charts say so, the tables still
+	// follow the edge.
+	t.Run("no history", func(t *testing.T) {
+		n, log := browse(t, serve(t, &apiErr{404, "404 page not found"})+"/tunnels")
+		checkLog(t, log)
+		c := byID(t, n, "chart-tunnel-web")
+		if !(sel{attrs: map[string]string{"class": "nodata"}}).match(c) || len(findAll(c, sel{tag: "canvas"})) != 0 {
+			t.Errorf("chart without history: class %q", func() string { v, _ := attr(c, "class"); return v }())
+		}
+		if got := len(findAll(byID(t, n, "tunnels"), sel{tag: "tr", attrs: map[string]string{"class": "conn"}})); got != 3 {
+			t.Errorf("%d connection rows, want 3 (as the edge moved on)", got)
+		}
 	})
 }

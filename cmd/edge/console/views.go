@@ -66,9 +66,7 @@ type Counter struct {
 
 // overviewData is what the overview shows.
 type overviewData struct {
-	St *edgeapi.Status
-	// Self is this edge among the registry's (its name), if known.
-	Self        string
+	St          *edgeapi.Status
 	Conns       int
 	Limits      []Counter
 	Drops       []Counter
@@ -82,7 +80,7 @@ func (s *Server) overview(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	d := overviewData{St: st, Self: selfName(st)}
+	d := overviewData{St: st}
 	for _, t := range st.Tunnels {
 		d.Conns += len(t.Connections)
 	}
@@ -100,12 +98,16 @@ func (s *Server) overview(w http.ResponseWriter, r *http.Request) {
 }
 
 // counters are the history's limit/... series and its drop/... and
-// xdp/... series, in key order.
+// xdp/... series that counted something, in key order. The edge keeps a
+// series for every reason it knows; those still at zero are left out.
 func counters(h *edgeapi.History) (limits, drops []Counter) {
 	for _, sr := range h.Series {
 		c := Counter{Key: sr.Key, Total: sr.Total, Unit: sr.Unit}
 		if n := len(sr.Points); n > 0 {
 			c.Rate = sr.Points[n-1]
+		}
+		if c.Total == 0 && c.Rate == 0 {
+			continue
 		}
 		switch {
 		case strings.HasPrefix(sr.Key, "limit/"):
@@ -117,13 +119,16 @@ func counters(h *edgeapi.History) (limits, drops []Counter) {
 	return limits, drops
 }
 
-// selfName is the name of the edge that answered, as the registry's
-// heartbeats have it ("" if it has none).
+// selfName is the name of the edge that answered: as the registry's
+// heartbeats have it, else the first address it advertises ("" if none).
 func selfName(st *edgeapi.Status) string {
 	for _, m := range st.Edges {
 		if m.Self {
 			return m.Name
 		}
+	}
+	if len(st.Edge.Advertise) > 0 {
+		return st.Edge.Advertise[0]
 	}
 	return ""
 }
@@ -246,9 +251,33 @@ func (s *Server) apiStatus(w http.ResponseWriter, r *http.Request) {
 	s.answerJSON(w, st, err)
 }
 
+// apiHistory is GET /api/history[?key=PREFIX...]: the history, or only
+// its series whose keys start with one of the prefixes (a page asks for
+// what it draws: the per-peer L3 series alone can be hundreds).
 func (s *Server) apiHistory(w http.ResponseWriter, r *http.Request) {
 	h, err := s.opts.Backend.History()
+	if prefixes := r.URL.Query()["key"]; err == nil && len(prefixes) > 0 {
+		h = seriesOf(h, prefixes[:min(len(prefixes), maxHistoryKeys)])
+	}
 	s.answerJSON(w, h, err)
+}
+
+// maxHistoryKeys bounds the prefixes of one /api/history request.
+const maxHistoryKeys = 64
+
+// seriesOf is h with only the series whose keys start with a prefix.
+func seriesOf(h *edgeapi.History, prefixes []string) *edgeapi.History {
+	out := *h
+	out.Series = []edgeapi.Series{}
+	for _, sr := range h.Series {
+		for _, p := range prefixes {
+			if p != "" && strings.HasPrefix(sr.Key, p) {
+				out.Series = append(out.Series, sr)
+				break
+			}
+		}
+	}
+	return &out
 }
 
 func (s *Server) apiL3(w http.ResponseWriter, r *http.Request) {

@@ -204,6 +204,7 @@ func newFake(t *testing.T) *fakeBackend {
 				{Key: "drop/l3/no_route", Unit: "1/s", Total: 12, Points: []float64{0, 0.4, 0.2}},
 				{Key: "edge/to_origin", Unit: "B/s", Total: 1 << 30, Points: []float64{100, 2048, 4096}},
 				{Key: "edge/to_user", Unit: "B/s", Total: 2 << 30, Points: []float64{50, 1024, 512}},
+				{Key: "limit/handshakes/maxHandshakes", Unit: "1/s", Points: []float64{0, 0, 0}}, // never hit: not listed
 				{Key: "limit/tunnel/streams", Unit: "1/s", Total: 3, Points: []float64{0, 0, 0.6}},
 				{Key: "xdp/blocked", Unit: "1/s", Total: 99, Points: []float64{1, 2, 3}},
 			},
@@ -761,8 +762,20 @@ func TestAPI(t *testing.T) {
 	}
 	var h edgeapi.History
 	decode("/api/history", &h)
-	if h.Step != 5*time.Second || len(h.Series) != 5 || h.Series[1].Key != "edge/to_origin" || h.Series[1].Points[2] != 4096 {
+	if h.Step != 5*time.Second || len(h.Series) != 6 || h.Series[1].Key != "edge/to_origin" || h.Series[1].Points[2] != 4096 {
 		t.Errorf("/api/history: %+v", h)
+	}
+	// What a page draws only: series by key prefix.
+	decode("/api/history?key=edge/to_origin&key=limit/&key=xdp/", &h)
+	var keys []string
+	for _, sr := range h.Series {
+		keys = append(keys, sr.Key)
+	}
+	if !slices.Equal(keys, []string{"edge/to_origin", "limit/handshakes/maxHandshakes", "limit/tunnel/streams", "xdp/blocked"}) || h.Step != 5*time.Second {
+		t.Errorf("/api/history by key: %q", keys)
+	}
+	if w := get(t, s, "/api/history?key=nothing/"); strings.TrimSpace(w.Body.String()) != `{"step":5000000000,"now":"2026-12-05T11:00:00Z","series":[]}` {
+		t.Errorf("/api/history of no series: %s", w.Body)
 	}
 	var l3 map[string][]edgeapi.L3Peer
 	decode("/api/l3", &l3)
@@ -861,5 +874,51 @@ func TestVendoredUPlot(t *testing.T) {
 		if w.Code != 200 || len(body) < 100 {
 			t.Errorf("GET %s: %d, %d bytes", p, w.Code, len(body))
 		}
+	}
+}
+
+// With a session, every form of every page carries its CSRF token, and the
+// layout's menu has the logout form; without one (the login page) there is
+// no logout.
+func TestFormsCarryCSRF(t *testing.T) {
+	f := newFake(t)
+	s := newTestServer(t, f)
+	const token = `tok"<&>`
+	st, _ := f.Status()
+	pages := map[string]any{
+		"overview": overviewData{St: st},
+		"tunnels":  tunnelsData{St: st},
+		"l3":       l3Data{St: st, Clients: f.clients, Connectors: f.connectors},
+		"token":    tokenData{Name: "web", Token: "t", Config: "c"},
+	}
+	for name, data := range pages {
+		var b bytes.Buffer
+		if err := s.pages[name].ExecuteTemplate(&b, "layout", page{Title: name, CSRF: token, Nav: name, Data: data}); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		n, err := html.Parse(&b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		find(t, find(t, n, sel{tag: "nav"}), sel{tag: "form", attrs: map[string]string{"id": "logout", "action": "/logout", "method": "post"}})
+		meta := find(t, n, sel{tag: "meta", attrs: map[string]string{"name": "csrf-token"}})
+		if c, _ := attr(meta, "content"); c != token {
+			t.Errorf("%s: meta csrf-token %q", name, c)
+		}
+		forms := findAll(n, sel{tag: "form"})
+		if len(forms) < 1 {
+			t.Fatalf("%s: no form", name)
+		}
+		for _, form := range forms {
+			in := find(t, form, sel{tag: "input", attrs: map[string]string{"name": "csrf", "type": "hidden"}})
+			if v, _ := attr(in, "value"); v != token {
+				t.Errorf("%s: form %v: csrf %q", name, form.Attr, v)
+			}
+		}
+	}
+	// No session: no logout form, no menu on the login page.
+	n := checkPage(t, get(t, s, "/"), http.StatusOK)
+	if len(findAll(n, sel{attrs: map[string]string{"id": "logout"}})) != 0 {
+		t.Error("a logout form without a session")
 	}
 }

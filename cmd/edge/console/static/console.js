@@ -11,6 +11,7 @@
 
 	var POLL_MS = 2000;
 	var CHART_HEIGHT = 180;
+	var WINDOW_S = 15 * 60; // the history's window (edgeapi.Window)
 	var page = document.body.dataset.page;
 	var charts = []; // {el, keys, unit, plot, updates}
 
@@ -173,12 +174,13 @@
 
 	// ---- the tunnels page ----
 
+	// selfName is the edge the connections are on, as views.go's.
 	function selfName(st) {
 		var name = '';
 		(st.edges || []).forEach(function (m) {
 			if (m.self) name = m.name;
 		});
-		return name || 'this edge';
+		return name || (st.edge.advertise || [])[0] || 'this edge';
 	}
 
 	function fillConn(tr, c, nowMs, self) {
@@ -199,7 +201,9 @@
 		}
 		setText(field(tr, 'since'), ago(nowMs, c.since));
 		setText(field(tr, 'streams'), String(c.streams || 0));
-		setText(field(tr, 'rate'), fmtRate(c.rate, 'B/s'));
+		var rate = field(tr, 'rate');
+		setText(rate, fmtRate(c.rate, 'B/s'));
+		rate.title = fmtBytes(c.bytes_to_origin) + ' to the origin, ' + fmtBytes(c.bytes_to_user) + ' to the user since it came up';
 	}
 
 	function updateTunnels(st) {
@@ -219,19 +223,22 @@
 			var conns = t.connections || [];
 			var live = {};
 			var noconn = q('tr.noconn', body);
+			// A connection is its connector's and its remote address's: a
+			// connector keeps several connections to an edge.
 			conns.forEach(function (c) {
-				live[c.connector] = true;
-				var tr = q('tr.conn' + attrSel('data-connector', c.connector), body);
+				live[c.connector + ' ' + c.remote] = true;
+				var tr = q('tr.conn' + attrSel('data-connector', c.connector) + attrSel('data-remote', c.remote), body);
 				if (!tr) {
 					tr = document.createElement('tr');
 					tr.dataset.tunnel = t.name;
 					tr.dataset.connector = c.connector;
+					tr.dataset.remote = c.remote;
 					body.insertBefore(tr, noconn);
 				}
 				fillConn(tr, c, nowMs, self);
 			});
 			qa('tr.conn', body).forEach(function (tr) {
-				if (!live[tr.dataset.connector]) tr.remove();
+				if (!live[tr.dataset.connector + ' ' + tr.dataset.remote]) tr.remove();
 			});
 			if (noconn) noconn.hidden = conns.length > 0;
 			setText(field(body, 'count'), plural(conns.length, 'connection'));
@@ -313,6 +320,8 @@
 			var body = table.tBodies[0];
 			groups[id].forEach(function (s) {
 				var tr = q('tr' + attrSel('data-key', s.key), body);
+				var pts = s.points || [];
+				if (!tr && !s.total && !pts[pts.length - 1]) return; // nothing counted yet
 				if (!tr) {
 					tr = document.createElement('tr');
 					tr.dataset.key = s.key;
@@ -325,7 +334,6 @@
 					cell(tr, '', 'num', 'rate');
 					body.appendChild(tr);
 				}
-				var pts = s.points || [];
 				setText(field(tr, 'total'), fmtTotal(s.total, s.unit));
 				setText(field(tr, 'rate'), fmtRate(pts.length ? pts[pts.length - 1] : 0, s.unit));
 			});
@@ -361,14 +369,21 @@
 				},
 			});
 		});
-		return {
-			el: el, keys: keys, unit: unit, plot: null, updates: 0,
+		var c = {
+			el: el, keys: keys, unit: unit, plot: null, updates: 0, xrange: null,
 			opts: {
 				width: chartWidth(el),
 				height: CHART_HEIGHT,
 				series: series,
 				scales: {
-					x: { time: true },
+					// The whole window, the newest step at the right: a
+					// young edge's short history starts part way.
+					x: {
+						time: true,
+						range: function (u, min, max) {
+							return c.xrange || [min, max];
+						},
+					},
 					y: {
 						range: function (u, min, max) {
 							return [0, max > 0 ? max * 1.1 : 1];
@@ -386,6 +401,7 @@
 				cursor: { drag: { x: false, y: false } },
 			},
 		};
+		return c;
 	}
 
 	function chartWidth(el) {
@@ -429,12 +445,13 @@
 			}
 			data.push(ys);
 		});
-		return { data: data, peak: peak };
+		return { data: data, peak: peak, xrange: [now - WINDOW_S + step, now] };
 	}
 
 	function updateCharts(h) {
 		charts.forEach(function (c) {
 			var d = chartData(c, h);
+			c.xrange = d.xrange;
 			if (!c.plot) {
 				if (typeof uPlot !== 'function') return;
 				c.plot = new uPlot(c.opts, d.data, c.el);
@@ -477,13 +494,32 @@
 
 	// ---- the loop ----
 
+	// historyPath asks for the series the page shows: its charts' (all
+	// tunnels' as one prefix) and the limits and drops when it lists them.
+	function historyPath() {
+		var keys = {};
+		charts.forEach(function (c) {
+			c.keys.forEach(function (k) {
+				keys[k.indexOf('tunnel/') === 0 ? 'tunnel/' : k] = true;
+			});
+		});
+		if (q('#limits')) keys['limit/'] = true;
+		if (q('#drops')) {
+			keys['drop/'] = true;
+			keys['xdp/'] = true;
+		}
+		return '/api/history?' + Object.keys(keys).sort().map(function (k) {
+			return 'key=' + encodeURIComponent(k);
+		}).join('&');
+	}
+
 	function tick() {
 		var wantStatus = page === 'overview' || page === 'tunnels' || page === 'l3';
 		var wantHistory = charts.length > 0 || q('#limits') || q('#drops');
 		var wantL3 = page === 'l3';
 		Promise.allSettled([
 			wantStatus ? getJSON('/api/status') : null,
-			wantHistory ? getJSON('/api/history') : null,
+			wantHistory ? getJSON(historyPath()) : null,
 			wantL3 ? getJSON('/api/l3') : null,
 		]).then(function (res) {
 			var st = res[0].value, h = res[1].value, l3 = res[2].value;
@@ -503,13 +539,37 @@
 				updateCharts(h);
 				updateCounters(h);
 			}
+			// A chart with nothing to draw yet says so.
+			charts.forEach(function (c) {
+				c.el.classList.toggle('nodata', !c.plot);
+			});
 			var err = res[0].status === 'rejected' ? res[0].reason : res[2].status === 'rejected' ? res[2].reason : null;
 			notice('poll', err ? 'Live updates failed (' + err.message + '); retrying.' : '');
 			setTimeout(tick, POLL_MS);
 		});
 	}
 
+	// Copy buttons next to a token or config shown once: they show only
+	// where the browser lets a page write the clipboard (HTTPS or
+	// loopback).
+	function copyButtons() {
+		if (!navigator.clipboard || !window.isSecureContext) return;
+		qa('button.copy[data-copy]').forEach(function (b) {
+			var src = document.getElementById(b.dataset.copy);
+			if (!src) return;
+			b.hidden = false;
+			b.addEventListener('click', function () {
+				navigator.clipboard.writeText(src.textContent).then(function () {
+					b.textContent = 'Copied';
+				}, function () {
+					b.textContent = 'Select and copy by hand';
+				});
+			});
+		});
+	}
+
 	function start() {
+		copyButtons();
 		charts = qa('.chart').map(makeChart);
 		watchSizes();
 		tick();
