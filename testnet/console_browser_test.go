@@ -290,8 +290,8 @@ func TestConsoleBrowser(t *testing.T) {
 		t.Fatal("the tunnels page was reloaded to show the connections; want them added in place")
 	}
 
-	// Traffic through the tunnel, a few MB at a time until the chart of
-	// web has drawn it (bounded: at most 256 MB).
+	// Traffic through the tunnel, a few MB each way at a time until the
+	// charts have drawn it (bounded: at most 256 MB).
 	chart := `document.getElementById('chart-tunnel-web')`
 	c.waitJS("tunnel web's chart", chart+` !== null`, 5*time.Second)
 	updates0 := eval[float64](c, "chart updates", `Number(`+chart+`.dataset.updates || 0)`)
@@ -301,9 +301,16 @@ func TestConsoleBrowser(t *testing.T) {
 	sent.Add(1)
 	go func() {
 		defer sent.Done()
-		sum := net.JoinHostPort(n.Addr("edge", "user", false).String(), fmt.Sprint(testnet.EdgeSumPort))
-		for total := 0; total < 256<<20; total += 4 << 20 {
+		edge := n.Addr("edge", "user", false).String()
+		sum := net.JoinHostPort(edge, fmt.Sprint(testnet.EdgeSumPort))
+		source := net.JoinHostPort(edge, fmt.Sprint(testnet.EdgeSourcePort))
+		for total := 0; total < 256<<20; total += 8 << 20 {
+			// 4 MB each way: to the origin, and back to the user.
 			if _, err := n.Node("user").Upload(sum, 4<<20); err != nil {
+				trafficErr = err
+				return
+			}
+			if _, err := n.Node("user").Download(source, 4<<20); err != nil {
 				trafficErr = err
 				return
 			}
