@@ -157,7 +157,8 @@ func (c *consoleBrowser) edgeConns(tunnelName string) []string {
 // connector with it and watch its connections appear without a reload,
 // send traffic and watch the tunnel's chart move, add an L3 client and
 // read its QR code back into its config, delete the tunnel and see its
-// connections go. All along: the CSP header on every answer, no CSP
+// connections go, log out and back in with a one-time link (edge console
+// link). All along: the CSP header on every answer, no CSP
 // violation on the browser's console, no request to another origin. It
 // saves a screenshot of each page ($ONRAMP_SCREENSHOTS, else
 // testnet/screenshots).
@@ -421,6 +422,21 @@ func TestConsoleBrowser(t *testing.T) {
 	c.step("a page after the logout", chromedp.Navigate(base+"/tunnels"), chromedp.WaitVisible(chromedp.ID("login")))
 	if loc := c.location(); loc != base+"/login" {
 		t.Errorf("after logging out /tunnels leads to %s, want %s/login", loc, base)
+	}
+
+	// Back in with a one-time link from `edge console link`, as an
+	// operator without the password would.
+	link, err := rig.EdgeCLI(ctx, "console", "link")
+	if err != nil {
+		t.Fatal(err)
+	}
+	link = strings.TrimSpace(link)
+	if !strings.HasPrefix(link, base+"/login/link/") {
+		t.Fatalf("edge console link printed %q, want a link under %s/login/link/", link, base)
+	}
+	c.step("open the one-time link", chromedp.Navigate(link), chromedp.WaitVisible(chromedp.ID("nav-tunnels")))
+	if loc := c.location(); loc != base+"/" {
+		t.Errorf("the one-time link leads to %s, want the overview %s/", loc, base)
 	}
 
 	// The browser's side of the console's security.
