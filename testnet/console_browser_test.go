@@ -70,6 +70,12 @@ func (c *consoleBrowser) fail(what string, err error) {
 	c.t.Fatalf("%s: %v\npage %s (screenshot %s)\nbrowser console:\n%s", what, err, loc, shot, strings.Join(c.b.Messages(), "\n"))
 }
 
+// clickSubmit clicks the submit button of the form: what a user does
+// (unlike form.submit(), it runs the page's submit handlers).
+func clickSubmit(form string) chromedp.Action[chromedp.Void] {
+	return chromedp.Click(chromedp.CSS(form + ` [type="submit"]`))
+}
+
 // eval evaluates a JavaScript expression in the page (over DevTools: the
 // page's CSP does not apply to it, and it adds no script to the page).
 func eval[T any](c *consoleBrowser, what, expr string) T {
@@ -197,7 +203,7 @@ func TestConsoleBrowser(t *testing.T) {
 	}
 	c.screenshot("login")
 	c.step("type the password", chromedp.SendKeys(chromedp.ID("password"), password))
-	c.load("log in", chromedp.Submit(chromedp.ID("login")))
+	c.load("log in", clickSubmit("#login"))
 	if loc := c.location(); loc != base+"/" {
 		body := c.text("page", "body")
 		if strings.Contains(body, "another origin (null)") {
@@ -230,7 +236,7 @@ func TestConsoleBrowser(t *testing.T) {
 	// Create tunnel web: its token is on the page once.
 	c.load("open the tunnels page", chromedp.Click(chromedp.ID("nav-tunnels")))
 	c.step("name the tunnel", chromedp.SendKeys(chromedp.ID("tunnel-name"), "web"))
-	c.load("create the tunnel", chromedp.Submit(chromedp.ID("tunnel-create")))
+	c.load("create the tunnel", clickSubmit("#tunnel-create"))
 	token := strings.TrimSpace(c.text("the token", "#token"))
 	if _, err := tunnel.ParseToken(token); err != nil {
 		t.Fatalf("#token %q is not a tunnel token: %v", token, err)
@@ -348,7 +354,7 @@ func TestConsoleBrowser(t *testing.T) {
 	// into the same text, less its comment lines.
 	c.load("open the L3 page", chromedp.Click(chromedp.ID("nav-l3")))
 	c.step("name the client", chromedp.SendKeys(chromedp.ID("client-name"), "phone"))
-	c.load("add the client", chromedp.Submit(chromedp.ID("client-add")))
+	c.load("add the client", clickSubmit("#client-add"))
 	conf := c.text("the client's config", "#client-config")
 	client, err := l3config.ParseClient([]byte(conf))
 	if err != nil {
@@ -391,7 +397,7 @@ func TestConsoleBrowser(t *testing.T) {
 
 	// Delete tunnel web: its connector is dropped, its connections go.
 	c.load("open the tunnels page", chromedp.Click(chromedp.ID("nav-tunnels")))
-	c.load("delete tunnel web", chromedp.Submit(chromedp.CSS(`form.tunnel-delete[data-tunnel="web"]`)))
+	c.load("delete tunnel web", clickSubmit(`form.tunnel-delete[data-tunnel="web"]`))
 	if loc := c.location(); !strings.HasPrefix(loc, base+"/tunnels") {
 		t.Errorf("after the delete the browser is at %s, want %s/tunnels", loc, base)
 	}
@@ -415,7 +421,7 @@ func TestConsoleBrowser(t *testing.T) {
 	}
 
 	// Log out: the session is gone, a page leads to the login again.
-	c.load("log out", chromedp.Submit(chromedp.ID("logout")))
+	c.load("log out", clickSubmit("#logout"))
 	if loc := c.location(); loc != base+"/login" {
 		t.Errorf("after logging out the browser is at %s, want %s/login", loc, base)
 	}
