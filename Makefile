@@ -50,6 +50,12 @@ bench-compare: ## compare two bench results: OLD=a.json NEW=b.json (noise ranges
 	@test -n "$(OLD)" -a -n "$(NEW)" || { echo "usage: make bench-compare OLD=bench/results/a.json NEW=bench/results/b.json" >&2; exit 2; }
 	$(GO) run ./bench/cmd/bench compare '$(OLD)' '$(NEW)'
 
+.PHONY: console-screenshot
+console-screenshot: ## run the console's browser test (root, chromium: make deps), its screenshots into testnet/screenshots/, and copy the overview's to docs/console.png (the README's)
+	ONRAMP_SCREENSHOTS=$(CURDIR)/testnet/screenshots $(GO) test -count=1 -run '^TestConsoleBrowser$$' ./testnet/
+	cp testnet/screenshots/overview.png docs/console.png
+	@echo "docs/console.png: $$(wc -c <docs/console.png) bytes"
+
 fuzz: ## run every fuzz target for FUZZTIME (default 30s)
 	@FUZZTIME=$(FUZZTIME) scripts/fuzz.sh
 

@@ -26,6 +26,11 @@ set -euo pipefail
 # which systemd-analyze checks the units' Documentation= pages; rpm: rpm
 # -qlp, the file list of the .rpm (the packaging test; dpkg makes the .deb's);
 # bash-completion: the helpers the packaged bash completion runs on.
+# chromium: the headless browser the edge console's browser tests drive
+# over the DevTools protocol (chromedp; testnet/console_browser_test.go),
+# and fonts-dejavu-core, a font for it to draw the pages' text with
+# (chromium-common only recommends fonts-liberation, and this script
+# installs no recommends: without a font the screenshots show no text).
 #
 # etcd-server's postinst would start a system etcd (127.0.0.1:2379, data in
 # /var/lib/etcd) where an init system runs, and prometheus's a Prometheus
@@ -56,6 +61,8 @@ packages=(
 	man-db
 	rpm
 	bash-completion
+	chromium
+	fonts-dejavu-core
 )
 
 missing=()

@@ -59,6 +59,12 @@ type RigOptions struct {
 	// EdgeEnv is added to edge serve's environment, such as
 	// "NOTIFY_SOCKET=" + a [NotifySocket]'s Path.
 	EdgeEnv []string
+	// Console is listen.console, the web console's address; "": off.
+	Console string
+	// BeforeServe, if set, runs once the configuration is written and
+	// the tunnel made, before edge serve starts (to change the
+	// configuration as an operator would with the edge's commands).
+	BeforeServe func(*TunnelRig) error
 }
 
 // DefaultEdgeYAML binds the echo, sum and source origins to edge ports and
@@ -124,9 +130,10 @@ listen:
   tls: "[::]:%d"
   http: "[::]:%d"
   metrics: "%s"
+  console: "%s"
 advertise: ["%s", "%s"]
 %s`, filepath.Join(opt.Dir, "edge-data"), EdgeTunnelPort, EdgeTLSPort, EdgeHTTPPort,
-		r.EdgeMetricsAddr(),
+		r.EdgeMetricsAddr(), opt.Console,
 		net.JoinHostPort(edgeAddr.String(), fmt.Sprint(EdgeTunnelPort)),
 		net.JoinHostPort(edgeAddr6.String(), fmt.Sprint(EdgeTunnelPort)), opt.EdgeYAML)
 	r.EdgeConfig = filepath.Join(opt.Dir, "edge.yml")
@@ -142,6 +149,11 @@ advertise: ["%s", "%s"]
 	r.TokenFile = filepath.Join(opt.Dir, opt.TunnelName+".token")
 	if err := os.WriteFile(r.TokenFile, []byte(r.Token+"\n"), 0o600); err != nil {
 		return nil, err
+	}
+	if opt.BeforeServe != nil {
+		if err := opt.BeforeServe(r); err != nil {
+			return nil, err
+		}
 	}
 	args := append(append([]string{"--config", r.EdgeConfig}, opt.EdgeArgs...), "serve")
 	cmd := edge.Command(context.Background(), r.EdgeBin, args...)
