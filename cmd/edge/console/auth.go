@@ -3,9 +3,10 @@ package console
 // The console's security: who may see it and run its actions.
 //
 //   - Login: POST /login with the password whose argon2id hash is
-//     console.password_hash (package password), or GET /login/link/TOKEN
-//     with a one-time link (NewLink, `edge console link`). Both start a
-//     session (session.go).
+//     console.password_hash (package password), or a one-time link
+//     (NewLink, `edge console link`): GET /login/link/TOKEN shows a
+//     button that POSTs it, which logs in. Both start a session
+//     (session.go).
 //   - Tries are limited per source (ratelimit.go), and at most
 //     maxHashChecks password checks run at once: argon2id is slow and big
 //     on purpose, and parallel logins must not take the edge's memory and
@@ -273,6 +274,9 @@ func (s *Server) refuse(w http.ResponseWriter, r *http.Request, code int, msg st
 }
 
 // loginData is the login page's.
+// errLinkInvalid is what a spent, expired or unknown link answers.
+const errLinkInvalid = "This link is not valid: it was used already, it expired (links last 10 minutes), or the edge restarted since. Make a new one with `edge console link`."
+
 type loginData struct {
 	Error string
 	// PasswordOff: no console.password_hash; only links log in.
@@ -288,18 +292,20 @@ func (s *Server) authRoutes(mux *http.ServeMux) {
 		s.loginPage(w, r, http.StatusOK, "")
 	})
 	mux.HandleFunc("POST /login", s.login)
-	// A GET that logs in: a link is opened from a terminal or a chat, not
-	// posted by a form. It changes no state but the login of whoever
-	// holds the link's secret (an attacker's page could only log the
-	// victim in with a link the attacker holds, to a console the victim
-	// then sees as the attacker's: this console, same origin), and the
-	// token is spent at the first GET.
+	// A link is opened from a terminal or a chat, whose link previews
+	// and scanners fetch it too: its GET spends nothing and answers a
+	// page whose button POSTs it back (the Origin checks of every POST
+	// apply), and only that POST logs in.
 	mux.HandleFunc("GET /login/link/{token}", func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodHead {
-			return // a link checker's look spends nothing
+		if !s.auth.links.valid(r.PathValue("token"), s.opts.Now()) {
+			s.loginPage(w, r, http.StatusForbidden, errLinkInvalid)
+			return
 		}
+		s.render(w, r, http.StatusOK, "link", "Log in", r.URL.Path)
+	})
+	mux.HandleFunc("POST /login/link/{token}", func(w http.ResponseWriter, r *http.Request) {
 		if !s.auth.links.use(r.PathValue("token"), s.opts.Now()) {
-			s.loginPage(w, r, http.StatusForbidden, "This link is not valid: it was used already, it expired (links last 10 minutes), or the edge restarted since. Make a new one with `edge console link`.")
+			s.loginPage(w, r, http.StatusForbidden, errLinkInvalid)
 			return
 		}
 		s.endSession(r)

@@ -545,8 +545,9 @@ func TestSecurityHeaders(t *testing.T) {
 	}
 }
 
-// TestLinks: a link logs in once, not twice; it expires; only so many are
-// outstanding.
+// TestLinks: a link's GET (a chat's link preview, a scanner, a HEAD)
+// spends nothing and shows a button; its POST logs in once, not twice,
+// not from another origin; it expires; only so many are outstanding.
 func TestLinks(t *testing.T) {
 	e := newEnv(t, Options{}) // links work without a password
 	path, err := e.s.NewLink()
@@ -556,24 +557,36 @@ func TestLinks(t *testing.T) {
 	if resp := e.do(req{method: "HEAD", path: path}); sessionCookie(resp) != nil {
 		t.Fatal("HEAD of a link logged in")
 	}
-	resp := e.do(req{method: "GET", path: path}) // the HEAD did not spend it
+	for range 3 { // a preview, a scanner, the user: none spends it
+		resp := e.do(req{method: "GET", path: path})
+		if b := body(resp); resp.StatusCode != http.StatusOK || sessionCookie(resp) != nil ||
+			!strings.Contains(b, `<form id="link-login" method="post" action="`+path+`">`) {
+			t.Fatalf("GET of a link: %s, cookie %v\n%s", resp.Status, sessionCookie(resp), b)
+		}
+	}
+	if resp := e.do(req{method: "POST", path: path, header: map[string]string{"Origin": "http://evil.test"}}); resp.StatusCode != http.StatusForbidden || sessionCookie(resp) != nil {
+		t.Fatalf("POST of a link from another origin: %s", resp.Status)
+	}
+	resp := e.do(req{method: "POST", path: path})
 	c := sessionCookie(resp)
 	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/" || c == nil {
 		t.Fatalf("link: %s to %q, cookie %v", resp.Status, resp.Header.Get("Location"), c)
 	}
 	e.csrfOf(c) // the session works
-	resp = e.do(req{method: "GET", path: path})
-	if b := body(resp); resp.StatusCode != http.StatusForbidden || sessionCookie(resp) != nil || !strings.Contains(b, "not valid") {
-		t.Errorf("link used twice: %s\n%s", resp.Status, b)
+	for _, m := range []string{"GET", "POST"} {
+		resp = e.do(req{method: m, path: path})
+		if b := body(resp); resp.StatusCode != http.StatusForbidden || sessionCookie(resp) != nil || !strings.Contains(b, "not valid") {
+			t.Errorf("%s of a link used already: %s\n%s", m, resp.Status, b)
+		}
 	}
 	path, _ = e.s.NewLink()
 	e.clk.add(linkLifetime)
-	if resp := e.do(req{method: "GET", path: path}); resp.StatusCode != http.StatusForbidden || sessionCookie(resp) != nil {
+	if resp := e.do(req{method: "POST", path: path}); resp.StatusCode != http.StatusForbidden || sessionCookie(resp) != nil {
 		t.Errorf("link after %v: %s", linkLifetime, resp.Status)
 	}
 	path, _ = e.s.NewLink()
 	e.clk.add(linkLifetime - time.Second)
-	if resp := e.do(req{method: "GET", path: path}); resp.StatusCode != http.StatusSeeOther {
+	if resp := e.do(req{method: "POST", path: path}); resp.StatusCode != http.StatusSeeOther {
 		t.Errorf("link after %v: %s", linkLifetime-time.Second, resp.Status)
 	}
 	for i := range maxLinks {

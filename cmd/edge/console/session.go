@@ -153,6 +153,17 @@ func (t *links) create(now time.Time) (string, error) {
 	return token, nil
 }
 
+// valid reports whether the link token is live, without spending it.
+func (t *links) valid(token string, now time.Time) bool {
+	if token == "" {
+		return false
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	exp, ok := t.m[keyOf(token)]
+	return ok && now.Before(exp)
+}
+
 // use consumes the link token: true once, if it is live.
 func (t *links) use(token string, now time.Time) bool {
 	if token == "" {
