@@ -107,9 +107,13 @@ func (b consoleBackend) Status() (*edgeapi.Status, error) {
 	return &st, b.c.call(http.MethodGet, "/v1/status", nil, &st)
 }
 
-func (b consoleBackend) History() (*edgeapi.History, error) {
+func (b consoleBackend) History(prefixes ...string) (*edgeapi.History, error) {
 	var h edgeapi.History
-	return &h, b.c.call(http.MethodGet, "/v1/history", nil, &h)
+	path := "/v1/history"
+	if len(prefixes) > 0 {
+		path += "?" + url.Values{"key": prefixes}.Encode()
+	}
+	return &h, b.c.call(http.MethodGet, path, nil, &h)
 }
 
 func (b consoleBackend) L3Peers(kind string) ([]edgeapi.L3Peer, error) {

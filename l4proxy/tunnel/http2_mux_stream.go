@@ -33,7 +33,7 @@ type h2stream struct {
 	onRead   func()        // ParkRead's wake, run once when readable
 	// deliver, set with onRead by ParkReadTo, writes bytes that arrive
 	// for the parked reader straight to where it would copy them.
-	deliver func([]byte) int
+	deliver  func([]byte) int
 	recvEnd  bool          // END_STREAM received
 	readErr  error         // reads fail with it at once (reset, connection gone)
 	readStop bool          // Close: reads fail, arriving data is dropped

@@ -63,7 +63,7 @@ func (f *authBackend) Status() (*edgeapi.Status, error) {
 	f.called("get status")
 	return &edgeapi.Status{}, nil
 }
-func (f *authBackend) History() (*edgeapi.History, error) {
+func (f *authBackend) History(...string) (*edgeapi.History, error) {
 	f.called("get history")
 	return &edgeapi.History{}, nil
 }

@@ -38,7 +38,9 @@ import (
 // the admin API (in process): each method is the call the CLI makes.
 type Backend interface {
 	Status() (*edgeapi.Status, error)
-	History() (*edgeapi.History, error)
+	// History is the edge's history, only the series whose keys start
+	// with one of prefixes (all without).
+	History(prefixes ...string) (*edgeapi.History, error)
 	// L3Peers lists the clients (kind "client") or connectors ("connector").
 	L3Peers(kind string) ([]edgeapi.L3Peer, error)
 	// CreateTunnel and RotateTunnel answer the tunnel with its token.

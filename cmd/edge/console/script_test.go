@@ -58,8 +58,8 @@ func (c *changing) Status() (*edgeapi.Status, error) {
 	return st, nil
 }
 
-func (c *changing) History() (*edgeapi.History, error) {
-	h, err := c.fakeBackend.History()
+func (c *changing) History(prefixes ...string) (*edgeapi.History, error) {
+	h, err := c.fakeBackend.History(prefixes...)
 	if err != nil || !c.moved() {
 		return h, err
 	}

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -89,7 +90,7 @@ func (s *Server) overview(w http.ResponseWriter, r *http.Request) {
 			d.L3Connected++
 		}
 	}
-	if h, err := s.opts.Backend.History(); err != nil {
+	if h, err := s.opts.Backend.History("limit/", "drop/", "xdp/"); err != nil {
 		d.HistoryErr = err.Error()
 	} else {
 		d.Limits, d.Drops = counters(h)
@@ -255,30 +256,18 @@ func (s *Server) apiStatus(w http.ResponseWriter, r *http.Request) {
 // its series whose keys start with one of the prefixes (a page asks for
 // what it draws: the per-peer L3 series alone can be hundreds).
 func (s *Server) apiHistory(w http.ResponseWriter, r *http.Request) {
-	h, err := s.opts.Backend.History()
-	if prefixes := r.URL.Query()["key"]; err == nil && len(prefixes) > 0 {
-		h = seriesOf(h, prefixes[:min(len(prefixes), maxHistoryKeys)])
+	prefixes := r.URL.Query()["key"]
+	prefixes = slices.DeleteFunc(prefixes[:min(len(prefixes), maxHistoryKeys)], func(p string) bool { return p == "" })
+	if len(prefixes) == 0 && len(r.URL.Query()["key"]) > 0 {
+		s.answerJSON(w, &edgeapi.History{Series: []edgeapi.Series{}}, nil) // only empty prefixes: nothing
+		return
 	}
+	h, err := s.opts.Backend.History(prefixes...)
 	s.answerJSON(w, h, err)
 }
 
 // maxHistoryKeys bounds the prefixes of one /api/history request.
 const maxHistoryKeys = 64
-
-// seriesOf is h with only the series whose keys start with a prefix.
-func seriesOf(h *edgeapi.History, prefixes []string) *edgeapi.History {
-	out := *h
-	out.Series = []edgeapi.Series{}
-	for _, sr := range h.Series {
-		for _, p := range prefixes {
-			if p != "" && strings.HasPrefix(sr.Key, p) {
-				out.Series = append(out.Series, sr)
-				break
-			}
-		}
-	}
-	return &out
-}
 
 func (s *Server) apiL3(w http.ResponseWriter, r *http.Request) {
 	var out l3Lists

@@ -76,12 +76,30 @@ func (f *fakeBackend) Status() (*edgeapi.Status, error) {
 	return &st, nil
 }
 
-func (f *fakeBackend) History() (*edgeapi.History, error) {
+func (f *fakeBackend) History(prefixes ...string) (*edgeapi.History, error) {
 	if err := f.call("History"); err != nil {
 		return nil, err
 	}
 	h := f.hist
+	if len(prefixes) > 0 { // as the edge's GET /v1/history?key=... does
+		return seriesOf(&h, prefixes), f.histErr
+	}
 	return &h, f.histErr
+}
+
+// seriesOf is h with only the series whose keys start with a prefix.
+func seriesOf(h *edgeapi.History, prefixes []string) *edgeapi.History {
+	out := *h
+	out.Series = []edgeapi.Series{}
+	for _, sr := range h.Series {
+		for _, p := range prefixes {
+			if p != "" && strings.HasPrefix(sr.Key, p) {
+				out.Series = append(out.Series, sr)
+				break
+			}
+		}
+	}
+	return &out
 }
 
 func (f *fakeBackend) L3Peers(kind string) ([]edgeapi.L3Peer, error) {
