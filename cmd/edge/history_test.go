@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"reflect"
 	"slices"
 	"strings"
@@ -370,14 +369,7 @@ l3:
 // TestHistoryXDP: with the pre-filter running, the history reads its
 // drop verdicts (xdp/REASON), not its passes.
 func TestHistoryXDP(t *testing.T) {
-	f, err := prefilter.Load(prefilter.Config{QUICPort: 7844, QUICConnIDLen: quicConnIDLen})
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("CI=true and the pre-filter does not load: %v", err)
-		}
-		t.Skipf("the pre-filter does not load here: %v", err)
-	}
-	defer f.Close()
+	f := loadPrefilter(t)
 	a := &app{}
 	if rs := a.historyReadings(prometheus.NewRegistry()); len(rs) != 0 {
 		t.Fatalf("readings without a source: %v", rs)

@@ -34,6 +34,7 @@ import (
 	"time"
 
 	"github.com/onramp-net/onramp/cmd/edge/console/password"
+	"github.com/onramp-net/onramp/cmd/edge/edgeconfig"
 )
 
 const (
@@ -77,7 +78,7 @@ func newAuthState(o Options) (*authState, error) {
 // cross the network in the clear, or anyone reaching the port could try
 // links only an operator can make but nobody could log in with a password.
 func checkExposure(o Options) error {
-	if isLoopback(o.Addr) {
+	if edgeconfig.Loopback(o.Addr) {
 		return nil
 	}
 	var missing []string

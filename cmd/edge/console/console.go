@@ -28,7 +28,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/netip"
 	"time"
 
 	"github.com/onramp-net/onramp/cmd/edge/edgeapi"
@@ -116,19 +115,6 @@ func New(o Options) (*Server, error) {
 	s.authRoutes(s.mux)
 	s.routes(s.mux)
 	return s, nil
-}
-
-// isLoopback reports whether addr (host:port) listens on loopback only.
-func isLoopback(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip, err := netip.ParseAddr(host)
-	return err == nil && ip.IsLoopback()
 }
 
 // Handler is the console with its security in front (auth.go).

@@ -593,7 +593,7 @@ func (c *Config) validateConsole() error {
 		}
 	}
 	addr := c.Listen.Console
-	if addr == "" || consoleLoopback(addr) {
+	if addr == "" || Loopback(addr) {
 		return nil
 	}
 	var missing []string
@@ -610,9 +610,9 @@ func (c *Config) validateConsole() error {
 	return nil
 }
 
-// consoleLoopback reports whether addr (host:port) is on loopback only,
-// as package console decides it.
-func consoleLoopback(addr string) bool {
+// Loopback reports whether addr (host:port) listens on loopback only
+// ("localhost" or a loopback address): the console's test of exposure.
+func Loopback(addr string) bool {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
 		return false
