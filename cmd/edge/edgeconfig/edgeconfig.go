@@ -16,7 +16,7 @@
 //	  metrics: "127.0.0.1:9100"         # Prometheus /metrics
 //	  console: "127.0.0.1:8844"         # the web console; off a loopback address it needs console.tls_* and a password
 //	console:                            # the web console (listen.console); see Console
-//	  password_hash: "$argon2id$v=19$m=65536,t=3,p=4$..." # `edge console passwd` writes it; none: one-time links only
+//	  # password_hash: "$argon2id$v=19$m=65536,t=3,p=4$SALT$KEY" # `edge console passwd` writes it; none: one-time links only
 //	  tls_cert: /etc/onramp/console.crt # both or neither: HTTPS
 //	  tls_key: /etc/onramp/console.key
 //	advertise: ["edge.example.test:7844"] # edge addresses written into tokens
