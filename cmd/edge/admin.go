@@ -234,21 +234,5 @@ func dialAdmin(path string) *adminClient {
 // do sends a request and decodes the JSON answer into out, or returns the
 // API's error message.
 func (c *adminClient) do(method, path string, out any) error {
-	req, err := http.NewRequest(method, "http://edge"+path, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return fmt.Errorf("admin socket: %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode >= 300 {
-		var e apiError
-		if json.NewDecoder(resp.Body).Decode(&e) == nil && e.Error != "" {
-			return &adminError{status: resp.StatusCode, msg: e.Error}
-		}
-		return &adminError{status: resp.StatusCode, msg: "admin socket: " + resp.Status}
-	}
-	return json.NewDecoder(resp.Body).Decode(out)
+	return c.call(method, path, nil, out)
 }

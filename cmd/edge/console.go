@@ -137,7 +137,7 @@ func (b consoleBackend) DeleteTunnel(name string) (edgeapi.Tunnel, error) {
 }
 
 func (b consoleBackend) AddClient(name string, groups []string) ([]byte, error) {
-	data, _, err := addL3Client(b.c, name, groups, "")
+	data, _, err := addL3Client(postClient(b.c), name, groups, "")
 	return data, err
 }
 

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/onramp-net/onramp/cmd/edge/edgeapi"
 	"github.com/onramp-net/onramp/dataplane/prefilter"
@@ -319,9 +320,6 @@ func (h *history) connRate(id uint64) float64 {
 // 0.10000000149011612.
 func round3(v float64) float64 { return math.Round(v*1000) / 1000 }
 
-// snapshot is the history as the admin API answers it.
-func (h *history) snapshot() edgeapi.History { return h.query(nil, 0) }
-
 // query is the history of the series whose key starts with one of
 // prefixes (all without), with at most the last points of each (all if
 // 0).
@@ -388,17 +386,42 @@ func (a *app) startHistory(ctx context.Context, m prometheus.Gatherer) {
 	})
 }
 
-// l4Counters maps the Server's counters to history keys: a family and a
-// label (the key's last part), or a fixed key for a family without one.
-var l4Counters = []struct {
-	family, label, prefix, key, unit string
-}{
+// l4Counter maps a counter of the Server to history keys: by a label (the
+// key is prefix + its value), or to a fixed key: of the family without a
+// label, or of its series whose label is only.
+type l4Counter struct {
+	family, label, only, prefix, key, unit string
+}
+
+// keyOf is the history key of the counter's series with labels, or "".
+func (c l4Counter) keyOf(labels []*dto.LabelPair) string {
+	for _, lp := range labels {
+		if lp.GetName() != c.label {
+			continue
+		}
+		switch {
+		case c.only == "":
+			return c.prefix + lp.GetValue()
+		case lp.GetValue() == c.only:
+			return c.key
+		}
+		return ""
+	}
+	if c.only != "" {
+		return ""
+	}
+	return c.key
+}
+
+// l4Counters are the Server's counters the history reads.
+var l4Counters = []l4Counter{
 	{family: "onramp_edge_bytes_total", label: "direction", prefix: "edge/", unit: unitBytes},
 	{family: "onramp_edge_datagrams_dropped_total", key: "drop/l4/datagrams", unit: unitEvents},
 	{family: "onramp_edge_user_connections_refused_total", label: "limit", prefix: "limit/user_connections/", unit: unitEvents},
 	{family: "onramp_edge_udp_flows_refused_total", label: "reason", prefix: "limit/udp_flows/", unit: unitEvents},
 	{family: "onramp_edge_handshakes_refused_total", label: "limit", prefix: "limit/handshakes/", unit: unitEvents},
 	{family: "onramp_edge_auth_failures_total", label: "reason", prefix: "limit/auth_failures/", unit: unitEvents},
+	{family: "onramp_edge_errors_total", label: "kind", only: "limit", key: "limit/streams/maxStreamsPerTunnel", unit: unitEvents},
 }
 
 // historyReadings reads every counter of the history once: m (the
@@ -410,28 +433,12 @@ func (a *app) historyReadings(m prometheus.Gatherer) []reading {
 	add := func(key, unit string, v float64) { rs = append(rs, reading{key, unit, v}) }
 	if mfs, err := m.Gather(); err == nil {
 		for _, mf := range mfs {
-			if mf.GetName() == "onramp_edge_errors_total" {
-				for _, mt := range mf.GetMetric() {
-					for _, lp := range mt.GetLabel() {
-						if lp.GetName() == "kind" && lp.GetValue() == "limit" {
-							add("limit/streams/maxStreamsPerTunnel", unitEvents, mt.GetCounter().GetValue())
-						}
-					}
-				}
-				continue
-			}
 			for _, c := range l4Counters {
 				if mf.GetName() != c.family {
 					continue
 				}
 				for _, mt := range mf.GetMetric() {
-					key := c.key
-					for _, lp := range mt.GetLabel() {
-						if lp.GetName() == c.label {
-							key = c.prefix + lp.GetValue()
-						}
-					}
-					if key != "" {
+					if key := c.keyOf(mt.GetLabel()); key != "" {
 						add(key, c.unit, mt.GetCounter().GetValue())
 					}
 				}

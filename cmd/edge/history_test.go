@@ -389,3 +389,6 @@ func TestHistoryXDP(t *testing.T) {
 		}
 	}
 }
+
+// snapshot is the whole history, as GET /v1/history answers it.
+func (h *history) snapshot() edgeapi.History { return h.query(nil, 0) }

@@ -147,11 +147,11 @@ the mobile apps. NAME is 1-63 characters of a-z, 0-9, -.`,
 			var cc l3config.Client
 			err := withL3(g, func(c *adminClient) error {
 				var err error
-				data, cc, err = addL3Client(c, args[0], groups, pubKey)
+				data, cc, err = addL3Client(postClient(c), args[0], groups, pubKey)
 				return err
 			}, func(c *l3ctl) error {
 				var err error
-				data, cc, err = addL3Client(offlineL3{c}, args[0], groups, pubKey)
+				data, cc, err = addL3Client(c.addClient, args[0], groups, pubKey)
 				return err
 			})
 			if err != nil {
@@ -190,28 +190,20 @@ The edge never had the client's private key: the config has a placeholder for it
 	return cmd
 }
 
-// l3Adder adds a client: the admin API of a running edge, or the store
-// (offlineL3).
-type l3Adder interface {
-	call(method, path string, in, out any) error
-}
-
-// offlineL3 answers POST /v1/l3/clients from the store, without an edge.
-type offlineL3 struct{ c *l3ctl }
-
-func (o offlineL3) call(method, path string, in, out any) error {
-	cc, err := o.c.addClient(*in.(*l3AddClient))
-	if err == nil {
-		*out.(*l3config.Client) = cc
+// postClient adds a client through a running edge's admin API (POST
+// /v1/l3/clients); without an edge, l3ctl.addClient does it on the store.
+func postClient(c *adminClient) func(l3AddClient) (l3config.Client, error) {
+	return func(req l3AddClient) (l3config.Client, error) {
+		var cc l3config.Client
+		return cc, c.call(http.MethodPost, "/v1/l3/clients", req, &cc)
 	}
-	return err
 }
 
 // addL3Client adds the client name and returns its wg-quick config: with
 // a private key made here (never given to the edge), or, with pubKey, the
 // user's own public key and a placeholder for the private one. `edge l3
 // client add` and the console's add both run it.
-func addL3Client(c l3Adder, name string, groups []string, pubKey string) ([]byte, l3config.Client, error) {
+func addL3Client(add func(l3AddClient) (l3config.Client, error), name string, groups []string, pubKey string) ([]byte, l3config.Client, error) {
 	req := l3AddClient{Name: name, Groups: groups}
 	var priv l3config.Key
 	if pubKey != "" {
@@ -227,8 +219,8 @@ func addL3Client(c l3Adder, name string, groups []string, pubKey string) ([]byte
 		}
 		req.PublicKey = priv.PublicKey()
 	}
-	var cc l3config.Client
-	if err := c.call(http.MethodPost, "/v1/l3/clients", &req, &cc); err != nil {
+	cc, err := add(req)
+	if err != nil {
 		return nil, l3config.Client{}, err
 	}
 	cc.PrivateKey = priv

@@ -162,19 +162,13 @@ func (w *Writer) TryWrite(p []byte) (int, error) {
 	return w.n, nil
 }
 
-// tryWrite is write without the wait: EAGAIN is 0 bytes taken.
+// tryWrite is write without the wait: EAGAIN (write's false) is 0 bytes
+// taken.
 func (w *Writer) tryWrite(fd uintptr) bool {
-	for {
-		n, errno := rawWrite(fd, w.buf)
-		switch errno {
-		case syscall.EINTR:
-			continue
-		case syscall.EAGAIN:
-			n, errno = 0, 0
-		}
-		w.n, w.errno = max(n, 0), errno
-		return true
+	if !w.write(fd) {
+		w.n, w.errno = 0, 0
 	}
+	return true
 }
 
 // opError wraps err as net.Conn's methods do.

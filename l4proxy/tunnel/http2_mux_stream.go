@@ -91,15 +91,7 @@ func (s *h2stream) signal() {
 // Read would not block now it registers nothing and returns false. A
 // reader that parks holds no goroutine while the stream is quiet (see
 // l4proxy/internal/pipe). Reset and Close wake it too.
-func (s *h2stream) ParkRead(wake func()) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.buffered > 0 || s.recvEnd || s.readErr != nil || s.readStop {
-		return false
-	}
-	s.onRead, s.deliver = wake, nil
-	return true
-}
+func (s *h2stream) ParkRead(wake func()) bool { return s.ParkReadTo(wake, nil) }
 
 // ParkReadTo parks a reader as ParkRead does, and while it is parked the
 // connection's reader hands the data that arrives to deliver instead of
@@ -233,13 +225,7 @@ func (s *h2stream) deliverLocked(k int) bool {
 	}
 	rest := s.buffered
 	s.mu.Unlock()
-	if incr > 0 {
-		var b [h2FrameHeaderLen + 4]byte
-		s.m.queueCtrl(appendWindowUpdate(b[:0], s.id, uint32(incr)))
-	}
-	if nw > 0 {
-		s.m.consumed(nw)
-	}
+	s.giveBack(incr, nw)
 	if rest > 0 {
 		go wake()
 	}
@@ -325,12 +311,18 @@ func (s *h2stream) Read(p []byte) (int, error) {
 	}
 	incr := s.consumedLocked(n)
 	s.mu.Unlock()
+	s.giveBack(incr, n)
+	return n, nil
+}
+
+// giveBack sends the peer the stream's window update incr (if any) and
+// gives the n bytes read back to the connection's window. mu is not held.
+func (s *h2stream) giveBack(incr int64, n int) {
 	if incr > 0 {
 		var b [h2FrameHeaderLen + 4]byte
 		s.m.queueCtrl(appendWindowUpdate(b[:0], s.id, uint32(incr)))
 	}
 	s.m.consumed(n)
-	return n, nil
 }
 
 // consumedLocked accounts for n bytes read and returns the window to give

@@ -34,6 +34,7 @@ import (
 	"time"
 
 	"github.com/onramp-net/onramp/cmd/edge/console/password"
+	"github.com/onramp-net/onramp/cmd/edge/edgeapi"
 	"github.com/onramp-net/onramp/cmd/edge/edgeconfig"
 )
 
@@ -268,16 +269,16 @@ func (s *Server) refuse(w http.ResponseWriter, r *http.Request, code int, msg st
 	if strings.HasPrefix(r.URL.Path, "/api/") {
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(code)
-		_ = json.NewEncoder(w).Encode(map[string]string{"error": msg})
+		_ = json.NewEncoder(w).Encode(edgeapi.Error{Error: msg})
 		return
 	}
 	http.Error(w, msg, code)
 }
 
-// loginData is the login page's.
 // errLinkInvalid is what a spent, expired or unknown link answers.
 const errLinkInvalid = "This link is not valid: it was used already, it expired (links last 10 minutes), or the edge restarted since. Make a new one with `edge console link`."
 
+// loginData is the login page's.
 type loginData struct {
 	Error string
 	// PasswordOff: no console.password_hash; only links log in.

@@ -14,6 +14,8 @@ import (
 	"net/netip"
 	"sync"
 	"time"
+
+	"github.com/onramp-net/onramp/l4proxy/tunnel"
 )
 
 const (
@@ -36,13 +38,7 @@ func sourceOf(remote string) netip.Addr {
 	if err != nil {
 		return netip.Addr{} // one bucket for whatever has no address
 	}
-	a = a.Unmap().WithZone("")
-	if a.Is4() {
-		return a
-	}
-	b := a.As16()
-	clear(b[8:])
-	return netip.AddrFrom16(b)
+	return tunnel.SourceOf(a)
 }
 
 // sourceString prints a source as its prefix.
