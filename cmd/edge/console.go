@@ -14,19 +14,21 @@ import (
 	"github.com/onramp-net/onramp/cmd/edge/console"
 	"github.com/onramp-net/onramp/cmd/edge/edgeapi"
 	"github.com/onramp-net/onramp/l3router/l3config"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // startConsole serves the web console on listen.console, if set, until
 // ctx ends. Its actions run through the admin API's handlers in process
 // (consoleBackend): the code the CLI runs against a live edge.
-func (a *app) startConsole(ctx context.Context) error {
+func (a *app) startConsole(ctx context.Context, reg prometheus.Registerer) error {
 	addr := a.cfg.Listen.Console
 	if addr == "" {
 		return nil
 	}
 	opts := console.Options{
 		Addr: addr, PasswordHash: a.cfg.Console.PasswordHash, Logger: a.log,
-		Backend: consoleBackend{c: inProcessAdmin(a.adminHandler())},
+		Backend:    consoleBackend{c: inProcessAdmin(a.adminHandler())},
+		Registerer: reg,
 	}
 	if a.cfg.Console.TLSCert != "" {
 		cert, err := tls.LoadX509KeyPair(a.cfg.Console.TLSCert, a.cfg.Console.TLSKey)

@@ -246,7 +246,7 @@ func serve(ctx context.Context, g *globals, cfg *edgeconfig.Config, log *slog.Lo
 		return err
 	}
 	closers = append(closers, adm)
-	if err := a.startConsole(ctx); err != nil {
+	if err := a.startConsole(ctx, reg); err != nil {
 		return err
 	}
 

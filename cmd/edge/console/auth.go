@@ -26,6 +26,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net"
 	"net/http"
 	"net/netip"
 	"strconv"
@@ -199,6 +200,11 @@ func (s *Server) secure(h http.Handler) http.Handler {
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
 		w = noStoreWriter{w}
+		if s.opts.TLS == nil && !loopbackHost(r.Host) {
+			s.refuse(w, r, http.StatusMisdirectedRequest, "refused: Host "+strconv.Quote(r.Host)+
+				" is not this console's (over plain HTTP it answers to localhost and loopback addresses only)")
+			return
+		}
 
 		if c, err := r.Cookie(s.cookieName()); err == nil {
 			if csrf, ok := s.auth.sessions.get(c.Value, s.opts.Now()); ok {
@@ -262,6 +268,22 @@ func (s *Server) origin(r *http.Request) string {
 		return "https://" + r.Host
 	}
 	return "http://" + r.Host
+}
+
+// loopbackHost reports whether a request's Host names the loopback: a
+// plain-HTTP console (which checkExposure allows on loopback only) answers
+// no other name, so a page whose name an attacker rebinds to 127.0.0.1
+// (DNS rebinding) cannot reach it from a browser on the edge's host.
+func loopbackHost(host string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.Unmap().IsLoopback()
 }
 
 // refuse answers an error: JSON under /api/, text elsewhere.

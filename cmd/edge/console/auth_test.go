@@ -177,6 +177,7 @@ type req struct {
 	remote       string // default 198.18.0.1:40000
 	cookie       *http.Cookie
 	header       map[string]string
+	host         string // default localhost:8844
 }
 
 func (e *env) do(q req) *http.Response {
@@ -185,9 +186,12 @@ func (e *env) do(q req) *http.Response {
 	if q.form != nil {
 		body = strings.NewReader(q.form.Encode())
 	}
-	r := httptest.NewRequest(q.method, "http://console.test"+q.path, body)
+	r := httptest.NewRequest(q.method, "http://localhost:8844"+q.path, body)
 	if q.form != nil {
 		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	if q.host != "" {
+		r.Host = q.host
 	}
 	r.RemoteAddr = q.remote
 	if r.RemoteAddr == "" {
@@ -269,7 +273,7 @@ func TestActionsRefused(t *testing.T) {
 	if resp := e.do(req{method: "POST", path: "/logout", cookie: ended, form: url.Values{"csrf": {endedCSRF}}}); resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/login" {
 		t.Fatalf("logout: %s %q", resp.Status, resp.Header.Get("Location"))
 	}
-	own := "http://console.test"
+	own := "http://localhost:8844"
 	wrong := csrf[:len(csrf)-1] + "A" // the token with its last character changed
 	if strings.HasSuffix(csrf, "A") {
 		wrong = csrf[:len(csrf)-1] + "B"
@@ -287,8 +291,8 @@ func TestActionsRefused(t *testing.T) {
 		{"wrong csrf header", cookie, url.Values{}, map[string]string{"X-CSRF-Token": endedCSRF}, http.StatusForbidden},
 		{"other session's csrf", cookie, url.Values{"csrf": {endedCSRF}}, nil, http.StatusForbidden},
 		{"other origin", cookie, url.Values{"csrf": {csrf}}, map[string]string{"Origin": "http://evil.test"}, http.StatusForbidden},
-		{"other port", cookie, url.Values{"csrf": {csrf}}, map[string]string{"Origin": "http://console.test:81"}, http.StatusForbidden},
-		{"https origin on http", cookie, url.Values{"csrf": {csrf}}, map[string]string{"Origin": "https://console.test"}, http.StatusForbidden},
+		{"other port", cookie, url.Values{"csrf": {csrf}}, map[string]string{"Origin": "http://localhost:81"}, http.StatusForbidden},
+		{"https origin on http", cookie, url.Values{"csrf": {csrf}}, map[string]string{"Origin": "https://localhost:8844"}, http.StatusForbidden},
 		{"null origin", cookie, url.Values{"csrf": {csrf}}, map[string]string{"Origin": "null"}, http.StatusForbidden},
 		{"cross-site", cookie, url.Values{"csrf": {csrf}}, map[string]string{"Sec-Fetch-Site": "cross-site"}, http.StatusForbidden},
 		{"same-site", cookie, url.Values{"csrf": {csrf}}, map[string]string{"Sec-Fetch-Site": "same-site"}, http.StatusForbidden},
@@ -625,10 +629,10 @@ func TestSessionCookie(t *testing.T) {
 				t.Errorf("tls: the session under the plain name: %s", got.Status)
 			}
 			csrf := e.csrfOf(c)
-			if got := e.do(req{method: "POST", path: "/tunnels", cookie: c, form: url.Values{"csrf": {csrf}, "name": {"x"}}, header: map[string]string{"Origin": "http://console.test"}}); got.StatusCode != http.StatusForbidden {
+			if got := e.do(req{method: "POST", path: "/tunnels", cookie: c, form: url.Values{"csrf": {csrf}, "name": {"x"}}, header: map[string]string{"Origin": "http://localhost:8844"}}); got.StatusCode != http.StatusForbidden {
 				t.Errorf("tls: POST from the http origin: %s", got.Status)
 			}
-			if got := e.do(req{method: "POST", path: "/tunnels", cookie: c, form: url.Values{"csrf": {csrf}, "name": {"x"}}, header: map[string]string{"Origin": "https://console.test"}}); got.StatusCode == http.StatusForbidden {
+			if got := e.do(req{method: "POST", path: "/tunnels", cookie: c, form: url.Values{"csrf": {csrf}, "name": {"x"}}, header: map[string]string{"Origin": "https://localhost:8844"}}); got.StatusCode == http.StatusForbidden {
 				t.Errorf("tls: POST from its own origin: %s", got.Status)
 			}
 		}

@@ -23,12 +23,17 @@ import (
 	"crypto/tls"
 	"embed"
 	"errors"
+	"fmt"
 	"html/template"
 	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
+	"sync/atomic"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/onramp-net/onramp/cmd/edge/edgeapi"
 )
@@ -74,6 +79,12 @@ type Options struct {
 	Logger       *slog.Logger
 	// Now is the clock (tests); nil: time.Now.
 	Now func() time.Time
+	// MaxConns and MaxConnsPerSource bound the open connections, in all
+	// and per source (an IPv4 address or an IPv6 /64); 0: the defaults.
+	// One over is closed at accept (connlimit.go).
+	MaxConns, MaxConnsPerSource int
+	// Registerer, if set, gets the console's metrics.
+	Registerer prometheus.Registerer
 }
 
 //go:embed templates static
@@ -86,6 +97,10 @@ type Server struct {
 	pages map[string]*template.Template // by page name: the layout and the page
 	auth  *authState
 	mux   *http.ServeMux
+	// refused counts the connections closed at accept, by limit.
+	refused *prometheus.CounterVec
+	// conns is Serve's listener, for the tests.
+	conns atomic.Pointer[limitListener]
 }
 
 // New checks the options and makes a console; Serve serves it.
@@ -99,10 +114,28 @@ func New(o Options) (*Server, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.MaxConns <= 0 {
+		o.MaxConns = DefaultMaxConns
+	}
+	if o.MaxConnsPerSource <= 0 {
+		o.MaxConnsPerSource = DefaultMaxConnsPerSource
+	}
 	if err := checkExposure(o); err != nil {
 		return nil, err
 	}
 	s := &Server{opts: o, log: o.Logger, mux: http.NewServeMux()}
+	s.refused = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "onramp_edge_console_connections_refused_total",
+		Help: "Connections to the web console closed at accept, by the limit that refused them (maxConns, maxConnsPerSource).",
+	}, []string{"limit"})
+	for _, l := range []string{limitMaxConns, limitMaxConnsPerSource} {
+		s.refused.WithLabelValues(l)
+	}
+	if o.Registerer != nil {
+		if err := o.Registerer.Register(s.refused); err != nil {
+			return nil, fmt.Errorf("console metrics: %w", err)
+		}
+	}
 	var err error
 	if s.pages, err = parsePages(); err != nil {
 		return nil, err
@@ -120,7 +153,10 @@ func New(o Options) (*Server, error) {
 // Handler is the console with its security in front (auth.go).
 func (s *Server) Handler() http.Handler { return s.secure(s.mux) }
 
-// Serve serves the console on ln until ctx ends.
+// Serve serves the console on ln until ctx ends. A connection over
+// MaxConns or MaxConnsPerSource is closed at accept; each one that is
+// served has 5 s to send its request head (TLS handshake included) and is
+// closed after 2 minutes idle.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	srv := &http.Server{
 		Handler:           s.Handler(),
@@ -131,6 +167,10 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		MaxHeaderBytes:    16 << 10,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
+	lim := &limitListener{Listener: ln, max: s.opts.MaxConns, perSource: s.opts.MaxConnsPerSource,
+		refused: s.refused, log: s.log.Warn, now: s.opts.Now, sources: make(map[netip.Addr]int)}
+	s.conns.Store(lim)
+	ln = lim // before TLS: a refused connection costs no handshake
 	if s.opts.TLS != nil {
 		ln = tls.NewListener(ln, s.opts.TLS)
 	}
