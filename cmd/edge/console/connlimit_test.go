@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/onramp-net/onramp/cmd/internal/connlimit"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
@@ -89,13 +90,13 @@ func TestConnLimits(t *testing.T) {
 	e := newEnv(t, Options{PasswordHash: testHash(t, testPassword), MaxConns: 8, MaxConnsPerSource: 3, Registerer: reg})
 	e.s.opts.Now = time.Now // the refusal log's period is real time here
 	addr := serveConsole(t, e)
-	lim := func() *limitListener { return e.s.conns.Load() }
+	lim := func() *connlimit.Listener { return e.s.conns.Load() }
 	waitOpen := func(want int) {
 		t.Helper()
 		deadline := time.Now().Add(10 * time.Second)
-		for lim().open() != want {
+		for lim().Open() != want {
 			if time.Now().After(deadline) {
-				t.Fatalf("open connections: %d, want %d", lim().open(), want)
+				t.Fatalf("open connections: %d, want %d", lim().Open(), want)
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
@@ -132,10 +133,10 @@ func TestConnLimits(t *testing.T) {
 	if _, err := operatorGET(addr); err == nil {
 		t.Fatal("the operator was served by a full console")
 	}
-	if got := testutil.ToFloat64(e.s.refused.WithLabelValues(limitMaxConnsPerSource)); got != 1 {
+	if got := testutil.ToFloat64(e.s.refused.WithLabelValues(connlimit.LimitMaxConnsPerSource)); got != 1 {
 		t.Errorf("refused by maxConnsPerSource: %v, want 1", got)
 	}
-	if got := testutil.ToFloat64(e.s.refused.WithLabelValues(limitMaxConns)); got != 2 {
+	if got := testutil.ToFloat64(e.s.refused.WithLabelValues(connlimit.LimitMaxConns)); got != 2 {
 		t.Errorf("refused by maxConns: %v, want 2", got)
 	}
 	if n, err := testutil.GatherAndCount(reg, "onramp_edge_console_connections_refused_total"); err != nil || n != 2 {
@@ -174,20 +175,20 @@ func TestConnFlood(t *testing.T) {
 	}
 	lim := e.s.conns.Load()
 	deadline := time.Now().Add(10 * time.Second)
-	for testutil.ToFloat64(e.s.refused.WithLabelValues(limitMaxConnsPerSource))+testutil.ToFloat64(e.s.refused.WithLabelValues(limitMaxConns)) < 1000-DefaultMaxConns {
+	for testutil.ToFloat64(e.s.refused.WithLabelValues(connlimit.LimitMaxConnsPerSource))+testutil.ToFloat64(e.s.refused.WithLabelValues(connlimit.LimitMaxConns)) < 1000-DefaultMaxConns {
 		if time.Now().After(deadline) {
-			t.Fatalf("refusals: %v per source, %v in all; open %d", testutil.ToFloat64(e.s.refused.WithLabelValues(limitMaxConnsPerSource)),
-				testutil.ToFloat64(e.s.refused.WithLabelValues(limitMaxConns)), lim.open())
+			t.Fatalf("refusals: %v per source, %v in all; open %d", testutil.ToFloat64(e.s.refused.WithLabelValues(connlimit.LimitMaxConnsPerSource)),
+				testutil.ToFloat64(e.s.refused.WithLabelValues(connlimit.LimitMaxConns)), lim.Open())
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	if n := lim.open(); n != DefaultMaxConns {
+	if n := lim.Open(); n != DefaultMaxConns {
 		t.Errorf("open: %d, want %d (10 sources x %d per source, capped)", n, DefaultMaxConns, DefaultMaxConnsPerSource)
 	}
 	if g := runtime.NumGoroutine() - before; g > DefaultMaxConns+16 {
 		t.Errorf("%d goroutines for 1000 sockets: not bounded by the %d slots", g, DefaultMaxConns)
 	}
-	t.Logf("1000 sockets from 10 sources: %d open, %d goroutines more", lim.open(), runtime.NumGoroutine()-before)
+	t.Logf("1000 sockets from 10 sources: %d open, %d goroutines more", lim.Open(), runtime.NumGoroutine()-before)
 }
 
 // TestHostChecked: a plain-HTTP console answers to loopback names only (a

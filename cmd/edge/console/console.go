@@ -29,13 +29,13 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/netip"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/onramp-net/onramp/cmd/edge/edgeapi"
+	"github.com/onramp-net/onramp/cmd/internal/connlimit"
 )
 
 // Backend is what the console shows and does. The edge implements it with
@@ -65,6 +65,16 @@ type Backend interface {
 	ConnectorConfig(tunnel, token string) (string, error)
 }
 
+// Defaults of Options.MaxConns and MaxConnsPerSource. A console is for a
+// few operators: a browser opens at most 6 connections to a host (1 over
+// HTTP/2), so 32 per source lets an office behind one NAT in, and 256 in
+// all bounds what idle sockets can hold (a goroutine, a 4 KiB read buffer
+// and TLS state each: some 10 MiB together).
+const (
+	DefaultMaxConns          = 256
+	DefaultMaxConnsPerSource = 32
+)
+
 // Options configure a console.
 type Options struct {
 	// Addr is listen.console (host:port).
@@ -81,7 +91,7 @@ type Options struct {
 	Now func() time.Time
 	// MaxConns and MaxConnsPerSource bound the open connections, in all
 	// and per source (an IPv4 address or an IPv6 /64); 0: the defaults.
-	// One over is closed at accept (connlimit.go).
+	// One over is closed at accept (package connlimit).
 	MaxConns, MaxConnsPerSource int
 	// Registerer, if set, gets the console's metrics.
 	Registerer prometheus.Registerer
@@ -100,7 +110,7 @@ type Server struct {
 	// refused counts the connections closed at accept, by limit.
 	refused *prometheus.CounterVec
 	// conns is Serve's listener, for the tests.
-	conns atomic.Pointer[limitListener]
+	conns atomic.Pointer[connlimit.Listener]
 }
 
 // New checks the options and makes a console; Serve serves it.
@@ -124,13 +134,8 @@ func New(o Options) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{opts: o, log: o.Logger, mux: http.NewServeMux()}
-	s.refused = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "onramp_edge_console_connections_refused_total",
-		Help: "Connections to the web console closed at accept, by the limit that refused them (maxConns, maxConnsPerSource).",
-	}, []string{"limit"})
-	for _, l := range []string{limitMaxConns, limitMaxConnsPerSource} {
-		s.refused.WithLabelValues(l)
-	}
+	s.refused = connlimit.NewRefused("onramp_edge_console_connections_refused_total",
+		"Connections to the web console closed at accept, by the limit that refused them (maxConns, maxConnsPerSource).")
 	if o.Registerer != nil {
 		if err := o.Registerer.Register(s.refused); err != nil {
 			return nil, fmt.Errorf("console metrics: %w", err)
@@ -167,8 +172,8 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		MaxHeaderBytes:    16 << 10,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
-	lim := &limitListener{Listener: ln, max: s.opts.MaxConns, perSource: s.opts.MaxConnsPerSource,
-		refused: s.refused, log: s.log.Warn, now: s.opts.Now, sources: make(map[netip.Addr]int)}
+	lim := connlimit.New(ln, connlimit.Config{Max: s.opts.MaxConns, PerSource: s.opts.MaxConnsPerSource,
+		Refused: s.refused, Log: s.log, Name: "console", Now: s.opts.Now})
 	s.conns.Store(lim)
 	ln = lim // before TLS: a refused connection costs no handshake
 	if s.opts.TLS != nil {

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/onramp-net/onramp/cmd/internal/connlimit"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -51,6 +52,17 @@ func NewRegistry() *prometheus.Registry {
 	return reg
 }
 
+// Bounds of the metrics address (ServeMetrics). Prometheus keeps one
+// connection per target, and a few servers (an HA pair, a curl) scrape
+// one process: 16 per source and 64 in all leave room for them and keep
+// a stranger's idle sockets to a few MiB. Each connection also has 5 s to
+// send its request head and is closed after 2 minutes idle.
+const (
+	MetricsMaxConns          = 64
+	MetricsMaxConnsPerSource = 16
+	metricsInFlight          = 4
+)
+
 // ServeMetrics serves /metrics and, if ready is not nil, /ready (200 with
 // "ready: " while ready() is true, else 503 with "not ready: ", each
 // followed by what detail() says of the state, if detail is not nil) on addr until
@@ -70,8 +82,17 @@ func ServeMetricsWith(ctx context.Context, log *slog.Logger, addr string, reg *p
 	if err != nil {
 		return fmt.Errorf("metrics listener: %w", err)
 	}
+	refused := connlimit.NewRefused("onramp_metrics_connections_refused_total",
+		"Connections to the metrics address closed at accept, by the limit that refused them (maxConns, maxConnsPerSource).")
+	if err := reg.Register(refused); err != nil {
+		_ = ln.Close()
+		return fmt.Errorf("metrics listener: %w", err)
+	}
+	ln = connlimit.New(ln, connlimit.Config{Max: MetricsMaxConns, PerSource: MetricsMaxConnsPerSource, Refused: refused, Log: log, Name: "metrics"})
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	// At most metricsInFlight gathers at once (503 beyond): parallel
+	// scrapes cannot pile up.
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg, MaxRequestsInFlight: metricsInFlight}))
 	if ready != nil {
 		mux.HandleFunc("/ready", func(w http.ResponseWriter, r *http.Request) {
 			ok := ready()
@@ -89,13 +110,16 @@ func ServeMetricsWith(ctx context.Context, log *slog.Logger, addr string, reg *p
 	for pattern, h := range handlers {
 		mux.Handle(pattern, h)
 	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
+		WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 16 << 10,
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
 	if os.Getenv("ONRAMP_PPROF") == "1" {
+		srv.WriteTimeout = 0 // a CPU profile or trace takes as long as its ?seconds=
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 		log.Warn("profiler on: /debug/pprof/ on the metrics address (ONRAMP_PPROF=1)", "addr", ln.Addr())
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		<-ctx.Done()
 		shut, cancel := context.WithTimeout(context.Background(), time.Second)

@@ -1,0 +1,180 @@
+// Package connlimit bounds the connections an HTTP listener of the edge or
+// the connector holds open (the web console, the metrics address): in all
+// and per source, where a source is what one host or site usually holds
+// (tunnel.SourceOf: an IPv4 address or an IPv6 /64). A connection over
+// either count is closed at accept, before TLS or HTTP sees it, and Accept
+// never waits for a slot: a host holding idle sockets gets its share and
+// no more, while whoever is within the counts is served. The time bounds
+// (a request head within seconds, idle connections closed) are the
+// http.Server's.
+package connlimit
+
+import (
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/onramp-net/onramp/l4proxy/tunnel"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Names of the limits, as in the limit label of the refusal counters.
+const (
+	LimitMaxConns          = "maxConns"
+	LimitMaxConnsPerSource = "maxConnsPerSource"
+)
+
+// LogEvery is the period of the refusal log: the first refusal in a
+// period is logged, with the count of those that were not.
+const LogEvery = time.Minute
+
+// Config is a [Listener]'s counts and where its refusals go.
+type Config struct {
+	// Max and PerSource bound the open connections, in all and per
+	// source; both must be positive.
+	Max, PerSource int
+	// Refused counts the connections closed at accept, by limit (a
+	// vector with the one label "limit"; NewRefused makes one); nil: not
+	// counted.
+	Refused *prometheus.CounterVec
+	// Log gets the refusals at Warn, at most one line per LogEvery; nil:
+	// not logged.
+	Log *slog.Logger
+	// Name says which listener in the log ("console", "metrics").
+	Name string
+	// Now is the clock (tests); nil: time.Now.
+	Now func() time.Time
+}
+
+// NewRefused makes a refusal counter with the label "limit", both of its
+// series present from the start.
+func NewRefused(name, help string) *prometheus.CounterVec {
+	v := prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, []string{"limit"})
+	v.WithLabelValues(LimitMaxConns)
+	v.WithLabelValues(LimitMaxConnsPerSource)
+	return v
+}
+
+// Listener is a net.Listener whose connections are counted (see the
+// package comment). Close each connection it returns: that gives its slot
+// back.
+type Listener struct {
+	net.Listener
+	c Config
+
+	mu      sync.Mutex
+	total   int
+	sources map[netip.Addr]int
+	// The refusal log: when it last logged, and how many it left out since.
+	loggedAt   time.Time
+	suppressed int
+}
+
+// New wraps ln.
+func New(ln net.Listener, c Config) *Listener {
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return &Listener{Listener: ln, c: c, sources: make(map[netip.Addr]int)}
+}
+
+// Accept returns the next connection within the counts, closing those over
+// them on the way.
+func (l *Listener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err // http.Server retries temporary errors (EMFILE) with a back-off
+		}
+		src := sourceOf(c.RemoteAddr())
+		if l.acquire(src) {
+			return &conn{Conn: c, l: l, src: src}, nil
+		}
+		_ = c.Close()
+	}
+}
+
+// Open is the number of connections holding a slot.
+func (l *Listener) Open() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.total
+}
+
+func (l *Listener) acquire(src netip.Addr) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	limit := ""
+	switch {
+	case l.total >= l.c.Max:
+		limit = LimitMaxConns
+	case l.sources[src] >= l.c.PerSource:
+		limit = LimitMaxConnsPerSource
+	default:
+		l.total++
+		l.sources[src]++
+		return true
+	}
+	if l.c.Refused != nil {
+		l.c.Refused.WithLabelValues(limit).Inc()
+	}
+	now := l.c.Now()
+	if !l.loggedAt.IsZero() && now.Sub(l.loggedAt) < LogEvery {
+		l.suppressed++
+		return false
+	}
+	n := l.suppressed
+	l.loggedAt, l.suppressed = now, 0
+	if l.c.Log != nil {
+		l.c.Log.Warn(l.c.Name+": connection refused", "source", sourceString(src), "limit", limit,
+			"open", l.total, "more_refusals_not_logged", n, "next_line_in", LogEvery)
+	}
+	return false
+}
+
+func (l *Listener) release(src netip.Addr) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.total--
+	if n := l.sources[src] - 1; n > 0 {
+		l.sources[src] = n
+	} else {
+		delete(l.sources, src)
+	}
+}
+
+type conn struct {
+	net.Conn
+	l    *Listener
+	src  netip.Addr
+	once sync.Once
+}
+
+func (c *conn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(func() { c.l.release(c.src) })
+	return err
+}
+
+// sourceOf is the source a connection from a counts for; one for
+// whatever has no IP address (a unix socket).
+func sourceOf(a net.Addr) netip.Addr {
+	if t, ok := a.(*net.TCPAddr); ok {
+		return tunnel.SourceOf(t.AddrPort().Addr())
+	}
+	ap, err := netip.ParseAddrPort(a.String())
+	if err != nil {
+		return netip.Addr{}
+	}
+	return tunnel.SourceOf(ap.Addr())
+}
+
+// sourceString prints a source: an IPv4 address or an IPv6 /64.
+func sourceString(a netip.Addr) string {
+	if a.Is6() {
+		return netip.PrefixFrom(a, 64).String()
+	}
+	return a.String()
+}
