@@ -17,7 +17,11 @@ package console
 //     request but GET and HEAD carries the session's CSRF token (the form
 //     field "csrf" or the header X-CSRF-Token), and is refused if the
 //     browser says it comes from another site (Origin, Sec-Fetch-Site).
-//   - checkExposure: no console off loopback without TLS and a password.
+//   - checkExposure: no console off loopback without TLS and a password;
+//     over plain HTTP (loopback), secure answers only to a loopback Host
+//     (loopbackHost: no DNS rebinding).
+//   - Serve: connections bounded in count, in all and per source (package
+//     connlimit), and in time (the http.Server's timeouts).
 
 import (
 	"context"

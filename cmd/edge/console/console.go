@@ -32,10 +32,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/onramp-net/onramp/cmd/edge/edgeapi"
 	"github.com/onramp-net/onramp/cmd/internal/connlimit"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Backend is what the console shows and does. The edge implements it with
