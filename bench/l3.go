@@ -226,6 +226,21 @@ func startL3Direct(ctx context.Context, env *Env) (*Rig, error) {
 
 // withEdgeCPU wraps run to add the edge's own CPU seconds per GB (the
 // hub's cost alone, without the connector's).
+// withBusy adds sut_busy and load_busy to run's sample: whether the system
+// under test or the load side (the stock WireGuard client encrypting,
+// iperf3) was the bound.
+func withBusy(run func(context.Context, *Env, *Rig) (Sample, error)) func(context.Context, *Env, *Rig) (Sample, error) {
+	return func(ctx context.Context, env *Env, rig *Rig) (Sample, error) {
+		busy := measureBusy(env)
+		smp, err := run(ctx, env, rig)
+		if err != nil {
+			return smp, err
+		}
+		busy(smp.Values)
+		return smp, nil
+	}
+}
+
 func withEdgeCPU(run func(context.Context, *Env, *Rig) (Sample, error)) func(context.Context, *Env, *Rig) (Sample, error) {
 	return func(ctx context.Context, env *Env, rig *Rig) (Sample, error) {
 		var edge []int
@@ -292,28 +307,31 @@ func estL3(env *Env) float64 { return 5 + float64(env.Reps*(env.BulkSeconds+1)) 
 // l3Scenarios are the L3 on-ramp's scenarios (area "l3").
 func l3Scenarios() []Scenario {
 	edgeCPU := Metric{Name: "edge_cpu_per_gb", Unit: "CPU-s/GB", Lower: true, Note: "the edge process alone"}
-	onrampBulk := append(append([]Metric{}, l3BulkMetrics...), edgeCPU)
+	// sut_busy and load_busy say which side was the bound: the stock
+	// client on the load CPU encrypts every packet of every scenario.
+	bulk := append(append([]Metric{}, l3BulkMetrics...), sutBusyMetric, loadBusyMetric)
+	onrampBulk := append(append([]Metric{}, bulk...), edgeCPU)
 	return []Scenario{
 		{Name: "l3/bulk1", Area: "l3", Label: "onramp L3, client -> edge -> connector", Onramp: true, Setup: setupL3Onramp,
 			Goals:   []Goal{{Peer: "l3-wggo/bulk1", Metric: "throughput", Op: ">=", Ratio: 0.7}},
-			Metrics: onrampBulk, Estimate: estL3, Start: startL3Onramp, Run: withEdgeCPU(runBulk(1))},
+			Metrics: onrampBulk, Estimate: estL3, Start: startL3Onramp, Run: withBusy(withEdgeCPU(runBulk(1)))},
 		{Name: "l3/bulk4", Area: "l3", Label: "onramp L3, client -> edge -> connector, 4 streams", Onramp: true, Setup: setupL3Onramp,
 			Goals:   []Goal{{Peer: "l3-wggo/bulk4", Metric: "throughput", Op: ">=", Ratio: 0.7}},
-			Metrics: onrampBulk, Estimate: estL3, Start: startL3Onramp, Run: withEdgeCPU(runBulk(4))},
+			Metrics: onrampBulk, Estimate: estL3, Start: startL3Onramp, Run: withBusy(withEdgeCPU(runBulk(4)))},
 		{Name: "l3/pps64", Area: "l3", Label: "onramp L3, client -> edge -> connector, 64 B UDP", Onramp: true, Setup: setupL3Onramp,
 			Metrics: l3PPSMetrics, Estimate: estL3, Start: startL3Onramp, Run: runL3PPS},
 		{Name: "l3-direct/bulk1", Area: "l3", Label: "onramp L3 connector leg alone (client peers with the connector)", Onramp: true, Setup: setupL3Direct,
 			Goals:   []Goal{{Peer: "l3-wggo/bulk1", Metric: "throughput", Op: ">=", Ratio: 1.0}},
-			Metrics: l3BulkMetrics, Estimate: estL3, Start: startL3Direct, Run: runBulk(1)},
+			Metrics: bulk, Estimate: estL3, Start: startL3Direct, Run: withBusy(runBulk(1))},
 		{Name: "l3-direct/bulk4", Area: "l3", Label: "onramp L3 connector leg alone, 4 streams", Onramp: true, Setup: setupL3Direct,
 			Goals:   []Goal{{Peer: "l3-wggo/bulk4", Metric: "throughput", Op: ">=", Ratio: 1.0}},
-			Metrics: l3BulkMetrics, Estimate: estL3, Start: startL3Direct, Run: runBulk(4)},
+			Metrics: bulk, Estimate: estL3, Start: startL3Direct, Run: withBusy(runBulk(4))},
 		{Name: "l3-wggo/bulk1", Area: "l3", Label: "stock wireguard-go, point to point", Setup: setupL3Stock,
 			PeerOf:  []string{"l3/bulk1", "l3-direct/bulk1"},
-			Metrics: l3BulkMetrics, Estimate: estL3, Start: startL3Stock, Run: runBulk(1)},
+			Metrics: bulk, Estimate: estL3, Start: startL3Stock, Run: withBusy(runBulk(1))},
 		{Name: "l3-wggo/bulk4", Area: "l3", Label: "stock wireguard-go, point to point, 4 streams", Setup: setupL3Stock,
 			PeerOf:  []string{"l3/bulk4", "l3-direct/bulk4"},
-			Metrics: l3BulkMetrics, Estimate: estL3, Start: startL3Stock, Run: runBulk(4)},
+			Metrics: bulk, Estimate: estL3, Start: startL3Stock, Run: withBusy(runBulk(4))},
 		{Name: "l3-wggo/pps64", Area: "l3", Label: "stock wireguard-go, point to point, 64 B UDP", Setup: setupL3Stock,
 			PeerOf:  []string{"l3/pps64"},
 			Metrics: l3PPSMetrics, Estimate: estL3, Start: startL3Stock, Run: runL3PPS},

@@ -86,8 +86,7 @@ var scaleMetrics = []Metric{
 	{Name: "cpu_per_gb", Unit: "CPU-s/GB", Lower: true, Note: "utime+stime of edge and connector per 10^9 payload bytes"},
 	{Name: "cpus", Unit: "CPUs", Note: "CPU-seconds of edge and connector per second of the run (iperf3's start and end included, so a little under the transfer's): " +
 		"1.00 is the one SUT CPU of a 2-core machine full; not better or worse, it says whether the CPU is the bound"},
-	{Name: "sut_busy", Unit: "CPUs", Note: "busy time of the SUT CPUs per second during iperf3 (/proc/stat): edge and connector, kernel work not charged to them, and anything else on the machine that ran there"},
-	{Name: "load_busy", Unit: "CPUs", Note: "busy time of the load CPUs per second during iperf3: iperf3 client and server, the harness, the kernel's work for them; at their count the load side, not the tunnel, is the bound"},
+	sutBusyMetric, loadBusyMetric,
 	{Name: "slowest", Unit: "%", Note: "the slowest stream's received bytes as a share of an even split (100: all streams alike), from iperf3's per-stream figures"},
 	{Name: "rss_peak", Unit: "MiB", Lower: true, Note: "sum of VmHWM of edge and connector"},
 	{Name: "retransmits", Unit: "", Lower: true, Note: "TCP retransmits iperf3 counted on the sender"},
@@ -145,27 +144,43 @@ func runScale(c scaleCell) func(ctx context.Context, env *Env, rig *Rig) (Sample
 		if err := checkEdgeConns(tr, c.Proto, c.Conns, "before the run"); err != nil {
 			return Sample{}, err
 		}
-		sut0, sutErr := readBusy(env.SUTCPUs)
-		load0, loadErr := readBusy(env.LoadCPUs)
+		busy := measureBusy(env)
 		res, err := iperfBulk(ctx, env, rig, c.Streams)
 		if err != nil {
 			return Sample{}, err
 		}
-		sut1, sutErr1 := readBusy(env.SUTCPUs)
-		load1, loadErr1 := readBusy(env.LoadCPUs)
+		v := map[string]float64{}
+		busy(v)
 		if err := checkEdgeConns(tr, c.Proto, c.Conns, "after the run"); err != nil {
 			return Sample{}, err
 		}
 		if res.Streams != c.Streams || len(res.StreamBytes) != c.Streams {
 			return Sample{}, fmt.Errorf("iperf3 ran %d streams (%d reported), want %d", res.Streams, len(res.StreamBytes), c.Streams)
 		}
-		return Sample{Bytes: res.Bytes, Values: map[string]float64{
-			"throughput":  res.BitsPerSecond / 1e9,
-			"retransmits": float64(res.Retransmits),
-			"slowest":     SlowestShare(res.StreamBytes) * 100,
-			"sut_busy":    nanIf(sutErr != nil || sutErr1 != nil, sut1.busyCPUs(sut0)),
-			"load_busy":   nanIf(loadErr != nil || loadErr1 != nil, load1.busyCPUs(load0)),
-		}}, nil
+		v["throughput"] = res.BitsPerSecond / 1e9
+		v["retransmits"] = float64(res.Retransmits)
+		v["slowest"] = SlowestShare(res.StreamBytes) * 100
+		return Sample{Bytes: res.Bytes, Values: v}, nil
+	}
+}
+
+// The busy time of the SUT and the load CPUs during a run (measureBusy).
+var (
+	sutBusyMetric  = Metric{Name: "sut_busy", Unit: "CPUs", Note: "busy time of the SUT CPUs per second during iperf3 (/proc/stat): the processes under test, kernel work not charged to them, and anything else on the machine that ran there"}
+	loadBusyMetric = Metric{Name: "load_busy", Unit: "CPUs", Note: "busy time of the load CPUs per second during iperf3: the load generators (iperf3, a stock WireGuard client), the harness, the kernel's work for them; at their count the load side, not the system under test, is the bound"}
+)
+
+// measureBusy starts a reading of the SUT and load CPUs; the function it
+// returns reads them again and sets sut_busy and load_busy in v (NaN where
+// a reading failed or the CPUs are not pinned).
+func measureBusy(env *Env) func(v map[string]float64) {
+	sut0, sutErr := readBusy(env.SUTCPUs)
+	load0, loadErr := readBusy(env.LoadCPUs)
+	return func(v map[string]float64) {
+		sut1, sutErr1 := readBusy(env.SUTCPUs)
+		load1, loadErr1 := readBusy(env.LoadCPUs)
+		v["sut_busy"] = nanIf(sutErr != nil || sutErr1 != nil, sut1.busyCPUs(sut0))
+		v["load_busy"] = nanIf(loadErr != nil || loadErr1 != nil, load1.busyCPUs(load0))
 	}
 }
 
