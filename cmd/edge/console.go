@@ -13,6 +13,7 @@ import (
 
 	"github.com/onramp-net/onramp/cmd/edge/console"
 	"github.com/onramp-net/onramp/cmd/edge/edgeapi"
+	"github.com/onramp-net/onramp/cmd/edge/edgeconfig"
 	"github.com/onramp-net/onramp/l3router/l3config"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -31,9 +32,9 @@ func (a *app) startConsole(ctx context.Context, reg prometheus.Registerer) error
 		Registerer: reg,
 	}
 	if a.cfg.Console.TLSCert != "" {
-		cert, err := tls.LoadX509KeyPair(a.cfg.Console.TLSCert, a.cfg.Console.TLSKey)
+		cert, err := loadConsoleCert(&a.cfg.Console)
 		if err != nil {
-			return fmt.Errorf("console TLS: %w", err)
+			return err
 		}
 		opts.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
@@ -57,6 +58,16 @@ func (a *app) startConsole(ctx context.Context, reg prometheus.Registerer) error
 	}
 	a.log.Info("console", "url", scheme+"://"+ln.Addr().String()+"/")
 	return nil
+}
+
+// loadConsoleCert reads console.tls_cert and tls_key: at start, and at
+// each reload, which serves renewed files without a restart.
+func loadConsoleCert(c *edgeconfig.Console) (tls.Certificate, error) {
+	cert, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("console TLS (console.tls_cert %s, tls_key %s): %w", c.TLSCert, c.TLSKey, err)
+	}
+	return cert, nil
 }
 
 // inProcessAdmin is an admin API client whose requests h serves in

@@ -34,17 +34,22 @@ package main
 //   - console.password_hash (`edge console passwd`): the console's login
 //     takes the new password at once, and a changed one ends every
 //     console session.
+//   - the console's certificate: console.tls_cert and tls_key are read
+//     again, and a renewed pair is served from the next TLS handshake on
+//     (files that do not load fail the reload). Their paths need a
+//     restart.
 //
 // Refused, naming the fields, the running configuration kept: data (and
 // with it the certificate, store and admin socket paths), registry,
 // listen.tunnels, listen.metrics, advertise, relay, quic_steering, xdp, l3
 // but its acl (the hub's socket, key, pools and limits are set up once)
 // and the three handshake limits, which the tunnel listeners take at
-// start, listen.console and console.tls_cert and tls_key (the console's
-// listener is opened once). Restart the edge to change them.
+// start, listen.console and the paths console.tls_cert and tls_key (the
+// console's listener is opened once). Restart the edge to change them.
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -256,7 +261,7 @@ func checkFixed(cur, next *edgeconfig.Config) error {
 		changed = append(changed, "a setting")
 	}
 	if len(changed) > 0 {
-		return fmt.Errorf("%s changed: only a restart of the edge applies that (a reload applies routes, bindings, listen.tls, listen.http, log_level, l3.acl, console.password_hash and the limits but the handshake ones)",
+		return fmt.Errorf("%s changed: only a restart of the edge applies that (a reload applies routes, bindings, listen.tls, listen.http, log_level, l3.acl, console.password_hash, the console's certificate files read again and the limits but the handshake ones)",
 			strings.Join(changed, ", "))
 	}
 	return nil
@@ -422,6 +427,21 @@ func (r *reloader) applyLocked(cur, next *edgeconfig.Config, first bool) ([]any,
 		opened = append(opened, l)
 	}
 
+	// The console's certificate, read again from the same files: a
+	// renewed one (certbot's deploy hook, say) is served from the next
+	// handshake on. Unreadable files fail the reload; the old one stays.
+	var consoleCert *tls.Certificate
+	if !first && a.console != nil && next.Console.TLSCert != "" {
+		c, err := loadConsoleCert(&next.Console)
+		if err != nil {
+			for _, o := range opened {
+				_ = o.close()
+			}
+			return nil, err
+		}
+		consoleCert = &c
+	}
+
 	// The L3 policy: the hub checks it against its peers as it takes it.
 	aclChanged := !first && !reflect.DeepEqual(cur.L3.ACL, next.L3.ACL)
 	if aclChanged {
@@ -434,6 +454,10 @@ func (r *reloader) applyLocked(cur, next *edgeconfig.Config, first bool) ([]any,
 	}
 
 	// From here nothing fails.
+	certNote := "unchanged"
+	if consoleCert != nil && a.console.SetCertificate(*consoleCert) {
+		certNote = "renewed"
+	}
 	// The console's password, checked as edge.yml was read (its format,
 	// and that a console off loopback keeps one).
 	passwordChanged := !first && cur.Console.PasswordHash != next.Console.PasswordHash
@@ -521,7 +545,7 @@ func (r *reloader) applyLocked(cur, next *edgeconfig.Config, first bool) ([]any,
 		pw = "changed"
 	}
 	return []any{"routes", routeChange.String(), "bindings", bindings.String(), "listeners", listeners.String(),
-		"limits", limits, "log_level", level, "l3_acl", acl, "console_password", pw}, nil
+		"limits", limits, "log_level", level, "l3_acl", acl, "console_password", pw, "console_cert", certNote}, nil
 }
 
 // setACL gives the L3 hub a new policy; without a hub (L3 off) there is

@@ -19,6 +19,7 @@
 package console
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"embed"
@@ -29,6 +30,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -110,6 +112,9 @@ type Server struct {
 	refused *prometheus.CounterVec
 	// conns is Serve's listener, for the tests.
 	conns atomic.Pointer[connlimit.Listener]
+	// cert is the TLS certificate served (SetCertificate), when
+	// Options.TLS came with one.
+	cert atomic.Pointer[tls.Certificate]
 }
 
 // New checks the options and makes a console; Serve serves it.
@@ -133,6 +138,14 @@ func New(o Options) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{opts: o, log: o.Logger, mux: http.NewServeMux()}
+	if o.TLS != nil && len(o.TLS.Certificates) > 0 {
+		// Serve the certificate SetCertificate last gave: a renewed one
+		// takes over at a reload, on the same listener.
+		s.cert.Store(&o.TLS.Certificates[0])
+		s.opts.TLS = o.TLS.Clone()
+		s.opts.TLS.Certificates = nil
+		s.opts.TLS.GetCertificate = func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return s.cert.Load(), nil }
+	}
 	s.refused = connlimit.NewRefused("onramp_edge_console_connections_refused_total",
 		"Connections to the web console closed at accept, by the limit that refused them (maxConns, maxConnsPerSource).")
 	if o.Registerer != nil {
@@ -152,6 +165,19 @@ func New(o Options) (*Server, error) {
 	s.authRoutes(s.mux)
 	s.routes(s.mux)
 	return s, nil
+}
+
+// SetCertificate serves c from the next TLS handshake on (a reload of
+// edge.yml that found renewed certificate files); connections already up
+// keep theirs. It reports whether c differs from the one served; it does
+// nothing for a console without TLS.
+func (s *Server) SetCertificate(c tls.Certificate) (changed bool) {
+	old := s.cert.Load()
+	if old == nil {
+		return false
+	}
+	s.cert.Store(&c)
+	return !slices.EqualFunc(old.Certificate, c.Certificate, bytes.Equal)
 }
 
 // Handler is the console with its security in front (auth.go).
