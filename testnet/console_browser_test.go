@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -391,6 +392,11 @@ func TestConsoleBrowser(t *testing.T) {
 	// Delete tunnel web: its connector is dropped, its connections go.
 	c.load("open the tunnels page", chromedp.Click(chromedp.ID("nav-tunnels")))
 	c.load("delete tunnel web", clickSubmit(`form.tunnel-delete[data-tunnel="web"]`))
+	if !slices.ContainsFunc(b.Messages(), func(m string) bool {
+		return strings.HasPrefix(m, "dialog confirm: Delete tunnel web? Its connectors are cut")
+	}) {
+		t.Errorf("the delete asked for no confirmation; browser console:\n%s", strings.Join(b.Messages(), "\n"))
+	}
 	if loc := c.location(); !strings.HasPrefix(loc, base+"/tunnels") {
 		t.Errorf("after the delete the browser is at %s, want %s/tunnels", loc, base)
 	}

@@ -568,7 +568,18 @@
 		});
 	}
 
+	// A form with data-confirm asks before it posts: deleting a tunnel or
+	// rotating its token cuts its connectors, removing an L3 peer cuts it
+	// off. Without scripts the forms post at once.
+	function confirmForms() {
+		document.addEventListener('submit', function (ev) {
+			var msg = ev.target.getAttribute && ev.target.getAttribute('data-confirm');
+			if (msg && !window.confirm(msg)) ev.preventDefault();
+		});
+	}
+
 	function start() {
+		confirmForms();
 		copyButtons();
 		charts = qa('.chart').map(makeChart);
 		watchSizes();
