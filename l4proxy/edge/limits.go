@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/onramp-net/onramp/internal/connlimit"
 	"github.com/onramp-net/onramp/l4proxy/tunnel"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -31,63 +32,19 @@ const (
 // Names of the user connection limits, as in edge.yml and in the limit
 // label of onramp_edge_user_connections_refused_total.
 const (
-	limitMaxConns          = "maxConns"
-	limitMaxConnsPerSource = "maxConnsPerSource"
+	limitMaxConns          = connlimit.LimitMaxConns
+	limitMaxConnsPerSource = connlimit.LimitMaxConnsPerSource
 )
 
 // refusalLogInterval is the period of the refusal logs: in each, the first
 // refusal of a source is logged, the others summed up at its end.
 const refusalLogInterval = time.Minute
 
-// connLimiter counts the open user connections, in total and per source
-// (see [tunnel.SourceOf]), against MaxConns and MaxConnsPerSource.
-type connLimiter struct {
-	max, perSource int
-
-	mu      sync.Mutex
-	total   int
-	sources map[netip.Addr]int
-}
-
-// acquire takes a slot for a connection from src, or returns the name of
-// the limit that refused it.
-func (l *connLimiter) acquire(src netip.Addr) (refusedBy string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.total >= l.max {
-		return limitMaxConns
-	}
-	n := l.sources[src]
-	if n >= l.perSource {
-		return limitMaxConnsPerSource
-	}
-	l.total++
-	l.sources[src] = n + 1
-	return ""
-}
-
-func (l *connLimiter) release(src netip.Addr) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.total--
-	if n := l.sources[src] - 1; n > 0 {
-		l.sources[src] = n
-	} else {
-		delete(l.sources, src)
-	}
-}
-
-func (l *connLimiter) open() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.total
-}
-
 // limits is what the Server keeps for its connection and handshake limits:
 // the user connection counts, the metrics of refusals and the rate-limited
 // logs.
 type limits struct {
-	users connLimiter
+	users *connlimit.Counter
 
 	connsRefused      *prometheus.CounterVec // limit
 	authFailures      *prometheus.CounterVec // reason
@@ -104,7 +61,7 @@ var authReasons = []tunnel.AuthReason{tunnel.AuthUnknownTunnel, tunnel.AuthBadSe
 
 func newLimits(opts *Options, log *slog.Logger) *limits {
 	l := &limits{
-		users: connLimiter{max: opts.MaxConns, perSource: opts.MaxConnsPerSource, sources: make(map[netip.Addr]int)},
+		users: connlimit.NewCounter(opts.MaxConns, opts.MaxConnsPerSource),
 		connsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "onramp_edge_user_connections_refused_total",
 			Help: "User connections (TCP, TLS, HTTP) closed at accept, by the limit that refused them (maxConns, maxConnsPerSource).",
@@ -142,7 +99,7 @@ func newLimits(opts *Options, log *slog.Logger) *limits {
 		open := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "onramp_edge_user_connections",
 			Help: "User connections (TCP, TLS, HTTP) open, proxied or still being read.",
-		}, func() float64 { return float64(l.users.open()) })
+		}, func() float64 { return float64(l.users.Open()) })
 		for _, c := range []prometheus.Collector{l.connsRefused, l.authFailures, l.handshakesRefused, l.quicRetries, open} {
 			if err := opts.Registerer.Register(c); err != nil {
 				log.Warn("edge: metrics not registered", "err", err)
@@ -181,7 +138,7 @@ func authLabel(r tunnel.AuthReason) string {
 // it: c is reset at once (no FIN exchange, no TIME_WAIT on the edge), the
 // refusal counted and logged. It reports whether c may be served.
 func (s *Server) acceptUser(c net.Conn, src netip.Addr) bool {
-	limit := s.lim.users.acquire(src)
+	limit := s.lim.users.Acquire(src)
 	if limit == "" {
 		return true
 	}

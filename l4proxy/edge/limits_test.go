@@ -8,49 +8,7 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/onramp-net/onramp/l4proxy/tunnel"
 )
-
-func TestConnLimiter(t *testing.T) {
-	l := connLimiter{max: 5, perSource: 2, sources: make(map[netip.Addr]int)}
-	src := func(s string) netip.Addr { return tunnel.SourceOf(netip.MustParseAddr(s)) }
-	a, a6, a6same := src("198.18.10.2"), src("fd00:10::2"), src("fd00:10::3:4")
-	for i := range 2 {
-		if r := l.acquire(a); r != "" {
-			t.Fatalf("connection %d of a refused by %s", i+1, r)
-		}
-	}
-	if r := l.acquire(a); r != limitMaxConnsPerSource {
-		t.Fatalf("third connection of a: refused by %q, want %s", r, limitMaxConnsPerSource)
-	}
-	if r := l.acquire(a6); r != "" {
-		t.Fatalf("first connection of a6 refused by %s", r)
-	}
-	// Another address of the same IPv6 /64 is the same source.
-	if r := l.acquire(a6same); r != "" {
-		t.Fatalf("second connection of the /64 refused by %s", r)
-	}
-	if r := l.acquire(a6same); r != limitMaxConnsPerSource {
-		t.Fatalf("third connection of the /64: refused by %q, want %s", r, limitMaxConnsPerSource)
-	}
-	l.release(a)
-	if r := l.acquire(src("198.18.10.3")); r != "" {
-		t.Fatalf("a new source refused by %s under the global limit", r)
-	}
-	if r := l.acquire(src("198.18.10.4")); r != "" {
-		t.Fatalf("fifth connection refused by %s", r)
-	}
-	if r := l.acquire(src("198.18.10.5")); r != limitMaxConns {
-		t.Fatalf("sixth connection: refused by %q, want %s", r, limitMaxConns)
-	}
-	for _, s := range []netip.Addr{a, a6, a6, src("198.18.10.3"), src("198.18.10.4")} {
-		l.release(s)
-	}
-	if l.open() != 0 || len(l.sources) != 0 {
-		t.Errorf("after every release: %d open, %d sources kept", l.open(), len(l.sources))
-	}
-}
 
 func TestOptionsDefaults(t *testing.T) {
 	s := NewServer(Options{})

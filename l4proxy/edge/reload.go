@@ -81,7 +81,7 @@ func (s *Server) SetLimits(l Limits) {
 	ls := &limitSet{Limits: l.withDefaults()}
 	ls.udpSourceRate = perSecond(ls.UDPNewFlowsPerSource)
 	ls.udpTunnelRate = perSecond(ls.UDPNewFlowsPerTunnel)
-	s.lim.users.setMax(ls.MaxConns, ls.MaxConnsPerSource)
+	s.lim.users.SetMax(ls.MaxConns, ls.MaxConnsPerSource)
 	s.limits.Store(ls)
 }
 
@@ -90,13 +90,6 @@ func (s *Server) Limits() Limits { return s.limits.Load().Limits }
 
 // cur returns the current limits.
 func (s *Server) cur() *limitSet { return s.limits.Load() }
-
-// setMax changes the limits of l; the counts stay.
-func (l *connLimiter) setMax(max, perSource int) {
-	l.mu.Lock()
-	l.max, l.perSource = max, perSource
-	l.mu.Unlock()
-}
 
 // ValidateRoutes reports the error [Server.SetRoutes] would return for
 // routes, without setting them: a reload checks every part of a new

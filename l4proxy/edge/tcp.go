@@ -189,7 +189,7 @@ func (s *Server) serveListener(ctx context.Context, ln net.Listener, handle func
 		wg.Add(1)
 		go func() {
 			h := &connHold{release: func() {
-				s.lim.users.release(src)
+				s.lim.users.Release(src)
 				wg.Done()
 			}}
 			handle(ctx, c, h)

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/onramp-net/onramp/cmd/internal/connlimit"
+	"github.com/onramp-net/onramp/internal/connlimit"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )

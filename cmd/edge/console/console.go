@@ -35,7 +35,7 @@ import (
 	"time"
 
 	"github.com/onramp-net/onramp/cmd/edge/edgeapi"
-	"github.com/onramp-net/onramp/cmd/internal/connlimit"
+	"github.com/onramp-net/onramp/internal/connlimit"
 	"github.com/prometheus/client_golang/prometheus"
 )
 

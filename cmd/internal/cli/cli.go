@@ -16,7 +16,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/onramp-net/onramp/cmd/internal/connlimit"
+	"github.com/onramp-net/onramp/internal/connlimit"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"

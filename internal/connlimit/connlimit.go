@@ -1,11 +1,13 @@
-// Package connlimit bounds the connections an HTTP listener of the edge or
-// the connector holds open (the web console, the metrics address): in all
-// and per source, where a source is what one host or site usually holds
-// (tunnel.SourceOf: an IPv4 address or an IPv6 /64). A connection over
-// either count is closed at accept, before TLS or HTTP sees it, and Accept
-// never waits for a slot: a host holding idle sockets gets its share and
-// no more, while whoever is within the counts is served. The time bounds
-// (a request head within seconds, idle connections closed) are the
+// Package connlimit counts open connections in all and per source, where a
+// source is what one host or site usually holds (tunnel.SourceOf: an IPv4
+// address or an IPv6 /64), against two limits: Counter, which the edge's
+// user listeners take a slot of for each connection, and Listener, a
+// net.Listener for the HTTP listeners of the edge and the connector (the
+// web console, the metrics address). A Listener closes a connection over
+// either count at accept, before TLS or HTTP sees it, and Accept never
+// waits for a slot: a host holding idle sockets gets its share and no
+// more, while whoever is within the counts is served. The time bounds (a
+// request head within seconds, idle connections closed) are the
 // http.Server's.
 package connlimit
 
@@ -29,6 +31,64 @@ const (
 // LogEvery is the period of the refusal log: the first refusal in a
 // period is logged, with the count of those that were not.
 const LogEvery = time.Minute
+
+// Counter counts open connections, in all and per source, against Max and
+// PerSource. Its methods are safe for concurrent use.
+type Counter struct {
+	mu             sync.Mutex
+	max, perSource int
+	total          int
+	sources        map[netip.Addr]int
+}
+
+// NewCounter makes a counter with the two limits.
+func NewCounter(max, perSource int) *Counter {
+	return &Counter{max: max, perSource: perSource, sources: make(map[netip.Addr]int)}
+}
+
+// Acquire takes a slot for a connection from src, or returns the name of
+// the limit that refused it (LimitMaxConns is checked first).
+func (c *Counter) Acquire(src netip.Addr) (refusedBy string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.total >= c.max {
+		return LimitMaxConns
+	}
+	n := c.sources[src]
+	if n >= c.perSource {
+		return LimitMaxConnsPerSource
+	}
+	c.total++
+	c.sources[src] = n + 1
+	return ""
+}
+
+// Release gives back a slot Acquire took for src.
+func (c *Counter) Release(src netip.Addr) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.total--
+	if n := c.sources[src] - 1; n > 0 {
+		c.sources[src] = n
+	} else {
+		delete(c.sources, src)
+	}
+}
+
+// Open is the number of slots taken.
+func (c *Counter) Open() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.total
+}
+
+// SetMax changes the limits (a reload); the counts stay, and a lowered
+// limit refuses new connections until enough have ended.
+func (c *Counter) SetMax(max, perSource int) {
+	c.mu.Lock()
+	c.max, c.perSource = max, perSource
+	c.mu.Unlock()
+}
 
 // Config is a [Listener]'s counts and where its refusals go.
 type Config struct {
@@ -62,12 +122,11 @@ func NewRefused(name, help string) *prometheus.CounterVec {
 // back.
 type Listener struct {
 	net.Listener
-	c Config
+	c     Config
+	count *Counter
 
-	mu      sync.Mutex
-	total   int
-	sources map[netip.Addr]int
 	// The refusal log: when it last logged, and how many it left out since.
+	logMu      sync.Mutex
 	loggedAt   time.Time
 	suppressed int
 }
@@ -77,7 +136,7 @@ func New(ln net.Listener, c Config) *Listener {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
-	return &Listener{Listener: ln, c: c, sources: make(map[netip.Addr]int)}
+	return &Listener{Listener: ln, c: c, count: NewCounter(c.Max, c.PerSource)}
 }
 
 // Accept returns the next connection within the counts, closing those over
@@ -97,52 +156,32 @@ func (l *Listener) Accept() (net.Conn, error) {
 }
 
 // Open is the number of connections holding a slot.
-func (l *Listener) Open() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.total
-}
+func (l *Listener) Open() int { return l.count.Open() }
 
+// acquire takes a slot for src or counts and logs the refusal.
 func (l *Listener) acquire(src netip.Addr) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	limit := ""
-	switch {
-	case l.total >= l.c.Max:
-		limit = LimitMaxConns
-	case l.sources[src] >= l.c.PerSource:
-		limit = LimitMaxConnsPerSource
-	default:
-		l.total++
-		l.sources[src]++
+	limit := l.count.Acquire(src)
+	if limit == "" {
 		return true
 	}
 	if l.c.Refused != nil {
 		l.c.Refused.WithLabelValues(limit).Inc()
 	}
 	now := l.c.Now()
+	l.logMu.Lock()
 	if !l.loggedAt.IsZero() && now.Sub(l.loggedAt) < LogEvery {
 		l.suppressed++
+		l.logMu.Unlock()
 		return false
 	}
 	n := l.suppressed
 	l.loggedAt, l.suppressed = now, 0
+	l.logMu.Unlock()
 	if l.c.Log != nil {
 		l.c.Log.Warn(l.c.Name+": connection refused", "source", sourceString(src), "limit", limit,
-			"open", l.total, "more_refusals_not_logged", n, "next_line_in", LogEvery)
+			"open", l.count.Open(), "more_refusals_not_logged", n, "next_line_in", LogEvery)
 	}
 	return false
-}
-
-func (l *Listener) release(src netip.Addr) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.total--
-	if n := l.sources[src] - 1; n > 0 {
-		l.sources[src] = n
-	} else {
-		delete(l.sources, src)
-	}
 }
 
 type conn struct {
@@ -154,7 +193,7 @@ type conn struct {
 
 func (c *conn) Close() error {
 	err := c.Conn.Close()
-	c.once.Do(func() { c.l.release(c.src) })
+	c.once.Do(func() { c.l.count.Release(c.src) })
 	return err
 }
 

@@ -9,8 +9,51 @@ import (
 	"testing"
 	"time"
 
+	"github.com/onramp-net/onramp/l4proxy/tunnel"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
+
+// TestCounter: per source (an IPv4 address, an IPv6 /64) and in all, and
+// every slot given back.
+func TestCounter(t *testing.T) {
+	l := NewCounter(5, 2)
+	src := func(s string) netip.Addr { return tunnel.SourceOf(netip.MustParseAddr(s)) }
+	a, a6, a6same := src("198.18.10.2"), src("fd00:10::2"), src("fd00:10::3:4")
+	for i := range 2 {
+		if r := l.Acquire(a); r != "" {
+			t.Fatalf("connection %d of a refused by %s", i+1, r)
+		}
+	}
+	if r := l.Acquire(a); r != LimitMaxConnsPerSource {
+		t.Fatalf("third connection of a: refused by %q, want %s", r, LimitMaxConnsPerSource)
+	}
+	if r := l.Acquire(a6); r != "" {
+		t.Fatalf("first connection of a6 refused by %s", r)
+	}
+	// Another address of the same IPv6 /64 is the same source.
+	if r := l.Acquire(a6same); r != "" {
+		t.Fatalf("second connection of the /64 refused by %s", r)
+	}
+	if r := l.Acquire(a6same); r != LimitMaxConnsPerSource {
+		t.Fatalf("third connection of the /64: refused by %q, want %s", r, LimitMaxConnsPerSource)
+	}
+	l.Release(a)
+	if r := l.Acquire(src("198.18.10.3")); r != "" {
+		t.Fatalf("a new source refused by %s under the global limit", r)
+	}
+	if r := l.Acquire(src("198.18.10.4")); r != "" {
+		t.Fatalf("fifth connection refused by %s", r)
+	}
+	if r := l.Acquire(src("198.18.10.5")); r != LimitMaxConns {
+		t.Fatalf("sixth connection: refused by %q, want %s", r, LimitMaxConns)
+	}
+	for _, s := range []netip.Addr{a, a6, a6, src("198.18.10.3"), src("198.18.10.4")} {
+		l.Release(s)
+	}
+	if l.Open() != 0 || len(l.sources) != 0 {
+		t.Errorf("after every release: %d open, %d sources kept", l.Open(), len(l.sources))
+	}
+}
 
 // TestCounts: the counts per source (IPv4 address, IPv6 /64) and in all,
 // slots given back, the refusals counted by limit and logged once per
@@ -46,7 +89,7 @@ func TestCounts(t *testing.T) {
 	if n := strings.Count(log.String(), "test: connection refused"); n != 1 {
 		t.Errorf("%d log lines within a minute:\n%s", n, log.String())
 	}
-	l.release(sourceOf(&net.TCPAddr{IP: a.AsSlice()}))
+	l.count.Release(sourceOf(&net.TCPAddr{IP: a.AsSlice()}))
 	if !l.acquire(sourceOf(&net.TCPAddr{IP: net.IPv4(198, 18, 0, 2)})) {
 		t.Error("a freed slot not given to another source")
 	}
