@@ -60,7 +60,6 @@ func NewRegistry() *prometheus.Registry {
 const (
 	MetricsMaxConns          = 64
 	MetricsMaxConnsPerSource = 16
-	metricsInFlight          = 4
 )
 
 // ServeMetrics serves /metrics and, if ready is not nil, /ready (200 with
@@ -90,9 +89,10 @@ func ServeMetricsWith(ctx context.Context, log *slog.Logger, addr string, reg *p
 	}
 	ln = connlimit.New(ln, connlimit.Config{Max: MetricsMaxConns, PerSource: MetricsMaxConnsPerSource, Refused: refused, Log: log, Name: "metrics"})
 	mux := http.NewServeMux()
-	// At most metricsInFlight gathers at once (503 beyond): parallel
-	// scrapes cannot pile up.
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg, MaxRequestsInFlight: metricsInFlight}))
+	// No cap on the gathers in flight: it would be held while an answer
+	// is written, so a few clients that never read would keep Prometheus
+	// out. The connection counts bound them instead.
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	if ready != nil {
 		mux.HandleFunc("/ready", func(w http.ResponseWriter, r *http.Request) {
 			ok := ready()
