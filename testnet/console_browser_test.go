@@ -482,12 +482,14 @@ func checkBrowserSecurity(t *testing.T, b *testnet.Browser, base string) {
 }
 
 // browserProblems lists what the browser saw that a page of base must
-// not cause: a CSP violation or an uncaught exception on its console, a
-// request to another origin.
+// not cause: a CSP violation, an uncaught exception or a rendering error
+// (an input's pattern that is no valid regular expression) on its
+// console, a request to another origin.
 func browserProblems(b *testnet.Browser, base string) []string {
 	var out []string
 	for _, m := range b.Messages() {
-		if strings.Contains(m, "Content Security Policy") || strings.Contains(m, "Refused to") || strings.HasPrefix(m, "exception") {
+		if strings.Contains(m, "Content Security Policy") || strings.Contains(m, "Refused to") || strings.HasPrefix(m, "exception") ||
+			strings.HasPrefix(m, "log rendering/error") {
 			out = append(out, "browser console: "+m)
 		}
 	}
@@ -578,9 +580,16 @@ func decodeQR(b64 string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	res, err := qrcode.NewQRCodeReader().Decode(bmp, nil)
+	// The image is the code alone: PURE_BARCODE takes the module grid
+	// from its bounds. ZXing's finder-pattern search, tried next,
+	// misplaces the grid on some 1 in 10 of such images (gozxing issue
+	// 14), which says nothing of the code; a phone reads many frames.
+	res, err := qrcode.NewQRCodeReader().Decode(bmp, map[gozxing.DecodeHintType]any{gozxing.DecodeHintType_PURE_BARCODE: true})
 	if err != nil {
-		return "", fmt.Errorf("qr decode: %w", err)
+		var err2 error
+		if res, err2 = qrcode.NewQRCodeReader().Decode(bmp, nil); err2 != nil {
+			return "", fmt.Errorf("qr decode: %w; without PURE_BARCODE: %w", err, err2)
+		}
 	}
 	return res.GetText(), nil
 }

@@ -68,6 +68,9 @@ func TestClock(t *testing.T) {
 		{2 * time.Second, OK, "2s ahead of the edge's"},
 		{-90 * time.Second, Warn, "1m30s behind the edge's"},
 		{48 * time.Hour, Fail, "48h0m0s ahead of the edge's"},
+		// A few milliseconds of measuring error do not show in seconds.
+		{-48*time.Hour + 12*time.Millisecond, Fail, "48h0m0s behind the edge's"},
+		{-300 * time.Millisecond, OK, "300ms behind the edge's"},
 	} {
 		r := Clock(Host{ClockOffset: tc.offset}, "e:1", p, nil)
 		if r.Status != tc.status || !strings.Contains(r.Detail, tc.want) {

@@ -258,7 +258,14 @@ func Clock(h Host, addr string, p tunnel.Probe, perr error) Result {
 	if skew < 0 {
 		dir = "behind"
 	}
-	res.Detail = fmt.Sprintf("this host's clock is %v %s the edge's.", abs.Round(time.Millisecond), dir)
+	// The edge's stamp and the RTT estimate are good to some
+	// milliseconds: a skew of a second or more reads in whole seconds
+	// (48h0m0s, not 47h59m59.998s).
+	shown := abs.Round(time.Millisecond)
+	if abs >= time.Second {
+		shown = abs.Round(time.Second)
+	}
+	res.Detail = fmt.Sprintf("this host's clock is %v %s the edge's.", shown, dir)
 	if abs < time.Millisecond {
 		res.Detail = "this host's clock and the edge's agree to the millisecond."
 	}
