@@ -147,7 +147,7 @@ func (l *Listener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err // http.Server retries temporary errors (EMFILE) with a back-off
 		}
-		src := sourceOf(c.RemoteAddr())
+		src := tunnel.SourceOfAddr(c.RemoteAddr())
 		if l.acquire(src) {
 			return &conn{Conn: c, l: l, src: src}, nil
 		}
@@ -178,7 +178,7 @@ func (l *Listener) acquire(src netip.Addr) bool {
 	l.loggedAt, l.suppressed = now, 0
 	l.logMu.Unlock()
 	if l.c.Log != nil {
-		l.c.Log.Warn(l.c.Name+": connection refused", "source", sourceString(src), "limit", limit,
+		l.c.Log.Warn(l.c.Name+": connection refused", "source", tunnel.SourceString(src), "limit", limit,
 			"open", l.count.Open(), "more_refusals_not_logged", n, "next_line_in", LogEvery)
 	}
 	return false
@@ -195,25 +195,4 @@ func (c *conn) Close() error {
 	err := c.Conn.Close()
 	c.once.Do(func() { c.l.count.Release(c.src) })
 	return err
-}
-
-// sourceOf is the source a connection from a counts for; one for
-// whatever has no IP address (a unix socket).
-func sourceOf(a net.Addr) netip.Addr {
-	if t, ok := a.(*net.TCPAddr); ok {
-		return tunnel.SourceOf(t.AddrPort().Addr())
-	}
-	ap, err := netip.ParseAddrPort(a.String())
-	if err != nil {
-		return netip.Addr{}
-	}
-	return tunnel.SourceOf(ap.Addr())
-}
-
-// sourceString prints a source: an IPv4 address or an IPv6 /64.
-func sourceString(a netip.Addr) string {
-	if a.Is6() {
-		return netip.PrefixFrom(a, 64).String()
-	}
-	return a.String()
 }

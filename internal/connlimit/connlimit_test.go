@@ -70,7 +70,7 @@ func TestCounts(t *testing.T) {
 		src  netip.Addr
 		want bool
 	}{{a, true}, {a, true}, {a, false}, {v6a, true}, {v6b, true}, {v6b, false}, {netip.MustParseAddr("198.18.0.2"), false}} {
-		src := sourceOf(&net.TCPAddr{IP: tc.src.AsSlice(), Port: 1000 + i})
+		src := tunnel.SourceOfAddr(&net.TCPAddr{IP: tc.src.AsSlice(), Port: 1000 + i})
 		if got := l.acquire(src); got != tc.want {
 			t.Errorf("%d: %s admitted %v, want %v", i, tc.src, got, tc.want)
 		}
@@ -89,12 +89,12 @@ func TestCounts(t *testing.T) {
 	if n := strings.Count(log.String(), "test: connection refused"); n != 1 {
 		t.Errorf("%d log lines within a minute:\n%s", n, log.String())
 	}
-	l.count.Release(sourceOf(&net.TCPAddr{IP: a.AsSlice()}))
-	if !l.acquire(sourceOf(&net.TCPAddr{IP: net.IPv4(198, 18, 0, 2)})) {
+	l.count.Release(tunnel.SourceOfAddr(&net.TCPAddr{IP: a.AsSlice()}))
+	if !l.acquire(tunnel.SourceOfAddr(&net.TCPAddr{IP: net.IPv4(198, 18, 0, 2)})) {
 		t.Error("a freed slot not given to another source")
 	}
 	now = now.Add(LogEvery)
-	l.acquire(sourceOf(&net.TCPAddr{IP: net.IPv4(198, 18, 0, 3)}))
+	l.acquire(tunnel.SourceOfAddr(&net.TCPAddr{IP: net.IPv4(198, 18, 0, 3)}))
 	if !strings.Contains(log.String(), "more_refusals_not_logged=2") {
 		t.Errorf("the next minute's line does not count the 2 left out:\n%s", log.String())
 	}

@@ -184,12 +184,12 @@ func (s *Server) TunnelConfig(base *tunnel.Config) *tunnel.Config {
 		if log == nil {
 			log = s.lim.authLogs[0xff]
 		}
-		if log.first(sourceOf(remote)) {
+		if log.first(tunnel.SourceOfAddr(remote)) {
 			log.log("reason", r.String(), "remote", remote)
 		}
 	}
 	cfg.OnHandshakeRefused = func(perSource bool, remote net.Addr) {
-		src := sourceOf(remote)
+		src := tunnel.SourceOfAddr(remote)
 		limit, n, whose := "maxHandshakes", maxHS, ""
 		if perSource {
 			limit, n, whose = "maxHandshakesPerSource", perSourceHS, " for "+src.String()
@@ -211,9 +211,6 @@ func (s *Server) TunnelConfig(base *tunnel.Config) *tunnel.Config {
 	}
 	return &cfg
 }
-
-// sourceOf is the limits' source of a connection's remote address.
-func sourceOf(a net.Addr) netip.Addr { return tunnel.SourceOf(addrPort(a).Addr()) }
 
 // refusalLog logs refusals of one kind without letting whoever causes them
 // grow the log: in each interval, the first refusal of each source (up to

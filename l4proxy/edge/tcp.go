@@ -182,7 +182,7 @@ func (s *Server) serveListener(ctx context.Context, ln net.Listener, handle func
 			continue
 		}
 		delay = 0
-		src := sourceOf(c.RemoteAddr())
+		src := tunnel.SourceOfAddr(c.RemoteAddr())
 		if !s.acceptUser(c, src) {
 			continue
 		}

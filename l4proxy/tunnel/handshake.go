@@ -50,8 +50,19 @@ func SourceOf(a netip.Addr) netip.Addr {
 	return a
 }
 
-// sourceOfAddr is SourceOf for a *net.UDPAddr or *net.TCPAddr.
-func sourceOfAddr(a net.Addr) netip.Addr {
+// SourceString prints a source as what it stands for: an IPv4 address, or
+// an IPv6 /64 as a prefix.
+func SourceString(a netip.Addr) string {
+	if a.Is6() {
+		return netip.PrefixFrom(a, 64).String()
+	}
+	return a.String()
+}
+
+// SourceOfAddr is SourceOf for a connection's remote address: a
+// *net.UDPAddr, a *net.TCPAddr or one whose String is an address and port
+// (an invalid source, one for all, where there is none: a unix socket).
+func SourceOfAddr(a net.Addr) netip.Addr {
 	switch a := a.(type) {
 	case *net.UDPAddr:
 		return SourceOf(a.AddrPort().Addr())

@@ -102,7 +102,7 @@ func (l *HTTP2Listener) acceptLoop() {
 			continue
 		}
 		delay = 0
-		src := sourceOfAddr(raw.RemoteAddr())
+		src := SourceOfAddr(raw.RemoteAddr())
 		if ok, perSource := l.gate.acquire(src, true); !ok {
 			closeNow(raw)
 			l.cfg.handshakeRefused(perSource, raw.RemoteAddr())

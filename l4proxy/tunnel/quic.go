@@ -137,7 +137,7 @@ func (l *QUICListener) SteeringCounts() ([]steer.Count, error) {
 // verifySource is quic-go's question, for an Initial without a valid
 // token, whether to validate its source address with a Retry first.
 func (l *QUICListener) verifySource(remote net.Addr) bool {
-	retry, perSource := l.gate.needsRetry(sourceOfAddr(remote), l.cfg.QUICRetryAbove)
+	retry, perSource := l.gate.needsRetry(SourceOfAddr(remote), l.cfg.QUICRetryAbove)
 	if retry && l.cfg.OnQUICRetry != nil {
 		l.cfg.OnQUICRetry(perSource, remote)
 	}
@@ -149,7 +149,7 @@ func (l *QUICListener) verifySource(remote net.Addr) bool {
 // (quic-go then answers CONNECTION_REFUSED). The slot travels in the
 // connection's context to authenticate.
 func (l *QUICListener) connContext(ctx context.Context, info *quic.ClientInfo) (context.Context, error) {
-	src := sourceOfAddr(info.RemoteAddr)
+	src := SourceOfAddr(info.RemoteAddr)
 	if ok, perSource := l.gate.acquire(src, info.AddrVerified); !ok {
 		l.cfg.handshakeRefused(perSource, info.RemoteAddr)
 		return nil, errHandshakeLimit

@@ -41,6 +41,7 @@ import (
 	"github.com/onramp-net/onramp/cmd/edge/console/password"
 	"github.com/onramp-net/onramp/cmd/edge/edgeapi"
 	"github.com/onramp-net/onramp/cmd/edge/edgeconfig"
+	"github.com/onramp-net/onramp/l4proxy/tunnel"
 )
 
 const (
@@ -338,7 +339,7 @@ func (s *Server) authRoutes(mux *http.ServeMux) {
 		}
 		s.endSession(r)
 		s.startSession(w)
-		s.log.Info("console: logged in with a one-time link", "source", sourceString(sourceOf(r.RemoteAddr)))
+		s.log.Info("console: logged in with a one-time link", "source", tunnel.SourceString(sourceOf(r.RemoteAddr)))
 		http.Redirect(w, r, "/", http.StatusSeeOther)
 	})
 	mux.HandleFunc("POST /logout", func(w http.ResponseWriter, r *http.Request) {
@@ -407,7 +408,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	a.limit.succeeded(src)
 	s.endSession(r)
 	s.startSession(w)
-	s.log.Info("console: logged in with the password", "source", sourceString(src))
+	s.log.Info("console: logged in with the password", "source", tunnel.SourceString(src))
 	http.Redirect(w, r, "/", http.StatusSeeOther)
 }
 
@@ -425,5 +426,5 @@ func (s *Server) logFailure(src netip.Addr, why string) {
 	n := a.suppressed
 	a.loggedAt, a.suppressed = now, 0
 	a.logMu.Unlock()
-	s.log.Warn("console: login failed", "source", sourceString(src), "why", why, "more_failures_not_logged", n, "next_line_in", failLogEvery)
+	s.log.Warn("console: login failed", "source", tunnel.SourceString(src), "why", why, "more_failures_not_logged", n, "next_line_in", failLogEvery)
 }

@@ -41,14 +41,6 @@ func sourceOf(remote string) netip.Addr {
 	return tunnel.SourceOf(a)
 }
 
-// sourceString prints a source as its prefix.
-func sourceString(a netip.Addr) string {
-	if a.Is6() {
-		return netip.PrefixFrom(a, 64).String()
-	}
-	return a.String()
-}
-
 type tries struct {
 	n     int       // tries counted (failed, or under way)
 	until time.Time // locked out until then

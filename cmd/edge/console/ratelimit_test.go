@@ -4,6 +4,8 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+
+	"github.com/onramp-net/onramp/l4proxy/tunnel"
 )
 
 // TestSourceOf: a source is an IPv4 address (also written as IPv6) or an
@@ -26,7 +28,7 @@ func TestSourceOf(t *testing.T) {
 			t.Errorf("%s and %s are one source", tc.a, tc.b)
 		}
 	}
-	if s := sourceString(sourceOf("[2001:db8:1:2::1]:1")); s != "2001:db8:1:2::/64" {
+	if s := tunnel.SourceString(sourceOf("[2001:db8:1:2::1]:1")); s != "2001:db8:1:2::/64" {
 		t.Errorf("sourceString %q", s)
 	}
 }
