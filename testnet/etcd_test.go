@@ -262,13 +262,16 @@ func TestEtcdIPv6(t *testing.T) {
 }
 
 // writer puts a key every 50ms (each put bounded by 1s) until stopped, and
-// keeps count of failures and the longest time without a success.
+// keeps count of failures and the longest time without a success. A put
+// counts in the phase it started in: one begun before a reset (against a
+// member frozen then, say) and ending after it is not the new phase's.
 type writer struct {
 	cli  *clientv3.Client
 	stop chan struct{}
 	done chan struct{}
 
 	mu       sync.Mutex
+	since    time.Time // the last reset
 	ok, fail int
 	lastOK   time.Time
 	worstGap time.Duration
@@ -285,13 +288,17 @@ func startWriter(cli *clientv3.Client) *writer {
 				return
 			case <-time.After(50 * time.Millisecond):
 			}
+			start := time.Now()
 			err := etcdPut(cli, time.Second, "k/writer", fmt.Sprint(i))
 			now := time.Now()
 			w.mu.Lock()
-			if err != nil {
+			switch {
+			case start.Before(w.since):
+				// begun in the phase before the last reset
+			case err != nil:
 				w.fail++
 				w.lastErr = err
-			} else {
+			default:
 				w.ok++
 				w.worstGap = max(w.worstGap, now.Sub(w.lastOK))
 				w.lastOK = now
@@ -306,7 +313,8 @@ func startWriter(cli *clientv3.Client) *writer {
 func (w *writer) reset() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.ok, w.fail, w.worstGap, w.lastErr, w.lastOK = 0, 0, 0, nil, time.Now()
+	w.since = time.Now()
+	w.ok, w.fail, w.worstGap, w.lastErr, w.lastOK = 0, 0, 0, nil, w.since
 }
 
 func (w *writer) String() string {
