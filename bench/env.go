@@ -42,6 +42,9 @@ type Env struct {
 	// while its profiled repetition runs.
 	Current   string
 	Profiling bool
+	// Netstat, if set, prints after every run what moved in the network
+	// namespaces of the processes under test (see [NetCounters.Summary]).
+	Netstat bool
 
 	log *ringLog
 }

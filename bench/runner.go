@@ -325,11 +325,13 @@ func (sr *scenarioRun) runRep(ctx context.Context, rep int, named bool) {
 		stop := env.startPerf(s.Name, rig.Measured)
 		stopPerf = func() { stop(); env.Profiling = false }
 	}
+	netstat := sr.netstat(rig)
 	cpu0, cpuErr := TreeCPUSeconds(rig.Measured)
 	t0 := time.Now()
 	smp, err := s.Run(ctx, env, rig)
 	wall := time.Since(t0).Seconds()
 	stopPerf()
+	netstat()
 	if err != nil {
 		sr.fail(fmt.Errorf("run %d of %d: %w", rep, sr.reps, err))
 		return
@@ -387,6 +389,35 @@ func (sr *scenarioRun) runRep(ctx context.Context, rep int, named bool) {
 		name = s.Name + " "
 	}
 	fmt.Fprintf(sr.r.Out, "  %srun %d/%d: %s\n", name, rep, sr.reps, strings.Join(parts, ", "))
+}
+
+// netstat reads the network counters of the namespaces of the measured
+// processes, when the run asks for it, and returns a func that prints
+// what moved since, one line per process (by role, if named).
+func (sr *scenarioRun) netstat(rig *Rig) func() {
+	if !sr.r.Env.Netstat {
+		return func() {}
+	}
+	before := make([]NetCounters, len(rig.Measured))
+	for i, pid := range rig.Measured {
+		before[i], _ = ReadNetCounters(pid)
+	}
+	probe := startSpeedProbe(sr.r.Env.SUTCPUs)
+	return func() {
+		fmt.Fprintf(sr.r.Out, "    sut cpu: %s\n", probe.Stop())
+		for i, pid := range rig.Measured {
+			role := rig.Roles[pid]
+			if role == "" {
+				role = fmt.Sprint(pid)
+			}
+			now, err := ReadNetCounters(pid)
+			if err != nil || before[i] == nil {
+				fmt.Fprintf(sr.r.Out, "    netstat %s: %v\n", role, err)
+				continue
+			}
+			fmt.Fprintf(sr.r.Out, "    netstat %s: %s\n", role, now.Since(before[i]).Summary())
+		}
+	}
 }
 
 func (sr *scenarioRun) result() ScenarioResult {

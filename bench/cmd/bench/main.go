@@ -85,6 +85,7 @@ func run() error {
 	verbose := flag.Bool("v", false, "stream every scenario's log")
 	profile := flag.String("profile", "", "profile the last repetition of every scenario into this directory (perf record of the processes under test, Go heap and goroutine profiles of the held streams; results, report and charts go there too)")
 	streams := flag.Int("streams", 0, "connections held by the l4-streams scenarios (default 5000, quick 1000; 10000 needs an open-file limit of 28192, raised if root may)")
+	netstat := flag.Bool("netstat", false, "after every run, print what moved in the network namespaces of the processes under test (UDP datagrams and buffer drops, TCP retransmits, packets and their mean size per interface)")
 	flag.Parse()
 
 	scenarios := bench.Scenarios()
@@ -116,6 +117,7 @@ func run() error {
 		env.Reps, env.BulkSeconds, env.Echoes, env.ConnSeconds, env.Streams = 3, 2, 2000, 1, 1000
 		env.GoBenchArgs = []string{"-count", "1", "-benchtime", "100ms"}
 	}
+	env.Netstat = *netstat
 	if *reps > 0 {
 		env.Reps = *reps
 	}
