@@ -4,14 +4,9 @@ import (
 	"bytes"
 	"fmt"
 	"os"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
-	"time"
-
-	"golang.org/x/crypto/chacha20poly1305"
-	"golang.org/x/sys/unix"
 )
 
 // NetCounters are counters of one process and the network namespace it
@@ -201,107 +196,4 @@ func (c NetCounters) Summary() string {
 		return "nothing moved"
 	}
 	return strings.Join(parts, "; ")
-}
-
-// speedProbe measures how fast a CPU is while a run goes on: once a
-// second it seals 1 MiB with ChaCha20-Poly1305 on a thread pinned to
-// cpus and times it in the thread's own CPU time (a few milliseconds a
-// second, so the run hardly notices). A machine that slows down (a busy
-// neighbour of a virtual machine, a lower clock) shows as fewer MB per
-// CPU second, with no change in the code under test.
-type speedProbe struct {
-	stop chan struct{}
-	done chan [2][]float64 // MB per CPU second, one per sample: sealed, copied
-}
-
-func startSpeedProbe(cpus string) *speedProbe {
-	p := &speedProbe{stop: make(chan struct{}), done: make(chan [2][]float64, 1)}
-	go func() {
-		// The thread is given back as it was: were it to end (a locked
-		// goroutine returning), the children the harness started from
-		// it would get their parent-death signal.
-		runtime.LockOSThread()
-		var samples [2][]float64
-		defer func() { p.done <- samples }()
-		var was unix.CPUSet
-		if err := unix.SchedGetaffinity(0, &was); err != nil {
-			runtime.UnlockOSThread()
-			return
-		}
-		defer func() {
-			if unix.SchedSetaffinity(0, &was) == nil {
-				runtime.UnlockOSThread()
-			}
-		}()
-		if cpus != "" && pinThread(cpus) != nil {
-			return
-		}
-		aead, _ := chacha20poly1305.New(make([]byte, chacha20poly1305.KeySize))
-		buf := make([]byte, 64<<10, 64<<10+aead.Overhead())
-		nonce := make([]byte, aead.NonceSize())
-		// Copying 8 MiB twice over 64 MiB goes to memory, not to a cache.
-		big := make([]byte, 64<<20)
-		for i := range big {
-			big[i] = byte(i)
-		}
-		for off := 0; ; off = (off + 16<<20) % len(big) {
-			t0, err := threadCPU()
-			for range 16 {
-				buf = aead.Seal(buf[:0], nonce, buf[:64<<10], nil)
-			}
-			t1, err1 := threadCPU()
-			copy(big[off:off+8<<20], big[off+8<<20:off+16<<20])
-			copy(big[off+8<<20:off+16<<20], big[off:off+8<<20])
-			t2, err2 := threadCPU()
-			if err == nil && err1 == nil && err2 == nil && t1 > t0 && t2 > t1 {
-				samples[0] = append(samples[0], 1/(t1-t0).Seconds())
-				samples[1] = append(samples[1], 16/(t2-t1).Seconds())
-			}
-			select {
-			case <-p.stop:
-				return
-			case <-time.After(time.Second):
-			}
-		}
-	}()
-	return p
-}
-
-// Stop ends the probe and says what it saw: the median and the lowest
-// of its samples of sealing and of copying, in MB (of 2^20 bytes) per
-// CPU second.
-func (p *speedProbe) Stop() string {
-	close(p.stop)
-	s := <-p.done
-	if len(s[0]) == 0 {
-		return "no sample"
-	}
-	for _, x := range s {
-		slices.Sort(x)
-	}
-	return fmt.Sprintf("ChaCha20-Poly1305 %.0f MB per CPU-s (lowest %.0f), memory copy %.0f (lowest %.0f)",
-		s[0][len(s[0])/2], s[0][0], s[1][len(s[1])/2], s[1][0])
-}
-
-// pinThread sets the calling thread's CPU affinity (only its: the
-// harness's other threads stay where they are).
-func pinThread(list string) error {
-	cpus, err := ParseCPUList(list)
-	if err != nil {
-		return err
-	}
-	var set unix.CPUSet
-	for _, c := range cpus {
-		set.Set(c)
-	}
-	return unix.SchedSetaffinity(0, &set)
-}
-
-// threadCPU is the calling thread's CPU time, to the nanosecond.
-func threadCPU() (time.Duration, error) {
-	var ts unix.Timespec
-	if err := unix.ClockGettime(unix.CLOCK_THREAD_CPUTIME_ID, &ts); err != nil {
-		return 0, err
-	}
-	return time.Duration(ts.Nano()), nil
 }

@@ -237,7 +237,8 @@ type scenarioRun struct {
 	done    int
 	wants   map[string]bool
 	samples map[string][]float64
-	failed  bool // failed, or not available: no more runs
+	machine [2][]JSONNum // the probe's seal and copy figures, one per run
+	failed  bool         // failed, or not available: no more runs
 	err     string
 	unavail string // why the scenario is not available here
 	logTail string
@@ -326,12 +327,14 @@ func (sr *scenarioRun) runRep(ctx context.Context, rep int, named bool) {
 		stopPerf = func() { stop(); env.Profiling = false }
 	}
 	netstat := sr.netstat(rig)
+	probe := startProbe(env.SUTCPUs)
 	cpu0, cpuErr := TreeCPUSeconds(rig.Measured)
 	t0 := time.Now()
 	smp, err := s.Run(ctx, env, rig)
 	wall := time.Since(t0).Seconds()
 	stopPerf()
-	netstat()
+	machine := probe.Stop()
+	netstat(machine)
 	if err != nil {
 		sr.fail(fmt.Errorf("run %d of %d: %w", rep, sr.reps, err))
 		return
@@ -374,6 +377,8 @@ func (sr *scenarioRun) runRep(ctx context.Context, rep int, named bool) {
 			}
 		}
 	}
+	sr.machine[0] = append(sr.machine[0], JSONNum(machine.Seal))
+	sr.machine[1] = append(sr.machine[1], JSONNum(machine.Copy))
 	var parts []string
 	for _, m := range s.Metrics {
 		x, ok := v[m.Name]
@@ -394,17 +399,16 @@ func (sr *scenarioRun) runRep(ctx context.Context, rep int, named bool) {
 // netstat reads the network counters of the namespaces of the measured
 // processes, when the run asks for it, and returns a func that prints
 // what moved since, one line per process (by role, if named).
-func (sr *scenarioRun) netstat(rig *Rig) func() {
+func (sr *scenarioRun) netstat(rig *Rig) func(ProbeResult) {
 	if !sr.r.Env.Netstat {
-		return func() {}
+		return func(ProbeResult) {}
 	}
 	before := make([]NetCounters, len(rig.Measured))
 	for i, pid := range rig.Measured {
 		before[i], _ = ReadNetCounters(pid)
 	}
-	probe := startSpeedProbe(sr.r.Env.SUTCPUs)
-	return func() {
-		fmt.Fprintf(sr.r.Out, "    sut cpu: %s\n", probe.Stop())
+	return func(machine ProbeResult) {
+		fmt.Fprintf(sr.r.Out, "    sut cpu: %s\n", machine)
 		for i, pid := range rig.Measured {
 			role := rig.Roles[pid]
 			if role == "" {
@@ -433,6 +437,9 @@ func (sr *scenarioRun) result() ScenarioResult {
 			mr.Samples = append(mr.Samples, JSONNum(x))
 		}
 		res.Metrics = append(res.Metrics, mr)
+	}
+	if len(sr.machine[1]) > 0 {
+		res.Machine = &MachineProbe{SealMBps: sr.machine[0], CopyMBps: sr.machine[1]}
 	}
 	return res
 }
