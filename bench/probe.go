@@ -11,19 +11,21 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// A machine probe measures how fast the SUT CPU is while a run goes on:
-// once a second, on a thread pinned to it, it seals 1 MiB with
-// ChaCha20-Poly1305 (work that stays in the cache) and copies 16 MiB
-// (work that goes to memory), each timed in the thread's own CPU time:
-// about 2 ms a second, so the run hardly notices. A machine that slows
-// down (the host's other tenants, a lower clock) shows as fewer MB per
-// CPU second while the code under test is the same. On this project's
-// benchmark machine the memory copy swings between 10 and 16 GB/s in
-// phases of tens of seconds with nothing else running, and the QUIC
-// relays' slow runs are the slow phases.
+// The machine probe measures how fast the SUT CPU is just before and
+// just after each run, while the processes under test are idle: on a
+// thread pinned to it, it seals 1 MiB with ChaCha20-Poly1305 (work that
+// stays in the core's own caches) and copies 16 MiB (work that goes
+// beyond them, to the shared L3 cache and memory), each timed in the
+// thread's own CPU time, three times on each side of the run (about 10
+// ms in all). A machine that slows down (other tenants of the host on
+// the shared cache and memory, a lower clock) shows as fewer MB per CPU
+// second while the code under test is the same. On this project's
+// benchmark machine the copy swings between about 9 and 16 GB/s in
+// phases of tens of seconds with nothing else running, and runs made in
+// the slow phases are slow.
 
-// ProbeResult is what a probe saw during one run: the medians of its
-// samples in MB (of 2^20 bytes) per CPU second; NaN without a sample.
+// ProbeResult is what a probe saw: the medians of its samples in MB (of
+// 2^20 bytes) per CPU second; NaN without a sample.
 type ProbeResult struct {
 	Seal, Copy float64
 }
@@ -32,78 +34,70 @@ func (r ProbeResult) String() string {
 	if math.IsNaN(r.Copy) {
 		return "no sample"
 	}
-	return fmt.Sprintf("sealed %.0f MB per CPU-s (ChaCha20-Poly1305, in cache), copied %.0f (memory)", r.Seal, r.Copy)
+	return fmt.Sprintf("sealed %.0f MB per CPU-s (ChaCha20-Poly1305, in the core's caches), copied %.0f (beyond them)", r.Seal, r.Copy)
 }
 
 // probeMemory is the probe's copy buffer, made once per process.
 var probeMemory = sync.OnceValue(func() []byte {
-	b := make([]byte, 64<<20)
+	b := make([]byte, 32<<20)
 	for i := range b {
 		b[i] = byte(i)
 	}
 	return b
 })
 
+// probeSamples are the samples on each side of a run.
+const probeSamples = 3
+
+// machineProbe gathers the samples of one run.
 type machineProbe struct {
-	stop chan struct{}
-	done chan ProbeResult
+	seal, copy []float64
 }
 
-// startProbe starts a probe pinned to cpus (a taskset list; "" leaves
-// the thread where it is). Only one may run at a time.
-func startProbe(cpus string) *machineProbe {
-	p := &machineProbe{stop: make(chan struct{}), done: make(chan ProbeResult, 1)}
-	big := probeMemory()
-	go func() {
-		var seal, cp []float64
-		defer func() { p.done <- ProbeResult{Seal: Summarize(seal).Median, Copy: Summarize(cp).Median} }()
-		// The thread is given back as it was: were it to end (a locked
-		// goroutine returning), the children the harness started from
-		// it would get their parent-death signal.
-		runtime.LockOSThread()
-		var was unix.CPUSet
-		if err := unix.SchedGetaffinity(0, &was); err != nil {
+// sample takes probeSamples samples on a thread pinned to cpus (a
+// taskset list; "" leaves the thread where it is). A sample that cannot
+// be taken is left out.
+func (p *machineProbe) sample(cpus string) {
+	// The thread is given back as it was: were it to end (a locked
+	// goroutine returning), the children the harness started from it
+	// would get their parent-death signal.
+	runtime.LockOSThread()
+	var was unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &was); err != nil {
+		runtime.UnlockOSThread()
+		return
+	}
+	defer func() {
+		if unix.SchedSetaffinity(0, &was) == nil {
 			runtime.UnlockOSThread()
-			return
-		}
-		defer func() {
-			if unix.SchedSetaffinity(0, &was) == nil {
-				runtime.UnlockOSThread()
-			}
-		}()
-		if cpus != "" && pinThread(cpus) != nil {
-			return
-		}
-		aead, _ := chacha20poly1305.New(make([]byte, chacha20poly1305.KeySize))
-		buf := make([]byte, 64<<10, 64<<10+aead.Overhead())
-		nonce := make([]byte, aead.NonceSize())
-		for off := 0; ; off = (off + 16<<20) % len(big) {
-			t0, err := threadCPU()
-			for range 16 {
-				buf = aead.Seal(buf[:0], nonce, buf[:64<<10], nil)
-			}
-			t1, err1 := threadCPU()
-			copy(big[off:off+8<<20], big[off+8<<20:off+16<<20])
-			copy(big[off+8<<20:off+16<<20], big[off:off+8<<20])
-			t2, err2 := threadCPU()
-			if err == nil && err1 == nil && err2 == nil && t1 > t0 && t2 > t1 {
-				seal = append(seal, 1/(t1-t0).Seconds())
-				cp = append(cp, 16/(t2-t1).Seconds())
-			}
-			select {
-			case <-p.stop:
-				return
-			case <-time.After(time.Second):
-			}
 		}
 	}()
-	return p
+	if cpus != "" && pinThread(cpus) != nil {
+		return
+	}
+	big := probeMemory()
+	aead, _ := chacha20poly1305.New(make([]byte, chacha20poly1305.KeySize))
+	buf := make([]byte, 64<<10, 64<<10+aead.Overhead())
+	nonce := make([]byte, aead.NonceSize())
+	for range probeSamples {
+		t0, err := threadCPU()
+		for range 16 {
+			buf = aead.Seal(buf[:0], nonce, buf[:64<<10], nil)
+		}
+		t1, err1 := threadCPU()
+		copy(big[:8<<20], big[8<<20:16<<20])
+		copy(big[16<<20:24<<20], big[24<<20:])
+		t2, err2 := threadCPU()
+		if err == nil && err1 == nil && err2 == nil && t1 > t0 && t2 > t1 {
+			p.seal = append(p.seal, 1/(t1-t0).Seconds())
+			p.copy = append(p.copy, 16/(t2-t1).Seconds())
+		}
+	}
 }
 
-// Stop ends the probe and returns what it saw.
-func (p *machineProbe) Stop() ProbeResult {
-	close(p.stop)
-	return <-p.done
+// result is the medians of the samples taken.
+func (p *machineProbe) result() ProbeResult {
+	return ProbeResult{Seal: Summarize(p.seal).Median, Copy: Summarize(p.copy).Median}
 }
 
 // pinThread sets the calling thread's CPU affinity (only its: the

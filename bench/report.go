@@ -237,8 +237,8 @@ func cell(s Summary) string {
 }
 
 // slowMachineNote names the scenarios of an area whose runs fell on a
-// slow spell of the machine: the median of their runs' memory-copy
-// probes more than 15% below the fastest scenario's. "" if none did.
+// slow spell of the machine: the median of their runs' copy probes more
+// than 15% below the fastest scenario's. "" if none did.
 func slowMachineNote(rows []*ScenarioResult) string {
 	speed := map[string]float64{}
 	best, bestName := 0.0, ""
@@ -268,7 +268,7 @@ func slowMachineNote(rows []*ScenarioResult) string {
 	if len(slow) == 0 {
 		return ""
 	}
-	return fmt.Sprintf("Slow machine: the SUT CPU copied memory more slowly during the runs of %s than during those of `%s` (%.1f GB/s; medians of the harness's probe, once a second in every run). Their figures are likely low; the machine's memory speed swings in phases (`-netstat` in bench/README.md).",
+	return fmt.Sprintf("Slow machine: the SUT CPU copied memory more slowly around the runs of %s than around those of `%s` (%.1f GB/s; medians of the harness's probe just before and after every run). Their figures are likely low: this machine's speed beyond the core's own caches swings in phases (bench/README.md).",
 		strings.Join(slow, ", "), bestName, best/1024)
 }
 

@@ -91,15 +91,15 @@ type ScenarioResult struct {
 	// build (a kernel feature, a strategy the binary lacks): not a failure.
 	NotAvailable string `json:"not_available,omitempty"`
 	LogTail      string `json:"log_tail,omitempty"` // the end of the log of a failed (or unavailable) scenario
-	// Machine is how fast the SUT CPU was during each run, by the
+	// Machine is how fast the SUT CPU was around each run, by the
 	// harness's probe (absent in results from before it).
 	Machine *MachineProbe `json:"machine,omitempty"`
 }
 
 // MachineProbe is the machine probe's figures, one per run, in MB per
-// CPU second: sealing with ChaCha20-Poly1305 (in cache) and copying
-// memory. A run whose copy figure is well below the others' ran while
-// the machine's memory was slow.
+// CPU second: sealing with ChaCha20-Poly1305 (in the core's caches) and
+// copying 16 MiB (beyond them). A run whose copy figure is well below
+// the others' ran while the machine was slow.
 type MachineProbe struct {
 	SealMBps []JSONNum `json:"seal_mb_per_cpu_s"`
 	CopyMBps []JSONNum `json:"copy_mb_per_cpu_s"`

@@ -327,19 +327,21 @@ func (sr *scenarioRun) runRep(ctx context.Context, rep int, named bool) {
 		stopPerf = func() { stop(); env.Profiling = false }
 	}
 	netstat := sr.netstat(rig)
-	probe := startProbe(env.SUTCPUs)
+	var probe machineProbe
+	probe.sample(env.SUTCPUs)
 	cpu0, cpuErr := TreeCPUSeconds(rig.Measured)
 	t0 := time.Now()
 	smp, err := s.Run(ctx, env, rig)
 	wall := time.Since(t0).Seconds()
 	stopPerf()
-	machine := probe.Stop()
+	cpu1, cpuErr1 := TreeCPUSeconds(rig.Measured)
+	probe.sample(env.SUTCPUs)
+	machine := probe.result()
 	netstat(machine)
 	if err != nil {
 		sr.fail(fmt.Errorf("run %d of %d: %w", rep, sr.reps, err))
 		return
 	}
-	cpu1, cpuErr1 := TreeCPUSeconds(rig.Measured)
 	v := smp.Values
 	if v == nil {
 		v = map[string]float64{}
