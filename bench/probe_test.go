@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"fmt"
 	"math"
 	"os"
 	"strconv"
@@ -49,33 +48,5 @@ func TestProbe(t *testing.T) {
 	}
 	if s := (ProbeResult{Seal: math.NaN(), Copy: math.NaN()}).String(); s != "no sample" {
 		t.Errorf("empty probe: %q", s)
-	}
-}
-
-func TestSlowMachineNote(t *testing.T) {
-	probe := func(copies ...float64) *MachineProbe {
-		m := &MachineProbe{}
-		for _, c := range copies {
-			m.SealMBps = append(m.SealMBps, 2000)
-			m.CopyMBps = append(m.CopyMBps, JSONNum(c))
-		}
-		return m
-	}
-	rows := []*ScenarioResult{
-		{Name: "tunnel-quic/bulk1", Machine: probe(15000, 14000, 15500)},
-		{Name: "rawquic/bulk1", Machine: probe(11000, 15000, 10500)},
-		{Name: "haproxy/bulk1", Machine: probe(13500, 13000, 14500)},
-		{Name: "old/bulk1"}, // results from before the probe
-	}
-	got := slowMachineNote(rows)
-	want := fmt.Sprintf("the runs of `rawquic/bulk1` (%.1f GB/s) than around those of `tunnel-quic/bulk1` (%.1f GB/s;", 11000.0/1024, 15000.0/1024)
-	if !strings.Contains(got, want) || strings.Contains(got, "haproxy") {
-		t.Errorf("note:\n%s\nwant it to contain\n%s\nand not haproxy (within 15%%)", got, want)
-	}
-	if n := slowMachineNote(rows[2:]); n != "" {
-		t.Errorf("one scenario with a probe: %q", n)
-	}
-	if n := slowMachineNote([]*ScenarioResult{rows[0], rows[2]}); n != "" {
-		t.Errorf("within 15%%: %q", n)
 	}
 }

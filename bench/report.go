@@ -144,9 +144,6 @@ func Markdown(run *Run, areas []Area, opt ReportOptions) string {
 			}
 			p("\n")
 		}
-		if note := slowMachineNote(rows); note != "" {
-			p("%s\n\n", note)
-		}
 		if a.Only != "" {
 			p("Rerun this table: `make bench ONLY='%s'`.\n\n", a.Only)
 		}
@@ -234,42 +231,6 @@ func cell(s Summary) string {
 		return fmtNum(s.Median)
 	}
 	return fmt.Sprintf("%s (%s–%s)", fmtNum(s.Median), fmtNum(s.Min), fmtNum(s.Max))
-}
-
-// slowMachineNote names the scenarios of an area whose runs fell on a
-// slow spell of the machine: the median of their runs' copy probes more
-// than 15% below the fastest scenario's. "" if none did.
-func slowMachineNote(rows []*ScenarioResult) string {
-	speed := map[string]float64{}
-	best, bestName := 0.0, ""
-	for _, s := range rows {
-		if s.Machine == nil {
-			continue
-		}
-		xs := make([]float64, len(s.Machine.CopyMBps))
-		for i, x := range s.Machine.CopyMBps {
-			xs[i] = float64(x)
-		}
-		m := Summarize(xs).Median
-		if math.IsNaN(m) {
-			continue
-		}
-		speed[s.Name] = m
-		if m > best {
-			best, bestName = m, s.Name
-		}
-	}
-	var slow []string
-	for _, s := range rows {
-		if m, ok := speed[s.Name]; ok && m < 0.85*best {
-			slow = append(slow, fmt.Sprintf("`%s` (%.1f GB/s)", s.Name, m/1024))
-		}
-	}
-	if len(slow) == 0 {
-		return ""
-	}
-	return fmt.Sprintf("Slow machine: the SUT CPU copied memory more slowly around the runs of %s than around those of `%s` (%.1f GB/s; medians of the harness's probe just before and after every run). Their figures are likely low: this machine's speed beyond the core's own caches swings in phases (bench/README.md).",
-		strings.Join(slow, ", "), bestName, best/1024)
 }
 
 // Ratio is median(a)/median(b) with the extreme ratios of the ranges.
