@@ -41,6 +41,9 @@ type connectorStatusJSON struct {
 			Edge     string    `json:"edge"`
 			Protocol string    `json:"protocol"`
 			Since    time.Time `json:"since"`
+			RTTMs    float64   `json:"rtt_ms"`
+			Sent     uint64    `json:"sent"`
+			Lost     uint64    `json:"lost"`
 		} `json:"connections"`
 		Edges []struct {
 			Edge        string    `json:"edge"`
@@ -132,6 +135,10 @@ func TestStatusCommands(t *testing.T) {
 		if cc.Protocol != "quic" || cc.Since.IsZero() {
 			t.Errorf("connector status connection %+v, want QUIC", cc)
 		}
+		// The handshake alone sent packets and measured the round trip.
+		if cc.RTTMs <= 0 || cc.Sent == 0 || cc.Lost > cc.Sent {
+			t.Errorf("connector status connection %+v: no round-trip time or packet counts", cc)
+		}
 		perEdge[cc.Edge]++
 	}
 	for _, e := range cs.Tunnel.Edges {
@@ -145,8 +152,8 @@ func TestStatusCommands(t *testing.T) {
 	}
 	t.Logf("connector status:\n%s", report)
 	if !regexp.MustCompile(`(?m)^connections\s+4 live of 4$`).MatchString(report) ||
-		len(regexp.MustCompile(`(?m)^\S+\s+quic\s+\S+ \S+\s+\S+\s+\d+$`).FindAllString(report, -1)) != 4 {
-		t.Errorf("connector status does not show 4 QUIC connections")
+		len(regexp.MustCompile(`(?m)^\S+\s+quic\s+\S+ \S+\s+\S+\s+\d+\s+[\d.]+ ms\s+[\d.]+% of \d+ packets$`).FindAllString(report, -1)) != 4 {
+		t.Errorf("connector status does not show 4 QUIC connections with their round-trip times and losses")
 	}
 
 	em, err := w.rig.EdgeMetrics()

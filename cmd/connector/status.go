@@ -52,6 +52,12 @@ type connStatus struct {
 	Protocol string    `json:"protocol"` // the transport: quic or http2
 	Since    time.Time `json:"since"`
 	Streams  int       `json:"streams"`
+	// RTTMs is the smoothed round-trip time in milliseconds (0 until
+	// measured). Sent and Lost are packets (QUIC: sent, declared lost) or
+	// TCP segments (HTTP/2: sent, retransmitted) since it was made.
+	RTTMs float64 `json:"rtt_ms"`
+	Sent  uint64  `json:"sent"`
+	Lost  uint64  `json:"lost"`
 }
 
 // edgeStatus is one edge address: its live connections, and its dial
@@ -100,7 +106,8 @@ func tunnelStatusOf(c *l4.Connector, started time.Time) *connectorStatus {
 	slices.SortFunc(conns, func(x, y l4.ConnInfo) int { return x.Since.Compare(y.Since) })
 	n := map[string]int{}
 	for _, ci := range conns {
-		t.Connections = append(t.Connections, connStatus{Edge: ci.Edge, Protocol: ci.Protocol, Since: ci.Since, Streams: ci.Streams})
+		t.Connections = append(t.Connections, connStatus{Edge: ci.Edge, Protocol: ci.Protocol, Since: ci.Since, Streams: ci.Streams,
+			RTTMs: float64(ci.Transport.RTT.Microseconds()) / 1e3, Sent: ci.Transport.Sent, Lost: ci.Transport.Lost})
 		n[ci.Edge]++
 	}
 	for _, e := range c.Edges() {
@@ -151,7 +158,8 @@ this is given the same address.
 
 For connector tunnel run: the tunnel, the --protocol setting, each live
 connection (edge address, transport: quic or http2, since when, streams
-open), and each edge address with its dial errors, lost connections and the
+open, round-trip time, and the share of packets lost (QUIC) or TCP
+segments retransmitted (HTTP/2) since it was made), and each edge address with its dial errors, lost connections and the
 last error and when: an edge it cannot reach shows "failing" with why.
 For connector l3 run: the edge endpoint, the last handshake, and the bytes
 and packets each way.
@@ -213,6 +221,30 @@ func ago(d time.Duration) string {
 	return d.Round(time.Second).String()
 }
 
+// fmtRTT prints a round-trip time in milliseconds; "-" before the first.
+func fmtRTT(ms float64) string {
+	if ms <= 0 {
+		return "-"
+	}
+	if ms < 10 {
+		return fmt.Sprintf("%.2f ms", ms)
+	}
+	return fmt.Sprintf("%.0f ms", ms)
+}
+
+// fmtLost prints the share of packets lost (QUIC) or TCP segments
+// retransmitted (HTTP/2) with what it is of; "-" without a count.
+func fmtLost(protocol string, sent, lost uint64) string {
+	if sent == 0 {
+		return "-"
+	}
+	unit := "packets"
+	if protocol == "http2" {
+		unit = "segments"
+	}
+	return fmt.Sprintf("%.2f%% of %d %s", float64(lost)*100/float64(sent), sent, unit)
+}
+
 func yesNo(b bool) string {
 	if b {
 		return "yes"
@@ -244,9 +276,10 @@ func writeStatus(out io.Writer, st *connectorStatus) error {
 		if len(t.Connections) > 0 {
 			fmt.Fprintln(out)
 			w = tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(w, "EDGE\tTRANSPORT\tSINCE\tFOR\tSTREAMS")
+			fmt.Fprintln(w, "EDGE\tTRANSPORT\tSINCE\tFOR\tSTREAMS\tRTT\tLOST")
 			for _, c := range t.Connections {
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\n", c.Edge, c.Protocol, c.Since.Local().Format(time.DateTime), ago(now.Sub(c.Since)), c.Streams)
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", c.Edge, c.Protocol, c.Since.Local().Format(time.DateTime), ago(now.Sub(c.Since)), c.Streams,
+					fmtRTT(c.RTTMs), fmtLost(c.Protocol, c.Sent, c.Lost))
 			}
 			if err := w.Flush(); err != nil {
 				return err

@@ -60,6 +60,9 @@ type ConnInfo struct {
 	Protocol string // "quic" or "http2"
 	Since    time.Time
 	Streams  int // streams being proxied on it now
+	// Transport is what the transport reports of the path: round-trip
+	// time, packets (QUIC) or segments (HTTP/2) sent and lost.
+	Transport tunnel.TransportStats
 }
 
 // Connector is the connector half of the L4 tunnel: it keeps connections to
@@ -222,7 +225,8 @@ func (c *Connector) Connections() []ConnInfo {
 	defer c.mu.Unlock()
 	out := make([]ConnInfo, 0, len(c.conns))
 	for ec := range c.conns {
-		out = append(out, ConnInfo{Edge: ec.edge, Protocol: ec.conn.Protocol(), Since: ec.since, Streams: int(ec.streams.Load())})
+		out = append(out, ConnInfo{Edge: ec.edge, Protocol: ec.conn.Protocol(), Since: ec.since, Streams: int(ec.streams.Load()),
+			Transport: ec.conn.Stats()})
 	}
 	return out
 }

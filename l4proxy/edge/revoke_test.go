@@ -56,6 +56,7 @@ func (c *regConn) Context() context.Context      { return c.ctx }
 func (c *regConn) Drain() error                  { return nil }
 func (c *regConn) AdvertiseEdges([]string) error { return nil }
 func (c *regConn) Draining() bool                { return false }
+func (c *regConn) Stats() tunnel.TransportStats  { return tunnel.TransportStats{} }
 func (c *regConn) CloseWithError(code uint64, msg string) error {
 	c.code.CompareAndSwap(0, code|1<<63)
 	c.cancel(fmt.Errorf("closed with %d: %s", code, msg))

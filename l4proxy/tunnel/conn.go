@@ -62,6 +62,19 @@ type Conn interface {
 	// Draining reports whether Drain was called (connector side) or received (edge side), or the edge
 	// is closing an HTTP/2 connection for an [AuthReason].
 	Draining() bool
+	// Stats is what the transport reports of the connection's path, for status pages.
+	Stats() TransportStats
+}
+
+// TransportStats is what a connection's transport reports of its path.
+type TransportStats struct {
+	// RTT is the smoothed round-trip time: QUIC's, or on HTTP/2 that of
+	// the tunnel's PINGs; 0 until measured.
+	RTT time.Duration
+	// Sent counts the packets sent since the connection began (QUIC) or
+	// the TCP segments (HTTP/2); Lost those declared lost (QUIC) or
+	// retransmitted (TCP). Both are 0 where the platform has no count.
+	Sent, Lost uint64
 }
 
 // Stream is one proxied user connection. Read and Write may be called concurrently

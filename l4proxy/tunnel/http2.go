@@ -213,6 +213,7 @@ func DialHTTP2(ctx context.Context, addr string, tok Token, connectorID [16]byte
 type h2Conn struct {
 	edge        bool
 	tc          *tls.Conn
+	raw         net.Conn // the TCP connection under tc
 	mux         *h2mux
 	cfg         *Config
 	tunnelID    [16]byte
@@ -235,7 +236,7 @@ type h2Conn struct {
 }
 
 func newH2Conn(edge bool, tc *tls.Conn, bc *batchConn, cfg *Config) *h2Conn {
-	c := &h2Conn{edge: edge, tc: tc, cfg: cfg}
+	c := &h2Conn{edge: edge, tc: tc, raw: bc.Conn, cfg: cfg}
 	c.mux = newH2Mux(edge, tc, bc, cfg)
 	c.dg = newH2Datagrams(c.mux.ctx, cfg)
 	c.dg.fail = c.shutdown
@@ -290,6 +291,13 @@ func (c *h2Conn) CloseWithError(code uint64, msg string) error {
 // SmoothedRTT is the round-trip time measured with PINGs (0 until one came
 // back).
 func (c *h2Conn) SmoothedRTT() time.Duration { return time.Duration(c.mux.rtt.Load()) }
+
+// Stats implements Conn: the PINGs' round-trip time and the TCP
+// connection's segments sent and retransmitted.
+func (c *h2Conn) Stats() TransportStats {
+	sent, retrans := tcpSegments(c.raw)
+	return TransportStats{RTT: c.SmoothedRTT(), Sent: sent, Lost: retrans}
+}
 
 func (c *h2Conn) Drain() error {
 	if c.edge {

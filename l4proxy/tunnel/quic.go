@@ -381,6 +381,12 @@ func (c *quicConn) CloseWithError(code uint64, msg string) error {
 // SmoothedRTT is quic-go's smoothed round-trip time of the connection.
 func (c *quicConn) SmoothedRTT() time.Duration { return c.qc.ConnectionStats().SmoothedRTT }
 
+// Stats implements Conn: quic-go's counts of the connection.
+func (c *quicConn) Stats() TransportStats {
+	st := c.qc.ConnectionStats()
+	return TransportStats{RTT: st.SmoothedRTT, Sent: st.PacketsSent, Lost: st.PacketsLost}
+}
+
 func (c *quicConn) Drain() error {
 	if c.edge {
 		return fmt.Errorf("drain: %w", ErrWrongSide)

@@ -4,6 +4,7 @@ package tunnel
 
 import (
 	"net"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -28,4 +29,23 @@ func setSocketBuffers(c *net.UDPConn, size int) {
 			_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUF, size)
 		}
 	})
+}
+
+// tcpSegments returns the segments c's TCP socket sent and retransmitted
+// (TCP_INFO); 0, 0 if c is not a socket.
+func tcpSegments(c net.Conn) (sent, retrans uint64) {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return 0, 0
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return 0, 0
+	}
+	_ = rc.Control(func(fd uintptr) {
+		if info, err := unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO); err == nil {
+			sent, retrans = uint64(info.Segs_out), uint64(info.Total_retrans)
+		}
+	})
+	return sent, retrans
 }

@@ -736,3 +736,38 @@ func TestNoGoroutineLeak(t *testing.T) {
 		})
 	}
 }
+
+// TestTransportStats: after a stream carried 1 MiB each way, both ends
+// count what they sent (QUIC packets, HTTP/2's TCP segments), lost no
+// more than that, and QUIC knows its round-trip time from the handshake.
+func TestTransportStats(t *testing.T) {
+	forEach(t, func(t *testing.T, tr transportCase, addr string) {
+		p := newPair(t, tr, addr)
+		serveEcho(t, p.connector)
+		s, err := p.edge.OpenStream(context.Background(), testReq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		data := bytes.Repeat([]byte("x"), 1<<20)
+		go func() {
+			_, _ = s.Write(data)
+			_ = s.CloseWrite()
+		}()
+		got, err := io.ReadAll(s)
+		if err != nil || len(got) != len(data) {
+			t.Fatalf("echo: %d bytes, %v", len(got), err)
+		}
+		for side, c := range map[string]Conn{"edge": p.edge, "connector": p.connector} {
+			st := c.Stats()
+			// 1 MiB takes at least 1 MiB / 64 KiB segments (TSO) or
+			// 1 MiB / 1.5 KB QUIC packets.
+			if st.Sent < 16 || st.Lost > st.Sent {
+				t.Errorf("%s: %+v", side, st)
+			}
+			if tr.name == "quic" && st.RTT <= 0 {
+				t.Errorf("%s: QUIC without a round-trip time: %+v", side, st)
+			}
+		}
+	})
+}
