@@ -20,9 +20,10 @@ import (
 // ms in all). A machine that slows down (other tenants of the host on
 // the shared cache and memory, a lower clock) shows as fewer MB per CPU
 // second while the code under test is the same. On this project's
-// benchmark machine the copy swings between about 9 and 16 GB/s in
-// phases of tens of seconds with nothing else running, and runs made in
-// the slow phases are slow.
+// benchmark machine, copying once a second with nothing else running
+// swings between about 8 and 16 GB/s in phases of tens of seconds, and
+// slow runs mostly fall in the slow phases; around runs (caches warm
+// from the run before) the copy reads 12 to 25 GB/s.
 
 // ProbeResult is what a probe saw: the medians of its samples in MB (of
 // 2^20 bytes) per CPU second; NaN without a sample.
