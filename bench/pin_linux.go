@@ -35,16 +35,25 @@ func ParseCPUList(s string) ([]int, error) {
 	return cpus, nil
 }
 
+// cpuSetOf is the CPU set of a taskset-style list.
+func cpuSetOf(list string) (unix.CPUSet, error) {
+	var set unix.CPUSet
+	cpus, err := ParseCPUList(list)
+	if err != nil {
+		return set, err
+	}
+	for _, c := range cpus {
+		set.Set(c)
+	}
+	return set, nil
+}
+
 // PinProcess sets the CPU affinity of every thread of pid to the CPUs of
 // list. Threads created afterwards inherit it from their creator.
 func PinProcess(pid int, list string) error {
-	cpus, err := ParseCPUList(list)
+	set, err := cpuSetOf(list)
 	if err != nil {
 		return err
-	}
-	var set unix.CPUSet
-	for _, c := range cpus {
-		set.Set(c)
 	}
 	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
 	if err != nil {
@@ -60,6 +69,16 @@ func PinProcess(pid int, list string) error {
 		}
 	}
 	return nil
+}
+
+// pinThread sets the calling thread's CPU affinity (only its: the
+// process's other threads stay where they are).
+func pinThread(list string) error {
+	set, err := cpuSetOf(list)
+	if err != nil {
+		return err
+	}
+	return unix.SchedSetaffinity(0, &set)
 }
 
 // DefaultPinning splits the CPUs this process may use between the load

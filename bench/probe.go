@@ -101,20 +101,6 @@ func (p *machineProbe) result() ProbeResult {
 	return ProbeResult{Seal: Summarize(p.seal).Median, Copy: Summarize(p.copy).Median}
 }
 
-// pinThread sets the calling thread's CPU affinity (only its: the
-// harness's other threads stay where they are).
-func pinThread(list string) error {
-	cpus, err := ParseCPUList(list)
-	if err != nil {
-		return err
-	}
-	var set unix.CPUSet
-	for _, c := range cpus {
-		set.Set(c)
-	}
-	return unix.SchedSetaffinity(0, &set)
-}
-
 // threadCPU is the calling thread's CPU time, to the nanosecond.
 func threadCPU() (time.Duration, error) {
 	var ts unix.Timespec
