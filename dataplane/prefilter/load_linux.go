@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+	"github.com/onramp-net/onramp/dataplane/internal/closing"
 )
 
 // Filter is the loaded pre-filter: its program and counters, attached to
@@ -17,6 +19,10 @@ type Filter struct {
 	objs  bpfObjects
 	links []link.Link
 	modes map[string]string
+	// guard keeps the maps and the program from being used while, or
+	// after, Close releases them (a handshake proving a source, a
+	// metrics scrape, during shutdown).
+	guard closing.Guard
 }
 
 // Load loads the pre-filter for cfg into the kernel. It needs
@@ -80,6 +86,10 @@ func (f *Filter) Mode(ifname string) string { return f.modes[ifname] }
 // Run runs the program on one Ethernet frame (BPF_PROG_TEST_RUN) and
 // returns its verdict: true if it passes the frame. The counters count it.
 func (f *Filter) Run(frame []byte) (pass bool, err error) {
+	if !f.guard.Use() {
+		return false, fmt.Errorf("prefilter: test run: %w", os.ErrClosed)
+	}
+	defer f.guard.Done()
 	ret, err := f.objs.Prefilter.Run(&ebpf.RunOptions{Data: frame})
 	if err != nil {
 		return false, fmt.Errorf("prefilter: test run: %w", err)
@@ -120,6 +130,10 @@ func sourceOf(a netip.Addr) source {
 // ceiling (the per-source limit still applies). The map keeps the 65,536
 // sources proven last.
 func (f *Filter) Prove(a netip.Addr) error {
+	if !f.guard.Use() {
+		return fmt.Errorf("prefilter: prove %v: %w", a, os.ErrClosed)
+	}
+	defer f.guard.Done()
 	if err := f.objs.Proven.Put(sourceOf(a), uint8(1)); err != nil {
 		return fmt.Errorf("prefilter: prove %v: %w", a, err)
 	}
@@ -128,6 +142,10 @@ func (f *Filter) Prove(a netip.Addr) error {
 
 // Proven reports whether the source of a is proven now.
 func (f *Filter) Proven(a netip.Addr) bool {
+	if !f.guard.Use() {
+		return false
+	}
+	defer f.guard.Done()
 	var v uint8
 	return f.objs.Proven.Lookup(sourceOf(a), &v) == nil
 }
@@ -135,6 +153,10 @@ func (f *Filter) Proven(a netip.Addr) bool {
 // Counts returns the packets counted by reason, summed over the CPUs.
 func (f *Filter) Counts() ([NumReasons]uint64, error) {
 	var out [NumReasons]uint64
+	if !f.guard.Use() {
+		return out, fmt.Errorf("prefilter: read the counters: %w", os.ErrClosed)
+	}
+	defer f.guard.Done()
 	for r := range NumReasons {
 		var per []uint64
 		if err := f.objs.Counts.Lookup(uint32(r), &per); err != nil {
@@ -149,10 +171,12 @@ func (f *Filter) Counts() ([NumReasons]uint64, error) {
 
 // Close detaches the program from its interfaces and unloads it.
 func (f *Filter) Close() error {
-	var errs []error
-	for _, l := range f.links {
-		errs = append(errs, l.Close())
-	}
-	errs = append(errs, f.objs.Close())
-	return errors.Join(errs...)
+	return f.guard.Close(func() error {
+		var errs []error
+		for _, l := range f.links {
+			errs = append(errs, l.Close())
+		}
+		errs = append(errs, f.objs.Close())
+		return errors.Join(errs...)
+	})
 }

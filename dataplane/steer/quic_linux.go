@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"strconv"
 	"syscall"
 
 	"github.com/cilium/ebpf"
+	"github.com/onramp-net/onramp/dataplane/internal/closing"
 	"golang.org/x/sys/unix"
 )
 
@@ -19,6 +21,7 @@ import (
 type QUIC struct {
 	conns []*net.UDPConn
 	objs  quicReuseport
+	guard closing.Guard // the maps are not read while, or after, Close releases them
 }
 
 // quicReuseport is what ListenQUIC loads of quic.c: the sk_reuseport
@@ -134,6 +137,10 @@ func (c Count) Total() uint64 { return c.ConnID + c.Hash }
 // CPUs, and those the kernel refused the chosen socket for (it then
 // picked one by its own hash).
 func (q *QUIC) Counts() (per []Count, refused uint64, err error) {
+	if !q.guard.Use() {
+		return nil, 0, fmt.Errorf("steer: read the counters: %w", os.ErrClosed)
+	}
+	defer q.guard.Done()
 	sum := func(k uint32) (uint64, error) {
 		var vs []uint64
 		if err := q.objs.Counts.Lookup(k, &vs); err != nil {
@@ -161,14 +168,16 @@ func (q *QUIC) Counts() (per []Count, refused uint64, err error) {
 // Close closes the sockets and releases the program (the kernel detaches
 // it with the last socket of the group).
 func (q *QUIC) Close() error {
-	var errs []error
-	for _, c := range q.conns {
-		errs = append(errs, c.Close())
-	}
-	if q.objs.Prog != nil {
-		errs = append(errs, q.objs.Close())
-	}
-	return errors.Join(errs...)
+	return q.guard.Close(func() error {
+		var errs []error
+		for _, c := range q.conns {
+			errs = append(errs, c.Close())
+		}
+		if q.objs.Prog != nil {
+			errs = append(errs, q.objs.Close())
+		}
+		return errors.Join(errs...)
+	})
 }
 
 // harness is quic.c's XDP harness, loaded by the tests.

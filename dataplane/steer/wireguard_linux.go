@@ -3,9 +3,11 @@ package steer
 import (
 	"errors"
 	"fmt"
+	"os"
 	"syscall"
 
 	"github.com/cilium/ebpf"
+	"github.com/onramp-net/onramp/dataplane/internal/closing"
 	"golang.org/x/sys/unix"
 )
 
@@ -14,6 +16,10 @@ import (
 type WireGuard struct {
 	objs  wireguardObjects
 	loops int
+	// guard keeps the maps from being used while, or after, Close
+	// releases them: a metrics scrape may read the counters while
+	// the device shuts down.
+	guard closing.Guard
 }
 
 // NewWireGuard loads the WireGuard steering program for groups of loops
@@ -92,6 +98,10 @@ func (w *WireGuard) Assign(i uint32, slot int) error {
 	if slot < 1 || slot > w.loops {
 		return fmt.Errorf("steer: slot %d: want 1 to %d", slot, w.loops)
 	}
+	if !w.guard.Use() {
+		return fmt.Errorf("steer: assign index %#x: %w", i, os.ErrClosed)
+	}
+	defer w.guard.Done()
 	if err := w.objs.Sessions.Put(i, uint32(slot)); err != nil {
 		return fmt.Errorf("steer: assign index %#x: %w", i, err)
 	}
@@ -100,11 +110,19 @@ func (w *WireGuard) Assign(i uint32, slot int) error {
 
 // Forget stops steering receiver index i.
 func (w *WireGuard) Forget(i uint32) {
+	if !w.guard.Use() {
+		return
+	}
+	defer w.guard.Done()
 	_ = w.objs.Sessions.Delete(i)
 }
 
 // Slot returns the loop slot index i is steered to, as the map has it.
 func (w *WireGuard) Slot(i uint32) (int, bool) {
+	if !w.guard.Use() {
+		return 0, false
+	}
+	defer w.guard.Done()
 	var s uint32
 	if w.objs.Sessions.Lookup(i, &s) != nil {
 		return 0, false
@@ -117,6 +135,10 @@ func (w *WireGuard) Slot(i uint32) (int, bool) {
 // the CPUs, and those it could not put on the socket it chose (the
 // kernel's hash placed them).
 func (w *WireGuard) Steered(v6 bool) (bySlot []uint64, unsteered uint64, err error) {
+	if !w.guard.Use() {
+		return nil, 0, fmt.Errorf("steer: read the counters: %w", os.ErrClosed)
+	}
+	defer w.guard.Done()
 	base := 0
 	if v6 {
 		base = slots
@@ -144,4 +166,4 @@ func (w *WireGuard) Steered(v6 bool) (bySlot []uint64, unsteered uint64, err err
 
 // Close unloads the program. The sockets keep it until they close (or
 // are detached); a device closes its sockets first.
-func (w *WireGuard) Close() error { return w.objs.Close() }
+func (w *WireGuard) Close() error { return w.guard.Close(w.objs.Close) }

@@ -3,6 +3,7 @@ package steer
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"net"
 	"os"
 	"runtime"
@@ -265,5 +266,38 @@ func TestWireGuardSockets(t *testing.T) {
 			}
 			t.Logf("steered by slot: %v; unknown indexes by socket: %v", bySlot, seen)
 		})
+	}
+}
+
+// TestWireGuardClosedWhileRead: the device's metrics read the counters
+// and its handshakes steer indexes while the edge shuts down. Close
+// waits for them, and afterwards they get an error wrapping os.ErrClosed
+// (not a descriptor that was closed, or reused). The race detector saw
+// the unguarded read in CI.
+func TestWireGuardClosedWhileRead(t *testing.T) {
+	w := loadWireGuard(t, 2, nil, nil)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := uint32(0); ; i++ {
+			_, _, err := w.Steered(false)
+			aerr := w.Assign(i, 1)
+			w.Forget(i)
+			_, _ = w.Slot(i)
+			if err != nil {
+				if !errors.Is(err, os.ErrClosed) || !errors.Is(aerr, os.ErrClosed) {
+					t.Errorf("after Close: %v, %v; want os.ErrClosed", err, aerr)
+				}
+				return
+			}
+		}
+	}()
+	time.Sleep(20 * time.Millisecond)
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	<-done
+	if err := w.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
 	}
 }
