@@ -52,10 +52,18 @@ func readSched(pid int, c NetCounters) error {
 	for _, t := range tasks {
 		// A thread may exit between the listing and the reads.
 		if b, err := os.ReadFile(dir + "/" + t.Name() + "/status"); err == nil {
-			for _, l := range strings.Split(string(b), "\n") {
+			for l := range strings.SplitSeq(string(b), "\n") {
 				k, v, _ := strings.Cut(l, ":")
-				key := map[string]string{"voluntary_ctxt_switches": "sched.voluntary", "nonvoluntary_ctxt_switches": "sched.involuntary"}[k]
-				if n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64); key != "" && err == nil {
+				var key string
+				switch k {
+				case "voluntary_ctxt_switches":
+					key = "sched.voluntary"
+				case "nonvoluntary_ctxt_switches":
+					key = "sched.involuntary"
+				default:
+					continue
+				}
+				if n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64); err == nil {
 					c[key] += n
 				}
 			}

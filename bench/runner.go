@@ -417,7 +417,10 @@ func (sr *scenarioRun) netstat(rig *Rig) func(ProbeResult) {
 				role = fmt.Sprint(pid)
 			}
 			now, err := ReadNetCounters(pid)
-			if err != nil || before[i] == nil {
+			if before[i] == nil && err == nil {
+				err = errors.New("no counters from before the run")
+			}
+			if err != nil {
 				fmt.Fprintf(sr.r.Out, "    netstat %s: %v\n", role, err)
 				continue
 			}
