@@ -369,6 +369,16 @@ func startRaw(bin, network string) func(ctx context.Context, env *Env) (*Rig, er
 // "edge" accepting the user's connections on the tunnel's bulk address,
 // both pinned to the SUT CPUs. iperf3 from "user" measures it (runBulk).
 func startRawRelay(bin, network string) func(ctx context.Context, env *Env) (*Rig, error) {
+	return startRawRelayTo(bin, network, "bulk")
+}
+
+// startRawRelayTo is startRawRelay for one of the origin's services: "bulk"
+// (iperf3) or "echo" (the echo origin), on the port the proxies use for it.
+func startRawRelayTo(bin, network, service string) func(ctx context.Context, env *Env) (*Rig, error) {
+	listen, to := bulkPort, bulkPort
+	if service == "echo" {
+		listen, to = echoPort, testnet.OriginEcho
+	}
 	return func(ctx context.Context, env *Env) (*Rig, error) {
 		r, err := newRig(ctx, env, testnet.Tunnel())
 		if err != nil {
@@ -376,22 +386,22 @@ func startRawRelay(bin, network string) func(ctx context.Context, env *Env) (*Ri
 		}
 		fail := func(err error) (*Rig, error) { r.Close(); return nil, fmt.Errorf("%s: %w", bin, err) }
 		conn, edge := r.Net.Node("conn"), r.Net.Node("edge")
-		recv, err := env.StartSUT(conn, env.Bins[bin], "recv", "-listen", hostPort(connAddr, rawPort), "-to", hostPort(originIP, bulkPort))
+		recv, err := env.StartSUT(conn, env.Bins[bin], "recv", "-listen", hostPort(connAddr, rawPort), "-to", hostPort(originIP, to))
 		if err != nil {
 			return fail(err)
 		}
 		if err := waitListen(ctx, conn, network, rawPort, recv); err != nil {
 			return fail(err)
 		}
-		relay, err := env.StartSUT(edge, env.Bins[bin], "relay", "-listen", hostPort(edgeUser, bulkPort), "-addr", hostPort(connAddr, rawPort))
+		relay, err := env.StartSUT(edge, env.Bins[bin], "relay", "-listen", hostPort(edgeUser, listen), "-addr", hostPort(connAddr, rawPort))
 		if err != nil {
 			return fail(err)
 		}
-		if err := waitListen(ctx, edge, "tcp", bulkPort, relay); err != nil {
+		if err := waitListen(ctx, edge, "tcp", listen, relay); err != nil {
 			return fail(err)
 		}
 		r.Measured = []int{relay.Cmd.Process.Pid, recv.Cmd.Process.Pid}
-		r.Addr["bulk"] = hostPort(edgeUser, bulkPort)
+		r.Addr[service] = hostPort(edgeUser, listen)
 		return r, nil
 	}
 }

@@ -71,8 +71,8 @@ const (
 	setupHAP    = "HAProxy (TCP mode, nbthread 1, splice both ways) in `edge` on the SUT CPUs, `conn` routes; origin and load as for the tunnel"
 	setupHAP2   = "two HAProxies in series (TCP mode, nbthread 1, splice both ways), one in `edge` and one in `conn`, both on the SUT CPUs: the tunnel's three TCP connections and two relaying processes, in plain TCP; origin and load as for the tunnel"
 	setupSocat  = "socat TCP-LISTEN,fork,reuseaddr in `edge` on the SUT CPUs, `conn` routes; origin and load as for the tunnel"
-	setupRawQ   = "bench/cmd/rawquic relay in `edge` (user TCP in, one QUIC stream per connection out), receiver in `conn` (stream in, TCP to the origin out), both on the SUT CPUs; same windows, socket buffers and copy buffer size as the tunnel; iperf3 as for the tunnel"
-	setupRawT   = "bench/cmd/rawtls relay in `edge` (user TCP in, one Go crypto/tls 1.3 connection per connection out), receiver in `conn` (TLS in, TCP to the origin out), both on the SUT CPUs; same copy buffer size as the tunnel; iperf3 as for the tunnel"
+	setupRawQ   = "bench/cmd/rawquic relay in `edge` (user TCP in, one QUIC stream per connection out), receiver in `conn` (stream in, TCP to the origin out), both on the SUT CPUs; same windows, socket buffers and copy buffer size as the tunnel; origin and load as for the tunnel"
+	setupRawT   = "bench/cmd/rawtls relay in `edge` (user TCP in, one Go crypto/tls 1.3 connection per connection out), receiver in `conn` (TLS in, TCP to the origin out), both on the SUT CPUs; same copy buffer size as the tunnel; origin and load as for the tunnel"
 	setupRawQE  = "bench/cmd/rawquic sender in `edge`, receiver in `conn`, both on the SUT CPUs, no TCP legs: the sender makes the bytes and the receiver drops them; same windows and socket buffers as the tunnel"
 	setupRawTE  = "bench/cmd/rawtls sender in `edge`, receiver in `conn`, both on the SUT CPUs, no TCP legs: the sender makes the bytes and the receiver drops them; Go crypto/tls 1.3 over one TCP connection"
 )
@@ -164,26 +164,27 @@ func Scenarios() []Scenario {
 		direct       []Goal   // the goals of the direct proxy (splice)
 		tunnel       []Goal   // the goals of both tunnels
 		own          bool     // and each tunnel's against its own bulk1 (bulk8)
+		raw          bool     // the raw quic-go and TLS relays as each tunnel's floor
 	}
 	for _, a := range []l4area{
 		// Eight streams carry at least what one does, over each transport.
-		{"bulk8", "l4-bulk-8", bulkMetrics, estBulk, runBulk(8), []string{"haproxy", "haproxy2", "socat", "kernel"}, false, nil, nil, true},
+		{"bulk8", "l4-bulk-8", bulkMetrics, estBulk, runBulk(8), []string{"haproxy", "haproxy2", "socat", "kernel"}, false, nil, nil, true, false},
 		// The tunnel: a round trip through two processes and three TCP
 		// legs at most 1.3x HAProxy's, and at least 0.8x its connection
 		// rate.
 		{"echo", "l4-latency", echoMetrics, estEcho, runEcho, []string{"haproxy", "haproxy2", "socat", "kernel"}, false,
 			[]Goal{{Peer: "haproxy/echo", Metric: "p99", Op: "<=", Ratio: 1.0}},
-			[]Goal{{Peer: "haproxy/echo", Metric: "p50", Op: "<=", Ratio: 1.3}}, false},
+			[]Goal{{Peer: "haproxy/echo", Metric: "p50", Op: "<=", Ratio: 1.3}}, false, true},
 		{"connrate", "l4-connrate", connMetrics, estConn, runConnRate, []string{"haproxy", "haproxy2", "socat", "kernel"}, false,
 			[]Goal{{Peer: "haproxy/connrate", Metric: "rate", Op: ">=", Ratio: 1.0}},
-			[]Goal{{Peer: "haproxy/connrate", Metric: "rate", Op: ">=", Ratio: 0.8}}, false},
+			[]Goal{{Peer: "haproxy/connrate", Metric: "rate", Op: ">=", Ratio: 0.8}}, false, true},
 		// socat forks a process per stream (memory not comparable by
 		// parent RSS); the kernel holds no user-space state. A held
 		// stream through the tunnel costs at most 16 KiB, edge and
 		// connector together.
 		{"streams", "l4-streams", streamMetrics, estStrm, runStreams, []string{"haproxy", "haproxy2"}, true,
 			[]Goal{{Peer: "haproxy/streams", Metric: "per_stream", Op: "<=", Ratio: 2.0}},
-			[]Goal{{Metric: "per_stream", Op: "<=", Limit: 16}}, false},
+			[]Goal{{Metric: "per_stream", Op: "<=", Limit: 16}}, false, false},
 	} {
 		goals := func(transport string) []Goal {
 			g := append([]Goal(nil), a.tunnel...)
@@ -211,6 +212,19 @@ func Scenarios() []Scenario {
 				sc.Label, sc.Setup, sc.Start = "kernel routing (ceiling)", setupKernel, startKernel
 			}
 			add(sc)
+		}
+		// What the transport alone costs a round trip or a new stream:
+		// the same relay shape with nothing of onramp's in it.
+		if a.raw {
+			add(Scenario{Name: "rawquic/" + a.suffix, Area: a.area, Label: "raw quic-go relay", PeerOf: []string{"tunnel-quic/" + a.suffix},
+				Setup: setupRawQ, Metrics: a.metrics, Estimate: a.est, Start: startRawRelayTo("rawquic", "udp", "echo"), Run: a.run})
+		}
+		// The raw TLS relay dials a TLS connection per user connection, so
+		// it is a floor for a round trip on a warm one, not for a new
+		// stream (the HTTP/2 tunnel opens streams on a warm connection).
+		if a.raw && a.suffix == "echo" {
+			add(Scenario{Name: "rawtls/" + a.suffix, Area: a.area, Label: "raw TLS-over-TCP relay", PeerOf: []string{"tunnel-http2/" + a.suffix},
+				Setup: setupRawT, Metrics: a.metrics, Estimate: a.est, Start: startRawRelayTo("rawtls", "tcp", "echo"), Run: a.run})
 		}
 	}
 	s = append(s, scaleScenarios()...)     // scale.go

@@ -12,6 +12,11 @@ import (
 // same amount per read and write.
 const RelayBufSize = 256 << 10
 
+// bufs holds the copy buffers of finished relays, so that a relay per
+// short connection (the connection-rate and echo rows) does not allocate
+// and collect half a MiB per connection: the least a relay must do.
+var bufs = sync.Pool{New: func() any { b := make([]byte, RelayBufSize); return &b }}
+
 // Relay copies both ways between a (a TCP connection) and b (a QUIC
 // stream or a TLS connection) until both directions ended, propagating
 // EOF as a half-close (CloseWrite), then closes both. A read or write
@@ -29,7 +34,9 @@ func Relay(a *net.TCPConn, b Stream, closeB func() error) {
 	}
 	cp := func(dst, src Stream) {
 		defer wg.Done()
-		buf := make([]byte, RelayBufSize)
+		bp := bufs.Get().(*[]byte)
+		defer bufs.Put(bp)
+		buf := *bp
 		for {
 			n, err := src.Read(buf)
 			if n > 0 {
