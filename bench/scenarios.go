@@ -193,10 +193,16 @@ func Scenarios() []Scenario {
 			}
 			return g
 		}
+		// The raw relays, where an area has them, run interleaved with the
+		// tunnels (a shared Interleave key), as the goals' peers do.
+		interleave := ""
+		if a.raw {
+			interleave = "tunnel/" + a.suffix
+		}
 		add(Scenario{Name: "tunnel-quic/" + a.suffix, Area: a.area, Label: "onramp tunnel, QUIC", Onramp: true, Setup: setupTunnel,
-			Goals: goals("quic"), Metrics: a.metrics, Estimate: a.est, Start: tq, Run: a.run, FreshPerRun: a.fresh})
+			Goals: goals("quic"), Metrics: a.metrics, Estimate: a.est, Start: tq, Run: a.run, FreshPerRun: a.fresh, Interleave: interleave})
 		add(Scenario{Name: "tunnel-http2/" + a.suffix, Area: a.area, Label: "onramp tunnel, HTTP/2", Onramp: true, Setup: setupTunnel,
-			Goals: goals("http2"), Metrics: a.metrics, Estimate: a.est, Start: th, Run: a.run, FreshPerRun: a.fresh})
+			Goals: goals("http2"), Metrics: a.metrics, Estimate: a.est, Start: th, Run: a.run, FreshPerRun: a.fresh, Interleave: interleave})
 		s = append(s, directScenarios(a.suffix, a.area, a.metrics, a.est, a.run, a.fresh, a.direct)...)
 		for _, p := range a.peers {
 			sc := Scenario{Name: p + "/" + a.suffix, Area: a.area, PeerOf: onrampL4(a.suffix),
@@ -217,14 +223,14 @@ func Scenarios() []Scenario {
 		// the same relay shape with nothing of onramp's in it.
 		if a.raw {
 			add(Scenario{Name: "rawquic/" + a.suffix, Area: a.area, Label: "raw quic-go relay", PeerOf: []string{"tunnel-quic/" + a.suffix},
-				Setup: setupRawQ, Metrics: a.metrics, Estimate: a.est, Start: startRawRelayTo("rawquic", "udp", "echo"), Run: a.run})
+				Setup: setupRawQ, Metrics: a.metrics, Estimate: a.est, Start: startRawRelayTo("rawquic", "udp", "echo"), Run: a.run, Interleave: interleave})
 		}
 		// The raw TLS relay dials a TLS connection per user connection, so
 		// it is a floor for a round trip on a warm one, not for a new
 		// stream (the HTTP/2 tunnel opens streams on a warm connection).
 		if a.raw && a.suffix == "echo" {
 			add(Scenario{Name: "rawtls/" + a.suffix, Area: a.area, Label: "raw TLS-over-TCP relay", PeerOf: []string{"tunnel-http2/" + a.suffix},
-				Setup: setupRawT, Metrics: a.metrics, Estimate: a.est, Start: startRawRelayTo("rawtls", "tcp", "echo"), Run: a.run})
+				Setup: setupRawT, Metrics: a.metrics, Estimate: a.est, Start: startRawRelayTo("rawtls", "tcp", "echo"), Run: a.run, Interleave: interleave})
 		}
 	}
 	s = append(s, scaleScenarios()...)     // scale.go
