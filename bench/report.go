@@ -3,6 +3,7 @@ package bench
 import (
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 )
 
@@ -18,6 +19,25 @@ type ReportOptions struct {
 // peer measured in the same run with the goals next to them, the chart and
 // the commands that reproduce it; then the Go microbenchmarks and the
 // failed scenarios.
+// currentAreas returns the areas of merged[i] that no later merged run
+// measured again.
+func currentAreas(merged []MergedRun, i int) []string {
+	var out []string
+	for _, a := range merged[i].Areas {
+		later := false
+		for _, mr := range merged[i+1:] {
+			if slices.Contains(mr.Areas, a) {
+				later = true
+				break
+			}
+		}
+		if !later {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
 func Markdown(run *Run, areas []Area, opt ReportOptions) string {
 	var b strings.Builder
 	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
@@ -36,13 +56,20 @@ func Markdown(run *Run, areas []Area, opt ReportOptions) string {
 		dirty = " (with uncommitted changes)"
 	}
 	p("Measured %s, %s, commit `%s`%s, in %s.\n\n", run.Date.UTC().Format("2006-01-02 15:04 UTC"), kind, short(m.Commit), dirty, fmtDur(run.Seconds))
-	for _, mr := range run.Merged {
+	for i, mr := range run.Merged {
+		// An area measured again later is named there only: a line says
+		// where figures come from, not every run they came from before
+		// (the results JSON keeps that history).
+		areas := currentAreas(run.Merged, i)
+		if len(areas) == 0 {
+			continue
+		}
 		d := ""
 		if mr.Dirty {
 			d = " (with uncommitted changes)"
 		}
 		p("Areas `%s` measured again %s, `make bench ONLY='%s'`, commit `%s`%s, in %s; their figures and ratios are from that run.\n\n",
-			strings.Join(mr.Areas, "`, `"), mr.Date.UTC().Format("2006-01-02 15:04 UTC"), mr.Only, short(mr.Commit), d, fmtDur(mr.Seconds))
+			strings.Join(areas, "`, `"), mr.Date.UTC().Format("2006-01-02 15:04 UTC"), mr.Only, short(mr.Commit), d, fmtDur(mr.Seconds))
 	}
 	p("| machine | |\n|---|---|\n| CPU | %s, %d cores |\n| kernel | %s |\n| Go | %s |\n", m.CPUModel, m.Cores, m.Kernel, m.GoVersion)
 	pin := "not pinned (one CPU)"

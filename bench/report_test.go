@@ -202,6 +202,22 @@ func TestMerge(t *testing.T) {
 	if !strings.Contains(md, "kernel, measured again") {
 		t.Error("the report lacks the later run's scenario")
 	}
+	// Measured a third time: the second run's line goes, its JSON entry
+	// stays.
+	third := *later
+	third.Date = third.Date.Add(time.Hour)
+	third.Machine.Commit = "0123456789abcdef"
+	m3, err := Merge(m, &third)
+	if err != nil {
+		t.Fatal(err)
+	}
+	md = Markdown(m3, Areas, ReportOptions{ResultsPath: "x.json"})
+	if strings.Contains(md, "commit `fedcba987654`") || !strings.Contains(md, "commit `0123456789ab`") {
+		t.Errorf("the report names a superseded run or not the latest:\n%s", md[:min(len(md), 800)])
+	}
+	if len(m3.Merged) != 2 {
+		t.Errorf("merged runs recorded: %d, want 2", len(m3.Merged))
+	}
 	later.Quick = true
 	if _, err := Merge(base, later); err == nil {
 		t.Error("a quick run merged into a full one")
