@@ -176,6 +176,33 @@ func opError(op string, c net.Conn, err error) error {
 	return &net.OpError{Op: op, Net: c.LocalAddr().Network(), Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: err}
 }
 
+// TryRead makes one read(2) of c into p without waiting, where c is a TCP
+// or Unix socket: it returns the bytes c holds now, 0 if it holds none
+// (EAGAIN, or c is another conn, which it does not read), io.EOF at its
+// end, or the read's error. A pending error (a reset) is consumed by the
+// read that returns it: the caller must not read c again expecting it.
+// p must not be empty.
+func TryRead(c net.Conn, p []byte) (int, error) {
+	rc := RawConn(c)
+	if rc == nil {
+		return 0, nil
+	}
+	var n int
+	var errno syscall.Errno
+	if err := rc.Control(func(fd uintptr) { n, errno = rawRead(fd, p) }); err != nil {
+		return 0, opError("read", c, err)
+	}
+	switch {
+	case errno == syscall.EAGAIN:
+		return 0, nil
+	case errno != 0:
+		return 0, opError("read", c, os.NewSyscallError("read", errno))
+	case n == 0:
+		return 0, io.EOF
+	}
+	return n, nil
+}
+
 // ReadFD is one read(2) of the socket fd into p as a raw system call,
 // without waiting: for a caller that waits by itself (syscall.RawConn's
 // Read or Control). p must not be empty.

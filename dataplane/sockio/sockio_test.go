@@ -260,3 +260,58 @@ func BenchmarkPingPong(b *testing.B) {
 		})
 	}
 }
+
+// TestTryRead: one read without waiting: nothing held is 0 bytes and no
+// error, what is held comes at once, then EOF; a reset comes as an error
+// once; a conn that is not a socket is not read.
+func TestTryRead(t *testing.T) {
+	linuxOnly(t)
+	buf := make([]byte, 64)
+	for _, pair := range []func(testing.TB) (net.Conn, net.Conn){tcpPair, unixPair} {
+		a, b := pair(t)
+		if n, err := TryRead(b, buf); n != 0 || err != nil {
+			t.Fatalf("nothing sent: %d bytes, %v; want 0, nil", n, err)
+		}
+		if _, err := a.Write([]byte("hello")); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		var n int
+		var err error
+		for n == 0 && err == nil && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+			n, err = TryRead(b, buf)
+		}
+		if string(buf[:n]) != "hello" || err != nil {
+			t.Fatalf("read %q, %v; want hello", buf[:n], err)
+		}
+		a.(interface{ CloseWrite() error }).CloseWrite()
+		for err == nil && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+			n, err = TryRead(b, buf)
+		}
+		if n != 0 || err != io.EOF {
+			t.Fatalf("after the peer's EOF: %d bytes, %v; want io.EOF", n, err)
+		}
+	}
+
+	a, b := tcpPair(t)
+	a.(*net.TCPConn).SetLinger(0)
+	a.Close() // an RST
+	deadline := time.Now().Add(5 * time.Second)
+	var err error
+	for err == nil && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+		_, err = TryRead(b, buf)
+	}
+	if !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("after a reset: %v; want ECONNRESET", err)
+	}
+
+	p, q := net.Pipe()
+	defer p.Close()
+	defer q.Close()
+	if n, err := TryRead(q, buf); n != 0 || err != nil {
+		t.Fatalf("net.Pipe: %d bytes, %v; want 0, nil (not read)", n, err)
+	}
+}

@@ -5,11 +5,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strconv"
 	"sync"
 	"time"
 
+	"github.com/onramp-net/onramp/dataplane/sockio"
 	"github.com/onramp-net/onramp/l4proxy/internal/pipe"
 	"github.com/onramp-net/onramp/l4proxy/tunnel"
 )
@@ -36,8 +38,19 @@ func (s *Server) ServeTCPVar(ctx context.Context, ln net.Listener, v *BindingVar
 			s.proxyDirect(ctx, c, target{origin: b.Origin, proxyProtocol: b.ProxyProtocol}, tunnel.KindTCP, "", nil, hold)
 			return
 		}
+		// What the user sent with its connection (most protocols speak
+		// first) leaves with the stream's request, in one packet: read
+		// without waiting, so that an origin that speaks first is not
+		// held up.
+		bp := pipe.GetBuf()
+		defer pipe.PutBuf(bp) // proxyStream has written it by then
+		n, err := sockio.TryRead(c, *bp)
+		if err != nil && err != io.EOF { // reset before anything was proxied
+			pipe.ConnSide{Conn: c}.Reset()
+			return
+		}
 		req := &tunnel.Request{Kind: tunnel.KindTCP, Hostname: b.Service, Remote: addrPort(c.RemoteAddr())}
-		s.proxyStream(ctx, c, b.Tunnel, req, nil, hold)
+		s.proxyStream(ctx, c, b.Tunnel, req, (*bp)[:n], hold)
 	})
 }
 

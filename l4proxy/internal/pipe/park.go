@@ -60,15 +60,13 @@ func (p *Proxy) newADir() *aDir {
 // again when A is readable) or the direction ends.
 func (d *aDir) step() {
 	p := d.p
-	if len(p.Prefix) > 0 {
-		if _, err := p.B.Write(p.Prefix); err != nil {
-			p.failAToB(err)
-			d.finish()
-			return
-		}
-		d.cp.n += int64(len(p.Prefix))
-		add(p.AToB, len(p.Prefix))
-		p.Prefix = nil // not held for the connection's life
+	if p.prefixFailed() {
+		d.finish()
+		return
+	}
+	if p.prefixN > 0 { // written by Start: counted once
+		d.cp.n += p.prefixN
+		p.prefixN = 0
 	}
 	eof, park, err := d.cp.loop()
 	if park {

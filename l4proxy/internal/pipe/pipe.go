@@ -165,7 +165,10 @@ var ErrIdle = errors.New("idle timeout")
 type Proxy struct {
 	A, B Side
 	// Prefix is written to b before copying a to b (bytes already read
-	// from a while peeking at it). The Proxy drops it once written.
+	// from a while peeking at it). Start writes it before it returns, so
+	// that it leaves with what the caller wrote to b just before (a tunnel
+	// stream's request): one packet or record, not two. The Proxy drops it
+	// once written; the caller may reuse its memory once Start returned.
 	Prefix []byte
 	// AToB and BToA count the bytes copied; nil counters are not used.
 	AToB, BToA prometheus.Counter
@@ -186,6 +189,8 @@ type Proxy struct {
 	abortOnce sync.Once
 	abortErr  error // set once, before aborted is set
 	aborted   atomic.Bool
+	prefixN   int64 // Prefix's bytes written by Start (on success)
+	prefixErr error // the error writing Prefix, for the direction from A
 	ad        *aDir // the direction from A when it parks (see aDir)
 	bd        *bDir // the direction from B when it parks (see bDir)
 
@@ -239,6 +244,7 @@ func (p *Proxy) Start(ctx context.Context, done func(Result)) {
 	// A callback, not a goroutine waiting for ctx: one goroutine less
 	// per connection.
 	p.stop = context.AfterFunc(ctx, func() { p.abort(ErrStopped) })
+	p.writePrefix()
 	if p.ad != nil {
 		go p.ad.step()
 	} else {
@@ -311,20 +317,41 @@ func (p *Proxy) abort(err error) {
 	})
 }
 
-func (p *Proxy) copyAToB() int64 {
-	var n int64
-	if len(p.Prefix) > 0 {
-		if _, err := p.B.Write(p.Prefix); err != nil {
-			p.failAToB(err)
-			return 0
-		}
-		n += int64(len(p.Prefix))
+// writePrefix writes Prefix to b from Start's caller, right after what
+// the caller wrote to b (a stream's request), and drops it; a failure is
+// the direction from A's to handle (prefixFailed).
+func (p *Proxy) writePrefix() {
+	if len(p.Prefix) == 0 {
+		return
+	}
+	if _, err := p.B.Write(p.Prefix); err != nil {
+		p.prefixErr = err
+	} else {
+		p.prefixN = int64(len(p.Prefix))
 		add(p.AToB, len(p.Prefix))
-		p.Prefix = nil // not held for the connection's life
+	}
+	p.Prefix = nil // not held for the connection's life
+}
+
+// prefixFailed fails the direction from A if Start could not write the
+// prefix, once.
+func (p *Proxy) prefixFailed() bool {
+	err := p.prefixErr
+	if err == nil {
+		return false
+	}
+	p.prefixErr = nil
+	p.failAToB(err)
+	return true
+}
+
+func (p *Proxy) copyAToB() int64 {
+	if p.prefixFailed() {
+		return 0
 	}
 	m, err, eof := CopyLoop(p.B, p.A, p.AToB, &p.last)
 	p.endAToB(err, eof)
-	return n + m
+	return p.prefixN + m
 }
 
 // endAToB ends the direction from a to b: EOF half-closes b, an error

@@ -1,6 +1,7 @@
 package pipe
 
 import (
+	"context"
 	"crypto/tls"
 	"fmt"
 	"io"
@@ -520,5 +521,64 @@ func TestCopyLoopQuietReadShortMessages(t *testing.T) {
 	user.Close()
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// recordingStream is a tunnel stream that keeps what is written to it and
+// reads nothing until it is reset or closed.
+type recordingStream struct {
+	mu     sync.Mutex
+	got    []byte
+	closed chan struct{}
+	once   sync.Once
+}
+
+func newRecordingStream() *recordingStream { return &recordingStream{closed: make(chan struct{})} }
+
+func (s *recordingStream) Read(p []byte) (int, error) { <-s.closed; return 0, io.EOF }
+func (s *recordingStream) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.got = append(s.got, p...)
+	return len(p), nil
+}
+func (s *recordingStream) written() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return string(s.got)
+}
+func (s *recordingStream) CloseWrite() error { return nil }
+func (s *recordingStream) Reset()            { s.once.Do(func() { close(s.closed) }) }
+func (s *recordingStream) Close() error      { s.Reset(); return nil }
+
+// TestStartWritesPrefix: Start writes the prefix before it returns, so
+// that it leaves right behind the stream's request (one packet, not two),
+// and the caller may reuse its memory; the bytes count in the result.
+func TestStartWritesPrefix(t *testing.T) {
+	user, edge := tcpPair(t)
+	st := newRecordingStream()
+	prefix := []byte("GET / HTTP/1.1\r\n")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan Result, 1)
+	p := &Proxy{A: ConnSide{edge}, B: st, Prefix: prefix}
+	p.Start(ctx, func(r Result) { done <- r })
+	if got := st.written(); got != string(prefix) {
+		t.Fatalf("when Start returned the stream had %q, want the prefix %q", got, prefix)
+	}
+	copy(prefix, "XXXXXXXXXXXXXXXX") // the caller's buffer, reused
+	if _, err := user.Write([]byte("Host: a\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for st.written() != "GET / HTTP/1.1\r\nHost: a\r\n" {
+		if time.Now().After(deadline) {
+			t.Fatalf("the stream got %q", st.written())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	res := <-done
+	if res.AToB != int64(len("GET / HTTP/1.1\r\nHost: a\r\n")) {
+		t.Errorf("AToB %d, want the prefix and the bytes after it", res.AToB)
 	}
 }
