@@ -1,6 +1,7 @@
 package connector
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"time"
@@ -22,7 +23,7 @@ func (c *Connector) handleStream(ec *edgeConn, st tunnel.Stream, req *tunnel.Req
 		}
 	}()
 	kind := req.Kind.String()
-	log := c.log.With("edge", ec.edge, "kind", kind, "hostname", req.Hostname, "user", req.Remote)
+	log := &streamLog{base: c.log, edge: ec.edge, req: req}
 	if c.isStopping() {
 		_ = st.Respond(tunnel.StatusDraining, "connector shutting down")
 		return
@@ -42,19 +43,19 @@ func (c *Connector) handleStream(ec *edgeConn, st tunnel.Stream, req *tunnel.Req
 	if req.Kind == tunnel.KindHTTP {
 		// Every request on the connection is matched with its own Host
 		// and path (httproute.go).
-		c.serveHTTP(st, req, cfg, log)
+		c.serveHTTP(st, req, cfg, log.get())
 		return
 	}
 	rule := cfg.Match(req.Hostname, "")
 	if rule == nil {
 		c.m.Error(errNoRule)
-		log.Info("connector: no ingress rule")
+		log.get().Info("connector: no ingress rule")
 		_ = st.Respond(tunnel.StatusNoRule, "no ingress rule for "+req.Hostname)
 		return
 	}
-	log = log.With("rule", rule.Index(), "service", rule.Service().String())
+	log.rule = rule
 	if status, msg := admits(req.Kind, rule); status != tunnel.StatusOK {
-		c.refuse(st, status, msg, log)
+		c.refuse(st, status, msg, log.get())
 		return
 	}
 	if rule.Service().Scheme == ingress.SchemeHTTPStatus {
@@ -64,14 +65,16 @@ func (c *Connector) handleStream(ec *edgeConn, st tunnel.Stream, req *tunnel.Req
 	origin, err := rule.DialStream(ec.conn.Context(), req.Kind == tunnel.KindTLS)
 	if err != nil {
 		c.m.Error(errOriginDial)
-		log.Warn("connector: origin unreachable", "err", err)
+		log.get().Warn("connector: origin unreachable", "err", err)
 		_ = st.Respond(tunnel.StatusOriginUnreachable, err.Error())
 		return
 	}
 	if err := st.Respond(tunnel.StatusOK, ""); err != nil {
 		origin.Close()
 		st.Reset()
-		log.Debug("connector: respond", "err", err)
+		if log.debug() {
+			log.get().Debug("connector: respond", "err", err)
+		}
 		return
 	}
 	p := &pipe.Proxy{
@@ -85,17 +88,49 @@ func (c *Connector) handleStream(ec *edgeConn, st tunnel.Stream, req *tunnel.Req
 		defer done()
 		switch {
 		case res.Idle:
-			log.Debug("connector: stream closed after idle timeout", "to_origin", res.BToA, "to_edge", res.AToB)
+			if log.debug() {
+				log.get().Debug("connector: stream closed after idle timeout", "to_origin", res.BToA, "to_edge", res.AToB)
+			}
 		case errors.Is(res.Err, pipe.ErrStopped):
-			log.Info("connector: stream reset on shutdown", "to_origin", res.BToA, "to_edge", res.AToB)
+			log.get().Info("connector: stream reset on shutdown", "to_origin", res.BToA, "to_edge", res.AToB)
 		case res.Err != nil:
 			c.m.Error(errReset)
-			log.Info("connector: stream reset", "reason", res.Err, "to_origin", res.BToA, "to_edge", res.AToB)
+			log.get().Info("connector: stream reset", "reason", res.Err, "to_origin", res.BToA, "to_edge", res.AToB)
 		default:
-			log.Debug("connector: stream closed", "to_origin", res.BToA, "to_edge", res.AToB)
+			if log.debug() {
+				log.get().Debug("connector: stream closed", "to_origin", res.BToA, "to_edge", res.AToB)
+			}
 		}
 	})
 }
+
+// streamLog is a stream's logger, made at its first line: most streams
+// log nothing (their close is at debug level), and slog's With formats
+// its attributes when it is called, not when a line is written. It is
+// used by one goroutine at a time (handleStream, then the proxy's end).
+type streamLog struct {
+	base *slog.Logger
+	edge string
+	req  *tunnel.Request
+	rule *ingress.Rule // once matched
+	l    *slog.Logger
+}
+
+// get returns the logger with the stream's attributes, and the rule's
+// once it is matched.
+func (s *streamLog) get() *slog.Logger {
+	if s.l == nil {
+		s.l = s.base.With("edge", s.edge, "kind", s.req.Kind.String(), "hostname", s.req.Hostname, "user", s.req.Remote)
+	}
+	if s.rule != nil {
+		s.l = s.l.With("rule", s.rule.Index(), "service", s.rule.Service().String())
+		s.rule = nil
+	}
+	return s.l
+}
+
+// debug says whether debug lines are written.
+func (s *streamLog) debug() bool { return s.base.Enabled(context.Background(), slog.LevelDebug) }
 
 // admits decides whether a stream of kind, from the edge listener of that
 // kind, may use rule's service, and otherwise returns the status and

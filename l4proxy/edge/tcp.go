@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"strconv"
 	"sync"
@@ -319,18 +320,28 @@ func (s *Server) logResult(logArgs func(...any) []any, res pipe.Result) {
 			s.log.Info("edge: connector refused the stream", logArgs("reason", res.Refused, notLogged, held)...)
 		}
 	case res.Idle:
-		s.log.Debug("edge: connection closed after idle timeout", logArgs("to_origin", res.AToB, "to_user", res.BToA)...)
+		if s.debug() {
+			s.log.Debug("edge: connection closed after idle timeout", logArgs("to_origin", res.AToB, "to_user", res.BToA)...)
+		}
 	case errors.Is(res.Err, pipe.ErrStopped):
-		s.log.Debug("edge: connection closed on shutdown", logArgs("to_origin", res.AToB, "to_user", res.BToA)...)
+		if s.debug() {
+			s.log.Debug("edge: connection closed on shutdown", logArgs("to_origin", res.AToB, "to_user", res.BToA)...)
+		}
 	case res.Err != nil:
 		s.m.Error(errReset)
 		if ok, held := s.userLogDue(logConnReset); ok {
 			s.log.Info("edge: connection reset", logArgs("reason", res.Err, "to_origin", res.AToB, "to_user", res.BToA, notLogged, held)...)
 		}
 	default:
-		s.log.Debug("edge: connection closed", logArgs("to_origin", res.AToB, "to_user", res.BToA)...)
+		if s.debug() {
+			s.log.Debug("edge: connection closed", logArgs("to_origin", res.AToB, "to_user", res.BToA)...)
+		}
 	}
 }
+
+// debug says whether debug lines are written: a line's arguments (a
+// connection's, boxed into a slice) are made only then.
+func (s *Server) debug() bool { return s.log.Enabled(context.Background(), slog.LevelDebug) }
 
 // The lines about users that a stranger can cause once per connection or
 // UDP flow: each kind is let through at most once a second (logLimiter),
