@@ -388,6 +388,46 @@ func TestStreamLimit(t *testing.T) {
 	})
 }
 
+// TestUserResetBeforeSending: users of a TCP binding that reset their
+// connection before sending anything (the edge's first read, which would
+// carry their bytes with the stream's request, finds the reset) are
+// counted as resets and give their stream back: with MaxStreamsPerTunnel
+// 1, a user after twenty of them still gets through.
+func TestUserResetBeforeSending(t *testing.T) {
+	forEach(t, func(t *testing.T, proto string) {
+		e := edgetest.Start(t, proto, "127.0.0.1", edge.Options{MaxStreamsPerTunnel: 1})
+		echo := edgetest.EchoTCP(t, "127.0.0.1")
+		e.StartConnector(fmt.Sprintf("ingress:\n  - service: tcp://%s\n", echo), nil)
+		addr := e.ServeTCP("echo")
+		for range 20 {
+			c := dial(t, addr)
+			c.SetLinger(0)
+			c.Close()
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			c := dial(t, addr)
+			c.SetDeadline(time.Now().Add(5 * time.Second))
+			got := make([]byte, 5)
+			_, err := c.Write([]byte("hello"))
+			if err == nil {
+				_, err = io.ReadFull(c, got)
+			}
+			c.Close()
+			if err == nil && string(got) == "hello" {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("after 20 users reset: %v, echo %q", err, got)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if v := edgetest.Metric(t, e.Registry, "onramp_edge_errors_total", "reset"); v < 1 {
+			t.Errorf("errors{reset} = %v after 20 users reset", v)
+		}
+	})
+}
+
 // TestConcurrent200 runs 200 connections at once through one tunnel.
 func TestConcurrent200(t *testing.T) {
 	forEach(t, func(t *testing.T, proto string) {

@@ -39,19 +39,8 @@ func (s *Server) ServeTCPVar(ctx context.Context, ln net.Listener, v *BindingVar
 			s.proxyDirect(ctx, c, target{origin: b.Origin, proxyProtocol: b.ProxyProtocol}, tunnel.KindTCP, "", nil, hold)
 			return
 		}
-		// What the user sent with its connection (most protocols speak
-		// first) leaves with the stream's request, in one packet: read
-		// without waiting, so that an origin that speaks first is not
-		// held up.
-		bp := pipe.GetBuf()
-		defer pipe.PutBuf(bp) // proxyStream has written it by then
-		n, err := sockio.TryRead(c, *bp)
-		if err != nil && err != io.EOF { // reset before anything was proxied
-			pipe.ConnSide{Conn: c}.Reset()
-			return
-		}
 		req := &tunnel.Request{Kind: tunnel.KindTCP, Hostname: b.Service, Remote: addrPort(c.RemoteAddr())}
-		s.proxyStream(ctx, c, b.Tunnel, req, (*bp)[:n], hold)
+		s.proxyStream(ctx, c, b.Tunnel, req, nil, hold)
 	})
 }
 
@@ -275,6 +264,27 @@ func (s *Server) proxyStream(ctx context.Context, c net.Conn, name string, req *
 		}
 		c.Close()
 		return
+	}
+	if prefix == nil && req.Kind == tunnel.KindTCP {
+		// What the user sent with its connection (most protocols speak
+		// first) follows the stream's request at once (Start writes it),
+		// in the same packet: read without waiting, so that an origin
+		// that speaks first is not held up, and only now that the stream
+		// is open, so that nothing is held while one is awaited.
+		bp := pipe.GetBuf()
+		defer pipe.PutBuf(bp) // Start has written it when this returns
+		n, err := sockio.TryRead(c, *bp)
+		if err != nil && err != io.EOF {
+			// Reset before anything was proxied; the read took the
+			// error, so the stream is reset here, not by the proxy.
+			s.m.Error(errReset)
+			st.Reset()
+			lc.streams.Add(-1)
+			s.release(te)
+			pipe.ConnSide{Conn: c}.Reset()
+			return
+		}
+		prefix = (*bp)[:n]
 	}
 	kind := req.Kind.String()
 	open := s.m.Stream(kind)
