@@ -422,6 +422,33 @@ func (s deadlineStream) SetReadDeadline(t time.Time) error {
 
 func (s deadlineStream) Write(p []byte) (int, error) { return len(p), nil }
 
+// sequence writes messages of counting bytes (checkWriter's order) and
+// waits until the copy loop has passed each on whole.
+type sequence struct {
+	next  byte
+	total int
+}
+
+func (s *sequence) send(t *testing.T, w io.Writer, dst *checkWriter, n int) {
+	t.Helper()
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = s.next
+		s.next++
+	}
+	if _, err := w.Write(b); err != nil { // a net.Pipe: returns once all was read
+		t.Fatal(err)
+	}
+	s.total += n
+	deadline := time.Now().Add(5 * time.Second)
+	for dst.totalNow() < s.total {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d bytes arrived", dst.totalNow(), s.total)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 // TestCopyLoopQuietReadHoldsNoBuffer: a source that can only block in a
 // Read (a QUIC stream) is waited for with a read into its head, holding no
 // buffer while quiet; messages of every size, a single byte among them,
@@ -441,32 +468,16 @@ func TestCopyLoopQuietReadHoldsNoBuffer(t *testing.T) {
 		n, err, eof := CopyLoop(dst, deadlineStream{Conn: end}, nil, &last)
 		done <- result{n, err, eof}
 	}()
-	var next byte
-	total := 0
+	var seq sequence
 	for _, n := range []int{1, 64, SmallBufSize + 1, 1 << 20, 1, 3} {
 		waitHeld(t, 0, fmt.Sprintf("quiet before %d bytes", n))
-		b := make([]byte, n)
-		for i := range b {
-			b[i] = next
-			next++
-		}
-		if _, err := user.Write(b); err != nil { // returns once all was read
-			t.Fatal(err)
-		}
-		total += n
-		deadline := time.Now().Add(5 * time.Second)
-		for dst.totalNow() < total {
-			if time.Now().After(deadline) {
-				t.Fatalf("%d of %d bytes arrived", dst.totalNow(), total)
-			}
-			time.Sleep(time.Millisecond)
-		}
+		seq.send(t, user, dst, n)
 	}
 	waitHeld(t, 0, "quiet at the end")
 	user.Close()
 	r := <-done
-	if r.err != nil || !r.eof || r.n != int64(total) {
-		t.Fatalf("copied %d (want %d), err %v, eof %v; want EOF", r.n, total, r.err, r.eof)
+	if r.err != nil || !r.eof || r.n != int64(seq.total) {
+		t.Fatalf("copied %d (want %d), err %v, eof %v; want EOF", r.n, seq.total, r.err, r.eof)
 	}
 }
 
@@ -486,34 +497,14 @@ func TestCopyLoopQuietReadShortMessages(t *testing.T) {
 		_, err, _ := CopyLoop(dst, deadlineStream{Conn: end, deadlines: &deadlines}, nil, &last)
 		done <- err
 	}()
-	var next byte
-	total := 0
-	send := func(n int) {
-		t.Helper()
-		b := make([]byte, n)
-		for i := range b {
-			b[i] = next
-			next++
-		}
-		if _, err := user.Write(b); err != nil {
-			t.Fatal(err)
-		}
-		total += n
-		deadline := time.Now().Add(5 * time.Second)
-		for dst.totalNow() < total {
-			if time.Now().After(deadline) {
-				t.Fatalf("%d of %d bytes arrived", dst.totalNow(), total)
-			}
-			time.Sleep(time.Millisecond)
-		}
-	}
+	var seq sequence
 	for _, n := range []int{1, 1, 2, 64, quietHead - 1} {
-		send(n)
+		seq.send(t, user, dst, n)
 		if d := deadlines.Load(); d != 0 {
 			t.Fatalf("after a message of %d bytes: %d read deadlines set, want none", n, d)
 		}
 	}
-	send(quietHead + 100)
+	seq.send(t, user, dst, quietHead+100)
 	if deadlines.Load() == 0 {
 		t.Errorf("a message longer than the head: no deadline read for its rest")
 	}
