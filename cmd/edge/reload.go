@@ -41,7 +41,7 @@ package main
 //
 // Refused, naming the fields, the running configuration kept: data (and
 // with it the certificate, store and admin socket paths), registry,
-// listen.tunnels, listen.metrics, advertise, relay, quic_steering, xdp, l3
+// listen.tunnels, listen.metrics, advertise, relay, quic_steering, stream_spread, xdp, l3
 // but its acl (the hub's socket, key, pools and limits are set up once)
 // and the three handshake limits, which the tunnel listeners take at
 // start, listen.console and the paths console.tls_cert and tls_key (the
@@ -226,6 +226,7 @@ var fixedFields = []struct {
 	{"advertise", func(c *edgeconfig.Config) any { return c.Advertise }},
 	{"relay", func(c *edgeconfig.Config) any { return c.Relay }},
 	{"quic_steering", func(c *edgeconfig.Config) any { return c.Steering() }},
+	{"stream_spread", func(c *edgeconfig.Config) any { return c.StreamSpread }},
 	{"xdp", func(c *edgeconfig.Config) any { return c.XDP }},
 	{"l3", func(c *edgeconfig.Config) any { l := c.L3; l.ACL = l3router.ACLConfig{}; return l }}, // l3.acl reloads
 	{"limits.maxHandshakes", func(c *edgeconfig.Config) any { return c.Limits.MaxHandshakes }},

@@ -144,6 +144,7 @@ func serve(ctx context.Context, g *globals, cfg *edgeconfig.Config, log *slog.Lo
 		Logger:              log,
 		Registerer:          teeRegisterer{reg, histReg},
 		MaxStreamsPerTunnel: cfg.Limits.MaxStreamsPerTunnel,
+		StreamSpread:        cfg.StreamSpread,
 		IdleTimeout:         idle,
 		UDPFlowIdle:         time.Duration(cfg.Limits.UDPFlowIdle),
 

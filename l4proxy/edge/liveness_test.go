@@ -31,7 +31,7 @@ func (c *liveFake) RemoteAddr() net.Addr {
 // few streams the quiet one carries; heard from again, it takes streams
 // again; when every connection is quiet, pick still picks one.
 func TestQuietConnectionsAvoided(t *testing.T) {
-	s := NewServer(Options{Logger: slog.New(slog.DiscardHandler), QuietAfter: time.Second})
+	s := NewServer(Options{Logger: slog.New(slog.DiscardHandler), QuietAfter: time.Second, StreamSpread: -1})
 	s.SetTunnels(map[string][16]byte{"t": {1}})
 	dead, live := &liveFake{}, &liveFake{}
 	lcDead, lcLive := &liveConn{conn: dead}, &liveConn{conn: live}

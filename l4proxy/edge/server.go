@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -46,6 +47,16 @@ type Options struct {
 	// QuietAfter is how long a connector connection may be silent before
 	// new streams avoid it (DefaultQuietAfter if 0).
 	QuietAfter time.Duration
+	// StreamSpread is how many of a tunnel's connections its new streams
+	// and UDP flows are spread over: the oldest that are live. 0 means one
+	// per CPU the edge may use (GOMAXPROCS, read at each pick): a QUIC or
+	// TLS connection is processed by one goroutine at a time, so spreading
+	// over connections buys parallelism, and past the CPUs it buys nothing
+	// but each connection's own work (packets and acknowledgements that
+	// could have carried several streams' frames, timers, wakeups). The
+	// connections outside the spread stand by: they take streams once one
+	// inside fails, drains or goes quiet. Negative means all connections.
+	StreamSpread int
 	// MaxStreamsPerTunnel bounds the concurrent streams of one tunnel, over
 	// all its connections. Default 10000. When it is hit, new users are
 	// refused: TCP and TLS connections are closed (and the reason logged),
@@ -383,29 +394,51 @@ func (s *Server) acquire(te *tunnelEntry) bool {
 
 func (s *Server) release(te *tunnelEntry) { te.active.Add(-1) }
 
-// pick returns the tunnel's live, non-draining connection with the fewest
-// open streams, skipping those in tried; ties are broken by rotation. A
-// connection whose connector has gone quiet is taken only when every
-// other one is quiet too.
+// pick returns the connection a new stream or flow of te goes to,
+// skipping those in tried. The candidates are the tunnel's first
+// [Options.StreamSpread] usable connections in the order they registered
+// (usable: live, not draining, not revoked, not tried); among them the one
+// with the fewest open streams wins, ties broken by rotation. A connection
+// whose connector has gone quiet is a candidate only when every usable one
+// is quiet.
 func (s *Server) pick(te *tunnelEntry, tried []*liveConn) *liveConn {
+	spread := s.opts.StreamSpread
+	if spread == 0 {
+		spread = runtime.GOMAXPROCS(0)
+	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	n := len(te.conns)
-	if n == 0 {
-		return nil
-	}
-	start := int(s.rr.Add(1) % uint32(n))
-	var best *liveConn
-	var bestN int64
-	bestQuiet := false
-	for i := range n {
-		lc := te.conns[(start+i)%n]
+	var cand [8]*liveConn
+	var quiet [8]*liveConn
+	c, q := cand[:0], quiet[:0]
+	for _, lc := range te.conns {
 		if lc.conn.Context().Err() != nil || lc.conn.Draining() || lc.revoked.Load() || slices.Contains(tried, lc) {
 			continue
 		}
-		q := lc.quiet.Load()
-		if k := lc.streams.Load(); best == nil || bestQuiet && !q || q == bestQuiet && k < bestN {
-			best, bestN, bestQuiet = lc, k, q
+		if lc.quiet.Load() {
+			if spread < 0 || len(q) < spread {
+				q = append(q, lc)
+			}
+			continue
+		}
+		c = append(c, lc)
+		if spread > 0 && len(c) == spread {
+			break
+		}
+	}
+	if len(c) == 0 {
+		c = q
+	}
+	if len(c) == 0 {
+		return nil
+	}
+	start := int(s.rr.Add(1) % uint32(len(c)))
+	best := c[start]
+	bestN := best.streams.Load()
+	for i := 1; i < len(c); i++ {
+		lc := c[(start+i)%len(c)]
+		if k := lc.streams.Load(); k < bestN {
+			best, bestN = lc, k
 		}
 	}
 	return best

@@ -49,6 +49,7 @@
 //	  steering: true                    # eBPF steering over the WireGuard sockets; false: the kernel's hash
 //	  handshakes: {per_second: 2000, per_source_per_second: 20, per_source_burst: 5, max_sources: 16384}
 //	quic_steering: true                 # one QUIC socket and Transport per core, steered by connection ID (eBPF); false: one
+//	stream_spread: 0                    # a tunnel's new streams go to its first N live connections; 0: one per core; -1: all
 //	xdp:                                # the XDP pre-filter of the UDP ports; see XDP
 //	  interfaces: [eth0]                # the public interfaces; none: off
 //	  per_source_per_second: 20         # WireGuard initiations and QUIC Initials per source /32 or /64 (burst per_source_burst: 5)
@@ -137,6 +138,12 @@ type Config struct {
 	// source port keeps its connection. Default true; false is one
 	// socket. Without eBPF the edge says why once and runs one socket.
 	QUICSteering *bool `yaml:"quic_steering"`
+
+	// StreamSpread is how many of a tunnel's connections its new streams
+	// and UDP flows are spread over, the oldest live ones; the others
+	// stand by. 0 (the default) is one per core (GOMAXPROCS): on one core
+	// more connections add only their own work. -1 is all of them.
+	StreamSpread int `yaml:"stream_spread"`
 }
 
 // Steering reports whether QUIC steering is on (the default).
@@ -529,6 +536,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Relay.MaxPipes < 0 || c.Relay.MaxPipes > 1<<20 {
 		return fmt.Errorf("edge config: relay.max_pipes: %d: want 0 (the default, %d) to %d", c.Relay.MaxPipes, relay.DefaultMaxPipes, 1<<20)
+	}
+	if c.StreamSpread < -1 {
+		return fmt.Errorf("edge config: stream_spread: %d: want a number of connections, 0 (one per core) or -1 (all)", c.StreamSpread)
 	}
 	l := &c.Limits
 	for _, f := range []struct {

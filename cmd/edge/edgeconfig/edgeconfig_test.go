@@ -222,6 +222,23 @@ func TestQUICSteering(t *testing.T) {
 	}
 }
 
+// TestStreamSpread: stream_spread is 0 (one per core) unless set; -1 is
+// all connections; below that is an error naming the field.
+func TestStreamSpread(t *testing.T) {
+	for src, want := range map[string]int{"": 0, "stream_spread: 2\n": 2, "stream_spread: -1\n": -1} {
+		c, err := Parse([]byte(src))
+		if err != nil {
+			t.Fatalf("%q: %v", src, err)
+		}
+		if c.StreamSpread != want {
+			t.Errorf("%q: stream_spread %d, want %d", src, c.StreamSpread, want)
+		}
+	}
+	if _, err := Parse([]byte("stream_spread: -2\n")); err == nil || !strings.Contains(err.Error(), "stream_spread") {
+		t.Errorf("stream_spread: -2: %v", err)
+	}
+}
+
 // TestRegistry: the etcd registry's settings parse, and each mistake is
 // refused naming its field.
 func TestRegistry(t *testing.T) {
