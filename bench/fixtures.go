@@ -263,6 +263,14 @@ limits: {maxStreamsPerTunnel: 50000, maxConns: 50000, maxConnsPerSource: 50000}
 `, tunnel, edgeUser, bulkPort, echoPort)
 }
 
+// spreadYAML is edge.yml's stream_spread line for spread, nothing for 0.
+func spreadYAML(spread int) string {
+	if spread == 0 {
+		return ""
+	}
+	return fmt.Sprintf("stream_spread: %d\n", spread)
+}
+
 // tunnelIngressYAML sends the bench services to the origin.
 func tunnelIngressYAML() string {
 	return fmt.Sprintf(`ingress:
@@ -283,6 +291,12 @@ func startTunnel(protocol string) func(ctx context.Context, env *Env) (*Rig, err
 // connections (--connections), set up only once the edge counts all of
 // them; 0 leaves the connector's default and waits for the first.
 func startTunnelConns(protocol string, conns int) func(ctx context.Context, env *Env) (*Rig, error) {
+	return startTunnelSpread(protocol, conns, 0)
+}
+
+// startTunnelSpread is startTunnelConns with the edge's stream_spread set
+// to spread (0: the edge's default).
+func startTunnelSpread(protocol string, conns, spread int) func(ctx context.Context, env *Env) (*Rig, error) {
 	return func(ctx context.Context, env *Env) (*Rig, error) {
 		r, err := newRig(ctx, env, testnet.Tunnel())
 		if err != nil {
@@ -293,7 +307,7 @@ func startTunnelConns(protocol string, conns int) func(ctx context.Context, env 
 		if err != nil {
 			return fail(err)
 		}
-		rig, err := testnet.StartTunnelRig(ctx, r.Net, testnet.RigOptions{Dir: dir, TunnelName: "bench", EdgeYAML: tunnelEdgeYAML("bench")})
+		rig, err := testnet.StartTunnelRig(ctx, r.Net, testnet.RigOptions{Dir: dir, TunnelName: "bench", EdgeYAML: tunnelEdgeYAML("bench") + spreadYAML(spread)})
 		if err != nil {
 			return fail(fmt.Errorf("tunnel rig: %w", err))
 		}

@@ -9,7 +9,8 @@ import (
 // TestScaleScenarios: the grid is registered and valid; the baseline is
 // the reference of every other cell of its protocol, one connection the
 // reference of four at the same streams; 8 streams over 4 connections
-// carries the two goals; each protocol's cells form one interleaved group.
+// carries the two goals, and is the reference of the same spread over all
+// four; each protocol's cells form one interleaved group.
 func TestScaleScenarios(t *testing.T) {
 	all := Scenarios()
 	if err := Validate(all, Areas); err != nil {
@@ -25,18 +26,20 @@ func TestScaleScenarios(t *testing.T) {
 	}
 	want := []string{
 		"l4-scale/quic-s1-c1", "l4-scale/quic-s1-c4", "l4-scale/quic-s8-c1", "l4-scale/quic-s8-c4",
-		"l4-scale/quic-s16-c1", "l4-scale/quic-s16-c4",
-		"l4-scale/http2-s1-c1", "l4-scale/http2-s1-c4", "l4-scale/http2-s8-c1", "l4-scale/http2-s8-c4",
+		"l4-scale/quic-s16-c1", "l4-scale/quic-s16-c4", "l4-scale/quic-s8-c4-all",
+		"l4-scale/http2-s1-c1", "l4-scale/http2-s1-c4", "l4-scale/http2-s8-c1", "l4-scale/http2-s8-c4", "l4-scale/http2-s8-c4-all",
 	}
 	if !slices.Equal(names, want) {
 		t.Fatalf("scenarios %v, want %v", names, want)
 	}
 	peers := map[string][]string{
-		"l4-scale/quic-s1-c1":  {"l4-scale/quic-s1-c4", "l4-scale/quic-s8-c1", "l4-scale/quic-s8-c4", "l4-scale/quic-s16-c1", "l4-scale/quic-s16-c4"},
-		"l4-scale/quic-s8-c1":  {"l4-scale/quic-s8-c4"},
+		"l4-scale/quic-s1-c1":  {"l4-scale/quic-s1-c4", "l4-scale/quic-s8-c1", "l4-scale/quic-s8-c4", "l4-scale/quic-s16-c1", "l4-scale/quic-s16-c4", "l4-scale/quic-s8-c4-all"},
+		"l4-scale/quic-s8-c1":  {"l4-scale/quic-s8-c4", "l4-scale/quic-s8-c4-all"},
+		"l4-scale/quic-s8-c4":  {"l4-scale/quic-s8-c4-all"},
 		"l4-scale/quic-s16-c1": {"l4-scale/quic-s16-c4"},
-		"l4-scale/http2-s1-c1": {"l4-scale/http2-s1-c4", "l4-scale/http2-s8-c1", "l4-scale/http2-s8-c4"},
-		"l4-scale/http2-s8-c1": {"l4-scale/http2-s8-c4"},
+		"l4-scale/http2-s1-c1": {"l4-scale/http2-s1-c4", "l4-scale/http2-s8-c1", "l4-scale/http2-s8-c4", "l4-scale/http2-s8-c4-all"},
+		"l4-scale/http2-s8-c1": {"l4-scale/http2-s8-c4", "l4-scale/http2-s8-c4-all"},
+		"l4-scale/http2-s8-c4": {"l4-scale/http2-s8-c4-all"},
 	}
 	for _, n := range names {
 		s := byName[n]
@@ -73,16 +76,17 @@ func TestScaleScenarios(t *testing.T) {
 		grid = append(grid, byName[n])
 	}
 	groups := goalGroups(grid)
-	if !slices.Equal(groups[0], []int{0, 1, 2, 3, 4, 5}) || !slices.Equal(groups[9], []int{6, 7, 8, 9}) {
+	if !slices.Equal(groups[0], []int{0, 1, 2, 3, 4, 5, 6}) || !slices.Equal(groups[11], []int{7, 8, 9, 10, 11}) {
 		t.Errorf("groups %v", groups)
 	}
 }
 
 func TestScaleLabels(t *testing.T) {
 	for c, want := range map[scaleCell]string{
-		{"quic", 1, 1}:  "QUIC: 1 stream, 1 connection (baseline)",
-		{"quic", 8, 4}:  "QUIC: 8 streams, 4 connections",
-		{"http2", 1, 4}: "HTTP/2: 1 stream, 4 connections",
+		{Proto: "quic", Streams: 1, Conns: 1}:            "QUIC: 1 stream, 1 connection (baseline)",
+		{Proto: "quic", Streams: 8, Conns: 4}:            "QUIC: 8 streams, 4 connections",
+		{Proto: "http2", Streams: 1, Conns: 4}:           "HTTP/2: 1 stream, 4 connections",
+		{Proto: "quic", Streams: 8, Conns: 4, All: true}: "QUIC: 8 streams, 4 connections, spread over all",
 	} {
 		if got := c.label(); got != want {
 			t.Errorf("%+v: %q, want %q", c, got, want)
