@@ -19,10 +19,10 @@ import (
 var scaleArea = Area{Key: "l4-scale", Only: "^l4-scale/", Title: "L4 tunnel: streams and tunnel connections",
 	Compare: []string{"throughput", "cpu_per_gb"},
 	Intro: "iperf3 -P S (S streams, user to origin) through a tunnel whose connector keeps C connections to the edge (`connector tunnel run --connections C`), " +
-		"S in {1, 8, 16} for QUIC and {1, 8} for HTTP/2, C in {1, 4}. The edge spreads a tunnel's new streams over its first `stream_spread` connections, by default one per core it may use: " +
-		"the edge here has one (GOMAXPROCS 1), so every stream of a cell goes to one connection and the others stand by. " +
-		"The cells *spread over all* (`stream_spread: -1`) give each new stream to the connection with the fewest open streams " +
-		"(iperf3's control connection is a stream too, so each of the 4 carries 2 data streams): what spreading costs on one core, the reason for the default. " +
+		"S in {1, 8, 16} for QUIC and {1, 8} for HTTP/2, C in {1, 4}. The edge spreads a tunnel's new streams over its connections (`stream_spread`), by default after its recent streams: " +
+		"mostly bulk, as here, over all of them, each new stream to the connection with the fewest open streams " +
+		"(iperf3's control connection is a stream too, so with 8 streams over 4 connections each carries 2 data streams); mostly small, over one per core (one here). " +
+		"The cells *kept on one* (`stream_spread: 1`) put every stream on one of the 4 connections: what bulk would lose if the default ignored the traffic. " +
 		"The cells of a protocol run interleaved (every rig up, each repetition runs every cell once). " +
 		"Ratios are against 1 stream over 1 connection, and 4 connections against 1 at the same streams; the goals: 8 streams over 4 connections at least as fast as over 1, " +
 		"and CPU per GB flat (within 10%) from 1 stream over 1 connection to 8 over 4. " +
@@ -39,7 +39,7 @@ type scaleCell struct {
 	Proto   string // "quic" or "http2"
 	Streams int    // iperf3 -P
 	Conns   int    // connector --connections
-	All     bool   // the edge spreads streams over all connections (stream_spread: -1)
+	One     bool   // the edge keeps streams on one connection (stream_spread: 1)
 }
 
 // scaleGrid is every cell, by protocol, then streams, then connections.
@@ -54,29 +54,29 @@ func scaleGrid() []scaleCell {
 				out = append(out, scaleCell{Proto: p.proto, Streams: s, Conns: c})
 			}
 		}
-		// What spreading 8 streams over the 4 connections would cost.
-		out = append(out, scaleCell{Proto: p.proto, Streams: 8, Conns: 4, All: true})
+		// What keeping 8 bulk streams on one of the 4 connections costs.
+		out = append(out, scaleCell{Proto: p.proto, Streams: 8, Conns: 4, One: true})
 	}
 	return out
 }
 
 func (c scaleCell) name() string {
 	n := fmt.Sprintf("%s/%s-s%d-c%d", scaleArea.Key, c.Proto, c.Streams, c.Conns)
-	if c.All {
-		n += "-all"
+	if c.One {
+		n += "-one"
 	}
 	return n
 }
 
 // spread is the cell's stream_spread (0: the edge's default).
 func (c scaleCell) spread() int {
-	if c.All {
-		return -1
+	if c.One {
+		return 1
 	}
 	return 0
 }
 
-func (c scaleCell) baseline() bool { return c.Streams == 1 && c.Conns == 1 && !c.All }
+func (c scaleCell) baseline() bool { return c.Streams == 1 && c.Conns == 1 && !c.One }
 
 func (c scaleCell) label() string {
 	proto := map[string]string{"quic": "QUIC", "http2": "HTTP/2"}[c.Proto]
@@ -84,8 +84,8 @@ func (c scaleCell) label() string {
 	if c.baseline() {
 		l += " (baseline)"
 	}
-	if c.All {
-		l += ", spread over all"
+	if c.One {
+		l += ", kept on one"
 	}
 	return l
 }
@@ -129,11 +129,11 @@ func scaleScenarios() []Scenario {
 				continue
 			}
 			if c.baseline() || (c.Conns == 1 && o.Streams == c.Streams) ||
-				(o.All && c.Streams == o.Streams && c.Conns == o.Conns) {
+				(o.One && c.Streams == o.Streams && c.Conns == o.Conns) {
 				s.PeerOf = append(s.PeerOf, o.name())
 			}
 		}
-		if c.Streams == 8 && c.Conns == 4 && !c.All {
+		if c.Streams == 8 && c.Conns == 4 && !c.One {
 			one := scaleCell{Proto: c.Proto, Streams: 8, Conns: 1}
 			base := scaleCell{Proto: c.Proto, Streams: 1, Conns: 1}
 			s.Goals = []Goal{

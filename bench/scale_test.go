@@ -9,8 +9,8 @@ import (
 // TestScaleScenarios: the grid is registered and valid; the baseline is
 // the reference of every other cell of its protocol, one connection the
 // reference of four at the same streams; 8 streams over 4 connections
-// carries the two goals, and is the reference of the same spread over all
-// four; each protocol's cells form one interleaved group.
+// carries the two goals, and is the reference of the same kept on one;
+// each protocol's cells form one interleaved group.
 func TestScaleScenarios(t *testing.T) {
 	all := Scenarios()
 	if err := Validate(all, Areas); err != nil {
@@ -26,20 +26,20 @@ func TestScaleScenarios(t *testing.T) {
 	}
 	want := []string{
 		"l4-scale/quic-s1-c1", "l4-scale/quic-s1-c4", "l4-scale/quic-s8-c1", "l4-scale/quic-s8-c4",
-		"l4-scale/quic-s16-c1", "l4-scale/quic-s16-c4", "l4-scale/quic-s8-c4-all",
-		"l4-scale/http2-s1-c1", "l4-scale/http2-s1-c4", "l4-scale/http2-s8-c1", "l4-scale/http2-s8-c4", "l4-scale/http2-s8-c4-all",
+		"l4-scale/quic-s16-c1", "l4-scale/quic-s16-c4", "l4-scale/quic-s8-c4-one",
+		"l4-scale/http2-s1-c1", "l4-scale/http2-s1-c4", "l4-scale/http2-s8-c1", "l4-scale/http2-s8-c4", "l4-scale/http2-s8-c4-one",
 	}
 	if !slices.Equal(names, want) {
 		t.Fatalf("scenarios %v, want %v", names, want)
 	}
 	peers := map[string][]string{
-		"l4-scale/quic-s1-c1":  {"l4-scale/quic-s1-c4", "l4-scale/quic-s8-c1", "l4-scale/quic-s8-c4", "l4-scale/quic-s16-c1", "l4-scale/quic-s16-c4", "l4-scale/quic-s8-c4-all"},
-		"l4-scale/quic-s8-c1":  {"l4-scale/quic-s8-c4", "l4-scale/quic-s8-c4-all"},
-		"l4-scale/quic-s8-c4":  {"l4-scale/quic-s8-c4-all"},
+		"l4-scale/quic-s1-c1":  {"l4-scale/quic-s1-c4", "l4-scale/quic-s8-c1", "l4-scale/quic-s8-c4", "l4-scale/quic-s16-c1", "l4-scale/quic-s16-c4", "l4-scale/quic-s8-c4-one"},
+		"l4-scale/quic-s8-c1":  {"l4-scale/quic-s8-c4", "l4-scale/quic-s8-c4-one"},
+		"l4-scale/quic-s8-c4":  {"l4-scale/quic-s8-c4-one"},
 		"l4-scale/quic-s16-c1": {"l4-scale/quic-s16-c4"},
-		"l4-scale/http2-s1-c1": {"l4-scale/http2-s1-c4", "l4-scale/http2-s8-c1", "l4-scale/http2-s8-c4", "l4-scale/http2-s8-c4-all"},
-		"l4-scale/http2-s8-c1": {"l4-scale/http2-s8-c4", "l4-scale/http2-s8-c4-all"},
-		"l4-scale/http2-s8-c4": {"l4-scale/http2-s8-c4-all"},
+		"l4-scale/http2-s1-c1": {"l4-scale/http2-s1-c4", "l4-scale/http2-s8-c1", "l4-scale/http2-s8-c4", "l4-scale/http2-s8-c4-one"},
+		"l4-scale/http2-s8-c1": {"l4-scale/http2-s8-c4", "l4-scale/http2-s8-c4-one"},
+		"l4-scale/http2-s8-c4": {"l4-scale/http2-s8-c4-one"},
 	}
 	for _, n := range names {
 		s := byName[n]
@@ -86,7 +86,7 @@ func TestScaleLabels(t *testing.T) {
 		{Proto: "quic", Streams: 1, Conns: 1}:            "QUIC: 1 stream, 1 connection (baseline)",
 		{Proto: "quic", Streams: 8, Conns: 4}:            "QUIC: 8 streams, 4 connections",
 		{Proto: "http2", Streams: 1, Conns: 4}:           "HTTP/2: 1 stream, 4 connections",
-		{Proto: "quic", Streams: 8, Conns: 4, All: true}: "QUIC: 8 streams, 4 connections, spread over all",
+		{Proto: "quic", Streams: 8, Conns: 4, One: true}: "QUIC: 8 streams, 4 connections, kept on one",
 	} {
 		if got := c.label(); got != want {
 			t.Errorf("%+v: %q, want %q", c, got, want)

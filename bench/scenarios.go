@@ -168,7 +168,8 @@ func Scenarios() []Scenario {
 	}
 	for _, a := range []l4area{
 		// Eight streams carry at least what one does, over each transport.
-		{"bulk8", "l4-bulk-8", bulkMetrics, estBulk, runBulk(8), []string{"haproxy", "haproxy2", "socat", "kernel"}, false, nil, nil, true, false},
+		// The raw relays show what eight streams cost the transports alone.
+		{"bulk8", "l4-bulk-8", bulkMetrics, estBulk, runBulk(8), []string{"haproxy", "haproxy2", "socat", "kernel"}, false, nil, nil, true, true},
 		// The tunnel: a round trip through two processes and three TCP
 		// legs at most 1.3x HAProxy's, and at least 0.8x its connection
 		// rate.
@@ -221,16 +222,21 @@ func Scenarios() []Scenario {
 		}
 		// What the transport alone costs a round trip or a new stream:
 		// the same relay shape with nothing of onramp's in it.
+		service := "echo"
+		if a.suffix == "bulk8" {
+			service = "bulk"
+		}
 		if a.raw {
 			add(Scenario{Name: "rawquic/" + a.suffix, Area: a.area, Label: "raw quic-go relay", PeerOf: []string{"tunnel-quic/" + a.suffix},
-				Setup: setupRawQ, Metrics: a.metrics, Estimate: a.est, Start: startRawRelayTo("rawquic", "udp", "echo"), Run: a.run, Interleave: interleave})
+				Setup: setupRawQ, Metrics: a.metrics, Estimate: a.est, Start: startRawRelayTo("rawquic", "udp", service), Run: a.run, Interleave: interleave})
 		}
 		// The raw TLS relay dials a TLS connection per user connection, so
-		// it is a floor for a round trip on a warm one, not for a new
-		// stream (the HTTP/2 tunnel opens streams on a warm connection).
-		if a.raw && a.suffix == "echo" {
+		// it is a floor for a round trip on a warm one, or for eight streams
+		// each on a connection of its own, not for a new stream (the HTTP/2
+		// tunnel opens streams on a warm connection).
+		if a.raw && a.suffix != "connrate" {
 			add(Scenario{Name: "rawtls/" + a.suffix, Area: a.area, Label: "raw TLS-over-TCP relay", PeerOf: []string{"tunnel-http2/" + a.suffix},
-				Setup: setupRawT, Metrics: a.metrics, Estimate: a.est, Start: startRawRelayTo("rawtls", "tcp", "echo"), Run: a.run, Interleave: interleave})
+				Setup: setupRawT, Metrics: a.metrics, Estimate: a.est, Start: startRawRelayTo("rawtls", "tcp", service), Run: a.run, Interleave: interleave})
 		}
 	}
 	s = append(s, scaleScenarios()...)     // scale.go

@@ -65,7 +65,8 @@ func closeAll(lcs []*liveConn) {
 // TestStreamSpread: new streams go to the tunnel's first StreamSpread
 // usable connections, evened out by open streams; the others stand by and
 // take over, oldest first, when one of the spread drains, dies or goes
-// quiet; -1 spreads over all of them; 0 is one per GOMAXPROCS.
+// quiet; -1 spreads over all of them; 0 is one per GOMAXPROCS while most
+// of the tunnel's recent streams were small, and all of them otherwise.
 func TestStreamSpread(t *testing.T) {
 	t.Run("one", func(t *testing.T) {
 		s, te, lcs, fakes, kills := spreadRig(t, 1, 4)
@@ -118,17 +119,40 @@ func TestStreamSpread(t *testing.T) {
 			}
 		}
 	})
-	t.Run("cpus", func(t *testing.T) {
+	t.Run("default", func(t *testing.T) {
 		s, te, lcs, _, _ := spreadRig(t, 0, 8)
-		got := openK(s, te, lcs, 80)
-		used := 0
-		for _, n := range got {
-			if n > 0 {
-				used++
+		used := func() int {
+			closeAll(lcs)
+			n := 0
+			for _, k := range openK(s, te, lcs, 80) {
+				if k > 0 {
+					n++
+				}
 			}
+			return n
 		}
-		if want := min(runtime.GOMAXPROCS(0), 8); used != want {
-			t.Fatalf("spread 0 with GOMAXPROCS %d: streams per connection %v, want %d used", runtime.GOMAXPROCS(0), got, want)
+		// A new tunnel has no small streams yet: all connections.
+		if n := used(); n != 8 {
+			t.Fatalf("spread 0, no stream yet: %d connections used, want all 8", n)
+		}
+		// Mostly small streams: one connection per core.
+		for range 20 {
+			te.noteStream(300)
+		}
+		if n, want := used(), min(runtime.GOMAXPROCS(0), 8); n != want {
+			t.Fatalf("spread 0 after 20 small streams, GOMAXPROCS %d: %d connections used, want %d", runtime.GOMAXPROCS(0), n, want)
+		}
+		// A few bulk ones among them do not change that; mostly bulk does.
+		te.noteStream(1 << 30)
+		te.noteStream(1 << 30)
+		if n, want := used(), min(runtime.GOMAXPROCS(0), 8); n != want {
+			t.Fatalf("spread 0 after 2 bulk streams among small ones: %d connections used, want %d", n, want)
+		}
+		for range 20 {
+			te.noteStream(64 << 20)
+		}
+		if n := used(); n != 8 {
+			t.Fatalf("spread 0 after 20 bulk streams: %d connections used, want all 8", n)
 		}
 	})
 }

@@ -309,6 +309,7 @@ func (s *Server) proxyStream(ctx context.Context, c net.Conn, name string, req *
 	p.Start(ctx, func(res pipe.Result) {
 		open.Dec()
 		lc.streams.Add(-1)
+		te.noteStream(res.AToB + res.BToA)
 		s.release(te)
 		release()
 		s.logResult(logArgs, res)

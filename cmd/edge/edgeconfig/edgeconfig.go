@@ -49,7 +49,7 @@
 //	  steering: true                    # eBPF steering over the WireGuard sockets; false: the kernel's hash
 //	  handshakes: {per_second: 2000, per_source_per_second: 20, per_source_burst: 5, max_sources: 16384}
 //	quic_steering: true                 # one QUIC socket and Transport per core, steered by connection ID (eBPF); false: one
-//	stream_spread: 0                    # a tunnel's new streams go to its first N live connections; 0: one per core; -1: all
+//	stream_spread: 0                    # a tunnel's new streams go to its first N live connections; 0: by its traffic (small streams: one per core; bulk: all); -1: all
 //	xdp:                                # the XDP pre-filter of the UDP ports; see XDP
 //	  interfaces: [eth0]                # the public interfaces; none: off
 //	  per_source_per_second: 20         # WireGuard initiations and QUIC Initials per source /32 or /64 (burst per_source_burst: 5)
@@ -141,8 +141,9 @@ type Config struct {
 
 	// StreamSpread is how many of a tunnel's connections its new streams
 	// and UDP flows are spread over, the oldest live ones; the others
-	// stand by. 0 (the default) is one per core (GOMAXPROCS): on one core
-	// more connections add only their own work. -1 is all of them.
+	// stand by. 0 (the default) follows the tunnel's traffic: one per core
+	// (GOMAXPROCS) while most of its recent streams are small, all of them
+	// while most carry bulk (edge.Options.StreamSpread). -1 is all of them.
 	StreamSpread int `yaml:"stream_spread"`
 }
 
