@@ -208,9 +208,9 @@ type tunnelEntry struct {
 // few connections as there are cores, so that one packet carries several
 // streams' frames. Where most carry bulk, a connection's congestion
 // window and receive path bound it: they spread over every connection.
-// Measured on the bench's one SUT core: small streams over 4 connections
-// cost a fifth of the connection rate; 8 bulk streams on one of the 4
-// gave up a tenth of their throughput.
+// Measured on the bench's one SUT core: small streams over 4 QUIC
+// connections cost a fifth of the connection rate; 8 bulk HTTP/2 streams
+// kept on one of 4 connections lost about a tenth of their throughput.
 const (
 	smallStream = 1 << 20 // bytes both ways: a stream under it is small
 	smallScale  = 1024    // small's fixed point: all small
