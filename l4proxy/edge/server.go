@@ -57,8 +57,8 @@ type Options struct {
 	// connection is processed by one goroutine at a time, and past the
 	// CPUs more connections buy nothing for small streams but their own
 	// work (packets and acknowledgements that could have carried several
-	// streams' frames, timers, wakeups); otherwise all connections, whose
-	// congestion windows bulk streams then add up.
+	// streams' frames, timers, wakeups); otherwise all connections, over
+	// which bulk streams measured faster.
 	StreamSpread int
 	// MaxStreamsPerTunnel bounds the concurrent streams of one tunnel, over
 	// all its connections. Default 10000. When it is hit, new users are
@@ -206,11 +206,12 @@ type tunnelEntry struct {
 // streams. Where most are small (requests, keystrokes, short
 // connections), their cost is per packet and per wakeup: they share as
 // few connections as there are cores, so that one packet carries several
-// streams' frames. Where most carry bulk, a connection's congestion
-// window and receive path bound it: they spread over every connection.
-// Measured on the bench's one SUT core: small streams over 4 QUIC
-// connections cost a fifth of the connection rate; 8 bulk HTTP/2 streams
-// kept on one of 4 connections lost about a tenth of their throughput.
+// streams' frames. Where most carry bulk, they spread over every
+// connection, as they did before. Measured on the bench's one SUT core:
+// small streams over 4 QUIC connections cost a fifth of the connection
+// rate; 8 bulk HTTP/2 streams kept on one of 4 connections lost about a
+// tenth of their throughput (why is not settled: one congestion window
+// and receive path for all, or that connection's path).
 const (
 	smallStream = 1 << 20 // bytes both ways: a stream under it is small
 	smallScale  = 1024    // small's fixed point: all small
