@@ -455,40 +455,45 @@ func (s *Server) pick(te *tunnelEntry, tried []*liveConn) *liveConn {
 	spread := te.spread(s.opts.StreamSpread)
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	var cand [8]*liveConn
-	var quiet [8]*liveConn
-	c, q := cand[:0], quiet[:0]
-	for _, lc := range te.conns {
+	n := len(te.conns)
+	if n == 0 {
+		return nil
+	}
+	r := int(s.rr.Add(1) % uint32(n))
+	var live, quiet pickChoice
+	for i, lc := range te.conns {
 		if lc.conn.Context().Err() != nil || lc.conn.Draining() || lc.revoked.Load() || slices.Contains(tried, lc) {
 			continue
 		}
+		c := &live
 		if lc.quiet.Load() {
-			if spread < 0 || len(q) < spread {
-				q = append(q, lc)
-			}
-			continue
+			c = &quiet
 		}
-		c = append(c, lc)
-		if spread > 0 && len(c) == spread {
-			break
-		}
+		c.consider(lc, (i-r+n)%n, spread)
 	}
-	if len(c) == 0 {
-		c = q
+	if live.lc != nil {
+		return live.lc
 	}
-	if len(c) == 0 {
-		return nil
+	return quiet.lc
+}
+
+// pickChoice is pick's best so far among the first spread connections of
+// one kind (live or quiet): the fewest open streams, then the lowest
+// rotated position.
+type pickChoice struct {
+	lc       *liveConn
+	streams  int64
+	key, got int
+}
+
+func (c *pickChoice) consider(lc *liveConn, key, spread int) {
+	if spread > 0 && c.got == spread {
+		return
 	}
-	start := int(s.rr.Add(1) % uint32(len(c)))
-	best := c[start]
-	bestN := best.streams.Load()
-	for i := 1; i < len(c); i++ {
-		lc := c[(start+i)%len(c)]
-		if k := lc.streams.Load(); k < bestN {
-			best, bestN = lc, k
-		}
+	c.got++
+	if k := lc.streams.Load(); c.lc == nil || k < c.streams || k == c.streams && key < c.key {
+		c.lc, c.streams, c.key = lc, k, key
 	}
-	return best
 }
 
 // errOffline and errLimitHit are the refusals of openStream.

@@ -156,3 +156,12 @@ func TestStreamSpread(t *testing.T) {
 		}
 	})
 }
+
+// TestPickAllocs: picking a connection allocates nothing, also among more
+// connections than any fixed array would hold.
+func TestPickAllocs(t *testing.T) {
+	s, te, _, _, _ := spreadRig(t, -1, 12)
+	if n := testing.AllocsPerRun(100, func() { s.pick(te, nil) }); n != 0 {
+		t.Fatalf("pick over 12 connections: %v allocations, want 0", n)
+	}
+}
