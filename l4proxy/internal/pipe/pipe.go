@@ -185,7 +185,9 @@ type Proxy struct {
 	timer     *time.Timer // the idle timer, re-armed by checkIdle
 	finished  bool        // guarded by timerMu: the idle timer must not re-arm
 	refused   atomic.Bool
-	bToADone  chan struct{} // closed when the direction from B has ended (with OnRefused)
+	bMu       sync.Mutex
+	bEnded    bool          // guarded by bMu: the direction from B has ended
+	bWait     chan struct{} // guarded by bMu: made by a failAToB that waits, closed when bEnded is set
 	abortOnce sync.Once
 	abortErr  error // set once, before aborted is set
 	aborted   atomic.Bool
@@ -236,9 +238,6 @@ func (p *Proxy) Start(ctx context.Context, done func(Result)) {
 		p.timerMu.Lock()
 		p.timer = time.AfterFunc(p.Idle, p.checkIdle)
 		p.timerMu.Unlock()
-	}
-	if p.OnRefused != nil {
-		p.bToADone = make(chan struct{})
 	}
 	p.ad, p.bd = p.newADir(), p.newBDir()
 	// A callback, not a goroutine waiting for ctx: one goroutine less
@@ -373,18 +372,14 @@ const refusalWait = 2 * time.Second
 
 // failAToB handles an error copying a to b: after a refusal the stream is
 // already gone and the user's answer is on its way, so a is only drained.
-// A refused stream fails writes too, and a write may fail before the
-// other direction has read the refusal: with OnRefused set, failAToB
-// waits for that direction (at most refusalWait) before it decides, so
-// that a reset of a does not destroy the user's answer.
+// A refused stream fails writes too (the connector stops reading it), and
+// a write may fail before the other direction has read the refusal, which
+// an abort would destroy: so failAToB waits for that direction (at most
+// refusalWait) before it decides. The wait costs nothing on the way of a
+// stream that does not fail.
 func (p *Proxy) failAToB(err error) {
-	if p.bToADone != nil && !p.refused.Load() {
-		t := time.NewTimer(refusalWait)
-		select {
-		case <-p.bToADone:
-		case <-t.C:
-		}
-		t.Stop()
+	if !p.refused.Load() {
+		p.waitBToA()
 	}
 	if p.refused.Load() {
 		drain(p.A)
@@ -393,15 +388,38 @@ func (p *Proxy) failAToB(err error) {
 	p.abort(err)
 }
 
+// waitBToA waits until the direction from B has ended, at most refusalWait.
+func (p *Proxy) waitBToA() {
+	p.bMu.Lock()
+	if p.bEnded {
+		p.bMu.Unlock()
+		return
+	}
+	if p.bWait == nil {
+		p.bWait = make(chan struct{})
+	}
+	ch := p.bWait
+	p.bMu.Unlock()
+	t := time.NewTimer(refusalWait)
+	select {
+	case <-ch:
+	case <-t.C:
+	}
+	t.Stop()
+}
+
 // endBToA ends the direction from b to a after n bytes: EOF half-closes
 // a, an error aborts, and a refusal (the first read of b fails with a
 // *tunnel.StreamError) is answered (OnRefused) and a drained.
 func (p *Proxy) endBToA(n int64, err error, eof bool) {
 	p.res.BToA = n
 	p.res.Refused = p.refusal(n, err, eof)
-	if p.bToADone != nil {
-		close(p.bToADone)
+	p.bMu.Lock()
+	p.bEnded = true
+	if p.bWait != nil {
+		close(p.bWait)
 	}
+	p.bMu.Unlock()
 	p.dirEnded()
 }
 

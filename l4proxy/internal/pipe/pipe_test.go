@@ -405,6 +405,36 @@ func TestRefusalAnsweredWhenWriteFailsFirst(t *testing.T) {
 	}
 }
 
+// TestRefusalReportedWhenWriteFailsFirst: on a TCP binding (no
+// OnRefused) too, a refusal read after the user's bytes failed to go out
+// is what the Proxy reports (the edge counts it as the origin's error),
+// not an abort by the failed write; with the prefix written by Start and
+// with bytes the user sends later.
+func TestRefusalReportedWhenWriteFailsFirst(t *testing.T) {
+	for _, prefix := range []string{"hello", ""} {
+		t.Run(fmt.Sprintf("prefix=%q", prefix), func(t *testing.T) {
+			user, edge := tcpPair(t)
+			done := make(chan Result, 1)
+			go func() {
+				p := &Proxy{A: ConnSide{edge}, B: refusingStream{delay: 100 * time.Millisecond}, Prefix: []byte(prefix)}
+				done <- p.Run(t.Context())
+			}()
+			if prefix == "" {
+				if _, err := user.Write([]byte("hello")); err != nil {
+					t.Fatal(err)
+				}
+			}
+			_ = user.SetReadDeadline(time.Now().Add(10 * time.Second))
+			if got, _ := io.ReadAll(user); len(got) != 0 {
+				t.Fatalf("the user read %q", got)
+			}
+			if res := <-done; res.Refused == nil || res.Err != nil {
+				t.Errorf("result %+v: want refused, not aborted", res)
+			}
+		})
+	}
+}
+
 // deadlineStream is a source like a QUIC stream: it cannot wait without a
 // buffer, but its reads have a deadline. deadlines, if set, counts the
 // deadlines set (not their clearing).
