@@ -135,7 +135,7 @@ type perStream struct{ heap, stack, goroutines float64 }
 // holdStreams opens heldStreams connections to addr, makes one exchange
 // (see echoExchange) on each, keeps a tenth exchanging for a while and
 // returns the heap bytes, stack bytes and goroutines per connection while
-// they are held (after a GC). With profile set and ONRAMP_HEAP_PROFILE too,
+// they are held, quiet for 2.5 s (after a GC). With profile set and ONRAMP_HEAP_PROFILE too,
 // it writes a heap profile to profile-$ONRAMP_HEAP_PROFILE meanwhile.
 func holdStreams(b *testing.B, addr, profile string, exchange func(net.Conn) func() error) perStream {
 	runtime.GC()
@@ -175,6 +175,9 @@ func holdStreams(b *testing.B, addr, profile string, exchange func(net.Conn) fun
 		}()
 	}
 	wg.Wait()
+	// Held: quiet for longer than a quiet QUIC stream's direction takes
+	// to move to a fresh goroutine (l4proxy/internal/pipe: 1 to 2 s).
+	time.Sleep(2500 * time.Millisecond)
 	runtime.GC()
 	runtime.ReadMemStats(&held)
 	gs := runtime.NumGoroutine() - g0

@@ -23,6 +23,8 @@ type quicStream struct {
 
 	// connector side
 	responded atomic.Bool
+
+	peek [1]byte // WaitReadable's
 }
 
 func (s *quicStream) Read(p []byte) (int, error) {
@@ -38,8 +40,24 @@ func (s *quicStream) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// SetReadDeadline sets the deadline of Read (the copy loop's quiet read,
-// see l4proxy/internal/pipe; a zero time: none).
+// WaitReadable returns when a Read would not block: data, EOF or an
+// error (see l4proxy/internal/pipe), holding no buffer: quic-go's peek of
+// one byte, which consumes nothing. On the edge, before the response was
+// read, it returns at once (the first Read reads it). An error it returns
+// (a deadline, a reset) comes again from the Read.
+func (s *quicStream) WaitReadable() error {
+	if s.edge && !s.respRead.Load() {
+		return nil
+	}
+	if _, err := s.s.Peek(s.peek[:]); err != nil && err != io.EOF {
+		return err
+	}
+	return nil
+}
+
+// SetReadDeadline sets the deadline of Read and WaitReadable (a past one
+// wakes a waiting WaitReadable, see l4proxy/internal/pipe; a zero time:
+// none).
 func (s *quicStream) SetReadDeadline(t time.Time) error { return s.s.SetReadDeadline(t) }
 
 // readResponse reads the connector's response once and returns the sticky result.

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"io"
 	"net"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,11 +34,9 @@ import (
 // holds no buffer at all while there is nothing to read: after a read that
 // did not fill its buffer it puts the buffer back and waits for the source
 // to become readable without one (see readWaiter), then takes one of the
-// same size. A QUIC stream (quic-go has no such wait) is waited for with a
-// read into the direction's own 255-byte head, which a short message is
-// written from (see readQuiet): 1000 idle connections hold 255 KB over
-// QUIC in each process, nothing over HTTP/2, instead of 4 MiB of small
-// buffers.
+// same size. A QUIC stream waits with a peek of one byte (see quiet.go):
+// 1000 idle connections hold no buffer over either transport, instead of
+// 4 MiB of small ones.
 const (
 	SmallBufSize = 4 << 10
 	BigBufSize   = 256 << 10
@@ -230,7 +227,8 @@ func (p *Proxy) Run(ctx context.Context) Result {
 // A held stream costs no goroutine of its caller: each direction parks
 // while its source is quiet where the source can (see aDir and bDir), and
 // otherwise runs in a goroutine of its own, started here with a small
-// stack (the caller's has grown with its dial and handshake).
+// stack (the caller's has grown with its dial and handshake), which a
+// quiet QUIC stream's direction trades for a fresh one (see qDir).
 func (p *Proxy) Start(ctx context.Context, done func(Result)) {
 	p.done = done
 	p.touch()
@@ -254,6 +252,8 @@ func (p *Proxy) Start(ctx context.Context, done func(Result)) {
 	}
 	if p.bd != nil {
 		go p.bd.step()
+	} else if qd := p.newQDir(); qd != nil {
+		go qd.run()
 	} else {
 		go func() {
 			n, err, eof := CopyLoop(p.A, p.B, p.BToA, &p.last)
@@ -505,38 +505,10 @@ type copier struct {
 	// (a read after the wait may come after it): the loop parks then too.
 	linger func() bool
 	parkOn func(error) bool
-	// dl is src's read deadline where src can neither wait without a
-	// buffer nor park (a QUIC stream): the loop then waits for it with a
-	// short read into head (see readQuiet), made at first use.
-	dl   deadliner
-	head *[quietHead]byte
 }
-
-// deadliner is a source with a read deadline.
-type deadliner interface{ SetReadDeadline(time.Time) error }
-
-// quietHead is the size of the read with which readQuiet waits for a
-// quiet source: a message shorter than that (a keystroke, a short request
-// or answer) is written straight from it, without a buffer or a wait.
-// It is not a power of two, so that messages of a round size do not fill
-// it exactly (see readQuiet).
-const quietHead = 255
-
-// quietReadFor is how long readQuiet waits for the bytes that follow a
-// full head. They are, as a rule, already there (in the same QUIC frame):
-// the read returns at once. The wait runs out only when exactly quietHead
-// bytes were there, and then costs more than it says: a goroutine that
-// waits less than a millisecond with nothing else to run sleeps in the Go
-// runtime's poller, whose timeout is in whole milliseconds.
-const quietReadFor = 20 * time.Microsecond
 
 func (cp *copier) init(dst, src io.ReadWriter, c prometheus.Counter, last *atomic.Int64) {
 	*cp = copier{src: src, dst: dst, w: newReadWaiter(src), c: c, last: last}
-	if dl, ok := src.(deadliner); ok && cp.w == nil {
-		if _, ok := src.(ConnSide); !ok { // a TLS socket may hold bytes: no
-			cp.dl = dl
-		}
-	}
 	if cs, ok := src.(ConnSide); ok {
 		cp.rd = sockio.NewReader(cs.Conn)
 	}
@@ -566,13 +538,9 @@ func (cp *copier) loop() (eof, park bool, err error) {
 	for {
 		var nr int
 		var rerr error
-		var data []byte // what was read: in the buffer, or in head
 		switch {
 		case b.bp != nil:
 			nr, rerr = cp.read(*b.bp)
-		case cp.dl != nil:
-			data, rerr = cp.readQuiet(&b)
-			nr = len(data)
 		default:
 			switch {
 			case cp.linger != nil:
@@ -587,11 +555,8 @@ func (cp *copier) loop() (eof, park bool, err error) {
 			nr, rerr = cp.read(*b.bp)
 		}
 		if nr > 0 {
-			if data == nil {
-				data = (*b.bp)[:nr]
-			}
 			cp.last.Store(time.Now().UnixNano())
-			nw, werr := cp.write(data)
+			nw, werr := cp.write((*b.bp)[:nr])
 			cp.n += int64(nw)
 			add(cp.c, nw)
 			if werr != nil {
@@ -621,49 +586,13 @@ func (cp *copier) loop() (eof, park bool, err error) {
 		case cp.big && nr < SmallBufSize:
 			cp.big = false
 			b.put()
-		case (cp.w != nil || cp.dl != nil) && nr < size:
+		case cp.w != nil && nr < size:
 			// The source is drained: wait for more without a buffer. On a
 			// bulk transfer from a socket that costs a ppoll per read,
 			// which finds data at once.
 			b.put()
 		}
 	}
-}
-
-// readQuiet waits for the next bytes of a source that has no other wait
-// without a buffer (a QUIC stream) with a blocking read into the copier's
-// head (quietHead bytes), and returns what it read. A Read returns what
-// the source holds, up to the size asked for, so a read that does not
-// fill the head found all there was: it is written from the head, and an
-// idle QUIC stream holds no buffer, only the goroutine that reads it, also
-// after a bulk transfer (which would otherwise keep a big buffer while it
-// waits). A full head takes a buffer of the direction's size, the head
-// first, and what follows is read within quietReadFor. On a bulk transfer
-// that costs a copy of the head and two deadline changes per read that
-// drains the stream: a few mutex operations beside tens of KiB decrypted.
-//
-// The head is not one byte (a byte, then the rest within the deadline):
-// a message of one byte, a keystroke, would then wait the deadline out
-// after every read, a millisecond (see quietReadFor), where it now waits
-// for nothing.
-func (cp *copier) readQuiet(b *copyBuf) ([]byte, error) {
-	if cp.head == nil {
-		cp.head = new([quietHead]byte)
-	}
-	n, err := cp.read(cp.head[:])
-	if n < quietHead || err != nil {
-		return cp.head[:n], err
-	}
-	b.get(cp.big)
-	buf := *b.bp
-	copy(buf, cp.head[:])
-	_ = cp.dl.SetReadDeadline(time.Now().Add(quietReadFor))
-	m, err := cp.read(buf[n:])
-	_ = cp.dl.SetReadDeadline(time.Time{})
-	if errors.Is(err, os.ErrDeadlineExceeded) {
-		err = nil // nothing more now: the head goes alone
-	}
-	return buf[:n+m], err
 }
 
 func add(c prometheus.Counter, n int) {

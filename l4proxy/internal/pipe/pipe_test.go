@@ -435,114 +435,11 @@ func TestRefusalReportedWhenWriteFailsFirst(t *testing.T) {
 	}
 }
 
-// deadlineStream is a source like a QUIC stream: it cannot wait without a
-// buffer, but its reads have a deadline. deadlines, if set, counts the
-// deadlines set (not their clearing).
-type deadlineStream struct {
-	net.Conn
-	deadlines *atomic.Int64
-}
-
-func (s deadlineStream) SetReadDeadline(t time.Time) error {
-	if s.deadlines != nil && !t.IsZero() {
-		s.deadlines.Add(1)
-	}
-	return s.Conn.SetReadDeadline(t)
-}
-
-func (s deadlineStream) Write(p []byte) (int, error) { return len(p), nil }
-
-// sequence writes messages of counting bytes (checkWriter's order) and
+// sequence pushes messages of counting bytes (checkWriter's order) and
 // waits until the copy loop has passed each on whole.
 type sequence struct {
 	next  byte
 	total int
-}
-
-func (s *sequence) send(t *testing.T, w io.Writer, dst *checkWriter, n int) {
-	t.Helper()
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = s.next
-		s.next++
-	}
-	if _, err := w.Write(b); err != nil { // a net.Pipe: returns once all was read
-		t.Fatal(err)
-	}
-	s.total += n
-	deadline := time.Now().Add(5 * time.Second)
-	for dst.totalNow() < s.total {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d bytes arrived", dst.totalNow(), s.total)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
-// TestCopyLoopQuietReadHoldsNoBuffer: a source that can only block in a
-// Read (a QUIC stream) is waited for with a read into its head, holding no
-// buffer while quiet; messages of every size, a single byte among them,
-// arrive whole and in order, and EOF ends the loop.
-func TestCopyLoopQuietReadHoldsNoBuffer(t *testing.T) {
-	user, end := net.Pipe()
-	defer user.Close()
-	dst := &checkWriter{t: t}
-	var last atomic.Int64
-	type result struct {
-		n   int64
-		err error
-		eof bool
-	}
-	done := make(chan result, 1)
-	go func() {
-		n, err, eof := CopyLoop(dst, deadlineStream{Conn: end}, nil, &last)
-		done <- result{n, err, eof}
-	}()
-	var seq sequence
-	for _, n := range []int{1, 64, SmallBufSize + 1, 1 << 20, 1, 3} {
-		waitHeld(t, 0, fmt.Sprintf("quiet before %d bytes", n))
-		seq.send(t, user, dst, n)
-	}
-	waitHeld(t, 0, "quiet at the end")
-	user.Close()
-	r := <-done
-	if r.err != nil || !r.eof || r.n != int64(seq.total) {
-		t.Fatalf("copied %d (want %d), err %v, eof %v; want EOF", r.n, seq.total, r.err, r.eof)
-	}
-}
-
-// TestCopyLoopQuietReadShortMessages: a message shorter than the quiet
-// read's head (a keystroke, a short request) from a source like a QUIC
-// stream is written as it came, with no read deadline set: a deadline
-// shorter than a millisecond costs a millisecond in the Go runtime, after
-// every keystroke. A longer message takes a buffer and the deadline read
-// for the rest, and arrives whole.
-func TestCopyLoopQuietReadShortMessages(t *testing.T) {
-	user, end := net.Pipe()
-	defer user.Close()
-	dst := &checkWriter{t: t}
-	var last, deadlines atomic.Int64
-	done := make(chan error, 1)
-	go func() {
-		_, err, _ := CopyLoop(dst, deadlineStream{Conn: end, deadlines: &deadlines}, nil, &last)
-		done <- err
-	}()
-	var seq sequence
-	for _, n := range []int{1, 1, 2, 64, quietHead - 1} {
-		seq.send(t, user, dst, n)
-		if d := deadlines.Load(); d != 0 {
-			t.Fatalf("after a message of %d bytes: %d read deadlines set, want none", n, d)
-		}
-	}
-	seq.send(t, user, dst, quietHead+100)
-	if deadlines.Load() == 0 {
-		t.Errorf("a message longer than the head: no deadline read for its rest")
-	}
-	waitHeld(t, 0, "quiet at the end")
-	user.Close()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
 }
 
 // recordingStream is a tunnel stream that keeps what is written to it and
