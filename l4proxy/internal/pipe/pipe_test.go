@@ -172,6 +172,25 @@ func waitHeld(t *testing.T, want int64, when string) {
 	}
 }
 
+// copyResult is what CopyLoop returned.
+type copyResult struct {
+	n   int64
+	err error
+	eof bool
+}
+
+// goCopyLoop runs CopyLoop from src to dst in a goroutine of its own and
+// returns where its result comes.
+func goCopyLoop(dst, src io.ReadWriter) <-chan copyResult {
+	done := make(chan copyResult, 1)
+	go func() {
+		var last atomic.Int64
+		n, err, eof := CopyLoop(dst, src, nil, &last)
+		done <- copyResult{n, err, eof}
+	}()
+	return done
+}
+
 // TestCopyLoopIdleSocketHoldsNoBuffer: a direction reading a TCP socket
 // that has nothing to read holds no buffer (on Linux), bursts and bulk
 // data still arrive intact, and a read deadline still ends the loop.
@@ -180,18 +199,8 @@ func TestCopyLoopIdleSocketHoldsNoBuffer(t *testing.T) {
 		t.Skip("the bufferless wait is Linux only")
 	}
 	user, edge := tcpPair(t)
-	var last atomic.Int64
 	dst := &checkWriter{t: t}
-	type result struct {
-		n   int64
-		err error
-		eof bool
-	}
-	done := make(chan result, 1)
-	go func() {
-		n, err, eof := CopyLoop(dst, ConnSide{edge}, nil, &last)
-		done <- result{n, err, eof}
-	}()
+	done := goCopyLoop(dst, ConnSide{edge})
 	time.Sleep(20 * time.Millisecond)
 	waitHeld(t, 0, "idle before any data")
 	var next byte
@@ -269,16 +278,7 @@ func BenchmarkCopyLoop(b *testing.B) {
 // error, not EOF (the wait for readability must not consume the error).
 func TestCopyLoopSocketReset(t *testing.T) {
 	user, edge := tcpPair(t)
-	var last atomic.Int64
-	type result struct {
-		err error
-		eof bool
-	}
-	done := make(chan result, 1)
-	go func() {
-		_, err, eof := CopyLoop(discard{}, ConnSide{edge}, nil, &last)
-		done <- result{err, eof}
-	}()
+	done := goCopyLoop(discard{}, ConnSide{edge})
 	user.Write([]byte("hello"))
 	time.Sleep(20 * time.Millisecond) // the loop is waiting again
 	user.SetLinger(0)

@@ -130,17 +130,7 @@ func shortRescue(t *testing.T) {
 func TestCopyLoopPeekHoldsNoBuffer(t *testing.T) {
 	src := newPeekStream()
 	dst := &checkWriter{t: t}
-	var last atomic.Int64
-	type result struct {
-		n   int64
-		err error
-		eof bool
-	}
-	done := make(chan result, 1)
-	go func() {
-		n, err, eof := CopyLoop(dst, src, nil, &last)
-		done <- result{n, err, eof}
-	}()
+	done := goCopyLoop(dst, src)
 	var seq sequence
 	for _, n := range []int{1, 64, SmallBufSize + 1, 1 << 20, 1, 3} {
 		waitHeld(t, 0, fmt.Sprintf("quiet before %d bytes", n))
