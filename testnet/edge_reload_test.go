@@ -106,11 +106,29 @@ func TestEdgeReload(t *testing.T) {
 		t.Fatal(err)
 	}
 	const size = 16 << 20
+	headers := t.TempDir() + "/download-headers"
 	download, err := w.user.Start("curl", "-sS", "--max-time", "120", "--limit-rate", "1M", "-o", "/dev/null",
-		"-w", "%{http_code} %{size_download}\n", "--resolve", fmt.Sprintf("web.demo.test:%d:%s", testnet.EdgeHTTPPort, w.edge4),
+		"-D", headers, "-w", "%{http_code} %{size_download}\n",
+		"--resolve", fmt.Sprintf("web.demo.test:%d:%s", testnet.EdgeHTTPPort, w.edge4),
 		fmt.Sprintf("http://web.demo.test:%d/bytes?n=%d", testnet.EdgeHTTPPort, size))
 	if err != nil {
 		t.Fatal(err)
+	}
+	// The download is live once curl has its response's head (curl writes
+	// and flushes -D as the head arrives): on a busy machine curl may take
+	// longer to start than the first reloads below take.
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if head, _ := os.ReadFile(headers); strings.HasPrefix(string(head), "HTTP/1.1 200") {
+			break
+		}
+		select {
+		case <-download.Done():
+			t.Fatalf("the download ended before the reloads: %v\n%s", download.Wait(), download.Output())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the download had no response head after 20s:\n%s", download.Output())
+		}
 	}
 
 	// What is not there yet.
