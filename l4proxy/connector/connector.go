@@ -15,6 +15,7 @@ import (
 
 	"github.com/onramp-net/onramp/l4proxy/ingress"
 	"github.com/onramp-net/onramp/l4proxy/internal/metrics"
+	"github.com/onramp-net/onramp/l4proxy/internal/pipe"
 	"github.com/onramp-net/onramp/l4proxy/tunnel"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -82,6 +83,7 @@ type Connector struct {
 	stopOnce sync.Once
 	done     chan struct{}   // closed when Shutdown finished
 	abort    context.Context // done to reset every stream still proxied
+	proxies  *pipe.Group     // the streams proxied, aborted with abort
 	abortAll context.CancelFunc
 
 	mu      sync.Mutex
@@ -158,6 +160,7 @@ func New(opts Options) (*Connector, error) {
 	tc.OnEdges = c.onEdges
 	c.opts.Tunnel = &tc
 	c.abort, c.abortAll = context.WithCancel(context.Background())
+	c.proxies = pipe.NewGroup(c.abort)
 	if _, err := rand.Read(c.id[:]); err != nil {
 		return nil, fmt.Errorf("connector: %w", err)
 	}
@@ -281,6 +284,7 @@ func (c *Connector) Run(ctx context.Context) error {
 	c.closeAll("connector stopped")
 	c.abortAll()
 	c.wg.Wait()
+	c.proxies.Close()
 	return err
 }
 

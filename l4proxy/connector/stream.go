@@ -84,7 +84,7 @@ func (c *Connector) handleStream(ec *edgeConn, st tunnel.Stream, req *tunnel.Req
 	}
 	done := end
 	end = nil
-	p.Start(c.abort, func(res pipe.Result) {
+	p.StartIn(c.proxies, func(res pipe.Result) {
 		defer done()
 		switch {
 		case res.Idle:

@@ -151,10 +151,13 @@ func (s *Server) serveListener(ctx context.Context, ln net.Listener, handle func
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
+	// The listener's proxies, aborted when ctx is done.
+	proxies := pipe.NewGroup(ctx)
 	defer func() {
 		stop()
 		cancel()
 		wg.Wait()
+		proxies.Close()
 	}()
 	var delay time.Duration
 	for {
@@ -191,7 +194,7 @@ func (s *Server) serveListener(ctx context.Context, ln net.Listener, handle func
 		}
 		wg.Add(1)
 		go func() {
-			h := &connHold{release: func() {
+			h := &connHold{proxies: proxies, release: func() {
 				s.lim.users.Release(src)
 				wg.Done()
 			}}
@@ -207,6 +210,7 @@ func (s *Server) serveListener(ctx context.Context, ln net.Listener, handle func
 // the listener's wait at shutdown), released when the handler returns
 // unless the handler detaches it to release it later itself.
 type connHold struct {
+	proxies  *pipe.Group // the listener's
 	release  func()
 	detached bool
 }
@@ -306,7 +310,7 @@ func (s *Server) proxyStream(ctx context.Context, c net.Conn, name string, req *
 			_ = writeHTTPError(c, code, se.Error())
 		}
 	}
-	p.Start(ctx, func(res pipe.Result) {
+	p.StartIn(hold.proxies, func(res pipe.Result) {
 		open.Dec()
 		lc.streams.Add(-1)
 		te.noteStream(res.AToB + res.BToA)

@@ -170,7 +170,8 @@ type Proxy struct {
 	// AToB and BToA count the bytes copied; nil counters are not used.
 	AToB, BToA prometheus.Counter
 	// Idle, if positive, aborts the proxy after that long without a read on
-	// either side.
+	// either side (the group's sweeper looks at least every Idle/2, so
+	// it ends within 1.5 Idle, and within Idle plus a second).
 	Idle time.Duration
 	// OnRefused, if set, is called when the first Read of b fails with a
 	// *tunnel.StreamError before anything was written to a. It answers the
@@ -178,9 +179,6 @@ type Proxy struct {
 	OnRefused func(err *tunnel.StreamError)
 
 	last      atomic.Int64 // unix nanoseconds of the last read on either Side
-	timerMu   sync.Mutex
-	timer     *time.Timer // the idle timer, re-armed by checkIdle
-	finished  bool        // guarded by timerMu: the idle timer must not re-arm
 	refused   atomic.Bool
 	bMu       sync.Mutex
 	bEnded    bool          // guarded by bMu: the direction from B has ended
@@ -192,12 +190,15 @@ type Proxy struct {
 	prefixErr error // the error writing Prefix, for the direction from A
 	ad        *aDir // the direction from A when it parks (see aDir)
 	bd        *bDir // the direction from B when it parks (see bDir)
+	qd        *qDir // the direction from B when B is a QUIC stream (see qDir)
 
 	// Set by Start; the direction that ends second finishes the Proxy.
-	done  func(Result)
-	stop  func() bool // the context's AfterFunc
-	ended atomic.Int32
-	res   Result // AToB, BToA and Refused, each set by its direction before it ends
+	done func(Result)
+	g    *Group
+	// In g's list, guarded by g.mu.
+	prev, next *Proxy
+	ended      atomic.Int32
+	res        Result // AToB, BToA and Refused, each set by its direction before it ends
 }
 
 // Result is what a finished Proxy reports.
@@ -220,27 +221,35 @@ func (p *Proxy) Run(ctx context.Context) Result {
 	return <-ch
 }
 
-// Start is Run without waiting: it returns at once, and done is called
-// with the result, once, from a goroutine of the Proxy, when both
-// directions are done and both sides closed.
+// Start is StartIn with a group of its own, for one proxy.
+func (p *Proxy) Start(ctx context.Context, done func(Result)) {
+	g := NewGroup(ctx)
+	p.StartIn(g, done)
+	g.Close()
+}
+
+// StartIn is Run in group g without waiting: it returns at once, and done
+// is called with the result, once, from a goroutine of the Proxy, when
+// both directions are done and both sides closed. When g's context is
+// done first, the Proxy is aborted with [ErrStopped].
 //
 // A held stream costs no goroutine of its caller: each direction parks
 // while its source is quiet where the source can (see aDir and bDir), and
 // otherwise runs in a goroutine of its own, started here with a small
 // stack (the caller's has grown with its dial and handshake), which a
-// quiet QUIC stream's direction trades for a fresh one (see qDir).
-func (p *Proxy) Start(ctx context.Context, done func(Result)) {
+// quiet QUIC stream's direction trades for a fresh one (see qDir). Nor
+// does it cost a timer or a callback of its own: g's sweeper and g's
+// callback on the context stand in for them.
+func (p *Proxy) StartIn(g *Group, done func(Result)) {
 	p.done = done
 	p.touch()
-	if p.Idle > 0 {
-		p.timerMu.Lock()
-		p.timer = time.AfterFunc(p.Idle, p.checkIdle)
-		p.timerMu.Unlock()
-	}
 	p.ad, p.bd = p.newADir(), p.newBDir()
-	// A callback, not a goroutine waiting for ctx: one goroutine less
-	// per connection.
-	p.stop = context.AfterFunc(ctx, func() { p.abort(ErrStopped) })
+	if p.bd == nil {
+		p.qd = p.newQDir()
+	}
+	if !g.add(p) {
+		go p.abort(ErrStopped)
+	}
 	p.writePrefix()
 	if p.ad != nil {
 		go p.ad.step()
@@ -252,8 +261,8 @@ func (p *Proxy) Start(ctx context.Context, done func(Result)) {
 	}
 	if p.bd != nil {
 		go p.bd.step()
-	} else if qd := p.newQDir(); qd != nil {
-		go qd.run()
+	} else if p.qd != nil {
+		go p.qd.run()
 	} else {
 		go func() {
 			n, err, eof := CopyLoop(p.A, p.B, p.BToA, &p.last)
@@ -268,13 +277,7 @@ func (p *Proxy) dirEnded() {
 	if p.ended.Add(1) != 2 {
 		return
 	}
-	p.stop()
-	p.timerMu.Lock()
-	p.finished = true
-	if p.timer != nil {
-		p.timer.Stop()
-	}
-	p.timerMu.Unlock()
+	p.g.remove(p)
 	_ = p.A.Close()
 	_ = p.B.Close()
 	res := p.res
@@ -289,20 +292,6 @@ func (p *Proxy) dirEnded() {
 var ErrStopped = errors.New("server shutting down")
 
 func (p *Proxy) touch() { p.last.Store(time.Now().UnixNano()) }
-
-func (p *Proxy) checkIdle() {
-	p.timerMu.Lock()
-	defer p.timerMu.Unlock()
-	if p.finished || p.aborted.Load() {
-		return
-	}
-	since := time.Duration(time.Now().UnixNano() - p.last.Load())
-	if since >= p.Idle {
-		go p.abort(ErrIdle) // resets may block; not under timerMu
-		return
-	}
-	p.timer.Reset(p.Idle - since)
-}
 
 // abort resets both sides once, recording why.
 func (p *Proxy) abort(err error) {

@@ -3,7 +3,6 @@ package pipe
 import (
 	"errors"
 	"os"
-	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -19,8 +18,8 @@ import (
 //
 // A direction whose stream has been quiet for rescueAfter is therefore
 // moved to a fresh goroutine, which waits on the smallest stack the
-// runtime gives: the sweeper, one goroutine for the process while there
-// are such directions, sets a read deadline in the past on the stream
+// runtime gives: the sweeper (see Group), one goroutine for the process
+// while proxies run, sets a read deadline in the past on the stream
 // (which wakes the wait), the woken goroutine clears it, starts the
 // fresh one and ends, and its stack is freed. A stream that moves bytes
 // is never woken; a stream quiet for hours is moved once per quiet spell.
@@ -53,18 +52,6 @@ type qDir struct {
 	cp    copier
 	w     deadlineWaiter
 	state atomic.Int32
-	// In quiet's list, guarded by quiet.mu.
-	prev, next *qDir
-	listed     bool
-}
-
-// quiet is the list of qDirs the sweeper looks at.
-var quiet struct {
-	mu       sync.Mutex
-	head     *qDir
-	n        int
-	sweeping bool         // a sweeper runs; it ends once the list is empty
-	rescued  atomic.Int64 // waits moved to a fresh goroutine (for tests)
 }
 
 // newQDir returns the direction from B to A where B is a deadlineWaiter,
@@ -77,7 +64,6 @@ func (p *Proxy) newQDir() *qDir {
 	d := &qDir{p: p, w: w}
 	d.cp.init(p.A, p.B, p.BToA, &p.last)
 	d.cp.linger = d.linger
-	d.list()
 	return d
 }
 
@@ -89,7 +75,6 @@ func (d *qDir) run() {
 		go d.wait()
 		return
 	}
-	d.unlist()
 	d.p.endBToA(d.cp.n, err, eof)
 }
 
@@ -109,71 +94,13 @@ func (d *qDir) linger() bool {
 		return false
 	}
 	// The sweeper took the wait (qRescuing) and sets the deadline under
-	// quiet.mu: once that is free, the deadline is set and can be cleared.
-	quiet.mu.Lock()
+	// the group's lock: once that is free, the deadline is set and can be
+	// cleared.
+	d.p.g.mu.Lock()
 	//lint:ignore SA2001 an empty critical section: waiting for the sweeper
-	quiet.mu.Unlock()
+	d.p.g.mu.Unlock()
 	_ = d.w.SetReadDeadline(time.Time{})
 	d.state.Store(qRunning)
 	// Data may have come with the deadline: then the loop reads it here.
 	return errors.Is(err, os.ErrDeadlineExceeded)
-}
-
-// list adds d to the sweeper's list, starting the sweeper if none runs.
-func (d *qDir) list() {
-	quiet.mu.Lock()
-	d.next = quiet.head
-	if quiet.head != nil {
-		quiet.head.prev = d
-	}
-	quiet.head = d
-	d.listed = true
-	quiet.n++
-	start := !quiet.sweeping
-	quiet.sweeping = true
-	quiet.mu.Unlock()
-	if start {
-		go sweep()
-	}
-}
-
-// unlist takes d off the sweeper's list.
-func (d *qDir) unlist() {
-	quiet.mu.Lock()
-	if d.listed {
-		if d.prev != nil {
-			d.prev.next = d.next
-		} else {
-			quiet.head = d.next
-		}
-		if d.next != nil {
-			d.next.prev = d.prev
-		}
-		d.prev, d.next, d.listed = nil, nil, false
-		quiet.n--
-	}
-	quiet.mu.Unlock()
-}
-
-// sweep wakes, every rescueEvery, the waits of directions whose proxy has
-// read nothing for rescueAfter; it ends when the list is empty.
-func sweep() {
-	t := time.NewTicker(rescueEvery)
-	defer t.Stop()
-	for range t.C {
-		now := time.Now()
-		quiet.mu.Lock()
-		if quiet.n == 0 {
-			quiet.sweeping = false
-			quiet.mu.Unlock()
-			return
-		}
-		for d := quiet.head; d != nil; d = d.next {
-			if now.UnixNano()-d.p.last.Load() >= int64(rescueAfter) && d.state.CompareAndSwap(qWaiting, qRescuing) {
-				_ = d.w.SetReadDeadline(now)
-				quiet.rescued.Add(1)
-			}
-		}
-		quiet.mu.Unlock()
-	}
 }

@@ -175,15 +175,15 @@ func TestQuietStreamMovesToFreshGoroutine(t *testing.T) {
 	shortRescue(t)
 	user, edge := tcpPair(t)
 	st := newPeekStream()
-	rescued := quiet.rescued.Load()
+	before := rescued.Load()
 	done := make(chan Result, 1)
 	p := &Proxy{A: ConnSide{edge}, B: st}
 	p.Start(t.Context(), func(r Result) { done <- r })
 
 	// Quiet: moved once (the fresh goroutine's wait is left alone).
-	waitFor(t, "a rescue", func() bool { return quiet.rescued.Load() >= rescued+1 })
+	waitFor(t, "a rescue", func() bool { return rescued.Load() >= before+1 })
 	time.Sleep(20 * time.Millisecond)
-	if n := quiet.rescued.Load() - rescued; n != 1 {
+	if n := rescued.Load() - before; n != 1 {
 		t.Errorf("%d rescues in one quiet spell, want 1", n)
 	}
 
@@ -219,8 +219,8 @@ func TestQuietStreamMovesToFreshGoroutine(t *testing.T) {
 	if !bytes.Equal(got, sent) {
 		t.Fatal("the user got other bytes than the stream sent")
 	}
-	if quiet.rescued.Load() < rescued+10 {
-		t.Errorf("%d rescues in 300 messages up to 8 ms apart after 5 ms quiet, want some", quiet.rescued.Load()-rescued)
+	if rescued.Load() < before+10 {
+		t.Errorf("%d rescues in 300 messages up to 8 ms apart after 5 ms quiet, want some", rescued.Load()-before)
 	}
 	var want bytes.Buffer
 	for i := 0; i < 300; i += 10 {
@@ -238,9 +238,7 @@ func TestQuietStreamMovesToFreshGoroutine(t *testing.T) {
 		t.Fatalf("result %+v: want an orderly end, %d and %d bytes", r, want.Len(), len(sent))
 	}
 	waitFor(t, "the sweeper to end", func() bool {
-		quiet.mu.Lock()
-		defer quiet.mu.Unlock()
-		return !quiet.sweeping && quiet.n == 0
+		return !groups.sweeping.Load() && groups.live.Load() == 0
 	})
 }
 
