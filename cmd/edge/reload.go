@@ -601,6 +601,8 @@ func openListener(ctx context.Context, s listenSpec) (*userListener, error) {
 		// origin connections: limits.idleTimeout ends dead ones.
 		lc.KeepAlive = -1
 		keepAlive = false
+	} else {
+		keepAliveOnListener(&lc)
 	}
 	ln, err := lc.Listen(ctx, "tcp", s.addr)
 	if err != nil {

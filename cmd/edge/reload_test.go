@@ -538,3 +538,76 @@ func TestKeepAliveListener(t *testing.T) {
 		t.Errorf("the binding switched to a tunnel: SO_KEEPALIVE %d, want 1", got)
 	}
 }
+
+// TestListenerKeepAlive: the connections the edge accepts for a tunnel
+// (HTTP and TLS listeners, a tunnel's TCP binding) have TCP keep-alive as
+// Go sets it by default (15 s idle, 15 s apart, 9 probes), taken from the
+// listening socket rather than set per connection; a direct binding's
+// have none.
+func TestListenerKeepAlive(t *testing.T) {
+	sockopt := func(c syscall.Conn, level, opt int) int {
+		t.Helper()
+		rc, err := c.SyscallConn()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var v int
+		var serr error
+		if err := rc.Control(func(fd uintptr) { v, serr = syscall.GetsockoptInt(int(fd), level, opt) }); err != nil || serr != nil {
+			t.Fatal(err, serr)
+		}
+		return v
+	}
+	for _, tc := range []struct {
+		name      string
+		spec      listenSpec
+		keepAlive bool
+	}{
+		{"http", listenSpec{key: "http", network: "tcp", addr: "127.0.0.1:0"}, true},
+		{"tunnel binding", listenSpec{key: "b", network: "tcp", addr: "127.0.0.1:0",
+			binding: &edgeconfig.Binding{Listen: "tcp://127.0.0.1:0", Tunnel: "office", Service: "ssh.office"}}, true},
+		{"direct binding", listenSpec{key: "d", network: "tcp", addr: "127.0.0.1:0",
+			binding: &edgeconfig.Binding{Listen: "tcp://127.0.0.1:0", Service: "tcp://127.0.0.1:1"}}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l, err := openListener(context.Background(), tc.spec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.ln.Close()
+			c, err := net.Dial("tcp", l.ln.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			s, err := l.ln.Accept()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			if got := sockopt(s.(*net.TCPConn), syscall.SOL_SOCKET, syscall.SO_KEEPALIVE) == 1; got != tc.keepAlive {
+				t.Fatalf("SO_KEEPALIVE on: %v, want %v", got, tc.keepAlive)
+			}
+			// Set once on the listening socket, which the kernel copies.
+			ln := l.ln
+			if kl, ok := ln.(keepAliveListener); ok {
+				ln = kl.Listener
+			}
+			if got := sockopt(ln.(*net.TCPListener), syscall.SOL_SOCKET, syscall.SO_KEEPALIVE) == 1; got != tc.keepAlive {
+				t.Errorf("SO_KEEPALIVE on the listening socket: %v, want %v", got, tc.keepAlive)
+			}
+			if !tc.keepAlive {
+				return
+			}
+			for _, o := range []struct {
+				name string
+				opt  int
+				want int
+			}{{"TCP_KEEPIDLE", syscall.TCP_KEEPIDLE, 15}, {"TCP_KEEPINTVL", syscall.TCP_KEEPINTVL, 15}, {"TCP_KEEPCNT", syscall.TCP_KEEPCNT, 9}} {
+				if got := sockopt(s.(*net.TCPConn), syscall.IPPROTO_TCP, o.opt); got != o.want {
+					t.Errorf("%s %d, want %d", o.name, got, o.want)
+				}
+			}
+		})
+	}
+}
