@@ -51,7 +51,7 @@ func (p *Proxy) newADir() *aDir {
 	if d.cp.w == nil {
 		return nil
 	}
-	d.cp.linger, d.cp.parkOn = d.linger, d.quiet
+	d.cp.dir = d
 	d.pk = poller.NewParker(rc, d.step)
 	return d
 }
@@ -89,12 +89,12 @@ func (d *aDir) linger() bool {
 		_ = p.A.(ConnSide).SetReadDeadline(time.Unix(0, d.until))
 	}
 	// Anything but a quiet socket comes again from the read.
-	return d.quiet(d.cp.w.WaitReadable())
+	return d.parkOn(d.cp.w.WaitReadable())
 }
 
-// quiet says whether err is linger's deadline, so the direction parks: not
-// after a refusal (the deadline is the drain's) or an abort.
-func (d *aDir) quiet(err error) bool {
+// parkOn says whether err is linger's deadline, so the direction parks:
+// not after a refusal (the deadline is the drain's) or an abort.
+func (d *aDir) parkOn(err error) bool {
 	return errors.Is(err, os.ErrDeadlineExceeded) && !d.p.refused.Load() && !d.p.aborted.Load()
 }
 
@@ -140,6 +140,7 @@ type bDir struct {
 	p    *Proxy
 	cp   copier
 	pr   readParker
+	dp   directParker     // B, if it delivers to a write that never blocks (and A is a socket)
 	step func()           // d.run, made once (what the stream starts)
 	dl   func([]byte) int // d.deliver, made once, where B delivers
 }
@@ -157,15 +158,24 @@ func (p *Proxy) newBDir() *bDir {
 		return nil
 	}
 	d.step = d.run
-	// The loop parks whenever it has read B dry: no linger, as a wake is
-	// only a goroutine started by the stream, no system call.
-	d.cp.linger = func() bool { return d.pr.ParkRead(d.step) }
+	d.cp.dir = d
 	if dp, ok := p.B.(directParker); ok && d.cp.wr != nil {
-		d.dl = d.deliver
-		d.cp.linger = func() bool { return dp.ParkReadTo(d.step, d.dl) }
+		d.dp, d.dl = dp, d.deliver
 	}
 	return d
 }
+
+// linger parks whenever the loop has read B dry: no wait first, as a wake
+// is only a goroutine started by the stream, no system call.
+func (d *bDir) linger() bool {
+	if d.dp != nil {
+		return d.dp.ParkReadTo(d.step, d.dl)
+	}
+	return d.pr.ParkRead(d.step)
+}
+
+// parkOn: B's read errors are the stream's, never a wait's deadline.
+func (d *bDir) parkOn(error) bool { return false }
 
 // deliver writes what B hands it while the direction is parked: one
 // write(2) to A that never waits. It returns the bytes A took; an error

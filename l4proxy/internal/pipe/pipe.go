@@ -488,12 +488,21 @@ type copier struct {
 	last *atomic.Int64
 	n    int64 // bytes copied
 	big  bool  // the buffer size to take next
-	// linger, if set, waits for src without a buffer instead of
-	// w.WaitReadable; true means src stayed dry: the loop returns to park.
-	// parkOn, set with it, says whether a read error is linger's deadline
-	// (a read after the wait may come after it): the loop parks then too.
-	linger func() bool
-	parkOn func(error) bool
+	// dir, if set, is the direction's own wait for src (see lingerer),
+	// instead of w.WaitReadable.
+	dir lingerer
+}
+
+// lingerer is the wait of a direction that parks or moves its wait (aDir,
+// bDir, qDir): an interface on the direction rather than funcs, so that
+// setting it allocates nothing.
+type lingerer interface {
+	// linger waits for src without a buffer; true means src stayed
+	// dry: the loop returns to park.
+	linger() bool
+	// parkOn says whether a read error is linger's deadline (a read
+	// after the wait may come after it): the loop parks then too.
+	parkOn(error) bool
 }
 
 func (cp *copier) init(dst, src io.ReadWriter, c prometheus.Counter, last *atomic.Int64) {
@@ -532,8 +541,8 @@ func (cp *copier) loop() (eof, park bool, err error) {
 			nr, rerr = cp.read(*b.bp)
 		default:
 			switch {
-			case cp.linger != nil:
-				if cp.linger() {
+			case cp.dir != nil:
+				if cp.dir.linger() {
 					return false, true, nil
 				}
 			case cp.w != nil:
@@ -559,7 +568,7 @@ func (cp *copier) loop() (eof, park bool, err error) {
 			switch {
 			case rerr == io.EOF:
 				return true, false, nil
-			case nr == 0 && cp.parkOn != nil && cp.parkOn(rerr):
+			case nr == 0 && cp.dir != nil && cp.dir.parkOn(rerr):
 				return false, true, nil
 			}
 			return false, false, rerr

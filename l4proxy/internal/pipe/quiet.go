@@ -63,7 +63,7 @@ func (p *Proxy) newQDir() *qDir {
 	}
 	d := &qDir{p: p, w: w}
 	d.cp.init(p.A, p.B, p.BToA, &p.last)
-	d.cp.linger = d.linger
+	d.cp.dir = d
 	return d
 }
 
@@ -104,3 +104,7 @@ func (d *qDir) linger() bool {
 	// Data may have come with the deadline: then the loop reads it here.
 	return errors.Is(err, os.ErrDeadlineExceeded)
 }
+
+// parkOn: a read error after the wait is the stream's; linger clears the
+// deadline it was woken with before the loop reads.
+func (d *qDir) parkOn(error) bool { return false }
