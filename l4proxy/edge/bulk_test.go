@@ -78,6 +78,72 @@ func BenchmarkTunnelBulk(b *testing.B) {
 	}
 }
 
+// BenchmarkTunnelBulkStreams is BenchmarkTunnelBulk "up" with 1 or 8
+// streams at once over one tunnel connection, each stream writing its
+// share of the ops: with the CPU per GB of the whole process it shows what
+// more streams cost per byte (pin it to one CPU as BenchmarkTunnelBulk).
+func BenchmarkTunnelBulkStreams(b *testing.B) {
+	const chunk = 256 << 10
+	for _, proto := range protos {
+		for _, streams := range []int{1, 8} {
+			b.Run(fmt.Sprintf("%s/%d", proto, streams), func(b *testing.B) {
+				e := edgetest.Start(b, proto, "127.0.0.1", edge.Options{})
+				done := make(chan int64, streams)
+				origin := edgetest.ServeTCPOrigin(b, "127.0.0.1", func(c net.Conn) {
+					n, _ := io.CopyBuffer(io.Discard, onlyReader{c}, make([]byte, chunk))
+					done <- n
+				})
+				e.StartConnector(fmt.Sprintf("ingress:\n  - service: tcp://%s\n", origin), nil)
+				addr := e.ServeTCP("bulk")
+				conns := make([]net.Conn, streams)
+				for i := range conns {
+					c, err := net.Dial("tcp", addr)
+					if err != nil {
+						b.Fatal(err)
+					}
+					defer c.Close()
+					conns[i] = c
+				}
+				b.SetBytes(chunk)
+				b.ReportAllocs()
+				cpu0 := processCPU()
+				b.ResetTimer()
+				errs := make(chan error, streams)
+				for i, c := range conns {
+					ops := b.N / streams
+					if i < b.N%streams {
+						ops++
+					}
+					go func() {
+						buf := make([]byte, chunk)
+						for range ops {
+							if _, err := c.Write(buf); err != nil {
+								errs <- err
+								return
+							}
+						}
+						errs <- c.(*net.TCPConn).CloseWrite()
+					}()
+				}
+				var total int64
+				for range conns {
+					if err := <-errs; err != nil {
+						b.Fatal(err)
+					}
+				}
+				for range conns {
+					total += <-done
+				}
+				if total != int64(b.N)*chunk {
+					b.Fatalf("origin got %d bytes, want %d", total, int64(b.N)*chunk)
+				}
+				b.StopTimer()
+				b.ReportMetric((processCPU()-cpu0).Seconds()/(float64(b.N)*chunk/1e9), "cpu-s/GB")
+			})
+		}
+	}
+}
+
 // onlyReader hides WriterTo/ReaderFrom so io.Copy uses the buffer.
 type onlyReader struct{ io.Reader }
 
