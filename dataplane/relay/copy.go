@@ -38,7 +38,10 @@ func putBuf(bp *[]byte) {
 // copyLoop copies from src to dst through pooled buffers until EOF
 // (eof=true) or an error. It does not allocate per read.
 func (r *run) copyLoop(dst, src net.Conn, c Counter) (n int64, err error, eof bool) {
-	rc := rawConn(src)
+	var w *ReadWaiter
+	if rc := rawConn(src); rc != nil {
+		w = NewReadWaiter(rc)
+	}
 	var bp *[]byte
 	defer func() {
 		if bp != nil {
@@ -48,9 +51,9 @@ func (r *run) copyLoop(dst, src net.Conn, c Counter) (n int64, err error, eof bo
 	big := false
 	for {
 		if bp == nil {
-			if rc != nil {
+			if w != nil {
 				// An error (closed, reset) comes again from the Read.
-				_ = waitReadable(rc)
+				_ = w.Wait()
 			}
 			bp = getBuf(big)
 		}
@@ -80,7 +83,7 @@ func (r *run) copyLoop(dst, src net.Conn, c Counter) (n int64, err error, eof bo
 			big = false
 			putBuf(bp)
 			bp = nil
-		case rc != nil && nr < len(buf):
+		case w != nil && nr < len(buf):
 			// Drained: wait for more without a buffer.
 			putBuf(bp)
 			bp = nil

@@ -1,4 +1,4 @@
-package pipe
+package relay
 
 import (
 	"errors"
@@ -7,24 +7,18 @@ import (
 	"time"
 )
 
-// TestSocketWaiterOnePollPerWait: a socket's bufferless wait makes one
+// TestReadWaiterOnePollPerWait: a socket's bufferless wait makes one
 // ppoll whether the data is there or comes later (the poller's wake is
 // not checked again), and ends with the read deadline; data that came is
 // then read whole.
-func TestSocketWaiterOnePollPerWait(t *testing.T) {
-	polls := 0
-	orig := readable
-	readable = func(fd uintptr) bool { polls++; return orig(fd) }
-	t.Cleanup(func() { readable = orig })
-
+func TestReadWaiterOnePollPerWait(t *testing.T) {
 	user, edge := tcpPair(t)
-	w := newReadWaiter(ConnSide{edge})
-	if w == nil {
-		t.Fatal("no waiter for a TCP connection")
-	}
+	w := NewReadWaiter(rawConn(edge))
+	polls := 0
+	w.readable = func(fd uintptr) bool { polls++; return Readable(fd) }
 	// The data comes while it waits.
 	time.AfterFunc(30*time.Millisecond, func() { user.Write([]byte("later")) })
-	if err := w.WaitReadable(); err != nil {
+	if err := w.Wait(); err != nil {
 		t.Fatal(err)
 	}
 	if polls != 1 {
@@ -32,7 +26,7 @@ func TestSocketWaiterOnePollPerWait(t *testing.T) {
 	}
 	// The data is there: the ppoll finds it.
 	polls = 0
-	if err := w.WaitReadable(); err != nil {
+	if err := w.Wait(); err != nil {
 		t.Fatal(err)
 	}
 	if polls != 1 {
@@ -45,7 +39,7 @@ func TestSocketWaiterOnePollPerWait(t *testing.T) {
 	// Nothing comes: the deadline ends the wait.
 	polls = 0
 	edge.SetReadDeadline(time.Now().Add(30 * time.Millisecond))
-	if err := w.WaitReadable(); !errors.Is(err, os.ErrDeadlineExceeded) {
+	if err := w.Wait(); !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("a wait past the read deadline: %v, want the deadline", err)
 	}
 	if polls != 1 {
