@@ -116,12 +116,17 @@ func (g *Group) add(p *Proxy) bool {
 		go sweep()
 	} else if p.Idle > 0 && max(p.Idle/2, minSweep) < time.Duration(groups.every.Load()) {
 		// The running sweeper would look too late for this one.
-		select {
-		case groups.kick <- struct{}{}:
-		default:
-		}
+		kickSweeper()
 	}
 	return ok
+}
+
+// kickSweeper makes a running sweeper look now and set its period again.
+func kickSweeper() {
+	select {
+	case groups.kick <- struct{}{}:
+	default:
+	}
 }
 
 // remove takes p, which has ended, off g's list.
@@ -168,7 +173,7 @@ func (g *Group) abortAll() {
 // nothing for their Idle, and wakes the waits of quiet QUIC streams
 // (qDir). It ends once no proxy is listed.
 func sweep() {
-	every := rescueEvery
+	every := time.Duration(rescueEvery.Load())
 	groups.every.Store(int64(every))
 	t := time.NewTimer(every)
 	defer t.Stop()
@@ -186,7 +191,8 @@ func sweep() {
 			}
 		}
 		now := time.Now()
-		every = rescueEvery
+		every = time.Duration(rescueEvery.Load())
+		after := rescueAfter.Load()
 		groups.mu.Lock()
 		for g := groups.head; g != nil; g = g.next {
 			g.mu.Lock()
@@ -201,7 +207,7 @@ func sweep() {
 					}
 					continue
 				}
-				if d := p.qd; d != nil && since >= int64(rescueAfter) && d.state.CompareAndSwap(qWaiting, qRescuing) {
+				if d := p.qd; d != nil && since >= after && d.state.CompareAndSwap(qWaiting, qRescuing) {
 					// Under g.mu, which the woken wait takes before it
 					// clears the deadline (qDir.linger).
 					_ = d.w.SetReadDeadline(now)

@@ -27,10 +27,12 @@ import (
 // rescueAfter is how long both directions of a proxy must have read
 // nothing before the direction from its stream moves to a fresh
 // goroutine; the sweeper looks every rescueEvery. Tests shorten them.
-var (
-	rescueAfter = time.Second
-	rescueEvery = time.Second
-)
+var rescueAfter, rescueEvery atomic.Int64 // time.Duration
+
+func init() {
+	rescueAfter.Store(int64(time.Second))
+	rescueEvery.Store(int64(time.Second))
+}
 
 // deadlineWaiter is a stream that waits without a buffer (WaitReadable)
 // and whose wait a read deadline ends: a QUIC stream.

@@ -119,9 +119,11 @@ func (s *peekStream) Close() error      { s.close(); return nil }
 // shortRescue makes the sweeper look every millisecond for directions
 // quiet for 5 ms, for the test.
 func shortRescue(t *testing.T) {
-	after, every := rescueAfter, rescueEvery
-	rescueAfter, rescueEvery = 5*time.Millisecond, time.Millisecond
-	t.Cleanup(func() { rescueAfter, rescueEvery = after, every })
+	after, every := rescueAfter.Load(), rescueEvery.Load()
+	rescueAfter.Store(int64(5 * time.Millisecond))
+	rescueEvery.Store(int64(time.Millisecond))
+	kickSweeper() // a running one may sleep for its old period
+	t.Cleanup(func() { rescueAfter.Store(after); rescueEvery.Store(every) })
 }
 
 // TestCopyLoopPeekHoldsNoBuffer: a source that waits with a peek (a QUIC
