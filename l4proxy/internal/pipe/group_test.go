@@ -23,12 +23,7 @@ func groupListed(g *Group) bool {
 // groupPair is proxyPair with the proxy started in g.
 func groupPair(t *testing.T, g *Group, p *Proxy) (user, peer io.ReadWriteCloser, done chan Result) {
 	t.Helper()
-	u, a := tcpPair(t)
-	pe, b := tcpPair(t)
-	p.A, p.B = ConnSide{a}, ConnSide{b}
-	done = make(chan Result, 1)
-	p.StartIn(g, func(r Result) { done <- r })
-	return u, pe, done
+	return startPair(t, p, func(done func(Result)) { p.StartIn(g, done) })
 }
 
 // TestGroupAbortsOnContext: the context of a group ends every proxy in it

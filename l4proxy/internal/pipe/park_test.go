@@ -38,11 +38,18 @@ func waitParked(t *testing.T, want int64, when string) {
 // ends: what the user and the "stream" peer hold.
 func proxyPair(t *testing.T, ctx context.Context, p *Proxy) (user, peer io.ReadWriteCloser, done chan Result) {
 	t.Helper()
+	return startPair(t, p, func(done func(Result)) { p.Start(ctx, done) })
+}
+
+// startPair gives p two TCP connections as its sides and starts it with
+// start; it returns the user's and the peer's ends and the result's channel.
+func startPair(t *testing.T, p *Proxy, start func(done func(Result))) (user, peer io.ReadWriteCloser, done chan Result) {
+	t.Helper()
 	u, a := tcpPair(t)
 	pe, b := tcpPair(t)
 	p.A, p.B = ConnSide{a}, ConnSide{b}
 	done = make(chan Result, 1)
-	p.Start(ctx, func(r Result) { done <- r })
+	start(func(r Result) { done <- r })
 	return u, pe, done
 }
 
