@@ -658,3 +658,51 @@ func BenchmarkTunnelConnect(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkTunnelConnRate is BenchmarkTunnelConnect with 8 users at once:
+// the connections a second the tunnel serves on this machine's cores,
+// and the process's CPU per connection (users, edge, connector and
+// origin all in this process: compare two trees, not with bench's
+// connrate).
+func BenchmarkTunnelConnRate(b *testing.B) {
+	for _, proto := range protos {
+		b.Run(proto, func(b *testing.B) {
+			e := edgetest.Start(b, proto, "127.0.0.1", edge.Options{})
+			origin := edgetest.ServeTCPOrigin(b, "127.0.0.1", func(c net.Conn) { _, _ = io.Copy(c, c) })
+			e.StartConnector(fmt.Sprintf("ingress:\n  - service: tcp://%s\n", origin), nil)
+			addr := e.ServeTCP("echo")
+			connect := func() error {
+				c, err := net.Dial("tcp", addr)
+				if err != nil {
+					return err
+				}
+				defer c.Close()
+				one := []byte{1}
+				if _, err := c.Write(one); err != nil {
+					return err
+				}
+				_, err = io.ReadFull(c, one)
+				return err
+			}
+			for range 100 { // warm: the tunnel's connections, pools
+				if err := connect(); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportAllocs()
+			b.SetParallelism(4) // 8 users on 2 cores
+			cpu0 := processCPU()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if err := connect(); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+			b.StopTimer()
+			b.ReportMetric(float64((processCPU()-cpu0).Microseconds())/float64(b.N), "cpu-µs/conn")
+		})
+	}
+}
