@@ -14,7 +14,8 @@ import (
 // handleStream matches req against the ingress rules, dials the origin and
 // proxies st to it. It calls finish once, when the stream is done: as it
 // returns, or, once the stream is proxied to its origin, when the proxy
-// ends (pipe.Proxy.Start goes on without this goroutine).
+// ends. This goroutine goes on as the proxy's direction from the origin
+// until that first parks or ends (pipe.Proxy.RunIn).
 func (c *Connector) handleStream(ec *edgeConn, st tunnel.Stream, req *tunnel.Request, finish func()) {
 	end := finish // nil once the proxy owns it
 	defer func() {
@@ -84,7 +85,7 @@ func (c *Connector) handleStream(ec *edgeConn, st tunnel.Stream, req *tunnel.Req
 	}
 	done := end
 	end = nil
-	p.StartIn(c.proxies, func(res pipe.Result) {
+	p.RunIn(c.proxies, func(res pipe.Result) {
 		defer done()
 		switch {
 		case res.Idle:

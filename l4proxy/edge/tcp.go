@@ -224,9 +224,10 @@ func (h *connHold) detach() func() {
 
 // proxyStream opens a stream for req on the tunnel called name now and
 // proxies c over it, writing prefix (bytes already read from c) first. It
-// owns c. Once the stream is open it returns and the proxy goes on
-// without the handler's goroutine (pipe.Proxy.Start): it detaches hold
-// and releases it when the connection is done.
+// owns c. Once the stream is open the handler's goroutine goes on as the
+// proxy's direction from the user until that first parks or ends
+// (pipe.Proxy.RunIn); the proxy detaches hold and releases it when the
+// connection is done.
 func (s *Server) proxyStream(ctx context.Context, c net.Conn, name string, req *tunnel.Request, prefix []byte, hold *connHold) {
 	isHTTP := req.Kind == tunnel.KindHTTP
 	// The connection's lines (those a stranger can cause, rate-limited)
@@ -269,6 +270,7 @@ func (s *Server) proxyStream(ctx context.Context, c net.Conn, name string, req *
 		c.Close()
 		return
 	}
+	var prefixBuf *[]byte
 	if prefix == nil && req.Kind == tunnel.KindTCP {
 		// What the user sent with its connection (most protocols speak
 		// first) follows the stream's request at once (Start writes it),
@@ -276,9 +278,9 @@ func (s *Server) proxyStream(ctx context.Context, c net.Conn, name string, req *
 		// that speaks first is not held up, and only now that the stream
 		// is open, so that nothing is held while one is awaited.
 		bp := pipe.GetBuf()
-		defer pipe.PutBuf(bp) // Start has written it when this returns
 		n, err := sockio.TryRead(c, *bp)
 		if err != nil && err != io.EOF {
+			pipe.PutBuf(bp)
 			// Reset before anything was proxied; the read took the
 			// error, so the stream is reset here, not by the proxy.
 			s.m.Error(errReset)
@@ -289,13 +291,14 @@ func (s *Server) proxyStream(ctx context.Context, c net.Conn, name string, req *
 			return
 		}
 		prefix = (*bp)[:n]
+		prefixBuf = bp // the Proxy puts it back once written
 	}
 	kind := req.Kind.String()
 	open := s.m.Stream(kind)
 	open.Inc()
 	release := hold.detach()
 	p := &pipe.Proxy{
-		A: pipe.ConnSide{Conn: c}, B: st, Prefix: prefix,
+		A: pipe.ConnSide{Conn: c}, B: st, Prefix: prefix, PrefixBuf: prefixBuf,
 		// The global counters, and the connection's and tunnel's.
 		AToB: &lc.toOrigin, BToA: &lc.toUser,
 		Idle: max(s.cur().IdleTimeout, 0), // negative: never
@@ -310,7 +313,8 @@ func (s *Server) proxyStream(ctx context.Context, c net.Conn, name string, req *
 			_ = writeHTTPError(c, code, se.Error())
 		}
 	}
-	p.StartIn(hold.proxies, func(res pipe.Result) {
+	// This goroutine goes on as the direction from the user (RunIn).
+	p.RunIn(hold.proxies, func(res pipe.Result) {
 		open.Dec()
 		lc.streams.Add(-1)
 		te.noteStream(res.AToB + res.BToA)

@@ -167,6 +167,10 @@ type Proxy struct {
 	// stream's request): one packet or record, not two. The Proxy drops it
 	// once written; the caller may reuse its memory once Start returned.
 	Prefix []byte
+	// PrefixBuf, if set, is the pooled buffer (GetBuf) Prefix is in: the
+	// Proxy puts it back once Prefix is written, so that a caller whose
+	// goroutine goes on in the proxy (RunIn) does not hold it.
+	PrefixBuf *[]byte
 	// AToB and BToA count the bytes copied; nil counters are not used.
 	AToB, BToA prometheus.Counter
 	// Idle, if positive, aborts the proxy after that long without a read on
@@ -241,6 +245,34 @@ func (p *Proxy) Start(ctx context.Context, done func(Result)) {
 // does it cost a timer or a callback of its own: g's sweeper and g's
 // callback on the context stand in for them.
 func (p *Proxy) StartIn(g *Group, done func(Result)) {
+	p.begin(g, done)
+	if p.ad != nil {
+		go p.ad.step()
+	} else {
+		go p.runAToB()
+	}
+}
+
+// RunIn is StartIn, except that the direction from A to B begins on the
+// calling goroutine: RunIn returns when that direction parks, A quiet
+// (see aDir), or ends (where A cannot park, at the end of the
+// connection). A caller that would end its goroutine after StartIn lends
+// it to the proxy instead: a new connection then costs one goroutine
+// start (and the growth of its stack) less. The caller's stack, grown
+// by its dial or handshake, is given back when the direction first
+// parks, lingerFor after A's last bytes.
+func (p *Proxy) RunIn(g *Group, done func(Result)) {
+	p.begin(g, done)
+	if p.ad != nil {
+		p.ad.step()
+	} else {
+		p.runAToB()
+	}
+}
+
+// begin is StartIn's and RunIn's: the Proxy listed in g, Prefix written,
+// the direction from B to A started.
+func (p *Proxy) begin(g *Group, done func(Result)) {
 	p.done = done
 	p.touch()
 	p.ad, p.bd = p.newADir(), p.newBDir()
@@ -251,14 +283,6 @@ func (p *Proxy) StartIn(g *Group, done func(Result)) {
 		go p.abort(ErrStopped)
 	}
 	p.writePrefix()
-	if p.ad != nil {
-		go p.ad.step()
-	} else {
-		go func() {
-			p.res.AToB = p.copyAToB()
-			p.dirEnded()
-		}()
-	}
 	if p.bd != nil {
 		go p.bd.step()
 	} else if p.qd != nil {
@@ -269,6 +293,12 @@ func (p *Proxy) StartIn(g *Group, done func(Result)) {
 			p.endBToA(n, err, eof)
 		}()
 	}
+}
+
+// runAToB is the direction from A to B where it cannot park.
+func (p *Proxy) runAToB() {
+	p.res.AToB = p.copyAToB()
+	p.dirEnded()
 }
 
 // dirEnded counts an ended direction; the second finishes the Proxy:
@@ -309,16 +339,19 @@ func (p *Proxy) abort(err error) {
 // the caller wrote to b (a stream's request), and drops it; a failure is
 // the direction from A's to handle (prefixFailed).
 func (p *Proxy) writePrefix() {
-	if len(p.Prefix) == 0 {
-		return
-	}
-	if _, err := p.B.Write(p.Prefix); err != nil {
-		p.prefixErr = err
-	} else {
-		p.prefixN = int64(len(p.Prefix))
-		add(p.AToB, len(p.Prefix))
+	if len(p.Prefix) > 0 {
+		if _, err := p.B.Write(p.Prefix); err != nil {
+			p.prefixErr = err
+		} else {
+			p.prefixN = int64(len(p.Prefix))
+			add(p.AToB, len(p.Prefix))
+		}
 	}
 	p.Prefix = nil // not held for the connection's life
+	if p.PrefixBuf != nil {
+		PutBuf(p.PrefixBuf)
+		p.PrefixBuf = nil
+	}
 }
 
 // prefixFailed fails the direction from A if Start could not write the
