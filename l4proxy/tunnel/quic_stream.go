@@ -23,6 +23,9 @@ type quicStream struct {
 
 	// connector side
 	responded atomic.Bool
+	// pending is an OK response not yet written: it leaves with the
+	// stream's first bytes or its close (see Respond).
+	pending atomic.Bool
 
 	peek [1]byte // WaitReadable's
 }
@@ -43,12 +46,12 @@ func (s *quicStream) Read(p []byte) (int, error) {
 // WaitReadable returns when a Read would not block: data, EOF or an
 // error (see l4proxy/internal/pipe), holding no buffer: quic-go's peek of
 // one byte, which consumes nothing. On the edge, before the response was
-// read, it returns at once (the first Read reads it). An error it returns
-// (a deadline, a reset) comes again from the Read.
+// read, it waits for the response's first byte (the first Read reads
+// the response): the connector's OK comes with the origin's first bytes
+// (see Respond), so a stream whose origin has not spoken holds no
+// buffer. An error it returns (a deadline, a reset) comes again from the
+// Read.
 func (s *quicStream) WaitReadable() error {
-	if s.edge && !s.respRead.Load() {
-		return nil
-	}
 	if _, err := s.s.Peek(s.peek[:]); err != nil && err != io.EOF {
 		return err
 	}
@@ -93,6 +96,9 @@ func (s *quicStream) Write(p []byte) (int, error) {
 	if !s.edge && !s.responded.Load() {
 		return 0, ErrNotResponded
 	}
+	if s.pending.Load() && s.pending.CompareAndSwap(true, false) {
+		return s.writeResponded(p)
+	}
 	n, err := s.s.Write(p)
 	if err != nil {
 		err = mapQUICErr(err)
@@ -100,12 +106,57 @@ func (s *quicStream) Write(p []byte) (int, error) {
 	return n, err
 }
 
+// writeResponded writes the pending OK response and p: in one write, and
+// so one STREAM frame, where they fit a header buffer (the first read of
+// a proxy is at most 4 KiB); n counts p's bytes only.
+func (s *quicStream) writeResponded(p []byte) (int, error) {
+	bp := getHeaderBuf()
+	defer putHeaderBuf(bp)
+	*bp = AppendResponse(*bp, &Response{Status: StatusOK})
+	h := len(*bp)
+	if len(p) <= cap(*bp)-h {
+		*bp = append(*bp, p...)
+		n, err := s.s.Write(*bp)
+		if err != nil {
+			return max(n-h, 0), mapQUICErr(err)
+		}
+		return len(p), nil
+	}
+	if _, err := s.s.Write(*bp); err != nil {
+		return 0, mapQUICErr(err)
+	}
+	n, err := s.s.Write(p)
+	if err != nil {
+		err = mapQUICErr(err)
+	}
+	return n, err
+}
+
+// flushResponse writes a pending OK response before the stream's FIN.
+func (s *quicStream) flushResponse() error {
+	if s.pending.Load() && s.pending.CompareAndSwap(true, false) {
+		_, err := s.writeResponded(nil)
+		return err
+	}
+	return nil
+}
+
+// Respond answers the stream's request. A refusal is written at once,
+// and the stream closed. An OK is not written yet: it leaves with the
+// first bytes of the origin (Write) or the stream's close, in the same
+// STREAM frame, so that a new connection costs the connector one packet
+// to the edge, not two. The edge waits for it only to pass the origin's
+// bytes on (its first Read reads it), and these come with it.
 func (s *quicStream) Respond(status Status, msg string) error {
 	if s.edge {
 		return fmt.Errorf("respond: %w", ErrWrongSide)
 	}
 	if !s.responded.CompareAndSwap(false, true) {
 		return fmt.Errorf("respond: %w", ErrAlreadyResponded)
+	}
+	if status == StatusOK && msg == "" {
+		s.pending.Store(true)
+		return nil
 	}
 	bp := getHeaderBuf()
 	*bp = AppendResponse(*bp, &Response{Status: status, Message: msg})
@@ -125,6 +176,9 @@ func (s *quicStream) CloseWrite() error {
 	if !s.edge && !s.responded.Load() {
 		return fmt.Errorf("close write: %w", ErrNotResponded)
 	}
+	if err := s.flushResponse(); err != nil {
+		return err
+	}
 	return s.s.Close()
 }
 
@@ -138,6 +192,7 @@ func (s *quicStream) Close() error {
 		s.Reset()
 		return nil
 	}
+	_ = s.flushResponse() // the Close below reports a failed stream
 	err := s.s.Close()
 	s.s.CancelRead(quicStreamClosed)
 	return err

@@ -1,6 +1,7 @@
 package tunnel
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -216,4 +217,67 @@ func TestDatagramTooLarge(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestRespondOKReachesEdge: however a stream answered OK goes on, the
+// edge reads the OK and then what the connector did: a half-close with
+// no data (EOF, no error), a close, a first write larger than a header
+// buffer (all of it, in order), or a reset (ErrStreamReset, not a
+// refusal). On QUIC the OK waits for the first bytes or the close.
+func TestRespondOKReachesEdge(t *testing.T) {
+	big := make([]byte, 64<<10)
+	for i := range big {
+		big[i] = byte(i * 7)
+	}
+	ends := []struct {
+		name string
+		end  func(Stream) error
+		want []byte
+		err  error
+	}{
+		{"closewrite", func(cs Stream) error { return cs.CloseWrite() }, nil, nil},
+		{"close", func(cs Stream) error { return cs.Close() }, nil, nil},
+		{"big write", func(cs Stream) error {
+			if _, err := cs.Write(big); err != nil {
+				return err
+			}
+			return cs.CloseWrite()
+		}, big, nil},
+		{"reset", func(cs Stream) error { cs.Reset(); return nil }, nil, ErrStreamReset},
+	}
+	forEach(t, func(t *testing.T, tr transportCase, addr string) {
+		p := newPair(t, tr, addr)
+		for _, e := range ends {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			s, err := p.edge.OpenStream(ctx, testReq)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cs, _, err := p.connector.AcceptStream(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := cs.Respond(StatusOK, ""); err != nil {
+				t.Fatal(err)
+			}
+			if err := e.end(cs); err != nil {
+				t.Fatalf("%s: %v", e.name, err)
+			}
+			got, err := io.ReadAll(s)
+			var se *StreamError
+			switch {
+			case errors.As(err, &se):
+				t.Errorf("%s: the edge read a refusal: %v", e.name, err)
+			case e.err == nil && err != nil:
+				t.Errorf("%s: the edge read %v", e.name, err)
+			case e.err != nil && !errors.Is(err, e.err):
+				t.Errorf("%s: the edge read %v, want %v", e.name, err, e.err)
+			case e.err == nil && !bytes.Equal(got, e.want):
+				t.Errorf("%s: the edge read %d bytes, want %d", e.name, len(got), len(e.want))
+			}
+			s.Close()
+			cs.Close()
+			cancel()
+		}
+	})
 }

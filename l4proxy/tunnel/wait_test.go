@@ -10,8 +10,9 @@ import (
 )
 
 // TestQUICStreamWaitReadable: a QUIC stream's WaitReadable (what the
-// proxy's quiet wait uses) returns at once on the edge before the
-// response, then waits until data comes and consumes none of it, returns
+// proxy's quiet wait uses) waits on the edge for the response, which the
+// connector sends with its first bytes, then waits until data comes and
+// consumes none of it, returns
 // on EOF, and a read deadline in the past wakes a wait with
 // os.ErrDeadlineExceeded; once cleared, the data is read.
 func TestQUICStreamWaitReadable(t *testing.T) {
@@ -29,15 +30,26 @@ func TestQUICStreamWaitReadable(t *testing.T) {
 				WaitReadable() error
 				SetReadDeadline(time.Time) error
 			})
-			if err := w.WaitReadable(); err != nil { // before the response: at once
-				t.Fatal(err)
-			}
+			// Before the response: it waits for it, and the connector's
+			// OK comes with its first bytes.
+			first := make(chan error, 1)
+			go func() { first <- w.WaitReadable() }()
 			cs, _, err := p.connector.AcceptStream(ctx)
 			if err != nil {
 				t.Fatal(err)
 			}
-			cs.Respond(StatusOK, "")
+			if err := cs.Respond(StatusOK, ""); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case err := <-first:
+				t.Fatalf("WaitReadable returned %v after an OK and no data: the OK left alone", err)
+			case <-time.After(50 * time.Millisecond):
+			}
 			cs.Write([]byte("a"))
+			if err := <-first; err != nil {
+				t.Fatal(err)
+			}
 			buf := make([]byte, 16)
 			if n, err := s.Read(buf); n != 1 || err != nil {
 				t.Fatalf("read %d, %v", n, err)
