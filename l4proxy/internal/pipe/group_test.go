@@ -127,3 +127,59 @@ func TestGroupIdle(t *testing.T) {
 		}
 	}
 }
+
+// TestRunInLendsCaller: RunIn copies the prefix and the user's first
+// bytes on the caller's goroutine, returns once the user is quiet (the
+// direction parked), puts the prefix's pooled buffer back, and the proxy
+// goes on without the caller: bytes both ways, then the orderly end.
+func TestRunInLendsCaller(t *testing.T) {
+	g := NewGroup(t.Context())
+	defer g.Close()
+	bp := GetBuf()
+	*bp = append((*bp)[:0], "hello "...)
+	p := &Proxy{Prefix: *bp, PrefixBuf: bp}
+	returned := make(chan struct{})
+	user, peer, done := startPair(t, p, func(done func(Result)) {
+		go func() {
+			p.RunIn(g, done)
+			close(returned)
+		}()
+	})
+	if _, err := user.Write([]byte("world")); err != nil {
+		t.Fatal(err)
+	}
+	if got := string(readN(t, peer, 11)); got != "hello world" {
+		t.Fatalf("peer read %q", got)
+	}
+	select {
+	case <-returned:
+	case <-time.After(5 * time.Second):
+		t.Fatal("RunIn did not return with the user quiet")
+	}
+	if p.PrefixBuf != nil {
+		t.Fatal("the prefix's buffer was not put back")
+	}
+	// The proxy goes on: a parked direction wakes, the other copies.
+	if _, err := user.Write([]byte("again")); err != nil {
+		t.Fatal(err)
+	}
+	if got := string(readN(t, peer, 5)); got != "again" {
+		t.Fatalf("peer read %q", got)
+	}
+	if _, err := peer.Write([]byte("back")); err != nil {
+		t.Fatal(err)
+	}
+	if got := string(readN(t, user, 4)); got != "back" {
+		t.Fatalf("user read %q", got)
+	}
+	user.Close()
+	peer.Close()
+	select {
+	case r := <-done:
+		if r.Err != nil || r.AToB != 16 || r.BToA != 4 {
+			t.Fatalf("result %+v, want 16 and 4 bytes, no error", r)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the proxy did not end")
+	}
+}
