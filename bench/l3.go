@@ -224,8 +224,6 @@ func startL3Direct(ctx context.Context, env *Env) (*Rig, error) {
 	return r, nil
 }
 
-// withEdgeCPU wraps run to add the edge's own CPU seconds per GB (the
-// hub's cost alone, without the connector's).
 // withBusy adds sut_busy and load_busy to run's sample: whether the system
 // under test or the load side (the stock WireGuard client encrypting,
 // iperf3) was the bound.
@@ -241,6 +239,11 @@ func withBusy(run func(context.Context, *Env, *Rig) (Sample, error)) func(contex
 	}
 }
 
+// withEdgeCPU wraps run to add the edge's own CPU (the hub's or the
+// tunnel edge's cost alone, without the connector's): seconds per GB
+// (edge_cpu_per_gb) where the sample counts bytes, milliseconds per 1000
+// operations (edge_cpu_per_kop) where it counts operations. A system with
+// no process in the role "edge" gets neither.
 func withEdgeCPU(run func(context.Context, *Env, *Rig) (Sample, error)) func(context.Context, *Env, *Rig) (Sample, error) {
 	return func(ctx context.Context, env *Env, rig *Rig) (Sample, error) {
 		var edge []int
@@ -255,8 +258,17 @@ func withEdgeCPU(run func(context.Context, *Env, *Rig) (Sample, error)) func(con
 			return smp, err
 		}
 		c1, err1 := TreeCPUSeconds(edge)
-		if len(edge) > 0 && err0 == nil && err1 == nil && smp.Bytes > 0 {
+		if len(edge) == 0 || err0 != nil || err1 != nil {
+			return smp, nil
+		}
+		if smp.Values == nil {
+			smp.Values = map[string]float64{}
+		}
+		if smp.Bytes > 0 {
 			smp.Values["edge_cpu_per_gb"] = (c1 - c0) / (smp.Bytes / 1e9)
+		}
+		if smp.Ops > 0 {
+			smp.Values["edge_cpu_per_kop"] = (c1 - c0) * 1e3 / (smp.Ops / 1e3)
 		}
 		return smp, nil
 	}
