@@ -464,7 +464,7 @@ func (c *h2Conn) onStream(s *h2stream, path string) {
 
 // refuse answers a request with status and no body, and reads no more of it.
 func (c *h2Conn) refuse(s *h2stream, status string) {
-	c.mux.respond(s, status, nil, true)
+	c.mux.respond(s, status, nil, nil, true)
 	s.stopReading()
 }
 
@@ -481,7 +481,7 @@ func (c *h2Conn) waitAuth() bool {
 }
 
 func (c *h2Conn) serveAuth(s *h2stream) {
-	err := c.mux.respond(s, "200", nil, false)
+	err := c.mux.respond(s, "200", nil, nil, false)
 	if err == nil {
 		cs := c.tc.ConnectionState()
 		err = connectorSendAuth(s, &cs, c.tok, c.connectorID)
@@ -531,7 +531,7 @@ func (c *h2Conn) serveDatagrams(s *h2stream) {
 		c.refuse(s, "403")
 		return
 	}
-	if err := c.mux.respond(s, "200", nil, false); err != nil {
+	if err := c.mux.respond(s, "200", nil, nil, false); err != nil {
 		return
 	}
 	go c.dg.readLoop(s)

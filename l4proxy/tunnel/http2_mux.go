@@ -450,9 +450,9 @@ func (m *h2mux) writeData(id uint32, p []byte, end bool) error {
 }
 
 // writeHeadersLocked writes a HEADERS frame of fields, then a DATA frame of
-// data if not empty (its window already taken), with END_STREAM on the
-// last frame if end. wmu is held.
-func (m *h2mux) writeHeadersLocked(id uint32, fields []hpack.HeaderField, data []byte, end bool) error {
+// data and more if not empty (its window already taken), with END_STREAM
+// on the last frame if end. wmu is held.
+func (m *h2mux) writeHeadersLocked(id uint32, fields []hpack.HeaderField, data, more []byte, end bool) error {
 	m.hbuf.Reset()
 	for _, f := range fields {
 		if err := m.henc.WriteField(f); err != nil {
@@ -460,16 +460,18 @@ func (m *h2mux) writeHeadersLocked(id uint32, fields []hpack.HeaderField, data [
 		}
 	}
 	var flags byte = h2FlagEndHeaders
-	if end && len(data) == 0 {
+	n := len(data) + len(more)
+	if end && n == 0 {
 		flags |= h2FlagEndStream
 	}
-	b := appendFrame(make([]byte, 0, h2FrameHeaderLen*2+m.hbuf.Len()+len(data)), h2FrameHeaders, flags, id, m.hbuf.Bytes())
-	if len(data) > 0 {
+	b := appendFrame(make([]byte, 0, h2FrameHeaderLen*2+m.hbuf.Len()+n), h2FrameHeaders, flags, id, m.hbuf.Bytes())
+	if n > 0 {
 		flags = 0
 		if end {
 			flags = h2FlagEndStream
 		}
-		b = appendFrame(b, h2FrameData, flags, id, data)
+		b = appendFrameHeader(b, n, h2FrameData, flags, id)
+		b = append(append(b, data...), more...)
 	}
 	if _, err := m.tc.Write(b); err != nil {
 		m.fail(fmt.Errorf("http2: write: %w", err))
@@ -550,9 +552,9 @@ func (m *h2mux) openStream(ctx context.Context, path string, data []byte) (*h2st
 	err := m.flushCtrlLocked()
 	if err == nil {
 		if inline {
-			err = m.writeHeadersLocked(id, fields, data, false)
+			err = m.writeHeadersLocked(id, fields, data, nil, false)
 		} else {
-			err = m.writeHeadersLocked(id, fields, nil, false)
+			err = m.writeHeadersLocked(id, fields, nil, nil, false)
 		}
 	}
 	m.wmu.Unlock()
@@ -567,18 +569,19 @@ func (m *h2mux) openStream(ctx context.Context, path string, data []byte) (*h2st
 }
 
 // respond (server) sends the response headers of s with :status status,
-// then data as the start of the body (in the same write when the windows
-// allow), and END_STREAM after them if end.
-func (m *h2mux) respond(s *h2stream, status string, data []byte, end bool) error {
+// then data and more as the start of the body (in the same write, one
+// DATA frame, when the windows allow), and END_STREAM after them if end.
+func (m *h2mux) respond(s *h2stream, status string, data, more []byte, end bool) error {
 	s.wmu.Lock()
 	fields := []hpack.HeaderField{{Name: ":status", Value: status}}
+	n := len(data) + len(more)
 	m.wmu.Lock()
-	inline := len(data) == 0 || m.tryReserve(s, len(data))
+	inline := n == 0 || m.tryReserve(s, n)
 	var err error
 	if inline {
-		err = m.writeHeadersLocked(s.id, fields, data, end)
+		err = m.writeHeadersLocked(s.id, fields, data, more, end)
 	} else {
-		err = m.writeHeadersLocked(s.id, fields, nil, false)
+		err = m.writeHeadersLocked(s.id, fields, nil, nil, false)
 	}
 	m.wmu.Unlock()
 	s.wmu.Unlock()
@@ -586,8 +589,10 @@ func (m *h2mux) respond(s *h2stream, status string, data []byte, end bool) error
 	case err != nil:
 		return err
 	case !inline:
-		if _, err := s.Write(data); err != nil {
-			return err
+		for _, b := range [][]byte{data, more} {
+			if _, err := s.Write(b); err != nil {
+				return err
+			}
 		}
 		if end {
 			return s.CloseWrite()

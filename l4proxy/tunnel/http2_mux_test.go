@@ -33,7 +33,11 @@ func h2Pair(t *testing.T, p *pair) (edge, connector *h2stream) {
 	if err := cs.Respond(StatusOK, ""); err != nil {
 		t.Fatal(err)
 	}
-	// Read the response on the edge side.
+	// The OK waits for the first bytes (Respond): send it alone, and
+	// read it on the edge side.
+	if ok, err := cs.(*h2ConnectorStream).flush(nil, false); !ok || err != nil {
+		t.Fatalf("flush the OK: %v, %v", ok, err)
+	}
 	if _, err := es.Read(nil); err != nil {
 		t.Fatal(err)
 	}

@@ -90,22 +90,25 @@ func (s *h2EdgeStream) Read(p []byte) (int, error) {
 func (s *h2EdgeStream) Write(p []byte) (int, error) { return s.s.Write(p) }
 
 // WaitReadable returns when a Read would not block (see
-// l4proxy/internal/pipe): before the response was read, at once.
-func (s *h2EdgeStream) WaitReadable() error {
-	if !s.respRead {
-		return nil
-	}
-	return s.s.WaitReadable()
-}
+// l4proxy/internal/pipe). Before the response was read, it waits for the
+// response's bytes (the first Read reads them): the connector's OK comes
+// with the origin's first bytes (see h2ConnectorStream.Respond), so a
+// stream whose origin has not spoken holds no buffer.
+func (s *h2EdgeStream) WaitReadable() error { return s.s.WaitReadable() }
 
 // ParkRead parks a reader of the stream (see h2stream.ParkRead); before
-// the response was read, a Read does not wait for data: false.
-func (s *h2EdgeStream) ParkRead(wake func()) bool { return s.respRead && s.s.ParkRead(wake) }
+// the response was read, until the response's bytes come (as
+// WaitReadable).
+func (s *h2EdgeStream) ParkRead(wake func()) bool { return s.s.ParkRead(wake) }
 
 // ParkReadTo parks a reader with a direct delivery (see
-// h2stream.ParkReadTo); before the response was read: false.
+// h2stream.ParkReadTo); before the response was read, without one: the
+// first bytes are the response's, which the Read takes.
 func (s *h2EdgeStream) ParkReadTo(wake func(), deliver func([]byte) int) bool {
-	return s.respRead && s.s.ParkReadTo(wake, deliver)
+	if !s.respRead {
+		return s.s.ParkRead(wake)
+	}
+	return s.s.ParkReadTo(wake, deliver)
 }
 
 // CloseWrite ends the request body (END_STREAM).
@@ -125,15 +128,29 @@ func (s *h2EdgeStream) Close() error { return s.s.Close() }
 type h2ConnectorStream struct {
 	s         *h2stream
 	responded atomic.Bool
+	// pending is an OK response not yet written: it leaves with the
+	// stream's first bytes or its close (see Respond).
+	pending atomic.Bool
 }
 
+// Respond answers the stream's request. A refusal is written at once,
+// and the stream's reading stopped. An OK is not written yet: its
+// headers and body leave with the first bytes of the origin (Write) or
+// the stream's end, in one write and one DATA frame, so that a new
+// connection costs the connector one TLS record and TCP write to the
+// edge, not two. The edge waits for it only to pass the origin's bytes
+// on (its first Read reads it), and these come with it.
 func (s *h2ConnectorStream) Respond(status Status, msg string) error {
 	if !s.responded.CompareAndSwap(false, true) {
 		return fmt.Errorf("respond: %w", ErrAlreadyResponded)
 	}
+	if status == StatusOK && msg == "" {
+		s.pending.Store(true)
+		return nil
+	}
 	var b [MaxResponseLen]byte
 	refused := status != StatusOK
-	err := s.s.m.respond(s.s, "200", AppendResponse(b[:0], &Response{Status: status, Message: msg}), refused)
+	err := s.s.m.respond(s.s, "200", AppendResponse(b[:0], &Response{Status: status, Message: msg}), nil, refused)
 	if refused {
 		s.s.stopReading()
 	}
@@ -143,9 +160,25 @@ func (s *h2ConnectorStream) Respond(status Status, msg string) error {
 	return nil
 }
 
+// flush writes a pending OK with p, and END_STREAM after them if end;
+// false if none was pending.
+func (s *h2ConnectorStream) flush(p []byte, end bool) (bool, error) {
+	if !s.pending.Load() || !s.pending.CompareAndSwap(true, false) {
+		return false, nil
+	}
+	var b [MaxResponseLen]byte
+	return true, s.s.m.respond(s.s, "200", AppendResponse(b[:0], &Response{Status: StatusOK}), p, end)
+}
+
 func (s *h2ConnectorStream) Write(p []byte) (int, error) {
 	if !s.responded.Load() {
 		return 0, ErrNotResponded
+	}
+	if ok, err := s.flush(p, false); ok {
+		if err != nil {
+			return 0, err
+		}
+		return len(p), nil
 	}
 	return s.s.Write(p)
 }
@@ -154,6 +187,9 @@ func (s *h2ConnectorStream) Write(p []byte) (int, error) {
 func (s *h2ConnectorStream) CloseWrite() error {
 	if !s.responded.Load() {
 		return fmt.Errorf("close write: %w", ErrNotResponded)
+	}
+	if ok, err := s.flush(nil, true); ok {
+		return err
 	}
 	return s.s.CloseWrite()
 }
@@ -181,5 +217,6 @@ func (s *h2ConnectorStream) Close() error {
 		s.Reset()
 		return nil
 	}
+	_, _ = s.flush(nil, false) // the Close below reports a failed stream
 	return s.s.Close()
 }
