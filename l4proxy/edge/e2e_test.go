@@ -626,13 +626,19 @@ func benchEcho(b *testing.B, proto string, size int) {
 // connection: connect, a 1-byte echo, close. ns/op is its latency under no
 // other load and allocs/op what it allocates in the whole process (user
 // and origin sockets included).
+// echoTunnel starts an edge and a connector over proto with an echo
+// origin behind a TCP binding, and returns the binding's address.
+func echoTunnel(b *testing.B, proto string) string {
+	e := edgetest.Start(b, proto, "127.0.0.1", edge.Options{})
+	origin := edgetest.ServeTCPOrigin(b, "127.0.0.1", func(c net.Conn) { _, _ = io.Copy(c, c) })
+	e.StartConnector(fmt.Sprintf("ingress:\n  - service: tcp://%s\n", origin), nil)
+	return e.ServeTCP("echo")
+}
+
 func BenchmarkTunnelConnect(b *testing.B) {
 	for _, proto := range protos {
 		b.Run(proto, func(b *testing.B) {
-			e := edgetest.Start(b, proto, "127.0.0.1", edge.Options{})
-			origin := edgetest.ServeTCPOrigin(b, "127.0.0.1", func(c net.Conn) { _, _ = io.Copy(c, c) })
-			e.StartConnector(fmt.Sprintf("ingress:\n  - service: tcp://%s\n", origin), nil)
-			addr := e.ServeTCP("echo")
+			addr := echoTunnel(b, proto)
 			one := make([]byte, 1)
 			connect := func() {
 				c, err := net.Dial("tcp", addr)
@@ -667,10 +673,7 @@ func BenchmarkTunnelConnect(b *testing.B) {
 func BenchmarkTunnelConnRate(b *testing.B) {
 	for _, proto := range protos {
 		b.Run(proto, func(b *testing.B) {
-			e := edgetest.Start(b, proto, "127.0.0.1", edge.Options{})
-			origin := edgetest.ServeTCPOrigin(b, "127.0.0.1", func(c net.Conn) { _, _ = io.Copy(c, c) })
-			e.StartConnector(fmt.Sprintf("ingress:\n  - service: tcp://%s\n", origin), nil)
-			addr := e.ServeTCP("echo")
+			addr := echoTunnel(b, proto)
 			connect := func() error {
 				c, err := net.Dial("tcp", addr)
 				if err != nil {

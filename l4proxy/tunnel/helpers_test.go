@@ -161,3 +161,18 @@ func forEach(t *testing.T, f func(t *testing.T, tr transportCase, addr string)) 
 		}
 	}
 }
+
+// openAccept opens a stream with testReq on p's edge and accepts it on
+// p's connector: the edge's and the connector's ends.
+func openAccept(t *testing.T, ctx context.Context, p *pair) (edge, connector Stream) {
+	t.Helper()
+	s, err := p.edge.OpenStream(ctx, testReq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs, _, err := p.connector.AcceptStream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, cs
+}

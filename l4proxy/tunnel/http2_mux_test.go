@@ -22,14 +22,7 @@ func h2Pair(t *testing.T, p *pair) (edge, connector *h2stream) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	es, err := p.edge.OpenStream(ctx, testReq)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cs, _, err := p.connector.AcceptStream(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	es, cs := openAccept(t, ctx, p)
 	if err := cs.Respond(StatusOK, ""); err != nil {
 		t.Fatal(err)
 	}

@@ -17,14 +17,7 @@ func TestResetUnblocksWrite(t *testing.T) {
 		p := newPair(t, tr, addr)
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
-		s, err := p.edge.OpenStream(ctx, testReq)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cs, _, err := p.connector.AcceptStream(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
+		s, cs := openAccept(t, ctx, p)
 		cs.Respond(StatusOK, "")
 		werr := make(chan error, 1)
 		go func() {
@@ -49,7 +42,7 @@ func TestResetUnblocksWrite(t *testing.T) {
 		case <-time.After(5 * time.Second):
 			t.Fatal("blocked Write did not return after Reset")
 		}
-		_, err = io.Copy(io.Discard, s)
+		_, err := io.Copy(io.Discard, s)
 		if !errors.Is(err, ErrStreamReset) {
 			t.Fatalf("edge read %v, want ErrStreamReset", err)
 		}
@@ -62,14 +55,7 @@ func TestEdgeClose(t *testing.T) {
 		p := newPair(t, tr, addr)
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		s, err := p.edge.OpenStream(ctx, testReq)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cs, _, err := p.connector.AcceptStream(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
+		s, cs := openAccept(t, ctx, p)
 		cs.Respond(StatusOK, "")
 		s.Write([]byte("bye"))
 		s.Close()
@@ -78,7 +64,7 @@ func TestEdgeClose(t *testing.T) {
 		}
 		deadline := time.Now().Add(5 * time.Second)
 		for {
-			if _, err = cs.Write([]byte("more")); err != nil {
+			if _, err := cs.Write([]byte("more")); err != nil {
 				break
 			}
 			if time.Now().After(deadline) {
@@ -249,14 +235,7 @@ func TestRespondOKReachesEdge(t *testing.T) {
 		p := newPair(t, tr, addr)
 		for _, e := range ends {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			s, err := p.edge.OpenStream(ctx, testReq)
-			if err != nil {
-				t.Fatal(err)
-			}
-			cs, _, err := p.connector.AcceptStream(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
+			s, cs := openAccept(t, ctx, p)
 			if err := cs.Respond(StatusOK, ""); err != nil {
 				t.Fatal(err)
 			}

@@ -418,14 +418,7 @@ func TestHalfCloseConnectorFirst(t *testing.T) {
 		p := newPair(t, tr, addr)
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		s, err := p.edge.OpenStream(ctx, testReq)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cs, _, err := p.connector.AcceptStream(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
+		s, cs := openAccept(t, ctx, p)
 		cs.Respond(StatusOK, "")
 		cs.Write([]byte("banner"))
 		cs.CloseWrite()
@@ -500,18 +493,11 @@ func TestRespondRefused(t *testing.T) {
 		p := newPair(t, tr, addr)
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		s, err := p.edge.OpenStream(ctx, testReq)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cs, _, err := p.connector.AcceptStream(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
+		s, cs := openAccept(t, ctx, p)
 		if err := cs.Respond(StatusNoRule, "no rule for app.internal"); err != nil {
 			t.Fatal(err)
 		}
-		_, err = s.Read(make([]byte, 10))
+		_, err := s.Read(make([]byte, 10))
 		var se *StreamError
 		if !errors.As(err, &se) || se.Status != StatusNoRule || se.Message != "no rule for app.internal" {
 			t.Fatalf("read error %v, want *StreamError no rule", err)
