@@ -451,7 +451,10 @@ func (m *h2mux) writeData(id uint32, p []byte, end bool) error {
 
 // writeHeadersLocked writes a HEADERS frame of fields, then a DATA frame of
 // data and more if not empty (its window already taken), with END_STREAM
-// on the last frame if end. wmu is held.
+// on the last frame if end. data (a stream's request or response) is
+// copied into the frames' buffer; more (a stream's first bytes, up to a
+// frame) follows it in a write of its own, corked into the same TCP
+// segment as writeData's. wmu is held.
 func (m *h2mux) writeHeadersLocked(id uint32, fields []hpack.HeaderField, data, more []byte, end bool) error {
 	m.hbuf.Reset()
 	for _, f := range fields {
@@ -464,16 +467,27 @@ func (m *h2mux) writeHeadersLocked(id uint32, fields []hpack.HeaderField, data, 
 	if end && n == 0 {
 		flags |= h2FlagEndStream
 	}
-	b := appendFrame(make([]byte, 0, h2FrameHeaderLen*2+m.hbuf.Len()+n), h2FrameHeaders, flags, id, m.hbuf.Bytes())
+	b := appendFrame(make([]byte, 0, h2FrameHeaderLen*2+m.hbuf.Len()+len(data)), h2FrameHeaders, flags, id, m.hbuf.Bytes())
 	if n > 0 {
 		flags = 0
 		if end {
 			flags = h2FlagEndStream
 		}
-		b = appendFrameHeader(b, n, h2FrameData, flags, id)
-		b = append(append(b, data...), more...)
+		b = append(appendFrameHeader(b, n, h2FrameData, flags, id), data...)
 	}
-	if _, err := m.tc.Write(b); err != nil {
+	var err error
+	if len(more) == 0 {
+		_, err = m.tc.Write(b)
+	} else {
+		m.bc.cork()
+		if _, err = m.tc.Write(b); err == nil {
+			_, err = m.tc.Write(more)
+		}
+		if ferr := m.bc.uncork(); err == nil {
+			err = ferr
+		}
+	}
+	if err != nil {
 		m.fail(fmt.Errorf("http2: write: %w", err))
 		return connGoneErr(m.ctx)
 	}

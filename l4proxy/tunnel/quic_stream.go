@@ -96,7 +96,7 @@ func (s *quicStream) Write(p []byte) (int, error) {
 	if !s.edge && !s.responded.Load() {
 		return 0, ErrNotResponded
 	}
-	if s.pending.Load() && s.pending.CompareAndSwap(true, false) {
+	if s.takePending() {
 		return s.writeResponded(p)
 	}
 	n, err := s.s.Write(p)
@@ -132,9 +132,15 @@ func (s *quicStream) writeResponded(p []byte) (int, error) {
 	return n, err
 }
 
+// takePending takes a pending OK response, once: true for the caller
+// that writes it.
+func (s *quicStream) takePending() bool {
+	return s.pending.Load() && s.pending.CompareAndSwap(true, false)
+}
+
 // flushResponse writes a pending OK response before the stream's FIN.
 func (s *quicStream) flushResponse() error {
-	if s.pending.Load() && s.pending.CompareAndSwap(true, false) {
+	if s.takePending() {
 		_, err := s.writeResponded(nil)
 		return err
 	}
