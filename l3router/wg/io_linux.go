@@ -226,7 +226,7 @@ func (s *socket) recv() (int, error) {
 	if s.recvFn == nil {
 		s.recvFn = func(fd uintptr) bool {
 			// Raw: the socket does not block, and the runtime's syscall
-			// bookkeeping would wake sysmon at every batch (see send).
+			// bookkeeping would wake sysmon at every batch (see sender.flush).
 			r, _, e := unix.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&s.rmsgs[0])), recvBatch, 0, 0, 0)
 			if e == unix.EAGAIN {
 				return false

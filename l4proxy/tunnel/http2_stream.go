@@ -128,9 +128,7 @@ func (s *h2EdgeStream) Close() error { return s.s.Close() }
 type h2ConnectorStream struct {
 	s         *h2stream
 	responded atomic.Bool
-	// pending is an OK response not yet written: it leaves with the
-	// stream's first bytes or its close (see Respond).
-	pending atomic.Bool
+	pending   pendingOK
 }
 
 // Respond answers the stream's request. A refusal is written at once,
@@ -145,7 +143,7 @@ func (s *h2ConnectorStream) Respond(status Status, msg string) error {
 		return fmt.Errorf("respond: %w", ErrAlreadyResponded)
 	}
 	if status == StatusOK && msg == "" {
-		s.pending.Store(true)
+		s.pending.mark()
 		return nil
 	}
 	var b [MaxResponseLen]byte
@@ -163,7 +161,7 @@ func (s *h2ConnectorStream) Respond(status Status, msg string) error {
 // flush writes a pending OK with p, and END_STREAM after them if end;
 // false if none was pending.
 func (s *h2ConnectorStream) flush(p []byte, end bool) (bool, error) {
-	if !s.pending.Load() || !s.pending.CompareAndSwap(true, false) {
+	if !s.pending.take() {
 		return false, nil
 	}
 	var b [MaxResponseLen]byte

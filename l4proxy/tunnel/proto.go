@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 )
 
 // ProtocolVersion is the version byte at the head of every stream request and response.
@@ -149,6 +150,16 @@ func parseRequestBody(p []byte) (Request, error) {
 	r.Remote = ap
 	return r, nil
 }
+
+// pendingOK is a connector stream's OK response not yet written: both
+// transports send it with the stream's first bytes or its end (see their
+// Respond), whichever comes first, and exactly once.
+type pendingOK struct{ b atomic.Bool }
+
+func (p *pendingOK) mark() { p.b.Store(true) }
+
+// take takes the pending response: true for the one caller that writes it.
+func (p *pendingOK) take() bool { return p.b.Load() && p.b.CompareAndSwap(true, false) }
 
 // Status is the connector's answer to a stream request.
 type Status uint8

@@ -23,9 +23,7 @@ type quicStream struct {
 
 	// connector side
 	responded atomic.Bool
-	// pending is an OK response not yet written: it leaves with the
-	// stream's first bytes or its close (see Respond).
-	pending atomic.Bool
+	pending   pendingOK
 
 	peek [1]byte // WaitReadable's
 }
@@ -96,7 +94,7 @@ func (s *quicStream) Write(p []byte) (int, error) {
 	if !s.edge && !s.responded.Load() {
 		return 0, ErrNotResponded
 	}
-	if s.takePending() {
+	if s.pending.take() {
 		return s.writeResponded(p)
 	}
 	n, err := s.s.Write(p)
@@ -132,15 +130,9 @@ func (s *quicStream) writeResponded(p []byte) (int, error) {
 	return n, err
 }
 
-// takePending takes a pending OK response, once: true for the caller
-// that writes it.
-func (s *quicStream) takePending() bool {
-	return s.pending.Load() && s.pending.CompareAndSwap(true, false)
-}
-
 // flushResponse writes a pending OK response before the stream's FIN.
 func (s *quicStream) flushResponse() error {
-	if s.takePending() {
+	if s.pending.take() {
 		_, err := s.writeResponded(nil)
 		return err
 	}
@@ -161,7 +153,7 @@ func (s *quicStream) Respond(status Status, msg string) error {
 		return fmt.Errorf("respond: %w", ErrAlreadyResponded)
 	}
 	if status == StatusOK && msg == "" {
-		s.pending.Store(true)
+		s.pending.mark()
 		return nil
 	}
 	bp := getHeaderBuf()
