@@ -98,9 +98,12 @@ func (env *Env) perfSummary(scenario, data string) {
 
 // pprofSnapshot saves the heap and goroutine profiles of every target of
 // rig and appends their top entries to the scenario's summary.
-func (env *Env) pprofSnapshot(ctx context.Context, scenario string, rig *Rig) {
+//
+// before is each role's memory before the streams opened (memstatsBefore),
+// streams how many were asked for.
+func (env *Env) pprofSnapshot(ctx context.Context, scenario string, rig *Rig, before map[string]map[string]float64, streams int) {
 	for role, tg := range rig.Pprof {
-		env.memstatsSnapshot(ctx, scenario, role, tg)
+		env.memstatsSnapshot(ctx, scenario, role, tg, rig, before[role], streams)
 		for _, kind := range []string{"heap", "goroutine"} {
 			file := filepath.Join(env.ProfileDir, fmt.Sprintf("%s.%s.%s.pb.gz", profileName(scenario), role, kind))
 			cmd := tg.Node.Command(ctx, "curl", "-sf", "--max-time", "20", "-o", file, "http://"+tg.Addr+"/debug/pprof/"+kind)
@@ -124,19 +127,115 @@ func (env *Env) pprofSnapshot(ctx context.Context, scenario string, rig *Rig) {
 
 // memstatsLines are the Go runtime's memory figures a held stream's cost
 // splits into (the Prometheus Go collector's names on /metrics).
-var memstatsLines = regexp.MustCompile(`(?m)^(go_goroutines|go_memstats_(sys|heap_inuse|heap_alloc|heap_idle|heap_released|stack_inuse|stack_sys|mspan_inuse|other_sys)_bytes) .*$`)
+var memstatsLines = regexp.MustCompile(`(?m)^(go_goroutines|go_memstats_(sys|heap_inuse|heap_alloc|heap_idle|heap_released|stack_inuse|stack_sys|mspan_inuse|other_sys)_bytes) (\S+)$`)
 
-// memstatsSnapshot appends the target's goroutine count and runtime memory
-// classes (heap in use, stacks, ...) to the scenario's summary: where a
-// held stream's resident memory goes, beside the heap profile's sample.
-func (env *Env) memstatsSnapshot(ctx context.Context, scenario, role string, tg PprofTarget) {
+// memstats reads the target's goroutine count and runtime memory classes
+// (heap in use, stacks, ...) from its /metrics, by metric name.
+func memstats(ctx context.Context, tg PprofTarget) (map[string]float64, error) {
 	out, err := tg.Node.Command(ctx, "curl", "-sf", "--max-time", "20", "http://"+tg.Addr+"/metrics").Output()
+	if err != nil {
+		return nil, err
+	}
+	return parseMemstats(string(out)), nil
+}
+
+// parseMemstats picks memstatsLines out of a /metrics page.
+func parseMemstats(page string) map[string]float64 {
+	m := map[string]float64{}
+	for _, l := range memstatsLines.FindAllStringSubmatch(page, -1) {
+		if v, err := strconv.ParseFloat(l[3], 64); err == nil {
+			m[l[1]] = v
+		}
+	}
+	return m
+}
+
+// memstatsOrder is the order memstatsTable lists the figures in.
+var memstatsOrder = []string{"rss", "go_goroutines", "go_memstats_heap_inuse_bytes", "go_memstats_heap_alloc_bytes",
+	"go_memstats_stack_inuse_bytes", "go_memstats_heap_idle_bytes", "go_memstats_heap_released_bytes",
+	"go_memstats_mspan_inuse_bytes", "go_memstats_other_sys_bytes", "go_memstats_sys_bytes"}
+
+// memstatsTable is a role's runtime memory before the streams opened and
+// while they are held, and the difference per stream: where a held
+// stream's resident memory goes (rss is VmRSS in bytes). Goroutines per
+// stream are a count, the rest bytes.
+func memstatsTable(before, held map[string]float64, streams int) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "| figure | before | held | per stream (%d) |\n|---|---|---|---|\n", streams)
+	for _, k := range memstatsOrder {
+		h, ok := held[k]
+		if !ok {
+			continue
+		}
+		v0, ok0 := before[k]
+		per := "?"
+		if ok0 && streams > 0 {
+			d := (h - v0) / float64(streams)
+			if k == "go_goroutines" {
+				per = fmt.Sprintf("%.2f", d)
+			} else {
+				per = fmt.Sprintf("%.0f B", d)
+			}
+		}
+		name := strings.TrimPrefix(strings.TrimSuffix(strings.TrimPrefix(k, "go_memstats_"), "_bytes"), "go_")
+		show := func(v float64) string { return fmt.Sprintf("%.1f MiB", v/(1<<20)) }
+		if k == "go_goroutines" {
+			show = func(v float64) string { return fmt.Sprintf("%.0f", v) }
+		}
+		was := "?"
+		if ok0 {
+			was = show(v0)
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", name, was, show(h), per)
+	}
+	return b.String()
+}
+
+// memstatsBefore reads every target's runtime memory and VmRSS before the
+// held streams open, for memstatsSnapshot's per-stream figures.
+func (env *Env) memstatsBefore(ctx context.Context, rig *Rig) map[string]map[string]float64 {
+	out := map[string]map[string]float64{}
+	for role, tg := range rig.Pprof {
+		m, err := memstats(ctx, tg)
+		if err != nil {
+			env.Logf("profile: %s metrics: %v", role, err)
+			continue
+		}
+		if rss, ok := roleRSS(rig, role); ok {
+			m["rss"] = rss
+		}
+		out[role] = m
+	}
+	return out
+}
+
+// roleRSS is the VmRSS in bytes of rig's measured process named role.
+func roleRSS(rig *Rig, role string) (float64, bool) {
+	for pid, r := range rig.Roles {
+		if r != role {
+			continue
+		}
+		if m, err := ReadMem(pid); err == nil {
+			return float64(m.VmRSS) * 1024, true
+		}
+	}
+	return 0, false
+}
+
+// memstatsSnapshot appends the target's goroutine count, runtime memory
+// classes (heap in use, stacks, ...) and VmRSS to the scenario's summary,
+// against before (memstatsBefore) per stream: where a held stream's
+// resident memory goes, beside the heap profile's sample.
+func (env *Env) memstatsSnapshot(ctx context.Context, scenario, role string, tg PprofTarget, rig *Rig, before map[string]float64, streams int) {
+	held, err := memstats(ctx, tg)
 	if err != nil {
 		env.Logf("profile: %s metrics: %v", role, err)
 		return
 	}
-	lines := memstatsLines.FindAllString(string(out), -1)
-	env.appendSummary(scenario, fmt.Sprintf("\n## %s: Go runtime memory while the streams are held\n%s\n", role, strings.Join(lines, "\n")))
+	if rss, ok := roleRSS(rig, role); ok {
+		held["rss"] = rss
+	}
+	env.appendSummary(scenario, fmt.Sprintf("\n## %s: Go runtime memory while the streams are held\n%s", role, memstatsTable(before, held, streams)))
 }
 
 func (env *Env) appendSummary(scenario, text string) {

@@ -174,6 +174,10 @@ func runStreams(ctx context.Context, env *Env, rig *Rig) (Sample, error) {
 		return Sample{}, err
 	}
 	clear(peaks)
+	var memBefore map[string]map[string]float64
+	if env.Profiling && len(rig.Pprof) > 0 {
+		memBefore = env.memstatsBefore(ctx, rig)
+	}
 	hold := 5 * time.Second
 	if env.Quick {
 		hold = 2 * time.Second
@@ -199,7 +203,7 @@ func runStreams(ctx context.Context, env *Env, rig *Rig) (Sample, error) {
 	for waiting := true; waiting; {
 		select {
 		case <-snapshot:
-			env.pprofSnapshot(ctx, env.Current, rig)
+			env.pprofSnapshot(ctx, env.Current, rig, memBefore, env.Streams)
 		case err = <-done:
 			waiting = false
 		case <-tick.C:
