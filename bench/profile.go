@@ -3,10 +3,12 @@ package bench
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -100,10 +102,18 @@ func (env *Env) perfSummary(scenario, data string) {
 // rig and appends their top entries to the scenario's summary.
 //
 // before is each role's memory before the streams opened (memstatsBefore),
-// streams how many were asked for.
+// streams how many were asked for. Every target's memory is read first,
+// then every profile fetched, and only then summarised (go tool pprof
+// takes a second or so each): all of it while the streams are held.
 func (env *Env) pprofSnapshot(ctx context.Context, scenario string, rig *Rig, before map[string]map[string]float64, streams int) {
-	for role, tg := range rig.Pprof {
-		env.memstatsSnapshot(ctx, scenario, role, tg, rig, before[role], streams)
+	roles := slices.Sorted(maps.Keys(rig.Pprof))
+	for _, role := range roles {
+		env.memstatsSnapshot(ctx, scenario, role, rig.Pprof[role], rig, before[role], streams)
+	}
+	type saved struct{ role, kind, file string }
+	var files []saved
+	for _, role := range roles {
+		tg := rig.Pprof[role]
 		for _, kind := range []string{"heap", "goroutine"} {
 			file := filepath.Join(env.ProfileDir, fmt.Sprintf("%s.%s.%s.pb.gz", profileName(scenario), role, kind))
 			cmd := tg.Node.Command(ctx, "curl", "-sf", "--max-time", "20", "-o", file, "http://"+tg.Addr+"/debug/pprof/"+kind)
@@ -111,17 +121,20 @@ func (env *Env) pprofSnapshot(ctx context.Context, scenario string, rig *Rig, be
 				env.Logf("profile: %s %s profile: %v: %s", role, kind, err, out)
 				continue
 			}
-			args := []string{"tool", "pprof", "-top", "-nodecount", "25"}
-			if kind == "heap" {
-				args = append(args, "-sample_index", "inuse_space")
-			}
-			out, err := exec.CommandContext(ctx, "go", append(args, file)...).CombinedOutput()
-			if err != nil {
-				env.Logf("profile: go tool pprof %s: %v: %s", file, err, out)
-				continue
-			}
-			env.appendSummary(scenario, fmt.Sprintf("\n## %s: Go %s profile while the streams are held (%s)\n%s", role, kind, file, out))
+			files = append(files, saved{role, kind, file})
 		}
+	}
+	for _, f := range files {
+		args := []string{"tool", "pprof", "-top", "-nodecount", "25"}
+		if f.kind == "heap" {
+			args = append(args, "-sample_index", "inuse_space")
+		}
+		out, err := exec.CommandContext(ctx, "go", append(args, f.file)...).CombinedOutput()
+		if err != nil {
+			env.Logf("profile: go tool pprof %s: %v: %s", f.file, err, out)
+			continue
+		}
+		env.appendSummary(scenario, fmt.Sprintf("\n## %s: Go %s profile while the streams are held (%s)\n%s", f.role, f.kind, f.file, out))
 	}
 }
 
@@ -196,30 +209,31 @@ func memstatsTable(before, held map[string]float64, streams int) string {
 func (env *Env) memstatsBefore(ctx context.Context, rig *Rig) map[string]map[string]float64 {
 	out := map[string]map[string]float64{}
 	for role, tg := range rig.Pprof {
-		m, err := memstats(ctx, tg)
-		if err != nil {
-			env.Logf("profile: %s metrics: %v", role, err)
-			continue
+		if m := env.roleMemory(ctx, rig, role, tg); m != nil {
+			out[role] = m
 		}
-		if rss, ok := roleRSS(rig, role); ok {
-			m["rss"] = rss
-		}
-		out[role] = m
 	}
 	return out
 }
 
-// roleRSS is the VmRSS in bytes of rig's measured process named role.
-func roleRSS(rig *Rig, role string) (float64, bool) {
+// roleMemory is the target's runtime memory (memstats) and, as "rss", the
+// VmRSS in bytes of rig's process named role; nil (logged) if the
+// target's metrics cannot be read.
+func (env *Env) roleMemory(ctx context.Context, rig *Rig, role string, tg PprofTarget) map[string]float64 {
+	m, err := memstats(ctx, tg)
+	if err != nil {
+		env.Logf("profile: %s metrics: %v", role, err)
+		return nil
+	}
 	for pid, r := range rig.Roles {
 		if r != role {
 			continue
 		}
-		if m, err := ReadMem(pid); err == nil {
-			return float64(m.VmRSS) * 1024, true
+		if mem, err := ReadMem(pid); err == nil {
+			m["rss"] = float64(mem.VmRSS) * 1024
 		}
 	}
-	return 0, false
+	return m
 }
 
 // memstatsSnapshot appends the target's goroutine count, runtime memory
@@ -227,13 +241,9 @@ func roleRSS(rig *Rig, role string) (float64, bool) {
 // against before (memstatsBefore) per stream: where a held stream's
 // resident memory goes, beside the heap profile's sample.
 func (env *Env) memstatsSnapshot(ctx context.Context, scenario, role string, tg PprofTarget, rig *Rig, before map[string]float64, streams int) {
-	held, err := memstats(ctx, tg)
-	if err != nil {
-		env.Logf("profile: %s metrics: %v", role, err)
+	held := env.roleMemory(ctx, rig, role, tg)
+	if held == nil {
 		return
-	}
-	if rss, ok := roleRSS(rig, role); ok {
-		held["rss"] = rss
 	}
 	env.appendSummary(scenario, fmt.Sprintf("\n## %s: Go runtime memory while the streams are held\n%s", role, memstatsTable(before, held, streams)))
 }
