@@ -102,13 +102,13 @@ func (env *Env) perfSummary(scenario, data string) {
 // rig and appends their top entries to the scenario's summary.
 //
 // before is each role's memory before the streams opened (memstatsBefore),
-// streams how many were asked for. Every target's memory is read first,
+// for the difference per stream of the run's Streams. Every target's memory is read first,
 // then every profile fetched, and only then summarised (go tool pprof
 // takes a second or so each): all of it while the streams are held.
-func (env *Env) pprofSnapshot(ctx context.Context, scenario string, rig *Rig, before map[string]map[string]float64, streams int) {
+func (env *Env) pprofSnapshot(ctx context.Context, scenario string, rig *Rig, before map[string]map[string]float64) {
 	roles := slices.Sorted(maps.Keys(rig.Pprof))
 	for _, role := range roles {
-		env.memstatsSnapshot(ctx, scenario, role, rig.Pprof[role], rig, before[role], streams)
+		env.memstatsSnapshot(ctx, scenario, rig, role, before[role])
 	}
 	type saved struct{ role, kind, file string }
 	var files []saved
@@ -140,7 +140,7 @@ func (env *Env) pprofSnapshot(ctx context.Context, scenario string, rig *Rig, be
 
 // memstatsLines are the Go runtime's memory figures a held stream's cost
 // splits into (the Prometheus Go collector's names on /metrics).
-var memstatsLines = regexp.MustCompile(`(?m)^(go_goroutines|go_memstats_(sys|heap_inuse|heap_alloc|heap_idle|heap_released|stack_inuse|stack_sys|mspan_inuse|other_sys)_bytes) (\S+)$`)
+var memstatsLines = regexp.MustCompile(`(?m)^(go_goroutines|go_memstats_(sys|heap_inuse|heap_alloc|heap_idle|heap_released|stack_inuse|mspan_inuse|other_sys)_bytes) (\S+)$`)
 
 // memstats reads the target's goroutine count and runtime memory classes
 // (heap in use, stacks, ...) from its /metrics, by metric name.
@@ -180,25 +180,20 @@ func memstatsTable(before, held map[string]float64, streams int) string {
 		if !ok {
 			continue
 		}
-		v0, ok0 := before[k]
-		per := "?"
-		if ok0 && streams > 0 {
-			d := (h - v0) / float64(streams)
-			if k == "go_goroutines" {
-				per = fmt.Sprintf("%.2f", d)
-			} else {
-				per = fmt.Sprintf("%.0f B", d)
+		show := func(v float64) string { return fmt.Sprintf("%.1f MiB", v/(1<<20)) }
+		perFmt := "%.0f B"
+		if k == "go_goroutines" {
+			show = func(v float64) string { return fmt.Sprintf("%.0f", v) }
+			perFmt = "%.2f"
+		}
+		was, per := "?", "?"
+		if v0, ok := before[k]; ok {
+			was = show(v0)
+			if streams > 0 {
+				per = fmt.Sprintf(perFmt, (h-v0)/float64(streams))
 			}
 		}
 		name := strings.TrimPrefix(strings.TrimSuffix(strings.TrimPrefix(k, "go_memstats_"), "_bytes"), "go_")
-		show := func(v float64) string { return fmt.Sprintf("%.1f MiB", v/(1<<20)) }
-		if k == "go_goroutines" {
-			show = func(v float64) string { return fmt.Sprintf("%.0f", v) }
-		}
-		was := "?"
-		if ok0 {
-			was = show(v0)
-		}
 		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", name, was, show(h), per)
 	}
 	return b.String()
@@ -208,19 +203,19 @@ func memstatsTable(before, held map[string]float64, streams int) string {
 // held streams open, for memstatsSnapshot's per-stream figures.
 func (env *Env) memstatsBefore(ctx context.Context, rig *Rig) map[string]map[string]float64 {
 	out := map[string]map[string]float64{}
-	for role, tg := range rig.Pprof {
-		if m := env.roleMemory(ctx, rig, role, tg); m != nil {
+	for role := range rig.Pprof {
+		if m := env.roleMemory(ctx, rig, role); m != nil {
 			out[role] = m
 		}
 	}
 	return out
 }
 
-// roleMemory is the target's runtime memory (memstats) and, as "rss", the
-// VmRSS in bytes of rig's process named role; nil (logged) if the
-// target's metrics cannot be read.
-func (env *Env) roleMemory(ctx context.Context, rig *Rig, role string, tg PprofTarget) map[string]float64 {
-	m, err := memstats(ctx, tg)
+// roleMemory is the runtime memory (memstats) of rig's process named role
+// and, as "rss", its VmRSS in bytes; nil (logged) if its metrics cannot
+// be read.
+func (env *Env) roleMemory(ctx context.Context, rig *Rig, role string) map[string]float64 {
+	m, err := memstats(ctx, rig.Pprof[role])
 	if err != nil {
 		env.Logf("profile: %s metrics: %v", role, err)
 		return nil
@@ -236,16 +231,17 @@ func (env *Env) roleMemory(ctx context.Context, rig *Rig, role string, tg PprofT
 	return m
 }
 
-// memstatsSnapshot appends the target's goroutine count, runtime memory
-// classes (heap in use, stacks, ...) and VmRSS to the scenario's summary,
-// against before (memstatsBefore) per stream: where a held stream's
-// resident memory goes, beside the heap profile's sample.
-func (env *Env) memstatsSnapshot(ctx context.Context, scenario, role string, tg PprofTarget, rig *Rig, before map[string]float64, streams int) {
-	held := env.roleMemory(ctx, rig, role, tg)
+// memstatsSnapshot appends the goroutine count, runtime memory classes
+// (heap in use, stacks, ...) and VmRSS of rig's process named role to the
+// scenario's summary, against before (memstatsBefore) per stream of the
+// run: where a held stream's resident memory goes, beside the heap
+// profile's sample.
+func (env *Env) memstatsSnapshot(ctx context.Context, scenario string, rig *Rig, role string, before map[string]float64) {
+	held := env.roleMemory(ctx, rig, role)
 	if held == nil {
 		return
 	}
-	env.appendSummary(scenario, fmt.Sprintf("\n## %s: Go runtime memory while the streams are held\n%s", role, memstatsTable(before, held, streams)))
+	env.appendSummary(scenario, fmt.Sprintf("\n## %s: Go runtime memory while the streams are held\n%s", role, memstatsTable(before, held, env.Streams)))
 }
 
 func (env *Env) appendSummary(scenario, text string) {

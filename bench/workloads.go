@@ -203,7 +203,7 @@ func runStreams(ctx context.Context, env *Env, rig *Rig) (Sample, error) {
 	for waiting := true; waiting; {
 		select {
 		case <-snapshot:
-			env.pprofSnapshot(ctx, env.Current, rig, memBefore, env.Streams)
+			env.pprofSnapshot(ctx, env.Current, rig, memBefore)
 		case err = <-done:
 			waiting = false
 		case <-tick.C:
