@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,8 +20,8 @@ import (
 
 // Profiles: with Env.ProfileDir set (bench -profile DIR, make profile)
 // the last repetition of every scenario runs under perf record, call
-// graphs of the processes under test (Go symbols from the binaries the
-// run built, kept in DIR/bin), and DIR/<scenario>.txt summarises it: the
+// graphs of everything on the SUT CPUs (perfRecordArgs; Go symbols from
+// the binaries the run built, kept in DIR/bin), and DIR/<scenario>.txt summarises it: the
 // CPU by process and shared object, and the functions with the most CPU
 // including their callees. The held-streams scenarios also take each
 // onramp process's Go heap and goroutine profiles while the streams are
@@ -41,41 +42,62 @@ var notFileName = regexp.MustCompile(`[^A-Za-z0-9._-]+`)
 // profileName makes a scenario name a file name.
 func profileName(scenario string) string { return notFileName.ReplaceAllString(scenario, "_") }
 
-// startPerf records the CPU of pids with call graphs until the returned
-// function is called, which then writes the summary. Without perf it
-// logs why and records nothing.
-func (env *Env) startPerf(scenario string, pids []int) (stop func()) {
+// startPerf records the CPU of the processes under test with call
+// graphs until the returned function is called, which returns the
+// recording for perfSummary. Without perf it logs why, records nothing
+// and stop returns "".
+func (env *Env) startPerf(scenario string, pids []int) (stop func() (data string)) {
+	none := func() string { return "" }
 	if len(pids) == 0 {
-		return func() {}
+		return none
 	}
 	if _, err := exec.LookPath("perf"); err != nil {
 		env.Logf("profile: no perf (apt-get install linux-perf): %v", err)
-		return func() {}
+		return none
 	}
 	data := filepath.Join(env.ProfileDir, profileName(scenario)+".perf.data")
-	ps := make([]string, len(pids))
-	for i, p := range pids {
-		ps[i] = strconv.Itoa(p)
-	}
-	cmd := exec.Command("perf", "record", "-q", "-g", "-F", "999", "-p", strings.Join(ps, ","), "-o", data)
+	cmd := exec.Command("perf", perfRecordArgs(env.SUTCPUs, pids, data)...)
 	var out strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		env.Logf("profile: perf record: %v", err)
-		return func() {}
+		return none
 	}
 	time.Sleep(200 * time.Millisecond) // attached before the load starts
-	return func() {
+	return func() string {
 		_ = cmd.Process.Signal(syscall.SIGINT)
 		if err := cmd.Wait(); err != nil {
 			env.Logf("profile: perf record: %v: %s", err, out.String())
 		}
-		env.perfSummary(scenario, data)
+		return data
 	}
 }
 
-// perfSummary appends the report of data to the scenario's summary.
-func (env *Env) perfSummary(scenario, data string) {
+// perfRecordArgs are perf record's arguments: with SUT CPUs, everything
+// that runs on them (the processes under test, a process the run starts
+// there, as a raw transport's sender, and the kernel's work there, such
+// as the receive softirqs of their sockets; a CPU's idle time shows as
+// swapper), else the processes pids. Every sample is about a
+// millisecond of one CPU (-F 999), so a function's samples give its CPU
+// time whatever else was recorded.
+func perfRecordArgs(sutCPUs string, pids []int, data string) []string {
+	args := []string{"record", "-q", "-g", "-F", "999"}
+	if sutCPUs != "" {
+		args = append(args, "-C", sutCPUs)
+	} else {
+		ps := make([]string, len(pids))
+		for i, p := range pids {
+			ps[i] = strconv.Itoa(p)
+		}
+		args = append(args, "-p", strings.Join(ps, ","))
+	}
+	return append(args, "-o", data)
+}
+
+// perfSummary appends the report of data to the scenario's summary:
+// the CPU by layer (see layerTable; v is the profiled repetition's
+// figures, nil if it failed), then perf's own tables.
+func (env *Env) perfSummary(scenario, data string, v map[string]float64) {
 	reports := []struct {
 		title string
 		args  []string
@@ -85,7 +107,24 @@ func (env *Env) perfSummary(scenario, data string) {
 		{"functions by CPU of their own (self)", []string{"--no-children", "--sort", "comm,sym", "-g", "none", "--percent-limit", "0.5"}},
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "# %s: perf record -g -F 999 of the processes under test, last repetition\n# perf report -i %s\n", scenario, data)
+	what := "the processes under test"
+	if env.SUTCPUs != "" {
+		what = "the SUT CPUs " + env.SUTCPUs
+	}
+	fmt.Fprintf(&b, "# %s: perf record -g -F 999 of %s, last repetition\n# perf report -i %s\n", scenario, what, data)
+	out, err := exec.Command("perf", "report", "-i", data, "--stdio", "--no-children", "--sort", "comm,dso,sym", "-g", "none", "-n", "--percent-limit", "0").Output()
+	if err != nil {
+		env.Logf("profile: perf report: %v", err)
+		return
+	}
+	per, unit := math.NaN(), ""
+	for _, m := range []struct{ name, unit string }{{"cpu_per_gb", "CPU-s/GB"}, {"cpu_per_kop", "CPU-ms/1k"}} {
+		if x, ok := v[m.name]; ok {
+			per, unit = x, m.unit
+			break
+		}
+	}
+	fmt.Fprintf(&b, "\n## CPU by layer (every process but the idle task; %s: the repetition's, split by the shares)\n%s", unit, layerTable(string(out), per, unit))
 	for _, r := range reports {
 		args := append([]string{"report", "-i", data, "--stdio"}, r.args...)
 		out, err := exec.Command("perf", args...).CombinedOutput()
@@ -268,5 +307,80 @@ func dropComments(s string, max int) string {
 		}
 		b.WriteString(l + "\n")
 	}
+	return b.String()
+}
+
+// A layer is where a profile's CPU went: the transport's crypto, quic-go,
+// onramp's own code, Go's runtime and library, copies in user space, and
+// the kernel's copies, its return from interrupts and system calls, and
+// the rest of it. Split by the profiled repetition's CPU per GB (or per
+// 1000 operations), the layers of two scenarios say where one costs more
+// than the other.
+var layers = []struct {
+	name   string
+	kernel bool
+	re     *regexp.Regexp // of the symbol
+}{
+	{"kernel: copies to and from user space", true, regexp.MustCompile(`copy_(to|from)_iter|copy_user|rep_movs|__skb_datagram_iter|csum_and_copy`)},
+	{"kernel: pvm_irq_enable (returns from system calls and interrupts on this guest)", true, regexp.MustCompile(`pvm_irq_enable`)},
+	{"kernel: the rest (TCP/UDP, softirqs, scheduler, polling)", true, regexp.MustCompile(``)},
+	{"crypto (AEAD seal and open)", false, regexp.MustCompile(`/aes|/gcm|chacha20|poly1305|xorNonceAEAD|fips140/`)},
+	{"user-space copies (memmove, memclr)", false, regexp.MustCompile(`^runtime\.mem(move|clr)`)},
+	{"quic-go", false, regexp.MustCompile(`quic-go/`)},
+	{"onramp", false, regexp.MustCompile(`onramp-net/onramp/`)},
+	{"Go runtime (scheduler, GC, allocation)", false, regexp.MustCompile(`^(runtime\.|internal/runtime/|gcWriteBarrier)`)},
+	{"Go library (net, syscall, poll, sync, tls records)", false, regexp.MustCompile(`^(net\.|syscall\.|internal/|os\.|sync\.|time\.|crypto/|golang\.org/)`)},
+}
+
+// layerOf names the layer of a sample of comm in sym (kernel: perf's [k]).
+func layerOf(comm string, kernel bool, sym string) string {
+	for _, l := range layers {
+		if l.kernel == kernel && l.re.MatchString(sym) {
+			return l.name
+		}
+	}
+	return "other: " + comm
+}
+
+// perfLine is a line of perf report -n --sort comm,dso,sym: share,
+// samples, comm, dso, [k] or [.], symbol.
+var perfLine = regexp.MustCompile(`^\s*[\d.]+%\s+(\d+)\s+(\S+)\s+(\S+)\s+\[([k.])\]\s+(.+?)\s*$`)
+
+// layerTable sums a perf report (-n --sort comm,dso,sym) by layer, the
+// idle task (swapper) left out, and writes each layer's share of the
+// rest and, if per (the run's cpu_per_gb or cpu_per_kop, unit its
+// unit) is a number, that share of it.
+func layerTable(report string, per float64, unit string) string {
+	sums := map[string]int{}
+	total := 0
+	for line := range strings.SplitSeq(report, "\n") {
+		m := perfLine.FindStringSubmatch(line)
+		if m == nil || m[2] == "swapper" {
+			continue
+		}
+		n, _ := strconv.Atoi(m[1])
+		sums[layerOf(m[2], m[4] == "k", m[5])] += n
+		total += n
+	}
+	if total == 0 {
+		return ""
+	}
+	names := slices.SortedFunc(maps.Keys(sums), func(a, b string) int { return sums[b] - sums[a] })
+	var b strings.Builder
+	withPer := !math.IsNaN(per) && per > 0
+	if withPer {
+		fmt.Fprintf(&b, "| layer | share | %s |\n|---|---|---|\n", unit)
+	} else {
+		b.WriteString("| layer | share |\n|---|---|\n")
+	}
+	for _, name := range names {
+		share := float64(sums[name]) / float64(total)
+		if withPer {
+			fmt.Fprintf(&b, "| %s | %.1f%% | %.3g |\n", name, 100*share, share*per)
+		} else {
+			fmt.Fprintf(&b, "| %s | %.1f%% |\n", name, 100*share)
+		}
+	}
+	fmt.Fprintf(&b, "(%d samples)\n", total)
 	return b.String()
 }

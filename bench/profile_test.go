@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"math"
 	"strings"
 	"testing"
 )
@@ -54,5 +55,57 @@ func TestMemstatsTable(t *testing.T) {
 	}
 	if strings.Index(got, "| rss") > strings.Index(got, "| heap_inuse") {
 		t.Errorf("rss not first:\n%s", got)
+	}
+}
+
+// A profile records the SUT CPUs when the run pins to them, so that a
+// process the run starts there (a raw transport's sender) is in it, and
+// the processes under test otherwise.
+func TestPerfRecordArgs(t *testing.T) {
+	got := strings.Join(perfRecordArgs("1", []int{10, 20}, "d"), " ")
+	if want := "record -q -g -F 999 -C 1 -o d"; got != want {
+		t.Errorf("pinned: %q, want %q", got, want)
+	}
+	got = strings.Join(perfRecordArgs("", []int{10, 20}, "d"), " ")
+	if want := "record -q -g -F 999 -p 10,20 -o d"; got != want {
+		t.Errorf("unpinned: %q, want %q", got, want)
+	}
+}
+
+// A perf report's samples are summed by layer, the idle task left out,
+// and split by the run's figure.
+func TestLayerTable(t *testing.T) {
+	report := `# comment
+    40.00%    400  edge       edge               [.] crypto/internal/fips140/aes/gcm.gcmAesEnc.abi0
+    20.00%    200  connector  [kernel.kallsyms]  [k] pvm_irq_enable
+    10.00%    100  connector  [kernel.kallsyms]  [k] _copy_to_iter
+    10.00%    100  connector  [kernel.kallsyms]  [k] tcp_sendmsg_locked
+     5.00%     50  edge       edge               [.] github.com/quic-go/quic-go.(*Conn).run
+     5.00%     50  edge       edge               [.] runtime.memmove
+     5.00%     50  swapper    [kernel.kallsyms]  [k] default_idle
+     3.00%     30  connector  connector          [.] github.com/onramp-net/onramp/l4proxy/internal/pipe.(*copier).loop
+     2.00%     20  haproxy    haproxy            [.] process_stream
+`
+	got := layerTable(report, 2.0, "CPU-s/GB")
+	for _, want := range []string{
+		"| crypto (AEAD seal and open) | 42.1% | 0.842 |",
+		"| kernel: pvm_irq_enable (returns from system calls and interrupts on this guest) | 21.1% | 0.421 |",
+		"| kernel: copies to and from user space | 10.5% | 0.211 |",
+		"| kernel: the rest (TCP/UDP, softirqs, scheduler, polling) | 10.5% | 0.211 |",
+		"| quic-go | 5.3% | 0.105 |",
+		"| user-space copies (memmove, memclr) | 5.3% | 0.105 |",
+		"| onramp | 3.2% | 0.0632 |",
+		"| other: haproxy | 2.1% | 0.0421 |",
+		"(950 samples)",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("missing %q in\n%s", want, got)
+		}
+	}
+	if strings.Contains(got, "swapper") || strings.Contains(got, "idle") {
+		t.Errorf("the idle task is counted:\n%s", got)
+	}
+	if got := layerTable(report, math.NaN(), ""); !strings.Contains(got, "| crypto (AEAD seal and open) | 42.1% |\n") {
+		t.Errorf("without a figure: %s", got)
 	}
 }

@@ -320,11 +320,11 @@ func (sr *scenarioRun) runRep(ctx context.Context, rep int, named bool) {
 	}
 	rig := sr.rig
 	env.Current = s.Name
-	stopPerf := func() {}
+	stopPerf := func() string { return "" }
 	if env.ProfileDir != "" && rep == sr.reps {
 		env.Profiling = true
 		stop := env.startPerf(s.Name, rig.Measured)
-		stopPerf = func() { stop(); env.Profiling = false }
+		stopPerf = func() string { env.Profiling = false; return stop() }
 	}
 	netstat := sr.netstat(rig)
 	var probe machineProbe
@@ -333,12 +333,15 @@ func (sr *scenarioRun) runRep(ctx context.Context, rep int, named bool) {
 	t0 := time.Now()
 	smp, err := s.Run(ctx, env, rig)
 	wall := time.Since(t0).Seconds()
-	stopPerf()
+	perfData := stopPerf()
 	cpu1, cpuErr1 := TreeCPUSeconds(rig.Measured)
 	probe.sample(env.SUTCPUs)
 	machine := probe.result()
 	netstat(machine)
 	if err != nil {
+		if perfData != "" {
+			env.perfSummary(s.Name, perfData, nil)
+		}
 		sr.fail(fmt.Errorf("run %d of %d: %w", rep, sr.reps, err))
 		return
 	}
@@ -378,6 +381,9 @@ func (sr *scenarioRun) runRep(ctx context.Context, rep int, named bool) {
 				v["rss_peak"] = (float64(hwm) + smp.ExtraRSS) / 1024
 			}
 		}
+	}
+	if perfData != "" {
+		env.perfSummary(s.Name, perfData, v)
 	}
 	sr.machine[0] = append(sr.machine[0], JSONNum(machine.Seal))
 	sr.machine[1] = append(sr.machine[1], JSONNum(machine.Copy))
