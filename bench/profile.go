@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"maps"
@@ -19,11 +20,12 @@ import (
 )
 
 // Profiles: with Env.ProfileDir set (bench -profile DIR, make profile)
-// the last repetition of every scenario runs under perf record, call
-// graphs of everything on the SUT CPUs (perfRecordArgs; Go symbols from
-// the binaries the run built, kept in DIR/bin), and DIR/<scenario>.txt summarises it: the
-// CPU by process and shared object, and the functions with the most CPU
-// including their callees. The held-streams scenarios also take each
+// every repetition runs under perf record, call graphs of everything on
+// the SUT CPUs (perfRecordArgs; Go symbols from the binaries the run
+// built, kept in DIR/bin), and DIR/<scenario>.txt summarises them: the
+// CPU by layer over the repetitions (layerTable), then the last
+// repetition's CPU by process and shared object, and the functions with
+// the most CPU including their callees. The held-streams scenarios also take each
 // onramp process's Go heap and goroutine profiles while the streams are
 // held (DIR/<scenario>.<role>.heap.pb.gz, .goroutine.pb.gz; top entries
 // in the .txt). Profiled figures carry perf's overhead: they are for
@@ -46,7 +48,7 @@ func profileName(scenario string) string { return notFileName.ReplaceAllString(s
 // graphs until the returned function is called, which returns the
 // recording for perfSummary. Without perf it logs why, records nothing
 // and stop returns "".
-func (env *Env) startPerf(scenario string, pids []int) (stop func() (data string)) {
+func (env *Env) startPerf(scenario string, pids []int, last bool) (stop func() (data string)) {
 	none := func() string { return "" }
 	if len(pids) == 0 {
 		return none
@@ -55,7 +57,11 @@ func (env *Env) startPerf(scenario string, pids []int) (stop func() (data string
 		env.Logf("profile: no perf (apt-get install linux-perf): %v", err)
 		return none
 	}
-	data := filepath.Join(env.ProfileDir, profileName(scenario)+".perf.data")
+	name := profileName(scenario)
+	if !last {
+		name += ".rep"
+	}
+	data := filepath.Join(env.ProfileDir, name+".perf.data")
 	cmd := exec.Command("perf", perfRecordArgs(env.SUTCPUs, pids, data)...)
 	var out strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &out
@@ -95,9 +101,9 @@ func perfRecordArgs(sutCPUs string, pids []int, data string) []string {
 }
 
 // perfSummary appends the report of data to the scenario's summary:
-// the CPU by layer (see layerTable; v is the profiled repetition's
-// figures, nil if it failed), then perf's own tables.
-func (env *Env) perfSummary(scenario, data string, v map[string]float64) {
+// the CPU by layer over the repetitions (see layerTable), then perf's own
+// tables of data, the last repetition's recording.
+func (env *Env) perfSummary(scenario, data string, reps []layerRep) {
 	reports := []struct {
 		title string
 		args  []string
@@ -112,19 +118,7 @@ func (env *Env) perfSummary(scenario, data string, v map[string]float64) {
 		what = "the SUT CPUs " + env.SUTCPUs
 	}
 	fmt.Fprintf(&b, "# %s: perf record -g -F 999 of %s, last repetition\n# perf report -i %s\n", scenario, what, data)
-	out, err := exec.Command("perf", "report", "-i", data, "--stdio", "--no-children", "--sort", "comm,dso,sym", "-g", "none", "-n", "--percent-limit", "0").Output()
-	if err != nil {
-		env.Logf("profile: perf report: %v", err)
-		return
-	}
-	per, unit := math.NaN(), ""
-	for _, m := range []struct{ name, unit string }{{"cpu_per_gb", "CPU-s/GB"}, {"cpu_per_kop", "CPU-ms/1k"}} {
-		if x, ok := v[m.name]; ok {
-			per, unit = x, m.unit
-			break
-		}
-	}
-	fmt.Fprintf(&b, "\n## CPU by layer (every process but the idle task; %s: the repetition's, split by the shares)\n%s", unit, layerTable(string(out), per, unit))
+	fmt.Fprintf(&b, "\n## CPU by layer (every process but the idle task; medians over %d repetitions: the layer's share, and that share of the repetition's CPU figure)\n%s", len(reps), layerTable(reps))
 	for _, r := range reports {
 		args := append([]string{"report", "-i", data, "--stdio"}, r.args...)
 		out, err := exec.Command("perf", args...).CombinedOutput()
@@ -313,7 +307,7 @@ func dropComments(s string, max int) string {
 // A layer is where a profile's CPU went: the transport's crypto, quic-go,
 // onramp's own code, Go's runtime and library, copies in user space, and
 // the kernel's copies, its return from interrupts and system calls, and
-// the rest of it. Split by the profiled repetition's CPU per GB (or per
+// the rest of it. Split by each repetition's CPU per GB (or per
 // 1000 operations), the layers of two scenarios say where one costs more
 // than the other.
 var layers = []struct {
@@ -346,11 +340,37 @@ func layerOf(comm string, kernel bool, sym string) string {
 // samples, comm, dso, [k] or [.], symbol.
 var perfLine = regexp.MustCompile(`^\s*[\d.]+%\s+(\d+)\s+(\S+)\s+(\S+)\s+\[([k.])\]\s+(.+?)\s*$`)
 
-// layerTable sums a perf report (-n --sort comm,dso,sym) by layer, the
-// idle task (swapper) left out, and writes each layer's share of the
-// rest and, if per (the run's cpu_per_gb or cpu_per_kop, unit its
-// unit) is a number, that share of it.
-func layerTable(report string, per float64, unit string) string {
+// layerRep is one repetition's CPU by layer: each layer's share of the
+// samples (the idle task left out), and the repetition's CPU figure
+// (cpu_per_gb or cpu_per_kop, NaN without one) in unit.
+type layerRep struct {
+	shares  map[string]float64
+	samples int
+	per     float64
+	unit    string
+}
+
+// perfLayers sums the recording data by layer, with v the repetition's
+// figures.
+func (env *Env) perfLayers(data string, v map[string]float64) layerRep {
+	out, err := exec.Command("perf", "report", "-i", data, "--stdio", "--no-children", "--sort", "comm,dso,sym", "-g", "none", "-n", "--percent-limit", "0").Output()
+	if err != nil {
+		env.Logf("profile: perf report: %v", err)
+	}
+	r := layerShares(string(out))
+	r.per = math.NaN()
+	for _, m := range []struct{ name, unit string }{{"cpu_per_gb", "CPU-s/GB"}, {"cpu_per_kop", "CPU-ms/1k"}} {
+		if x, ok := v[m.name]; ok {
+			r.per, r.unit = x, m.unit
+			break
+		}
+	}
+	return r
+}
+
+// layerShares sums a perf report (-n --sort comm,dso,sym) by layer, the
+// idle task (swapper) left out.
+func layerShares(report string) layerRep {
 	sums := map[string]int{}
 	total := 0
 	for line := range strings.SplitSeq(report, "\n") {
@@ -362,25 +382,79 @@ func layerTable(report string, per float64, unit string) string {
 		sums[layerOf(m[2], m[4] == "k", m[5])] += n
 		total += n
 	}
-	if total == 0 {
+	r := layerRep{shares: map[string]float64{}, samples: total, per: math.NaN()}
+	for name, n := range sums {
+		r.shares[name] = float64(n) / float64(total)
+	}
+	return r
+}
+
+// layerTable writes, for each layer, the median over reps of its share
+// and, where the repetitions have a CPU figure, of that share of it: a
+// slow spell of the machine in one repetition moves neither much.
+func layerTable(reps []layerRep) string {
+	var withData []layerRep
+	unit, per := "", true
+	for _, r := range reps {
+		if r.samples == 0 {
+			continue
+		}
+		withData = append(withData, r)
+		if math.IsNaN(r.per) || r.per <= 0 {
+			per = false
+		} else {
+			unit = r.unit
+		}
+	}
+	if len(withData) == 0 {
 		return ""
 	}
-	names := slices.SortedFunc(maps.Keys(sums), func(a, b string) int { return sums[b] - sums[a] })
+	type row struct {
+		name       string
+		share, abs float64
+	}
+	var rows []row
+	names := map[string]bool{}
+	for _, r := range withData {
+		for name := range r.shares {
+			names[name] = true
+		}
+	}
+	samples := make([]float64, 0, len(withData))
+	for _, r := range withData {
+		samples = append(samples, float64(r.samples))
+	}
+	for name := range names {
+		shares := make([]float64, 0, len(withData))
+		abs := make([]float64, 0, len(withData))
+		for _, r := range withData {
+			shares = append(shares, r.shares[name])
+			abs = append(abs, r.shares[name]*r.per)
+		}
+		slices.Sort(shares)
+		slices.Sort(abs)
+		rows = append(rows, row{name, Median(shares), Median(abs)})
+	}
+	slices.SortFunc(rows, func(a, b row) int {
+		if c := cmp.Compare(b.share, a.share); c != 0 {
+			return c
+		}
+		return strings.Compare(a.name, b.name)
+	})
 	var b strings.Builder
-	withPer := !math.IsNaN(per) && per > 0
-	if withPer {
+	if per {
 		fmt.Fprintf(&b, "| layer | share | %s |\n|---|---|---|\n", unit)
 	} else {
 		b.WriteString("| layer | share |\n|---|---|\n")
 	}
-	for _, name := range names {
-		share := float64(sums[name]) / float64(total)
-		if withPer {
-			fmt.Fprintf(&b, "| %s | %.1f%% | %.3g |\n", name, 100*share, share*per)
+	for _, r := range rows {
+		if per {
+			fmt.Fprintf(&b, "| %s | %.1f%% | %.3g |\n", r.name, 100*r.share, r.abs)
 		} else {
-			fmt.Fprintf(&b, "| %s | %.1f%% |\n", name, 100*share)
+			fmt.Fprintf(&b, "| %s | %.1f%% |\n", r.name, 100*r.share)
 		}
 	}
-	fmt.Fprintf(&b, "(%d samples)\n", total)
+	slices.Sort(samples)
+	fmt.Fprintf(&b, "(%d repetitions, median %.0f samples each)\n", len(withData), Median(samples))
 	return b.String()
 }

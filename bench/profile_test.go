@@ -72,8 +72,9 @@ func TestPerfRecordArgs(t *testing.T) {
 	}
 }
 
-// A perf report's samples are summed by layer, the idle task left out,
-// and split by the run's figure.
+// A perf report's samples are summed by layer, the idle task left out;
+// the table has each layer's median over the repetitions, as a share and
+// as that share of each repetition's figure.
 func TestLayerTable(t *testing.T) {
 	report := `# comment
     40.00%    400  edge       edge               [.] crypto/internal/fips140/aes/gcm.gcmAesEnc.abi0
@@ -86,26 +87,44 @@ func TestLayerTable(t *testing.T) {
      3.00%     30  connector  connector          [.] github.com/onramp-net/onramp/l4proxy/internal/pipe.(*copier).loop
      2.00%     20  haproxy    haproxy            [.] process_stream
 `
-	got := layerTable(report, 2.0, "CPU-s/GB")
+	r := layerShares(report)
+	if r.samples != 950 {
+		t.Errorf("samples %d, want 950 (the idle task's 50 left out)", r.samples)
+	}
+	if _, ok := r.shares["other: swapper"]; ok {
+		t.Errorf("the idle task is counted: %v", r.shares)
+	}
+	r.per, r.unit = 2.0, "CPU-s/GB"
+	// A second repetition on a slower machine: the same shares, a
+	// higher figure; a third where crypto took a larger share.
+	slow := r
+	slow.per = 4.0
+	other := layerShares(strings.Replace(report, "    400  edge", "    900  edge", 1))
+	other.per, other.unit = 3.0, "CPU-s/GB"
+	got := layerTable([]layerRep{r, slow, other})
 	for _, want := range []string{
-		"| crypto (AEAD seal and open) | 42.1% | 0.842 |",
+		"| layer | share | CPU-s/GB |",
+		"| crypto (AEAD seal and open) | 42.1% | 1.68 |", // shares 42.1, 42.1, 62.1%; of 2, 4, 3: 0.84, 1.68, 1.86
 		"| kernel: pvm_irq_enable (returns from system calls and interrupts on this guest) | 21.1% | 0.421 |",
 		"| kernel: copies to and from user space | 10.5% | 0.211 |",
-		"| kernel: the rest (TCP/UDP, softirqs, scheduler, polling) | 10.5% | 0.211 |",
 		"| quic-go | 5.3% | 0.105 |",
-		"| user-space copies (memmove, memclr) | 5.3% | 0.105 |",
 		"| onramp | 3.2% | 0.0632 |",
 		"| other: haproxy | 2.1% | 0.0421 |",
-		"(950 samples)",
+		"(3 repetitions, median 950 samples each)",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("missing %q in\n%s", want, got)
 		}
 	}
-	if strings.Contains(got, "swapper") || strings.Contains(got, "idle") {
-		t.Errorf("the idle task is counted:\n%s", got)
+	if i, j := strings.Index(got, "crypto"), strings.Index(got, "pvm_irq_enable"); i > j {
+		t.Errorf("not by share:\n%s", got)
 	}
-	if got := layerTable(report, math.NaN(), ""); !strings.Contains(got, "| crypto (AEAD seal and open) | 42.1% |\n") {
+	// Without a CPU figure (a failed repetition's), shares only.
+	r.per = math.NaN()
+	if got := layerTable([]layerRep{r}); !strings.Contains(got, "| crypto (AEAD seal and open) | 42.1% |\n") {
 		t.Errorf("without a figure: %s", got)
+	}
+	if got := layerTable(nil); got != "" {
+		t.Errorf("no repetitions: %q", got)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"os"
 	"regexp"
 	"strings"
 	"time"
@@ -242,6 +243,7 @@ type scenarioRun struct {
 	err     string
 	unavail string // why the scenario is not available here
 	logTail string
+	layers  []layerRep // with -profile: each repetition's CPU by layer
 }
 
 func newScenarioRun(r *Runner, s Scenario) *scenarioRun {
@@ -321,9 +323,13 @@ func (sr *scenarioRun) runRep(ctx context.Context, rep int, named bool) {
 	rig := sr.rig
 	env.Current = s.Name
 	stopPerf := func() string { return "" }
-	if env.ProfileDir != "" && rep == sr.reps {
-		env.Profiling = true
-		stop := env.startPerf(s.Name, rig.Measured)
+	if env.ProfileDir != "" {
+		// Every repetition is recorded for the CPU by layer (its median
+		// over them); the last one's recording is kept for the rest of
+		// the summary, and the held streams' Go profiles are of it.
+		last := rep == sr.reps
+		env.Profiling = last
+		stop := env.startPerf(s.Name, rig.Measured, last)
 		stopPerf = func() string { env.Profiling = false; return stop() }
 	}
 	netstat := sr.netstat(rig)
@@ -340,7 +346,7 @@ func (sr *scenarioRun) runRep(ctx context.Context, rep int, named bool) {
 	netstat(machine)
 	if err != nil {
 		if perfData != "" {
-			env.perfSummary(s.Name, perfData, nil)
+			env.perfSummary(s.Name, perfData, sr.layers)
 		}
 		sr.fail(fmt.Errorf("run %d of %d: %w", rep, sr.reps, err))
 		return
@@ -383,7 +389,12 @@ func (sr *scenarioRun) runRep(ctx context.Context, rep int, named bool) {
 		}
 	}
 	if perfData != "" {
-		env.perfSummary(s.Name, perfData, v)
+		sr.layers = append(sr.layers, env.perfLayers(perfData, v))
+		if rep == sr.reps {
+			env.perfSummary(s.Name, perfData, sr.layers)
+		} else {
+			_ = os.Remove(perfData) // its layers are taken
+		}
 	}
 	sr.machine[0] = append(sr.machine[0], JSONNum(machine.Seal))
 	sr.machine[1] = append(sr.machine[1], JSONNum(machine.Copy))
