@@ -178,6 +178,35 @@ func TestProxyParkedRefused(t *testing.T) {
 	waitParked(t, 0, "after")
 }
 
+// TestProxyParkedRefusedClosed: with nothing to answer (a TCP binding,
+// no OnRefused), a refusal that comes while the user's socket is parked
+// closes the user's connection and ends the Proxy: its direction from the
+// socket, parked, is ended by the refusal (closing the socket wakes
+// nothing), or the Proxy, its stream and its place under the tunnel's
+// stream limit would be held until the idle timeout, or for ever.
+func TestProxyParkedRefusedClosed(t *testing.T) {
+	u, a := tcpPair(t)
+	s := blockedRefusal{refuse: make(chan struct{})}
+	p := &Proxy{A: ConnSide{a}, B: s}
+	done := make(chan Result, 1)
+	go func() { done <- p.Run(t.Context()) }()
+	waitParked(t, 1, "quiet")
+	close(s.refuse)
+	u.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if got, err := io.ReadAll(u); len(got) != 0 || err != nil {
+		t.Fatalf("the user read %q, %v; want an orderly close", got, err)
+	}
+	select {
+	case res := <-done:
+		if res.Refused == nil || res.Err != nil {
+			t.Fatalf("result %+v; want refused, not aborted", res)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run still running 5 s after the refusal")
+	}
+	waitParked(t, 0, "after")
+}
+
 // TestProxyIdleHoldsOneGoroutine: 200 quiet proxies between sockets,
 // started with Start, hold one goroutine each (the one reading B, a
 // stream in the tunnel) and none for the socket's direction.

@@ -462,8 +462,11 @@ func (p *Proxy) refusal(n int64, err error, eof bool) *tunnel.StreamError {
 			}
 			p.B.Reset()
 			if p.OnRefused == nil {
-				// Nothing to tell the user: close at once.
+				// Nothing to tell the user: close at once. A parked
+				// direction would never wake (closing a socket is no
+				// event for the poller): it ends here.
 				_ = p.A.Close()
+				p.ad.takeParked(func() {})
 				return se
 			}
 			_ = p.A.CloseWrite()
