@@ -315,12 +315,15 @@ func (s *Server) proxyStream(ctx context.Context, c net.Conn, name string, req *
 	}
 	// This goroutine goes on as the direction from the user (RunIn).
 	p.RunIn(hold.proxies, func(res pipe.Result) {
+		// How the stream ended is counted before its place under the
+		// tunnel's stream limit is given back: whoever gets that place
+		// next sees the count.
+		s.logResult(logArgs, res)
 		open.Dec()
 		lc.streams.Add(-1)
 		te.noteStream(res.AToB + res.BToA)
 		s.release(te)
 		release()
-		s.logResult(logArgs, res)
 	})
 }
 
