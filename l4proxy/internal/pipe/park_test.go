@@ -167,6 +167,13 @@ func TestProxyParkedRefused(t *testing.T) {
 	if got := readN(t, u, 12); string(got) != "403 refused\n" {
 		t.Fatalf("the user read %q", got)
 	}
+	waitRefused(t, done)
+}
+
+// waitRefused waits for the result of a Proxy whose stream was refused:
+// the refusal, not an abort, within 5 s, and no socket left parked.
+func waitRefused(t *testing.T, done chan Result) {
+	t.Helper()
 	select {
 	case res := <-done:
 		if res.Refused == nil || res.Err != nil {
@@ -196,15 +203,7 @@ func TestProxyParkedRefusedClosed(t *testing.T) {
 	if got, err := io.ReadAll(u); len(got) != 0 || err != nil {
 		t.Fatalf("the user read %q, %v; want an orderly close", got, err)
 	}
-	select {
-	case res := <-done:
-		if res.Refused == nil || res.Err != nil {
-			t.Fatalf("result %+v; want refused, not aborted", res)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("Run still running 5 s after the refusal")
-	}
-	waitParked(t, 0, "after")
+	waitRefused(t, done)
 }
 
 // TestProxyIdleHoldsOneGoroutine: 200 quiet proxies between sockets,
